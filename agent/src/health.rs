@@ -1,0 +1,197 @@
+//! Health checks: an HTTP GET expecting 2xx/3xx, or a TCP connect. Each check says what it
+//! saw, so "unhealthy" always comes with a reason.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Longest one check may take.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What one check saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    pub healthy: bool,
+    /// "HTTP 200 in 3 ms", "connection refused", "HTTP 500: <body start>".
+    pub summary: String,
+    /// Nothing accepted the connection (as opposed to an answer that was wrong).
+    pub refused: bool,
+}
+
+/// Checks `host:port`, with an HTTP GET of `path` when given, else a TCP connect.
+pub async fn check(host: IpAddr, port: u16, path: Option<&str>, timeout: Duration) -> Checked {
+    let started = Instant::now();
+    let addr = SocketAddr::new(host, port);
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => return fail(format!("connecting to {addr} timed out"), false),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return fail(format!("connection refused on {addr}"), true)
+        }
+        Ok(Err(e)) => return fail(format!("cannot connect to {addr}: {e}"), true),
+        Ok(Ok(s)) => s,
+    };
+    let Some(path) = path else {
+        return Checked {
+            healthy: true,
+            summary: format!("TCP connect in {} ms", started.elapsed().as_millis()),
+            refused: false,
+        };
+    };
+    match tokio::time::timeout(timeout, http_get(stream, addr, path)).await {
+        Err(_) => fail(
+            format!("GET {path} got no answer within {}", humantime::format_duration(timeout)),
+            false,
+        ),
+        Ok(Err(e)) => fail(format!("GET {path} failed: {e}"), false),
+        Ok(Ok((status, body))) => {
+            let ms = started.elapsed().as_millis();
+            if (200..400).contains(&status) {
+                Checked {
+                    healthy: true,
+                    summary: format!("HTTP {status} in {ms} ms"),
+                    refused: false,
+                }
+            } else {
+                let body = body.trim();
+                let summary = if body.is_empty() {
+                    format!("GET {path} returned HTTP {status}")
+                } else {
+                    format!("GET {path} returned HTTP {status}: {body}")
+                };
+                fail(summary, false)
+            }
+        }
+    }
+}
+
+fn fail(summary: String, refused: bool) -> Checked {
+    Checked {
+        healthy: false,
+        summary,
+        refused,
+    }
+}
+
+/// A minimal HTTP/1.1 GET: returns the status code and the start of the body.
+async fn http_get(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    path: &str,
+) -> std::io::Result<(u16, String)> {
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: deploy-agent\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    // Read the head and a little of the body; never more than 8 KiB.
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = find(&buf, b"\r\n\r\n") {
+            if buf.len() >= end + 4 + 200 || buf.len() >= 8192 {
+                break;
+            }
+        }
+        if buf.len() >= 8192 {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let status_line = text.lines().next().unwrap_or_default();
+    let mut parts = status_line.split_whitespace();
+    let version = parts.next().unwrap_or_default();
+    let status = parts.next().and_then(|s| s.parse::<u16>().ok());
+    match (version.starts_with("HTTP/"), status) {
+        (true, Some(status)) => {
+            let body = match text.find("\r\n\r\n") {
+                Some(i) => text[i + 4..].chars().take(200).collect(),
+                None => String::new(),
+            };
+            Ok((status, body.replace(['\r', '\n'], " ")))
+        }
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the answer is not HTTP: {:?}",
+                status_line.chars().take(80).collect::<String>()
+            ),
+        )),
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Poll delays while waiting for a new release: fast at first, backing off to 250 ms.
+pub fn startup_poll_delay(attempt: u32) -> Duration {
+    let ms = 10u64.saturating_mul(1u64 << attempt.min(5));
+    Duration::from_millis(ms.min(250))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use tokio::net::TcpListener;
+
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    async fn serve_once(reply: &'static str) -> u16 {
+        let l = TcpListener::bind((LOCAL, 0)).await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            s.write_all(reply.as_bytes()).await.unwrap();
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn http_200_is_healthy() {
+        let port = serve_once("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+        let c = check(LOCAL, port, Some("/health"), CHECK_TIMEOUT).await;
+        assert!(c.healthy, "{c:?}");
+        assert!(c.summary.starts_with("HTTP 200"));
+    }
+
+    #[tokio::test]
+    async fn http_500_reports_status_and_body() {
+        let port = serve_once("HTTP/1.1 500 Oops\r\n\r\nmodel not loaded").await;
+        let c = check(LOCAL, port, Some("/health"), CHECK_TIMEOUT).await;
+        assert!(!c.healthy);
+        assert_eq!(c.summary, "GET /health returned HTTP 500: model not loaded");
+    }
+
+    #[tokio::test]
+    async fn refused_is_reported() {
+        let l = TcpListener::bind((LOCAL, 0)).await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let c = check(LOCAL, port, None, CHECK_TIMEOUT).await;
+        assert!(!c.healthy && c.refused, "{c:?}");
+    }
+
+    #[tokio::test]
+    async fn not_http_is_reported() {
+        let port = serve_once("SSH-2.0-OpenSSH\r\n").await;
+        let c = check(LOCAL, port, Some("/"), CHECK_TIMEOUT).await;
+        assert!(!c.healthy);
+        assert!(c.summary.contains("not HTTP"), "{}", c.summary);
+    }
+
+    #[test]
+    fn poll_delay_backs_off_and_caps() {
+        assert_eq!(startup_poll_delay(0), Duration::from_millis(10));
+        assert_eq!(startup_poll_delay(2), Duration::from_millis(40));
+        assert_eq!(startup_poll_delay(30), Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,84 @@
+//! Plain HTTP for load balancers and monitoring, answered from the supervisor's cached
+//! state (never by probing an app inline): `/healthz`, `/readyz`,
+//! `/deployments/NAME/health`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::supervisor::Supervisor;
+
+pub async fn serve(listener: TcpListener, sup: Arc<Supervisor>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "http accept failed");
+                    continue;
+                }
+            },
+        };
+        let sup = sup.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let sup = sup.clone();
+                async move { Ok::<_, Infallible>(route(&sup, req)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn route(sup: &Supervisor, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET\n".into());
+    }
+    let path = req.uri().path();
+    match path {
+        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" => reply(StatusCode::OK, "text/plain", "ready\n".into()),
+        _ => match path
+            .strip_prefix("/deployments/")
+            .and_then(|rest| rest.strip_suffix("/health"))
+        {
+            Some(name) => deployment_health(sup, name),
+            None => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+        },
+    }
+}
+
+fn deployment_health(sup: &Supervisor, name: &str) -> Response<Full<Bytes>> {
+    match sup.healthy(name) {
+        Some((healthy, state, last)) => {
+            let body = serde_json::json!({
+                "name": name, "healthy": healthy, "state": state, "last_check": last,
+            });
+            let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            reply(code, "application/json", format!("{body}\n"))
+        }
+        None => {
+            let body = serde_json::json!({"name": name, "healthy": false, "state": "not found"});
+            reply(StatusCode::NOT_FOUND, "application/json", format!("{body}\n"))
+        }
+    }
+}
+
+fn reply(code: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = code;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    resp
+}

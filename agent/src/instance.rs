@@ -1,0 +1,481 @@
+//! One running release of a deployment: a task that owns the app's process, waits for it
+//! to become healthy, keeps checking it, and restarts it by policy with capped backoff.
+//! Everyone else sees it through [`Instance`]: a status snapshot and a stop command.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::process::Child;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::health;
+use crate::ports;
+use crate::process::{self, Launch, Stopped};
+use crate::spec::{HealthSpec, RestartPolicy};
+
+/// Consecutive failed checks after which a healthy app counts as unhealthy.
+const UNHEALTHY_AFTER: u32 = 3;
+/// A run that stayed up this long resets the restart backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Lines of the app's output a failed start reports.
+const TAIL_LINES: usize = 20;
+
+/// Everything needed to run one release.
+#[derive(Debug, Clone)]
+pub struct InstanceConfig {
+    pub name: String,
+    pub release: u32,
+    pub launch: Launch,
+    pub log: PathBuf,
+    pub host: IpAddr,
+    pub port: u16,
+    pub health: HealthSpec,
+    pub restart: RestartPolicy,
+    pub kill_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Started (or restarted), not yet healthy.
+    Pending,
+    /// The first start of a new release, while its deploy waits for it.
+    Deploying,
+    Healthy,
+    Unhealthy,
+    /// Exited or never became healthy; may be waiting for a restart.
+    Failed,
+    Stopped,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Deploying => "deploying",
+            State::Healthy => "healthy",
+            State::Unhealthy => "unhealthy",
+            State::Failed => "failed",
+            State::Stopped => "stopped",
+        }
+    }
+}
+
+/// A snapshot others read; written only by the instance task.
+#[derive(Debug, Clone)]
+pub struct InstanceStatus {
+    pub state: State,
+    pub pid: Option<u32>,
+    pub started_at: Option<SystemTime>,
+    pub restarts: u32,
+    pub last_health: String,
+    /// Why the state is what it is, when that needs saying.
+    pub message: String,
+    pub last_exit_code: Option<i32>,
+    pub next_restart_at: Option<Instant>,
+}
+
+/// Why a new release did not become healthy.
+#[derive(Debug, Clone)]
+pub struct StartFailure {
+    pub reason: String,
+    /// The app's own last lines of output.
+    pub tail: Vec<String>,
+}
+
+enum Cmd {
+    Stop(oneshot::Sender<(Option<u32>, Stopped)>),
+}
+
+/// A handle on a running release.
+#[derive(Debug)]
+pub struct Instance {
+    pub release: u32,
+    pub status: Arc<Mutex<InstanceStatus>>,
+    cmds: mpsc::Sender<Cmd>,
+}
+
+impl Instance {
+    /// Starts the release; the receiver learns once whether it became healthy (with its pid).
+    pub fn start(cfg: InstanceConfig) -> (Instance, oneshot::Receiver<Result<u32, StartFailure>>) {
+        let status = Arc::new(Mutex::new(InstanceStatus {
+            state: State::Deploying,
+            pid: None,
+            started_at: None,
+            restarts: 0,
+            last_health: String::new(),
+            message: String::new(),
+            last_exit_code: None,
+            next_restart_at: None,
+        }));
+        let (cmd_tx, cmd_rx) = mpsc::channel(4);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let task = Task {
+            cfg: Arc::new(cfg),
+            status: status.clone(),
+            cmds: cmd_rx,
+        };
+        let release = task.cfg.release;
+        tokio::spawn(task.run(ready_tx));
+        (
+            Instance {
+                release,
+                status,
+                cmds: cmd_tx,
+            },
+            ready_rx,
+        )
+    }
+
+    pub fn snapshot(&self) -> InstanceStatus {
+        lock(&self.status).clone()
+    }
+
+    /// Stops the app (SIGTERM, grace, SIGKILL) and ends the task.
+    pub async fn stop(&self) -> (Option<u32>, Stopped) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmds.send(Cmd::Stop(tx)).await.is_err() {
+            return (None, Stopped::NotRunning);
+        }
+        rx.await.unwrap_or((None, Stopped::NotRunning))
+    }
+}
+
+fn lock(m: &Mutex<InstanceStatus>) -> std::sync::MutexGuard<'_, InstanceStatus> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+type StopReply = oneshot::Sender<(Option<u32>, Stopped)>;
+
+/// What the app did while we waited for it to become healthy.
+enum Waited {
+    Healthy(String),
+    Failed { reason: String, exit: Option<i32> },
+    /// A stop arrived (`None`: every handle is gone, the agent is shutting down).
+    Stop(Option<StopReply>),
+}
+
+/// How supervising a healthy app ended.
+enum Ended {
+    /// Exited (with its code) or stayed unhealthy (no code) while the policy restarts.
+    Failed { reason: String, exit: Option<i32> },
+    Stop(Option<StopReply>),
+}
+
+struct Task {
+    cfg: Arc<InstanceConfig>,
+    status: Arc<Mutex<InstanceStatus>>,
+    cmds: mpsc::Receiver<Cmd>,
+}
+
+impl Task {
+    fn set(&self, f: impl FnOnce(&mut InstanceStatus)) {
+        f(&mut lock(&self.status));
+    }
+
+    async fn run(mut self, ready: oneshot::Sender<Result<u32, StartFailure>>) {
+        let mut ready = Some(ready);
+        let mut backoff = BACKOFF_FIRST;
+        loop {
+            let log_offset = std::fs::metadata(&self.cfg.log).map(|m| m.len()).unwrap_or(0);
+            let spawned = process::spawn_app(&self.cfg.launch, &self.cfg.log);
+            let (mut child, pid) = match spawned {
+                Ok(child) => {
+                    let pid = child.id().unwrap_or(0);
+                    (child, pid)
+                }
+                Err(e) => {
+                    let reason = format!("cannot start the command: {e}");
+                    if let Some(r) = ready.take() {
+                        self.set(|s| {
+                            s.state = State::Failed;
+                            s.message = reason.clone();
+                        });
+                        let _ = r.send(Err(StartFailure { reason, tail: vec![] }));
+                        return;
+                    }
+                    self.set(|s| s.message = reason);
+                    if !self.wait_before_restart(&mut backoff).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let first = ready.is_some();
+            self.set(|s| {
+                s.pid = Some(pid);
+                s.started_at = Some(SystemTime::now());
+                s.state = if first { State::Deploying } else { State::Pending };
+                s.next_restart_at = None;
+            });
+            tracing::info!(deployment = %self.cfg.name, release = self.cfg.release, pid, "app started");
+            let started = Instant::now();
+
+            match self.wait_healthy(&mut child, pid).await {
+                Waited::Healthy(summary) => {
+                    self.set(|s| {
+                        s.state = State::Healthy;
+                        s.last_health = summary;
+                        s.message.clear();
+                    });
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(Ok(pid));
+                    }
+                }
+                Waited::Stop(reply) => return self.stop_and_end(&mut child, pid, reply).await,
+                Waited::Failed { reason, exit } => {
+                    process::stop_group(&mut child, pid, self.cfg.kill_timeout).await;
+                    self.set(|s| {
+                        s.state = State::Failed;
+                        s.pid = None;
+                        s.message = reason.clone();
+                        s.last_exit_code = exit.or(s.last_exit_code);
+                    });
+                    if let Some(r) = ready.take() {
+                        let tail = log_tail(&self.cfg.log, log_offset, TAIL_LINES);
+                        let _ = r.send(Err(StartFailure { reason, tail }));
+                        return;
+                    }
+                    tracing::warn!(deployment = %self.cfg.name, %reason, "restart did not become healthy");
+                    if !self.wait_before_restart(&mut backoff).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+
+            // Supervising a healthy app.
+            let exit_code = match self.supervise(&mut child, pid).await {
+                Ended::Stop(reply) => return self.stop_and_end(&mut child, pid, reply).await,
+                Ended::Failed { reason, exit } => {
+                    // Unhealthy for too long while the policy restarts: stop it first.
+                    if exit.is_none() {
+                        process::stop_group(&mut child, pid, self.cfg.kill_timeout).await;
+                    }
+                    tracing::warn!(deployment = %self.cfg.name, %reason, "app failed");
+                    self.set(|s| {
+                        s.state = State::Failed;
+                        s.pid = None;
+                        s.message = reason;
+                        if exit.is_some() {
+                            s.last_exit_code = exit;
+                        }
+                    });
+                    exit
+                }
+            };
+            let restart = match exit_code {
+                Some(code) => self.cfg.restart.restarts_after(code),
+                None => self.cfg.restart != RestartPolicy::Never,
+            };
+            if !restart {
+                if exit_code == Some(0) {
+                    self.set(|s| s.state = State::Stopped);
+                }
+                // Nothing more to run; wait until told to stop, then end.
+                return self.idle_until_stop().await;
+            }
+            if started.elapsed() >= STABLE_AFTER {
+                backoff = BACKOFF_FIRST;
+            }
+            if !self.wait_before_restart(&mut backoff).await {
+                return;
+            }
+        }
+    }
+
+    /// Polls quickly until healthy, the app exits, the timeout passes, or a stop arrives.
+    async fn wait_healthy(&mut self, child: &mut Child, pid: u32) -> Waited {
+        let cfg = self.cfg.clone();
+        let deadline = Instant::now() + cfg.health.timeout;
+        let path = cfg.health.path.as_deref();
+        let mut attempt = 0;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return self.exited_early(status);
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let checked = health::check(
+                cfg.host,
+                cfg.port,
+                path,
+                remaining.clamp(Duration::from_millis(100), health::CHECK_TIMEOUT),
+            )
+            .await;
+            if checked.healthy {
+                return Waited::Healthy(checked.summary);
+            }
+            self.set(|s| s.last_health = checked.summary.clone());
+            if Instant::now() >= deadline {
+                let reason = explain_unhealthy(&cfg, pid, &checked);
+                return Waited::Failed { reason, exit: None };
+            }
+            let delay = health::startup_poll_delay(attempt).min(remaining);
+            attempt += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                status = child.wait() => {
+                    if let Ok(status) = status {
+                        return self.exited_early(status);
+                    }
+                }
+                cmd = self.cmds.recv() => return Waited::Stop(cmd.map(|Cmd::Stop(r)| r)),
+            }
+        }
+    }
+
+    fn exited_early(&self, status: std::process::ExitStatus) -> Waited {
+        Waited::Failed {
+            reason: format!(
+                "the app {} before becoming healthy",
+                process::describe_exit(status)
+            ),
+            exit: Some(process::exit_code(status)),
+        }
+    }
+
+    /// Checks every interval; returns when the app exits, stays unhealthy (and the policy
+    /// restarts), or a stop arrives.
+    async fn supervise(&mut self, child: &mut Child, pid: u32) -> Ended {
+        let cfg = self.cfg.clone();
+        let mut failures = 0;
+        loop {
+            tokio::select! {
+                status = child.wait() => {
+                    let (reason, code) = match status {
+                        Ok(st) => (format!("the app {}", process::describe_exit(st)), process::exit_code(st)),
+                        Err(e) => (format!("lost track of the app: {e}"), -1),
+                    };
+                    return Ended::Failed { reason, exit: Some(code) };
+                }
+                cmd = self.cmds.recv() => return Ended::Stop(cmd.map(|Cmd::Stop(r)| r)),
+                _ = tokio::time::sleep(cfg.health.interval) => {
+                    let checked = health::check(cfg.host, cfg.port, cfg.health.path.as_deref(), health::CHECK_TIMEOUT).await;
+                    if checked.healthy {
+                        failures = 0;
+                        self.set(|s| {
+                            s.state = State::Healthy;
+                            s.last_health = checked.summary;
+                            s.message.clear();
+                        });
+                        continue;
+                    }
+                    failures += 1;
+                    let unhealthy = failures >= UNHEALTHY_AFTER;
+                    let reason = if unhealthy { explain_unhealthy(&cfg, pid, &checked) } else { String::new() };
+                    self.set(|s| {
+                        s.last_health = checked.summary.clone();
+                        if unhealthy {
+                            s.state = State::Unhealthy;
+                            s.message = reason.clone();
+                        }
+                    });
+                    if unhealthy && cfg.restart != RestartPolicy::Never {
+                        return Ended::Failed { reason, exit: None };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleeps the backoff (doubling it, capped), unless a stop arrives. `false`: stopped.
+    async fn wait_before_restart(&mut self, backoff: &mut Duration) -> bool {
+        let delay = *backoff;
+        *backoff = (*backoff * 2).min(BACKOFF_MAX);
+        self.set(|s| {
+            s.state = State::Failed;
+            s.next_restart_at = Some(Instant::now() + delay);
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {
+                self.set(|s| {
+                    s.restarts += 1;
+                    s.next_restart_at = None;
+                });
+                true
+            }
+            cmd = self.cmds.recv() => {
+                self.set(|s| {
+                    s.state = State::Stopped;
+                    s.next_restart_at = None;
+                });
+                if let Some(Cmd::Stop(reply)) = cmd {
+                    let _ = reply.send((None, Stopped::NotRunning));
+                }
+                false
+            }
+        }
+    }
+
+    async fn idle_until_stop(mut self) {
+        if let Some(Cmd::Stop(reply)) = self.cmds.recv().await {
+            self.set(|s| s.state = State::Stopped);
+            let _ = reply.send((None, Stopped::NotRunning));
+        }
+    }
+
+    async fn stop_and_end(
+        &self,
+        child: &mut Child,
+        pid: u32,
+        reply: Option<StopReply>,
+    ) {
+        let Some(reply) = reply else {
+            // Every handle is gone (the agent is shutting down): leave the app running.
+            return;
+        };
+        let how = process::stop_group(child, pid, self.cfg.kill_timeout).await;
+        tracing::info!(deployment = %self.cfg.name, release = self.cfg.release, pid, how = how.as_str(), "app stopped");
+        self.set(|s| {
+            s.state = State::Stopped;
+            s.pid = None;
+        });
+        let _ = reply.send((Some(pid), how));
+    }
+}
+
+/// A health failure, explained: what the check saw, and where the app listens instead.
+fn explain_unhealthy(cfg: &InstanceConfig, pgid: u32, last: &health::Checked) -> String {
+    let target = format!("{}:{}", cfg.host, cfg.port);
+    let mut reason = format!("the health check of {target} did not pass: {}", last.summary);
+    if last.refused {
+        let elsewhere: Vec<String> = ports::listening_of_group(pgid)
+            .into_iter()
+            .map(|(ip, port)| format!("{ip}:{port}"))
+            .collect();
+        if elsewhere.is_empty() {
+            reason = format!("nothing listens on {target} (connection refused); the app is running but opened no port: it must listen on $HOST:$PORT ({target})");
+        } else {
+            reason = format!(
+                "nothing listens on {target} (connection refused); the app listens on {} instead: it must listen on $HOST:$PORT ({target})",
+                elsewhere.join(", ")
+            );
+        }
+    }
+    reason
+}
+
+/// The last `n` lines written to `log` after `offset`.
+pub fn log_tail(log: &std::path::Path, offset: u64, n: usize) -> Vec<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(log) else {
+        return vec![];
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    // Read at most the last 64 KiB of this run's output.
+    let start = offset.max(len.saturating_sub(64 * 1024));
+    if f.seek(SeekFrom::Start(start)).is_err() {
+        return vec![];
+    }
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
+}

@@ -1,0 +1,100 @@
+//! Reading log files for the Logs RPC: the last N lines, then (when following) whatever is
+//! appended, polled, as whole lines.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::time::Duration;
+
+/// Most bytes read back for "the last N lines" (and for "all").
+const MAX_BACK: u64 = 8 * 1024 * 1024;
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// The last `n` lines of `path` (0: all, up to 8 MiB) and the offset just past them.
+pub fn tail(path: &Path, n: usize) -> std::io::Result<(Vec<u8>, u64)> {
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    let start = len.saturating_sub(MAX_BACK);
+    f.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::with_capacity((len - start) as usize);
+    f.read_to_end(&mut buf)?;
+    // Only whole lines: drop a partial last line (it is sent when it completes).
+    let whole = buf.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
+    buf.truncate(whole);
+    let end = start + whole as u64;
+    if n == 0 {
+        return Ok((buf, end));
+    }
+    let mut count = 0;
+    let mut cut = 0;
+    for (i, b) in buf.iter().enumerate().rev().skip(1) {
+        if *b == b'\n' {
+            count += 1;
+            if count == n {
+                cut = i + 1;
+                break;
+            }
+        }
+    }
+    Ok((buf.split_off(cut), end))
+}
+
+/// Sends whole lines appended after `offset` until the receiver is gone. A file that
+/// shrinks (rotated or truncated) is read again from its start.
+pub async fn follow(
+    path: &Path,
+    mut offset: u64,
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+) {
+    loop {
+        if tx.is_closed() {
+            return;
+        }
+        let len = tokio::fs::metadata(path).await.map(|m| m.len()).unwrap_or(0);
+        if len < offset {
+            offset = 0;
+        }
+        if len > offset {
+            let p = path.to_path_buf();
+            let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+                let mut f = std::fs::File::open(&p)?;
+                f.seek(SeekFrom::Start(offset))?;
+                let mut buf = Vec::new();
+                f.take(len - offset).read_to_end(&mut buf)?;
+                Ok(buf)
+            })
+            .await;
+            if let Ok(Ok(mut buf)) = read {
+                let whole = buf.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
+                buf.truncate(whole);
+                offset += whole as u64;
+                if !buf.is_empty() && tx.send(buf).await.is_err() {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(FOLLOW_POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_takes_last_lines() {
+        let dir = std::env::temp_dir().join(format!("logs-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("a.log");
+        std::fs::write(&p, "1\n2\n3\n4\npartial").unwrap();
+        assert_eq!(tail(&p, 2).unwrap().0, b"3\n4\n");
+        assert_eq!(tail(&p, 0).unwrap().0, b"1\n2\n3\n4\n");
+        assert_eq!(tail(&p, 10).unwrap().0, b"1\n2\n3\n4\n");
+        assert_eq!(tail(&p, 2).unwrap().1, 8);
+        assert_eq!(tail(&dir.join("missing"), 5).unwrap().0, b"");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

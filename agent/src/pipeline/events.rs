@@ -1,0 +1,185 @@
+//! Deploy progress: each step reports started / output / done / failed, to the client's
+//! stream (if it is still listening) and to the deployment's `deploy.log`.
+
+use std::fs::File;
+use std::future::Future;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+pub const RESOLVE: &str = "resolve";
+pub const FETCH: &str = "fetch";
+pub const CHECKOUT: &str = "checkout";
+pub const PACKAGES: &str = "packages";
+pub const START_SCRIPT: &str = "start-script";
+pub const START: &str = "start";
+pub const HEALTH: &str = "health";
+pub const ROLLBACK: &str = "rollback";
+/// The check that the port is free, before anything else.
+pub const PORT: &str = "port";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Started,
+    Output,
+    Done,
+    Skipped,
+    Failed,
+    Info,
+}
+
+/// How a deploy ended.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub ok: bool,
+    pub release: u32,
+    pub commit: String,
+    pub git_ref: String,
+    pub url: String,
+    pub packages_hash: String,
+    pub failed_step: String,
+    pub reason: String,
+    pub output_tail: Vec<String>,
+    pub kept_release: u32,
+    pub kept_healthy: bool,
+    pub total: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub step: &'static str,
+    pub phase: Phase,
+    pub message: String,
+    pub elapsed: Duration,
+    pub outcome: Option<Outcome>,
+}
+
+/// Why a step failed: the step, a reason a person can act on, and the output's tail.
+#[derive(Debug, Clone)]
+pub struct StepError {
+    pub step: &'static str,
+    pub reason: String,
+    pub tail: Vec<String>,
+}
+
+impl StepError {
+    pub fn new(step: &'static str, reason: impl Into<String>) -> Self {
+        StepError {
+            step,
+            reason: reason.into(),
+            tail: Vec::new(),
+        }
+    }
+
+    pub fn with_tail(mut self, tail: Vec<String>) -> Self {
+        self.tail = tail;
+        self
+    }
+}
+
+/// Where events go. Sending never fails the deploy: a client that went away just stops
+/// receiving, and the deploy finishes anyway.
+pub struct Events {
+    tx: mpsc::UnboundedSender<Event>,
+    log: Mutex<Option<File>>,
+}
+
+impl Events {
+    pub fn new(tx: mpsc::UnboundedSender<Event>, log: &Path) -> Self {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| tracing::warn!(path = %log.display(), error = %e, "cannot open deploy log"))
+            .ok();
+        Events {
+            tx,
+            log: Mutex::new(file),
+        }
+    }
+
+    pub fn emit(&self, step: &'static str, phase: Phase, message: impl Into<String>, elapsed: Duration) {
+        let message = message.into();
+        let tag = match phase {
+            Phase::Started => "...",
+            Phase::Output => "  |",
+            Phase::Done => "ok ",
+            Phase::Skipped => "-- ",
+            Phase::Failed => "ERR",
+            Phase::Info => "   ",
+        };
+        if let Ok(mut guard) = self.log.lock() {
+            if let Some(f) = guard.as_mut() {
+                let _ = writeln!(f, "{tag} {step}: {message}");
+            }
+        }
+        let _ = self.tx.send(Event {
+            step,
+            phase,
+            message,
+            elapsed,
+            outcome: None,
+        });
+    }
+
+    pub fn info(&self, step: &'static str, message: impl Into<String>) {
+        self.emit(step, Phase::Info, message, Duration::ZERO);
+    }
+
+    pub fn output(&self, step: &'static str, line: &str) {
+        self.emit(step, Phase::Output, line, Duration::ZERO);
+    }
+
+    pub fn skipped(&self, step: &'static str, message: impl Into<String>) {
+        self.emit(step, Phase::Skipped, message, Duration::ZERO);
+    }
+
+    /// Runs one step: reports it started, then done (with the message the step returns) or
+    /// failed (with the reason), with how long it took.
+    pub async fn step<T, F>(
+        &self,
+        step: &'static str,
+        what: impl Into<String>,
+        work: F,
+    ) -> Result<T, StepError>
+    where
+        F: Future<Output = Result<(T, String), StepError>>,
+    {
+        self.emit(step, Phase::Started, what, Duration::ZERO);
+        let started = Instant::now();
+        match work.await {
+            Ok((value, message)) => {
+                self.emit(step, Phase::Done, message, started.elapsed());
+                Ok(value)
+            }
+            Err(err) => {
+                self.emit(step, Phase::Failed, err.reason.clone(), started.elapsed());
+                Err(err)
+            }
+        }
+    }
+
+    /// The last event: the outcome.
+    pub fn finish(&self, outcome: Outcome) {
+        let (phase, message) = if outcome.ok {
+            (Phase::Done, format!("release {} is live at {}", outcome.release, outcome.url))
+        } else {
+            (Phase::Failed, format!("deploy failed at {}: {}", outcome.failed_step, outcome.reason))
+        };
+        if let Ok(mut guard) = self.log.lock() {
+            if let Some(f) = guard.as_mut() {
+                let _ = writeln!(f, "=== {message}");
+            }
+        }
+        let _ = self.tx.send(Event {
+            step: "deploy",
+            phase,
+            message,
+            elapsed: outcome.total,
+            outcome: Some(outcome),
+        });
+    }
+}

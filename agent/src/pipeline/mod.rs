@@ -1,0 +1,574 @@
+//! The deploy pipeline, top to bottom:
+//! port → resolve → fetch → checkout → packages → start script → start → health,
+//! and, when the new release fails to start, rollback to the previous one.
+//!
+//! The previous release keeps serving until the new one is prepared; it is stopped just
+//! before the new one starts only when both need the same port.
+
+pub mod events;
+pub mod git;
+pub mod packages;
+pub mod start_script;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use events::{Events, Outcome, StepError};
+
+use crate::instance::{Instance, InstanceConfig};
+use crate::ports;
+use crate::process::Launch;
+use crate::spec::Spec;
+use crate::store::{self, ReleaseRecord};
+use crate::supervisor::{Deployment, Supervisor};
+
+/// What the preparing steps produced for the new release.
+struct Prepared {
+    release: ReleaseRecord,
+    dir: PathBuf,
+}
+
+/// Deploys `spec`; always ends with an outcome (also sent as the last event).
+pub async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome {
+    let started = Instant::now();
+    let d = sup.get_or_create(&spec.name);
+    let _op = d.op.lock().await;
+    if d.lock().removed {
+        // Removed while we waited: start over with a fresh entry.
+        drop(_op);
+        return Box::pin(deploy(sup, spec, events)).await;
+    }
+    let number = {
+        let mut inner = d.lock();
+        let n = inner.record.next_release();
+        inner.deploying = Some(n);
+        n
+    };
+    let mut outcome = match run(&sup, &d, &spec, number, &events).await {
+        Ok(o) => o,
+        Err((err, prepared)) => fail(&sup, &d, &spec, number, err, prepared).await,
+    };
+    d.lock().deploying = None;
+    if outcome.release == 0 {
+        sup.forget_if_empty(&spec.name);
+    }
+    outcome.total = started.elapsed();
+    events.finish(outcome.clone());
+    outcome
+}
+
+type Failure = (StepError, Option<Prepared>);
+
+async fn run(
+    sup: &Arc<Supervisor>,
+    d: &Arc<Deployment>,
+    spec: &Spec,
+    number: u32,
+    events: &Events,
+) -> Result<Outcome, Failure> {
+    check_port(sup, d, spec).map_err(|e| (e, None))?;
+    let prepared = prepare(sup, spec, number, events).await.map_err(|e| (e, None))?;
+    let prepared = match run_start_script(sup, spec, &prepared, events).await {
+        Ok(()) => prepared,
+        Err(e) => return Err((e, Some(prepared))),
+    };
+    start_and_check(sup, d, spec, prepared, events).await
+}
+
+/// A port another deployment here holds is refused; a foreign process on it is reported.
+fn check_port(sup: &Supervisor, d: &Deployment, spec: &Spec) -> Result<(), StepError> {
+    if let Some(other) = sup.port_owner(spec.port, &spec.name) {
+        return Err(StepError::new(
+            events::PORT,
+            format!(
+                "port {} is used by deployment {other:?} on this agent; choose another port (--port)",
+                spec.port
+            ),
+        ));
+    }
+    foreign_port_holder(sup, d, spec)
+}
+
+fn foreign_port_holder(sup: &Supervisor, _d: &Deployment, spec: &Spec) -> Result<(), StepError> {
+    let host = sup.config.app_host;
+    let ours = sup.running_pids();
+    for (listener, pid) in ports::holders(host, spec.port) {
+        let pgid = pid.and_then(ports::pgid_of);
+        if pgid.is_some_and(|g| ours.contains(&g)) {
+            continue;
+        }
+        let who = match pid {
+            Some(pid) => ports::describe_process(pid),
+            None => "a process this agent cannot see (another user's)".to_string(),
+        };
+        return Err(StepError::new(
+            events::PORT,
+            format!(
+                "port {} on {} is in use by {who}, which deploy-agent does not manage (listening on {}:{}); stop it or choose another port (--port)",
+                spec.port, host, listener.addr, listener.port
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// resolve → fetch → checkout → packages.
+async fn prepare(
+    sup: &Arc<Supervisor>,
+    spec: &Spec,
+    number: u32,
+    events: &Events,
+) -> Result<Prepared, StepError> {
+    let url = spec.repo.clone();
+    let wanted = spec.git_ref.clone();
+    let what = format!(
+        "{} at {}",
+        url,
+        wanted.as_deref().unwrap_or("the remote HEAD")
+    );
+    let resolved = events
+        .step(events::RESOLVE, what, async {
+            let r = blocking(events::RESOLVE, move || git::resolve(&url, wanted.as_deref())).await?;
+            let msg = match r.commit {
+                Some(oid) => format!("{} is {}", r.display, short(&oid.to_string())),
+                None => format!("{} will be looked up after fetching", r.display),
+            };
+            Ok((r, msg))
+        })
+        .await?;
+
+    let mirror = git::mirror_path(&sup.layout.git(), &spec.repo);
+    let repo_lock = sup.repo_locks.get(&spec.repo);
+    let _repo_guard = repo_lock.lock().await;
+    let oid = events
+        .step(events::FETCH, format!("into the mirror {}", mirror.display()), async {
+            let (m, u, r) = (mirror.clone(), spec.repo.clone(), resolved.clone());
+            let (oid, fetched) = blocking(events::FETCH, move || git::fetch(&m, &u, &r)).await?;
+            let msg = if fetched {
+                format!("fetched {}", short(&oid.to_string()))
+            } else {
+                format!("already have {}, nothing to fetch", short(&oid.to_string()))
+            };
+            Ok((oid, msg))
+        })
+        .await?;
+
+    let dir = sup.layout.release(&spec.name, number);
+    let commit = oid.to_string();
+    events
+        .step(events::CHECKOUT, format!("{} into release {number}", short(&commit)), async {
+            let (m, target) = (mirror.clone(), dir.clone());
+            let _ = tokio::fs::remove_dir_all(&target).await;
+            blocking(events::CHECKOUT, move || git::checkout(&m, oid, &target)).await?;
+            let summary = {
+                let m = mirror.clone();
+                tokio::task::spawn_blocking(move || git::commit_summary(&m, oid))
+                    .await
+                    .unwrap_or_default()
+            };
+            Ok(((), format!("{} {summary}", short(&commit))))
+        })
+        .await?;
+    drop(_repo_guard);
+
+    let result = check_paths(spec, &dir, &commit).await;
+    if let Err(e) = result {
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        events.emit(e.step, events::Phase::Failed, e.reason.clone(), Default::default());
+        return Err(e);
+    }
+
+    let env = match prepare_env(sup, spec, &dir, events).await {
+        Ok(env) => env,
+        Err(e) => {
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            return Err(e);
+        }
+    };
+    Ok(Prepared {
+        release: ReleaseRecord {
+            number,
+            spec: spec.clone(),
+            git_ref: resolved.display.clone(),
+            commit,
+            packages_hash: env.as_ref().map(|e| e.key.clone()).unwrap_or_default(),
+            env_dir: env.map(|e| e.dir),
+            deployed_at: store::now_unix(),
+            result: String::new(),
+        },
+        dir,
+    })
+}
+
+/// The workdir, requirements file and start script must exist in the checkout.
+async fn check_paths(spec: &Spec, dir: &Path, commit: &str) -> Result<(), StepError> {
+    let workdir = dir.join(&spec.workdir);
+    let at = format!("at commit {}", short(commit));
+    if !tokio::fs::metadata(&workdir).await.map(|m| m.is_dir()).unwrap_or(false) {
+        return Err(StepError::new(
+            events::CHECKOUT,
+            format!("workdir: {:?} is not a directory in the repository {at}", spec.workdir),
+        ));
+    }
+    for (field, path) in [
+        ("requirements", &spec.requirements),
+        ("start_script", &spec.start_script),
+    ] {
+        if let Some(p) = path {
+            if !tokio::fs::metadata(workdir.join(p)).await.map(|m| m.is_file()).unwrap_or(false) {
+                return Err(StepError::new(
+                    events::CHECKOUT,
+                    format!("{field}: {:?} is not a file in the workdir {:?} {at}", p, spec.workdir),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn prepare_env(
+    sup: &Arc<Supervisor>,
+    spec: &Spec,
+    dir: &Path,
+    events: &Events,
+) -> Result<Option<packages::Env>, StepError> {
+    if !spec.has_packages() {
+        events.skipped(events::PACKAGES, "no packages or requirements declared; using the node's python3");
+        return Ok(None);
+    }
+    let workdir = dir.join(&spec.workdir);
+    let requirements = match &spec.requirements {
+        Some(p) => Some((
+            p.as_path(),
+            tokio::fs::read_to_string(workdir.join(p)).await.map_err(|e| {
+                StepError::new(events::PACKAGES, format!("requirements: cannot read {}: {e}", p.display()))
+            })?,
+        )),
+        None => None,
+    };
+    let local = requirements.as_ref().is_some_and(|(_, c)| packages::refers_to_files(c));
+    let req = packages::EnvRequest {
+        pip: &spec.pip,
+        requirements,
+        release_dir: local.then_some(dir),
+    };
+    let toolchain = sup.toolchain().await.clone();
+    let key = packages::env_key(&toolchain, &req);
+    let installer = match &toolchain.installer {
+        packages::Installer::Uv { version, .. } => version.clone(),
+        packages::Installer::Pip => "python3 -m venv + pip".to_string(),
+    };
+    let lock = sup.env_locks.get(&key);
+    let log = sup.layout.deploy_log(&spec.name);
+    events
+        .step(events::PACKAGES, format!("environment {key} with {installer}"), async {
+            let _guard = lock.lock().await;
+            let (env, built) = packages::build(
+                &toolchain,
+                &sup.layout.envs(),
+                &key,
+                &req,
+                &workdir,
+                &log,
+                sup.config.install_timeout,
+                events,
+            )
+            .await?;
+            let msg = if built {
+                format!("built environment {key}")
+            } else {
+                format!("reused environment {key} (nothing to install)")
+            };
+            Ok((Some(env), msg))
+        })
+        .await
+}
+
+async fn run_start_script(
+    sup: &Arc<Supervisor>,
+    spec: &Spec,
+    prepared: &Prepared,
+    events: &Events,
+) -> Result<(), StepError> {
+    let Some(script) = &spec.start_script else {
+        events.skipped(events::START_SCRIPT, "no start script declared");
+        return Ok(());
+    };
+    let launch = launch_for(sup, &prepared.release, &prepared.dir);
+    let log = sup.layout.deploy_log(&spec.name);
+    events
+        .step(events::START_SCRIPT, format!("sh {}", script.display()), async {
+            start_script::run(script, &launch, &log, sup.config.start_script_timeout, events).await?;
+            Ok(((), format!("{} finished", script.display())))
+        })
+        .await
+}
+
+/// Everything an app (or its start script) gets: directory, variables, PATH.
+pub fn launch_for(sup: &Supervisor, release: &ReleaseRecord, dir: &Path) -> Launch {
+    let spec = &release.spec;
+    let mut env: Vec<(String, String)> = vec![
+        ("PORT".into(), spec.port.to_string()),
+        ("HOST".into(), sup.config.app_host.to_string()),
+        ("DEPLOYMENT_NAME".into(), spec.name.clone()),
+        ("DEPLOYMENT_RELEASE".into(), release.number.to_string()),
+        ("GIT_COMMIT".into(), release.commit.clone()),
+    ];
+    if let Some(env_dir) = &release.env_dir {
+        env.push(("VIRTUAL_ENV".into(), env_dir.to_string_lossy().into_owned()));
+    }
+    env.extend(spec.env_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Launch {
+        command: spec.command.clone(),
+        cwd: dir.join(&spec.workdir),
+        env,
+        path_prefix: release.env_dir.as_ref().map(|d| d.join("bin")),
+    }
+}
+
+pub fn instance_config(sup: &Supervisor, release: &ReleaseRecord) -> InstanceConfig {
+    let spec = &release.spec;
+    let dir = sup.layout.release(&spec.name, release.number);
+    InstanceConfig {
+        name: spec.name.clone(),
+        release: release.number,
+        launch: launch_for(sup, release, &dir),
+        log: sup.layout.app_log(&spec.name),
+        host: sup.config.app_host,
+        port: spec.port,
+        health: spec.health.clone(),
+        restart: spec.restart,
+        kill_timeout: spec.kill_timeout,
+    }
+}
+
+/// start → health: stops the previous release first when it holds the same port.
+async fn start_and_check(
+    sup: &Arc<Supervisor>,
+    d: &Arc<Deployment>,
+    spec: &Spec,
+    prepared: Prepared,
+    events: &Events,
+) -> Result<Outcome, Failure> {
+    let logs = sup.layout.logs(&spec.name);
+    if let Err(e) = tokio::fs::create_dir_all(&logs).await {
+        let err = StepError::new(events::START, format!("cannot create {}: {e}", logs.display()));
+        return Err((err, Some(prepared)));
+    }
+    let previous = d.lock().instance.clone();
+    let same_port = {
+        let inner = d.lock();
+        inner.record.current_release().map(|r| r.spec.port) == Some(spec.port)
+    };
+    if let Some(prev) = previous.as_ref().filter(|_| same_port) {
+        let (pid, how) = prev.stop().await;
+        events.info(
+            events::START,
+            format!(
+                "stopped release {} (pid {}, {}) to free port {}",
+                prev.release,
+                pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                how.as_str(),
+                spec.port
+            ),
+        );
+        d.lock().instance = None;
+    }
+    // A foreign process may have taken the port while we were preparing.
+    if let Err(e) = foreign_port_holder(sup, d, spec) {
+        return Err((e, Some(prepared)));
+    }
+
+    let cfg = instance_config(sup, &prepared.release);
+    let started = Instant::now();
+    events.emit(events::START, events::Phase::Started, format!("sh -c {:?}", spec.command), Default::default());
+    let (instance, ready) = Instance::start(cfg);
+    let instance = Arc::new(instance);
+    d.lock().instance = Some(instance.clone());
+    let pid = instance.snapshot().pid;
+    events.emit(
+        events::START,
+        events::Phase::Done,
+        match pid {
+            Some(pid) => format!("pid {pid}"),
+            None => "started".to_string(),
+        },
+        started.elapsed(),
+    );
+
+    let target = match &spec.health.path {
+        Some(p) => format!("GET {}{p}", sup.app_url(spec.port)),
+        None => format!("TCP connect to {}:{}", sup.config.app_host, spec.port),
+    };
+    let health_started = Instant::now();
+    events.emit(
+        events::HEALTH,
+        events::Phase::Started,
+        format!("{target} (up to {})", humantime::format_duration(spec.health.timeout)),
+        Default::default(),
+    );
+    let result = ready.await.unwrap_or_else(|_| {
+        Err(crate::instance::StartFailure {
+            reason: "the app's supervisor ended unexpectedly".into(),
+            tail: vec![],
+        })
+    });
+    match result {
+        Ok(pid) => {
+            let last = instance.snapshot().last_health;
+            events.emit(events::HEALTH, events::Phase::Done, last, health_started.elapsed());
+            // The previous release (on another port) is no longer needed.
+            if let Some(prev) = previous.filter(|_| !same_port) {
+                prev.stop().await;
+            }
+            let mut release = prepared.release;
+            release.result = "ok".into();
+            let outcome = Outcome {
+                ok: true,
+                release: release.number,
+                commit: release.commit.clone(),
+                git_ref: release.git_ref.clone(),
+                url: sup.app_url(spec.port),
+                packages_hash: release.packages_hash.clone(),
+                ..Default::default()
+            };
+            let record = {
+                let mut inner = d.lock();
+                inner.record.current = Some(release.number);
+                inner.record.pid = Some(pid);
+                inner.record.releases.push(release);
+                inner.record.clone()
+            };
+            if let Err(e) = store::save(&sup.layout, &record) {
+                tracing::error!(deployment = %spec.name, error = %e, "cannot save record");
+            }
+            prune_releases(sup, &record).await;
+            Ok(outcome)
+        }
+        Err(failure) => {
+            events.emit(events::HEALTH, events::Phase::Failed, failure.reason.clone(), health_started.elapsed());
+            d.lock().instance = None;
+            // Put the previous instance back if it is still running (other port).
+            if let Some(prev) = previous.filter(|_| !same_port) {
+                d.lock().instance = Some(prev);
+            }
+            Err((
+                StepError::new(events::HEALTH, failure.reason).with_tail(failure.tail),
+                Some(prepared),
+            ))
+        }
+    }
+}
+
+/// Records the failed release, deletes its directory, and makes sure the previous release
+/// serves again (restarting it if it was stopped for the port).
+async fn fail(
+    sup: &Arc<Supervisor>,
+    d: &Arc<Deployment>,
+    spec: &Spec,
+    _number: u32,
+    err: StepError,
+    prepared: Option<Prepared>,
+) -> Outcome {
+    let mut outcome = Outcome {
+        ok: false,
+        failed_step: err.step.to_string(),
+        reason: err.reason.clone(),
+        output_tail: err.tail.clone(),
+        ..Default::default()
+    };
+    if let Some(p) = prepared {
+        let mut release = p.release;
+        release.result = format!("failed at {}: {}", err.step, first_line(&err.reason));
+        outcome.commit = release.commit.clone();
+        outcome.git_ref = release.git_ref.clone();
+        let _ = tokio::fs::remove_dir_all(&p.dir).await;
+        // Only a deployment that has a release worth keeping gets history recorded.
+        let mut inner = d.lock();
+        if inner.record.current.is_some() {
+            inner.record.releases.push(release);
+        }
+    }
+    let (current, running) = {
+        let inner = d.lock();
+        (
+            inner.record.current_release().cloned(),
+            inner.instance.clone(),
+        )
+    };
+    if let Some(cur) = current {
+        outcome.release = cur.number;
+        outcome.kept_release = cur.number;
+        match running {
+            Some(inst) => {
+                outcome.kept_healthy = inst.snapshot().state == crate::instance::State::Healthy;
+            }
+            None => {
+                outcome.kept_healthy = rollback(sup, d, &cur).await;
+            }
+        }
+        let record = d.lock().record.clone();
+        if let Err(e) = store::save(&sup.layout, &record) {
+            tracing::error!(deployment = %spec.name, error = %e, "cannot save record");
+        }
+    }
+    outcome
+}
+
+/// Starts a previous release again and waits for it to be healthy.
+async fn rollback(sup: &Arc<Supervisor>, d: &Arc<Deployment>, release: &ReleaseRecord) -> bool {
+    let (instance, ready) = Instance::start(instance_config(sup, release));
+    let instance = Arc::new(instance);
+    d.lock().instance = Some(instance.clone());
+    match ready.await {
+        Ok(Ok(pid)) => {
+            d.lock().record.pid = Some(pid);
+            true
+        }
+        Ok(Err(f)) => {
+            tracing::error!(deployment = %release.spec.name, reason = %f.reason, "previous release did not come back");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+/// Deletes release directories beyond the newest `keep_releases` good ones.
+async fn prune_releases(sup: &Supervisor, record: &store::Record) {
+    let keep: Vec<u32> = record
+        .releases
+        .iter()
+        .rev()
+        .filter(|r| r.result == "ok")
+        .take(sup.config.keep_releases.max(1))
+        .map(|r| r.number)
+        .collect();
+    let dir = sup.layout.deployment(&record.name).join("releases");
+    let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
+        return;
+    };
+    while let Ok(Some(e)) = entries.next_entry().await {
+        let n = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok());
+        if n.is_some_and(|n| !keep.contains(&n)) {
+            let _ = tokio::fs::remove_dir_all(e.path()).await;
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    step: &'static str,
+    f: impl FnOnce() -> Result<T, StepError> + Send + 'static,
+) -> Result<T, StepError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StepError::new(step, format!("internal error: {e}")))?
+}
+
+pub fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(10)]
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or_default()
+}

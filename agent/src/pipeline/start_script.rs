@@ -1,0 +1,28 @@
+//! The start script: `sh SCRIPT` in the workdir with the app's environment, before the
+//! command; it must exit 0 (within the configured timeout).
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::events::{Events, StepError, START_SCRIPT};
+use crate::process::{self, Launch};
+
+pub async fn run(
+    script: &Path,
+    launch: &Launch,
+    log: &Path,
+    timeout: Duration,
+    events: &Events,
+) -> Result<(), StepError> {
+    let script_s = script.to_string_lossy();
+    let finished = process::run_captured("sh", &[&script_s], launch, log, timeout, |line| {
+        events.output(START_SCRIPT, line)
+    })
+    .await
+    .map_err(|e| StepError::new(START_SCRIPT, format!("cannot run sh {script_s}: {e}")))?;
+    if finished.success {
+        Ok(())
+    } else {
+        Err(StepError::new(START_SCRIPT, format!("{script_s} {}", finished.summary)).with_tail(finished.tail))
+    }
+}

@@ -1,0 +1,229 @@
+//! Who listens on a port: read from `/proc/net/tcp{,6}` and `/proc/*/fd`, so a port held by
+//! a foreign process can be reported with that process, and a health check that cannot
+//! connect can say "the app listens on 127.0.0.1 instead of HOST".
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// One listening TCP socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub addr: IpAddr,
+    pub port: u16,
+    pub inode: u64,
+}
+
+impl Listener {
+    /// Whether a connection to `host` on this port would reach this socket.
+    pub fn covers(&self, host: IpAddr) -> bool {
+        // v4-mapped addresses are already turned into v4 by the parser.
+        self.addr == host || self.addr.is_unspecified()
+    }
+}
+
+/// Every socket listening on `port`.
+pub fn listeners(port: u16) -> Vec<Listener> {
+    let mut out = Vec::new();
+    for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            out.extend(parse_proc_net_tcp(&text, v6).into_iter().filter(|l| l.port == port));
+        }
+    }
+    out
+}
+
+/// Parses the kernel's table; keeps sockets in state LISTEN (0A).
+fn parse_proc_net_tcp(text: &str, v6: bool) -> Vec<Listener> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || f[3] != "0A" {
+                return None;
+            }
+            let (addr_hex, port_hex) = f[1].split_once(':')?;
+            let port = u16::from_str_radix(port_hex, 16).ok()?;
+            let addr = if v6 {
+                parse_v6(addr_hex)?
+            } else {
+                IpAddr::V4(Ipv4Addr::from(u32::from_str_radix(addr_hex, 16).ok()?.swap_bytes()))
+            };
+            let inode = f[9].parse().ok()?;
+            Some(Listener { addr, port, inode })
+        })
+        .collect()
+}
+
+/// `/proc/net/tcp6` prints the address as four host-order 32-bit words.
+fn parse_v6(hex: &str) -> Option<IpAddr> {
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    for word in 0..4 {
+        let w = u32::from_str_radix(&hex[word * 8..word * 8 + 8], 16).ok()?;
+        bytes[word * 4..word * 4 + 4].copy_from_slice(&w.swap_bytes().to_be_bytes());
+    }
+    let v6 = Ipv6Addr::from(bytes);
+    Some(match v6.to_ipv4_mapped() {
+        Some(v4) if !v6.is_unspecified() => IpAddr::V4(v4),
+        _ => IpAddr::V6(v6),
+    })
+}
+
+/// The process owning a socket inode, found by scanning `/proc/*/fd` (best effort: another
+/// user's processes are not readable unless the agent is root).
+pub fn pid_of_socket(inode: u64) -> Option<u32> {
+    let target = format!("socket:[{inode}]");
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(link) = std::fs::read_link(fd.path()) {
+                if link.as_os_str() == target.as_str() {
+                    return Some(pid);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Every TCP address a process group listens on (its members' sockets in state LISTEN).
+pub fn listening_of_group(pgid: u32) -> Vec<(IpAddr, u16)> {
+    let mut inodes = std::collections::HashSet::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    for entry in procs.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pgid_of(pid) != Some(pgid) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(link) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let link = link.to_string_lossy();
+            if let Some(inode) = link
+                .strip_prefix("socket:[")
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                inodes.insert(inode);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            out.extend(
+                parse_proc_net_tcp(&text, v6)
+                    .into_iter()
+                    .filter(|l| inodes.contains(&l.inode))
+                    .map(|l| (l.addr, l.port)),
+            );
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The process group of `pid`, from `/proc/PID/stat`.
+pub fn pgid_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// "pid 1234 (python3 -m http.server 8000)", via sysinfo.
+pub fn describe_process(pid: u32) -> String {
+    use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
+    let Ok(mut sys) = System::new() else {
+        return format!("pid {pid}");
+    };
+    let spid = Pid::from_u32(pid);
+    sys.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[spid]),
+        true,
+        ProcessRefreshKind::nothing().with_cmd(UpdateKind::Always),
+    );
+    match sys.process(spid) {
+        Some(p) => {
+            let cmd: Vec<String> = p
+                .cmd()
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let cmd = if cmd.is_empty() {
+                p.name().to_string_lossy().into_owned()
+            } else {
+                cmd.join(" ")
+            };
+            format!("pid {pid} ({})", cmd.chars().take(120).collect::<String>())
+        }
+        None => format!("pid {pid}"),
+    }
+}
+
+/// Listeners on `port` that `host` would reach, with their owning pids (when visible).
+pub fn holders(host: IpAddr, port: u16) -> Vec<(Listener, Option<u32>)> {
+    listeners(port)
+        .into_iter()
+        .filter(|l| l.covers(host))
+        .map(|l| {
+            let pid = pid_of_socket(l.inode);
+            (l, pid)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_v4_listen_lines() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0\n\
+   1: 0100007F:1F41 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 999 1 0000000000000000 100 0 0 10 0\n";
+        let l = parse_proc_net_tcp(text, false);
+        assert_eq!(
+            l,
+            vec![Listener {
+                addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port: 8000,
+                inode: 12345
+            }]
+        );
+    }
+
+    #[test]
+    fn parses_v6_any() {
+        let text = "header\n   0: 00000000000000000000000000000000:1F40 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 777 1\n";
+        let l = parse_proc_net_tcp(text, true);
+        assert_eq!(l[0].addr, IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        assert!(l[0].covers("127.0.0.5".parse().unwrap()));
+    }
+
+    #[test]
+    fn finds_a_real_listener_and_its_pid() {
+        let sock = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let found = holders(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].1, Some(std::process::id()));
+        assert!(holders("127.0.0.9".parse().unwrap(), port).is_empty());
+        assert_eq!(pgid_of(std::process::id()), Some(nix::unistd::getpgrp().as_raw() as u32));
+    }
+}

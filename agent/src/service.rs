@@ -1,0 +1,231 @@
+//! The gRPC adapter: each method converts the request into domain types, makes one call
+//! into the supervisor or the pipeline, and maps the result back. Domain errors become gRPC
+//! statuses in exactly one place (`impl From<Error> for Status`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use deployctl_proto::v1 as pb;
+use pb::agent_server::Agent;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use crate::error::Error;
+use crate::pipeline::{self, events};
+use crate::spec::{self, RawSpec, Spec};
+use crate::supervisor::{Supervisor, View};
+
+pub struct AgentService {
+    sup: Arc<Supervisor>,
+}
+
+impl AgentService {
+    pub fn new(sup: Arc<Supervisor>) -> Self {
+        AgentService { sup }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        match &e {
+            Error::InvalidInput { .. } => Status::invalid_argument(e.to_string()),
+            Error::NotFound(_) => Status::not_found(e.to_string()),
+            Error::Conflict(_) => Status::failed_precondition(e.to_string()),
+            Error::Io { .. } | Error::Internal(_) => Status::internal(e.to_string()),
+        }
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Agent for AgentService {
+    type DeployStream = BoxStream<pb::DeployEvent>;
+    type LogsStream = BoxStream<pb::LogChunk>;
+
+    async fn deploy(&self, req: Request<pb::DeployRequest>) -> Result<Response<Self::DeployStream>, Status> {
+        let raw = req.into_inner().spec.ok_or_else(|| Status::invalid_argument("spec: is required"))?;
+        let spec = Spec::validate(raw_spec(raw))?;
+        tracing::info!(deployment = %spec.name, repo = %spec.repo, git_ref = ?spec.git_ref, "deploy requested");
+        let logs = self.sup.layout.logs(&spec.name);
+        std::fs::create_dir_all(&logs).map_err(|e| Error::io("creating log directory", &logs, e))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let ev = events::Events::new(tx, &self.sup.layout.deploy_log(&spec.name));
+        // The deploy runs to the end even if the client goes away.
+        tokio::spawn(pipeline::deploy(self.sup.clone(), spec, ev));
+        let stream = UnboundedReceiverStream::new(rx).map(|e| Ok(event_to_pb(e)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn status(&self, req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusReply>, Status> {
+        let name = req.into_inner().name;
+        let name = (!name.is_empty()).then_some(name);
+        if let Some(n) = &name {
+            spec::validate_name(n)?;
+        }
+        let views = self.sup.status(name.as_deref())?;
+        Ok(Response::new(pb::StatusReply {
+            deployments: views.into_iter().map(view_to_pb).collect(),
+        }))
+    }
+
+    async fn remove(&self, req: Request<pb::RemoveRequest>) -> Result<Response<pb::RemoveReply>, Status> {
+        let name = req.into_inner().name;
+        spec::validate_name(&name)?;
+        tracing::info!(deployment = %name, "remove requested");
+        let (pid, how) = self.sup.remove(&name).await?;
+        Ok(Response::new(pb::RemoveReply {
+            stopped: how.as_str().to_string(),
+            pid: pid.unwrap_or(0),
+        }))
+    }
+
+    async fn logs(&self, req: Request<pb::LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
+        let req = req.into_inner();
+        spec::validate_name(&req.name)?;
+        let layout = &self.sup.layout;
+        if self.sup.get(&req.name).is_none() && !layout.logs(&req.name).exists() {
+            return Err(Error::NotFound(req.name).into());
+        }
+        let path = if req.deploy {
+            layout.deploy_log(&req.name)
+        } else {
+            layout.app_log(&req.name)
+        };
+        let p = path.clone();
+        let lines = req.lines as usize;
+        let (initial, offset) = tokio::task::spawn_blocking(move || crate::logs::tail(&p, lines))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Error::io("reading log", &path, e))?;
+        let (tx, rx) = mpsc::channel(16);
+        if !initial.is_empty() {
+            let _ = tx.send(initial).await;
+        }
+        if req.follow {
+            tokio::spawn(async move { crate::logs::follow(&path, offset, tx).await });
+        }
+        let stream = ReceiverStream::new(rx).map(|data| Ok(pb::LogChunk { data }));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn node_info(&self, _req: Request<pb::NodeInfoRequest>) -> Result<Response<pb::NodeInfoReply>, Status> {
+        let sup = self.sup.clone();
+        let reply = tokio::task::spawn_blocking(move || crate::node::info(&sup))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(reply))
+    }
+}
+
+fn raw_spec(s: pb::DeploymentSpec) -> RawSpec {
+    RawSpec {
+        name: s.name,
+        repo: s.repo,
+        git_ref: s.git_ref,
+        workdir: s.workdir,
+        command: s.command,
+        pip: s.pip,
+        apt: s.apt,
+        conda: s.conda,
+        requirements: s.requirements,
+        start_script: s.start_script,
+        env_vars: s.env_vars.into_iter().collect(),
+        secrets: s.secrets,
+        port: s.port,
+        health_path: s.health_path,
+        health_timeout_ms: s.health_timeout_ms,
+        health_interval_ms: s.health_interval_ms,
+        restart: s.restart,
+        owner: s.owner,
+        kill_timeout_ms: s.kill_timeout_ms,
+    }
+}
+
+fn spec_to_pb(s: &Spec) -> pb::DeploymentSpec {
+    pb::DeploymentSpec {
+        name: s.name.clone(),
+        repo: s.repo.clone(),
+        git_ref: s.git_ref.clone().unwrap_or_default(),
+        workdir: s.workdir.to_string_lossy().into_owned(),
+        command: s.command.clone(),
+        pip: s.pip.clone(),
+        apt: vec![],
+        conda: vec![],
+        requirements: path_str(&s.requirements),
+        start_script: path_str(&s.start_script),
+        env_vars: s.env_vars.clone().into_iter().collect(),
+        secrets: vec![],
+        port: s.port as u32,
+        health_path: s.health.path.clone().unwrap_or_default(),
+        health_timeout_ms: s.health.timeout.as_millis() as u64,
+        health_interval_ms: s.health.interval.as_millis() as u64,
+        restart: s.restart.as_str().to_string(),
+        owner: s.owner.clone(),
+        kill_timeout_ms: s.kill_timeout.as_millis() as u64,
+    }
+}
+
+fn path_str(p: &Option<std::path::PathBuf>) -> String {
+    p.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn view_to_pb(v: View) -> pb::DeploymentStatus {
+    pb::DeploymentStatus {
+        owner: v.spec.as_ref().map(|s| s.owner.clone()).unwrap_or_default(),
+        port: v.spec.as_ref().map(|s| s.port as u32).unwrap_or(0),
+        spec: v.spec.as_ref().map(spec_to_pb),
+        name: v.name,
+        state: v.state,
+        release: v.release,
+        git_ref: v.git_ref,
+        commit: v.commit,
+        pid: v.pid.unwrap_or(0),
+        restarts: v.restarts,
+        url: v.url,
+        uptime_s: v.uptime.as_secs(),
+        cpu_percent: v.cpu_percent,
+        memory_bytes: v.memory_bytes,
+        last_health: v.last_health,
+        message: v.message,
+        packages_hash: v.packages_hash,
+        last_exit_code: v.last_exit_code.unwrap_or(-1),
+        next_restart_in_s: v.next_restart_in.map(|d| d.as_secs().max(1)).unwrap_or(0),
+        deployed_at: v.deployed_at,
+    }
+}
+
+fn event_to_pb(e: events::Event) -> pb::DeployEvent {
+    use events::Phase;
+    use pb::deploy_event::Phase as P;
+    let phase = match e.phase {
+        Phase::Started => P::Started,
+        Phase::Output => P::Output,
+        Phase::Done => P::Done,
+        Phase::Skipped => P::Skipped,
+        Phase::Failed => P::Failed,
+        Phase::Info => P::Info,
+    };
+    pb::DeployEvent {
+        step: e.step.to_string(),
+        phase: phase as i32,
+        message: e.message,
+        elapsed_ms: e.elapsed.as_millis() as u64,
+        outcome: e.outcome.map(|o| pb::DeployOutcome {
+            ok: o.ok,
+            release: o.release,
+            commit: o.commit,
+            url: o.url,
+            failed_step: o.failed_step,
+            reason: o.reason,
+            output_tail: o.output_tail.join("\n"),
+            kept_release: o.kept_release,
+            kept_healthy: o.kept_healthy,
+            packages_hash: o.packages_hash,
+            git_ref: o.git_ref,
+            total_ms: o.total.as_millis() as u64,
+        }),
+    }
+}

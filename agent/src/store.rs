@@ -1,0 +1,182 @@
+//! The node-local store: the data directory's layout and one JSON record per deployment,
+//! written atomically, so the agent knows after a restart what it was running.
+//!
+//! ```text
+//! <data>/deployments/<name>/deployment.json   the record (spec, releases, current pid)
+//! <data>/deployments/<name>/releases/<n>/     checkout of release n
+//! <data>/deployments/<name>/logs/app.log      the app's stdout and stderr
+//! <data>/deployments/<name>/logs/deploy.log   the deploy steps' output
+//! <data>/envs/<key>/                          Python environments, by content hash
+//! <data>/git/<hash>.git                       bare mirrors, one per repository URL
+//! ```
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::spec::Spec;
+
+/// Paths inside the data directory.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: PathBuf) -> Self {
+        Layout { root }
+    }
+
+    pub fn deployments(&self) -> PathBuf {
+        self.root.join("deployments")
+    }
+    pub fn deployment(&self, name: &str) -> PathBuf {
+        self.deployments().join(name)
+    }
+    pub fn record(&self, name: &str) -> PathBuf {
+        self.deployment(name).join("deployment.json")
+    }
+    pub fn release(&self, name: &str, number: u32) -> PathBuf {
+        self.deployment(name).join("releases").join(number.to_string())
+    }
+    pub fn logs(&self, name: &str) -> PathBuf {
+        self.deployment(name).join("logs")
+    }
+    pub fn app_log(&self, name: &str) -> PathBuf {
+        self.logs(name).join("app.log")
+    }
+    pub fn deploy_log(&self, name: &str) -> PathBuf {
+        self.logs(name).join("deploy.log")
+    }
+    pub fn envs(&self) -> PathBuf {
+        self.root.join("envs")
+    }
+    pub fn git(&self) -> PathBuf {
+        self.root.join("git")
+    }
+}
+
+/// One release of a deployment: what was deployed and how it went.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseRecord {
+    pub number: u32,
+    /// The spec this release was deployed with (a rollback restarts it as it was).
+    pub spec: Spec,
+    /// The ref as resolved ("main", "v1.2.0", or the commit given).
+    pub git_ref: String,
+    pub commit: String,
+    /// Key of the Python environment ("" when no packages were needed).
+    pub packages_hash: String,
+    /// The environment directory, if any.
+    pub env_dir: Option<PathBuf>,
+    /// Unix seconds.
+    pub deployed_at: i64,
+    /// "ok", or "failed at STEP: reason".
+    pub result: String,
+}
+
+/// Everything the agent remembers about a deployment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub name: String,
+    /// The release serving now, if any.
+    pub current: Option<u32>,
+    /// Every release, oldest first (failed ones too: they are history).
+    pub releases: Vec<ReleaseRecord>,
+    /// The app's process (group leader) while it runs, for re-adoption after a restart.
+    #[serde(default)]
+    pub pid: Option<u32>,
+}
+
+impl Record {
+    pub fn new(name: &str) -> Self {
+        Record {
+            name: name.to_string(),
+            current: None,
+            releases: Vec::new(),
+            pid: None,
+        }
+    }
+
+    pub fn next_release(&self) -> u32 {
+        self.releases.iter().map(|r| r.number).max().unwrap_or(0) + 1
+    }
+
+    pub fn release(&self, number: u32) -> Option<&ReleaseRecord> {
+        self.releases.iter().find(|r| r.number == number)
+    }
+
+    pub fn current_release(&self) -> Option<&ReleaseRecord> {
+        self.current.and_then(|n| self.release(n))
+    }
+}
+
+/// Writes `record` atomically: temporary file, fsync, rename, fsync of the directory.
+pub fn save(layout: &Layout, record: &Record) -> Result<()> {
+    let path = layout.record(&record.name);
+    let dir = layout.deployment(&record.name);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating deployment directory", &dir, e))?;
+    let json = serde_json::to_vec_pretty(record)
+        .map_err(|e| Error::Internal(format!("encoding record: {e}")))?;
+    write_atomic(&path, &json)
+}
+
+/// Reads every record in the data directory; unreadable ones are logged and skipped.
+pub fn load_all(layout: &Layout) -> Vec<Record> {
+    let Ok(entries) = std::fs::read_dir(layout.deployments()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path().join("deployment.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<Record>(&bytes) {
+                Ok(r) => out.push(r),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "skipping unreadable record"),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "skipping unreadable record"),
+        }
+    }
+    out
+}
+
+/// Deletes everything of a deployment: record, releases, logs.
+pub fn delete(layout: &Layout, name: &str) -> Result<()> {
+    let dir = layout.deployment(name);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("deleting deployment directory", dir, e)),
+    }
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io("writing", path, e)
+    })
+}
+
+/// Unix seconds now.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,344 @@
+//! The supervisor owns the node's deployments: each one's record, its running instance and
+//! a per-deployment lock for deploy and remove. There is no global lock held across I/O:
+//! the map lock guards only lookups.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::OnceCell;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::instance::{Instance, State};
+use crate::pipeline::packages::Toolchain;
+use crate::process::{self, Stopped};
+use crate::spec::Spec;
+use crate::store::{self, Layout, Record};
+use crate::usage::Usage;
+
+/// One deployment on this node.
+pub struct Deployment {
+    pub name: String,
+    /// Held for the whole of a deploy or remove, so they never interleave.
+    pub op: tokio::sync::Mutex<()>,
+    inner: Mutex<Inner>,
+}
+
+pub struct Inner {
+    pub record: Record,
+    /// The running release, if any.
+    pub instance: Option<Arc<Instance>>,
+    /// The release being deployed right now.
+    pub deploying: Option<u32>,
+    /// Set once removed, so a concurrent lookup does not resurrect it.
+    pub removed: bool,
+}
+
+impl Deployment {
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A lock per key (a repository URL, an environment key): one builder at a time per key.
+#[derive(Default)]
+pub struct KeyedLocks {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl KeyedLocks {
+    pub fn get(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(key.to_string()).or_default().clone()
+    }
+}
+
+/// A deployment as `status` shows it.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub spec: Option<Spec>,
+    pub name: String,
+    pub state: String,
+    pub release: u32,
+    pub git_ref: String,
+    pub commit: String,
+    pub packages_hash: String,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub url: String,
+    pub uptime: Duration,
+    pub cpu_percent: f32,
+    pub memory_bytes: u64,
+    pub last_health: String,
+    pub message: String,
+    pub last_exit_code: Option<i32>,
+    pub next_restart_in: Option<Duration>,
+    pub deployed_at: i64,
+}
+
+pub struct Supervisor {
+    pub config: Config,
+    pub layout: Layout,
+    deployments: Mutex<BTreeMap<String, Arc<Deployment>>>,
+    /// One fetch/checkout at a time per repository mirror.
+    pub repo_locks: KeyedLocks,
+    /// One build at a time per environment key.
+    pub env_locks: KeyedLocks,
+    toolchain: OnceCell<Toolchain>,
+    pub usage: Usage,
+    pub started: Instant,
+}
+
+impl Supervisor {
+    /// Loads the node-local store.
+    pub fn new(config: Config) -> Result<Arc<Self>> {
+        let layout = Layout::new(config.data_dir.clone());
+        std::fs::create_dir_all(layout.deployments())
+            .map_err(|e| Error::io("creating data directory", layout.deployments(), e))?;
+        let mut map = BTreeMap::new();
+        for record in store::load_all(&layout) {
+            let name = record.name.clone();
+            map.insert(
+                name.clone(),
+                Arc::new(Deployment {
+                    name,
+                    op: Default::default(),
+                    inner: Mutex::new(Inner {
+                        record,
+                        instance: None,
+                        deploying: None,
+                        removed: false,
+                    }),
+                }),
+            );
+        }
+        Ok(Arc::new(Supervisor {
+            config,
+            layout,
+            deployments: Mutex::new(map),
+            repo_locks: KeyedLocks::default(),
+            env_locks: KeyedLocks::default(),
+            toolchain: OnceCell::new(),
+            usage: Usage::default(),
+            started: Instant::now(),
+        }))
+    }
+
+    pub async fn toolchain(&self) -> &Toolchain {
+        self.toolchain.get_or_init(Toolchain::detect).await
+    }
+
+    fn map(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Deployment>>> {
+        self.deployments.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Deployment>> {
+        self.map().get(name).cloned()
+    }
+
+    pub fn get_or_create(&self, name: &str) -> Arc<Deployment> {
+        self.map()
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(Deployment {
+                    name: name.to_string(),
+                    op: Default::default(),
+                    inner: Mutex::new(Inner {
+                        record: Record::new(name),
+                        instance: None,
+                        deploying: None,
+                        removed: false,
+                    }),
+                })
+            })
+            .clone()
+    }
+
+    /// Drops a deployment that has no release at all (its first deploy failed early).
+    pub fn forget_if_empty(&self, name: &str) {
+        let mut map = self.map();
+        if let Some(d) = map.get(name) {
+            let inner = d.lock();
+            if inner.record.current.is_none() && inner.instance.is_none() {
+                drop(inner);
+                map.remove(name);
+            }
+        }
+    }
+
+    pub fn all(&self) -> Vec<Arc<Deployment>> {
+        self.map().values().cloned().collect()
+    }
+
+    /// The URL apps are reached at.
+    pub fn app_url(&self, port: u16) -> String {
+        let host = match self.config.app_host {
+            ip if ip.is_unspecified() => hostname(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            ip => ip.to_string(),
+        };
+        format!("http://{host}:{port}")
+    }
+
+    /// Which other deployment on this node uses `port`, if any.
+    pub fn port_owner(&self, port: u16, except: &str) -> Option<String> {
+        self.all().into_iter().find_map(|d| {
+            if d.name == except {
+                return None;
+            }
+            let inner = d.lock();
+            let uses = inner
+                .record
+                .current_release()
+                .map(|r| r.spec.port == port)
+                .unwrap_or(false);
+            uses.then(|| d.name.clone())
+        })
+    }
+
+    /// Process group leaders of every running app (for telling ours from foreign ports).
+    pub fn running_pids(&self) -> Vec<u32> {
+        self.all()
+            .iter()
+            .filter_map(|d| {
+                let inner = d.lock();
+                inner
+                    .instance
+                    .as_ref()
+                    .and_then(|i| i.snapshot().pid)
+                    .or(inner.record.pid)
+            })
+            .collect()
+    }
+
+    pub fn status(&self, name: Option<&str>) -> Result<Vec<View>> {
+        let deployments = match name {
+            Some(n) => vec![self.get(n).ok_or_else(|| Error::NotFound(n.to_string()))?],
+            None => self.all(),
+        };
+        Ok(deployments.iter().map(|d| self.view(d)).collect())
+    }
+
+    fn view(&self, d: &Deployment) -> View {
+        let inner = d.lock();
+        let current = inner.record.current_release();
+        let spec = current.map(|r| r.spec.clone());
+        let snap = inner.instance.as_ref().map(|i| i.snapshot());
+        let (state, message) = match (&snap, inner.deploying) {
+            (Some(s), _) => (s.state.as_str().to_string(), s.message.clone()),
+            (None, Some(n)) => ("deploying".to_string(), format!("release {n} is being deployed")),
+            (None, None) if inner.record.pid.is_some() => (
+                "unhealthy".to_string(),
+                "the app was started by an earlier run of the agent and is not supervised".to_string(),
+            ),
+            (None, None) if current.is_some() => ("stopped".to_string(), String::new()),
+            (None, None) => (
+                "failed".to_string(),
+                inner
+                    .record
+                    .releases
+                    .last()
+                    .map(|r| r.result.clone())
+                    .unwrap_or_default(),
+            ),
+        };
+        let pid = snap.as_ref().and_then(|s| s.pid).or(inner.record.pid);
+        let (cpu_percent, memory_bytes) = pid.map(|p| self.usage.of(p)).unwrap_or_default();
+        let uptime = snap
+            .as_ref()
+            .filter(|s| s.pid.is_some())
+            .and_then(|s| s.started_at)
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .unwrap_or_default();
+        View {
+            name: d.name.clone(),
+            state,
+            release: inner.record.current.unwrap_or(0),
+            git_ref: current.map(|r| r.git_ref.clone()).unwrap_or_default(),
+            commit: current.map(|r| r.commit.clone()).unwrap_or_default(),
+            packages_hash: current.map(|r| r.packages_hash.clone()).unwrap_or_default(),
+            pid,
+            restarts: snap.as_ref().map(|s| s.restarts).unwrap_or(0),
+            url: spec.as_ref().map(|s| self.app_url(s.port)).unwrap_or_default(),
+            uptime,
+            cpu_percent,
+            memory_bytes,
+            last_health: snap.as_ref().map(|s| s.last_health.clone()).unwrap_or_default(),
+            message,
+            last_exit_code: snap.as_ref().and_then(|s| s.last_exit_code),
+            next_restart_in: snap
+                .as_ref()
+                .and_then(|s| s.next_restart_at)
+                .map(|t| t.saturating_duration_since(Instant::now())),
+            deployed_at: current.map(|r| r.deployed_at).unwrap_or(0),
+            spec,
+        }
+    }
+
+    /// Whether a deployment is healthy right now (for load balancers; from cached state).
+    pub fn healthy(&self, name: &str) -> Option<(bool, String, String)> {
+        let d = self.get(name)?;
+        let inner = d.lock();
+        let snap = inner.instance.as_ref().map(|i| i.snapshot());
+        Some(match snap {
+            Some(s) => (s.state == State::Healthy, s.state.as_str().to_string(), s.last_health),
+            None => (false, "stopped".to_string(), String::new()),
+        })
+    }
+
+    /// Stops a deployment on this node and deletes its directories and record.
+    pub async fn remove(&self, name: &str) -> Result<(Option<u32>, Stopped)> {
+        let d = self.get(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let _op = d.op.lock().await;
+        let (instance, orphan, kill_timeout) = {
+            let mut inner = d.lock();
+            if inner.removed {
+                return Err(Error::NotFound(name.to_string()));
+            }
+            let kill_timeout = inner
+                .record
+                .current_release()
+                .map(|r| r.spec.kill_timeout)
+                .unwrap_or(crate::spec::DEFAULT_KILL_TIMEOUT);
+            (inner.instance.take(), inner.record.pid.take(), kill_timeout)
+        };
+        let stopped = match (instance, orphan) {
+            (Some(i), _) => i.stop().await,
+            (None, Some(pid)) => (Some(pid), stop_orphan(pid, kill_timeout).await),
+            (None, None) => (None, Stopped::NotRunning),
+        };
+        store::delete(&self.layout, name)?;
+        d.lock().removed = true;
+        self.map().remove(name);
+        Ok(stopped)
+    }
+}
+
+/// Stops a process group we hold no child handle for (started by an earlier agent run).
+async fn stop_orphan(pgid: u32, grace: Duration) -> Stopped {
+    use nix::sys::signal::Signal;
+    if crate::ports::pgid_of(pgid) != Some(pgid) {
+        return Stopped::NotRunning;
+    }
+    if !process::signal_group(pgid, Signal::SIGTERM) {
+        return Stopped::NotRunning;
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if !process::group_alive(pgid) {
+            return Stopped::Terminated;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    process::signal_group(pgid, Signal::SIGKILL);
+    Stopped::Killed
+}
+
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}

@@ -1,0 +1,16 @@
+//! Compiles `deploy/v1/agent.proto` with protox (pure Rust), so no `protoc` is needed.
+
+use std::path::PathBuf;
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto = "deploy/v1/agent.proto";
+    println!("cargo:rerun-if-changed={proto}");
+    let fds = protox::compile([proto], ["."])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    // Kept for gRPC server reflection.
+    std::fs::write(out.join("deploy_v1_descriptor.bin"), fds.encode_to_vec())?;
+    tonic_prost_build::configure().compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! The gRPC contract between `deployctl` and `deploy-agent`, generated from
+//! `proto/deploy/v1/agent.proto` at build time.
+
+#![allow(clippy::large_enum_variant, clippy::doc_lazy_continuation)]
+
+pub mod v1 {
+    tonic::include_proto!("deploy.v1");
+
+    /// The encoded file descriptor set, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("deploy_v1_descriptor");
+}
