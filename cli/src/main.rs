@@ -1,1 +1,102 @@
-fn main() {}
+//! `deployctl`: declare, deploy and manage apps on deploy-agents. `main` parses the
+//! command line and dispatches to one module per command; errors map to exit codes
+//! (0 ok, 1 failed, 2 bad input).
+
+mod client;
+mod cmd;
+mod decl;
+mod error;
+mod output;
+mod project;
+mod state;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use output::Format;
+use project::Project;
+
+/// Deploy ML models, dashboards and APIs from git onto your own machines.
+///
+/// Quick start (the built-in `local` env starts a deploy-agent for you):
+///
+///   deployctl run iris --repo https://example.org/me/iris.git --ref v1.0.0 \
+///       --command "python app.py" --pip scikit-learn --health-path /health
+///
+///   deployctl status iris     deployctl logs iris -f     deployctl remove iris
+///
+/// Exit codes: 0 worked, 1 an operation failed, 2 bad usage or input.
+#[derive(Parser, Debug)]
+#[command(name = "deployctl", version, about, long_about, verbatim_doc_comment)]
+struct Cli {
+    /// The project directory (declarations, .deployctl.yaml, state); default: the
+    /// nearest directory upwards with .deployctl.yaml, else the current one
+    #[arg(long, global = true, value_name = "DIR")]
+    project: Option<PathBuf>,
+    /// Output format
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Deploy: write NAME.deploy.yaml from the flags (over an existing one) and deploy it
+    Run(cmd::run::Args),
+    /// Write a declaration without deploying
+    #[command(subcommand)]
+    Declare(cmd::declare::Declare),
+    /// Show every instance of a deployment (or of all): state, release, commit, pid, ...
+    Status(cmd::status::Args),
+    /// List the deployments in the state
+    List,
+    /// Show an app's output (or its deploy steps') from every instance
+    Logs(cmd::logs::Args),
+    /// Stop a deployment everywhere, delete its directories and its state entry
+    Remove(cmd::remove::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if err.downcast_ref::<error::Reported>().is_none() {
+                eprintln!("error: {err:#}");
+            }
+            let code = if err.downcast_ref::<error::BadInput>().is_some() {
+                2
+            } else {
+                error::exit_code(&err)
+            };
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let project = Project::find(cli.project.as_deref())?;
+    let format = cli.output;
+    match cli.command {
+        Command::Run(args) => cmd::run::run(&project, args, format).await,
+        Command::Declare(d) => cmd::declare::run(&project, d),
+        Command::Status(args) => cmd::status::run(&project, args, format).await,
+        Command::List => cmd::list::run(&project, format),
+        Command::Logs(args) => cmd::logs::run(&project, args).await,
+        Command::Remove(args) => cmd::remove::run(&project, args, format).await,
+    }
+}

@@ -1,0 +1,129 @@
+//! The flags that set declaration fields, shared by `run` and `declare deployment`.
+//! Every declaration field has one; given flags override the declaration.
+
+use crate::decl::{self, DeploymentDecl, Scalar};
+use crate::error::bad_input;
+
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct DeployFlags {
+    /// The env to deploy to (an NAME.env.yaml); default: core.default_env, else `local`
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Git repository: https://, ssh (git@host:path), file:// or a local path
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Branch, tag or (short) commit to deploy; default: the remote HEAD
+    #[arg(long = "ref", value_name = "REF")]
+    pub git_ref: Option<String>,
+    /// Directory inside the repository to run in (default: the root)
+    #[arg(long)]
+    pub workdir: Option<String>,
+    /// The command that starts the app, run with `sh -c` (bind $HOST:$PORT)
+    #[arg(long)]
+    pub command: Option<String>,
+    /// Extra pip package (repeatable), e.g. --pip scikit-learn==1.5.2
+    #[arg(long = "pip", value_name = "PKG")]
+    pub pip: Vec<String>,
+    /// Extra apt package (repeatable; only where the agent may use apt)
+    #[arg(long = "apt", value_name = "PKG")]
+    pub apt: Vec<String>,
+    /// Extra conda package (repeatable; only where conda is on the node)
+    #[arg(long = "conda", value_name = "PKG")]
+    pub conda: Vec<String>,
+    /// A requirements file, relative to the workdir, installed with pip
+    #[arg(long, value_name = "FILE")]
+    pub requirements: Option<String>,
+    /// A script (relative to the workdir) run before the command; must exit 0
+    #[arg(long, value_name = "FILE")]
+    pub start_script: Option<String>,
+    /// An environment variable for the app (repeatable)
+    #[arg(long = "env-var", value_name = "KEY=VALUE")]
+    pub env_var: Vec<String>,
+    /// A secret the app gets as an env var (repeatable; the value lives on the agent)
+    #[arg(long = "secret", value_name = "NAME")]
+    pub secret: Vec<String>,
+    /// The port the app listens on [default: 8000]
+    #[arg(long, allow_negative_numbers = true)]
+    pub port: Option<i64>,
+    /// HTTP path checked for health (2xx/3xx); without it, a TCP connect
+    #[arg(long, value_name = "PATH")]
+    pub health_path: Option<String>,
+    /// How long a new release may take to become healthy [default: 120s]
+    #[arg(long, value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// How often a running app is checked [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Where `deployctl apply` POSTs [default: /predict]
+    #[arg(long, value_name = "PATH")]
+    pub apply_path: Option<String>,
+    /// user:NAME or group:NAME
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// always | on-failure | never [default: on-failure]
+    #[arg(long)]
+    pub restart: Option<String>,
+    /// Grace period between SIGTERM and SIGKILL when stopping [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub kill_timeout: Option<String>,
+}
+
+impl DeployFlags {
+    /// Lays the given flags over `d`. A relative local `--repo` is taken from `cwd`.
+    pub fn apply(&self, d: &mut DeploymentDecl, cwd: &std::path::Path) -> anyhow::Result<()> {
+        fn set(field: &mut Option<String>, v: &Option<String>) {
+            if let Some(v) = v {
+                *field = Some(v.clone());
+            }
+        }
+        set(&mut d.env, &self.env);
+        if let Some(repo) = &self.repo {
+            d.repo = decl::absolute_repo(repo, cwd);
+        }
+        set(&mut d.git_ref, &self.git_ref);
+        set(&mut d.workdir, &self.workdir);
+        if let Some(c) = &self.command {
+            d.command = c.clone();
+        }
+        if !self.pip.is_empty() {
+            d.packages.pip = self.pip.clone();
+        }
+        if !self.apt.is_empty() {
+            d.packages.apt = self.apt.clone();
+        }
+        if !self.conda.is_empty() {
+            d.packages.conda = self.conda.clone();
+        }
+        set(&mut d.requirements, &self.requirements);
+        set(&mut d.start_script, &self.start_script);
+        for kv in &self.env_var {
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                bad_input(format!("--env-var: {kv:?} must be KEY=VALUE"))
+            })?;
+            d.env_vars.insert(k.trim().to_string(), Scalar::Text(v.to_string()));
+        }
+        if !self.secret.is_empty() {
+            d.secrets = self.secret.clone();
+        }
+        if let Some(p) = self.port {
+            d.port = Some(p);
+        }
+        set(&mut d.health.path, &self.health_path);
+        set(&mut d.health.timeout, &self.health_timeout);
+        set(&mut d.health.interval, &self.health_interval);
+        set(&mut d.apply_path, &self.apply_path);
+        set(&mut d.owner, &self.owner);
+        set(&mut d.restart, &self.restart);
+        set(&mut d.kill_timeout, &self.kill_timeout);
+        Ok(())
+    }
+}
+
+/// A fresh declaration with its object type filled in.
+pub fn new_declaration() -> DeploymentDecl {
+    DeploymentDecl {
+        object_type: "deployment".into(),
+        kind: "process".into(),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,101 @@
+//! The project: the directory holding declarations and `.deployctl.yaml` (found in the
+//! current directory or its nearest parent), and its configuration.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::error::bad_input;
+
+pub const CONFIG_FILE: &str = ".deployctl.yaml";
+pub const DEFAULT_STATE_URI: &str = ".deployctl/state.json";
+pub const DEFAULT_ENV: &str = "local";
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    #[serde(default)]
+    pub core: CoreConfig,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoreConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_env: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    pub uri: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub root: PathBuf,
+    pub config: ProjectConfig,
+}
+
+impl Project {
+    /// `--project DIR`, else the nearest directory upwards with `.deployctl.yaml`, else cwd.
+    pub fn find(explicit: Option<&Path>) -> anyhow::Result<Project> {
+        let root = match explicit {
+            Some(dir) => {
+                if !dir.is_dir() {
+                    return Err(bad_input(format!(
+                        "--project: {} is not a directory",
+                        dir.display()
+                    )));
+                }
+                dir.to_path_buf()
+            }
+            None => {
+                let cwd = std::env::current_dir().context("reading the current directory")?;
+                cwd.ancestors()
+                    .find(|d| d.join(CONFIG_FILE).is_file())
+                    .map(Path::to_path_buf)
+                    .unwrap_or(cwd)
+            }
+        };
+        let root = std::path::absolute(&root).unwrap_or(root);
+        let path = root.join(CONFIG_FILE);
+        let config = match std::fs::read_to_string(&path) {
+            Ok(text) if text.trim().is_empty() => ProjectConfig::default(),
+            Ok(text) => serde_norway::from_str(&text)
+                .map_err(|e| bad_input(format!("{}: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ProjectConfig::default(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        Ok(Project { root, config })
+    }
+
+    pub fn default_env(&self) -> String {
+        self.config
+            .core
+            .default_env
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ENV.to_string())
+    }
+
+    /// The state location, with a relative path taken from the project root.
+    pub fn state_uri(&self) -> String {
+        self.config
+            .core
+            .state
+            .as_ref()
+            .map(|s| s.uri.clone())
+            .unwrap_or_else(|| DEFAULT_STATE_URI.to_string())
+    }
+
+    pub fn deployment_file(&self, name: &str) -> PathBuf {
+        self.root.join(format!("{name}.deploy.yaml"))
+    }
+
+    pub fn env_file(&self, name: &str) -> PathBuf {
+        self.root.join(format!("{name}.env.yaml"))
+    }
+}
