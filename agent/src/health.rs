@@ -41,7 +41,10 @@ pub async fn check(host: IpAddr, port: u16, path: Option<&str>, timeout: Duratio
     };
     match tokio::time::timeout(timeout, http_get(stream, addr, path)).await {
         Err(_) => fail(
-            format!("GET {path} got no answer within {}", humantime::format_duration(timeout)),
+            format!(
+                "GET {path} got no answer within {}",
+                humantime::format_duration(timeout)
+            ),
             false,
         ),
         Ok(Err(e)) => fail(format!("GET {path} failed: {e}"), false),

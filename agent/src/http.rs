@@ -14,7 +14,11 @@ use tokio::net::TcpListener;
 
 use crate::supervisor::Supervisor;
 
-pub async fn serve(listener: TcpListener, sup: Arc<Supervisor>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    sup: Arc<Supervisor>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
@@ -42,7 +46,11 @@ pub async fn serve(listener: TcpListener, sup: Arc<Supervisor>, shutdown: impl F
 
 fn route(sup: &Supervisor, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET\n".into());
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "only GET\n".into(),
+        );
     }
     let path = req.uri().path();
     match path {
@@ -64,12 +72,20 @@ fn deployment_health(sup: &Supervisor, name: &str) -> Response<Full<Bytes>> {
             let body = serde_json::json!({
                 "name": name, "healthy": healthy, "state": state, "last_check": last,
             });
-            let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let code = if healthy {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             reply(code, "application/json", format!("{body}\n"))
         }
         None => {
             let body = serde_json::json!({"name": name, "healthy": false, "state": "not found"});
-            reply(StatusCode::NOT_FOUND, "application/json", format!("{body}\n"))
+            reply(
+                StatusCode::NOT_FOUND,
+                "application/json",
+                format!("{body}\n"),
+            )
         }
     }
 }

@@ -119,7 +119,9 @@ impl Instance {
             cmds: cmd_rx,
         };
         let release = task.cfg.release;
-        tokio::spawn(task.run(ready_tx));
+        // The first process starts here, so the caller sees its pid at once.
+        let first = task.spawn();
+        tokio::spawn(task.run(first, ready_tx));
         (
             Instance {
                 release,
@@ -153,7 +155,10 @@ type StopReply = oneshot::Sender<(Option<u32>, Stopped)>;
 /// What the app did while we waited for it to become healthy.
 enum Waited {
     Healthy(String),
-    Failed { reason: String, exit: Option<i32> },
+    Failed {
+        reason: String,
+        exit: Option<i32>,
+    },
     /// A stop arrived (`None`: every handle is gone, the agent is shutting down).
     Stop(Option<StopReply>),
 }
@@ -161,7 +166,10 @@ enum Waited {
 /// How supervising a healthy app ended.
 enum Ended {
     /// Exited (with its code) or stayed unhealthy (no code) while the policy restarts.
-    Failed { reason: String, exit: Option<i32> },
+    Failed {
+        reason: String,
+        exit: Option<i32>,
+    },
     Stop(Option<StopReply>),
 }
 
@@ -176,12 +184,35 @@ impl Task {
         f(&mut lock(&self.status));
     }
 
-    async fn run(mut self, ready: oneshot::Sender<Result<u32, StartFailure>>) {
+    /// Starts the app's process and records its pid; returns it with the log offset at start.
+    fn spawn(&self) -> (std::io::Result<Child>, u64) {
+        let log_offset = std::fs::metadata(&self.cfg.log)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let spawned = process::spawn_app(&self.cfg.launch, &self.cfg.log);
+        if let Ok(child) = &spawned {
+            let pid = child.id();
+            self.set(|s| {
+                s.pid = pid;
+                s.started_at = Some(SystemTime::now());
+            });
+        }
+        (spawned, log_offset)
+    }
+
+    async fn run(
+        mut self,
+        first: (std::io::Result<Child>, u64),
+        ready: oneshot::Sender<Result<u32, StartFailure>>,
+    ) {
         let mut ready = Some(ready);
         let mut backoff = BACKOFF_FIRST;
+        let mut first = Some(first);
         loop {
-            let log_offset = std::fs::metadata(&self.cfg.log).map(|m| m.len()).unwrap_or(0);
-            let spawned = process::spawn_app(&self.cfg.launch, &self.cfg.log);
+            let (spawned, log_offset) = match first.take() {
+                Some(f) => f,
+                None => self.spawn(),
+            };
             let (mut child, pid) = match spawned {
                 Ok(child) => {
                     let pid = child.id().unwrap_or(0);
@@ -194,7 +225,10 @@ impl Task {
                             s.state = State::Failed;
                             s.message = reason.clone();
                         });
-                        let _ = r.send(Err(StartFailure { reason, tail: vec![] }));
+                        let _ = r.send(Err(StartFailure {
+                            reason,
+                            tail: vec![],
+                        }));
                         return;
                     }
                     self.set(|s| s.message = reason);
@@ -204,11 +238,13 @@ impl Task {
                     continue;
                 }
             };
-            let first = ready.is_some();
+            let initial = ready.is_some();
             self.set(|s| {
-                s.pid = Some(pid);
-                s.started_at = Some(SystemTime::now());
-                s.state = if first { State::Deploying } else { State::Pending };
+                s.state = if initial {
+                    State::Deploying
+                } else {
+                    State::Pending
+                };
                 s.next_restart_at = None;
             });
             tracing::info!(deployment = %self.cfg.name, release = self.cfg.release, pid, "app started");
@@ -417,12 +453,7 @@ impl Task {
         }
     }
 
-    async fn stop_and_end(
-        &self,
-        child: &mut Child,
-        pid: u32,
-        reply: Option<StopReply>,
-    ) {
+    async fn stop_and_end(&self, child: &mut Child, pid: u32, reply: Option<StopReply>) {
         let Some(reply) = reply else {
             // Every handle is gone (the agent is shutting down): leave the app running.
             return;
@@ -440,7 +471,10 @@ impl Task {
 /// A health failure, explained: what the check saw, and where the app listens instead.
 fn explain_unhealthy(cfg: &InstanceConfig, pgid: u32, last: &health::Checked) -> String {
     let target = format!("{}:{}", cfg.host, cfg.port);
-    let mut reason = format!("the health check of {target} did not pass: {}", last.summary);
+    let mut reason = format!(
+        "the health check of {target} did not pass: {}",
+        last.summary
+    );
     if last.refused {
         let elsewhere: Vec<String> = ports::listening_of_group(pgid)
             .into_iter()

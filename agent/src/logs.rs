@@ -22,7 +22,11 @@ pub fn tail(path: &Path, n: usize) -> std::io::Result<(Vec<u8>, u64)> {
     let mut buf = Vec::with_capacity((len - start) as usize);
     f.read_to_end(&mut buf)?;
     // Only whole lines: drop a partial last line (it is sent when it completes).
-    let whole = buf.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
+    let whole = buf
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map(|i| i + 1)
+        .unwrap_or(0);
     buf.truncate(whole);
     let end = start + whole as u64;
     if n == 0 {
@@ -44,16 +48,15 @@ pub fn tail(path: &Path, n: usize) -> std::io::Result<(Vec<u8>, u64)> {
 
 /// Sends whole lines appended after `offset` until the receiver is gone. A file that
 /// shrinks (rotated or truncated) is read again from its start.
-pub async fn follow(
-    path: &Path,
-    mut offset: u64,
-    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
-) {
+pub async fn follow(path: &Path, mut offset: u64, tx: tokio::sync::mpsc::Sender<Vec<u8>>) {
     loop {
         if tx.is_closed() {
             return;
         }
-        let len = tokio::fs::metadata(path).await.map(|m| m.len()).unwrap_or(0);
+        let len = tokio::fs::metadata(path)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
         if len < offset {
             offset = 0;
         }
@@ -68,7 +71,11 @@ pub async fn follow(
             })
             .await;
             if let Ok(Ok(mut buf)) = read {
-                let whole = buf.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
+                let whole = buf
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map(|i| i + 1)
+                    .unwrap_or(0);
                 buf.truncate(whole);
                 offset += whole as u64;
                 if !buf.is_empty() && tx.send(buf).await.is_err() {

@@ -18,7 +18,11 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:7070", env = "DEPLOY_AGENT_LISTEN")]
     listen: SocketAddr,
     /// HTTP address for health endpoints.
-    #[arg(long, default_value = "127.0.0.1:7071", env = "DEPLOY_AGENT_HTTP_LISTEN")]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:7071",
+        env = "DEPLOY_AGENT_HTTP_LISTEN"
+    )]
     http_listen: SocketAddr,
     /// Where releases, environments, mirrors and logs live
     /// [default: $XDG_DATA_HOME/deploy-agent or ~/.local/share/deploy-agent].
@@ -75,7 +79,10 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -90,8 +97,11 @@ async fn shutdown_signal() {
 
 fn init_logging(format: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("DEPLOY_AGENT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_env("DEPLOY_AGENT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {

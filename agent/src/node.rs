@@ -15,7 +15,11 @@ pub fn info(sup: &Supervisor) -> NodeInfoReply {
     let load = System::load_average().ok();
     let disks = Disks::new_with_refreshed_list().ok();
     // The disk holding the data directory: the longest mount point that prefixes it.
-    let data_dir = sup.config.data_dir.canonicalize().unwrap_or(sup.config.data_dir.clone());
+    let data_dir = sup
+        .config
+        .data_dir
+        .canonicalize()
+        .unwrap_or(sup.config.data_dir.clone());
     let disk = disks
         .iter()
         .flat_map(|d| d.iter())

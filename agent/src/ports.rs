@@ -25,7 +25,11 @@ pub fn listeners(port: u16) -> Vec<Listener> {
     let mut out = Vec::new();
     for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
         if let Ok(text) = std::fs::read_to_string(file) {
-            out.extend(parse_proc_net_tcp(&text, v6).into_iter().filter(|l| l.port == port));
+            out.extend(
+                parse_proc_net_tcp(&text, v6)
+                    .into_iter()
+                    .filter(|l| l.port == port),
+            );
         }
     }
     out
@@ -45,7 +49,9 @@ fn parse_proc_net_tcp(text: &str, v6: bool) -> Vec<Listener> {
             let addr = if v6 {
                 parse_v6(addr_hex)?
             } else {
-                IpAddr::V4(Ipv4Addr::from(u32::from_str_radix(addr_hex, 16).ok()?.swap_bytes()))
+                IpAddr::V4(Ipv4Addr::from(
+                    u32::from_str_radix(addr_hex, 16).ok()?.swap_bytes(),
+                ))
             };
             let inode = f[9].parse().ok()?;
             Some(Listener { addr, port, inode })
@@ -75,7 +81,11 @@ fn parse_v6(hex: &str) -> Option<IpAddr> {
 pub fn pid_of_socket(inode: u64) -> Option<u32> {
     let target = format!("socket:[{inode}]");
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
@@ -99,7 +109,11 @@ pub fn listening_of_group(pgid: u32) -> Vec<(IpAddr, u16)> {
         return vec![];
     };
     for entry in procs.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         if pgid_of(pid) != Some(pgid) {
@@ -224,6 +238,9 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].1, Some(std::process::id()));
         assert!(holders("127.0.0.9".parse().unwrap(), port).is_empty());
-        assert_eq!(pgid_of(std::process::id()), Some(nix::unistd::getpgrp().as_raw() as u32));
+        assert_eq!(
+            pgid_of(std::process::id()),
+            Some(nix::unistd::getpgrp().as_raw() as u32)
+        );
     }
 }

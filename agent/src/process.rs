@@ -97,7 +97,10 @@ pub fn signal_group(pgid: u32, sig: Signal) -> bool {
 
 /// Whether any process of the group is still alive (zombies of reaped leaders excluded).
 pub fn group_alive(pgid: u32) -> bool {
-    matches!(killpg(Pid::from_raw(pgid as i32), None), Ok(()) | Err(Errno::EPERM))
+    matches!(
+        killpg(Pid::from_raw(pgid as i32), None),
+        Ok(()) | Err(Errno::EPERM)
+    )
 }
 
 /// Stops an app: SIGTERM to its group, waits up to `grace` for the group to empty,

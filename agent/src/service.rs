@@ -45,12 +45,19 @@ impl Agent for AgentService {
     type DeployStream = BoxStream<pb::DeployEvent>;
     type LogsStream = BoxStream<pb::LogChunk>;
 
-    async fn deploy(&self, req: Request<pb::DeployRequest>) -> Result<Response<Self::DeployStream>, Status> {
-        let raw = req.into_inner().spec.ok_or_else(|| Status::invalid_argument("spec: is required"))?;
+    async fn deploy(
+        &self,
+        req: Request<pb::DeployRequest>,
+    ) -> Result<Response<Self::DeployStream>, Status> {
+        let raw = req
+            .into_inner()
+            .spec
+            .ok_or_else(|| Status::invalid_argument("spec: is required"))?;
         let spec = Spec::validate(raw_spec(raw))?;
         tracing::info!(deployment = %spec.name, repo = %spec.repo, git_ref = ?spec.git_ref, "deploy requested");
         let logs = self.sup.layout.logs(&spec.name);
-        std::fs::create_dir_all(&logs).map_err(|e| Error::io("creating log directory", &logs, e))?;
+        std::fs::create_dir_all(&logs)
+            .map_err(|e| Error::io("creating log directory", &logs, e))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let ev = events::Events::new(tx, &self.sup.layout.deploy_log(&spec.name));
         // The deploy runs to the end even if the client goes away.
@@ -59,7 +66,10 @@ impl Agent for AgentService {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn status(&self, req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusReply>, Status> {
+    async fn status(
+        &self,
+        req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusReply>, Status> {
         let name = req.into_inner().name;
         let name = (!name.is_empty()).then_some(name);
         if let Some(n) = &name {
@@ -71,7 +81,10 @@ impl Agent for AgentService {
         }))
     }
 
-    async fn remove(&self, req: Request<pb::RemoveRequest>) -> Result<Response<pb::RemoveReply>, Status> {
+    async fn remove(
+        &self,
+        req: Request<pb::RemoveRequest>,
+    ) -> Result<Response<pb::RemoveReply>, Status> {
         let name = req.into_inner().name;
         spec::validate_name(&name)?;
         tracing::info!(deployment = %name, "remove requested");
@@ -82,7 +95,10 @@ impl Agent for AgentService {
         }))
     }
 
-    async fn logs(&self, req: Request<pb::LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
+    async fn logs(
+        &self,
+        req: Request<pb::LogsRequest>,
+    ) -> Result<Response<Self::LogsStream>, Status> {
         let req = req.into_inner();
         spec::validate_name(&req.name)?;
         let layout = &self.sup.layout;
@@ -111,7 +127,10 @@ impl Agent for AgentService {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn node_info(&self, _req: Request<pb::NodeInfoRequest>) -> Result<Response<pb::NodeInfoReply>, Status> {
+    async fn node_info(
+        &self,
+        _req: Request<pb::NodeInfoRequest>,
+    ) -> Result<Response<pb::NodeInfoReply>, Status> {
         let sup = self.sup.clone();
         let reply = tokio::task::spawn_blocking(move || crate::node::info(&sup))
             .await
@@ -169,7 +188,9 @@ fn spec_to_pb(s: &Spec) -> pb::DeploymentSpec {
 }
 
 fn path_str(p: &Option<std::path::PathBuf>) -> String {
-    p.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
+    p.as_ref()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn view_to_pb(v: View) -> pb::DeploymentStatus {

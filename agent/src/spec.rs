@@ -109,7 +109,10 @@ pub fn validate_name(name: &str) -> Result<(), Error> {
         return Err(invalid("name", "must not be empty"));
     }
     if name.len() > MAX_NAME {
-        return Err(invalid("name", format!("is longer than {MAX_NAME} characters")));
+        return Err(invalid(
+            "name",
+            format!("is longer than {MAX_NAME} characters"),
+        ));
     }
     let first = name.as_bytes()[0];
     if !first.is_ascii_alphanumeric() {
@@ -229,12 +232,21 @@ impl Spec {
             ));
         }
         let git_ref = raw.git_ref.trim();
-        if git_ref.starts_with('-') || git_ref.contains("..") || git_ref.contains(char::is_whitespace) {
-            return Err(invalid("ref", format!("{git_ref:?} is not a valid git ref")));
+        if git_ref.starts_with('-')
+            || git_ref.contains("..")
+            || git_ref.contains(char::is_whitespace)
+        {
+            return Err(invalid(
+                "ref",
+                format!("{git_ref:?} is not a valid git ref"),
+            ));
         }
         let command = raw.command.trim().to_string();
         if command.is_empty() {
-            return Err(invalid("command", "is required (what to run, e.g. 'python app.py')"));
+            return Err(invalid(
+                "command",
+                "is required (what to run, e.g. 'python app.py')",
+            ));
         }
         if command.len() > MAX_TEXT {
             return Err(invalid("command", "is too long"));
@@ -274,7 +286,10 @@ impl Spec {
                 ));
             }
             if v.len() > MAX_TEXT || v.contains('\0') {
-                return Err(invalid(&format!("env_vars.{k}"), "value is too long or has a NUL"));
+                return Err(invalid(
+                    &format!("env_vars.{k}"),
+                    "value is too long or has a NUL",
+                ));
             }
         }
         let port = match raw.port {
@@ -285,8 +300,12 @@ impl Spec {
         let path = raw.health_path.trim();
         let health_path = if path.is_empty() {
             None
-        } else if !path.starts_with('/') || path.contains(char::is_whitespace) || path.len() > 2048 {
-            return Err(invalid("health.path", format!("{path:?} must start with '/' and have no spaces")));
+        } else if !path.starts_with('/') || path.contains(char::is_whitespace) || path.len() > 2048
+        {
+            return Err(invalid(
+                "health.path",
+                format!("{path:?} must start with '/' and have no spaces"),
+            ));
         } else {
             Some(path.to_string())
         };
@@ -298,7 +317,10 @@ impl Spec {
         })?;
         let owner = raw.owner.trim().to_string();
         if !owner.is_empty() && !(owner.starts_with("user:") || owner.starts_with("group:")) {
-            return Err(invalid("owner", format!("{owner:?} must be user:NAME or group:NAME")));
+            return Err(invalid(
+                "owner",
+                format!("{owner:?} must be user:NAME or group:NAME"),
+            ));
         }
         let ms = |v: u64, d: Duration| if v == 0 { d } else { Duration::from_millis(v) };
         Ok(Spec {
@@ -409,7 +431,10 @@ mod tests {
         }
         let mut r = raw();
         r.workdir = "./services/api/".into();
-        assert_eq!(Spec::validate(r).unwrap().workdir, PathBuf::from("services/api"));
+        assert_eq!(
+            Spec::validate(r).unwrap().workdir,
+            PathBuf::from("services/api")
+        );
     }
 
     #[test]
@@ -420,12 +445,18 @@ mod tests {
             (|r| r.repo = "relative/path".into(), "repo:"),
             (|r| r.restart = "sometimes".into(), "restart:"),
             (|r| r.health_path = "health".into(), "health.path:"),
-            (|r| {
-                r.env_vars.insert("1X".into(), "v".into());
-            }, "env_vars.1X:"),
-            (|r| {
-                r.env_vars.insert("PORT".into(), "1".into());
-            }, "env_vars.PORT:"),
+            (
+                |r| {
+                    r.env_vars.insert("1X".into(), "v".into());
+                },
+                "env_vars.1X:",
+            ),
+            (
+                |r| {
+                    r.env_vars.insert("PORT".into(), "1".into());
+                },
+                "env_vars.PORT:",
+            ),
             (|r| r.apt = vec!["curl".into()], "packages.apt:"),
             (|r| r.requirements = "../req.txt".into(), "requirements:"),
             (|r| r.owner = "bob".into(), "owner:"),

@@ -39,7 +39,9 @@ impl Layout {
         self.deployment(name).join("deployment.json")
     }
     pub fn release(&self, name: &str, number: u32) -> PathBuf {
-        self.deployment(name).join("releases").join(number.to_string())
+        self.deployment(name)
+            .join("releases")
+            .join(number.to_string())
     }
     pub fn logs(&self, name: &str) -> PathBuf {
         self.deployment(name).join("logs")
@@ -117,7 +119,8 @@ impl Record {
 pub fn save(layout: &Layout, record: &Record) -> Result<()> {
     let path = layout.record(&record.name);
     let dir = layout.deployment(&record.name);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating deployment directory", &dir, e))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io("creating deployment directory", &dir, e))?;
     let json = serde_json::to_vec_pretty(record)
         .map_err(|e| Error::Internal(format!("encoding record: {e}")))?;
     write_atomic(&path, &json)
@@ -134,10 +137,14 @@ pub fn load_all(layout: &Layout) -> Vec<Record> {
         match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<Record>(&bytes) {
                 Ok(r) => out.push(r),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "skipping unreadable record"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "skipping unreadable record")
+                }
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "skipping unreadable record"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "skipping unreadable record")
+            }
         }
     }
     out

@@ -228,10 +228,14 @@ impl Supervisor {
         let snap = inner.instance.as_ref().map(|i| i.snapshot());
         let (state, message) = match (&snap, inner.deploying) {
             (Some(s), _) => (s.state.as_str().to_string(), s.message.clone()),
-            (None, Some(n)) => ("deploying".to_string(), format!("release {n} is being deployed")),
+            (None, Some(n)) => (
+                "deploying".to_string(),
+                format!("release {n} is being deployed"),
+            ),
             (None, None) if inner.record.pid.is_some() => (
                 "unhealthy".to_string(),
-                "the app was started by an earlier run of the agent and is not supervised".to_string(),
+                "the app was started by an earlier run of the agent and is not supervised"
+                    .to_string(),
             ),
             (None, None) if current.is_some() => ("stopped".to_string(), String::new()),
             (None, None) => (
@@ -261,11 +265,17 @@ impl Supervisor {
             packages_hash: current.map(|r| r.packages_hash.clone()).unwrap_or_default(),
             pid,
             restarts: snap.as_ref().map(|s| s.restarts).unwrap_or(0),
-            url: spec.as_ref().map(|s| self.app_url(s.port)).unwrap_or_default(),
+            url: spec
+                .as_ref()
+                .map(|s| self.app_url(s.port))
+                .unwrap_or_default(),
             uptime,
             cpu_percent,
             memory_bytes,
-            last_health: snap.as_ref().map(|s| s.last_health.clone()).unwrap_or_default(),
+            last_health: snap
+                .as_ref()
+                .map(|s| s.last_health.clone())
+                .unwrap_or_default(),
             message,
             last_exit_code: snap.as_ref().and_then(|s| s.last_exit_code),
             next_restart_in: snap
@@ -283,14 +293,20 @@ impl Supervisor {
         let inner = d.lock();
         let snap = inner.instance.as_ref().map(|i| i.snapshot());
         Some(match snap {
-            Some(s) => (s.state == State::Healthy, s.state.as_str().to_string(), s.last_health),
+            Some(s) => (
+                s.state == State::Healthy,
+                s.state.as_str().to_string(),
+                s.last_health,
+            ),
             None => (false, "stopped".to_string(), String::new()),
         })
     }
 
     /// Stops a deployment on this node and deletes its directories and record.
     pub async fn remove(&self, name: &str) -> Result<(Option<u32>, Stopped)> {
-        let d = self.get(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let d = self
+            .get(name)
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
         let _op = d.op.lock().await;
         let (instance, orphan, kill_timeout) = {
             let mut inner = d.lock();

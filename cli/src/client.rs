@@ -1,8 +1,8 @@
 //! Talking to agents: which agents an env names, connecting to them, and starting the
 //! built-in `local` agent in the background when nothing answers.
 
-use std::path::PathBuf;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -67,7 +67,9 @@ pub fn validate_env(path: &std::path::Path, env: &EnvDecl) -> anyhow::Result<()>
         )));
     }
     if env.addresses.is_empty() {
-        return Err(bad_input(format!("{at}: addresses: at least one agent address is required")));
+        return Err(bad_input(format!(
+            "{at}: addresses: at least one agent address is required"
+        )));
     }
     for a in &env.addresses {
         validate_address(a).map_err(|e| bad_input(format!("{at}: addresses: {e}")))?;

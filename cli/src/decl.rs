@@ -249,7 +249,9 @@ impl DeploymentDecl {
         }
         if let Some(o) = &self.owner {
             if !(o.starts_with("user:") || o.starts_with("group:")) {
-                return Err(bad_input(format!("owner: {o:?} must be user:NAME or group:NAME")));
+                return Err(bad_input(format!(
+                    "owner: {o:?} must be user:NAME or group:NAME"
+                )));
             }
         }
         if let Some(env) = &self.env {
@@ -376,7 +378,11 @@ restart: on-failure
         base.validate("ok").unwrap();
         let mut d = base.clone();
         d.port = Some(70000);
-        assert!(d.validate("ok").unwrap_err().to_string().starts_with("port:"));
+        assert!(d
+            .validate("ok")
+            .unwrap_err()
+            .to_string()
+            .starts_with("port:"));
         let mut d = base.clone();
         d.health.timeout = Some("soon".into());
         assert!(d
@@ -384,21 +390,34 @@ restart: on-failure
             .unwrap_err()
             .to_string()
             .starts_with("health.timeout:"));
-        assert!(base.validate("../x").unwrap_err().to_string().starts_with("name:"));
+        assert!(base
+            .validate("../x")
+            .unwrap_err()
+            .to_string()
+            .starts_with("name:"));
         assert!(base.validate("a b").is_err());
     }
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("t", "120s").unwrap(), Duration::from_secs(120));
+        assert_eq!(
+            parse_duration("t", "120s").unwrap(),
+            Duration::from_secs(120)
+        );
         assert_eq!(parse_duration("t", "2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("t", "90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("t", "500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(
+            parse_duration("t", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
     }
 
     #[test]
     fn repo_paths() {
-        assert_eq!(absolute_repo("git@h:o/r.git", Path::new("/p")), "git@h:o/r.git");
+        assert_eq!(
+            absolute_repo("git@h:o/r.git", Path::new("/p")),
+            "git@h:o/r.git"
+        );
         assert_eq!(absolute_repo("repo", Path::new("/p")), "/p/repo");
         assert_eq!(absolute_repo("/abs", Path::new("/p")), "/abs");
     }

@@ -101,6 +101,10 @@ impl AgentProgress {
             println!("{obj}");
             return;
         }
+        if e.outcome.is_some() {
+            // The outcome is summarised by the command itself.
+            return;
+        }
         let step = e.step.as_str();
         match Phase::try_from(e.phase).unwrap_or(Phase::Unspecified) {
             Phase::Started => match &self.bar {

@@ -93,7 +93,9 @@ impl Events {
             .create(true)
             .append(true)
             .open(log)
-            .map_err(|e| tracing::warn!(path = %log.display(), error = %e, "cannot open deploy log"))
+            .map_err(
+                |e| tracing::warn!(path = %log.display(), error = %e, "cannot open deploy log"),
+            )
             .ok();
         Events {
             tx,
@@ -101,7 +103,13 @@ impl Events {
         }
     }
 
-    pub fn emit(&self, step: &'static str, phase: Phase, message: impl Into<String>, elapsed: Duration) {
+    pub fn emit(
+        &self,
+        step: &'static str,
+        phase: Phase,
+        message: impl Into<String>,
+        elapsed: Duration,
+    ) {
         let message = message.into();
         let tag = match phase {
             Phase::Started => "...",
@@ -165,9 +173,18 @@ impl Events {
     /// The last event: the outcome.
     pub fn finish(&self, outcome: Outcome) {
         let (phase, message) = if outcome.ok {
-            (Phase::Done, format!("release {} is live at {}", outcome.release, outcome.url))
+            (
+                Phase::Done,
+                format!("release {} is live at {}", outcome.release, outcome.url),
+            )
         } else {
-            (Phase::Failed, format!("deploy failed at {}: {}", outcome.failed_step, outcome.reason))
+            (
+                Phase::Failed,
+                format!(
+                    "deploy failed at {}: {}",
+                    outcome.failed_step, outcome.reason
+                ),
+            )
         };
         if let Ok(mut guard) = self.log.lock() {
             if let Some(f) = guard.as_mut() {

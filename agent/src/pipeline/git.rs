@@ -30,8 +30,12 @@ pub fn mirror_path(git_dir: &Path, url: &str) -> PathBuf {
 /// Lists the remote's refs and finds `git_ref` among them (branch, then tag), or the
 /// remote HEAD when `git_ref` is `None`; a hex string that names no ref is taken as a commit.
 pub fn resolve(url: &str, git_ref: Option<&str>) -> Result<Resolved, StepError> {
-    let mut remote = git2::Remote::create_detached(url)
-        .map_err(|e| StepError::new(RESOLVE, format!("repo {url:?} is not a valid git URL: {}", e.message())))?;
+    let mut remote = git2::Remote::create_detached(url).map_err(|e| {
+        StepError::new(
+            RESOLVE,
+            format!("repo {url:?} is not a valid git URL: {}", e.message()),
+        )
+    })?;
     remote.connect(Direction::Fetch).map_err(|e| {
         StepError::new(
             RESOLVE,
@@ -40,23 +44,35 @@ pub fn resolve(url: &str, git_ref: Option<&str>) -> Result<Resolved, StepError> 
     })?;
     let heads: Vec<(String, Oid)> = remote
         .list()
-        .map_err(|e| StepError::new(RESOLVE, format!("cannot list refs of {url}: {}", e.message())))?
+        .map_err(|e| {
+            StepError::new(
+                RESOLVE,
+                format!("cannot list refs of {url}: {}", e.message()),
+            )
+        })?
         .iter()
         .map(|h| (h.name().to_string(), h.oid()))
         .collect();
-    let default_branch = remote
-        .default_branch()
-        .ok()
-        .and_then(|b| b.as_str().ok().map(|s| s.trim_start_matches("refs/heads/").to_string()));
+    let default_branch = remote.default_branch().ok().and_then(|b| {
+        b.as_str()
+            .ok()
+            .map(|s| s.trim_start_matches("refs/heads/").to_string())
+    });
     let _ = remote.disconnect();
     if heads.is_empty() {
-        return Err(StepError::new(RESOLVE, format!("repository {url} has no commits")));
+        return Err(StepError::new(
+            RESOLVE,
+            format!("repository {url} has no commits"),
+        ));
     }
     let find = |name: &str| heads.iter().find(|(n, _)| n == name).map(|(_, oid)| *oid);
 
     let Some(wanted) = git_ref else {
         let oid = find("HEAD").ok_or_else(|| {
-            StepError::new(RESOLVE, format!("repository {url} has no HEAD; give a ref (branch, tag or commit)"))
+            StepError::new(
+                RESOLVE,
+                format!("repository {url} has no HEAD; give a ref (branch, tag or commit)"),
+            )
         })?;
         return Ok(Resolved {
             display: default_branch.unwrap_or_else(|| "HEAD".to_string()),
@@ -139,7 +155,14 @@ fn open_mirror(mirror: &Path) -> Result<Repository, StepError> {
         let _ = std::fs::remove_dir_all(mirror);
     }
     Repository::init_bare(mirror).map_err(|e| {
-        StepError::new(FETCH, format!("cannot create git mirror {}: {}", mirror.display(), e.message()))
+        StepError::new(
+            FETCH,
+            format!(
+                "cannot create git mirror {}: {}",
+                mirror.display(),
+                e.message()
+            ),
+        )
     })
 }
 
@@ -161,7 +184,12 @@ pub fn fetch(mirror: &Path, url: &str, resolved: &Resolved) -> Result<(Oid, bool
             Some(&mut opts),
             None,
         )
-        .map_err(|e| StepError::new(FETCH, format!("fetching {url} failed: {}", clean_git_message(&e))))?;
+        .map_err(|e| {
+            StepError::new(
+                FETCH,
+                format!("fetching {url} failed: {}", clean_git_message(&e)),
+            )
+        })?;
     match find_commit(&repo, resolved) {
         Some(oid) => Ok((oid, true)),
         None => Err(StepError::new(
@@ -186,10 +214,15 @@ fn find_commit(repo: &Repository, resolved: &Resolved) -> Option<Oid> {
 /// Writes the commit's tree into `target` (a new, empty directory).
 pub fn checkout(mirror: &Path, oid: Oid, target: &Path) -> Result<(), StepError> {
     let fail = |what: &str, e: git2::Error| {
-        StepError::new(CHECKOUT, format!("{what} {}: {}", target.display(), e.message()))
+        StepError::new(
+            CHECKOUT,
+            format!("{what} {}: {}", target.display(), e.message()),
+        )
     };
     let repo = Repository::open_bare(mirror).map_err(|e| fail("cannot open mirror for", e))?;
-    let commit = repo.find_commit(oid).map_err(|e| fail("commit missing for", e))?;
+    let commit = repo
+        .find_commit(oid)
+        .map_err(|e| fail("commit missing for", e))?;
     let tree = commit.tree().map_err(|e| fail("cannot read tree for", e))?;
     std::fs::create_dir_all(target).map_err(|e| {
         StepError::new(CHECKOUT, format!("cannot create {}: {e}", target.display()))
@@ -205,9 +238,12 @@ pub fn commit_summary(mirror: &Path, oid: Oid) -> String {
     Repository::open_bare(mirror)
         .ok()
         .and_then(|r| {
-            r.find_commit(oid)
-                .ok()
-                .and_then(|c| c.summary().ok().flatten().map(|s| s.chars().take(72).collect()))
+            r.find_commit(oid).ok().and_then(|c| {
+                c.summary()
+                    .ok()
+                    .flatten()
+                    .map(|s| s.chars().take(72).collect())
+            })
         })
         .unwrap_or_default()
 }

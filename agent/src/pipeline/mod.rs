@@ -68,7 +68,9 @@ async fn run(
     events: &Events,
 ) -> Result<Outcome, Failure> {
     check_port(sup, d, spec).map_err(|e| (e, None))?;
-    let prepared = prepare(sup, spec, number, events).await.map_err(|e| (e, None))?;
+    let prepared = prepare(sup, spec, number, events)
+        .await
+        .map_err(|e| (e, None))?;
     let prepared = match run_start_script(sup, spec, &prepared, events).await {
         Ok(()) => prepared,
         Err(e) => return Err((e, Some(prepared))),
@@ -129,7 +131,10 @@ async fn prepare(
     );
     let resolved = events
         .step(events::RESOLVE, what, async {
-            let r = blocking(events::RESOLVE, move || git::resolve(&url, wanted.as_deref())).await?;
+            let r = blocking(events::RESOLVE, move || {
+                git::resolve(&url, wanted.as_deref())
+            })
+            .await?;
             let msg = match r.commit {
                 Some(oid) => format!("{} is {}", r.display, short(&oid.to_string())),
                 None => format!("{} will be looked up after fetching", r.display),
@@ -142,40 +147,54 @@ async fn prepare(
     let repo_lock = sup.repo_locks.get(&spec.repo);
     let _repo_guard = repo_lock.lock().await;
     let oid = events
-        .step(events::FETCH, format!("into the mirror {}", mirror.display()), async {
-            let (m, u, r) = (mirror.clone(), spec.repo.clone(), resolved.clone());
-            let (oid, fetched) = blocking(events::FETCH, move || git::fetch(&m, &u, &r)).await?;
-            let msg = if fetched {
-                format!("fetched {}", short(&oid.to_string()))
-            } else {
-                format!("already have {}, nothing to fetch", short(&oid.to_string()))
-            };
-            Ok((oid, msg))
-        })
+        .step(
+            events::FETCH,
+            format!("into the mirror {}", mirror.display()),
+            async {
+                let (m, u, r) = (mirror.clone(), spec.repo.clone(), resolved.clone());
+                let (oid, fetched) =
+                    blocking(events::FETCH, move || git::fetch(&m, &u, &r)).await?;
+                let msg = if fetched {
+                    format!("fetched {}", short(&oid.to_string()))
+                } else {
+                    format!("already have {}, nothing to fetch", short(&oid.to_string()))
+                };
+                Ok((oid, msg))
+            },
+        )
         .await?;
 
     let dir = sup.layout.release(&spec.name, number);
     let commit = oid.to_string();
     events
-        .step(events::CHECKOUT, format!("{} into release {number}", short(&commit)), async {
-            let (m, target) = (mirror.clone(), dir.clone());
-            let _ = tokio::fs::remove_dir_all(&target).await;
-            blocking(events::CHECKOUT, move || git::checkout(&m, oid, &target)).await?;
-            let summary = {
-                let m = mirror.clone();
-                tokio::task::spawn_blocking(move || git::commit_summary(&m, oid))
-                    .await
-                    .unwrap_or_default()
-            };
-            Ok(((), format!("{} {summary}", short(&commit))))
-        })
+        .step(
+            events::CHECKOUT,
+            format!("{} into release {number}", short(&commit)),
+            async {
+                let (m, target) = (mirror.clone(), dir.clone());
+                let _ = tokio::fs::remove_dir_all(&target).await;
+                blocking(events::CHECKOUT, move || git::checkout(&m, oid, &target)).await?;
+                let summary = {
+                    let m = mirror.clone();
+                    tokio::task::spawn_blocking(move || git::commit_summary(&m, oid))
+                        .await
+                        .unwrap_or_default()
+                };
+                Ok(((), format!("{} {summary}", short(&commit))))
+            },
+        )
         .await?;
     drop(_repo_guard);
 
     let result = check_paths(spec, &dir, &commit).await;
     if let Err(e) = result {
         let _ = tokio::fs::remove_dir_all(&dir).await;
-        events.emit(e.step, events::Phase::Failed, e.reason.clone(), Default::default());
+        events.emit(
+            e.step,
+            events::Phase::Failed,
+            e.reason.clone(),
+            Default::default(),
+        );
         return Err(e);
     }
 
@@ -205,10 +224,17 @@ async fn prepare(
 async fn check_paths(spec: &Spec, dir: &Path, commit: &str) -> Result<(), StepError> {
     let workdir = dir.join(&spec.workdir);
     let at = format!("at commit {}", short(commit));
-    if !tokio::fs::metadata(&workdir).await.map(|m| m.is_dir()).unwrap_or(false) {
+    if !tokio::fs::metadata(&workdir)
+        .await
+        .map(|m| m.is_dir())
+        .unwrap_or(false)
+    {
         return Err(StepError::new(
             events::CHECKOUT,
-            format!("workdir: {:?} is not a directory in the repository {at}", spec.workdir),
+            format!(
+                "workdir: {:?} is not a directory in the repository {at}",
+                spec.workdir
+            ),
         ));
     }
     for (field, path) in [
@@ -216,10 +242,17 @@ async fn check_paths(spec: &Spec, dir: &Path, commit: &str) -> Result<(), StepEr
         ("start_script", &spec.start_script),
     ] {
         if let Some(p) = path {
-            if !tokio::fs::metadata(workdir.join(p)).await.map(|m| m.is_file()).unwrap_or(false) {
+            if !tokio::fs::metadata(workdir.join(p))
+                .await
+                .map(|m| m.is_file())
+                .unwrap_or(false)
+            {
                 return Err(StepError::new(
                     events::CHECKOUT,
-                    format!("{field}: {:?} is not a file in the workdir {:?} {at}", p, spec.workdir),
+                    format!(
+                        "{field}: {:?} is not a file in the workdir {:?} {at}",
+                        p, spec.workdir
+                    ),
                 ));
             }
         }
@@ -234,20 +267,30 @@ async fn prepare_env(
     events: &Events,
 ) -> Result<Option<packages::Env>, StepError> {
     if !spec.has_packages() {
-        events.skipped(events::PACKAGES, "no packages or requirements declared; using the node's python3");
+        events.skipped(
+            events::PACKAGES,
+            "no packages or requirements declared; using the node's python3",
+        );
         return Ok(None);
     }
     let workdir = dir.join(&spec.workdir);
     let requirements = match &spec.requirements {
         Some(p) => Some((
             p.as_path(),
-            tokio::fs::read_to_string(workdir.join(p)).await.map_err(|e| {
-                StepError::new(events::PACKAGES, format!("requirements: cannot read {}: {e}", p.display()))
-            })?,
+            tokio::fs::read_to_string(workdir.join(p))
+                .await
+                .map_err(|e| {
+                    StepError::new(
+                        events::PACKAGES,
+                        format!("requirements: cannot read {}: {e}", p.display()),
+                    )
+                })?,
         )),
         None => None,
     };
-    let local = requirements.as_ref().is_some_and(|(_, c)| packages::refers_to_files(c));
+    let local = requirements
+        .as_ref()
+        .is_some_and(|(_, c)| packages::refers_to_files(c));
     let req = packages::EnvRequest {
         pip: &spec.pip,
         requirements,
@@ -262,26 +305,30 @@ async fn prepare_env(
     let lock = sup.env_locks.get(&key);
     let log = sup.layout.deploy_log(&spec.name);
     events
-        .step(events::PACKAGES, format!("environment {key} with {installer}"), async {
-            let _guard = lock.lock().await;
-            let (env, built) = packages::build(
-                &toolchain,
-                &sup.layout.envs(),
-                &key,
-                &req,
-                &workdir,
-                &log,
-                sup.config.install_timeout,
-                events,
-            )
-            .await?;
-            let msg = if built {
-                format!("built environment {key}")
-            } else {
-                format!("reused environment {key} (nothing to install)")
-            };
-            Ok((Some(env), msg))
-        })
+        .step(
+            events::PACKAGES,
+            format!("environment {key} with {installer}"),
+            async {
+                let _guard = lock.lock().await;
+                let (env, built) = packages::build(
+                    &toolchain,
+                    &sup.layout.envs(),
+                    &key,
+                    &req,
+                    &workdir,
+                    &log,
+                    sup.config.install_timeout,
+                    events,
+                )
+                .await?;
+                let msg = if built {
+                    format!("built environment {key}")
+                } else {
+                    format!("reused environment {key} (nothing to install)")
+                };
+                Ok((Some(env), msg))
+            },
+        )
         .await
 }
 
@@ -298,10 +345,21 @@ async fn run_start_script(
     let launch = launch_for(sup, &prepared.release, &prepared.dir);
     let log = sup.layout.deploy_log(&spec.name);
     events
-        .step(events::START_SCRIPT, format!("sh {}", script.display()), async {
-            start_script::run(script, &launch, &log, sup.config.start_script_timeout, events).await?;
-            Ok(((), format!("{} finished", script.display())))
-        })
+        .step(
+            events::START_SCRIPT,
+            format!("sh {}", script.display()),
+            async {
+                start_script::run(
+                    script,
+                    &launch,
+                    &log,
+                    sup.config.start_script_timeout,
+                    events,
+                )
+                .await?;
+                Ok(((), format!("{} finished", script.display())))
+            },
+        )
         .await
 }
 
@@ -353,7 +411,10 @@ async fn start_and_check(
 ) -> Result<Outcome, Failure> {
     let logs = sup.layout.logs(&spec.name);
     if let Err(e) = tokio::fs::create_dir_all(&logs).await {
-        let err = StepError::new(events::START, format!("cannot create {}: {e}", logs.display()));
+        let err = StepError::new(
+            events::START,
+            format!("cannot create {}: {e}", logs.display()),
+        );
         return Err((err, Some(prepared)));
     }
     let previous = d.lock().instance.clone();
@@ -382,7 +443,12 @@ async fn start_and_check(
 
     let cfg = instance_config(sup, &prepared.release);
     let started = Instant::now();
-    events.emit(events::START, events::Phase::Started, format!("sh -c {:?}", spec.command), Default::default());
+    events.emit(
+        events::START,
+        events::Phase::Started,
+        format!("sh -c {:?}", spec.command),
+        Default::default(),
+    );
     let (instance, ready) = Instance::start(cfg);
     let instance = Arc::new(instance);
     d.lock().instance = Some(instance.clone());
@@ -405,7 +471,10 @@ async fn start_and_check(
     events.emit(
         events::HEALTH,
         events::Phase::Started,
-        format!("{target} (up to {})", humantime::format_duration(spec.health.timeout)),
+        format!(
+            "{target} (up to {})",
+            humantime::format_duration(spec.health.timeout)
+        ),
         Default::default(),
     );
     let result = ready.await.unwrap_or_else(|_| {
@@ -417,7 +486,12 @@ async fn start_and_check(
     match result {
         Ok(pid) => {
             let last = instance.snapshot().last_health;
-            events.emit(events::HEALTH, events::Phase::Done, last, health_started.elapsed());
+            events.emit(
+                events::HEALTH,
+                events::Phase::Done,
+                last,
+                health_started.elapsed(),
+            );
             // The previous release (on another port) is no longer needed.
             if let Some(prev) = previous.filter(|_| !same_port) {
                 prev.stop().await;
@@ -447,7 +521,12 @@ async fn start_and_check(
             Ok(outcome)
         }
         Err(failure) => {
-            events.emit(events::HEALTH, events::Phase::Failed, failure.reason.clone(), health_started.elapsed());
+            events.emit(
+                events::HEALTH,
+                events::Phase::Failed,
+                failure.reason.clone(),
+                health_started.elapsed(),
+            );
             d.lock().instance = None;
             // Put the previous instance back if it is still running (other port).
             if let Some(prev) = previous.filter(|_| !same_port) {

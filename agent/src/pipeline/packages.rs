@@ -31,7 +31,9 @@ pub struct Toolchain {
 
 impl Toolchain {
     pub async fn detect() -> Toolchain {
-        let python_version = version_of("python3", &["--version"]).await.unwrap_or_default();
+        let python_version = version_of("python3", &["--version"])
+            .await
+            .unwrap_or_default();
         let installer = match which("uv") {
             Some(path) => match version_of(&path.to_string_lossy(), &["--version"]).await {
                 Some(version) => Installer::Uv { path, version },
@@ -59,7 +61,11 @@ async fn version_of(program: &str, args: &[&str]) -> Option<String> {
         .output()
         .await
         .ok()?;
-    let text = if out.stdout.is_empty() { out.stderr } else { out.stdout };
+    let text = if out.stdout.is_empty() {
+        out.stderr
+    } else {
+        out.stdout
+    };
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&text).trim().to_string())
@@ -110,7 +116,11 @@ pub fn env_key(toolchain: &Toolchain, req: &EnvRequest<'_>) -> String {
     if let Some(dir) = req.release_dir {
         h.update(format!("release={}\n", dir.display()));
     }
-    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Whether a requirements file refers to other files (so its environment is release-local).
@@ -141,24 +151,39 @@ pub async fn build(
 ) -> Result<(Env, bool), StepError> {
     let dir = envs_dir.join(key);
     if dir.join(COMPLETE_MARKER).exists() {
-        return Ok((Env { dir, key: key.to_string() }, false));
+        return Ok((
+            Env {
+                dir,
+                key: key.to_string(),
+            },
+            false,
+        ));
     }
     if dir.exists() {
         // A build that did not finish (crash, timeout): start over.
         let _ = tokio::fs::remove_dir_all(&dir).await;
     }
     tokio::fs::create_dir_all(envs_dir).await.map_err(|e| {
-        StepError::new(PACKAGES, format!("cannot create {}: {e}", envs_dir.display()))
+        StepError::new(
+            PACKAGES,
+            format!("cannot create {}: {e}", envs_dir.display()),
+        )
     })?;
     let result = build_into(toolchain, &dir, req, workdir, deploy_log, timeout, events).await;
     if let Err(e) = result {
         let _ = tokio::fs::remove_dir_all(&dir).await;
         return Err(e);
     }
-    tokio::fs::write(dir.join(COMPLETE_MARKER), key).await.map_err(|e| {
-        StepError::new(PACKAGES, format!("cannot write {}: {e}", dir.display()))
-    })?;
-    Ok((Env { dir, key: key.to_string() }, true))
+    tokio::fs::write(dir.join(COMPLETE_MARKER), key)
+        .await
+        .map_err(|e| StepError::new(PACKAGES, format!("cannot write {}: {e}", dir.display())))?;
+    Ok((
+        Env {
+            dir,
+            key: key.to_string(),
+        },
+        true,
+    ))
 }
 
 async fn build_into(
@@ -187,40 +212,62 @@ async fn build_into(
         install_args.push("-r".into());
         install_args.push(path.to_string_lossy().into_owned());
     }
-    let (create, install): ((String, Vec<String>), (String, Vec<String>)) = match &toolchain.installer {
-        Installer::Uv { path, .. } => {
-            let uv = path.to_string_lossy().into_owned();
-            let mut install = vec!["pip".into(), "install".into(), "--python".into(), python.clone(), "--compile-bytecode".into()];
-            install.extend(install_args);
-            (
-                (uv.clone(), vec!["venv".into(), "--quiet".into(), "--python".into(), "python3".into(), dir_s]),
-                (uv, install),
-            )
-        }
-        Installer::Pip => {
-            let mut install = vec!["-m".into(), "pip".into(), "install".into(), "--progress-bar".into(), "off".into()];
-            install.extend(install_args);
-            (
-                ("python3".into(), vec!["-m".into(), "venv".into(), dir_s]),
-                (python.clone(), install),
-            )
-        }
-    };
+    let (create, install): ((String, Vec<String>), (String, Vec<String>)) =
+        match &toolchain.installer {
+            Installer::Uv { path, .. } => {
+                let uv = path.to_string_lossy().into_owned();
+                let mut install = vec![
+                    "pip".into(),
+                    "install".into(),
+                    "--python".into(),
+                    python.clone(),
+                    "--compile-bytecode".into(),
+                ];
+                install.extend(install_args);
+                (
+                    (
+                        uv.clone(),
+                        vec![
+                            "venv".into(),
+                            "--quiet".into(),
+                            "--python".into(),
+                            "python3".into(),
+                            dir_s,
+                        ],
+                    ),
+                    (uv, install),
+                )
+            }
+            Installer::Pip => {
+                let mut install = vec![
+                    "-m".into(),
+                    "pip".into(),
+                    "install".into(),
+                    "--progress-bar".into(),
+                    "off".into(),
+                ];
+                install.extend(install_args);
+                (
+                    ("python3".into(), vec!["-m".into(), "venv".into(), dir_s]),
+                    (python.clone(), install),
+                )
+            }
+        };
     for (program, args) in [create, install] {
         let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
         let shown = format!("{} {}", short_program(&program), args.join(" "));
         events.output(PACKAGES, &format!("$ {shown}"));
-        let finished = process::run_captured(&program, &args_ref, &launch, deploy_log, timeout, |line| {
-            events.output(PACKAGES, line)
-        })
-        .await
-        .map_err(|e| StepError::new(PACKAGES, format!("cannot run {program}: {e}")))?;
+        let finished =
+            process::run_captured(&program, &args_ref, &launch, deploy_log, timeout, |line| {
+                events.output(PACKAGES, line)
+            })
+            .await
+            .map_err(|e| StepError::new(PACKAGES, format!("cannot run {program}: {e}")))?;
         if !finished.success {
-            return Err(StepError::new(
-                PACKAGES,
-                format!("`{shown}` {}", finished.summary),
-            )
-            .with_tail(finished.tail));
+            return Err(
+                StepError::new(PACKAGES, format!("`{shown}` {}", finished.summary))
+                    .with_tail(finished.tail),
+            );
         }
     }
     Ok(())
@@ -247,18 +294,40 @@ mod tests {
     #[test]
     fn key_depends_on_everything_that_matters() {
         let pip = vec!["six==1.16.0".to_string()];
-        let base = EnvRequest { pip: &pip, requirements: None, release_dir: None };
+        let base = EnvRequest {
+            pip: &pip,
+            requirements: None,
+            release_dir: None,
+        };
         let k1 = env_key(&tc(), &base);
         assert_eq!(k1, env_key(&tc(), &base));
         let pip2 = vec!["six==1.17.0".to_string()];
         assert_ne!(k1, env_key(&tc(), &EnvRequest { pip: &pip2, ..base }));
         let p = Path::new("requirements.txt");
-        let with_req = EnvRequest { pip: &pip, requirements: Some((p, "flask\n".into())), release_dir: None };
-        let with_other = EnvRequest { pip: &pip, requirements: Some((p, "django\n".into())), release_dir: None };
+        let with_req = EnvRequest {
+            pip: &pip,
+            requirements: Some((p, "flask\n".into())),
+            release_dir: None,
+        };
+        let with_other = EnvRequest {
+            pip: &pip,
+            requirements: Some((p, "django\n".into())),
+            release_dir: None,
+        };
         assert_ne!(env_key(&tc(), &with_req), env_key(&tc(), &with_other));
         let mut other_py = tc();
         other_py.python_version = "Python 3.12.1".into();
-        assert_ne!(k1, env_key(&other_py, &EnvRequest { pip: &pip, requirements: None, release_dir: None }));
+        assert_ne!(
+            k1,
+            env_key(
+                &other_py,
+                &EnvRequest {
+                    pip: &pip,
+                    requirements: None,
+                    release_dir: None
+                }
+            )
+        );
     }
 
     #[test]

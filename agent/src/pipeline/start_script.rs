@@ -23,6 +23,9 @@ pub async fn run(
     if finished.success {
         Ok(())
     } else {
-        Err(StepError::new(START_SCRIPT, format!("{script_s} {}", finished.summary)).with_tail(finished.tail))
+        Err(
+            StepError::new(START_SCRIPT, format!("{script_s} {}", finished.summary))
+                .with_tail(finished.tail),
+        )
     }
 }

@@ -40,8 +40,7 @@ pub fn run(project: &Project, cmd: Declare) -> anyhow::Result<()> {
         Declare::Deployment { name, flags } => {
             decl::validate_name("name", &name)?;
             let path = project.deployment_file(&name);
-            let mut d: DeploymentDecl =
-                decl::load(&path)?.unwrap_or_else(new_declaration);
+            let mut d: DeploymentDecl = decl::load(&path)?.unwrap_or_else(new_declaration);
             let cwd = std::env::current_dir().unwrap_or_else(|_| project.root.clone());
             flags.apply(&mut d, &cwd)?;
             d.validate(&name)?;
@@ -73,7 +72,8 @@ pub fn run(project: &Project, cmd: Declare) -> anyhow::Result<()> {
             });
             if !addresses.is_empty() {
                 for a in &addresses {
-                    client::validate_address(a).map_err(|e| bad_input(format!("--address: {e}")))?;
+                    client::validate_address(a)
+                        .map_err(|e| bad_input(format!("--address: {e}")))?;
                 }
                 env.addresses = addresses.iter().map(|a| client::normalize(a)).collect();
             }

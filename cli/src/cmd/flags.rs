@@ -97,10 +97,11 @@ impl DeployFlags {
         set(&mut d.requirements, &self.requirements);
         set(&mut d.start_script, &self.start_script);
         for kv in &self.env_var {
-            let (k, v) = kv.split_once('=').ok_or_else(|| {
-                bad_input(format!("--env-var: {kv:?} must be KEY=VALUE"))
-            })?;
-            d.env_vars.insert(k.trim().to_string(), Scalar::Text(v.to_string()));
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| bad_input(format!("--env-var: {kv:?} must be KEY=VALUE")))?;
+            d.env_vars
+                .insert(k.trim().to_string(), Scalar::Text(v.to_string()));
         }
         if !self.secret.is_empty() {
             d.secrets = self.secret.clone();

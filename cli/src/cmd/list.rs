@@ -49,14 +49,28 @@ pub fn run(project: &Project, format: Format) -> anyhow::Result<()> {
                 d.env.clone(),
                 d.instances.len().to_string(),
                 releases.join(","),
-                d.declaration.git_ref.clone().unwrap_or_else(|| "HEAD".into()),
+                d.declaration
+                    .git_ref
+                    .clone()
+                    .unwrap_or_else(|| "HEAD".into()),
                 commit,
-                d.history.last().map(|h| h.result.clone()).unwrap_or_default(),
+                d.history
+                    .last()
+                    .map(|h| h.result.clone())
+                    .unwrap_or_default(),
             ]
         })
         .collect();
     output::table(
-        &["NAME", "ENV", "INSTANCES", "RELEASE", "REF", "COMMIT", "LAST DEPLOY"],
+        &[
+            "NAME",
+            "ENV",
+            "INSTANCES",
+            "RELEASE",
+            "REF",
+            "COMMIT",
+            "LAST DEPLOY",
+        ],
         &rows,
     );
     Ok(())

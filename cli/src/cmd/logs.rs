@@ -48,7 +48,9 @@ pub async fn run(project: &Project, args: Args) -> anyhow::Result<()> {
             deploy: args.deploy,
         };
         set.spawn(async move {
-            let mut c = client::connect(&target, &address).await.map_err(|e| format!("{e:#}"))?;
+            let mut c = client::connect(&target, &address)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
             let mut stream = c
                 .logs(req)
                 .await

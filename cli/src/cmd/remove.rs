@@ -46,13 +46,19 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
                 let r = r.into_inner();
                 removed += 1;
                 if format == Format::Text {
-                    let pid = if r.pid > 0 { format!("pid {}, ", r.pid) } else { String::new() };
+                    let pid = if r.pid > 0 {
+                        format!("pid {}, ", r.pid)
+                    } else {
+                        String::new()
+                    };
                     println!("✓ removed {name} from {address} ({pid}{})", r.stopped);
                 }
                 results.push(serde_json::json!({"agent": address, "removed": true, "pid": r.pid, "stopped": r.stopped}));
             }
             Err(s) if s.code() == tonic::Code::NotFound => {
-                results.push(serde_json::json!({"agent": address, "removed": false, "reason": "not found"}));
+                results.push(
+                    serde_json::json!({"agent": address, "removed": false, "reason": "not found"}),
+                );
             }
             Err(s) => errors.push(client::status_text(address, &s)),
         }
@@ -64,14 +70,19 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
         ));
     }
     if in_state.is_none() && removed == 0 {
-        return Err(anyhow!("deployment {name:?} not found (not in the state, not on any agent of env {env})"));
+        return Err(anyhow!(
+            "deployment {name:?} not found (not in the state, not on any agent of env {env})"
+        ));
     }
     store.update(&mut |s| {
         s.deployments.remove(name);
         Ok(())
     })?;
     if format == Format::Json {
-        println!("{}", serde_json::json!({"name": name, "instances": results}));
+        println!(
+            "{}",
+            serde_json::json!({"name": name, "instances": results})
+        );
     } else if removed == 0 {
         println!("✓ {name} was not running on any agent; removed it from the state");
     }

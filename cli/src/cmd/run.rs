@@ -70,7 +70,11 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
     let store = state::open(project)?;
 
     if format == Format::Text {
-        let at = if spec.git_ref.is_empty() { "the remote HEAD" } else { &spec.git_ref };
+        let at = if spec.git_ref.is_empty() {
+            "the remote HEAD"
+        } else {
+            &spec.git_ref
+        };
         println!(
             "Deploying {name} ({} at {at}) to env {env}: {}",
             spec.repo,
@@ -96,8 +100,12 @@ async fn deploy_everywhere(
 ) -> Vec<AgentResult> {
     let mut set = JoinSet::new();
     for (i, address) in target.addresses.iter().enumerate() {
-        let (target, address, spec, progress) =
-            (target.clone(), address.clone(), spec.clone(), progress.clone());
+        let (target, address, spec, progress) = (
+            target.clone(),
+            address.clone(),
+            spec.clone(),
+            progress.clone(),
+        );
         set.spawn(async move { (i, deploy_one(&target, &address, spec, &progress).await) });
     }
     let mut results: Vec<(usize, AgentResult)> = Vec::new();
@@ -219,7 +227,12 @@ fn record(
                     },
                 );
             } else if let Some(inst) = entry.instances.get_mut(&r.address) {
-                inst.status = if o.kept_healthy { "healthy" } else { "unhealthy" }.to_string();
+                inst.status = if o.kept_healthy {
+                    "healthy"
+                } else {
+                    "unhealthy"
+                }
+                .to_string();
                 inst.updated_at = now;
             }
         }
@@ -236,7 +249,10 @@ fn first_line(s: &str) -> &str {
 }
 
 fn report(name: &str, results: &[AgentResult], format: Format) -> anyhow::Result<()> {
-    let failed = results.iter().filter(|r| !matches!(&r.outcome, Ok(o) if o.ok)).count();
+    let failed = results
+        .iter()
+        .filter(|r| !matches!(&r.outcome, Ok(o) if o.ok))
+        .count();
     if format == Format::Json {
         for r in results {
             let obj = match &r.outcome {
@@ -269,7 +285,10 @@ fn report(name: &str, results: &[AgentResult], format: Format) -> anyhow::Result
                     output::ms(o.total_ms)
                 ),
                 Ok(o) => {
-                    eprintln!("{prefix}✗ {name}: deploy failed at {}: {}", o.failed_step, o.reason);
+                    eprintln!(
+                        "{prefix}✗ {name}: deploy failed at {}: {}",
+                        o.failed_step, o.reason
+                    );
                     if !o.output_tail.is_empty() {
                         eprintln!("{prefix}  last output:");
                         for line in o.output_tail.lines() {
@@ -277,7 +296,11 @@ fn report(name: &str, results: &[AgentResult], format: Format) -> anyhow::Result
                         }
                     }
                     if o.kept_release > 0 {
-                        let health = if o.kept_healthy { "healthy" } else { "NOT healthy" };
+                        let health = if o.kept_healthy {
+                            "healthy"
+                        } else {
+                            "NOT healthy"
+                        };
                         eprintln!(
                             "{prefix}  the previous release {} was kept running ({health})",
                             o.kept_release

@@ -136,7 +136,11 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
             .deployments
             .get(&name)
             .map(|d| d.owner.clone())
-            .or_else(|| instances.iter().find_map(|i| i.s.as_ref().map(|s| s.owner.clone())))
+            .or_else(|| {
+                instances
+                    .iter()
+                    .find_map(|i| i.s.as_ref().map(|s| s.owner.clone()))
+            })
             .unwrap_or_default();
         out.push(Deployment {
             name,
@@ -153,7 +157,9 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
             .flat_map(|d| &d.instances)
             .any(|i| i.s.is_some() || i.state == "unreachable");
         if !known && !running {
-            return Err(anyhow!("deployment {name:?} not found (not in the state, not on any agent of its env)"));
+            return Err(anyhow!(
+                "deployment {name:?} not found (not in the state, not on any agent of its env)"
+            ));
         }
     }
 
@@ -177,7 +183,9 @@ async fn ask(address: &str, name: Option<&str>) -> Result<Vec<pb::DeploymentStat
         addresses: vec![],
         builtin_local: false,
     };
-    let mut c = client::connect(&target, address).await.map_err(|e| format!("{e:#}"))?;
+    let mut c = client::connect(&target, address)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
     let req = pb::StatusRequest {
         name: name.unwrap_or_default().to_string(),
     };
@@ -236,7 +244,11 @@ fn print_text(out: &[Deployment], detail: bool) {
                     s.release.to_string(),
                     s.git_ref.clone(),
                     s.commit.chars().take(10).collect(),
-                    if s.pid > 0 { s.pid.to_string() } else { "-".into() },
+                    if s.pid > 0 {
+                        s.pid.to_string()
+                    } else {
+                        "-".into()
+                    },
                     output::age(s.uptime_s),
                     s.restarts.to_string(),
                     format!("{:.1}%", s.cpu_percent),
@@ -263,7 +275,10 @@ fn print_text(out: &[Deployment], detail: bool) {
         }
     }
     output::table(
-        &["NAME", "ENV", "AGENT", "STATE", "RELEASE", "REF", "COMMIT", "PID", "UPTIME", "RESTARTS", "CPU", "MEM", "URL"],
+        &[
+            "NAME", "ENV", "AGENT", "STATE", "RELEASE", "REF", "COMMIT", "PID", "UPTIME",
+            "RESTARTS", "CPU", "MEM", "URL",
+        ],
         &rows,
     );
     // Reasons, always for instances that are not healthy, and everything with NAME.

@@ -31,12 +31,8 @@ impl FileState {
             .write(true)
             .open(&lock_path)
             .with_context(|| format!("opening state lock {}", lock_path.display()))?;
-        if exclusive {
-            f.lock()
-        } else {
-            f.lock_shared()
-        }
-        .with_context(|| format!("locking {}", lock_path.display()))?;
+        if exclusive { f.lock() } else { f.lock_shared() }
+            .with_context(|| format!("locking {}", lock_path.display()))?;
         Ok(f)
     }
 
@@ -129,7 +125,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("state.json");
         std::fs::write(&path, "{not json").unwrap();
-        let err = FileState::new(path.clone()).update(&mut |_| Ok(())).unwrap_err();
+        let err = FileState::new(path.clone())
+            .update(&mut |_| Ok(()))
+            .unwrap_err();
         assert!(format!("{err:#}").contains("not valid JSON"));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{not json");
         std::fs::remove_dir_all(dir).unwrap();
