@@ -71,9 +71,8 @@ pub async fn run(
     let _ = stop_tx.send(true);
     sampler.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
-    match tokio::time::timeout(Duration::from_secs(5), grpc_task).await {
-        Ok(Ok(Err(e))) => return Err(anyhow::anyhow!("gRPC server failed: {e}")),
-        _ => {}
+    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), grpc_task).await {
+        return Err(anyhow::anyhow!("gRPC server failed: {e}"));
     }
     Ok(())
 }

@@ -316,7 +316,7 @@ impl Spec {
             )
         })?;
         let owner = raw.owner.trim().to_string();
-        if !owner.is_empty() && !(owner.starts_with("user:") || owner.starts_with("group:")) {
+        if !(owner.is_empty() || owner.starts_with("user:") || owner.starts_with("group:")) {
             return Err(invalid(
                 "owner",
                 format!("{owner:?} must be user:NAME or group:NAME"),
@@ -439,7 +439,8 @@ mod tests {
 
     #[test]
     fn field_errors_name_the_field() {
-        let cases: Vec<(fn(&mut RawSpec), &str)> = vec![
+        type Mutate = fn(&mut RawSpec);
+        let cases: Vec<(Mutate, &str)> = vec![
             (|r| r.port = 70000, "port:"),
             (|r| r.command = " ".into(), "command:"),
             (|r| r.repo = "relative/path".into(), "repo:"),

@@ -45,7 +45,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Deploy: write NAME.deploy.yaml from the flags (over an existing one) and deploy it
-    Run(cmd::run::Args),
+    Run(Box<cmd::run::Args>),
     /// Write a declaration without deploying
     #[command(subcommand)]
     Declare(cmd::declare::Declare),
@@ -92,7 +92,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let project = Project::find(cli.project.as_deref())?;
     let format = cli.output;
     match cli.command {
-        Command::Run(args) => cmd::run::run(&project, args, format).await,
+        Command::Run(args) => cmd::run::run(&project, *args, format).await,
         Command::Declare(d) => cmd::declare::run(&project, d),
         Command::Status(args) => cmd::status::run(&project, args, format).await,
         Command::List => cmd::list::run(&project, format),

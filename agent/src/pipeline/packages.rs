@@ -139,6 +139,7 @@ pub fn refers_to_files(requirements: &str) -> bool {
 }
 
 /// Builds the environment `envs/<key>` unless it exists. The caller holds the key's lock.
+#[allow(clippy::too_many_arguments)]
 pub async fn build(
     toolchain: &Toolchain,
     envs_dir: &Path,

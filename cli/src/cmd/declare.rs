@@ -15,7 +15,7 @@ pub enum Declare {
     Deployment {
         name: String,
         #[command(flatten)]
-        flags: DeployFlags,
+        flags: Box<DeployFlags>,
     },
     /// Write NAME.env.yaml: an env of agents to deploy to
     Env {
