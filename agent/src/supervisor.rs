@@ -98,7 +98,12 @@ impl Supervisor {
         std::fs::create_dir_all(layout.deployments())
             .map_err(|e| Error::io("creating data directory", layout.deployments(), e))?;
         let mut map = BTreeMap::new();
-        for record in store::load_all(&layout) {
+        for mut record in store::load_all(&layout) {
+            // An app from an earlier run of the agent that is gone (reboot) is forgotten;
+            // one still running is kept track of so it can be stopped.
+            if record.pid.is_some_and(|pid| crate::ports::pgid_of(pid) != Some(pid)) {
+                record.pid = None;
+            }
             let name = record.name.clone();
             map.insert(
                 name.clone(),
@@ -333,7 +338,7 @@ impl Supervisor {
 }
 
 /// Stops a process group we hold no child handle for (started by an earlier agent run).
-async fn stop_orphan(pgid: u32, grace: Duration) -> Stopped {
+pub async fn stop_orphan(pgid: u32, grace: Duration) -> Stopped {
     use nix::sys::signal::Signal;
     if crate::ports::pgid_of(pgid) != Some(pgid) {
         return Stopped::NotRunning;

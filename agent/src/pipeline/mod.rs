@@ -436,6 +436,22 @@ async fn start_and_check(
         );
         d.lock().instance = None;
     }
+    // An app left running by an earlier run of the agent is stopped the same way.
+    let orphan = {
+        let mut inner = d.lock();
+        if inner.instance.is_none() {
+            inner.record.pid.take()
+        } else {
+            None
+        }
+    };
+    if let Some(pgid) = orphan {
+        let how = crate::supervisor::stop_orphan(pgid, spec.kill_timeout).await;
+        events.info(
+            events::START,
+            format!("stopped the app left by an earlier agent run (pid {pgid}, {})", how.as_str()),
+        );
+    }
     // A foreign process may have taken the port while we were preparing.
     if let Err(e) = foreign_port_holder(sup, d, spec) {
         return Err((e, Some(prepared)));
