@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what the tests need, builds the workspace, and runs every test: the unit tests and
+# the end-to-end tests in tests/, which start real deploy-agent and deployctl binaries on
+# 127.0.0.x addresses and deploy small Python apps from temporary git repositories.
+#
+# Works on a fresh Debian machine with the Rust toolchain, git and python3 (with pip).
+# Environment:
+#   RUST_TEST_THREADS   parallel tests per test binary (default 4: e2e tests mostly wait)
+#   E2E_SKIP_UV=1       do not install uv (the agent then uses python3 -m venv + pip)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+section() { printf '\n==== %s ====\n' "$*"; }
+
+section "tools"
+for tool in cargo git python3; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "error: $tool is required and not on PATH" >&2
+    exit 1
+  fi
+done
+cargo --version
+git --version
+python3 --version
+
+# uv makes the agent's package installs fast; without it the agent uses venv + pip.
+if [[ "${E2E_SKIP_UV:-}" != 1 ]] && ! command -v uv >/dev/null 2>&1; then
+  echo "uv not found: installing it with pip"
+  python3 -m pip install --quiet --disable-pip-version-check uv \
+    || python3 -m pip install --quiet --disable-pip-version-check --user --break-system-packages uv \
+    || echo "warning: could not install uv; the agent will fall back to python3 -m venv + pip"
+  # pip may put it in a scripts directory that is not on PATH (pyenv shims, --user).
+  for dir in "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')" \
+             "$(python3 -m site --user-base 2>/dev/null)/bin"; do
+    if [[ -x "$dir/uv" ]] && ! command -v uv >/dev/null 2>&1; then
+      export PATH="$dir:$PATH"
+    fi
+  done
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash 2>/dev/null || true
+fi
+if command -v uv >/dev/null 2>&1; then uv --version; else echo "uv: not available (venv + pip)"; fi
+
+section "build (cargo build --workspace)"
+# The end-to-end tests run target/debug/deploy-agent and target/debug/deployctl: build them
+# before the tests.
+cargo build --workspace
+
+section "test (cargo test --workspace)"
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
+cargo test --workspace
+
+section "done"
+echo "all tests passed"

@@ -1,0 +1,84 @@
+//! A tiny HTTP/1.0 client over `std::net::TcpStream`, with timeouts, for talking to apps and
+//! to the agent's HTTP endpoints.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::wait_until;
+
+/// A plain HTTP/1.0 request over a `TcpStream` with timeouts; `None` when the server cannot
+/// be reached or the answer is not HTTP.
+pub fn http_request(method: &str, url: &str, body: Option<&str>) -> Option<(u16, String)> {
+    let rest = url.strip_prefix("http://")?;
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr: SocketAddr = hostport.to_socket_addrs().ok()?.next()?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .ok()?;
+    let body = body.unwrap_or("");
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {hostport}\r\nConnection: close\r\n");
+    if method != "GET" {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .lines()
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((status, body.to_string()))
+}
+
+/// GET `url`: `(status, body)`, or `None` when nothing answers.
+pub fn http_get(url: &str) -> Option<(u16, String)> {
+    http_request("GET", url, None)
+}
+
+/// POST JSON text to `url`.
+pub fn http_post(url: &str, json: &str) -> Option<(u16, String)> {
+    http_request("POST", url, Some(json))
+}
+
+/// GET `url` and parse the body as JSON, when it answers 200.
+pub fn get_json(url: &str) -> Option<Value> {
+    match http_get(url) {
+        Some((200, body)) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
+/// Polls `url` until it answers 200 with JSON (or panics after `deadline`).
+pub fn wait_for_json(url: &str, deadline: Duration) -> Value {
+    let mut got = None;
+    let ok = wait_until(deadline, || {
+        got = get_json(url);
+        got.is_some()
+    });
+    assert!(
+        ok,
+        "{url} did not answer 200 with JSON within {deadline:?} (last: {:?})",
+        http_get(url)
+    );
+    got.unwrap()
+}

@@ -1,0 +1,238 @@
+//! A temporary project directory and the real `deployctl` binary run in it.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::{deployctl_bin, wait_until, Agent, COMMAND_TIMEOUT};
+
+/// What a `deployctl` command did.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The command line, for messages.
+    pub args: Vec<String>,
+    /// The exit code (-1 when killed by a signal).
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// stdout and stderr together, for searching messages.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    /// Panics, showing the output, unless the exit code is `code`.
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "expected exit code {code}\n{self}");
+        self
+    }
+
+    /// Panics, showing the output, unless it exited 0.
+    pub fn ok(&self) -> &Self {
+        self.expect_code(0)
+    }
+
+    /// Panics unless stdout+stderr contain `needle` (case-insensitive).
+    pub fn mentions(&self, needle: &str) -> &Self {
+        assert!(
+            self.all().to_lowercase().contains(&needle.to_lowercase()),
+            "expected the output to mention {needle:?}\n{self}"
+        );
+        self
+    }
+
+    /// stdout parsed as one JSON document.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document: {e}\n{self}"))
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "$ deployctl {}\n--- exit code: {} ---\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.args.join(" "),
+            self.code,
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// A temporary project directory for `deployctl --project`.
+pub struct Project {
+    tmp: TempDir,
+}
+
+impl Default for Project {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Project {
+    pub fn new() -> Project {
+        let tmp = tempfile::Builder::new()
+            .prefix("deployctl-e2e-project-")
+            .tempdir()
+            .expect("creating a temporary project directory");
+        Project { tmp }
+    }
+
+    /// A project with env `name` declared for `agent` and made the default env in
+    /// `.deployctl.yaml`, so that no command can fall back to the built-in `local` env.
+    pub fn for_agent(name: &str, agent: &Agent) -> Project {
+        let p = Project::new();
+        p.declare_env(name, agent);
+        p.write(
+            ".deployctl.yaml",
+            &format!("core:\n  default_env: {name}\n"),
+        );
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Writes a file in the project directory.
+    pub fn write(&self, rel: &str, content: &str) {
+        let path = self.path().join(rel);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).unwrap();
+        }
+        fs::write(&path, content).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+
+    /// Reads a file of the project directory.
+    pub fn read(&self, rel: &str) -> String {
+        let path = self.path().join(rel);
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+    }
+
+    /// `deployctl --project DIR ARGS...` with the default timeout.
+    pub fn deployctl(&self, args: &[&str]) -> Output {
+        self.deployctl_timeout(args, COMMAND_TIMEOUT)
+    }
+
+    /// `deployctl --project DIR ARGS...`; killed (and the test failed) after `timeout`.
+    /// Output goes to files, so it is never a terminal: plain lines, no progress bar.
+    pub fn deployctl_timeout(&self, args: &[&str], timeout: Duration) -> Output {
+        let n = next_id();
+        let out_path = self.path().join(format!(".e2e-out-{n}"));
+        let err_path = self.path().join(format!(".e2e-err-{n}"));
+        let mut child = Command::new(deployctl_bin())
+            .arg("--project")
+            .arg(self.path())
+            .args(args)
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&out_path).unwrap())
+            .stderr(fs::File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", deployctl_bin().display()));
+        let mut status = None;
+        let finished = wait_until(timeout, || {
+            status = child.try_wait().expect("waiting for deployctl");
+            status.is_some()
+        });
+        if !finished {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let out = Output {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            code: status.and_then(|s| s.code()).unwrap_or(-1),
+            stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+            stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+        };
+        let _ = fs::remove_file(&out_path);
+        let _ = fs::remove_file(&err_path);
+        // The test harness captures this and shows it only when the test fails (or with
+        // --nocapture): the whole conversation with deployctl, in order.
+        eprintln!("{out}\n");
+        assert!(
+            finished,
+            "deployctl did not finish within {timeout:?}\n{out}"
+        );
+        out
+    }
+
+    /// `deployctl declare env agent NAME --address http://GRPC` (must succeed).
+    pub fn declare_env(&self, name: &str, agent: &Agent) {
+        self.deployctl(&[
+            "declare",
+            "env",
+            "agent",
+            name,
+            "--address",
+            &agent.address(),
+        ])
+        .ok();
+    }
+
+    /// `deployctl status NAME --output json`, and the one deployment in it.
+    pub fn status_json(&self, name: &str) -> (Output, Value) {
+        let out = self.deployctl(&["status", name, "--output", "json"]);
+        let v = out.json();
+        let dep = v["deployments"]
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no deployment {name:?} in status\n{out}"));
+        (out, dep)
+    }
+}
+
+fn next_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Checks that `dep` (one element of `status --output json`'s `deployments`) has the SPEC
+/// shape, and returns its first instance.
+pub fn check_status_shape(dep: &Value) -> Value {
+    for key in ["name", "owner", "env"] {
+        assert!(
+            dep[key].is_string(),
+            "status: {key} must be a string in {dep:#}"
+        );
+    }
+    let instances = dep["instances"]
+        .as_array()
+        .unwrap_or_else(|| panic!("status: instances must be an array in {dep:#}"));
+    assert!(!instances.is_empty(), "status: no instances in {dep:#}");
+    for inst in instances {
+        for key in ["agent", "state", "ref", "commit", "url"] {
+            assert!(
+                inst[key].is_string(),
+                "status: instance {key} must be a string in {inst:#}"
+            );
+        }
+        for key in ["release", "restarts", "uptime_s", "memory_bytes"] {
+            assert!(
+                inst[key].is_u64(),
+                "status: instance {key} must be a whole number in {inst:#}"
+            );
+        }
+        assert!(
+            inst["pid"].is_u64() || inst["pid"].is_null(),
+            "status: pid must be a number or null in {inst:#}"
+        );
+        assert!(
+            inst["cpu_percent"].is_number(),
+            "status: cpu_percent must be a number in {inst:#}"
+        );
+    }
+    instances[0].clone()
+}

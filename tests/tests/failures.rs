@@ -1,0 +1,208 @@
+//! Deploys that fail: a release that never becomes healthy or exits at once (the previous
+//! release keeps serving), a repository or ref that does not exist.
+
+use std::time::Duration;
+
+use deployctl_e2e::*;
+
+const ENV: &str = "e2e";
+
+/// Deploys the standard app at `v1` as `name` and checks it serves release 1.
+fn deploy_good(agent: &Agent, project: &Project, repo: &GitRepo, name: &str) -> String {
+    let commit = repo.commit_app("good", Some("v1"));
+    project
+        .deployctl(&[
+            "run",
+            name,
+            "--env",
+            ENV,
+            "--repo",
+            &repo.url(),
+            "--ref",
+            "v1",
+            "--command",
+            "python3 app.py",
+            "--health-path",
+            "/health",
+        ])
+        .ok();
+    let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
+    assert_eq!(served["marker"], "good", "{served}");
+    commit
+}
+
+/// After a failed redeploy: release 1 still answers and `status` says healthy at release 1.
+fn assert_release_1_kept(agent: &Agent, project: &Project, name: &str, commit: &str) {
+    let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(15));
+    assert_eq!(
+        served["marker"], "good",
+        "the previous release should still answer: {served}"
+    );
+    assert_eq!(served["release"], "1", "{served}");
+    let mut last = None;
+    let healthy = wait_until(Duration::from_secs(15), || {
+        let out = project.deployctl(&["status", name, "--output", "json"]);
+        let ok = out.code == 0;
+        last = Some(out);
+        ok
+    });
+    let out = last.unwrap();
+    assert!(
+        healthy,
+        "status should say healthy again after the failed deploy\n{out}"
+    );
+    let dep = out.json()["deployments"][0].clone();
+    let inst = check_status_shape(&dep);
+    assert_eq!(inst["state"], "healthy", "{inst:#}");
+    assert_eq!(inst["release"], 1, "{inst:#}");
+    assert_eq!(inst["commit"], commit, "{inst:#}");
+}
+
+#[test]
+fn broken_release_never_healthy_keeps_previous() {
+    let agent = Agent::start("127.0.0.31");
+    let project = Project::for_agent(ENV, &agent);
+    let repo = GitRepo::new();
+    let good = deploy_good(&agent, &project, &repo, "svc");
+
+    repo.write("app.py", NEVER_HEALTHY_PY);
+    repo.commit("broken: /health says 503");
+    repo.tag("v2");
+    let out = project.deployctl(&[
+        "run",
+        "svc",
+        "--env",
+        ENV,
+        "--ref",
+        "v2",
+        "--health-timeout",
+        "5s",
+    ]);
+    out.expect_code(1).mentions("health").mentions("kept");
+    // What the check last saw is explained.
+    out.mentions("503");
+
+    assert_release_1_kept(&agent, &project, "svc", &good);
+}
+
+#[test]
+fn release_exiting_at_once_keeps_previous() {
+    let agent = Agent::start("127.0.0.32");
+    let project = Project::for_agent(ENV, &agent);
+    let repo = GitRepo::new();
+    let good = deploy_good(&agent, &project, &repo, "svc");
+
+    repo.write("app.py", EXIT_AT_ONCE_PY);
+    repo.commit("broken: exits at once");
+    repo.tag("v2");
+    let out = project.deployctl(&[
+        "run",
+        "svc",
+        "--env",
+        ENV,
+        "--ref",
+        "v2",
+        "--health-timeout",
+        "5s",
+    ]);
+    out.expect_code(1).mentions("kept");
+    let text = out.all().to_lowercase();
+    assert!(
+        text.contains("health") || text.contains("start"),
+        "the failed step should be named\n{out}"
+    );
+    // The exit code and the app's last words.
+    out.mentions("3").mentions("missing configuration");
+
+    assert_release_1_kept(&agent, &project, "svc", &good);
+}
+
+#[test]
+fn unknown_repo_fails_and_creates_nothing() {
+    let agent = Agent::start("127.0.0.33");
+    let project = Project::for_agent(ENV, &agent);
+    let missing = project.path().join("no-such-repo");
+    let missing = missing.to_string_lossy();
+    let out = project.deployctl(&[
+        "run",
+        "ghost",
+        "--env",
+        ENV,
+        "--repo",
+        &missing,
+        "--ref",
+        "main",
+        "--command",
+        "python3 app.py",
+    ]);
+    out.expect_code(1).mentions(&missing);
+
+    let status = project.deployctl(&["status", "ghost", "--output", "json"]);
+    assert_eq!(
+        status.code, 1,
+        "a deployment that never deployed is not healthy\n{status}"
+    );
+    assert!(
+        http_get(&agent.app_url(8000, "/")).is_none(),
+        "nothing should listen on 8000"
+    );
+    assert!(agent
+        .record("ghost")
+        .and_then(|r| r["pid"].as_u64())
+        .is_none());
+}
+
+#[test]
+fn unknown_ref_fails_and_keeps_status() {
+    let agent = Agent::start("127.0.0.34");
+    let project = Project::for_agent(ENV, &agent);
+    let repo = GitRepo::new();
+
+    // Never deployed: fails, nothing created.
+    repo.commit_app("good", Some("v1"));
+    let out = project.deployctl(&[
+        "run",
+        "fresh",
+        "--env",
+        ENV,
+        "--repo",
+        &repo.url(),
+        "--ref",
+        "no-such-ref",
+        "--command",
+        "python3 app.py",
+        "--port",
+        "8001",
+    ]);
+    out.expect_code(1).mentions("no-such-ref");
+    let status = project.deployctl(&["status", "fresh"]);
+    assert_eq!(status.code, 1, "{status}");
+
+    // Deployed: a bad ref leaves it as it was.
+    let out = project.deployctl(&[
+        "run",
+        "svc",
+        "--env",
+        ENV,
+        "--repo",
+        &repo.url(),
+        "--ref",
+        "v1",
+        "--command",
+        "python3 app.py",
+        "--health-path",
+        "/health",
+    ]);
+    out.ok();
+    let good = repo.head();
+    let out = project.deployctl(&["run", "svc", "--env", ENV, "--ref", "v9.9.9"]);
+    out.expect_code(1).mentions("v9.9.9");
+    let (out, dep) = project.status_json("svc");
+    out.ok();
+    let inst = check_status_shape(&dep);
+    assert_eq!(inst["release"], 1, "{inst:#}");
+    assert_eq!(inst["ref"], "v1", "{inst:#}");
+    assert_eq!(inst["commit"], good.as_str(), "{inst:#}");
+    let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(5));
+    assert_eq!(served["marker"], "good", "{served}");
+}
