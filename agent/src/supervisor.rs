@@ -101,7 +101,10 @@ impl Supervisor {
         for mut record in store::load_all(&layout) {
             // An app from an earlier run of the agent that is gone (reboot) is forgotten;
             // one still running is kept track of so it can be stopped.
-            if record.pid.is_some_and(|pid| crate::ports::pgid_of(pid) != Some(pid)) {
+            if record
+                .pid
+                .is_some_and(|pid| crate::ports::pgid_of(pid) != Some(pid))
+            {
                 record.pid = None;
             }
             let name = record.name.clone();

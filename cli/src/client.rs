@@ -228,3 +228,15 @@ pub fn status_text(address: &str, s: &tonic::Status) -> String {
         _ => format!("{address}: {}", s.message()),
     }
 }
+
+/// The caller's user name: `$USER`, else the name of the current uid, else the uid.
+pub fn caller() -> String {
+    if let Some(u) = std::env::var("USER").ok().filter(|u| !u.is_empty()) {
+        return u;
+    }
+    let uid = nix::unistd::getuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(u)) => u.name,
+        _ => uid.to_string(),
+    }
+}

@@ -30,6 +30,7 @@ pub fn mirror_path(git_dir: &Path, url: &str) -> PathBuf {
 /// Lists the remote's refs and finds `git_ref` among them (branch, then tag), or the
 /// remote HEAD when `git_ref` is `None`; a hex string that names no ref is taken as a commit.
 pub fn resolve(url: &str, git_ref: Option<&str>) -> Result<Resolved, StepError> {
+    check_local_path(url)?;
     let mut remote = git2::Remote::create_detached(url).map_err(|e| {
         StepError::new(
             RESOLVE,
@@ -111,6 +112,35 @@ pub fn resolve(url: &str, git_ref: Option<&str>) -> Result<Resolved, StepError> 
             list_names(&heads, "refs/tags/"),
         ),
     ))
+}
+
+/// A local repository (a path or file:// URL) must exist and be a git repository; say so
+/// plainly instead of git's transport errors.
+fn check_local_path(url: &str) -> Result<(), StepError> {
+    let path = match url.strip_prefix("file://") {
+        Some(p) => Path::new(p),
+        None if url.starts_with('/') => Path::new(url),
+        None => return Ok(()),
+    };
+    if !path.exists() {
+        return Err(StepError::new(
+            RESOLVE,
+            format!("repository {url} does not exist (no such directory on the agent's node)"),
+        ));
+    }
+    if Repository::open_ext(
+        path,
+        git2::RepositoryOpenFlags::NO_SEARCH,
+        std::iter::empty::<&str>(),
+    )
+    .is_err()
+    {
+        return Err(StepError::new(
+            RESOLVE,
+            format!("{url} is not a git repository"),
+        ));
+    }
+    Ok(())
 }
 
 fn looks_like_commit(s: &str) -> bool {

@@ -439,17 +439,17 @@ async fn start_and_check(
     // An app left running by an earlier run of the agent is stopped the same way.
     let orphan = {
         let mut inner = d.lock();
-        if inner.instance.is_none() {
-            inner.record.pid.take()
-        } else {
-            None
-        }
+        let pid = inner.record.pid.take();
+        pid.filter(|_| previous.is_none())
     };
     if let Some(pgid) = orphan {
         let how = crate::supervisor::stop_orphan(pgid, spec.kill_timeout).await;
         events.info(
             events::START,
-            format!("stopped the app left by an earlier agent run (pid {pgid}, {})", how.as_str()),
+            format!(
+                "stopped the app left by an earlier agent run (pid {pgid}, {})",
+                how.as_str()
+            ),
         );
     }
     // A foreign process may have taken the port while we were preparing.

@@ -66,7 +66,11 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
     d.validate(&name)?;
     let env = d.env.clone().unwrap_or_else(|| project.default_env());
     let target = client::resolve_env(project, &env)?;
-    let spec = d.to_spec(&name, &project.root)?;
+    let mut spec = d.to_spec(&name, &project.root)?;
+    if spec.owner.is_empty() {
+        // The owner defaults to the caller.
+        spec.owner = format!("user:{}", crate::client::caller());
+    }
     let store = state::open(project)?;
 
     if format == Format::Text {
@@ -89,7 +93,7 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
     if results.iter().any(|r| r.accepted) && existing.as_ref() != Some(&d) {
         decl::save(&path, &d)?;
     }
-    record(&*store, &name, &env, &d, &results)?;
+    record(&*store, &name, &env, &spec.owner, &d, &results)?;
     report(&name, &results, format)
 }
 
@@ -184,6 +188,7 @@ fn record(
     store: &dyn state::StateStore,
     name: &str,
     env: &str,
+    owner: &str,
     d: &DeploymentDecl,
     results: &[AgentResult],
 ) -> anyhow::Result<()> {
@@ -198,7 +203,7 @@ fn record(
             if o.ok {
                 entry.declaration = d.clone();
                 entry.env = env.to_string();
-                entry.owner = d.owner.clone().unwrap_or_default();
+                entry.owner = owner.to_string();
             }
             entry.history.push(HistoryEntry {
                 agent: r.address.clone(),
