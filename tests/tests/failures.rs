@@ -135,7 +135,11 @@ fn unknown_repo_fails_and_creates_nothing() {
         "--command",
         "python3 app.py",
     ]);
-    out.expect_code(1).mentions(&missing);
+    out.expect_code(1).mentions(&missing).mentions("does not exist");
+    assert!(
+        !project.path().join("ghost.deploy.yaml").exists(),
+        "a deploy that failed everywhere writes no declaration"
+    );
 
     let status = project.deployctl(&["status", "ghost", "--output", "json"]);
     assert_eq!(
@@ -195,8 +199,14 @@ fn unknown_ref_fails_and_keeps_status() {
     ]);
     out.ok();
     let good = repo.head();
+    let declaration = std::fs::read_to_string(project.path().join("svc.deploy.yaml")).unwrap();
     let out = project.deployctl(&["run", "svc", "--env", ENV, "--ref", "v9.9.9"]);
     out.expect_code(1).mentions("v9.9.9");
+    assert_eq!(
+        std::fs::read_to_string(project.path().join("svc.deploy.yaml")).unwrap(),
+        declaration,
+        "a failed deploy leaves the declaration as it was"
+    );
     let (out, dep) = project.status_json("svc");
     out.ok();
     let inst = check_status_shape(&dep);

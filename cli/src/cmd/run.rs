@@ -88,9 +88,10 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
     let progress = Arc::new(Progress::new(format, target.addresses.len(), args.verbose));
     let results = deploy_everywhere(&target, &spec, &progress).await;
 
-    // The declaration is written once an agent accepted it: a request the agents refuse
-    // as invalid leaves the file as it was.
-    if results.iter().any(|r| r.accepted) && existing.as_ref() != Some(&d) {
+    // The declaration is written back once the deploy worked on an agent: a deploy that
+    // fails everywhere (bad ref, broken release, invalid request) changes nothing.
+    let deployed = results.iter().any(|r| matches!(&r.outcome, Ok(o) if o.ok));
+    if deployed && existing.as_ref() != Some(&d) {
         decl::save(&path, &d)?;
     }
     record(&*store, &name, &env, &spec.owner, &d, &results)?;
