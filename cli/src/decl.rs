@@ -296,6 +296,52 @@ impl DeploymentDecl {
     }
 }
 
+/// A declaration from what an agent runs (for rebuilding a lost state).
+pub fn from_spec(s: &pb::DeploymentSpec) -> DeploymentDecl {
+    let opt = |v: &str| (!v.is_empty()).then(|| v.to_string());
+    let dur = |ms: u64| {
+        (ms > 0).then(|| {
+            if ms % 1000 == 0 {
+                format!("{}s", ms / 1000)
+            } else {
+                format!("{ms}ms")
+            }
+        })
+    };
+    DeploymentDecl {
+        object_type: "deployment".into(),
+        kind: "process".into(),
+        env: None,
+        repo: s.repo.clone(),
+        git_ref: opt(&s.git_ref),
+        workdir: opt(&s.workdir),
+        command: s.command.clone(),
+        packages: Packages {
+            pip: s.pip.clone(),
+            apt: s.apt.clone(),
+            conda: s.conda.clone(),
+        },
+        requirements: opt(&s.requirements),
+        start_script: opt(&s.start_script),
+        env_vars: s
+            .env_vars
+            .iter()
+            .map(|(k, v)| (k.clone(), Scalar::Text(v.clone())))
+            .collect(),
+        secrets: s.secrets.clone(),
+        port: (s.port > 0).then_some(s.port as i64),
+        health: Health {
+            path: opt(&s.health_path),
+            timeout: dur(s.health_timeout_ms),
+            interval: dur(s.health_interval_ms),
+        },
+        apply_path: None,
+        owner: opt(&s.owner),
+        restart: opt(&s.restart),
+        kill_timeout: dur(s.kill_timeout_ms),
+    }
+}
+
 /// Whether `repo` is a URL git understands rather than a local path.
 pub fn is_url(repo: &str) -> bool {
     repo.contains("://")

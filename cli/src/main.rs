@@ -57,6 +57,17 @@ enum Command {
     Logs(cmd::logs::Args),
     /// Stop a deployment everywhere, delete its directories and its state entry
     Remove(cmd::remove::Args),
+    /// POST JSON to a healthy instance's apply_path (default /predict) and print the reply
+    Apply(cmd::apply::Args),
+    /// A deployment's releases: number, time, ref, commit, packages hash, result
+    History(cmd::history::Args),
+    /// Deploy an earlier release again (default: the one before the current)
+    Rollback(cmd::rollback::Args),
+    /// The declaration types and each one's options with their defaults
+    Types(cmd::types::Args),
+    /// Read or change .deployctl.yaml (core.state.uri, core.default_env)
+    #[command(subcommand)]
+    Config(cmd::config::Config),
 }
 
 fn main() -> ExitCode {
@@ -95,8 +106,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => cmd::run::run(&project, *args, format).await,
         Command::Declare(d) => cmd::declare::run(&project, d),
         Command::Status(args) => cmd::status::run(&project, args, format).await,
-        Command::List => cmd::list::run(&project, format),
+        Command::List => cmd::list::run(&project, format).await,
         Command::Logs(args) => cmd::logs::run(&project, args).await,
         Command::Remove(args) => cmd::remove::run(&project, args, format).await,
+        Command::Apply(args) => cmd::apply::run(&project, args).await,
+        Command::History(args) => cmd::history::run(&project, args, format).await,
+        Command::Rollback(args) => cmd::rollback::run(&project, args, format).await,
+        Command::Types(args) => cmd::types::run(args, format),
+        Command::Config(c) => cmd::config::run(&project, c),
     }
 }

@@ -6,16 +6,16 @@ use crate::error::bad_input;
 
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct DeployFlags {
-    /// The env to deploy to (an NAME.env.yaml); default: core.default_env, else `local`
+    /// The env to deploy to (NAME.env.yaml, or the built-in local) [default: core.default_env, else local]
     #[arg(long)]
     pub env: Option<String>,
     /// Git repository: https://, ssh (git@host:path), file:// or a local path
     #[arg(long)]
     pub repo: Option<String>,
-    /// Branch, tag or (short) commit to deploy; default: the remote HEAD
+    /// Branch, tag or (short) commit to deploy [default: the remote HEAD]
     #[arg(long = "ref", value_name = "REF")]
     pub git_ref: Option<String>,
-    /// Directory inside the repository to run in (default: the root)
+    /// Directory inside the repository to run in [default: the repository root]
     #[arg(long)]
     pub workdir: Option<String>,
     /// The command that starts the app, run with `sh -c` (bind $HOST:$PORT)
@@ -57,7 +57,7 @@ pub struct DeployFlags {
     /// Where `deployctl apply` POSTs [default: /predict]
     #[arg(long, value_name = "PATH")]
     pub apply_path: Option<String>,
-    /// user:NAME or group:NAME
+    /// Who owns it: user:NAME or group:NAME [default: user:$USER, the caller]
     #[arg(long)]
     pub owner: Option<String>,
     /// always | on-failure | never [default: on-failure]

@@ -6,8 +6,9 @@ use crate::output::{self, Format};
 use crate::project::Project;
 use crate::state;
 
-pub fn run(project: &Project, format: Format) -> anyhow::Result<()> {
-    let st = state::open(project)?.load()?;
+pub async fn run(project: &Project, format: Format) -> anyhow::Result<()> {
+    let store = state::open(project)?;
+    let st = store.load().await?;
     if format == Format::Json {
         let list: Vec<_> = st
             .deployments
@@ -26,7 +27,7 @@ pub fn run(project: &Project, format: Format) -> anyhow::Result<()> {
         return Ok(());
     }
     if st.deployments.is_empty() {
-        println!("no deployments in {}", project.state_uri());
+        println!("no deployments in {}", store.describe());
         return Ok(());
     }
     let rows: Vec<Vec<String>> = st

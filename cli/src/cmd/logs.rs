@@ -28,7 +28,7 @@ pub struct Args {
 
 pub async fn run(project: &Project, args: Args) -> anyhow::Result<()> {
     decl::validate_name("name", &args.name)?;
-    let st = state::open(project)?.load()?;
+    let st = state::open(project)?.load().await?;
     let env = match st.deployments.get(&args.name) {
         Some(d) => d.env.clone(),
         None => decl::load::<DeploymentDecl>(&project.deployment_file(&args.name))?

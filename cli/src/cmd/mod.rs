@@ -1,9 +1,14 @@
 //! One module per command.
 
+pub mod apply;
+pub mod config;
 pub mod declare;
 pub mod flags;
+pub mod history;
 pub mod list;
 pub mod logs;
 pub mod remove;
+pub mod rollback;
 pub mod run;
 pub mod status;
+pub mod types;

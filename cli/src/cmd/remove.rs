@@ -20,7 +20,7 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
     let name = &args.name;
     decl::validate_name("name", name)?;
     let store = state::open(project)?;
-    let st = store.load()?;
+    let st = store.load().await?;
     let in_state = st.deployments.get(name);
     let env = match in_state {
         Some(d) => d.env.clone(),
@@ -74,10 +74,12 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
             "deployment {name:?} not found (not in the state, not on any agent of env {env})"
         ));
     }
-    store.update(&mut |s| {
-        s.deployments.remove(name);
-        Ok(())
-    })?;
+    store
+        .update(&mut |s| {
+            s.deployments.remove(name);
+            Ok(())
+        })
+        .await?;
     if format == Format::Json {
         println!(
             "{}",

@@ -2,6 +2,7 @@
 //! one), deploy it to every agent of its env at once with live progress, record the result
 //! in the state, and print the URL(s).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::anyhow;
@@ -14,7 +15,7 @@ use crate::decl::{self, DeploymentDecl};
 use crate::error::{bad_input, Reported};
 use crate::output::{self, Format, Progress};
 use crate::project::Project;
-use crate::state::{self, HistoryEntry, InstanceState};
+use crate::state::{self, AgentResult as AgentOutcome, HistoryEntry, InstanceState};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -64,9 +65,33 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
     let cwd = std::env::current_dir().unwrap_or_else(|_| project.root.clone());
     args.flags.apply(&mut d, &cwd)?;
     d.validate(&name)?;
+    deploy(
+        project,
+        &name,
+        d,
+        existing.as_ref(),
+        format,
+        args.verbose,
+        true,
+    )
+    .await
+}
+
+/// Deploys declaration `d` of `name` to every agent of its env, records the result and
+/// reports it. With `write_back`, a declaration that deployed somewhere is saved over
+/// `existing`.
+pub async fn deploy(
+    project: &Project,
+    name: &str,
+    d: DeploymentDecl,
+    existing: Option<&DeploymentDecl>,
+    format: Format,
+    verbose: bool,
+    write_back: bool,
+) -> anyhow::Result<()> {
     let env = d.env.clone().unwrap_or_else(|| project.default_env());
     let target = client::resolve_env(project, &env)?;
-    let mut spec = d.to_spec(&name, &project.root)?;
+    let mut spec = d.to_spec(name, &project.root)?;
     if spec.owner.is_empty() {
         // The owner defaults to the caller.
         spec.owner = format!("user:{}", crate::client::caller());
@@ -85,17 +110,17 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
             target.addresses.join(", ")
         );
     }
-    let progress = Arc::new(Progress::new(format, target.addresses.len(), args.verbose));
+    let progress = Arc::new(Progress::new(format, target.addresses.len(), verbose));
     let results = deploy_everywhere(&target, &spec, &progress).await;
 
     // The declaration is written back once the deploy worked on an agent: a deploy that
     // fails everywhere (bad ref, broken release, invalid request) changes nothing.
     let deployed = results.iter().any(|r| matches!(&r.outcome, Ok(o) if o.ok));
-    if deployed && existing.as_ref() != Some(&d) {
-        decl::save(&path, &d)?;
+    if write_back && deployed && existing != Some(&d) {
+        decl::save(&project.deployment_file(name), &d)?;
     }
-    record(&*store, &name, &env, &spec.owner, &d, &results)?;
-    report(&name, &results, format)
+    record(&*store, name, &env, &spec.owner, &d, &results).await?;
+    report(name, &results, format)
 }
 
 async fn deploy_everywhere(
@@ -185,7 +210,7 @@ async fn deploy_one(
     }
 }
 
-fn record(
+async fn record(
     store: &dyn state::StateStore,
     name: &str,
     env: &str,
@@ -197,57 +222,76 @@ fn record(
         return Ok(());
     }
     let now = state::now_unix();
-    store.update(&mut |st| {
-        let entry = st.deployments.entry(name.to_string()).or_default();
-        for r in results.iter().filter(|r| r.accepted) {
-            let Ok(o) = &r.outcome else { continue };
-            if o.ok {
+    store
+        .update(&mut |st| {
+            let entry = st.deployments.entry(name.to_string()).or_default();
+            let mut agents = BTreeMap::new();
+            let mut failure: Option<String> = None;
+            let mut shown: Option<&pb::DeployOutcome> = None;
+            for r in results.iter().filter(|r| r.accepted) {
+                let (release, result) = match &r.outcome {
+                    Ok(o) if o.ok => (o.release, "ok".to_string()),
+                    Ok(o) => (
+                        0,
+                        format!("failed at {}: {}", o.failed_step, first_line(&o.reason)),
+                    ),
+                    Err(e) => (0, format!("failed: {}", first_line(e))),
+                };
+                if result != "ok" && failure.is_none() {
+                    failure = Some(result.clone());
+                }
+                agents.insert(r.address.clone(), AgentOutcome { release, result });
+                let Ok(o) = &r.outcome else { continue };
+                if shown.is_none() || (o.ok && !shown.is_some_and(|s| s.ok)) {
+                    shown = Some(o);
+                }
+                if o.ok {
+                    entry.instances.insert(
+                        r.address.clone(),
+                        InstanceState {
+                            release: o.release,
+                            git_ref: o.git_ref.clone(),
+                            commit: o.commit.clone(),
+                            packages_hash: o.packages_hash.clone(),
+                            url: o.url.clone(),
+                            status: "healthy".to_string(),
+                            updated_at: now,
+                        },
+                    );
+                } else if let Some(inst) = entry.instances.get_mut(&r.address) {
+                    inst.status = if o.kept_healthy {
+                        "healthy"
+                    } else {
+                        "unhealthy"
+                    }
+                    .to_string();
+                    inst.updated_at = now;
+                }
+            }
+            let ok_somewhere = agents.values().any(|a| a.result == "ok");
+            if ok_somewhere {
                 entry.declaration = d.clone();
                 entry.env = env.to_string();
                 entry.owner = owner.to_string();
             }
+            let number = entry.next_number();
             entry.history.push(HistoryEntry {
-                agent: r.address.clone(),
-                release: if o.ok { o.release } else { 0 },
+                number,
                 time: now,
-                git_ref: o.git_ref.clone(),
-                commit: o.commit.clone(),
-                packages_hash: o.packages_hash.clone(),
-                result: if o.ok {
-                    "ok".to_string()
-                } else {
-                    format!("failed at {}: {}", o.failed_step, first_line(&o.reason))
-                },
+                git_ref: shown.map(|o| o.git_ref.clone()).unwrap_or_default(),
+                commit: shown.map(|o| o.commit.clone()).unwrap_or_default(),
+                packages_hash: shown.map(|o| o.packages_hash.clone()).unwrap_or_default(),
+                result: failure.clone().unwrap_or_else(|| "ok".to_string()),
+                declaration: d.clone(),
+                agents,
             });
-            if o.ok {
-                entry.instances.insert(
-                    r.address.clone(),
-                    InstanceState {
-                        release: o.release,
-                        git_ref: o.git_ref.clone(),
-                        commit: o.commit.clone(),
-                        packages_hash: o.packages_hash.clone(),
-                        url: o.url.clone(),
-                        status: "healthy".to_string(),
-                        updated_at: now,
-                    },
-                );
-            } else if let Some(inst) = entry.instances.get_mut(&r.address) {
-                inst.status = if o.kept_healthy {
-                    "healthy"
-                } else {
-                    "unhealthy"
-                }
-                .to_string();
-                inst.updated_at = now;
+            // A first deploy that failed everywhere leaves no deployment behind.
+            if entry.instances.is_empty() && !ok_somewhere {
+                st.deployments.remove(name);
             }
-        }
-        // A first deploy that failed everywhere leaves no deployment behind.
-        if entry.instances.is_empty() && entry.declaration.repo.is_empty() {
-            st.deployments.remove(name);
-        }
-        Ok(())
-    })
+            Ok(())
+        })
+        .await
 }
 
 fn first_line(s: &str) -> &str {

@@ -18,6 +18,9 @@ use crate::state;
 pub struct Args {
     /// Only this deployment
     pub name: Option<String>,
+    /// Rebuild the state from what the agents report (e.g. after the state file was lost)
+    #[arg(long)]
+    pub refresh: bool,
 }
 
 /// One instance as shown.
@@ -37,7 +40,7 @@ struct Deployment {
 }
 
 pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
-    let st = state::open(project)?.load()?;
+    let st = state::open(project)?.load().await?;
     // Which deployments, on which env.
     let mut wanted: BTreeMap<String, String> = BTreeMap::new();
     match &args.name {
@@ -59,7 +62,9 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
     }
     let mut envs: Vec<String> = wanted.values().cloned().collect();
     if args.name.is_none() {
+        // Every declared env too: deployments the state does not know are found there.
         envs.push(project.default_env());
+        envs.extend(declared_envs(project));
     }
     envs.sort();
     envs.dedup();
@@ -163,6 +168,9 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
         }
     }
 
+    if args.refresh {
+        refresh(project, &out, format).await?;
+    }
     match format {
         Format::Json => print_json(&out),
         Format::Text => print_text(&out, args.name.is_some()),
@@ -177,7 +185,7 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
     }
 }
 
-async fn ask(address: &str, name: Option<&str>) -> Result<Vec<pb::DeploymentStatus>, String> {
+pub async fn ask(address: &str, name: Option<&str>) -> Result<Vec<pb::DeploymentStatus>, String> {
     // Status never starts an agent: a plain connect.
     let target = Target {
         addresses: vec![],
@@ -315,4 +323,119 @@ fn print_text(out: &[Deployment], detail: bool) {
             }
         }
     }
+}
+
+/// The names of the envs declared in the project (`*.env.yaml`).
+fn declared_envs(project: &Project) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(&project.root) else {
+        return vec![];
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".env.yaml"))
+                .filter(|n| decl::validate_name("env", n).is_ok())
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// Writes what the agents report into the state: every instance they run, and a
+/// deployment (with its declaration as deployed) the state did not know.
+async fn refresh(project: &Project, out: &[Deployment], format: Format) -> anyhow::Result<()> {
+    let store = state::open(project)?;
+    let now = state::now_unix();
+    let mut added = 0;
+    let mut updated = 0;
+    store
+        .update(&mut |st| {
+            added = 0;
+            updated = 0;
+            for d in out {
+                let live: Vec<&Instance> = d.instances.iter().filter(|i| i.s.is_some()).collect();
+                let Some(first) = live.first().and_then(|i| i.s.as_ref()) else {
+                    continue;
+                };
+                if !st.deployments.contains_key(&d.name) {
+                    added += 1;
+                    let mut declaration =
+                        first.spec.as_ref().map(decl::from_spec).unwrap_or_default();
+                    if d.env != project.default_env() {
+                        declaration.env = Some(d.env.clone());
+                    }
+                    st.deployments.insert(
+                        d.name.clone(),
+                        state::DeploymentState {
+                            declaration,
+                            env: d.env.clone(),
+                            owner: first.owner.clone(),
+                            ..Default::default()
+                        },
+                    );
+                } else {
+                    updated += 1;
+                }
+                let Some(entry) = st.deployments.get_mut(&d.name) else {
+                    continue;
+                };
+                for i in &d.instances {
+                    match (&i.s, i.state.as_str()) {
+                        (Some(s), _) => {
+                            entry.instances.insert(
+                                i.agent.clone(),
+                                state::InstanceState {
+                                    release: s.release,
+                                    git_ref: s.git_ref.clone(),
+                                    commit: s.commit.clone(),
+                                    packages_hash: s.packages_hash.clone(),
+                                    url: s.url.clone(),
+                                    status: s.state.clone(),
+                                    updated_at: now,
+                                },
+                            );
+                        }
+                        // The agent answered and does not run it: not an instance any more.
+                        (None, "missing") => {
+                            entry.instances.remove(&i.agent);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    if format == Format::Text {
+        println!(
+            "refreshed {}: {added} deployment(s) added, {updated} updated from the agents",
+            store.describe()
+        );
+    }
+    Ok(())
+}
+
+/// The URL of a healthy instance of `name` (for `apply`).
+pub async fn healthy_url(project: &Project, env: &str, name: &str) -> anyhow::Result<String> {
+    let target = client::resolve_env(project, env)?;
+    let mut seen = Vec::new();
+    for address in &target.addresses {
+        match ask(address, Some(name)).await {
+            Ok(list) => match list.into_iter().find(|s| s.name == name) {
+                Some(s) if s.state == "healthy" => return Ok(s.url),
+                Some(s) => seen.push(format!("{address}: {}", s.state)),
+                None => seen.push(format!("{address}: not running")),
+            },
+            Err(e) => seen.push(e),
+        }
+    }
+    Err(anyhow!(
+        "no healthy instance of {name} ({})",
+        if seen.is_empty() {
+            "no agents".to_string()
+        } else {
+            seen.join("; ")
+        }
+    ))
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::{State, StateStore};
+use super::{BoxFuture, Change, State, StateStore};
 
 pub struct FileState {
     path: PathBuf,
@@ -76,17 +76,32 @@ impl FileState {
     }
 }
 
-impl StateStore for FileState {
-    fn load(&self) -> anyhow::Result<State> {
-        let _lock = self.lock_file(false)?;
-        self.read()
-    }
-
-    fn update(&self, f: &mut dyn FnMut(&mut State) -> anyhow::Result<()>) -> anyhow::Result<()> {
+impl FileState {
+    fn update_blocking(&self, change: Change<'_>) -> anyhow::Result<()> {
         let _lock = self.lock_file(true)?;
         let mut state = self.read()?;
-        f(&mut state)?;
+        change(&mut state)?;
         self.write(&state)
+    }
+}
+
+impl StateStore for FileState {
+    fn load(&self) -> BoxFuture<'_, State> {
+        Box::pin(async move {
+            tokio::task::block_in_place(|| {
+                let _lock = self.lock_file(false)?;
+                self.read()
+            })
+        })
+    }
+
+    fn update<'a>(&'a self, change: Change<'a>) -> BoxFuture<'a, ()> {
+        // Waiting for the lock blocks; tell the runtime so other tasks keep running.
+        Box::pin(async move { tokio::task::block_in_place(|| self.update_blocking(change)) })
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
     }
 }
 
@@ -103,7 +118,7 @@ mod tests {
                 let path = path.clone();
                 std::thread::spawn(move || {
                     FileState::new(path)
-                        .update(&mut |s| {
+                        .update_blocking(&mut |s| {
                             s.deployments.insert(format!("d{i}"), Default::default());
                             Ok(())
                         })
@@ -114,7 +129,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let state = FileState::new(path).load().unwrap();
+        let state = FileState::new(path.clone()).read().unwrap();
         assert_eq!(state.deployments.len(), 16);
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -126,7 +141,7 @@ mod tests {
         let path = dir.join("state.json");
         std::fs::write(&path, "{not json").unwrap();
         let err = FileState::new(path.clone())
-            .update(&mut |_| Ok(()))
+            .update_blocking(&mut |_| Ok(()))
             .unwrap_err();
         assert!(format!("{err:#}").contains("not valid JSON"));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{not json");

@@ -1,10 +1,14 @@
-//! The shared state: what is deployed where, one document for all deployments. Every
-//! change is a read-modify-write through [`StateStore::update`], which backends make
-//! atomic (the file backend with an exclusive lock, temp file, fsync and rename).
+//! The shared state: what is deployed where, for all deployments. Every change is a
+//! read-modify-write through [`StateStore::update`], which each backend makes atomic
+//! against concurrent writers: the file backend with an exclusive lock, temporary file,
+//! fsync and rename; the etcd backend with a transaction that compares revisions.
 
+mod etcd;
 mod file;
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,9 +16,10 @@ use crate::decl::DeploymentDecl;
 use crate::error::bad_input;
 use crate::project::Project;
 
+pub use etcd::EtcdState;
 pub use file::FileState;
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     #[serde(default = "version")]
     pub version: u32,
@@ -26,7 +31,7 @@ fn version() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentState {
     /// The declaration as last deployed.
     pub declaration: DeploymentDecl,
@@ -41,8 +46,9 @@ pub struct DeploymentState {
     pub history: Vec<HistoryEntry>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceState {
+    /// The agent's release number of what runs there.
     pub release: u32,
     #[serde(rename = "ref")]
     pub git_ref: String,
@@ -50,42 +56,79 @@ pub struct InstanceState {
     #[serde(default)]
     pub packages_hash: String,
     pub url: String,
-    /// The last known status: healthy, failed, ...
+    /// The last known status: healthy, unhealthy, ...
     pub status: String,
     /// Unix seconds of the last change.
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// One deploy of a deployment (to every agent of its env).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
-    pub agent: String,
-    pub release: u32,
+    /// 1, 2, 3, ... per deployment: what `rollback --to N` names.
+    pub number: u32,
+    /// Unix seconds.
     pub time: i64,
     #[serde(rename = "ref")]
     pub git_ref: String,
     pub commit: String,
     #[serde(default)]
     pub packages_hash: String,
-    /// "ok" or "failed at STEP: reason".
+    /// "ok", or "failed at STEP: reason" (the first failure among the agents).
+    pub result: String,
+    /// The declaration deployed, so a rollback deploys exactly it again.
+    pub declaration: DeploymentDecl,
+    /// Per agent: its release number (0 when it failed there) and result.
+    #[serde(default)]
+    pub agents: BTreeMap<String, AgentResult>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentResult {
+    pub release: u32,
     pub result: String,
 }
 
-/// A place the state lives; each backend makes `update` atomic against concurrent writers.
-pub trait StateStore {
-    fn load(&self) -> anyhow::Result<State>;
-    fn update(&self, f: &mut dyn FnMut(&mut State) -> anyhow::Result<()>) -> anyhow::Result<()>;
+impl DeploymentState {
+    pub fn next_number(&self) -> u32 {
+        self.history.iter().map(|h| h.number).max().unwrap_or(0) + 1
+    }
 }
 
-/// The backend for the project's `core.state.uri`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = anyhow::Result<T>> + Send + 'a>>;
+/// A change to the state; it may run more than once (the etcd backend retries on conflict).
+pub type Change<'a> = &'a mut (dyn FnMut(&mut State) -> anyhow::Result<()> + Send);
+
+/// A place the state lives. `update` is atomic: no concurrent writer's change is lost.
+pub trait StateStore: Send + Sync {
+    fn load(&self) -> BoxFuture<'_, State>;
+    fn update<'a>(&'a self, change: Change<'a>) -> BoxFuture<'a, ()>;
+    /// Where it is, for messages.
+    fn describe(&self) -> String;
+}
+
+/// The backend for the project's `core.state.uri`: a path (relative to the project root),
+/// `file:///abs/path`, or `etcd://HOST:PORT/PREFIX`.
 pub fn open(project: &Project) -> anyhow::Result<Box<dyn StateStore>> {
-    let uri = project.state_uri();
+    open_uri(project, &project.state_uri())
+}
+
+pub fn open_uri(project: &Project, uri: &str) -> anyhow::Result<Box<dyn StateStore>> {
     if let Some(rest) = uri.strip_prefix("file://") {
         return Ok(Box::new(FileState::new(project.root.join(rest))));
     }
+    if let Some(rest) = uri.strip_prefix("etcd://") {
+        return Ok(Box::new(EtcdState::parse(rest).map_err(|e| {
+            bad_input(format!("core.state.uri: {uri:?}: {e}"))
+        })?));
+    }
     if uri.contains("://") {
         return Err(bad_input(format!(
-            "core.state.uri: {uri:?} is not supported by this version (use a path or file://)"
+            "core.state.uri: {uri:?} is not supported (use a path, file:///path or etcd://HOST:PORT/PREFIX)"
         )));
+    }
+    if uri.trim().is_empty() {
+        return Err(bad_input("core.state.uri: must not be empty"));
     }
     Ok(Box::new(FileState::new(project.root.join(uri))))
 }

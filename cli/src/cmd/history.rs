@@ -1,0 +1,79 @@
+//! `history NAME`: its deploys, newest last: number, time, ref, commit, packages hash,
+//! result. The current one (the last that worked) is marked with `*`.
+
+use anyhow::anyhow;
+use serde_json::json;
+
+use crate::decl;
+use crate::output::{self, Format};
+use crate::project::Project;
+use crate::state;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    pub name: String,
+}
+
+pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
+    decl::validate_name("name", &args.name)?;
+    let st = state::open(project)?.load().await?;
+    let d = st
+        .deployments
+        .get(&args.name)
+        .ok_or_else(|| anyhow!("deployment {:?} not found in the state", args.name))?;
+    let current = d
+        .history
+        .iter()
+        .rev()
+        .find(|h| h.result == "ok")
+        .map(|h| h.number);
+    if format == Format::Json {
+        let list: Vec<_> = d
+            .history
+            .iter()
+            .map(|h| {
+                json!({
+                    "number": h.number, "time": h.time, "ref": h.git_ref, "commit": h.commit,
+                    "packages_hash": h.packages_hash, "result": h.result,
+                    "current": Some(h.number) == current, "agents": h.agents,
+                })
+            })
+            .collect();
+        println!("{}", json!({"name": args.name, "releases": list}));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = d
+        .history
+        .iter()
+        .map(|h| {
+            let mark = if Some(h.number) == current { "*" } else { "" };
+            vec![
+                format!("{}{mark}", h.number),
+                time_text(h.time),
+                h.git_ref.clone(),
+                h.commit.chars().take(10).collect(),
+                if h.packages_hash.is_empty() {
+                    "-".into()
+                } else {
+                    h.packages_hash.clone()
+                },
+                h.result.clone(),
+            ]
+        })
+        .collect();
+    output::table(
+        &["#", "TIME (UTC)", "REF", "COMMIT", "PACKAGES", "RESULT"],
+        &rows,
+    );
+    Ok(())
+}
+
+/// Unix seconds as `2026-11-23 16:40:01`.
+pub fn time_text(secs: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(t)
+        .to_string()
+        .replace('T', " ")
+        .trim_end_matches('Z')
+        .to_string()
+}

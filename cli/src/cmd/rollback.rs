@@ -1,0 +1,66 @@
+//! `rollback NAME [--to N]`: deploy an earlier release again, exactly: its declaration as
+//! deployed then, pinned to its commit. Default: the release before the current one.
+//! The declaration file is left as it is.
+
+use anyhow::anyhow;
+
+use crate::decl;
+use crate::output::Format;
+use crate::project::Project;
+use crate::state;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    pub name: String,
+    /// The release number to go back to (see `deployctl history NAME`)
+    #[arg(long, value_name = "N")]
+    pub to: Option<u32>,
+}
+
+pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
+    decl::validate_name("name", &args.name)?;
+    let st = state::open(project)?.load().await?;
+    let d = st
+        .deployments
+        .get(&args.name)
+        .ok_or_else(|| anyhow!("deployment {:?} not found in the state", args.name))?;
+    let good: Vec<&state::HistoryEntry> = d.history.iter().filter(|h| h.result == "ok").collect();
+    let entry = match args.to {
+        Some(n) => {
+            let e = d.history.iter().find(|h| h.number == n).ok_or_else(|| {
+                crate::error::bad_input(format!(
+                    "--to: {} has no release {n} (see `deployctl history {}`)",
+                    args.name, args.name
+                ))
+            })?;
+            if e.result != "ok" {
+                return Err(crate::error::bad_input(format!(
+                    "--to: release {n} did not deploy ({}); pick one that did",
+                    e.result
+                )));
+            }
+            e
+        }
+        None => match good.len() {
+            0 | 1 => {
+                return Err(anyhow!(
+                    "{} has no earlier successful release to roll back to",
+                    args.name
+                ))
+            }
+            n => good[n - 2],
+        },
+    };
+    let mut target = entry.declaration.clone();
+    target.git_ref = Some(entry.commit.clone());
+    if format == Format::Text {
+        println!(
+            "Rolling {} back to release {} ({} {})",
+            args.name,
+            entry.number,
+            entry.git_ref,
+            &entry.commit[..entry.commit.len().min(10)]
+        );
+    }
+    super::run::deploy(project, &args.name, target, None, format, false, false).await
+}
