@@ -3,7 +3,8 @@
 # the end-to-end tests in tests/, which start real deploy-agent and deployctl binaries on
 # 127.0.0.x addresses and deploy small Python apps from temporary git repositories.
 #
-# Works on a fresh Debian machine with the Rust toolchain, git and python3 (with pip).
+# Works on a fresh Debian machine with the Rust toolchain, git and python3 (with pip);
+# installs uv (pip) and etcd (apt) when missing.
 # Environment:
 #   RUST_TEST_THREADS   parallel tests per test binary (default 4: e2e tests mostly wait)
 #   E2E_SKIP_UV=1       do not install uv (the agent then uses python3 -m venv + pip)
@@ -39,6 +40,16 @@ if [[ "${E2E_SKIP_UV:-}" != 1 ]] && ! command -v uv >/dev/null 2>&1; then
   command -v pyenv >/dev/null 2>&1 && pyenv rehash 2>/dev/null || true
 fi
 if command -v uv >/dev/null 2>&1; then uv --version; else echo "uv: not available (venv + pip)"; fi
+
+# etcd for the etcd state backend's tests (Debian's etcd-server).
+if ! command -v etcd >/dev/null 2>&1; then
+  echo "etcd not found: installing Debian's etcd-server"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q etcd-server >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null && apt-get install -y -q etcd-server >/dev/null; }
+  # The package may start a system etcd on 127.0.0.1:2379; the tests use their own addresses.
+fi
+etcd --version | head -1
 
 section "build (cargo build --workspace)"
 # The end-to-end tests run target/debug/deploy-agent and target/debug/deployctl: build them

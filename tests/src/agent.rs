@@ -57,7 +57,8 @@ impl Agent {
             .arg(ip)
             .env(
                 "DEPLOY_AGENT_LOG",
-                std::env::var("DEPLOY_AGENT_LOG").unwrap_or_else(|_| "debug".into()),
+                std::env::var("DEPLOY_AGENT_LOG")
+                    .unwrap_or_else(|_| "debug,h2=info,hyper=info,tower=info,tonic=info".into()),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

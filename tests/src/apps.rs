@@ -1,7 +1,7 @@
 //! The Python apps the tests deploy (stdlib only, so deploys need no package install).
 
 /// The standard test app (stdlib only). `GET /health` → 200 "ok"; `GET /` → JSON with
-/// `marker`, `name`, `release`, `commit`, `pid`. It prints
+/// `marker`, `name`, `release`, `commit`, `pid`; `POST /predict` echoes its JSON input. It prints
 /// `app MARKER listening on HOST:PORT release N` once it is bound (flushed).
 ///
 /// Optional behaviour through env vars (`deployctl run --env-var K=V`):
@@ -47,6 +47,20 @@ class Handler(BaseHTTPRequestHandler):
             status, body, kind = 404, b"not found", "text/plain"
         self.send_response(status)
         self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        data = json.loads(self.rfile.read(length) or b"null")
+        if self.path == "/predict":
+            status = 200
+            body = json.dumps({"marker": MARKER, "release": info["release"], "input": data}).encode()
+        else:
+            status, body = 404, b"not found"
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

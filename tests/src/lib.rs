@@ -18,6 +18,9 @@
 //!
 //! | address      | test (file)                                            |
 //! |--------------|--------------------------------------------------------|
+//! | 127.0.0.2-4  | `fleet_of_three_runs_applies_and_removes` (fleet)       |
+//! | 127.0.0.5-6  | `fan_out_reports_the_agent_that_failed` (fleet)         |
+//! | 127.0.0.7    | `history_and_rollback_across_three_releases` (fleet)    |
 //! | 127.0.0.21   | `deploy_at_tag_serves_release_and_status_json` (deploy) |
 //! | 127.0.0.22   | `deploy_at_short_and_full_commit` (deploy)              |
 //! | 127.0.0.23   | `start_script_writes_a_file_the_app_serves` (deploy)    |
@@ -31,6 +34,11 @@
 //! | 127.0.0.41   | `remove_kills_app_and_its_child` (lifecycle)            |
 //! | 127.0.0.42   | `logs_show_app_output_and_deploy_steps` (lifecycle)     |
 //! | 127.0.0.43   | `remove_unknown_deployment_fails` (lifecycle)           |
+//! | 127.0.0.44   | `concurrent_writers_lose_nothing_in_the_state_file` (state) |
+//! | 127.0.0.45-46| `concurrent_writers_lose_nothing_in_etcd` (state: etcd, agent) |
+//! | 127.0.0.47-48| `etcd_down_is_a_clear_error_and_changes_nothing` (state) |
+//! | 127.0.0.49   | `a_lost_state_file_is_rebuilt_from_the_agents` (state)  |
+//! | 127.0.0.50   | `bad_env_input_names_the_problem` (state)               |
 //! | 127.0.0.51   | `two_deployments_and_a_port_conflict` (ports)           |
 //! | 127.0.0.52   | `foreign_process_on_the_port_is_named` (ports)          |
 //! | 127.0.0.56   | `bad_name_exits_2` (bad_input)                          |

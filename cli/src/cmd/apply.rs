@@ -77,7 +77,9 @@ async fn post_json(url: &str, body: String) -> anyhow::Result<(u16, Vec<u8>)> {
             .await
             .context("HTTP handshake")?;
         tokio::spawn(conn);
-        let req = hyper::Request::post(&uri)
+        // Origin form ("/predict"), as servers expect from a client that is not a proxy.
+        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let req = hyper::Request::post(path)
             .header(hyper::header::HOST, format!("{host}:{port}"))
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .header(hyper::header::ACCEPT, "application/json")

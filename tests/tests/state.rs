@@ -1,0 +1,311 @@
+//! The shared state: 32 concurrent `deployctl`s lose no update (file and etcd backends),
+//! a lost state file is rebuilt from the agents, `config`, and bad input about envs and
+//! state locations.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use deployctl_e2e::*;
+
+const WRITERS: usize = 32;
+
+/// Starts WRITERS `deployctl run dN` at once against one agent, each with its own port,
+/// and waits for all of them.
+fn concurrent_deploys(project: &Project, repo: &GitRepo, first_port: u16) {
+    let children: Vec<(usize, Child)> = (0..WRITERS)
+        .map(|i| {
+            let port = (first_port + i as u16).to_string();
+            let child = Command::new(deployctl_bin())
+                .args(["--project"])
+                .arg(project.path())
+                .args(["run", &format!("d{i}"), "--repo"])
+                .arg(repo.url())
+                .args(["--command", "python3 app.py", "--port", &port])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("starting deployctl");
+            (i, child)
+        })
+        .collect();
+    for (i, child) in children {
+        let out = child.wait_with_output().expect("waiting for deployctl");
+        assert!(
+            out.status.success(),
+            "deployctl run d{i} failed\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn assert_all_listed(project: &Project) {
+    let out = project.deployctl(&["list", "--output", "json"]);
+    out.ok();
+    let list = out.json();
+    let names: Vec<&str> = list["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    for i in 0..WRITERS {
+        assert!(
+            names.contains(&format!("d{i}").as_str()),
+            "d{i} is missing: {names:?}"
+        );
+    }
+    assert_eq!(names.len(), WRITERS);
+}
+
+#[test]
+fn concurrent_writers_lose_nothing_in_the_state_file() {
+    let agent = Agent::start("127.0.0.44");
+    let project = Project::for_agent("e2e", &agent);
+    let repo = GitRepo::new();
+    repo.commit_app("many", None);
+    concurrent_deploys(&project, &repo, 9100);
+    assert_all_listed(&project);
+    // The file itself is one valid JSON document with every deployment.
+    let state: serde_json::Value =
+        serde_json::from_str(&project.read(".deployctl/state.json")).expect("valid JSON");
+    assert_eq!(state["deployments"].as_object().unwrap().len(), WRITERS);
+    let (out, _) = project.status_json("d31");
+    out.ok();
+}
+
+/// A real etcd on its own loopback address, killed when dropped.
+struct Etcd {
+    child: Child,
+    pub client: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    fn start(ip: &str) -> Etcd {
+        let bin = which("etcd").unwrap_or_else(|| {
+            panic!("etcd is not installed: scripts/test.sh installs Debian's etcd-server")
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let client = format!("http://{ip}:2379");
+        let peer = format!("http://{ip}:2380");
+        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+        let child = Command::new(bin)
+            .args(["--name", "e2e", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &format!("e2e={peer}")])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting etcd");
+        let etcd = Etcd {
+            child,
+            client: format!("{ip}:2379"),
+            _dir: dir,
+        };
+        let up = wait_until(Duration::from_secs(20), || {
+            http_get(&format!("http://{ip}:2379/health"))
+                .is_some_and(|(code, body)| code == 200 && body.contains("true"))
+        });
+        assert!(up, "etcd did not become healthy on {ip}:2379");
+        etcd
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+#[test]
+fn concurrent_writers_lose_nothing_in_etcd() {
+    let etcd = Etcd::start("127.0.0.45");
+    let agent = Agent::start("127.0.0.46");
+    let project = Project::for_agent("e2e", &agent);
+    let uri = format!("etcd://{}/e2e-team", etcd.client);
+    project
+        .deployctl(&["config", "set", "core.state.uri", &uri])
+        .ok();
+    project
+        .deployctl(&["config", "get", "core.state.uri"])
+        .ok()
+        .mentions(&uri);
+    let repo = GitRepo::new();
+    repo.commit_app("many", None);
+    concurrent_deploys(&project, &repo, 9200);
+    assert_all_listed(&project);
+    assert!(
+        !project.path().join(".deployctl/state.json").exists(),
+        "with etcd configured, no state file is written"
+    );
+    let out = project.deployctl(&["history", "d7", "--output", "json"]);
+    out.ok();
+    assert_eq!(out.json()["releases"][0]["result"], "ok");
+    project.deployctl(&["remove", "d7"]).ok();
+    let out = project.deployctl(&["list", "--output", "json"]);
+    assert_eq!(
+        out.json()["deployments"].as_array().unwrap().len(),
+        WRITERS - 1
+    );
+}
+
+#[test]
+fn etcd_down_is_a_clear_error_and_changes_nothing() {
+    let agent = Agent::start("127.0.0.47");
+    let project = Project::for_agent("e2e", &agent);
+    // Nothing listens there.
+    project
+        .deployctl(&[
+            "config",
+            "set",
+            "core.state.uri",
+            "etcd://127.0.0.48:2379/x",
+        ])
+        .ok();
+    let out = project.deployctl(&["list"]);
+    out.expect_code(1)
+        .mentions("etcd")
+        .mentions("127.0.0.48:2379");
+    project
+        .deployctl(&["config", "set", "core.state.uri", "s3://bucket/x"])
+        .expect_code(2)
+        .mentions("core.state.uri");
+    project
+        .deployctl(&["config", "get", "core.state.uri"])
+        .ok()
+        .mentions("etcd://127.0.0.48:2379/x");
+    project
+        .deployctl(&["config", "set", "core.nope", "1"])
+        .expect_code(2)
+        .mentions("core.nope");
+}
+
+#[test]
+fn a_lost_state_file_is_rebuilt_from_the_agents() {
+    let agent = Agent::start("127.0.0.49");
+    let project = Project::for_agent("e2e", &agent);
+    let repo = GitRepo::new();
+    let commit = repo.commit_app("kept", Some("v1"));
+    for (name, port) in [("one", "8000"), ("two", "8001")] {
+        project
+            .deployctl(&[
+                "run",
+                name,
+                "--repo",
+                &repo.url(),
+                "--ref",
+                "v1",
+                "--command",
+                "python3 app.py",
+                "--port",
+                port,
+            ])
+            .ok();
+    }
+    std::fs::remove_file(project.path().join(".deployctl/state.json")).unwrap();
+    std::fs::remove_file(project.path().join("two.deploy.yaml")).unwrap();
+    let out = project.deployctl(&["list", "--output", "json"]);
+    assert_eq!(out.json()["deployments"].as_array().unwrap().len(), 0);
+
+    // Plain status already shows what the agents run; --refresh writes it back.
+    let out = project.deployctl(&["status", "--refresh"]);
+    out.ok()
+        .mentions("one")
+        .mentions("two")
+        .mentions("2 deployment(s) added");
+    let out = project.deployctl(&["list", "--output", "json"]);
+    let list = out.json();
+    assert_eq!(list["deployments"].as_array().unwrap().len(), 2, "{list:#}");
+    let (out, dep) = project.status_json("two");
+    out.ok();
+    assert_eq!(dep["instances"][0]["commit"], commit.as_str());
+    // The rebuilt state is enough to manage it: remove works without a declaration file.
+    project.deployctl(&["remove", "two"]).ok();
+    assert!(wait_until(Duration::from_secs(10), || {
+        http_get(&agent.app_url(8001, "/")).is_none()
+    }));
+}
+
+#[test]
+fn bad_env_input_names_the_problem() {
+    let agent = Agent::start("127.0.0.50");
+    let project = Project::for_agent("e2e", &agent);
+    let repo = GitRepo::new();
+    repo.commit_app("x", None);
+    let run = |env: &str| {
+        project.deployctl(&[
+            "run",
+            "svc",
+            "--env",
+            env,
+            "--repo",
+            &repo.url(),
+            "--command",
+            "python3 app.py",
+        ])
+    };
+    // An env that is not declared: exit 2, named.
+    run("prod")
+        .expect_code(2)
+        .mentions("prod")
+        .mentions("not declared");
+    assert!(!project.path().join("svc.deploy.yaml").exists());
+    // An unknown field in an env declaration: exit 2, the field named.
+    project.write(
+        "typo.env.yaml",
+        "object_type: env\ntype: agent\naddresses: [http://127.0.0.1:1]\ntokenfile: x\n",
+    );
+    run("typo").expect_code(2).mentions("tokenfile");
+    // An address that does not answer: exit 1, the address named.
+    project
+        .deployctl(&[
+            "declare",
+            "env",
+            "agent",
+            "dead",
+            "--address",
+            "http://127.0.0.50:9",
+        ])
+        .ok();
+    run("dead")
+        .expect_code(1)
+        .mentions("127.0.0.50:9")
+        .mentions("does not answer");
+    // A bad address in `declare env`: exit 2.
+    project
+        .deployctl(&["declare", "env", "agent", "bad", "--address", "nowhere"])
+        .expect_code(2)
+        .mentions("--address");
+    assert!(!Path::new(&project.path().join("bad.env.yaml")).exists());
+    let out = project.deployctl(&["list", "--output", "json"]);
+    assert_eq!(
+        out.json()["deployments"].as_array().unwrap().len(),
+        0,
+        "state unchanged"
+    );
+}
