@@ -20,6 +20,8 @@ pub struct Config {
     pub install_timeout: Duration,
     /// Release directories kept per deployment (current and earlier ones, for rollback).
     pub keep_releases: usize,
+    /// Which installer builds Python environments: auto (uv, installed if missing), uv, pip.
+    pub installer: crate::pipeline::toolchain::InstallerMode,
 }
 
 impl Default for Config {
@@ -32,6 +34,7 @@ impl Default for Config {
             start_script_timeout: Duration::from_secs(30 * 60),
             install_timeout: Duration::from_secs(30 * 60),
             keep_releases: 3,
+            installer: Default::default(),
         }
     }
 }

@@ -160,6 +160,7 @@ fn raw_spec(s: pb::DeploymentSpec) -> RawSpec {
         restart: s.restart,
         owner: s.owner,
         kill_timeout_ms: s.kill_timeout_ms,
+        pinned: s.pinned,
     }
 }
 
@@ -184,6 +185,7 @@ fn spec_to_pb(s: &Spec) -> pb::DeploymentSpec {
         restart: s.restart.as_str().to_string(),
         owner: s.owner.clone(),
         kill_timeout_ms: s.kill_timeout.as_millis() as u64,
+        pinned: s.pinned.clone(),
     }
 }
 
@@ -247,6 +249,7 @@ fn event_to_pb(e: events::Event) -> pb::DeployEvent {
             packages_hash: o.packages_hash,
             git_ref: o.git_ref,
             total_ms: o.total.as_millis() as u64,
+            frozen: o.frozen,
         }),
     }
 }

@@ -88,6 +88,9 @@ pub struct Spec {
     pub owner: String,
     #[serde(with = "millis")]
     pub kill_timeout: Duration,
+    /// Exact versions to install instead of `pip` and `requirements` (a locked deploy).
+    #[serde(default)]
+    pub pinned: Vec<String>,
 }
 
 /// Defaults the agent applies to fields a request leaves empty.
@@ -212,6 +215,7 @@ pub struct RawSpec {
     pub restart: String,
     pub owner: String,
     pub kill_timeout_ms: u64,
+    pub pinned: Vec<String>,
 }
 
 impl Spec {
@@ -322,6 +326,19 @@ impl Spec {
                 format!("{owner:?} must be user:NAME or group:NAME"),
             ));
         }
+        for p in &raw.pinned {
+            let p = p.trim();
+            if p.is_empty()
+                || p.starts_with('-')
+                || p.len() > 1024
+                || p.contains(char::is_whitespace) && !p.contains(" @ ")
+            {
+                return Err(invalid(
+                    "pinned",
+                    format!("{p:?} is not a pinned requirement (name==version)"),
+                ));
+            }
+        }
         let ms = |v: u64, d: Duration| if v == 0 { d } else { Duration::from_millis(v) };
         Ok(Spec {
             name: raw.name,
@@ -342,12 +359,13 @@ impl Spec {
             restart,
             owner,
             kill_timeout: ms(raw.kill_timeout_ms, DEFAULT_KILL_TIMEOUT),
+            pinned: raw.pinned.iter().map(|p| p.trim().to_string()).collect(),
         })
     }
 
     /// Whether the packages step has anything to install.
     pub fn has_packages(&self) -> bool {
-        !self.pip.is_empty() || self.requirements.is_some()
+        !self.pip.is_empty() || self.requirements.is_some() || !self.pinned.is_empty()
     }
 }
 

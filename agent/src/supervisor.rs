@@ -53,6 +53,30 @@ impl KeyedLocks {
         let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(key.to_string()).or_default().clone()
     }
+
+    /// Whether someone holds the lock for `key` right now.
+    pub fn is_locked(&self, key: &str) -> bool {
+        let map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key).is_some_and(|m| m.try_lock().is_err())
+    }
+}
+
+/// An environment in use by a deploy in progress; released on drop.
+pub struct EnvLease {
+    sup: Arc<Supervisor>,
+    key: String,
+}
+
+impl Drop for EnvLease {
+    fn drop(&mut self) {
+        let mut map = self.sup.env_leases_map();
+        if let Some(n) = map.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// A deployment as `status` shows it.
@@ -87,6 +111,8 @@ pub struct Supervisor {
     /// One build at a time per environment key.
     pub env_locks: KeyedLocks,
     toolchain: OnceCell<Toolchain>,
+    /// Environments deploys in progress use, with how many use each.
+    env_leases: Mutex<HashMap<String, usize>>,
     pub usage: Usage,
     pub started: Instant,
 }
@@ -129,13 +155,55 @@ impl Supervisor {
             repo_locks: KeyedLocks::default(),
             env_locks: KeyedLocks::default(),
             toolchain: OnceCell::new(),
+            env_leases: Mutex::new(HashMap::new()),
             usage: Usage::default(),
             started: Instant::now(),
         }))
     }
 
     pub async fn toolchain(&self) -> &Toolchain {
-        self.toolchain.get_or_init(Toolchain::detect).await
+        let tools = self.layout.root.join("tools");
+        self.toolchain
+            .get_or_init(|| Toolchain::detect(self.config.installer, &tools))
+            .await
+    }
+
+    /// Marks an environment as used by a deploy in progress (so GC leaves it alone) until
+    /// the returned lease is dropped.
+    pub fn lease_env(self: &Arc<Self>, key: &str) -> EnvLease {
+        *self.env_leases_map().entry(key.to_string()).or_insert(0) += 1;
+        EnvLease {
+            sup: self.clone(),
+            key: key.to_string(),
+        }
+    }
+
+    fn env_leases_map(&self) -> MutexGuard<'_, HashMap<String, usize>> {
+        self.env_leases.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Deletes environments that no kept release of any deployment uses and that no deploy
+    /// in progress holds. Blocking (file system).
+    pub fn collect_env_garbage(&self) -> Vec<String> {
+        let mut keep = std::collections::HashSet::new();
+        for d in self.all() {
+            let inner = d.lock();
+            for r in &inner.record.releases {
+                let kept = inner.record.current == Some(r.number)
+                    || self.layout.release(&d.name, r.number).exists();
+                if kept && !r.packages_hash.is_empty() {
+                    keep.insert(r.packages_hash.clone());
+                }
+            }
+        }
+        let leases = self.env_leases_map().clone();
+        let removed = crate::pipeline::packages::collect_garbage(&self.layout.envs(), &keep, |k| {
+            leases.get(k).is_some_and(|n| *n > 0) || self.env_locks.is_locked(k)
+        });
+        if !removed.is_empty() {
+            tracing::info!(removed = ?removed, "removed unused environments");
+        }
+        removed
     }
 
     fn map(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Deployment>>> {
@@ -336,6 +404,8 @@ impl Supervisor {
         store::delete(&self.layout, name)?;
         d.lock().removed = true;
         self.map().remove(name);
+        // Its environments may now be unused (a little file-system work).
+        self.collect_env_garbage();
         Ok(stopped)
     }
 }

@@ -292,6 +292,7 @@ impl DeploymentDecl {
             restart: self.restart.clone().unwrap_or_default(),
             owner: self.owner.clone().unwrap_or_default(),
             kill_timeout_ms: ms("kill_timeout", &self.kill_timeout)?,
+            pinned: vec![],
         })
     }
 }
@@ -301,7 +302,7 @@ pub fn from_spec(s: &pb::DeploymentSpec) -> DeploymentDecl {
     let opt = |v: &str| (!v.is_empty()).then(|| v.to_string());
     let dur = |ms: u64| {
         (ms > 0).then(|| {
-            if ms % 1000 == 0 {
+            if ms.is_multiple_of(1000) {
                 format!("{}s", ms / 1000)
             } else {
                 format!("{ms}ms")

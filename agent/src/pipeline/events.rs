@@ -46,6 +46,8 @@ pub struct Outcome {
     pub kept_release: u32,
     pub kept_healthy: bool,
     pub total: Duration,
+    /// The exact versions in the release's environment.
+    pub frozen: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

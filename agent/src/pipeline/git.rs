@@ -196,12 +196,46 @@ fn open_mirror(mirror: &Path) -> Result<Repository, StepError> {
     })
 }
 
+/// How the mirror came to have the commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetched {
+    /// It was there already: nothing was fetched.
+    Present,
+    /// New objects were fetched.
+    Fetched,
+    /// The mirror was unreadable or inconsistent, so it was deleted and cloned again.
+    Recloned,
+}
+
 /// Makes sure the mirror has the resolved commit: fetches branches and tags when it does
-/// not. Returns the commit and whether anything was fetched.
-pub fn fetch(mirror: &Path, url: &str, resolved: &Resolved) -> Result<(Oid, bool), StepError> {
+/// not. A mirror that fails (corrupt objects, a broken ref) is deleted and cloned again once.
+pub fn fetch(mirror: &Path, url: &str, resolved: &Resolved) -> Result<(Oid, Fetched), StepError> {
+    let existed = mirror.exists();
+    match fetch_into(mirror, url, resolved) {
+        Ok(r) => Ok(r),
+        Err(e) if existed => {
+            tracing::warn!(mirror = %mirror.display(), reason = %e.reason, "mirror failed; cloning it again");
+            discard_mirror(mirror);
+            let (oid, _) = fetch_into(mirror, url, resolved)?;
+            Ok((oid, Fetched::Recloned))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes a mirror (it is rebuilt by the next fetch).
+pub fn discard_mirror(mirror: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(mirror) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(mirror = %mirror.display(), error = %e, "cannot delete mirror");
+        }
+    }
+}
+
+fn fetch_into(mirror: &Path, url: &str, resolved: &Resolved) -> Result<(Oid, Fetched), StepError> {
     let repo = open_mirror(mirror)?;
     if let Some(oid) = find_commit(&repo, resolved) {
-        return Ok((oid, false));
+        return Ok((oid, Fetched::Present));
     }
     let mut remote = repo
         .remote_anonymous(url)
@@ -221,7 +255,7 @@ pub fn fetch(mirror: &Path, url: &str, resolved: &Resolved) -> Result<(Oid, bool
             )
         })?;
     match find_commit(&repo, resolved) {
-        Some(oid) => Ok((oid, true)),
+        Some(oid) => Ok((oid, Fetched::Fetched)),
         None => Err(StepError::new(
             FETCH,
             format!(
@@ -232,13 +266,17 @@ pub fn fetch(mirror: &Path, url: &str, resolved: &Resolved) -> Result<(Oid, bool
     }
 }
 
+/// The commit, if the mirror has it and its tree is readable.
 fn find_commit(repo: &Repository, resolved: &Resolved) -> Option<Oid> {
-    if let Some(oid) = resolved.commit {
-        return repo.find_commit(oid).ok().map(|c| c.id());
-    }
-    let prefix = resolved.commit_prefix.as_deref()?;
-    let obj = repo.revparse_single(prefix).ok()?;
-    obj.peel_to_commit().ok().map(|c| c.id())
+    let commit = match resolved.commit {
+        Some(oid) => repo.find_commit(oid).ok()?,
+        None => {
+            let prefix = resolved.commit_prefix.as_deref()?;
+            repo.revparse_single(prefix).ok()?.peel_to_commit().ok()?
+        }
+    };
+    commit.tree().ok()?;
+    Some(commit.id())
 }
 
 /// Writes the commit's tree into `target` (a new, empty directory).

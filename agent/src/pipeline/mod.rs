@@ -9,6 +9,7 @@ pub mod events;
 pub mod git;
 pub mod packages;
 pub mod start_script;
+pub mod toolchain;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +28,10 @@ use crate::supervisor::{Deployment, Supervisor};
 struct Prepared {
     release: ReleaseRecord,
     dir: PathBuf,
+    /// The exact versions in its environment.
+    frozen: Vec<String>,
+    /// Keeps its environment from garbage collection until the deploy is over.
+    _lease: Option<crate::supervisor::EnvLease>,
 }
 
 /// Deploys `spec`; always ends with an outcome (also sent as the last event).
@@ -152,12 +157,14 @@ async fn prepare(
             format!("into the mirror {}", mirror.display()),
             async {
                 let (m, u, r) = (mirror.clone(), spec.repo.clone(), resolved.clone());
-                let (oid, fetched) =
-                    blocking(events::FETCH, move || git::fetch(&m, &u, &r)).await?;
-                let msg = if fetched {
-                    format!("fetched {}", short(&oid.to_string()))
-                } else {
-                    format!("already have {}, nothing to fetch", short(&oid.to_string()))
+                let (oid, how) = blocking(events::FETCH, move || git::fetch(&m, &u, &r)).await?;
+                let c = short(&oid.to_string()).to_string();
+                let msg = match how {
+                    git::Fetched::Present => format!("already have {c}, nothing to fetch"),
+                    git::Fetched::Fetched => format!("fetched {c}"),
+                    git::Fetched::Recloned => {
+                        format!("the mirror was unreadable: cloned it again, {c}")
+                    }
                 };
                 Ok((oid, msg))
             },
@@ -173,7 +180,18 @@ async fn prepare(
             async {
                 let (m, target) = (mirror.clone(), dir.clone());
                 let _ = tokio::fs::remove_dir_all(&target).await;
-                blocking(events::CHECKOUT, move || git::checkout(&m, oid, &target)).await?;
+                let (url, resolved) = (spec.repo.clone(), resolved.clone());
+                blocking(events::CHECKOUT, move || {
+                    git::checkout(&m, oid, &target).or_else(|e| {
+                        // Objects missing from the mirror: clone it again, once.
+                        tracing::warn!(reason = %e.reason, "checkout failed; cloning the mirror again");
+                        git::discard_mirror(&m);
+                        let _ = std::fs::remove_dir_all(&target);
+                        git::fetch(&m, &url, &resolved)?;
+                        git::checkout(&m, oid, &target)
+                    })
+                })
+                .await?;
                 let summary = {
                     let m = mirror.clone();
                     tokio::task::spawn_blocking(move || git::commit_summary(&m, oid))
@@ -205,6 +223,7 @@ async fn prepare(
             return Err(e);
         }
     };
+    let lease = env.as_ref().map(|e| sup.lease_env(&e.key));
     Ok(Prepared {
         release: ReleaseRecord {
             number,
@@ -212,11 +231,13 @@ async fn prepare(
             git_ref: resolved.display.clone(),
             commit,
             packages_hash: env.as_ref().map(|e| e.key.clone()).unwrap_or_default(),
-            env_dir: env.map(|e| e.dir),
+            env_dir: env.as_ref().map(|e| e.dir.clone()),
             deployed_at: store::now_unix(),
             result: String::new(),
         },
         dir,
+        frozen: env.map(|e| e.frozen).unwrap_or_default(),
+        _lease: lease,
     })
 }
 
@@ -288,19 +309,30 @@ async fn prepare_env(
         )),
         None => None,
     };
-    let local = requirements
-        .as_ref()
-        .is_some_and(|(_, c)| packages::refers_to_files(c));
+    let local = spec.pinned.is_empty()
+        && requirements
+            .as_ref()
+            .is_some_and(|(_, c)| packages::refers_to_files(c));
+    let pinned = !spec.pinned.is_empty();
     let req = packages::EnvRequest {
-        pip: &spec.pip,
-        requirements,
+        pip: if pinned { &[] } else { &spec.pip },
+        requirements: if pinned { None } else { requirements },
         release_dir: local.then_some(dir),
+        pinned: &spec.pinned,
     };
     let toolchain = sup.toolchain().await.clone();
     let key = packages::env_key(&toolchain, &req);
-    let installer = match &toolchain.installer {
-        packages::Installer::Uv { version, .. } => version.clone(),
-        packages::Installer::Pip => "python3 -m venv + pip".to_string(),
+    if let Some(w) = &toolchain.warning {
+        events.info(events::PACKAGES, w.clone());
+    }
+    let installer = if pinned {
+        format!(
+            "{} (pinned: {} exact versions)",
+            toolchain.origin,
+            spec.pinned.len()
+        )
+    } else {
+        toolchain.origin.clone()
     };
     let lock = sup.env_locks.get(&key);
     let log = sup.layout.deploy_log(&spec.name);
@@ -521,6 +553,7 @@ async fn start_and_check(
                 git_ref: release.git_ref.clone(),
                 url: sup.app_url(spec.port),
                 packages_hash: release.packages_hash.clone(),
+                frozen: prepared.frozen.clone(),
                 ..Default::default()
             };
             let record = {
@@ -534,6 +567,8 @@ async fn start_and_check(
                 tracing::error!(deployment = %spec.name, error = %e, "cannot save record");
             }
             prune_releases(sup, &record).await;
+            let s = sup.clone();
+            let _ = tokio::task::spawn_blocking(move || s.collect_env_garbage()).await;
             Ok(outcome)
         }
         Err(failure) => {

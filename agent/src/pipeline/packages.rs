@@ -1,7 +1,9 @@
 //! The packages step: a Python environment with the deployment's pip packages and
 //! requirements file. Environments are keyed by a hash of everything that determines them
-//! and built once; a release whose key exists reuses it. `uv` is used when it is on PATH,
-//! else `python3 -m venv` + pip.
+//! (installer, Python, packages, the requirements file's content) and built once; a release
+//! whose key exists reuses it with no install at all. After a build the exact versions are
+//! recorded (`pip freeze`); a deploy may ask for exactly those ("pinned"). Environments no
+//! release uses any more are garbage-collected.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,81 +16,20 @@ use crate::process::{self, Launch};
 /// Marks an environment whose build finished; without it the directory is a leftover.
 const COMPLETE_MARKER: &str = ".deploy-agent-complete";
 
-/// The tool that builds environments, detected once.
-#[derive(Debug, Clone)]
-pub enum Installer {
-    Uv { path: PathBuf, version: String },
-    Pip,
-}
+pub use super::toolchain::{Installer, Toolchain};
 
-/// What the packages step found on this node.
-#[derive(Debug, Clone)]
-pub struct Toolchain {
-    pub installer: Installer,
-    /// `python3 --version`, part of the environment key.
-    pub python_version: String,
-}
-
-impl Toolchain {
-    pub async fn detect() -> Toolchain {
-        let python_version = version_of("python3", &["--version"])
-            .await
-            .unwrap_or_default();
-        let installer = match which("uv") {
-            Some(path) => match version_of(&path.to_string_lossy(), &["--version"]).await {
-                Some(version) => Installer::Uv { path, version },
-                None => Installer::Pip,
-            },
-            None => Installer::Pip,
-        };
-        Toolchain {
-            installer,
-            python_version,
-        }
-    }
-
-    fn installer_id(&self) -> String {
-        match &self.installer {
-            Installer::Uv { version, .. } => version.clone(),
-            Installer::Pip => "venv+pip".to_string(),
-        }
-    }
-}
-
-async fn version_of(program: &str, args: &[&str]) -> Option<String> {
-    let out = tokio::process::Command::new(program)
-        .args(args)
-        .output()
-        .await
-        .ok()?;
-    let text = if out.stdout.is_empty() {
-        out.stderr
-    } else {
-        out.stdout
-    };
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&text).trim().to_string())
-}
-
-/// Finds an executable on PATH.
-pub fn which(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| {
-            p.metadata()
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
-}
+/// Holds the exact versions installed (`pip freeze`), written after a build.
+const FROZEN_FILE: &str = ".deploy-agent-frozen.txt";
+/// The pinned list a pinned environment was built from.
+const PINNED_FILE: &str = ".deploy-agent-pinned.txt";
 
 /// A ready environment.
 #[derive(Debug, Clone)]
 pub struct Env {
     pub dir: PathBuf,
     pub key: String,
+    /// The exact versions in it, one `name==version` a line.
+    pub frozen: Vec<String>,
 }
 
 /// What determines an environment; its hash is the environment's key.
@@ -99,6 +40,8 @@ pub struct EnvRequest<'a> {
     /// Set when the requirements refer to files in the checkout (`-e .`, `-r other.txt`):
     /// such an environment belongs to this release only.
     pub release_dir: Option<&'a Path>,
+    /// Exact versions to install instead of `pip` and `requirements` (a locked deploy).
+    pub pinned: &'a [String],
 }
 
 pub fn env_key(toolchain: &Toolchain, req: &EnvRequest<'_>) -> String {
@@ -115,6 +58,9 @@ pub fn env_key(toolchain: &Toolchain, req: &EnvRequest<'_>) -> String {
     }
     if let Some(dir) = req.release_dir {
         h.update(format!("release={}\n", dir.display()));
+    }
+    for p in req.pinned {
+        h.update(format!("pinned={p}\n"));
     }
     h.finalize()
         .iter()
@@ -152,10 +98,12 @@ pub async fn build(
 ) -> Result<(Env, bool), StepError> {
     let dir = envs_dir.join(key);
     if dir.join(COMPLETE_MARKER).exists() {
+        let frozen = read_frozen(&dir).await;
         return Ok((
             Env {
                 dir,
                 key: key.to_string(),
+                frozen,
             },
             false,
         ));
@@ -175,6 +123,8 @@ pub async fn build(
         let _ = tokio::fs::remove_dir_all(&dir).await;
         return Err(e);
     }
+    let frozen = freeze(toolchain, &dir).await;
+    let _ = tokio::fs::write(dir.join(FROZEN_FILE), frozen.join("\n")).await;
     tokio::fs::write(dir.join(COMPLETE_MARKER), key)
         .await
         .map_err(|e| StepError::new(PACKAGES, format!("cannot write {}: {e}", dir.display())))?;
@@ -182,6 +132,7 @@ pub async fn build(
         Env {
             dir,
             key: key.to_string(),
+            frozen,
         },
         true,
     ))
@@ -208,10 +159,27 @@ async fn build_into(
     };
     let dir_s = dir.to_string_lossy().into_owned();
     let python = dir.join("bin/python").to_string_lossy().into_owned();
-    let mut install_args: Vec<String> = req.pip.to_vec();
-    if let Some((path, _)) = &req.requirements {
+    let pinned_file = dir.with_extension("pinned.txt");
+    let mut install_args: Vec<String> = Vec::new();
+    if req.pinned.is_empty() {
+        install_args.extend(req.pip.iter().cloned());
+        if let Some((path, _)) = &req.requirements {
+            install_args.push("-r".into());
+            install_args.push(path.to_string_lossy().into_owned());
+        }
+    } else {
+        // Exactly the recorded versions, and nothing they did not have.
+        tokio::fs::write(&pinned_file, req.pinned.join("\n") + "\n")
+            .await
+            .map_err(|e| {
+                StepError::new(
+                    PACKAGES,
+                    format!("cannot write {}: {e}", pinned_file.display()),
+                )
+            })?;
+        install_args.push("--no-deps".into());
         install_args.push("-r".into());
-        install_args.push(path.to_string_lossy().into_owned());
+        install_args.push(pinned_file.to_string_lossy().into_owned());
     }
     let (create, install): ((String, Vec<String>), (String, Vec<String>)) =
         match &toolchain.installer {
@@ -271,7 +239,91 @@ async fn build_into(
             );
         }
     }
+    if !req.pinned.is_empty() {
+        let _ = tokio::fs::rename(&pinned_file, dir.join(PINNED_FILE)).await;
+    }
     Ok(())
+}
+
+/// The exact versions in an environment: `uv pip freeze` or `pip freeze`.
+async fn freeze(toolchain: &Toolchain, dir: &Path) -> Vec<String> {
+    let python = dir.join("bin/python");
+    let mut cmd = match &toolchain.installer {
+        Installer::Uv { path, .. } => {
+            let mut c = tokio::process::Command::new(path);
+            c.args(["pip", "freeze", "--python"]).arg(&python);
+            c
+        }
+        Installer::Pip => {
+            let mut c = tokio::process::Command::new(&python);
+            c.args(["-m", "pip", "freeze", "--disable-pip-version-check"]);
+            c
+        }
+    };
+    match cmd.stdin(std::process::Stdio::null()).output().await {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect(),
+        Ok(out) => {
+            tracing::warn!(env = %dir.display(), stderr = %String::from_utf8_lossy(&out.stderr), "pip freeze failed");
+            Vec::new()
+        }
+        Err(e) => {
+            tracing::warn!(env = %dir.display(), error = %e, "pip freeze failed");
+            Vec::new()
+        }
+    }
+}
+
+async fn read_frozen(dir: &Path) -> Vec<String> {
+    tokio::fs::read_to_string(dir.join(FROZEN_FILE))
+        .await
+        .map(|t| {
+            t.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Deletes environments whose key is not in `keep` and that nobody is building (`busy`).
+/// Returns what was deleted.
+pub fn collect_garbage(
+    envs_dir: &Path,
+    keep: &std::collections::HashSet<String>,
+    busy: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(envs_dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        // `KEY` directories and their `KEY.pinned.txt` staging files.
+        let key = name.split('.').next().unwrap_or_default().to_string();
+        if key.is_empty() || keep.contains(&key) || busy(&key) {
+            continue;
+        }
+        let path = entry.path();
+        let result = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match result {
+            Ok(()) => removed.push(name),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove unused environment")
+            }
+        }
+    }
+    removed
 }
 
 fn short_program(program: &str) -> &str {

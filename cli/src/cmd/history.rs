@@ -36,6 +36,7 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
                     "number": h.number, "time": h.time, "ref": h.git_ref, "commit": h.commit,
                     "packages_hash": h.packages_hash, "result": h.result,
                     "current": Some(h.number) == current, "agents": h.agents,
+                    "frozen": h.frozen,
                 })
             })
             .collect();

@@ -62,5 +62,13 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
             &entry.commit[..entry.commit.len().min(10)]
         );
     }
-    super::run::deploy(project, &args.name, target, None, format, false, false).await
+    // The same environment too: exactly the versions that release ran with.
+    let pinned = entry.frozen.clone();
+    let how = super::run::How {
+        format,
+        verbose: false,
+        write_back: false,
+        pinned,
+    };
+    super::run::deploy(project, &args.name, target, None, how).await
 }

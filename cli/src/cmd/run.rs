@@ -28,6 +28,10 @@ pub struct Args {
     /// Show the installer's and start script's output as it comes
     #[arg(long, short)]
     pub verbose: bool,
+    /// Install exactly the package versions of the last good deploy with the same packages
+    /// (recorded with `pip freeze`), so a new upstream release changes nothing
+    #[arg(long)]
+    pub locked: bool,
     #[command(flatten)]
     pub flags: DeployFlags,
 }
@@ -65,16 +69,53 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
     let cwd = std::env::current_dir().unwrap_or_else(|_| project.root.clone());
     args.flags.apply(&mut d, &cwd)?;
     d.validate(&name)?;
-    deploy(
-        project,
-        &name,
-        d,
-        existing.as_ref(),
+    let pinned = if args.locked {
+        locked_versions(project, &name, &d).await?
+    } else {
+        Vec::new()
+    };
+    let how = How {
         format,
-        args.verbose,
-        true,
-    )
-    .await
+        verbose: args.verbose,
+        write_back: true,
+        pinned,
+    };
+    deploy(project, &name, d, existing.as_ref(), how).await
+}
+
+/// The frozen versions of the last good deploy whose package declaration is the same.
+async fn locked_versions(
+    project: &Project,
+    name: &str,
+    d: &DeploymentDecl,
+) -> anyhow::Result<Vec<String>> {
+    let st = state::open(project)?.load().await?;
+    let same_inputs = |h: &&HistoryEntry| {
+        h.result == "ok"
+            && !h.frozen.is_empty()
+            && h.declaration.packages.pip == d.packages.pip
+            && h.declaration.requirements == d.requirements
+    };
+    st.deployments
+        .get(name)
+        .and_then(|e| e.history.iter().rev().find(same_inputs))
+        .map(|h| h.frozen.clone())
+        .ok_or_else(|| {
+            anyhow!(
+                "--locked: no earlier deploy of {name} recorded exact versions for these packages; deploy once without --locked"
+            )
+        })
+}
+
+/// How a deploy runs and is shown.
+pub struct How {
+    pub format: Format,
+    /// Show the installer's output lines.
+    pub verbose: bool,
+    /// Save the declaration over the existing one once it deployed somewhere.
+    pub write_back: bool,
+    /// Exact package versions to install (a locked deploy or a rollback).
+    pub pinned: Vec<String>,
 }
 
 /// Deploys declaration `d` of `name` to every agent of its env, records the result and
@@ -85,13 +126,18 @@ pub async fn deploy(
     name: &str,
     d: DeploymentDecl,
     existing: Option<&DeploymentDecl>,
-    format: Format,
-    verbose: bool,
-    write_back: bool,
+    how: How,
 ) -> anyhow::Result<()> {
+    let How {
+        format,
+        verbose,
+        write_back,
+        pinned,
+    } = how;
     let env = d.env.clone().unwrap_or_else(|| project.default_env());
     let target = client::resolve_env(project, &env)?;
     let mut spec = d.to_spec(name, &project.root)?;
+    spec.pinned = pinned;
     if spec.owner.is_empty() {
         // The owner defaults to the caller.
         spec.owner = format!("user:{}", crate::client::caller());
@@ -284,6 +330,7 @@ async fn record(
                 result: failure.clone().unwrap_or_else(|| "ok".to_string()),
                 declaration: d.clone(),
                 agents,
+                frozen: shown.map(|o| o.frozen.clone()).unwrap_or_default(),
             });
             // A first deploy that failed everywhere leaves no deployment behind.
             if entry.instances.is_empty() && !ok_somewhere {

@@ -81,6 +81,9 @@ pub struct HistoryEntry {
     /// Per agent: its release number (0 when it failed there) and result.
     #[serde(default)]
     pub agents: BTreeMap<String, AgentResult>,
+    /// The exact versions installed (`pip freeze`), for `run --locked` and rollbacks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frozen: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

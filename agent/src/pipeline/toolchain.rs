@@ -1,0 +1,178 @@
+//! The tools the packages step uses, found once per agent run: `python3`, and `uv` — from
+//! PATH, or installed by the agent itself into its data directory (`tools/uv`) from PyPI, so
+//! that a node without uv still gets uv's speed. `python3 -m venv` + pip is the fallback,
+//! or what `installer = "pip"` asks for.
+
+use std::path::{Path, PathBuf};
+
+/// Which installer the agent may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstallerMode {
+    /// uv from PATH, else uv installed by the agent, else venv + pip.
+    #[default]
+    Auto,
+    /// uv (from PATH or installed by the agent); never pip.
+    Uv,
+    /// `python3 -m venv` + pip only.
+    Pip,
+}
+
+impl InstallerMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(Self::Auto),
+            "uv" => Some(Self::Uv),
+            "pip" => Some(Self::Pip),
+            _ => None,
+        }
+    }
+}
+
+/// The tool that builds environments.
+#[derive(Debug, Clone)]
+pub enum Installer {
+    Uv { path: PathBuf, version: String },
+    Pip,
+}
+
+/// What the packages step found on this node.
+#[derive(Debug, Clone)]
+pub struct Toolchain {
+    pub installer: Installer,
+    /// `python3 --version`, part of every environment key.
+    pub python_version: String,
+    /// How the installer was found, for the deploy output ("uv 0.9.1 from PATH").
+    pub origin: String,
+    /// Why uv is not used, when it is not and could have been.
+    pub warning: Option<String>,
+}
+
+impl Toolchain {
+    /// Finds python3 and the installer; may install uv into `tools_dir` (a few seconds,
+    /// once per node).
+    pub async fn detect(mode: InstallerMode, tools_dir: &Path) -> Toolchain {
+        let python_version = version_of("python3", &["--version"])
+            .await
+            .unwrap_or_default();
+        let pip = |warning: Option<String>| Toolchain {
+            installer: Installer::Pip,
+            python_version: python_version.clone(),
+            origin: "python3 -m venv + pip".to_string(),
+            warning,
+        };
+        if mode == InstallerMode::Pip {
+            return pip(None);
+        }
+        let own = tools_dir.join("uv").join("bin").join("uv");
+        let (path, origin) = match which("uv") {
+            Some(p) => (p, "from PATH"),
+            None if own.is_file() => (own, "installed by the agent"),
+            None => match install_uv(tools_dir).await {
+                Ok(p) => (p, "installed by the agent"),
+                Err(e) => {
+                    return pip(Some(format!(
+                        "uv is not on PATH and could not be installed ({e}); using venv + pip, which is much slower"
+                    )))
+                }
+            },
+        };
+        match version_of(&path.to_string_lossy(), &["--version"]).await {
+            Some(version) => Toolchain {
+                origin: format!("{version} {origin}"),
+                installer: Installer::Uv { path, version },
+                python_version,
+                warning: None,
+            },
+            None => pip(Some(format!(
+                "{} does not run; using venv + pip",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Identifies the installer in environment keys.
+    pub fn installer_id(&self) -> String {
+        match &self.installer {
+            Installer::Uv { version, .. } => version.clone(),
+            Installer::Pip => "venv+pip".to_string(),
+        }
+    }
+}
+
+/// `python3 -m pip install --target TOOLS/uv uv`: the uv wheel carries its binary.
+async fn install_uv(tools_dir: &Path) -> Result<PathBuf, String> {
+    let staging = tools_dir.join(format!("uv.tmp-{}", std::process::id()));
+    let target = tools_dir.join("uv");
+    let _ = tokio::fs::remove_dir_all(&staging).await;
+    tokio::fs::create_dir_all(tools_dir)
+        .await
+        .map_err(|e| format!("creating {}: {e}", tools_dir.display()))?;
+    tracing::info!(dir = %target.display(), "installing uv from PyPI");
+    let out = tokio::process::Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--target",
+        ])
+        .arg(&staging)
+        .arg("uv")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("running python3 -m pip: {e}"))?;
+    if !out.status.success() {
+        let _ = tokio::fs::remove_dir_all(&staging).await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("pip failed");
+        return Err(last.trim().to_string());
+    }
+    let _ = tokio::fs::remove_dir_all(&target).await;
+    tokio::fs::rename(&staging, &target)
+        .await
+        .map_err(|e| format!("moving uv into {}: {e}", target.display()))?;
+    let bin = target.join("bin").join("uv");
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!("the uv package has no {}", bin.display()))
+    }
+}
+
+async fn version_of(program: &str, args: &[&str]) -> Option<String> {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    let text = if out.stdout.is_empty() {
+        out.stderr
+    } else {
+        out.stdout
+    };
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&text).trim().to_string())
+}
+
+/// Finds an executable on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            p.metadata()
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+}
