@@ -41,6 +41,11 @@
 //! | 127.0.0.50   | `bad_env_input_names_the_problem` (state)               |
 //! | 127.0.0.51   | `two_deployments_and_a_port_conflict` (ports)           |
 //! | 127.0.0.52   | `foreign_process_on_the_port_is_named` (ports)          |
+//! | 127.0.0.81   | `same_packages_reuse_the_environment_and_new_requirements_build_one` (cache) |
+//! | 127.0.0.82   | `concurrent_deploys_sharing_a_key_build_it_once` (cache) |
+//! | 127.0.0.83   | `unused_environments_are_collected_and_used_ones_kept` (cache) |
+//! | 127.0.0.84   | `locked_deploys_install_exactly_the_recorded_versions` (cache) |
+//! | 127.0.0.85   | `a_corrupt_mirror_is_cloned_again` (cache)              |
 //! | 127.0.0.56   | `bad_name_exits_2` (bad_input)                          |
 //! | 127.0.0.57   | `port_out_of_range_exits_2` (bad_input)                 |
 //! | 127.0.0.58   | `unknown_field_in_declaration_exits_2` (bad_input)      |

@@ -341,46 +341,40 @@ mod tests {
         Toolchain {
             installer: Installer::Pip,
             python_version: "Python 3.11.7".into(),
+            origin: "python3 -m venv + pip".into(),
+            warning: None,
+        }
+    }
+
+    fn req<'a>(pip: &'a [String], requirements: Option<(&'a Path, String)>) -> EnvRequest<'a> {
+        EnvRequest {
+            pip,
+            requirements,
+            release_dir: None,
+            pinned: &[],
         }
     }
 
     #[test]
     fn key_depends_on_everything_that_matters() {
         let pip = vec!["six==1.16.0".to_string()];
-        let base = EnvRequest {
-            pip: &pip,
-            requirements: None,
-            release_dir: None,
-        };
-        let k1 = env_key(&tc(), &base);
-        assert_eq!(k1, env_key(&tc(), &base));
+        let k1 = env_key(&tc(), &req(&pip, None));
+        assert_eq!(k1, env_key(&tc(), &req(&pip, None)));
         let pip2 = vec!["six==1.17.0".to_string()];
-        assert_ne!(k1, env_key(&tc(), &EnvRequest { pip: &pip2, ..base }));
+        assert_ne!(k1, env_key(&tc(), &req(&pip2, None)));
         let p = Path::new("requirements.txt");
-        let with_req = EnvRequest {
-            pip: &pip,
-            requirements: Some((p, "flask\n".into())),
-            release_dir: None,
-        };
-        let with_other = EnvRequest {
-            pip: &pip,
-            requirements: Some((p, "django\n".into())),
-            release_dir: None,
-        };
-        assert_ne!(env_key(&tc(), &with_req), env_key(&tc(), &with_other));
+        let a = env_key(&tc(), &req(&pip, Some((p, "flask\n".into()))));
+        let b = env_key(&tc(), &req(&pip, Some((p, "django\n".into()))));
+        assert_ne!(a, b);
         let mut other_py = tc();
         other_py.python_version = "Python 3.12.1".into();
-        assert_ne!(
-            k1,
-            env_key(
-                &other_py,
-                &EnvRequest {
-                    pip: &pip,
-                    requirements: None,
-                    release_dir: None
-                }
-            )
-        );
+        assert_ne!(k1, env_key(&other_py, &req(&pip, None)));
+        let pinned = vec!["six==1.16.0".to_string()];
+        let locked = EnvRequest {
+            pinned: &pinned,
+            ..req(&[], None)
+        };
+        assert_ne!(k1, env_key(&tc(), &locked), "a pinned env is its own");
     }
 
     #[test]
@@ -388,5 +382,23 @@ mod tests {
         assert!(refers_to_files("flask\n-e .\n"));
         assert!(refers_to_files("-r base.txt"));
         assert!(!refers_to_files("flask==3.0\n# comment\nnumpy>=1"));
+    }
+
+    #[test]
+    fn garbage_collection_keeps_what_is_used_or_busy() {
+        let dir = std::env::temp_dir().join(format!("envs-gc-{}", std::process::id()));
+        for k in ["aaaa", "bbbb", "cccc"] {
+            std::fs::create_dir_all(dir.join(k)).unwrap();
+        }
+        std::fs::write(dir.join("dddd.pinned.txt"), "x").unwrap();
+        let keep: std::collections::HashSet<String> = ["aaaa".to_string()].into();
+        let mut removed = collect_garbage(&dir, &keep, |k| k == "bbbb");
+        removed.sort();
+        assert_eq!(
+            removed,
+            vec!["cccc".to_string(), "dddd.pinned.txt".to_string()]
+        );
+        assert!(dir.join("aaaa").exists() && dir.join("bbbb").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

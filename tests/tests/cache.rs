@@ -1,0 +1,264 @@
+//! Fast iteration: environments are reused by content hash (and built once when asked for
+//! at the same time), pinned with `--locked`, garbage-collected when unused; a corrupt git
+//! mirror is cloned again. Behaviour is checked, never timed.
+
+use std::path::Path;
+use std::time::Duration;
+
+use deployctl_e2e::*;
+
+fn run_with_pip(project: &Project, repo: &GitRepo, name: &str, port: &str, pip: &str) -> Output {
+    let out = project.deployctl_timeout(
+        &[
+            "run",
+            name,
+            "--repo",
+            &repo.url(),
+            "--command",
+            "python3 app.py",
+            "--port",
+            port,
+            "--pip",
+            pip,
+            "--env-var",
+            "APP_IMPORT=six",
+            "--health-path",
+            "/health",
+        ],
+        INSTALL_TIMEOUT,
+    );
+    out
+}
+
+fn envs(agent: &Agent) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(agent.data_dir.join("envs"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn history(project: &Project, name: &str) -> Vec<serde_json::Value> {
+    let out = project.deployctl(&["history", name, "--output", "json"]);
+    out.ok();
+    out.json()["releases"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn same_packages_reuse_the_environment_and_new_requirements_build_one() {
+    let agent = Agent::start("127.0.0.81");
+    let project = Project::for_agent("e2e", &agent);
+    let repo = GitRepo::new();
+    repo.commit_app("one", None);
+    run_with_pip(&project, &repo, "svc", "8000", "six==1.16.0")
+        .ok()
+        .mentions("built environment");
+    repo.commit_app("two", None);
+    let out = run_with_pip(&project, &repo, "svc", "8000", "six==1.16.0");
+    out.ok()
+        .mentions("reused environment")
+        .mentions("nothing to install");
+    let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
+    assert_eq!(served["marker"], "two");
+    assert_eq!(served["module_version"], "1.16.0", "{served}");
+    let h = history(&project, "svc");
+    assert_eq!(h.len(), 2);
+    assert!(!h[0]["packages_hash"].as_str().unwrap_or("").is_empty());
+    assert_eq!(
+        h[0]["packages_hash"], h[1]["packages_hash"],
+        "same packages, same environment"
+    );
+    assert_eq!(envs(&agent).len(), 1);
+
+    // A requirements file: its content is part of the key.
+    repo.write("requirements.txt", "idna==3.7\n");
+    repo.commit("requirements");
+    let req_run = |project: &Project| {
+        project.deployctl_timeout(
+            &[
+                "run",
+                "svc",
+                "--requirements",
+                "requirements.txt",
+                "--pip",
+                "six==1.16.0",
+            ],
+            INSTALL_TIMEOUT,
+        )
+    };
+    req_run(&project).ok().mentions("built environment");
+    repo.write("requirements.txt", "idna==3.8\n");
+    repo.commit("newer idna");
+    req_run(&project).ok().mentions("built environment");
+    let h = history(&project, "svc");
+    assert_ne!(
+        h[2]["packages_hash"], h[3]["packages_hash"],
+        "changed requirements, new environment"
+    );
+    // The status shows the current environment's key.
+    let (_, dep) = project.status_json("svc");
+    assert_eq!(dep["instances"][0]["packages_hash"], h[3]["packages_hash"]);
+}
+
+#[test]
+fn concurrent_deploys_sharing_a_key_build_it_once() {
+    let agent = Agent::start("127.0.0.82");
+    let project = Project::for_agent("e2e", &agent);
+    let repo = GitRepo::new();
+    repo.commit_app("pair", None);
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| run_with_pip(&project, &repo, "a", "8000", "six==1.16.0"));
+        let b = s.spawn(|| run_with_pip(&project, &repo, "b", "8001", "six==1.16.0"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    a.ok();
+    b.ok();
+    let built = [&a, &b]
+        .iter()
+        .filter(|o| o.all().contains("built environment"))
+        .count();
+    let reused = [&a, &b]
+        .iter()
+        .filter(|o| o.all().contains("reused environment"))
+        .count();
+    assert_eq!(
+        (built, reused),
+        (1, 1),
+        "one builds, the other waits and reuses\n{a}\n{b}"
+    );
+    assert_eq!(envs(&agent).len(), 1);
+}
+
+#[test]
+fn unused_environments_are_collected_and_used_ones_kept() {
+    let agent = Agent::start("127.0.0.83");
+    let project = Project::for_agent("e2e", &agent);
+    let repo = GitRepo::new();
+    repo.commit_app("gc", None);
+    run_with_pip(&project, &repo, "keep", "8000", "six==1.16.0").ok();
+    run_with_pip(&project, &repo, "drop", "8001", "six==1.17.0").ok();
+    assert_eq!(envs(&agent).len(), 2);
+    let kept = history(&project, "keep")[0]["packages_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    project.deployctl(&["remove", "drop"]).ok();
+    assert_eq!(
+        envs(&agent),
+        vec![kept],
+        "only the environment still in use is left"
+    );
+    let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(5));
+    assert_eq!(served["module_version"], "1.16.0");
+}
+
+#[test]
+fn locked_deploys_install_exactly_the_recorded_versions() {
+    let agent = Agent::start("127.0.0.84");
+    let project = Project::for_agent("e2e", &agent);
+    let repo = GitRepo::new();
+    repo.commit_app("free", None);
+    project
+        .deployctl(&[
+            "run",
+            "svc",
+            "--repo",
+            &repo.url(),
+            "--command",
+            "python3 app.py",
+            "--locked",
+        ])
+        .expect_code(1)
+        .mentions("--locked");
+    // Unpinned: whatever six is newest; the exact version is recorded.
+    run_with_pip(&project, &repo, "svc", "8000", "six").ok();
+    let h = history(&project, "svc");
+    let frozen: Vec<String> = h[0]["frozen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    let six = frozen
+        .iter()
+        .find(|l| l.starts_with("six=="))
+        .unwrap_or_else(|| panic!("{frozen:?}"));
+    let version = six.trim_start_matches("six==").to_string();
+
+    repo.commit_app("locked", None);
+    let out = project.deployctl_timeout(&["run", "svc", "--locked"], INSTALL_TIMEOUT);
+    out.ok().mentions("pinned");
+    let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
+    assert_eq!(served["marker"], "locked");
+    assert_eq!(served["module_version"], version.as_str(), "{served}");
+    let h = history(&project, "svc");
+    assert_ne!(
+        h[0]["packages_hash"], h[1]["packages_hash"],
+        "a pinned environment has its own key"
+    );
+    // The pinned environment was built from exactly the recorded list.
+    let pinned = agent
+        .data_dir
+        .join("envs")
+        .join(h[1]["packages_hash"].as_str().unwrap())
+        .join(".deploy-agent-pinned.txt");
+    let text =
+        std::fs::read_to_string(&pinned).unwrap_or_else(|e| panic!("{}: {e}", pinned.display()));
+    assert!(text.contains(six.as_str()), "{text}");
+}
+
+/// Deletes every object of a bare mirror: it still opens, but has nothing.
+fn corrupt(mirror: &Path) {
+    let objects = mirror.join("objects");
+    for entry in std::fs::read_dir(&objects).unwrap().flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name == "info" {
+            continue;
+        }
+        let _ = std::fs::remove_dir_all(entry.path());
+    }
+}
+
+#[test]
+fn a_corrupt_mirror_is_cloned_again() {
+    let agent = Agent::start("127.0.0.85");
+    let project = Project::for_agent("e2e", &agent);
+    let repo = GitRepo::new();
+    repo.commit_app("first", Some("v1"));
+    let deploy = |r: &str| {
+        project.deployctl(&[
+            "run",
+            "svc",
+            "--repo",
+            &repo.url(),
+            "--ref",
+            r,
+            "--command",
+            "python3 app.py",
+        ])
+    };
+    deploy("v1").ok();
+    let mirrors: Vec<_> = std::fs::read_dir(agent.data_dir.join("git"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(mirrors.len(), 1, "one mirror per repository");
+    corrupt(&mirrors[0].path());
+    repo.commit_app("second", Some("v2"));
+    deploy("v2").ok().mentions("cloned it again");
+    let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
+    assert_eq!(served["marker"], "second");
+    // And the same commit again from the rebuilt mirror: nothing to fetch.
+    corrupt(&mirrors[0].path());
+    deploy("v1").ok().mentions("cloned it again");
+    deploy("v2").ok().mentions("nothing to fetch");
+}
