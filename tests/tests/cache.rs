@@ -8,7 +8,7 @@ use std::time::Duration;
 use deployctl_e2e::*;
 
 fn run_with_pip(project: &Project, repo: &GitRepo, name: &str, port: &str, pip: &str) -> Output {
-    let out = project.deployctl_timeout(
+    project.deployctl_timeout(
         &[
             "run",
             name,
@@ -26,8 +26,7 @@ fn run_with_pip(project: &Project, repo: &GitRepo, name: &str, port: &str, pip: 
             "/health",
         ],
         INSTALL_TIMEOUT,
-    );
-    out
+    )
 }
 
 fn envs(agent: &Agent) -> Vec<String> {
