@@ -135,7 +135,9 @@ fn unknown_repo_fails_and_creates_nothing() {
         "--command",
         "python3 app.py",
     ]);
-    out.expect_code(1).mentions(&missing).mentions("does not exist");
+    out.expect_code(1)
+        .mentions(&missing)
+        .mentions("does not exist");
     assert!(
         !project.path().join("ghost.deploy.yaml").exists(),
         "a deploy that failed everywhere writes no declaration"
