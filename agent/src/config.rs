@@ -181,6 +181,14 @@ mod tests {
     }
 
     #[test]
+    fn the_installed_example_is_valid() {
+        let f = FileConfig::parse(include_str!("../../scripts/config.toml")).unwrap();
+        let mut c = Config::default();
+        f.apply(&mut c, Path::new("scripts/config.toml")).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/deploy-agent"));
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let e = FileConfig::parse("listen = \"127.0.0.1:1\"\nlisten_addr = \"x\"\n").unwrap_err();
         assert!(e.contains("listen_addr"), "{e}");

@@ -57,6 +57,8 @@ enum Command {
     Logs(cmd::logs::Args),
     /// Stop a deployment everywhere, delete its directories and its state entry
     Remove(cmd::remove::Args),
+    /// Each agent: reachable, version, hostname, CPU, memory, disk, load, deployments
+    Nodes(cmd::nodes::Args),
 }
 
 fn main() -> ExitCode {
@@ -98,5 +100,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::List => cmd::list::run(&project, format),
         Command::Logs(args) => cmd::logs::run(&project, args).await,
         Command::Remove(args) => cmd::remove::run(&project, args, format).await,
+        Command::Nodes(args) => cmd::nodes::run(&project, args, format).await,
     }
 }
