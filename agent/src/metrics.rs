@@ -187,6 +187,8 @@ impl Metrics {
                 })
                 .inc();
             let label = Self::label(&p.deployment);
+            // Present at 0 before the first restart, so alerts on it see every deployment.
+            let _ = self.restarts.get_or_create(&label).get();
             self.healthy
                 .get_or_create(&label)
                 .set(i64::from(p.state == "healthy"));

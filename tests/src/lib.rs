@@ -50,12 +50,14 @@ mod apps;
 mod git;
 mod http;
 mod project;
+mod prom;
 
 pub use agent::{tail, Agent};
 pub use apps::{app_py, APP_PY, CRASH_AFTER_PY, EXIT_AT_ONCE_PY, NEVER_HEALTHY_PY};
 pub use git::GitRepo;
 pub use http::{get_json, http_get, http_post, http_request, wait_for_json};
 pub use project::{check_status_shape, Output, Project};
+pub use prom::{parse_metrics, Family, Sample};
 
 use std::fs;
 use std::path::{Path, PathBuf};
