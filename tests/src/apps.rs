@@ -7,7 +7,8 @@
 /// Optional behaviour through env vars (`deployctl run --env-var K=V`):
 /// `APP_IMPORT=module` imports it and serves `module_version`; `APP_FILE=path` serves the
 /// file's content as `file`; `APP_CHILD=1` spawns `sleep 1000` and serves `child_pid`;
-/// `APP_HEALTH_FILE=path`: `/health` answers 503 while that file exists; `APP_CHATTY=1`
+/// `APP_HEALTH_FILE=path`: `/health` answers 503 while that file exists (`{HOST}` in it is
+/// replaced by the app's HOST, so instances on several agents can differ); `APP_CHATTY=1`
 /// prints a 100-byte line every millisecond or so.
 pub const APP_PY: &str = r#"import json
 import os
@@ -40,7 +41,7 @@ if os.environ.get("APP_FILE"):
 if os.environ.get("APP_CHILD"):
     child = subprocess.Popen(["sleep", "1000"])
     info["child_pid"] = child.pid
-HEALTH_FILE = os.environ.get("APP_HEALTH_FILE")
+HEALTH_FILE = os.environ.get("APP_HEALTH_FILE", "").replace("{HOST}", HOST)
 if os.environ.get("APP_CHATTY"):
     def chatter():
         n = 0
