@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod error;
+pub mod explain;
 pub mod health;
 pub mod http;
 pub mod instance;

@@ -414,8 +414,12 @@ impl Supervisor {
             (None, Some(id)) => (Some(id.pid), stop_recorded(id, kill_timeout).await),
             (None, None) => (None, Stopped::NotRunning),
         };
-        d.lock().removed = true;
-        store::delete(&self.layout, name)?;
+        {
+            // Under the write lock, so no record write of a restart can bring it back.
+            let _write = d.save_lock.lock().unwrap_or_else(|p| p.into_inner());
+            d.lock().removed = true;
+            store::delete(&self.layout, name)?;
+        }
         self.map().remove(name);
         self.metrics.forget(name);
         Ok(stopped)

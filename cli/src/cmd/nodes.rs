@@ -49,7 +49,7 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
         let info = ask(&agent).await;
         Node { env, agent, info }
     });
-    let nodes: Vec<Node> = futures_join_all(asks).await;
+    let nodes: Vec<Node> = join_all(asks).await;
 
     match format {
         Format::Json => print_json(&nodes),
@@ -80,9 +80,9 @@ fn declared_envs(project: &Project) -> Vec<String> {
 }
 
 /// Runs the futures concurrently and keeps their order.
-async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn join_all<F>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futs.map(tokio::spawn).collect();
