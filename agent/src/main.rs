@@ -93,33 +93,30 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         config.http_listen,
         config.data_dir.display()
     );
+    let signalled = shutdown_signal()?;
     // systemd (Type=notify): ready once both ports listen. A no-op outside systemd.
     if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
         tracing::warn!(error = %e, "cannot notify systemd of readiness");
     }
     let shutdown = async {
-        shutdown_signal().await;
+        signalled.await;
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     };
     deploy_agent::run(config, grpc, http, shutdown).await
 }
 
-async fn shutdown_signal() {
+/// Completes on SIGTERM or SIGINT. The handlers are installed now, before the agent says it
+/// is ready, so a stop right after the start is still a graceful one.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }
 
 fn init_logging(format: &str) {

@@ -144,3 +144,56 @@ fn chatty_app_logs_are_rotated() {
     let (_, dep) = project.status_json("chatty");
     assert_eq!(dep["instances"][0]["state"], "healthy", "{dep:#}");
 }
+
+#[test]
+fn systemd_notify_ready_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("binding a notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut agent = Command::new(agent_bin())
+        .args(["--listen", "127.0.0.69:0", "--http-listen", "127.0.0.69:0"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("agent.stderr")).unwrap())
+        .spawn()
+        .expect("starting deploy-agent");
+    let mut buf = [0u8; 512];
+    let ready = socket
+        .recv(&mut buf)
+        .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned());
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let stopping = socket
+        .recv(&mut buf)
+        .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned());
+    let mut status = None;
+    wait_until(Duration::from_secs(15), || {
+        status = agent.try_wait().ok().flatten();
+        status.is_some()
+    });
+    if status.is_none() {
+        let _ = agent.kill();
+        let _ = agent.wait();
+    }
+    assert!(
+        ready.as_deref().is_ok_and(|m| m.contains("READY=1")),
+        "{ready:?}"
+    );
+    assert!(
+        stopping.as_deref().is_ok_and(|m| m.contains("STOPPING=1")),
+        "{stopping:?}"
+    );
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM: a clean exit, got {status:?}"
+    );
+}
