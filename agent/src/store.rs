@@ -119,11 +119,14 @@ impl Record {
         self.pid_release = id.map(|_| release);
     }
 
-    /// The recorded process and its release, if one is recorded with its start time.
+    /// The recorded process and its release, if one is recorded.
     pub fn process(&self) -> Option<(ProcId, u32)> {
-        let id = ProcId {
-            pid: self.pid?,
-            start_time: self.pid_start_time?,
+        let pid = self.pid?;
+        let id = match self.pid_start_time {
+            Some(start_time) => ProcId { pid, start_time },
+            // A record written before start times were kept: trust the pid only while it
+            // still leads its own process group, as every app does.
+            None => ProcId::of(pid).filter(|_| crate::ports::pgid_of(pid) == Some(pid))?,
         };
         Some((id, self.pid_release.or(self.current)?))
     }
