@@ -8,6 +8,8 @@
 # Environment:
 #   RUST_TEST_THREADS   parallel tests per test binary (default 4: e2e tests mostly wait)
 #   E2E_SKIP_UV=1       do not install uv (the agent then uses python3 -m venv + pip)
+#
+# Installs Debian's haproxy (the load-balancer test) with apt-get when it is missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -41,15 +43,28 @@ if [[ "${E2E_SKIP_UV:-}" != 1 ]] && ! command -v uv >/dev/null 2>&1; then
 fi
 if command -v uv >/dev/null 2>&1; then uv --version; else echo "uv: not available (venv + pip)"; fi
 
-# etcd for the etcd state backend's tests (Debian's etcd-server).
+# Debian packages the tests use: haproxy (a real load balancer in front of two agents).
+apt_install() {
+  local sudo=""
+  [[ "$(id -u)" != 0 ]] && sudo="sudo -n"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y -q "$@" >/dev/null \
+    || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "$@" >/dev/null; }
+}
+if ! command -v haproxy >/dev/null 2>&1 && [[ ! -x /usr/sbin/haproxy ]]; then
+  echo "haproxy not found: installing it with apt-get"
+  apt_install haproxy || { echo "error: could not install haproxy" >&2; exit 1; }
+fi
+PATH="$PATH:/usr/sbin" haproxy -v | head -1
+# etcd for the etcd state backend's tests (Debian's etcd-server; the tests run their own
+# etcd on their own loopback addresses).
 if ! command -v etcd >/dev/null 2>&1; then
   echo "etcd not found: installing Debian's etcd-server"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q etcd-server >/dev/null 2>&1 \
-    || { apt-get update -q >/dev/null && apt-get install -y -q etcd-server >/dev/null; }
-  # The package may start a system etcd on 127.0.0.1:2379; the tests use their own addresses.
+  apt_install etcd-server || { echo "error: could not install etcd-server" >&2; exit 1; }
 fi
 etcd --version | head -1
+# The e2e tests fail (rather than skip) when a tool they need is missing.
+export E2E_REQUIRE_TOOLS=1
 
 section "build (cargo build --workspace)"
 # The end-to-end tests run target/debug/deploy-agent and target/debug/deployctl: build them
@@ -59,6 +74,24 @@ cargo build --workspace
 section "test (cargo test --workspace)"
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 cargo test --workspace
+
+section "systemd unit and install.sh"
+STAGE="$(mktemp -d "${TMPDIR:-/tmp}/deployctl-install.XXXXXX")"
+trap 'rm -rf "$STAGE"' EXIT
+bash scripts/install.sh --from target/debug --root "$STAGE"
+for f in usr/local/bin/deploy-agent usr/local/bin/deployctl etc/deploy-agent/config.toml \
+         etc/systemd/system/deploy-agent.service; do
+  [[ -f "$STAGE/$f" ]] || { echo "error: install.sh did not install /$f" >&2; exit 1; }
+done
+if command -v systemd-analyze >/dev/null 2>&1; then
+  # verify checks that ExecStart exists: point it at the staged binary.
+  sed "s#/usr/local/bin/deploy-agent#$STAGE/usr/local/bin/deploy-agent#" \
+    "$STAGE/etc/systemd/system/deploy-agent.service" > "$STAGE/deploy-agent.service"
+  systemd-analyze verify "$STAGE/deploy-agent.service"
+  echo "systemd-analyze verify: deploy-agent.service is valid"
+else
+  echo "systemd-analyze not found: unit not verified"
+fi
 
 section "done"
 echo "all tests passed"

@@ -1,7 +1,8 @@
-//! The agent's configuration: a typed struct with defaults, set from flags in `main.rs`.
+//! The agent's configuration: a typed struct with defaults; a TOML file of optional fields
+//! laid over it ([`FileConfig`], unknown keys refused); flags last (in `main.rs`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -22,6 +23,12 @@ pub struct Config {
     pub keep_releases: usize,
     /// Which installer builds Python environments: auto (uv, installed if missing), uv, pip.
     pub installer: crate::pipeline::toolchain::InstallerMode,
+    /// An app's log is rotated when it grows past this many bytes.
+    pub log_max_bytes: u64,
+    /// Rotated log files kept (`app.log.1` .. `app.log.N`).
+    pub log_keep: usize,
+    /// The agent's own log format: `text` or `json`.
+    pub log_format: String,
 }
 
 impl Default for Config {
@@ -35,7 +42,124 @@ impl Default for Config {
             install_timeout: Duration::from_secs(30 * 60),
             keep_releases: 3,
             installer: Default::default(),
+            log_max_bytes: 10 * 1024 * 1024,
+            log_keep: 3,
+            log_format: "text".to_string(),
         }
+    }
+}
+
+/// `config.toml`: every field optional; what is set replaces the default. Unknown keys are
+/// an error that names them.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub app_host: Option<IpAddr>,
+    /// A duration: "30m", "90s".
+    pub start_script_timeout: Option<String>,
+    pub install_timeout: Option<String>,
+    pub keep_releases: Option<usize>,
+    pub log_max_bytes: Option<u64>,
+    pub log_keep: Option<usize>,
+    pub log_format: Option<String>,
+    /// auto | uv | pip
+    pub installer: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl FileConfig {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<FileConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+
+    /// Lays the file's settings over `config`.
+    pub fn apply(self, config: &mut Config, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let duration = |key: &str, v: &str| {
+            humantime::parse_duration(v).map_err(|e| {
+                invalid(format!(
+                    "{key}: {v:?} is not a duration (like \"30m\"): {e}"
+                ))
+            })
+        };
+        if let Some(v) = self.listen {
+            config.listen = v;
+        }
+        if let Some(v) = self.http_listen {
+            config.http_listen = v;
+        }
+        if let Some(v) = self.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = self.app_host {
+            config.app_host = v;
+        }
+        if let Some(v) = &self.start_script_timeout {
+            config.start_script_timeout = duration("start_script_timeout", v)?;
+        }
+        if let Some(v) = &self.install_timeout {
+            config.install_timeout = duration("install_timeout", v)?;
+        }
+        if let Some(v) = self.keep_releases {
+            config.keep_releases = v.max(1);
+        }
+        if let Some(v) = self.log_max_bytes {
+            if v < 4096 {
+                return Err(invalid(format!(
+                    "log_max_bytes: {v} is too small (at least 4096)"
+                )));
+            }
+            config.log_max_bytes = v;
+        }
+        if let Some(v) = self.log_keep {
+            config.log_keep = v.max(1);
+        }
+        if let Some(v) = self.log_format {
+            if v != "text" && v != "json" {
+                return Err(invalid(format!(
+                    "log_format: {v:?} must be \"text\" or \"json\""
+                )));
+            }
+            config.log_format = v;
+        }
+        if let Some(v) = self.installer {
+            config.installer =
+                crate::pipeline::toolchain::InstallerMode::parse(&v).ok_or_else(|| {
+                    invalid(format!(
+                        "installer: {v:?} must be \"auto\", \"uv\" or \"pip\""
+                    ))
+                })?;
+        }
+        Ok(())
     }
 }
 
@@ -48,4 +172,47 @@ pub fn default_data_dir() -> PathBuf {
         return PathBuf::from(home).join(".local/share/deploy-agent");
     }
     PathBuf::from("deploy-agent-data")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults() {
+        let f = FileConfig::parse(
+            "listen = \"0.0.0.0:7000\"\napp_host = \"10.0.0.5\"\ninstall_timeout = \"5m\"\nlog_keep = 5\n",
+        )
+        .unwrap();
+        let mut c = Config::default();
+        f.apply(&mut c, Path::new("c.toml")).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:7000");
+        assert_eq!(c.app_host.to_string(), "10.0.0.5");
+        assert_eq!(c.install_timeout, Duration::from_secs(300));
+        assert_eq!(c.log_keep, 5);
+        assert_eq!(c.http_listen.port(), 7071, "unset keys keep their defaults");
+    }
+
+    #[test]
+    fn the_installed_example_is_valid() {
+        let f = FileConfig::parse(include_str!("../../scripts/config.toml")).unwrap();
+        let mut c = Config::default();
+        f.apply(&mut c, Path::new("scripts/config.toml")).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/deploy-agent"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = FileConfig::parse("listen = \"127.0.0.1:1\"\nlisten_addr = \"x\"\n").unwrap_err();
+        assert!(e.contains("listen_addr"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_names_the_key() {
+        let f = FileConfig::parse("install_timeout = \"soon\"\n").unwrap();
+        let e = f
+            .apply(&mut Config::default(), Path::new("c.toml"))
+            .unwrap_err();
+        assert!(e.to_string().contains("install_timeout"), "{e}");
+    }
 }

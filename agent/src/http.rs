@@ -1,9 +1,10 @@
 //! Plain HTTP for load balancers and monitoring, answered from the supervisor's cached
-//! state (never by probing an app inline): `/healthz`, `/readyz`,
-//! `/deployments/NAME/health`.
+//! state (never by probing an app inline): `/healthz` (the agent is alive), `/readyz` (it
+//! has taken over every deployment from its store), `/deployments/NAME/health`, `/metrics`.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http_body_util::Full;
@@ -12,6 +13,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::metrics;
 use crate::supervisor::Supervisor;
 
 pub async fn serve(
@@ -55,7 +57,19 @@ fn route(sup: &Supervisor, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     match path {
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/readyz" => reply(StatusCode::OK, "text/plain", "ready\n".into()),
+        "/readyz" if sup.ready.load(Ordering::SeqCst) => {
+            reply(StatusCode::OK, "text/plain", "ready\n".into())
+        }
+        "/readyz" => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "not ready: taking over the deployments from the store\n".into(),
+        ),
+        "/metrics" => reply(
+            StatusCode::OK,
+            metrics::CONTENT_TYPE,
+            sup.metrics.encode(&sup.present()),
+        ),
         _ => match path
             .strip_prefix("/deployments/")
             .and_then(|rest| rest.strip_suffix("/health"))

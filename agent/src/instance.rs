@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::explain::{explain_unhealthy, log_tail};
 use crate::health;
-use crate::ports;
-use crate::process::{self, Launch, Stopped};
+use crate::process::{self, AppProcess, Exit, Launch, Stopped};
+use crate::procstat::ProcId;
 use crate::spec::{HealthSpec, RestartPolicy};
 
 /// Consecutive failed checks after which a healthy app counts as unhealthy.
@@ -25,7 +25,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 const TAIL_LINES: usize = 20;
 
 /// Everything needed to run one release.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct InstanceConfig {
     pub name: String,
     pub release: u32,
@@ -36,6 +36,39 @@ pub struct InstanceConfig {
     pub health: HealthSpec,
     pub restart: RestartPolicy,
     pub kill_timeout: Duration,
+    /// Told about every process start, restart and health check.
+    pub observer: Arc<dyn Observer>,
+}
+
+impl std::fmt::Debug for InstanceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstanceConfig")
+            .field("name", &self.name)
+            .field("release", &self.release)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an instance tells the rest of the agent: each process it starts (so the node-local
+/// record always names the running one, for re-adoption after an agent restart), and its
+/// restarts and health checks (for metrics).
+pub trait Observer: Send + Sync {
+    /// A process of `release` was started (or adopted).
+    fn started(&self, release: u32, id: ProcId);
+    /// The policy restarted the app.
+    fn restarted(&self);
+    /// One health check took `latency`.
+    fn checked(&self, latency: Duration, healthy: bool);
+}
+
+/// An observer that ignores everything (unit tests).
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    fn started(&self, _: u32, _: ProcId) {}
+    fn restarted(&self) {}
+    fn checked(&self, _: Duration, _: bool) {}
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +95,16 @@ impl State {
             State::Stopped => "stopped",
         }
     }
+
+    /// Every state, for metrics that count deployments by state.
+    pub const ALL: [State; 6] = [
+        State::Pending,
+        State::Deploying,
+        State::Healthy,
+        State::Unhealthy,
+        State::Failed,
+        State::Stopped,
+    ];
 }
 
 /// A snapshot others read; written only by the instance task.
@@ -76,6 +119,8 @@ pub struct InstanceStatus {
     pub message: String,
     pub last_exit_code: Option<i32>,
     pub next_restart_at: Option<Instant>,
+    /// The running process was adopted from an earlier run of the agent.
+    pub adopted: bool,
 }
 
 /// Why a new release did not become healthy.
@@ -98,11 +143,46 @@ pub struct Instance {
     cmds: mpsc::Sender<Cmd>,
 }
 
+type Ready = oneshot::Sender<Result<u32, StartFailure>>;
+
 impl Instance {
     /// Starts the release; the receiver learns once whether it became healthy (with its pid).
     pub fn start(cfg: InstanceConfig) -> (Instance, oneshot::Receiver<Result<u32, StartFailure>>) {
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (instance, task) = Instance::new(cfg, State::Deploying);
+        // The first process starts here, so the caller sees its pid at once.
+        let first = task.spawn();
+        tokio::spawn(task.run(first, Some(ready_tx)));
+        (instance, ready_rx)
+    }
+
+    /// Starts a release again after the agent restarted and found its app gone (a reboot):
+    /// like a restart, not a deploy, so it is retried by its restart policy.
+    pub fn restore(cfg: InstanceConfig) -> Instance {
+        let (instance, task) = Instance::new(cfg, State::Pending);
+        let first = task.spawn();
+        tokio::spawn(task.run(first, None));
+        instance
+    }
+
+    /// Takes over an app started by an earlier run of the agent (same pid and start time),
+    /// checks its health and supervises it from then on as if this run had started it.
+    pub fn adopt(cfg: InstanceConfig, id: ProcId) -> Instance {
+        let (instance, task) = Instance::new(cfg, State::Pending);
+        task.cfg.observer.started(task.cfg.release, id);
+        task.set(|s| {
+            s.pid = Some(id.pid);
+            s.started_at = process_started_at(id);
+            s.adopted = true;
+        });
+        let log_offset = log_len(&task.cfg.log);
+        tokio::spawn(task.run((Ok(AppProcess::adopt(id)), log_offset), None));
+        instance
+    }
+
+    fn new(cfg: InstanceConfig, state: State) -> (Instance, Task) {
         let status = Arc::new(Mutex::new(InstanceStatus {
-            state: State::Deploying,
+            state,
             pid: None,
             started_at: None,
             restarts: 0,
@@ -110,26 +190,21 @@ impl Instance {
             message: String::new(),
             last_exit_code: None,
             next_restart_at: None,
+            adopted: false,
         }));
         let (cmd_tx, cmd_rx) = mpsc::channel(4);
-        let (ready_tx, ready_rx) = oneshot::channel();
+        let release = cfg.release;
         let task = Task {
             cfg: Arc::new(cfg),
             status: status.clone(),
             cmds: cmd_rx,
         };
-        let release = task.cfg.release;
-        // The first process starts here, so the caller sees its pid at once.
-        let first = task.spawn();
-        tokio::spawn(task.run(first, ready_tx));
-        (
-            Instance {
-                release,
-                status,
-                cmds: cmd_tx,
-            },
-            ready_rx,
-        )
+        let instance = Instance {
+            release,
+            status,
+            cmds: cmd_tx,
+        };
+        (instance, task)
     }
 
     pub fn snapshot(&self) -> InstanceStatus {
@@ -150,6 +225,22 @@ fn lock(m: &Mutex<InstanceStatus>) -> std::sync::MutexGuard<'_, InstanceStatus> 
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+fn log_len(log: &std::path::Path) -> u64 {
+    std::fs::metadata(log).map(|m| m.len()).unwrap_or(0)
+}
+
+/// When an adopted process started, from its start time in ticks after boot.
+fn process_started_at(id: ProcId) -> Option<SystemTime> {
+    let uptime = std::fs::read_to_string("/proc/uptime").ok()?;
+    let uptime_s: f64 = uptime.split_whitespace().next()?.parse().ok()?;
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|t| *t > 0)? as f64;
+    let age = (uptime_s - id.start_time as f64 / ticks).max(0.0);
+    SystemTime::now().checked_sub(Duration::from_secs_f64(age))
+}
+
 type StopReply = oneshot::Sender<(Option<u32>, Stopped)>;
 
 /// What the app did while we waited for it to become healthy.
@@ -165,10 +256,14 @@ enum Waited {
 
 /// How supervising a healthy app ended.
 enum Ended {
-    /// Exited (with its code) or stayed unhealthy (no code) while the policy restarts.
-    Failed {
+    /// It exited (with its code, when known).
+    Exited {
         reason: String,
-        exit: Option<i32>,
+        code: Option<i32>,
+    },
+    /// It stayed unhealthy and the policy restarts it (it still runs).
+    Unhealthy {
+        reason: String,
     },
     Stop(Option<StopReply>),
 }
@@ -184,28 +279,24 @@ impl Task {
         f(&mut lock(&self.status));
     }
 
-    /// Starts the app's process and records its pid; returns it with the log offset at start.
-    fn spawn(&self) -> (std::io::Result<Child>, u64) {
-        let log_offset = std::fs::metadata(&self.cfg.log)
-            .map(|m| m.len())
-            .unwrap_or(0);
+    /// Starts the app's process and records it; returns it with the log offset at start.
+    fn spawn(&self) -> (std::io::Result<AppProcess>, u64) {
+        let log_offset = log_len(&self.cfg.log);
         let spawned = process::spawn_app(&self.cfg.launch, &self.cfg.log);
-        if let Ok(child) = &spawned {
-            let pid = child.id();
+        if let Ok(p) = &spawned {
+            let id = p.id;
+            self.cfg.observer.started(self.cfg.release, id);
             self.set(|s| {
-                s.pid = pid;
+                s.pid = Some(id.pid);
                 s.started_at = Some(SystemTime::now());
+                s.adopted = false;
             });
         }
         (spawned, log_offset)
     }
 
-    async fn run(
-        mut self,
-        first: (std::io::Result<Child>, u64),
-        ready: oneshot::Sender<Result<u32, StartFailure>>,
-    ) {
-        let mut ready = Some(ready);
+    async fn run(mut self, first: (std::io::Result<AppProcess>, u64), ready: Option<Ready>) {
+        let mut ready = ready;
         let mut backoff = BACKOFF_FIRST;
         let mut first = Some(first);
         loop {
@@ -213,11 +304,8 @@ impl Task {
                 Some(f) => f,
                 None => self.spawn(),
             };
-            let (mut child, pid) = match spawned {
-                Ok(child) => {
-                    let pid = child.id().unwrap_or(0);
-                    (child, pid)
-                }
+            let mut app = match spawned {
+                Ok(app) => app,
                 Err(e) => {
                     let reason = format!("cannot start the command: {e}");
                     if let Some(r) = ready.take() {
@@ -238,6 +326,7 @@ impl Task {
                     continue;
                 }
             };
+            let pid = app.pid();
             let initial = ready.is_some();
             self.set(|s| {
                 s.state = if initial {
@@ -247,10 +336,14 @@ impl Task {
                 };
                 s.next_restart_at = None;
             });
-            tracing::info!(deployment = %self.cfg.name, release = self.cfg.release, pid, "app started");
+            if app.adopted() {
+                tracing::info!(deployment = %self.cfg.name, release = self.cfg.release, pid, "app adopted from an earlier run of the agent");
+            } else {
+                tracing::info!(deployment = %self.cfg.name, release = self.cfg.release, pid, "app started");
+            }
             let started = Instant::now();
 
-            match self.wait_healthy(&mut child, pid).await {
+            match self.wait_healthy(&mut app).await {
                 Waited::Healthy(summary) => {
                     self.set(|s| {
                         s.state = State::Healthy;
@@ -261,9 +354,9 @@ impl Task {
                         let _ = r.send(Ok(pid));
                     }
                 }
-                Waited::Stop(reply) => return self.stop_and_end(&mut child, pid, reply).await,
+                Waited::Stop(reply) => return self.stop_and_end(&mut app, reply).await,
                 Waited::Failed { reason, exit } => {
-                    process::stop_group(&mut child, pid, self.cfg.kill_timeout).await;
+                    process::stop_group(&mut app, self.cfg.kill_timeout).await;
                     self.set(|s| {
                         s.state = State::Failed;
                         s.pid = None;
@@ -284,25 +377,25 @@ impl Task {
             }
 
             // Supervising a healthy app.
-            let exit_code = match self.supervise(&mut child, pid).await {
-                Ended::Stop(reply) => return self.stop_and_end(&mut child, pid, reply).await,
-                Ended::Failed { reason, exit } => {
+            let (reason, exit_code) = match self.supervise(&mut app).await {
+                Ended::Stop(reply) => return self.stop_and_end(&mut app, reply).await,
+                Ended::Exited { reason, code } => (reason, code),
+                Ended::Unhealthy { reason } => {
                     // Unhealthy for too long while the policy restarts: stop it first.
-                    if exit.is_none() {
-                        process::stop_group(&mut child, pid, self.cfg.kill_timeout).await;
-                    }
-                    tracing::warn!(deployment = %self.cfg.name, %reason, "app failed");
-                    self.set(|s| {
-                        s.state = State::Failed;
-                        s.pid = None;
-                        s.message = reason;
-                        if exit.is_some() {
-                            s.last_exit_code = exit;
-                        }
-                    });
-                    exit
+                    process::stop_group(&mut app, self.cfg.kill_timeout).await;
+                    (reason, None)
                 }
             };
+            tracing::warn!(deployment = %self.cfg.name, %reason, "app failed");
+            self.set(|s| {
+                s.state = State::Failed;
+                s.pid = None;
+                s.message = reason;
+                if exit_code.is_some() {
+                    s.last_exit_code = exit_code;
+                }
+            });
+            // An exit whose code is unknown (an adopted app) counts as a failure.
             let restart = match exit_code {
                 Some(code) => self.cfg.restart.restarts_after(code),
                 None => self.cfg.restart != RestartPolicy::Never,
@@ -323,73 +416,59 @@ impl Task {
         }
     }
 
+    /// One health check, timed for the metrics.
+    async fn check(&self, timeout: Duration) -> health::Checked {
+        let cfg = &self.cfg;
+        let began = Instant::now();
+        let checked = health::check(cfg.host, cfg.port, cfg.health.path.as_deref(), timeout).await;
+        cfg.observer.checked(began.elapsed(), checked.healthy);
+        checked
+    }
+
     /// Polls quickly until healthy, the app exits, the timeout passes, or a stop arrives.
-    async fn wait_healthy(&mut self, child: &mut Child, pid: u32) -> Waited {
+    async fn wait_healthy(&mut self, app: &mut AppProcess) -> Waited {
         let cfg = self.cfg.clone();
         let deadline = Instant::now() + cfg.health.timeout;
-        let path = cfg.health.path.as_deref();
         let mut attempt = 0;
         loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return self.exited_early(status);
+            if let Some(exit) = app.try_wait() {
+                return exited_early(exit);
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let checked = health::check(
-                cfg.host,
-                cfg.port,
-                path,
-                remaining.clamp(Duration::from_millis(100), health::CHECK_TIMEOUT),
-            )
-            .await;
+            let checked = self
+                .check(remaining.clamp(Duration::from_millis(100), health::CHECK_TIMEOUT))
+                .await;
             if checked.healthy {
                 return Waited::Healthy(checked.summary);
             }
             self.set(|s| s.last_health = checked.summary.clone());
             if Instant::now() >= deadline {
-                let reason = explain_unhealthy(&cfg, pid, &checked);
+                let reason = explain_unhealthy(&cfg, app.pid(), &checked);
                 return Waited::Failed { reason, exit: None };
             }
             let delay = health::startup_poll_delay(attempt).min(remaining);
             attempt += 1;
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                status = child.wait() => {
-                    if let Ok(status) = status {
-                        return self.exited_early(status);
-                    }
-                }
+                exit = app.wait() => return exited_early(exit),
                 cmd = self.cmds.recv() => return Waited::Stop(cmd.map(|Cmd::Stop(r)| r)),
             }
         }
     }
 
-    fn exited_early(&self, status: std::process::ExitStatus) -> Waited {
-        Waited::Failed {
-            reason: format!(
-                "the app {} before becoming healthy",
-                process::describe_exit(status)
-            ),
-            exit: Some(process::exit_code(status)),
-        }
-    }
-
     /// Checks every interval; returns when the app exits, stays unhealthy (and the policy
     /// restarts), or a stop arrives.
-    async fn supervise(&mut self, child: &mut Child, pid: u32) -> Ended {
+    async fn supervise(&mut self, app: &mut AppProcess) -> Ended {
         let cfg = self.cfg.clone();
         let mut failures = 0;
         loop {
             tokio::select! {
-                status = child.wait() => {
-                    let (reason, code) = match status {
-                        Ok(st) => (format!("the app {}", process::describe_exit(st)), process::exit_code(st)),
-                        Err(e) => (format!("lost track of the app: {e}"), -1),
-                    };
-                    return Ended::Failed { reason, exit: Some(code) };
+                exit = app.wait() => {
+                    return Ended::Exited { reason: format!("the app {}", exit.describe()), code: exit.code() };
                 }
                 cmd = self.cmds.recv() => return Ended::Stop(cmd.map(|Cmd::Stop(r)| r)),
                 _ = tokio::time::sleep(cfg.health.interval) => {
-                    let checked = health::check(cfg.host, cfg.port, cfg.health.path.as_deref(), health::CHECK_TIMEOUT).await;
+                    let checked = self.check(health::CHECK_TIMEOUT).await;
                     if checked.healthy {
                         failures = 0;
                         self.set(|s| {
@@ -401,7 +480,7 @@ impl Task {
                     }
                     failures += 1;
                     let unhealthy = failures >= UNHEALTHY_AFTER;
-                    let reason = if unhealthy { explain_unhealthy(&cfg, pid, &checked) } else { String::new() };
+                    let reason = if unhealthy { explain_unhealthy(&cfg, app.pid(), &checked) } else { String::new() };
                     self.set(|s| {
                         s.last_health = checked.summary.clone();
                         if unhealthy {
@@ -410,7 +489,7 @@ impl Task {
                         }
                     });
                     if unhealthy && cfg.restart != RestartPolicy::Never {
-                        return Ended::Failed { reason, exit: None };
+                        return Ended::Unhealthy { reason };
                     }
                 }
             }
@@ -431,6 +510,7 @@ impl Task {
                     s.restarts += 1;
                     s.next_restart_at = None;
                 });
+                self.cfg.observer.restarted();
                 true
             }
             cmd = self.cmds.recv() => {
@@ -453,12 +533,13 @@ impl Task {
         }
     }
 
-    async fn stop_and_end(&self, child: &mut Child, pid: u32, reply: Option<StopReply>) {
+    async fn stop_and_end(&self, app: &mut AppProcess, reply: Option<StopReply>) {
         let Some(reply) = reply else {
             // Every handle is gone (the agent is shutting down): leave the app running.
             return;
         };
-        let how = process::stop_group(child, pid, self.cfg.kill_timeout).await;
+        let pid = app.pid();
+        let how = process::stop_group(app, self.cfg.kill_timeout).await;
         tracing::info!(deployment = %self.cfg.name, release = self.cfg.release, pid, how = how.as_str(), "app stopped");
         self.set(|s| {
             s.state = State::Stopped;
@@ -468,48 +549,9 @@ impl Task {
     }
 }
 
-/// A health failure, explained: what the check saw, and where the app listens instead.
-fn explain_unhealthy(cfg: &InstanceConfig, pgid: u32, last: &health::Checked) -> String {
-    let target = format!("{}:{}", cfg.host, cfg.port);
-    let mut reason = format!(
-        "the health check of {target} did not pass: {}",
-        last.summary
-    );
-    if last.refused {
-        let elsewhere: Vec<String> = ports::listening_of_group(pgid)
-            .into_iter()
-            .map(|(ip, port)| format!("{ip}:{port}"))
-            .collect();
-        if elsewhere.is_empty() {
-            reason = format!("nothing listens on {target} (connection refused); the app is running but opened no port: it must listen on $HOST:$PORT ({target})");
-        } else {
-            reason = format!(
-                "nothing listens on {target} (connection refused); the app listens on {} instead: it must listen on $HOST:$PORT ({target})",
-                elsewhere.join(", ")
-            );
-        }
+fn exited_early(exit: Exit) -> Waited {
+    Waited::Failed {
+        reason: format!("the app {} before becoming healthy", exit.describe()),
+        exit: exit.code(),
     }
-    reason
-}
-
-/// The last `n` lines written to `log` after `offset`.
-pub fn log_tail(log: &std::path::Path, offset: u64, n: usize) -> Vec<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(log) else {
-        return vec![];
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    // Read at most the last 64 KiB of this run's output.
-    let start = offset.max(len.saturating_sub(64 * 1024));
-    if f.seek(SeekFrom::Start(start)).is_err() {
-        return vec![];
-    }
-    let mut buf = Vec::new();
-    let _ = f.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf);
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| l.to_string())
-        .collect()
 }

@@ -5,14 +5,19 @@
 
 pub mod config;
 pub mod error;
+pub mod explain;
 pub mod health;
 pub mod http;
 pub mod instance;
+pub mod logrotate;
 pub mod logs;
+pub mod metrics;
 pub mod node;
 pub mod pipeline;
 pub mod ports;
 pub mod process;
+pub mod procstat;
+pub mod recover;
 pub mod service;
 pub mod spec;
 pub mod store;
@@ -22,6 +27,7 @@ pub mod usage;
 use std::future::Future;
 use std::time::Duration;
 
+use deployctl_proto::v1::agent_server::AgentServer;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -29,9 +35,12 @@ use supervisor::Supervisor;
 
 /// How often CPU and memory of the apps are sampled.
 const USAGE_PERIOD: Duration = Duration::from_secs(2);
+/// How often log sizes are checked for rotation.
+const LOG_CHECK_PERIOD: Duration = Duration::from_secs(1);
 
 /// Runs the agent on the given listeners until `shutdown` completes. Apps keep running
-/// when the agent stops.
+/// when the agent stops; when it starts, it adopts the apps that still run and starts the
+/// ones that do not ([`Supervisor::recover`]).
 pub async fn run(
     config: Config,
     grpc: TcpListener,
@@ -44,22 +53,31 @@ pub async fn run(
         let _ = rx.wait_for(|v| *v).await;
     };
 
-    let sampler = {
+    let recovery = {
         let sup = sup.clone();
-        tokio::spawn(async move {
-            loop {
-                let pids = sup.running_pids();
-                let s = sup.clone();
-                let _ = tokio::task::spawn_blocking(move || s.usage.sample(&pids)).await;
-                tokio::time::sleep(USAGE_PERIOD).await;
-            }
-        })
+        tokio::spawn(async move { sup.recover().await })
     };
+    let sampler = tokio::spawn(sample_usage(sup.clone()));
+    let rotator = tokio::spawn(rotate_logs(sup.clone()));
     let http_task = tokio::spawn(http::serve(http, sup.clone(), stopped(stop_rx.clone())));
 
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<AgentServer<service::AgentService>>()
+        .await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(deployctl_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     let service = service::AgentService::new(sup.clone());
     let grpc_task = tonic::transport::Server::builder()
-        .add_service(deployctl_proto::v1::agent_server::AgentServer::new(service))
+        .add_service(AgentServer::new(service))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),
             stopped(stop_rx),
@@ -68,11 +86,47 @@ pub async fn run(
 
     shutdown.await;
     tracing::info!("shutting down; apps keep running");
+    health
+        .set_not_serving::<AgentServer<service::AgentService>>()
+        .await;
     let _ = stop_tx.send(true);
+    recovery.abort();
     sampler.abort();
+    rotator.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), grpc_task).await {
         return Err(anyhow::anyhow!("gRPC server failed: {e}"));
     }
     Ok(())
+}
+
+/// Samples the apps' CPU and memory in the background, so status answers from memory.
+async fn sample_usage(sup: std::sync::Arc<Supervisor>) {
+    loop {
+        let pids = sup.running_pids();
+        let s = sup.clone();
+        let _ = tokio::task::spawn_blocking(move || s.usage.sample(&pids)).await;
+        tokio::time::sleep(USAGE_PERIOD).await;
+    }
+}
+
+/// Rotates every deployment's logs that grew past the limit.
+async fn rotate_logs(sup: std::sync::Arc<Supervisor>) {
+    loop {
+        tokio::time::sleep(LOG_CHECK_PERIOD).await;
+        let s = sup.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let (max, keep) = (s.config.log_max_bytes, s.config.log_keep);
+            for d in s.all() {
+                for log in [s.layout.app_log(&d.name), s.layout.deploy_log(&d.name)] {
+                    match logrotate::rotate_if_larger(&log, max, keep) {
+                        Ok(true) => tracing::info!(deployment = %d.name, log = %log.display(), "log rotated"),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(deployment = %d.name, log = %log.display(), error = %e, "cannot rotate log"),
+                    }
+                }
+            }
+        })
+        .await;
+    }
 }

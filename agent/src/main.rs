@@ -5,49 +5,68 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use deploy_agent::Config;
+use deploy_agent::config::{Config, FileConfig};
 
 /// The per-node deployctl daemon: deploys apps from git and keeps them healthy.
 ///
 /// Listens for deployctl on --listen (gRPC) and for load balancers on --http-listen
-/// (/healthz, /readyz, /deployments/NAME/health). Apps keep running when the agent stops.
+/// (/healthz, /readyz, /deployments/NAME/health, /metrics). Apps keep running when the
+/// agent stops; a restarted agent re-adopts them. Settings come from the defaults, then
+/// the --config file (TOML), then the flags.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
-    /// gRPC address for deployctl (port 0: pick a free one and print it).
-    #[arg(long, default_value = "127.0.0.1:7070", env = "DEPLOY_AGENT_LISTEN")]
-    listen: SocketAddr,
-    /// HTTP address for health endpoints.
-    #[arg(
-        long,
-        default_value = "127.0.0.1:7071",
-        env = "DEPLOY_AGENT_HTTP_LISTEN"
-    )]
-    http_listen: SocketAddr,
+    /// A TOML file with any of: listen, http_listen, data_dir, app_host, log_format,
+    /// start_script_timeout, install_timeout, keep_releases, log_max_bytes, log_keep, installer.
+    #[arg(long, env = "DEPLOY_AGENT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// gRPC address for deployctl (port 0: pick a free one and print it) [default: 127.0.0.1:7070].
+    #[arg(long, env = "DEPLOY_AGENT_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// HTTP address for health endpoints and metrics [default: 127.0.0.1:7071].
+    #[arg(long, env = "DEPLOY_AGENT_HTTP_LISTEN", value_name = "ADDR")]
+    http_listen: Option<SocketAddr>,
     /// Where releases, environments, mirrors and logs live
     /// [default: $XDG_DATA_HOME/deploy-agent or ~/.local/share/deploy-agent].
-    #[arg(long, env = "DEPLOY_AGENT_DATA_DIR")]
+    #[arg(long, env = "DEPLOY_AGENT_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// The address apps bind (their HOST) and that health checks connect to.
-    #[arg(long, default_value = "127.0.0.1", env = "DEPLOY_AGENT_APP_HOST")]
-    app_host: IpAddr,
-    /// Log format: text or json.
-    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    /// The address apps bind (their HOST) and that health checks connect to [default: 127.0.0.1].
+    #[arg(long, env = "DEPLOY_AGENT_APP_HOST", value_name = "ADDR")]
+    app_host: Option<IpAddr>,
+    /// Log format [default: text].
+    #[arg(long, value_parser = ["text", "json"])]
+    log_format: Option<String>,
+}
+
+/// Defaults, then the config file, then the flags.
+fn load_config(args: Args) -> anyhow::Result<Config> {
+    let mut config = Config::default();
+    if let Some(path) = &args.config {
+        let file = FileConfig::load(path)?;
+        file.apply(&mut config, path)?;
+    }
+    if let Some(v) = args.listen {
+        config.listen = v;
+    }
+    if let Some(v) = args.http_listen {
+        config.http_listen = v;
+    }
+    if let Some(v) = args.data_dir {
+        config.data_dir = v;
+    }
+    if let Some(v) = args.app_host {
+        config.app_host = v;
+    }
+    if let Some(v) = args.log_format {
+        config.log_format = v;
+    }
+    Ok(config)
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging(&args.log_format);
-    let mut config = Config {
-        listen: args.listen,
-        http_listen: args.http_listen,
-        app_host: args.app_host,
-        ..Config::default()
-    };
-    if let Some(dir) = args.data_dir {
-        config.data_dir = dir;
-    }
+    let config = load_config(args)?;
+    init_logging(&config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -74,25 +93,30 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         config.http_listen,
         config.data_dir.display()
     );
-    deploy_agent::run(config, grpc, http, shutdown_signal()).await
+    let signalled = shutdown_signal()?;
+    // systemd (Type=notify): ready once both ports listen. A no-op outside systemd.
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "cannot notify systemd of readiness");
+    }
+    let shutdown = async {
+        signalled.await;
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    };
+    deploy_agent::run(config, grpc, http, shutdown).await
 }
 
-async fn shutdown_signal() {
+/// Completes on SIGTERM or SIGINT. The handlers are installed now, before the agent says it
+/// is ready, so a stop right after the start is still a graceful one.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }
 
 fn init_logging(format: &str) {

@@ -15,6 +15,8 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::procstat::{self, ProcId};
+
 /// What a process needs to start: the command line, its directory and its environment.
 #[derive(Debug, Clone)]
 pub struct Launch {
@@ -52,14 +54,110 @@ impl Launch {
 }
 
 /// Starts an app with stdout and stderr appended to `log` (one file, in order).
-pub fn spawn_app(launch: &Launch, log: &Path) -> io::Result<Child> {
+pub fn spawn_app(launch: &Launch, log: &Path) -> io::Result<AppProcess> {
     let file = OpenOptions::new().create(true).append(true).open(log)?;
     let err = file.try_clone()?;
     let mut cmd = launch.command("sh", &["-c", &launch.command]);
     cmd.stdout(Stdio::from(file))
         .stderr(Stdio::from(err))
         .kill_on_drop(false);
-    cmd.spawn()
+    Ok(AppProcess::child(cmd.spawn()?))
+}
+
+/// How an app's process ended.
+#[derive(Debug, Clone, Copy)]
+pub enum Exit {
+    /// Our child: its exit status.
+    Status(ExitStatus),
+    /// An adopted process (not our child) is gone; its exit status is not ours to know.
+    Vanished,
+}
+
+impl Exit {
+    /// The exit code (128 + signal for a signal death); `None` when unknown.
+    pub fn code(self) -> Option<i32> {
+        match self {
+            Exit::Status(st) => Some(exit_code(st)),
+            Exit::Vanished => None,
+        }
+    }
+
+    /// "exited with code 3", "was killed by SIGKILL", "ended (exit status unknown: ...)".
+    pub fn describe(self) -> String {
+        match self {
+            Exit::Status(st) => describe_exit(st),
+            Exit::Vanished => {
+                "ended (exit status unknown: it was started by an earlier run of the agent)"
+                    .to_string()
+            }
+        }
+    }
+}
+
+/// How often an adopted process is checked for having ended.
+const ADOPTED_POLL: Duration = Duration::from_millis(200);
+
+/// An app's process, the leader of its process group: either our child, or a process
+/// adopted after an agent restart (watched by polling `/proc`, identified by pid and start
+/// time so that a reused pid is never taken for it).
+#[derive(Debug)]
+pub struct AppProcess {
+    pub id: ProcId,
+    /// `None` for an adopted process.
+    child: Option<Child>,
+}
+
+impl AppProcess {
+    pub fn child(child: Child) -> AppProcess {
+        let pid = child.id().unwrap_or(0);
+        // Read at once: the child exists (at worst as a zombie, which still has its stat).
+        let start_time = ProcId::of(pid).map(|p| p.start_time).unwrap_or(0);
+        AppProcess {
+            id: ProcId { pid, start_time },
+            child: Some(child),
+        }
+    }
+
+    /// Takes over a running process started by an earlier run of the agent.
+    pub fn adopt(id: ProcId) -> AppProcess {
+        AppProcess { id, child: None }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.id.pid
+    }
+
+    /// Whether it was adopted rather than started by this run.
+    pub fn adopted(&self) -> bool {
+        self.child.is_none()
+    }
+
+    /// The exit, if it has ended (reaping our child).
+    pub fn try_wait(&mut self) -> Option<Exit> {
+        match &mut self.child {
+            Some(c) => c.try_wait().ok().flatten().map(Exit::Status),
+            None => (!self.id.is_running()).then_some(Exit::Vanished),
+        }
+    }
+
+    /// Waits for it to end. Cancel-safe.
+    pub async fn wait(&mut self) -> Exit {
+        match &mut self.child {
+            Some(c) => match c.wait().await {
+                Ok(st) => Exit::Status(st),
+                Err(e) => {
+                    tracing::warn!(pid = self.id.pid, error = %e, "lost track of the app");
+                    Exit::Vanished
+                }
+            },
+            None => loop {
+                if !self.id.is_running() {
+                    return Exit::Vanished;
+                }
+                tokio::time::sleep(ADOPTED_POLL).await;
+            },
+        }
+    }
 }
 
 /// How a stop ended.
@@ -95,33 +193,44 @@ pub fn signal_group(pgid: u32, sig: Signal) -> bool {
     }
 }
 
-/// Whether any process of the group is still alive (zombies of reaped leaders excluded).
+/// Whether any process of the group is still alive. Zombies do not count: an adopted app's
+/// dead members are reaped by init, or, where init does not reap, stay zombies forever.
 pub fn group_alive(pgid: u32) -> bool {
-    matches!(
-        killpg(Pid::from_raw(pgid as i32), None),
-        Ok(()) | Err(Errno::EPERM)
-    )
+    match killpg(Pid::from_raw(pgid as i32), None) {
+        Err(Errno::ESRCH) => false,
+        _ => procstat::group_has_live_member(pgid),
+    }
 }
 
 /// Stops an app: SIGTERM to its group, waits up to `grace` for the group to empty,
-/// then SIGKILL. Reaps the leader. Children the app spawned die with it.
-pub async fn stop_group(child: &mut Child, pgid: u32, grace: Duration) -> Stopped {
+/// then SIGKILL. Reaps the leader when it is our child. Children the app spawned die with
+/// it. The one stop for every process the agent runs, child or adopted.
+pub async fn stop_group(proc_: &mut AppProcess, grace: Duration) -> Stopped {
+    let pgid = proc_.pid();
+    if pgid <= 1 {
+        return Stopped::NotRunning;
+    }
     // Reap first if it already exited, so a zombie leader does not look alive.
-    let leader_done = matches!(child.try_wait(), Ok(Some(_)));
+    let leader_done = proc_.try_wait().is_some();
     if leader_done && !group_alive(pgid) {
         return Stopped::NotRunning;
     }
+    // An adopted leader's pid may have been reused by a stranger (which may lead a group of
+    // its own): never signal then. (While any member of our group lives, the kernel keeps
+    // its id reserved, so a pid that is gone or a zombie of ours is safe to signal.)
+    if proc_.adopted() && procstat::read(pgid).is_some_and(|s| s.start_time != proc_.id.start_time)
+    {
+        return Stopped::NotRunning;
+    }
     if !signal_group(pgid, Signal::SIGTERM) {
-        let _ = child.wait().await;
+        proc_.try_wait();
         return Stopped::NotRunning;
     }
     let deadline = Instant::now() + grace;
     let mut reaped = leader_done;
     loop {
-        if !reaped {
-            if let Ok(Some(_)) = child.try_wait() {
-                reaped = true;
-            }
+        if !reaped && proc_.try_wait().is_some() {
+            reaped = true;
         }
         if reaped && !group_alive(pgid) {
             return Stopped::Terminated;
@@ -132,10 +241,13 @@ pub async fn stop_group(child: &mut Child, pgid: u32, grace: Duration) -> Stoppe
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     signal_group(pgid, Signal::SIGKILL);
-    let _ = child.wait().await;
-    // Group members other than the leader die on SIGKILL at once; wait briefly for the kernel.
+    // Group members die on SIGKILL at once; wait briefly for the kernel (and reap ours).
     let deadline = Instant::now() + Duration::from_secs(2);
-    while group_alive(pgid) && Instant::now() < deadline {
+    while Instant::now() < deadline {
+        let leader_gone = proc_.try_wait().is_some();
+        if leader_gone && !group_alive(pgid) {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     Stopped::Killed
@@ -192,7 +304,6 @@ pub async fn run_captured(
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = cmd.spawn()?;
-    let pgid = child.id().unwrap_or(0);
     let mut logfile = tokio::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -206,6 +317,7 @@ pub async fn run_captured(
         tokio::spawn(forward_lines(err, tx.clone()));
     }
     drop(tx);
+    let mut proc_ = AppProcess::child(child);
     let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
     let deadline = tokio::time::Instant::now() + timeout;
     let mut timed_out = false;
@@ -230,23 +342,23 @@ pub async fn run_captured(
         }
     }
     let status = if timed_out {
-        stop_group(&mut child, pgid, Duration::from_secs(2)).await;
+        stop_group(&mut proc_, Duration::from_secs(2)).await;
         None
     } else {
         // Output closed; the process is exiting (or left a child holding nothing).
-        match tokio::time::timeout_at(deadline, child.wait()).await {
-            Ok(status) => Some(status?),
+        match tokio::time::timeout_at(deadline, proc_.wait()).await {
+            Ok(exit) => Some(exit),
             Err(_) => {
-                stop_group(&mut child, pgid, Duration::from_secs(2)).await;
+                stop_group(&mut proc_, Duration::from_secs(2)).await;
                 None
             }
         }
     };
     let _ = logfile.flush().await;
     Ok(match status {
-        Some(status) => Finished {
-            success: status.success(),
-            summary: describe_exit(status),
+        Some(exit) => Finished {
+            success: exit.code() == Some(0),
+            summary: exit.describe(),
             tail: tail.into(),
         },
         None => Finished {

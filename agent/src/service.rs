@@ -59,7 +59,8 @@ impl Agent for AgentService {
         std::fs::create_dir_all(&logs)
             .map_err(|e| Error::io("creating log directory", &logs, e))?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let ev = events::Events::new(tx, &self.sup.layout.deploy_log(&spec.name));
+        let ev = events::Events::new(tx, &self.sup.layout.deploy_log(&spec.name))
+            .with_metrics(self.sup.metrics.clone());
         // The deploy runs to the end even if the client goes away.
         tokio::spawn(pipeline::deploy(self.sup.clone(), spec, ev));
         let stream = UnboundedReceiverStream::new(rx).map(|e| Ok(event_to_pb(e)));

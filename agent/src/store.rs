@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::procstat::ProcId;
 use crate::spec::Spec;
 
 /// Paths inside the data directory.
@@ -87,9 +88,16 @@ pub struct Record {
     pub current: Option<u32>,
     /// Every release, oldest first (failed ones too: they are history).
     pub releases: Vec<ReleaseRecord>,
-    /// The app's process (group leader) while it runs, for re-adoption after a restart.
+    /// The app's process (group leader) of the current release, written whenever it is
+    /// (re)started, for re-adoption after an agent restart.
     #[serde(default)]
     pub pid: Option<u32>,
+    /// That process's start time (`/proc/PID/stat` field 22): a reused pid is never adopted.
+    #[serde(default)]
+    pub pid_start_time: Option<u64>,
+    /// The release that process runs.
+    #[serde(default)]
+    pub pid_release: Option<u32>,
 }
 
 impl Record {
@@ -99,7 +107,28 @@ impl Record {
             current: None,
             releases: Vec::new(),
             pid: None,
+            pid_start_time: None,
+            pid_release: None,
         }
+    }
+
+    /// Remembers the process running `release`.
+    pub fn set_process(&mut self, release: u32, id: Option<ProcId>) {
+        self.pid = id.map(|p| p.pid);
+        self.pid_start_time = id.map(|p| p.start_time);
+        self.pid_release = id.map(|_| release);
+    }
+
+    /// The recorded process and its release, if one is recorded.
+    pub fn process(&self) -> Option<(ProcId, u32)> {
+        let pid = self.pid?;
+        let id = match self.pid_start_time {
+            Some(start_time) => ProcId { pid, start_time },
+            // A record written before start times were kept: trust the pid only while it
+            // still leads its own process group, as every app does.
+            None => ProcId::of(pid).filter(|_| crate::ports::pgid_of(pid) == Some(pid))?,
+        };
+        Some((id, self.pid_release.or(self.current)?))
     }
 
     pub fn next_release(&self) -> u32 {
@@ -162,10 +191,13 @@ pub fn delete(layout: &Layout, name: &str) -> Result<()> {
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
+    // Unique per write, so two writers never share a temporary file.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let tmp = dir.join(format!(
-        ".{}.tmp-{}",
+        ".{}.tmp-{}-{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;

@@ -4,16 +4,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::OnceCell;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::instance::{Instance, State};
+use crate::instance::{Instance, Observer, State};
+use crate::metrics::Metrics;
 use crate::pipeline::packages::Toolchain;
-use crate::process::{self, Stopped};
+use crate::process::{self, AppProcess, Stopped};
+use crate::procstat::ProcId;
 use crate::spec::Spec;
 use crate::store::{self, Layout, Record};
 use crate::usage::Usage;
@@ -24,6 +27,8 @@ pub struct Deployment {
     /// Held for the whole of a deploy or remove, so they never interleave.
     pub op: tokio::sync::Mutex<()>,
     inner: Mutex<Inner>,
+    /// Held while the record is written, so writes never interleave and the last one wins.
+    save_lock: Mutex<()>,
 }
 
 pub struct Inner {
@@ -37,8 +42,83 @@ pub struct Inner {
 }
 
 impl Deployment {
+    fn new(name: String, record: Record) -> Deployment {
+        Deployment {
+            name,
+            op: Default::default(),
+            inner: Mutex::new(Inner {
+                record,
+                instance: None,
+                deploying: None,
+                removed: false,
+            }),
+            save_lock: Mutex::new(()),
+        }
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the record as it is now (blocking: a small file, fsynced). A deployment that
+    /// was removed is not written back.
+    pub fn save(&self, layout: &Layout) -> Result<()> {
+        let _write = self.save_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let record = {
+            let inner = self.lock();
+            if inner.removed {
+                return Ok(());
+            }
+            inner.record.clone()
+        };
+        store::save(layout, &record)
+    }
+
+    /// [`Deployment::save`], logging a failure (the deploy or restart goes on regardless).
+    pub fn save_or_log(&self, layout: &Layout) {
+        if let Err(e) = self.save(layout) {
+            tracing::error!(deployment = %self.name, error = %e, "cannot save record");
+        }
+    }
+}
+
+/// Keeps a deployment's record and the metrics up to date with what its instance does.
+struct DeploymentObserver {
+    deployment: Weak<Deployment>,
+    layout: Layout,
+    metrics: Arc<Metrics>,
+}
+
+impl Observer for DeploymentObserver {
+    fn started(&self, release: u32, id: ProcId) {
+        let Some(d) = self.deployment.upgrade() else {
+            return;
+        };
+        {
+            let mut inner = d.lock();
+            // A release being deployed is recorded when its deploy succeeds.
+            if inner.record.current != Some(release)
+                || inner.record.process().map(|p| p.0) == Some(id)
+            {
+                return;
+            }
+            inner.record.set_process(release, Some(id));
+        }
+        let layout = self.layout.clone();
+        // Off the instance's task: the write is fsynced.
+        tokio::task::spawn_blocking(move || d.save_or_log(&layout));
+    }
+
+    fn restarted(&self) {
+        if let Some(d) = self.deployment.upgrade() {
+            self.metrics.restarted(&d.name);
+        }
+    }
+
+    fn checked(&self, latency: Duration, _healthy: bool) {
+        if let Some(d) = self.deployment.upgrade() {
+            self.metrics.health_checked(&d.name, latency);
+        }
     }
 }
 
@@ -114,39 +194,22 @@ pub struct Supervisor {
     /// Environments deploys in progress use, with how many use each.
     env_leases: Mutex<HashMap<String, usize>>,
     pub usage: Usage,
+    pub metrics: Arc<Metrics>,
+    /// Set once every deployment from the store was adopted or started (`/readyz`).
+    pub ready: AtomicBool,
     pub started: Instant,
 }
 
 impl Supervisor {
-    /// Loads the node-local store.
+    /// Loads the node-local store. [`Supervisor::recover`] then takes the apps over.
     pub fn new(config: Config) -> Result<Arc<Self>> {
         let layout = Layout::new(config.data_dir.clone());
         std::fs::create_dir_all(layout.deployments())
             .map_err(|e| Error::io("creating data directory", layout.deployments(), e))?;
         let mut map = BTreeMap::new();
-        for mut record in store::load_all(&layout) {
-            // An app from an earlier run of the agent that is gone (reboot) is forgotten;
-            // one still running is kept track of so it can be stopped.
-            if record
-                .pid
-                .is_some_and(|pid| crate::ports::pgid_of(pid) != Some(pid))
-            {
-                record.pid = None;
-            }
+        for record in store::load_all(&layout) {
             let name = record.name.clone();
-            map.insert(
-                name.clone(),
-                Arc::new(Deployment {
-                    name,
-                    op: Default::default(),
-                    inner: Mutex::new(Inner {
-                        record,
-                        instance: None,
-                        deploying: None,
-                        removed: false,
-                    }),
-                }),
-            );
+            map.insert(name.clone(), Arc::new(Deployment::new(name, record)));
         }
         Ok(Arc::new(Supervisor {
             config,
@@ -157,6 +220,8 @@ impl Supervisor {
             toolchain: OnceCell::new(),
             env_leases: Mutex::new(HashMap::new()),
             usage: Usage::default(),
+            metrics: Arc::new(Metrics::new()),
+            ready: AtomicBool::new(false),
             started: Instant::now(),
         }))
     }
@@ -217,18 +282,7 @@ impl Supervisor {
     pub fn get_or_create(&self, name: &str) -> Arc<Deployment> {
         self.map()
             .entry(name.to_string())
-            .or_insert_with(|| {
-                Arc::new(Deployment {
-                    name: name.to_string(),
-                    op: Default::default(),
-                    inner: Mutex::new(Inner {
-                        record: Record::new(name),
-                        instance: None,
-                        deploying: None,
-                        removed: false,
-                    }),
-                })
-            })
+            .or_insert_with(|| Arc::new(Deployment::new(name.to_string(), Record::new(name))))
             .clone()
     }
 
@@ -242,6 +296,15 @@ impl Supervisor {
                 map.remove(name);
             }
         }
+    }
+
+    /// What an instance of `d` reports to: its record and the metrics.
+    pub fn observer(&self, d: &Arc<Deployment>) -> Arc<dyn Observer> {
+        Arc::new(DeploymentObserver {
+            deployment: Arc::downgrade(d),
+            layout: self.layout.clone(),
+            metrics: self.metrics.clone(),
+        })
     }
 
     pub fn all(&self) -> Vec<Arc<Deployment>> {
@@ -363,6 +426,22 @@ impl Supervisor {
         }
     }
 
+    /// Every deployment's present state and resource use, for `/metrics`.
+    pub fn present(&self) -> Vec<crate::metrics::Present> {
+        self.all()
+            .iter()
+            .map(|d| {
+                let v = self.view(d);
+                crate::metrics::Present {
+                    deployment: v.name,
+                    state: state_name(&v.state),
+                    cpu_percent: v.cpu_percent,
+                    memory_bytes: v.memory_bytes,
+                }
+            })
+            .collect()
+    }
+
     /// Whether a deployment is healthy right now (for load balancers; from cached state).
     pub fn healthy(&self, name: &str) -> Option<(bool, String, String)> {
         let d = self.get(name)?;
@@ -394,40 +473,41 @@ impl Supervisor {
                 .current_release()
                 .map(|r| r.spec.kill_timeout)
                 .unwrap_or(crate::spec::DEFAULT_KILL_TIMEOUT);
-            (inner.instance.take(), inner.record.pid.take(), kill_timeout)
+            let orphan = inner.record.process().map(|p| p.0);
+            inner.record.set_process(0, None);
+            (inner.instance.take(), orphan, kill_timeout)
         };
         let stopped = match (instance, orphan) {
             (Some(i), _) => i.stop().await,
-            (None, Some(pid)) => (Some(pid), stop_orphan(pid, kill_timeout).await),
+            (None, Some(id)) => (Some(id.pid), stop_recorded(id, kill_timeout).await),
             (None, None) => (None, Stopped::NotRunning),
         };
-        store::delete(&self.layout, name)?;
-        d.lock().removed = true;
+        {
+            // Under the write lock, so no record write of a restart can bring it back.
+            let _write = d.save_lock.lock().unwrap_or_else(|p| p.into_inner());
+            d.lock().removed = true;
+            store::delete(&self.layout, name)?;
+        }
         self.map().remove(name);
         // Its environments may now be unused (a little file-system work).
         self.collect_env_garbage();
+        self.metrics.forget(name);
         Ok(stopped)
     }
 }
 
-/// Stops a process group we hold no child handle for (started by an earlier agent run).
-pub async fn stop_orphan(pgid: u32, grace: Duration) -> Stopped {
-    use nix::sys::signal::Signal;
-    if crate::ports::pgid_of(pgid) != Some(pgid) {
-        return Stopped::NotRunning;
-    }
-    if !process::signal_group(pgid, Signal::SIGTERM) {
-        return Stopped::NotRunning;
-    }
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if !process::group_alive(pgid) {
-            return Stopped::Terminated;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    process::signal_group(pgid, Signal::SIGKILL);
-    Stopped::Killed
+/// Stops a recorded process that no instance supervises (one left by an earlier agent run).
+pub async fn stop_recorded(id: ProcId, grace: Duration) -> Stopped {
+    process::stop_group(&mut AppProcess::adopt(id), grace).await
+}
+
+/// The static name of a state as `view` spells it.
+fn state_name(s: &str) -> &'static str {
+    State::ALL
+        .iter()
+        .map(|st| st.as_str())
+        .find(|n| *n == s)
+        .unwrap_or("unknown")
 }
 
 pub fn hostname() -> String {

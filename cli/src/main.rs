@@ -68,6 +68,8 @@ enum Command {
     /// Read or change .deployctl.yaml (core.state.uri, core.default_env)
     #[command(subcommand)]
     Config(cmd::config::Config),
+    /// Each agent: reachable, version, hostname, CPU, memory, disk, load, deployments
+    Nodes(cmd::nodes::Args),
 }
 
 fn main() -> ExitCode {
@@ -114,5 +116,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Rollback(args) => cmd::rollback::run(&project, args, format).await,
         Command::Types(args) => cmd::types::run(args, format),
         Command::Config(c) => cmd::config::run(&project, c),
+        Command::Nodes(args) => cmd::nodes::run(&project, args, format).await,
     }
 }

@@ -3,7 +3,7 @@
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -18,7 +18,8 @@ use crate::agent_bin;
 /// A running `deploy-agent` on its own loopback address and data directory.
 ///
 /// Dropping it kills the agent and every app it started (the agent leaves apps running when
-/// it stops, by design).
+/// it stops, by design). It can be killed, stopped and started again on the same addresses
+/// and data directory, the way systemd restarts it on a node.
 pub struct Agent {
     /// The loopback address the agent listens on and apps bind (`--app-host`).
     pub ip: String,
@@ -28,89 +29,107 @@ pub struct Agent {
     pub http: SocketAddr,
     /// `--data-dir`.
     pub data_dir: PathBuf,
-    /// The agent's stderr (its logs), shown when a test fails.
+    /// The agent's stderr (its logs, appended across restarts), shown when a test fails.
     pub stderr_path: PathBuf,
-    child: Child,
+    /// Extra arguments (e.g. `--config FILE`), given again on a restart.
+    extra: Vec<String>,
+    /// `None` while the agent is stopped.
+    child: Option<Child>,
     // Last, so the directory is removed after the processes are killed.
     _tmp: TempDir,
 }
+
+/// How long the agent may take to print its ready line.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl Agent {
     /// Starts `deploy-agent --listen IP:0 --http-listen IP:0 --app-host IP` and waits (20 s at
     /// most) for its ready line.
     pub fn start(ip: &str) -> Agent {
+        Agent::start_with(ip, "", &[])
+    }
+
+    /// Like [`Agent::start`], with a config file (TOML text; empty: none) and extra flags.
+    pub fn start_with(ip: &str, config_toml: &str, extra: &[&str]) -> Agent {
         let tmp = tempfile::Builder::new()
             .prefix("deployctl-e2e-agent-")
             .tempdir()
             .expect("creating a temporary directory for the agent");
         let data_dir = tmp.path().join("data");
         let stderr_path = tmp.path().join("agent.stderr");
-        let stderr = fs::File::create(&stderr_path).expect("creating agent stderr file");
-        let mut child = Command::new(agent_bin())
-            .arg("--listen")
-            .arg(format!("{ip}:0"))
-            .arg("--http-listen")
-            .arg(format!("{ip}:0"))
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--app-host")
-            .arg(ip)
-            .env(
-                "DEPLOY_AGENT_LOG",
-                std::env::var("DEPLOY_AGENT_LOG")
-                    .unwrap_or_else(|_| "debug,h2=info,hyper=info,tower=info,tonic=info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", agent_bin().display()));
-
-        // Read stdout on a thread so the wait has a deadline; the thread keeps draining it.
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    // Nobody listens any more; keep reading so the agent never gets EPIPE.
-                    continue;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let ready = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line.starts_with("deploy-agent ready:") => break Some(line),
-                Ok(_) => continue,
-                Err(_) => break None,
-            }
-        };
-        let Some(line) = ready else {
-            let _ = child.kill();
-            let status = child.wait().ok();
-            panic!(
-                "deploy-agent on {ip} did not print its ready line within 20 s (exit: {status:?})\n--- agent stderr ---\n{}",
-                fs::read_to_string(&stderr_path).unwrap_or_default()
-            );
-        };
-        let field = |key: &str| -> SocketAddr {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(key))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("no {key}ADDR in the agent's ready line: {line:?}"))
-        };
-        let (grpc, http) = (field("grpc="), field("http="));
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if !config_toml.is_empty() {
+            let path = tmp.path().join("config.toml");
+            fs::write(&path, config_toml).expect("writing the agent's config file");
+            extra.push("--config".into());
+            extra.push(path.to_string_lossy().into_owned());
+        }
+        let (child, grpc, http) = spawn(
+            ip,
+            &format!("{ip}:0"),
+            &format!("{ip}:0"),
+            &data_dir,
+            &stderr_path,
+            &extra,
+        );
         Agent {
             ip: ip.to_string(),
             grpc,
             http,
             data_dir,
             stderr_path,
-            child,
+            extra,
+            child: Some(child),
             _tmp: tmp,
         }
+    }
+
+    /// The agent's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// `kill -9` the agent (its apps keep running).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, and waits (15 s at most) for the agent to exit; returns whether it exited
+    /// with success.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+        let mut status = None;
+        crate::wait_until(Duration::from_secs(15), || {
+            status = c.try_wait().ok().flatten();
+            status.is_some()
+        });
+        if status.is_none() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        status.is_some_and(|s| s.success())
+    }
+
+    /// Starts the agent again (after [`Agent::kill9`] or [`Agent::terminate`]) on the same
+    /// addresses and ports, with the same data directory and flags.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart: the agent still runs");
+        let (child, grpc, http) = spawn(
+            &self.ip,
+            &self.grpc.to_string(),
+            &self.http.to_string(),
+            &self.data_dir,
+            &self.stderr_path,
+            &self.extra,
+        );
+        assert_eq!((grpc, http), (self.grpc, self.http));
+        self.child = Some(child);
     }
 
     /// The address for `deployctl declare env agent NAME --address ...`.
@@ -202,8 +221,7 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill9();
         self.kill_apps();
         if std::thread::panicking() {
             eprintln!(
@@ -220,4 +238,75 @@ impl Drop for Agent {
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Starts `deploy-agent` and waits for its ready line: the child and its two addresses.
+fn spawn(
+    ip: &str,
+    listen: &str,
+    http_listen: &str,
+    data_dir: &Path,
+    stderr_path: &Path,
+    extra: &[String],
+) -> (Child, SocketAddr, SocketAddr) {
+    let stderr = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(stderr_path)
+        .expect("opening the agent's stderr file");
+    let mut child = Command::new(agent_bin())
+        .arg("--listen")
+        .arg(listen)
+        .arg("--http-listen")
+        .arg(http_listen)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--app-host")
+        .arg(ip)
+        .args(extra)
+        .env(
+            "DEPLOY_AGENT_LOG",
+            std::env::var("DEPLOY_AGENT_LOG")
+                .unwrap_or_else(|_| "debug,h2=info,hyper=info,tower=info,tonic=info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(stderr))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", agent_bin().display()));
+
+    // Read stdout on a thread so the wait has a deadline; the thread keeps draining it.
+    let stdout = child.stdout.take().expect("the agent's stdout is piped");
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            // Nobody may listen any more; keep reading so the agent never gets EPIPE.
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let ready = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.starts_with("deploy-agent ready:") => break Some(line),
+            Ok(_) => continue,
+            Err(_) => break None,
+        }
+    };
+    let Some(line) = ready else {
+        let _ = child.kill();
+        let status = child.wait().ok();
+        panic!(
+            "deploy-agent on {ip} did not print its ready line within {READY_TIMEOUT:?} (exit: {status:?})\n--- agent stderr ---\n{}",
+            tail(&fs::read_to_string(stderr_path).unwrap_or_default(), 100)
+        );
+    };
+    let field = |key: &str| -> SocketAddr {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key}ADDR in the agent's ready line: {line:?}"))
+    };
+    (child, field("grpc="), field("http="))
 }

@@ -6,11 +6,16 @@
 ///
 /// Optional behaviour through env vars (`deployctl run --env-var K=V`):
 /// `APP_IMPORT=module` imports it and serves `module_version`; `APP_FILE=path` serves the
-/// file's content as `file`; `APP_CHILD=1` spawns `sleep 1000` and serves `child_pid`.
+/// file's content as `file`; `APP_CHILD=1` spawns `sleep 1000` and serves `child_pid`;
+/// `APP_HEALTH_FILE=path`: `/health` answers 503 while that file exists (`{HOST}` in it is
+/// replaced by the app's HOST, so instances on several agents can differ); `APP_CHATTY=1`
+/// prints a 100-byte line every millisecond or so.
 pub const APP_PY: &str = r#"import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MARKER = "__MARKER__"
@@ -24,6 +29,7 @@ info = {
     "commit": os.environ.get("GIT_COMMIT"),
     "pid": os.getpid(),
     "python": sys.executable,
+    "host": HOST,
 }
 if os.environ.get("APP_IMPORT"):
     module = __import__(os.environ["APP_IMPORT"])
@@ -35,11 +41,23 @@ if os.environ.get("APP_FILE"):
 if os.environ.get("APP_CHILD"):
     child = subprocess.Popen(["sleep", "1000"])
     info["child_pid"] = child.pid
+HEALTH_FILE = os.environ.get("APP_HEALTH_FILE", "").replace("{HOST}", HOST)
+if os.environ.get("APP_CHATTY"):
+    def chatter():
+        n = 0
+        while True:
+            n += 1
+            print(f"chatty line {n:08d} " + "x" * 80, flush=True)
+            time.sleep(0.001)
+
+    threading.Thread(target=chatter, daemon=True).start()
 
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
-        if self.path == "/health":
+        if self.path == "/health" and HEALTH_FILE and os.path.exists(HEALTH_FILE):
+            status, body, kind = 503, b"made unhealthy by the test", "text/plain"
+        elif self.path == "/health":
             status, body, kind = 200, b"ok", "text/plain"
         elif self.path == "/":
             status, body, kind = 200, json.dumps(info).encode(), "application/json"
@@ -105,4 +123,38 @@ server.serve_forever()
 pub const EXIT_AT_ONCE_PY: &str = r#"import sys
 print("broken app: missing configuration, exiting", flush=True)
 sys.exit(3)
+"#;
+
+/// An app that serves `/health` for `CRASH_AFTER` seconds (default 1), then exits with
+/// code 3: a crash loop under a restart policy. Each start prints `crashy start UNIXTIME`.
+pub const CRASH_AFTER_PY: &str = r#"import os
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+print(f"crashy start {time.time():.3f}", flush=True)
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, fmt, *args):
+        pass
+
+
+def crash():
+    time.sleep(float(os.environ.get("CRASH_AFTER", "1")))
+    print("crashy exits with code 3", flush=True)
+    os._exit(3)
+
+
+threading.Thread(target=crash, daemon=True).start()
+server = ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Handler)
+server.serve_forever()
 "#;

@@ -49,18 +49,28 @@
 //! | 127.0.0.56   | `bad_name_exits_2` (bad_input)                          |
 //! | 127.0.0.57   | `port_out_of_range_exits_2` (bad_input)                 |
 //! | 127.0.0.58   | `unknown_field_in_declaration_exits_2` (bad_input)      |
+//! | 127.0.0.61   | `kill9_agent_apps_keep_serving_and_are_readopted` (restart) |
+//! | 127.0.0.62   | `reboot_starts_every_deployment_at_its_release` (restart) |
+//! | 127.0.0.63   | `crash_loop_backs_off_and_agent_stays_responsive` (crash_loop) |
+//! | 127.0.0.64-66 | `haproxy_routes_around_an_unhealthy_instance` (haproxy) |
+//! | 127.0.0.67   | `metrics_parse_and_cover_the_agent` (metrics)           |
+//! | 127.0.0.68   | `nodes_shows_each_agent` (nodes)                        |
+//! | 127.0.0.69   | `config_file_and_flags` (agent_config)                  |
+//! | 127.0.0.70   | `chatty_app_logs_are_rotated` (agent_config)            |
 
 mod agent;
 mod apps;
 mod git;
 mod http;
 mod project;
+mod prom;
 
 pub use agent::{tail, Agent};
-pub use apps::{app_py, APP_PY, EXIT_AT_ONCE_PY, NEVER_HEALTHY_PY};
+pub use apps::{app_py, APP_PY, CRASH_AFTER_PY, EXIT_AT_ONCE_PY, NEVER_HEALTHY_PY};
 pub use git::GitRepo;
 pub use http::{get_json, http_get, http_post, http_request, wait_for_json};
 pub use project::{check_status_shape, Output, Project};
+pub use prom::{parse_metrics, Family, Sample};
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -5,10 +5,12 @@ use std::fs::File;
 use std::future::Future;
 use std::io::Write;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+
+use crate::metrics::Metrics;
 
 pub const RESOLVE: &str = "resolve";
 pub const FETCH: &str = "fetch";
@@ -87,6 +89,8 @@ impl StepError {
 pub struct Events {
     tx: mpsc::UnboundedSender<Event>,
     log: Mutex<Option<File>>,
+    /// Where step durations are counted, if anywhere.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Events {
@@ -102,7 +106,14 @@ impl Events {
         Events {
             tx,
             log: Mutex::new(file),
+            metrics: None,
         }
+    }
+
+    /// Also counts each finished step's duration in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn emit(
@@ -113,6 +124,9 @@ impl Events {
         elapsed: Duration,
     ) {
         let message = message.into();
+        if let (Some(m), Phase::Done | Phase::Failed) = (&self.metrics, phase) {
+            m.step_finished(step, phase == Phase::Done, elapsed);
+        }
         let tag = match phase {
             Phase::Started => "...",
             Phase::Output => "  |",
@@ -188,6 +202,9 @@ impl Events {
                 ),
             )
         };
+        if let Some(m) = &self.metrics {
+            m.step_finished("deploy", outcome.ok, outcome.total);
+        }
         if let Ok(mut guard) = self.log.lock() {
             if let Some(f) = guard.as_mut() {
                 let _ = writeln!(f, "=== {message}");

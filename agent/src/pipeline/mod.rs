@@ -20,6 +20,7 @@ use events::{Events, Outcome, StepError};
 use crate::instance::{Instance, InstanceConfig};
 use crate::ports;
 use crate::process::Launch;
+use crate::procstat::ProcId;
 use crate::spec::Spec;
 use crate::store::{self, ReleaseRecord};
 use crate::supervisor::{Deployment, Supervisor};
@@ -417,7 +418,11 @@ pub fn launch_for(sup: &Supervisor, release: &ReleaseRecord, dir: &Path) -> Laun
     }
 }
 
-pub fn instance_config(sup: &Supervisor, release: &ReleaseRecord) -> InstanceConfig {
+pub fn instance_config(
+    sup: &Supervisor,
+    d: &Arc<Deployment>,
+    release: &ReleaseRecord,
+) -> InstanceConfig {
     let spec = &release.spec;
     let dir = sup.layout.release(&spec.name, release.number);
     InstanceConfig {
@@ -430,6 +435,7 @@ pub fn instance_config(sup: &Supervisor, release: &ReleaseRecord) -> InstanceCon
         health: spec.health.clone(),
         restart: spec.restart,
         kill_timeout: spec.kill_timeout,
+        observer: sup.observer(d),
     }
 }
 
@@ -470,16 +476,16 @@ async fn start_and_check(
     }
     // An app left running by an earlier run of the agent is stopped the same way.
     let orphan = {
-        let mut inner = d.lock();
-        let pid = inner.record.pid.take();
-        pid.filter(|_| previous.is_none())
+        let inner = d.lock();
+        inner.record.process().filter(|_| previous.is_none())
     };
-    if let Some(pgid) = orphan {
-        let how = crate::supervisor::stop_orphan(pgid, spec.kill_timeout).await;
+    if let Some((id, _)) = orphan.filter(|(id, _)| id.is_running()) {
+        let how = crate::supervisor::stop_recorded(id, spec.kill_timeout).await;
         events.info(
             events::START,
             format!(
-                "stopped the app left by an earlier agent run (pid {pgid}, {})",
+                "stopped the app left by an earlier agent run (pid {}, {})",
+                id.pid,
                 how.as_str()
             ),
         );
@@ -489,7 +495,7 @@ async fn start_and_check(
         return Err((e, Some(prepared)));
     }
 
-    let cfg = instance_config(sup, &prepared.release);
+    let cfg = instance_config(sup, d, &prepared.release);
     let started = Instant::now();
     events.emit(
         events::START,
@@ -559,13 +565,11 @@ async fn start_and_check(
             let record = {
                 let mut inner = d.lock();
                 inner.record.current = Some(release.number);
-                inner.record.pid = Some(pid);
+                inner.record.set_process(release.number, ProcId::of(pid));
                 inner.record.releases.push(release);
                 inner.record.clone()
             };
-            if let Err(e) = store::save(&sup.layout, &record) {
-                tracing::error!(deployment = %spec.name, error = %e, "cannot save record");
-            }
+            d.save_or_log(&sup.layout);
             prune_releases(sup, &record).await;
             let s = sup.clone();
             let _ = tokio::task::spawn_blocking(move || s.collect_env_garbage()).await;
@@ -596,7 +600,7 @@ async fn start_and_check(
 async fn fail(
     sup: &Arc<Supervisor>,
     d: &Arc<Deployment>,
-    spec: &Spec,
+    _spec: &Spec,
     _number: u32,
     err: StepError,
     prepared: Option<Prepared>,
@@ -638,22 +642,19 @@ async fn fail(
                 outcome.kept_healthy = rollback(sup, d, &cur).await;
             }
         }
-        let record = d.lock().record.clone();
-        if let Err(e) = store::save(&sup.layout, &record) {
-            tracing::error!(deployment = %spec.name, error = %e, "cannot save record");
-        }
+        d.save_or_log(&sup.layout);
     }
     outcome
 }
 
 /// Starts a previous release again and waits for it to be healthy.
 async fn rollback(sup: &Arc<Supervisor>, d: &Arc<Deployment>, release: &ReleaseRecord) -> bool {
-    let (instance, ready) = Instance::start(instance_config(sup, release));
+    let (instance, ready) = Instance::start(instance_config(sup, d, release));
     let instance = Arc::new(instance);
     d.lock().instance = Some(instance.clone());
     match ready.await {
         Ok(Ok(pid)) => {
-            d.lock().record.pid = Some(pid);
+            d.lock().record.set_process(release.number, ProcId::of(pid));
             true
         }
         Ok(Err(f)) => {

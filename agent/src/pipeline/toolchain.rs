@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 /// Which installer the agent may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+
 pub enum InstallerMode {
     /// uv from PATH, else uv installed by the agent, else venv + pip.
     #[default]

@@ -7,6 +7,7 @@ pub mod flags;
 pub mod history;
 pub mod list;
 pub mod logs;
+pub mod nodes;
 pub mod remove;
 pub mod rollback;
 pub mod run;

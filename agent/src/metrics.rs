@@ -1,0 +1,238 @@
+//! `/metrics`: the agent's Prometheus metrics (OpenMetrics text, with prometheus-client).
+//!
+//! Events are recorded as they happen (health checks, deploy steps, restarts); the figures
+//! that describe the present (deployments by state, each app's CPU and memory) are set from
+//! the supervisor's cached state when scraped.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+/// The content type of [`Metrics::encode`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeploymentLabel {
+    pub deployment: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabel {
+    step: String,
+    result: String,
+}
+
+/// One deployment's present figures, as the supervisor sees them at scrape time.
+pub struct Present {
+    pub deployment: String,
+    pub state: &'static str,
+    pub cpu_percent: f32,
+    pub memory_bytes: u64,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    health_latency: Family<DeploymentLabel, Histogram>,
+    step_duration: Family<StepLabel, Histogram>,
+    restarts: Family<DeploymentLabel, Counter>,
+    by_state: Family<StateLabel, Gauge>,
+    healthy: Family<DeploymentLabel, Gauge>,
+    cpu: Family<DeploymentLabel, Gauge<f64, AtomicU64>>,
+    memory: Family<DeploymentLabel, Gauge>,
+    /// One scrape at a time: a scrape clears and refills the present-time families.
+    scrape: Mutex<()>,
+}
+
+fn health_histogram() -> Histogram {
+    // 0.5 ms .. ~4 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+}
+
+fn step_histogram() -> Histogram {
+    // 1 ms .. ~1 h
+    Histogram::new(exponential_buckets(0.001, 4.0, 12))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("deploy_agent");
+        let health_latency = Family::<DeploymentLabel, Histogram>::new_with_constructor(
+            health_histogram as fn() -> Histogram,
+        );
+        let step_duration = Family::<StepLabel, Histogram>::new_with_constructor(
+            step_histogram as fn() -> Histogram,
+        );
+        let restarts = Family::<DeploymentLabel, Counter>::default();
+        let by_state = Family::<StateLabel, Gauge>::default();
+        let healthy = Family::<DeploymentLabel, Gauge>::default();
+        let cpu = Family::<DeploymentLabel, Gauge<f64, AtomicU64>>::default();
+        let memory = Family::<DeploymentLabel, Gauge>::default();
+        registry.register(
+            "deployments",
+            "Deployments on this node by state",
+            by_state.clone(),
+        );
+        registry.register(
+            "deployment_healthy",
+            "1 while the deployment is healthy, else 0",
+            healthy.clone(),
+        );
+        registry.register(
+            "app_restarts",
+            "Restarts of the app by its restart policy since the agent started",
+            restarts.clone(),
+        );
+        registry.register(
+            "health_check_duration_seconds",
+            "How long the agent's health checks of each app took",
+            health_latency.clone(),
+        );
+        registry.register(
+            "deploy_step_duration_seconds",
+            "How long each deploy step took (result: ok or failed)",
+            step_duration.clone(),
+        );
+        registry.register(
+            "app_cpu_percent",
+            "CPU use of the app's processes (100 = one core)",
+            cpu.clone(),
+        );
+        registry.register(
+            "app_memory_bytes",
+            "Resident memory of the app's processes",
+            memory.clone(),
+        );
+        Metrics {
+            registry,
+            health_latency,
+            step_duration,
+            restarts,
+            by_state,
+            healthy,
+            cpu,
+            memory,
+            scrape: Mutex::new(()),
+        }
+    }
+
+    fn label(deployment: &str) -> DeploymentLabel {
+        DeploymentLabel {
+            deployment: deployment.to_string(),
+        }
+    }
+
+    pub fn health_checked(&self, deployment: &str, latency: Duration) {
+        self.health_latency
+            .get_or_create(&Self::label(deployment))
+            .observe(latency.as_secs_f64());
+    }
+
+    pub fn restarted(&self, deployment: &str) {
+        self.restarts.get_or_create(&Self::label(deployment)).inc();
+    }
+
+    pub fn step_finished(&self, step: &str, ok: bool, took: Duration) {
+        let label = StepLabel {
+            step: step.to_string(),
+            result: if ok { "ok" } else { "failed" }.to_string(),
+        };
+        self.step_duration
+            .get_or_create(&label)
+            .observe(took.as_secs_f64());
+    }
+
+    /// Forgets a removed deployment's series.
+    pub fn forget(&self, deployment: &str) {
+        let label = Self::label(deployment);
+        self.health_latency.remove(&label);
+        self.restarts.remove(&label);
+    }
+
+    /// The metrics as OpenMetrics text, with the present-time figures from `present`.
+    pub fn encode(&self, present: &[Present]) -> String {
+        let _scrape = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        self.by_state.clear();
+        self.healthy.clear();
+        self.cpu.clear();
+        self.memory.clear();
+        for state in crate::instance::State::ALL {
+            self.by_state
+                .get_or_create(&StateLabel {
+                    state: state.as_str().to_string(),
+                })
+                .set(0);
+        }
+        for p in present {
+            self.by_state
+                .get_or_create(&StateLabel {
+                    state: p.state.to_string(),
+                })
+                .inc();
+            let label = Self::label(&p.deployment);
+            // Present at 0 before the first restart, so alerts on it see every deployment.
+            let _ = self.restarts.get_or_create(&label).get();
+            self.healthy
+                .get_or_create(&label)
+                .set(i64::from(p.state == "healthy"));
+            self.cpu.get_or_create(&label).set(f64::from(p.cpu_percent));
+            self.memory
+                .get_or_create(&label)
+                .set(i64::try_from(p.memory_bytes).unwrap_or(i64::MAX));
+        }
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_every_family() {
+        let m = Metrics::new();
+        m.health_checked("api", Duration::from_millis(3));
+        m.restarted("api");
+        m.step_finished("fetch", true, Duration::from_millis(40));
+        let text = m.encode(&[Present {
+            deployment: "api".into(),
+            state: "healthy",
+            cpu_percent: 1.5,
+            memory_bytes: 1024,
+        }]);
+        for want in [
+            "deploy_agent_deployments{state=\"healthy\"} 1",
+            "deploy_agent_deployments{state=\"failed\"} 0",
+            "deploy_agent_deployment_healthy{deployment=\"api\"} 1",
+            "deploy_agent_app_restarts_total{deployment=\"api\"} 1",
+            "deploy_agent_health_check_duration_seconds_count{deployment=\"api\"} 1",
+            "deploy_agent_deploy_step_duration_seconds_count{step=\"fetch\",result=\"ok\"} 1",
+            "deploy_agent_app_cpu_percent{deployment=\"api\"} 1.5",
+            "deploy_agent_app_memory_bytes{deployment=\"api\"} 1024",
+            "# EOF",
+        ] {
+            assert!(text.contains(want), "{want:?} missing in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! `/proc/PID/stat`: a process's state, process group and start time. The start time (field
+//! 22, clock ticks since boot) tells a process apart from a later one that got the same pid,
+//! so the agent never adopts or signals a stranger after a restart.
+
+use serde::{Deserialize, Serialize};
+
+/// The parts of `/proc/PID/stat` the agent uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// R, S, D, Z (zombie), X (dead), ...
+    pub state: char,
+    pub pgrp: u32,
+    /// Clock ticks after boot at which the process started.
+    pub start_time: u64,
+}
+
+impl Stat {
+    /// Running (or sleeping): not a zombie waiting to be reaped, not dead.
+    pub fn is_live(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// A process as the agent remembers it across restarts: its pid and when it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcId {
+    pub pid: u32,
+    /// `/proc/PID/stat` field 22.
+    pub start_time: u64,
+}
+
+impl ProcId {
+    /// The process running now as `pid`, if any (zombies included: they have an identity).
+    pub fn of(pid: u32) -> Option<ProcId> {
+        read(pid).map(|s| ProcId {
+            pid,
+            start_time: s.start_time,
+        })
+    }
+
+    /// Whether this very process (same pid, same start time) is still running.
+    pub fn is_running(&self) -> bool {
+        read(self.pid).is_some_and(|s| s.start_time == self.start_time && s.is_live())
+    }
+}
+
+/// Reads `/proc/PID/stat`; `None` when there is no such process.
+pub fn read(pid: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse(&text)
+}
+
+/// Parses one stat line. The command name is in parentheses and may hold spaces and
+/// parentheses itself, so fields are counted after the last `)`.
+pub fn parse(text: &str) -> Option<Stat> {
+    let rest = text.get(text.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3 (state); field N is fields[N - 3].
+    Some(Stat {
+        state: fields.first()?.chars().next()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Whether any member of process group `pgid` is alive (zombies do not count: on a node
+/// whose init does not reap orphans they would look alive forever).
+pub fn group_has_live_member(pgid: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        e.file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+            .and_then(read)
+            .is_some_and(|s| s.pgrp == pgid && s.is_live())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_name_with_spaces_and_parens() {
+        let line = "4242 (my (weird) app) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 12345 67 18446744073709551615";
+        let s = parse(line).unwrap();
+        assert_eq!(s.state, 'S');
+        assert_eq!(s.pgrp, 4242);
+        assert_eq!(s.start_time, 987654);
+        assert!(s.is_live());
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let me = ProcId::of(std::process::id()).unwrap();
+        assert!(me.is_running());
+        let other = ProcId {
+            start_time: me.start_time + 1,
+            ..me
+        };
+        assert!(
+            !other.is_running(),
+            "a different start time is another process"
+        );
+        assert!(group_has_live_member(nix::unistd::getpgrp().as_raw() as u32));
+    }
+}

@@ -1,0 +1,66 @@
+//! Taking the node back after the agent starts: every deployment in the store that has a
+//! current release is either re-adopted (its recorded process still runs: same pid and same
+//! start time, so the agent was restarted and the app was not) or started again at that
+//! release (the process is gone: a reboot, or the app died while the agent was away).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::instance::Instance;
+use crate::pipeline;
+use crate::supervisor::{stop_recorded, Deployment, Supervisor};
+
+/// What recovery did with one deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovered {
+    /// Its app still ran and is supervised again (pid).
+    Adopted(u32),
+    /// Its app was gone and was started again at its release.
+    Started,
+    /// Nothing to run (no current release).
+    Nothing,
+}
+
+impl Supervisor {
+    /// Adopts or restarts every deployment, then marks the agent ready. Never waits for a
+    /// restarted app to become healthy (status shows how it goes).
+    pub async fn recover(self: &Arc<Self>) {
+        for d in self.all() {
+            let outcome = recover_one(self, &d).await;
+            tracing::info!(deployment = %d.name, ?outcome, "recovered");
+        }
+        self.ready.store(true, Ordering::SeqCst);
+    }
+}
+
+async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
+    let (current, recorded) = {
+        let inner = d.lock();
+        (
+            inner.record.current_release().cloned(),
+            inner.record.process(),
+        )
+    };
+    let Some(release) = current else {
+        return Recovered::Nothing;
+    };
+    let cfg = pipeline::instance_config(sup, d, &release);
+    match recorded {
+        Some((id, r)) if r == release.number && id.is_running() => {
+            let instance = Instance::adopt(cfg, id);
+            d.lock().instance = Some(Arc::new(instance));
+            return Recovered::Adopted(id.pid);
+        }
+        Some((id, _)) if id.is_running() => {
+            // A release other than the current one (the agent died during a deploy).
+            let how = stop_recorded(id, release.spec.kill_timeout).await;
+            tracing::warn!(deployment = %d.name, pid = id.pid, how = how.as_str(), "stopped an app of another release left by an earlier run");
+        }
+        _ => {}
+    }
+    d.lock().record.set_process(release.number, None);
+    // Started like a restart, not like a deploy: retried by its restart policy.
+    let instance = Instance::restore(cfg);
+    d.lock().instance = Some(Arc::new(instance));
+    Recovered::Started
+}
