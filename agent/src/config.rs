@@ -23,6 +23,16 @@ pub struct Config {
     pub keep_releases: usize,
     /// Which installer builds Python environments: auto (uv, installed if missing), uv, pip.
     pub installer: crate::pipeline::toolchain::InstallerMode,
+    /// The gRPC port's TLS certificate and key (PEM) [default: `<data>/tls/agent.{pem,key}`
+    /// when `deploy-agent init` made them].
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Users and groups [default: `<data>/auth.toml`]. Without users, no authentication.
+    pub auth_file: Option<PathBuf>,
+    /// Allow a non-loopback gRPC address without TLS and authentication.
+    pub insecure: bool,
+    /// When the agent runs as root, the user apps (and start scripts) run as.
+    pub run_as: Option<String>,
     /// An app's log is rotated when it grows past this many bytes.
     pub log_max_bytes: u64,
     /// Rotated log files kept (`app.log.1` .. `app.log.N`).
@@ -42,6 +52,11 @@ impl Default for Config {
             install_timeout: Duration::from_secs(30 * 60),
             keep_releases: 3,
             installer: Default::default(),
+            tls_cert: None,
+            tls_key: None,
+            auth_file: None,
+            insecure: false,
+            run_as: None,
             log_max_bytes: 10 * 1024 * 1024,
             log_keep: 3,
             log_format: "text".to_string(),
@@ -67,6 +82,11 @@ pub struct FileConfig {
     pub log_format: Option<String>,
     /// auto | uv | pip
     pub installer: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub auth_file: Option<PathBuf>,
+    pub insecure: Option<bool>,
+    pub run_as: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +171,24 @@ impl FileConfig {
             }
             config.log_format = v;
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(invalid(
+                "tls_cert and tls_key: give both or neither".to_string(),
+            ));
+        }
+        if let (Some(c), Some(k)) = (self.tls_cert, self.tls_key) {
+            config.tls_cert = Some(c);
+            config.tls_key = Some(k);
+        }
+        if let Some(v) = self.auth_file {
+            config.auth_file = Some(v);
+        }
+        if let Some(v) = self.insecure {
+            config.insecure = v;
+        }
+        if let Some(v) = self.run_as {
+            config.run_as = Some(v);
+        }
         if let Some(v) = self.installer {
             config.installer =
                 crate::pipeline::toolchain::InstallerMode::parse(&v).ok_or_else(|| {
@@ -214,5 +252,25 @@ mod tests {
             .apply(&mut Config::default(), Path::new("c.toml"))
             .unwrap_err();
         assert!(e.to_string().contains("install_timeout"), "{e}");
+    }
+}
+
+impl Config {
+    /// The users-and-groups file.
+    pub fn auth_path(&self) -> PathBuf {
+        self.auth_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("auth.toml"))
+    }
+
+    /// The certificate and key to serve with: configured, else the ones `init` made.
+    pub fn tls_paths(&self) -> Option<(PathBuf, PathBuf)> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            _ => {
+                let files = crate::tls::TlsFiles::new(&self.data_dir);
+                files.exist().then(|| (files.cert(), files.key()))
+            }
+        }
     }
 }

@@ -3,6 +3,8 @@
 //! The domain is the [`supervisor::Supervisor`] (deployments, their instances and records)
 //! and the deploy [`pipeline`]; [`service`] (gRPC) and [`http`] are thin adapters over it.
 
+pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod explain;
@@ -18,10 +20,12 @@ pub mod ports;
 pub mod process;
 pub mod procstat;
 pub mod recover;
+pub mod secrets;
 pub mod service;
 pub mod spec;
 pub mod store;
 pub mod supervisor;
+pub mod tls;
 pub mod usage;
 
 use std::future::Future;
@@ -47,6 +51,7 @@ pub async fn run(
     http: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    check_exposure(&config)?;
     let sup = Supervisor::new(config)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -73,8 +78,19 @@ pub async fn run(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
     let service = service::AgentService::new(sup.clone());
-    let grpc_task = tonic::transport::Server::builder()
-        .add_service(AgentServer::new(service))
+    let mut builder = tonic::transport::Server::builder();
+    if let Some((cert, key)) = sup.config.tls_paths() {
+        let identity = tls::identity(&cert, &key)?;
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| anyhow::anyhow!("TLS with {}: {e}", cert.display()))?;
+    }
+    let authenticate = service::authenticator(sup.clone());
+    let grpc_task = builder
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            AgentServer::new(service).max_decoding_message_size(service::MAX_REQUEST_BYTES),
+            authenticate,
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -98,6 +114,29 @@ pub async fn run(
         return Err(anyhow::anyhow!("gRPC server failed: {e}"));
     }
     Ok(())
+}
+
+/// Refuses a gRPC port reachable from other machines without TLS and authentication,
+/// unless `insecure` says so.
+pub fn check_exposure(config: &Config) -> anyhow::Result<()> {
+    let addr = config.listen.ip();
+    let tls = config.tls_paths().is_some();
+    let auth = !auth::AuthFile::load(&config.auth_path())?.users.is_empty();
+    if addr.is_loopback() || (tls && auth) {
+        return Ok(());
+    }
+    if config.insecure {
+        tracing::warn!(%addr, tls, auth, "listening beyond loopback without TLS and authentication (--insecure)");
+        return Ok(());
+    }
+    let missing = match (tls, auth) {
+        (false, false) => "TLS and authentication",
+        (false, true) => "TLS",
+        _ => "authentication (no users)",
+    };
+    anyhow::bail!(
+        "refusing to listen on {addr} without {missing}: run `deploy-agent init` (creates a CA, the agent's certificate and an admin token), or pass --insecure on a trusted network"
+    )
 }
 
 /// Samples the apps' CPU and memory in the background, so status answers from memory.

@@ -15,10 +15,73 @@ use deploy_agent::config::{Config, FileConfig};
 /// the --config file (TOML), then the flags.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    args: Args,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Create a CA, this agent's TLS certificate and a first admin user, and print how to
+    /// set up deployctl. Run once per node (again to re-issue the certificate).
+    Init {
+        /// A name deployctl reaches the agent by (DNS name or IP address; repeatable)
+        /// [default: this host's name, localhost, 127.0.0.1]
+        #[arg(long = "name", value_name = "NAME")]
+        names: Vec<String>,
+        /// The first admin user
+        #[arg(long, default_value = "admin")]
+        admin: String,
+    },
+    /// Manage users (bearer tokens; only their hashes are stored)
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage groups (owners of deployments and secrets)
+    #[command(subcommand)]
+    Group(GroupCmd),
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum UserCmd {
+    /// Add a user, or give an existing one a new token; prints the token once
+    Add {
+        name: String,
+        /// May see and manage everything
+        #[arg(long)]
+        admin: bool,
+        /// The token stops working after this long (e.g. 90d)
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+    },
+    /// Remove a user (its token stops working at once)
+    Rm { name: String },
+    /// List users and groups
+    List,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum GroupCmd {
+    /// Create a group, or add members to it
+    Add {
+        name: String,
+        #[arg(long = "member", value_name = "USER")]
+        members: Vec<String>,
+    },
+    /// Remove members from a group, or the group when no member is named
+    Rm {
+        name: String,
+        #[arg(long = "member", value_name = "USER")]
+        members: Vec<String>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
 struct Args {
     /// A TOML file with any of: listen, http_listen, data_dir, app_host, log_format,
     /// start_script_timeout, install_timeout, keep_releases, log_max_bytes, log_keep, installer.
-    #[arg(long, env = "DEPLOY_AGENT_CONFIG", value_name = "FILE")]
+    #[arg(long, global = true, env = "DEPLOY_AGENT_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// gRPC address for deployctl (port 0: pick a free one and print it) [default: 127.0.0.1:7070].
     #[arg(long, env = "DEPLOY_AGENT_LISTEN", value_name = "ADDR")]
@@ -28,7 +91,7 @@ struct Args {
     http_listen: Option<SocketAddr>,
     /// Where releases, environments, mirrors and logs live
     /// [default: $XDG_DATA_HOME/deploy-agent or ~/.local/share/deploy-agent].
-    #[arg(long, env = "DEPLOY_AGENT_DATA_DIR", value_name = "DIR")]
+    #[arg(long, global = true, env = "DEPLOY_AGENT_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// The address apps bind (their HOST) and that health checks connect to [default: 127.0.0.1].
     #[arg(long, env = "DEPLOY_AGENT_APP_HOST", value_name = "ADDR")]
@@ -36,6 +99,21 @@ struct Args {
     /// Log format [default: text].
     #[arg(long, value_parser = ["text", "json"])]
     log_format: Option<String>,
+    /// TLS certificate (PEM) for the gRPC port [default: DATA/tls/agent.pem after `init`].
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for the gRPC port [default: DATA/tls/agent.key after `init`].
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Users and groups [default: DATA/auth.toml]; without users there is no authentication.
+    #[arg(long, global = true, value_name = "FILE")]
+    auth_file: Option<PathBuf>,
+    /// Listen beyond loopback without TLS and authentication (trusted networks only).
+    #[arg(long)]
+    insecure: bool,
+    /// When running as root: the user apps and start scripts run as.
+    #[arg(long, value_name = "USER")]
+    run_as: Option<String>,
 }
 
 /// Defaults, then the config file, then the flags.
@@ -60,12 +138,123 @@ fn load_config(args: Args) -> anyhow::Result<Config> {
     if let Some(v) = args.log_format {
         config.log_format = v;
     }
+    if let (Some(c), Some(k)) = (args.tls_cert, args.tls_key) {
+        config.tls_cert = Some(c);
+        config.tls_key = Some(k);
+    }
+    if let Some(v) = args.auth_file {
+        config.auth_file = Some(v);
+    }
+    if args.insecure {
+        config.insecure = true;
+    }
+    if let Some(v) = args.run_as {
+        config.run_as = Some(v);
+    }
     Ok(config)
 }
 
+/// The node-side admin commands: files only, no server.
+fn admin(command: Command, config: &Config) -> anyhow::Result<()> {
+    use deploy_agent::admin;
+    let auth = config.auth_path();
+    match command {
+        Command::Init { mut names, admin } => {
+            if names.is_empty() {
+                names = vec![
+                    deploy_agent::supervisor::hostname(),
+                    "localhost".into(),
+                    "127.0.0.1".into(),
+                ];
+            }
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating {}", config.data_dir.display()))?;
+            let done = admin::init(&config.data_dir, &auth, &names, &admin)?;
+            let host = names.first().cloned().unwrap_or_else(|| "localhost".into());
+            println!(
+                "Created a CA and a TLS certificate for {}",
+                names.join(", ")
+            );
+            println!(
+                "  CA certificate: {}  (copy it to every machine that runs deployctl)",
+                done.ca_cert.display()
+            );
+            println!(
+                "Created the admin user {:?}; its token (shown only now):",
+                done.admin
+            );
+            println!();
+            println!("  {}", done.token);
+            println!();
+            println!(
+                "The agent uses them when it starts (TLS from {}/tls, users from {}).",
+                config.data_dir.display(),
+                auth.display()
+            );
+            println!("On the machine that runs deployctl:");
+            println!(
+                "  install -m 600 /dev/stdin ~/.config/deployctl/{host}.token <<< '{}'",
+                done.token
+            );
+            println!(
+                "  deployctl declare env agent prod --address https://{host}:{} \\",
+                config.listen.port()
+            );
+            println!("      --ca-file ca.pem --token-file ~/.config/deployctl/{host}.token");
+            println!("More users: deploy-agent user add NAME; groups: deploy-agent group add GROUP --member NAME");
+        }
+        Command::User(UserCmd::Add {
+            name,
+            admin: is_admin,
+            expires,
+        }) => {
+            let expires = match expires {
+                Some(e) => Some(
+                    humantime::parse_duration(&e)
+                        .with_context(|| format!("--expires: {e:?} is not a duration like 90d"))?,
+                ),
+                None => None,
+            };
+            let token = admin::user_add(&auth, &name, is_admin, expires)?;
+            println!("user {name}: token (shown only now):\n{token}");
+        }
+        Command::User(UserCmd::Rm { name }) => {
+            admin::user_remove(&auth, &name)?;
+            println!("removed user {name}; its token no longer works");
+        }
+        Command::User(UserCmd::List) => print!("{}", admin::describe(&auth)?),
+        Command::Group(GroupCmd::Add { name, members }) => {
+            admin::group_add(&auth, &name, &members)?;
+            println!(
+                "group {name}: added {}",
+                if members.is_empty() {
+                    "nobody".into()
+                } else {
+                    members.join(", ")
+                }
+            );
+        }
+        Command::Group(GroupCmd::Rm { name, members }) => {
+            admin::group_remove(&auth, &name, &members)?;
+            println!(
+                "group {name}: removed {}",
+                if members.is_empty() {
+                    "the group".into()
+                } else {
+                    members.join(", ")
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let config = load_config(args)?;
+    let cli = Cli::parse();
+    let config = load_config(cli.args)?;
+    if let Some(command) = cli.command {
+        return admin(command, &config);
+    }
     init_logging(&config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -77,6 +266,8 @@ fn main() -> anyhow::Result<()> {
 async fn serve(mut config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    // Before binding anything: never expose an open gRPC port, even for a moment.
+    deploy_agent::check_exposure(&config)?;
     let grpc = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", config.listen))?;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::procstat::{self, ProcId};
@@ -27,6 +27,8 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// Prepended to PATH (the Python environment's `bin`).
     pub path_prefix: Option<PathBuf>,
+    /// The uid and gid to run as (when the agent is root and `run_as` is set).
+    pub run_as: Option<(u32, u32)>,
 }
 
 impl Launch {
@@ -49,6 +51,15 @@ impl Launch {
         cmd.stdin(Stdio::null())
             // A new process group: the whole app (and what it spawns) is signalled together.
             .process_group(0);
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid).gid(gid);
+            // SAFETY: runs in the child between fork and exec; setgroups(2) is a plain
+            // system call that allocates nothing. Without it the app would keep root's
+            // supplementary groups.
+            unsafe {
+                cmd.pre_exec(|| nix::unistd::setgroups(&[]).map_err(std::io::Error::from));
+            }
+        }
         cmd
     }
 }
@@ -290,12 +301,11 @@ pub struct Finished {
 pub const TAIL_LINES: usize = 30;
 
 /// Runs a command to completion in its own process group, sending each output line to
-/// `on_line` and appending it to `log`; kills the group after `timeout`.
+/// `on_line` (which logs it, redacted); kills the group after `timeout`.
 pub async fn run_captured(
     program: &str,
     args: &[&str],
     launch: &Launch,
-    log: &Path,
     timeout: Duration,
     mut on_line: impl FnMut(&str),
 ) -> io::Result<Finished> {
@@ -304,11 +314,6 @@ pub async fn run_captured(
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = cmd.spawn()?;
-    let mut logfile = tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(256);
     if let Some(out) = child.stdout.take() {
         tokio::spawn(forward_lines(out, tx.clone()));
@@ -325,8 +330,6 @@ pub async fn run_captured(
         tokio::select! {
             line = rx.recv() => match line {
                 Some(line) => {
-                    let _ = logfile.write_all(line.as_bytes()).await;
-                    let _ = logfile.write_all(b"\n").await;
                     on_line(&line);
                     if tail.len() == TAIL_LINES {
                         tail.pop_front();
@@ -354,7 +357,6 @@ pub async fn run_captured(
             }
         }
     };
-    let _ = logfile.flush().await;
     Ok(match status {
         Some(exit) => Finished {
             success: exit.code() == Some(0),
@@ -388,4 +390,15 @@ async fn forward_lines(
             }
         }
     }
+}
+
+/// Gives a directory tree to `uid:gid` (a release checkout, for apps that run as `run_as`).
+pub fn chown_tree(root: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::lchown(root, Some(uid), Some(gid))?;
+    if root.is_dir() && !root.is_symlink() {
+        for entry in std::fs::read_dir(root)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
 }

@@ -12,10 +12,51 @@ use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
+use crate::auth::{Caller, Refused};
 use crate::error::Error;
 use crate::pipeline::{self, events};
+use crate::secrets::{self, Kind};
 use crate::spec::{self, RawSpec, Spec};
 use crate::supervisor::{Supervisor, View};
+
+/// Largest request accepted (a deploy request with its env vars is a few KiB).
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// The interceptor that turns the bearer token into a [`Caller`] on every request.
+pub fn authenticator(
+    sup: Arc<Supervisor>,
+) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |mut req: Request<()>| {
+        let token = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| t.trim().to_string());
+        match sup.auth.authenticate(token.as_deref()) {
+            Ok(caller) => {
+                req.extensions_mut().insert(caller);
+                Ok(req)
+            }
+            // The same answer for a missing, wrong, expired or removed token.
+            Err(Refused::NoToken) => Err(Status::unauthenticated("this agent requires a token")),
+            Err(Refused::BadToken) => Err(Status::unauthenticated("the token was refused")),
+        }
+    }
+}
+
+/// The caller the interceptor found.
+fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
+    req.extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("no caller"))
+}
+
+/// Someone else's deployment is "not found": its existence is not confirmed.
+fn hidden(name: &str) -> Status {
+    Error::NotFound(name.to_string()).into()
+}
 
 pub struct AgentService {
     sup: Arc<Supervisor>,
@@ -49,11 +90,35 @@ impl Agent for AgentService {
         &self,
         req: Request<pb::DeployRequest>,
     ) -> Result<Response<Self::DeployStream>, Status> {
+        let caller = caller(&req)?;
+        let req = req.into_inner();
         let raw = req
-            .into_inner()
             .spec
             .ok_or_else(|| Status::invalid_argument("spec: is required"))?;
-        let spec = Spec::validate(raw_spec(raw))?;
+        let mut spec = Spec::validate(raw_spec(raw))?;
+        if spec.owner.is_empty() {
+            spec.owner = if caller.authenticated || req.default_owner.is_empty() {
+                caller.owner()
+            } else {
+                req.default_owner.clone()
+            };
+        }
+        secrets::validate_owner(&spec.owner)?;
+        if !caller.may(&spec.owner) {
+            return Err(Status::permission_denied(format!(
+                "{} may not deploy for {}",
+                caller.owner(),
+                spec.owner
+            )));
+        }
+        if let Some(existing) = self.sup.owner_of(&spec.name) {
+            if !caller.may(&existing) {
+                return Err(Status::permission_denied(format!(
+                    "deployment {:?} belongs to someone else",
+                    spec.name
+                )));
+            }
+        }
         tracing::info!(deployment = %spec.name, repo = %spec.repo, git_ref = ?spec.git_ref, "deploy requested");
         let logs = self.sup.layout.logs(&spec.name);
         std::fs::create_dir_all(&logs)
@@ -71,14 +136,22 @@ impl Agent for AgentService {
         &self,
         req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusReply>, Status> {
+        let caller = caller(&req)?;
         let name = req.into_inner().name;
         let name = (!name.is_empty()).then_some(name);
         if let Some(n) = &name {
             spec::validate_name(n)?;
+            if self.sup.owner_of(n).is_some_and(|o| !caller.may(&o)) {
+                return Err(hidden(n));
+            }
         }
         let views = self.sup.status(name.as_deref())?;
         Ok(Response::new(pb::StatusReply {
-            deployments: views.into_iter().map(view_to_pb).collect(),
+            deployments: views
+                .into_iter()
+                .filter(|v| v.spec.as_ref().is_none_or(|s| caller.may(&s.owner)))
+                .map(view_to_pb)
+                .collect(),
         }))
     }
 
@@ -86,9 +159,13 @@ impl Agent for AgentService {
         &self,
         req: Request<pb::RemoveRequest>,
     ) -> Result<Response<pb::RemoveReply>, Status> {
+        let caller = caller(&req)?;
         let name = req.into_inner().name;
         spec::validate_name(&name)?;
-        tracing::info!(deployment = %name, "remove requested");
+        if self.sup.owner_of(&name).is_some_and(|o| !caller.may(&o)) {
+            return Err(hidden(&name));
+        }
+        tracing::info!(deployment = %name, caller = %caller.user, "remove requested");
         let (pid, how) = self.sup.remove(&name).await?;
         Ok(Response::new(pb::RemoveReply {
             stopped: how.as_str().to_string(),
@@ -100,8 +177,17 @@ impl Agent for AgentService {
         &self,
         req: Request<pb::LogsRequest>,
     ) -> Result<Response<Self::LogsStream>, Status> {
+        let caller = caller(&req)?;
         let req = req.into_inner();
         spec::validate_name(&req.name)?;
+        if self
+            .sup
+            .owner_of(&req.name)
+            .is_some_and(|o| !caller.may(&o))
+        {
+            return Err(hidden(&req.name));
+        }
+        let redactor = self.sup.redactor(&req.name);
         let layout = &self.sup.layout;
         if self.sup.get(&req.name).is_none() && !layout.logs(&req.name).exists() {
             return Err(Error::NotFound(req.name).into());
@@ -124,7 +210,12 @@ impl Agent for AgentService {
         if req.follow {
             tokio::spawn(async move { crate::logs::follow(&path, offset, tx).await });
         }
-        let stream = ReceiverStream::new(rx).map(|data| Ok(pb::LogChunk { data }));
+        // A secret the app printed does not leave the node.
+        let stream = ReceiverStream::new(rx).map(move |data| {
+            Ok(pb::LogChunk {
+                data: redactor.bytes(data),
+            })
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -137,6 +228,91 @@ impl Agent for AgentService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(reply))
+    }
+
+    async fn set_secret(
+        &self,
+        req: Request<pb::SetSecretRequest>,
+    ) -> Result<Response<pb::SetSecretReply>, Status> {
+        let caller = caller(&req)?;
+        let req = req.into_inner();
+        self.secret_owner(&caller, &req.owner)?;
+        let kind = Kind::parse(&req.kind).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "kind: {:?} is not one of env, git-ssh-key, git-https",
+                req.kind
+            ))
+        })?;
+        self.sup
+            .secrets
+            .set(&req.owner, &req.name, &req.value, kind)?;
+        tracing::info!(owner = %req.owner, name = %req.name, caller = %caller.user, "secret set");
+        Ok(Response::new(pb::SetSecretReply {}))
+    }
+
+    async fn list_secrets(
+        &self,
+        req: Request<pb::ListSecretsRequest>,
+    ) -> Result<Response<pb::ListSecretsReply>, Status> {
+        let caller = caller(&req)?;
+        let owner = req.into_inner().owner;
+        self.secret_owner(&caller, &owner)?;
+        let secrets = self
+            .sup
+            .secrets
+            .list(&owner)?
+            .into_iter()
+            .map(|i| pb::SecretInfo {
+                name: i.name,
+                kind: i.kind.as_str().to_string(),
+                updated_at: i.updated_at,
+            })
+            .collect();
+        Ok(Response::new(pb::ListSecretsReply { secrets }))
+    }
+
+    async fn remove_secret(
+        &self,
+        req: Request<pb::RemoveSecretRequest>,
+    ) -> Result<Response<pb::RemoveSecretReply>, Status> {
+        let caller = caller(&req)?;
+        let req = req.into_inner();
+        self.secret_owner(&caller, &req.owner)?;
+        if !self.sup.secrets.remove(&req.owner, &req.name)? {
+            return Err(Status::not_found(format!(
+                "{} has no secret {:?}",
+                req.owner, req.name
+            )));
+        }
+        Ok(Response::new(pb::RemoveSecretReply {}))
+    }
+
+    async fn who_am_i(
+        &self,
+        req: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIReply>, Status> {
+        let caller = caller(&req)?;
+        Ok(Response::new(pb::WhoAmIReply {
+            user: caller.user,
+            admin: caller.admin,
+            groups: caller.groups,
+            auth_enabled: caller.authenticated,
+        }))
+    }
+}
+
+impl AgentService {
+    /// The caller may manage `owner`'s secrets (a valid owner they belong to, or admin).
+    fn secret_owner(&self, caller: &Caller, owner: &str) -> Result<(), Status> {
+        secrets::validate_owner(owner)?;
+        if caller.may(owner) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "{} may not manage the secrets of {owner}",
+                caller.owner()
+            )))
+        }
     }
 }
 
@@ -178,7 +354,7 @@ fn spec_to_pb(s: &Spec) -> pb::DeploymentSpec {
         requirements: path_str(&s.requirements),
         start_script: path_str(&s.start_script),
         env_vars: s.env_vars.clone().into_iter().collect(),
-        secrets: vec![],
+        secrets: s.secrets.clone(),
         port: s.port as u32,
         health_path: s.health.path.clone().unwrap_or_default(),
         health_timeout_ms: s.health.timeout.as_millis() as u64,
@@ -251,6 +427,7 @@ fn event_to_pb(e: events::Event) -> pb::DeployEvent {
             git_ref: o.git_ref,
             total_ms: o.total.as_millis() as u64,
             frozen: o.frozen,
+            owner: o.owner,
         }),
     }
 }

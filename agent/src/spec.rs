@@ -82,6 +82,9 @@ pub struct Spec {
     /// Relative to the workdir.
     pub start_script: Option<PathBuf>,
     pub env_vars: BTreeMap<String, String>,
+    /// Names of the owner's secrets the app gets as environment variables.
+    #[serde(default)]
+    pub secrets: Vec<String>,
     pub port: u16,
     pub health: HealthSpec,
     pub restart: RestartPolicy,
@@ -267,10 +270,24 @@ impl Spec {
                 "conda/micromamba is not available on this agent; use pip packages",
             ));
         }
-        if !raw.secrets.is_empty() {
+        for name in &raw.secrets {
+            validate_env_name(name).map_err(|_| {
+                invalid(
+                    &format!("secrets.{name}"),
+                    "is not a valid variable name (letters, digits and '_')",
+                )
+            })?;
+            if RESERVED_ENV.contains(&name.as_str()) || raw.env_vars.contains_key(name) {
+                return Err(invalid(
+                    &format!("secrets.{name}"),
+                    "is also set by env_vars or by the agent",
+                ));
+            }
+        }
+        if raw.pip.len() > 500 || raw.env_vars.len() > 500 || raw.secrets.len() > 100 {
             return Err(invalid(
-                "secrets",
-                "this agent has no secret store yet; pass non-secret values with env_vars",
+                "packages",
+                "too many packages, env vars or secrets",
             ));
         }
         for p in &raw.pip {
@@ -350,6 +367,7 @@ impl Spec {
             requirements: opt_path("requirements", &raw.requirements)?,
             start_script: opt_path("start_script", &raw.start_script)?,
             env_vars: raw.env_vars,
+            secrets: raw.secrets.clone(),
             port,
             health: HealthSpec {
                 path: health_path,

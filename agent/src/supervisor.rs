@@ -198,6 +198,12 @@ pub struct Supervisor {
     /// Set once every deployment from the store was adopted or started (`/readyz`).
     pub ready: AtomicBool,
     pub started: Instant,
+    /// Users and groups (authentication and ownership).
+    pub auth: crate::auth::Auth,
+    /// Secrets per owner.
+    pub secrets: crate::secrets::SecretStore,
+    /// The uid and gid apps run as (`run_as`, when the agent is root).
+    pub run_as: Option<(u32, u32)>,
 }
 
 impl Supervisor {
@@ -211,7 +217,13 @@ impl Supervisor {
             let name = record.name.clone();
             map.insert(name.clone(), Arc::new(Deployment::new(name, record)));
         }
+        let auth = crate::auth::Auth::open(config.auth_path())?;
+        let secrets = crate::secrets::SecretStore::new(layout.root.join("secrets"));
+        let run_as = resolve_run_as(config.run_as.as_deref())?;
         Ok(Arc::new(Supervisor {
+            auth,
+            secrets,
+            run_as,
             config,
             layout,
             deployments: Mutex::new(map),
@@ -231,6 +243,58 @@ impl Supervisor {
         self.toolchain
             .get_or_init(|| Toolchain::detect(self.config.installer, &tools))
             .await
+    }
+
+    /// Who owns a deployment (its current release's owner, else its last one's).
+    pub fn owner_of(&self, name: &str) -> Option<String> {
+        let d = self.get(name)?;
+        let inner = d.lock();
+        inner
+            .record
+            .current_release()
+            .or(inner.record.releases.last())
+            .map(|r| r.spec.owner.clone())
+    }
+
+    /// The values of `names` in `owner`'s secrets, or the names that are missing.
+    pub fn secret_values(
+        &self,
+        owner: &str,
+        names: &[String],
+    ) -> std::result::Result<Vec<(String, String)>, Vec<String>> {
+        let mut values = Vec::new();
+        let mut missing = Vec::new();
+        for name in names {
+            match self.secrets.get(owner, name) {
+                Ok(Some((v, crate::secrets::Kind::Env))) => {
+                    values.push((name.clone(), String::from_utf8_lossy(&v).into_owned()))
+                }
+                _ => missing.push(name.clone()),
+            }
+        }
+        if missing.is_empty() {
+            Ok(values)
+        } else {
+            Err(missing)
+        }
+    }
+
+    /// Hides the secret values of a deployment (its current release's) in output.
+    pub fn redactor(&self, name: &str) -> crate::secrets::Redactor {
+        let spec = self.get(name).and_then(|d| {
+            let inner = d.lock();
+            inner.record.current_release().map(|r| r.spec.clone())
+        });
+        let mut values: Vec<String> = Vec::new();
+        if let Some(spec) = spec {
+            if let Ok(v) = self.secret_values(&spec.owner, &spec.secrets) {
+                values.extend(v.into_iter().map(|(_, v)| v));
+            }
+            if let Ok(Some((_, v))) = self.secrets.git_credential(&spec.owner, &spec.repo) {
+                values.push(String::from_utf8_lossy(&v).into_owned());
+            }
+        }
+        crate::secrets::Redactor::new(values)
     }
 
     /// Marks an environment as used by a deploy in progress (so GC leaves it alone) until
@@ -515,4 +579,25 @@ pub fn hostname() -> String {
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// `run_as` as uid and gid; only meaningful (and only applied) when the agent is root.
+fn resolve_run_as(name: Option<&str>) -> Result<Option<(u32, u32)>> {
+    let Some(name) = name.filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    if !nix::unistd::geteuid().is_root() {
+        tracing::warn!(
+            run_as = name,
+            "run_as is ignored: the agent does not run as root"
+        );
+        return Ok(None);
+    }
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(u)) => Ok(Some((u.uid.as_raw(), u.gid.as_raw()))),
+        _ => Err(Error::InvalidInput {
+            field: "run_as".into(),
+            reason: format!("{name:?} is not a user on this node"),
+        }),
+    }
 }

@@ -14,14 +14,51 @@ use crate::decl::{self, EnvDecl};
 use crate::error::bad_input;
 use crate::project::Project;
 
-pub type Client = AgentClient<Channel>;
+pub type Client = AgentClient<tonic::service::interceptor::InterceptedService<Channel, Token>>;
 
-/// The agents of an env.
-#[derive(Debug, Clone)]
+/// The agents of an env, and how to reach them.
+#[derive(Debug, Clone, Default)]
 pub struct Target {
     pub addresses: Vec<String>,
     /// The built-in `local` env: its agent is started when it does not answer.
     pub builtin_local: bool,
+    /// The CA that signed the agents' certificates (PEM), for https:// addresses.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The bearer token sent to the agents.
+    pub token: Option<String>,
+}
+
+impl Target {
+    /// The same agents, but never start one (status, logs, remove, nodes).
+    pub fn no_autostart(&self) -> Target {
+        Target {
+            builtin_local: false,
+            ..self.clone()
+        }
+    }
+}
+
+/// Sends the env's token with every request.
+#[derive(Clone)]
+pub struct Token(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Token {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// `~/x` → `$HOME/x`; a relative path is taken from the project root.
+fn expand(path: &str, root: &std::path::Path) -> PathBuf {
+    if let Some(rest) = path.strip_prefix("~/") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return PathBuf::from(home).join(rest);
+        }
+    }
+    root.join(path)
 }
 
 /// The built-in local agent's address (`DEPLOYCTL_LOCAL_ADDRESS`, default 127.0.0.1:7070).
@@ -38,15 +75,47 @@ pub fn resolve_env(project: &Project, name: &str) -> anyhow::Result<Target> {
     let path = project.env_file(name);
     if let Some(env) = decl::load::<EnvDecl>(&path)? {
         validate_env(&path, &env)?;
+        let at = path.display();
+        let ca_pem = match &env.ca_file {
+            Some(f) => {
+                let p = expand(f, &project.root);
+                Some(std::fs::read(&p).map_err(|e| {
+                    bad_input(format!("{at}: ca_file: cannot read {}: {e}", p.display()))
+                })?)
+            }
+            None => None,
+        };
+        let token = match &env.token_file {
+            Some(f) => {
+                let p = expand(f, &project.root);
+                let t = std::fs::read_to_string(&p).map_err(|e| {
+                    bad_input(format!(
+                        "{at}: token_file: cannot read {}: {e}",
+                        p.display()
+                    ))
+                })?;
+                Some(t.trim().to_string())
+            }
+            None => None,
+        };
+        let addresses: Vec<String> = env.addresses.iter().map(|a| normalize(a)).collect();
+        if addresses.iter().any(|a| a.starts_with("https://")) && ca_pem.is_none() {
+            return Err(bad_input(format!(
+                "{at}: ca_file: required for https:// addresses (the CA that `deploy-agent init` made)"
+            )));
+        }
         return Ok(Target {
-            addresses: env.addresses.iter().map(|a| normalize(a)).collect(),
+            addresses,
             builtin_local: false,
+            ca_pem,
+            token,
         });
     }
     if name == crate::project::DEFAULT_ENV {
         return Ok(Target {
             addresses: vec![normalize(&local_address())],
             builtin_local: true,
+            ..Default::default()
         });
     }
     Err(bad_input(format!(
@@ -77,13 +146,13 @@ pub fn validate_env(path: &std::path::Path, env: &EnvDecl) -> anyhow::Result<()>
     Ok(())
 }
 
-/// `http://HOST:PORT` or `HOST:PORT`.
+/// `http://HOST:PORT`, `https://HOST:PORT` or `HOST:PORT`.
 pub fn validate_address(a: &str) -> Result<(), String> {
     let a = a.trim();
-    if a.starts_with("https://") {
-        return Err(format!("{a:?}: TLS (https://) is not supported by this version yet; use http:// on a trusted network"));
-    }
-    let rest = a.strip_prefix("http://").unwrap_or(a);
+    let rest = a
+        .strip_prefix("https://")
+        .or_else(|| a.strip_prefix("http://"))
+        .unwrap_or(a);
     let rest = rest.trim_end_matches('/');
     match rest.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
@@ -103,13 +172,13 @@ pub fn normalize(a: &str) -> String {
 
 /// Connects to an agent; for the built-in local env, starts one when nothing answers.
 pub async fn connect(target: &Target, address: &str) -> anyhow::Result<Client> {
-    match try_connect(address).await {
+    match try_connect(target, address).await {
         Ok(c) => Ok(c),
         Err(first) if target.builtin_local => {
             start_local_agent(address)?;
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
-                match try_connect(address).await {
+                match try_connect(target, address).await {
                     Ok(c) => return Ok(c),
                     Err(e) if Instant::now() >= deadline => {
                         return Err(e.context(format!(
@@ -124,16 +193,32 @@ pub async fn connect(target: &Target, address: &str) -> anyhow::Result<Client> {
     }
 }
 
-async fn try_connect(address: &str) -> anyhow::Result<Client> {
-    let endpoint = Endpoint::from_shared(address.to_string())
+async fn try_connect(target: &Target, address: &str) -> anyhow::Result<Client> {
+    let mut endpoint = Endpoint::from_shared(address.to_string())
         .map_err(|e| bad_input(format!("agent address {address:?} is not valid: {e}")))?
         .connect_timeout(Duration::from_secs(3))
         .tcp_nodelay(true);
+    if address.starts_with("https://") {
+        let mut tls = tonic::transport::ClientTlsConfig::new();
+        if let Some(ca) = &target.ca_pem {
+            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(ca));
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| anyhow!("TLS for {address}: {e}"))?;
+    }
     let channel = endpoint
         .connect()
         .await
         .map_err(|e| anyhow!("agent {address} does not answer: {}", source_text(&e)))?;
-    Ok(AgentClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+    let token = match &target.token {
+        Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
+            bad_input("token_file: the token has characters a header cannot carry")
+        })?),
+        None => None,
+    };
+    Ok(AgentClient::with_interceptor(channel, Token(token))
+        .max_decoding_message_size(64 * 1024 * 1024))
 }
 
 fn source_text(e: &(dyn std::error::Error + 'static)) -> String {
@@ -225,6 +310,15 @@ fn start_local_agent(address: &str) -> anyhow::Result<()> {
 pub fn status_text(address: &str, s: &tonic::Status) -> String {
     match s.code() {
         tonic::Code::Unavailable => format!("agent {address} does not answer: {}", s.message()),
+        tonic::Code::Unauthenticated => format!(
+            "agent {address} refused the request: {} (check the env's token_file)",
+            s.message()
+        ),
+        tonic::Code::PermissionDenied => format!("{address}: permission denied: {}", s.message()),
+        _ if address.starts_with("http://") && s.message().contains("transport error") => format!(
+            "{address}: {} (if the agent serves TLS, use https:// and the env's ca_file)",
+            s.message()
+        ),
         _ => format!("{address}: {}", s.message()),
     }
 }

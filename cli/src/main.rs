@@ -70,6 +70,11 @@ enum Command {
     Config(cmd::config::Config),
     /// Each agent: reachable, version, hostname, CPU, memory, disk, load, deployments
     Nodes(cmd::nodes::Args),
+    /// Manage an owner's secrets on the env's agents (values are never printed back)
+    #[command(subcommand)]
+    Secret(cmd::secret::Secret),
+    /// Deploy a copy under a new name and owner (e.g. hand a deployment to a group)
+    Clone(cmd::clone::Args),
 }
 
 fn main() -> ExitCode {
@@ -117,5 +122,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Types(args) => cmd::types::run(args, format),
         Command::Config(c) => cmd::config::run(&project, c),
         Command::Nodes(args) => cmd::nodes::run(&project, args, format).await,
+        Command::Secret(s) => cmd::secret::run(&project, s, format).await,
+        Command::Clone(args) => cmd::clone::run(&project, args, format).await,
     }
 }

@@ -95,6 +95,23 @@ impl Project {
         self.root.join(format!("{name}.deploy.yaml"))
     }
 
+    /// The envs declared in the project root (`NAME.env.yaml`).
+    pub fn declared_envs(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return vec![];
+        };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".env.yaml"))
+                    .filter(|n| crate::decl::validate_name("env", n).is_ok())
+                    .map(str::to_string)
+            })
+            .collect()
+    }
+
     pub fn env_file(&self, name: &str) -> PathBuf {
         self.root.join(format!("{name}.env.yaml"))
     }

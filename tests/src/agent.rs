@@ -51,11 +51,24 @@ impl Agent {
 
     /// Like [`Agent::start`], with a config file (TOML text; empty: none) and extra flags.
     pub fn start_with(ip: &str, config_toml: &str, extra: &[&str]) -> Agent {
+        Agent::start_prepared(ip, config_toml, extra, |_| {})
+    }
+
+    /// Like [`Agent::start_with`], after `prepare` ran on the (new, empty) data directory,
+    /// e.g. `deploy-agent init` and `deploy-agent user add` (see [`agent_admin`]).
+    pub fn start_prepared(
+        ip: &str,
+        config_toml: &str,
+        extra: &[&str],
+        prepare: impl FnOnce(&Path),
+    ) -> Agent {
         let tmp = tempfile::Builder::new()
             .prefix("deployctl-e2e-agent-")
             .tempdir()
             .expect("creating a temporary directory for the agent");
         let data_dir = tmp.path().join("data");
+        fs::create_dir_all(&data_dir).expect("creating the agent's data directory");
+        prepare(&data_dir);
         let stderr_path = tmp.path().join("agent.stderr");
         let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         if !config_toml.is_empty() {
@@ -309,4 +322,33 @@ fn spawn(
             .unwrap_or_else(|| panic!("no {key}ADDR in the agent's ready line: {line:?}"))
     };
     (child, field("grpc="), field("http="))
+}
+
+/// Runs `deploy-agent --data-dir DIR ARGS...` (init, user, group) and returns its stdout;
+/// panics with its output when it fails.
+pub fn agent_admin(data_dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(agent_bin())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running deploy-agent");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "deploy-agent {args:?} failed\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The token a `deploy-agent init` / `user add` printed (the `dat_...` word).
+pub fn token_in(output: &str) -> String {
+    output
+        .split_whitespace()
+        .find(|w| w.starts_with("dat_"))
+        .unwrap_or_else(|| panic!("no token in {output:?}"))
+        .trim_matches('\'')
+        .to_string()
 }

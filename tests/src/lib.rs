@@ -65,7 +65,7 @@ mod http;
 mod project;
 mod prom;
 
-pub use agent::{tail, Agent};
+pub use agent::{agent_admin, tail, token_in, Agent};
 pub use apps::{app_py, APP_PY, CRASH_AFTER_PY, EXIT_AT_ONCE_PY, NEVER_HEALTHY_PY};
 pub use git::GitRepo;
 pub use http::{get_json, http_get, http_post, http_request, wait_for_json};

@@ -22,6 +22,8 @@ pub const HEALTH: &str = "health";
 pub const ROLLBACK: &str = "rollback";
 /// The check that the port is free, before anything else.
 pub const PORT: &str = "port";
+/// The check that the owner has every secret the deployment lists.
+pub const SECRETS: &str = "secrets";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -50,6 +52,7 @@ pub struct Outcome {
     pub total: Duration,
     /// The exact versions in the release's environment.
     pub frozen: Vec<String>,
+    pub owner: String,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +94,8 @@ pub struct Events {
     log: Mutex<Option<File>>,
     /// Where step durations are counted, if anywhere.
     metrics: Option<Arc<Metrics>>,
+    /// Hides secret values in everything sent or logged.
+    redactor: Mutex<crate::secrets::Redactor>,
 }
 
 impl Events {
@@ -107,6 +112,21 @@ impl Events {
             tx,
             log: Mutex::new(file),
             metrics: None,
+            redactor: Mutex::new(Default::default()),
+        }
+    }
+
+    /// From now on, these secret values are replaced in every message and output line.
+    pub fn set_redactor(&self, redactor: crate::secrets::Redactor) {
+        if let Ok(mut r) = self.redactor.lock() {
+            *r = redactor;
+        }
+    }
+
+    fn redact(&self, text: String) -> String {
+        match self.redactor.lock() {
+            Ok(r) if !r.is_empty() => r.text(&text),
+            _ => text,
         }
     }
 
@@ -123,7 +143,7 @@ impl Events {
         message: impl Into<String>,
         elapsed: Duration,
     ) {
-        let message = message.into();
+        let message = self.redact(message.into());
         if let (Some(m), Phase::Done | Phase::Failed) = (&self.metrics, phase) {
             m.step_finished(step, phase == Phase::Done, elapsed);
         }
@@ -187,7 +207,12 @@ impl Events {
     }
 
     /// The last event: the outcome.
-    pub fn finish(&self, outcome: Outcome) {
+    pub fn finish(&self, mut outcome: Outcome) {
+        outcome.reason = self.redact(std::mem::take(&mut outcome.reason));
+        outcome.output_tail = std::mem::take(&mut outcome.output_tail)
+            .into_iter()
+            .map(|l| self.redact(l))
+            .collect();
         let (phase, message) = if outcome.ok {
             (
                 Phase::Done,

@@ -8,6 +8,7 @@ use git2::{Direction, Oid, Repository};
 use sha2::{Digest, Sha256};
 
 use super::events::{StepError, CHECKOUT, FETCH, RESOLVE};
+use super::git_auth::{self, GitAuth};
 
 /// What the ref resolved to on the remote.
 #[derive(Debug, Clone)]
@@ -29,7 +30,7 @@ pub fn mirror_path(git_dir: &Path, url: &str) -> PathBuf {
 
 /// Lists the remote's refs and finds `git_ref` among them (branch, then tag), or the
 /// remote HEAD when `git_ref` is `None`; a hex string that names no ref is taken as a commit.
-pub fn resolve(url: &str, git_ref: Option<&str>) -> Result<Resolved, StepError> {
+pub fn resolve(url: &str, git_ref: Option<&str>, auth: &GitAuth) -> Result<Resolved, StepError> {
     check_local_path(url)?;
     let mut remote = git2::Remote::create_detached(url).map_err(|e| {
         StepError::new(
@@ -37,13 +38,15 @@ pub fn resolve(url: &str, git_ref: Option<&str>) -> Result<Resolved, StepError> 
             format!("repo {url:?} is not a valid git URL: {}", e.message()),
         )
     })?;
-    remote.connect(Direction::Fetch).map_err(|e| {
-        StepError::new(
-            RESOLVE,
-            format!("cannot read repository {url}: {}", clean_git_message(&e)),
-        )
-    })?;
-    let heads: Vec<(String, Oid)> = remote
+    let conn = remote
+        .connect_auth(Direction::Fetch, Some(git_auth::callbacks(auth)), None)
+        .map_err(|e| {
+            StepError::new(
+                RESOLVE,
+                format!("cannot read repository {url}: {}", clean_git_message(&e)),
+            )
+        })?;
+    let heads: Vec<(String, Oid)> = conn
         .list()
         .map_err(|e| {
             StepError::new(
@@ -54,12 +57,12 @@ pub fn resolve(url: &str, git_ref: Option<&str>) -> Result<Resolved, StepError> 
         .iter()
         .map(|h| (h.name().to_string(), h.oid()))
         .collect();
-    let default_branch = remote.default_branch().ok().and_then(|b| {
+    let default_branch = conn.default_branch().ok().and_then(|b| {
         b.as_str()
             .ok()
             .map(|s| s.trim_start_matches("refs/heads/").to_string())
     });
-    let _ = remote.disconnect();
+    drop(conn);
     if heads.is_empty() {
         return Err(StepError::new(
             RESOLVE,
@@ -209,14 +212,19 @@ pub enum Fetched {
 
 /// Makes sure the mirror has the resolved commit: fetches branches and tags when it does
 /// not. A mirror that fails (corrupt objects, a broken ref) is deleted and cloned again once.
-pub fn fetch(mirror: &Path, url: &str, resolved: &Resolved) -> Result<(Oid, Fetched), StepError> {
+pub fn fetch(
+    mirror: &Path,
+    url: &str,
+    resolved: &Resolved,
+    auth: &GitAuth,
+) -> Result<(Oid, Fetched), StepError> {
     let existed = mirror.exists();
-    match fetch_into(mirror, url, resolved) {
+    match fetch_into(mirror, url, resolved, auth) {
         Ok(r) => Ok(r),
         Err(e) if existed => {
             tracing::warn!(mirror = %mirror.display(), reason = %e.reason, "mirror failed; cloning it again");
             discard_mirror(mirror);
-            let (oid, _) = fetch_into(mirror, url, resolved)?;
+            let (oid, _) = fetch_into(mirror, url, resolved, auth)?;
             Ok((oid, Fetched::Recloned))
         }
         Err(e) => Err(e),
@@ -232,7 +240,12 @@ pub fn discard_mirror(mirror: &Path) {
     }
 }
 
-fn fetch_into(mirror: &Path, url: &str, resolved: &Resolved) -> Result<(Oid, Fetched), StepError> {
+fn fetch_into(
+    mirror: &Path,
+    url: &str,
+    resolved: &Resolved,
+    auth: &GitAuth,
+) -> Result<(Oid, Fetched), StepError> {
     let repo = open_mirror(mirror)?;
     if let Some(oid) = find_commit(&repo, resolved) {
         return Ok((oid, Fetched::Present));
@@ -241,6 +254,7 @@ fn fetch_into(mirror: &Path, url: &str, resolved: &Resolved) -> Result<(Oid, Fet
         .remote_anonymous(url)
         .map_err(|e| StepError::new(FETCH, format!("repo {url:?}: {}", e.message())))?;
     let mut opts = git2::FetchOptions::new();
+    opts.remote_callbacks(git_auth::callbacks(auth));
     opts.download_tags(git2::AutotagOption::All);
     remote
         .fetch(

@@ -7,6 +7,7 @@
 
 pub mod events;
 pub mod git;
+pub mod git_auth;
 pub mod packages;
 pub mod start_script;
 pub mod toolchain;
@@ -60,6 +61,7 @@ pub async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome
         sup.forget_if_empty(&spec.name);
     }
     outcome.total = started.elapsed();
+    outcome.owner = spec.owner.clone();
     events.finish(outcome.clone());
     outcome
 }
@@ -73,6 +75,7 @@ async fn run(
     number: u32,
     events: &Events,
 ) -> Result<Outcome, Failure> {
+    check_secrets(sup, spec, events).map_err(|e| (e, None))?;
     check_port(sup, d, spec).map_err(|e| (e, None))?;
     let prepared = prepare(sup, spec, number, events)
         .await
@@ -82,6 +85,30 @@ async fn run(
         Err(e) => return Err((e, Some(prepared))),
     };
     start_and_check(sup, d, spec, prepared, events).await
+}
+
+/// Every secret the deployment lists must exist for its owner; from here on their values
+/// (and the owner's git credential) are hidden in everything the deploy reports.
+fn check_secrets(sup: &Supervisor, spec: &Spec, events: &Events) -> Result<(), StepError> {
+    let mut values = match sup.secret_values(&spec.owner, &spec.secrets) {
+        Ok(v) => v.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+        Err(missing) => {
+            return Err(StepError::new(
+                events::SECRETS,
+                format!(
+                    "{} has no secret {}: set it with `deployctl secret set --owner {} NAME`",
+                    spec.owner,
+                    missing.join(", "),
+                    spec.owner
+                ),
+            ))
+        }
+    };
+    if let Ok(Some((_, v))) = sup.secrets.git_credential(&spec.owner, &spec.repo) {
+        values.push(String::from_utf8_lossy(&v).into_owned());
+    }
+    events.set_redactor(crate::secrets::Redactor::new(values));
+    Ok(())
 }
 
 /// A port another deployment here holds is refused; a foreign process on it is reported.
@@ -130,6 +157,20 @@ async fn prepare(
 ) -> Result<Prepared, StepError> {
     let url = spec.repo.clone();
     let wanted = spec.git_ref.clone();
+    // The owner's git credential, if the URL needs one; a mirror per owner then, so one
+    // owner's credential never serves another's fetch.
+    let credential = sup
+        .secrets
+        .git_credential(&spec.owner, &spec.repo)
+        .map_err(|e| StepError::new(events::RESOLVE, e.to_string()))?;
+    let mirror_key = match &credential {
+        Some(_) => format!("{}#{}", spec.repo, spec.owner),
+        None => spec.repo.clone(),
+    };
+    let auth = git_auth::GitAuth {
+        credential,
+        known_hosts: sup.layout.root.join("known_hosts"),
+    };
     let what = format!(
         "{} at {}",
         url,
@@ -137,8 +178,9 @@ async fn prepare(
     );
     let resolved = events
         .step(events::RESOLVE, what, async {
+            let a = auth.clone();
             let r = blocking(events::RESOLVE, move || {
-                git::resolve(&url, wanted.as_deref())
+                git::resolve(&url, wanted.as_deref(), &a)
             })
             .await?;
             let msg = match r.commit {
@@ -149,16 +191,22 @@ async fn prepare(
         })
         .await?;
 
-    let mirror = git::mirror_path(&sup.layout.git(), &spec.repo);
-    let repo_lock = sup.repo_locks.get(&spec.repo);
+    let mirror = git::mirror_path(&sup.layout.git(), &mirror_key);
+    let repo_lock = sup.repo_locks.get(&mirror_key);
     let _repo_guard = repo_lock.lock().await;
     let oid = events
         .step(
             events::FETCH,
             format!("into the mirror {}", mirror.display()),
             async {
-                let (m, u, r) = (mirror.clone(), spec.repo.clone(), resolved.clone());
-                let (oid, how) = blocking(events::FETCH, move || git::fetch(&m, &u, &r)).await?;
+                let (m, u, r, a) = (
+                    mirror.clone(),
+                    spec.repo.clone(),
+                    resolved.clone(),
+                    auth.clone(),
+                );
+                let (oid, how) =
+                    blocking(events::FETCH, move || git::fetch(&m, &u, &r, &a)).await?;
                 let c = short(&oid.to_string()).to_string();
                 let msg = match how {
                     git::Fetched::Present => format!("already have {c}, nothing to fetch"),
@@ -181,14 +229,14 @@ async fn prepare(
             async {
                 let (m, target) = (mirror.clone(), dir.clone());
                 let _ = tokio::fs::remove_dir_all(&target).await;
-                let (url, resolved) = (spec.repo.clone(), resolved.clone());
+                let (url, resolved, a) = (spec.repo.clone(), resolved.clone(), auth.clone());
                 blocking(events::CHECKOUT, move || {
                     git::checkout(&m, oid, &target).or_else(|e| {
                         // Objects missing from the mirror: clone it again, once.
                         tracing::warn!(reason = %e.reason, "checkout failed; cloning the mirror again");
                         git::discard_mirror(&m);
                         let _ = std::fs::remove_dir_all(&target);
-                        git::fetch(&m, &url, &resolved)?;
+                        git::fetch(&m, &url, &resolved, &a)?;
                         git::checkout(&m, oid, &target)
                     })
                 })
@@ -215,6 +263,19 @@ async fn prepare(
             Default::default(),
         );
         return Err(e);
+    }
+    if let Some((uid, gid)) = sup.run_as {
+        // The app (and its start script) run as run_as and may write in their checkout.
+        let d = dir.clone();
+        let owned =
+            tokio::task::spawn_blocking(move || crate::process::chown_tree(&d, uid, gid)).await;
+        if let Ok(Err(e)) | Err(e) = owned.map_err(std::io::Error::other) {
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            return Err(StepError::new(
+                events::CHECKOUT,
+                format!("cannot give {} to uid {uid}: {e}", dir.display()),
+            ));
+        }
     }
 
     let env = match prepare_env(sup, spec, &dir, events).await {
@@ -336,7 +397,6 @@ async fn prepare_env(
         toolchain.origin.clone()
     };
     let lock = sup.env_locks.get(&key);
-    let log = sup.layout.deploy_log(&spec.name);
     events
         .step(
             events::PACKAGES,
@@ -349,7 +409,6 @@ async fn prepare_env(
                     &key,
                     &req,
                     &workdir,
-                    &log,
                     sup.config.install_timeout,
                     events,
                 )
@@ -376,20 +435,12 @@ async fn run_start_script(
         return Ok(());
     };
     let launch = launch_for(sup, &prepared.release, &prepared.dir);
-    let log = sup.layout.deploy_log(&spec.name);
     events
         .step(
             events::START_SCRIPT,
             format!("sh {}", script.display()),
             async {
-                start_script::run(
-                    script,
-                    &launch,
-                    &log,
-                    sup.config.start_script_timeout,
-                    events,
-                )
-                .await?;
+                start_script::run(script, &launch, sup.config.start_script_timeout, events).await?;
                 Ok(((), format!("{} finished", script.display())))
             },
         )
@@ -410,11 +461,19 @@ pub fn launch_for(sup: &Supervisor, release: &ReleaseRecord, dir: &Path) -> Laun
         env.push(("VIRTUAL_ENV".into(), env_dir.to_string_lossy().into_owned()));
     }
     env.extend(spec.env_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+    // Secret values are read from the store at each start, never kept in the record.
+    match sup.secret_values(&spec.owner, &spec.secrets) {
+        Ok(values) => env.extend(values),
+        Err(missing) => {
+            tracing::warn!(deployment = %spec.name, missing = ?missing, "secrets are missing; the app starts without them")
+        }
+    }
     Launch {
         command: spec.command.clone(),
         cwd: dir.join(&spec.workdir),
         env,
         path_prefix: release.env_dir.as_ref().map(|d| d.join("bin")),
+        run_as: sup.run_as,
     }
 }
 

@@ -92,7 +92,6 @@ pub async fn build(
     key: &str,
     req: &EnvRequest<'_>,
     workdir: &Path,
-    deploy_log: &Path,
     timeout: Duration,
     events: &Events,
 ) -> Result<(Env, bool), StepError> {
@@ -118,7 +117,7 @@ pub async fn build(
             format!("cannot create {}: {e}", envs_dir.display()),
         )
     })?;
-    let result = build_into(toolchain, &dir, req, workdir, deploy_log, timeout, events).await;
+    let result = build_into(toolchain, &dir, req, workdir, timeout, events).await;
     if let Err(e) = result {
         let _ = tokio::fs::remove_dir_all(&dir).await;
         return Err(e);
@@ -143,7 +142,6 @@ async fn build_into(
     dir: &Path,
     req: &EnvRequest<'_>,
     workdir: &Path,
-    deploy_log: &Path,
     timeout: Duration,
     events: &Events,
 ) -> Result<(), StepError> {
@@ -156,6 +154,8 @@ async fn build_into(
             ("PIP_NO_INPUT".into(), "1".into()),
         ],
         path_prefix: None,
+        // Environments are built by the agent and only read by apps.
+        run_as: None,
     };
     let dir_s = dir.to_string_lossy().into_owned();
     let python = dir.join("bin/python").to_string_lossy().into_owned();
@@ -226,12 +226,11 @@ async fn build_into(
         let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
         let shown = format!("{} {}", short_program(&program), args.join(" "));
         events.output(PACKAGES, &format!("$ {shown}"));
-        let finished =
-            process::run_captured(&program, &args_ref, &launch, deploy_log, timeout, |line| {
-                events.output(PACKAGES, line)
-            })
-            .await
-            .map_err(|e| StepError::new(PACKAGES, format!("cannot run {program}: {e}")))?;
+        let finished = process::run_captured(&program, &args_ref, &launch, timeout, |line| {
+            events.output(PACKAGES, line)
+        })
+        .await
+        .map_err(|e| StepError::new(PACKAGES, format!("cannot run {program}: {e}")))?;
         if !finished.success {
             return Err(
                 StepError::new(PACKAGES, format!("`{shown}` {}", finished.summary))

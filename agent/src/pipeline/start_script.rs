@@ -10,12 +10,11 @@ use crate::process::{self, Launch};
 pub async fn run(
     script: &Path,
     launch: &Launch,
-    log: &Path,
     timeout: Duration,
     events: &Events,
 ) -> Result<(), StepError> {
     let script_s = script.to_string_lossy();
-    let finished = process::run_captured("sh", &[&script_s], launch, log, timeout, |line| {
+    let finished = process::run_captured("sh", &[&script_s], launch, timeout, |line| {
         events.output(START_SCRIPT, line)
     })
     .await

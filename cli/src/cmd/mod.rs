@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod apply;
+pub mod clone;
 pub mod config;
 pub mod declare;
 pub mod flags;
@@ -11,5 +12,6 @@ pub mod nodes;
 pub mod remove;
 pub mod rollback;
 pub mod run;
+pub mod secret;
 pub mod status;
 pub mod types;

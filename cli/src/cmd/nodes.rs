@@ -36,17 +36,17 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
         None => declared_envs(project),
     };
     // Every (env, agent) pair, each agent once.
-    let mut agents: Vec<(String, String)> = Vec::new();
+    let mut agents: Vec<(String, String, Target)> = Vec::new();
     for env in &envs {
-        let target = client::resolve_env(project, env)?;
-        for address in target.addresses {
-            if !agents.iter().any(|(_, a)| *a == address) {
-                agents.push((env.clone(), address));
+        let target = client::resolve_env(project, env)?.no_autostart();
+        for address in &target.addresses {
+            if !agents.iter().any(|(_, a, _)| a == address) {
+                agents.push((env.clone(), address.clone(), target.clone()));
             }
         }
     }
-    let asks = agents.into_iter().map(|(env, agent)| async move {
-        let info = ask(&agent).await;
+    let asks = agents.into_iter().map(|(env, agent, target)| async move {
+        let info = ask(&target, &agent).await;
         Node { env, agent, info }
     });
     let nodes: Vec<Node> = join_all(asks).await;
@@ -65,15 +65,8 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
 
 /// The default env and every `NAME.env.yaml` in the project root, sorted.
 fn declared_envs(project: &Project) -> Vec<String> {
-    let mut envs = vec![project.default_env()];
-    if let Ok(entries) = std::fs::read_dir(&project.root) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(env) = name.strip_suffix(".env.yaml") {
-                envs.push(env.to_string());
-            }
-        }
-    }
+    let mut envs = project.declared_envs();
+    envs.push(project.default_env());
     envs.sort();
     envs.dedup();
     envs
@@ -96,14 +89,10 @@ where
     out
 }
 
-async fn ask(address: &str) -> Result<pb::NodeInfoReply, String> {
-    // Never starts an agent: asking about nodes must not create one.
-    let target = Target {
-        addresses: vec![],
-        builtin_local: false,
-    };
+/// Never starts an agent (`target` comes without autostart): asking must not create one.
+async fn ask(target: &Target, address: &str) -> Result<pb::NodeInfoReply, String> {
     let call = async {
-        let mut c = client::connect(&target, address)
+        let mut c = client::connect(target, address)
             .await
             .map_err(|e| format!("{e:#}"))?;
         c.node_info(pb::NodeInfoRequest {})

@@ -138,10 +138,6 @@ pub async fn deploy(
     let target = client::resolve_env(project, &env)?;
     let mut spec = d.to_spec(name, &project.root)?;
     spec.pinned = pinned;
-    if spec.owner.is_empty() {
-        // The owner defaults to the caller.
-        spec.owner = format!("user:{}", crate::client::caller());
-    }
     let store = state::open(project)?;
 
     if format == Format::Text {
@@ -165,7 +161,7 @@ pub async fn deploy(
     if write_back && deployed && existing != Some(&d) {
         decl::save(&project.deployment_file(name), &d)?;
     }
-    record(&*store, name, &env, &spec.owner, &d, &results).await?;
+    record(&*store, name, &env, &d, &results).await?;
     report(name, &results, format)
 }
 
@@ -217,7 +213,12 @@ async fn deploy_one(
         Ok(c) => c,
         Err(e) => return fail(false, format!("{e:#}")),
     };
-    let request = pb::DeployRequest { spec: Some(spec) };
+    // Without a declared owner the agent makes the caller the owner: the token's user, or
+    // (on an agent without authentication) this user.
+    let request = pb::DeployRequest {
+        spec: Some(spec),
+        default_owner: format!("user:{}", crate::client::caller()),
+    };
     let mut stream = match client.deploy(request).await {
         Ok(r) => r.into_inner(),
         Err(s) if s.code() == tonic::Code::InvalidArgument => {
@@ -260,7 +261,6 @@ async fn record(
     store: &dyn state::StateStore,
     name: &str,
     env: &str,
-    owner: &str,
     d: &DeploymentDecl,
     results: &[AgentResult],
 ) -> anyhow::Result<()> {
@@ -318,7 +318,7 @@ async fn record(
             if ok_somewhere {
                 entry.declaration = d.clone();
                 entry.env = env.to_string();
-                entry.owner = owner.to_string();
+                entry.owner = shown.map(|o| o.owner.clone()).unwrap_or_default();
             }
             let number = entry.next_number();
             entry.history.push(HistoryEntry {

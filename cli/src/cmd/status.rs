@@ -64,7 +64,7 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
     if args.name.is_none() {
         // Every declared env too: deployments the state does not know are found there.
         envs.push(project.default_env());
-        envs.extend(declared_envs(project));
+        envs.extend(project.declared_envs());
     }
     envs.sort();
     envs.dedup();
@@ -79,7 +79,7 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
             for address in &t.addresses {
                 live.insert(
                     (env.clone(), address.clone()),
-                    ask(address, args.name.as_deref()).await,
+                    ask(t, address, args.name.as_deref()).await,
                 );
             }
         }
@@ -185,12 +185,13 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
     }
 }
 
-pub async fn ask(address: &str, name: Option<&str>) -> Result<Vec<pb::DeploymentStatus>, String> {
-    // Status never starts an agent: a plain connect.
-    let target = Target {
-        addresses: vec![],
-        builtin_local: false,
-    };
+/// Status never starts an agent: `target` is used without autostart.
+pub async fn ask(
+    target: &Target,
+    address: &str,
+    name: Option<&str>,
+) -> Result<Vec<pb::DeploymentStatus>, String> {
+    let target = target.no_autostart();
     let mut c = client::connect(&target, address)
         .await
         .map_err(|e| format!("{e:#}"))?;
@@ -325,23 +326,6 @@ fn print_text(out: &[Deployment], detail: bool) {
     }
 }
 
-/// The names of the envs declared in the project (`*.env.yaml`).
-fn declared_envs(project: &Project) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(&project.root) else {
-        return vec![];
-    };
-    entries
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".env.yaml"))
-                .filter(|n| decl::validate_name("env", n).is_ok())
-                .map(str::to_string)
-        })
-        .collect()
-}
-
 /// Writes what the agents report into the state: every instance they run, and a
 /// deployment (with its declaration as deployed) the state did not know.
 async fn refresh(project: &Project, out: &[Deployment], format: Format) -> anyhow::Result<()> {
@@ -421,7 +405,7 @@ pub async fn healthy_url(project: &Project, env: &str, name: &str) -> anyhow::Re
     let target = client::resolve_env(project, env)?;
     let mut seen = Vec::new();
     for address in &target.addresses {
-        match ask(address, Some(name)).await {
+        match ask(&target, address, Some(name)).await {
             Ok(list) => match list.into_iter().find(|s| s.name == name) {
                 Some(s) if s.state == "healthy" => return Ok(s.url),
                 Some(s) => seen.push(format!("{address}: {}", s.state)),

@@ -1,0 +1,213 @@
+//! `deploy-agent init`, `deploy-agent user ...`, `deploy-agent group ...`: the node-side
+//! commands an operator runs to set up TLS and manage users and groups. They edit the files
+//! the running agent reads (it reloads `auth.toml` when it changes).
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::auth::{hex_sha256, new_token, AuthFile, Group, User};
+use crate::error::Error;
+use crate::tls::{self, TlsFiles};
+
+fn invalid(field: &str, reason: impl Into<String>) -> Error {
+    Error::InvalidInput {
+        field: field.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// A user or group name: letters, digits, '-', '_', '.'.
+pub fn validate_principal(field: &str, name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!("{name:?} must be 1-64 letters, digits, '-', '_' or '.'"),
+        ))
+    }
+}
+
+/// What `init` made, for the message it prints.
+pub struct Initialised {
+    pub ca_cert: std::path::PathBuf,
+    pub admin: String,
+    pub token: String,
+}
+
+/// Creates the CA and the agent's certificate for `names`, and a first admin user (unless
+/// one exists). Returns the admin's token (shown once; only its hash is stored).
+pub fn init(
+    data_dir: &Path,
+    auth_path: &Path,
+    names: &[String],
+    admin: &str,
+) -> Result<Initialised, Error> {
+    validate_principal("--admin", admin)?;
+    let files = TlsFiles::new(data_dir);
+    tls::create(&files, names)?;
+    let mut auth = AuthFile::load(auth_path)?;
+    let token = new_token()?;
+    auth.users.insert(
+        admin.to_string(),
+        User {
+            token_sha256: hex_sha256(token.as_bytes()),
+            admin: true,
+            expires_at: None,
+        },
+    );
+    auth.save(auth_path)?;
+    Ok(Initialised {
+        ca_cert: files.ca_cert(),
+        admin: admin.to_string(),
+        token,
+    })
+}
+
+/// Adds a user (or gives an existing one a new token); returns the token.
+pub fn user_add(
+    auth_path: &Path,
+    name: &str,
+    admin: bool,
+    expires_in: Option<Duration>,
+) -> Result<String, Error> {
+    validate_principal("NAME", name)?;
+    let mut auth = AuthFile::load(auth_path)?;
+    let token = new_token()?;
+    let expires_at = expires_in.map(|d| crate::store::now_unix() + d.as_secs() as i64);
+    auth.users.insert(
+        name.to_string(),
+        User {
+            token_sha256: hex_sha256(token.as_bytes()),
+            admin,
+            expires_at,
+        },
+    );
+    auth.save(auth_path)?;
+    Ok(token)
+}
+
+pub fn user_remove(auth_path: &Path, name: &str) -> Result<(), Error> {
+    let mut auth = AuthFile::load(auth_path)?;
+    if auth.users.remove(name).is_none() {
+        return Err(Error::NotFound(format!("user {name}")));
+    }
+    for g in auth.groups.values_mut() {
+        g.members.retain(|m| m != name);
+    }
+    auth.save(auth_path)
+}
+
+/// Creates a group or adds members to it.
+pub fn group_add(auth_path: &Path, name: &str, members: &[String]) -> Result<(), Error> {
+    validate_principal("GROUP", name)?;
+    let mut auth = AuthFile::load(auth_path)?;
+    for m in members {
+        if !auth.users.contains_key(m) {
+            return Err(invalid(
+                "--member",
+                format!("{m:?} is not a user (add it with `deploy-agent user add {m}`)"),
+            ));
+        }
+    }
+    let group = auth
+        .groups
+        .entry(name.to_string())
+        .or_insert_with(Group::default);
+    for m in members {
+        if !group.members.contains(m) {
+            group.members.push(m.clone());
+        }
+    }
+    auth.save(auth_path)
+}
+
+/// Removes members from a group, or the whole group when no member is named.
+pub fn group_remove(auth_path: &Path, name: &str, members: &[String]) -> Result<(), Error> {
+    let mut auth = AuthFile::load(auth_path)?;
+    let Some(group) = auth.groups.get_mut(name) else {
+        return Err(Error::NotFound(format!("group {name}")));
+    };
+    if members.is_empty() {
+        auth.groups.remove(name);
+    } else {
+        group.members.retain(|m| !members.contains(m));
+    }
+    auth.save(auth_path)
+}
+
+/// `NAME (admin) [groups]` lines, for `deploy-agent user list`.
+pub fn describe(auth_path: &Path) -> Result<String, Error> {
+    let auth = AuthFile::load(auth_path)?;
+    let mut out = String::new();
+    for (name, user) in &auth.users {
+        let groups: Vec<&str> = auth
+            .groups
+            .iter()
+            .filter(|(_, g)| g.members.contains(name))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let expiry = user
+            .expires_at
+            .map(|t| format!(", expires at unix {t}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "user {name}{}{expiry}; groups: {}\n",
+            if user.admin { " (admin)" } else { "" },
+            if groups.is_empty() {
+                "-".to_string()
+            } else {
+                groups.join(", ")
+            }
+        ));
+    }
+    for (name, g) in &auth.groups {
+        out.push_str(&format!("group {name}: {}\n", g.members.join(", ")));
+    }
+    if out.is_empty() {
+        out.push_str("no users: authentication is off (local mode)\n");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_and_groups_round_trip() {
+        let dir = std::env::temp_dir().join(format!("admin-test-{}", std::process::id()));
+        let path = dir.join("auth.toml");
+        let _ = std::fs::remove_dir_all(&dir);
+        let t = user_add(&path, "alice", false, None).unwrap();
+        user_add(&path, "bob", false, Some(Duration::from_secs(3600))).unwrap();
+        group_add(&path, "ml", &["alice".into()]).unwrap();
+        assert!(group_add(&path, "ml", &["carol".into()]).is_err());
+        let auth = crate::auth::Auth::open(path.clone()).unwrap();
+        let c = auth.authenticate(Some(&t)).unwrap();
+        assert_eq!(
+            (c.user.as_str(), c.groups.clone()),
+            ("alice", vec!["ml".to_string()])
+        );
+        user_remove(&path, "alice").unwrap();
+        let text = describe(&path).unwrap();
+        assert!(
+            text.contains("user bob") && !text.contains("alice"),
+            "{text}"
+        );
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("token_sha256"));
+        assert!(
+            !std::fs::read_to_string(&path).unwrap().contains(&t),
+            "tokens are not stored"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

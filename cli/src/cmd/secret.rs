@@ -1,0 +1,224 @@
+//! `secret set|list|rm --owner OWNER NAME`: an owner's secrets on every agent of an env.
+//! Values come from standard input or `--from-file` and are never printed back.
+
+use std::io::{IsTerminal, Read};
+
+use anyhow::{anyhow, Context};
+use clap::Subcommand;
+use deployctl_proto::v1 as pb;
+
+use crate::client::{self, Target};
+use crate::error::bad_input;
+use crate::output::{self, Format};
+use crate::project::Project;
+
+#[derive(Subcommand, Debug)]
+pub enum Secret {
+    /// Set a secret (value from standard input, or --from-file) on every agent of the env
+    Set {
+        /// An environment variable name: apps listing it in `secrets` get the value under it
+        name: String,
+        #[command(flatten)]
+        scope: Scope,
+        /// Read the value from this file instead of standard input
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<std::path::PathBuf>,
+        /// env (an app's environment variable), git-ssh-key (a private key for ssh git
+        /// URLs) or git-https (user:password or a token for https git URLs)
+        #[arg(long, default_value = "env")]
+        kind: String,
+    },
+    /// List an owner's secrets (names and kinds, never values)
+    List {
+        #[command(flatten)]
+        scope: Scope,
+    },
+    /// Remove a secret from every agent of the env
+    Rm {
+        name: String,
+        #[command(flatten)]
+        scope: Scope,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Scope {
+    /// user:NAME or group:NAME [default: you, user:$USER or the token's user]
+    #[arg(long)]
+    owner: Option<String>,
+    /// The env whose agents keep the secret [default: core.default_env, else local]
+    #[arg(long)]
+    env: Option<String>,
+}
+
+impl Scope {
+    fn target(&self, project: &Project) -> anyhow::Result<Target> {
+        let env = self.env.clone().unwrap_or_else(|| project.default_env());
+        Ok(client::resolve_env(project, &env)?.no_autostart())
+    }
+}
+
+/// The owner to use: the flag, else the caller as the first agent sees it.
+pub async fn owner_or_caller(target: &Target, owner: Option<String>) -> anyhow::Result<String> {
+    if let Some(o) = owner {
+        if !(o.starts_with("user:") || o.starts_with("group:")) {
+            return Err(bad_input(format!(
+                "--owner: {o:?} must be user:NAME or group:NAME"
+            )));
+        }
+        return Ok(o);
+    }
+    let address = target
+        .addresses
+        .first()
+        .ok_or_else(|| anyhow!("the env has no agents"))?;
+    let mut c = client::connect(target, address).await?;
+    let me = c
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .map_err(|s| anyhow!(client::status_text(address, &s)))?
+        .into_inner();
+    Ok(if me.auth_enabled {
+        format!("user:{}", me.user)
+    } else {
+        format!("user:{}", client::caller())
+    })
+}
+
+pub async fn run(project: &Project, cmd: Secret, format: Format) -> anyhow::Result<()> {
+    match cmd {
+        Secret::Set {
+            name,
+            scope,
+            from_file,
+            kind,
+        } => {
+            let mut value = match from_file {
+                Some(f) => std::fs::read(&f).map_err(|e| {
+                    bad_input(format!("--from-file: cannot read {}: {e}", f.display()))
+                })?,
+                None => {
+                    if std::io::stdin().is_terminal() {
+                        eprintln!(
+                            "Reading the value of {name} from standard input (end with Ctrl-D):"
+                        );
+                    }
+                    let mut v = Vec::new();
+                    std::io::stdin()
+                        .read_to_end(&mut v)
+                        .context("reading standard input")?;
+                    v
+                }
+            };
+            // `echo value |` and editors add a final newline that is not part of a password
+            // or token; a key keeps its own.
+            if kind != "git-ssh-key" {
+                while value.ends_with(b"\n") || value.ends_with(b"\r") {
+                    value.pop();
+                }
+            }
+            if value.is_empty() {
+                return Err(bad_input(
+                    "the value is empty (give it on standard input or with --from-file)",
+                ));
+            }
+            let target = scope.target(project)?;
+            let owner = owner_or_caller(&target, scope.owner).await?;
+            for address in &target.addresses {
+                let mut c = client::connect(&target, address).await?;
+                c.set_secret(pb::SetSecretRequest {
+                    owner: owner.clone(),
+                    name: name.clone(),
+                    value: value.clone(),
+                    kind: kind.clone(),
+                })
+                .await
+                .map_err(|s| status_error(address, s))?;
+            }
+            if format == Format::Text {
+                println!(
+                    "✓ set secret {name} ({kind}) of {owner} on {} agent(s)",
+                    target.addresses.len()
+                );
+            }
+            Ok(())
+        }
+        Secret::List { scope } => {
+            let target = scope.target(project)?;
+            let owner = owner_or_caller(&target, scope.owner).await?;
+            let mut rows: Vec<(String, String, Vec<String>)> = Vec::new();
+            for address in &target.addresses {
+                let mut c = client::connect(&target, address).await?;
+                let list = c
+                    .list_secrets(pb::ListSecretsRequest {
+                        owner: owner.clone(),
+                    })
+                    .await
+                    .map_err(|s| status_error(address, s))?
+                    .into_inner()
+                    .secrets;
+                for s in list {
+                    match rows.iter_mut().find(|r| r.0 == s.name) {
+                        Some(r) => r.2.push(address.clone()),
+                        None => rows.push((s.name, s.kind, vec![address.clone()])),
+                    }
+                }
+            }
+            rows.sort();
+            if format == Format::Json {
+                let list: Vec<_> = rows
+                    .iter()
+                    .map(|(n, k, a)| serde_json::json!({"name": n, "kind": k, "agents": a}))
+                    .collect();
+                println!("{}", serde_json::json!({"owner": owner, "secrets": list}));
+                return Ok(());
+            }
+            if rows.is_empty() {
+                println!("{owner} has no secrets");
+                return Ok(());
+            }
+            let n = target.addresses.len();
+            let table: Vec<Vec<String>> = rows
+                .into_iter()
+                .map(|(name, kind, agents)| vec![name, kind, format!("{}/{n}", agents.len())])
+                .collect();
+            output::table(&["NAME", "KIND", "AGENTS"], &table);
+            Ok(())
+        }
+        Secret::Rm { name, scope } => {
+            let target = scope.target(project)?;
+            let owner = owner_or_caller(&target, scope.owner).await?;
+            let mut removed = 0;
+            for address in &target.addresses {
+                let mut c = client::connect(&target, address).await?;
+                match c
+                    .remove_secret(pb::RemoveSecretRequest {
+                        owner: owner.clone(),
+                        name: name.clone(),
+                    })
+                    .await
+                {
+                    Ok(_) => removed += 1,
+                    Err(s) if s.code() == tonic::Code::NotFound => {}
+                    Err(s) => return Err(status_error(address, s)),
+                }
+            }
+            if removed == 0 {
+                return Err(anyhow!("{owner} has no secret {name:?}"));
+            }
+            if format == Format::Text {
+                println!("✓ removed secret {name} of {owner} from {removed} agent(s)");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn status_error(address: &str, s: tonic::Status) -> anyhow::Error {
+    let text = client::status_text(address, &s);
+    if s.code() == tonic::Code::InvalidArgument {
+        bad_input(text)
+    } else {
+        anyhow!(text)
+    }
+}
