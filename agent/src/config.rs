@@ -212,6 +212,26 @@ pub fn default_data_dir() -> PathBuf {
     PathBuf::from("deploy-agent-data")
 }
 
+impl Config {
+    /// The users-and-groups file.
+    pub fn auth_path(&self) -> PathBuf {
+        self.auth_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("auth.toml"))
+    }
+
+    /// The certificate and key to serve with: configured, else the ones `init` made.
+    pub fn tls_paths(&self) -> Option<(PathBuf, PathBuf)> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            _ => {
+                let files = crate::tls::TlsFiles::new(&self.data_dir);
+                files.exist().then(|| (files.cert(), files.key()))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,25 +272,5 @@ mod tests {
             .apply(&mut Config::default(), Path::new("c.toml"))
             .unwrap_err();
         assert!(e.to_string().contains("install_timeout"), "{e}");
-    }
-}
-
-impl Config {
-    /// The users-and-groups file.
-    pub fn auth_path(&self) -> PathBuf {
-        self.auth_file
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("auth.toml"))
-    }
-
-    /// The certificate and key to serve with: configured, else the ones `init` made.
-    pub fn tls_paths(&self) -> Option<(PathBuf, PathBuf)> {
-        match (&self.tls_cert, &self.tls_key) {
-            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
-            _ => {
-                let files = crate::tls::TlsFiles::new(&self.data_dir);
-                files.exist().then(|| (files.cert(), files.key()))
-            }
-        }
     }
 }
