@@ -52,13 +52,9 @@ impl Launch {
             // A new process group: the whole app (and what it spawns) is signalled together.
             .process_group(0);
         if let Some((uid, gid)) = self.run_as {
+            // std drops root's supplementary groups (setgroups) before setuid when the
+            // parent is root, so the app keeps none of them.
             cmd.uid(uid).gid(gid);
-            // SAFETY: runs in the child between fork and exec; setgroups(2) is a plain
-            // system call that allocates nothing. Without it the app would keep root's
-            // supplementary groups.
-            unsafe {
-                cmd.pre_exec(|| nix::unistd::setgroups(&[]).map_err(std::io::Error::from));
-            }
         }
         cmd
     }

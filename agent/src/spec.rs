@@ -514,6 +514,41 @@ mod tests {
         assert!(!is_remote_url("repo"));
     }
 
+    proptest::proptest! {
+        /// Whatever a request carries, validation never panics, and what it accepts stays
+        /// inside the checkout and names a plain deployment.
+        #[test]
+        fn validation_never_panics_or_escapes(
+            name in ".{0,70}",
+            workdir in "(\\.\\./|/|[a-z.]{1,4}/){0,6}[a-z.]{0,5}",
+            requirements in ".{0,40}",
+            env in "[A-Za-z0-9_=. -]{0,12}",
+            port in 0u32..100_000,
+        ) {
+            let raw = RawSpec {
+                name,
+                repo: "/srv/repo".into(),
+                command: "python app.py".into(),
+                workdir,
+                requirements,
+                env_vars: [(env, "v".to_string())].into(),
+                port,
+                ..Default::default()
+            };
+            if let Ok(s) = Spec::validate(raw) {
+                let inside = |p: &Path| p.components().all(|c| matches!(c, Component::Normal(_)));
+                proptest::prop_assert!(inside(&s.workdir));
+                proptest::prop_assert!(s.requirements.as_deref().is_none_or(inside));
+                proptest::prop_assert!(validate_name(&s.name).is_ok());
+                proptest::prop_assert!(!s.name.contains('/') && !s.name.starts_with('.'));
+                proptest::prop_assert!(s.port >= 1);
+                for k in s.env_vars.keys() {
+                    proptest::prop_assert!(validate_env_name(k).is_ok());
+                }
+            }
+        }
+    }
+
     #[test]
     fn restart_policy() {
         assert!(RestartPolicy::OnFailure.restarts_after(1));

@@ -445,6 +445,29 @@ restart: on-failure
         assert!(base.validate("a b").is_err());
     }
 
+    proptest::proptest! {
+        /// Any text: a declaration or an error, never a panic.
+        #[test]
+        fn the_parser_never_panics(text in "\\PC{0,300}") {
+            if let Ok(d) = serde_norway::from_str::<DeploymentDecl>(&text) {
+                let _ = d.validate("x");
+                let _ = d.to_spec("x", Path::new("/p"));
+            }
+        }
+
+        /// An unknown top-level field is refused, and the error names it.
+        #[test]
+        fn any_unknown_field_is_named(field in "[a-z]{3,12}") {
+            let known = ["object_type", "type", "env", "repo", "ref", "workdir", "command",
+                "packages", "requirements", "start_script", "env_vars", "secrets", "port",
+                "health", "apply_path", "owner", "restart", "kill_timeout"];
+            proptest::prop_assume!(!known.contains(&field.as_str()));
+            let text = format!("repo: /r\ncommand: c\n{field}: 1\n");
+            let err = serde_norway::from_str::<DeploymentDecl>(&text).unwrap_err().to_string();
+            proptest::prop_assert!(err.contains(&field), "{}", err);
+        }
+    }
+
     #[test]
     fn durations() {
         assert_eq!(

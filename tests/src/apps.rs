@@ -28,6 +28,7 @@ info = {
     "release": os.environ.get("DEPLOYMENT_RELEASE"),
     "commit": os.environ.get("GIT_COMMIT"),
     "pid": os.getpid(),
+    "uid": os.getuid(),
     "python": sys.executable,
     "host": HOST,
 }

@@ -307,10 +307,7 @@ fn a_secret_reaches_the_app_and_nowhere_else() {
 
     let repo = GitRepo::new();
     repo.write("app.py", SECRET_APP);
-    repo.write_executable(
-        "leak.sh",
-        "echo \"the password is $DB_PASSWORD\"\nexit 3\n",
-    );
+    repo.write_executable("leak.sh", "echo \"the password is $DB_PASSWORD\"\nexit 3\n");
     repo.commit("app");
     let out = p.deployctl(&[
         "run",
