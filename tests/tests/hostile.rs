@@ -159,8 +159,7 @@ fn the_agent_refuses_hostile_requests_itself() {
                 default_owner: String::new(),
             })
             .await
-            .err()
-            .expect("a 2 MiB request is refused");
+            .expect_err("a 2 MiB request is refused");
         assert_ne!(err.code(), tonic::Code::Ok);
         // Other calls validate names too.
         let err = c
