@@ -78,10 +78,7 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc),
-            stopped(stop_rx),
-        );
+        .serve_with_incoming_shutdown(grpc_incoming(grpc), stopped(stop_rx));
     let grpc_task = tokio::spawn(grpc_task);
 
     shutdown.await;
@@ -98,6 +95,13 @@ pub async fn run(
         return Err(anyhow::anyhow!("gRPC server failed: {e}"));
     }
     Ok(())
+}
+
+/// The gRPC connections, with TCP_NODELAY: without it a reply that takes more than one
+/// write (a status of many deployments, deploy events in quick succession) waits for the
+/// client's delayed ACK, ~40 ms.
+fn grpc_incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// Samples the apps' CPU and memory in the background, so status answers from memory.
