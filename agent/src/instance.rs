@@ -428,8 +428,8 @@ impl Task {
     /// Polls quickly until healthy, the app exits, the timeout passes, or a stop arrives.
     async fn wait_healthy(&mut self, app: &mut AppProcess) -> Waited {
         let cfg = self.cfg.clone();
-        let deadline = Instant::now() + cfg.health.timeout;
-        let mut attempt = 0;
+        let began = Instant::now();
+        let deadline = began + cfg.health.timeout;
         loop {
             if let Some(exit) = app.try_wait() {
                 return exited_early(exit);
@@ -446,8 +446,7 @@ impl Task {
                 let reason = explain_unhealthy(&cfg, app.pid(), &checked);
                 return Waited::Failed { reason, exit: None };
             }
-            let delay = health::startup_poll_delay(attempt).min(remaining);
-            attempt += 1;
+            let delay = health::startup_poll_delay(began.elapsed()).min(remaining);
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 exit = app.wait() => return exited_early(exit),
