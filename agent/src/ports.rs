@@ -20,6 +20,14 @@ impl Listener {
     }
 }
 
+/// Whether a new socket could listen on `host:port`: no socket listens on that port at an
+/// address that overlaps it (the same address, a wildcard, or any when `host` is one).
+pub fn bindable(host: IpAddr, port: u16) -> bool {
+    !listeners(port)
+        .iter()
+        .any(|l| l.covers(host) || host.is_unspecified())
+}
+
 /// Every socket listening on `port`.
 pub fn listeners(port: u16) -> Vec<Listener> {
     let mut out = Vec::new();
@@ -238,6 +246,11 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].1, Some(std::process::id()));
         assert!(holders("127.0.0.9".parse().unwrap(), port).is_empty());
+        let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert!(bindable("127.0.0.9".parse().unwrap(), port));
+        assert!(!bindable(localhost, port));
+        drop(sock);
+        assert!(bindable(localhost, port));
         assert_eq!(
             pgid_of(std::process::id()),
             Some(nix::unistd::getpgrp().as_raw() as u32)

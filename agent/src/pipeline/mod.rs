@@ -461,16 +461,26 @@ async fn start_and_check(
         inner.record.current_release().map(|r| r.spec.port) == Some(spec.port)
     };
     if let Some(prev) = previous.as_ref().filter(|_| same_port) {
-        let (pid, how) = prev.stop().await;
+        // The new release may start once the old one no longer listens on the port; it
+        // finishes exiting (SIGKILL after its kill timeout) in the background.
+        let stopping = Instant::now();
+        let (pid, how) = prev.stop_freeing_port().await;
+        let pid = pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+        let ms = stopping.elapsed().as_millis();
         events.info(
             events::START,
-            format!(
-                "stopped release {} (pid {}, {}) to free port {}",
-                prev.release,
-                pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-                how.as_str(),
-                spec.port
-            ),
+            match how {
+                crate::process::Stopped::Exiting => format!(
+                    "stopped release {} (pid {pid}): port {} free after {ms} ms, the app is still exiting",
+                    prev.release, spec.port
+                ),
+                how => format!(
+                    "stopped release {} (pid {pid}, {}) to free port {} in {ms} ms",
+                    prev.release,
+                    how.as_str(),
+                    spec.port
+                ),
+            },
         );
         d.lock().instance = None;
     }
