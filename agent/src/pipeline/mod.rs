@@ -61,6 +61,14 @@ pub async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome
     }
     outcome.total = started.elapsed();
     events.finish(outcome.clone());
+    if outcome.ok {
+        // After the client has its answer (still under the deployment's lock): old release
+        // directories and environments no release uses any more.
+        let record = d.lock().record.clone();
+        prune_releases(&sup, &record).await;
+        let s = sup.clone();
+        let _ = tokio::task::spawn_blocking(move || s.collect_env_garbage()).await;
+    }
     outcome
 }
 
@@ -572,17 +580,13 @@ async fn start_and_check(
                 frozen: prepared.frozen.clone(),
                 ..Default::default()
             };
-            let record = {
+            {
                 let mut inner = d.lock();
                 inner.record.current = Some(release.number);
                 inner.record.set_process(release.number, ProcId::of(pid));
                 inner.record.releases.push(release);
-                inner.record.clone()
-            };
+            }
             d.save_or_log(&sup.layout);
-            prune_releases(sup, &record).await;
-            let s = sup.clone();
-            let _ = tokio::task::spawn_blocking(move || s.collect_env_garbage()).await;
             Ok(outcome)
         }
         Err(failure) => {
