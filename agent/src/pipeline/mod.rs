@@ -81,6 +81,13 @@ async fn run(
     number: u32,
     events: &Events,
 ) -> Result<Outcome, Failure> {
+    if spec.has_packages() {
+        // Finding python3 and uv (processes; once per agent run) overlaps resolve and fetch.
+        let s = sup.clone();
+        tokio::spawn(async move {
+            s.toolchain().await;
+        });
+    }
     check_port(sup, d, spec).map_err(|e| (e, None))?;
     let prepared = prepare(sup, spec, number, events)
         .await
