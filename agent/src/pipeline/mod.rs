@@ -116,11 +116,10 @@ fn check_port(sup: &Supervisor, d: &Deployment, spec: &Spec) -> Result<(), StepE
 fn foreign_port_holder(sup: &Supervisor, _d: &Deployment, spec: &Spec) -> Result<(), StepError> {
     let host = sup.config.app_host;
     let ours = sup.running_pids();
-    for (listener, pid) in ports::holders(host, spec.port) {
-        let pgid = pid.and_then(ports::pgid_of);
-        if pgid.is_some_and(|g| ours.contains(&g)) {
-            continue;
-        }
+    if let Some((listener, pid)) = ports::foreign_holders(host, spec.port, &ours)
+        .into_iter()
+        .next()
+    {
         let who = match pid {
             Some(pid) => ports::describe_process(pid),
             None => "a process this agent cannot see (another user's)".to_string(),
