@@ -14,7 +14,9 @@ const WARM_UP: usize = 20;
 async fn main() {
     let mut args = std::env::args().skip(1);
     let Some(address) = args.next() else {
-        eprintln!("usage: status_latency ADDRESS [N] [NAME]   (ADDRESS like http://127.0.0.1:7070)");
+        eprintln!(
+            "usage: status_latency ADDRESS [N] [NAME]   (ADDRESS like http://127.0.0.1:7070)"
+        );
         std::process::exit(2);
     };
     let n: usize = match args.next().map(|s| s.parse()) {
