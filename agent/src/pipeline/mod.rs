@@ -163,6 +163,68 @@ async fn prepare(
         })
         .await?;
 
+    let dir = sup.layout.release(&spec.name, number);
+    let git = fetch_and_checkout(sup, spec, number, &resolved, &dir, events);
+    let result = if spec.has_packages() && !env_needs_checkout(spec) {
+        // Packages that do not depend on the checkout are installed while it is fetched.
+        let envs = sup.layout.envs();
+        let env = prepare_env(sup, spec, &dir, &envs, events);
+        match at_once(git, env).await {
+            Ok(both) => Ok(both),
+            Err((e, Some(cancelled))) => {
+                events.info(
+                    events::PACKAGES,
+                    format!("stopped: the deploy failed at {}", cancelled),
+                );
+                Err(e)
+            }
+            Err((e, None)) => Err(e),
+        }
+    } else {
+        match git.await {
+            Ok(commit) => {
+                let workdir = dir.join(&spec.workdir);
+                prepare_env(sup, spec, &dir, &workdir, events)
+                    .await
+                    .map(|env| (commit, env))
+            }
+            Err(e) => Err(e),
+        }
+    };
+    let (commit, env) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            return Err(e);
+        }
+    };
+    let lease = env.as_ref().map(|e| sup.lease_env(&e.key));
+    Ok(Prepared {
+        release: ReleaseRecord {
+            number,
+            spec: spec.clone(),
+            git_ref: resolved.display.clone(),
+            commit,
+            packages_hash: env.as_ref().map(|e| e.key.clone()).unwrap_or_default(),
+            env_dir: env.as_ref().map(|e| e.dir.clone()),
+            deployed_at: store::now_unix(),
+            result: String::new(),
+        },
+        dir,
+        frozen: env.map(|e| e.frozen).unwrap_or_default(),
+        _lease: lease,
+    })
+}
+
+/// fetch → checkout into `dir` → the paths the spec names exist there. Returns the commit.
+async fn fetch_and_checkout(
+    sup: &Arc<Supervisor>,
+    spec: &Spec,
+    number: u32,
+    resolved: &git::Resolved,
+    dir: &Path,
+    events: &Events,
+) -> Result<String, StepError> {
     let mirror = git::mirror_path(&sup.layout.git(), &spec.repo);
     let repo_lock = sup.repo_locks.get(&spec.repo);
     let _repo_guard = repo_lock.lock().await;
@@ -186,14 +248,13 @@ async fn prepare(
         )
         .await?;
 
-    let dir = sup.layout.release(&spec.name, number);
     let commit = oid.to_string();
     events
         .step(
             events::CHECKOUT,
             format!("{} into release {number}", short(&commit)),
             async {
-                let (m, target) = (mirror.clone(), dir.clone());
+                let (m, target) = (mirror.clone(), dir.to_path_buf());
                 let _ = tokio::fs::remove_dir_all(&target).await;
                 let (url, resolved) = (spec.repo.clone(), resolved.clone());
                 blocking(events::CHECKOUT, move || {
@@ -219,9 +280,7 @@ async fn prepare(
         .await?;
     drop(_repo_guard);
 
-    let result = check_paths(spec, &dir, &commit).await;
-    if let Err(e) = result {
-        let _ = tokio::fs::remove_dir_all(&dir).await;
+    if let Err(e) = check_paths(spec, dir, &commit).await {
         events.emit(
             e.step,
             events::Phase::Failed,
@@ -230,30 +289,55 @@ async fn prepare(
         );
         return Err(e);
     }
+    Ok(commit)
+}
 
-    let env = match prepare_env(sup, spec, &dir, events).await {
-        Ok(env) => env,
-        Err(e) => {
-            let _ = tokio::fs::remove_dir_all(&dir).await;
-            return Err(e);
+/// Whether the environment depends on the checkout: a requirements file (read from it), or
+/// packages named by a path or a file URL (a path may be relative to the workdir).
+fn env_needs_checkout(spec: &Spec) -> bool {
+    let local = |p: &String| {
+        // `name @ target` names a direct reference.
+        let target = p.rsplit(" @ ").next().unwrap_or(p).trim();
+        target.starts_with(['.', '/', '~'])
+            || target.starts_with("file:")
+            // An archive named by a path, not a URL.
+            || (!target.contains("://")
+                && [".whl", ".tar.gz", ".zip"].iter().any(|x| target.ends_with(x)))
+    };
+    if !spec.pinned.is_empty() {
+        // Exactly the pinned list is installed, whatever the requirements file says.
+        return spec.pinned.iter().any(local);
+    }
+    spec.requirements.is_some() || spec.pip.iter().any(local)
+}
+
+/// Runs `git` (fetch and checkout) and `env` (packages) at the same time. A failure of `git`
+/// cancels `env` (its installer is killed; an unfinished environment is never used) and
+/// comes back with the step it failed at; a failure of `env` waits for `git` (it holds the
+/// mirror) and, if `git` failed too, the earlier step's failure is the one reported.
+async fn at_once<E>(
+    git: impl std::future::Future<Output = Result<String, StepError>>,
+    env: impl std::future::Future<Output = Result<E, StepError>>,
+) -> Result<(String, E), (StepError, Option<&'static str>)> {
+    tokio::pin!(git, env);
+    let mut env_result = None;
+    let commit = loop {
+        tokio::select! {
+            r = &mut git => match r {
+                Ok(commit) => break commit,
+                Err(e) => {
+                    let step = e.step;
+                    return Err((e, env_result.is_none().then_some(step)));
+                }
+            },
+            r = &mut env, if env_result.is_none() => env_result = Some(r),
         }
     };
-    let lease = env.as_ref().map(|e| sup.lease_env(&e.key));
-    Ok(Prepared {
-        release: ReleaseRecord {
-            number,
-            spec: spec.clone(),
-            git_ref: resolved.display.clone(),
-            commit,
-            packages_hash: env.as_ref().map(|e| e.key.clone()).unwrap_or_default(),
-            env_dir: env.as_ref().map(|e| e.dir.clone()),
-            deployed_at: store::now_unix(),
-            result: String::new(),
-        },
-        dir,
-        frozen: env.map(|e| e.frozen).unwrap_or_default(),
-        _lease: lease,
-    })
+    let env = match env_result {
+        Some(r) => r,
+        None => env.await,
+    };
+    env.map(|e| (commit, e)).map_err(|e| (e, None))
 }
 
 /// The workdir, requirements file and start script must exist in the checkout.
@@ -296,10 +380,13 @@ async fn check_paths(spec: &Spec, dir: &Path, commit: &str) -> Result<(), StepEr
     Ok(())
 }
 
+/// The packages step. `dir` is the release directory; the installer runs in `cwd` (the
+/// workdir, or anywhere when the environment does not depend on the checkout).
 async fn prepare_env(
     sup: &Arc<Supervisor>,
     spec: &Spec,
     dir: &Path,
+    cwd: &Path,
     events: &Events,
 ) -> Result<Option<packages::Env>, StepError> {
     if !spec.has_packages() {
@@ -310,7 +397,8 @@ async fn prepare_env(
         return Ok(None);
     }
     let workdir = dir.join(&spec.workdir);
-    let requirements = match &spec.requirements {
+    let pinned = !spec.pinned.is_empty();
+    let requirements = match spec.requirements.as_ref().filter(|_| !pinned) {
         Some(p) => Some((
             p.as_path(),
             tokio::fs::read_to_string(workdir.join(p))
@@ -324,11 +412,9 @@ async fn prepare_env(
         )),
         None => None,
     };
-    let local = spec.pinned.is_empty()
-        && requirements
-            .as_ref()
-            .is_some_and(|(_, c)| packages::refers_to_files(c));
-    let pinned = !spec.pinned.is_empty();
+    let local = requirements
+        .as_ref()
+        .is_some_and(|(_, c)| packages::refers_to_files(c));
     let req = packages::EnvRequest {
         pip: if pinned { &[] } else { &spec.pip },
         requirements: if pinned { None } else { requirements },
@@ -362,7 +448,7 @@ async fn prepare_env(
                     &sup.layout.envs(),
                     &key,
                     &req,
-                    &workdir,
+                    cwd,
                     &log,
                     sup.config.install_timeout,
                     events,
@@ -722,4 +808,51 @@ pub fn short(commit: &str) -> &str {
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::RawSpec;
+
+    fn spec(pip: &[&str], requirements: &str, pinned: &[&str]) -> Spec {
+        Spec::validate(RawSpec {
+            name: "app".into(),
+            repo: "https://example.org/app.git".into(),
+            command: "python3 app.py".into(),
+            pip: pip.iter().map(|s| s.to_string()).collect(),
+            requirements: requirements.into(),
+            pinned: pinned.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn environments_that_need_the_checkout() {
+        assert!(!env_needs_checkout(&spec(
+            &["fastapi==0.115.0", "uvicorn"],
+            "",
+            &[]
+        )));
+        assert!(!env_needs_checkout(&spec(
+            &["pkg @ https://example.org/pkg-1.0-py3-none-any.whl"],
+            "",
+            &[]
+        )));
+        assert!(env_needs_checkout(&spec(&["six"], "requirements.txt", &[])));
+        assert!(env_needs_checkout(&spec(&["./vendor/pkg"], "", &[])));
+        assert!(env_needs_checkout(&spec(&["dist/pkg-1.0.tar.gz"], "", &[])));
+        // A pinned deploy installs its list only, whatever the requirements file says.
+        assert!(!env_needs_checkout(&spec(
+            &[],
+            "requirements.txt",
+            &["six==1.16.0"]
+        )));
+        assert!(env_needs_checkout(&spec(
+            &[],
+            "",
+            &["app @ file:///srv/app"]
+        )));
+    }
 }
