@@ -57,6 +57,14 @@ pub async fn run(
         let sup = sup.clone();
         tokio::spawn(async move { sup.recover().await })
     };
+    let tools = sup.layout.root.join("tools");
+    if pipeline::toolchain::Toolchain::detects_locally(sup.config.installer, &tools) {
+        // python3 and uv are looked for now rather than by the first deploy (~0.1 s).
+        let sup = sup.clone();
+        tokio::spawn(async move {
+            sup.toolchain().await;
+        });
+    }
     let sampler = tokio::spawn(sample_usage(sup.clone()));
     let rotator = tokio::spawn(rotate_logs(sup.clone()));
     let http_task = tokio::spawn(http::serve(http, sup.clone(), stopped(stop_rx.clone())));

@@ -100,6 +100,15 @@ impl Toolchain {
         }
     }
 
+    /// Whether [`Toolchain::detect`] only looks (runs `python3 --version` and
+    /// `uv --version`), with nothing to download: then the agent detects at start, off the
+    /// first deploy's path.
+    pub fn detects_locally(mode: InstallerMode, tools_dir: &Path) -> bool {
+        mode == InstallerMode::Pip
+            || which("uv").is_some()
+            || tools_dir.join("uv").join("bin").join("uv").is_file()
+    }
+
     /// Identifies the installer in environment keys.
     pub fn installer_id(&self) -> String {
         match &self.installer {
