@@ -45,6 +45,7 @@ ROUNDS="${BENCH_ROUNDS:-3}"
 WARM_ROUNDS="${BENCH_WARM_ROUNDS:-5}"
 STATUS_DEPLOYMENTS="${STATUS_DEPLOYMENTS:-100}"
 STATUS_CALLS="${BENCH_STATUS_CALLS:-2000}"
+LIMIT="${BENCH_TIMEOUT:-600}"
 
 if ! command -v wrk >/dev/null 2>&1; then
   echo "wrk not found: installing it with apt-get" >&2
@@ -61,6 +62,7 @@ WORK="$(mktemp -d /tmp/deployctl-bench-XXXXXX)"
 PIDS=()
 cleanup() {
   exec 2>/dev/null
+  if [[ -n "${WATCHDOG:-}" ]]; then pkill -P "$WATCHDOG" || true; kill "$WATCHDOG" || true; fi
   for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   # Apps outlive their agents by design: kill every app process group the agents started.
@@ -76,9 +78,21 @@ for rec in glob.glob(sys.argv[1] + "/agent-*/data/deployments/*/deployment.json"
         print(pid)' "$WORK"); do
     kill -9 -- "-$pid" 2>/dev/null || true
   done
+  # And any process still running in the bench's directory (an app whose deploy was cut
+  # short, a by-hand app).
+  local proc
+  for proc in /proc/[0-9]*; do
+    [[ "$(readlink "$proc/cwd" 2>/dev/null)" == "$WORK"/* ]] && { kill -9 "${proc#/proc/}" 2>/dev/null || true; }
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+# The whole run is bounded: after BENCH_TIMEOUT seconds the watchdog stops it (and the
+# cleanup still runs).
+trap 'exit 124' TERM
+( sleep "$LIMIT"; echo "bench.sh: stopped after ${LIMIT} s (BENCH_TIMEOUT)" >&2
+  kill -TERM $$ 2>/dev/null; pkill -TERM -P $$ 2>/dev/null ) &
+WATCHDOG=$!
 
 ROWS=()
 NOTES=()
@@ -337,6 +351,9 @@ EOF
 }
 
 bench_deploy() {
+  for tool in uv git curl; do
+    command -v "$tool" >/dev/null || { echo "the deploy rows need $tool on PATH" >&2; exit 1; }
+  done
   make_fastapi_repo
   local pip_ms=() uv_ms=() cold_ms=() round
   for round in $(seq 1 "$ROUNDS"); do
