@@ -62,7 +62,11 @@ WORK="$(mktemp -d /tmp/deployctl-bench-XXXXXX)"
 PIDS=()
 cleanup() {
   exec 2>/dev/null
-  if [[ -n "${WATCHDOG:-}" ]]; then pkill -P "$WATCHDOG" || true; kill "$WATCHDOG" || true; fi
+  if [[ -n "${WATCHDOG:-}" ]]; then
+    local sleeper; sleeper=$(pgrep -P "$WATCHDOG" || true)
+    kill "$WATCHDOG" || true
+    [[ -z "$sleeper" ]] || kill $sleeper || true
+  fi
   for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   # Apps outlive their agents by design: kill every app process group the agents started.
@@ -90,7 +94,8 @@ trap cleanup EXIT
 # The whole run is bounded: after BENCH_TIMEOUT seconds the watchdog stops it (and the
 # cleanup still runs).
 trap 'exit 124' TERM
-( sleep "$LIMIT"; echo "bench.sh: stopped after ${LIMIT} s (BENCH_TIMEOUT)" >&2
+( trap - TERM; sleep "$LIMIT" & wait $!
+  echo "bench.sh: stopped after ${LIMIT} s (BENCH_TIMEOUT)" >&2
   kill -TERM $$ 2>/dev/null; pkill -TERM -P $$ 2>/dev/null ) &
 WATCHDOG=$!
 
