@@ -344,13 +344,17 @@ for l in open(sys.argv[1]):
 # The median of each step's elapsed_ms over deploy event files (JSON lines), one line.
 step_summary() {
   python3 - "$@" <<'EOF'
-import json, statistics, sys
+import json, re, statistics, sys
 steps = {}
 for path in sys.argv[1:]:
     for line in open(path):
         e = json.loads(line)
         if e.get("phase") in ("done", "failed") and e.get("step"):
             steps.setdefault(e["step"], []).append(e.get("elapsed_ms", 0))
+        # "stopped release N (...): port P free after X ms" / "... to free port P in X ms"
+        m = re.search(r"port \d+ (?:free after|in) (\d+) ms", e.get("message") or "")
+        if e.get("phase") == "info" and m:
+            steps.setdefault("stop previous", []).append(int(m.group(1)))
 print(", ".join(f"{s} {statistics.median(v):.0f} ms" for s, v in steps.items()))
 EOF
 }
