@@ -4,21 +4,48 @@
 # release binaries first (BENCH_SKIP_BUILD=1 to use target/release as it is).
 #
 #   scripts/bench.sh                    # every row
-#   BENCH_ONLY=agent scripts/bench.sh   # one group: agent | fanout
+#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | status | agent | fanout
 #
 # Rows:
+#   deploy   a FastAPI + uvicorn app (fastapi and uvicorn from PyPI) in a git repository
+#            served by `git daemon` on loopback (git://):
+#            - cold deploy: a fresh agent (empty data dir, empty uv cache) deploys it, vs a
+#              bash script doing it by hand with pip (git clone; python3 -m venv; pip install;
+#              start; poll) and vs the uv floor by hand (git clone --depth 1; uv venv;
+#              uv pip install --compile-bytecode; start; poll), each with an empty cache;
+#            - warm redeploy of a new commit with the same packages (`deployctl run --load`)
+#              vs a bash script doing it by hand (git fetch; checkout; reuse the env; stop the
+#              old app; start; poll);
+#            - the app's own start-to-healthy time (uvicorn started by hand in the env the
+#              agent built, polled), and the agent's overhead: warm redeploy minus that;
+#            medians of BENCH_ROUNDS (cold, default 3) and BENCH_WARM_ROUNDS (default 5)
+#   status   Status RPC latency p50/p99 with STATUS_DEPLOYMENTS (default 100) stdlib apps
+#            deployed on one agent, vs the same agent with one deployment
+#            (tests/src/bin/status_latency.rs, BENCH_STATUS_CALLS calls, default 2000)
 #   agent    the agent's idle RSS with 0 and with 20 deployments; requests per second of
 #            GET /healthz and GET /deployments/NAME/health (wrk, loopback, BENCH_SECONDS each;
 #            both answer from the agent's cached state)
 #   fanout   deploying a stdlib app to 3 and to N agents vs to 1 (concurrent fan-out), and
 #            the machine's own floor: N apps started at once by hand
-# Installs Debian's wrk with apt-get when it is missing.
+# After the table: the agent's own step times (deploy events' elapsed_ms) of a cold deploy
+# and of the warm redeploys. Installs Debian's wrk with apt-get when it is missing; needs
+# git, python3 (with venv and pip), uv and network access to PyPI for the deploy group.
+#
+# Loopback addresses: agents on 127.0.0.200-210 (agent, fanout) and 127.0.0.220-223
+# (status, deploy); git daemon on 127.0.0.229; apps started by hand on 127.0.0.226-228 and
+# 127.0.0.231-240.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export LC_ALL=C
 
 FANOUT_N="${FANOUT_N:-10}"
 SECONDS_EACH="${BENCH_SECONDS:-5}"
 ONLY="${BENCH_ONLY:-}"
+ROUNDS="${BENCH_ROUNDS:-3}"
+WARM_ROUNDS="${BENCH_WARM_ROUNDS:-5}"
+STATUS_DEPLOYMENTS="${STATUS_DEPLOYMENTS:-100}"
+STATUS_CALLS="${BENCH_STATUS_CALLS:-2000}"
+LIMIT="${BENCH_TIMEOUT:-600}"
 
 if ! command -v wrk >/dev/null 2>&1; then
   echo "wrk not found: installing it with apt-get" >&2
@@ -28,38 +55,67 @@ if ! command -v wrk >/dev/null 2>&1; then
     || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q wrk >/dev/null; }
 fi
 if [[ "${BENCH_SKIP_BUILD:-}" != 1 ]]; then
-  cargo build --release --quiet --bin deploy-agent --bin deployctl
+  cargo build --release --quiet --bin deploy-agent --bin deployctl --bin status_latency
 fi
 BIN="$PWD/target/release"
 WORK="$(mktemp -d /tmp/deployctl-bench-XXXXXX)"
 PIDS=()
 cleanup() {
   exec 2>/dev/null
+  if [[ -n "${WATCHDOG:-}" ]]; then
+    local sleeper; sleeper=$(pgrep -P "$WATCHDOG" || true)
+    kill "$WATCHDOG" || true
+    [[ -z "$sleeper" ]] || kill $sleeper || true
+  fi
   for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   # Apps outlive their agents by design: kill every app process group the agents started.
-  for rec in "$WORK"/agent-*/data/deployments/*/deployment.json; do
-    [[ -f "$rec" ]] || continue
-    pid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("pid") or "")' "$rec")
-    [[ -n "$pid" ]] && kill -9 -- "-$pid" 2>/dev/null || true
+  local pid
+  for pid in $(python3 -c '
+import glob, json, sys
+for rec in glob.glob(sys.argv[1] + "/agent-*/data/deployments/*/deployment.json"):
+    try:
+        pid = json.load(open(rec)).get("pid")
+    except Exception:
+        pid = None
+    if pid:
+        print(pid)' "$WORK"); do
+    kill -9 -- "-$pid" 2>/dev/null || true
+  done
+  # And any process still running in the bench's directory (an app whose deploy was cut
+  # short, a by-hand app).
+  local proc
+  for proc in /proc/[0-9]*; do
+    [[ "$(readlink "$proc/cwd" 2>/dev/null)" == "$WORK"/* ]] && { kill -9 "${proc#/proc/}" 2>/dev/null || true; }
   done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+# The whole run is bounded: after BENCH_TIMEOUT seconds the watchdog stops it (and the
+# cleanup still runs).
+trap 'exit 124' TERM
+( trap - TERM; sleep "$LIMIT" & wait $!
+  echo "bench.sh: stopped after ${LIMIT} s (BENCH_TIMEOUT)" >&2
+  kill -TERM $$ 2>/dev/null; pkill -TERM -P $$ 2>/dev/null ) &
+WATCHDOG=$!
 
 ROWS=()
-row() { ROWS+=("$(printf '| %-44s | %12s | %12s | %7s |' "$1" "$2" "$3" "$4")"); }
+NOTES=()
+row() { ROWS+=("$(printf '| %-50s | %12s | %12s | %7s |' "$1" "$2" "$3" "$4")"); }
 now() { date +%s.%N; }
 elapsed_ms() { python3 -c "import sys; print(round((float(sys.argv[2]) - float(sys.argv[1])) * 1000))" "$1" "$2"; }
 ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.2f}x' if b else '-')" "$1" "$2"; }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-# Starts an agent on loopback address $1 (its apps bind there too); sets AGENT_GRPC and
-# AGENT_HTTP. Not in a subshell, so its pid is recorded for the cleanup.
+# Starts an agent on loopback address $1 (its apps bind there too), with the environment
+# variables VAR=VALUE given after it; sets AGENT_GRPC, AGENT_HTTP, AGENT_PID and AGENT_DIR.
+# Not in a subshell, so its pid is recorded for the cleanup.
 start_agent() {
   local ip="$1" dir="$WORK/agent-$1"
+  shift
   mkdir -p "$dir"
-  "$BIN/deploy-agent" --listen "$ip:0" --http-listen "$ip:0" --data-dir "$dir/data" \
+  AGENT_DIR="$dir"
+  env "$@" "$BIN/deploy-agent" --listen "$ip:0" --http-listen "$ip:0" --data-dir "$dir/data" \
     --app-host "$ip" > "$dir/out" 2> "$dir/err" &
   PIDS+=($!)
   AGENT_PID=$!
@@ -155,6 +211,250 @@ bench_fanout() {
 }
 
 
+# ---- deploy: a FastAPI app, cold and warm, agent vs by hand --------------------------------
+
+GIT_IP=127.0.0.229
+FASTAPI_PIP=(fastapi uvicorn)
+FASTAPI_CMD='uvicorn app:app --host $HOST --port $PORT'
+
+# Microseconds since the epoch, without a process (bash 5).
+now_us() { local t="${EPOCHREALTIME/./}"; echo "${t#0}"; }
+ms_since() { echo $(( ($(now_us) - $1) / 1000 )); }
+
+# Waits (up to $2 s, default 120) until GET $1 answers 2xx: a TCP connect polled in bash every
+# ~5 ms (no process per try), then curl.
+wait_http() {
+  local url="$1" deadline=$((SECONDS + ${2:-120})) hostport host port
+  hostport="${url#http://}"; hostport="${hostport%%/*}"
+  host="${hostport%:*}"; port="${hostport##*:}"
+  until (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; do
+    (( SECONDS < deadline )) || return 1
+    sleep 0.005
+  done
+  until curl -fs -o /dev/null "$url"; do
+    (( SECONDS < deadline )) || return 1
+    sleep 0.005
+  done
+}
+
+# The FastAPI app in a git repository served by git daemon on $GIT_IP (made once); sets
+# FASTAPI_URL. Each `fastapi_commit` makes a new commit with the same packages.
+make_fastapi_repo() {
+  local repo="$WORK/git/fastapi"
+  FASTAPI_URL="git://$GIT_IP/fastapi"
+  [[ -d "$repo/.git" ]] && return
+  mkdir -p "$repo"
+  cat > "$repo/app.py" <<'EOF'
+import os
+from fastapi import FastAPI
+app = FastAPI()
+RELEASE = open(os.path.join(os.path.dirname(__file__), "RELEASE")).read().strip()
+@app.get("/health")
+def health():
+    return {"ok": True}
+@app.get("/")
+def root():
+    return {"release": RELEASE}
+EOF
+  echo 0 > "$repo/RELEASE"
+  git -C "$repo" init -q -b main
+  git -C "$repo" add .
+  git -C "$repo" -c user.name=bench -c user.email=bench@localhost commit -qm app
+  # git-daemon itself, not `git daemon` (which would run it as a child the cleanup misses).
+  "$(git --exec-path)/git-daemon" --reuseaddr --export-all --base-path="$WORK/git" --listen="$GIT_IP" --port=9418 \
+    "$WORK/git" > "$WORK/git-daemon.log" 2>&1 &
+  PIDS+=($!)
+  local deadline=$((SECONDS + 10))
+  until git ls-remote "$FASTAPI_URL" >/dev/null 2>&1; do
+    (( SECONDS < deadline )) || { echo "git daemon did not start" >&2; cat "$WORK/git-daemon.log" >&2; exit 1; }
+    sleep 0.05
+  done
+}
+
+fastapi_commit() {
+  local repo="$WORK/git/fastapi"
+  echo "$1" > "$repo/RELEASE"
+  git -C "$repo" -c user.name=bench -c user.email=bench@localhost commit -qam "release $1"
+}
+
+# Starts uvicorn by hand: $1 app dir, $2 env dir, $3 host; sets APP_PID.
+start_uvicorn() {
+  (cd "$1" && exec "$2/bin/uvicorn" app:app --host "$3" --port 8000) >> "$WORK/by-hand.log" 2>&1 &
+  APP_PID=$!
+  PIDS+=("$APP_PID")
+}
+
+stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# The bash baseline: clone, python3 -m venv, pip install, start, poll. Sets RESULT_MS.
+pip_script() {
+  local d="$WORK/by-hand/pip-$1" ip=127.0.0.226 t0
+  mkdir -p "$d"
+  t0=$(now_us)
+  git clone -q "$FASTAPI_URL" "$d/app"
+  python3 -m venv "$d/app/.venv"
+  PIP_CACHE_DIR="$d/pip-cache" PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    "$d/app/.venv/bin/pip" install -q "${FASTAPI_PIP[@]}"
+  start_uvicorn "$d/app" "$d/app/.venv" "$ip"
+  wait_http "http://$ip:8000/health"
+  RESULT_MS=$(ms_since "$t0")
+  stop_pid "$APP_PID"
+}
+
+# The uv floor by hand: shallow clone, uv venv, uv pip install --compile-bytecode (empty
+# cache), start, poll. Leaves the app running (APP_PID); sets RESULT_MS and UV_APP.
+uv_floor() {
+  local d="$WORK/by-hand/uv-$1" ip=127.0.0.227 t0
+  mkdir -p "$d"
+  t0=$(now_us)
+  git clone -q --depth 1 "$FASTAPI_URL" "$d/app"
+  UV_CACHE_DIR="$d/uv-cache" uv venv -q --python python3 "$d/app/.venv"
+  UV_CACHE_DIR="$d/uv-cache" uv pip install -q --python "$d/app/.venv/bin/python" \
+    --compile-bytecode "${FASTAPI_PIP[@]}"
+  start_uvicorn "$d/app" "$d/app/.venv" "$ip"
+  wait_http "http://$ip:8000/health"
+  RESULT_MS=$(ms_since "$t0")
+  UV_APP="$d/app"
+}
+
+# `deployctl run` of the FastAPI app on a fresh agent on $1 (empty data dir and uv cache).
+# Sets RESULT_MS, COLD_PROJ, COLD_AGENT_DIR and COLD_ENV (the environment it built).
+agent_cold() {
+  local ip="$1" t0
+  start_agent "$ip" UV_CACHE_DIR="$WORK/agent-$ip/uv-cache"
+  COLD_AGENT_DIR="$AGENT_DIR"
+  COLD_PROJ="$WORK/project-cold-$ip"
+  mkdir -p "$COLD_PROJ"
+  "$BIN/deployctl" --project "$COLD_PROJ" declare env agent cold --address "http://$AGENT_GRPC" >/dev/null
+  local pips=()
+  for p in "${FASTAPI_PIP[@]}"; do pips+=(--pip "$p"); done
+  t0=$(now_us)
+  "$BIN/deployctl" --project "$COLD_PROJ" run api --env cold --repo "$FASTAPI_URL" \
+    --command "$FASTAPI_CMD" "${pips[@]}" --port 8000 --health-path /health \
+    --output json > "$COLD_AGENT_DIR/cold.json"
+  RESULT_MS=$(ms_since "$t0")
+  local key
+  key=$(python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    if "packages_hash" in e: print(e["packages_hash"])' "$COLD_AGENT_DIR/cold.json")
+  COLD_ENV="$COLD_AGENT_DIR/data/envs/$key"
+}
+
+# The median of each step's elapsed_ms over deploy event files (JSON lines), one line.
+step_summary() {
+  python3 - "$@" <<'EOF'
+import json, re, statistics, sys
+steps = {}
+for path in sys.argv[1:]:
+    for line in open(path):
+        e = json.loads(line)
+        if e.get("phase") in ("done", "failed") and e.get("step"):
+            steps.setdefault(e["step"], []).append(e.get("elapsed_ms", 0))
+        # "stopped release N (...): port P free after X ms" / "... to free port P in X ms"
+        m = re.search(r"port \d+ (?:free after|in) (\d+) ms", e.get("message") or "")
+        if e.get("phase") == "info" and m:
+            steps.setdefault("stop previous", []).append(int(m.group(1)))
+print(", ".join(f"{s} {statistics.median(v):.0f} ms" for s, v in steps.items()))
+EOF
+}
+
+bench_deploy() {
+  for tool in uv git curl; do
+    command -v "$tool" >/dev/null || { echo "the deploy rows need $tool on PATH" >&2; exit 1; }
+  done
+  make_fastapi_repo
+  local pip_ms=() uv_ms=() cold_ms=() round
+  for round in $(seq 1 "$ROUNDS"); do
+    pip_script "$round"; pip_ms+=("$RESULT_MS")
+    uv_floor "$round"; uv_ms+=("$RESULT_MS")
+    stop_pid "$APP_PID"
+    # A fresh agent each round; the last one stays for the warm rounds.
+    agent_cold "127.0.0.$((220 + round))"; cold_ms+=("$RESULT_MS")
+    if (( round < ROUNDS )); then
+      "$BIN/deployctl" --project "$COLD_PROJ" remove api >/dev/null
+    fi
+  done
+  local pip uv cold
+  pip=$(median "${pip_ms[@]}"); uv=$(median "${uv_ms[@]}"); cold=$(median "${cold_ms[@]}")
+  row "cold deploy vs pip script, ms (<=0.30x)" "$cold" "$pip" "$(ratio "$cold" "$pip")"
+  row "cold deploy vs uv floor by hand, ms (<=1.2x)" "$cold" "$uv" "$(ratio "$cold" "$uv")"
+
+  # Warm: a new commit, same packages. The agent's last cold deploy keeps running, and so
+  # does the by-hand app in the last uv floor's clone, each stopped by its redeploy.
+  local hand_ip=127.0.0.227
+  start_uvicorn "$UV_APP" "$UV_APP/.venv" "$hand_ip"
+  local hand_pid="$APP_PID"
+  wait_http "http://$hand_ip:8000/health"
+  local warm_ms=() hand_ms=() start_ms=() t0
+  for round in $(seq 1 "$WARM_ROUNDS"); do
+    fastapi_commit "$round"
+    t0=$(now_us)
+    "$BIN/deployctl" --project "$COLD_PROJ" run --load api --output json \
+      > "$COLD_AGENT_DIR/warm-$round.json"
+    warm_ms+=("$(ms_since "$t0")")
+
+    t0=$(now_us)
+    git -C "$UV_APP" fetch -q --depth 1 origin main
+    git -C "$UV_APP" checkout -q --detach FETCH_HEAD
+    stop_pid "$hand_pid"
+    start_uvicorn "$UV_APP" "$UV_APP/.venv" "$hand_ip"
+    hand_pid="$APP_PID"
+    wait_http "http://$hand_ip:8000/health"
+    hand_ms+=("$(ms_since "$t0")")
+
+    # The app's own start: uvicorn in the environment the agent built, polled by hand.
+    t0=$(now_us)
+    start_uvicorn "$UV_APP" "$COLD_ENV" 127.0.0.228
+    wait_http "http://127.0.0.228:8000/health"
+    start_ms+=("$(ms_since "$t0")")
+    stop_pid "$APP_PID"
+  done
+  stop_pid "$hand_pid"
+  local warm hand start
+  warm=$(median "${warm_ms[@]}"); hand=$(median "${hand_ms[@]}"); start=$(median "${start_ms[@]}")
+  row "warm redeploy vs bash script, ms" "$warm" "$hand" "$(ratio "$warm" "$hand")"
+  row "warm redeploy vs app start-to-healthy, ms" "$warm" "$start" "$(ratio "$warm" "$start")"
+  row "agent overhead (warm - app start; <=300), ms" "$((warm - start))" "$((hand - start))" \
+    "$(ratio "$((warm - start))" "$((hand - start))")"
+  NOTES+=("cold deploy steps (agent): $(step_summary "$COLD_AGENT_DIR/cold.json")")
+  NOTES+=("warm redeploy steps (agent, medians): $(step_summary "$COLD_AGENT_DIR"/warm-*.json)")
+}
+
+# ---- status: Status latency with many deployments on one agent ------------------------------
+
+bench_status() {
+  make_repo
+  local repo="$REPO" ip=127.0.0.220
+  start_agent "$ip"
+  local grpc="http://$AGENT_GRPC" proj="$WORK/project-status"
+  mkdir -p "$proj"
+  "$BIN/deployctl" --project "$proj" declare env agent many --address "$grpc" >/dev/null
+  deploy_stdlib() {
+    "$BIN/deployctl" --project "$proj" run "s-$1" --env many --repo "$repo" \
+      --command "python3 app.py" --port $((9300 + $1)) --health-path / >/dev/null
+  }
+  deploy_stdlib 0
+  local one many
+  read -r -a one <<< "$("$BIN/status_latency" "$grpc" "$STATUS_CALLS")"
+  # The other deployments, four at a time (the state file is locked; the agent takes them
+  # all at once).
+  local i batch=()
+  for i in $(seq 1 $((STATUS_DEPLOYMENTS - 1))); do
+    deploy_stdlib "$i" &
+    batch+=($!)
+    PIDS+=($!)
+    if (( ${#batch[@]} == 4 )); then wait "${batch[@]}" || true; batch=(); fi
+  done
+  (( ${#batch[@]} == 0 )) || wait "${batch[@]}" || true
+  read -r -a many <<< "$("$BIN/status_latency" "$grpc" "$STATUS_CALLS")"
+  if [[ "${many[3]}" != "$STATUS_DEPLOYMENTS" ]]; then
+    echo "status: expected $STATUS_DEPLOYMENTS deployments, the agent has ${many[3]}" >&2
+  fi
+  row "status p50, ${many[3]} deployments (vs 1), ms" "${many[0]}" "${one[0]}" "$(ratio "${many[0]}" "${one[0]}")"
+  row "status p99, ${many[3]} deployments (vs 1; <=10), ms" "${many[1]}" "${one[1]}" "$(ratio "${many[1]}" "${one[1]}")"
+}
+
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # Idle memory with 0 and 20 deployments; health endpoint throughput.
@@ -183,10 +483,16 @@ bench_agent() {
   row "GET /deployments/NAME/health req/s (vs /healthz)" "$r_dep" "$r_healthz" "$(ratio "$r_dep" "$r_healthz")"
 }
 
+BENCH_STARTED=$SECONDS
+[[ -z "$ONLY" || "$ONLY" == deploy ]] && bench_deploy
+[[ -z "$ONLY" || "$ONLY" == status ]] && bench_status
 [[ -z "$ONLY" || "$ONLY" == agent ]] && bench_agent
 [[ -z "$ONLY" || "$ONLY" == fanout ]] && bench_fanout
 
 echo
-printf '| %-44s | %12s | %12s | %7s |\n' "measurement" "value" "baseline" "ratio"
-printf '|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..46})" "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..9})"
+printf '| %-50s | %12s | %12s | %7s |\n' "measurement" "value" "baseline" "ratio"
+printf '|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..52})" "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..9})"
 printf '%s\n' "${ROWS[@]}"
+echo
+for note in "${NOTES[@]}"; do echo "$note"; done
+echo "bench took $((SECONDS - BENCH_STARTED)) s"

@@ -132,10 +132,13 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Poll delays while waiting for a new release: fast at first, backing off to 250 ms.
-pub fn startup_poll_delay(attempt: u32) -> Duration {
-    let ms = 10u64.saturating_mul(1u64 << attempt.min(5));
-    Duration::from_millis(ms.min(250))
+/// The delay before the next check while waiting for a new release, `waited` after it
+/// started: every 10 ms at first, then a twentieth of the time waited so far, up to 250 ms.
+/// So the check that sees it healthy comes at most ~5% (and 10 ms) after it became
+/// healthy, and a slow starter is checked a few times a second. (A check of an app that
+/// does not listen yet is a refused connect: next to nothing.)
+pub fn startup_poll_delay(waited: Duration) -> Duration {
+    (waited / 20).clamp(Duration::from_millis(10), Duration::from_millis(250))
 }
 
 #[cfg(test)]
@@ -193,8 +196,11 @@ mod tests {
 
     #[test]
     fn poll_delay_backs_off_and_caps() {
-        assert_eq!(startup_poll_delay(0), Duration::from_millis(10));
-        assert_eq!(startup_poll_delay(2), Duration::from_millis(40));
-        assert_eq!(startup_poll_delay(30), Duration::from_millis(250));
+        let ms = Duration::from_millis;
+        assert_eq!(startup_poll_delay(ms(0)), ms(10));
+        assert_eq!(startup_poll_delay(ms(150)), ms(10));
+        assert_eq!(startup_poll_delay(ms(600)), ms(30));
+        assert_eq!(startup_poll_delay(ms(2000)), ms(100));
+        assert_eq!(startup_poll_delay(Duration::from_secs(60)), ms(250));
     }
 }

@@ -131,8 +131,12 @@ pub struct StartFailure {
     pub tail: Vec<String>,
 }
 
-enum Cmd {
-    Stop(oneshot::Sender<(Option<u32>, Stopped)>),
+/// A stop: SIGTERM, grace, SIGKILL.
+struct Cmd {
+    reply: StopReply,
+    /// Answer as soon as nothing listens on the app's port any more (it may still be
+    /// exiting), rather than once it has exited.
+    port_free: bool,
 }
 
 /// A handle on a running release.
@@ -213,8 +217,20 @@ impl Instance {
 
     /// Stops the app (SIGTERM, grace, SIGKILL) and ends the task.
     pub async fn stop(&self) -> (Option<u32>, Stopped) {
-        let (tx, rx) = oneshot::channel();
-        if self.cmds.send(Cmd::Stop(tx)).await.is_err() {
+        self.send_stop(false).await
+    }
+
+    /// Stops the app like [`Instance::stop`], but answers as soon as nothing listens on its
+    /// host and port any more, so that a new release can bind them: [`Stopped::Exiting`]
+    /// when the app is still exiting then (uvicorn closes its socket ~100 ms before it
+    /// exits). The stop goes on without the caller, with SIGKILL after the kill timeout.
+    pub async fn stop_freeing_port(&self) -> (Option<u32>, Stopped) {
+        self.send_stop(true).await
+    }
+
+    async fn send_stop(&self, port_free: bool) -> (Option<u32>, Stopped) {
+        let (reply, rx) = oneshot::channel();
+        if self.cmds.send(Cmd { reply, port_free }).await.is_err() {
             return (None, Stopped::NotRunning);
         }
         rx.await.unwrap_or((None, Stopped::NotRunning))
@@ -251,7 +267,7 @@ enum Waited {
         exit: Option<i32>,
     },
     /// A stop arrived (`None`: every handle is gone, the agent is shutting down).
-    Stop(Option<StopReply>),
+    Stop(Option<Cmd>),
 }
 
 /// How supervising a healthy app ended.
@@ -265,7 +281,7 @@ enum Ended {
     Unhealthy {
         reason: String,
     },
-    Stop(Option<StopReply>),
+    Stop(Option<Cmd>),
 }
 
 struct Task {
@@ -354,7 +370,7 @@ impl Task {
                         let _ = r.send(Ok(pid));
                     }
                 }
-                Waited::Stop(reply) => return self.stop_and_end(&mut app, reply).await,
+                Waited::Stop(cmd) => return self.stop_and_end(&mut app, cmd).await,
                 Waited::Failed { reason, exit } => {
                     process::stop_group(&mut app, self.cfg.kill_timeout).await;
                     self.set(|s| {
@@ -378,7 +394,7 @@ impl Task {
 
             // Supervising a healthy app.
             let (reason, exit_code) = match self.supervise(&mut app).await {
-                Ended::Stop(reply) => return self.stop_and_end(&mut app, reply).await,
+                Ended::Stop(cmd) => return self.stop_and_end(&mut app, cmd).await,
                 Ended::Exited { reason, code } => (reason, code),
                 Ended::Unhealthy { reason } => {
                     // Unhealthy for too long while the policy restarts: stop it first.
@@ -428,8 +444,8 @@ impl Task {
     /// Polls quickly until healthy, the app exits, the timeout passes, or a stop arrives.
     async fn wait_healthy(&mut self, app: &mut AppProcess) -> Waited {
         let cfg = self.cfg.clone();
-        let deadline = Instant::now() + cfg.health.timeout;
-        let mut attempt = 0;
+        let began = Instant::now();
+        let deadline = began + cfg.health.timeout;
         loop {
             if let Some(exit) = app.try_wait() {
                 return exited_early(exit);
@@ -446,12 +462,11 @@ impl Task {
                 let reason = explain_unhealthy(&cfg, app.pid(), &checked);
                 return Waited::Failed { reason, exit: None };
             }
-            let delay = health::startup_poll_delay(attempt).min(remaining);
-            attempt += 1;
+            let delay = health::startup_poll_delay(began.elapsed()).min(remaining);
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 exit = app.wait() => return exited_early(exit),
-                cmd = self.cmds.recv() => return Waited::Stop(cmd.map(|Cmd::Stop(r)| r)),
+                cmd = self.cmds.recv() => return Waited::Stop(cmd),
             }
         }
     }
@@ -466,7 +481,7 @@ impl Task {
                 exit = app.wait() => {
                     return Ended::Exited { reason: format!("the app {}", exit.describe()), code: exit.code() };
                 }
-                cmd = self.cmds.recv() => return Ended::Stop(cmd.map(|Cmd::Stop(r)| r)),
+                cmd = self.cmds.recv() => return Ended::Stop(cmd),
                 _ = tokio::time::sleep(cfg.health.interval) => {
                     let checked = self.check(health::CHECK_TIMEOUT).await;
                     if checked.healthy {
@@ -518,8 +533,8 @@ impl Task {
                     s.state = State::Stopped;
                     s.next_restart_at = None;
                 });
-                if let Some(Cmd::Stop(reply)) = cmd {
-                    let _ = reply.send((None, Stopped::NotRunning));
+                if let Some(cmd) = cmd {
+                    let _ = cmd.reply.send((None, Stopped::NotRunning));
                 }
                 false
             }
@@ -527,25 +542,36 @@ impl Task {
     }
 
     async fn idle_until_stop(mut self) {
-        if let Some(Cmd::Stop(reply)) = self.cmds.recv().await {
+        if let Some(cmd) = self.cmds.recv().await {
             self.set(|s| s.state = State::Stopped);
-            let _ = reply.send((None, Stopped::NotRunning));
+            let _ = cmd.reply.send((None, Stopped::NotRunning));
         }
     }
 
-    async fn stop_and_end(&self, app: &mut AppProcess, reply: Option<StopReply>) {
-        let Some(reply) = reply else {
+    async fn stop_and_end(&self, app: &mut AppProcess, cmd: Option<Cmd>) {
+        let Some(Cmd { reply, port_free }) = cmd else {
             // Every handle is gone (the agent is shutting down): leave the app running.
             return;
         };
         let pid = app.pid();
-        let how = process::stop_group(app, self.cfg.kill_timeout).await;
-        tracing::info!(deployment = %self.cfg.name, release = self.cfg.release, pid, how = how.as_str(), "app stopped");
-        self.set(|s| {
+        let status = self.status.clone();
+        let answer = move |how: Stopped| {
+            let mut s = lock(&status);
             s.state = State::Stopped;
             s.pid = None;
-        });
-        let _ = reply.send((Some(pid), how));
+            drop(s);
+            let _ = reply.send((Some(pid), how));
+        };
+        let (host, port) = (self.cfg.host, self.cfg.port);
+        let how = if port_free {
+            let free = || crate::ports::bindable(host, port);
+            process::stop_group_releasing(app, self.cfg.kill_timeout, free, answer).await
+        } else {
+            let how = process::stop_group(app, self.cfg.kill_timeout).await;
+            answer(how);
+            how
+        };
+        tracing::info!(deployment = %self.cfg.name, release = self.cfg.release, pid, how = how.as_str(), "app stopped");
     }
 }
 

@@ -20,6 +20,14 @@ impl Listener {
     }
 }
 
+/// Whether a new socket could listen on `host:port`: no socket listens on that port at an
+/// address that overlaps it (the same address, a wildcard, or any when `host` is one).
+pub fn bindable(host: IpAddr, port: u16) -> bool {
+    !listeners(port)
+        .iter()
+        .any(|l| l.covers(host) || host.is_unspecified())
+}
+
 /// Every socket listening on `port`.
 pub fn listeners(port: u16) -> Vec<Listener> {
     let mut out = Vec::new();
@@ -190,6 +198,79 @@ pub fn describe_process(pid: u32) -> String {
     }
 }
 
+/// Listeners on `port` that `host` would reach and that no process of the process groups
+/// led by `ours` holds, with their owning pids (when visible). The groups' own processes
+/// (found from their leaders down, through `/proc/PID/task/TID/children`) are looked at
+/// first, so a redeploy, whose port its running release holds, reads the app's few
+/// processes rather than every file descriptor of every process on the node.
+pub fn foreign_holders(host: IpAddr, port: u16, ours: &[u32]) -> Vec<(Listener, Option<u32>)> {
+    let reachable: Vec<Listener> = listeners(port)
+        .into_iter()
+        .filter(|l| l.covers(host))
+        .collect();
+    if reachable.is_empty() {
+        return Vec::new();
+    }
+    let own = sockets_of_groups(ours);
+    reachable
+        .into_iter()
+        .filter(|l| !own.contains(&l.inode))
+        .map(|l| {
+            let pid = pid_of_socket(l.inode);
+            (l, pid)
+        })
+        // A member of our groups that the walk from the leaders missed (reparented).
+        .filter(|(_, pid)| !pid.and_then(pgid_of).is_some_and(|g| ours.contains(&g)))
+        .collect()
+}
+
+/// Socket inodes held by the processes of the groups led by `leaders`: the leaders and
+/// their descendants that are still in one of those groups.
+fn sockets_of_groups(leaders: &[u32]) -> std::collections::HashSet<u64> {
+    let mut inodes = std::collections::HashSet::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut todo: Vec<u32> = leaders.to_vec();
+    while let Some(pid) = todo.pop() {
+        if seen.len() > 10_000 || !seen.insert(pid) {
+            continue;
+        }
+        if !pgid_of(pid).is_some_and(|g| leaders.contains(&g)) {
+            continue;
+        }
+        if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+            inodes.extend(fds.flatten().filter_map(|fd| socket_inode(&fd.path())));
+        }
+        todo.extend(children(pid));
+    }
+    inodes
+}
+
+/// The children of every thread of `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|text| {
+            text.split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The inode of the socket a `/proc/PID/fd/N` link points to.
+fn socket_inode(fd: &std::path::Path) -> Option<u64> {
+    let link = std::fs::read_link(fd).ok()?;
+    link.to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
 /// Listeners on `port` that `host` would reach, with their owning pids (when visible).
 pub fn holders(host: IpAddr, port: u16) -> Vec<(Listener, Option<u32>)> {
     listeners(port)
@@ -238,6 +319,16 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].1, Some(std::process::id()));
         assert!(holders("127.0.0.9".parse().unwrap(), port).is_empty());
+        // This test's own process group holds it: not foreign.
+        let me = nix::unistd::getpgrp().as_raw() as u32;
+        let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert!(foreign_holders(localhost, port, &[me]).is_empty());
+        let foreign = foreign_holders(localhost, port, &[]);
+        assert_eq!(foreign.len(), 1, "{foreign:?}");
+        assert!(bindable("127.0.0.9".parse().unwrap(), port));
+        assert!(!bindable(localhost, port));
+        drop(sock);
+        assert!(bindable(localhost, port));
         assert_eq!(
             pgid_of(std::process::id()),
             Some(nix::unistd::getpgrp().as_raw() as u32)

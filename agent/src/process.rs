@@ -176,6 +176,9 @@ pub enum Stopped {
     Terminated,
     /// It had to be killed with SIGKILL after the grace period.
     Killed,
+    /// It let go of what the caller waited for (its port) after SIGTERM and is still
+    /// exiting; the stop goes on (SIGKILL after the grace period) without the caller.
+    Exiting,
 }
 
 impl Stopped {
@@ -184,6 +187,7 @@ impl Stopped {
             Stopped::NotRunning => "not running",
             Stopped::Terminated => "terminated",
             Stopped::Killed => "killed",
+            Stopped::Exiting => "exiting",
         }
     }
 }
@@ -213,39 +217,81 @@ pub fn group_alive(pgid: u32) -> bool {
 /// then SIGKILL. Reaps the leader when it is our child. Children the app spawned die with
 /// it. The one stop for every process the agent runs, child or adopted.
 pub async fn stop_group(proc_: &mut AppProcess, grace: Duration) -> Stopped {
+    stop_group_releasing(proc_, grace, || false, |_| {}).await
+}
+
+/// How often a stopping group is looked at: often at first (most apps stop within a few
+/// hundred ms and a deploy may be waiting), less after a second.
+fn stop_poll(waited: Duration) -> Duration {
+    if waited < Duration::from_secs(1) {
+        Duration::from_millis(5)
+    } else {
+        Duration::from_millis(20)
+    }
+}
+
+/// [`stop_group`] that also tells `released`, once, as soon as the app has let go of what
+/// a caller waits for (`let_go()` holds, e.g. nothing listens on its port any more) while
+/// it is still exiting ([`Stopped::Exiting`]), or how it stopped if that comes first. The
+/// stop itself goes on to the end (SIGKILL after `grace`).
+pub async fn stop_group_releasing(
+    proc_: &mut AppProcess,
+    grace: Duration,
+    mut let_go: impl FnMut() -> bool,
+    released: impl FnOnce(Stopped),
+) -> Stopped {
+    let mut released = Some(released);
+    /// Tells the caller (if not told yet) and returns `how`.
+    fn tell(released: &mut Option<impl FnOnce(Stopped)>, how: Stopped) -> Stopped {
+        if let Some(f) = released.take() {
+            f(how);
+        }
+        how
+    }
     let pgid = proc_.pid();
     if pgid <= 1 {
-        return Stopped::NotRunning;
+        return tell(&mut released, Stopped::NotRunning);
     }
     // Reap first if it already exited, so a zombie leader does not look alive.
     let leader_done = proc_.try_wait().is_some();
     if leader_done && !group_alive(pgid) {
-        return Stopped::NotRunning;
+        return tell(&mut released, Stopped::NotRunning);
     }
     // An adopted leader's pid may have been reused by a stranger (which may lead a group of
     // its own): never signal then. (While any member of our group lives, the kernel keeps
     // its id reserved, so a pid that is gone or a zombie of ours is safe to signal.)
     if proc_.adopted() && procstat::read(pgid).is_some_and(|s| s.start_time != proc_.id.start_time)
     {
-        return Stopped::NotRunning;
+        return tell(&mut released, Stopped::NotRunning);
     }
     if !signal_group(pgid, Signal::SIGTERM) {
         proc_.try_wait();
-        return Stopped::NotRunning;
+        return tell(&mut released, Stopped::NotRunning);
     }
-    let deadline = Instant::now() + grace;
+    let began = Instant::now();
+    let deadline = began + grace;
     let mut reaped = leader_done;
     loop {
         if !reaped && proc_.try_wait().is_some() {
             reaped = true;
         }
         if reaped && !group_alive(pgid) {
-            return Stopped::Terminated;
+            return tell(&mut released, Stopped::Terminated);
         }
-        if Instant::now() >= deadline {
+        if released.is_some() && let_go() {
+            tell(&mut released, Stopped::Exiting);
+        }
+        let now = Instant::now();
+        if now >= deadline {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        let step = stop_poll(now - began).min(deadline - now);
+        if reaped || proc_.adopted() {
+            tokio::time::sleep(step).await;
+        } else {
+            // Our child: its exit wakes us at once.
+            let _ = tokio::time::timeout(step, proc_.wait()).await;
+        }
     }
     signal_group(pgid, Signal::SIGKILL);
     // Group members die on SIGKILL at once; wait briefly for the kernel (and reap ours).
@@ -257,7 +303,7 @@ pub async fn stop_group(proc_: &mut AppProcess, grace: Duration) -> Stopped {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    Stopped::Killed
+    tell(&mut released, Stopped::Killed)
 }
 
 /// An exit status as a shell reports it: the code, or 128 + the signal.
@@ -397,4 +443,74 @@ pub fn chown_tree(root: &Path, uid: u32, gid: u32) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    /// Listens on 127.0.0.1:PORT; on SIGTERM closes the socket at once but exits only 2 s
+    /// later (like uvicorn, which lets go of its port ~100 ms before it exits).
+    const SLOW_EXIT: &str = r#"
+import signal, socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+def term(*_):
+    s.close()
+    time.sleep(2)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, term)
+while True:
+    time.sleep(1)
+"#;
+
+    #[tokio::test]
+    async fn a_stop_answers_once_the_port_is_free_and_then_finishes() {
+        let dir = std::env::temp_dir().join(format!("stop-release-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("app.py"), SLOW_EXIT).unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let host: IpAddr = "127.0.0.1".parse().unwrap();
+        let launch = Launch {
+            // Not `exec`: the group's leader is sh, the listener its child.
+            command: format!("python3 app.py {port}"),
+            cwd: dir.clone(),
+            env: vec![],
+            path_prefix: None,
+            run_as: None,
+        };
+        let mut app = spawn_app(&launch, &dir.join("app.log")).unwrap();
+        let pgid = app.pid();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while crate::ports::bindable(host, port) {
+            assert!(Instant::now() < deadline, "the test app never listened");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let stop = tokio::spawn(async move {
+            stop_group_releasing(
+                &mut app,
+                Duration::from_secs(10),
+                move || crate::ports::bindable(host, port),
+                move |how| {
+                    let _ = tx.send((how, group_alive(pgid)));
+                },
+            )
+            .await
+        });
+        let (how, alive) = rx.await.unwrap();
+        assert_eq!(how, Stopped::Exiting);
+        assert!(alive, "answered while the app was still exiting");
+        assert!(crate::ports::bindable(host, port));
+        assert_eq!(stop.await.unwrap(), Stopped::Terminated);
+        assert!(!group_alive(pgid));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

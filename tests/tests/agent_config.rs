@@ -45,9 +45,14 @@ fn config_file_and_flags() {
         tail(&agent.stderr(), 20)
     );
     project.deployctl(&["run", "--load", "web"]).ok();
+    // Old releases are pruned right after the deploy has answered.
     let releases = agent.deployment_dir("web").join("releases");
-    let kept: Vec<_> = std::fs::read_dir(&releases).unwrap().flatten().collect();
-    assert_eq!(kept.len(), 1, "keep_releases = 1: {kept:?}");
+    let kept = || -> Vec<_> { std::fs::read_dir(&releases).unwrap().flatten().collect() };
+    assert!(
+        wait_until(Duration::from_secs(10), || kept().len() == 1),
+        "keep_releases = 1: {:?}",
+        kept()
+    );
 
     // Unknown keys and bad values: the agent refuses to start and names them.
     let dir = tempfile::tempdir().unwrap();

@@ -63,6 +63,14 @@ pub async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome
     outcome.total = started.elapsed();
     outcome.owner = spec.owner.clone();
     events.finish(outcome.clone());
+    if outcome.ok {
+        // After the client has its answer (still under the deployment's lock): old release
+        // directories and environments no release uses any more.
+        let record = d.lock().record.clone();
+        prune_releases(&sup, &record).await;
+        let s = sup.clone();
+        let _ = tokio::task::spawn_blocking(move || s.collect_env_garbage()).await;
+    }
     outcome
 }
 
@@ -76,6 +84,13 @@ async fn run(
     events: &Events,
 ) -> Result<Outcome, Failure> {
     check_secrets(sup, spec, events).map_err(|e| (e, None))?;
+    if spec.has_packages() {
+        // Finding python3 and uv (processes; once per agent run) overlaps resolve and fetch.
+        let s = sup.clone();
+        tokio::spawn(async move {
+            s.toolchain().await;
+        });
+    }
     check_port(sup, d, spec).map_err(|e| (e, None))?;
     let prepared = prepare(sup, spec, number, events)
         .await
@@ -128,11 +143,10 @@ fn check_port(sup: &Supervisor, d: &Deployment, spec: &Spec) -> Result<(), StepE
 fn foreign_port_holder(sup: &Supervisor, _d: &Deployment, spec: &Spec) -> Result<(), StepError> {
     let host = sup.config.app_host;
     let ours = sup.running_pids();
-    for (listener, pid) in ports::holders(host, spec.port) {
-        let pgid = pid.and_then(ports::pgid_of);
-        if pgid.is_some_and(|g| ours.contains(&g)) {
-            continue;
-        }
+    if let Some((listener, pid)) = ports::foreign_holders(host, spec.port, &ours)
+        .into_iter()
+        .next()
+    {
         let who = match pid {
             Some(pid) => ports::describe_process(pid),
             None => "a process this agent cannot see (another user's)".to_string(),
@@ -191,8 +205,89 @@ async fn prepare(
         })
         .await?;
 
-    let mirror = git::mirror_path(&sup.layout.git(), &mirror_key);
-    let repo_lock = sup.repo_locks.get(&mirror_key);
+    let dir = sup.layout.release(&spec.name, number);
+    let from = Source {
+        resolved: &resolved,
+        auth: &auth,
+        mirror_key: &mirror_key,
+    };
+    let git = fetch_and_checkout(sup, spec, number, from, &dir, events);
+    let result = if spec.has_packages() && !env_needs_checkout(spec) {
+        // Packages that do not depend on the checkout are installed while it is fetched.
+        let envs = sup.layout.envs();
+        let env = prepare_env(sup, spec, &dir, &envs, events);
+        match at_once(git, env).await {
+            Ok(both) => Ok(both),
+            Err((e, Some(cancelled))) => {
+                events.info(
+                    events::PACKAGES,
+                    format!("stopped: the deploy failed at {}", cancelled),
+                );
+                Err(e)
+            }
+            Err((e, None)) => Err(e),
+        }
+    } else {
+        match git.await {
+            Ok(commit) => {
+                let workdir = dir.join(&spec.workdir);
+                prepare_env(sup, spec, &dir, &workdir, events)
+                    .await
+                    .map(|env| (commit, env))
+            }
+            Err(e) => Err(e),
+        }
+    };
+    let (commit, env) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            return Err(e);
+        }
+    };
+    let lease = env.as_ref().map(|e| sup.lease_env(&e.key));
+    Ok(Prepared {
+        release: ReleaseRecord {
+            number,
+            spec: spec.clone(),
+            git_ref: resolved.display.clone(),
+            commit,
+            packages_hash: env.as_ref().map(|e| e.key.clone()).unwrap_or_default(),
+            env_dir: env.as_ref().map(|e| e.dir.clone()),
+            deployed_at: store::now_unix(),
+            result: String::new(),
+        },
+        dir,
+        frozen: env.map(|e| e.frozen).unwrap_or_default(),
+        _lease: lease,
+    })
+}
+
+/// Where a release's code comes from: the resolved commit, the credentials, and the
+/// mirror (one per URL, or per URL and owner when the owner has a git credential).
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    resolved: &'a git::Resolved,
+    auth: &'a git_auth::GitAuth,
+    mirror_key: &'a str,
+}
+
+/// fetch → checkout into `dir` → the paths the spec names exist there. Returns the commit.
+async fn fetch_and_checkout(
+    sup: &Arc<Supervisor>,
+    spec: &Spec,
+    number: u32,
+    from: Source<'_>,
+    dir: &Path,
+    events: &Events,
+) -> Result<String, StepError> {
+    let Source {
+        resolved,
+        auth,
+        mirror_key,
+    } = from;
+    let mirror = git::mirror_path(&sup.layout.git(), mirror_key);
+    let repo_lock = sup.repo_locks.get(mirror_key);
     let _repo_guard = repo_lock.lock().await;
     let oid = events
         .step(
@@ -220,14 +315,13 @@ async fn prepare(
         )
         .await?;
 
-    let dir = sup.layout.release(&spec.name, number);
     let commit = oid.to_string();
     events
         .step(
             events::CHECKOUT,
             format!("{} into release {number}", short(&commit)),
             async {
-                let (m, target) = (mirror.clone(), dir.clone());
+                let (m, target) = (mirror.clone(), dir.to_path_buf());
                 let _ = tokio::fs::remove_dir_all(&target).await;
                 let (url, resolved, a) = (spec.repo.clone(), resolved.clone(), auth.clone());
                 blocking(events::CHECKOUT, move || {
@@ -253,9 +347,7 @@ async fn prepare(
         .await?;
     drop(_repo_guard);
 
-    let result = check_paths(spec, &dir, &commit).await;
-    if let Err(e) = result {
-        let _ = tokio::fs::remove_dir_all(&dir).await;
+    if let Err(e) = check_paths(spec, dir, &commit).await {
         events.emit(
             e.step,
             events::Phase::Failed,
@@ -266,7 +358,7 @@ async fn prepare(
     }
     if let Some((uid, gid)) = sup.run_as {
         // The app (and its start script) run as run_as and may write in their checkout.
-        let d = dir.clone();
+        let d = dir.to_path_buf();
         let owned =
             tokio::task::spawn_blocking(move || crate::process::chown_tree(&d, uid, gid)).await;
         if let Ok(Err(e)) | Err(e) = owned.map_err(std::io::Error::other) {
@@ -277,30 +369,55 @@ async fn prepare(
             ));
         }
     }
+    Ok(commit)
+}
 
-    let env = match prepare_env(sup, spec, &dir, events).await {
-        Ok(env) => env,
-        Err(e) => {
-            let _ = tokio::fs::remove_dir_all(&dir).await;
-            return Err(e);
+/// Whether the environment depends on the checkout: a requirements file (read from it), or
+/// packages named by a path or a file URL (a path may be relative to the workdir).
+fn env_needs_checkout(spec: &Spec) -> bool {
+    let local = |p: &String| {
+        // `name @ target` names a direct reference.
+        let target = p.rsplit(" @ ").next().unwrap_or(p).trim();
+        target.starts_with(['.', '/', '~'])
+            || target.starts_with("file:")
+            // An archive named by a path, not a URL.
+            || (!target.contains("://")
+                && [".whl", ".tar.gz", ".zip"].iter().any(|x| target.ends_with(x)))
+    };
+    if !spec.pinned.is_empty() {
+        // Exactly the pinned list is installed, whatever the requirements file says.
+        return spec.pinned.iter().any(local);
+    }
+    spec.requirements.is_some() || spec.pip.iter().any(local)
+}
+
+/// Runs `git` (fetch and checkout) and `env` (packages) at the same time. A failure of `git`
+/// cancels `env` (its installer is killed; an unfinished environment is never used) and
+/// comes back with the step it failed at; a failure of `env` waits for `git` (it holds the
+/// mirror) and, if `git` failed too, the earlier step's failure is the one reported.
+async fn at_once<E>(
+    git: impl std::future::Future<Output = Result<String, StepError>>,
+    env: impl std::future::Future<Output = Result<E, StepError>>,
+) -> Result<(String, E), (StepError, Option<&'static str>)> {
+    tokio::pin!(git, env);
+    let mut env_result = None;
+    let commit = loop {
+        tokio::select! {
+            r = &mut git => match r {
+                Ok(commit) => break commit,
+                Err(e) => {
+                    let step = e.step;
+                    return Err((e, env_result.is_none().then_some(step)));
+                }
+            },
+            r = &mut env, if env_result.is_none() => env_result = Some(r),
         }
     };
-    let lease = env.as_ref().map(|e| sup.lease_env(&e.key));
-    Ok(Prepared {
-        release: ReleaseRecord {
-            number,
-            spec: spec.clone(),
-            git_ref: resolved.display.clone(),
-            commit,
-            packages_hash: env.as_ref().map(|e| e.key.clone()).unwrap_or_default(),
-            env_dir: env.as_ref().map(|e| e.dir.clone()),
-            deployed_at: store::now_unix(),
-            result: String::new(),
-        },
-        dir,
-        frozen: env.map(|e| e.frozen).unwrap_or_default(),
-        _lease: lease,
-    })
+    let env = match env_result {
+        Some(r) => r,
+        None => env.await,
+    };
+    env.map(|e| (commit, e)).map_err(|e| (e, None))
 }
 
 /// The workdir, requirements file and start script must exist in the checkout.
@@ -343,10 +460,13 @@ async fn check_paths(spec: &Spec, dir: &Path, commit: &str) -> Result<(), StepEr
     Ok(())
 }
 
+/// The packages step. `dir` is the release directory; the installer runs in `cwd` (the
+/// workdir, or anywhere when the environment does not depend on the checkout).
 async fn prepare_env(
     sup: &Arc<Supervisor>,
     spec: &Spec,
     dir: &Path,
+    cwd: &Path,
     events: &Events,
 ) -> Result<Option<packages::Env>, StepError> {
     if !spec.has_packages() {
@@ -357,7 +477,8 @@ async fn prepare_env(
         return Ok(None);
     }
     let workdir = dir.join(&spec.workdir);
-    let requirements = match &spec.requirements {
+    let pinned = !spec.pinned.is_empty();
+    let requirements = match spec.requirements.as_ref().filter(|_| !pinned) {
         Some(p) => Some((
             p.as_path(),
             tokio::fs::read_to_string(workdir.join(p))
@@ -371,11 +492,9 @@ async fn prepare_env(
         )),
         None => None,
     };
-    let local = spec.pinned.is_empty()
-        && requirements
-            .as_ref()
-            .is_some_and(|(_, c)| packages::refers_to_files(c));
-    let pinned = !spec.pinned.is_empty();
+    let local = requirements
+        .as_ref()
+        .is_some_and(|(_, c)| packages::refers_to_files(c));
     let req = packages::EnvRequest {
         pip: if pinned { &[] } else { &spec.pip },
         requirements: if pinned { None } else { requirements },
@@ -408,7 +527,7 @@ async fn prepare_env(
                     &sup.layout.envs(),
                     &key,
                     &req,
-                    &workdir,
+                    cwd,
                     sup.config.install_timeout,
                     events,
                 )
@@ -520,16 +639,26 @@ async fn start_and_check(
         inner.record.current_release().map(|r| r.spec.port) == Some(spec.port)
     };
     if let Some(prev) = previous.as_ref().filter(|_| same_port) {
-        let (pid, how) = prev.stop().await;
+        // The new release may start once the old one no longer listens on the port; it
+        // finishes exiting (SIGKILL after its kill timeout) in the background.
+        let stopping = Instant::now();
+        let (pid, how) = prev.stop_freeing_port().await;
+        let pid = pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+        let ms = stopping.elapsed().as_millis();
         events.info(
             events::START,
-            format!(
-                "stopped release {} (pid {}, {}) to free port {}",
-                prev.release,
-                pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-                how.as_str(),
-                spec.port
-            ),
+            match how {
+                crate::process::Stopped::Exiting => format!(
+                    "stopped release {} (pid {pid}): port {} free after {ms} ms, the app is still exiting",
+                    prev.release, spec.port
+                ),
+                how => format!(
+                    "stopped release {} (pid {pid}, {}) to free port {} in {ms} ms",
+                    prev.release,
+                    how.as_str(),
+                    spec.port
+                ),
+            },
         );
         d.lock().instance = None;
     }
@@ -621,17 +750,13 @@ async fn start_and_check(
                 frozen: prepared.frozen.clone(),
                 ..Default::default()
             };
-            let record = {
+            {
                 let mut inner = d.lock();
                 inner.record.current = Some(release.number);
                 inner.record.set_process(release.number, ProcId::of(pid));
                 inner.record.releases.push(release);
-                inner.record.clone()
-            };
+            }
             d.save_or_log(&sup.layout);
-            prune_releases(sup, &record).await;
-            let s = sup.clone();
-            let _ = tokio::task::spawn_blocking(move || s.collect_env_garbage()).await;
             Ok(outcome)
         }
         Err(failure) => {
@@ -761,4 +886,51 @@ pub fn short(commit: &str) -> &str {
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::RawSpec;
+
+    fn spec(pip: &[&str], requirements: &str, pinned: &[&str]) -> Spec {
+        Spec::validate(RawSpec {
+            name: "app".into(),
+            repo: "https://example.org/app.git".into(),
+            command: "python3 app.py".into(),
+            pip: pip.iter().map(|s| s.to_string()).collect(),
+            requirements: requirements.into(),
+            pinned: pinned.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn environments_that_need_the_checkout() {
+        assert!(!env_needs_checkout(&spec(
+            &["fastapi==0.115.0", "uvicorn"],
+            "",
+            &[]
+        )));
+        assert!(!env_needs_checkout(&spec(
+            &["pkg @ https://example.org/pkg-1.0-py3-none-any.whl"],
+            "",
+            &[]
+        )));
+        assert!(env_needs_checkout(&spec(&["six"], "requirements.txt", &[])));
+        assert!(env_needs_checkout(&spec(&["./vendor/pkg"], "", &[])));
+        assert!(env_needs_checkout(&spec(&["dist/pkg-1.0.tar.gz"], "", &[])));
+        // A pinned deploy installs its list only, whatever the requirements file says.
+        assert!(!env_needs_checkout(&spec(
+            &[],
+            "requirements.txt",
+            &["six==1.16.0"]
+        )));
+        assert!(env_needs_checkout(&spec(
+            &[],
+            "",
+            &["app @ file:///srv/app"]
+        )));
+    }
 }

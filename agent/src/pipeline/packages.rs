@@ -222,21 +222,52 @@ async fn build_into(
                 )
             }
         };
-    for (program, args) in [create, install] {
+    // A pinned environment names exact versions that were installed before, so uv usually
+    // has every one in its cache: `--offline` installs them without asking the index
+    // (~0.1 s instead of ~0.7 s). Whatever is missing, the normal install then fetches.
+    let offline = match &toolchain.installer {
+        Installer::Uv { .. } if !req.pinned.is_empty() => {
+            let (program, mut args) = install.clone();
+            args.insert(2, "--offline".into());
+            Some((program, args))
+        }
+        _ => None,
+    };
+    let launch = &launch;
+    let run = |(program, args): (String, Vec<String>)| async move {
         let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
         let shown = format!("{} {}", short_program(&program), args.join(" "));
         events.output(PACKAGES, &format!("$ {shown}"));
-        let finished = process::run_captured(&program, &args_ref, &launch, timeout, |line| {
+        let finished = process::run_captured(&program, &args_ref, launch, timeout, |line| {
             events.output(PACKAGES, line)
         })
         .await
         .map_err(|e| StepError::new(PACKAGES, format!("cannot run {program}: {e}")))?;
-        if !finished.success {
-            return Err(
+        if finished.success {
+            Ok(())
+        } else {
+            Err(
                 StepError::new(PACKAGES, format!("`{shown}` {}", finished.summary))
                     .with_tail(finished.tail),
-            );
+            )
         }
+    };
+    run(create).await?;
+    let installed_offline = match offline {
+        Some(cmd) => match run(cmd).await {
+            Ok(()) => true,
+            Err(_) => {
+                events.output(
+                    PACKAGES,
+                    "not every pinned version is in uv's cache: installing from the index",
+                );
+                false
+            }
+        },
+        None => false,
+    };
+    if !installed_offline {
+        run(install).await?;
     }
     if !req.pinned.is_empty() {
         let _ = tokio::fs::rename(&pinned_file, dir.join(PINNED_FILE)).await;

@@ -52,18 +52,35 @@ impl Toolchain {
     /// Finds python3 and the installer; may install uv into `tools_dir` (a few seconds,
     /// once per node).
     pub async fn detect(mode: InstallerMode, tools_dir: &Path) -> Toolchain {
-        let python_version = version_of("python3", &["--version"])
-            .await
-            .unwrap_or_default();
+        // Two processes (each ~50 ms behind a pyenv shim): at the same time.
+        let (python_version, uv) = tokio::join!(version_of("python3", &["--version"]), async {
+            match mode {
+                InstallerMode::Pip => None,
+                _ => Some(Self::find_uv(tools_dir).await),
+            }
+        });
+        let python_version = python_version.unwrap_or_default();
         let pip = |warning: Option<String>| Toolchain {
             installer: Installer::Pip,
             python_version: python_version.clone(),
             origin: "python3 -m venv + pip".to_string(),
             warning,
         };
-        if mode == InstallerMode::Pip {
-            return pip(None);
+        match uv {
+            None => pip(None),
+            Some(Err(warning)) => pip(Some(warning)),
+            Some(Ok((path, version, origin))) => Toolchain {
+                origin: format!("{version} {origin}"),
+                installer: Installer::Uv { path, version },
+                python_version,
+                warning: None,
+            },
         }
+    }
+
+    /// uv from PATH, or the agent's own (installed now if need be), with its version; or
+    /// why there is none.
+    async fn find_uv(tools_dir: &Path) -> Result<(PathBuf, String, &'static str), String> {
         let own = tools_dir.join("uv").join("bin").join("uv");
         let (path, origin) = match which("uv") {
             Some(p) => (p, "from PATH"),
@@ -71,24 +88,25 @@ impl Toolchain {
             None => match install_uv(tools_dir).await {
                 Ok(p) => (p, "installed by the agent"),
                 Err(e) => {
-                    return pip(Some(format!(
+                    return Err(format!(
                         "uv is not on PATH and could not be installed ({e}); using venv + pip, which is much slower"
-                    )))
+                    ))
                 }
             },
         };
         match version_of(&path.to_string_lossy(), &["--version"]).await {
-            Some(version) => Toolchain {
-                origin: format!("{version} {origin}"),
-                installer: Installer::Uv { path, version },
-                python_version,
-                warning: None,
-            },
-            None => pip(Some(format!(
-                "{} does not run; using venv + pip",
-                path.display()
-            ))),
+            Some(version) => Ok((path, version, origin)),
+            None => Err(format!("{} does not run; using venv + pip", path.display())),
         }
+    }
+
+    /// Whether [`Toolchain::detect`] only looks (runs `python3 --version` and
+    /// `uv --version`), with nothing to download: then the agent detects at start, off the
+    /// first deploy's path.
+    pub fn detects_locally(mode: InstallerMode, tools_dir: &Path) -> bool {
+        mode == InstallerMode::Pip
+            || which("uv").is_some()
+            || tools_dir.join("uv").join("bin").join("uv").is_file()
     }
 
     /// Identifies the installer in environment keys.
