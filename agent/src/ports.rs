@@ -30,14 +30,18 @@ pub fn bindable(host: IpAddr, port: u16) -> bool {
 
 /// Every socket listening on `port`.
 pub fn listeners(port: u16) -> Vec<Listener> {
+    all_listeners()
+        .into_iter()
+        .filter(|l| l.port == port)
+        .collect()
+}
+
+/// Every listening TCP socket of the node (v4 and v6).
+fn all_listeners() -> Vec<Listener> {
     let mut out = Vec::new();
     for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
         if let Ok(text) = std::fs::read_to_string(file) {
-            out.extend(
-                parse_proc_net_tcp(&text, v6)
-                    .into_iter()
-                    .filter(|l| l.port == port),
-            );
+            out.extend(parse_proc_net_tcp(&text, v6));
         }
     }
     out
@@ -144,17 +148,11 @@ pub fn listening_of_group(pgid: u32) -> Vec<(IpAddr, u16)> {
             }
         }
     }
-    let mut out = Vec::new();
-    for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
-        if let Ok(text) = std::fs::read_to_string(file) {
-            out.extend(
-                parse_proc_net_tcp(&text, v6)
-                    .into_iter()
-                    .filter(|l| inodes.contains(&l.inode))
-                    .map(|l| (l.addr, l.port)),
-            );
-        }
-    }
+    let mut out: Vec<(IpAddr, u16)> = all_listeners()
+        .into_iter()
+        .filter(|l| inodes.contains(&l.inode))
+        .map(|l| (l.addr, l.port))
+        .collect();
     out.sort();
     out.dedup();
     out

@@ -1,7 +1,6 @@
 //! `history NAME`: its deploys, newest last: number, time, ref, commit, packages hash,
 //! result. The current one (the last that worked) is marked with `*`.
 
-use anyhow::anyhow;
 use serde_json::json;
 
 use crate::decl;
@@ -16,11 +15,7 @@ pub struct Args {
 
 pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
     decl::validate_name("name", &args.name)?;
-    let st = state::open(project)?.load().await?;
-    let d = st
-        .deployments
-        .get(&args.name)
-        .ok_or_else(|| anyhow!("deployment {:?} not found in the state", args.name))?;
+    let d = state::find(project, &args.name).await?;
     let current = d
         .history
         .iter()

@@ -19,11 +19,7 @@ pub struct Args {
 
 pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
     decl::validate_name("name", &args.name)?;
-    let st = state::open(project)?.load().await?;
-    let d = st
-        .deployments
-        .get(&args.name)
-        .ok_or_else(|| anyhow!("deployment {:?} not found in the state", args.name))?;
+    let d = state::find(project, &args.name).await?;
     let good: Vec<&state::HistoryEntry> = d.history.iter().filter(|h| h.result == "ok").collect();
     let entry = match args.to {
         Some(n) => {

@@ -92,6 +92,14 @@ pub struct AgentResult {
     pub result: String,
 }
 
+/// A deployment's entry, or "not found in the state" naming it.
+pub async fn find(project: &Project, name: &str) -> anyhow::Result<DeploymentState> {
+    let mut st = open(project)?.load().await?;
+    st.deployments
+        .remove(name)
+        .ok_or_else(|| anyhow::anyhow!("deployment {name:?} not found in the state"))
+}
+
 impl DeploymentState {
     pub fn next_number(&self) -> u32 {
         self.history.iter().map(|h| h.number).max().unwrap_or(0) + 1
