@@ -25,7 +25,8 @@ struct Cli {
 #[derive(clap::Subcommand, Debug)]
 enum Command {
     /// Create a CA, this agent's TLS certificate and a first admin user, and print how to
-    /// set up deployctl. Run once per node (again to re-issue the certificate).
+    /// set up deployctl. Run once per node; again, it keeps the CA and issues a new
+    /// certificate and a new token for the admin user.
     Init {
         /// A name deployctl reaches the agent by (DNS name or IP address; repeatable)
         /// [default: this host's name, localhost, 127.0.0.1]
@@ -80,7 +81,8 @@ enum GroupCmd {
 #[derive(clap::Args, Debug)]
 struct Args {
     /// A TOML file with any of: listen, http_listen, data_dir, app_host, log_format,
-    /// start_script_timeout, install_timeout, keep_releases, log_max_bytes, log_keep, installer.
+    /// start_script_timeout, install_timeout, keep_releases, log_max_bytes, log_keep, installer,
+    /// tls_cert, tls_key, auth_file, insecure, run_as.
     #[arg(long, global = true, env = "DEPLOY_AGENT_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// gRPC address for deployctl (port 0: pick a free one and print it) [default: 127.0.0.1:7070].
