@@ -63,6 +63,11 @@ if ! command -v etcd >/dev/null 2>&1; then
   apt_install etcd-server || { echo "error: could not install etcd-server" >&2; exit 1; }
 fi
 etcd --version | head -1
+# sshd for the private-repository-over-ssh test (the test runs its own on 127.0.0.99:2222).
+if [[ ! -x /usr/sbin/sshd ]]; then
+  echo "sshd not found: installing Debian's openssh-server"
+  apt_install openssh-server || { echo "error: could not install openssh-server" >&2; exit 1; }
+fi
 # The e2e tests fail (rather than skip) when a tool they need is missing.
 export E2E_REQUIRE_TOOLS=1
 

@@ -41,6 +41,8 @@
 //! | 127.0.0.50   | `bad_env_input_names_the_problem` (state)               |
 //! | 127.0.0.51   | `two_deployments_and_a_port_conflict` (ports)           |
 //! | 127.0.0.52   | `foreign_process_on_the_port_is_named` (ports)          |
+//! | 127.0.0.89   | `a_private_repository_over_ssh_with_a_key_and_a_pinned_host_key` (security: agent) |
+//! | 127.0.0.90-99| security (agents .91, .93-.96; sshd .99) and hostile (.97, .98) |
 //! | 127.0.0.81   | `same_packages_reuse_the_environment_and_new_requirements_build_one` (cache) |
 //! | 127.0.0.82   | `concurrent_deploys_sharing_a_key_build_it_once` (cache) |
 //! | 127.0.0.83   | `unused_environments_are_collected_and_used_ones_kept` (cache) |

@@ -550,3 +550,155 @@ fn cloning_to_a_group_needs_the_groups_secrets() {
     assert_eq!(dep["owner"], "group:ml");
     bob.deployctl(&["status", "db"]).expect_code(1);
 }
+
+/// A real sshd on the test's own address, with a host key and one authorized user key.
+struct Sshd {
+    child: Child,
+    dir: tempfile::TempDir,
+    ip: String,
+}
+
+impl Sshd {
+    fn keygen(path: &Path) {
+        let ok = Command::new("ssh-keygen")
+            .args(["-q", "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "", "-f"])
+            .arg(path)
+            .status()
+            .expect("ssh-keygen");
+        assert!(ok.success());
+    }
+
+    fn start(ip: &str) -> Sshd {
+        let dir = tempfile::tempdir().unwrap();
+        Sshd::keygen(&dir.path().join("host_rsa"));
+        Sshd::keygen(&dir.path().join("user"));
+        std::fs::copy(
+            dir.path().join("user.pub"),
+            dir.path().join("authorized_keys"),
+        )
+        .unwrap();
+        let child = Sshd::spawn(dir.path(), ip);
+        Sshd {
+            child,
+            dir,
+            ip: ip.to_string(),
+        }
+    }
+
+    fn spawn(dir: &Path, ip: &str) -> Child {
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let d = dir.display();
+        std::fs::write(
+            dir.join("sshd_config"),
+            format!(
+                "ListenAddress {ip}:2222\nHostKey {d}/host_rsa\nAuthorizedKeysFile {d}/authorized_keys\n\
+                 PermitRootLogin yes\nStrictModes no\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM no\nPidFile {d}/sshd.pid\n"
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting sshd");
+        let up = wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect((ip, 2222)).is_ok()
+        });
+        assert!(up, "sshd did not listen on {ip}:2222");
+        child
+    }
+
+    /// A new host key: what a man in the middle would present.
+    fn change_host_key(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let key = self.dir.path().join("host_rsa");
+        std::fs::remove_file(&key).unwrap();
+        std::fs::remove_file(key.with_extension("pub")).unwrap();
+        Sshd::keygen(&key);
+        self.child = Sshd::spawn(self.dir.path(), &self.ip);
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_private_repository_over_ssh_with_a_key_and_a_pinned_host_key() {
+    let sshd_installed = Path::new("/usr/sbin/sshd").exists();
+    if !nix::unistd::geteuid().is_root() || !sshd_installed {
+        assert!(
+            std::env::var_os("E2E_REQUIRE_TOOLS").is_none(),
+            "this test needs root and openssh-server (scripts/test.sh installs it)"
+        );
+        eprintln!("SKIPPED: needs root and /usr/sbin/sshd");
+        return;
+    }
+    let mut sshd = Sshd::start("127.0.0.99");
+    let s = secure_agent("127.0.0.89", &[], &[], "");
+    let p = s.project_as(Some("admin"));
+    let repo = GitRepo::new();
+    repo.commit_app("over-ssh", Some("v1"));
+    let bare = sshd.dir.path().join("private.git");
+    let ok = Command::new("git")
+        .args(["clone", "--quiet", "--bare"])
+        .arg(repo.path())
+        .arg(&bare)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let url = format!("ssh://root@127.0.0.99:2222{}", bare.display());
+    let run = |r: &str| {
+        p.deployctl(&[
+            "run",
+            "ssh-app",
+            "--repo",
+            &url,
+            "--ref",
+            r,
+            "--command",
+            "python3 app.py",
+        ])
+    };
+    run("v1").expect_code(1).mentions("credential");
+
+    let key = sshd.dir.path().join("user");
+    p.deployctl(&[
+        "secret",
+        "set",
+        "DEPLOY_KEY",
+        "--kind",
+        "git-ssh-key",
+        "--owner",
+        "user:admin",
+        "--from-file",
+        &key.to_string_lossy(),
+    ])
+    .ok();
+    run("v1").ok();
+    let served = wait_for_json(&s.agent.app_url(8000, "/"), Duration::from_secs(10));
+    assert_eq!(served["marker"], "over-ssh");
+    let known = std::fs::read_to_string(s.agent.data_dir.join("known_hosts")).unwrap();
+    assert!(
+        known.starts_with("127.0.0.99 sha256:"),
+        "first use records the host key: {known}"
+    );
+
+    // The server's host key changes: refused, clearly, and the app keeps running.
+    sshd.change_host_key();
+    let out = run("v1");
+    out.expect_code(1).mentions("host key").mentions("changed");
+    assert_eq!(
+        wait_for_json(&s.agent.app_url(8000, "/"), Duration::from_secs(5))["marker"],
+        "over-ssh"
+    );
+}

@@ -43,7 +43,10 @@ pub fn resolve(url: &str, git_ref: Option<&str>, auth: &GitAuth) -> Result<Resol
         .map_err(|e| {
             StepError::new(
                 RESOLVE,
-                format!("cannot read repository {url}: {}", clean_git_message(&e)),
+                format!(
+                    "cannot read repository {url}: {}",
+                    auth.explain(clean_git_message(&e))
+                ),
             )
         })?;
     let heads: Vec<(String, Oid)> = conn
@@ -265,7 +268,10 @@ fn fetch_into(
         .map_err(|e| {
             StepError::new(
                 FETCH,
-                format!("fetching {url} failed: {}", clean_git_message(&e)),
+                format!(
+                    "fetching {url} failed: {}",
+                    auth.explain(clean_git_message(&e))
+                ),
             )
         })?;
     match find_commit(&repo, resolved) {

@@ -17,6 +17,18 @@ pub struct GitAuth {
     pub credential: Option<(Kind, Vec<u8>)>,
     /// `<data>/known_hosts`: `HOST sha256:BASE64` lines.
     pub known_hosts: PathBuf,
+    /// Why the last host check refused (libgit2 replaces a callback's message with its own).
+    pub refusal: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl GitAuth {
+    /// git's error, or the host check's own reason when that is what failed.
+    pub fn explain(&self, git_message: String) -> String {
+        match self.refusal.lock().ok().and_then(|mut r| r.take()) {
+            Some(reason) => reason,
+            None => git_message,
+        }
+    }
 }
 
 impl std::fmt::Debug for GitAuth {
@@ -63,6 +75,7 @@ pub fn callbacks(auth: &GitAuth) -> RemoteCallbacks<'_> {
         }
     });
     let known_hosts = auth.known_hosts.clone();
+    let refusal = auth.refusal.clone();
     cb.certificate_check(move |cert, host| {
         let Some(hostkey) = cert.as_hostkey() else {
             // TLS: libgit2 verified it against the system's CAs already.
@@ -79,7 +92,12 @@ pub fn callbacks(auth: &GitAuth) -> RemoteCallbacks<'_> {
         );
         check_host(&known_hosts, host, &fingerprint)
             .map(|()| CertificateCheckStatus::CertificateOk)
-            .map_err(|e| git2::Error::from_str(&e))
+            .map_err(|e| {
+                if let Ok(mut r) = refusal.lock() {
+                    *r = Some(e.clone());
+                }
+                git2::Error::from_str(&e)
+            })
     });
     cb
 }

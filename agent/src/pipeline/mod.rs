@@ -184,6 +184,7 @@ async fn prepare(
     let auth = git_auth::GitAuth {
         credential,
         known_hosts: sup.layout.root.join("known_hosts"),
+        refusal: Default::default(),
     };
     let what = format!(
         "{} at {}",
