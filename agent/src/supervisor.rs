@@ -37,6 +37,8 @@ pub struct Inner {
     pub instance: Option<Arc<Instance>>,
     /// The release being deployed right now.
     pub deploying: Option<u32>,
+    /// The owner the deploy in progress was asked for (a first deploy has no release yet).
+    pub deploying_owner: Option<String>,
     /// Set once removed, so a concurrent lookup does not resurrect it.
     pub removed: bool,
 }
@@ -47,6 +49,7 @@ impl Deployment {
             name,
             op: Default::default(),
             inner: Mutex::new(Inner {
+                deploying_owner: None,
                 record,
                 instance: None,
                 deploying: None,
@@ -254,6 +257,7 @@ impl Supervisor {
             .current_release()
             .or(inner.record.releases.last())
             .map(|r| r.spec.owner.clone())
+            .or_else(|| inner.deploying_owner.clone())
     }
 
     /// The values of `names` in `owner`'s secrets, or the names that are missing.

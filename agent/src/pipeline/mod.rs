@@ -50,13 +50,18 @@ pub async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome
         let mut inner = d.lock();
         let n = inner.record.next_release();
         inner.deploying = Some(n);
+        inner.deploying_owner = Some(spec.owner.clone());
         n
     };
     let mut outcome = match run(&sup, &d, &spec, number, &events).await {
         Ok(o) => o,
         Err((err, prepared)) => fail(&sup, &d, &spec, number, err, prepared).await,
     };
-    d.lock().deploying = None;
+    {
+        let mut inner = d.lock();
+        inner.deploying = None;
+        inner.deploying_owner = None;
+    }
     if outcome.release == 0 {
         sup.forget_if_empty(&spec.name);
     }
