@@ -31,6 +31,23 @@ fn deploy_good(agent: &Agent, project: &Project, repo: &GitRepo, name: &str) -> 
     commit
 }
 
+/// Commits `app` as tag v2 and redeploys `svc` to it with a 5 s health timeout.
+fn redeploy_broken(project: &Project, repo: &GitRepo, app: &str, message: &str) -> Output {
+    repo.write("app.py", app);
+    repo.commit(message);
+    repo.tag("v2");
+    project.deployctl(&[
+        "run",
+        "svc",
+        "--env",
+        ENV,
+        "--ref",
+        "v2",
+        "--health-timeout",
+        "5s",
+    ])
+}
+
 /// After a failed redeploy: release 1 still answers and `status` says healthy at release 1.
 fn assert_release_1_kept(agent: &Agent, project: &Project, name: &str, commit: &str) {
     let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(15));
@@ -65,19 +82,12 @@ fn broken_release_never_healthy_keeps_previous() {
     let repo = GitRepo::new();
     let good = deploy_good(&agent, &project, &repo, "svc");
 
-    repo.write("app.py", NEVER_HEALTHY_PY);
-    repo.commit("broken: /health says 503");
-    repo.tag("v2");
-    let out = project.deployctl(&[
-        "run",
-        "svc",
-        "--env",
-        ENV,
-        "--ref",
-        "v2",
-        "--health-timeout",
-        "5s",
-    ]);
+    let out = redeploy_broken(
+        &project,
+        &repo,
+        NEVER_HEALTHY_PY,
+        "broken: /health says 503",
+    );
     out.expect_code(1).mentions("health").mentions("kept");
     // What the check last saw is explained.
     out.mentions("503");
@@ -92,19 +102,7 @@ fn release_exiting_at_once_keeps_previous() {
     let repo = GitRepo::new();
     let good = deploy_good(&agent, &project, &repo, "svc");
 
-    repo.write("app.py", EXIT_AT_ONCE_PY);
-    repo.commit("broken: exits at once");
-    repo.tag("v2");
-    let out = project.deployctl(&[
-        "run",
-        "svc",
-        "--env",
-        ENV,
-        "--ref",
-        "v2",
-        "--health-timeout",
-        "5s",
-    ]);
+    let out = redeploy_broken(&project, &repo, EXIT_AT_ONCE_PY, "broken: exits at once");
     out.expect_code(1).mentions("kept");
     let text = out.all().to_lowercase();
     assert!(

@@ -441,38 +441,30 @@ fn a_private_repository_needs_the_owners_credential() {
     out.expect_code(1)
         .mentions("resolve")
         .mentions("credential");
-    p.write("cred.txt", "deployer:s3cret-pass");
-    p.deployctl(&[
-        "secret",
-        "set",
-        "GIT_HTTPS",
-        "--kind",
-        "git-https",
-        "--owner",
-        "user:admin",
-        "--from-file",
-        "cred.txt",
-    ])
-    .ok();
+    // The owner's https credential, user:password, from a file.
+    let set_credential = |value: &str| {
+        p.write("cred.txt", value);
+        p.deployctl(&[
+            "secret",
+            "set",
+            "GIT_HTTPS",
+            "--kind",
+            "git-https",
+            "--owner",
+            "user:admin",
+            "--from-file",
+            "cred.txt",
+        ])
+        .ok();
+    };
+    set_credential("deployer:s3cret-pass");
     let out = run();
     out.ok();
     assert!(!out.all().contains("s3cret-pass"));
     let served = wait_for_json(&s.agent.app_url(8000, "/"), Duration::from_secs(10));
     assert_eq!(served["marker"], "private");
     // A wrong credential is refused, clearly, and the running release stays.
-    p.write("cred.txt", "deployer:wrong");
-    p.deployctl(&[
-        "secret",
-        "set",
-        "GIT_HTTPS",
-        "--kind",
-        "git-https",
-        "--owner",
-        "user:admin",
-        "--from-file",
-        "cred.txt",
-    ])
-    .ok();
+    set_credential("deployer:wrong");
     repo.commit_app("private2", Some("v2"));
     let out = p.deployctl(&["run", "priv", "--ref", "v1"]);
     out.expect_code(1).mentions("refused");
