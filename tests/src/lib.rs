@@ -13,57 +13,16 @@
 //!
 //! # Loopback addresses
 //!
-//! Every test runs its agents and apps on its own `127.0.0.N`, so tests can run in parallel
-//! and all use port 8000 for their apps. Keep this table in step with the tests.
-//!
-//! | address      | test (file)                                            |
-//! |--------------|--------------------------------------------------------|
-//! | 127.0.0.2-4  | `fleet_of_three_runs_applies_and_removes` (fleet)       |
-//! | 127.0.0.5-6  | `fan_out_reports_the_agent_that_failed` (fleet)         |
-//! | 127.0.0.7    | `history_and_rollback_across_three_releases` (fleet)    |
-//! | 127.0.0.21   | `deploy_at_tag_serves_release_and_status_json` (deploy) |
-//! | 127.0.0.22   | `deploy_at_short_and_full_commit` (deploy)              |
-//! | 127.0.0.23   | `start_script_writes_a_file_the_app_serves` (deploy)    |
-//! | 127.0.0.24   | `redeploy_with_new_ref_and_run_load` (deploy)           |
-//! | 127.0.0.25   | `pip_package_is_installed_for_the_app` (packages)       |
-//! | 127.0.0.26   | `iris_example_predicts` (packages)                      |
-//! | 127.0.0.31   | `broken_release_never_healthy_keeps_previous` (failures) |
-//! | 127.0.0.32   | `release_exiting_at_once_keeps_previous` (failures)     |
-//! | 127.0.0.33   | `unknown_repo_fails_and_creates_nothing` (failures)     |
-//! | 127.0.0.34   | `unknown_ref_fails_and_keeps_status` (failures)         |
-//! | 127.0.0.41   | `remove_kills_app_and_its_child` (lifecycle)            |
-//! | 127.0.0.42   | `logs_show_app_output_and_deploy_steps` (lifecycle)     |
-//! | 127.0.0.43   | `remove_unknown_deployment_fails` (lifecycle)           |
-//! | 127.0.0.44   | `concurrent_writers_lose_nothing_in_the_state_file` (state) |
-//! | 127.0.0.45-46| `concurrent_writers_lose_nothing_in_etcd` (state: etcd, agent) |
-//! | 127.0.0.47-48| `etcd_down_is_a_clear_error_and_changes_nothing` (state) |
-//! | 127.0.0.49   | `a_lost_state_file_is_rebuilt_from_the_agents` (state)  |
-//! | 127.0.0.50   | `bad_env_input_names_the_problem` (state)               |
-//! | 127.0.0.51   | `two_deployments_and_a_port_conflict` (ports)           |
-//! | 127.0.0.52   | `foreign_process_on_the_port_is_named` (ports)          |
-//! | 127.0.0.89   | `a_private_repository_over_ssh_with_a_key_and_a_pinned_host_key` (security: agent) |
-//! | 127.0.0.90-99| security (agents .91, .93-.96; sshd .99) and hostile (.97, .98) |
-//! | 127.0.0.81   | `same_packages_reuse_the_environment_and_new_requirements_build_one` (cache) |
-//! | 127.0.0.82   | `concurrent_deploys_sharing_a_key_build_it_once` (cache) |
-//! | 127.0.0.83   | `unused_environments_are_collected_and_used_ones_kept` (cache) |
-//! | 127.0.0.84   | `locked_deploys_install_exactly_the_recorded_versions` (cache) |
-//! | 127.0.0.85   | `a_corrupt_mirror_is_cloned_again` (cache)              |
-//! | 127.0.0.56   | `bad_name_exits_2` (bad_input)                          |
-//! | 127.0.0.57   | `port_out_of_range_exits_2` (bad_input)                 |
-//! | 127.0.0.58   | `unknown_field_in_declaration_exits_2` (bad_input)      |
-//! | 127.0.0.61   | `kill9_agent_apps_keep_serving_and_are_readopted` (restart) |
-//! | 127.0.0.62   | `reboot_starts_every_deployment_at_its_release` (restart) |
-//! | 127.0.0.63   | `crash_loop_backs_off_and_agent_stays_responsive` (crash_loop) |
-//! | 127.0.0.64-66 | `haproxy_routes_around_an_unhealthy_instance` (haproxy) |
-//! | 127.0.0.67   | `metrics_parse_and_cover_the_agent` (metrics)           |
-//! | 127.0.0.68   | `nodes_shows_each_agent` (nodes)                        |
-//! | 127.0.0.69   | `config_file_and_flags` (agent_config)                  |
-//! | 127.0.0.70   | `chatty_app_logs_are_rotated` (agent_config)            |
+//! Every test runs its agents and apps on loopback addresses of its own, taken from
+//! [`loopback`], so tests (and several checkouts' test runs) can run in parallel and all use
+//! port 8000 for their apps. An address is held by an exclusive lock on a file under the
+//! temporary directory until its [`Loopback`] is dropped.
 
 mod agent;
 mod apps;
 mod git;
 mod http;
+mod loopback;
 mod project;
 mod prom;
 
@@ -71,6 +30,7 @@ pub use agent::{agent_admin, tail, token_in, Agent};
 pub use apps::{app_py, APP_PY, CRASH_AFTER_PY, EXIT_AT_ONCE_PY, NEVER_HEALTHY_PY};
 pub use git::GitRepo;
 pub use http::{get_json, http_get, http_post, http_request, wait_for_json};
+pub use loopback::{loopback, Loopback};
 pub use project::{check_status_shape, Output, Project};
 pub use prom::{parse_metrics, Family, Sample};
 

@@ -13,8 +13,9 @@ const ENV: &str = "e2e";
 fn config_file_and_flags() {
     // The file's app_host is overridden by the --app-host flag Agent::start_with passes;
     // its keep_releases applies (nothing overrides it).
+    let ip = loopback();
     let agent = Agent::start_with(
-        "127.0.0.69",
+        &ip,
         "app_host = \"127.0.0.99\"\nkeep_releases = 1\nlog_format = \"json\"\n",
         &[],
     );
@@ -35,7 +36,7 @@ fn config_file_and_flags() {
         "--health-path",
         "/health",
     ]);
-    out.ok().mentions("http://127.0.0.69:8000");
+    out.ok().mentions(&format!("http://{ip}:8000"));
     assert!(
         agent
             .stderr()
@@ -58,7 +59,7 @@ fn config_file_and_flags() {
     let dir = tempfile::tempdir().unwrap();
     for (toml, needle) in [
         (
-            "listen = \"127.0.0.69:0\"\nlisten_address = \"x\"\n",
+            "listen = \"127.0.0.1:0\"\nlisten_address = \"x\"\n",
             "listen_address",
         ),
         ("install_timeout = \"soon\"\n", "install_timeout"),
@@ -89,7 +90,8 @@ fn config_file_and_flags() {
 
 #[test]
 fn chatty_app_logs_are_rotated() {
-    let agent = Agent::start_with("127.0.0.70", "log_max_bytes = 65536\nlog_keep = 2\n", &[]);
+    let ip = loopback();
+    let agent = Agent::start_with(&ip, "log_max_bytes = 65536\nlog_keep = 2\n", &[]);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     repo.commit_app("chatty", Some("v1"));
@@ -153,6 +155,7 @@ fn chatty_app_logs_are_rotated() {
 #[test]
 fn systemd_notify_ready_and_stopping() {
     use std::os::unix::net::UnixDatagram;
+    let ip = loopback();
     let dir = tempfile::tempdir().unwrap();
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).expect("binding a notify socket");
@@ -160,7 +163,12 @@ fn systemd_notify_ready_and_stopping() {
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let mut agent = Command::new(agent_bin())
-        .args(["--listen", "127.0.0.69:0", "--http-listen", "127.0.0.69:0"])
+        .args([
+            "--listen",
+            &format!("{ip}:0"),
+            "--http-listen",
+            &format!("{ip}:0"),
+        ])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .env("NOTIFY_SOCKET", &socket_path)

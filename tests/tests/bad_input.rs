@@ -6,7 +6,8 @@ const ENV: &str = "e2e";
 
 #[test]
 fn bad_name_exits_2() {
-    let agent = Agent::start("127.0.0.56");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     repo.commit_app("x", Some("v1"));
@@ -39,7 +40,8 @@ fn bad_name_exits_2() {
 
 #[test]
 fn port_out_of_range_exits_2() {
-    let agent = Agent::start("127.0.0.57");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     repo.commit_app("x", Some("v1"));
@@ -79,7 +81,8 @@ fn port_out_of_range_exits_2() {
 
 #[test]
 fn unknown_field_in_declaration_exits_2() {
-    let agent = Agent::start("127.0.0.58");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     repo.commit_app("x", Some("v1"));

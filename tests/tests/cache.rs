@@ -53,7 +53,8 @@ fn history(project: &Project, name: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn same_packages_reuse_the_environment_and_new_requirements_build_one() {
-    let agent = Agent::start("127.0.0.81");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent("e2e", &agent);
     let repo = GitRepo::new();
     repo.commit_app("one", None);
@@ -109,7 +110,8 @@ fn same_packages_reuse_the_environment_and_new_requirements_build_one() {
 
 #[test]
 fn concurrent_deploys_sharing_a_key_build_it_once() {
-    let agent = Agent::start("127.0.0.82");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent("e2e", &agent);
     let repo = GitRepo::new();
     repo.commit_app("pair", None);
@@ -138,7 +140,8 @@ fn concurrent_deploys_sharing_a_key_build_it_once() {
 
 #[test]
 fn unused_environments_are_collected_and_used_ones_kept() {
-    let agent = Agent::start("127.0.0.83");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent("e2e", &agent);
     let repo = GitRepo::new();
     repo.commit_app("gc", None);
@@ -161,7 +164,8 @@ fn unused_environments_are_collected_and_used_ones_kept() {
 
 #[test]
 fn locked_deploys_install_exactly_the_recorded_versions() {
-    let agent = Agent::start("127.0.0.84");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent("e2e", &agent);
     let repo = GitRepo::new();
     repo.commit_app("free", None);
@@ -229,7 +233,8 @@ fn corrupt(mirror: &Path) {
 
 #[test]
 fn a_corrupt_mirror_is_cloned_again() {
-    let agent = Agent::start("127.0.0.85");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent("e2e", &agent);
     let repo = GitRepo::new();
     repo.commit_app("first", Some("v1"));

@@ -30,7 +30,8 @@ fn starts(agent: &Agent) -> Vec<f64> {
 
 #[test]
 fn crash_loop_backs_off_and_agent_stays_responsive() {
-    let agent = Agent::start("127.0.0.63");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     repo.write("app.py", CRASH_AFTER_PY);

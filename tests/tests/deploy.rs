@@ -32,7 +32,8 @@ fn run_args<'a>(name: &'a str, repo: &'a str, git_ref: &'a str, extra: &[&'a str
 
 #[test]
 fn deploy_at_tag_serves_release_and_status_json() {
-    let agent = Agent::start("127.0.0.21");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     let commit = repo.commit_app("tagged-v1", Some("v1.0.0"));
@@ -40,7 +41,7 @@ fn deploy_at_tag_serves_release_and_status_json() {
     repo.commit_app("untagged-main", None);
 
     let out = project.deployctl(&run_args("web", &repo.url(), "v1.0.0", &[]));
-    out.ok().mentions("http://127.0.0.21:8000");
+    out.ok().mentions(&format!("http://{ip}:8000"));
 
     let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
     assert_eq!(served["marker"], "tagged-v1", "{served}");
@@ -68,7 +69,7 @@ fn deploy_at_tag_serves_release_and_status_json() {
     assert_eq!(inst["release"], 1, "{inst:#}");
     assert_eq!(inst["ref"], "v1.0.0", "{inst:#}");
     assert_eq!(inst["commit"], commit.as_str(), "{inst:#}");
-    assert_eq!(inst["url"], "http://127.0.0.21:8000", "{inst:#}");
+    assert_eq!(inst["url"], format!("http://{ip}:8000"), "{inst:#}");
     assert_eq!(inst["restarts"], 0, "{inst:#}");
     assert!(
         inst["agent"]
@@ -113,7 +114,8 @@ fn deploy_at_tag_serves_release_and_status_json() {
 
 #[test]
 fn deploy_at_short_and_full_commit() {
-    let agent = Agent::start("127.0.0.22");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     let first = repo.commit_app("first", None);
@@ -158,7 +160,8 @@ fn deploy_at_short_and_full_commit() {
 
 #[test]
 fn start_script_writes_a_file_the_app_serves() {
-    let agent = Agent::start("127.0.0.23");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     repo.write_executable(
@@ -191,7 +194,8 @@ fn start_script_writes_a_file_the_app_serves() {
 
 #[test]
 fn redeploy_with_new_ref_and_run_load() {
-    let agent = Agent::start("127.0.0.24");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     repo.commit_app("one", Some("v1"));

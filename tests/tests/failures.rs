@@ -77,7 +77,8 @@ fn assert_release_1_kept(agent: &Agent, project: &Project, name: &str, commit: &
 
 #[test]
 fn broken_release_never_healthy_keeps_previous() {
-    let agent = Agent::start("127.0.0.31");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     let good = deploy_good(&agent, &project, &repo, "svc");
@@ -97,7 +98,8 @@ fn broken_release_never_healthy_keeps_previous() {
 
 #[test]
 fn release_exiting_at_once_keeps_previous() {
-    let agent = Agent::start("127.0.0.32");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     let good = deploy_good(&agent, &project, &repo, "svc");
@@ -117,7 +119,8 @@ fn release_exiting_at_once_keeps_previous() {
 
 #[test]
 fn unknown_repo_fails_and_creates_nothing() {
-    let agent = Agent::start("127.0.0.33");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let missing = project.path().join("no-such-repo");
     let missing = missing.to_string_lossy();
@@ -158,7 +161,8 @@ fn unknown_repo_fails_and_creates_nothing() {
 
 #[test]
 fn unknown_ref_fails_and_keeps_status() {
-    let agent = Agent::start("127.0.0.34");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
 

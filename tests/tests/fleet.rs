@@ -5,13 +5,11 @@ use std::time::Duration;
 
 use deployctl_e2e::*;
 
-/// Three agents on 127.0.0.2, .3 and .4, their apps all on port 8000.
+/// Three agents on three loopback addresses, their apps all on port 8000.
 #[test]
 fn fleet_of_three_runs_applies_and_removes() {
-    let agents: Vec<Agent> = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
-        .iter()
-        .map(|ip| Agent::start(ip))
-        .collect();
+    let ips = [loopback(), loopback(), loopback()];
+    let agents: Vec<Agent> = ips.iter().map(|ip| Agent::start(ip)).collect();
     let project = Project::new();
     let mut args = vec!["declare", "env", "agent", "fleet"];
     let addresses: Vec<String> = agents.iter().map(|a| a.address()).collect();
@@ -107,9 +105,12 @@ fn fleet_of_three_runs_applies_and_removes() {
 /// One agent of the env does not answer: the others deploy, the command fails naming it.
 #[test]
 fn fan_out_reports_the_agent_that_failed() {
-    let agent = Agent::start("127.0.0.5");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::new();
-    // Nothing listens on 127.0.0.6:9 (discard port, not served on loopback here).
+    // Nothing listens on port 9 (discard) of an address of this test's own.
+    let silent = loopback();
+    let silent_url = format!("http://{silent}:9");
     project
         .deployctl(&[
             "declare",
@@ -119,7 +120,7 @@ fn fan_out_reports_the_agent_that_failed() {
             "--address",
             &agent.address(),
             "--address",
-            "http://127.0.0.6:9",
+            &silent_url,
         ])
         .ok();
     let repo = GitRepo::new();
@@ -135,7 +136,7 @@ fn fan_out_reports_the_agent_that_failed() {
         "python3 app.py",
     ]);
     out.expect_code(1)
-        .mentions("127.0.0.6:9")
+        .mentions(&format!("{silent}:9"))
         .mentions("1 of 2");
     let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
     assert_eq!(served["marker"], "half");
@@ -155,7 +156,8 @@ fn fan_out_reports_the_agent_that_failed() {
 
 #[test]
 fn history_and_rollback_across_three_releases() {
-    let agent = Agent::start("127.0.0.7");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent("e2e", &agent);
     let repo = GitRepo::new();
     let mut commits = Vec::new();

@@ -14,8 +14,12 @@ use std::time::Duration;
 use deployctl_e2e::*;
 
 const ENV: &str = "lb";
-const FRONT: &str = "127.0.0.66:8080";
-const STATS: &str = "127.0.0.66:8081";
+
+/// HAProxy's own loopback address (its frontend on :8080, its stats page on :8081).
+fn lb_ip() -> &'static Loopback {
+    static IP: std::sync::OnceLock<Loopback> = std::sync::OnceLock::new();
+    IP.get_or_init(loopback)
+}
 
 /// HAProxy in the foreground; killed (and reaped) when dropped.
 struct HaProxy(Child);
@@ -44,7 +48,7 @@ fn haproxy_bin() -> Option<String> {
 
 /// The status (UP, DOWN, ...) of each server of backend `app`, from HAProxy's CSV stats.
 fn server_status() -> Vec<(String, String)> {
-    let Some((200, body)) = http_get(&format!("http://{STATS}/stats;csv")) else {
+    let Some((200, body)) = http_get(&format!("http://{}:8081/stats;csv", lb_ip())) else {
         return vec![];
     };
     let csv = dechunk(&body);
@@ -103,8 +107,9 @@ fn haproxy_routes_around_an_unhealthy_instance() {
         eprintln!("SKIPPED: haproxy is not installed (apt-get install haproxy)");
         return;
     };
-    let a = Agent::start("127.0.0.64");
-    let b = Agent::start("127.0.0.65");
+    let (a_lo, b_lo) = (loopback(), loopback());
+    let a = Agent::start(&a_lo);
+    let b = Agent::start(&b_lo);
     let project = Project::new();
     project
         .deployctl(&[
@@ -121,7 +126,7 @@ fn haproxy_routes_around_an_unhealthy_instance() {
     let flags = tempfile::tempdir().unwrap();
     // Each instance looks for its own file: only b's is created.
     let sick_pattern = flags.path().join("sick-{HOST}");
-    let sick = flags.path().join("sick-127.0.0.65");
+    let sick = flags.path().join(format!("sick-{b_lo}"));
     let repo = GitRepo::new();
     repo.commit_app("balanced", Some("v1"));
     project
@@ -153,9 +158,10 @@ fn haproxy_routes_around_an_unhealthy_instance() {
         format!(
             "global\n  maxconn 256\n\
              defaults\n  mode http\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n  retries 3\n  option redispatch\n\
-             frontend front\n  bind {FRONT}\n  default_backend app\n\
-             backend app\n  balance roundrobin\n  option httpchk\n  http-check send meth GET uri /deployments/web/health\n  http-check expect status 200\n  default-server inter 200ms fall 2 rise 2\n  server a 127.0.0.64:8000 check addr {a_ip} port {a_port}\n  server b 127.0.0.65:8000 check addr {b_ip} port {b_port}\n\
-             listen stats\n  bind {STATS}\n  stats enable\n  stats uri /stats\n",
+             frontend front\n  bind {lb}:8080\n  default_backend app\n\
+             backend app\n  balance roundrobin\n  option httpchk\n  http-check send meth GET uri /deployments/web/health\n  http-check expect status 200\n  default-server inter 200ms fall 2 rise 2\n  server a {a_lo}:8000 check addr {a_ip} port {a_port}\n  server b {b_lo}:8000 check addr {b_ip} port {b_port}\n\
+             listen stats\n  bind {lb}:8081\n  stats enable\n  stats uri /stats\n",
+            lb = lb_ip(),
             a_ip = a.http.ip(),
             a_port = a.http.port(),
             b_ip = b.http.ip(),
@@ -192,14 +198,14 @@ fn haproxy_routes_around_an_unhealthy_instance() {
         "HAProxy did not see both instances UP: {:?}\n--- haproxy log ---\n{}\n--- stats ---\n{:?}",
         server_status(),
         std::fs::read_to_string(flags.path().join("haproxy.log")).unwrap_or_default(),
-        http_get(&format!("http://{STATS}/stats;csv"))
+        http_get(&format!("http://{}:8081/stats;csv", lb_ip()))
     );
-    let front = format!("http://{FRONT}/");
+    let front = format!("http://{}:8080/", lb_ip());
     let hosts: Vec<String> = (0..6)
         .filter_map(|_| get_json(&front).and_then(|v| v["host"].as_str().map(String::from)))
         .collect();
     assert!(
-        hosts.iter().any(|h| h == "127.0.0.64") && hosts.iter().any(|h| h == "127.0.0.65"),
+        hosts.iter().any(|h| *h == *a_lo) && hosts.iter().any(|h| *h == *b_lo),
         "HAProxy balances over both: {hosts:?}"
     );
 
@@ -238,7 +244,7 @@ fn haproxy_routes_around_an_unhealthy_instance() {
         .collect();
     assert_eq!(hosts.len(), 6, "every request answered");
     assert!(
-        hosts.iter().all(|h| h == "127.0.0.64"),
+        hosts.iter().all(|h| *h == *a_lo),
         "only a serves now: {hosts:?}"
     );
 

@@ -19,7 +19,8 @@ fn spec(name: &str) -> pb::DeploymentSpec {
 
 #[test]
 fn the_agent_refuses_hostile_requests_itself() {
-    let agent = Agent::start("127.0.0.97");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -208,7 +209,8 @@ fn apps_run_as_the_configured_user() {
         .ok()
         .flatten()
         .expect("a nobody user");
-    let agent = Agent::start_prepared("127.0.0.98", "run_as = \"nobody\"\n", &[], |data| {
+    let ip = loopback();
+    let agent = Agent::start_prepared(&ip, "run_as = \"nobody\"\n", &[], |data| {
         // The unprivileged app must be able to reach its checkout.
         use std::os::unix::fs::PermissionsExt;
         if let Some(parent) = data.parent() {

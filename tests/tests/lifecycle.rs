@@ -8,7 +8,8 @@ const ENV: &str = "e2e";
 
 #[test]
 fn remove_kills_app_and_its_child() {
-    let agent = Agent::start("127.0.0.41");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     repo.commit_app("parent", Some("v1"));
@@ -78,7 +79,8 @@ fn remove_kills_app_and_its_child() {
 
 #[test]
 fn logs_show_app_output_and_deploy_steps() {
-    let agent = Agent::start("127.0.0.42");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     repo.commit_app("chatty-marker", Some("v1"));
@@ -99,7 +101,7 @@ fn logs_show_app_output_and_deploy_steps() {
         ])
         .ok();
 
-    let want = "app chatty-marker listening on 127.0.0.42:8000 release 1";
+    let want = &format!("app chatty-marker listening on {ip}:8000 release 1");
     assert!(
         wait_until(Duration::from_secs(10), || agent
             .app_log("chatty")
@@ -133,7 +135,8 @@ fn logs_show_app_output_and_deploy_steps() {
 
 #[test]
 fn remove_unknown_deployment_fails() {
-    let agent = Agent::start("127.0.0.43");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let out = project.deployctl(&["remove", "never-deployed"]);
     out.expect_code(1).mentions("never-deployed");

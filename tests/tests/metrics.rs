@@ -23,7 +23,8 @@ fn value(f: &Family, name: &str, label: (&str, &str)) -> Option<f64> {
 
 #[test]
 fn metrics_parse_and_cover_the_agent() {
-    let agent = Agent::start("127.0.0.67");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     // Before any deployment: the families are there, all states at 0.
     let m = metrics(&agent);

@@ -6,7 +6,8 @@ const ENV: &str = "e2e";
 
 #[test]
 fn nodes_shows_each_agent() {
-    let agent = Agent::start("127.0.0.68");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     repo.commit_app("noded", Some("v1"));
@@ -58,7 +59,7 @@ fn nodes_shows_each_agent() {
             "agent",
             "gone",
             "--address",
-            "http://127.0.0.68:1",
+            &format!("http://{ip}:1"),
         ])
         .ok();
     let out = project.deployctl(&["nodes", "--output", "json"]);
@@ -67,14 +68,14 @@ fn nodes_shows_each_agent() {
     let nodes = v["nodes"].as_array().expect("nodes is an array");
     let gone = nodes
         .iter()
-        .find(|n| n["agent"] == "http://127.0.0.68:1")
+        .find(|n| n["agent"] == format!("http://{ip}:1"))
         .unwrap_or_else(|| panic!("the unreachable agent is listed: {v:#}"));
     assert_eq!(gone["reachable"], false, "{gone:#}");
     assert!(
         gone["error"]
             .as_str()
             .unwrap_or("")
-            .contains("127.0.0.68:1"),
+            .contains(&format!("{ip}:1")),
         "{gone:#}"
     );
     assert!(nodes.iter().any(|n| n["reachable"] == true), "{v:#}");

@@ -9,7 +9,8 @@ const ENV: &str = "e2e";
 
 #[test]
 fn pip_package_is_installed_for_the_app() {
-    let agent = Agent::start("127.0.0.25");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     let commit = repo.commit_app("with-six", Some("v1"));
@@ -56,7 +57,8 @@ fn pip_package_is_installed_for_the_app() {
 
 #[test]
 fn iris_example_predicts() {
-    let agent = Agent::start("127.0.0.26");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     repo.copy_dir(&examples_dir().join("iris-api"), "");
@@ -86,7 +88,7 @@ fn iris_example_predicts() {
         ],
         INSTALL_TIMEOUT,
     );
-    out.ok().mentions("http://127.0.0.26:8000");
+    out.ok().mentions(&format!("http://{ip}:8000"));
 
     let info = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
     assert_eq!(info["model_version"], "iris-logreg-1", "{info}");

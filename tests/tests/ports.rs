@@ -30,7 +30,8 @@ fn run<'a>(name: &'a str, repo: &'a str, port: &'a str) -> Vec<&'a str> {
 
 #[test]
 fn two_deployments_and_a_port_conflict() {
-    let agent = Agent::start("127.0.0.51");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     repo.commit_app("shared-code", Some("v1"));
@@ -39,11 +40,11 @@ fn two_deployments_and_a_port_conflict() {
     project
         .deployctl(&run("alpha", &url, "8000"))
         .ok()
-        .mentions("http://127.0.0.51:8000");
+        .mentions(&format!("http://{ip}:8000"));
     project
         .deployctl(&run("beta", &url, "8001"))
         .ok()
-        .mentions("http://127.0.0.51:8001");
+        .mentions(&format!("http://{ip}:8001"));
     let a = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
     let b = wait_for_json(&agent.app_url(8001, "/"), Duration::from_secs(10));
     assert_eq!(a["name"], "alpha", "{a}");
@@ -74,13 +75,15 @@ fn two_deployments_and_a_port_conflict() {
 
 #[test]
 fn foreign_process_on_the_port_is_named() {
-    let agent = Agent::start("127.0.0.52");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     repo.commit_app("blocked", Some("v1"));
 
     // This test process holds the port.
-    let holder = std::net::TcpListener::bind("127.0.0.52:8000").expect("binding 127.0.0.52:8000");
+    let holder =
+        std::net::TcpListener::bind(&format!("{ip}:8000")).expect(&format!("binding {ip}:8000"));
     let out = project.deployctl(&run("blocked", &repo.url(), "8000"));
     out.expect_code(1)
         .mentions("8000")

@@ -64,7 +64,8 @@ fn served(agent: &Agent, port: u16) -> Option<(u64, String)> {
 
 #[test]
 fn kill9_agent_apps_keep_serving_and_are_readopted() {
-    let mut agent = Agent::start("127.0.0.61");
+    let ip = loopback();
+    let mut agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     repo.commit_app("survivor", Some("v1"));
@@ -113,7 +114,7 @@ fn kill9_agent_apps_keep_serving_and_are_readopted() {
     // Logs still stream from the adopted app's file.
     let logs = project.deployctl(&["logs", "alpha", "-n", "20"]);
     logs.ok()
-        .mentions("app survivor listening on 127.0.0.61:8000");
+        .mentions(&format!("app survivor listening on {ip}:8000"));
 
     // The adopted app is supervised: killed, it is restarted by its policy.
     killpg(Pid::from_raw(alpha_pid as i32), Signal::SIGKILL).expect("killing alpha's group");
@@ -140,7 +141,8 @@ fn kill9_agent_apps_keep_serving_and_are_readopted() {
 
 #[test]
 fn reboot_starts_every_deployment_at_its_release() {
-    let mut agent = Agent::start("127.0.0.62");
+    let ip = loopback();
+    let mut agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     repo.commit_app("boot-v1", Some("v1"));

@@ -99,7 +99,8 @@ fn deploy(p: &Project, repo: &GitRepo, name: &str, extra: &[&str]) -> Output {
 
 #[test]
 fn tokens_are_required_checked_and_revocable() {
-    let s = secure_agent("127.0.0.91", &["temp"], &[], "");
+    let ip = loopback();
+    let s = secure_agent(&ip, &["temp"], &[], "");
     let none = s.project_as(None);
     none.deployctl(&["nodes"])
         .expect_code(1)
@@ -157,7 +158,7 @@ fn the_agent_refuses_an_open_port_beyond_loopback() {
             "--listen",
             "0.0.0.0:0",
             "--http-listen",
-            "127.0.0.92:0",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(dir.path())
@@ -174,8 +175,9 @@ fn the_agent_refuses_an_open_port_beyond_loopback() {
 
 #[test]
 fn a_group_owns_its_deployments() {
+    let ip = loopback();
     let s = secure_agent(
-        "127.0.0.93",
+        &ip,
         &["alice", "bob", "carol"],
         &[("ml", &["alice", "bob"])],
         "",
@@ -208,7 +210,7 @@ fn a_group_owns_its_deployments() {
     // Someone else: not found, never its details; cannot remove or take it over.
     let out = carol.deployctl(&["status", "shared"]);
     out.expect_code(1).mentions("not found");
-    assert!(!out.all().contains("127.0.0.93:8000"), "{out}");
+    assert!(!out.all().contains(&format!("{ip}:8000")), "{out}");
     carol
         .deployctl(&["logs", "shared"])
         .expect_code(1)
@@ -287,7 +289,8 @@ fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 
 #[test]
 fn a_secret_reaches_the_app_and_nowhere_else() {
-    let s = secure_agent("127.0.0.94", &[], &[], "");
+    let ip = loopback();
+    let s = secure_agent(&ip, &[], &[], "");
     let p = s.project_as(Some("admin"));
     p.write("secret.txt", &format!("{SECRET}\n"));
     p.deployctl(&[
@@ -420,11 +423,12 @@ impl Drop for GitServer {
 
 #[test]
 fn a_private_repository_needs_the_owners_credential() {
-    let s = secure_agent("127.0.0.95", &[], &[], "");
+    let ip = loopback();
+    let s = secure_agent(&ip, &[], &[], "");
     let p = s.project_as(Some("admin"));
     let repo = GitRepo::new();
     repo.commit_app("private", Some("v1"));
-    let server = GitServer::start("127.0.0.95", &repo, "deployer", "s3cret-pass");
+    let server = GitServer::start(&ip, &repo, "deployer", "s3cret-pass");
     let run = || {
         p.deployctl(&[
             "run",
@@ -476,12 +480,8 @@ fn a_private_repository_needs_the_owners_credential() {
 
 #[test]
 fn cloning_to_a_group_needs_the_groups_secrets() {
-    let s = secure_agent(
-        "127.0.0.96",
-        &["alice", "bob"],
-        &[("ml", &["alice", "bob"])],
-        "",
-    );
+    let ip = loopback();
+    let s = secure_agent(&ip, &["alice", "bob"], &[("ml", &["alice", "bob"])], "");
     let p = s.project_as(Some("alice"));
     p.write("v.txt", SECRET);
     p.deployctl(&[
@@ -635,8 +635,10 @@ fn a_private_repository_over_ssh_with_a_key_and_a_pinned_host_key() {
         eprintln!("SKIPPED: needs root and /usr/sbin/sshd");
         return;
     }
-    let mut sshd = Sshd::start("127.0.0.99");
-    let s = secure_agent("127.0.0.89", &[], &[], "");
+    let sshd_ip = loopback();
+    let mut sshd = Sshd::start(&sshd_ip);
+    let ip = loopback();
+    let s = secure_agent(&ip, &[], &[], "");
     let p = s.project_as(Some("admin"));
     let repo = GitRepo::new();
     repo.commit_app("over-ssh", Some("v1"));
@@ -648,7 +650,7 @@ fn a_private_repository_over_ssh_with_a_key_and_a_pinned_host_key() {
         .status()
         .unwrap();
     assert!(ok.success());
-    let url = format!("ssh://root@127.0.0.99:2222{}", bare.display());
+    let url = format!("ssh://root@{sshd_ip}:2222{}", bare.display());
     let run = |r: &str| {
         p.deployctl(&[
             "run",
@@ -681,7 +683,7 @@ fn a_private_repository_over_ssh_with_a_key_and_a_pinned_host_key() {
     assert_eq!(served["marker"], "over-ssh");
     let known = std::fs::read_to_string(s.agent.data_dir.join("known_hosts")).unwrap();
     assert!(
-        known.starts_with("127.0.0.99 sha256:"),
+        known.starts_with(&format!("{sshd_ip} sha256:")),
         "first use records the host key: {known}"
     );
 

@@ -62,7 +62,8 @@ fn assert_all_listed(project: &Project) {
 
 #[test]
 fn concurrent_writers_lose_nothing_in_the_state_file() {
-    let agent = Agent::start("127.0.0.44");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent("e2e", &agent);
     let repo = GitRepo::new();
     repo.commit_app("many", None);
@@ -144,8 +145,10 @@ fn which(name: &str) -> Option<PathBuf> {
 
 #[test]
 fn concurrent_writers_lose_nothing_in_etcd() {
-    let etcd = Etcd::start("127.0.0.45");
-    let agent = Agent::start("127.0.0.46");
+    let etcd_ip = loopback();
+    let etcd = Etcd::start(&etcd_ip);
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent("e2e", &agent);
     let uri = format!("etcd://{}/e2e-team", etcd.client);
     project
@@ -176,7 +179,10 @@ fn concurrent_writers_lose_nothing_in_etcd() {
 
 #[test]
 fn etcd_down_is_a_clear_error_and_changes_nothing() {
-    let agent = Agent::start("127.0.0.47");
+    // No etcd listens on this address of the test's own.
+    let down = loopback();
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent("e2e", &agent);
     // Nothing listens there.
     project
@@ -184,13 +190,13 @@ fn etcd_down_is_a_clear_error_and_changes_nothing() {
             "config",
             "set",
             "core.state.uri",
-            "etcd://127.0.0.48:2379/x",
+            &format!("etcd://{down}:2379/x"),
         ])
         .ok();
     let out = project.deployctl(&["list"]);
     out.expect_code(1)
         .mentions("etcd")
-        .mentions("127.0.0.48:2379");
+        .mentions(&format!("{down}:2379"));
     project
         .deployctl(&["config", "set", "core.state.uri", "s3://bucket/x"])
         .expect_code(2)
@@ -198,7 +204,7 @@ fn etcd_down_is_a_clear_error_and_changes_nothing() {
     project
         .deployctl(&["config", "get", "core.state.uri"])
         .ok()
-        .mentions("etcd://127.0.0.48:2379/x");
+        .mentions(&format!("etcd://{down}:2379/x"));
     project
         .deployctl(&["config", "set", "core.nope", "1"])
         .expect_code(2)
@@ -207,7 +213,8 @@ fn etcd_down_is_a_clear_error_and_changes_nothing() {
 
 #[test]
 fn a_lost_state_file_is_rebuilt_from_the_agents() {
-    let agent = Agent::start("127.0.0.49");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent("e2e", &agent);
     let repo = GitRepo::new();
     let commit = repo.commit_app("kept", Some("v1"));
@@ -253,7 +260,8 @@ fn a_lost_state_file_is_rebuilt_from_the_agents() {
 
 #[test]
 fn bad_env_input_names_the_problem() {
-    let agent = Agent::start("127.0.0.50");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
     let project = Project::for_agent("e2e", &agent);
     let repo = GitRepo::new();
     repo.commit_app("x", None);
@@ -289,12 +297,12 @@ fn bad_env_input_names_the_problem() {
             "agent",
             "dead",
             "--address",
-            "http://127.0.0.50:9",
+            &format!("http://{ip}:9"),
         ])
         .ok();
     run("dead")
         .expect_code(1)
-        .mentions("127.0.0.50:9")
+        .mentions(&format!("{ip}:9"))
         .mentions("does not answer");
     // A bad address in `declare env`: exit 2.
     project
