@@ -82,8 +82,8 @@ fn foreign_process_on_the_port_is_named() {
     repo.commit_app("blocked", Some("v1"));
 
     // This test process holds the port.
-    let holder =
-        std::net::TcpListener::bind(&format!("{ip}:8000")).expect(&format!("binding {ip}:8000"));
+    let holder = std::net::TcpListener::bind(format!("{ip}:8000"))
+        .unwrap_or_else(|e| panic!("binding {ip}:8000: {e}"));
     let out = project.deployctl(&run("blocked", &repo.url(), "8000"));
     out.expect_code(1)
         .mentions("8000")
