@@ -60,6 +60,22 @@ fn a_stopped_agent_is_named_and_the_others_answer() {
     let b = Agent::start("127.0.105.2");
     let c = Agent::start("127.0.105.3");
     let project = fleet(&[&a, &b, &c]);
+
+    // Nothing deployed yet: the agent that does not answer may run something; it is named.
+    let stopped = Stopped::stop(&b);
+    let out = project.deployctl_timeout(&["status"], BOUND);
+    out.expect_code(1).mentions("no deployments");
+    let hung = lines_naming(&out.stdout, &b).join("\n");
+    assert!(hung.contains("did not answer within 5s"), "{out}");
+    let out = project.deployctl_timeout(&["status", "--output", "json"], BOUND);
+    out.expect_code(1);
+    assert_eq!(
+        out.json()["unreachable_agents"][0]["agent"],
+        b.address().as_str(),
+        "{out}"
+    );
+    drop(stopped);
+
     let repo = GitRepo::new();
     repo.commit_app("hung", None);
     let url = repo.url();
