@@ -46,7 +46,7 @@ pub fn parse_timeout(s: &str) -> Result<Duration, String> {
 }
 
 /// The agents of an env, and how to reach them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Target {
     /// The env's name, for messages.
     pub env: String,

@@ -93,7 +93,8 @@ impl From<tonic::Status> for CallError {
 /// Why an agent gave no result, for a person: its address and the reason.
 #[derive(Debug, Clone)]
 pub struct AgentError {
-    /// The agent's gRPC code when it answered with an error; `None` when it did not answer.
+    /// The failed call's gRPC code (the agent's answer, or a failed transport's); `None`
+    /// when there was no connection, no answer in time, or a broken stream.
     pub code: Option<tonic::Code>,
     pub message: String,
 }
@@ -269,8 +270,10 @@ mod tests {
         let target = Target {
             env: "test".into(),
             addresses: vec![hung.clone(), gone.clone()],
+            builtin_local: false,
+            ca_pem: None,
+            token: None,
             timeout: Duration::from_millis(300),
-            ..Default::default()
         };
         let started = std::time::Instant::now();
         let mut replies = for_each_agent(&target, Limit::Answer, |mut c: Call| async move {
