@@ -59,6 +59,7 @@
 //! | 127.0.0.68   | `nodes_shows_each_agent` (nodes)                        |
 //! | 127.0.0.69   | `config_file_and_flags` (agent_config)                  |
 //! | 127.0.0.70   | `chatty_app_logs_are_rotated` (agent_config)            |
+//! | 127.0.105.1-6 | hung_agent: a stopped agent (.1-.3), hung mid-stream (.4-.5), token warning (.6) |
 
 mod agent;
 mod apps;
