@@ -1,24 +1,55 @@
-//! Talking to agents: which agents an env names, connecting to them, and starting the
-//! built-in `local` agent in the background when nothing answers.
+//! Talking to agents: which agents an env names ([`env`]), connecting to them with a
+//! deadline and keepalive pings, calling all of an env's agents at once ([`fanout`]), and
+//! starting the built-in `local` agent in the background when nothing answers ([`local`]).
+//!
+//! Every call to an agent is bounded, so a hung agent (stopped, wedged, or cut off by the
+//! network) costs a command seconds, never forever:
+//! - connecting, and requests an agent answers at once (status, nodes, secrets, the start
+//!   of a deploy or of a log stream), within the timeout (`--timeout`, default 5s);
+//! - calls that legitimately last (a deploy's event stream, `logs -f`) by HTTP/2 keepalive
+//!   pings: after [`KEEPALIVE_INTERVAL`] without a frame from the agent, a ping that must
+//!   be answered within the timeout. A deploy step may stay silent for minutes (a large
+//!   download, a slow start script, the health step waiting up to `health.timeout`), and
+//!   an agent's HTTP/2 layer answers pings even then, while a stopped or unreachable one
+//!   does not: the pings tell "busy" from "hung" without the agent having to send
+//!   anything, so older agents are covered too.
 
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::Stdio;
+mod env;
+mod fanout;
+mod local;
+
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use deployctl_proto::v1::agent_client::AgentClient;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::decl::{self, EnvDecl};
-use crate::error::bad_input;
-use crate::project::Project;
+pub use env::{normalize, resolve_env, validate_address, validate_env};
+pub use fanout::{answer, for_each_agent, AgentError, Call, CallError, Fanout, Limit, Reply};
 
 pub type Client = AgentClient<tonic::service::interceptor::InterceptedService<Channel, Token>>;
 
+/// How long an agent may take to answer, unless `--timeout` / `DEPLOYCTL_TIMEOUT` says.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// After this long without a frame from the agent, a keepalive ping is sent; an agent that
+/// does not answer it within the timeout is taken for hung.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// `--timeout`: a positive duration such as `5s`, `500ms` or `1m`.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) if d.is_zero() => Err("must be more than 0 (e.g. 5s)".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e} (e.g. 5s, 500ms, 1m)")),
+    }
+}
+
 /// The agents of an env, and how to reach them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Target {
+    /// The env's name, for messages.
+    pub env: String,
     pub addresses: Vec<String>,
     /// The built-in `local` env: its agent is started when it does not answer.
     pub builtin_local: bool,
@@ -26,6 +57,8 @@ pub struct Target {
     pub ca_pem: Option<Vec<u8>>,
     /// The bearer token sent to the agents.
     pub token: Option<String>,
+    /// How long an agent may take to connect, to answer a request or a keepalive ping.
+    pub timeout: Duration,
 }
 
 impl Target {
@@ -51,131 +84,13 @@ impl tonic::service::Interceptor for Token {
     }
 }
 
-/// `~/x` → `$HOME/x`; a relative path is taken from the project root.
-fn expand(path: &str, root: &std::path::Path) -> PathBuf {
-    if let Some(rest) = path.strip_prefix("~/") {
-        if let Some(home) = std::env::var_os("HOME") {
-            return PathBuf::from(home).join(rest);
-        }
-    }
-    root.join(path)
-}
-
-/// The built-in local agent's address (`DEPLOYCTL_LOCAL_ADDRESS`, default 127.0.0.1:7070).
-pub fn local_address() -> String {
-    std::env::var("DEPLOYCTL_LOCAL_ADDRESS")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "127.0.0.1:7070".to_string())
-}
-
-/// Finds an env: `NAME.env.yaml` in the project, else the built-in `local`.
-pub fn resolve_env(project: &Project, name: &str) -> anyhow::Result<Target> {
-    decl::validate_name("env", name)?;
-    let path = project.env_file(name);
-    if let Some(env) = decl::load::<EnvDecl>(&path)? {
-        validate_env(&path, &env)?;
-        let at = path.display();
-        let ca_pem = match &env.ca_file {
-            Some(f) => {
-                let p = expand(f, &project.root);
-                Some(std::fs::read(&p).map_err(|e| {
-                    bad_input(format!("{at}: ca_file: cannot read {}: {e}", p.display()))
-                })?)
-            }
-            None => None,
-        };
-        let token = match &env.token_file {
-            Some(f) => {
-                let p = expand(f, &project.root);
-                let t = std::fs::read_to_string(&p).map_err(|e| {
-                    bad_input(format!(
-                        "{at}: token_file: cannot read {}: {e}",
-                        p.display()
-                    ))
-                })?;
-                Some(t.trim().to_string())
-            }
-            None => None,
-        };
-        let addresses: Vec<String> = env.addresses.iter().map(|a| normalize(a)).collect();
-        if addresses.iter().any(|a| a.starts_with("https://")) && ca_pem.is_none() {
-            return Err(bad_input(format!(
-                "{at}: ca_file: required for https:// addresses (the CA that `deploy-agent init` made)"
-            )));
-        }
-        return Ok(Target {
-            addresses,
-            builtin_local: false,
-            ca_pem,
-            token,
-        });
-    }
-    if name == crate::project::DEFAULT_ENV {
-        return Ok(Target {
-            addresses: vec![normalize(&local_address())],
-            builtin_local: true,
-            ..Default::default()
-        });
-    }
-    Err(bad_input(format!(
-        "env: {name:?} is not declared (no {}); declare it with `deployctl declare env agent {name} --address http://HOST:7070`",
-        path.display()
-    )))
-}
-
-pub fn validate_env(path: &std::path::Path, env: &EnvDecl) -> anyhow::Result<()> {
-    let at = path.display();
-    if env.object_type != "env" {
-        return Err(bad_input(format!("{at}: object_type: must be \"env\"")));
-    }
-    if env.kind != "agent" {
-        return Err(bad_input(format!(
-            "{at}: type: {:?} is not an env type (available: agent)",
-            env.kind
-        )));
-    }
-    if env.addresses.is_empty() {
-        return Err(bad_input(format!(
-            "{at}: addresses: at least one agent address is required"
-        )));
-    }
-    for a in &env.addresses {
-        validate_address(a).map_err(|e| bad_input(format!("{at}: addresses: {e}")))?;
-    }
-    Ok(())
-}
-
-/// `http://HOST:PORT`, `https://HOST:PORT` or `HOST:PORT`.
-pub fn validate_address(a: &str) -> Result<(), String> {
-    let a = a.trim();
-    let rest = a
-        .strip_prefix("https://")
-        .or_else(|| a.strip_prefix("http://"))
-        .unwrap_or(a);
-    let rest = rest.trim_end_matches('/');
-    match rest.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
-        _ => Err(format!("{a:?} is not an agent address (http://HOST:PORT)")),
-    }
-}
-
-/// Addresses are shown and stored as `http://HOST:PORT`.
-pub fn normalize(a: &str) -> String {
-    let a = a.trim().trim_end_matches('/');
-    if a.contains("://") {
-        a.to_string()
-    } else {
-        format!("http://{a}")
-    }
-}
-
-/// Connects to an agent; for the built-in local env, starts one when nothing answers.
+/// Connects to an agent within the target's timeout; for the built-in local env, starts
+/// one when nothing answers (and waits up to 20 s for it).
 pub async fn connect(target: &Target, address: &str) -> anyhow::Result<Client> {
     match try_connect(target, address).await {
         Ok(c) => Ok(c),
         Err(first) if target.builtin_local => {
-            start_local_agent(address)?;
+            local::start_local_agent(address)?;
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
                 match try_connect(target, address).await {
@@ -194,10 +109,14 @@ pub async fn connect(target: &Target, address: &str) -> anyhow::Result<Client> {
 }
 
 async fn try_connect(target: &Target, address: &str) -> anyhow::Result<Client> {
+    let timeout = target.timeout;
     let mut endpoint = Endpoint::from_shared(address.to_string())
-        .map_err(|e| bad_input(format!("agent address {address:?} is not valid: {e}")))?
-        .connect_timeout(Duration::from_secs(3))
-        .tcp_nodelay(true);
+        .map_err(|e| anyhow!("agent address {address:?} is not valid: {e}"))?
+        .connect_timeout(timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(timeout)
+        .keep_alive_while_idle(true);
     if address.starts_with("https://") {
         let mut tls = tonic::transport::ClientTlsConfig::new();
         if let Some(ca) = &target.ca_pem {
@@ -207,107 +126,68 @@ async fn try_connect(target: &Target, address: &str) -> anyhow::Result<Client> {
             .tls_config(tls)
             .map_err(|e| anyhow!("TLS for {address}: {e}"))?;
     }
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| anyhow!("agent {address} does not answer: {}", source_text(&e)))?;
-    let token = match &target.token {
-        Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
-            bad_input("token_file: the token has characters a header cannot carry")
-        })?),
-        None => None,
+    // The TCP connect has its own timeout; this one also covers TLS and HTTP/2 set-up,
+    // which a stopped agent (the kernel still accepts its connections) never completes.
+    let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
+        Ok(Ok(channel)) => channel,
+        Ok(Err(e)) => {
+            return Err(anyhow!(
+                "agent {address} does not answer: {}",
+                source_text(&e)
+            ))
+        }
+        Err(_) => {
+            return Err(anyhow!(
+                "agent {address} did not answer within {} (connecting)",
+                humantime::format_duration(timeout)
+            ))
+        }
     };
+    // resolve_env checked that the token fits in a header.
+    let token =
+        match &target.token {
+            Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
+                anyhow!("token_file: the token has characters a header cannot carry")
+            })?),
+            None => None,
+        };
     Ok(AgentClient::with_interceptor(channel, Token(token))
         .max_decoding_message_size(64 * 1024 * 1024))
 }
 
+/// An error and its causes on one line.
 fn source_text(e: &(dyn std::error::Error + 'static)) -> String {
     let mut msg = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {
-        msg = format!("{msg}: {s}");
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg = format!("{msg}: {text}");
+        }
         cur = s.source();
     }
     msg
 }
 
-/// The data directory of the auto-started local agent.
-fn local_data_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("DEPLOYCTL_LOCAL_DATA_DIR").filter(|v| !v.is_empty()) {
-        return PathBuf::from(d);
+/// Whether a call failed because the agent stopped answering keepalive pings.
+fn keepalive_timed_out(s: &tonic::Status) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
+    while let Some(e) = cur {
+        if e.to_string().contains("keep-alive timed out") {
+            return true;
+        }
+        cur = e.source();
     }
-    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(xdg).join("deploy-agent");
-    }
-    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        Some(home) => PathBuf::from(home).join(".local/share/deploy-agent"),
-        None => std::env::temp_dir().join("deploy-agent"),
-    }
-}
-
-/// `deploy-agent` next to this executable, else on PATH.
-fn agent_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("DEPLOYCTL_AGENT_BIN").filter(|v| !v.is_empty()) {
-        return PathBuf::from(p);
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join("deploy-agent")))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("deploy-agent"))
-}
-
-/// Starts the local agent detached (own session: it outlives this command and the
-/// terminal), logging to `<data dir>/agent.log`.
-fn start_local_agent(address: &str) -> anyhow::Result<()> {
-    let hostport = address.trim_start_matches("http://");
-    let (host, port) = hostport
-        .rsplit_once(':')
-        .and_then(|(h, p)| p.parse::<u16>().ok().map(|p| (h.to_string(), p)))
-        .ok_or_else(|| bad_input(format!("local agent address {address:?} is not HOST:PORT")))?;
-    let data_dir = local_data_dir();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
-    let log_path = data_dir.join("agent.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
-    let log_err = log.try_clone().context("opening agent log")?;
-    let bin = agent_binary();
-    let http_port = port.checked_add(1).unwrap_or(0);
-    let child = std::process::Command::new(&bin)
-        .arg("--listen")
-        .arg(format!("{host}:{port}"))
-        .arg("--http-listen")
-        .arg(format!("{host}:{http_port}"))
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .arg("--app-host")
-        .arg(&host)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(log_err))
-        .process_group(0)
-        .spawn()
-        .with_context(|| {
-            format!(
-                "nothing answers at {address} and starting {} failed; install deploy-agent next to deployctl or on PATH",
-                bin.display()
-            )
-        })?;
-    eprintln!(
-        "No agent answered at {address}: started a local deploy-agent (pid {}), data in {}, log in {}",
-        child.id(),
-        data_dir.display(),
-        log_path.display()
-    );
-    Ok(())
+    false
 }
 
 /// A gRPC error as a person reads it: the agent's own message, with the address.
 pub fn status_text(address: &str, s: &tonic::Status) -> String {
+    if keepalive_timed_out(s) {
+        return format!(
+            "agent {address} stopped answering (no reply to a keepalive ping): it may be hung, stopped or cut off"
+        );
+    }
     match s.code() {
         tonic::Code::Unavailable => format!("agent {address} does not answer: {}", s.message()),
         tonic::Code::Unauthenticated => format!(

@@ -38,6 +38,12 @@ struct Cli {
     /// Output format
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     output: Format,
+    /// How long an agent may take to answer: connecting, a request such as status or
+    /// nodes, and a keepalive ping during a deploy or `logs -f` (which may last); an agent
+    /// that does not is named and the command exits 1
+    #[arg(long, global = true, value_name = "DURATION", env = "DEPLOYCTL_TIMEOUT",
+          default_value = "5s", value_parser = client::parse_timeout)]
+    timeout: std::time::Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -107,7 +113,8 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    let project = Project::find(cli.project.as_deref())?;
+    let mut project = Project::find(cli.project.as_deref())?;
+    project.agent_timeout = cli.timeout;
     let format = cli.output;
     match cli.command {
         Command::Run(args) => cmd::run::run(&project, *args, format).await,

@@ -38,6 +38,9 @@ pub struct StateConfig {
 pub struct Project {
     pub root: PathBuf,
     pub config: ProjectConfig,
+    /// How long an agent may take to answer (`--timeout`): every command that asks agents
+    /// gets it through the env's `Target`.
+    pub agent_timeout: std::time::Duration,
 }
 
 impl Project {
@@ -70,7 +73,11 @@ impl Project {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => ProjectConfig::default(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        Ok(Project { root, config })
+        Ok(Project {
+            root,
+            config,
+            agent_timeout: crate::client::DEFAULT_TIMEOUT,
+        })
     }
 
     pub fn default_env(&self) -> String {

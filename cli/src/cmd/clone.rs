@@ -6,7 +6,7 @@ use anyhow::anyhow;
 use deployctl_proto::v1 as pb;
 
 use super::run::{self, How};
-use crate::client::{self, Target};
+use crate::client::{self, Call, Limit, Target};
 use crate::decl::{self, DeploymentDecl};
 use crate::output::Format;
 use crate::project::Project;
@@ -101,20 +101,27 @@ async fn missing_for(
     } else {
         None
     };
+    let (new_owner, old_owner) = (new_owner.to_string(), old_owner.to_string());
+    let replies = client::for_each_agent(&target.no_autostart(), Limit::Answer, move |c: Call| {
+        let (new_owner, old_owner) = (new_owner.clone(), old_owner.clone());
+        async move {
+            let list = |owner: String| {
+                let mut c = c.client.clone();
+                async move {
+                    c.list_secrets(pb::ListSecretsRequest { owner })
+                        .await
+                        .map(|r| r.into_inner().secrets)
+                }
+            };
+            let have = list(new_owner).await?;
+            // The old owner's, when readable by the caller: which git credential it uses.
+            let old = list(old_owner).await.unwrap_or_default();
+            Ok((have, old))
+        }
+    });
     let mut missing: Vec<String> = Vec::new();
-    for address in &target.no_autostart().addresses {
-        let c = client::connect(&target.no_autostart(), address).await?;
-        let list = |owner: String| {
-            let mut c = c.clone();
-            async move {
-                c.list_secrets(pb::ListSecretsRequest { owner })
-                    .await
-                    .map(|r| r.into_inner().secrets)
-            }
-        };
-        let have = list(new_owner.to_string())
-            .await
-            .map_err(|s| anyhow!(client::status_text(address, &s)))?;
+    for reply in replies.all().await {
+        let (have, old) = reply.result.map_err(|e| anyhow!(e.message))?;
         for name in &d.secrets {
             if !have.iter().any(|s| &s.name == name && s.kind == "env") {
                 let item = format!("secret {name}");
@@ -124,11 +131,8 @@ async fn missing_for(
             }
         }
         if let Some(kind) = git_kind {
-            // Only when the old owner needs one (readable by the caller) and the new lacks it.
-            let old_needs = match list(old_owner.to_string()).await {
-                Ok(old) => old.iter().any(|s| s.kind == kind),
-                Err(_) => false,
-            };
+            // Only when the old owner needs one and the new lacks it.
+            let old_needs = old.iter().any(|s| s.kind == kind);
             if old_needs && !have.iter().any(|s| s.kind == kind) {
                 let item = format!("a {kind} git credential for {}", d.repo);
                 if !missing.contains(&item) {

@@ -83,7 +83,7 @@ pub fn run(project: &Project, cmd: Declare) -> anyhow::Result<()> {
             if ca_file.is_some() {
                 env.ca_file = ca_file;
             }
-            client::validate_env(&path, &env)?;
+            client::validate_env(&name, &path, &env)?;
             decl::save(&path, &env)?;
             println!("wrote {}", path.display());
             Ok(())

@@ -5,10 +5,10 @@ use std::io::Write;
 
 use anyhow::anyhow;
 use deployctl_proto::v1 as pb;
-use tokio::task::JoinSet;
 
-use crate::client;
+use crate::client::{self, Call, CallError, Limit};
 use crate::decl::{self, DeploymentDecl};
+use crate::error::Reported;
 use crate::project::Project;
 use crate::state;
 
@@ -35,58 +35,54 @@ pub async fn run(project: &Project, args: Args) -> anyhow::Result<()> {
             .and_then(|d| d.env)
             .unwrap_or_else(|| project.default_env()),
     };
-    let mut target = client::resolve_env(project, &env)?;
-    target.builtin_local = false;
+    let target = client::resolve_env(project, &env)?.no_autostart();
     let prefix = target.addresses.len() > 1;
-    let mut set = JoinSet::new();
-    for address in target.addresses.clone() {
-        let target = target.clone();
-        let req = pb::LogsRequest {
-            name: args.name.clone(),
-            follow: args.follow,
-            lines: args.lines,
-            deploy: args.deploy,
-        };
-        set.spawn(async move {
-            let mut c = client::connect(&target, &address)
-                .await
-                .map_err(|e| format!("{e:#}"))?;
-            let mut stream = c
-                .logs(req)
-                .await
-                .map_err(|s| client::status_text(&address, &s))?
-                .into_inner();
-            loop {
-                match stream.message().await {
-                    Ok(Some(chunk)) => {
-                        let mut out = std::io::stdout().lock();
-                        if prefix {
-                            for line in chunk.data.split_inclusive(|b| *b == b'\n') {
-                                let _ = write!(out, "[{address}] ");
-                                let _ = out.write_all(line);
-                            }
-                        } else {
-                            let _ = out.write_all(&chunk.data);
-                        }
-                        let _ = out.flush();
-                    }
-                    Ok(None) => return Ok::<(), String>(()),
-                    Err(s) => return Err(format!("{address}: log stream ended: {}", s.message())),
-                }
-            }
-        });
-    }
-    let mut errors = Vec::new();
-    while let Some(r) = set.join_next().await {
-        match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => errors.push(e),
-            Err(e) => errors.push(e.to_string()),
+    let req = pb::LogsRequest {
+        name: args.name.clone(),
+        follow: args.follow,
+        lines: args.lines,
+        deploy: args.deploy,
+    };
+    // Opening each stream is bounded by the timeout; following it, by keepalive pings
+    // (`-f` legitimately lasts forever, a hung agent does not answer them).
+    let mut streams = client::for_each_agent(&target, Limit::Stream, move |c| {
+        print_stream(c, req.clone(), prefix)
+    });
+    // An agent that fails is named at once: with -f the others go on.
+    let mut failed = false;
+    while let Some(reply) = streams.next().await {
+        if let Err(e) = reply.result {
+            eprintln!("error: {e}");
+            failed = true;
         }
     }
-    if errors.is_empty() {
-        Ok(())
+    if failed {
+        Err(anyhow!(Reported))
     } else {
-        Err(anyhow!(errors.join("\n")))
+        Ok(())
+    }
+}
+
+/// Copies one agent's log stream to stdout, each line prefixed with the agent when asked.
+async fn print_stream(mut c: Call, req: pb::LogsRequest, prefix: bool) -> Result<(), CallError> {
+    let mut stream = client::answer(c.timeout, c.client.logs(req))
+        .await?
+        .into_inner();
+    loop {
+        let chunk = match stream.message().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return Ok(()),
+            Err(s) => return Err(CallError::Broken(c.broken(&s).await)),
+        };
+        let mut out = std::io::stdout().lock();
+        if prefix {
+            for line in chunk.data.split_inclusive(|b| *b == b'\n') {
+                let _ = write!(out, "[{}] ", c.address);
+                let _ = out.write_all(line);
+            }
+        } else {
+            let _ = out.write_all(&chunk.data);
+        }
+        let _ = out.flush();
     }
 }

@@ -1,20 +1,15 @@
 //! `nodes [--env ENV]`: each agent of an env (default: every env the project declares, and
 //! the default env): reachable, version, hostname, CPU, memory, disk, load, deployments.
-//! Asks all agents at once; exit 0 only when every agent answered.
-
-use std::time::Duration;
+//! Asks all agents at once, each within the timeout; exit 0 only when every agent answered.
 
 use anyhow::anyhow;
 use deployctl_proto::v1 as pb;
 use serde_json::json;
 
-use crate::client::{self, Target};
+use crate::client::{self, Call, CallError, Limit};
 use crate::error::Reported;
 use crate::output::{self, Format};
 use crate::project::Project;
-
-/// How long one agent may take to answer.
-const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -35,21 +30,28 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
         Some(env) => vec![env],
         None => declared_envs(project),
     };
-    // Every (env, agent) pair, each agent once.
-    let mut agents: Vec<(String, String, Target)> = Vec::new();
+    // Every (env, agent) pair, each agent once, all asked at once.
+    let mut agents: Vec<(String, String)> = Vec::new();
+    let mut fanout = client::Fanout::default();
     for env in &envs {
         let target = client::resolve_env(project, env)?.no_autostart();
         for address in &target.addresses {
-            if !agents.iter().any(|(_, a, _)| a == address) {
-                agents.push((env.clone(), address.clone(), target.clone()));
+            if !agents.iter().any(|(_, a)| a == address) {
+                agents.push((env.clone(), address.clone()));
+                fanout.add(&target, address, Limit::Answer, ask);
             }
         }
     }
-    let asks = agents.into_iter().map(|(env, agent, target)| async move {
-        let info = ask(&target, &agent).await;
-        Node { env, agent, info }
-    });
-    let nodes: Vec<Node> = join_all(asks).await;
+    let nodes: Vec<Node> = fanout
+        .all()
+        .await
+        .into_iter()
+        .map(|r| Node {
+            env: agents[r.index].0.clone(),
+            agent: r.address,
+            info: r.result.map_err(|e| e.message),
+        })
+        .collect();
 
     match format {
         Format::Json => print_json(&nodes),
@@ -72,41 +74,11 @@ fn declared_envs(project: &Project) -> Vec<String> {
     envs
 }
 
-/// Runs the futures concurrently and keeps their order.
-async fn join_all<F>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futs.map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        match h.await {
-            Ok(v) => out.push(v),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
-    out
-}
-
-/// Never starts an agent (`target` comes without autostart): asking must not create one.
-async fn ask(target: &Target, address: &str) -> Result<pb::NodeInfoReply, String> {
-    let call = async {
-        let mut c = client::connect(target, address)
-            .await
-            .map_err(|e| format!("{e:#}"))?;
-        c.node_info(pb::NodeInfoRequest {})
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| client::status_text(address, &s))
-    };
-    tokio::time::timeout(ASK_TIMEOUT, call)
-        .await
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "agent {address} did not answer within {ASK_TIMEOUT:?}"
-            ))
-        })
+async fn ask(mut c: Call) -> Result<pb::NodeInfoReply, CallError> {
+    Ok(c.client
+        .node_info(pb::NodeInfoRequest {})
+        .await?
+        .into_inner())
 }
 
 fn print_json(nodes: &[Node]) {

@@ -2,14 +2,21 @@
 //! after the kill timeout), delete its working directories, erase its state entry. The
 //! declaration file stays.
 
+use std::time::Duration;
+
 use anyhow::anyhow;
 use deployctl_proto::v1 as pb;
 
-use crate::client;
+use crate::client::{self, Call, CallError, Limit};
 use crate::decl::{self, DeploymentDecl};
 use crate::output::Format;
 use crate::project::Project;
 use crate::state;
+
+/// The agent's default SIGTERM-to-SIGKILL grace period, when the declaration sets none.
+const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time for an agent to delete a deployment's directories once its app stopped.
+const CLEANUP_TIME: Duration = Duration::from_secs(20);
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -22,28 +29,44 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
     let store = state::open(project)?;
     let st = store.load().await?;
     let in_state = st.deployments.get(name);
+    let declared = match in_state {
+        Some(d) => Some(d.declaration.clone()),
+        None => decl::load::<DeploymentDecl>(&project.deployment_file(name))?,
+    };
     let env = match in_state {
         Some(d) => d.env.clone(),
-        None => decl::load::<DeploymentDecl>(&project.deployment_file(name))?
-            .and_then(|d| d.env)
+        None => declared
+            .as_ref()
+            .and_then(|d| d.env.clone())
             .unwrap_or_else(|| project.default_env()),
     };
-    let mut target = client::resolve_env(project, &env)?;
-    target.builtin_local = false;
+    let target = client::resolve_env(project, &env)?.no_autostart();
+    // An agent answers once the app stopped (up to its kill timeout) and its directories
+    // are gone; a hung agent is found earlier by the keepalive pings.
+    let kill_timeout = declared
+        .and_then(|d| d.kill_timeout)
+        .and_then(|t| decl::parse_duration("kill_timeout", &t).ok())
+        .unwrap_or(DEFAULT_KILL_TIMEOUT);
+    let limit = Limit::Within(target.timeout + kill_timeout + CLEANUP_TIME);
+    let request = pb::RemoveRequest { name: name.clone() };
+    let mut replies = client::for_each_agent(&target, limit, move |mut c: Call| {
+        let request = request.clone();
+        async move {
+            match c.client.remove(request).await {
+                Ok(r) => Ok(Some(r.into_inner())),
+                Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+                Err(s) => Err(CallError::from(s)),
+            }
+        }
+    });
     let mut removed = 0;
     let mut errors = Vec::new();
     let mut results = Vec::new();
-    for address in &target.addresses {
-        let mut c = match client::connect(&target, address).await {
-            Ok(c) => c,
-            Err(e) => {
-                errors.push(format!("{e:#}"));
-                continue;
-            }
-        };
-        match c.remove(pb::RemoveRequest { name: name.clone() }).await {
-            Ok(r) => {
-                let r = r.into_inner();
+    // Each agent's result as it comes.
+    while let Some(reply) = replies.next().await {
+        let address = &reply.address;
+        let json = match reply.result {
+            Ok(Some(r)) => {
                 removed += 1;
                 if format == Format::Text {
                     let pid = if r.pid > 0 {
@@ -53,15 +76,18 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
                     };
                     println!("✓ removed {name} from {address} ({pid}{})", r.stopped);
                 }
-                results.push(serde_json::json!({"agent": address, "removed": true, "pid": r.pid, "stopped": r.stopped}));
+                serde_json::json!({"agent": address, "removed": true, "pid": r.pid, "stopped": r.stopped})
             }
-            Err(s) if s.code() == tonic::Code::NotFound => {
-                results.push(
-                    serde_json::json!({"agent": address, "removed": false, "reason": "not found"}),
-                );
+            Ok(None) => {
+                serde_json::json!({"agent": address, "removed": false, "reason": "not found"})
             }
-            Err(s) => errors.push(client::status_text(address, &s)),
-        }
+            // Named together at the end, with what that means for the state.
+            Err(e) => {
+                errors.push(e.message);
+                continue;
+            }
+        };
+        results.push((reply.index, json));
     }
     if !errors.is_empty() {
         return Err(anyhow!(
@@ -81,6 +107,8 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
         })
         .await?;
     if format == Format::Json {
+        results.sort_by_key(|(i, _)| *i);
+        let results: Vec<_> = results.into_iter().map(|(_, j)| j).collect();
         println!(
             "{}",
             serde_json::json!({"name": name, "instances": results})

@@ -2,20 +2,18 @@
 //! one), deploy it to every agent of its env at once with live progress, record the result
 //! in the state, and print the URL(s).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::anyhow;
 use deployctl_proto::v1 as pb;
-use tokio::task::JoinSet;
 
 use super::flags::{new_declaration, DeployFlags};
-use crate::client::{self, Target};
+use crate::client::{self, AgentError, Call, CallError, Limit, Target};
 use crate::decl::{self, DeploymentDecl};
-use crate::error::{bad_input, Reported};
-use crate::output::{self, Format, Progress};
+use crate::error::bad_input;
+use crate::output::{Format, Progress};
 use crate::project::Project;
-use crate::state::{self, AgentResult as AgentOutcome, HistoryEntry, InstanceState};
+use crate::state::{self, HistoryEntry};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -35,6 +33,9 @@ pub struct Args {
     #[command(flatten)]
     pub flags: DeployFlags,
 }
+
+mod record;
+mod report;
 
 /// What one agent said about the deploy.
 struct AgentResult {
@@ -161,57 +162,47 @@ pub async fn deploy(
     if write_back && deployed && existing != Some(&d) {
         decl::save(&project.deployment_file(name), &d)?;
     }
-    record(&*store, name, &env, &d, &results).await?;
-    report(name, &results, format)
+    record::record(&*store, name, &env, &d, &results).await?;
+    report::report(name, &results, format)
 }
 
+/// Deploys to every agent at once: each must take the request within the timeout; then
+/// its event stream lasts as long as the deploy, while the agent answers keepalive pings.
 async fn deploy_everywhere(
     target: &Target,
     spec: &pb::DeploymentSpec,
     progress: &Arc<Progress>,
 ) -> Vec<AgentResult> {
-    let mut set = JoinSet::new();
-    for (i, address) in target.addresses.iter().enumerate() {
-        let (target, address, spec, progress) = (
-            target.clone(),
-            address.clone(),
-            spec.clone(),
-            progress.clone(),
-        );
-        set.spawn(async move { (i, deploy_one(&target, &address, spec, &progress).await) });
-    }
-    let mut results: Vec<(usize, AgentResult)> = Vec::new();
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok(r) => results.push(r),
-            Err(e) => results.push((
-                usize::MAX,
-                AgentResult {
-                    address: "?".into(),
-                    accepted: false,
-                    outcome: Err(format!("internal error: {e}")),
-                },
-            )),
-        }
-    }
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
+    let (spec, progress) = (spec.clone(), progress.clone());
+    let replies = client::for_each_agent(target, Limit::Stream, move |c| {
+        deploy_one(c, spec.clone(), progress.clone())
+    });
+    replies
+        .all()
+        .await
+        .into_iter()
+        .map(|r| match r.result {
+            Ok(result) => result,
+            // Not connected: the deploy did not start there.
+            Err(e) => AgentResult {
+                address: r.address,
+                accepted: false,
+                outcome: Err(e.message),
+            },
+        })
+        .collect()
 }
 
 async fn deploy_one(
-    target: &Target,
-    address: &str,
+    mut c: Call,
     spec: pb::DeploymentSpec,
-    progress: &Progress,
-) -> AgentResult {
-    let fail = |accepted, msg: String| AgentResult {
-        address: address.to_string(),
-        accepted,
+    progress: Arc<Progress>,
+) -> Result<AgentResult, CallError> {
+    let address = c.address.clone();
+    let fail = |msg: String| AgentResult {
+        address: address.clone(),
+        accepted: false,
         outcome: Err(msg),
-    };
-    let mut client = match client::connect(target, address).await {
-        Ok(c) => c,
-        Err(e) => return fail(false, format!("{e:#}")),
     };
     // Without a declared owner the agent makes the caller the owner: the token's user, or
     // (on an agent without authentication) this user.
@@ -219,22 +210,21 @@ async fn deploy_one(
         spec: Some(spec),
         default_owner: format!("user:{}", crate::client::caller()),
     };
-    let mut stream = match client.deploy(request).await {
+    let mut stream = match client::answer(c.timeout, c.client.deploy(request)).await {
         Ok(r) => r.into_inner(),
-        Err(s) if s.code() == tonic::Code::InvalidArgument => {
-            return fail(false, format!("invalid: {}", s.message()))
+        Err(CallError::Status(s)) if s.code() == tonic::Code::InvalidArgument => {
+            return Ok(fail(format!("invalid: {}", s.message())))
         }
-        Err(s) => return fail(false, client::status_text(address, &s)),
+        Err(e) => return Ok(fail(AgentError::from_call(&address, e).message)),
     };
-    let bar = progress.agent(address);
+    let bar = progress.agent(&address);
     let result = loop {
         match stream.message().await {
             Ok(Some(event)) => {
-                if let Some(outcome) = event.outcome.clone() {
-                    bar.event(&event);
+                bar.event(&event);
+                if let Some(outcome) = event.outcome {
                     break Ok(outcome);
                 }
-                bar.event(&event);
             }
             Ok(None) => {
                 break Err(format!(
@@ -243,193 +233,16 @@ async fn deploy_one(
             }
             Err(s) => {
                 break Err(format!(
-                    "lost the connection to {address} during the deploy ({}); it may still finish there: check `deployctl status`",
-                    s.message()
+                    "lost the connection to {address} during the deploy: {}; it may still finish there: check `deployctl status`",
+                    c.broken(&s).await
                 ))
             }
         }
     };
     bar.finish();
-    AgentResult {
-        address: address.to_string(),
+    Ok(AgentResult {
+        address,
         accepted: true,
         outcome: result,
-    }
-}
-
-async fn record(
-    store: &dyn state::StateStore,
-    name: &str,
-    env: &str,
-    d: &DeploymentDecl,
-    results: &[AgentResult],
-) -> anyhow::Result<()> {
-    if !results.iter().any(|r| r.accepted) {
-        return Ok(());
-    }
-    let now = state::now_unix();
-    store
-        .update(&mut |st| {
-            let entry = st.deployments.entry(name.to_string()).or_default();
-            let mut agents = BTreeMap::new();
-            let mut failure: Option<String> = None;
-            let mut shown: Option<&pb::DeployOutcome> = None;
-            for r in results.iter().filter(|r| r.accepted) {
-                let (release, result) = match &r.outcome {
-                    Ok(o) if o.ok => (o.release, "ok".to_string()),
-                    Ok(o) => (
-                        0,
-                        format!("failed at {}: {}", o.failed_step, first_line(&o.reason)),
-                    ),
-                    Err(e) => (0, format!("failed: {}", first_line(e))),
-                };
-                if result != "ok" && failure.is_none() {
-                    failure = Some(result.clone());
-                }
-                agents.insert(r.address.clone(), AgentOutcome { release, result });
-                let Ok(o) = &r.outcome else { continue };
-                if shown.is_none() || (o.ok && !shown.is_some_and(|s| s.ok)) {
-                    shown = Some(o);
-                }
-                if o.ok {
-                    entry.instances.insert(
-                        r.address.clone(),
-                        InstanceState {
-                            release: o.release,
-                            git_ref: o.git_ref.clone(),
-                            commit: o.commit.clone(),
-                            packages_hash: o.packages_hash.clone(),
-                            url: o.url.clone(),
-                            status: "healthy".to_string(),
-                            updated_at: now,
-                        },
-                    );
-                } else if let Some(inst) = entry.instances.get_mut(&r.address) {
-                    inst.status = if o.kept_healthy {
-                        "healthy"
-                    } else {
-                        "unhealthy"
-                    }
-                    .to_string();
-                    inst.updated_at = now;
-                }
-            }
-            let ok_somewhere = agents.values().any(|a| a.result == "ok");
-            if ok_somewhere {
-                entry.declaration = d.clone();
-                entry.env = env.to_string();
-                entry.owner = shown.map(|o| o.owner.clone()).unwrap_or_default();
-            }
-            let number = entry.next_number();
-            entry.history.push(HistoryEntry {
-                number,
-                time: now,
-                git_ref: shown.map(|o| o.git_ref.clone()).unwrap_or_default(),
-                commit: shown.map(|o| o.commit.clone()).unwrap_or_default(),
-                packages_hash: shown.map(|o| o.packages_hash.clone()).unwrap_or_default(),
-                result: failure.clone().unwrap_or_else(|| "ok".to_string()),
-                declaration: d.clone(),
-                agents,
-                frozen: shown.map(|o| o.frozen.clone()).unwrap_or_default(),
-            });
-            // A first deploy that failed everywhere leaves no deployment behind.
-            if entry.instances.is_empty() && !ok_somewhere {
-                st.deployments.remove(name);
-            }
-            Ok(())
-        })
-        .await
-}
-
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or_default()
-}
-
-fn report(name: &str, results: &[AgentResult], format: Format) -> anyhow::Result<()> {
-    let failed = results
-        .iter()
-        .filter(|r| !matches!(&r.outcome, Ok(o) if o.ok))
-        .count();
-    if format == Format::Json {
-        for r in results {
-            let obj = match &r.outcome {
-                Ok(o) => serde_json::json!({
-                    "agent": r.address, "result": if o.ok { "ok" } else { "failed" },
-                    "release": o.release, "commit": o.commit, "ref": o.git_ref, "url": o.url,
-                    "packages_hash": o.packages_hash, "failed_step": o.failed_step,
-                    "reason": o.reason, "output_tail": o.output_tail,
-                    "kept_release": o.kept_release, "kept_healthy": o.kept_healthy,
-                    "total_ms": o.total_ms,
-                }),
-                Err(e) => serde_json::json!({"agent": r.address, "result": "failed", "reason": e}),
-            };
-            println!("{obj}");
-        }
-    } else {
-        for r in results {
-            let prefix = if results.len() > 1 {
-                format!("[{}] ", r.address)
-            } else {
-                String::new()
-            };
-            match &r.outcome {
-                Ok(o) if o.ok => println!(
-                    "{prefix}✓ {name} release {} ({} {}) is live at {} — deployed in {}",
-                    o.release,
-                    o.git_ref,
-                    short(&o.commit),
-                    o.url,
-                    output::ms(o.total_ms)
-                ),
-                Ok(o) => {
-                    eprintln!(
-                        "{prefix}✗ {name}: deploy failed at {}: {}",
-                        o.failed_step, o.reason
-                    );
-                    if !o.output_tail.is_empty() {
-                        eprintln!("{prefix}  last output:");
-                        for line in o.output_tail.lines() {
-                            eprintln!("{prefix}    | {line}");
-                        }
-                    }
-                    if o.kept_release > 0 {
-                        let health = if o.kept_healthy {
-                            "healthy"
-                        } else {
-                            "NOT healthy"
-                        };
-                        eprintln!(
-                            "{prefix}  the previous release {} was kept running ({health})",
-                            o.kept_release
-                        );
-                    } else {
-                        eprintln!("{prefix}  nothing was running before; nothing runs now");
-                    }
-                }
-                Err(e) => eprintln!("{prefix}✗ {name}: {e}"),
-            }
-        }
-    }
-    if failed == 0 {
-        return Ok(());
-    }
-    // A request every agent refused as invalid is bad input (exit 2), not a failed deploy.
-    let all_invalid = results
-        .iter()
-        .all(|r| matches!(&r.outcome, Err(e) if e.starts_with("invalid: ")));
-    if all_invalid {
-        let msg = match &results[0].outcome {
-            Err(e) => e.trim_start_matches("invalid: ").to_string(),
-            Ok(_) => String::new(),
-        };
-        return Err(bad_input(msg).context(Reported));
-    }
-    if results.len() > 1 && format == Format::Text {
-        eprintln!("{failed} of {} instances failed", results.len());
-    }
-    Err(anyhow!(Reported))
-}
-
-fn short(c: &str) -> &str {
-    &c[..c.len().min(10)]
+    })
 }

@@ -7,7 +7,7 @@ use anyhow::{anyhow, Context};
 use clap::Subcommand;
 use deployctl_proto::v1 as pb;
 
-use crate::client::{self, Target};
+use crate::client::{self, AgentError, Call, CallError, Limit, Reply, Target};
 use crate::error::bad_input;
 use crate::output::{self, Format};
 use crate::project::Project;
@@ -68,16 +68,24 @@ pub async fn owner_or_caller(target: &Target, owner: Option<String>) -> anyhow::
         }
         return Ok(o);
     }
-    let address = target
-        .addresses
-        .first()
-        .ok_or_else(|| anyhow!("the env has no agents"))?;
-    let mut c = client::connect(target, address).await?;
-    let me = c
-        .who_am_i(pb::WhoAmIRequest {})
-        .await
-        .map_err(|s| anyhow!(client::status_text(address, &s)))?
-        .into_inner();
+    // Every agent knows the caller by the same token: the first answer will do, so one
+    // hung agent does not decide.
+    let mut replies = client::for_each_agent(target, Limit::Answer, |mut c: Call| async move {
+        Ok(c.client.who_am_i(pb::WhoAmIRequest {}).await?.into_inner())
+    });
+    let mut errors = Vec::new();
+    let me = loop {
+        match replies.next().await {
+            Some(Reply { result: Ok(me), .. }) => break me,
+            Some(Reply { result: Err(e), .. }) => errors.push(e),
+            None => {
+                return Err(match errors.into_iter().next() {
+                    Some(e) => agent_error(e),
+                    None => anyhow!("env {} has no agents", target.env),
+                })
+            }
+        }
+    };
     Ok(if me.auth_enabled {
         format!("user:{}", me.user)
     } else {
@@ -124,16 +132,23 @@ pub async fn run(project: &Project, cmd: Secret, format: Format) -> anyhow::Resu
             }
             let target = scope.target(project)?;
             let owner = owner_or_caller(&target, scope.owner).await?;
-            for address in &target.addresses {
-                let mut c = client::connect(&target, address).await?;
-                c.set_secret(pb::SetSecretRequest {
-                    owner: owner.clone(),
-                    name: name.clone(),
-                    value: value.clone(),
-                    kind: kind.clone(),
-                })
-                .await
-                .map_err(|s| status_error(address, s))?;
+            let request = pb::SetSecretRequest {
+                owner: owner.clone(),
+                name: name.clone(),
+                value,
+                kind: kind.clone(),
+            };
+            let replies = client::for_each_agent(&target, Limit::Answer, move |mut c: Call| {
+                let request = request.clone();
+                async move { Ok(c.client.set_secret(request).await?.into_inner()) }
+            });
+            let (set, failed) = split(replies.all().await);
+            if !failed.is_empty() {
+                return Err(failure(
+                    &format!("set secret {name} of {owner}"),
+                    set.len(),
+                    failed,
+                ));
             }
             if format == Format::Text {
                 println!(
@@ -146,17 +161,23 @@ pub async fn run(project: &Project, cmd: Secret, format: Format) -> anyhow::Resu
         Secret::List { scope } => {
             let target = scope.target(project)?;
             let owner = owner_or_caller(&target, scope.owner).await?;
+            let request = pb::ListSecretsRequest {
+                owner: owner.clone(),
+            };
+            let replies = client::for_each_agent(&target, Limit::Answer, move |mut c: Call| {
+                let request = request.clone();
+                async move { Ok(c.client.list_secrets(request).await?.into_inner().secrets) }
+            });
+            let (lists, failed) = split(replies.all().await);
+            if !failed.is_empty() {
+                return Err(failure(
+                    &format!("list the secrets of {owner}"),
+                    lists.len(),
+                    failed,
+                ));
+            }
             let mut rows: Vec<(String, String, Vec<String>)> = Vec::new();
-            for address in &target.addresses {
-                let mut c = client::connect(&target, address).await?;
-                let list = c
-                    .list_secrets(pb::ListSecretsRequest {
-                        owner: owner.clone(),
-                    })
-                    .await
-                    .map_err(|s| status_error(address, s))?
-                    .into_inner()
-                    .secrets;
+            for (address, list) in lists {
                 for s in list {
                     match rows.iter_mut().find(|r| r.0 == s.name) {
                         Some(r) => r.2.push(address.clone()),
@@ -188,20 +209,25 @@ pub async fn run(project: &Project, cmd: Secret, format: Format) -> anyhow::Resu
         Secret::Rm { name, scope } => {
             let target = scope.target(project)?;
             let owner = owner_or_caller(&target, scope.owner).await?;
-            let mut removed = 0;
-            for address in &target.addresses {
-                let mut c = client::connect(&target, address).await?;
-                match c
-                    .remove_secret(pb::RemoveSecretRequest {
-                        owner: owner.clone(),
-                        name: name.clone(),
-                    })
-                    .await
-                {
-                    Ok(_) => removed += 1,
-                    Err(s) if s.code() == tonic::Code::NotFound => {}
-                    Err(s) => return Err(status_error(address, s)),
+            let request = pb::RemoveSecretRequest {
+                owner: owner.clone(),
+                name: name.clone(),
+            };
+            let replies = client::for_each_agent(&target, Limit::Answer, move |mut c: Call| {
+                let request = request.clone();
+                async move {
+                    match c.client.remove_secret(request).await {
+                        Ok(_) => Ok(true),
+                        Err(s) if s.code() == tonic::Code::NotFound => Ok(false),
+                        Err(s) => Err(CallError::from(s)),
+                    }
                 }
+            });
+            let (answered, failed) = split(replies.all().await);
+            let removed = answered.iter().filter(|(_, r)| *r).count();
+            if !failed.is_empty() {
+                let what = format!("remove secret {name} of {owner}");
+                return Err(failure(&what, answered.len(), failed));
             }
             if removed == 0 {
                 return Err(anyhow!("{owner} has no secret {name:?}"));
@@ -214,11 +240,44 @@ pub async fn run(project: &Project, cmd: Secret, format: Format) -> anyhow::Resu
     }
 }
 
-fn status_error(address: &str, s: tonic::Status) -> anyhow::Error {
-    let text = client::status_text(address, &s);
-    if s.code() == tonic::Code::InvalidArgument {
-        bad_input(text)
+/// The agents that answered (address, result) and the errors of those that did not.
+fn split<T>(replies: Vec<Reply<T>>) -> (Vec<(String, T)>, Vec<AgentError>) {
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for r in replies {
+        match r.result {
+            Ok(v) => ok.push((r.address, v)),
+            Err(e) => failed.push(e),
+        }
+    }
+    (ok, failed)
+}
+
+/// Some agents failed: each named with why. A request an agent refused as invalid is bad
+/// input (exit 2).
+fn failure(what: &str, done: usize, failed: Vec<AgentError>) -> anyhow::Error {
+    let invalid = failed
+        .iter()
+        .any(|e| e.code == Some(tonic::Code::InvalidArgument));
+    let reasons: Vec<String> = failed.into_iter().map(|e| e.message).collect();
+    let msg = format!(
+        "could not {what} on {} of {} agent(s):\n  {}",
+        reasons.len(),
+        reasons.len() + done,
+        reasons.join("\n  ")
+    );
+    if invalid {
+        bad_input(msg)
     } else {
-        anyhow!(text)
+        anyhow!(msg)
+    }
+}
+
+/// One agent's failure as this command's error.
+fn agent_error(e: AgentError) -> anyhow::Error {
+    if e.code == Some(tonic::Code::InvalidArgument) {
+        bad_input(e.message)
+    } else {
+        anyhow!(e.message)
     }
 }

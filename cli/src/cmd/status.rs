@@ -5,12 +5,11 @@ use std::collections::BTreeMap;
 
 use anyhow::anyhow;
 use deployctl_proto::v1 as pb;
-use serde_json::json;
 
-use crate::client::{self, Target};
+use crate::client::{self, Call, CallError, Limit, Target};
 use crate::decl::{self, DeploymentDecl};
 use crate::error::Reported;
-use crate::output::{self, Format};
+use crate::output::Format;
 use crate::project::Project;
 use crate::state;
 
@@ -23,6 +22,9 @@ pub struct Args {
     pub refresh: bool,
 }
 
+mod print;
+mod refresh;
+
 /// One instance as shown.
 struct Instance {
     agent: String,
@@ -30,6 +32,13 @@ struct Instance {
     s: Option<pb::DeploymentStatus>,
     /// Why there is no live status (agent unreachable, missing there).
     note: String,
+}
+
+/// An agent that did not answer and shows in no instance.
+struct Unanswered {
+    env: String,
+    agent: String,
+    error: String,
 }
 
 struct Deployment {
@@ -69,21 +78,40 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
     envs.sort();
     envs.dedup();
 
-    // Ask every agent of those envs once.
+    // Ask every agent of those envs at once, each within the timeout.
+    let mut env_agents: BTreeMap<String, Result<Target, String>> = BTreeMap::new();
+    let mut asked: Vec<(String, String)> = Vec::new();
+    let mut fanout = client::Fanout::default();
+    for env in &envs {
+        let target = client::resolve_env(project, env).map(|t| t.no_autostart());
+        let target = match target {
+            Ok(t) => t,
+            // The declared env of a deployment shown is wrong (e.g. a token over plain
+            // http:// to another machine): bad input, before anything is sent.
+            Err(e)
+                if crate::error::exit_code(&e) == 2
+                    && project.env_file(env).is_file()
+                    && wanted.values().any(|w| w == env) =>
+            {
+                return Err(e)
+            }
+            Err(e) => {
+                env_agents.insert(env.clone(), Err(format!("{e:#}")));
+                continue;
+            }
+        };
+        for address in &target.addresses {
+            asked.push((env.clone(), address.clone()));
+            let name = args.name.clone();
+            fanout.add(&target, address, Limit::Answer, move |c| ask(c, name));
+        }
+        env_agents.insert(env.clone(), Ok(target));
+    }
     let mut live: BTreeMap<(String, String), Result<Vec<pb::DeploymentStatus>, String>> =
         BTreeMap::new();
-    let mut env_agents: BTreeMap<String, Result<Target, String>> = BTreeMap::new();
-    for env in &envs {
-        let target = client::resolve_env(project, env).map_err(|e| format!("{e:#}"));
-        if let Ok(t) = &target {
-            for address in &t.addresses {
-                live.insert(
-                    (env.clone(), address.clone()),
-                    ask(t, address, args.name.as_deref()).await,
-                );
-            }
-        }
-        env_agents.insert(env.clone(), target);
+    for reply in fanout.all().await {
+        let (env, address) = asked[reply.index].clone();
+        live.insert((env, address), reply.result.map_err(|e| e.message));
     }
 
     let mut out: Vec<Deployment> = Vec::new();
@@ -168,250 +196,73 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
         }
     }
 
+    // Agents of declared envs that gave no answer and are in no row above: named too, since
+    // they may run deployments nobody can see now. (The built-in local agent not running
+    // is normal.)
+    let unanswered: Vec<Unanswered> = live
+        .iter()
+        .filter(|((env, _), _)| project.env_file(env).is_file())
+        .filter_map(|((env, agent), reply)| {
+            let error = reply.as_ref().err()?;
+            let shown = out
+                .iter()
+                .flat_map(|d| &d.instances)
+                .any(|i| &i.agent == agent);
+            (!shown).then(|| Unanswered {
+                env: env.clone(),
+                agent: agent.clone(),
+                error: error.clone(),
+            })
+        })
+        .collect();
+
     if args.refresh {
-        refresh(project, &out, format).await?;
+        refresh::refresh(project, &out, format).await?;
     }
     match format {
-        Format::Json => print_json(&out),
-        Format::Text => print_text(&out, args.name.is_some()),
+        Format::Json => print::print_json(&out, &unanswered),
+        Format::Text => print::print_text(&out, &unanswered, args.name.is_some()),
     }
     let all_healthy = out
         .iter()
         .all(|d| !d.instances.is_empty() && d.instances.iter().all(|i| i.state == "healthy"));
-    if all_healthy {
+    if all_healthy && unanswered.is_empty() {
         Ok(())
     } else {
         Err(anyhow!(Reported))
     }
 }
 
-/// Status never starts an agent: `target` is used without autostart.
-pub async fn ask(
-    target: &Target,
-    address: &str,
-    name: Option<&str>,
-) -> Result<Vec<pb::DeploymentStatus>, String> {
-    let target = target.no_autostart();
-    let mut c = client::connect(&target, address)
-        .await
-        .map_err(|e| format!("{e:#}"))?;
+/// One agent's deployments (`name`: only that one). Never starts an agent: callers
+/// use targets without autostart.
+async fn ask(mut c: Call, name: Option<String>) -> Result<Vec<pb::DeploymentStatus>, CallError> {
     let req = pb::StatusRequest {
-        name: name.unwrap_or_default().to_string(),
+        name: name.unwrap_or_default(),
     };
-    match c.status(req).await {
+    match c.client.status(req).await {
         Ok(r) => Ok(r.into_inner().deployments),
         Err(s) if s.code() == tonic::Code::NotFound => Ok(vec![]),
-        Err(s) => Err(client::status_text(address, &s)),
+        Err(s) => Err(s.into()),
     }
 }
 
-fn print_json(out: &[Deployment]) {
-    let deployments: Vec<_> = out
-        .iter()
-        .map(|d| {
-            let instances: Vec<_> = d
-                .instances
-                .iter()
-                .map(|i| match &i.s {
-                    Some(s) => json!({
-                        "agent": i.agent, "state": s.state, "release": s.release,
-                        "ref": s.git_ref, "commit": s.commit, "pid": s.pid,
-                        "restarts": s.restarts, "url": s.url, "uptime_s": s.uptime_s,
-                        "cpu_percent": s.cpu_percent, "memory_bytes": s.memory_bytes,
-                        "last_health": s.last_health, "message": s.message,
-                        "packages_hash": s.packages_hash, "port": s.port,
-                        "last_exit_code": if s.last_exit_code >= 0 { json!(s.last_exit_code) } else { json!(null) },
-                        "next_restart_in_s": s.next_restart_in_s,
-                    }),
-                    None => json!({
-                        "agent": i.agent, "state": i.state, "release": 0, "ref": "", "commit": "",
-                        "pid": 0, "restarts": 0, "url": "", "uptime_s": 0, "cpu_percent": 0.0,
-                        "memory_bytes": 0, "message": i.note,
-                    }),
-                })
-                .collect();
-            json!({"name": d.name, "owner": d.owner, "env": d.env, "instances": instances})
-        })
-        .collect();
-    println!("{}", json!({ "deployments": deployments }));
-}
-
-fn print_text(out: &[Deployment], detail: bool) {
-    if out.is_empty() {
-        println!("no deployments");
-        return;
-    }
-    let mut rows = Vec::new();
-    for d in out {
-        for i in &d.instances {
-            let row = match &i.s {
-                Some(s) => vec![
-                    d.name.clone(),
-                    d.env.clone(),
-                    i.agent.clone(),
-                    s.state.clone(),
-                    s.release.to_string(),
-                    s.git_ref.clone(),
-                    s.commit.chars().take(10).collect(),
-                    if s.pid > 0 {
-                        s.pid.to_string()
-                    } else {
-                        "-".into()
-                    },
-                    output::age(s.uptime_s),
-                    s.restarts.to_string(),
-                    format!("{:.1}%", s.cpu_percent),
-                    output::bytes(s.memory_bytes),
-                    s.url.clone(),
-                ],
-                None => vec![
-                    d.name.clone(),
-                    d.env.clone(),
-                    i.agent.clone(),
-                    i.state.clone(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                ],
-            };
-            rows.push(row);
-        }
-    }
-    output::table(
-        &[
-            "NAME", "ENV", "AGENT", "STATE", "RELEASE", "REF", "COMMIT", "PID", "UPTIME",
-            "RESTARTS", "CPU", "MEM", "URL",
-        ],
-        &rows,
-    );
-    // Reasons, always for instances that are not healthy, and everything with NAME.
-    for d in out {
-        for i in &d.instances {
-            let (health, message, extra) = match &i.s {
-                Some(s) => {
-                    let mut extra = Vec::new();
-                    if s.last_exit_code >= 0 {
-                        extra.push(format!("last exit code {}", s.last_exit_code));
-                    }
-                    if s.next_restart_in_s > 0 {
-                        extra.push(format!("next restart in {}s", s.next_restart_in_s));
-                    }
-                    if detail && !s.packages_hash.is_empty() {
-                        extra.push(format!("packages {}", s.packages_hash));
-                    }
-                    (s.last_health.clone(), s.message.clone(), extra)
-                }
-                None => (String::new(), i.note.clone(), vec![]),
-            };
-            let show = detail || i.state != "healthy";
-            if !show {
-                continue;
-            }
-            if !health.is_empty() {
-                println!("  {} @ {}: last check: {health}", d.name, i.agent);
-            }
-            if !message.is_empty() {
-                println!("  {} @ {}: {message}", d.name, i.agent);
-            }
-            if !extra.is_empty() {
-                println!("  {} @ {}: {}", d.name, i.agent, extra.join(", "));
-            }
-        }
-    }
-}
-
-/// Writes what the agents report into the state: every instance they run, and a
-/// deployment (with its declaration as deployed) the state did not know.
-async fn refresh(project: &Project, out: &[Deployment], format: Format) -> anyhow::Result<()> {
-    let store = state::open(project)?;
-    let now = state::now_unix();
-    let mut added = 0;
-    let mut updated = 0;
-    store
-        .update(&mut |st| {
-            added = 0;
-            updated = 0;
-            for d in out {
-                let live: Vec<&Instance> = d.instances.iter().filter(|i| i.s.is_some()).collect();
-                let Some(first) = live.first().and_then(|i| i.s.as_ref()) else {
-                    continue;
-                };
-                if !st.deployments.contains_key(&d.name) {
-                    added += 1;
-                    let mut declaration =
-                        first.spec.as_ref().map(decl::from_spec).unwrap_or_default();
-                    if d.env != project.default_env() {
-                        declaration.env = Some(d.env.clone());
-                    }
-                    st.deployments.insert(
-                        d.name.clone(),
-                        state::DeploymentState {
-                            declaration,
-                            env: d.env.clone(),
-                            owner: first.owner.clone(),
-                            ..Default::default()
-                        },
-                    );
-                } else {
-                    updated += 1;
-                }
-                let Some(entry) = st.deployments.get_mut(&d.name) else {
-                    continue;
-                };
-                for i in &d.instances {
-                    match (&i.s, i.state.as_str()) {
-                        (Some(s), _) => {
-                            entry.instances.insert(
-                                i.agent.clone(),
-                                state::InstanceState {
-                                    release: s.release,
-                                    git_ref: s.git_ref.clone(),
-                                    commit: s.commit.clone(),
-                                    packages_hash: s.packages_hash.clone(),
-                                    url: s.url.clone(),
-                                    status: s.state.clone(),
-                                    updated_at: now,
-                                },
-                            );
-                        }
-                        // The agent answered and does not run it: not an instance any more.
-                        (None, "missing") => {
-                            entry.instances.remove(&i.agent);
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            Ok(())
-        })
-        .await?;
-    if format == Format::Text {
-        println!(
-            "refreshed {}: {added} deployment(s) added, {updated} updated from the agents",
-            store.describe()
-        );
-    }
-    Ok(())
-}
-
-/// The URL of a healthy instance of `name` (for `apply`).
+/// The URL of a healthy instance of `name` (for `apply`): the first agent that reports
+/// one; the others are not waited for.
 pub async fn healthy_url(project: &Project, env: &str, name: &str) -> anyhow::Result<String> {
-    let target = client::resolve_env(project, env)?;
+    let target = client::resolve_env(project, env)?.no_autostart();
+    let wanted = Some(name.to_string());
+    let mut replies =
+        client::for_each_agent(&target, Limit::Answer, move |c| ask(c, wanted.clone()));
     let mut seen = Vec::new();
-    for address in &target.addresses {
-        match ask(&target, address, Some(name)).await {
+    while let Some(reply) = replies.next().await {
+        let address = reply.address;
+        match reply.result {
             Ok(list) => match list.into_iter().find(|s| s.name == name) {
                 Some(s) if s.state == "healthy" => return Ok(s.url),
                 Some(s) => seen.push(format!("{address}: {}", s.state)),
                 None => seen.push(format!("{address}: not running")),
             },
-            Err(e) => seen.push(e),
+            Err(e) => seen.push(e.message),
         }
     }
     Err(anyhow!(

@@ -1,0 +1,98 @@
+//! After a deploy: what each agent did, written into the state (instances, the
+//! declaration as deployed, and a history entry), under the state's lock.
+
+use std::collections::BTreeMap;
+
+use deployctl_proto::v1 as pb;
+
+use super::AgentResult;
+use crate::decl::DeploymentDecl;
+use crate::state::{self, AgentResult as AgentOutcome, HistoryEntry, InstanceState};
+
+pub(super) async fn record(
+    store: &dyn state::StateStore,
+    name: &str,
+    env: &str,
+    d: &DeploymentDecl,
+    results: &[AgentResult],
+) -> anyhow::Result<()> {
+    if !results.iter().any(|r| r.accepted) {
+        return Ok(());
+    }
+    let now = state::now_unix();
+    store
+        .update(&mut |st| {
+            let entry = st.deployments.entry(name.to_string()).or_default();
+            let mut agents = BTreeMap::new();
+            let mut failure: Option<String> = None;
+            let mut shown: Option<&pb::DeployOutcome> = None;
+            for r in results.iter().filter(|r| r.accepted) {
+                let (release, result) = match &r.outcome {
+                    Ok(o) if o.ok => (o.release, "ok".to_string()),
+                    Ok(o) => (
+                        0,
+                        format!("failed at {}: {}", o.failed_step, first_line(&o.reason)),
+                    ),
+                    Err(e) => (0, format!("failed: {}", first_line(e))),
+                };
+                if result != "ok" && failure.is_none() {
+                    failure = Some(result.clone());
+                }
+                agents.insert(r.address.clone(), AgentOutcome { release, result });
+                let Ok(o) = &r.outcome else { continue };
+                if shown.is_none() || (o.ok && !shown.is_some_and(|s| s.ok)) {
+                    shown = Some(o);
+                }
+                if o.ok {
+                    entry.instances.insert(
+                        r.address.clone(),
+                        InstanceState {
+                            release: o.release,
+                            git_ref: o.git_ref.clone(),
+                            commit: o.commit.clone(),
+                            packages_hash: o.packages_hash.clone(),
+                            url: o.url.clone(),
+                            status: "healthy".to_string(),
+                            updated_at: now,
+                        },
+                    );
+                } else if let Some(inst) = entry.instances.get_mut(&r.address) {
+                    inst.status = if o.kept_healthy {
+                        "healthy"
+                    } else {
+                        "unhealthy"
+                    }
+                    .to_string();
+                    inst.updated_at = now;
+                }
+            }
+            let ok_somewhere = agents.values().any(|a| a.result == "ok");
+            if ok_somewhere {
+                entry.declaration = d.clone();
+                entry.env = env.to_string();
+                entry.owner = shown.map(|o| o.owner.clone()).unwrap_or_default();
+            }
+            let number = entry.next_number();
+            entry.history.push(HistoryEntry {
+                number,
+                time: now,
+                git_ref: shown.map(|o| o.git_ref.clone()).unwrap_or_default(),
+                commit: shown.map(|o| o.commit.clone()).unwrap_or_default(),
+                packages_hash: shown.map(|o| o.packages_hash.clone()).unwrap_or_default(),
+                result: failure.clone().unwrap_or_else(|| "ok".to_string()),
+                declaration: d.clone(),
+                agents,
+                frozen: shown.map(|o| o.frozen.clone()).unwrap_or_default(),
+            });
+            // A first deploy that failed everywhere leaves no deployment behind.
+            if entry.instances.is_empty() && !ok_somewhere {
+                st.deployments.remove(name);
+            }
+            Ok(())
+        })
+        .await
+}
+
+pub(super) fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or_default()
+}

@@ -1,0 +1,97 @@
+//! After a deploy: each agent's result for a person (the URL, or the failed step, its
+//! reason and output, and what runs now) or one JSON object per agent; the exit code.
+
+use anyhow::anyhow;
+
+use super::AgentResult;
+use crate::error::{bad_input, Reported};
+use crate::output::{self, Format};
+
+pub(super) fn report(name: &str, results: &[AgentResult], format: Format) -> anyhow::Result<()> {
+    let failed = results
+        .iter()
+        .filter(|r| !matches!(&r.outcome, Ok(o) if o.ok))
+        .count();
+    if format == Format::Json {
+        for r in results {
+            let obj = match &r.outcome {
+                Ok(o) => serde_json::json!({
+                    "agent": r.address, "result": if o.ok { "ok" } else { "failed" },
+                    "release": o.release, "commit": o.commit, "ref": o.git_ref, "url": o.url,
+                    "packages_hash": o.packages_hash, "failed_step": o.failed_step,
+                    "reason": o.reason, "output_tail": o.output_tail,
+                    "kept_release": o.kept_release, "kept_healthy": o.kept_healthy,
+                    "total_ms": o.total_ms,
+                }),
+                Err(e) => serde_json::json!({"agent": r.address, "result": "failed", "reason": e}),
+            };
+            println!("{obj}");
+        }
+    } else {
+        for r in results {
+            let prefix = if results.len() > 1 {
+                format!("[{}] ", r.address)
+            } else {
+                String::new()
+            };
+            match &r.outcome {
+                Ok(o) if o.ok => println!(
+                    "{prefix}✓ {name} release {} ({} {}) is live at {} — deployed in {}",
+                    o.release,
+                    o.git_ref,
+                    short(&o.commit),
+                    o.url,
+                    output::ms(o.total_ms)
+                ),
+                Ok(o) => {
+                    eprintln!(
+                        "{prefix}✗ {name}: deploy failed at {}: {}",
+                        o.failed_step, o.reason
+                    );
+                    if !o.output_tail.is_empty() {
+                        eprintln!("{prefix}  last output:");
+                        for line in o.output_tail.lines() {
+                            eprintln!("{prefix}    | {line}");
+                        }
+                    }
+                    if o.kept_release > 0 {
+                        let health = if o.kept_healthy {
+                            "healthy"
+                        } else {
+                            "NOT healthy"
+                        };
+                        eprintln!(
+                            "{prefix}  the previous release {} was kept running ({health})",
+                            o.kept_release
+                        );
+                    } else {
+                        eprintln!("{prefix}  nothing was running before; nothing runs now");
+                    }
+                }
+                Err(e) => eprintln!("{prefix}✗ {name}: {e}"),
+            }
+        }
+    }
+    if failed == 0 {
+        return Ok(());
+    }
+    // A request every agent refused as invalid is bad input (exit 2), not a failed deploy.
+    let all_invalid = results
+        .iter()
+        .all(|r| matches!(&r.outcome, Err(e) if e.starts_with("invalid: ")));
+    if all_invalid {
+        let msg = match &results[0].outcome {
+            Err(e) => e.trim_start_matches("invalid: ").to_string(),
+            Ok(_) => String::new(),
+        };
+        return Err(bad_input(msg).context(Reported));
+    }
+    if results.len() > 1 && format == Format::Text {
+        eprintln!("{failed} of {} instances failed", results.len());
+    }
+    Err(anyhow!(Reported))
+}
+
+fn short(c: &str) -> &str {
+    &c[..c.len().min(10)]
+}

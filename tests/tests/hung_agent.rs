@@ -1,0 +1,424 @@
+//! An agent that stops answering (here: `SIGSTOP`, so the kernel still accepts its
+//! connections and nothing ever comes back) costs a command seconds, not forever: the other
+//! agents' results are printed, the hung one is named with its address, exit 1.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use deployctl_e2e::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Well under a minute: the default timeout is 5s per agent, and keepalive pings find a
+/// hang mid-stream within about 10s. Before the fix these commands never returned.
+const BOUND: Duration = Duration::from_secs(30);
+
+/// A `SIGSTOP`ped agent; `SIGCONT` when dropped (also when the test fails), so the agent
+/// can be killed and cleaned up like any other.
+struct Stopped(u32);
+
+impl Stopped {
+    fn stop(agent: &Agent) -> Stopped {
+        let pid = agent.pid().expect("the agent runs");
+        kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).expect("SIGSTOP the agent");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.0 as i32), Signal::SIGCONT);
+    }
+}
+
+/// A project whose default env `fleet` is these agents.
+fn fleet(agents: &[&Agent]) -> Project {
+    let project = Project::new();
+    let mut args = vec!["declare", "env", "agent", "fleet"];
+    let addresses: Vec<String> = agents.iter().map(|a| a.address()).collect();
+    for a in &addresses {
+        args.push("--address");
+        args.push(a);
+    }
+    project.deployctl(&args).ok();
+    project.write(".deployctl.yaml", "core:\n  default_env: fleet\n");
+    project
+}
+
+/// The lines of `text` that name `agent`.
+fn lines_naming<'a>(text: &'a str, agent: &Agent) -> Vec<&'a str> {
+    text.lines()
+        .filter(|l| l.contains(&agent.address()))
+        .collect()
+}
+
+#[test]
+fn a_stopped_agent_is_named_and_the_others_answer() {
+    let ips = [loopback(), loopback(), loopback()];
+    let a = Agent::start(&ips[0]);
+    let b = Agent::start(&ips[1]);
+    let c = Agent::start(&ips[2]);
+    let project = fleet(&[&a, &b, &c]);
+
+    // Nothing deployed yet: the agent that does not answer may run something; it is named.
+    let stopped = Stopped::stop(&b);
+    let out = project.deployctl_timeout(&["status"], BOUND);
+    out.expect_code(1).mentions("no deployments");
+    let hung = lines_naming(&out.stdout, &b).join("\n");
+    assert!(hung.contains("did not answer within 5s"), "{out}");
+    let out = project.deployctl_timeout(&["status", "--output", "json"], BOUND);
+    out.expect_code(1);
+    assert_eq!(
+        out.json()["unreachable_agents"][0]["agent"],
+        b.address().as_str(),
+        "{out}"
+    );
+    drop(stopped);
+
+    let repo = GitRepo::new();
+    repo.commit_app("hung", None);
+    let url = repo.url();
+    let deploy = [
+        "run",
+        "model",
+        "--repo",
+        &url,
+        "--command",
+        "python3 app.py",
+        "--health-path",
+        "/health",
+    ];
+    project.deployctl(&deploy).ok();
+
+    let stopped = Stopped::stop(&b);
+
+    // status: the two healthy instances, the stopped agent named with the reason.
+    let out = project.deployctl_timeout(&["status"], BOUND);
+    out.expect_code(1);
+    for healthy in [&a, &c] {
+        let rows = lines_naming(&out.stdout, healthy);
+        assert!(rows.iter().any(|l| l.contains("healthy")), "{out}");
+    }
+    let hung = lines_naming(&out.stdout, &b).join("\n");
+    assert!(hung.contains("unreachable"), "{out}");
+    assert!(hung.contains("did not answer within 5s"), "{out}");
+
+    let out = project.deployctl_timeout(&["status", "model", "--output", "json"], BOUND);
+    out.expect_code(1);
+    let v = out.json();
+    let instances = v["deployments"][0]["instances"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(instances.len(), 3, "{out}");
+    for inst in &instances {
+        let expected = if inst["agent"] == b.address().as_str() {
+            "unreachable"
+        } else {
+            "healthy"
+        };
+        assert_eq!(inst["state"], expected, "{inst}");
+    }
+
+    // nodes: two reachable, one named.
+    let out = project.deployctl_timeout(&["nodes"], BOUND);
+    out.expect_code(1);
+    for up in [&a, &c] {
+        assert!(
+            lines_naming(&out.stdout, up)
+                .iter()
+                .any(|l| l.contains("yes")),
+            "{out}"
+        );
+    }
+    let hung = lines_naming(&out.stdout, &b).join("\n");
+    assert!(hung.contains("NO"), "{out}");
+    assert!(hung.contains("did not answer within 5s"), "{out}");
+
+    // A shorter timeout where the user wants one.
+    let out = project.deployctl_timeout(&["nodes", "--timeout", "1s"], BOUND);
+    out.expect_code(1).mentions("did not answer within 1s");
+
+    // run: deploys where it can, names the agent that did not take the request.
+    let out = project.deployctl_timeout(&deploy, BOUND);
+    out.expect_code(1);
+    for healthy in [&a, &c] {
+        assert!(
+            lines_naming(&out.stdout, healthy)
+                .iter()
+                .any(|l| l.contains("release 2") && l.contains("is live")),
+            "{out}"
+        );
+    }
+    let hung = lines_naming(&out.stderr, &b).join("\n");
+    assert!(hung.contains("did not answer within 5s"), "{out}");
+    out.mentions("1 of 3 instances failed");
+
+    // logs: the others' output, the stopped one named.
+    let out = project.deployctl_timeout(&["logs", "model"], BOUND);
+    out.expect_code(1);
+    for up in [&a, &c] {
+        assert!(
+            lines_naming(&out.stdout, up)
+                .iter()
+                .any(|l| l.contains("app hung listening")),
+            "{out}"
+        );
+    }
+    assert!(
+        lines_naming(&out.stderr, &b)
+            .iter()
+            .any(|l| l.contains("did not answer within 5s")),
+        "{out}"
+    );
+
+    // remove: done where it can be, the state entry kept for the agent that did not answer.
+    let out = project.deployctl_timeout(&["remove", "model"], BOUND);
+    out.expect_code(1).mentions("the state entry is kept");
+    assert!(!lines_naming(&out.stdout, &a).is_empty(), "{out}");
+    assert!(
+        lines_naming(&out.stderr, &b)
+            .iter()
+            .any(|l| l.contains("did not answer within") || l.contains("stopped answering")),
+        "{out}"
+    );
+    drop(stopped);
+}
+
+/// `deployctl ARGS...` in the background, output to files in the project.
+fn spawn_deployctl(project: &Project, args: &[&str], name: &str) -> Child {
+    Command::new(deployctl_bin())
+        .arg("--project")
+        .arg(project.path())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(project.path().join(format!("{name}.out"))).unwrap())
+        .stderr(fs::File::create(project.path().join(format!("{name}.err"))).unwrap())
+        .spawn()
+        .expect("starting deployctl")
+}
+
+/// Waits (at most `within`) for `child` to exit; kills it and fails the test otherwise.
+fn exit_code_within(child: &mut Child, within: Duration, what: &str) -> i32 {
+    let mut status = None;
+    let done = wait_until(within, || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    if !done {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{what} did not return within {within:?}");
+    }
+    status.and_then(|s| s.code()).unwrap_or(-1)
+}
+
+#[test]
+fn an_agent_that_hangs_mid_stream_is_found_by_keepalive_pings() {
+    let ips = [loopback(), loopback()];
+    let a = Agent::start(&ips[0]);
+    let b = Agent::start(&ips[1]);
+    let project = fleet(&[&a, &b]);
+    let sync = tempfile_dir(&project, "sync");
+    let repo = GitRepo::new();
+    repo.commit_app("steady", None);
+    // The start script waits for the test, the way a slow step (a model download) keeps a
+    // deploy's stream silent for a long time.
+    repo.write_executable(
+        "slow.sh",
+        "#!/bin/sh\ntouch \"$SYNC/started.$$\"\nwhile [ ! -e \"$SYNC/go\" ]; do sleep 0.1; done\n",
+    );
+    repo.commit("a start script that waits");
+    let url = repo.url();
+    let sync_var = format!("SYNC={}", sync.display());
+    let mut deploy = vec![
+        "run",
+        "model",
+        "--repo",
+        &url,
+        "--command",
+        "python3 app.py",
+        "--health-path",
+        "/health",
+    ];
+    project.deployctl(&deploy).ok();
+
+    // logs -f follows for ever; an agent that stops answering is named while the other one
+    // is still followed.
+    let mut follow = spawn_deployctl(&project, &["logs", "model", "-f"], "follow");
+    let out_path = project.path().join("follow.out");
+    let err_path = project.path().join("follow.err");
+    let both = wait_until(BOUND, || {
+        let out = fs::read_to_string(&out_path).unwrap_or_default();
+        [&a, &b].iter().all(|x| !lines_naming(&out, x).is_empty())
+    });
+    assert!(both, "logs -f shows both agents' output");
+    let stopped = Stopped::stop(&b);
+    let named = wait_until(BOUND, || {
+        let err = fs::read_to_string(&err_path).unwrap_or_default();
+        lines_naming(&err, &b)
+            .iter()
+            .any(|l| l.contains("stopped answering"))
+    });
+    let still_following = follow.try_wait().ok().flatten().is_none();
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let err = fs::read_to_string(&err_path).unwrap_or_default();
+    eprintln!("$ deployctl logs model -f\n--- stderr ---\n{err}");
+    assert!(named, "logs -f names the hung agent; stderr:\n{err}");
+    assert!(still_following, "logs -f keeps following the other agent");
+    drop(stopped);
+
+    // A deploy whose agent hangs during a silent step.
+    deploy.extend(["--start-script", "slow.sh", "--env-var", &sync_var]);
+    let mut run = spawn_deployctl(&project, &deploy, "run");
+    let both_started = wait_until(BOUND, || {
+        fs::read_dir(&sync).map(|d| d.count()).unwrap_or(0) >= 2
+    });
+    assert!(both_started, "both agents run the start script");
+    let stopped = Stopped::stop(&b);
+    // Not synchronisation: the step stays silent on both agents for longer than a ping
+    // interval, and only the stopped agent may be taken for hung.
+    std::thread::sleep(Duration::from_secs(8));
+    fs::write(sync.join("go"), "").unwrap();
+    let code = exit_code_within(
+        &mut run,
+        BOUND,
+        "deployctl run with an agent hung mid-deploy",
+    );
+    let out = fs::read_to_string(project.path().join("run.out")).unwrap_or_default();
+    let err = fs::read_to_string(project.path().join("run.err")).unwrap_or_default();
+    let shown = format!("--- stdout ---\n{out}\n--- stderr ---\n{err}");
+    eprintln!("$ deployctl {}\n{shown}", deploy.join(" "));
+    assert_eq!(code, 1, "{shown}");
+    assert!(
+        lines_naming(&out, &a).iter().any(|l| l.contains("is live")),
+        "{shown}"
+    );
+    assert!(
+        lines_naming(&err, &b)
+            .iter()
+            .any(|l| l.contains("stopped answering")),
+        "{shown}"
+    );
+    drop(stopped);
+}
+
+/// A directory inside the project (removed with it).
+fn tempfile_dir(project: &Project, name: &str) -> std::path::PathBuf {
+    let dir = project.path().join(name);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The address a non-loopback interface of this machine has (the one a packet to a
+/// documentation address would leave from; nothing is sent), if any.
+fn own_non_loopback_ip() -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[test]
+fn a_token_is_never_sent_in_clear_to_another_machine() {
+    // A listener on this machine's own non-loopback address: it sees whether anything
+    // connects. (Without such an interface, a documentation address nobody answers.)
+    let (listener, address) = match own_non_loopback_ip() {
+        Some(ip) => {
+            let l = std::net::TcpListener::bind((ip, 0)).expect("bind a non-loopback address");
+            l.set_nonblocking(true).unwrap();
+            let addr = l.local_addr().unwrap();
+            (Some(l), format!("http://{addr}"))
+        }
+        None => (None, "http://192.0.2.1:7070".to_string()),
+    };
+    let project = Project::new();
+    project.write("prod.token", "dat_do-not-send-me\n");
+    let token = project.path().join("prod.token");
+    let token = token.to_string_lossy();
+
+    // Declaring it is refused, nothing written.
+    let out = project.deployctl_timeout(
+        &[
+            "declare",
+            "env",
+            "agent",
+            "prod",
+            "--address",
+            &address,
+            "--token-file",
+            &token,
+        ],
+        Duration::from_secs(10),
+    );
+    out.expect_code(2)
+        .mentions("env prod")
+        .mentions(&address)
+        .mentions("unencrypted")
+        .mentions("https://")
+        .mentions("ca_file");
+    assert!(!Path::new(&project.path().join("prod.env.yaml")).exists());
+
+    // A declaration written by hand is refused when used, before connecting.
+    project.write(
+        "prod.env.yaml",
+        &format!("object_type: env\ntype: agent\naddresses: [{address}]\ntoken_file: {token}\n"),
+    );
+    let repo = GitRepo::new();
+    repo.commit_app("never", None);
+    let url = repo.url();
+    for args in [
+        vec!["nodes", "--env", "prod"],
+        vec!["secret", "list", "--env", "prod"],
+        vec![
+            "run",
+            "svc",
+            "--env",
+            "prod",
+            "--repo",
+            &url,
+            "--command",
+            "python3 app.py",
+        ],
+    ] {
+        let out = project.deployctl_timeout(&args, Duration::from_secs(10));
+        out.expect_code(2)
+            .mentions("env prod")
+            .mentions(&address)
+            .mentions("https://")
+            .mentions("ca_file");
+    }
+    assert!(!project.path().join("svc.deploy.yaml").exists());
+    if let Some(l) = listener {
+        match l.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("something connected to {address}: {other:?}"),
+        }
+    }
+
+    // On loopback the token stays on the machine: the command works, with one warning.
+    let ip = loopback();
+    let agent = Agent::start(&ip);
+    project.write(
+        "dev.env.yaml",
+        &format!(
+            "object_type: env\ntype: agent\naddresses: [{}]\ntoken_file: {token}\n",
+            agent.address()
+        ),
+    );
+    let out = project.deployctl(&["nodes", "--env", "dev"]);
+    out.ok();
+    assert_eq!(
+        out.stderr.matches("warning:").count(),
+        1,
+        "one warning per command\n{out}"
+    );
+    out.mentions("env dev").mentions("unencrypted");
+    project.write(".deployctl.yaml", "core:\n  default_env: dev\n");
+    let out = project.deployctl(&["status", "--output", "json"]);
+    assert_eq!(out.stderr.matches("unencrypted").count(), 1, "{out}");
+    out.json();
+}
