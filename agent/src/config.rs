@@ -39,6 +39,10 @@ pub struct Config {
     pub log_keep: usize,
     /// The agent's own log format: `text` or `json`.
     pub log_format: String,
+    /// Give each app instance a cgroup v2 (membership only) where the agent can create one,
+    /// so that nothing an app starts escapes its stop; `false`: track apps by process group
+    /// and an environment marker only.
+    pub cgroups: bool,
 }
 
 impl Default for Config {
@@ -60,6 +64,7 @@ impl Default for Config {
             log_max_bytes: 10 * 1024 * 1024,
             log_keep: 3,
             log_format: "text".to_string(),
+            cgroups: true,
         }
     }
 }
@@ -87,6 +92,7 @@ pub struct FileConfig {
     pub auth_file: Option<PathBuf>,
     pub insecure: Option<bool>,
     pub run_as: Option<String>,
+    pub cgroups: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +194,9 @@ impl FileConfig {
         }
         if let Some(v) = self.run_as {
             config.run_as = Some(v);
+        }
+        if let Some(v) = self.cgroups {
+            config.cgroups = v;
         }
         if let Some(v) = self.installer {
             config.installer =

@@ -14,6 +14,7 @@ use crate::health;
 use crate::process::{self, AppProcess, Exit, Launch, Stopped};
 use crate::procstat::ProcId;
 use crate::spec::{HealthSpec, RestartPolicy};
+use crate::tracking::{Tracker, Tracking};
 
 /// Consecutive failed checks after which a healthy app counts as unhealthy.
 const UNHEALTHY_AFTER: u32 = 3;
@@ -38,6 +39,8 @@ pub struct InstanceConfig {
     pub kill_timeout: Duration,
     /// Told about every process start, restart and health check.
     pub observer: Arc<dyn Observer>,
+    /// Gives each start of the app its id (and cgroup), so all its processes are found.
+    pub tracker: Arc<Tracker>,
 }
 
 impl std::fmt::Debug for InstanceConfig {
@@ -54,8 +57,8 @@ impl std::fmt::Debug for InstanceConfig {
 /// record always names the running one, for re-adoption after an agent restart), and its
 /// restarts and health checks (for metrics).
 pub trait Observer: Send + Sync {
-    /// A process of `release` was started (or adopted).
-    fn started(&self, release: u32, id: ProcId);
+    /// A process of `release` was started (or adopted), tracked as `tracking` says.
+    fn started(&self, release: u32, id: ProcId, tracking: &Tracking);
     /// The policy restarted the app.
     fn restarted(&self);
     /// One health check took `latency`.
@@ -66,7 +69,7 @@ pub trait Observer: Send + Sync {
 pub struct NoObserver;
 
 impl Observer for NoObserver {
-    fn started(&self, _: u32, _: ProcId) {}
+    fn started(&self, _: u32, _: ProcId, _: &Tracking) {}
     fn restarted(&self) {}
     fn checked(&self, _: Duration, _: bool) {}
 }
@@ -121,6 +124,8 @@ pub struct InstanceStatus {
     pub next_restart_at: Option<Instant>,
     /// The running process was adopted from an earlier run of the agent.
     pub adopted: bool,
+    /// How every process of the running app is found (for usage and port ownership).
+    pub tracking: Tracking,
 }
 
 /// Why a new release did not become healthy.
@@ -171,16 +176,18 @@ impl Instance {
 
     /// Takes over an app started by an earlier run of the agent (same pid and start time),
     /// checks its health and supervises it from then on as if this run had started it.
-    pub fn adopt(cfg: InstanceConfig, id: ProcId) -> Instance {
+    pub fn adopt(cfg: InstanceConfig, id: ProcId, tracking: Tracking) -> Instance {
         let (instance, task) = Instance::new(cfg, State::Pending);
-        task.cfg.observer.started(task.cfg.release, id);
+        task.cfg.observer.started(task.cfg.release, id, &tracking);
         task.set(|s| {
             s.pid = Some(id.pid);
             s.started_at = process_started_at(id);
             s.adopted = true;
+            s.tracking = tracking.clone();
         });
         let log_offset = log_len(&task.cfg.log);
-        tokio::spawn(task.run((Ok(AppProcess::adopt(id)), log_offset), None));
+        let app = AppProcess::adopt(id, tracking);
+        tokio::spawn(task.run((Ok(app), log_offset), None));
         instance
     }
 
@@ -195,6 +202,7 @@ impl Instance {
             last_exit_code: None,
             next_restart_at: None,
             adopted: false,
+            tracking: Tracking::default(),
         }));
         let (cmd_tx, cmd_rx) = mpsc::channel(4);
         let release = cfg.release;
@@ -298,15 +306,23 @@ impl Task {
     /// Starts the app's process and records it; returns it with the log offset at start.
     fn spawn(&self) -> (std::io::Result<AppProcess>, u64) {
         let log_offset = log_len(&self.cfg.log);
-        let spawned = process::spawn_app(&self.cfg.launch, &self.cfg.log);
-        if let Ok(p) = &spawned {
-            let id = p.id;
-            self.cfg.observer.started(self.cfg.release, id);
-            self.set(|s| {
-                s.pid = Some(id.pid);
-                s.started_at = Some(SystemTime::now());
-                s.adopted = false;
-            });
+        let tracking = self
+            .cfg
+            .tracker
+            .new_instance(&self.cfg.name, self.cfg.release);
+        let spawned = process::spawn_app(&self.cfg.launch, &self.cfg.log, &tracking);
+        match &spawned {
+            Ok(p) => {
+                let id = p.id;
+                self.cfg.observer.started(self.cfg.release, id, &tracking);
+                self.set(|s| {
+                    s.pid = Some(id.pid);
+                    s.started_at = Some(SystemTime::now());
+                    s.adopted = false;
+                    s.tracking = tracking;
+                });
+            }
+            Err(_) => crate::tracking::release(&tracking),
         }
         (spawned, log_offset)
     }
@@ -396,12 +412,11 @@ impl Task {
             let (reason, exit_code) = match self.supervise(&mut app).await {
                 Ended::Stop(cmd) => return self.stop_and_end(&mut app, cmd).await,
                 Ended::Exited { reason, code } => (reason, code),
-                Ended::Unhealthy { reason } => {
-                    // Unhealthy for too long while the policy restarts: stop it first.
-                    process::stop_group(&mut app, self.cfg.kill_timeout).await;
-                    (reason, None)
-                }
+                Ended::Unhealthy { reason } => (reason, None),
             };
+            // Unhealthy for too long while the policy restarts, or exited: nothing it
+            // started (daemonized children included) outlives it or meets the next start.
+            process::stop_group(&mut app, self.cfg.kill_timeout).await;
             tracing::warn!(deployment = %self.cfg.name, %reason, "app failed");
             self.set(|s| {
                 s.state = State::Failed;

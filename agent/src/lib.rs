@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cgroup;
 pub mod config;
 pub mod error;
 pub mod explain;
@@ -19,6 +20,7 @@ pub mod pipeline;
 pub mod ports;
 pub mod process;
 pub mod procstat;
+pub mod reaper;
 pub mod recover;
 pub mod secrets;
 pub mod service;
@@ -26,6 +28,7 @@ pub mod spec;
 pub mod store;
 pub mod supervisor;
 pub mod tls;
+pub mod tracking;
 pub mod usage;
 
 use std::future::Future;
@@ -52,6 +55,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     check_exposure(&config)?;
+    // Before any app starts: what apps orphan becomes ours, to find, stop and reap.
+    reaper::become_subreaper();
     let sup = Supervisor::new(config)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -71,6 +76,7 @@ pub async fn run(
         });
     }
     let sampler = tokio::spawn(sample_usage(sup.clone()));
+    let reaper = tokio::spawn(reaper::reap_orphans());
     let rotator = tokio::spawn(rotate_logs(sup.clone()));
     let http_task = tokio::spawn(http::serve(http, sup.clone(), stopped(stop_rx.clone())));
 
@@ -113,6 +119,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     recovery.abort();
     sampler.abort();
+    reaper.abort();
     rotator.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), grpc_task).await {
@@ -154,9 +161,9 @@ fn grpc_incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming
 /// Samples the apps' CPU and memory in the background, so status answers from memory.
 async fn sample_usage(sup: std::sync::Arc<Supervisor>) {
     loop {
-        let pids = sup.running_pids();
+        let apps = sup.running_apps();
         let s = sup.clone();
-        let _ = tokio::task::spawn_blocking(move || s.usage.sample(&pids)).await;
+        let _ = tokio::task::spawn_blocking(move || s.usage.sample(&apps)).await;
         tokio::time::sleep(USAGE_PERIOD).await;
     }
 }

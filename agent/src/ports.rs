@@ -91,63 +91,51 @@ fn parse_v6(hex: &str) -> Option<IpAddr> {
 /// The process owning a socket inode, found by scanning `/proc/*/fd` (best effort: another
 /// user's processes are not readable unless the agent is root).
 pub fn pid_of_socket(inode: u64) -> Option<u32> {
-    let target = format!("socket:[{inode}]");
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            if let Ok(link) = std::fs::read_link(fd.path()) {
-                if link.as_os_str() == target.as_str() {
-                    return Some(pid);
-                }
-            }
-        }
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .find(|pid| socket_inodes(*pid).contains(&inode))
+}
+
+/// The socket inodes a process holds. Once its main thread has exited, `/proc/PID/fd` is
+/// empty although the other threads still hold every file: then they are read from the
+/// first thread that shows any.
+pub fn socket_inodes(pid: u32) -> std::collections::HashSet<u64> {
+    let of_dir = |dir: std::path::PathBuf| -> std::collections::HashSet<u64> {
+        std::fs::read_dir(dir)
+            .map(|fds| {
+                fds.flatten()
+                    .filter_map(|fd| socket_inode(&fd.path()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let own = of_dir(std::path::PathBuf::from(format!("/proc/{pid}/fd")));
+    if !own.is_empty() || crate::procstat::read(pid).is_none_or(|s| s.is_live()) {
+        return own;
     }
-    None
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return own;
+    };
+    tasks
+        .flatten()
+        .map(|t| of_dir(t.path().join("fd")))
+        .find(|set| !set.is_empty())
+        .unwrap_or_default()
 }
 
 /// Every TCP address a process group listens on (its members' sockets in state LISTEN).
 pub fn listening_of_group(pgid: u32) -> Vec<(IpAddr, u16)> {
-    let mut inodes = std::collections::HashSet::new();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return vec![];
     };
-    for entry in procs.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pgid_of(pid) != Some(pgid) {
-            continue;
-        }
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            let Ok(link) = std::fs::read_link(fd.path()) else {
-                continue;
-            };
-            let link = link.to_string_lossy();
-            if let Some(inode) = link
-                .strip_prefix("socket:[")
-                .and_then(|r| r.strip_suffix(']'))
-                .and_then(|n| n.parse::<u64>().ok())
-            {
-                inodes.insert(inode);
-            }
-        }
-    }
+    let inodes: std::collections::HashSet<u64> = procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter(|pid| pgid_of(*pid) == Some(pgid))
+        .flat_map(socket_inodes)
+        .collect();
     let mut out: Vec<(IpAddr, u16)> = all_listeners()
         .into_iter()
         .filter(|l| inodes.contains(&l.inode))
@@ -235,9 +223,7 @@ fn sockets_of_groups(leaders: &[u32]) -> std::collections::HashSet<u64> {
         if !pgid_of(pid).is_some_and(|g| leaders.contains(&g)) {
             continue;
         }
-        if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
-            inodes.extend(fds.flatten().filter_map(|fd| socket_inode(&fd.path())));
-        }
+        inodes.extend(socket_inodes(pid));
         todo.extend(children(pid));
     }
     inodes

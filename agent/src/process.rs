@@ -16,6 +16,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::procstat::{self, ProcId};
+use crate::tracking::{self, Tracking};
 
 /// What a process needs to start: the command line, its directory and its environment.
 #[derive(Debug, Clone)]
@@ -60,15 +61,34 @@ impl Launch {
     }
 }
 
-/// Starts an app with stdout and stderr appended to `log` (one file, in order).
-pub fn spawn_app(launch: &Launch, log: &Path) -> io::Result<AppProcess> {
+/// Starts an app with stdout and stderr appended to `log` (one file, in order), as the
+/// instance `tracking` names: marked in its environment, and in its cgroup (if it has one)
+/// before it runs, so nothing it starts can escape either.
+pub fn spawn_app(launch: &Launch, log: &Path, tracking: &Tracking) -> io::Result<AppProcess> {
     let file = OpenOptions::new().create(true).append(true).open(log)?;
     let err = file.try_clone()?;
     let mut cmd = launch.command("sh", &["-c", &launch.command]);
     cmd.stdout(Stdio::from(file))
         .stderr(Stdio::from(err))
+        .env(crate::tracking::MARKER_VAR, &tracking.id)
         .kill_on_drop(false);
-    Ok(AppProcess::child(cmd.spawn()?))
+    if let Some(dir) = &tracking.cgroup {
+        let procs = crate::cgroup::procs_file(dir)?;
+        // SAFETY: the closure runs in the forked child before exec; it only calls write(2)
+        // on a file opened before the fork (no allocation, no lock).
+        unsafe {
+            cmd.pre_exec(move || crate::cgroup::join(&procs));
+        }
+    }
+    let child = cmd.spawn().map_err(|e| match &tracking.cgroup {
+        // The only step of ours that can fail in the child before exec.
+        Some(dir) if e.raw_os_error() != Some(nix::libc::ENOENT) => io::Error::new(
+            e.kind(),
+            format!("{e} (or joining cgroup {})", dir.display()),
+        ),
+        _ => e,
+    })?;
+    Ok(AppProcess::child(child).tracked(tracking.clone()))
 }
 
 /// How an app's process ended.
@@ -112,6 +132,8 @@ pub struct AppProcess {
     pub id: ProcId,
     /// `None` for an adopted process.
     child: Option<Child>,
+    /// How the rest of its processes are found (descendants that left its group).
+    pub tracking: Tracking,
 }
 
 impl AppProcess {
@@ -122,12 +144,27 @@ impl AppProcess {
         AppProcess {
             id: ProcId { pid, start_time },
             child: Some(child),
+            tracking: Tracking::default(),
         }
     }
 
     /// Takes over a running process started by an earlier run of the agent.
-    pub fn adopt(id: ProcId) -> AppProcess {
-        AppProcess { id, child: None }
+    pub fn adopt(id: ProcId, tracking: Tracking) -> AppProcess {
+        AppProcess {
+            id,
+            child: None,
+            tracking,
+        }
+    }
+
+    fn tracked(mut self, tracking: Tracking) -> AppProcess {
+        self.tracking = tracking;
+        self
+    }
+
+    /// Whether any of its processes (the group, the cgroup, the marked ones) is alive.
+    pub fn members_alive(&self) -> bool {
+        crate::tracking::alive(self.id.pid, &self.tracking)
     }
 
     pub fn pid(&self) -> u32 {
@@ -213,9 +250,10 @@ pub fn group_alive(pgid: u32) -> bool {
     }
 }
 
-/// Stops an app: SIGTERM to its group, waits up to `grace` for the group to empty,
-/// then SIGKILL. Reaps the leader when it is our child. Children the app spawned die with
-/// it. The one stop for every process the agent runs, child or adopted.
+/// Stops an app: SIGTERM to all its processes (group, cgroup or marked), waits up to
+/// `grace` for all of them (every thread) to end, then SIGKILL. Reaps the leader when it is
+/// our child, and removes the instance's cgroup. The one stop for every process the agent
+/// runs, child or adopted.
 pub async fn stop_group(proc_: &mut AppProcess, grace: Duration) -> Stopped {
     stop_group_releasing(proc_, grace, || false, |_| {}).await
 }
@@ -248,25 +286,36 @@ pub async fn stop_group_releasing(
         }
         how
     }
+    let how = stop_all(proc_, grace, &mut let_go, &mut released).await;
+    if !proc_.members_alive() {
+        tracking::release(&proc_.tracking);
+    }
+    tell(&mut released, how)
+}
+
+async fn stop_all(
+    proc_: &mut AppProcess,
+    grace: Duration,
+    let_go: &mut impl FnMut() -> bool,
+    released: &mut Option<impl FnOnce(Stopped)>,
+) -> Stopped {
     let pgid = proc_.pid();
     if pgid <= 1 {
-        return tell(&mut released, Stopped::NotRunning);
+        return Stopped::NotRunning;
     }
     // Reap first if it already exited, so a zombie leader does not look alive.
     let leader_done = proc_.try_wait().is_some();
-    if leader_done && !group_alive(pgid) {
-        return tell(&mut released, Stopped::NotRunning);
+    if leader_done && !proc_.members_alive() {
+        return Stopped::NotRunning;
     }
     // An adopted leader's pid may have been reused by a stranger (which may lead a group of
-    // its own): never signal then. (While any member of our group lives, the kernel keeps
-    // its id reserved, so a pid that is gone or a zombie of ours is safe to signal.)
-    if proc_.adopted() && procstat::read(pgid).is_some_and(|s| s.start_time != proc_.id.start_time)
-    {
-        return tell(&mut released, Stopped::NotRunning);
-    }
-    if !signal_group(pgid, Signal::SIGTERM) {
+    // its own): never signal its group then. (While any member of our group lives, the
+    // kernel keeps its id reserved, so a pid that is gone or a zombie of ours is safe.)
+    let group = !(proc_.adopted()
+        && procstat::read(pgid).is_some_and(|s| s.start_time != proc_.id.start_time));
+    if !tracking::signal(pgid, &proc_.tracking, Signal::SIGTERM, group) {
         proc_.try_wait();
-        return tell(&mut released, Stopped::NotRunning);
+        return Stopped::NotRunning;
     }
     let began = Instant::now();
     let deadline = began + grace;
@@ -275,11 +324,13 @@ pub async fn stop_group_releasing(
         if !reaped && proc_.try_wait().is_some() {
             reaped = true;
         }
-        if reaped && !group_alive(pgid) {
-            return tell(&mut released, Stopped::Terminated);
+        if reaped && !proc_.members_alive() {
+            return Stopped::Terminated;
         }
         if released.is_some() && let_go() {
-            tell(&mut released, Stopped::Exiting);
+            if let Some(f) = released.take() {
+                f(Stopped::Exiting);
+            }
         }
         let now = Instant::now();
         if now >= deadline {
@@ -293,17 +344,17 @@ pub async fn stop_group_releasing(
             let _ = tokio::time::timeout(step, proc_.wait()).await;
         }
     }
-    signal_group(pgid, Signal::SIGKILL);
-    // Group members die on SIGKILL at once; wait briefly for the kernel (and reap ours).
+    tracking::signal(pgid, &proc_.tracking, Signal::SIGKILL, group);
+    // Processes die on SIGKILL at once; wait briefly for the kernel (and reap ours).
     let deadline = Instant::now() + Duration::from_secs(2);
     while Instant::now() < deadline {
-        let leader_gone = proc_.try_wait().is_some();
-        if leader_gone && !group_alive(pgid) {
+        let leader_gone = proc_.try_wait().is_some() || proc_.adopted();
+        if leader_gone && !proc_.members_alive() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    tell(&mut released, Stopped::Killed)
+    Stopped::Killed
 }
 
 /// An exit status as a shell reports it: the code, or 128 + the signal.
@@ -485,7 +536,7 @@ while True:
             path_prefix: None,
             run_as: None,
         };
-        let mut app = spawn_app(&launch, &dir.join("app.log")).unwrap();
+        let mut app = spawn_app(&launch, &dir.join("app.log"), &Tracking::default()).unwrap();
         let pgid = app.pid();
         let deadline = Instant::now() + Duration::from_secs(20);
         while crate::ports::bindable(host, port) {

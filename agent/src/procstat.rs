@@ -38,9 +38,10 @@ impl ProcId {
         })
     }
 
-    /// Whether this very process (same pid, same start time) is still running.
+    /// Whether this very process (same pid, same start time) is still running: any of its
+    /// threads (its main thread may have exited while others still serve).
     pub fn is_running(&self) -> bool {
-        read(self.pid).is_some_and(|s| s.start_time == self.start_time && s.is_live())
+        read(self.pid).is_some_and(|s| s.start_time == self.start_time) && process_alive(self.pid)
     }
 }
 
@@ -63,8 +64,27 @@ pub fn parse(text: &str) -> Option<Stat> {
     })
 }
 
+/// Whether a process is alive: any of its threads is neither a zombie nor dead. A process
+/// whose main thread exited is a zombie in `/proc/PID/stat` while its other threads run
+/// (and hold its sockets) until the last one exits.
+pub fn process_alive(pid: u32) -> bool {
+    match read(pid) {
+        None => false,
+        Some(s) if s.is_live() => true,
+        Some(_) => std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| {
+            tasks.flatten().any(|t| {
+                std::fs::read_to_string(t.path().join("stat"))
+                    .ok()
+                    .and_then(|text| parse(&text))
+                    .is_some_and(|s| s.is_live())
+            })
+        }),
+    }
+}
+
 /// Whether any member of process group `pgid` is alive (zombies do not count: on a node
-/// whose init does not reap orphans they would look alive forever).
+/// whose init does not reap orphans they would look alive forever; a zombie leader whose
+/// other threads run is alive).
 pub fn group_has_live_member(pgid: u32) -> bool {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return false;
@@ -73,8 +93,7 @@ pub fn group_has_live_member(pgid: u32) -> bool {
         e.file_name()
             .to_str()
             .and_then(|s| s.parse::<u32>().ok())
-            .and_then(read)
-            .is_some_and(|s| s.pgrp == pgid && s.is_live())
+            .is_some_and(|pid| read(pid).is_some_and(|s| s.pgrp == pgid) && process_alive(pid))
     })
 }
 

@@ -29,16 +29,25 @@ impl Supervisor {
             let outcome = recover_one(self, &d).await;
             tracing::info!(deployment = %d.name, ?outcome, "recovered");
         }
+        // Empty cgroups of instances that ended while the agent was away.
+        let keep: Vec<_> = self
+            .running_apps()
+            .into_iter()
+            .filter_map(|(_, t)| t.cgroup)
+            .collect();
+        let tracker = self.tracker.clone();
+        let _ = tokio::task::spawn_blocking(move || tracker.remove_unused(&keep)).await;
         self.ready.store(true, Ordering::SeqCst);
     }
 }
 
 async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
-    let (current, recorded) = {
+    let (current, recorded, tracking) = {
         let inner = d.lock();
         (
             inner.record.current_release().cloned(),
             inner.record.process(),
+            inner.record.tracking.clone(),
         )
     };
     let Some(release) = current else {
@@ -47,18 +56,27 @@ async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
     let cfg = pipeline::instance_config(sup, d, &release);
     match recorded {
         Some((id, r)) if r == release.number && id.is_running() => {
-            let instance = Instance::adopt(cfg, id);
+            let instance = Instance::adopt(cfg, id, tracking);
             d.lock().instance = Some(Arc::new(instance));
             return Recovered::Adopted(id.pid);
         }
         Some((id, _)) if id.is_running() => {
             // A release other than the current one (the agent died during a deploy).
-            let how = stop_recorded(id, release.spec.kill_timeout).await;
+            let how = stop_recorded(id, tracking, release.spec.kill_timeout).await;
             tracing::warn!(deployment = %d.name, pid = id.pid, how = how.as_str(), "stopped an app of another release left by an earlier run");
         }
-        _ => {}
+        Some((id, _)) => {
+            // Its first process is gone; what it started may not be (daemonized children).
+            let how = stop_recorded(id, tracking, release.spec.kill_timeout).await;
+            if how != crate::process::Stopped::NotRunning {
+                tracing::warn!(deployment = %d.name, pid = id.pid, how = how.as_str(), "stopped what an app that ended while the agent was away had left running");
+            }
+        }
+        None => {}
     }
-    d.lock().record.set_process(release.number, None);
+    d.lock()
+        .record
+        .set_process(release.number, None, Default::default());
     // Started like a restart, not like a deploy: retried by its restart policy.
     let instance = Instance::restore(cfg);
     d.lock().instance = Some(Arc::new(instance));

@@ -428,6 +428,8 @@ fn event_to_pb(e: events::Event) -> pb::DeployEvent {
             output_tail: o.output_tail.join("\n"),
             kept_release: o.kept_release,
             kept_healthy: o.kept_healthy,
+            kept_restarted: o.kept_restarted,
+            kept_pid: o.kept_pid,
             packages_hash: o.packages_hash,
             git_ref: o.git_ref,
             total_ms: o.total.as_millis() as u64,

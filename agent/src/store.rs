@@ -98,6 +98,9 @@ pub struct Record {
     /// The release that process runs.
     #[serde(default)]
     pub pid_release: Option<u32>,
+    /// How the rest of that app's processes are found (its instance id and cgroup).
+    #[serde(default)]
+    pub tracking: crate::tracking::Tracking,
 }
 
 impl Record {
@@ -109,11 +112,18 @@ impl Record {
             pid: None,
             pid_start_time: None,
             pid_release: None,
+            tracking: Default::default(),
         }
     }
 
-    /// Remembers the process running `release`.
-    pub fn set_process(&mut self, release: u32, id: Option<ProcId>) {
+    /// Remembers the process running `release` and how its instance is tracked.
+    pub fn set_process(
+        &mut self,
+        release: u32,
+        id: Option<ProcId>,
+        tracking: crate::tracking::Tracking,
+    ) {
+        self.tracking = tracking;
         self.pid = id.map(|p| p.pid);
         self.pid_start_time = id.map(|p| p.start_time);
         self.pid_release = id.map(|_| release);

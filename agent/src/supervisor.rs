@@ -19,6 +19,7 @@ use crate::process::{self, AppProcess, Stopped};
 use crate::procstat::ProcId;
 use crate::spec::Spec;
 use crate::store::{self, Layout, Record};
+use crate::tracking::{Tracker, Tracking};
 use crate::usage::Usage;
 
 /// One deployment on this node.
@@ -93,7 +94,7 @@ struct DeploymentObserver {
 }
 
 impl Observer for DeploymentObserver {
-    fn started(&self, release: u32, id: ProcId) {
+    fn started(&self, release: u32, id: ProcId, tracking: &Tracking) {
         let Some(d) = self.deployment.upgrade() else {
             return;
         };
@@ -105,7 +106,9 @@ impl Observer for DeploymentObserver {
             {
                 return;
             }
-            inner.record.set_process(release, Some(id));
+            inner
+                .record
+                .set_process(release, Some(id), tracking.clone());
         }
         let layout = self.layout.clone();
         // Off the instance's task: the write is fsynced.
@@ -207,6 +210,8 @@ pub struct Supervisor {
     pub secrets: crate::secrets::SecretStore,
     /// The uid and gid apps run as (`run_as`, when the agent is root).
     pub run_as: Option<(u32, u32)>,
+    /// Gives every app instance its id and cgroup.
+    pub tracker: Arc<Tracker>,
 }
 
 impl Supervisor {
@@ -223,7 +228,9 @@ impl Supervisor {
         let auth = crate::auth::Auth::open(config.auth_path())?;
         let secrets = crate::secrets::SecretStore::new(layout.root.join("secrets"));
         let run_as = resolve_run_as(config.run_as.as_deref())?;
+        let tracker = Arc::new(Tracker::new(&layout.root, config.cgroups));
         Ok(Arc::new(Supervisor {
+            tracker,
             auth,
             secrets,
             run_as,
@@ -407,15 +414,22 @@ impl Supervisor {
 
     /// Process group leaders of every running app (for telling ours from foreign ports).
     pub fn running_pids(&self) -> Vec<u32> {
+        self.running_apps()
+            .into_iter()
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
+    /// Every running app: its first process (the group leader) and how the others are found.
+    pub fn running_apps(&self) -> Vec<(u32, Tracking)> {
         self.all()
             .iter()
             .filter_map(|d| {
                 let inner = d.lock();
-                inner
-                    .instance
-                    .as_ref()
-                    .and_then(|i| i.snapshot().pid)
-                    .or(inner.record.pid)
+                match inner.instance.as_ref().map(|i| i.snapshot()) {
+                    Some(s) if s.pid.is_some() => s.pid.map(|p| (p, s.tracking)),
+                    _ => inner.record.pid.map(|p| (p, inner.record.tracking.clone())),
+                }
             })
             .collect()
     }
@@ -541,13 +555,16 @@ impl Supervisor {
                 .current_release()
                 .map(|r| r.spec.kill_timeout)
                 .unwrap_or(crate::spec::DEFAULT_KILL_TIMEOUT);
-            let orphan = inner.record.process().map(|p| p.0);
-            inner.record.set_process(0, None);
+            let orphan = inner
+                .record
+                .process()
+                .map(|p| (p.0, inner.record.tracking.clone()));
+            inner.record.set_process(0, None, Tracking::default());
             (inner.instance.take(), orphan, kill_timeout)
         };
         let stopped = match (instance, orphan) {
             (Some(i), _) => i.stop().await,
-            (None, Some(id)) => (Some(id.pid), stop_recorded(id, kill_timeout).await),
+            (None, Some((id, t))) => (Some(id.pid), stop_recorded(id, t, kill_timeout).await),
             (None, None) => (None, Stopped::NotRunning),
         };
         {
@@ -564,9 +581,10 @@ impl Supervisor {
     }
 }
 
-/// Stops a recorded process that no instance supervises (one left by an earlier agent run).
-pub async fn stop_recorded(id: ProcId, grace: Duration) -> Stopped {
-    process::stop_group(&mut AppProcess::adopt(id), grace).await
+/// Stops a recorded process that no instance supervises (one left by an earlier agent
+/// run), with every process of its instance.
+pub async fn stop_recorded(id: ProcId, tracking: Tracking, grace: Duration) -> Stopped {
+    process::stop_group(&mut AppProcess::adopt(id, tracking), grace).await
 }
 
 /// The static name of a state as `view` spells it.

@@ -1,10 +1,16 @@
-//! CPU and memory of each app, sampled in the background with sysinfo (an app's figure is
-//! its process and all its descendants), so `status` answers from memory.
+//! CPU and memory of each app, sampled in the background with sysinfo, so `status` and
+//! `/metrics` answer from memory. An app's figure is the sum over its processes: every
+//! process of its instance (see [`crate::tracking`]: its group, its cgroup or its marked
+//! processes, daemonized descendants included). Processes, not threads: on Linux sysinfo
+//! lists every thread as a process of its own by default, and each would count the whole
+//! process's memory and CPU again.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+
+use crate::tracking::{self, Tracking};
 
 #[derive(Default)]
 pub struct Usage {
@@ -20,8 +26,16 @@ impl Usage {
         last.get(&pid).copied().unwrap_or_default()
     }
 
-    /// Refreshes all processes and sums each tracked app's tree. Blocking (reads /proc).
-    pub fn sample(&self, leaders: &[u32]) {
+    /// Refreshes the apps' processes and sums each app's. Blocking (reads /proc).
+    pub fn sample(&self, apps: &[(u32, Tracking)]) {
+        let members: Vec<(u32, Vec<u32>)> = apps
+            .iter()
+            .map(|(leader, t)| (*leader, tracking::members(*leader, t)))
+            .collect();
+        let pids: Vec<Pid> = members
+            .iter()
+            .flat_map(|(_, m)| m.iter().map(|p| Pid::from_u32(*p)))
+            .collect();
         let mut guard = self.sys.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
             *guard = System::new().ok();
@@ -30,24 +44,26 @@ impl Usage {
             return;
         };
         sys.refresh_processes_specifics(
-            ProcessesToUpdate::All,
+            ProcessesToUpdate::Some(&pids),
             true,
-            ProcessRefreshKind::nothing().with_cpu().with_memory(),
+            ProcessRefreshKind::nothing()
+                .with_cpu()
+                .with_memory()
+                .without_tasks(),
         );
-        let mut sums: HashMap<u32, (f32, u64)> = leaders.iter().map(|p| (*p, (0.0, 0))).collect();
-        for (pid, proc_) in sys.processes() {
-            // Walk up to the tracked leader, if any (bounded: process trees are shallow).
-            let mut cur = Some(*pid);
-            for _ in 0..32 {
-                let Some(p) = cur else { break };
-                if let Some(entry) = sums.get_mut(&p.as_u32()) {
-                    entry.0 += proc_.cpu_usage();
-                    entry.1 += proc_.memory();
-                    break;
-                }
-                cur = sys.process(p).and_then(|x| x.parent());
-            }
-        }
+        let sums: HashMap<u32, (f32, u64)> = members
+            .iter()
+            .map(|(leader, pids)| {
+                let sum = pids
+                    .iter()
+                    .filter_map(|p| sys.process(Pid::from_u32(*p)))
+                    .filter(|p| p.thread_kind().is_none())
+                    .fold((0.0, 0), |(cpu, mem), p| {
+                        (cpu + p.cpu_usage(), mem + p.memory())
+                    });
+                (*leader, sum)
+            })
+            .collect();
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = sums;
     }
 }

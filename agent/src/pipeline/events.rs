@@ -49,6 +49,9 @@ pub struct Outcome {
     pub output_tail: Vec<String>,
     pub kept_release: u32,
     pub kept_healthy: bool,
+    /// The kept release was stopped for the port and started again (as `kept_pid`).
+    pub kept_restarted: bool,
+    pub kept_pid: u32,
     pub total: Duration,
     /// The exact versions in the release's environment.
     pub frozen: Vec<String>,

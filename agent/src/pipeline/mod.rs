@@ -9,6 +9,7 @@ pub mod events;
 pub mod git;
 pub mod git_auth;
 pub mod packages;
+mod port_wait;
 pub mod start_script;
 pub mod toolchain;
 
@@ -148,9 +149,11 @@ fn check_port(sup: &Supervisor, d: &Deployment, spec: &Spec) -> Result<(), StepE
 fn foreign_port_holder(sup: &Supervisor, _d: &Deployment, spec: &Spec) -> Result<(), StepError> {
     let host = sup.config.app_host;
     let ours = sup.running_pids();
+    // A process of one of our instances (found by its cgroup or marker) is never foreign,
+    // even when it left its group or its leader is gone.
     if let Some((listener, pid)) = ports::foreign_holders(host, spec.port, &ours)
         .into_iter()
-        .next()
+        .find(|(_, pid)| !pid.is_some_and(|p| sup.tracker.owner_of(p).is_some()))
     {
         let who = match pid {
             Some(pid) => ports::describe_process(pid),
@@ -620,6 +623,7 @@ pub fn instance_config(
         restart: spec.restart,
         kill_timeout: spec.kill_timeout,
         observer: sup.observer(d),
+        tracker: sup.tracker.clone(),
     }
 }
 
@@ -671,10 +675,14 @@ async fn start_and_check(
     // An app left running by an earlier run of the agent is stopped the same way.
     let orphan = {
         let inner = d.lock();
-        inner.record.process().filter(|_| previous.is_none())
+        inner
+            .record
+            .process()
+            .filter(|_| previous.is_none())
+            .map(|(id, _)| (id, inner.record.tracking.clone()))
     };
-    if let Some((id, _)) = orphan.filter(|(id, _)| id.is_running()) {
-        let how = crate::supervisor::stop_recorded(id, spec.kill_timeout).await;
+    if let Some((id, tracking)) = orphan.filter(|(id, _)| id.is_running()) {
+        let how = crate::supervisor::stop_recorded(id, tracking, spec.kill_timeout).await;
         events.info(
             events::START,
             format!(
@@ -683,6 +691,20 @@ async fn start_and_check(
                 how.as_str()
             ),
         );
+    }
+    // The previous release may hold the port a little longer than its main process lives
+    // (threads that outlive it): wait for it, up to its kill timeout.
+    let grace = previous
+        .as_ref()
+        .and_then(|_| {
+            d.lock()
+                .record
+                .current_release()
+                .map(|r| r.spec.kill_timeout)
+        })
+        .unwrap_or(spec.kill_timeout);
+    if let Err(e) = port_wait::own_holders_gone(sup, spec, grace, events).await {
+        return Err((e, Some(prepared)));
     }
     // A foreign process may have taken the port while we were preparing.
     if let Err(e) = foreign_port_holder(sup, d, spec) {
@@ -757,9 +779,12 @@ async fn start_and_check(
                 ..Default::default()
             };
             {
+                let tracking = instance.snapshot().tracking;
                 let mut inner = d.lock();
                 inner.record.current = Some(release.number);
-                inner.record.set_process(release.number, ProcId::of(pid));
+                inner
+                    .record
+                    .set_process(release.number, ProcId::of(pid), tracking);
                 inner.record.releases.push(release);
             }
             d.save_or_log(&sup.layout);
@@ -829,7 +854,11 @@ async fn fail(
                 outcome.kept_healthy = inst.snapshot().state == crate::instance::State::Healthy;
             }
             None => {
-                outcome.kept_healthy = rollback(sup, d, &cur).await;
+                // Stopped for the port (or never running): started again, a new process.
+                let pid = rollback(sup, d, &cur).await;
+                outcome.kept_healthy = pid.is_some();
+                outcome.kept_restarted = true;
+                outcome.kept_pid = pid.unwrap_or(0);
             }
         }
         d.save_or_log(&sup.layout);
@@ -837,21 +866,28 @@ async fn fail(
     outcome
 }
 
-/// Starts a previous release again and waits for it to be healthy.
-async fn rollback(sup: &Arc<Supervisor>, d: &Arc<Deployment>, release: &ReleaseRecord) -> bool {
+/// Starts a previous release again and waits for it to be healthy: its new pid.
+async fn rollback(
+    sup: &Arc<Supervisor>,
+    d: &Arc<Deployment>,
+    release: &ReleaseRecord,
+) -> Option<u32> {
     let (instance, ready) = Instance::start(instance_config(sup, d, release));
     let instance = Arc::new(instance);
     d.lock().instance = Some(instance.clone());
     match ready.await {
         Ok(Ok(pid)) => {
-            d.lock().record.set_process(release.number, ProcId::of(pid));
-            true
+            let tracking = instance.snapshot().tracking;
+            d.lock()
+                .record
+                .set_process(release.number, ProcId::of(pid), tracking);
+            Some(pid)
         }
         Ok(Err(f)) => {
             tracing::error!(deployment = %release.spec.name, reason = %f.reason, "previous release did not come back");
-            false
+            None
         }
-        Err(_) => false,
+        Err(_) => None,
     }
 }
 

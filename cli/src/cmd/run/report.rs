@@ -7,6 +7,32 @@ use super::AgentResult;
 use crate::error::{bad_input, Reported};
 use crate::output::{self, Format};
 
+/// What became of the previous release after a failed deploy: kept running all along, or
+/// stopped (to free its port for the new release) and started again.
+fn kept_line(o: &deployctl_proto::v1::DeployOutcome) -> String {
+    let health = if o.kept_healthy {
+        "healthy"
+    } else {
+        "NOT healthy"
+    };
+    if o.kept_restarted {
+        let pid = if o.kept_pid > 0 {
+            format!(" as pid {}", o.kept_pid)
+        } else {
+            String::new()
+        };
+        format!(
+            "the previous release {} was kept: it had been stopped to free its port, and was started again{pid} ({health})",
+            o.kept_release
+        )
+    } else {
+        format!(
+            "the previous release {} was kept running ({health})",
+            o.kept_release
+        )
+    }
+}
+
 pub(super) fn report(name: &str, results: &[AgentResult], format: Format) -> anyhow::Result<()> {
     let failed = results
         .iter()
@@ -21,6 +47,7 @@ pub(super) fn report(name: &str, results: &[AgentResult], format: Format) -> any
                     "packages_hash": o.packages_hash, "failed_step": o.failed_step,
                     "reason": o.reason, "output_tail": o.output_tail,
                     "kept_release": o.kept_release, "kept_healthy": o.kept_healthy,
+                    "kept_restarted": o.kept_restarted, "kept_pid": o.kept_pid,
                     "total_ms": o.total_ms,
                 }),
                 Err(e) => serde_json::json!({"agent": r.address, "result": "failed", "reason": e}),
@@ -55,15 +82,7 @@ pub(super) fn report(name: &str, results: &[AgentResult], format: Format) -> any
                         }
                     }
                     if o.kept_release > 0 {
-                        let health = if o.kept_healthy {
-                            "healthy"
-                        } else {
-                            "NOT healthy"
-                        };
-                        eprintln!(
-                            "{prefix}  the previous release {} was kept running ({health})",
-                            o.kept_release
-                        );
+                        eprintln!("{prefix}  {}", kept_line(o));
                     } else {
                         eprintln!("{prefix}  nothing was running before; nothing runs now");
                     }
