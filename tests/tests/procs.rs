@@ -108,7 +108,7 @@ fn deploy_args<'a>(name: &'a str, repo: &'a str, extra: &[&'a str]) -> Vec<&'a s
         "--port",
         "8000",
         "--health-timeout",
-        "60s",
+        "120s",
         "--health-interval",
         "1s",
     ];
@@ -393,8 +393,6 @@ fn gradio_warm_redeploys_all_succeed() {
         "gradio",
         "--env-var",
         "GRADIO_ANALYTICS_ENABLED=False",
-        "--health-timeout",
-        "120s",
     ];
     // The first deploy builds the environment; then five warm redeploys in a row.
     redeploy_loop(&project, &repo, "gradio", GRADIO_PY, 6, &extra);
