@@ -92,6 +92,12 @@ fn broken_release_never_healthy_keeps_previous() {
     out.expect_code(1).mentions("health").mentions("kept");
     // What the check last saw is explained.
     out.mentions("503");
+    // Release 1 had to give up the port: it says so, and names its new process.
+    let (_, dep) = project.status_json("svc");
+    out.mentions(&format!(
+        "had been stopped to free its port, and was started again as pid {} (healthy)",
+        dep["instances"][0]["pid"]
+    ));
 
     assert_release_1_kept(&agent, &project, "svc", &good);
 }
