@@ -251,6 +251,32 @@ fn without_cgroups_the_marker_finds_every_descendant() {
 }
 
 #[test]
+fn after_kill9_of_the_agent_the_readopted_app_is_still_all_its_processes() {
+    let ip = loopback();
+    let mut agent = Agent::start(&ip);
+    let project = Project::for_agent(ENV, &agent);
+    let repo = GitRepo::new();
+    repo.write("app.py", FAMILY_PY).commit("family");
+    project
+        .deployctl(&deploy_args("adopt", &repo.url(), &[]))
+        .ok();
+    let v = family(&agent);
+    let started = descendants(&v);
+    agent.kill9();
+    agent.restart();
+    assert!(
+        wait_until(Duration::from_secs(20), || agent
+            .stderr()
+            .contains("adopted")),
+        "the app is re-adopted"
+    );
+    assert_eq!(family(&agent)["pid"], v["pid"], "the same process serves");
+    assert!(started.iter().all(|p| pid_alive(*p)), "{v}");
+    project.deployctl(&["remove", "adopt"]).ok();
+    assert_all_gone("remove after re-adoption", &started);
+}
+
+#[test]
 fn orphans_of_an_app_are_reaped_by_the_agent() {
     let ip = loopback();
     let agent = Agent::start(&ip);
