@@ -197,6 +197,28 @@ impl Agent {
             .collect()
     }
 
+    /// Removes the (empty, once its apps are killed) cgroups the agent made for its apps: the
+    /// directory its log names, and the instances' directories in it.
+    pub fn remove_cgroups(&self) {
+        let log = self.stderr();
+        let Some(dir) = log
+            .lines()
+            .filter(|l| l.contains("each app instance gets its own cgroup"))
+            .find_map(|l| l.split("cgroup=").nth(1)?.split_whitespace().next())
+        else {
+            return;
+        };
+        let dir = Path::new(dir);
+        if let Ok(entries) = fs::read_dir(dir) {
+            for e in entries.flatten().filter(|e| e.path().is_dir()) {
+                // cgroup.kill first: a process may still be on its way out.
+                let _ = fs::write(e.path().join("cgroup.kill"), "1");
+                crate::wait_until(Duration::from_secs(2), || fs::remove_dir(e.path()).is_ok());
+            }
+        }
+        let _ = fs::remove_dir(dir);
+    }
+
     /// SIGKILLs every app this agent started: the process groups named in the records, and
     /// any process whose working directory is inside the data directory (a safety net for a
     /// record written late or a group left by a failed release).
@@ -236,6 +258,7 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.kill9();
         self.kill_apps();
+        self.remove_cgroups();
         if std::thread::panicking() {
             eprintln!(
                 "--- deploy-agent {} stderr (last 150 lines of {}) ---\n{}",
