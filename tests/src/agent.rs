@@ -197,26 +197,41 @@ impl Agent {
             .collect()
     }
 
-    /// Removes the (empty, once its apps are killed) cgroups the agent made for its apps: the
-    /// directory its log names, and the instances' directories in it.
-    pub fn remove_cgroups(&self) {
-        let log = self.stderr();
-        let Some(dir) = log
-            .lines()
+    /// The directory the agent makes its apps' cgroups in, as its log names it (`None`: it
+    /// made none, e.g. no writable cgroup v2 hierarchy or `cgroups = false`).
+    pub fn cgroup_dir(&self) -> Option<PathBuf> {
+        let log = strip_ansi(&self.stderr());
+        log.lines()
             .filter(|l| l.contains("each app instance gets its own cgroup"))
             .find_map(|l| l.split("cgroup=").nth(1)?.split_whitespace().next())
-        else {
-            return;
+            .map(PathBuf::from)
+    }
+
+    /// The cgroups of app instances in [`Agent::cgroup_dir`].
+    pub fn instance_cgroups(&self) -> Vec<PathBuf> {
+        let Some(dir) = self.cgroup_dir() else {
+            return Vec::new();
         };
-        let dir = Path::new(dir);
-        if let Ok(entries) = fs::read_dir(dir) {
-            for e in entries.flatten().filter(|e| e.path().is_dir()) {
-                // cgroup.kill first: a process may still be on its way out.
-                let _ = fs::write(e.path().join("cgroup.kill"), "1");
-                crate::wait_until(Duration::from_secs(2), || fs::remove_dir(e.path()).is_ok());
-            }
+        fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Removes the (empty, once its apps are killed) cgroups the agent made for its apps.
+    pub fn remove_cgroups(&self) {
+        for dir in self.instance_cgroups() {
+            // cgroup.kill first: a process may still be on its way out.
+            let _ = fs::write(dir.join("cgroup.kill"), "1");
+            crate::wait_until(Duration::from_secs(2), || fs::remove_dir(&dir).is_ok());
         }
-        let _ = fs::remove_dir(dir);
+        if let Some(dir) = self.cgroup_dir() {
+            let _ = fs::remove_dir(dir);
+        }
     }
 
     /// SIGKILLs every app this agent started: the process groups named in the records, and
@@ -268,6 +283,24 @@ impl Drop for Agent {
             );
         }
     }
+}
+
+/// `text` without terminal colour sequences (`ESC [ ... m`), as the agent's log has them.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The last `n` lines of `text`.

@@ -2,7 +2,6 @@
 //! (also ones that left its process group with `setsid` or a double fork), and orphans the
 //! agent reaps as their child subreaper. Checked against `/proc`, by pid.
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::time::Duration;
 
@@ -174,6 +173,19 @@ fn nothing_survives(config: &str) {
         "{v1}"
     );
 
+    // Where the agent makes cgroups, the app and what it daemonized are in the instance's.
+    if let Some(dir) = agent.cgroup_dir() {
+        for pid in first.iter().chain([&(v1["pid"].as_u64().unwrap() as u32)]) {
+            let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            let path = cg.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("");
+            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                path.contains(&format!("/{name}/fam@1.")),
+                "pid {pid} is in cgroup {path:?}"
+            );
+        }
+    }
+
     // A crash restart: the new process starts alone.
     let _ = http_get(&agent.app_url(8000, "/crash"));
     let mut v2 = Value::Null;
@@ -202,42 +214,11 @@ fn nothing_survives(config: &str) {
     let third = descendants(&v3);
     project.deployctl(&["remove", "fam"]).ok();
     assert_all_gone("remove", &third);
-    // Its cgroups are gone with it.
-    let leftover = agent
-        .stderr()
-        .lines()
-        .filter(|l| l.contains("each app instance gets its own cgroup"))
-        .count();
-    if leftover > 0 && config.is_empty() {
-        let dirs = cgroup_dirs(&agent);
-        assert!(dirs.is_empty(), "cgroups left after remove: {dirs:?}");
+    // Its cgroups are gone with it (where the agent makes them).
+    if config.is_empty() && agent.cgroup_dir().is_some() {
+        let left = agent.instance_cgroups();
+        assert!(left.is_empty(), "cgroups left after remove: {left:?}");
     }
-}
-
-/// This agent's instance cgroups (from its log line naming the directory).
-fn cgroup_dirs(agent: &Agent) -> BTreeSet<String> {
-    let log = agent.stderr();
-    let Some(dir) = log.lines().find_map(|l| {
-        l.contains("each app instance gets its own cgroup")
-            .then(|| {
-                l.split("cgroup=")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()
-                    .map(str::to_string)
-            })
-            .flatten()
-    }) else {
-        return BTreeSet::new();
-    };
-    fs::read_dir(&dir)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.path().is_dir())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]
