@@ -145,25 +145,40 @@ fn all_pids() -> Vec<u32> {
 
 /// The live processes of an instance whose first process (the group leader) is `leader`.
 pub fn members(leader: u32, t: &Tracking) -> Vec<u32> {
-    let mut out: Vec<u32> = match &t.cgroup {
-        Some(dir) => cgroup::procs(dir),
-        None => Vec::new(),
-    };
+    members_of_all(&[(leader, t.clone())])
+        .pop()
+        .unwrap_or_default()
+}
+
+/// [`members`] of several instances, with one pass over `/proc` for all of them.
+pub fn members_of_all(apps: &[(u32, Tracking)]) -> Vec<Vec<u32>> {
+    let mut out: Vec<Vec<u32>> = apps
+        .iter()
+        .map(|(_, t)| t.cgroup.as_deref().map(cgroup::procs).unwrap_or_default())
+        .collect();
+    // Without a cgroup the marker is read from every process (that the agent may read).
+    let by_marker = apps
+        .iter()
+        .any(|(_, t)| t.cgroup.is_none() && !t.id.is_empty());
     for pid in all_pids() {
         let Some(stat) = procstat::read(pid) else {
             continue;
         };
-        let in_group = leader > 1 && stat.pgrp == leader;
-        // Without a cgroup the marker is read from every process (the agent may read).
-        let marked =
-            t.cgroup.is_none() && !t.id.is_empty() && marker_of(pid).is_some_and(|m| m == t.id);
-        if in_group || marked {
-            out.push(pid);
+        let marker = if by_marker { marker_of(pid) } else { None };
+        for (i, (leader, t)) in apps.iter().enumerate() {
+            let in_group = *leader > 1 && stat.pgrp == *leader;
+            let marked =
+                t.cgroup.is_none() && !t.id.is_empty() && marker.as_deref() == Some(t.id.as_str());
+            if in_group || marked {
+                out[i].push(pid);
+            }
         }
     }
-    out.sort_unstable();
-    out.dedup();
-    out.retain(|p| procstat::process_alive(*p));
+    for pids in &mut out {
+        pids.sort_unstable();
+        pids.dedup();
+        pids.retain(|p| procstat::process_alive(*p));
+    }
     out
 }
 

@@ -30,7 +30,8 @@ impl Usage {
     pub fn sample(&self, apps: &[(u32, Tracking)]) {
         let members: Vec<(u32, Vec<u32>)> = apps
             .iter()
-            .map(|(leader, t)| (*leader, tracking::members(*leader, t)))
+            .map(|(leader, _)| *leader)
+            .zip(tracking::members_of_all(apps))
             .collect();
         let pids: Vec<Pid> = members
             .iter()
