@@ -4,16 +4,20 @@
 use crate::health;
 use crate::instance::InstanceConfig;
 use crate::ports;
+use crate::process::AppProcess;
 
 /// A health failure, explained: what the check saw, and where the app listens instead.
-pub fn explain_unhealthy(cfg: &InstanceConfig, pgid: u32, last: &health::Checked) -> String {
+/// `app` is the app's first process; every process of its instance is looked at (a server
+/// may be a child that left the app's process group).
+pub fn explain_unhealthy(cfg: &InstanceConfig, app: &AppProcess, last: &health::Checked) -> String {
     let target = format!("{}:{}", cfg.host, cfg.port);
     let mut reason = format!(
         "the health check of {target} did not pass: {}",
         last.summary
     );
     if last.refused {
-        let elsewhere: Vec<String> = ports::listening_of_group(pgid)
+        let members = crate::tracking::members(app.pid(), &app.tracking);
+        let elsewhere: Vec<String> = ports::listening_of(&members)
             .into_iter()
             .map(|(ip, port)| format!("{ip}:{port}"))
             .collect();

@@ -474,7 +474,7 @@ impl Task {
             }
             self.set(|s| s.last_health = checked.summary.clone());
             if Instant::now() >= deadline {
-                let reason = explain_unhealthy(&cfg, app.pid(), &checked);
+                let reason = explain_unhealthy(&cfg, app, &checked);
                 return Waited::Failed { reason, exit: None };
             }
             let delay = health::startup_poll_delay(began.elapsed()).min(remaining);
@@ -510,7 +510,7 @@ impl Task {
                     }
                     failures += 1;
                     let unhealthy = failures >= UNHEALTHY_AFTER;
-                    let reason = if unhealthy { explain_unhealthy(&cfg, app.pid(), &checked) } else { String::new() };
+                    let reason = if unhealthy { explain_unhealthy(&cfg, app, &checked) } else { String::new() };
                     self.set(|s| {
                         s.last_health = checked.summary.clone();
                         if unhealthy {

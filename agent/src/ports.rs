@@ -125,17 +125,10 @@ pub fn socket_inodes(pid: u32) -> std::collections::HashSet<u64> {
         .unwrap_or_default()
 }
 
-/// Every TCP address a process group listens on (its members' sockets in state LISTEN).
-pub fn listening_of_group(pgid: u32) -> Vec<(IpAddr, u16)> {
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return vec![];
-    };
-    let inodes: std::collections::HashSet<u64> = procs
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
-        .filter(|pid| pgid_of(*pid) == Some(pgid))
-        .flat_map(socket_inodes)
-        .collect();
+/// Every TCP address the processes `pids` listen on (their sockets in state LISTEN).
+pub fn listening_of(pids: &[u32]) -> Vec<(IpAddr, u16)> {
+    let inodes: std::collections::HashSet<u64> =
+        pids.iter().flat_map(|pid| socket_inodes(*pid)).collect();
     let mut out: Vec<(IpAddr, u16)> = all_listeners()
         .into_iter()
         .filter(|l| inodes.contains(&l.inode))

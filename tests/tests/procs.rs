@@ -410,3 +410,28 @@ fn gradio_warm_redeploys_all_succeed() {
     let page = http_get(&agent.app_url(8000, "/")).expect("gradio answers");
     assert_eq!(page.0, 200, "{page:?}");
 }
+
+/// The app's server is a daemonized child (its own session) listening on the wrong port.
+const DAEMON_WRONG_PORT_PY: &str = r#"import os, subprocess, sys, time
+server = "import http.server, os; http.server.HTTPServer((os.environ['HOST'], int(os.environ['PORT']) + 1), http.server.BaseHTTPRequestHandler).serve_forever()"
+subprocess.Popen([sys.executable, "-c", server], start_new_session=True)
+while True:
+    time.sleep(1)
+"#;
+
+#[test]
+fn a_failed_start_names_where_a_daemonized_server_listens() {
+    let ip = loopback();
+    let agent = Agent::start(&ip);
+    let project = Project::for_agent(ENV, &agent);
+    let repo = GitRepo::new();
+    repo.write("app.py", DAEMON_WRONG_PORT_PY)
+        .commit("wrong port");
+    let url = repo.url();
+    let mut args = deploy_args("wrong", &url, &[]);
+    let timeout = args.iter().position(|a| *a == "120s").unwrap();
+    args[timeout] = "3s";
+    let out = project.deployctl(&args);
+    out.expect_code(1)
+        .mentions(&format!("the app listens on {ip}:8001 instead"));
+}
