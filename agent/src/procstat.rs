@@ -100,6 +100,7 @@ pub fn group_has_live_member(pgid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
 
     #[test]
     fn parses_a_name_with_spaces_and_parens() {
@@ -109,6 +110,37 @@ mod tests {
         assert_eq!(s.pgrp, 4242);
         assert_eq!(s.start_time, 987654);
         assert!(s.is_live());
+    }
+
+    /// A process whose main thread exited while another thread runs is alive, as is its
+    /// group; it is gone once the last thread ends.
+    #[test]
+    fn a_process_lives_while_any_thread_does() {
+        let code = "import ctypes, threading, time\n\
+threading.Thread(target=lambda: time.sleep(1.5)).start()\n\
+ctypes.CDLL(None).pthread_exit(None)\n";
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", code])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while read(pid).is_some_and(|s| s.is_live()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the main thread never exited"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // The leader is a zombie, its other thread sleeps.
+        assert_eq!(read(pid).map(|s| s.state), Some('Z'));
+        assert!(process_alive(pid));
+        assert!(group_has_live_member(pid));
+        assert!(ProcId::of(pid).unwrap().is_running());
+        child.wait().unwrap();
+        assert!(!process_alive(pid));
+        assert!(!group_has_live_member(pid));
     }
 
     #[test]
