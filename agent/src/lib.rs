@@ -122,6 +122,8 @@ pub async fn run(
     reaper.abort();
     rotator.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
+    let tracker = sup.tracker.clone();
+    let _ = tokio::task::spawn_blocking(move || tracker.on_shutdown()).await;
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), grpc_task).await {
         return Err(anyhow::anyhow!("gRPC server failed: {e}"));
     }

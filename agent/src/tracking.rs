@@ -121,6 +121,15 @@ impl Tracker {
             root.remove_unused(keep);
         }
     }
+
+    /// When the agent stops: the cgroups of instances that ended, and the agent's own
+    /// directory if no app runs (the apps that run keep theirs). Blocking (a few rmdirs).
+    pub fn on_shutdown(&self) {
+        if let Some(root) = &self.cgroups {
+            root.remove_unused(&[]);
+            let _ = std::fs::remove_dir(&root.dir);
+        }
+    }
 }
 
 /// The value of a process's marker, if it has one (and its environment can be read).

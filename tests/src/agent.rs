@@ -201,9 +201,13 @@ impl Agent {
     /// made none, e.g. no writable cgroup v2 hierarchy or `cgroups = false`).
     pub fn cgroup_dir(&self) -> Option<PathBuf> {
         let log = strip_ansi(&self.stderr());
+        // Text (`cgroup=/sys/...`) or JSON (`"cgroup":"/sys/..."`) lines.
         log.lines()
             .filter(|l| l.contains("each app instance gets its own cgroup"))
-            .find_map(|l| l.split("cgroup=").nth(1)?.split_whitespace().next())
+            .find_map(|l| {
+                l.split(|c: char| c.is_whitespace() || matches!(c, '"' | '=' | ','))
+                    .find(|w| w.starts_with('/') && w.contains("/deploy-agent/"))
+            })
             .map(PathBuf::from)
     }
 
