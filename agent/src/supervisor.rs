@@ -361,16 +361,35 @@ impl Supervisor {
             .clone()
     }
 
-    /// Drops a deployment that has no release at all (its first deploy failed early).
-    pub fn forget_if_empty(&self, name: &str) {
-        let mut map = self.map();
-        if let Some(d) = map.get(name) {
-            let inner = d.lock();
-            if inner.record.current.is_none() && inner.instance.is_none() {
-                drop(inner);
-                map.remove(name);
+    /// Deletes everything of a deployment that has no release (its first deploy failed):
+    /// directory, logs, record, checkout, and its entry, so nothing is left of the name.
+    /// Called under the deployment's op lock; one with a release is left as it is.
+    pub async fn discard_unreleased(&self, d: &Arc<Deployment>) {
+        {
+            let _write = d.save_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let mut inner = d.lock();
+            if inner.record.current.is_some() || inner.instance.is_some() {
+                return;
+            }
+            // A deploy waiting for the lock starts over with a fresh entry.
+            inner.removed = true;
+        }
+        let (layout, name) = (self.layout.clone(), d.name.clone());
+        match tokio::task::spawn_blocking(move || store::delete(&layout, &name)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(deployment = %d.name, error = %e, "cannot delete what a failed first deploy made")
+            }
+            Err(e) => {
+                tracing::warn!(deployment = %d.name, error = %e, "cannot delete what a failed first deploy made")
             }
         }
+        let mut map = self.map();
+        if map.get(&d.name).is_some_and(|m| Arc::ptr_eq(m, d)) {
+            map.remove(&d.name);
+        }
+        drop(map);
+        self.metrics.forget(&d.name);
     }
 
     /// What an instance of `d` reports to: its record and the metrics.
@@ -541,9 +560,18 @@ impl Supervisor {
 
     /// Stops a deployment on this node and deletes its directories and record.
     pub async fn remove(&self, name: &str) -> Result<(Option<u32>, Stopped)> {
-        let d = self
-            .get(name)
-            .ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let d = match self.get(name) {
+            Some(d) => d,
+            // A directory without a record (a failed first deploy of an older agent, an
+            // unreadable record): removed like a deployment that runs nothing.
+            None if tokio::fs::symlink_metadata(self.layout.deployment(name))
+                .await
+                .is_ok() =>
+            {
+                self.get_or_create(name)
+            }
+            None => return Err(Error::NotFound(name.to_string())),
+        };
         let _op = d.op.lock().await;
         let (instance, orphan, kill_timeout) = {
             let mut inner = d.lock();

@@ -1,5 +1,6 @@
 //! Deploys that fail: a release that never becomes healthy or exits at once (the previous
-//! release keeps serving), a repository or ref that does not exist.
+//! release keeps serving), a repository or ref that does not exist, and a first deploy that
+//! fails (nothing of it is left).
 
 use std::time::Duration;
 
@@ -225,4 +226,75 @@ fn unknown_ref_fails_and_keeps_status() {
     assert_eq!(inst["commit"], good.as_str(), "{inst:#}");
     let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(5));
     assert_eq!(served["marker"], "good", "{served}");
+}
+
+/// Asserts that nothing of `name` is left on the agent: no directory, `status` says not found.
+fn assert_nothing_left(agent: &Agent, project: &Project, name: &str) {
+    let dir = agent.deployment_dir(name);
+    assert!(
+        !dir.exists(),
+        "a failed first deploy should leave nothing, but {} exists",
+        dir.display()
+    );
+    project
+        .deployctl(&["status", name])
+        .expect_code(1)
+        .mentions("not found");
+}
+
+#[test]
+fn a_failed_first_deploy_leaves_nothing_and_remove_clears_leftovers() {
+    let ip = loopback();
+    let agent = Agent::start(&ip);
+    let project = Project::for_agent(ENV, &agent);
+    let repo = GitRepo::new();
+    repo.write("app.py", EXIT_AT_ONCE_PY);
+    // A version of a real package that does not exist on the index.
+    repo.write("requirements.txt", "six==999.0.0\n");
+    repo.commit("exits at once, requires what does not exist");
+    let url = repo.url();
+
+    // A command that exits at once: the deploy got as far as starting it.
+    let out = project.deployctl(&[
+        "run",
+        "once",
+        "--repo",
+        &url,
+        "--command",
+        "python3 app.py",
+        "--health-timeout",
+        "5s",
+    ]);
+    out.expect_code(1).mentions("missing configuration");
+    assert_nothing_left(&agent, &project, "once");
+
+    // A package that does not install.
+    let out = project.deployctl_timeout(
+        &[
+            "run",
+            "badpkg",
+            "--repo",
+            &url,
+            "--command",
+            "python3 app.py",
+            "--requirements",
+            "requirements.txt",
+            "--port",
+            "8001",
+        ],
+        INSTALL_TIMEOUT,
+    );
+    out.expect_code(1).mentions("999.0.0");
+    assert_nothing_left(&agent, &project, "badpkg");
+
+    // What an older agent left (a directory and a log, no record): `remove` clears it.
+    let old = agent.deployment_dir("old");
+    std::fs::create_dir_all(old.join("logs")).unwrap();
+    std::fs::write(old.join("logs/deploy.log"), "resolve failed\n").unwrap();
+    project
+        .deployctl(&["remove", "old"])
+        .ok()
+        .mentions("removed old");
+    assert!(!old.exists(), "{} should be gone", old.display());
+    project.deployctl(&["remove", "old"]).expect_code(1);
 }

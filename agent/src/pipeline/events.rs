@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::future::Future;
 use std::io::Write;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -102,20 +102,34 @@ pub struct Events {
 }
 
 impl Events {
-    pub fn new(tx: mpsc::UnboundedSender<Event>, log: &Path) -> Self {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(
-                |e| tracing::warn!(path = %log.display(), error = %e, "cannot open deploy log"),
-            )
-            .ok();
+    /// Events sent to `tx`; written to no file until [`Events::open_log`].
+    pub fn new(tx: mpsc::UnboundedSender<Event>) -> Self {
         Events {
             tx,
-            log: Mutex::new(file),
+            log: Mutex::new(None),
             metrics: None,
             redactor: Mutex::new(Default::default()),
+        }
+    }
+
+    /// From now on, events are also appended to `log` (its directory is created). A file
+    /// that cannot be opened is logged; the deploy goes on without it.
+    pub async fn open_log(&self, log: PathBuf) {
+        let opened = tokio::task::spawn_blocking(move || {
+            if let Some(dir) = log.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", log.display())))
+        })
+        .await;
+        match opened {
+            Ok(Ok(file)) => *self.log.lock().unwrap_or_else(|p| p.into_inner()) = Some(file),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot open deploy log"),
+            Err(e) => tracing::warn!(error = %e, "cannot open deploy log"),
         }
     }
 

@@ -47,6 +47,9 @@ pub async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome
         drop(_op);
         return Box::pin(deploy(sup, spec, events)).await;
     }
+    // Opened under the deployment's lock: a failed first deploy of the same name that
+    // finishes while this one waits deletes the directory this log lives in.
+    events.open_log(sup.layout.deploy_log(&spec.name)).await;
     let number = {
         let mut inner = d.lock();
         let n = inner.record.next_release();
@@ -64,7 +67,8 @@ pub async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome
         inner.deploying_owner = None;
     }
     if outcome.release == 0 {
-        sup.forget_if_empty(&spec.name);
+        // A first deploy that failed leaves nothing behind; the client has the reason.
+        sup.discard_unreleased(&d).await;
     }
     outcome.total = started.elapsed();
     outcome.owner = spec.owner.clone();
