@@ -5,8 +5,8 @@ use sysinfo::{Disks, System};
 
 use crate::supervisor::{hostname, Supervisor};
 
-/// Blocking: reads /proc.
-pub fn info(sup: &Supervisor) -> NodeInfoReply {
+/// Blocking: reads /proc. `deployments`: how many the caller may see.
+pub fn info(sup: &Supervisor, deployments: u32) -> NodeInfoReply {
     let mut sys = System::new().ok();
     if let Some(sys) = sys.as_mut() {
         sys.refresh_memory();
@@ -37,7 +37,7 @@ pub fn info(sup: &Supervisor) -> NodeInfoReply {
         load_1m: load.as_ref().map(|l| l.one).unwrap_or(0.0),
         load_5m: load.as_ref().map(|l| l.five).unwrap_or(0.0),
         load_15m: load.as_ref().map(|l| l.fifteen).unwrap_or(0.0),
-        deployments: sup.all().len() as u32,
+        deployments,
         app_host: sup.config.app_host.to_string(),
         data_dir: sup.config.data_dir.to_string_lossy().into_owned(),
         uptime_s: sup.started.elapsed().as_secs(),

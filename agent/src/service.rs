@@ -111,13 +111,14 @@ impl Agent for AgentService {
                 spec.owner
             )));
         }
-        if let Some(existing) = self.sup.owner_of(&spec.name) {
-            if !caller.may(&existing) {
-                return Err(Status::permission_denied(format!(
-                    "deployment {:?} belongs to someone else",
-                    spec.name
-                )));
-            }
+        // A name another owner holds cannot be deployed; the refusal names neither the
+        // owner nor anything else of that deployment (the same words for every owner).
+        if !self.visible(&caller, &spec.name) && self.sup.owner_of(&spec.name).is_some() {
+            return Err(Status::permission_denied(format!(
+                "the name {:?} is not available to {}; choose another name",
+                spec.name,
+                caller.owner()
+            )));
         }
         tracing::info!(deployment = %spec.name, repo = %spec.repo, git_ref = ?spec.git_ref, "deploy requested");
         let (tx, rx) = mpsc::unbounded_channel();
@@ -145,11 +146,7 @@ impl Agent for AgentService {
         Ok(Response::new(pb::StatusReply {
             deployments: views
                 .into_iter()
-                .filter(|v| {
-                    self.sup
-                        .owner_of(&v.name)
-                        .map_or(caller.admin, |o| caller.may(&o))
-                })
+                .filter(|v| self.visible(&caller, &v.name))
                 .map(view_to_pb)
                 .collect(),
         }))
@@ -163,11 +160,7 @@ impl Agent for AgentService {
         let name = req.into_inner().name;
         spec::validate_name(&name)?;
         // What a name nobody owns leaves behind (a directory without a record) is for admins.
-        let allowed = self
-            .sup
-            .owner_of(&name)
-            .map_or(caller.admin, |o| caller.may(&o));
-        if !allowed {
+        if !self.visible(&caller, &name) {
             return Err(hidden(&name));
         }
         tracing::info!(deployment = %name, caller = %caller.user, "remove requested");
@@ -185,12 +178,8 @@ impl Agent for AgentService {
         let caller = caller(&req)?;
         let req = req.into_inner();
         spec::validate_name(&req.name)?;
-        // Logs of a name nobody owns any more (a first deploy that failed) are for admins.
-        let allowed = self
-            .sup
-            .owner_of(&req.name)
-            .map_or(caller.admin, |o| caller.may(&o));
-        if !allowed {
+        // Logs of a name nobody owns (a directory an older agent left) are for admins.
+        if !self.visible(&caller, &req.name) {
             return Err(hidden(&req.name));
         }
         let redactor = self.sup.redactor(&req.name);
@@ -227,10 +216,18 @@ impl Agent for AgentService {
 
     async fn node_info(
         &self,
-        _req: Request<pb::NodeInfoRequest>,
+        req: Request<pb::NodeInfoRequest>,
     ) -> Result<Response<pb::NodeInfoReply>, Status> {
+        let caller = caller(&req)?;
+        // Only what the caller may see is counted (admins: everything).
+        let visible = self
+            .sup
+            .all()
+            .iter()
+            .filter(|d| self.visible(&caller, &d.name))
+            .count() as u32;
         let sup = self.sup.clone();
-        let reply = tokio::task::spawn_blocking(move || crate::node::info(&sup))
+        let reply = tokio::task::spawn_blocking(move || crate::node::info(&sup, visible))
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(reply))
@@ -308,6 +305,13 @@ impl Agent for AgentService {
 }
 
 impl AgentService {
+    /// Whether the caller may see deployment `name` (what nobody owns: admins only).
+    fn visible(&self, caller: &Caller, name: &str) -> bool {
+        self.sup
+            .owner_of(name)
+            .map_or(caller.admin, |o| caller.may(&o))
+    }
+
     /// The caller may manage `owner`'s secrets (a valid owner they belong to, or admin).
     fn secret_owner(&self, caller: &Caller, owner: &str) -> Result<(), Status> {
         secrets::validate_owner(owner)?;

@@ -415,19 +415,18 @@ impl Supervisor {
         format!("http://{host}:{port}")
     }
 
-    /// Which other deployment on this node uses `port`, if any.
-    pub fn port_owner(&self, port: u16, except: &str) -> Option<String> {
+    /// Which other deployment on this node uses `port`, if any: its name and owner.
+    pub fn port_owner(&self, port: u16, except: &str) -> Option<(String, String)> {
         self.all().into_iter().find_map(|d| {
             if d.name == except {
                 return None;
             }
             let inner = d.lock();
-            let uses = inner
+            inner
                 .record
                 .current_release()
-                .map(|r| r.spec.port == port)
-                .unwrap_or(false);
-            uses.then(|| d.name.clone())
+                .filter(|r| r.spec.port == port)
+                .map(|r| (d.name.clone(), r.spec.owner.clone()))
         })
     }
 

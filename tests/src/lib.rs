@@ -25,14 +25,16 @@ mod http;
 mod loopback;
 mod project;
 mod prom;
+mod secure;
 
-pub use agent::{agent_admin, tail, token_in, Agent};
+pub use agent::{agent_admin, strip_ansi, tail, token_in, Agent};
 pub use apps::{app_py, APP_PY, CRASH_AFTER_PY, EXIT_AT_ONCE_PY, NEVER_HEALTHY_PY};
 pub use git::GitRepo;
 pub use http::{get_json, http_get, http_post, http_request, wait_for_json};
 pub use loopback::{loopback, Loopback};
 pub use project::{check_status_shape, Output, Project};
 pub use prom::{parse_metrics, Family, Sample};
+pub use secure::{secure_agent, Secure};
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -2,84 +2,12 @@
 //! that reach the app and nothing else, a private repository over real HTTP with basic
 //! auth, cloning to a group, and an agent that refuses to be exposed.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use deployctl_e2e::*;
-
-/// An agent with TLS and users made by `deploy-agent init` / `user add` / `group add`.
-struct Secure {
-    agent: Agent,
-    /// user → token; "admin" is the first admin.
-    tokens: HashMap<String, String>,
-}
-
-fn secure_agent(ip: &str, users: &[&str], groups: &[(&str, &[&str])], config: &str) -> Secure {
-    let mut tokens = HashMap::new();
-    let agent = Agent::start_prepared(ip, config, &[], |dir| {
-        let out = agent_admin(dir, &["init", "--name", ip]);
-        tokens.insert("admin".to_string(), token_in(&out));
-        for u in users {
-            let out = agent_admin(dir, &["user", "add", u]);
-            tokens.insert(u.to_string(), token_in(&out));
-        }
-        for (g, members) in groups {
-            let mut args = vec!["group", "add", g];
-            for m in *members {
-                args.push("--member");
-                args.push(m);
-            }
-            agent_admin(dir, &args);
-        }
-    });
-    Secure { agent, tokens }
-}
-
-impl Secure {
-    /// A project whose default env reaches the agent over TLS as `user` (no token: None;
-    /// a name without a token here is used as the token itself).
-    fn project_as(&self, user: Option<&str>) -> Project {
-        let token = user.map(|u| self.tokens.get(u).cloned().unwrap_or_else(|| u.to_string()));
-        self.project(token.as_deref())
-    }
-
-    fn project_with_token(&self, token: &str) -> Project {
-        self.project(Some(token))
-    }
-
-    fn project(&self, token: Option<&str>) -> Project {
-        let p = Project::new();
-        self.declare(&p, "e2e", token);
-        p.write(".deployctl.yaml", "core:\n  default_env: e2e\n");
-        p
-    }
-
-    fn declare(&self, p: &Project, env: &str, token: Option<&str>) {
-        let ca = self.agent.data_dir.join("tls/ca.pem");
-        let address = format!("https://{}", self.agent.grpc);
-        let mut args = vec![
-            "declare".to_string(),
-            "env".into(),
-            "agent".into(),
-            env.into(),
-            "--address".into(),
-            address,
-            "--ca-file".into(),
-            ca.to_string_lossy().into_owned(),
-        ];
-        if let Some(token) = token {
-            let file = format!("{env}.token");
-            p.write(&file, token);
-            args.push("--token-file".into());
-            args.push(p.path().join(&file).to_string_lossy().into_owned());
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        p.deployctl(&args).ok();
-    }
-}
 
 fn deploy(p: &Project, repo: &GitRepo, name: &str, extra: &[&str]) -> Output {
     let url = repo.url();

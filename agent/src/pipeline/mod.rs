@@ -47,6 +47,15 @@ pub async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome
         drop(_op);
         return Box::pin(deploy(sup, spec, events)).await;
     }
+    if d.lock().record.releases.is_empty() {
+        // What an older agent left under this name (a directory without a record) is not
+        // this deployment's: its logs must not show up in the new owner's.
+        let (layout, name) = (sup.layout.clone(), spec.name.clone());
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store::delete(&layout, &name)).await
+        {
+            tracing::warn!(deployment = %spec.name, error = %e, "cannot delete a leftover directory");
+        }
+    }
     // Opened under the deployment's lock: a failed first deploy of the same name that
     // finishes while this one waits deletes the directory this log lives in.
     events.open_log(sup.layout.deploy_log(&spec.name)).await;
@@ -136,13 +145,19 @@ fn check_secrets(sup: &Supervisor, spec: &Spec, events: &Events) -> Result<(), S
     Ok(())
 }
 
-/// A port another deployment here holds is refused; a foreign process on it is reported.
+/// A port another deployment here holds is refused (named only when it has the same
+/// owner: another owner's deployments are not revealed); a foreign process on it is reported.
 fn check_port(sup: &Supervisor, d: &Deployment, spec: &Spec) -> Result<(), StepError> {
-    if let Some(other) = sup.port_owner(spec.port, &spec.name) {
+    if let Some((other, owner)) = sup.port_owner(spec.port, &spec.name) {
+        let by = if owner == spec.owner {
+            format!(" by {owner}'s deployment {other:?}")
+        } else {
+            String::new()
+        };
         return Err(StepError::new(
             events::PORT,
             format!(
-                "port {} is used by deployment {other:?} on this agent; choose another port (--port)",
+                "port {} is in use on this node{by}; choose another port (--port)",
                 spec.port
             ),
         ));

@@ -260,7 +260,8 @@ pub async fn healthy_url(project: &Project, env: &str, name: &str) -> anyhow::Re
             Ok(list) => match list.into_iter().find(|s| s.name == name) {
                 Some(s) if s.state == "healthy" => return Ok(s.url),
                 Some(s) => seen.push(format!("{address}: {}", s.state)),
-                None => seen.push(format!("{address}: not running")),
+                // Also what another owner's deployment looks like: nothing of it is told.
+                None => seen.push(format!("{address}: not found")),
             },
             Err(e) => seen.push(e.message),
         }
