@@ -124,7 +124,7 @@ impl AuthFile {
     }
 
     /// Finds the user whose token hashes to the presented token's hash.
-    fn check(&self, token: &str, now: i64) -> Option<Caller> {
+    fn check(&self, token: &str, now: i64) -> Result<Caller, Refused> {
         let presented = hex_sha256(token.as_bytes());
         // Look at every user, so the time taken does not depend on which one matched.
         let mut found: Option<&str> = None;
@@ -133,12 +133,13 @@ impl AuthFile {
                 found = Some(name);
             }
         }
-        let name = found?;
-        let user = self.users.get(name)?;
+        let (name, user) = found
+            .and_then(|n| self.users.get_key_value(n))
+            .ok_or(Refused::BadToken)?;
         if user.expires_at.is_some_and(|t| t <= now) {
-            return None;
+            return Err(Refused::Expired(name.clone()));
         }
-        Some(Caller {
+        Ok(Caller {
             user: name.to_string(),
             admin: user.admin,
             groups: self
@@ -185,12 +186,13 @@ pub fn set_mode(path: &Path, mode: u32) {
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
 }
 
-/// Why a request is refused. Deliberately without detail: a wrong, expired and removed
-/// token all look the same.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a request is refused. The caller gets the same answer for a wrong, expired and
+/// removed token; the agent's log tells them apart (an expired token names its user).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
     NoToken,
     BadToken,
+    Expired(String),
 }
 
 /// The users and groups, reloaded when the file changes.
@@ -238,10 +240,7 @@ impl Auth {
             return Ok(Caller::local());
         }
         let token = token.ok_or(Refused::NoToken)?;
-        state
-            .file
-            .check(token, crate::store::now_unix())
-            .ok_or(Refused::BadToken)
+        state.file.check(token, crate::store::now_unix())
     }
 
     fn reload_if_changed(&self) {
@@ -311,14 +310,14 @@ mod tests {
         let c = f.check(&ta, 50).unwrap();
         assert_eq!(c.user, "alice");
         assert_eq!(c.groups, vec!["ml".to_string()]);
-        assert!(f.check("dat_wrong", 50).is_none());
+        assert_eq!(f.check("dat_wrong", 50), Err(Refused::BadToken));
     }
 
     #[test]
     fn expired_tokens_are_refused() {
         let (f, _, tb) = file();
-        assert!(f.check(&tb, 50).is_some());
-        assert!(f.check(&tb, 100).is_none());
+        assert!(f.check(&tb, 50).is_ok());
+        assert_eq!(f.check(&tb, 100), Err(Refused::Expired("bob".into())));
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod process;
 pub mod procstat;
 pub mod reaper;
 pub mod recover;
+pub mod refusals;
 pub mod secrets;
 pub mod service;
 pub mod spec;
@@ -101,9 +102,11 @@ pub async fn run(
     }
     let authenticate = service::authenticator(sup.clone());
     let grpc_task = builder
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            AgentServer::new(service).max_decoding_message_size(service::MAX_REQUEST_BYTES),
-            authenticate,
+        .add_service(refusals::WithMethod(
+            tonic::service::interceptor::InterceptedService::new(
+                AgentServer::new(service).max_decoding_message_size(service::MAX_REQUEST_BYTES),
+                authenticate,
+            ),
         ))
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::auth::{Caller, Refused};
 use crate::error::Error;
 use crate::pipeline::{self, events};
+use crate::refusals::{RefusalLog, RpcMethod};
 use crate::secrets::{self, Kind};
 use crate::spec::{self, RawSpec, Spec};
 use crate::supervisor::{Supervisor, View};
@@ -22,10 +23,12 @@ use crate::supervisor::{Supervisor, View};
 /// Largest request accepted (a deploy request with its env vars is a few KiB).
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
-/// The interceptor that turns the bearer token into a [`Caller`] on every request.
+/// The interceptor that turns the bearer token into a [`Caller`] on every request; a
+/// refusal is logged (rate-limited) with the peer address and the method.
 pub fn authenticator(
     sup: Arc<Supervisor>,
 ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+    let refusals = Arc::new(RefusalLog::default());
     move |mut req: Request<()>| {
         let token = req
             .metadata()
@@ -33,15 +36,30 @@ pub fn authenticator(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| t.trim().to_string());
-        match sup.auth.authenticate(token.as_deref()) {
+        let refused = match sup.auth.authenticate(token.as_deref()) {
             Ok(caller) => {
                 req.extensions_mut().insert(caller);
-                Ok(req)
+                return Ok(req);
             }
-            // The same answer for a missing, wrong, expired or removed token.
-            Err(Refused::NoToken) => Err(Status::unauthenticated("this agent requires a token")),
-            Err(Refused::BadToken) => Err(Status::unauthenticated("the token was refused")),
-        }
+            Err(r) => r,
+        };
+        let method = req
+            .extensions()
+            .get::<RpcMethod>()
+            .map_or("unknown", |m| m.0.as_str());
+        let (user, why) = match &refused {
+            Refused::NoToken => (None, "no token"),
+            Refused::BadToken => (None, "unknown token"),
+            Refused::Expired(user) => (Some(user.as_str()), "expired token"),
+        };
+        refusals.refused(req.remote_addr(), method, user, why);
+        // The same answer for a wrong, expired or removed token.
+        Err(match refused {
+            Refused::NoToken => Status::unauthenticated("this agent requires a token"),
+            Refused::BadToken | Refused::Expired(_) => {
+                Status::unauthenticated("the token was refused")
+            }
+        })
     }
 }
 

@@ -290,7 +290,7 @@ impl Drop for Agent {
 }
 
 /// `text` without terminal colour sequences (`ESC [ ... m`), as the agent's log has them.
-fn strip_ansi(text: &str) -> String {
+pub fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
