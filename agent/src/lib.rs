@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod explain;
+mod exposition;
 pub mod health;
 pub mod http;
 pub mod instance;
