@@ -54,22 +54,13 @@ fn metrics_parse_and_cover_the_agent() {
     let repo = GitRepo::new();
     repo.commit_app("measured", Some("v1"));
     project
-        .deployctl(&[
-            "run",
-            "web",
-            "--env",
+        .run_app(
             ENV,
-            "--repo",
+            "web",
             &repo.url(),
-            "--ref",
             "v1",
-            "--command",
-            "python3 app.py",
-            "--health-path",
-            "/health",
-            "--health-interval",
-            "200ms",
-        ])
+            &["--health-interval", "200ms"],
+        )
         .ok();
 
     // Memory is sampled in the background (every 2 s) and health checks every 200 ms.
@@ -293,22 +284,13 @@ fn promtool_accepts_the_metrics_and_a_real_prometheus_scrapes_them() {
     let repo = GitRepo::new();
     repo.commit_app("scraped", Some("v1"));
     project
-        .deployctl(&[
-            "run",
-            "web",
-            "--env",
+        .run_app(
             ENV,
-            "--repo",
+            "web",
             &repo.url(),
-            "--ref",
             "v1",
-            "--command",
-            "python3 app.py",
-            "--health-path",
-            "/health",
-            "--health-interval",
-            "200ms",
-        ])
+            &["--health-interval", "200ms"],
+        )
         .ok();
     // Every family present: restarts, health checks and a CPU/memory sample (every 2 s).
     assert!(
