@@ -28,8 +28,9 @@
 #   fanout   deploying a stdlib app to 3 and to N agents vs to 1 (concurrent fan-out), and
 #            the machine's own floor: N apps started at once by hand
 # After the table: the agent's own step times (deploy events' elapsed_ms) of a cold deploy
-# and of the warm redeploys. Installs Debian's wrk with apt-get when it is missing; needs
-# git, python3 (with venv and pip), uv and network access to PyPI for the deploy group.
+# and of the warm redeploys. Installs what it needs when missing, like scripts/test.sh (wrk
+# and curl with apt-get, uv with pip); needs git, python3 (with venv and pip) and access to
+# PyPI for the deploy group.
 #
 # Loopback addresses: agents on 127.0.0.200-210 (agent, fanout) and 127.0.0.220-223
 # (status, deploy); git daemon on 127.0.0.229; apps started by hand on 127.0.0.226-228 and
@@ -47,13 +48,11 @@ STATUS_DEPLOYMENTS="${STATUS_DEPLOYMENTS:-100}"
 STATUS_CALLS="${BENCH_STATUS_CALLS:-2000}"
 LIMIT="${BENCH_TIMEOUT:-600}"
 
-if ! command -v wrk >/dev/null 2>&1; then
-  echo "wrk not found: installing it with apt-get" >&2
-  sudo=""; [[ "$(id -u)" != 0 ]] && sudo="sudo -n"
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get install -y -q wrk >/dev/null \
-    || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q wrk >/dev/null; }
-fi
+# What the rows need, installed like scripts/test.sh does (a fresh machine runs this first).
+source scripts/lib/tools.sh
+ensure_apt_tool wrk wrk >&2
+ensure_apt_tool curl curl >&2
+ensure_uv >&2
 if [[ "${BENCH_SKIP_BUILD:-}" != 1 ]]; then
   cargo build --release --quiet --bin deploy-agent --bin deployctl --bin status_latency
 fi
@@ -360,9 +359,6 @@ EOF
 }
 
 bench_deploy() {
-  for tool in uv git curl; do
-    command -v "$tool" >/dev/null || { echo "the deploy rows need $tool on PATH" >&2; exit 1; }
-  done
   make_fastapi_repo
   local pip_ms=() uv_ms=() cold_ms=() round
   for round in $(seq 1 "$ROUNDS"); do

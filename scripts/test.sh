@@ -4,12 +4,11 @@
 # 127.0.0.x addresses and deploy small Python apps from temporary git repositories.
 #
 # Works on a fresh Debian machine with the Rust toolchain, git and python3 (with pip);
-# installs uv (pip) and etcd (apt) when missing.
+# installs uv (pip), haproxy, etcd, sshd and prometheus (apt) when missing
+# (scripts/lib/tools.sh), and checks formatting and lints before the tests.
 # Environment:
 #   RUST_TEST_THREADS   parallel tests per test binary (default 4: e2e tests mostly wait)
 #   E2E_SKIP_UV=1       do not install uv (the agent then uses python3 -m venv + pip)
-#
-# Installs Debian's haproxy (the load-balancer test) with apt-get when it is missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -26,50 +25,29 @@ cargo --version
 git --version
 python3 --version
 
+source scripts/lib/tools.sh
+
 # uv makes the agent's package installs fast; without it the agent uses venv + pip.
-if [[ "${E2E_SKIP_UV:-}" != 1 ]] && ! command -v uv >/dev/null 2>&1; then
-  echo "uv not found: installing it with pip"
-  python3 -m pip install --quiet --disable-pip-version-check uv \
-    || python3 -m pip install --quiet --disable-pip-version-check --user --break-system-packages uv \
-    || echo "warning: could not install uv; the agent will fall back to python3 -m venv + pip"
-  # pip may put it in a scripts directory that is not on PATH (pyenv shims, --user).
-  for dir in "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')" \
-             "$(python3 -m site --user-base 2>/dev/null)/bin"; do
-    if [[ -x "$dir/uv" ]] && ! command -v uv >/dev/null 2>&1; then
-      export PATH="$dir:$PATH"
-    fi
-  done
-  command -v pyenv >/dev/null 2>&1 && pyenv rehash 2>/dev/null || true
+if [[ "${E2E_SKIP_UV:-}" != 1 ]]; then
+  ensure_uv || echo "warning: could not install uv; the agent will fall back to python3 -m venv + pip"
 fi
 if command -v uv >/dev/null 2>&1; then uv --version; else echo "uv: not available (venv + pip)"; fi
 
-# Debian packages the tests use: haproxy (a real load balancer in front of two agents).
-apt_install() {
-  local sudo=""
-  [[ "$(id -u)" != 0 ]] && sudo="sudo -n"
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get install -y -q "$@" >/dev/null \
-    || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "$@" >/dev/null; }
-}
-if ! command -v haproxy >/dev/null 2>&1 && [[ ! -x /usr/sbin/haproxy ]]; then
-  echo "haproxy not found: installing it with apt-get"
-  apt_install haproxy || { echo "error: could not install haproxy" >&2; exit 1; }
-fi
+# Debian packages the tests use (a test whose tool is missing fails, it never skips):
+# haproxy (a real load balancer in front of two agents), etcd (the etcd state backend; the
+# tests run their own etcd on their own loopback addresses), sshd (the private repository
+# over ssh), prometheus (promtool checks /metrics; a real Prometheus server scrapes an agent).
+ensure_apt_tool haproxy haproxy
 PATH="$PATH:/usr/sbin" haproxy -v | head -1
-# etcd for the etcd state backend's tests (Debian's etcd-server; the tests run their own
-# etcd on their own loopback addresses).
-if ! command -v etcd >/dev/null 2>&1; then
-  echo "etcd not found: installing Debian's etcd-server"
-  apt_install etcd-server || { echo "error: could not install etcd-server" >&2; exit 1; }
-fi
+ensure_apt_tool etcd etcd-server
 etcd --version | head -1
-# sshd for the private-repository-over-ssh test (the test runs its own on 127.0.0.99:2222).
-if [[ ! -x /usr/sbin/sshd ]]; then
-  echo "sshd not found: installing Debian's openssh-server"
-  apt_install openssh-server || { echo "error: could not install openssh-server" >&2; exit 1; }
-fi
-# The e2e tests fail (rather than skip) when a tool they need is missing.
-export E2E_REQUIRE_TOOLS=1
+ensure_apt_tool sshd openssh-server
+ensure_apt_tool promtool prometheus
+promtool --version 2>&1 | head -1
+
+section "format and lints (cargo fmt --check, cargo clippy -D warnings)"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 section "build (cargo build --workspace)"
 # The end-to-end tests run target/debug/deploy-agent and target/debug/deployctl: build them

@@ -13,7 +13,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::metrics;
+use crate::exposition::{self, Format};
 use crate::supervisor::Supervisor;
 
 pub async fn serve(
@@ -65,11 +65,19 @@ fn route(sup: &Supervisor, req: Request<Incoming>) -> Response<Full<Bytes>> {
             "text/plain",
             "not ready: taking over the deployments from the store\n".into(),
         ),
-        "/metrics" => reply(
-            StatusCode::OK,
-            metrics::CONTENT_TYPE,
-            sup.metrics.encode(&sup.present()),
-        ),
+        "/metrics" => {
+            let accept = req
+                .headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let format = Format::negotiate(accept);
+            let openmetrics = sup.metrics.encode(&sup.present());
+            let body = match format {
+                Format::OpenMetrics => openmetrics,
+                Format::Text004 => exposition::to_text_004(&openmetrics),
+            };
+            reply(StatusCode::OK, format.content_type(), body)
+        }
         _ => match path
             .strip_prefix("/deployments/")
             .and_then(|rest| rest.strip_suffix("/health"))

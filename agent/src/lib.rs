@@ -9,6 +9,7 @@ pub mod cgroup;
 pub mod config;
 pub mod error;
 pub mod explain;
+mod exposition;
 pub mod health;
 pub mod http;
 pub mod instance;

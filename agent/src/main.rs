@@ -251,7 +251,20 @@ fn admin(command: Command, config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
+/// Errors are printed with their chain of causes on one line, never with a backtrace: they
+/// are about the user's config, flags or machine (anyhow's `Debug`, which `main` returning
+/// `Result` would print, adds a stack backtrace when RUST_BACKTRACE is set).
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = load_config(cli.args)?;
     if let Some(command) = cli.command {

@@ -1,4 +1,5 @@
-//! `/metrics`: the agent's Prometheus metrics (OpenMetrics text, with prometheus-client).
+//! `/metrics`: the agent's Prometheus metrics (OpenMetrics text, with prometheus-client;
+//! [`crate::exposition`] serves it as the Prometheus text format 0.0.4 too).
 //!
 //! Events are recorded as they happen (health checks, deploy steps, restarts); the figures
 //! that describe the present (deployments by state, each app's CPU and memory) are set from
@@ -14,9 +15,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
-
-/// The content type of [`Metrics::encode`]'s text.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeploymentLabel {

@@ -217,25 +217,9 @@ fn sockets_of_groups(leaders: &[u32]) -> std::collections::HashSet<u64> {
             continue;
         }
         inodes.extend(socket_inodes(pid));
-        todo.extend(children(pid));
+        todo.extend(crate::procstat::children(pid));
     }
     inodes
-}
-
-/// The children of every thread of `pid`.
-fn children(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|text| {
-            text.split_whitespace()
-                .filter_map(|c| c.parse::<u32>().ok())
-                .collect::<Vec<_>>()
-        })
-        .collect()
 }
 
 /// The inode of the socket a `/proc/PID/fd/N` link points to.

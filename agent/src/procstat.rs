@@ -97,6 +97,23 @@ pub fn group_has_live_member(pgid: u32) -> bool {
     })
 }
 
+/// The children of every thread of `pid` (`/proc/PID/task/*/children`: a child belongs to
+/// the thread that forked it, and orphans are given to any thread of a subreaper).
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|text| {
+            text.split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

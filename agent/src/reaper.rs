@@ -44,7 +44,8 @@ pub async fn reap_orphans() {
 /// zombies seen now for the next scan.
 fn reap_once(before: &HashSet<(u32, u64)>) -> HashSet<(u32, u64)> {
     let mut now = HashSet::new();
-    for pid in own_children() {
+    // Orphans are given to any thread of the agent: children of every thread.
+    for pid in procstat::children(std::process::id()) {
         let Some(stat) = procstat::read(pid) else {
             continue;
         };
@@ -62,20 +63,4 @@ fn reap_once(before: &HashSet<(u32, u64)>) -> HashSet<(u32, u64)> {
         }
     }
     now
-}
-
-/// The agent's children: `/proc/self/task/*/children` (orphans are given to any thread).
-fn own_children() -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|text| {
-            text.split_whitespace()
-                .filter_map(|c| c.parse::<u32>().ok())
-                .collect::<Vec<_>>()
-        })
-        .collect()
 }

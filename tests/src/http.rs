@@ -12,6 +12,38 @@ use crate::wait_until;
 /// A plain HTTP/1.0 request over a `TcpStream` with timeouts; `None` when the server cannot
 /// be reached or the answer is not HTTP.
 pub fn http_request(method: &str, url: &str, body: Option<&str>) -> Option<(u16, String)> {
+    http_exchange(method, url, &[], body).map(|r| (r.status, r.body))
+}
+
+/// An HTTP answer: status, header lines (as sent) and body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Answer {
+    /// The value of header `name` (case-insensitive), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// GET `url` with extra request headers (`("Accept", "...")`).
+pub fn http_get_with(url: &str, headers: &[(&str, &str)]) -> Option<Answer> {
+    http_exchange("GET", url, headers, None)
+}
+
+fn http_exchange(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Option<Answer> {
     let rest = url.strip_prefix("http://")?;
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -27,6 +59,9 @@ pub fn http_request(method: &str, url: &str, body: Option<&str>) -> Option<(u16,
         .ok()?;
     let body = body.unwrap_or("");
     let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {hostport}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
     if method != "GET" {
         req.push_str(&format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n",
@@ -47,7 +82,11 @@ pub fn http_request(method: &str, url: &str, body: Option<&str>) -> Option<(u16,
         .nth(1)?
         .parse()
         .ok()?;
-    Some((status, body.to_string()))
+    Some(Answer {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    })
 }
 
 /// GET `url`: `(status, body)`, or `None` when nothing answers.

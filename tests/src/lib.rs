@@ -30,7 +30,7 @@ mod secure;
 pub use agent::{agent_admin, strip_ansi, tail, token_in, Agent};
 pub use apps::{app_py, APP_PY, CRASH_AFTER_PY, EXIT_AT_ONCE_PY, NEVER_HEALTHY_PY};
 pub use git::GitRepo;
-pub use http::{get_json, http_get, http_post, http_request, wait_for_json};
+pub use http::{get_json, http_get, http_get_with, http_post, http_request, wait_for_json, Answer};
 pub use loopback::{loopback, Loopback};
 pub use project::{check_status_shape, Output, Project};
 pub use prom::{parse_metrics, Family, Sample};
@@ -120,4 +120,27 @@ pub fn pid_alive(pid: u32) -> bool {
         }
         Err(_) => false,
     }
+}
+
+// Tools and privileges the tests need
+
+/// The path of `tool` (on PATH, or in /usr/sbin and /usr/local/sbin where Debian puts
+/// daemons). A missing tool fails the test, naming it and how to install it: a test never
+/// skips and reports "ok" (scripts/test.sh installs every tool the tests use).
+pub fn require_tool(tool: &str, install: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{tool} is not installed: it comes with {install}"))
+}
+
+/// Fails the test unless it runs as root (as scripts/test.sh and CI do), saying why root is
+/// needed.
+pub fn require_root(why: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root: {why} (scripts/test.sh runs as root in CI)"
+    );
 }

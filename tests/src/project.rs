@@ -167,6 +167,34 @@ impl Project {
         out
     }
 
+    /// `deployctl run NAME --env ENV --repo URL --ref REF --command "python3 app.py"
+    /// --health-path /health EXTRA...`: the stdlib app of [`crate::GitRepo::commit_app`].
+    pub fn run_app(
+        &self,
+        env: &str,
+        name: &str,
+        repo: &str,
+        git_ref: &str,
+        extra: &[&str],
+    ) -> Output {
+        let mut args = vec![
+            "run",
+            name,
+            "--env",
+            env,
+            "--repo",
+            repo,
+            "--ref",
+            git_ref,
+            "--command",
+            "python3 app.py",
+            "--health-path",
+            "/health",
+        ];
+        args.extend_from_slice(extra);
+        self.deployctl(&args)
+    }
+
     /// `deployctl declare env agent NAME --address http://GRPC` (must succeed).
     pub fn declare_env(&self, name: &str, agent: &Agent) {
         self.deployctl(&[

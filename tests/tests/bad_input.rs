@@ -101,3 +101,72 @@ fn unknown_field_in_declaration_exits_2() {
         "nothing should reach the agent"
     );
 }
+
+/// Errors a user caused are printed with their causes, never with a stack backtrace, even
+/// with RUST_BACKTRACE=1 (common on Rust developers' machines).
+#[test]
+fn errors_never_print_a_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = loopback();
+    for backtrace in ["1", "full"] {
+        // A refused start of the agent: reachable from other machines without TLS.
+        let out = std::process::Command::new(agent_bin())
+            .args(["--listen", "0.0.0.0:0", "--http-listen", &format!("{ip}:0")])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("RUST_BACKTRACE", backtrace)
+            .env("RUST_LIB_BACKTRACE", backtrace)
+            .output()
+            .expect("running deploy-agent");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.starts_with("error: refusing to listen on 0.0.0.0"),
+            "{err}"
+        );
+        assert!(!err.to_lowercase().contains("backtrace"), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+
+        // A config file the agent cannot read: the cause is named too.
+        let out = std::process::Command::new(agent_bin())
+            .arg("--config")
+            .arg(dir.path().join("missing.toml"))
+            .env("RUST_BACKTRACE", backtrace)
+            .env("RUST_LIB_BACKTRACE", backtrace)
+            .output()
+            .expect("running deploy-agent");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("missing.toml"), "{err}");
+        assert!(!err.to_lowercase().contains("backtrace"), "{err}");
+
+        // deployctl: bad input (exit 2) and a failed operation (exit 1).
+        for (args, code) in [
+            (&["run", "../x", "--repo", "/nowhere"][..], 2),
+            (
+                &[
+                    "declare",
+                    "env",
+                    "agent",
+                    "prod",
+                    "--address",
+                    "http://127.0.0.1:1",
+                ][..],
+                0,
+            ),
+            (&["nodes", "--env", "prod"][..], 1),
+        ] {
+            let out = std::process::Command::new(deployctl_bin())
+                .arg("--project")
+                .arg(dir.path())
+                .args(args)
+                .env("RUST_BACKTRACE", backtrace)
+                .env("RUST_LIB_BACKTRACE", backtrace)
+                .output()
+                .expect("running deployctl");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+            assert!(!err.to_lowercase().contains("backtrace"), "{args:?}: {err}");
+        }
+    }
+}

@@ -2,10 +2,8 @@
 //! through its agent's `GET /deployments/NAME/health` (`option httpchk`). When one instance
 //! turns unhealthy, HAProxy marks it down and requests keep succeeding on the other.
 //!
-//! Needs Debian's `haproxy` (scripts/test.sh installs it). Without it the test says so and
-//! passes, unless `E2E_REQUIRE_TOOLS=1` (set by scripts/test.sh), when it fails.
+//! Needs Debian's `haproxy` (scripts/test.sh installs it); without it the test fails.
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,21 +27,6 @@ impl Drop for HaProxy {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn haproxy_bin() -> Option<String> {
-    ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy"]
-        .iter()
-        .find(|p| Path::new(p).is_file())
-        .map(|p| p.to_string())
-        .or_else(|| {
-            Command::new("sh")
-                .args(["-c", "command -v haproxy"])
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        })
 }
 
 /// The status (UP, DOWN, ...) of each server of backend `app`, from HAProxy's CSV stats.
@@ -99,14 +82,10 @@ fn status_of(server: &str) -> String {
 
 #[test]
 fn haproxy_routes_around_an_unhealthy_instance() {
-    let Some(haproxy) = haproxy_bin() else {
-        assert!(
-            std::env::var("E2E_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "haproxy is not installed (scripts/test.sh installs it with apt-get)"
-        );
-        eprintln!("SKIPPED: haproxy is not installed (apt-get install haproxy)");
-        return;
-    };
+    let haproxy = require_tool(
+        "haproxy",
+        "Debian's haproxy package (scripts/test.sh installs it)",
+    );
     let (a_lo, b_lo) = (loopback(), loopback());
     let a = Agent::start(&a_lo);
     let b = Agent::start(&b_lo);

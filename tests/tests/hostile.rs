@@ -201,10 +201,7 @@ fn the_agent_refuses_hostile_requests_itself() {
 
 #[test]
 fn apps_run_as_the_configured_user() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: run_as needs the agent to run as root");
-        return;
-    }
+    require_root("run_as needs the agent to run as root");
     let nobody = nix::unistd::User::from_name("nobody")
         .ok()
         .flatten()

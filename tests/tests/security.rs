@@ -554,15 +554,11 @@ impl Drop for Sshd {
 
 #[test]
 fn a_private_repository_over_ssh_with_a_key_and_a_pinned_host_key() {
-    let sshd_installed = Path::new("/usr/sbin/sshd").exists();
-    if !nix::unistd::geteuid().is_root() || !sshd_installed {
-        assert!(
-            std::env::var_os("E2E_REQUIRE_TOOLS").is_none(),
-            "this test needs root and openssh-server (scripts/test.sh installs it)"
-        );
-        eprintln!("SKIPPED: needs root and /usr/sbin/sshd");
-        return;
-    }
+    require_root("sshd runs as root and logs in as root");
+    require_tool(
+        "sshd",
+        "Debian's openssh-server package (scripts/test.sh installs it)",
+    );
     let sshd_ip = loopback();
     let mut sshd = Sshd::start(&sshd_ip);
     let ip = loopback();
