@@ -5,6 +5,7 @@
 //! The previous release keeps serving until the new one is prepared; it is stopped just
 //! before the new one starts only when both need the same port.
 
+mod beneath;
 pub mod events;
 pub mod git;
 pub mod git_auth;
@@ -448,15 +449,24 @@ async fn at_once<E>(
     env.map(|e| (commit, e)).map_err(|e| (e, None))
 }
 
-/// The workdir, requirements file and start script must exist in the checkout.
+/// The workdir, requirements file (and what it includes) and start script must exist in
+/// the checkout and resolve beneath it ([`beneath`]: a symlink out of the checkout is
+/// refused, naming where it points).
 async fn check_paths(spec: &Spec, dir: &Path, commit: &str) -> Result<(), StepError> {
-    let workdir = dir.join(&spec.workdir);
+    let (spec, dir, commit) = (spec.clone(), dir.to_path_buf(), commit.to_string());
+    blocking(events::CHECKOUT, move || {
+        check_paths_blocking(&spec, &dir, &commit)
+    })
+    .await
+}
+
+fn check_paths_blocking(spec: &Spec, dir: &Path, commit: &str) -> Result<(), StepError> {
     let at = format!("at commit {}", short(commit));
-    if !tokio::fs::metadata(&workdir)
-        .await
-        .map(|m| m.is_dir())
-        .unwrap_or(false)
-    {
+    let refused = |field: &str, why: beneath::Refusal| {
+        StepError::new(events::CHECKOUT, format!("{field}: {why} {at}"))
+    };
+    let workdir = beneath::resolve(dir, dir, &spec.workdir).map_err(|e| refused("workdir", e))?;
+    if !workdir.is_dir() {
         return Err(StepError::new(
             events::CHECKOUT,
             format!(
@@ -469,20 +479,21 @@ async fn check_paths(spec: &Spec, dir: &Path, commit: &str) -> Result<(), StepEr
         ("requirements", &spec.requirements),
         ("start_script", &spec.start_script),
     ] {
-        if let Some(p) = path {
-            if !tokio::fs::metadata(workdir.join(p))
-                .await
-                .map(|m| m.is_file())
-                .unwrap_or(false)
-            {
-                return Err(StepError::new(
-                    events::CHECKOUT,
-                    format!(
-                        "{field}: {:?} is not a file in the workdir {:?} {at}",
-                        p, spec.workdir
-                    ),
-                ));
-            }
+        let Some(p) = path else {
+            continue;
+        };
+        let real = beneath::resolve(dir, &workdir, p).map_err(|e| refused(field, e))?;
+        if !real.is_file() {
+            return Err(StepError::new(
+                events::CHECKOUT,
+                format!(
+                    "{field}: {:?} is not a file in the workdir {:?} {at}",
+                    p, spec.workdir
+                ),
+            ));
+        }
+        if field == "requirements" {
+            beneath::check_requirements(dir, &real).map_err(|e| refused(field, e))?;
         }
     }
     Ok(())
