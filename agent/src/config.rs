@@ -31,8 +31,12 @@ pub struct Config {
     pub auth_file: Option<PathBuf>,
     /// Allow a non-loopback gRPC address without TLS and authentication.
     pub insecure: bool,
-    /// When the agent runs as root, the user apps (and start scripts) run as.
+    /// When the agent runs as root, the user apps (and start scripts) run as [default: none
+    /// without users; with users, `deploy-app` when that user exists (see [`crate::app_user`])].
     pub run_as: Option<String>,
+    /// With users, let apps run as the agent's own user (which can read every owner's
+    /// secrets): only when said explicitly.
+    pub apps_as_agent_user: bool,
     /// An app's log is rotated when it grows past this many bytes.
     pub log_max_bytes: u64,
     /// Rotated log files kept (`app.log.1` .. `app.log.N`).
@@ -61,6 +65,7 @@ impl Default for Config {
             auth_file: None,
             insecure: false,
             run_as: None,
+            apps_as_agent_user: false,
             log_max_bytes: 10 * 1024 * 1024,
             log_keep: 3,
             log_format: "text".to_string(),
@@ -92,6 +97,7 @@ pub struct FileConfig {
     pub auth_file: Option<PathBuf>,
     pub insecure: Option<bool>,
     pub run_as: Option<String>,
+    pub apps_as_agent_user: Option<bool>,
     pub cgroups: Option<bool>,
 }
 
@@ -197,6 +203,9 @@ impl FileConfig {
         }
         if let Some(v) = self.cgroups {
             config.cgroups = v;
+        }
+        if let Some(v) = self.apps_as_agent_user {
+            config.apps_as_agent_user = v;
         }
         if let Some(v) = self.installer {
             config.installer =

@@ -4,12 +4,14 @@
 //! and the deploy [`pipeline`]; [`service`] (gRPC) and [`http`] are thin adapters over it.
 
 pub mod admin;
+mod app_user;
 pub mod auth;
 pub mod cgroup;
 pub mod config;
 pub mod error;
 pub mod explain;
 mod exposition;
+mod fsmode;
 pub mod health;
 pub mod http;
 pub mod instance;

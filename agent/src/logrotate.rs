@@ -7,7 +7,7 @@
 //! the app's next write lands at the new end. Lines written during the copy itself (well
 //! under a millisecond for each MiB) may be lost: the price of never touching the app.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -40,7 +40,7 @@ pub fn rotate_if_larger(path: &Path, max_bytes: u64, keep: usize) -> io::Result<
         }
     }
     let mut src = OpenOptions::new().read(true).write(true).open(path)?;
-    let mut dst = File::create(numbered(path, 1))?;
+    let mut dst = crate::fsmode::create_private(&numbered(path, 1))?;
     // Copy to the end, then whatever was appended meanwhile, then truncate at once.
     let mut copied = 0u64;
     loop {

@@ -3,7 +3,6 @@
 //! function: SIGTERM to the group, a grace period, then SIGKILL.
 
 use std::collections::VecDeque;
-use std::fs::OpenOptions;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -65,7 +64,7 @@ impl Launch {
 /// instance `tracking` names: marked in its environment, and in its cgroup (if it has one)
 /// before it runs, so nothing it starts can escape either.
 pub fn spawn_app(launch: &Launch, log: &Path, tracking: &Tracking) -> io::Result<AppProcess> {
-    let file = OpenOptions::new().create(true).append(true).open(log)?;
+    let file = crate::fsmode::append_private(log)?;
     let err = file.try_clone()?;
     let mut cmd = launch.command("sh", &["-c", &launch.command]);
     cmd.stdout(Stdio::from(file))

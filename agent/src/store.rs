@@ -158,7 +158,7 @@ impl Record {
 pub fn save(layout: &Layout, record: &Record) -> Result<()> {
     let path = layout.record(&record.name);
     let dir = layout.deployment(&record.name);
-    std::fs::create_dir_all(&dir)
+    crate::fsmode::create_dir(&dir, crate::fsmode::PASS_THROUGH_DIR)
         .map_err(|e| Error::io("creating deployment directory", &dir, e))?;
     let json = serde_json::to_vec_pretty(record)
         .map_err(|e| Error::Internal(format!("encoding record: {e}")))?;
@@ -210,7 +210,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        // Records, auth.toml, keys: for the agent's eyes only.
+        let mut f = crate::fsmode::create_private(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;

@@ -218,8 +218,13 @@ impl Supervisor {
     /// Loads the node-local store. [`Supervisor::recover`] then takes the apps over.
     pub fn new(config: Config) -> Result<Arc<Self>> {
         let layout = Layout::new(config.data_dir.clone());
-        std::fs::create_dir_all(layout.deployments())
+        crate::fsmode::create_dir(&layout.deployments(), crate::fsmode::PASS_THROUGH_DIR)
             .map_err(|e| Error::io("creating data directory", layout.deployments(), e))?;
+        // Blocking, once, before anything else runs: a data directory of an older agent.
+        crate::fsmode::tighten(&layout, &config.auth_path());
+        // Mirrors of private repositories are not for apps or other users.
+        crate::fsmode::create_dir(&layout.git(), crate::fsmode::PRIVATE_DIR)
+            .map_err(|e| Error::io("creating data directory", layout.git(), e))?;
         let mut map = BTreeMap::new();
         for record in store::load_all(&layout) {
             let name = record.name.clone();
@@ -227,7 +232,7 @@ impl Supervisor {
         }
         let auth = crate::auth::Auth::open(config.auth_path())?;
         let secrets = crate::secrets::SecretStore::new(layout.root.join("secrets"));
-        let run_as = resolve_run_as(config.run_as.as_deref())?;
+        let run_as = crate::app_user::resolve(&config)?;
         let tracker = Arc::new(Tracker::new(&layout.root, config.cgroups));
         Ok(Arc::new(Supervisor {
             tracker,
@@ -628,25 +633,4 @@ pub fn hostname() -> String {
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "localhost".to_string())
-}
-
-/// `run_as` as uid and gid; only meaningful (and only applied) when the agent is root.
-fn resolve_run_as(name: Option<&str>) -> Result<Option<(u32, u32)>> {
-    let Some(name) = name.filter(|n| !n.is_empty()) else {
-        return Ok(None);
-    };
-    if !nix::unistd::geteuid().is_root() {
-        tracing::warn!(
-            run_as = name,
-            "run_as is ignored: the agent does not run as root"
-        );
-        return Ok(None);
-    }
-    match nix::unistd::User::from_name(name) {
-        Ok(Some(u)) => Ok(Some((u.uid.as_raw(), u.gid.as_raw()))),
-        _ => Err(Error::InvalidInput {
-            field: "run_as".into(),
-            reason: format!("{name:?} is not a user on this node"),
-        }),
-    }
 }

@@ -12,9 +12,17 @@ pub struct Secure {
     pub tokens: HashMap<String, String>,
 }
 
+/// Apps run as the agent's user (the tests' temporary directories are not reachable by an
+/// unprivileged user) unless `config` sets `run_as`: the explicit opt-in an agent with users
+/// needs for that.
 pub fn secure_agent(ip: &str, users: &[&str], groups: &[(&str, &[&str])], config: &str) -> Secure {
     let mut tokens = HashMap::new();
-    let agent = Agent::start_prepared(ip, config, &[], |dir| {
+    let config = if config.contains("run_as") {
+        config.to_string()
+    } else {
+        format!("apps_as_agent_user = true\n{config}")
+    };
+    let agent = Agent::start_prepared(ip, &config, &[], |dir| {
         let out = agent_admin(dir, &["init", "--name", ip]);
         tokens.insert("admin".to_string(), token_in(&out));
         for u in users {

@@ -117,12 +117,9 @@ impl Events {
     pub async fn open_log(&self, log: PathBuf) {
         let opened = tokio::task::spawn_blocking(move || {
             if let Some(dir) = log.parent() {
-                std::fs::create_dir_all(dir)?;
+                crate::fsmode::create_dir(dir, crate::fsmode::PRIVATE_DIR)?;
             }
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)
+            crate::fsmode::append_private(&log)
                 .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", log.display())))
         })
         .await;

@@ -119,16 +119,12 @@ pub fn check_host(known_hosts: &Path, host: &str, fingerprint: &str) -> Result<(
         }
     }
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(known_hosts)
-        .map_err(|e| {
-            format!(
-                "cannot record the host key of {host} in {}: {e}",
-                known_hosts.display()
-            )
-        })?;
+    let mut f = crate::fsmode::append_private(known_hosts).map_err(|e| {
+        format!(
+            "cannot record the host key of {host} in {}: {e}",
+            known_hosts.display()
+        )
+    })?;
     writeln!(f, "{host} {fingerprint}")
         .map_err(|e| format!("cannot record the host key of {host}: {e}"))?;
     tracing::info!(host, fingerprint, "recorded a new SSH host key");

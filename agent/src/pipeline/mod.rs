@@ -666,7 +666,16 @@ async fn start_and_check(
     events: &Events,
 ) -> Result<Outcome, Failure> {
     let logs = sup.layout.logs(&spec.name);
-    if let Err(e) = tokio::fs::create_dir_all(&logs).await {
+    let made = {
+        let logs = logs.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::fsmode::create_dir(&logs, crate::fsmode::PRIVATE_DIR)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+    };
+    if let Err(e) = made {
         let err = StepError::new(
             events::START,
             format!("cannot create {}: {e}", logs.display()),
