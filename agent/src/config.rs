@@ -34,6 +34,11 @@ pub struct Config {
     /// When the agent runs as root, the user apps (and start scripts) run as [default: none
     /// without users; with users, `deploy-app` when that user exists (see [`crate::app_user`])].
     pub run_as: Option<String>,
+    /// Unused venvs (no kept release uses them) are kept for later deploys of the same
+    /// packages while they take at most this many bytes in all (least recently used go first).
+    pub venv_keep_bytes: u64,
+    /// ... and for at most this long since their last use.
+    pub venv_keep_age: Duration,
     /// With users, let apps run as the agent's own user (which can read every owner's
     /// secrets): only when said explicitly.
     pub apps_as_agent_user: bool,
@@ -66,6 +71,8 @@ impl Default for Config {
             insecure: false,
             run_as: None,
             apps_as_agent_user: false,
+            venv_keep_bytes: 5 << 30,
+            venv_keep_age: Duration::from_secs(14 * 86_400),
             log_max_bytes: 10 * 1024 * 1024,
             log_keep: 3,
             log_format: "text".to_string(),
@@ -98,6 +105,9 @@ pub struct FileConfig {
     pub insecure: Option<bool>,
     pub run_as: Option<String>,
     pub apps_as_agent_user: Option<bool>,
+    pub venv_keep_bytes: Option<u64>,
+    /// A duration: "14d", "12h".
+    pub venv_keep_age: Option<String>,
     pub cgroups: Option<bool>,
 }
 
@@ -206,6 +216,12 @@ impl FileConfig {
         }
         if let Some(v) = self.apps_as_agent_user {
             config.apps_as_agent_user = v;
+        }
+        if let Some(v) = self.venv_keep_bytes {
+            config.venv_keep_bytes = v;
+        }
+        if let Some(v) = &self.venv_keep_age {
+            config.venv_keep_age = duration("venv_keep_age", v)?;
         }
         if let Some(v) = self.installer {
             config.installer =

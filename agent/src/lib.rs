@@ -48,6 +48,8 @@ use supervisor::Supervisor;
 const USAGE_PERIOD: Duration = Duration::from_secs(2);
 /// How often log sizes are checked for rotation.
 const LOG_CHECK_PERIOD: Duration = Duration::from_secs(1);
+/// How often unused venvs are held to their budget (deploys and removes do it too).
+const VENV_GC_PERIOD: Duration = Duration::from_secs(600);
 
 /// Runs the agent on the given listeners until `shutdown` completes. Apps keep running
 /// when the agent stops; when it starts, it adopts the apps that still run and starts the
@@ -82,6 +84,7 @@ pub async fn run(
     let sampler = tokio::spawn(sample_usage(sup.clone()));
     let reaper = tokio::spawn(reaper::reap_orphans());
     let rotator = tokio::spawn(rotate_logs(sup.clone()));
+    let venv_gc = tokio::spawn(collect_venvs(sup.clone()));
     let http_task = tokio::spawn(http::serve(http, sup.clone(), stopped(stop_rx.clone())));
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -127,6 +130,7 @@ pub async fn run(
     sampler.abort();
     reaper.abort();
     rotator.abort();
+    venv_gc.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
     let tracker = sup.tracker.clone();
     let _ = tokio::task::spawn_blocking(move || tracker.on_shutdown()).await;
@@ -173,6 +177,16 @@ async fn sample_usage(sup: std::sync::Arc<Supervisor>) {
         let s = sup.clone();
         let _ = tokio::task::spawn_blocking(move || s.usage.sample(&apps)).await;
         tokio::time::sleep(USAGE_PERIOD).await;
+    }
+}
+
+/// Holds unused venvs to their budget now (so `nodes` counts them) and then periodically
+/// (their age passes while no deploy runs).
+async fn collect_venvs(sup: std::sync::Arc<Supervisor>) {
+    loop {
+        let s = sup.clone();
+        let _ = tokio::task::spawn_blocking(move || s.collect_env_garbage()).await;
+        tokio::time::sleep(VENV_GC_PERIOD).await;
     }
 }
 

@@ -25,6 +25,7 @@ pub fn info(sup: &Supervisor, deployments: u32) -> NodeInfoReply {
         .flat_map(|d| d.iter())
         .filter(|d| data_dir.starts_with(d.mount_point()))
         .max_by_key(|d| d.mount_point().as_os_str().len());
+    let venvs = sup.venv_summary();
     NodeInfoReply {
         version: env!("CARGO_PKG_VERSION").to_string(),
         hostname: hostname(),
@@ -41,5 +42,8 @@ pub fn info(sup: &Supervisor, deployments: u32) -> NodeInfoReply {
         app_host: sup.config.app_host.to_string(),
         data_dir: sup.config.data_dir.to_string_lossy().into_owned(),
         uptime_s: sup.started.elapsed().as_secs(),
+        venvs_in_use: venvs.in_use,
+        venvs_unused: venvs.unused,
+        venvs_unused_bytes: venvs.unused_bytes,
     }
 }

@@ -212,6 +212,8 @@ pub struct Supervisor {
     pub run_as: Option<(u32, u32)>,
     /// Gives every app instance its id and cgroup.
     pub tracker: Arc<Tracker>,
+    /// The venvs as the last collection saw them.
+    venvs: Mutex<crate::pipeline::venv_gc::Summary>,
 }
 
 impl Supervisor {
@@ -250,6 +252,7 @@ impl Supervisor {
             metrics: Arc::new(Metrics::new()),
             ready: AtomicBool::new(false),
             started: Instant::now(),
+            venvs: Mutex::default(),
         }))
     }
 
@@ -327,8 +330,9 @@ impl Supervisor {
         self.env_leases.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Deletes environments that no kept release of any deployment uses and that no deploy
-    /// in progress holds. Blocking (file system).
+    /// Keeps the venvs no kept release of any deployment uses and no deploy in progress
+    /// holds within `venv_keep_bytes` and `venv_keep_age`, least recently used first.
+    /// Blocking (walks the venvs).
     pub fn collect_env_garbage(&self) -> Vec<String> {
         let mut keep = std::collections::HashSet::new();
         for d in self.all() {
@@ -342,13 +346,23 @@ impl Supervisor {
             }
         }
         let leases = self.env_leases_map().clone();
-        let removed = crate::pipeline::packages::collect_garbage(&self.layout.envs(), &keep, |k| {
-            leases.get(k).is_some_and(|n| *n > 0) || self.env_locks.is_locked(k)
-        });
+        let (removed, summary) = crate::pipeline::venv_gc::collect(
+            &self.layout.envs(),
+            &keep,
+            |k| leases.get(k).is_some_and(|n| *n > 0) || self.env_locks.is_locked(k),
+            self.config.venv_keep_bytes,
+            self.config.venv_keep_age,
+        );
+        *self.venvs.lock().unwrap_or_else(|p| p.into_inner()) = summary;
         if !removed.is_empty() {
             tracing::info!(removed = ?removed, "removed unused environments");
         }
         removed
+    }
+
+    /// The venvs as the last collection saw them.
+    pub(crate) fn venv_summary(&self) -> crate::pipeline::venv_gc::Summary {
+        *self.venvs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn map(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Deployment>>> {

@@ -1,6 +1,6 @@
 //! Fast iteration: environments are reused by content hash (and built once when asked for
-//! at the same time), pinned with `--locked`, garbage-collected when unused; a corrupt git
-//! mirror is cloned again. Behaviour is checked, never timed.
+//! at the same time), pinned with `--locked`, kept when unused within a budget and reused
+//! by later deploys; a corrupt git mirror is cloned again. Behaviour is checked, never timed.
 
 use std::path::Path;
 use std::time::Duration;
@@ -138,8 +138,16 @@ fn concurrent_deploys_sharing_a_key_build_it_once() {
     assert_eq!(envs(&agent).len(), 1);
 }
 
+fn nodes_venvs(project: &Project) -> serde_json::Value {
+    let out = project.deployctl(&["nodes", "--output", "json"]);
+    out.ok();
+    out.json()["nodes"][0]["venvs"].clone()
+}
+
+/// A removed deployment's environment is kept (within the budget) and reused by the next
+/// deploy of the same packages, under another name too: no second cold install.
 #[test]
-fn unused_environments_are_collected_and_used_ones_kept() {
+fn unused_environments_are_kept_and_reused_under_a_new_name() {
     let ip = loopback();
     let agent = Agent::start(&ip);
     let project = Project::for_agent("e2e", &agent);
@@ -148,18 +156,69 @@ fn unused_environments_are_collected_and_used_ones_kept() {
     run_with_pip(&project, &repo, "keep", "8000", "six==1.16.0").ok();
     run_with_pip(&project, &repo, "drop", "8001", "six==1.17.0").ok();
     assert_eq!(envs(&agent).len(), 2);
-    let kept = history(&project, "keep")[0]["packages_hash"]
+    let dropped = history(&project, "drop")[0]["packages_hash"]
         .as_str()
         .unwrap()
         .to_string();
     project.deployctl(&["remove", "drop"]).ok();
+    assert_eq!(envs(&agent).len(), 2, "the unused environment is kept");
+    let venvs = nodes_venvs(&project);
+    assert_eq!(venvs["in_use"], 1, "{venvs}");
+    assert_eq!(venvs["unused"], 1, "{venvs}");
+    assert!(venvs["unused_bytes"].as_u64().unwrap_or(0) > 0, "{venvs}");
+
+    run_with_pip(&project, &repo, "renamed", "8001", "six==1.17.0")
+        .ok()
+        .mentions(&format!("reused environment {dropped}"));
     assert_eq!(
-        envs(&agent),
-        vec![kept],
-        "only the environment still in use is left"
+        history(&project, "renamed")[0]["packages_hash"],
+        dropped.as_str()
     );
-    let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(5));
-    assert_eq!(served["module_version"], "1.16.0");
+    let served = wait_for_json(&agent.app_url(8001, "/"), Duration::from_secs(5));
+    assert_eq!(served["module_version"], "1.17.0");
+    let venvs = nodes_venvs(&project);
+    assert_eq!(
+        (venvs["in_use"].as_u64(), venvs["unused"].as_u64()),
+        (Some(2), Some(0)),
+        "{venvs}"
+    );
+}
+
+/// Past the budget unused environments go: at once with no room for any, and when they
+/// have not been used for `venv_keep_age`; the ones in use always stay.
+#[test]
+fn unused_environments_past_the_budget_are_collected_and_used_ones_kept() {
+    for (config, what) in [
+        ("venv_keep_bytes = 0\n", "no room"),
+        ("venv_keep_age = \"1s\"\n", "too old"),
+    ] {
+        let ip = loopback();
+        let agent = Agent::start_with(&ip, config, &[]);
+        let project = Project::for_agent("e2e", &agent);
+        let repo = GitRepo::new();
+        repo.commit_app("gc", None);
+        run_with_pip(&project, &repo, "keep", "8000", "six==1.16.0").ok();
+        run_with_pip(&project, &repo, "drop", "8001", "six==1.17.0").ok();
+        let deployed = std::time::Instant::now();
+        let kept = history(&project, "keep")[0]["packages_hash"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        project.deployctl(&["remove", "drop"]).ok();
+        if what == "too old" {
+            // Collected by the next deploy once its last use is more than a second ago.
+            assert!(wait_until(Duration::from_secs(5), || deployed.elapsed()
+                > Duration::from_millis(1500)));
+            run_with_pip(&project, &repo, "keep", "8000", "six==1.16.0").ok();
+        }
+        assert_eq!(
+            envs(&agent),
+            vec![kept.clone()],
+            "{what}: only the one in use is left"
+        );
+        let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(5));
+        assert_eq!(served["module_version"], "1.16.0", "{what}");
+    }
 }
 
 #[test]

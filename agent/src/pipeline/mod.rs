@@ -13,6 +13,7 @@ pub mod packages;
 mod port_wait;
 pub mod start_script;
 pub mod toolchain;
+pub(crate) mod venv_gc;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -14,7 +14,7 @@ use super::events::{Events, StepError, PACKAGES};
 use crate::process::{self, Launch};
 
 /// Marks an environment whose build finished; without it the directory is a leftover.
-const COMPLETE_MARKER: &str = ".deploy-agent-complete";
+pub(crate) const COMPLETE_MARKER: &str = ".deploy-agent-complete";
 
 pub use super::toolchain::{Installer, Toolchain};
 
@@ -97,6 +97,8 @@ pub async fn build(
 ) -> Result<(Env, bool), StepError> {
     let dir = envs_dir.join(key);
     if dir.join(COMPLETE_MARKER).exists() {
+        let d = dir.clone();
+        let _ = tokio::task::spawn_blocking(move || super::venv_gc::touch(&d)).await;
         let frozen = read_frozen(&dir).await;
         return Ok((
             Env {
@@ -190,7 +192,6 @@ async fn build_into(
                     "install".into(),
                     "--python".into(),
                     python.clone(),
-                    "--compile-bytecode".into(),
                 ];
                 install.extend(install_args);
                 (
@@ -320,42 +321,6 @@ async fn read_frozen(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Deletes environments whose key is not in `keep` and that nobody is building (`busy`).
-/// Returns what was deleted.
-pub fn collect_garbage(
-    envs_dir: &Path,
-    keep: &std::collections::HashSet<String>,
-    busy: impl Fn(&str) -> bool,
-) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(envs_dir) else {
-        return Vec::new();
-    };
-    let mut removed = Vec::new();
-    for entry in entries.flatten() {
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-            continue;
-        };
-        // `KEY` directories and their `KEY.pinned.txt` staging files.
-        let key = name.split('.').next().unwrap_or_default().to_string();
-        if key.is_empty() || keep.contains(&key) || busy(&key) {
-            continue;
-        }
-        let path = entry.path();
-        let result = if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-        match result {
-            Ok(()) => removed.push(name),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot remove unused environment")
-            }
-        }
-    }
-    removed
-}
-
 fn short_program(program: &str) -> &str {
     Path::new(program)
         .file_name()
@@ -412,23 +377,5 @@ mod tests {
         assert!(refers_to_files("flask\n-e .\n"));
         assert!(refers_to_files("-r base.txt"));
         assert!(!refers_to_files("flask==3.0\n# comment\nnumpy>=1"));
-    }
-
-    #[test]
-    fn garbage_collection_keeps_what_is_used_or_busy() {
-        let dir = std::env::temp_dir().join(format!("envs-gc-{}", std::process::id()));
-        for k in ["aaaa", "bbbb", "cccc"] {
-            std::fs::create_dir_all(dir.join(k)).unwrap();
-        }
-        std::fs::write(dir.join("dddd.pinned.txt"), "x").unwrap();
-        let keep: std::collections::HashSet<String> = ["aaaa".to_string()].into();
-        let mut removed = collect_garbage(&dir, &keep, |k| k == "bbbb");
-        removed.sort();
-        assert_eq!(
-            removed,
-            vec!["cccc".to_string(), "dddd.pinned.txt".to_string()]
-        );
-        assert!(dir.join("aaaa").exists() && dir.join("bbbb").exists());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

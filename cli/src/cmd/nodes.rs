@@ -1,5 +1,6 @@
 //! `nodes [--env ENV]`: each agent of an env (default: every env the project declares, and
-//! the default env): reachable, version, hostname, CPU, memory, disk, load, deployments.
+//! the default env): reachable, version, hostname, CPU, memory, disk, load, deployments, and
+//! the Python environments (venvs) in use and kept unused for later deploys.
 //! Asks all agents at once, each within the timeout; exit 0 only when every agent answered.
 
 use anyhow::anyhow;
@@ -94,6 +95,10 @@ fn print_json(nodes: &[Node]) {
                 "load": [i.load_1m, i.load_5m, i.load_15m],
                 "deployments": i.deployments, "app_host": i.app_host,
                 "data_dir": i.data_dir, "uptime_s": i.uptime_s,
+                "venvs": {
+                    "in_use": i.venvs_in_use, "unused": i.venvs_unused,
+                    "unused_bytes": i.venvs_unused_bytes,
+                },
             }),
             Err(e) => json!({
                 "env": n.env, "agent": n.agent, "reachable": false, "error": e,
@@ -130,10 +135,16 @@ fn print_text(nodes: &[Node]) {
                 ),
                 format!("{:.2} {:.2} {:.2}", i.load_1m, i.load_5m, i.load_15m),
                 i.deployments.to_string(),
+                format!(
+                    "{} used, {} kept ({})",
+                    i.venvs_in_use,
+                    i.venvs_unused,
+                    output::bytes(i.venvs_unused_bytes)
+                ),
             ],
             Err(_) => {
                 let mut row = vec![n.env.clone(), n.agent.clone(), "NO".into()];
-                row.extend(std::iter::repeat_n("-".to_string(), 7));
+                row.extend(std::iter::repeat_n("-".to_string(), 8));
                 row
             }
         })
@@ -150,6 +161,7 @@ fn print_text(nodes: &[Node]) {
             "DISK",
             "LOAD",
             "DEPLOYMENTS",
+            "VENVS",
         ],
         &rows,
     );
