@@ -4,7 +4,7 @@
 # release binaries first (BENCH_SKIP_BUILD=1 to use target/release as it is).
 #
 #   scripts/bench.sh                    # every row
-#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | status | agent | fanout
+#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | bigenv | status | agent | fanout
 #
 # Rows:
 #   deploy   a FastAPI + uvicorn app (fastapi and uvicorn from PyPI) in a git repository
@@ -32,7 +32,7 @@
 # and curl with apt-get, uv with pip); needs git, python3 (with venv and pip) and access to
 # PyPI for the deploy group.
 #
-# Loopback addresses: agents on 127.0.0.200-210 (agent, fanout) and 127.0.0.220-223
+# Loopback addresses: agents on 127.0.0.200-210 (agent, fanout), 127.0.0.216-218 (bigenv) and 127.0.0.220-223
 # (status, deploy); git daemon on 127.0.0.229; apps started by hand on 127.0.0.226-228 and
 # 127.0.0.231-240.
 set -euo pipefail
@@ -480,7 +480,49 @@ bench_agent() {
 }
 
 BENCH_STARTED=$SECONDS
+# A big venv (MLflow: ~620 MB, over a hundred packages) with a warm uv cache: the agent's
+# cold deploy (clone, venv, install, start a stdlib app, health) on a fresh agent vs the
+# floor, `uv venv` + `uv pip install` into a fresh venv without compiling bytecode (the
+# agent compiles in the background after answering); and what compiling at install costs.
+BIG_PIP="${BENCH_BIG_PIP:-mlflow}"
+bench_bigenv() {
+  make_repo
+  local cache="$WORK/big-uv-cache" floor=() cold=() compiled=() round t0 v
+  echo "bigenv: warming uv's cache with $BIG_PIP" >&2
+  uv venv -q --python python3 "$WORK/big-warm"
+  UV_CACHE_DIR="$cache" uv pip install -q --python "$WORK/big-warm/bin/python" "$BIG_PIP"
+  for round in 1 2 3; do
+    v="$WORK/big-floor-$round"
+    t0=$(now_us)
+    UV_CACHE_DIR="$cache" uv venv -q --python python3 "$v"
+    UV_CACHE_DIR="$cache" uv pip install -q --python "$v/bin/python" "$BIG_PIP"
+    floor+=("$(ms_since "$t0")")
+    rm -rf "$v"
+    local ip="127.0.0.21$((5 + round))" proj="$WORK/project-big-$round"
+    start_agent "$ip" UV_CACHE_DIR="$cache"
+    mkdir -p "$proj"
+    "$BIN/deployctl" --project "$proj" declare env agent big --address "http://$AGENT_GRPC" >/dev/null
+    t0=$(now_us)
+    "$BIN/deployctl" --project "$proj" run big --env big --repo "$REPO" --command "python3 app.py" \
+      --pip "$BIG_PIP" --port 8000 --health-path / >/dev/null
+    cold+=("$(ms_since "$t0")")
+    "$BIN/deployctl" --project "$proj" remove big >/dev/null
+    kill "$AGENT_PID" 2>/dev/null || true
+  done
+  v="$WORK/big-compiled"
+  UV_CACHE_DIR="$cache" uv venv -q --python python3 "$v"
+  t0=$(now_us)
+  UV_CACHE_DIR="$cache" uv pip install -q --compile-bytecode --python "$v/bin/python" "$BIG_PIP"
+  compiled+=("$(ms_since "$t0")")
+  local f c k
+  f=$(median "${floor[@]}"); c=$(median "${cold[@]}"); k=$(median "${compiled[@]}")
+  row "$BIG_PIP cold deploy, warm uv cache, ms (<=1.2x)" "$c" "$f" "$(ratio "$c" "$f")"
+  row "$BIG_PIP install with --compile-bytecode, ms" "$k" "$f" "$(ratio "$k" "$f")"
+  NOTES+=("bigenv: baseline = uv venv + uv pip install $BIG_PIP (no bytecode) into a fresh venv, same warm cache; the agent compiles a new venv's bytecode after the deploy has answered (nice 19)")
+}
+
 [[ -z "$ONLY" || "$ONLY" == deploy ]] && bench_deploy
+[[ -z "$ONLY" || "$ONLY" == bigenv ]] && bench_bigenv
 [[ -z "$ONLY" || "$ONLY" == status ]] && bench_status
 [[ -z "$ONLY" || "$ONLY" == agent ]] && bench_agent
 [[ -z "$ONLY" || "$ONLY" == fanout ]] && bench_fanout

@@ -325,3 +325,47 @@ fn a_corrupt_mirror_is_cloned_again() {
     deploy("v1").ok().mentions("cloned it again");
     deploy("v2").ok().mentions("nothing to fetch");
 }
+
+/// uv installs without compiling bytecode (for a big venv, compiling every module costs
+/// ~13x the install); the agent compiles the venv in the background once the deploy has
+/// answered, so later starts find the modules compiled.
+#[test]
+fn a_new_venv_is_compiled_after_the_deploy_answered() {
+    let ip = loopback();
+    let agent = Agent::start(&ip);
+    let project = Project::for_agent("e2e", &agent);
+    let repo = GitRepo::new();
+    repo.commit_app("compiled", None);
+    let out = run_with_pip(&project, &repo, "web", "8000", "six==1.16.0");
+    out.ok();
+    assert!(!out.all().contains("--compile-bytecode"), "{out}");
+    let hash = history(&project, "web")[0]["packages_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let venv = agent.data_dir.join("envs").join(&hash);
+    let six_pyc = || {
+        let Ok(libs) = std::fs::read_dir(venv.join("lib")) else {
+            return false;
+        };
+        libs.flatten().any(|py| {
+            std::fs::read_dir(py.path().join("site-packages/__pycache__"))
+                .map(|d| {
+                    d.flatten().any(|f| {
+                        let n = f.file_name().to_string_lossy().into_owned();
+                        n.starts_with("six.cpython-") && n.ends_with(".pyc")
+                    })
+                })
+                .unwrap_or(false)
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || six_pyc()
+            && venv.join(".deploy-agent-compiled").exists()),
+        "six was not compiled in {}",
+        venv.display()
+    );
+    // The app still serves, from its compiled venv.
+    let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(5));
+    assert_eq!(served["module_version"], "1.16.0");
+}

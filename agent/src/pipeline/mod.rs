@@ -6,6 +6,7 @@
 //! before the new one starts only when both need the same port.
 
 mod beneath;
+mod bytecode;
 pub mod events;
 pub mod git;
 pub mod git_auth;
@@ -88,6 +89,13 @@ pub async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome
         // After the client has its answer (still under the deployment's lock): old release
         // directories and environments no release uses any more.
         let record = d.lock().record.clone();
+        if let Some(hash) = record
+            .current_release()
+            .map(|r| r.packages_hash.clone())
+            .filter(|h| !h.is_empty())
+        {
+            bytecode::compile_later(sup.layout.envs().join(hash));
+        }
         prune_releases(&sup, &record).await;
         let s = sup.clone();
         let _ = tokio::task::spawn_blocking(move || s.collect_env_garbage()).await;
