@@ -504,8 +504,14 @@ bench_bigenv() {
     "$BIN/deployctl" --project "$proj" declare env agent big --address "http://$AGENT_GRPC" >/dev/null
     t0=$(now_us)
     "$BIN/deployctl" --project "$proj" run big --env big --repo "$REPO" --command "python3 app.py" \
-      --pip "$BIG_PIP" --port 8000 --health-path / >/dev/null
+      --pip "$BIG_PIP" --port 8000 --health-path / --output json > "$proj/events.json"
     cold+=("$(ms_since "$t0")")
+    # The background bytecode compile (nice 19) would share the cores with the next round.
+    local deadline=$((SECONDS + 120))
+    until compgen -G "$AGENT_DIR/data/envs/*/.deploy-agent-compiled" >/dev/null; do
+      (( SECONDS < deadline )) || break
+      sleep 0.2
+    done
     "$BIN/deployctl" --project "$proj" remove big >/dev/null
     kill "$AGENT_PID" 2>/dev/null || true
   done
@@ -518,6 +524,7 @@ bench_bigenv() {
   f=$(median "${floor[@]}"); c=$(median "${cold[@]}"); k=$(median "${compiled[@]}")
   row "$BIG_PIP cold deploy, warm uv cache, ms (<=1.2x)" "$c" "$f" "$(ratio "$c" "$f")"
   row "$BIG_PIP install with --compile-bytecode, ms" "$k" "$f" "$(ratio "$k" "$f")"
+  NOTES+=("$BIG_PIP cold deploy steps (agent): $(step_summary "$WORK"/project-big-*/events.json)")
   NOTES+=("bigenv: baseline = uv venv + uv pip install $BIG_PIP (no bytecode) into a fresh venv, same warm cache; the agent compiles a new venv's bytecode after the deploy has answered (nice 19)")
 }
 
