@@ -7,27 +7,11 @@ use deployctl_e2e::*;
 
 const ENV: &str = "e2e";
 
-/// `run NAME --env e2e --repo URL --ref REF --command "python3 app.py" --health-path /health`
-/// plus `extra`.
-fn run_args<'a>(name: &'a str, repo: &'a str, git_ref: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "run",
-        name,
-        "--env",
-        ENV,
-        "--repo",
-        repo,
-        "--ref",
-        git_ref,
-        "--command",
-        "python3 app.py",
-        "--health-path",
-        "/health",
-        "--health-timeout",
-        "30s",
-    ];
+/// [`Project::run_app`] (the stdlib app at REF, health on /health) in env e2e, plus `extra`.
+fn run(project: &Project, name: &str, repo: &str, git_ref: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["--health-timeout", "30s"];
     args.extend_from_slice(extra);
-    args
+    project.run_app(ENV, name, repo, git_ref, &args)
 }
 
 #[test]
@@ -40,7 +24,7 @@ fn deploy_at_tag_serves_release_and_status_json() {
     // A later commit on main that is not deployed.
     repo.commit_app("untagged-main", None);
 
-    let out = project.deployctl(&run_args("web", &repo.url(), "v1.0.0", &[]));
+    let out = run(&project, "web", &repo.url(), "v1.0.0", &[]);
     out.ok().mentions(&format!("http://{ip}:8000"));
 
     let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
@@ -125,9 +109,7 @@ fn deploy_at_short_and_full_commit() {
     // Short commit (of the first commit), given as a file:// URL.
     let short = &first[..8];
     let file_url = repo.file_url();
-    project
-        .deployctl(&run_args("api", &file_url, short, &[]))
-        .ok();
+    run(&project, "api", &file_url, short, &[]).ok();
     let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
     assert_eq!(served["marker"], "first", "{served}");
     assert_eq!(served["commit"], first.as_str(), "{served}");
@@ -137,9 +119,7 @@ fn deploy_at_short_and_full_commit() {
     assert_eq!(inst["release"], 1, "{inst:#}");
 
     // Full commit of the second one: release 2, and the app now serves it.
-    project
-        .deployctl(&run_args("api", &file_url, &second, &[]))
-        .ok();
+    run(&project, "api", &file_url, &second, &[]).ok();
     let mut served = serde_json::Value::Null;
     assert!(
         wait_until(Duration::from_secs(10), || {
@@ -170,19 +150,19 @@ fn start_script_writes_a_file_the_app_serves() {
     );
     let commit = repo.commit_app("with-start-script", Some("v1"));
 
-    project
-        .deployctl(&run_args(
-            "prep",
-            &repo.url(),
-            "v1",
-            &[
-                "--start-script",
-                "scripts/prepare.sh",
-                "--env-var",
-                "APP_FILE=data/prepared.txt",
-            ],
-        ))
-        .ok();
+    run(
+        &project,
+        "prep",
+        &repo.url(),
+        "v1",
+        &[
+            "--start-script",
+            "scripts/prepare.sh",
+            "--env-var",
+            "APP_FILE=data/prepared.txt",
+        ],
+    )
+    .ok();
     let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
     assert_eq!(
         served["file"],
@@ -209,9 +189,7 @@ fn redeploy_with_new_ref_and_run_load() {
         &repo.url(),
         &project.path().join("src/app").to_string_lossy(),
     ]);
-    project
-        .deployctl(&run_args("rel", "src/app", "v1", &[]))
-        .ok();
+    run(&project, "rel", "src/app", "v1", &[]).ok();
     let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
     assert_eq!(served["marker"], "one", "{served}");
 

@@ -12,27 +12,17 @@ use serde_json::Value;
 
 const ENV: &str = "e2e";
 
-fn run_args<'a>(name: &'a str, repo: &'a str, git_ref: &'a str, port: &'a str) -> Vec<&'a str> {
-    vec![
-        "run",
-        name,
-        "--env",
-        ENV,
-        "--repo",
-        repo,
-        "--ref",
-        git_ref,
-        "--command",
-        "python3 app.py",
+/// [`Project::run_app`] in env e2e on `port`, checked every second.
+fn run(project: &Project, name: &str, repo: &str, git_ref: &str, port: &str) -> Output {
+    let extra = [
         "--port",
         port,
-        "--health-path",
-        "/health",
         "--health-timeout",
         "20s",
         "--health-interval",
         "1s",
-    ]
+    ];
+    project.run_app(ENV, name, repo, git_ref, &extra)
 }
 
 /// Polls `status NAME --output json` until its first instance satisfies `want`.
@@ -69,12 +59,8 @@ fn kill9_agent_apps_keep_serving_and_are_readopted() {
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     repo.commit_app("survivor", Some("v1"));
-    project
-        .deployctl(&run_args("alpha", &repo.url(), "v1", "8000"))
-        .ok();
-    project
-        .deployctl(&run_args("beta", &repo.url(), "v1", "8001"))
-        .ok();
+    run(&project, "alpha", &repo.url(), "v1", "8000").ok();
+    run(&project, "beta", &repo.url(), "v1", "8001").ok();
     let alpha = wait_status(&project, "alpha", "healthy", |i| i["state"] == "healthy");
     let beta = wait_status(&project, "beta", "healthy", |i| i["state"] == "healthy");
     let (alpha_pid, beta_pid) = (pid(&alpha), pid(&beta));
@@ -147,15 +133,9 @@ fn reboot_starts_every_deployment_at_its_release() {
     let repo = GitRepo::new();
     repo.commit_app("boot-v1", Some("v1"));
     repo.commit_app("boot-v2", Some("v2"));
-    project
-        .deployctl(&run_args("alpha", &repo.url(), "v1", "8000"))
-        .ok();
-    project
-        .deployctl(&run_args("alpha", &repo.url(), "v2", "8000"))
-        .ok();
-    project
-        .deployctl(&run_args("beta", &repo.url(), "v1", "8001"))
-        .ok();
+    run(&project, "alpha", &repo.url(), "v1", "8000").ok();
+    run(&project, "alpha", &repo.url(), "v2", "8000").ok();
+    run(&project, "beta", &repo.url(), "v1", "8001").ok();
     let alpha = wait_status(&project, "alpha", "healthy", |i| i["state"] == "healthy");
     assert_eq!(alpha["release"], 2, "{alpha:#}");
     let old_pids = [
