@@ -185,7 +185,7 @@ async fn sample_usage(sup: std::sync::Arc<Supervisor>) {
 async fn collect_venvs(sup: std::sync::Arc<Supervisor>) {
     loop {
         let s = sup.clone();
-        let _ = tokio::task::spawn_blocking(move || s.collect_env_garbage()).await;
+        let _ = tokio::task::spawn_blocking(move || s.collect_venv_garbage()).await;
         tokio::time::sleep(VENV_GC_PERIOD).await;
     }
 }

@@ -53,7 +53,7 @@ impl Layout {
     pub fn deploy_log(&self, name: &str) -> PathBuf {
         self.logs(name).join("deploy.log")
     }
-    pub fn envs(&self) -> PathBuf {
+    pub fn venvs(&self) -> PathBuf {
         self.root.join("envs")
     }
     pub fn git(&self) -> PathBuf {
@@ -73,7 +73,7 @@ pub struct ReleaseRecord {
     /// Key of the Python environment ("" when no packages were needed).
     pub packages_hash: String,
     /// The environment directory, if any.
-    pub env_dir: Option<PathBuf>,
+    pub venv_dir: Option<PathBuf>,
     /// Unix seconds.
     pub deployed_at: i64,
     /// "ok", or "failed at STEP: reason".

@@ -148,14 +148,14 @@ impl KeyedLocks {
 }
 
 /// An environment in use by a deploy in progress; released on drop.
-pub struct EnvLease {
+pub struct VenvLease {
     sup: Arc<Supervisor>,
     key: String,
 }
 
-impl Drop for EnvLease {
+impl Drop for VenvLease {
     fn drop(&mut self) {
-        let mut map = self.sup.env_leases_map();
+        let mut map = self.sup.venv_leases_map();
         if let Some(n) = map.get_mut(&self.key) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -195,10 +195,10 @@ pub struct Supervisor {
     /// One fetch/checkout at a time per repository mirror.
     pub repo_locks: KeyedLocks,
     /// One build at a time per environment key.
-    pub env_locks: KeyedLocks,
+    pub venv_locks: KeyedLocks,
     toolchain: OnceCell<Toolchain>,
     /// Environments deploys in progress use, with how many use each.
-    env_leases: Mutex<HashMap<String, usize>>,
+    venv_leases: Mutex<HashMap<String, usize>>,
     pub usage: Usage,
     pub metrics: Arc<Metrics>,
     /// Set once every deployment from the store was adopted or started (`/readyz`).
@@ -245,9 +245,9 @@ impl Supervisor {
             layout,
             deployments: Mutex::new(map),
             repo_locks: KeyedLocks::default(),
-            env_locks: KeyedLocks::default(),
+            venv_locks: KeyedLocks::default(),
             toolchain: OnceCell::new(),
-            env_leases: Mutex::new(HashMap::new()),
+            venv_leases: Mutex::new(HashMap::new()),
             usage: Usage::default(),
             metrics: Arc::new(Metrics::new()),
             ready: AtomicBool::new(false),
@@ -318,22 +318,22 @@ impl Supervisor {
 
     /// Marks an environment as used by a deploy in progress (so GC leaves it alone) until
     /// the returned lease is dropped.
-    pub fn lease_env(self: &Arc<Self>, key: &str) -> EnvLease {
-        *self.env_leases_map().entry(key.to_string()).or_insert(0) += 1;
-        EnvLease {
+    pub fn lease_venv(self: &Arc<Self>, key: &str) -> VenvLease {
+        *self.venv_leases_map().entry(key.to_string()).or_insert(0) += 1;
+        VenvLease {
             sup: self.clone(),
             key: key.to_string(),
         }
     }
 
-    fn env_leases_map(&self) -> MutexGuard<'_, HashMap<String, usize>> {
-        self.env_leases.lock().unwrap_or_else(|p| p.into_inner())
+    fn venv_leases_map(&self) -> MutexGuard<'_, HashMap<String, usize>> {
+        self.venv_leases.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Keeps the venvs no kept release of any deployment uses and no deploy in progress
     /// holds within `venv_keep_bytes` and `venv_keep_age`, least recently used first.
     /// Blocking (walks the venvs).
-    pub fn collect_env_garbage(&self) -> Vec<String> {
+    pub fn collect_venv_garbage(&self) -> Vec<String> {
         let mut keep = std::collections::HashSet::new();
         for d in self.all() {
             let inner = d.lock();
@@ -345,11 +345,11 @@ impl Supervisor {
                 }
             }
         }
-        let leases = self.env_leases_map().clone();
+        let leases = self.venv_leases_map().clone();
         let (removed, summary) = crate::pipeline::venv_gc::collect(
-            &self.layout.envs(),
+            &self.layout.venvs(),
             &keep,
-            |k| leases.get(k).is_some_and(|n| *n > 0) || self.env_locks.is_locked(k),
+            |k| leases.get(k).is_some_and(|n| *n > 0) || self.venv_locks.is_locked(k),
             self.config.venv_keep_bytes,
             self.config.venv_keep_age,
         );
@@ -621,7 +621,7 @@ impl Supervisor {
         }
         self.map().remove(name);
         // Its environments may now be unused (a little file-system work).
-        self.collect_env_garbage();
+        self.collect_venv_garbage();
         self.metrics.forget(name);
         Ok(stopped)
     }

@@ -19,7 +19,6 @@ pub const PACKAGES: &str = "packages";
 pub const START_SCRIPT: &str = "start-script";
 pub const START: &str = "start";
 pub const HEALTH: &str = "health";
-pub const ROLLBACK: &str = "rollback";
 /// The check that the port is free, before anything else.
 pub const PORT: &str = "port";
 /// The check that the owner has every secret the deployment lists.

@@ -1,6 +1,7 @@
 //! The deploy pipeline, top to bottom:
 //! port → resolve → fetch → checkout → packages → start script → start → health,
-//! and, when the new release fails to start, rollback to the previous one.
+//! and, when the new release fails to start, the previous one is kept (started again if it
+//! had been stopped for the port). "Rollback" is the user's `deployctl rollback`, not this.
 //!
 //! The previous release keeps serving until the new one is prepared; it is stopped just
 //! before the new one starts only when both need the same port.
@@ -37,7 +38,7 @@ struct Prepared {
     /// The exact versions in its environment.
     frozen: Vec<String>,
     /// Keeps its environment from garbage collection until the deploy is over.
-    _lease: Option<crate::supervisor::EnvLease>,
+    _lease: Option<crate::supervisor::VenvLease>,
 }
 
 /// Deploys `spec`; always ends with an outcome (also sent as the last event).
@@ -94,11 +95,11 @@ pub async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome
             .map(|r| r.packages_hash.clone())
             .filter(|h| !h.is_empty())
         {
-            bytecode::compile_later(sup.layout.envs().join(hash));
+            bytecode::compile_later(sup.layout.venvs().join(hash));
         }
         prune_releases(&sup, &record).await;
         let s = sup.clone();
-        let _ = tokio::task::spawn_blocking(move || s.collect_env_garbage()).await;
+        let _ = tokio::task::spawn_blocking(move || s.collect_venv_garbage()).await;
     }
     outcome
 }
@@ -250,10 +251,10 @@ async fn prepare(
         mirror_key: &mirror_key,
     };
     let git = fetch_and_checkout(sup, spec, number, from, &dir, events);
-    let result = if spec.has_packages() && !env_needs_checkout(spec) {
+    let result = if spec.has_packages() && !venv_needs_checkout(spec) {
         // Packages that do not depend on the checkout are installed while it is fetched.
-        let envs = sup.layout.envs();
-        let env = prepare_env(sup, spec, &dir, &envs, events);
+        let envs = sup.layout.venvs();
+        let env = prepare_venv(sup, spec, &dir, &envs, events);
         match at_once(git, env).await {
             Ok(both) => Ok(both),
             Err((e, Some(cancelled))) => {
@@ -269,7 +270,7 @@ async fn prepare(
         match git.await {
             Ok(commit) => {
                 let workdir = dir.join(&spec.workdir);
-                prepare_env(sup, spec, &dir, &workdir, events)
+                prepare_venv(sup, spec, &dir, &workdir, events)
                     .await
                     .map(|env| (commit, env))
             }
@@ -283,7 +284,7 @@ async fn prepare(
             return Err(e);
         }
     };
-    let lease = env.as_ref().map(|e| sup.lease_env(&e.key));
+    let lease = env.as_ref().map(|e| sup.lease_venv(&e.key));
     Ok(Prepared {
         release: ReleaseRecord {
             number,
@@ -291,7 +292,7 @@ async fn prepare(
             git_ref: resolved.display.clone(),
             commit,
             packages_hash: env.as_ref().map(|e| e.key.clone()).unwrap_or_default(),
-            env_dir: env.as_ref().map(|e| e.dir.clone()),
+            venv_dir: env.as_ref().map(|e| e.dir.clone()),
             deployed_at: store::now_unix(),
             result: String::new(),
         },
@@ -412,7 +413,7 @@ async fn fetch_and_checkout(
 
 /// Whether the environment depends on the checkout: a requirements file (read from it), or
 /// packages named by a path or a file URL (a path may be relative to the workdir).
-fn env_needs_checkout(spec: &Spec) -> bool {
+fn venv_needs_checkout(spec: &Spec) -> bool {
     let local = |p: &String| {
         // `name @ target` names a direct reference.
         let target = p.rsplit(" @ ").next().unwrap_or(p).trim();
@@ -438,20 +439,20 @@ async fn at_once<E>(
     env: impl std::future::Future<Output = Result<E, StepError>>,
 ) -> Result<(String, E), (StepError, Option<&'static str>)> {
     tokio::pin!(git, env);
-    let mut env_result = None;
+    let mut venv_result = None;
     let commit = loop {
         tokio::select! {
             r = &mut git => match r {
                 Ok(commit) => break commit,
                 Err(e) => {
                     let step = e.step;
-                    return Err((e, env_result.is_none().then_some(step)));
+                    return Err((e, venv_result.is_none().then_some(step)));
                 }
             },
-            r = &mut env, if env_result.is_none() => env_result = Some(r),
+            r = &mut env, if venv_result.is_none() => venv_result = Some(r),
         }
     };
-    let env = match env_result {
+    let env = match venv_result {
         Some(r) => r,
         None => env.await,
     };
@@ -510,13 +511,13 @@ fn check_paths_blocking(spec: &Spec, dir: &Path, commit: &str) -> Result<(), Ste
 
 /// The packages step. `dir` is the release directory; the installer runs in `cwd` (the
 /// workdir, or anywhere when the environment does not depend on the checkout).
-async fn prepare_env(
+async fn prepare_venv(
     sup: &Arc<Supervisor>,
     spec: &Spec,
     dir: &Path,
     cwd: &Path,
     events: &Events,
-) -> Result<Option<packages::Env>, StepError> {
+) -> Result<Option<packages::Venv>, StepError> {
     if !spec.has_packages() {
         events.skipped(
             events::PACKAGES,
@@ -543,14 +544,14 @@ async fn prepare_env(
     let local = requirements
         .as_ref()
         .is_some_and(|(_, c)| packages::refers_to_files(c));
-    let req = packages::EnvRequest {
+    let req = packages::VenvRequest {
         pip: if pinned { &[] } else { &spec.pip },
         requirements: if pinned { None } else { requirements },
         release_dir: local.then_some(dir),
         pinned: &spec.pinned,
     };
     let toolchain = sup.toolchain().await.clone();
-    let key = packages::env_key(&toolchain, &req);
+    let key = packages::venv_key(&toolchain, &req);
     if let Some(w) = &toolchain.warning {
         events.info(events::PACKAGES, w.clone());
     }
@@ -563,7 +564,7 @@ async fn prepare_env(
     } else {
         toolchain.origin.clone()
     };
-    let lock = sup.env_locks.get(&key);
+    let lock = sup.venv_locks.get(&key);
     events
         .step(
             events::PACKAGES,
@@ -572,7 +573,7 @@ async fn prepare_env(
                 let _guard = lock.lock().await;
                 let (env, built) = packages::build(
                     &toolchain,
-                    &sup.layout.envs(),
+                    &sup.layout.venvs(),
                     &key,
                     &req,
                     cwd,
@@ -624,8 +625,11 @@ pub fn launch_for(sup: &Supervisor, release: &ReleaseRecord, dir: &Path) -> Laun
         ("DEPLOYMENT_RELEASE".into(), release.number.to_string()),
         ("GIT_COMMIT".into(), release.commit.clone()),
     ];
-    if let Some(env_dir) = &release.env_dir {
-        env.push(("VIRTUAL_ENV".into(), env_dir.to_string_lossy().into_owned()));
+    if let Some(venv_dir) = &release.venv_dir {
+        env.push((
+            "VIRTUAL_ENV".into(),
+            venv_dir.to_string_lossy().into_owned(),
+        ));
     }
     env.extend(spec.env_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
     // Secret values are read from the store at each start, never kept in the record.
@@ -639,7 +643,7 @@ pub fn launch_for(sup: &Supervisor, release: &ReleaseRecord, dir: &Path) -> Laun
         command: spec.command.clone(),
         cwd: dir.join(&spec.workdir),
         env,
-        path_prefix: release.env_dir.as_ref().map(|d| d.join("bin")),
+        path_prefix: release.venv_dir.as_ref().map(|d| d.join("bin")),
         run_as: sup.run_as,
     }
 }
@@ -903,7 +907,7 @@ async fn fail(
             }
             None => {
                 // Stopped for the port (or never running): started again, a new process.
-                let pid = rollback(sup, d, &cur).await;
+                let pid = restart_kept(sup, d, &cur).await;
                 outcome.kept_healthy = pid.is_some();
                 outcome.kept_restarted = true;
                 outcome.kept_pid = pid.unwrap_or(0);
@@ -915,7 +919,7 @@ async fn fail(
 }
 
 /// Starts a previous release again and waits for it to be healthy: its new pid.
-async fn rollback(
+async fn restart_kept(
     sup: &Arc<Supervisor>,
     d: &Arc<Deployment>,
     release: &ReleaseRecord,
@@ -998,26 +1002,34 @@ mod tests {
 
     #[test]
     fn environments_that_need_the_checkout() {
-        assert!(!env_needs_checkout(&spec(
+        assert!(!venv_needs_checkout(&spec(
             &["fastapi==0.115.0", "uvicorn"],
             "",
             &[]
         )));
-        assert!(!env_needs_checkout(&spec(
+        assert!(!venv_needs_checkout(&spec(
             &["pkg @ https://example.org/pkg-1.0-py3-none-any.whl"],
             "",
             &[]
         )));
-        assert!(env_needs_checkout(&spec(&["six"], "requirements.txt", &[])));
-        assert!(env_needs_checkout(&spec(&["./vendor/pkg"], "", &[])));
-        assert!(env_needs_checkout(&spec(&["dist/pkg-1.0.tar.gz"], "", &[])));
+        assert!(venv_needs_checkout(&spec(
+            &["six"],
+            "requirements.txt",
+            &[]
+        )));
+        assert!(venv_needs_checkout(&spec(&["./vendor/pkg"], "", &[])));
+        assert!(venv_needs_checkout(&spec(
+            &["dist/pkg-1.0.tar.gz"],
+            "",
+            &[]
+        )));
         // A pinned deploy installs its list only, whatever the requirements file says.
-        assert!(!env_needs_checkout(&spec(
+        assert!(!venv_needs_checkout(&spec(
             &[],
             "requirements.txt",
             &["six==1.16.0"]
         )));
-        assert!(env_needs_checkout(&spec(
+        assert!(venv_needs_checkout(&spec(
             &[],
             "",
             &["app @ file:///srv/app"]

@@ -25,7 +25,7 @@ const PINNED_FILE: &str = ".deploy-agent-pinned.txt";
 
 /// A ready environment.
 #[derive(Debug, Clone)]
-pub struct Env {
+pub struct Venv {
     pub dir: PathBuf,
     pub key: String,
     /// The exact versions in it, one `name==version` a line.
@@ -33,7 +33,7 @@ pub struct Env {
 }
 
 /// What determines an environment; its hash is the environment's key.
-pub struct EnvRequest<'a> {
+pub struct VenvRequest<'a> {
     pub pip: &'a [String],
     /// The requirements file's path (relative to the workdir) and content.
     pub requirements: Option<(&'a Path, String)>,
@@ -44,7 +44,7 @@ pub struct EnvRequest<'a> {
     pub pinned: &'a [String],
 }
 
-pub fn env_key(toolchain: &Toolchain, req: &EnvRequest<'_>) -> String {
+pub fn venv_key(toolchain: &Toolchain, req: &VenvRequest<'_>) -> String {
     let mut h = Sha256::new();
     h.update(format!("installer={}\n", toolchain.installer_id()));
     h.update(format!("python={}\n", toolchain.python_version));
@@ -88,20 +88,20 @@ pub fn refers_to_files(requirements: &str) -> bool {
 #[allow(clippy::too_many_arguments)]
 pub async fn build(
     toolchain: &Toolchain,
-    envs_dir: &Path,
+    venvs_dir: &Path,
     key: &str,
-    req: &EnvRequest<'_>,
+    req: &VenvRequest<'_>,
     workdir: &Path,
     timeout: Duration,
     events: &Events,
-) -> Result<(Env, bool), StepError> {
-    let dir = envs_dir.join(key);
+) -> Result<(Venv, bool), StepError> {
+    let dir = venvs_dir.join(key);
     if dir.join(COMPLETE_MARKER).exists() {
         let d = dir.clone();
         let _ = tokio::task::spawn_blocking(move || super::venv_gc::touch(&d)).await;
         let frozen = read_frozen(&dir).await;
         return Ok((
-            Env {
+            Venv {
                 dir,
                 key: key.to_string(),
                 frozen,
@@ -113,10 +113,10 @@ pub async fn build(
         // A build that did not finish (crash, timeout): start over.
         let _ = tokio::fs::remove_dir_all(&dir).await;
     }
-    tokio::fs::create_dir_all(envs_dir).await.map_err(|e| {
+    tokio::fs::create_dir_all(venvs_dir).await.map_err(|e| {
         StepError::new(
             PACKAGES,
-            format!("cannot create {}: {e}", envs_dir.display()),
+            format!("cannot create {}: {e}", venvs_dir.display()),
         )
     })?;
     let result = build_into(toolchain, &dir, req, workdir, timeout, events).await;
@@ -130,7 +130,7 @@ pub async fn build(
         .await
         .map_err(|e| StepError::new(PACKAGES, format!("cannot write {}: {e}", dir.display())))?;
     Ok((
-        Env {
+        Venv {
             dir,
             key: key.to_string(),
             frozen,
@@ -142,7 +142,7 @@ pub async fn build(
 async fn build_into(
     toolchain: &Toolchain,
     dir: &Path,
-    req: &EnvRequest<'_>,
+    req: &VenvRequest<'_>,
     workdir: &Path,
     timeout: Duration,
     events: &Events,
@@ -341,8 +341,8 @@ mod tests {
         }
     }
 
-    fn req<'a>(pip: &'a [String], requirements: Option<(&'a Path, String)>) -> EnvRequest<'a> {
-        EnvRequest {
+    fn req<'a>(pip: &'a [String], requirements: Option<(&'a Path, String)>) -> VenvRequest<'a> {
+        VenvRequest {
             pip,
             requirements,
             release_dir: None,
@@ -353,23 +353,23 @@ mod tests {
     #[test]
     fn key_depends_on_everything_that_matters() {
         let pip = vec!["six==1.16.0".to_string()];
-        let k1 = env_key(&tc(), &req(&pip, None));
-        assert_eq!(k1, env_key(&tc(), &req(&pip, None)));
+        let k1 = venv_key(&tc(), &req(&pip, None));
+        assert_eq!(k1, venv_key(&tc(), &req(&pip, None)));
         let pip2 = vec!["six==1.17.0".to_string()];
-        assert_ne!(k1, env_key(&tc(), &req(&pip2, None)));
+        assert_ne!(k1, venv_key(&tc(), &req(&pip2, None)));
         let p = Path::new("requirements.txt");
-        let a = env_key(&tc(), &req(&pip, Some((p, "flask\n".into()))));
-        let b = env_key(&tc(), &req(&pip, Some((p, "django\n".into()))));
+        let a = venv_key(&tc(), &req(&pip, Some((p, "flask\n".into()))));
+        let b = venv_key(&tc(), &req(&pip, Some((p, "django\n".into()))));
         assert_ne!(a, b);
         let mut other_py = tc();
         other_py.python_version = "Python 3.12.1".into();
-        assert_ne!(k1, env_key(&other_py, &req(&pip, None)));
+        assert_ne!(k1, venv_key(&other_py, &req(&pip, None)));
         let pinned = vec!["six==1.16.0".to_string()];
-        let locked = EnvRequest {
+        let locked = VenvRequest {
             pinned: &pinned,
             ..req(&[], None)
         };
-        assert_ne!(k1, env_key(&tc(), &locked), "a pinned env is its own");
+        assert_ne!(k1, venv_key(&tc(), &locked), "a pinned env is its own");
     }
 
     #[test]

@@ -68,16 +68,16 @@ pub(crate) fn touch(dir: &Path) {
     }
 }
 
-/// Deletes what [`evictions`] chooses among the venvs of `envs_dir` not in `keep` and not
+/// Deletes what [`evictions`] chooses among the venvs of `venvs_dir` not in `keep` and not
 /// `busy`, and half-built leftovers nobody is building. Blocking (walks the venvs).
 pub(crate) fn collect(
-    envs_dir: &Path,
+    venvs_dir: &Path,
     keep: &HashSet<String>,
     busy: impl Fn(&str) -> bool,
     keep_bytes: u64,
     keep_age: Duration,
 ) -> (Vec<String>, Summary) {
-    let Ok(entries) = std::fs::read_dir(envs_dir) else {
+    let Ok(entries) = std::fs::read_dir(venvs_dir) else {
         return (Vec::new(), Summary::default());
     };
     let mut summary = Summary::default();
@@ -114,7 +114,7 @@ pub(crate) fn collect(
         .into_iter()
         .collect();
     for name in leftovers.into_iter().chain(evict.iter().cloned()) {
-        let path = envs_dir.join(&name);
+        let path = venvs_dir.join(&name);
         let result = if path.is_dir() {
             std::fs::remove_dir_all(&path)
         } else {
