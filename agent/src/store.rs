@@ -72,7 +72,9 @@ pub struct ReleaseRecord {
     pub commit: String,
     /// Key of the Python environment ("" when no packages were needed).
     pub packages_hash: String,
-    /// The environment directory, if any.
+    /// The venv's directory, if any (`env_dir` in records: the name on disk stays, so an
+    /// upgraded agent re-adopts and restarts apps with their venv).
+    #[serde(rename = "env_dir")]
     pub venv_dir: Option<PathBuf>,
     /// Unix seconds.
     pub deployed_at: i64,
