@@ -78,8 +78,56 @@ pub struct ReleaseRecord {
     pub venv_dir: Option<PathBuf>,
     /// Unix seconds.
     pub deployed_at: i64,
-    /// "ok", or "failed at STEP: reason".
-    pub result: String,
+    /// How its deploy went.
+    pub result: ReleaseResult,
+}
+
+/// How a release's deploy went. On disk (and in `history`) the words are "ok" and
+/// "failed at STEP: reason", as they always were.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ReleaseResult {
+    /// Being deployed (not written: a record is saved with its result).
+    #[default]
+    Pending,
+    Ok,
+    /// The step that failed and the first line of why.
+    Failed(String),
+}
+
+impl ReleaseResult {
+    pub fn failed(step: &str, reason: &str) -> ReleaseResult {
+        ReleaseResult::Failed(format!("failed at {step}: {reason}"))
+    }
+
+    pub fn is_ok(&self) -> bool {
+        *self == ReleaseResult::Ok
+    }
+
+    /// The words of the record and of `history`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ReleaseResult::Pending => "",
+            ReleaseResult::Ok => "ok",
+            ReleaseResult::Failed(why) => why,
+        }
+    }
+}
+
+impl Serialize for ReleaseResult {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ReleaseResult {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            "" => ReleaseResult::Pending,
+            "ok" => ReleaseResult::Ok,
+            _ => ReleaseResult::Failed(s),
+        })
+    }
 }
 
 /// Everything the agent remembers about a deployment.
@@ -231,4 +279,24 @@ pub fn now_unix() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReleaseResult;
+
+    #[test]
+    fn release_results_keep_their_words_on_disk() {
+        for (result, json) in [
+            (ReleaseResult::Ok, "\"ok\""),
+            (
+                ReleaseResult::failed("health", "connection refused"),
+                "\"failed at health: connection refused\"",
+            ),
+            (ReleaseResult::Pending, "\"\""),
+        ] {
+            assert_eq!(serde_json::to_string(&result).unwrap(), json);
+            assert_eq!(serde_json::from_str::<ReleaseResult>(json).unwrap(), result);
+        }
+    }
 }

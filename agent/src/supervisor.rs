@@ -502,7 +502,7 @@ impl Supervisor {
                     .record
                     .releases
                     .last()
-                    .map(|r| r.result.clone())
+                    .map(|r| r.result.as_str().to_string())
                     .unwrap_or_default(),
             ),
         };

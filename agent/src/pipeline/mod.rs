@@ -294,7 +294,7 @@ async fn prepare(
             packages_hash: env.as_ref().map(|e| e.key.clone()).unwrap_or_default(),
             venv_dir: env.as_ref().map(|e| e.dir.clone()),
             deployed_at: store::now_unix(),
-            result: String::new(),
+            result: store::ReleaseResult::Pending,
         },
         dir,
         frozen: env.map(|e| e.frozen).unwrap_or_default(),
@@ -819,7 +819,7 @@ async fn start_and_check(
                 prev.stop().await;
             }
             let mut release = prepared.release;
-            release.result = "ok".into();
+            release.result = store::ReleaseResult::Ok;
             let outcome = Outcome {
                 ok: true,
                 release: release.number,
@@ -881,7 +881,7 @@ async fn fail(
     };
     if let Some(p) = prepared {
         let mut release = p.release;
-        release.result = format!("failed at {}: {}", err.step, first_line(&err.reason));
+        release.result = store::ReleaseResult::failed(err.step, first_line(&err.reason));
         outcome.commit = release.commit.clone();
         outcome.git_ref = release.git_ref.clone();
         let _ = tokio::fs::remove_dir_all(&p.dir).await;
@@ -949,7 +949,7 @@ async fn prune_releases(sup: &Supervisor, record: &store::Record) {
         .releases
         .iter()
         .rev()
-        .filter(|r| r.result == "ok")
+        .filter(|r| r.result.is_ok())
         .take(sup.config.keep_releases.max(1))
         .map(|r| r.number)
         .collect();
