@@ -42,7 +42,24 @@ struct AgentResult {
     address: String,
     /// The agent accepted the request (it passed the agent's validation).
     accepted: bool,
-    outcome: Result<pb::DeployOutcome, String>,
+    outcome: Result<pb::DeployOutcome, NotDeployed>,
+}
+
+/// Why an agent did not deploy, when it gave no outcome.
+#[derive(Debug, Clone)]
+enum NotDeployed {
+    /// The agent refused the request as invalid: bad input (exit 2 when every agent says so).
+    BadInput(String),
+    /// Anything else: not reachable, the connection broke, no result.
+    Failed(String),
+}
+
+impl std::fmt::Display for NotDeployed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotDeployed::BadInput(why) | NotDeployed::Failed(why) => f.write_str(why),
+        }
+    }
 }
 
 pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
@@ -187,7 +204,7 @@ async fn deploy_everywhere(
             Err(e) => AgentResult {
                 address: r.address,
                 accepted: false,
-                outcome: Err(e.message),
+                outcome: Err(NotDeployed::Failed(e.message)),
             },
         })
         .collect()
@@ -199,10 +216,10 @@ async fn deploy_one(
     progress: Arc<Progress>,
 ) -> Result<AgentResult, CallError> {
     let address = c.address.clone();
-    let fail = |msg: String| AgentResult {
+    let fail = |why: NotDeployed| AgentResult {
         address: address.clone(),
         accepted: false,
-        outcome: Err(msg),
+        outcome: Err(why),
     };
     // Without a declared owner the agent makes the caller the owner: the token's user, or
     // (on an agent without authentication) this user.
@@ -213,9 +230,13 @@ async fn deploy_one(
     let mut stream = match client::answer(c.timeout, c.client.deploy(request)).await {
         Ok(r) => r.into_inner(),
         Err(CallError::Status(s)) if s.code() == tonic::Code::InvalidArgument => {
-            return Ok(fail(format!("invalid: {}", s.message())))
+            return Ok(fail(NotDeployed::BadInput(s.message().to_string())))
         }
-        Err(e) => return Ok(fail(AgentError::from_call(&address, e).message)),
+        Err(e) => {
+            return Ok(fail(NotDeployed::Failed(
+                AgentError::from_call(&address, e).message,
+            )))
+        }
     };
     let bar = progress.agent(&address);
     let result = loop {
@@ -227,15 +248,15 @@ async fn deploy_one(
                 }
             }
             Ok(None) => {
-                break Err(format!(
+                break Err(NotDeployed::Failed(format!(
                     "{address} ended the deploy without a result; see `deployctl status` and `deployctl logs --deploy`"
-                ))
+                )))
             }
             Err(s) => {
-                break Err(format!(
+                break Err(NotDeployed::Failed(format!(
                     "lost the connection to {address} during the deploy: {}; it may still finish there: check `deployctl status`",
                     c.broken(&s).await
-                ))
+                )))
             }
         }
     };

@@ -33,7 +33,7 @@ pub(super) async fn record(
                         0,
                         format!("failed at {}: {}", o.failed_step, first_line(&o.reason)),
                     ),
-                    Err(e) => (0, format!("failed: {}", first_line(e))),
+                    Err(e) => (0, format!("failed: {}", first_line(&e.to_string()))),
                 };
                 if result != "ok" && failure.is_none() {
                     failure = Some(result.clone());

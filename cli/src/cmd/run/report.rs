@@ -50,7 +50,9 @@ pub(super) fn report(name: &str, results: &[AgentResult], format: Format) -> any
                     "kept_restarted": o.kept_restarted, "kept_pid": o.kept_pid,
                     "total_ms": o.total_ms,
                 }),
-                Err(e) => serde_json::json!({"agent": r.address, "result": "failed", "reason": e}),
+                Err(e) => {
+                    serde_json::json!({"agent": r.address, "result": "failed", "reason": e.to_string()})
+                }
             };
             println!("{obj}");
         }
@@ -97,10 +99,10 @@ pub(super) fn report(name: &str, results: &[AgentResult], format: Format) -> any
     // A request every agent refused as invalid is bad input (exit 2), not a failed deploy.
     let all_invalid = results
         .iter()
-        .all(|r| matches!(&r.outcome, Err(e) if e.starts_with("invalid: ")));
+        .all(|r| matches!(&r.outcome, Err(super::NotDeployed::BadInput(_))));
     if all_invalid {
         let msg = match &results[0].outcome {
-            Err(e) => e.trim_start_matches("invalid: ").to_string(),
+            Err(e) => e.to_string(),
             Ok(_) => String::new(),
         };
         return Err(bad_input(msg).context(Reported));
