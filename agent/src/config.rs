@@ -22,7 +22,7 @@ pub struct Config {
     /// Release directories kept per deployment (current and earlier ones, for rollback).
     pub keep_releases: usize,
     /// Which installer builds Python environments: auto (uv, installed if missing), uv, pip.
-    pub installer: crate::pipeline::toolchain::InstallerMode,
+    pub installer: InstallerMode,
     /// The gRPC port's TLS certificate and key (PEM) [default: `<data>/tls/agent.{pem,key}`
     /// when `deploy-agent init` made them].
     pub tls_cert: Option<PathBuf>,
@@ -224,12 +224,11 @@ impl FileConfig {
             config.venv_keep_age = duration("venv_keep_age", v)?;
         }
         if let Some(v) = self.installer {
-            config.installer =
-                crate::pipeline::toolchain::InstallerMode::parse(&v).ok_or_else(|| {
-                    invalid(format!(
-                        "installer: {v:?} must be \"auto\", \"uv\" or \"pip\""
-                    ))
-                })?;
+            config.installer = InstallerMode::parse(&v).ok_or_else(|| {
+                invalid(format!(
+                    "installer: {v:?} must be \"auto\", \"uv\" or \"pip\""
+                ))
+            })?;
         }
         Ok(())
     }
@@ -262,6 +261,29 @@ impl Config {
                 let files = crate::tls::TlsFiles::new(&self.data_dir);
                 files.exist().then(|| (files.cert(), files.key()))
             }
+        }
+    }
+}
+
+/// Which installer the agent may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InstallerMode {
+    /// uv from PATH, else uv installed by the agent, else venv + pip.
+    #[default]
+    Auto,
+    /// uv (from PATH or installed by the agent); never pip.
+    Uv,
+    /// `python3 -m venv` + pip only.
+    Pip,
+}
+
+impl InstallerMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(Self::Auto),
+            "uv" => Some(Self::Uv),
+            "pip" => Some(Self::Pip),
+            _ => None,
         }
     }
 }

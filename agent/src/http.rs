@@ -4,7 +4,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http_body_util::Full;
@@ -57,9 +56,7 @@ fn route(sup: &Supervisor, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     match path {
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/readyz" if sup.ready.load(Ordering::SeqCst) => {
-            reply(StatusCode::OK, "text/plain", "ready\n".into())
-        }
+        "/readyz" if sup.is_ready() => reply(StatusCode::OK, "text/plain", "ready\n".into()),
         "/readyz" => reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
@@ -71,7 +68,7 @@ fn route(sup: &Supervisor, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 .get(hyper::header::ACCEPT)
                 .and_then(|v| v.to_str().ok());
             let format = Format::negotiate(accept);
-            let openmetrics = sup.metrics.encode(&sup.present());
+            let openmetrics = sup.metrics().encode(&sup.present());
             let body = match format {
                 Format::OpenMetrics => openmetrics,
                 Format::Text004 => exposition::to_text_004(&openmetrics),
@@ -92,7 +89,7 @@ fn deployment_health(sup: &Supervisor, name: &str) -> Response<Full<Bytes>> {
     match sup.healthy(name) {
         Some((healthy, state, last)) => {
             let body = serde_json::json!({
-                "name": name, "healthy": healthy, "state": state, "last_check": last,
+                "name": name, "healthy": healthy, "state": state.as_str(), "last_check": last,
             });
             let code = if healthy {
                 StatusCode::OK

@@ -8,6 +8,7 @@ mod app_user;
 pub mod auth;
 pub mod cgroup;
 pub mod config;
+mod deployment;
 pub mod error;
 pub mod explain;
 mod exposition;
@@ -15,6 +16,7 @@ mod fsmode;
 pub mod health;
 pub mod http;
 pub mod instance;
+mod launch;
 pub mod logrotate;
 pub mod logs;
 pub mod metrics;
@@ -34,6 +36,7 @@ pub mod supervisor;
 pub mod tls;
 pub mod tracking;
 pub mod usage;
+mod venvs;
 
 use std::future::Future;
 use std::time::Duration;
@@ -63,7 +66,7 @@ pub async fn run(
     check_exposure(&config)?;
     // Before any app starts: what apps orphan becomes ours, to find, stop and reap.
     reaper::become_subreaper();
-    let sup = Supervisor::new(config)?;
+    let sup = Supervisor::new(config).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
@@ -73,12 +76,11 @@ pub async fn run(
         let sup = sup.clone();
         tokio::spawn(async move { sup.recover().await })
     };
-    let tools = sup.layout.root.join("tools");
-    if pipeline::toolchain::Toolchain::detects_locally(sup.config.installer, &tools) {
+    if sup.venvs().toolchain_is_local() {
         // python3 and uv are looked for now rather than by the first deploy (~0.1 s).
         let sup = sup.clone();
         tokio::spawn(async move {
-            sup.toolchain().await;
+            sup.venvs().toolchain().await;
         });
     }
     let sampler = tokio::spawn(sample_usage(sup.clone()));
@@ -100,7 +102,7 @@ pub async fn run(
     let reflection_v1alpha = reflection().build_v1alpha()?;
     let service = service::AgentService::new(sup.clone());
     let mut builder = tonic::transport::Server::builder();
-    if let Some((cert, key)) = sup.config.tls_paths() {
+    if let Some((cert, key)) = sup.config().tls_paths() {
         let identity = tls::identity(&cert, &key)?;
         builder = builder
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
@@ -132,7 +134,7 @@ pub async fn run(
     rotator.abort();
     venv_gc.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
-    let tracker = sup.tracker.clone();
+    let tracker = sup.tracker().clone();
     let _ = tokio::task::spawn_blocking(move || tracker.on_shutdown()).await;
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), grpc_task).await {
         return Err(anyhow::anyhow!("gRPC server failed: {e}"));
@@ -175,7 +177,7 @@ async fn sample_usage(sup: std::sync::Arc<Supervisor>) {
     loop {
         let apps = sup.running_apps();
         let s = sup.clone();
-        let _ = tokio::task::spawn_blocking(move || s.usage.sample(&apps)).await;
+        let _ = tokio::task::spawn_blocking(move || s.usage().sample(&apps)).await;
         tokio::time::sleep(USAGE_PERIOD).await;
     }
 }
@@ -184,8 +186,7 @@ async fn sample_usage(sup: std::sync::Arc<Supervisor>) {
 /// (their age passes while no deploy runs).
 async fn collect_venvs(sup: std::sync::Arc<Supervisor>) {
     loop {
-        let s = sup.clone();
-        let _ = tokio::task::spawn_blocking(move || s.collect_venv_garbage()).await;
+        sup.collect_venv_garbage().await;
         tokio::time::sleep(VENV_GC_PERIOD).await;
     }
 }
@@ -196,13 +197,14 @@ async fn rotate_logs(sup: std::sync::Arc<Supervisor>) {
         tokio::time::sleep(LOG_CHECK_PERIOD).await;
         let s = sup.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            let (max, keep) = (s.config.log_max_bytes, s.config.log_keep);
+            let (max, keep) = (s.config().log_max_bytes, s.config().log_keep);
             for d in s.all() {
-                for log in [s.layout.app_log(&d.name), s.layout.deploy_log(&d.name)] {
+                let name = d.name();
+                for log in [s.layout().app_log(name), s.layout().deploy_log(name)] {
                     match logrotate::rotate_if_larger(&log, max, keep) {
-                        Ok(true) => tracing::info!(deployment = %d.name, log = %log.display(), "log rotated"),
+                        Ok(true) => tracing::info!(deployment = %name, log = %log.display(), "log rotated"),
                         Ok(false) => {}
-                        Err(e) => tracing::warn!(deployment = %d.name, log = %log.display(), error = %e, "cannot rotate log"),
+                        Err(e) => tracing::warn!(deployment = %name, log = %log.display(), error = %e, "cannot rotate log"),
                     }
                 }
             }

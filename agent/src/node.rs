@@ -16,16 +16,16 @@ pub fn info(sup: &Supervisor, deployments: u32) -> NodeInfoReply {
     let disks = Disks::new_with_refreshed_list().ok();
     // The disk holding the data directory: the longest mount point that prefixes it.
     let data_dir = sup
-        .config
+        .config()
         .data_dir
         .canonicalize()
-        .unwrap_or(sup.config.data_dir.clone());
+        .unwrap_or(sup.config().data_dir.clone());
     let disk = disks
         .iter()
         .flat_map(|d| d.iter())
         .filter(|d| data_dir.starts_with(d.mount_point()))
         .max_by_key(|d| d.mount_point().as_os_str().len());
-    let venvs = sup.venv_summary();
+    let venvs = sup.venvs().summary();
     NodeInfoReply {
         version: env!("CARGO_PKG_VERSION").to_string(),
         hostname: hostname(),
@@ -39,9 +39,9 @@ pub fn info(sup: &Supervisor, deployments: u32) -> NodeInfoReply {
         load_5m: load.as_ref().map(|l| l.five).unwrap_or(0.0),
         load_15m: load.as_ref().map(|l| l.fifteen).unwrap_or(0.0),
         deployments,
-        app_host: sup.config.app_host.to_string(),
-        data_dir: sup.config.data_dir.to_string_lossy().into_owned(),
-        uptime_s: sup.started.elapsed().as_secs(),
+        app_host: sup.config().app_host.to_string(),
+        data_dir: sup.config().data_dir.to_string_lossy().into_owned(),
+        uptime_s: sup.uptime().as_secs(),
         venvs_in_use: venvs.in_use,
         venvs_unused: venvs.unused,
         venvs_unused_bytes: venvs.unused_bytes,

@@ -139,16 +139,20 @@ pub fn listening_of(pids: &[u32]) -> Vec<(IpAddr, u16)> {
     out
 }
 
-/// The process group of `pid`, from `/proc/PID/stat`.
+/// The process group of `pid`.
 pub fn pgid_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may contain spaces: split after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(2)?.parse().ok()
+    crate::procstat::read(pid).map(|s| s.pgrp)
+}
+
+/// "pid 1234 (python3 -m http.server 8000)" (on a blocking thread: reads /proc).
+pub(crate) async fn describe_process(pid: u32) -> String {
+    tokio::task::spawn_blocking(move || describe_process_blocking(pid))
+        .await
+        .unwrap_or_else(|_| format!("pid {pid}"))
 }
 
 /// "pid 1234 (python3 -m http.server 8000)", via sysinfo.
-pub fn describe_process(pid: u32) -> String {
+fn describe_process_blocking(pid: u32) -> String {
     use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
     let Ok(mut sys) = System::new() else {
         return format!("pid {pid}");
@@ -177,12 +181,52 @@ pub fn describe_process(pid: u32) -> String {
     }
 }
 
+/// The first listener on `port` that `host` would reach and that is neither held by the
+/// process groups led by `ours` nor by a process `is_ours` says is ours, with its owning
+/// pid when visible (on a blocking thread: reads /proc, maybe every process's fds).
+pub(crate) async fn foreign_holder(
+    host: IpAddr,
+    port: u16,
+    ours: Vec<u32>,
+    is_ours: impl Fn(u32) -> bool + Send + 'static,
+) -> Option<(Listener, Option<u32>)> {
+    tokio::task::spawn_blocking(move || {
+        foreign_holders(host, port, &ours)
+            .into_iter()
+            .find(|(_, pid)| !pid.is_some_and(&is_ours))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// The pids holding listeners on `port` that `host` would reach and that `select` picks,
+/// sorted (on a blocking thread: reads /proc).
+pub(crate) async fn holder_pids(
+    host: IpAddr,
+    port: u16,
+    select: impl Fn(u32) -> bool + Send + 'static,
+) -> Vec<u32> {
+    tokio::task::spawn_blocking(move || {
+        let mut pids: Vec<u32> = holders(host, port)
+            .into_iter()
+            .filter_map(|(_, pid)| pid)
+            .filter(|pid| select(*pid))
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    })
+    .await
+    .unwrap_or_default()
+}
+
 /// Listeners on `port` that `host` would reach and that no process of the process groups
 /// led by `ours` holds, with their owning pids (when visible). The groups' own processes
 /// (found from their leaders down, through `/proc/PID/task/TID/children`) are looked at
 /// first, so a redeploy, whose port its running release holds, reads the app's few
 /// processes rather than every file descriptor of every process on the node.
-pub fn foreign_holders(host: IpAddr, port: u16, ours: &[u32]) -> Vec<(Listener, Option<u32>)> {
+fn foreign_holders(host: IpAddr, port: u16, ours: &[u32]) -> Vec<(Listener, Option<u32>)> {
     let reachable: Vec<Listener> = listeners(port)
         .into_iter()
         .filter(|l| l.covers(host))
@@ -233,7 +277,7 @@ fn socket_inode(fd: &std::path::Path) -> Option<u64> {
 }
 
 /// Listeners on `port` that `host` would reach, with their owning pids (when visible).
-pub fn holders(host: IpAddr, port: u16) -> Vec<(Listener, Option<u32>)> {
+fn holders(host: IpAddr, port: u16) -> Vec<(Listener, Option<u32>)> {
     listeners(port)
         .into_iter()
         .filter(|l| l.covers(host))

@@ -3,16 +3,17 @@
 //! start time, so the agent was restarted and the app was not) or started again at that
 //! release (the process is gone: a reboot, or the app died while the agent was away).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::deployment::Deployment;
 use crate::instance::Instance;
-use crate::pipeline;
-use crate::supervisor::{stop_recorded, Deployment, Supervisor};
+use crate::launch::instance_config;
+use crate::process::Stopped;
+use crate::supervisor::{stop_recorded, Supervisor};
 
 /// What recovery did with one deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recovered {
+pub(crate) enum Recovered {
     /// Its app still ran and is supervised again (pid).
     Adopted(u32),
     /// Its app was gone and was started again at its release.
@@ -27,7 +28,7 @@ impl Supervisor {
     pub async fn recover(self: &Arc<Self>) {
         for d in self.all() {
             let outcome = recover_one(self, &d).await;
-            tracing::info!(deployment = %d.name, ?outcome, "recovered");
+            tracing::info!(deployment = %d.name(), ?outcome, "recovered");
         }
         // Empty cgroups of instances that ended while the agent was away.
         let keep: Vec<_> = self
@@ -35,50 +36,39 @@ impl Supervisor {
             .into_iter()
             .filter_map(|(_, t)| t.cgroup)
             .collect();
-        let tracker = self.tracker.clone();
+        let tracker = self.tracker().clone();
         let _ = tokio::task::spawn_blocking(move || tracker.remove_unused(&keep)).await;
-        self.ready.store(true, Ordering::SeqCst);
+        self.set_ready();
     }
 }
 
 async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
-    let (current, recorded, tracking) = {
-        let inner = d.lock();
-        (
-            inner.record.current_release().cloned(),
-            inner.record.process(),
-            inner.record.tracking.clone(),
-        )
-    };
-    let Some(release) = current else {
+    let Some(release) = d.current() else {
         return Recovered::Nothing;
     };
-    let cfg = pipeline::instance_config(sup, d, &release);
-    match recorded {
-        Some((id, r)) if r == release.number && id.is_running() => {
-            let instance = Instance::adopt(cfg, id, tracking);
-            d.lock().instance = Some(Arc::new(instance));
+    let cfg = instance_config(sup, d, &release);
+    let grace = release.spec.kill_timeout;
+    match d.recorded_process() {
+        Some((id, r, tracking)) if r == release.number && id.is_running() => {
+            d.swap_instance(Some(Arc::new(Instance::adopt(cfg, id, tracking))));
             return Recovered::Adopted(id.pid);
         }
-        Some((id, _)) if id.is_running() => {
+        Some((id, _, tracking)) if id.is_running() => {
             // A release other than the current one (the agent died during a deploy).
-            let how = stop_recorded(id, tracking, release.spec.kill_timeout).await;
-            tracing::warn!(deployment = %d.name, pid = id.pid, how = how.as_str(), "stopped an app of another release left by an earlier run");
+            let how = stop_recorded(id, tracking, grace).await;
+            tracing::warn!(deployment = %d.name(), pid = id.pid, how = how.as_str(), "stopped an app of another release left by an earlier run");
         }
-        Some((id, _)) => {
+        Some((id, _, tracking)) => {
             // Its first process is gone; what it started may not be (daemonized children).
-            let how = stop_recorded(id, tracking, release.spec.kill_timeout).await;
-            if how != crate::process::Stopped::NotRunning {
-                tracing::warn!(deployment = %d.name, pid = id.pid, how = how.as_str(), "stopped what an app that ended while the agent was away had left running");
+            let how = stop_recorded(id, tracking, grace).await;
+            if how != Stopped::NotRunning {
+                tracing::warn!(deployment = %d.name(), pid = id.pid, how = how.as_str(), "stopped what an app that ended while the agent was away had left running");
             }
         }
         None => {}
     }
-    d.lock()
-        .record
-        .set_process(release.number, None, Default::default());
+    d.set_process(release.number, None, Default::default());
     // Started like a restart, not like a deploy: retried by its restart policy.
-    let instance = Instance::restore(cfg);
-    d.lock().instance = Some(Arc::new(instance));
+    d.swap_instance(Some(Arc::new(Instance::restore(cfg))));
     Recovered::Started
 }

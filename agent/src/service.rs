@@ -36,7 +36,7 @@ pub fn authenticator(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| t.trim().to_string());
-        let refused = match sup.auth.authenticate(token.as_deref()) {
+        let refused = match sup.auth().authenticate(token.as_deref()) {
             Ok(caller) => {
                 req.extensions_mut().insert(caller);
                 return Ok(req);
@@ -140,7 +140,7 @@ impl Agent for AgentService {
         }
         tracing::info!(deployment = %spec.name, repo = %spec.repo, git_ref = ?spec.git_ref, "deploy requested");
         let (tx, rx) = mpsc::unbounded_channel();
-        let ev = events::Events::new(tx).with_metrics(self.sup.metrics.clone());
+        let ev = events::Events::new(tx).with_metrics(self.sup.metrics().clone());
         // The deploy runs to the end even if the client goes away.
         tokio::spawn(pipeline::deploy(self.sup.clone(), spec, ev));
         let stream = UnboundedReceiverStream::new(rx).map(|e| Ok(event_to_pb(e)));
@@ -201,7 +201,7 @@ impl Agent for AgentService {
             return Err(hidden(&req.name));
         }
         let redactor = self.sup.redactor(&req.name);
-        let layout = &self.sup.layout;
+        let layout = self.sup.layout();
         if self.sup.get(&req.name).is_none() && !layout.logs(&req.name).exists() {
             return Err(Error::NotFound(req.name).into());
         }
@@ -242,7 +242,7 @@ impl Agent for AgentService {
             .sup
             .all()
             .iter()
-            .filter(|d| self.visible(&caller, &d.name))
+            .filter(|d| self.visible(&caller, d.name()))
             .count() as u32;
         let sup = self.sup.clone();
         let reply = tokio::task::spawn_blocking(move || crate::node::info(&sup, visible))
@@ -265,7 +265,7 @@ impl Agent for AgentService {
             ))
         })?;
         self.sup
-            .secrets
+            .secrets()
             .set(&req.owner, &req.name, &req.value, kind)?;
         tracing::info!(owner = %req.owner, name = %req.name, caller = %caller.user, "secret set");
         Ok(Response::new(pb::SetSecretReply {}))
@@ -280,7 +280,7 @@ impl Agent for AgentService {
         self.secret_owner(&caller, &owner)?;
         let secrets = self
             .sup
-            .secrets
+            .secrets()
             .list(&owner)?
             .into_iter()
             .map(|i| pb::SecretInfo {
@@ -299,7 +299,7 @@ impl Agent for AgentService {
         let caller = caller(&req)?;
         let req = req.into_inner();
         self.secret_owner(&caller, &req.owner)?;
-        if !self.sup.secrets.remove(&req.owner, &req.name)? {
+        if !self.sup.secrets().remove(&req.owner, &req.name)? {
             return Err(Status::not_found(format!(
                 "{} has no secret {:?}",
                 req.owner, req.name
@@ -406,7 +406,7 @@ fn view_to_pb(v: View) -> pb::DeploymentStatus {
         port: v.spec.as_ref().map(|s| s.port as u32).unwrap_or(0),
         spec: v.spec.as_ref().map(spec_to_pb),
         name: v.name,
-        state: v.state,
+        state: v.state.as_str().to_string(),
         release: v.release,
         git_ref: v.git_ref,
         commit: v.commit,

@@ -204,19 +204,38 @@ impl Record {
     }
 }
 
-/// Writes `record` atomically: temporary file, fsync, rename, fsync of the directory.
-pub fn save(layout: &Layout, record: &Record) -> Result<()> {
-    let path = layout.record(&record.name);
-    let dir = layout.deployment(&record.name);
-    crate::fsmode::create_dir(&dir, crate::fsmode::PASS_THROUGH_DIR)
-        .map_err(|e| Error::io("creating deployment directory", &dir, e))?;
-    let json = serde_json::to_vec_pretty(record)
-        .map_err(|e| Error::Internal(format!("encoding record: {e}")))?;
-    write_atomic(&path, &json)
+/// Writes `record` atomically: temporary file, fsync, rename, fsync of the directory
+/// (on a blocking thread).
+pub async fn save(layout: &Layout, record: Record) -> Result<()> {
+    let layout = layout.clone();
+    blocking(move || {
+        let path = layout.record(&record.name);
+        let dir = layout.deployment(&record.name);
+        crate::fsmode::create_dir(&dir, crate::fsmode::PASS_THROUGH_DIR)
+            .map_err(|e| Error::io("creating deployment directory", &dir, e))?;
+        let json = serde_json::to_vec_pretty(&record)
+            .map_err(|e| Error::Internal(format!("encoding record: {e}")))?;
+        write_atomic(&path, &json)
+    })
+    .await
+}
+
+/// Runs store work on a blocking thread.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("store task: {e}")))?
 }
 
 /// Reads every record in the data directory; unreadable ones are logged and skipped.
-pub fn load_all(layout: &Layout) -> Vec<Record> {
+pub async fn load_all(layout: &Layout) -> Vec<Record> {
+    let layout = layout.clone();
+    blocking(move || Ok(load_all_blocking(&layout)))
+        .await
+        .unwrap_or_default()
+}
+
+fn load_all_blocking(layout: &Layout) -> Vec<Record> {
     let Ok(entries) = std::fs::read_dir(layout.deployments()) else {
         return Vec::new();
     };
@@ -240,13 +259,14 @@ pub fn load_all(layout: &Layout) -> Vec<Record> {
 }
 
 /// Deletes everything of a deployment: record, releases, logs.
-pub fn delete(layout: &Layout, name: &str) -> Result<()> {
+pub async fn delete(layout: &Layout, name: &str) -> Result<()> {
     let dir = layout.deployment(name);
-    match std::fs::remove_dir_all(&dir) {
+    blocking(move || match std::fs::remove_dir_all(&dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io("deleting deployment directory", dir, e)),
-    }
+    })
+    .await
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

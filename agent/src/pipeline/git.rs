@@ -208,7 +208,7 @@ pub enum Fetched {
     /// It was there already: nothing was fetched.
     Present,
     /// New objects were fetched.
-    Fetched,
+    Downloaded,
     /// The mirror was unreadable or inconsistent, so it was deleted and cloned again.
     Recloned,
 }
@@ -275,7 +275,7 @@ fn fetch_into(
             )
         })?;
     match find_commit(&repo, resolved) {
-        Some(oid) => Ok((oid, Fetched::Fetched)),
+        Some(oid) => Ok((oid, Fetched::Downloaded)),
         None => Err(StepError::new(
             FETCH,
             format!(

@@ -1,381 +1,196 @@
-//! The packages step: a Python environment with the deployment's pip packages and
-//! requirements file. Environments are keyed by a hash of everything that determines them
-//! (installer, Python, packages, the requirements file's content) and built once; a release
-//! whose key exists reuses it with no install at all. After a build the exact versions are
-//! recorded (`pip freeze`); a deploy may ask for exactly those ("pinned"). Environments no
-//! release uses any more are garbage-collected.
+//! packages: the release's Python venv, built once per distinct set of packages (its key)
+//! and reused by every release that asks for the same set ([`venv`] builds it). When the
+//! packages do not depend on the checkout, the venv is built while the code is fetched.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use sha2::{Digest, Sha256};
+use super::events::{self, Events, StepError};
+use super::venv;
+use crate::spec::Spec;
+use crate::supervisor::Supervisor;
 
-use super::events::{Events, StepError, PACKAGES};
-use crate::process::{self, Launch};
-
-/// Marks an environment whose build finished; without it the directory is a leftover.
-pub(crate) const COMPLETE_MARKER: &str = ".deploy-agent-complete";
-
-pub use super::toolchain::{Installer, Toolchain};
-
-/// Holds the exact versions installed (`pip freeze`), written after a build.
-const FROZEN_FILE: &str = ".deploy-agent-frozen.txt";
-/// The pinned list a pinned environment was built from.
-const PINNED_FILE: &str = ".deploy-agent-pinned.txt";
-
-/// A ready environment.
-#[derive(Debug, Clone)]
-pub struct Venv {
-    pub dir: PathBuf,
-    pub key: String,
-    /// The exact versions in it, one `name==version` a line.
-    pub frozen: Vec<String>,
-}
-
-/// What determines an environment; its hash is the environment's key.
-pub struct VenvRequest<'a> {
-    pub pip: &'a [String],
-    /// The requirements file's path (relative to the workdir) and content.
-    pub requirements: Option<(&'a Path, String)>,
-    /// Set when the requirements refer to files in the checkout (`-e .`, `-r other.txt`):
-    /// such an environment belongs to this release only.
-    pub release_dir: Option<&'a Path>,
-    /// Exact versions to install instead of `pip` and `requirements` (a locked deploy).
-    pub pinned: &'a [String],
-}
-
-pub fn venv_key(toolchain: &Toolchain, req: &VenvRequest<'_>) -> String {
-    let mut h = Sha256::new();
-    h.update(format!("installer={}\n", toolchain.installer_id()));
-    h.update(format!("python={}\n", toolchain.python_version));
-    for p in req.pip {
-        h.update(format!("pip={p}\n"));
-    }
-    if let Some((path, content)) = &req.requirements {
-        h.update(format!("requirements={}\n", path.display()));
-        h.update(content.as_bytes());
-        h.update(b"\n");
-    }
-    if let Some(dir) = req.release_dir {
-        h.update(format!("release={}\n", dir.display()));
-    }
-    for p in req.pinned {
-        h.update(format!("pinned={p}\n"));
-    }
-    h.finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Whether a requirements file refers to other files (so its environment is release-local).
-pub fn refers_to_files(requirements: &str) -> bool {
-    requirements.lines().map(str::trim).any(|l| {
-        l.starts_with("-e")
-            || l.starts_with("--editable")
-            || l.starts_with("-r")
-            || l.starts_with("-c")
-            || l.starts_with("--requirement")
-            || l.starts_with("--constraint")
-            || l.starts_with('.')
-            || l.starts_with('/')
-            || l.starts_with("file:")
-    })
-}
-
-/// Builds the environment `envs/<key>` unless it exists. The caller holds the key's lock.
-#[allow(clippy::too_many_arguments)]
-pub async fn build(
-    toolchain: &Toolchain,
-    venvs_dir: &Path,
-    key: &str,
-    req: &VenvRequest<'_>,
-    workdir: &Path,
-    timeout: Duration,
-    events: &Events,
-) -> Result<(Venv, bool), StepError> {
-    let dir = venvs_dir.join(key);
-    if dir.join(COMPLETE_MARKER).exists() {
-        let d = dir.clone();
-        let _ = tokio::task::spawn_blocking(move || super::venv_gc::touch(&d)).await;
-        let frozen = read_frozen(&dir).await;
-        return Ok((
-            Venv {
-                dir,
-                key: key.to_string(),
-                frozen,
-            },
-            false,
-        ));
-    }
-    if dir.exists() {
-        // A build that did not finish (crash, timeout): start over.
-        let _ = tokio::fs::remove_dir_all(&dir).await;
-    }
-    tokio::fs::create_dir_all(venvs_dir).await.map_err(|e| {
-        StepError::new(
-            PACKAGES,
-            format!("cannot create {}: {e}", venvs_dir.display()),
-        )
-    })?;
-    let result = build_into(toolchain, &dir, req, workdir, timeout, events).await;
-    if let Err(e) = result {
-        let _ = tokio::fs::remove_dir_all(&dir).await;
-        return Err(e);
-    }
-    let frozen = freeze(toolchain, &dir).await;
-    let _ = tokio::fs::write(dir.join(FROZEN_FILE), frozen.join("\n")).await;
-    tokio::fs::write(dir.join(COMPLETE_MARKER), key)
-        .await
-        .map_err(|e| StepError::new(PACKAGES, format!("cannot write {}: {e}", dir.display())))?;
-    Ok((
-        Venv {
-            dir,
-            key: key.to_string(),
-            frozen,
-        },
-        true,
-    ))
-}
-
-async fn build_into(
-    toolchain: &Toolchain,
+/// The packages step. `dir` is the release directory; the installer runs in `cwd` (the
+/// workdir, or anywhere when the environment does not depend on the checkout).
+pub(super) async fn prepare_venv(
+    sup: &Supervisor,
+    spec: &Spec,
     dir: &Path,
-    req: &VenvRequest<'_>,
-    workdir: &Path,
-    timeout: Duration,
+    cwd: &Path,
     events: &Events,
-) -> Result<(), StepError> {
-    let launch = Launch {
-        command: String::new(),
-        cwd: workdir.to_path_buf(),
-        env: vec![
-            ("UV_PYTHON_DOWNLOADS".into(), "never".into()),
-            ("PIP_DISABLE_PIP_VERSION_CHECK".into(), "1".into()),
-            ("PIP_NO_INPUT".into(), "1".into()),
-        ],
-        path_prefix: None,
-        // Environments are built by the agent and only read by apps.
-        run_as: None,
+) -> Result<Option<venv::Venv>, StepError> {
+    if !spec.has_packages() {
+        events.skipped(
+            events::PACKAGES,
+            "no packages or requirements declared; using the node's python3",
+        );
+        return Ok(None);
+    }
+    let workdir = dir.join(&spec.workdir);
+    let pinned = !spec.pinned.is_empty();
+    let requirements = match spec.requirements.as_ref().filter(|_| !pinned) {
+        Some(p) => Some((
+            p.as_path(),
+            tokio::fs::read_to_string(workdir.join(p))
+                .await
+                .map_err(|e| {
+                    StepError::new(
+                        events::PACKAGES,
+                        format!("requirements: cannot read {}: {e}", p.display()),
+                    )
+                })?,
+        )),
+        None => None,
     };
-    let dir_s = dir.to_string_lossy().into_owned();
-    let python = dir.join("bin/python").to_string_lossy().into_owned();
-    let pinned_file = dir.with_extension("pinned.txt");
-    let mut install_args: Vec<String> = Vec::new();
-    if req.pinned.is_empty() {
-        install_args.extend(req.pip.iter().cloned());
-        if let Some((path, _)) = &req.requirements {
-            install_args.push("-r".into());
-            install_args.push(path.to_string_lossy().into_owned());
-        }
+    let local = requirements
+        .as_ref()
+        .is_some_and(|(_, c)| venv::refers_to_files(c));
+    let req = venv::VenvRequest {
+        pip: if pinned { &[] } else { &spec.pip },
+        requirements: if pinned { None } else { requirements },
+        release_dir: local.then_some(dir),
+        pinned: &spec.pinned,
+    };
+    let toolchain = sup.venvs().toolchain().await.clone();
+    let key = venv::venv_key(&toolchain, &req);
+    if let Some(w) = &toolchain.warning {
+        events.info(events::PACKAGES, w.clone());
+    }
+    let installer = if pinned {
+        format!(
+            "{} (pinned: {} exact versions)",
+            toolchain.origin,
+            spec.pinned.len()
+        )
     } else {
-        // Exactly the recorded versions, and nothing they did not have.
-        tokio::fs::write(&pinned_file, req.pinned.join("\n") + "\n")
-            .await
-            .map_err(|e| {
-                StepError::new(
-                    PACKAGES,
-                    format!("cannot write {}: {e}", pinned_file.display()),
-                )
-            })?;
-        install_args.push("--no-deps".into());
-        install_args.push("-r".into());
-        install_args.push(pinned_file.to_string_lossy().into_owned());
-    }
-    let (create, install): ((String, Vec<String>), (String, Vec<String>)) =
-        match &toolchain.installer {
-            Installer::Uv { path, .. } => {
-                let uv = path.to_string_lossy().into_owned();
-                let mut install = vec![
-                    "pip".into(),
-                    "install".into(),
-                    "--python".into(),
-                    python.clone(),
-                ];
-                install.extend(install_args);
-                (
-                    (
-                        uv.clone(),
-                        vec![
-                            "venv".into(),
-                            "--quiet".into(),
-                            "--python".into(),
-                            "python3".into(),
-                            dir_s,
-                        ],
-                    ),
-                    (uv, install),
-                )
-            }
-            Installer::Pip => {
-                let mut install = vec![
-                    "-m".into(),
-                    "pip".into(),
-                    "install".into(),
-                    "--progress-bar".into(),
-                    "off".into(),
-                ];
-                install.extend(install_args);
-                (
-                    ("python3".into(), vec!["-m".into(), "venv".into(), dir_s]),
-                    (python.clone(), install),
-                )
-            }
-        };
-    // A pinned environment names exact versions that were installed before, so uv usually
-    // has every one in its cache: `--offline` installs them without asking the index
-    // (~0.1 s instead of ~0.7 s). Whatever is missing, the normal install then fetches.
-    let offline = match &toolchain.installer {
-        Installer::Uv { .. } if !req.pinned.is_empty() => {
-            let (program, mut args) = install.clone();
-            args.insert(2, "--offline".into());
-            Some((program, args))
-        }
-        _ => None,
+        toolchain.origin.clone()
     };
-    let launch = &launch;
-    let run = |(program, args): (String, Vec<String>)| async move {
-        let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
-        let shown = format!("{} {}", short_program(&program), args.join(" "));
-        events.output(PACKAGES, &format!("$ {shown}"));
-        let finished = process::run_captured(&program, &args_ref, launch, timeout, |line| {
-            events.output(PACKAGES, line)
-        })
+    let lock = sup.venvs().builder(&key);
+    events
+        .step(
+            events::PACKAGES,
+            format!("environment {key} with {installer}"),
+            async {
+                let _guard = lock.lock().await;
+                let (env, built) = venv::build(
+                    &toolchain,
+                    &sup.layout().venvs(),
+                    &key,
+                    &req,
+                    cwd,
+                    sup.config().install_timeout,
+                    events,
+                )
+                .await?;
+                let msg = if built {
+                    format!("built environment {key}")
+                } else {
+                    format!("reused environment {key} (nothing to install)")
+                };
+                Ok((Some(env), msg))
+            },
+        )
         .await
-        .map_err(|e| StepError::new(PACKAGES, format!("cannot run {program}: {e}")))?;
-        if finished.success {
-            Ok(())
-        } else {
-            Err(
-                StepError::new(PACKAGES, format!("`{shown}` {}", finished.summary))
-                    .with_tail(finished.tail),
-            )
-        }
-    };
-    run(create).await?;
-    let installed_offline = match offline {
-        Some(cmd) => match run(cmd).await {
-            Ok(()) => true,
-            Err(_) => {
-                events.output(
-                    PACKAGES,
-                    "not every pinned version is in uv's cache: installing from the index",
-                );
-                false
-            }
-        },
-        None => false,
-    };
-    if !installed_offline {
-        run(install).await?;
-    }
-    if !req.pinned.is_empty() {
-        let _ = tokio::fs::rename(&pinned_file, dir.join(PINNED_FILE)).await;
-    }
-    Ok(())
 }
 
-/// The exact versions in an environment: `uv pip freeze` or `pip freeze`.
-async fn freeze(toolchain: &Toolchain, dir: &Path) -> Vec<String> {
-    let python = dir.join("bin/python");
-    let mut cmd = match &toolchain.installer {
-        Installer::Uv { path, .. } => {
-            let mut c = tokio::process::Command::new(path);
-            c.args(["pip", "freeze", "--python"]).arg(&python);
-            c
-        }
-        Installer::Pip => {
-            let mut c = tokio::process::Command::new(&python);
-            c.args(["-m", "pip", "freeze", "--disable-pip-version-check"]);
-            c
+/// Whether the environment depends on the checkout: a requirements file (read from it), or
+/// packages named by a path or a file URL (a path may be relative to the workdir).
+pub(super) fn venv_needs_checkout(spec: &Spec) -> bool {
+    let local = |p: &String| {
+        // `name @ target` names a direct reference.
+        let target = p.rsplit(" @ ").next().unwrap_or(p).trim();
+        target.starts_with(['.', '/', '~'])
+            || target.starts_with("file:")
+            // An archive named by a path, not a URL.
+            || (!target.contains("://")
+                && [".whl", ".tar.gz", ".zip"].iter().any(|x| target.ends_with(x)))
+    };
+    if !spec.pinned.is_empty() {
+        // Exactly the pinned list is installed, whatever the requirements file says.
+        return spec.pinned.iter().any(local);
+    }
+    spec.requirements.is_some() || spec.pip.iter().any(local)
+}
+
+/// Runs `git` (fetch and checkout) and `env` (packages) at the same time. A failure of `git`
+/// cancels `env` (its installer is killed; an unfinished environment is never used) and
+/// comes back with the step it failed at; a failure of `env` waits for `git` (it holds the
+/// mirror) and, if `git` failed too, the earlier step's failure is the one reported.
+pub(super) async fn at_once<E>(
+    git: impl std::future::Future<Output = Result<String, StepError>>,
+    env: impl std::future::Future<Output = Result<E, StepError>>,
+) -> Result<(String, E), (StepError, Option<&'static str>)> {
+    tokio::pin!(git, env);
+    let mut venv_result = None;
+    let commit = loop {
+        tokio::select! {
+            r = &mut git => match r {
+                Ok(commit) => break commit,
+                Err(e) => {
+                    let step = e.step;
+                    return Err((e, venv_result.is_none().then_some(step)));
+                }
+            },
+            r = &mut env, if venv_result.is_none() => venv_result = Some(r),
         }
     };
-    match cmd.stdin(std::process::Stdio::null()).output().await {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_string)
-            .collect(),
-        Ok(out) => {
-            tracing::warn!(env = %dir.display(), stderr = %String::from_utf8_lossy(&out.stderr), "pip freeze failed");
-            Vec::new()
-        }
-        Err(e) => {
-            tracing::warn!(env = %dir.display(), error = %e, "pip freeze failed");
-            Vec::new()
-        }
-    }
-}
-
-async fn read_frozen(dir: &Path) -> Vec<String> {
-    tokio::fs::read_to_string(dir.join(FROZEN_FILE))
-        .await
-        .map(|t| {
-            t.lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn short_program(program: &str) -> &str {
-    Path::new(program)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or(program)
+    let env = match venv_result {
+        Some(r) => r,
+        None => env.await,
+    };
+    env.map(|e| (commit, e)).map_err(|e| (e, None))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::RawSpec;
 
-    fn tc() -> Toolchain {
-        Toolchain {
-            installer: Installer::Pip,
-            python_version: "Python 3.11.7".into(),
-            origin: "python3 -m venv + pip".into(),
-            warning: None,
-        }
-    }
-
-    fn req<'a>(pip: &'a [String], requirements: Option<(&'a Path, String)>) -> VenvRequest<'a> {
-        VenvRequest {
-            pip,
-            requirements,
-            release_dir: None,
-            pinned: &[],
-        }
+    fn spec(pip: &[&str], requirements: &str, pinned: &[&str]) -> Spec {
+        Spec::validate(RawSpec {
+            name: "app".into(),
+            repo: "https://example.org/app.git".into(),
+            command: "python3 app.py".into(),
+            pip: pip.iter().map(|s| s.to_string()).collect(),
+            requirements: requirements.into(),
+            pinned: pinned.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
+        .unwrap()
     }
 
     #[test]
-    fn key_depends_on_everything_that_matters() {
-        let pip = vec!["six==1.16.0".to_string()];
-        let k1 = venv_key(&tc(), &req(&pip, None));
-        assert_eq!(k1, venv_key(&tc(), &req(&pip, None)));
-        let pip2 = vec!["six==1.17.0".to_string()];
-        assert_ne!(k1, venv_key(&tc(), &req(&pip2, None)));
-        let p = Path::new("requirements.txt");
-        let a = venv_key(&tc(), &req(&pip, Some((p, "flask\n".into()))));
-        let b = venv_key(&tc(), &req(&pip, Some((p, "django\n".into()))));
-        assert_ne!(a, b);
-        let mut other_py = tc();
-        other_py.python_version = "Python 3.12.1".into();
-        assert_ne!(k1, venv_key(&other_py, &req(&pip, None)));
-        let pinned = vec!["six==1.16.0".to_string()];
-        let locked = VenvRequest {
-            pinned: &pinned,
-            ..req(&[], None)
-        };
-        assert_ne!(k1, venv_key(&tc(), &locked), "a pinned env is its own");
-    }
-
-    #[test]
-    fn local_references_are_detected() {
-        assert!(refers_to_files("flask\n-e .\n"));
-        assert!(refers_to_files("-r base.txt"));
-        assert!(!refers_to_files("flask==3.0\n# comment\nnumpy>=1"));
+    fn environments_that_need_the_checkout() {
+        assert!(!venv_needs_checkout(&spec(
+            &["fastapi==0.115.0", "uvicorn"],
+            "",
+            &[]
+        )));
+        assert!(!venv_needs_checkout(&spec(
+            &["pkg @ https://example.org/pkg-1.0-py3-none-any.whl"],
+            "",
+            &[]
+        )));
+        assert!(venv_needs_checkout(&spec(
+            &["six"],
+            "requirements.txt",
+            &[]
+        )));
+        assert!(venv_needs_checkout(&spec(&["./vendor/pkg"], "", &[])));
+        assert!(venv_needs_checkout(&spec(
+            &["dist/pkg-1.0.tar.gz"],
+            "",
+            &[]
+        )));
+        // A pinned deploy installs its list only, whatever the requirements file says.
+        assert!(!venv_needs_checkout(&spec(
+            &[],
+            "requirements.txt",
+            &["six==1.16.0"]
+        )));
+        assert!(venv_needs_checkout(&spec(
+            &[],
+            "",
+            &["app @ file:///srv/app"]
+        )));
     }
 }

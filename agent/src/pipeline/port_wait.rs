@@ -4,7 +4,6 @@
 //! socket is ours, not a foreign process's: wait for it, bounded by the kill timeout
 //! (after which the stop SIGKILLs it).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::events::{self, Events, StepError};
@@ -19,8 +18,8 @@ const POLL: Duration = Duration::from_millis(20);
 const AFTER_KILL: Duration = Duration::from_secs(3);
 
 /// Waits until no process of this deployment's earlier instances listens on its port.
-pub async fn own_holders_gone(
-    sup: &Arc<Supervisor>,
+pub(super) async fn own_holders_gone(
+    sup: &Supervisor,
     spec: &Spec,
     grace: Duration,
     events: &Events,
@@ -29,10 +28,7 @@ pub async fn own_holders_gone(
     let deadline = began + grace + AFTER_KILL;
     let mut last: Vec<u32> = Vec::new();
     loop {
-        let (s, name, port) = (sup.clone(), spec.name.clone(), spec.port);
-        let held = tokio::task::spawn_blocking(move || own_holders(&s, &name, port))
-            .await
-            .unwrap_or_default();
+        let held = own_holders(sup, &spec.name, spec.port).await;
         if held.is_empty() {
             if !last.is_empty() {
                 events.info(
@@ -63,20 +59,15 @@ pub async fn own_holders_gone(
     }
 }
 
-/// The pids of `name`'s instances listening where its app would. Blocking (/proc).
-fn own_holders(sup: &Supervisor, name: &str, port: u16) -> Vec<u32> {
-    let mut pids: Vec<u32> = ports::holders(sup.config.app_host, port)
-        .into_iter()
-        .filter_map(|(_, pid)| pid)
-        .filter(|pid| {
-            sup.tracker
-                .owner_of(*pid)
-                .is_some_and(|id| Tracking::deployment(&id) == Some(name))
-        })
-        .collect();
-    pids.sort_unstable();
-    pids.dedup();
-    pids
+/// The pids of `name`'s instances listening where its app would.
+async fn own_holders(sup: &Supervisor, name: &str, port: u16) -> Vec<u32> {
+    let (tracker, name) = (sup.tracker().clone(), name.to_string());
+    ports::holder_pids(sup.config().app_host, port, move |pid| {
+        tracker
+            .owner_of(pid)
+            .is_some_and(|id| Tracking::deployment(&id) == Some(name.as_str()))
+    })
+    .await
 }
 
 fn join(pids: &[u32]) -> String {

@@ -5,9 +5,32 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::events::{Events, StepError, START_SCRIPT};
+use super::Prepared;
 use crate::process::{self, Launch};
+use crate::spec::Spec;
+use crate::supervisor::Supervisor;
 
-pub async fn run(
+/// The start-script step of the release `prepared` (skipped when none is declared).
+pub(super) async fn step(
+    sup: &Supervisor,
+    spec: &Spec,
+    prepared: &Prepared,
+    events: &Events,
+) -> Result<(), StepError> {
+    let Some(script) = &spec.start_script else {
+        events.skipped(START_SCRIPT, "no start script declared");
+        return Ok(());
+    };
+    let launch = crate::launch::launch(sup, &prepared.release, &prepared.dir);
+    events
+        .step(START_SCRIPT, format!("sh {}", script.display()), async {
+            run(script, &launch, sup.config().start_script_timeout, events).await?;
+            Ok(((), format!("{} finished", script.display())))
+        })
+        .await
+}
+
+async fn run(
     script: &Path,
     launch: &Launch,
     timeout: Duration,

@@ -1,0 +1,444 @@
+//! One deployment on this node and the only code that changes it: its record (releases, the
+//! current one, the process that runs it), its running instance, and the deploy in progress.
+//! Every change is a method named for what happens (begin a deploy, commit a release, swap
+//! the running instance, stop it for removal, forget the deployment); callers read copies.
+//!
+//! Two locks, neither held across I/O or `.await`: `state` guards the fields for a moment;
+//! `op` (async) is held for the whole of a deploy or remove, so they never interleave.
+//! Record writes go through `writer`, an async lock that orders them (the newest wins) and
+//! that a removal takes before it deletes the directory.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::instance::{Instance, InstanceStatus};
+use crate::procstat::ProcId;
+use crate::spec::DEFAULT_KILL_TIMEOUT;
+use crate::store::{self, Layout, Record, ReleaseRecord};
+use crate::tracking::Tracking;
+
+pub(crate) struct Deployment {
+    name: String,
+    op: tokio::sync::Mutex<()>,
+    state: Mutex<Inner>,
+    /// The generation of the record last written.
+    writer: tokio::sync::Mutex<u64>,
+}
+
+struct Inner {
+    record: Record,
+    /// Bumped at every change of `record`, so an older copy never overwrites a newer one.
+    generation: u64,
+    instance: Option<Arc<Instance>>,
+    deploying: Option<Deploying>,
+    /// Set once removed (or discarded), so a deploy that waited starts over with a new entry.
+    removed: bool,
+}
+
+/// The deploy in progress: its release number and the owner it was asked for (a first
+/// deploy has no release yet, and its owner already holds the name).
+#[derive(Debug, Clone)]
+struct Deploying {
+    number: u32,
+    owner: String,
+}
+
+/// Held for the whole of a deploy or a removal.
+pub(crate) struct OpGuard<'a> {
+    _op: tokio::sync::MutexGuard<'a, ()>,
+}
+
+/// What a removal has to stop: the instance, or a process an earlier agent run left.
+pub(crate) enum ToStop {
+    Instance(Arc<Instance>),
+    Recorded {
+        id: ProcId,
+        tracking: Tracking,
+        grace: Duration,
+    },
+    Nothing,
+}
+
+/// What a deployment looks like right now, for `status`, health endpoints and metrics.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    pub current: Option<ReleaseRecord>,
+    pub last_result: Option<String>,
+    pub instance: Option<InstanceStatus>,
+    pub deploying: Option<u32>,
+    /// The pid the record names (an app an earlier agent run started).
+    pub recorded_pid: Option<u32>,
+}
+
+impl Deployment {
+    pub(crate) fn new(record: Record) -> Deployment {
+        Deployment {
+            name: record.name.clone(),
+            op: Default::default(),
+            state: Mutex::new(Inner {
+                record,
+                generation: 1,
+                instance: None,
+                deploying: None,
+                removed: false,
+            }),
+            writer: tokio::sync::Mutex::new(0),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn state(&self) -> MutexGuard<'_, Inner> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for any deploy or removal of this deployment to end. `None` when it was
+    /// removed meanwhile (the caller starts over with a fresh entry).
+    pub(crate) async fn begin(&self) -> Option<OpGuard<'_>> {
+        let guard = self.op.lock().await;
+        (!self.state().removed).then_some(OpGuard { _op: guard })
+    }
+
+    // --- reading -------------------------------------------------------------------
+
+    /// Who owns it: its current release's owner, else its last one's, else the owner a
+    /// first deploy in progress was asked for.
+    pub(crate) fn owner(&self) -> Option<String> {
+        let s = self.state();
+        s.record
+            .current_release()
+            .or(s.record.releases.last())
+            .map(|r| r.spec.owner.clone())
+            .or_else(|| s.deploying.as_ref().map(|d| d.owner.clone()))
+    }
+
+    pub(crate) fn current(&self) -> Option<ReleaseRecord> {
+        self.state().record.current_release().cloned()
+    }
+
+    /// A copy of the record.
+    pub(crate) fn record(&self) -> Record {
+        self.state().record.clone()
+    }
+
+    pub(crate) fn has_releases(&self) -> bool {
+        !self.state().record.releases.is_empty()
+    }
+
+    pub(crate) fn instance(&self) -> Option<Arc<Instance>> {
+        self.state().instance.clone()
+    }
+
+    /// The process the record names, its release and how its instance is tracked.
+    pub(crate) fn recorded_process(&self) -> Option<(ProcId, u32, Tracking)> {
+        let s = self.state();
+        s.record
+            .process()
+            .map(|(id, release)| (id, release, s.record.tracking.clone()))
+    }
+
+    /// The running app's first process and how its others are found: the instance's, or
+    /// what the record names (an app no instance supervises yet).
+    pub(crate) fn running_app(&self) -> Option<(u32, Tracking)> {
+        let s = self.state();
+        match s.instance.as_ref().map(|i| i.snapshot()) {
+            Some(st) if st.pid.is_some() => st.pid.map(|p| (p, st.tracking)),
+            _ => s.record.pid.map(|p| (p, s.record.tracking.clone())),
+        }
+    }
+
+    /// The packages hashes of the releases still on disk (or current), for venv GC.
+    pub(crate) fn kept_venvs(&self, layout: &Layout) -> Vec<String> {
+        let s = self.state();
+        s.record
+            .releases
+            .iter()
+            .filter(|r| {
+                s.record.current == Some(r.number) || layout.release(&self.name, r.number).exists()
+            })
+            .filter(|r| !r.packages_hash.is_empty())
+            .map(|r| r.packages_hash.clone())
+            .collect()
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let s = self.state();
+        Snapshot {
+            current: s.record.current_release().cloned(),
+            last_result: s
+                .record
+                .releases
+                .last()
+                .map(|r| r.result.as_str().to_string()),
+            instance: s.instance.as_ref().map(|i| i.snapshot()),
+            deploying: s.deploying.as_ref().map(|d| d.number),
+            recorded_pid: s.record.pid,
+        }
+    }
+
+    // --- transitions ---------------------------------------------------------------
+
+    /// A deploy begins (under [`Deployment::begin`]): the number its release gets.
+    pub(crate) fn begin_deploy(&self, owner: &str) -> u32 {
+        let mut s = self.state();
+        let number = s.record.next_release();
+        s.deploying = Some(Deploying {
+            number,
+            owner: owner.to_string(),
+        });
+        number
+    }
+
+    /// The deploy in progress is over (whatever its result).
+    pub(crate) fn end_deploy(&self) {
+        self.state().deploying = None;
+    }
+
+    /// Puts `new` in place of the running instance; the one it replaces is returned.
+    pub(crate) fn swap_instance(&self, new: Option<Arc<Instance>>) -> Option<Arc<Instance>> {
+        std::mem::replace(&mut self.state().instance, new)
+    }
+
+    /// A release became healthy: it is the current one, run by `id`.
+    pub(crate) fn commit(
+        &self,
+        mut release: ReleaseRecord,
+        id: Option<ProcId>,
+        tracking: Tracking,
+    ) {
+        let mut s = self.state();
+        release.result = store::ReleaseResult::Ok;
+        s.record.current = Some(release.number);
+        s.record.set_process(release.number, id, tracking);
+        s.record.releases.push(release);
+        s.generation += 1;
+    }
+
+    /// A release failed: kept in the history of a deployment that has a current release
+    /// (a first deploy that fails leaves nothing behind).
+    pub(crate) fn record_failure(&self, release: ReleaseRecord) {
+        let mut s = self.state();
+        if s.record.current.is_some() {
+            s.record.releases.push(release);
+            s.generation += 1;
+        }
+    }
+
+    /// Remembers the process now running `release` (or none).
+    pub(crate) fn set_process(&self, release: u32, id: Option<ProcId>, tracking: Tracking) {
+        let mut s = self.state();
+        s.record.set_process(release, id, tracking);
+        s.generation += 1;
+    }
+
+    /// An instance (re)started a process of `release`: recorded when it is the current
+    /// release and a different process than the record names. Whether anything changed.
+    pub(crate) fn process_started(&self, release: u32, id: ProcId, tracking: &Tracking) -> bool {
+        let mut s = self.state();
+        // A release being deployed is recorded when its deploy commits.
+        if s.record.current != Some(release) || s.record.process().map(|p| p.0) == Some(id) {
+            return false;
+        }
+        s.record.set_process(release, Some(id), tracking.clone());
+        s.generation += 1;
+        true
+    }
+
+    /// Removal begins (under [`Deployment::begin`]): takes what runs out of the deployment,
+    /// for the caller to stop. `None` once removed.
+    pub(crate) fn stop_for_removal(&self) -> ToStop {
+        let mut s = self.state();
+        let grace = s
+            .record
+            .current_release()
+            .map(|r| r.spec.kill_timeout)
+            .unwrap_or(DEFAULT_KILL_TIMEOUT);
+        let recorded = s.record.process().map(|p| (p.0, s.record.tracking.clone()));
+        s.record.set_process(0, None, Tracking::default());
+        s.generation += 1;
+        match (s.instance.take(), recorded) {
+            (Some(i), _) => ToStop::Instance(i),
+            (None, Some((id, tracking))) => ToStop::Recorded {
+                id,
+                tracking,
+                grace,
+            },
+            (None, None) => ToStop::Nothing,
+        }
+    }
+
+    /// Marks a deployment that never had a release (its first deploy failed) as removed;
+    /// false (and nothing changes) when it has a release or runs something.
+    pub(crate) fn discard_if_unreleased(&self) -> bool {
+        let mut s = self.state();
+        if s.record.current.is_some() || s.instance.is_some() {
+            return false;
+        }
+        s.removed = true;
+        true
+    }
+
+    /// Forgets it: no record write happens after this, and its directory (record,
+    /// releases, logs) is deleted once a write in progress is over.
+    pub(crate) async fn forget(&self, layout: &Layout) -> Result<()> {
+        self.state().removed = true;
+        let _writer = self.writer.lock().await;
+        store::delete(layout, &self.name).await
+    }
+
+    /// Writes the record as it is now (a newer write that already happened wins). A
+    /// removed deployment is not written back.
+    pub(crate) async fn save(&self, layout: &Layout) -> Result<()> {
+        let mut written = self.writer.lock().await;
+        let (record, generation) = {
+            let s = self.state();
+            if s.removed || s.generation <= *written {
+                return Ok(());
+            }
+            (s.record.clone(), s.generation)
+        };
+        store::save(layout, record).await?;
+        *written = generation;
+        Ok(())
+    }
+
+    /// [`Deployment::save`], logging a failure (what asked for it goes on regardless).
+    pub(crate) async fn save_or_log(&self, layout: &Layout) {
+        if let Err(e) = self.save(layout).await {
+            tracing::error!(deployment = %self.name, error = %e, "cannot save record");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{RawSpec, Spec};
+
+    fn release(number: u32, owner: &str) -> ReleaseRecord {
+        let spec = Spec::validate(RawSpec {
+            name: "app".into(),
+            repo: "https://example.org/app.git".into(),
+            command: "python3 app.py".into(),
+            owner: owner.into(),
+            ..Default::default()
+        })
+        .unwrap();
+        ReleaseRecord {
+            number,
+            spec,
+            git_ref: "main".into(),
+            commit: "0123456789abcdef".into(),
+            packages_hash: String::new(),
+            venv_dir: None,
+            deployed_at: 0,
+            result: store::ReleaseResult::Pending,
+        }
+    }
+
+    fn id(pid: u32) -> ProcId {
+        ProcId { pid, start_time: 7 }
+    }
+
+    #[tokio::test]
+    async fn a_first_deploy_holds_the_name_for_its_owner_until_it_ends() {
+        let d = Deployment::new(Record::new("app"));
+        assert_eq!(d.owner(), None);
+        let _op = d.begin().await.unwrap();
+        assert_eq!(d.begin_deploy("user:alice"), 1);
+        assert_eq!(d.owner().as_deref(), Some("user:alice"));
+        assert_eq!(d.snapshot().deploying, Some(1));
+        d.end_deploy();
+        assert_eq!(d.owner(), None);
+        assert_eq!(d.snapshot().deploying, None);
+    }
+
+    #[test]
+    fn a_committed_release_is_current_ok_and_names_its_process() {
+        let d = Deployment::new(Record::new("app"));
+        assert_eq!(d.begin_deploy("user:alice"), 1);
+        d.commit(release(1, "user:alice"), Some(id(42)), Tracking::default());
+        let current = d.current().unwrap();
+        assert_eq!(current.number, 1);
+        assert!(current.result.is_ok());
+        assert_eq!(d.recorded_process().map(|p| (p.0, p.1)), Some((id(42), 1)));
+        assert_eq!(d.begin_deploy("user:alice"), 2);
+        assert_eq!(d.owner().as_deref(), Some("user:alice"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_first_release_leaves_no_history_a_later_one_does() {
+        let d = Deployment::new(Record::new("app"));
+        d.record_failure(release(1, "user:alice"));
+        assert!(!d.has_releases());
+        assert!(d.discard_if_unreleased());
+        assert!(
+            d.begin().await.is_none(),
+            "a deploy that waited starts over"
+        );
+
+        let d = Deployment::new(Record::new("app"));
+        d.commit(release(1, "user:alice"), Some(id(42)), Tracking::default());
+        d.record_failure(release(2, "user:alice"));
+        assert_eq!(d.record().releases.len(), 2);
+        assert_eq!(d.current().unwrap().number, 1, "the failure is not current");
+        assert!(
+            !d.discard_if_unreleased(),
+            "a deployment with a release stays"
+        );
+    }
+
+    #[test]
+    fn only_a_new_process_of_the_current_release_is_recorded() {
+        let d = Deployment::new(Record::new("app"));
+        d.commit(release(1, "user:alice"), Some(id(42)), Tracking::default());
+        assert!(
+            !d.process_started(2, id(50), &Tracking::default()),
+            "release being deployed"
+        );
+        assert!(
+            !d.process_started(1, id(42), &Tracking::default()),
+            "the same process"
+        );
+        assert!(
+            d.process_started(1, id(43), &Tracking::default()),
+            "a restart"
+        );
+        assert_eq!(d.recorded_process().map(|p| p.0), Some(id(43)));
+    }
+
+    #[test]
+    fn removal_takes_the_recorded_process_when_no_instance_runs() {
+        let d = Deployment::new(Record::new("app"));
+        d.commit(release(1, "user:alice"), Some(id(42)), Tracking::default());
+        match d.stop_for_removal() {
+            ToStop::Recorded { id: got, grace, .. } => {
+                assert_eq!(got, id(42));
+                assert_eq!(grace, DEFAULT_KILL_TIMEOUT);
+            }
+            _ => panic!("expected the recorded process"),
+        }
+        assert!(d.recorded_process().is_none());
+        assert!(matches!(d.stop_for_removal(), ToStop::Nothing));
+    }
+
+    #[tokio::test]
+    async fn a_removed_deployment_is_neither_begun_nor_written() {
+        let dir = std::env::temp_dir().join(format!("deployment-test-{}", std::process::id()));
+        let layout = Layout::new(dir.clone());
+        let d = Deployment::new(Record::new("app"));
+        d.commit(release(1, "user:alice"), Some(id(42)), Tracking::default());
+        d.save(&layout).await.unwrap();
+        assert!(layout.record("app").exists());
+        d.forget(&layout).await.unwrap();
+        assert!(!layout.deployment("app").exists());
+        d.set_process(1, None, Tracking::default());
+        d.save(&layout).await.unwrap();
+        assert!(!layout.deployment("app").exists(), "no write after forget");
+        assert!(d.begin().await.is_none());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

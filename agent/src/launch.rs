@@ -1,0 +1,105 @@
+//! What a release's processes get, in one place for the deploy and for recovery: the
+//! directory, variables (with the owner's secrets, read at each start, never recorded),
+//! PATH, the user to run as, and the instance that supervises them.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::deployment::Deployment;
+use crate::instance::InstanceConfig;
+use crate::process::Launch;
+use crate::secrets::{Kind, Redactor, SecretStore};
+use crate::spec::Spec;
+use crate::store::ReleaseRecord;
+use crate::supervisor::Supervisor;
+
+/// The values of `names` among `owner`'s env secrets, or the names that are missing.
+pub(crate) fn secret_values(
+    secrets: &SecretStore,
+    owner: &str,
+    names: &[String],
+) -> Result<Vec<(String, String)>, Vec<String>> {
+    let mut values = Vec::new();
+    let mut missing = Vec::new();
+    for name in names {
+        match secrets.get(owner, name) {
+            Ok(Some((v, Kind::Env))) => {
+                values.push((name.clone(), String::from_utf8_lossy(&v).into_owned()))
+            }
+            _ => missing.push(name.clone()),
+        }
+    }
+    if missing.is_empty() {
+        Ok(values)
+    } else {
+        Err(missing)
+    }
+}
+
+/// Hides what `spec` may reveal in output: its secrets' values and its owner's git
+/// credential. Also the names of its secrets that are missing (none is hidden then).
+pub(crate) fn redactor(secrets: &SecretStore, spec: &Spec) -> (Redactor, Vec<String>) {
+    let (mut values, missing) = match secret_values(secrets, &spec.owner, &spec.secrets) {
+        Ok(v) => (v.into_iter().map(|(_, v)| v).collect::<Vec<_>>(), vec![]),
+        Err(missing) => (vec![], missing),
+    };
+    if let Ok(Some((_, v))) = secrets.git_credential(&spec.owner, &spec.repo) {
+        values.push(String::from_utf8_lossy(&v).into_owned());
+    }
+    (Redactor::new(values), missing)
+}
+
+/// Everything an app (or its start script) gets: directory, variables, PATH, user.
+pub(crate) fn launch(sup: &Supervisor, release: &ReleaseRecord, dir: &Path) -> Launch {
+    let spec = &release.spec;
+    let mut env: Vec<(String, String)> = vec![
+        ("PORT".into(), spec.port.to_string()),
+        ("HOST".into(), sup.config().app_host.to_string()),
+        ("DEPLOYMENT_NAME".into(), spec.name.clone()),
+        ("DEPLOYMENT_RELEASE".into(), release.number.to_string()),
+        ("GIT_COMMIT".into(), release.commit.clone()),
+    ];
+    if let Some(venv_dir) = &release.venv_dir {
+        env.push((
+            "VIRTUAL_ENV".into(),
+            venv_dir.to_string_lossy().into_owned(),
+        ));
+    }
+    env.extend(spec.env_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+    match secret_values(sup.secrets(), &spec.owner, &spec.secrets) {
+        Ok(values) => env.extend(values),
+        Err(missing) => {
+            tracing::warn!(deployment = %spec.name, missing = ?missing, "secrets are missing; the app starts without them")
+        }
+    }
+    Launch {
+        command: spec.command.clone(),
+        cwd: dir.join(&spec.workdir),
+        env,
+        path_prefix: release.venv_dir.as_ref().map(|d| d.join("bin")),
+        run_as: sup.run_as(),
+    }
+}
+
+/// How `release` of `d` runs under an instance.
+pub(crate) fn instance_config(
+    sup: &Supervisor,
+    d: &Arc<Deployment>,
+    release: &ReleaseRecord,
+) -> InstanceConfig {
+    let spec = &release.spec;
+    let dir = sup.layout().release(&spec.name, release.number);
+    InstanceConfig {
+        name: spec.name.clone(),
+        release: release.number,
+        launch: launch(sup, release, &dir),
+        log: sup.layout().app_log(&spec.name),
+        host: sup.config().app_host,
+        port: spec.port,
+        health: spec.health.clone(),
+        restart: spec.restart,
+        kill_timeout: spec.kill_timeout,
+        observer: sup.observer(d),
+        tracker: sup.tracker().clone(),
+    }
+}

@@ -1,0 +1,136 @@
+//! checkout: the fetched commit into the release's directory; then the paths the spec
+//! names must exist there and resolve beneath it ([`beneath`]: a symlink out of the
+//! checkout is refused, naming where it points), and the app's user gets the files.
+
+use std::path::Path;
+
+use super::events::{self, Events, StepError};
+use super::resolve::Source;
+use super::{beneath, blocking, git, short};
+use crate::spec::Spec;
+use crate::supervisor::Supervisor;
+
+/// Checks out `oid` from `mirror` into `dir` (release `number`).
+pub(super) async fn checkout(
+    spec: &Spec,
+    number: u32,
+    from: &Source,
+    mirror: &Path,
+    oid: git2::Oid,
+    dir: &Path,
+    events: &Events,
+) -> Result<(), StepError> {
+    let commit = oid.to_string();
+    events
+        .step(
+            events::CHECKOUT,
+            format!("{} into release {number}", short(&commit)),
+            async {
+                let (m, target) = (mirror.to_path_buf(), dir.to_path_buf());
+                let _ = tokio::fs::remove_dir_all(&target).await;
+                let (url, resolved, a) = (spec.repo.clone(), from.resolved.clone(), from.auth.clone());
+                blocking(events::CHECKOUT, move || {
+                    git::checkout(&m, oid, &target).or_else(|e| {
+                        // Objects missing from the mirror: clone it again, once.
+                        tracing::warn!(reason = %e.reason, "checkout failed; cloning the mirror again");
+                        git::discard_mirror(&m);
+                        let _ = std::fs::remove_dir_all(&target);
+                        git::fetch(&m, &url, &resolved, &a)?;
+                        git::checkout(&m, oid, &target)
+                    })
+                })
+                .await?;
+                let summary = {
+                    let m = mirror.to_path_buf();
+                    tokio::task::spawn_blocking(move || git::commit_summary(&m, oid))
+                        .await
+                        .unwrap_or_default()
+                };
+                Ok(((), format!("{} {summary}", short(&commit))))
+            },
+        )
+        .await
+}
+
+/// After the checkout: the paths the spec names, and the files given to `run_as`.
+pub(super) async fn check(
+    sup: &Supervisor,
+    spec: &Spec,
+    dir: &Path,
+    commit: &str,
+    events: &Events,
+) -> Result<(), StepError> {
+    if let Err(e) = check_paths(spec, dir, commit).await {
+        events.emit(
+            e.step,
+            events::Phase::Failed,
+            e.reason.clone(),
+            Default::default(),
+        );
+        return Err(e);
+    }
+    if let Some((uid, gid)) = sup.run_as() {
+        // The app (and its start script) run as run_as and may write in their checkout.
+        let d = dir.to_path_buf();
+        let owned =
+            tokio::task::spawn_blocking(move || crate::process::chown_tree(&d, uid, gid)).await;
+        if let Ok(Err(e)) | Err(e) = owned.map_err(std::io::Error::other) {
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            return Err(StepError::new(
+                events::CHECKOUT,
+                format!("cannot give {} to uid {uid}: {e}", dir.display()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The workdir, requirements file (and what it includes) and start script must exist in
+/// the checkout and resolve beneath it ([`beneath`]: a symlink out of the checkout is
+/// refused, naming where it points).
+async fn check_paths(spec: &Spec, dir: &Path, commit: &str) -> Result<(), StepError> {
+    let (spec, dir, commit) = (spec.clone(), dir.to_path_buf(), commit.to_string());
+    blocking(events::CHECKOUT, move || {
+        check_paths_blocking(&spec, &dir, &commit)
+    })
+    .await
+}
+
+fn check_paths_blocking(spec: &Spec, dir: &Path, commit: &str) -> Result<(), StepError> {
+    let at = format!("at commit {}", short(commit));
+    let refused = |field: &str, why: beneath::Refusal| {
+        StepError::new(events::CHECKOUT, format!("{field}: {why} {at}"))
+    };
+    let workdir = beneath::resolve(dir, dir, &spec.workdir).map_err(|e| refused("workdir", e))?;
+    if !workdir.is_dir() {
+        return Err(StepError::new(
+            events::CHECKOUT,
+            format!(
+                "workdir: {:?} is not a directory in the repository {at}",
+                spec.workdir
+            ),
+        ));
+    }
+    for (field, path) in [
+        ("requirements", &spec.requirements),
+        ("start_script", &spec.start_script),
+    ] {
+        let Some(p) = path else {
+            continue;
+        };
+        let real = beneath::resolve(dir, &workdir, p).map_err(|e| refused(field, e))?;
+        if !real.is_file() {
+            return Err(StepError::new(
+                events::CHECKOUT,
+                format!(
+                    "{field}: {:?} is not a file in the workdir {:?} {at}",
+                    p, spec.workdir
+                ),
+            ));
+        }
+        if field == "requirements" {
+            beneath::check_requirements(dir, &real).map_err(|e| refused(field, e))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! After a failed deploy: the failed release is recorded and its directory deleted, and
+//! the release that served before keeps serving, started again if it had been stopped to
+//! free its port. (The user's `deployctl rollback` is another thing: a new deploy of an
+//! older release.)
+
+use std::sync::Arc;
+
+use super::events::{Outcome, StepError};
+use super::Prepared;
+use crate::deployment::Deployment;
+use crate::instance::{Instance, State};
+use crate::procstat::ProcId;
+use crate::store::{ReleaseRecord, ReleaseResult};
+use crate::supervisor::Supervisor;
+
+pub(super) async fn keep_previous(
+    sup: &Supervisor,
+    d: &Arc<Deployment>,
+    err: StepError,
+    prepared: Option<Prepared>,
+) -> Outcome {
+    let mut outcome = Outcome {
+        ok: false,
+        failed_step: err.step.to_string(),
+        reason: err.reason.clone(),
+        output_tail: err.tail.clone(),
+        ..Default::default()
+    };
+    if let Some(p) = prepared {
+        let mut release = p.release;
+        release.result = ReleaseResult::failed(err.step, first_line(&err.reason));
+        outcome.commit = release.commit.clone();
+        outcome.git_ref = release.git_ref.clone();
+        let _ = tokio::fs::remove_dir_all(&p.dir).await;
+        d.record_failure(release);
+    }
+    if let Some(current) = d.current() {
+        outcome.release = current.number;
+        outcome.kept_release = current.number;
+        match d.instance() {
+            Some(inst) => outcome.kept_healthy = inst.snapshot().state == State::Healthy,
+            None => {
+                // Stopped for the port (or never running): started again, a new process.
+                let pid = restart_kept(sup, d, &current).await;
+                outcome.kept_healthy = pid.is_some();
+                outcome.kept_restarted = true;
+                outcome.kept_pid = pid.unwrap_or(0);
+            }
+        }
+        d.save_or_log(sup.layout()).await;
+    }
+    outcome
+}
+
+/// Starts the kept release again and waits for it to be healthy: its new pid.
+async fn restart_kept(
+    sup: &Supervisor,
+    d: &Arc<Deployment>,
+    release: &ReleaseRecord,
+) -> Option<u32> {
+    let cfg = crate::launch::instance_config(sup, d, release);
+    let (instance, ready) = Instance::start(cfg);
+    let instance = Arc::new(instance);
+    d.swap_instance(Some(instance.clone()));
+    match ready.await {
+        Ok(Ok(pid)) => {
+            d.set_process(
+                release.number,
+                ProcId::of(pid),
+                instance.snapshot().tracking,
+            );
+            Some(pid)
+        }
+        Ok(Err(f)) => {
+            tracing::error!(deployment = %release.spec.name, reason = %f.reason, "previous release did not come back");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or_default()
+}

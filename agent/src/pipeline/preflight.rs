@@ -1,0 +1,77 @@
+//! Before anything is fetched: the secrets the deployment lists exist for its owner, and
+//! its port is not another deployment's or a foreign process's.
+
+use super::events::{self, Events, StepError};
+use crate::ports;
+use crate::spec::Spec;
+use crate::supervisor::Supervisor;
+
+/// Every secret the deployment lists must exist for its owner; from here on their values
+/// (and the owner's git credential) are hidden in everything the deploy reports.
+pub(super) fn check_secrets(
+    sup: &Supervisor,
+    spec: &Spec,
+    events: &Events,
+) -> Result<(), StepError> {
+    let (redactor, missing) = crate::launch::redactor(sup.secrets(), spec);
+    if !missing.is_empty() {
+        return Err(StepError::new(
+            events::SECRETS,
+            format!(
+                "{} has no secret {}: set it with `deployctl secret set --owner {} NAME`",
+                spec.owner,
+                missing.join(", "),
+                spec.owner
+            ),
+        ));
+    }
+    events.set_redactor(redactor);
+    Ok(())
+}
+
+/// A port another deployment here holds is refused (named only when it has the same
+/// owner: another owner's deployments are not revealed); a foreign process on it is reported.
+pub(super) async fn check_port(sup: &Supervisor, spec: &Spec) -> Result<(), StepError> {
+    if let Some((other, owner)) = sup.port_owner(spec.port, &spec.name) {
+        let by = if owner == spec.owner {
+            format!(" by {owner}'s deployment {other:?}")
+        } else {
+            String::new()
+        };
+        return Err(StepError::new(
+            events::PORT,
+            format!(
+                "port {} is in use on this node{by}; choose another port (--port)",
+                spec.port
+            ),
+        ));
+    }
+    foreign_port_holder(sup, spec).await
+}
+
+/// A process this agent does not manage listening where the app would.
+pub(super) async fn foreign_port_holder(sup: &Supervisor, spec: &Spec) -> Result<(), StepError> {
+    let host = sup.config().app_host;
+    let ours = sup.running_pids();
+    let tracker = sup.tracker().clone();
+    // A process of one of our instances (found by its cgroup or marker) is never foreign,
+    // even when it left its group or its leader is gone.
+    let foreign = ports::foreign_holder(host, spec.port, ours, move |pid| {
+        tracker.owner_of(pid).is_some()
+    })
+    .await;
+    if let Some((listener, pid)) = foreign {
+        let who = match pid {
+            Some(pid) => ports::describe_process(pid).await,
+            None => "a process this agent cannot see (another user's)".to_string(),
+        };
+        return Err(StepError::new(
+            events::PORT,
+            format!(
+                "port {} on {} is in use by {who}, which deploy-agent does not manage (listening on {}:{}); stop it or choose another port (--port)",
+                spec.port, host, listener.addr, listener.port
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! start: the new release's process, under a new instance. When the previous release
+//! listens on the same port it is stopped first (it finishes exiting in the background
+//! once the port is free), as is an app an earlier agent run left; then the port must be
+//! free of this deployment's exiting processes and of foreign ones.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use super::events::{self, Events, StepError};
+use super::{port_wait, preflight, Prepared};
+use crate::deployment::Deployment;
+use crate::instance::{Instance, StartFailure};
+use crate::process::Stopped;
+use crate::spec::Spec;
+use crate::supervisor::{stop_recorded, Supervisor};
+
+/// The new release's instance, and what it replaced.
+pub(super) struct Started {
+    pub instance: Arc<Instance>,
+    /// Learns once whether the new release became healthy (with its pid).
+    pub ready: oneshot::Receiver<Result<u32, StartFailure>>,
+    /// The release that served before, if any.
+    pub previous: Option<Arc<Instance>>,
+    /// Whether `previous` was stopped to free the port (else it still serves).
+    pub previous_stopped: bool,
+}
+
+pub(super) async fn start(
+    sup: &Supervisor,
+    d: &Arc<Deployment>,
+    spec: &Spec,
+    prepared: &Prepared,
+    events: &Events,
+) -> Result<Started, StepError> {
+    let logs = sup.layout().logs(&spec.name);
+    let l = logs.clone();
+    let made = tokio::task::spawn_blocking(move || {
+        crate::fsmode::create_dir(&l, crate::fsmode::PRIVATE_DIR)
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r);
+    if let Err(e) = made {
+        return Err(StepError::new(
+            events::START,
+            format!("cannot create {}: {e}", logs.display()),
+        ));
+    }
+    let current = d.current();
+    let previous = d.instance();
+    let same_port = current.as_ref().map(|r| r.spec.port) == Some(spec.port);
+    if let Some(prev) = previous.as_ref().filter(|_| same_port) {
+        stop_for_port(prev, spec, events).await;
+        d.swap_instance(None);
+    }
+    // An app left running by an earlier run of the agent is stopped the same way.
+    let orphan = d.recorded_process().filter(|_| previous.is_none());
+    if let Some((id, _, tracking)) = orphan.filter(|(id, _, _)| id.is_running()) {
+        let how = stop_recorded(id, tracking, spec.kill_timeout).await;
+        events.info(
+            events::START,
+            format!(
+                "stopped the app left by an earlier agent run (pid {}, {})",
+                id.pid,
+                how.as_str()
+            ),
+        );
+    }
+    // The previous release may hold the port a little longer than its main process lives
+    // (threads that outlive it): wait for it, up to its kill timeout.
+    let grace = current
+        .filter(|_| previous.is_some())
+        .map(|r| r.spec.kill_timeout)
+        .unwrap_or(spec.kill_timeout);
+    port_wait::own_holders_gone(sup, spec, grace, events).await?;
+    // A foreign process may have taken the port while we were preparing.
+    preflight::foreign_port_holder(sup, spec).await?;
+
+    let cfg = crate::launch::instance_config(sup, d, &prepared.release);
+    let started = Instant::now();
+    events.emit(
+        events::START,
+        events::Phase::Started,
+        format!("sh -c {:?}", spec.command),
+        Default::default(),
+    );
+    let (instance, ready) = Instance::start(cfg);
+    let instance = Arc::new(instance);
+    d.swap_instance(Some(instance.clone()));
+    events.emit(
+        events::START,
+        events::Phase::Done,
+        match instance.snapshot().pid {
+            Some(pid) => format!("pid {pid}"),
+            None => "started".to_string(),
+        },
+        started.elapsed(),
+    );
+    Ok(Started {
+        instance,
+        ready,
+        previous,
+        previous_stopped: same_port,
+    })
+}
+
+/// Stops the previous release until its port is free; it finishes exiting (SIGKILL after
+/// its kill timeout) in the background.
+async fn stop_for_port(prev: &Instance, spec: &Spec, events: &Events) {
+    let stopping = Instant::now();
+    let (pid, how) = prev.stop_freeing_port().await;
+    let pid = pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+    let ms = stopping.elapsed().as_millis();
+    events.info(
+        events::START,
+        match how {
+            Stopped::Exiting => format!(
+                "stopped release {} (pid {pid}): port {} free after {ms} ms, the app is still exiting",
+                prev.release, spec.port
+            ),
+            how => format!(
+                "stopped release {} (pid {pid}, {}) to free port {} in {ms} ms",
+                prev.release,
+                how.as_str(),
+                spec.port
+            ),
+        },
+    );
+}
+
+impl Started {
+    /// The new release did not become healthy: it is no longer the deployment's instance;
+    /// the previous one is again if it still serves (it was on another port).
+    pub(super) fn undo(self, d: &Deployment) {
+        d.swap_instance(self.previous.filter(|_| !self.previous_stopped));
+    }
+}

@@ -1,0 +1,301 @@
+//! The supervisor: the registry of the node's deployments (each one a [`Deployment`], the
+//! only owner of its state) and the node's services the deploy pipeline, recovery and the
+//! adapters use (configuration, data layout, users and secrets, process tracking, venvs,
+//! metrics). The registry's lock guards lookups only; nothing is held across I/O.
+
+mod remove;
+mod view;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+pub(crate) use remove::stop_recorded;
+pub(crate) use view::View;
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::deployment::Deployment;
+use crate::error::{Error, Result};
+use crate::instance::Observer;
+use crate::metrics::Metrics;
+use crate::procstat::ProcId;
+use crate::secrets::{Redactor, SecretStore};
+use crate::store::{self, Layout, Record};
+use crate::tracking::{Tracker, Tracking};
+use crate::usage::Usage;
+use crate::venvs::{KeyedLocks, Venvs};
+
+pub struct Supervisor {
+    config: Config,
+    layout: Layout,
+    deployments: Mutex<BTreeMap<String, Arc<Deployment>>>,
+    /// One fetch/checkout at a time per repository mirror.
+    mirrors: KeyedLocks,
+    venvs: Arc<Venvs>,
+    usage: Usage,
+    metrics: Arc<Metrics>,
+    /// Set once every deployment from the store was adopted or started (`/readyz`).
+    ready: AtomicBool,
+    started: Instant,
+    auth: Auth,
+    secrets: SecretStore,
+    /// The uid and gid apps run as (`run_as`, when the agent is root).
+    run_as: Option<(u32, u32)>,
+    /// Gives every app instance its id and cgroup.
+    tracker: Arc<Tracker>,
+}
+
+impl Supervisor {
+    /// Loads the node-local store. [`Supervisor::recover`] then takes the apps over.
+    pub async fn new(config: Config) -> Result<Arc<Self>> {
+        let layout = Layout::new(config.data_dir.clone());
+        let (l, auth_path) = (layout.clone(), config.auth_path());
+        tokio::task::spawn_blocking(move || prepare_data_dir(&l, &auth_path))
+            .await
+            .map_err(|e| Error::Internal(format!("preparing the data directory: {e}")))??;
+        let mut map = BTreeMap::new();
+        for record in store::load_all(&layout).await {
+            map.insert(record.name.clone(), Arc::new(Deployment::new(record)));
+        }
+        let auth = Auth::open(config.auth_path())?;
+        let secrets = SecretStore::new(layout.root.join("secrets"));
+        let run_as = crate::app_user::resolve(&config)?;
+        let tracker = Arc::new(Tracker::new(&layout.root, config.cgroups));
+        let venvs = Arc::new(Venvs::new(
+            &config,
+            layout.venvs(),
+            layout.root.join("tools"),
+        ));
+        Ok(Arc::new(Supervisor {
+            tracker,
+            auth,
+            secrets,
+            run_as,
+            venvs,
+            config,
+            layout,
+            deployments: Mutex::new(map),
+            mirrors: KeyedLocks::default(),
+            usage: Usage::default(),
+            metrics: Arc::new(Metrics::new()),
+            ready: AtomicBool::new(false),
+            started: Instant::now(),
+        }))
+    }
+
+    // --- the node's services ---------------------------------------------------------
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.layout
+    }
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+    pub(crate) fn auth(&self) -> &Auth {
+        &self.auth
+    }
+    pub(crate) fn secrets(&self) -> &SecretStore {
+        &self.secrets
+    }
+    pub(crate) fn tracker(&self) -> &Arc<Tracker> {
+        &self.tracker
+    }
+    pub(crate) fn usage(&self) -> &Usage {
+        &self.usage
+    }
+    pub(crate) fn venvs(&self) -> &Arc<Venvs> {
+        &self.venvs
+    }
+    pub(crate) fn run_as(&self) -> Option<(u32, u32)> {
+        self.run_as
+    }
+    /// The lock a fetch or checkout of mirror `key` holds.
+    pub(crate) fn mirror_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.mirrors.get(key)
+    }
+    /// How long the agent has run.
+    pub(crate) fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+    /// Whether every deployment in the store was adopted or started (`/readyz`).
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+    pub(crate) fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    // --- the registry ----------------------------------------------------------------
+
+    fn map(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Deployment>>> {
+        self.deployments.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Deployment>> {
+        self.map().get(name).cloned()
+    }
+
+    pub(crate) fn get_or_create(&self, name: &str) -> Arc<Deployment> {
+        self.map()
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(Deployment::new(Record::new(name))))
+            .clone()
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<Deployment>> {
+        self.map().values().cloned().collect()
+    }
+
+    /// Takes `d` out of the registry (if it is still the entry of its name).
+    fn unregister(&self, d: &Arc<Deployment>) {
+        let mut map = self.map();
+        if map.get(d.name()).is_some_and(|m| Arc::ptr_eq(m, d)) {
+            map.remove(d.name());
+        }
+        drop(map);
+        self.metrics.forget(d.name());
+    }
+
+    /// Who owns a deployment, if it exists.
+    pub fn owner_of(&self, name: &str) -> Option<String> {
+        self.get(name)?.owner()
+    }
+
+    /// Hides the secret values of a deployment (its current release's) in output.
+    pub(crate) fn redactor(&self, name: &str) -> Redactor {
+        match self.get(name).and_then(|d| d.current()) {
+            Some(r) => crate::launch::redactor(&self.secrets, &r.spec).0,
+            None => Redactor::new(vec![]),
+        }
+    }
+
+    /// Deletes everything of a deployment that has no release (its first deploy failed):
+    /// directory, logs, record, checkout, and its entry, so nothing is left of the name.
+    /// Called under the deployment's op lock; one with a release is left as it is.
+    pub(crate) async fn discard_unreleased(&self, d: &Arc<Deployment>) {
+        if !d.discard_if_unreleased() {
+            return;
+        }
+        if let Err(e) = d.forget(&self.layout).await {
+            tracing::warn!(deployment = %d.name(), error = %e, "cannot delete what a failed first deploy made");
+        }
+        self.unregister(d);
+    }
+
+    /// What an instance of `d` reports to: its record and the metrics.
+    pub(crate) fn observer(&self, d: &Arc<Deployment>) -> Arc<dyn Observer> {
+        Arc::new(DeploymentObserver {
+            deployment: Arc::downgrade(d),
+            layout: self.layout.clone(),
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    /// Keeps the venvs no kept release of any deployment uses and no deploy in progress
+    /// holds within `venv_keep_bytes` and `venv_keep_age`, least recently used first.
+    pub(crate) async fn collect_venv_garbage(&self) -> Vec<String> {
+        let layout = self.layout.clone();
+        let deployments = self.all();
+        // Whether a release directory is still there: a little file-system work.
+        let keep = tokio::task::spawn_blocking(move || {
+            deployments
+                .iter()
+                .flat_map(|d| d.kept_venvs(&layout))
+                .collect::<HashSet<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        self.venvs.collect(keep).await
+    }
+
+    /// The URL apps are reached at.
+    pub(crate) fn app_url(&self, port: u16) -> String {
+        let host = match self.config.app_host {
+            ip if ip.is_unspecified() => hostname(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            ip => ip.to_string(),
+        };
+        format!("http://{host}:{port}")
+    }
+
+    /// Which other deployment on this node uses `port`, if any: its name and owner.
+    pub(crate) fn port_owner(&self, port: u16, except: &str) -> Option<(String, String)> {
+        self.all().into_iter().find_map(|d| {
+            if d.name() == except {
+                return None;
+            }
+            d.current()
+                .filter(|r| r.spec.port == port)
+                .map(|r| (d.name().to_string(), r.spec.owner))
+        })
+    }
+
+    /// Process group leaders of every running app (for telling ours from foreign ports).
+    pub(crate) fn running_pids(&self) -> Vec<u32> {
+        self.running_apps()
+            .into_iter()
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
+    /// Every running app: its first process (the group leader) and how the others are found.
+    pub(crate) fn running_apps(&self) -> Vec<(u32, Tracking)> {
+        self.all().iter().filter_map(|d| d.running_app()).collect()
+    }
+}
+
+/// Keeps a deployment's record and the metrics up to date with what its instance does.
+struct DeploymentObserver {
+    deployment: Weak<Deployment>,
+    layout: Layout,
+    metrics: Arc<Metrics>,
+}
+
+impl Observer for DeploymentObserver {
+    fn started(&self, release: u32, id: ProcId, tracking: &Tracking) {
+        let Some(d) = self.deployment.upgrade() else {
+            return;
+        };
+        if d.process_started(release, id, tracking) {
+            let layout = self.layout.clone();
+            // Off the instance's task: the write is fsynced.
+            tokio::spawn(async move { d.save_or_log(&layout).await });
+        }
+    }
+
+    fn restarted(&self) {
+        if let Some(d) = self.deployment.upgrade() {
+            self.metrics.restarted(d.name());
+        }
+    }
+
+    fn checked(&self, latency: Duration, _healthy: bool) {
+        if let Some(d) = self.deployment.upgrade() {
+            self.metrics.health_checked(d.name(), latency);
+        }
+    }
+}
+
+/// Creates the data directory (tightening one an older agent left) and the git mirrors'
+/// directory. Blocking, once, before anything else runs.
+fn prepare_data_dir(layout: &Layout, auth_path: &std::path::Path) -> Result<()> {
+    crate::fsmode::create_dir(&layout.deployments(), crate::fsmode::PASS_THROUGH_DIR)
+        .map_err(|e| Error::io("creating data directory", layout.deployments(), e))?;
+    crate::fsmode::tighten(layout, auth_path);
+    // Mirrors of private repositories are not for apps or other users.
+    crate::fsmode::create_dir(&layout.git(), crate::fsmode::PRIVATE_DIR)
+        .map_err(|e| Error::io("creating data directory", layout.git(), e))
+}
+
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}

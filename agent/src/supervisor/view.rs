@@ -1,0 +1,137 @@
+//! Deployments as `status`, the load balancers' health endpoints and `/metrics` see them:
+//! read from each deployment's snapshot and the sampled resource use, never by probing.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use super::Supervisor;
+use crate::deployment::{Deployment, Snapshot};
+use crate::error::{Error, Result};
+use crate::instance::State;
+use crate::spec::Spec;
+
+/// A deployment as `status` shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct View {
+    pub spec: Option<Spec>,
+    pub name: String,
+    pub state: State,
+    pub release: u32,
+    pub git_ref: String,
+    pub commit: String,
+    pub packages_hash: String,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub url: String,
+    pub uptime: Duration,
+    pub cpu_percent: f32,
+    pub memory_bytes: u64,
+    pub last_health: String,
+    pub message: String,
+    pub last_exit_code: Option<i32>,
+    pub next_restart_in: Option<Duration>,
+    pub deployed_at: i64,
+}
+
+/// The state a deployment is in and why, from its snapshot.
+fn state_of(s: &Snapshot) -> (State, String) {
+    match (&s.instance, s.deploying) {
+        (Some(i), _) => (i.state, i.message.clone()),
+        (None, Some(n)) => (State::Deploying, format!("release {n} is being deployed")),
+        (None, None) if s.recorded_pid.is_some() => (
+            State::Unhealthy,
+            "the app was started by an earlier run of the agent and is not supervised".into(),
+        ),
+        (None, None) if s.current.is_some() => (State::Stopped, String::new()),
+        (None, None) => (State::Failed, s.last_result.clone().unwrap_or_default()),
+    }
+}
+
+impl Supervisor {
+    pub(crate) fn status(&self, name: Option<&str>) -> Result<Vec<View>> {
+        let deployments = match name {
+            Some(n) => vec![self.get(n).ok_or_else(|| Error::NotFound(n.to_string()))?],
+            None => self.all(),
+        };
+        Ok(deployments.iter().map(|d| self.view(d)).collect())
+    }
+
+    fn view(&self, d: &Deployment) -> View {
+        let snap = d.snapshot();
+        let (state, message) = state_of(&snap);
+        let Snapshot {
+            current, instance, ..
+        } = snap;
+        let pid = instance.as_ref().and_then(|s| s.pid).or(snap.recorded_pid);
+        let (cpu_percent, memory_bytes) = pid.map(|p| self.usage.of(p)).unwrap_or_default();
+        let uptime = instance
+            .as_ref()
+            .filter(|s| s.pid.is_some())
+            .and_then(|s| s.started_at)
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .unwrap_or_default();
+        View {
+            name: d.name().to_string(),
+            state,
+            release: current.as_ref().map(|r| r.number).unwrap_or(0),
+            git_ref: current
+                .as_ref()
+                .map(|r| r.git_ref.clone())
+                .unwrap_or_default(),
+            commit: current
+                .as_ref()
+                .map(|r| r.commit.clone())
+                .unwrap_or_default(),
+            packages_hash: current
+                .as_ref()
+                .map(|r| r.packages_hash.clone())
+                .unwrap_or_default(),
+            pid,
+            restarts: instance.as_ref().map(|s| s.restarts).unwrap_or(0),
+            url: current
+                .as_ref()
+                .map(|r| self.app_url(r.spec.port))
+                .unwrap_or_default(),
+            uptime,
+            cpu_percent,
+            memory_bytes,
+            last_health: instance
+                .as_ref()
+                .map(|s| s.last_health.clone())
+                .unwrap_or_default(),
+            message,
+            last_exit_code: instance.as_ref().and_then(|s| s.last_exit_code),
+            next_restart_in: instance
+                .as_ref()
+                .and_then(|s| s.next_restart_at)
+                .map(|t| t.saturating_duration_since(Instant::now())),
+            deployed_at: current.as_ref().map(|r| r.deployed_at).unwrap_or(0),
+            spec: current.map(|r| r.spec),
+        }
+    }
+
+    /// Every deployment's present state and resource use, for `/metrics`.
+    pub(crate) fn present(&self) -> Vec<crate::metrics::Present> {
+        self.all()
+            .iter()
+            .map(|d| {
+                let v = self.view(d);
+                crate::metrics::Present {
+                    deployment: v.name,
+                    state: v.state.as_str(),
+                    cpu_percent: v.cpu_percent,
+                    memory_bytes: v.memory_bytes,
+                }
+            })
+            .collect()
+    }
+
+    /// Whether a deployment is healthy right now (for load balancers; from cached state):
+    /// healthy, its state, the last check's result.
+    pub(crate) fn healthy(&self, name: &str) -> Option<(bool, State, String)> {
+        let d = self.get(name)?;
+        Some(match d.instance().map(|i| i.snapshot()) {
+            Some(s) => (s.state == State::Healthy, s.state, s.last_health),
+            None => (false, State::Stopped, String::new()),
+        })
+    }
+}
