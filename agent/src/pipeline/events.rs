@@ -5,7 +5,7 @@ use std::fs::File;
 use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -93,7 +93,9 @@ impl StepError {
 /// receiving, and the deploy finishes anyway.
 pub struct Events {
     tx: mpsc::UnboundedSender<Event>,
-    log: Mutex<Option<File>>,
+    /// The deploy log, appended to without a lock: each line is one `write` to a file
+    /// opened with O_APPEND (a page-cache write, not worth a thread hop).
+    log: OnceLock<File>,
     /// Where step durations are counted, if anywhere.
     metrics: Option<Arc<Metrics>>,
     /// Hides secret values in everything sent or logged.
@@ -105,7 +107,7 @@ impl Events {
     pub fn new(tx: mpsc::UnboundedSender<Event>) -> Self {
         Events {
             tx,
-            log: Mutex::new(None),
+            log: OnceLock::new(),
             metrics: None,
             redactor: Mutex::new(Default::default()),
         }
@@ -123,9 +125,18 @@ impl Events {
         })
         .await;
         match opened {
-            Ok(Ok(file)) => *self.log.lock().unwrap_or_else(|p| p.into_inner()) = Some(file),
+            Ok(Ok(file)) => {
+                let _ = self.log.set(file);
+            }
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot open deploy log"),
             Err(e) => tracing::warn!(error = %e, "cannot open deploy log"),
+        }
+    }
+
+    /// One line to the deploy log, if it is open.
+    fn append(&self, line: String) {
+        if let Some(mut f) = self.log.get() {
+            let _ = f.write_all(line.as_bytes());
         }
     }
 
@@ -168,11 +179,7 @@ impl Events {
             Phase::Failed => "ERR",
             Phase::Info => "   ",
         };
-        if let Ok(mut guard) = self.log.lock() {
-            if let Some(f) = guard.as_mut() {
-                let _ = writeln!(f, "{tag} {step}: {message}");
-            }
-        }
+        self.append(format!("{tag} {step}: {message}\n"));
         let _ = self.tx.send(Event {
             step,
             phase,
@@ -243,11 +250,7 @@ impl Events {
         if let Some(m) = &self.metrics {
             m.step_finished("deploy", outcome.ok, outcome.total);
         }
-        if let Ok(mut guard) = self.log.lock() {
-            if let Some(f) = guard.as_mut() {
-                let _ = writeln!(f, "=== {message}");
-            }
-        }
+        self.append(format!("=== {message}\n"));
         let _ = self.tx.send(Event {
             step: "deploy",
             phase,

@@ -4,17 +4,24 @@
 //! [`Spec::validate`]; nothing past this point sees unvalidated input.
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
+mod fields;
+
+use fields::{invalid, opt_path};
+pub use fields::{
+    is_remote_url, validate_env_name, validate_name, validate_relative_path, RESERVED_ENV,
+};
+
 /// Longest accepted deployment name (it becomes a directory name).
-const MAX_NAME: usize = 63;
+pub(crate) const MAX_NAME: usize = 63;
 /// Longest accepted command, repo URL, path or env value.
-const MAX_TEXT: usize = 16 * 1024;
+pub(crate) const MAX_TEXT: usize = 16 * 1024;
 
 /// What to do when the app exits or stays unhealthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,100 +108,6 @@ pub const DEFAULT_PORT: u16 = 8000;
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn invalid(field: &str, reason: impl Into<String>) -> Error {
-    Error::InvalidInput {
-        field: field.to_string(),
-        reason: reason.into(),
-    }
-}
-
-/// A deployment name: it names directories, log files and URLs, so it is kept plain.
-pub fn validate_name(name: &str) -> Result<(), Error> {
-    if name.is_empty() {
-        return Err(invalid("name", "must not be empty"));
-    }
-    if name.len() > MAX_NAME {
-        return Err(invalid(
-            "name",
-            format!("is longer than {MAX_NAME} characters"),
-        ));
-    }
-    let first = name.as_bytes()[0];
-    if !first.is_ascii_alphanumeric() {
-        return Err(invalid(
-            "name",
-            format!("{name:?} must start with a letter or digit"),
-        ));
-    }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-    {
-        return Err(invalid(
-            "name",
-            format!("{name:?} contains {bad:?}; use letters, digits, '-', '_' and '.'"),
-        ));
-    }
-    Ok(())
-}
-
-/// A path inside the checkout: relative, with no `..` and no root.
-pub fn validate_relative_path(field: &str, value: &str) -> Result<PathBuf, Error> {
-    if value.len() > MAX_TEXT {
-        return Err(invalid(field, "is too long"));
-    }
-    if value.contains('\0') {
-        return Err(invalid(field, "contains a NUL byte"));
-    }
-    let path = Path::new(value);
-    let mut clean = PathBuf::new();
-    for part in path.components() {
-        match part {
-            Component::Normal(p) => clean.push(p),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                return Err(invalid(
-                    field,
-                    format!("{value:?} leaves the checkout ('..' is not allowed)"),
-                ))
-            }
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(invalid(
-                    field,
-                    format!("{value:?} is absolute; give a path relative to the repository"),
-                ))
-            }
-        }
-    }
-    Ok(clean)
-}
-
-/// An environment variable name as POSIX shells accept it.
-pub fn validate_env_name(name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 256
-        && !name.as_bytes()[0].is_ascii_digit()
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            &format!("env_vars.{name}"),
-            "is not a valid variable name (letters, digits and '_', not starting with a digit)",
-        ))
-    }
-}
-
-/// Variables the agent sets itself; a user value would be silently lost, so it is refused.
-pub const RESERVED_ENV: &[&str] = &[
-    "PORT",
-    "HOST",
-    "DEPLOYMENT_NAME",
-    "DEPLOYMENT_RELEASE",
-    "GIT_COMMIT",
-    "VIRTUAL_ENV",
-];
 
 /// The raw request fields, before validation (mirrors the proto message).
 #[derive(Debug, Default, Clone)]
@@ -387,31 +300,6 @@ impl Spec {
     }
 }
 
-fn opt_path(field: &str, value: &str) -> Result<Option<PathBuf>, Error> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Ok(None);
-    }
-    let p = validate_relative_path(field, value)?;
-    if p.as_os_str().is_empty() {
-        return Err(invalid(field, format!("{value:?} names no file")));
-    }
-    Ok(Some(p))
-}
-
-/// URLs git understands that are not local paths.
-pub fn is_remote_url(repo: &str) -> bool {
-    let schemes = ["https://", "http://", "ssh://", "git://", "file://"];
-    if schemes.iter().any(|s| repo.starts_with(s)) {
-        return true;
-    }
-    // scp-like `user@host:path`
-    match (repo.find('@'), repo.find(':')) {
-        (Some(at), Some(colon)) => at < colon && !repo.starts_with('/'),
-        _ => false,
-    }
-}
-
 mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
@@ -426,134 +314,4 @@ mod millis {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn raw() -> RawSpec {
-        RawSpec {
-            name: "iris".into(),
-            repo: "/tmp/repo".into(),
-            command: "python app.py".into(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn defaults_are_applied() {
-        let s = Spec::validate(raw()).unwrap();
-        assert_eq!(s.port, 8000);
-        assert_eq!(s.restart, RestartPolicy::OnFailure);
-        assert_eq!(s.health.timeout, DEFAULT_HEALTH_TIMEOUT);
-        assert_eq!(s.git_ref, None);
-        assert!(!s.has_packages());
-    }
-
-    #[test]
-    fn bad_names_are_refused() {
-        for bad in ["", "../x", "a b", "-x", "x/y", &"a".repeat(64)] {
-            let err = validate_name(bad).unwrap_err().to_string();
-            assert!(err.starts_with("name:"), "{bad:?}: {err}");
-        }
-        validate_name("iris-v2.1_a").unwrap();
-    }
-
-    #[test]
-    fn workdir_may_not_escape() {
-        for bad in ["../../etc", "a/../../b", "/etc", "x/.."] {
-            let mut r = raw();
-            r.workdir = bad.into();
-            let err = Spec::validate(r).unwrap_err().to_string();
-            assert!(err.starts_with("workdir:"), "{bad}: {err}");
-        }
-        let mut r = raw();
-        r.workdir = "./services/api/".into();
-        assert_eq!(
-            Spec::validate(r).unwrap().workdir,
-            PathBuf::from("services/api")
-        );
-    }
-
-    #[test]
-    fn field_errors_name_the_field() {
-        type Mutate = fn(&mut RawSpec);
-        let cases: Vec<(Mutate, &str)> = vec![
-            (|r| r.port = 70000, "port:"),
-            (|r| r.command = " ".into(), "command:"),
-            (|r| r.repo = "relative/path".into(), "repo:"),
-            (|r| r.restart = "sometimes".into(), "restart:"),
-            (|r| r.health_path = "health".into(), "health.path:"),
-            (
-                |r| {
-                    r.env_vars.insert("1X".into(), "v".into());
-                },
-                "env_vars.1X:",
-            ),
-            (
-                |r| {
-                    r.env_vars.insert("PORT".into(), "1".into());
-                },
-                "env_vars.PORT:",
-            ),
-            (|r| r.apt = vec!["curl".into()], "packages.apt:"),
-            (|r| r.requirements = "../req.txt".into(), "requirements:"),
-            (|r| r.owner = "bob".into(), "owner:"),
-        ];
-        for (mutate, prefix) in cases {
-            let mut r = raw();
-            mutate(&mut r);
-            let err = Spec::validate(r).unwrap_err().to_string();
-            assert!(err.starts_with(prefix), "expected {prefix}, got {err}");
-        }
-    }
-
-    #[test]
-    fn remote_urls() {
-        assert!(is_remote_url("git@github.com:org/repo.git"));
-        assert!(is_remote_url("file:///tmp/x"));
-        assert!(!is_remote_url("/tmp/x"));
-        assert!(!is_remote_url("repo"));
-    }
-
-    proptest::proptest! {
-        /// Whatever a request carries, validation never panics, and what it accepts stays
-        /// inside the checkout and names a plain deployment.
-        #[test]
-        fn validation_never_panics_or_escapes(
-            name in ".{0,70}",
-            workdir in "(\\.\\./|/|[a-z.]{1,4}/){0,6}[a-z.]{0,5}",
-            requirements in ".{0,40}",
-            env in "[A-Za-z0-9_=. -]{0,12}",
-            port in 0u32..100_000,
-        ) {
-            let raw = RawSpec {
-                name,
-                repo: "/srv/repo".into(),
-                command: "python app.py".into(),
-                workdir,
-                requirements,
-                env_vars: [(env, "v".to_string())].into(),
-                port,
-                ..Default::default()
-            };
-            if let Ok(s) = Spec::validate(raw) {
-                let inside = |p: &Path| p.components().all(|c| matches!(c, Component::Normal(_)));
-                proptest::prop_assert!(inside(&s.workdir));
-                proptest::prop_assert!(s.requirements.as_deref().is_none_or(inside));
-                proptest::prop_assert!(validate_name(&s.name).is_ok());
-                proptest::prop_assert!(!s.name.contains('/') && !s.name.starts_with('.'));
-                proptest::prop_assert!(s.port >= 1);
-                for k in s.env_vars.keys() {
-                    proptest::prop_assert!(validate_env_name(k).is_ok());
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn restart_policy() {
-        assert!(RestartPolicy::OnFailure.restarts_after(1));
-        assert!(!RestartPolicy::OnFailure.restarts_after(0));
-        assert!(RestartPolicy::Always.restarts_after(0));
-        assert!(!RestartPolicy::Never.restarts_after(137));
-    }
-}
+mod tests;
