@@ -18,13 +18,7 @@ fn invalid(field: &str, reason: impl Into<String>) -> Error {
 
 /// A user or group name: letters, digits, '-', '_', '.'.
 pub fn validate_principal(field: &str, name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
+    if crate::auth::is_principal_name(name) {
         Ok(())
     } else {
         Err(invalid(

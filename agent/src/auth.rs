@@ -118,7 +118,7 @@ impl AuthFile {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
         }
-        crate::store::write_atomic(path, text.as_bytes())?;
+        crate::fsmode::write_atomic(path, text.as_bytes())?;
         set_mode(path, 0o600);
         Ok(())
     }
@@ -179,6 +179,32 @@ pub fn new_token() -> Result<String, Error> {
         "{TOKEN_PREFIX}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     ))
+}
+
+/// A user or group name: 1-64 letters, digits, '-', '_' or '.', not starting with '.'
+/// (it names files and directories).
+pub(crate) fn is_principal_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// An owner, `user:NAME` or `group:NAME`: its kind and name.
+pub(crate) fn parse_owner(owner: &str) -> Result<(&str, &str), Error> {
+    let invalid = |reason: &str| Error::InvalidInput {
+        field: "owner".into(),
+        reason: format!("{owner:?} {reason}"),
+    };
+    match owner.split_once(':') {
+        Some((kind @ ("user" | "group"), name)) if is_principal_name(name) => Ok((kind, name)),
+        Some(("user" | "group", _)) => Err(invalid(
+            "has a name that is not letters, digits, '-', '_' or '.'",
+        )),
+        _ => Err(invalid("must be user:NAME or group:NAME")),
+    }
 }
 
 pub fn set_mode(path: &Path, mode: u32) {

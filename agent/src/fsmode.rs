@@ -7,10 +7,11 @@
 //! an app's user can pass through them to its own release without listing anything.
 
 use std::fs::{self, File, OpenOptions, Permissions};
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+use crate::error::Error;
 use crate::store::Layout;
 
 /// Directories nobody else may read or enter.
@@ -107,6 +108,32 @@ fn set(path: &Path, mode: u32) {
     if let Err(e) = fs::set_permissions(path, Permissions::from_mode(mode)) {
         tracing::warn!(path = %path.display(), error = %e, "cannot restrict the mode");
     }
+}
+
+/// Replaces `path` with `bytes` atomically, for the agent's eyes only (0600): a temporary
+/// file beside it, fsync, rename, fsync of the directory. Blocking.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    // Unique per write, so two writers never share a temporary file.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let write = || -> std::io::Result<()> {
+        // Records, auth.toml, keys: for the agent's eyes only.
+        let mut f = create_private(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io("writing", path, e)
+    })
 }
 
 #[cfg(test)]

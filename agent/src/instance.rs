@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::explain::{explain_unhealthy, log_tail};
+use crate::explain::explain_unhealthy;
 use crate::health;
 use crate::process::{self, AppProcess, Exit, Launch, Stopped};
 use crate::procstat::ProcId;
@@ -396,7 +396,8 @@ impl Task {
                         s.last_exit_code = exit.or(s.last_exit_code);
                     });
                     if let Some(r) = ready.take() {
-                        let tail = log_tail(&self.cfg.log, log_offset, TAIL_LINES);
+                        let tail =
+                            crate::logs::last_lines(&self.cfg.log, log_offset, TAIL_LINES).await;
                         let _ = r.send(Err(StartFailure { reason, tail }));
                         return;
                     }
@@ -474,7 +475,7 @@ impl Task {
             }
             self.set(|s| s.last_health = checked.summary.clone());
             if Instant::now() >= deadline {
-                let reason = explain_unhealthy(&cfg, app, &checked);
+                let reason = explain_unhealthy(cfg.host, cfg.port, app, &checked).await;
                 return Waited::Failed { reason, exit: None };
             }
             let delay = health::startup_poll_delay(began.elapsed()).min(remaining);
@@ -510,7 +511,11 @@ impl Task {
                     }
                     failures += 1;
                     let unhealthy = failures >= UNHEALTHY_AFTER;
-                    let reason = if unhealthy { explain_unhealthy(&cfg, app, &checked) } else { String::new() };
+                    let reason = if unhealthy {
+                        explain_unhealthy(cfg.host, cfg.port, app, &checked).await
+                    } else {
+                        String::new()
+                    };
                     self.set(|s| {
                         s.last_health = checked.summary.clone();
                         if unhealthy {

@@ -8,49 +8,26 @@ use std::sync::Arc;
 use crate::deployment::Deployment;
 use crate::instance::InstanceConfig;
 use crate::process::Launch;
-use crate::secrets::{Kind, Redactor, SecretStore};
+use crate::secrets::{Redactor, SecretStore};
 use crate::spec::Spec;
 use crate::store::ReleaseRecord;
 use crate::supervisor::Supervisor;
 
-/// The values of `names` among `owner`'s env secrets, or the names that are missing.
-pub(crate) fn secret_values(
-    secrets: &SecretStore,
-    owner: &str,
-    names: &[String],
-) -> Result<Vec<(String, String)>, Vec<String>> {
-    let mut values = Vec::new();
-    let mut missing = Vec::new();
-    for name in names {
-        match secrets.get(owner, name) {
-            Ok(Some((v, Kind::Env))) => {
-                values.push((name.clone(), String::from_utf8_lossy(&v).into_owned()))
-            }
-            _ => missing.push(name.clone()),
-        }
-    }
-    if missing.is_empty() {
-        Ok(values)
-    } else {
-        Err(missing)
-    }
-}
-
 /// Hides what `spec` may reveal in output: its secrets' values and its owner's git
 /// credential. Also the names of its secrets that are missing (none is hidden then).
-pub(crate) fn redactor(secrets: &SecretStore, spec: &Spec) -> (Redactor, Vec<String>) {
-    let (mut values, missing) = match secret_values(secrets, &spec.owner, &spec.secrets) {
+pub(crate) async fn redactor(secrets: &SecretStore, spec: &Spec) -> (Redactor, Vec<String>) {
+    let (mut values, missing) = match secrets.env_values(&spec.owner, &spec.secrets).await {
         Ok(v) => (v.into_iter().map(|(_, v)| v).collect::<Vec<_>>(), vec![]),
         Err(missing) => (vec![], missing),
     };
-    if let Ok(Some((_, v))) = secrets.git_credential(&spec.owner, &spec.repo) {
+    if let Ok(Some((_, v))) = secrets.git_credential(&spec.owner, &spec.repo).await {
         values.push(String::from_utf8_lossy(&v).into_owned());
     }
     (Redactor::new(values), missing)
 }
 
 /// Everything an app (or its start script) gets: directory, variables, PATH, user.
-pub(crate) fn launch(sup: &Supervisor, release: &ReleaseRecord, dir: &Path) -> Launch {
+pub(crate) async fn launch(sup: &Supervisor, release: &ReleaseRecord, dir: &Path) -> Launch {
     let spec = &release.spec;
     let mut env: Vec<(String, String)> = vec![
         ("PORT".into(), spec.port.to_string()),
@@ -66,7 +43,8 @@ pub(crate) fn launch(sup: &Supervisor, release: &ReleaseRecord, dir: &Path) -> L
         ));
     }
     env.extend(spec.env_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
-    match secret_values(sup.secrets(), &spec.owner, &spec.secrets) {
+    // Read at each start, never kept in the record.
+    match sup.secrets().env_values(&spec.owner, &spec.secrets).await {
         Ok(values) => env.extend(values),
         Err(missing) => {
             tracing::warn!(deployment = %spec.name, missing = ?missing, "secrets are missing; the app starts without them")
@@ -82,7 +60,7 @@ pub(crate) fn launch(sup: &Supervisor, release: &ReleaseRecord, dir: &Path) -> L
 }
 
 /// How `release` of `d` runs under an instance.
-pub(crate) fn instance_config(
+pub(crate) async fn instance_config(
     sup: &Supervisor,
     d: &Arc<Deployment>,
     release: &ReleaseRecord,
@@ -92,7 +70,7 @@ pub(crate) fn instance_config(
     InstanceConfig {
         name: spec.name.clone(),
         release: release.number,
-        launch: launch(sup, release, &dir),
+        launch: launch(sup, release, &dir).await,
         log: sup.layout().app_log(&spec.name),
         host: sup.config().app_host,
         port: spec.port,

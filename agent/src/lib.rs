@@ -6,6 +6,7 @@
 pub mod admin;
 mod app_user;
 pub mod auth;
+mod authz;
 pub mod cgroup;
 pub mod config;
 mod deployment;

@@ -2,25 +2,48 @@
 //! appended, polled, as whole lines.
 
 use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+
+use crate::error::Error;
+use crate::secrets::Redactor;
 
 /// Most bytes read back for "the last N lines" (and for "all").
 const MAX_BACK: u64 = 8 * 1024 * 1024;
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
-/// The last `n` lines of `path` (0: all, up to 8 MiB) and the offset just past them.
-pub fn tail(path: &Path, n: usize) -> std::io::Result<(Vec<u8>, u64)> {
-    let mut f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
-        Err(e) => return Err(e),
-    };
-    let len = f.metadata()?.len();
-    let start = len.saturating_sub(MAX_BACK);
-    f.seek(SeekFrom::Start(start))?;
-    let mut buf = Vec::with_capacity((len - start) as usize);
-    f.read_to_end(&mut buf)?;
+/// The last `lines` lines of `path` (0: all), then, when `follow`, whole lines as they are
+/// appended; every chunk passed through `redactor` (a secret the app printed does not
+/// leave the node). The tail is read on a blocking thread, the follow by a task that ends
+/// when the stream is dropped.
+pub(crate) async fn open(
+    path: PathBuf,
+    lines: usize,
+    follow: bool,
+    redactor: Redactor,
+) -> Result<impl Stream<Item = Vec<u8>> + Send + 'static, Error> {
+    let p = path.clone();
+    let (initial, offset) = tokio::task::spawn_blocking(move || tail(&p, lines))
+        .await
+        .map_err(|e| Error::Internal(format!("reading log: {e}")))?
+        .map_err(|e| Error::io("reading log", &path, e))?;
+    let (tx, rx) = mpsc::channel(16);
+    if !initial.is_empty() {
+        let _ = tx.send(initial).await;
+    }
+    if follow {
+        tokio::spawn(async move { follow_appended(&path, offset, tx).await });
+    }
+    Ok(ReceiverStream::new(rx).map(move |chunk| redactor.bytes(chunk)))
+}
+
+/// The last `n` whole lines of `path` (0: all, up to 8 MiB) and the offset just past them.
+fn tail(path: &Path, n: usize) -> std::io::Result<(Vec<u8>, u64)> {
+    let (mut buf, start) = read_back(path, 0, MAX_BACK)?;
     // Only whole lines: drop a partial last line (it is sent when it completes).
     let whole = buf
         .iter()
@@ -46,9 +69,47 @@ pub fn tail(path: &Path, n: usize) -> std::io::Result<(Vec<u8>, u64)> {
     Ok((buf.split_off(cut), end))
 }
 
+/// The last `n` lines written to `path` after `offset`, a partial last line included (what
+/// an app printed just before it died), as text (read on a blocking thread).
+pub(crate) async fn last_lines(path: &Path, offset: u64, n: usize) -> Vec<String> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || last_lines_blocking(&path, offset, n))
+        .await
+        .unwrap_or_default()
+}
+
+fn last_lines_blocking(path: &Path, offset: u64, n: usize) -> Vec<String> {
+    // At most the last 64 KiB of this run's output.
+    let Ok((buf, _)) = read_back(path, offset, 64 * 1024) else {
+        return vec![];
+    };
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
+}
+
+/// The end of `path` from `offset` on, at most `max` bytes, and where what was read starts.
+/// A missing file reads as empty.
+fn read_back(path: &Path, offset: u64, max: u64) -> std::io::Result<(Vec<u8>, u64)> {
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    let start = offset.max(len.saturating_sub(max)).min(len);
+    f.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::with_capacity((len - start) as usize);
+    f.read_to_end(&mut buf)?;
+    Ok((buf, start))
+}
+
 /// Sends whole lines appended after `offset` until the receiver is gone. A file that
 /// shrinks (rotated or truncated) is read again from its start.
-pub async fn follow(path: &Path, mut offset: u64, tx: tokio::sync::mpsc::Sender<Vec<u8>>) {
+async fn follow_appended(path: &Path, mut offset: u64, tx: mpsc::Sender<Vec<u8>>) {
     loop {
         if tx.is_closed() {
             return;

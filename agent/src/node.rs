@@ -1,12 +1,21 @@
 //! What this node is, for `deployctl nodes`: version, hostname and resources (sysinfo).
 
+use std::sync::Arc;
+
 use deployctl_proto::v1::NodeInfoReply;
 use sysinfo::{Disks, System};
 
 use crate::supervisor::{hostname, Supervisor};
 
-/// Blocking: reads /proc. `deployments`: how many the caller may see.
-pub fn info(sup: &Supervisor, deployments: u32) -> NodeInfoReply {
+/// The node's facts and load (read on a blocking thread: /proc, the disks). `deployments`:
+/// how many the caller may see.
+pub(crate) async fn info(sup: Arc<Supervisor>, deployments: u32) -> NodeInfoReply {
+    tokio::task::spawn_blocking(move || info_blocking(&sup, deployments))
+        .await
+        .unwrap_or_default()
+}
+
+fn info_blocking(sup: &Supervisor, deployments: u32) -> NodeInfoReply {
     let mut sys = System::new().ok();
     if let Some(sys) = sys.as_mut() {
         sys.refresh_memory();

@@ -46,7 +46,7 @@ async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
     let Some(release) = d.current() else {
         return Recovered::Nothing;
     };
-    let cfg = instance_config(sup, d, &release);
+    let cfg = instance_config(sup, d, &release).await;
     let grace = release.spec.kill_timeout;
     match d.recorded_process() {
         Some((id, r, tracking)) if r == release.number && id.is_running() => {

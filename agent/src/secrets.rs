@@ -3,7 +3,7 @@
 //! out only into the owner's apps (as environment variables) and git (as credentials);
 //! [`Redactor`] hides them wherever a value could leak into output.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::error::Error;
 use crate::spec::validate_env_name;
@@ -48,46 +48,83 @@ pub struct Info {
 /// Longest accepted secret value.
 const MAX_VALUE: usize = 64 * 1024;
 
+#[derive(Clone)]
 pub struct SecretStore {
     root: PathBuf,
 }
 
-/// `user:alice` → `user_alice` (owner names are validated: letters, digits, '-', '_', '.').
-pub fn validate_owner(owner: &str) -> Result<String, Error> {
-    let invalid = |reason: &str| Error::InvalidInput {
-        field: "owner".into(),
-        reason: format!("{owner:?} {reason}"),
-    };
-    let (kind, name) = owner
-        .split_once(':')
-        .ok_or_else(|| invalid("must be user:NAME or group:NAME"))?;
-    if kind != "user" && kind != "group" {
-        return Err(invalid("must be user:NAME or group:NAME"));
-    }
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !name.starts_with('.');
-    if !ok {
-        return Err(invalid(
-            "has a name that is not letters, digits, '-', '_' or '.'",
-        ));
-    }
+/// `user:alice` → `user_alice`: the directory of an owner's secrets (owners are checked
+/// by [`crate::auth::parse_owner`]).
+pub(crate) fn validate_owner(owner: &str) -> Result<String, Error> {
+    let (kind, name) = crate::auth::parse_owner(owner)?;
     Ok(format!("{kind}_{name}"))
 }
 
+/// Runs secret file I/O on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("secret store task: {e}")))?
+}
+
+/// The store's operations; each does its file I/O on a blocking thread.
 impl SecretStore {
     pub fn new(root: PathBuf) -> SecretStore {
         SecretStore { root }
+    }
+
+    pub(crate) async fn set(
+        &self,
+        owner: &str,
+        name: &str,
+        value: Vec<u8>,
+        kind: Kind,
+    ) -> Result<(), Error> {
+        let (me, owner, name) = (self.clone(), owner.to_string(), name.to_string());
+        blocking(move || me.set_blocking(&owner, &name, &value, kind)).await
+    }
+
+    pub(crate) async fn list(&self, owner: &str) -> Result<Vec<Info>, Error> {
+        let (me, owner) = (self.clone(), owner.to_string());
+        blocking(move || me.list_blocking(&owner)).await
+    }
+
+    /// `false` when there was no such secret.
+    pub(crate) async fn remove(&self, owner: &str, name: &str) -> Result<bool, Error> {
+        let (me, owner, name) = (self.clone(), owner.to_string(), name.to_string());
+        blocking(move || me.remove_blocking(&owner, &name)).await
+    }
+
+    /// The values of `names` among `owner`'s env secrets, or the names that are missing.
+    pub(crate) async fn env_values(
+        &self,
+        owner: &str,
+        names: &[String],
+    ) -> Result<Vec<(String, String)>, Vec<String>> {
+        let (me, owner, names) = (self.clone(), owner.to_string(), names.to_vec());
+        let all = names.clone();
+        tokio::task::spawn_blocking(move || me.env_values_blocking(&owner, &names))
+            .await
+            .unwrap_or(Err(all))
+    }
+
+    /// The owner's git credential for a URL: an ssh key for ssh URLs, user:password for https.
+    pub(crate) async fn git_credential(
+        &self,
+        owner: &str,
+        url: &str,
+    ) -> Result<Option<(Kind, Vec<u8>)>, Error> {
+        let (me, owner, url) = (self.clone(), owner.to_string(), url.to_string());
+        blocking(move || me.git_credential_blocking(&owner, &url)).await
     }
 
     fn dir(&self, owner: &str) -> Result<PathBuf, Error> {
         Ok(self.root.join(validate_owner(owner)?))
     }
 
-    pub fn set(&self, owner: &str, name: &str, value: &[u8], kind: Kind) -> Result<(), Error> {
+    fn set_blocking(&self, owner: &str, name: &str, value: &[u8], kind: Kind) -> Result<(), Error> {
         validate_env_name(name).map_err(|_| Error::InvalidInput {
             field: "name".into(),
             reason: format!("{name:?} must be an environment variable name (A-Z, 0-9, _)"),
@@ -104,11 +141,11 @@ impl SecretStore {
             crate::auth::set_mode(d, 0o700);
         }
         let path = dir.join(name);
-        write_private(&path, value)?;
-        write_private(&dir.join(format!("{name}.kind")), kind.as_str().as_bytes())
+        crate::fsmode::write_atomic(&path, value)?;
+        crate::fsmode::write_atomic(&dir.join(format!("{name}.kind")), kind.as_str().as_bytes())
     }
 
-    pub fn get(&self, owner: &str, name: &str) -> Result<Option<(Vec<u8>, Kind)>, Error> {
+    fn get_blocking(&self, owner: &str, name: &str) -> Result<Option<(Vec<u8>, Kind)>, Error> {
         if validate_env_name(name).is_err() {
             return Ok(None);
         }
@@ -126,7 +163,7 @@ impl SecretStore {
         }
     }
 
-    pub fn list(&self, owner: &str) -> Result<Vec<Info>, Error> {
+    fn list_blocking(&self, owner: &str) -> Result<Vec<Info>, Error> {
         let dir = self.dir(owner)?;
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Ok(vec![]);
@@ -158,8 +195,7 @@ impl SecretStore {
         Ok(out)
     }
 
-    /// `false` when there was no such secret.
-    pub fn remove(&self, owner: &str, name: &str) -> Result<bool, Error> {
+    fn remove_blocking(&self, owner: &str, name: &str) -> Result<bool, Error> {
         let dir = self.dir(owner)?;
         if validate_env_name(name).is_err() {
             return Ok(false);
@@ -172,8 +208,33 @@ impl SecretStore {
         }
     }
 
-    /// The owner's git credential for a URL: an ssh key for ssh URLs, user:password for https.
-    pub fn git_credential(&self, owner: &str, url: &str) -> Result<Option<(Kind, Vec<u8>)>, Error> {
+    fn env_values_blocking(
+        &self,
+        owner: &str,
+        names: &[String],
+    ) -> Result<Vec<(String, String)>, Vec<String>> {
+        let mut values = Vec::new();
+        let mut missing = Vec::new();
+        for name in names {
+            match self.get_blocking(owner, name) {
+                Ok(Some((v, Kind::Env))) => {
+                    values.push((name.clone(), String::from_utf8_lossy(&v).into_owned()))
+                }
+                _ => missing.push(name.clone()),
+            }
+        }
+        if missing.is_empty() {
+            Ok(values)
+        } else {
+            Err(missing)
+        }
+    }
+
+    fn git_credential_blocking(
+        &self,
+        owner: &str,
+        url: &str,
+    ) -> Result<Option<(Kind, Vec<u8>)>, Error> {
         let wanted = if url.starts_with("https://") || url.starts_with("http://") {
             Kind::GitHttps
         } else if url.starts_with("ssh://") || crate::spec::is_remote_url(url) && url.contains('@')
@@ -182,36 +243,15 @@ impl SecretStore {
         } else {
             return Ok(None);
         };
-        for info in self.list(owner)? {
+        for info in self.list_blocking(owner)? {
             if info.kind == wanted {
-                if let Some((v, _)) = self.get(owner, &info.name)? {
+                if let Some((v, _)) = self.get_blocking(owner, &info.name)? {
                     return Ok(Some((wanted, v)));
                 }
             }
         }
         Ok(None)
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io("writing secret", path, e)
-    })
 }
 
 /// Replaces secret values in text that leaves the agent (output lines, failure tails, logs).
@@ -281,9 +321,9 @@ mod tests {
     fn set_get_list_remove_with_private_modes() {
         use std::os::unix::fs::PermissionsExt;
         let (s, dir) = store();
-        s.set("group:ml", "DB_PASSWORD", b"hunter2!", Kind::Env)
+        s.set_blocking("group:ml", "DB_PASSWORD", b"hunter2!", Kind::Env)
             .unwrap();
-        let (v, k) = s.get("group:ml", "DB_PASSWORD").unwrap().unwrap();
+        let (v, k) = s.get_blocking("group:ml", "DB_PASSWORD").unwrap().unwrap();
         assert_eq!((v.as_slice(), k), (&b"hunter2!"[..], Kind::Env));
         let mode = std::fs::metadata(dir.join("group_ml/DB_PASSWORD"))
             .unwrap()
@@ -295,28 +335,28 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(dmode & 0o777, 0o700);
-        assert_eq!(s.list("group:ml").unwrap().len(), 1);
-        assert!(s.get("user:bob", "DB_PASSWORD").unwrap().is_none());
-        assert!(s.remove("group:ml", "DB_PASSWORD").unwrap());
-        assert!(!s.remove("group:ml", "DB_PASSWORD").unwrap());
+        assert_eq!(s.list_blocking("group:ml").unwrap().len(), 1);
+        assert!(s.get_blocking("user:bob", "DB_PASSWORD").unwrap().is_none());
+        assert!(s.remove_blocking("group:ml", "DB_PASSWORD").unwrap());
+        assert!(!s.remove_blocking("group:ml", "DB_PASSWORD").unwrap());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn hostile_names_and_owners_are_refused() {
         let (s, _) = store();
-        assert!(s.set("group:ml", "../x", b"v", Kind::Env).is_err());
-        assert!(s.set("group:../x", "A", b"v", Kind::Env).is_err());
-        assert!(s.set("root", "A", b"v", Kind::Env).is_err());
-        assert!(s.set("user:a", "A", b"", Kind::Env).is_err());
+        assert!(s.set_blocking("group:ml", "../x", b"v", Kind::Env).is_err());
+        assert!(s.set_blocking("group:../x", "A", b"v", Kind::Env).is_err());
+        assert!(s.set_blocking("root", "A", b"v", Kind::Env).is_err());
+        assert!(s.set_blocking("user:a", "A", b"", Kind::Env).is_err());
     }
 
     #[test]
     fn git_credentials_by_scheme() {
         let (s, dir) = store();
-        s.set("user:a", "GIT_TOKEN", b"u:p", Kind::GitHttps)
+        s.set_blocking("user:a", "GIT_TOKEN", b"u:p", Kind::GitHttps)
             .unwrap();
-        s.set(
+        s.set_blocking(
             "user:a",
             "DEPLOY_KEY",
             b"-----BEGIN KEY-----",
@@ -324,13 +364,19 @@ mod tests {
         )
         .unwrap();
         let https = s
-            .git_credential("user:a", "https://h/r.git")
+            .git_credential_blocking("user:a", "https://h/r.git")
             .unwrap()
             .unwrap();
         assert_eq!(https.0, Kind::GitHttps);
-        let ssh = s.git_credential("user:a", "git@h:r.git").unwrap().unwrap();
+        let ssh = s
+            .git_credential_blocking("user:a", "git@h:r.git")
+            .unwrap()
+            .unwrap();
         assert_eq!(ssh.0, Kind::GitSshKey);
-        assert!(s.git_credential("user:a", "/local/repo").unwrap().is_none());
+        assert!(s
+            .git_credential_blocking("user:a", "/local/repo")
+            .unwrap()
+            .is_none());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -10,8 +10,7 @@
 //! <data>/git/<hash>.git                       bare mirrors, one per repository URL
 //! ```
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -215,7 +214,7 @@ pub async fn save(layout: &Layout, record: Record) -> Result<()> {
             .map_err(|e| Error::io("creating deployment directory", &dir, e))?;
         let json = serde_json::to_vec_pretty(&record)
             .map_err(|e| Error::Internal(format!("encoding record: {e}")))?;
-        write_atomic(&path, &json)
+        crate::fsmode::write_atomic(&path, &json)
     })
     .await
 }
@@ -267,30 +266,6 @@ pub async fn delete(layout: &Layout, name: &str) -> Result<()> {
         Err(e) => Err(Error::io("deleting deployment directory", dir, e)),
     })
     .await
-}
-
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    // Unique per write, so two writers never share a temporary file.
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id(),
-        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let write = || -> std::io::Result<()> {
-        // Records, auth.toml, keys: for the agent's eyes only.
-        let mut f = crate::fsmode::create_private(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io("writing", path, e)
-    })
 }
 
 /// Unix seconds now.

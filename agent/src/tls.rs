@@ -101,7 +101,7 @@ fn ca_params() -> CertificateParams {
 }
 
 fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
-    crate::store::write_atomic(path, bytes)?;
+    crate::fsmode::write_atomic(path, bytes)?;
     crate::auth::set_mode(path, mode);
     Ok(())
 }

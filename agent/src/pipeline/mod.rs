@@ -50,8 +50,20 @@ pub(crate) struct Prepared {
     _lease: Option<VenvLease>,
 }
 
+/// Starts deploying `spec` in the background: its events, the outcome last. The deploy
+/// runs to its end whether or not anyone listens.
+pub(crate) fn spawn(
+    sup: Arc<Supervisor>,
+    spec: Spec,
+) -> tokio_stream::wrappers::UnboundedReceiverStream<events::Event> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let events = Events::new(tx).with_metrics(sup.metrics().clone());
+    tokio::spawn(deploy(sup, spec, events));
+    tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
+}
+
 /// Deploys `spec`; always ends with an outcome (also sent as the last event).
-pub async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome {
+async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome {
     let began = Instant::now();
     let d = sup.get_or_create(&spec.name);
     let Some(_op) = d.begin().await else {
@@ -100,7 +112,9 @@ async fn steps(
     events: &Events,
 ) -> Result<Outcome, Failure> {
     let early = |e| (e, None);
-    preflight::check_secrets(sup, spec, events).map_err(early)?;
+    preflight::check_secrets(sup, spec, events)
+        .await
+        .map_err(early)?;
     if spec.has_packages() {
         // Finding python3 and uv (processes; once per agent run) overlaps resolve and fetch.
         let s = sup.clone();

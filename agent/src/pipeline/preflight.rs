@@ -8,12 +8,12 @@ use crate::supervisor::Supervisor;
 
 /// Every secret the deployment lists must exist for its owner; from here on their values
 /// (and the owner's git credential) are hidden in everything the deploy reports.
-pub(super) fn check_secrets(
+pub(super) async fn check_secrets(
     sup: &Supervisor,
     spec: &Spec,
     events: &Events,
 ) -> Result<(), StepError> {
-    let (redactor, missing) = crate::launch::redactor(sup.secrets(), spec);
+    let (redactor, missing) = crate::launch::redactor(sup.secrets(), spec).await;
     if !missing.is_empty() {
         return Err(StepError::new(
             events::SECRETS,

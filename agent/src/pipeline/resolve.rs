@@ -26,6 +26,7 @@ pub(super) async fn resolve(
     let credential = sup
         .secrets()
         .git_credential(&spec.owner, &spec.repo)
+        .await
         .map_err(|e| StepError::new(events::RESOLVE, e.to_string()))?;
     let mirror_key = match &credential {
         Some(_) => format!("{}#{}", spec.repo, spec.owner),

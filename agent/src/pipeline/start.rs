@@ -78,7 +78,7 @@ pub(super) async fn start(
     // A foreign process may have taken the port while we were preparing.
     preflight::foreign_port_holder(sup, spec).await?;
 
-    let cfg = crate::launch::instance_config(sup, d, &prepared.release);
+    let cfg = crate::launch::instance_config(sup, d, &prepared.release).await;
     let started = Instant::now();
     events.emit(
         events::START,

@@ -250,11 +250,8 @@ impl Spec {
             )
         })?;
         let owner = raw.owner.trim().to_string();
-        if !(owner.is_empty() || owner.starts_with("user:") || owner.starts_with("group:")) {
-            return Err(invalid(
-                "owner",
-                format!("{owner:?} must be user:NAME or group:NAME"),
-            ));
+        if !owner.is_empty() {
+            crate::auth::parse_owner(&owner)?;
         }
         for p in &raw.pinned {
             let p = p.trim();

@@ -1,0 +1,126 @@
+//! Conversions between the wire (protobuf) and the domain: requests into domain types,
+//! views and deploy events back.
+
+use deployctl_proto::v1 as pb;
+
+use crate::pipeline::events;
+use crate::spec::{RawSpec, Spec};
+use crate::supervisor::View;
+
+pub(super) fn raw_spec(s: pb::DeploymentSpec) -> RawSpec {
+    RawSpec {
+        name: s.name,
+        repo: s.repo,
+        git_ref: s.git_ref,
+        workdir: s.workdir,
+        command: s.command,
+        pip: s.pip,
+        apt: s.apt,
+        conda: s.conda,
+        requirements: s.requirements,
+        start_script: s.start_script,
+        env_vars: s.env_vars.into_iter().collect(),
+        secrets: s.secrets,
+        port: s.port,
+        health_path: s.health_path,
+        health_timeout_ms: s.health_timeout_ms,
+        health_interval_ms: s.health_interval_ms,
+        restart: s.restart,
+        owner: s.owner,
+        kill_timeout_ms: s.kill_timeout_ms,
+        pinned: s.pinned,
+    }
+}
+
+fn spec_to_pb(s: &Spec) -> pb::DeploymentSpec {
+    pb::DeploymentSpec {
+        name: s.name.clone(),
+        repo: s.repo.clone(),
+        git_ref: s.git_ref.clone().unwrap_or_default(),
+        workdir: s.workdir.to_string_lossy().into_owned(),
+        command: s.command.clone(),
+        pip: s.pip.clone(),
+        apt: vec![],
+        conda: vec![],
+        requirements: path_str(&s.requirements),
+        start_script: path_str(&s.start_script),
+        env_vars: s.env_vars.clone().into_iter().collect(),
+        secrets: s.secrets.clone(),
+        port: s.port as u32,
+        health_path: s.health.path.clone().unwrap_or_default(),
+        health_timeout_ms: s.health.timeout.as_millis() as u64,
+        health_interval_ms: s.health.interval.as_millis() as u64,
+        restart: s.restart.as_str().to_string(),
+        owner: s.owner.clone(),
+        kill_timeout_ms: s.kill_timeout.as_millis() as u64,
+        pinned: s.pinned.clone(),
+    }
+}
+
+fn path_str(p: &Option<std::path::PathBuf>) -> String {
+    p.as_ref()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+pub(super) fn view_to_pb(v: View) -> pb::DeploymentStatus {
+    pb::DeploymentStatus {
+        owner: v.spec.as_ref().map(|s| s.owner.clone()).unwrap_or_default(),
+        port: v.spec.as_ref().map(|s| s.port as u32).unwrap_or(0),
+        spec: v.spec.as_ref().map(spec_to_pb),
+        name: v.name,
+        state: v.state.as_str().to_string(),
+        release: v.release,
+        git_ref: v.git_ref,
+        commit: v.commit,
+        pid: v.pid.unwrap_or(0),
+        restarts: v.restarts,
+        url: v.url,
+        uptime_s: v.uptime.as_secs(),
+        cpu_percent: v.cpu_percent,
+        memory_bytes: v.memory_bytes,
+        last_health: v.last_health,
+        message: v.message,
+        packages_hash: v.packages_hash,
+        last_exit_code: v.last_exit_code.unwrap_or(-1),
+        next_restart_in_s: v.next_restart_in.map(|d| d.as_secs().max(1)).unwrap_or(0),
+        deployed_at: v.deployed_at,
+    }
+}
+
+pub(super) fn event_to_pb(e: events::Event) -> pb::DeployEvent {
+    use events::Phase;
+    use pb::deploy_event::Phase as P;
+    let phase = match e.phase {
+        Phase::Started => P::Started,
+        Phase::Output => P::Output,
+        Phase::Done => P::Done,
+        Phase::Skipped => P::Skipped,
+        Phase::Failed => P::Failed,
+        Phase::Info => P::Info,
+    };
+    pb::DeployEvent {
+        step: e.step.to_string(),
+        phase: phase as i32,
+        message: e.message,
+        elapsed_ms: e.elapsed.as_millis() as u64,
+        outcome: e.outcome.map(|o| pb::DeployOutcome {
+            ok: o.ok,
+            release: o.release,
+            commit: o.commit,
+            url: o.url,
+            failed_step: o.failed_step,
+            reason: o.reason,
+            output_tail: o.output_tail.join("\n"),
+            kept_release: o.kept_release,
+            kept_healthy: o.kept_healthy,
+            kept_restarted: o.kept_restarted,
+            kept_pid: o.kept_pid,
+            packages_hash: o.packages_hash,
+            git_ref: o.git_ref,
+            total_ms: o.total.as_millis() as u64,
+            frozen: o.frozen,
+            owner: o.owner,
+        }),
+    }
+}
