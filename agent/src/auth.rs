@@ -30,11 +30,11 @@ use crate::error::Error;
 /// How often the file's modification time is looked at.
 const RELOAD_CHECK: Duration = Duration::from_secs(1);
 /// Prefix of the tokens the agent makes (so they are recognisable in a leak scan).
-pub const TOKEN_PREFIX: &str = "dat_";
+pub(crate) const TOKEN_PREFIX: &str = "dat_";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct AuthFile {
+pub(crate) struct AuthFile {
     #[serde(default)]
     pub users: BTreeMap<String, User>,
     #[serde(default)]
@@ -43,7 +43,7 @@ pub struct AuthFile {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct User {
+pub(crate) struct User {
     /// Hex SHA-256 of the token; the token itself is never stored.
     pub token_sha256: String,
     #[serde(default)]
@@ -55,14 +55,14 @@ pub struct User {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct Group {
+pub(crate) struct Group {
     #[serde(default)]
     pub members: Vec<String>,
 }
 
 /// The authenticated caller of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
+pub(crate) struct Caller {
     pub user: String,
     pub admin: bool,
     pub groups: Vec<String>,
@@ -72,7 +72,7 @@ pub struct Caller {
 
 impl Caller {
     /// The caller when authentication is off: may do everything.
-    pub fn local() -> Caller {
+    pub(crate) fn local() -> Caller {
         Caller {
             user: "local".to_string(),
             admin: true,
@@ -82,7 +82,7 @@ impl Caller {
     }
 
     /// Whether the caller may see and manage what `owner` owns.
-    pub fn may(&self, owner: &str) -> bool {
+    pub(crate) fn may(&self, owner: &str) -> bool {
         if self.admin {
             return true;
         }
@@ -94,13 +94,13 @@ impl Caller {
     }
 
     /// `user:NAME` of the caller.
-    pub fn owner(&self) -> String {
+    pub(crate) fn owner(&self) -> String {
         format!("user:{}", self.user)
     }
 }
 
 impl AuthFile {
-    pub fn load(path: &Path) -> Result<AuthFile, Error> {
+    pub(crate) fn load(path: &Path) -> Result<AuthFile, Error> {
         match std::fs::read_to_string(path) {
             Ok(text) => toml::from_str(&text).map_err(|e| Error::InvalidInput {
                 field: path.display().to_string(),
@@ -112,7 +112,7 @@ impl AuthFile {
     }
 
     /// Writes the file (mode 0600: hashes are not secrets, but nobody else needs them).
-    pub fn save(&self, path: &Path) -> Result<(), Error> {
+    pub(crate) fn save(&self, path: &Path) -> Result<(), Error> {
         let text = toml::to_string_pretty(self)
             .map_err(|e| Error::Internal(format!("encoding {}: {e}", path.display())))?;
         if let Some(dir) = path.parent() {
@@ -154,14 +154,14 @@ impl AuthFile {
 }
 
 /// Equality whose time does not depend on where the inputs differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub fn hex_sha256(bytes: &[u8]) -> String {
+pub(crate) fn hex_sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -169,7 +169,7 @@ pub fn hex_sha256(bytes: &[u8]) -> String {
 }
 
 /// A new random token (32 bytes from the kernel, URL-safe base64).
-pub fn new_token() -> Result<String, Error> {
+pub(crate) fn new_token() -> Result<String, Error> {
     use base64::Engine;
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")
@@ -207,7 +207,7 @@ pub(crate) fn parse_owner(owner: &str) -> Result<(&str, &str), Error> {
     }
 }
 
-pub fn set_mode(path: &Path, mode: u32) {
+pub(crate) fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
 }
@@ -215,14 +215,14 @@ pub fn set_mode(path: &Path, mode: u32) {
 /// Why a request is refused. The caller gets the same answer for a wrong, expired and
 /// removed token; the agent's log tells them apart (an expired token names its user).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     NoToken,
     BadToken,
     Expired(String),
 }
 
 /// The users and groups, reloaded when the file changes.
-pub struct Auth {
+pub(crate) struct Auth {
     path: PathBuf,
     state: RwLock<Loaded>,
 }
@@ -234,7 +234,7 @@ struct Loaded {
 }
 
 impl Auth {
-    pub fn open(path: PathBuf) -> Result<Auth, Error> {
+    pub(crate) fn open(path: PathBuf) -> Result<Auth, Error> {
         let file = AuthFile::load(&path)?;
         let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
         Ok(Auth {
@@ -247,19 +247,8 @@ impl Auth {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Whether any user exists (authentication is on).
-    pub fn enabled(&self) -> bool {
-        self.reload_if_changed();
-        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
-        !state.file.users.is_empty()
-    }
-
     /// The caller for a request's bearer token.
-    pub fn authenticate(&self, token: Option<&str>) -> Result<Caller, Refused> {
+    pub(crate) fn authenticate(&self, token: Option<&str>) -> Result<Caller, Refused> {
         self.reload_if_changed();
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
         if state.file.users.is_empty() {

@@ -12,14 +12,14 @@ use std::path::{Path, PathBuf};
 
 /// Where this agent creates its instances' cgroups.
 #[derive(Debug, Clone)]
-pub struct CgroupRoot {
+pub(crate) struct CgroupRoot {
     pub dir: PathBuf,
 }
 
 impl CgroupRoot {
     /// The agent's cgroup directory for apps, created if need be; `None` (with the reason
     /// logged) when there is no cgroup v2 hierarchy or the agent may not write to it.
-    pub fn detect(key: &str) -> Option<CgroupRoot> {
+    pub(crate) fn detect(key: &str) -> Option<CgroupRoot> {
         let found = (|| {
             let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
             let mount = cgroup2_mount(&mountinfo)?;
@@ -46,7 +46,7 @@ impl CgroupRoot {
     }
 
     /// Creates the cgroup of one instance.
-    pub fn create(&self, id: &str) -> io::Result<PathBuf> {
+    pub(crate) fn create(&self, id: &str) -> io::Result<PathBuf> {
         let dir = self.dir.join(id);
         match fs::create_dir(&dir) {
             Ok(()) => Ok(dir),
@@ -59,7 +59,7 @@ impl CgroupRoot {
     }
 
     /// Removes the empty cgroups of instances not in `keep` (left by a crash of the agent).
-    pub fn remove_unused(&self, keep: &[PathBuf]) {
+    pub(crate) fn remove_unused(&self, keep: &[PathBuf]) {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return;
         };
@@ -94,7 +94,7 @@ fn own_cgroup(text: &str) -> Option<String> {
 /// forked: the child writes "0" to it in `pre_exec` and is in its cgroup before it runs a
 /// single instruction of the app. The kernel checks the opener's credentials, so this also
 /// works for an app that `run_as` made unprivileged just before.
-pub fn procs_file(dir: &Path) -> io::Result<fs::File> {
+pub(crate) fn procs_file(dir: &Path) -> io::Result<fs::File> {
     fs::OpenOptions::new()
         .write(true)
         .open(dir.join("cgroup.procs"))
@@ -108,12 +108,12 @@ pub fn procs_file(dir: &Path) -> io::Result<fs::File> {
 
 /// Moves the calling process into the cgroup whose `cgroup.procs` is `file`. Async-signal
 /// safe (one write, no allocation): meant for `pre_exec`.
-pub fn join(mut file: &fs::File) -> io::Result<()> {
+pub(crate) fn join(mut file: &fs::File) -> io::Result<()> {
     file.write_all(b"0")
 }
 
 /// The processes in a cgroup (thread group ids; zombies are not listed).
-pub fn procs(dir: &Path) -> Vec<u32> {
+pub(crate) fn procs(dir: &Path) -> Vec<u32> {
     fs::read_to_string(dir.join("cgroup.procs"))
         .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
         .unwrap_or_default()
@@ -121,7 +121,7 @@ pub fn procs(dir: &Path) -> Vec<u32> {
 
 /// Whether any live task (any thread of any process) is in the cgroup; `None` when the
 /// cgroup does not exist.
-pub fn populated(dir: &Path) -> Option<bool> {
+pub(crate) fn populated(dir: &Path) -> Option<bool> {
     let text = fs::read_to_string(dir.join("cgroup.events")).ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix("populated "))
@@ -130,7 +130,7 @@ pub fn populated(dir: &Path) -> Option<bool> {
 
 /// SIGKILLs every process of the cgroup, including ones forked meanwhile (`cgroup.kill`,
 /// Linux 5.14+; before that, each listed process, which can miss one forked during it).
-pub fn kill(dir: &Path) {
+pub(crate) fn kill(dir: &Path) {
     if fs::write(dir.join("cgroup.kill"), "1").is_ok() {
         return;
     }
@@ -143,7 +143,7 @@ pub fn kill(dir: &Path) {
 }
 
 /// Removes an instance's cgroup once it is empty (EBUSY while it is not).
-pub fn remove(dir: &Path) {
+pub(crate) fn remove(dir: &Path) {
     match fs::remove_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}

@@ -8,11 +8,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Longest one check may take.
-pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What one check saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checked {
+pub(crate) struct Checked {
     pub healthy: bool,
     /// "HTTP 200 in 3 ms", "connection refused", "HTTP 500: <body start>".
     pub summary: String,
@@ -21,7 +21,12 @@ pub struct Checked {
 }
 
 /// Checks `host:port`, with an HTTP GET of `path` when given, else a TCP connect.
-pub async fn check(host: IpAddr, port: u16, path: Option<&str>, timeout: Duration) -> Checked {
+pub(crate) async fn check(
+    host: IpAddr,
+    port: u16,
+    path: Option<&str>,
+    timeout: Duration,
+) -> Checked {
     let started = Instant::now();
     let addr = SocketAddr::new(host, port);
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
@@ -137,7 +142,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// So the check that sees it healthy comes at most ~5% (and 10 ms) after it became
 /// healthy, and a slow starter is checked a few times a second. (A check of an app that
 /// does not listen yet is a refused connect: next to nothing.)
-pub fn startup_poll_delay(waited: Duration) -> Duration {
+pub(crate) fn startup_poll_delay(waited: Duration) -> Duration {
     (waited / 20).clamp(Duration::from_millis(10), Duration::from_millis(250))
 }
 

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use crate::exposition::{self, Format};
 use crate::supervisor::Supervisor;
 
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     sup: Arc<Supervisor>,
     shutdown: impl Future<Output = ()>,

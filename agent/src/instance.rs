@@ -27,7 +27,7 @@ const TAIL_LINES: usize = 20;
 
 /// Everything needed to run one release.
 #[derive(Clone)]
-pub struct InstanceConfig {
+pub(crate) struct InstanceConfig {
     pub name: String,
     pub release: u32,
     pub launch: Launch,
@@ -56,7 +56,7 @@ impl std::fmt::Debug for InstanceConfig {
 /// What an instance tells the rest of the agent: each process it starts (so the node-local
 /// record always names the running one, for re-adoption after an agent restart), and its
 /// restarts and health checks (for metrics).
-pub trait Observer: Send + Sync {
+pub(crate) trait Observer: Send + Sync {
     /// A process of `release` was started (or adopted), tracked as `tracking` says.
     fn started(&self, release: u32, id: ProcId, tracking: &Tracking);
     /// The policy restarted the app.
@@ -65,17 +65,8 @@ pub trait Observer: Send + Sync {
     fn checked(&self, latency: Duration, healthy: bool);
 }
 
-/// An observer that ignores everything (unit tests).
-pub struct NoObserver;
-
-impl Observer for NoObserver {
-    fn started(&self, _: u32, _: ProcId, _: &Tracking) {}
-    fn restarted(&self) {}
-    fn checked(&self, _: Duration, _: bool) {}
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     /// Started (or restarted), not yet healthy.
     Pending,
     /// The first start of a new release, while its deploy waits for it.
@@ -88,7 +79,7 @@ pub enum State {
 }
 
 impl State {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             State::Pending => "pending",
             State::Deploying => "deploying",
@@ -100,7 +91,7 @@ impl State {
     }
 
     /// Every state, for metrics that count deployments by state.
-    pub const ALL: [State; 6] = [
+    pub(crate) const ALL: [State; 6] = [
         State::Pending,
         State::Deploying,
         State::Healthy,
@@ -112,7 +103,7 @@ impl State {
 
 /// A snapshot others read; written only by the instance task.
 #[derive(Debug, Clone)]
-pub struct InstanceStatus {
+pub(crate) struct InstanceStatus {
     pub state: State,
     pub pid: Option<u32>,
     pub started_at: Option<SystemTime>,
@@ -130,7 +121,7 @@ pub struct InstanceStatus {
 
 /// Why a new release did not become healthy.
 #[derive(Debug, Clone)]
-pub struct StartFailure {
+pub(crate) struct StartFailure {
     pub reason: String,
     /// The app's own last lines of output.
     pub tail: Vec<String>,
@@ -146,7 +137,7 @@ struct Cmd {
 
 /// A handle on a running release.
 #[derive(Debug)]
-pub struct Instance {
+pub(crate) struct Instance {
     pub release: u32,
     pub status: Arc<Mutex<InstanceStatus>>,
     cmds: mpsc::Sender<Cmd>,
@@ -156,7 +147,9 @@ type Ready = oneshot::Sender<Result<u32, StartFailure>>;
 
 impl Instance {
     /// Starts the release; the receiver learns once whether it became healthy (with its pid).
-    pub fn start(cfg: InstanceConfig) -> (Instance, oneshot::Receiver<Result<u32, StartFailure>>) {
+    pub(crate) fn start(
+        cfg: InstanceConfig,
+    ) -> (Instance, oneshot::Receiver<Result<u32, StartFailure>>) {
         let (ready_tx, ready_rx) = oneshot::channel();
         let (instance, task) = Instance::new(cfg, State::Deploying);
         // The first process starts here, so the caller sees its pid at once.
@@ -167,7 +160,7 @@ impl Instance {
 
     /// Starts a release again after the agent restarted and found its app gone (a reboot):
     /// like a restart, not a deploy, so it is retried by its restart policy.
-    pub fn restore(cfg: InstanceConfig) -> Instance {
+    pub(crate) fn restore(cfg: InstanceConfig) -> Instance {
         let (instance, task) = Instance::new(cfg, State::Pending);
         let first = task.spawn();
         tokio::spawn(task.run(first, None));
@@ -176,7 +169,7 @@ impl Instance {
 
     /// Takes over an app started by an earlier run of the agent (same pid and start time),
     /// checks its health and supervises it from then on as if this run had started it.
-    pub fn adopt(cfg: InstanceConfig, id: ProcId, tracking: Tracking) -> Instance {
+    pub(crate) fn adopt(cfg: InstanceConfig, id: ProcId, tracking: Tracking) -> Instance {
         let (instance, task) = Instance::new(cfg, State::Pending);
         task.cfg.observer.started(task.cfg.release, id, &tracking);
         task.set(|s| {
@@ -219,12 +212,12 @@ impl Instance {
         (instance, task)
     }
 
-    pub fn snapshot(&self) -> InstanceStatus {
+    pub(crate) fn snapshot(&self) -> InstanceStatus {
         lock(&self.status).clone()
     }
 
     /// Stops the app (SIGTERM, grace, SIGKILL) and ends the task.
-    pub async fn stop(&self) -> (Option<u32>, Stopped) {
+    pub(crate) async fn stop(&self) -> (Option<u32>, Stopped) {
         self.send_stop(false).await
     }
 
@@ -232,7 +225,7 @@ impl Instance {
     /// host and port any more, so that a new release can bind them: [`Stopped::Exiting`]
     /// when the app is still exiting then (uvicorn closes its socket ~100 ms before it
     /// exits). The stop goes on without the caller, with SIGKILL after the kill timeout.
-    pub async fn stop_freeing_port(&self) -> (Option<u32>, Stopped) {
+    pub(crate) async fn stop_freeing_port(&self) -> (Option<u32>, Stopped) {
         self.send_stop(true).await
     }
 

@@ -3,40 +3,42 @@
 //! The domain is the [`supervisor::Supervisor`] (deployments, their instances and records)
 //! and the deploy [`pipeline`]; [`service`] (gRPC) and [`http`] are thin adapters over it.
 
+#![warn(unreachable_pub)]
+
 pub mod admin;
 mod app_user;
-pub mod auth;
+mod auth;
 mod authz;
-pub mod cgroup;
+mod cgroup;
 pub mod config;
 mod deployment;
 pub mod error;
-pub mod explain;
+mod explain;
 mod exposition;
 mod fsmode;
-pub mod health;
-pub mod http;
-pub mod instance;
+mod health;
+mod http;
+mod instance;
 mod launch;
-pub mod logrotate;
-pub mod logs;
-pub mod metrics;
-pub mod node;
-pub mod pipeline;
-pub mod ports;
-pub mod process;
-pub mod procstat;
-pub mod reaper;
-pub mod recover;
-pub mod refusals;
-pub mod secrets;
-pub mod service;
-pub mod spec;
-pub mod store;
-pub mod supervisor;
-pub mod tls;
-pub mod tracking;
-pub mod usage;
+mod logrotate;
+mod logs;
+mod metrics;
+mod node;
+mod pipeline;
+mod ports;
+mod process;
+mod procstat;
+mod reaper;
+mod recover;
+mod refusals;
+mod secrets;
+mod service;
+mod spec;
+mod store;
+mod supervisor;
+mod tls;
+mod tracking;
+mod usage;
 mod venvs;
 
 use std::future::Future;
@@ -46,6 +48,7 @@ use deployctl_proto::v1::agent_server::AgentServer;
 use tokio::net::TcpListener;
 
 pub use config::Config;
+pub use supervisor::hostname;
 use supervisor::Supervisor;
 
 /// How often CPU and memory of the apps are sampled.

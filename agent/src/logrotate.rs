@@ -19,7 +19,7 @@ fn numbered(path: &Path, n: usize) -> PathBuf {
 
 /// Rotates `path` when it is larger than `max_bytes`, keeping `keep` older files.
 /// Returns whether it rotated. Blocking.
-pub fn rotate_if_larger(path: &Path, max_bytes: u64, keep: usize) -> io::Result<bool> {
+pub(crate) fn rotate_if_larger(path: &Path, max_bytes: u64, keep: usize) -> io::Result<bool> {
     let len = match fs::metadata(path) {
         Ok(m) => m.len(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),

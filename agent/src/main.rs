@@ -165,7 +165,7 @@ fn admin(command: Command, config: &Config) -> anyhow::Result<()> {
         Command::Init { mut names, admin } => {
             if names.is_empty() {
                 names = vec![
-                    deploy_agent::supervisor::hostname(),
+                    deploy_agent::hostname(),
                     "localhost".into(),
                     "127.0.0.1".into(),
                 ];

@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DeploymentLabel {
+pub(crate) struct DeploymentLabel {
     pub deployment: String,
 }
 
@@ -33,14 +33,14 @@ struct StepLabel {
 }
 
 /// One deployment's present figures, as the supervisor sees them at scrape time.
-pub struct Present {
+pub(crate) struct Present {
     pub deployment: String,
     pub state: &'static str,
     pub cpu_percent: f32,
     pub memory_bytes: u64,
 }
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     health_latency: Family<DeploymentLabel, Histogram>,
     step_duration: Family<StepLabel, Histogram>,
@@ -70,7 +70,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let mut registry = Registry::with_prefix("deploy_agent");
         let health_latency = Family::<DeploymentLabel, Histogram>::new_with_constructor(
             health_histogram as fn() -> Histogram,
@@ -137,17 +137,17 @@ impl Metrics {
         }
     }
 
-    pub fn health_checked(&self, deployment: &str, latency: Duration) {
+    pub(crate) fn health_checked(&self, deployment: &str, latency: Duration) {
         self.health_latency
             .get_or_create(&Self::label(deployment))
             .observe(latency.as_secs_f64());
     }
 
-    pub fn restarted(&self, deployment: &str) {
+    pub(crate) fn restarted(&self, deployment: &str) {
         self.restarts.get_or_create(&Self::label(deployment)).inc();
     }
 
-    pub fn step_finished(&self, step: &str, ok: bool, took: Duration) {
+    pub(crate) fn step_finished(&self, step: &str, ok: bool, took: Duration) {
         let label = StepLabel {
             step: step.to_string(),
             result: if ok { "ok" } else { "failed" }.to_string(),
@@ -158,14 +158,14 @@ impl Metrics {
     }
 
     /// Forgets a removed deployment's series.
-    pub fn forget(&self, deployment: &str) {
+    pub(crate) fn forget(&self, deployment: &str) {
         let label = Self::label(deployment);
         self.health_latency.remove(&label);
         self.restarts.remove(&label);
     }
 
     /// The metrics as OpenMetrics text, with the present-time figures from `present`.
-    pub fn encode(&self, present: &[Present]) -> String {
+    pub(crate) fn encode(&self, present: &[Present]) -> String {
         let _scrape = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
         self.by_state.clear();
         self.healthy.clear();

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// One listening TCP socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listener {
+pub(crate) struct Listener {
     pub addr: IpAddr,
     pub port: u16,
     pub inode: u64,
@@ -14,7 +14,7 @@ pub struct Listener {
 
 impl Listener {
     /// Whether a connection to `host` on this port would reach this socket.
-    pub fn covers(&self, host: IpAddr) -> bool {
+    pub(crate) fn covers(&self, host: IpAddr) -> bool {
         // v4-mapped addresses are already turned into v4 by the parser.
         self.addr == host || self.addr.is_unspecified()
     }
@@ -22,14 +22,14 @@ impl Listener {
 
 /// Whether a new socket could listen on `host:port`: no socket listens on that port at an
 /// address that overlaps it (the same address, a wildcard, or any when `host` is one).
-pub fn bindable(host: IpAddr, port: u16) -> bool {
+pub(crate) fn bindable(host: IpAddr, port: u16) -> bool {
     !listeners(port)
         .iter()
         .any(|l| l.covers(host) || host.is_unspecified())
 }
 
 /// Every socket listening on `port`.
-pub fn listeners(port: u16) -> Vec<Listener> {
+pub(crate) fn listeners(port: u16) -> Vec<Listener> {
     all_listeners()
         .into_iter()
         .filter(|l| l.port == port)
@@ -90,7 +90,7 @@ fn parse_v6(hex: &str) -> Option<IpAddr> {
 
 /// The process owning a socket inode, found by scanning `/proc/*/fd` (best effort: another
 /// user's processes are not readable unless the agent is root).
-pub fn pid_of_socket(inode: u64) -> Option<u32> {
+pub(crate) fn pid_of_socket(inode: u64) -> Option<u32> {
     std::fs::read_dir("/proc")
         .ok()?
         .flatten()
@@ -101,7 +101,7 @@ pub fn pid_of_socket(inode: u64) -> Option<u32> {
 /// The socket inodes a process holds. Once its main thread has exited, `/proc/PID/fd` is
 /// empty although the other threads still hold every file: then they are read from the
 /// first thread that shows any.
-pub fn socket_inodes(pid: u32) -> std::collections::HashSet<u64> {
+pub(crate) fn socket_inodes(pid: u32) -> std::collections::HashSet<u64> {
     let of_dir = |dir: std::path::PathBuf| -> std::collections::HashSet<u64> {
         std::fs::read_dir(dir)
             .map(|fds| {
@@ -126,7 +126,7 @@ pub fn socket_inodes(pid: u32) -> std::collections::HashSet<u64> {
 }
 
 /// Every TCP address the processes `pids` listen on (their sockets in state LISTEN).
-pub fn listening_of(pids: &[u32]) -> Vec<(IpAddr, u16)> {
+pub(crate) fn listening_of(pids: &[u32]) -> Vec<(IpAddr, u16)> {
     let inodes: std::collections::HashSet<u64> =
         pids.iter().flat_map(|pid| socket_inodes(*pid)).collect();
     let mut out: Vec<(IpAddr, u16)> = all_listeners()
@@ -140,7 +140,7 @@ pub fn listening_of(pids: &[u32]) -> Vec<(IpAddr, u16)> {
 }
 
 /// The process group of `pid`.
-pub fn pgid_of(pid: u32) -> Option<u32> {
+pub(crate) fn pgid_of(pid: u32) -> Option<u32> {
     crate::procstat::read(pid).map(|s| s.pgrp)
 }
 

@@ -19,7 +19,7 @@ use crate::tracking::{self, Tracking};
 
 /// What a process needs to start: the command line, its directory and its environment.
 #[derive(Debug, Clone)]
-pub struct Launch {
+pub(crate) struct Launch {
     /// Run with `sh -c`.
     pub command: String,
     pub cwd: PathBuf,
@@ -63,7 +63,11 @@ impl Launch {
 /// Starts an app with stdout and stderr appended to `log` (one file, in order), as the
 /// instance `tracking` names: marked in its environment, and in its cgroup (if it has one)
 /// before it runs, so nothing it starts can escape either.
-pub fn spawn_app(launch: &Launch, log: &Path, tracking: &Tracking) -> io::Result<AppProcess> {
+pub(crate) fn spawn_app(
+    launch: &Launch,
+    log: &Path,
+    tracking: &Tracking,
+) -> io::Result<AppProcess> {
     let file = crate::fsmode::append_private(log)?;
     let err = file.try_clone()?;
     let mut cmd = launch.command("sh", &["-c", &launch.command]);
@@ -92,7 +96,7 @@ pub fn spawn_app(launch: &Launch, log: &Path, tracking: &Tracking) -> io::Result
 
 /// How an app's process ended.
 #[derive(Debug, Clone, Copy)]
-pub enum Exit {
+pub(crate) enum Exit {
     /// Our child: its exit status.
     Status(ExitStatus),
     /// An adopted process (not our child) is gone; its exit status is not ours to know.
@@ -101,7 +105,7 @@ pub enum Exit {
 
 impl Exit {
     /// The exit code (128 + signal for a signal death); `None` when unknown.
-    pub fn code(self) -> Option<i32> {
+    pub(crate) fn code(self) -> Option<i32> {
         match self {
             Exit::Status(st) => Some(exit_code(st)),
             Exit::Vanished => None,
@@ -109,7 +113,7 @@ impl Exit {
     }
 
     /// "exited with code 3", "was killed by SIGKILL", "ended (exit status unknown: ...)".
-    pub fn describe(self) -> String {
+    pub(crate) fn describe(self) -> String {
         match self {
             Exit::Status(st) => describe_exit(st),
             Exit::Vanished => {
@@ -127,7 +131,7 @@ const ADOPTED_POLL: Duration = Duration::from_millis(200);
 /// adopted after an agent restart (watched by polling `/proc`, identified by pid and start
 /// time so that a reused pid is never taken for it).
 #[derive(Debug)]
-pub struct AppProcess {
+pub(crate) struct AppProcess {
     pub id: ProcId,
     /// `None` for an adopted process.
     child: Option<Child>,
@@ -136,7 +140,7 @@ pub struct AppProcess {
 }
 
 impl AppProcess {
-    pub fn child(child: Child) -> AppProcess {
+    pub(crate) fn child(child: Child) -> AppProcess {
         let pid = child.id().unwrap_or(0);
         // Read at once: the child exists (at worst as a zombie, which still has its stat).
         let start_time = ProcId::of(pid).map(|p| p.start_time).unwrap_or(0);
@@ -148,7 +152,7 @@ impl AppProcess {
     }
 
     /// Takes over a running process started by an earlier run of the agent.
-    pub fn adopt(id: ProcId, tracking: Tracking) -> AppProcess {
+    pub(crate) fn adopt(id: ProcId, tracking: Tracking) -> AppProcess {
         AppProcess {
             id,
             child: None,
@@ -162,21 +166,21 @@ impl AppProcess {
     }
 
     /// Whether any of its processes (the group, the cgroup, the marked ones) is alive.
-    pub fn members_alive(&self) -> bool {
+    pub(crate) fn members_alive(&self) -> bool {
         crate::tracking::alive(self.id.pid, &self.tracking)
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.id.pid
     }
 
     /// Whether it was adopted rather than started by this run.
-    pub fn adopted(&self) -> bool {
+    pub(crate) fn adopted(&self) -> bool {
         self.child.is_none()
     }
 
     /// The exit, if it has ended (reaping our child).
-    pub fn try_wait(&mut self) -> Option<Exit> {
+    pub(crate) fn try_wait(&mut self) -> Option<Exit> {
         match &mut self.child {
             Some(c) => c.try_wait().ok().flatten().map(Exit::Status),
             None => (!self.id.is_running()).then_some(Exit::Vanished),
@@ -184,7 +188,7 @@ impl AppProcess {
     }
 
     /// Waits for it to end. Cancel-safe.
-    pub async fn wait(&mut self) -> Exit {
+    pub(crate) async fn wait(&mut self) -> Exit {
         match &mut self.child {
             Some(c) => match c.wait().await {
                 Ok(st) => Exit::Status(st),
@@ -205,7 +209,7 @@ impl AppProcess {
 
 /// How a stop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stopped {
+pub(crate) enum Stopped {
     /// It had already exited.
     NotRunning,
     /// It exited after SIGTERM.
@@ -218,7 +222,7 @@ pub enum Stopped {
 }
 
 impl Stopped {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Stopped::NotRunning => "not running",
             Stopped::Terminated => "terminated",
@@ -229,7 +233,7 @@ impl Stopped {
 }
 
 /// Sends `sig` to the process group; `false` when the group no longer exists (ESRCH).
-pub fn signal_group(pgid: u32, sig: Signal) -> bool {
+pub(crate) fn signal_group(pgid: u32, sig: Signal) -> bool {
     match killpg(Pid::from_raw(pgid as i32), sig) {
         Ok(()) => true,
         Err(Errno::ESRCH) => false,
@@ -242,7 +246,8 @@ pub fn signal_group(pgid: u32, sig: Signal) -> bool {
 
 /// Whether any process of the group is still alive. Zombies do not count: an adopted app's
 /// dead members are reaped by init, or, where init does not reap, stay zombies forever.
-pub fn group_alive(pgid: u32) -> bool {
+#[cfg(test)]
+pub(crate) fn group_alive(pgid: u32) -> bool {
     match killpg(Pid::from_raw(pgid as i32), None) {
         Err(Errno::ESRCH) => false,
         _ => procstat::group_has_live_member(pgid),
@@ -253,7 +258,7 @@ pub fn group_alive(pgid: u32) -> bool {
 /// `grace` for all of them (every thread) to end, then SIGKILL. Reaps the leader when it is
 /// our child, and removes the instance's cgroup. The one stop for every process the agent
 /// runs, child or adopted.
-pub async fn stop_group(proc_: &mut AppProcess, grace: Duration) -> Stopped {
+pub(crate) async fn stop_group(proc_: &mut AppProcess, grace: Duration) -> Stopped {
     stop_group_releasing(proc_, grace, || false, |_| {}).await
 }
 
@@ -271,7 +276,7 @@ fn stop_poll(waited: Duration) -> Duration {
 /// a caller waits for (`let_go()` holds, e.g. nothing listens on its port any more) while
 /// it is still exiting ([`Stopped::Exiting`]), or how it stopped if that comes first. The
 /// stop itself goes on to the end (SIGKILL after `grace`).
-pub async fn stop_group_releasing(
+pub(crate) async fn stop_group_releasing(
     proc_: &mut AppProcess,
     grace: Duration,
     mut let_go: impl FnMut() -> bool,
@@ -357,7 +362,7 @@ async fn stop_all(
 }
 
 /// An exit status as a shell reports it: the code, or 128 + the signal.
-pub fn exit_code(status: ExitStatus) -> i32 {
+pub(crate) fn exit_code(status: ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => code,
@@ -367,7 +372,7 @@ pub fn exit_code(status: ExitStatus) -> i32 {
 }
 
 /// A human description of an exit status: "exited with code 3" / "was killed by SIGKILL".
-pub fn describe_exit(status: ExitStatus) -> String {
+pub(crate) fn describe_exit(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with code {code}"),
@@ -381,7 +386,7 @@ pub fn describe_exit(status: ExitStatus) -> String {
 
 /// The result of a short-lived command (installer, start script).
 #[derive(Debug)]
-pub struct Finished {
+pub(crate) struct Finished {
     pub success: bool,
     /// What happened, for a failure reason: "exited with code 1", "timed out after 30s".
     pub summary: String,
@@ -390,11 +395,11 @@ pub struct Finished {
 }
 
 /// How many output lines of a failed command reach the user.
-pub const TAIL_LINES: usize = 30;
+pub(crate) const TAIL_LINES: usize = 30;
 
 /// Runs a command to completion in its own process group, sending each output line to
 /// `on_line` (which logs it, redacted); kills the group after `timeout`.
-pub async fn run_captured(
+pub(crate) async fn run_captured(
     program: &str,
     args: &[&str],
     launch: &Launch,
@@ -485,7 +490,7 @@ async fn forward_lines(
 }
 
 /// Gives a directory tree to `uid:gid` (a release checkout, for apps that run as `run_as`).
-pub fn chown_tree(root: &Path, uid: u32, gid: u32) -> io::Result<()> {
+pub(crate) fn chown_tree(root: &Path, uid: u32, gid: u32) -> io::Result<()> {
     std::os::unix::fs::lchown(root, Some(uid), Some(gid))?;
     if root.is_dir() && !root.is_symlink() {
         for entry in std::fs::read_dir(root)? {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// The parts of `/proc/PID/stat` the agent uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stat {
+pub(crate) struct Stat {
     /// R, S, D, Z (zombie), X (dead), ...
     pub state: char,
     pub pgrp: u32,
@@ -16,14 +16,14 @@ pub struct Stat {
 
 impl Stat {
     /// Running (or sleeping): not a zombie waiting to be reaped, not dead.
-    pub fn is_live(&self) -> bool {
+    pub(crate) fn is_live(&self) -> bool {
         !matches!(self.state, 'Z' | 'X' | 'x')
     }
 }
 
 /// A process as the agent remembers it across restarts: its pid and when it started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProcId {
+pub(crate) struct ProcId {
     pub pid: u32,
     /// `/proc/PID/stat` field 22.
     pub start_time: u64,
@@ -31,7 +31,7 @@ pub struct ProcId {
 
 impl ProcId {
     /// The process running now as `pid`, if any (zombies included: they have an identity).
-    pub fn of(pid: u32) -> Option<ProcId> {
+    pub(crate) fn of(pid: u32) -> Option<ProcId> {
         read(pid).map(|s| ProcId {
             pid,
             start_time: s.start_time,
@@ -40,20 +40,20 @@ impl ProcId {
 
     /// Whether this very process (same pid, same start time) is still running: any of its
     /// threads (its main thread may have exited while others still serve).
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         read(self.pid).is_some_and(|s| s.start_time == self.start_time) && process_alive(self.pid)
     }
 }
 
 /// Reads `/proc/PID/stat`; `None` when there is no such process.
-pub fn read(pid: u32) -> Option<Stat> {
+pub(crate) fn read(pid: u32) -> Option<Stat> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse(&text)
 }
 
 /// Parses one stat line. The command name is in parentheses and may hold spaces and
 /// parentheses itself, so fields are counted after the last `)`.
-pub fn parse(text: &str) -> Option<Stat> {
+pub(crate) fn parse(text: &str) -> Option<Stat> {
     let rest = text.get(text.rfind(')')? + 1..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // fields[0] is field 3 (state); field N is fields[N - 3].
@@ -67,7 +67,7 @@ pub fn parse(text: &str) -> Option<Stat> {
 /// Whether a process is alive: any of its threads is neither a zombie nor dead. A process
 /// whose main thread exited is a zombie in `/proc/PID/stat` while its other threads run
 /// (and hold its sockets) until the last one exits.
-pub fn process_alive(pid: u32) -> bool {
+pub(crate) fn process_alive(pid: u32) -> bool {
     match read(pid) {
         None => false,
         Some(s) if s.is_live() => true,
@@ -85,7 +85,7 @@ pub fn process_alive(pid: u32) -> bool {
 /// Whether any member of process group `pgid` is alive (zombies do not count: on a node
 /// whose init does not reap orphans they would look alive forever; a zombie leader whose
 /// other threads run is alive).
-pub fn group_has_live_member(pgid: u32) -> bool {
+pub(crate) fn group_has_live_member(pgid: u32) -> bool {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return false;
     };
@@ -99,7 +99,7 @@ pub fn group_has_live_member(pgid: u32) -> bool {
 
 /// The children of every thread of `pid` (`/proc/PID/task/*/children`: a child belongs to
 /// the thread that forked it, and orphans are given to any thread of a subreaper).
-pub fn children(pid: u32) -> Vec<u32> {
+pub(crate) fn children(pid: u32) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };

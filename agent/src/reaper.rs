@@ -19,7 +19,7 @@ use crate::procstat;
 const SCAN_PERIOD: Duration = Duration::from_secs(1);
 
 /// Makes the agent the child subreaper (Linux 3.4+); logs when it cannot.
-pub fn become_subreaper() {
+pub(crate) fn become_subreaper() {
     match nix::sys::prctl::set_child_subreaper(true) {
         Ok(()) => tracing::debug!("the agent is the child subreaper of its apps"),
         Err(e) => {
@@ -29,7 +29,7 @@ pub fn become_subreaper() {
 }
 
 /// Reaps orphaned zombie children forever (run as a task).
-pub async fn reap_orphans() {
+pub(crate) async fn reap_orphans() {
     let mut seen: HashSet<(u32, u64)> = HashSet::new();
     loop {
         tokio::time::sleep(SCAN_PERIOD).await;

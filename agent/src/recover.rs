@@ -25,7 +25,7 @@ pub(crate) enum Recovered {
 impl Supervisor {
     /// Adopts or restarts every deployment, then marks the agent ready. Never waits for a
     /// restarted app to become healthy (status shows how it goes).
-    pub async fn recover(self: &Arc<Self>) {
+    pub(crate) async fn recover(self: &Arc<Self>) {
         for d in self.all() {
             let outcome = recover_one(self, &d).await;
             tracing::info!(deployment = %d.name(), ?outcome, "recovered");

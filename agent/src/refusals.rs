@@ -15,14 +15,14 @@ use tonic::codegen::Service;
 use tonic::server::NamedService;
 
 /// At most one line per peer address in this time.
-pub const WINDOW: Duration = Duration::from_secs(10);
+pub(crate) const WINDOW: Duration = Duration::from_secs(10);
 /// Addresses remembered at most; beyond it the ones whose window is over are forgotten
 /// (so many addresses cannot make the map grow without bound).
 const MAX_PEERS: usize = 4096;
 
 /// The refusals seen, per peer address.
 #[derive(Default)]
-pub struct RefusalLog {
+pub(crate) struct RefusalLog {
     peers: Mutex<HashMap<Option<IpAddr>, Peer>>,
 }
 
@@ -35,7 +35,13 @@ struct Peer {
 
 impl RefusalLog {
     /// Logs one refusal at warn level, unless this address had a line within [`WINDOW`].
-    pub fn refused(&self, peer: Option<SocketAddr>, method: &str, user: Option<&str>, why: &str) {
+    pub(crate) fn refused(
+        &self,
+        peer: Option<SocketAddr>,
+        method: &str,
+        user: Option<&str>,
+        why: &str,
+    ) {
         let Some(suppressed) = self.admit(peer.map(|p| p.ip()), Instant::now()) else {
             return;
         };
@@ -77,11 +83,11 @@ impl RefusalLog {
 /// The path of the gRPC method a request is for (`/deploy.v1.Agent/Status`), put in the
 /// request's extensions by [`WithMethod`]: an interceptor sees no URI.
 #[derive(Debug, Clone)]
-pub struct RpcMethod(pub String);
+pub(crate) struct RpcMethod(pub String);
 
 /// Wraps a gRPC service so its interceptor knows which method was called.
 #[derive(Debug, Clone)]
-pub struct WithMethod<S>(pub S);
+pub(crate) struct WithMethod<S>(pub S);
 
 impl<S, B> Service<http::Request<B>> for WithMethod<S>
 where

@@ -10,7 +10,7 @@ use crate::spec::validate_env_name;
 
 /// What a secret is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// An environment variable of the owner's apps that list it.
     Env,
     /// A private key for ssh git URLs of the owner's repositories.
@@ -20,7 +20,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn parse(s: &str) -> Option<Kind> {
+    pub(crate) fn parse(s: &str) -> Option<Kind> {
         match s {
             "" | "env" => Some(Kind::Env),
             "git-ssh-key" => Some(Kind::GitSshKey),
@@ -29,7 +29,7 @@ impl Kind {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Env => "env",
             Kind::GitSshKey => "git-ssh-key",
@@ -39,7 +39,7 @@ impl Kind {
 }
 
 #[derive(Debug, Clone)]
-pub struct Info {
+pub(crate) struct Info {
     pub name: String,
     pub kind: Kind,
     pub updated_at: i64,
@@ -49,7 +49,7 @@ pub struct Info {
 const MAX_VALUE: usize = 64 * 1024;
 
 #[derive(Clone)]
-pub struct SecretStore {
+pub(crate) struct SecretStore {
     root: PathBuf,
 }
 
@@ -71,7 +71,7 @@ async fn blocking<T: Send + 'static>(
 
 /// The store's operations; each does its file I/O on a blocking thread.
 impl SecretStore {
-    pub fn new(root: PathBuf) -> SecretStore {
+    pub(crate) fn new(root: PathBuf) -> SecretStore {
         SecretStore { root }
     }
 
@@ -256,7 +256,7 @@ impl SecretStore {
 
 /// Replaces secret values in text that leaves the agent (output lines, failure tails, logs).
 #[derive(Debug, Clone, Default)]
-pub struct Redactor {
+pub(crate) struct Redactor {
     values: Vec<String>,
 }
 
@@ -264,7 +264,7 @@ pub struct Redactor {
 const MIN_REDACTED: usize = 4;
 
 impl Redactor {
-    pub fn new(values: impl IntoIterator<Item = String>) -> Redactor {
+    pub(crate) fn new(values: impl IntoIterator<Item = String>) -> Redactor {
         let mut values: Vec<String> = values
             .into_iter()
             .flat_map(|v| {
@@ -281,11 +281,11 @@ impl Redactor {
         Redactor { values }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
 
-    pub fn text(&self, s: &str) -> String {
+    pub(crate) fn text(&self, s: &str) -> String {
         let mut out = s.to_string();
         for v in &self.values {
             if out.contains(v.as_str()) {
@@ -295,7 +295,7 @@ impl Redactor {
         out
     }
 
-    pub fn bytes(&self, b: Vec<u8>) -> Vec<u8> {
+    pub(crate) fn bytes(&self, b: Vec<u8>) -> Vec<u8> {
         if self.values.is_empty() {
             return b;
         }

@@ -20,49 +20,49 @@ use crate::spec::Spec;
 
 /// Paths inside the data directory.
 #[derive(Debug, Clone)]
-pub struct Layout {
+pub(crate) struct Layout {
     pub root: PathBuf,
 }
 
 impl Layout {
-    pub fn new(root: PathBuf) -> Self {
+    pub(crate) fn new(root: PathBuf) -> Self {
         Layout { root }
     }
 
-    pub fn deployments(&self) -> PathBuf {
+    pub(crate) fn deployments(&self) -> PathBuf {
         self.root.join("deployments")
     }
-    pub fn deployment(&self, name: &str) -> PathBuf {
+    pub(crate) fn deployment(&self, name: &str) -> PathBuf {
         self.deployments().join(name)
     }
-    pub fn record(&self, name: &str) -> PathBuf {
+    pub(crate) fn record(&self, name: &str) -> PathBuf {
         self.deployment(name).join("deployment.json")
     }
-    pub fn release(&self, name: &str, number: u32) -> PathBuf {
+    pub(crate) fn release(&self, name: &str, number: u32) -> PathBuf {
         self.deployment(name)
             .join("releases")
             .join(number.to_string())
     }
-    pub fn logs(&self, name: &str) -> PathBuf {
+    pub(crate) fn logs(&self, name: &str) -> PathBuf {
         self.deployment(name).join("logs")
     }
-    pub fn app_log(&self, name: &str) -> PathBuf {
+    pub(crate) fn app_log(&self, name: &str) -> PathBuf {
         self.logs(name).join("app.log")
     }
-    pub fn deploy_log(&self, name: &str) -> PathBuf {
+    pub(crate) fn deploy_log(&self, name: &str) -> PathBuf {
         self.logs(name).join("deploy.log")
     }
-    pub fn venvs(&self) -> PathBuf {
+    pub(crate) fn venvs(&self) -> PathBuf {
         self.root.join("envs")
     }
-    pub fn git(&self) -> PathBuf {
+    pub(crate) fn git(&self) -> PathBuf {
         self.root.join("git")
     }
 }
 
 /// One release of a deployment: what was deployed and how it went.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReleaseRecord {
+pub(crate) struct ReleaseRecord {
     pub number: u32,
     /// The spec this release was deployed with (a rollback restarts it as it was).
     pub spec: Spec,
@@ -84,7 +84,7 @@ pub struct ReleaseRecord {
 /// How a release's deploy went. On disk (and in `history`) the words are "ok" and
 /// "failed at STEP: reason", as they always were.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum ReleaseResult {
+pub(crate) enum ReleaseResult {
     /// Being deployed (not written: a record is saved with its result).
     #[default]
     Pending,
@@ -94,16 +94,16 @@ pub enum ReleaseResult {
 }
 
 impl ReleaseResult {
-    pub fn failed(step: &str, reason: &str) -> ReleaseResult {
+    pub(crate) fn failed(step: &str, reason: &str) -> ReleaseResult {
         ReleaseResult::Failed(format!("failed at {step}: {reason}"))
     }
 
-    pub fn is_ok(&self) -> bool {
+    pub(crate) fn is_ok(&self) -> bool {
         *self == ReleaseResult::Ok
     }
 
     /// The words of the record and of `history`.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             ReleaseResult::Pending => "",
             ReleaseResult::Ok => "ok",
@@ -131,7 +131,7 @@ impl<'de> Deserialize<'de> for ReleaseResult {
 
 /// Everything the agent remembers about a deployment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Record {
+pub(crate) struct Record {
     pub name: String,
     /// The release serving now, if any.
     pub current: Option<u32>,
@@ -153,7 +153,7 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         Record {
             name: name.to_string(),
             current: None,
@@ -166,7 +166,7 @@ impl Record {
     }
 
     /// Remembers the process running `release` and how its instance is tracked.
-    pub fn set_process(
+    pub(crate) fn set_process(
         &mut self,
         release: u32,
         id: Option<ProcId>,
@@ -179,7 +179,7 @@ impl Record {
     }
 
     /// The recorded process and its release, if one is recorded.
-    pub fn process(&self) -> Option<(ProcId, u32)> {
+    pub(crate) fn process(&self) -> Option<(ProcId, u32)> {
         let pid = self.pid?;
         let id = match self.pid_start_time {
             Some(start_time) => ProcId { pid, start_time },
@@ -190,22 +190,22 @@ impl Record {
         Some((id, self.pid_release.or(self.current)?))
     }
 
-    pub fn next_release(&self) -> u32 {
+    pub(crate) fn next_release(&self) -> u32 {
         self.releases.iter().map(|r| r.number).max().unwrap_or(0) + 1
     }
 
-    pub fn release(&self, number: u32) -> Option<&ReleaseRecord> {
+    pub(crate) fn release(&self, number: u32) -> Option<&ReleaseRecord> {
         self.releases.iter().find(|r| r.number == number)
     }
 
-    pub fn current_release(&self) -> Option<&ReleaseRecord> {
+    pub(crate) fn current_release(&self) -> Option<&ReleaseRecord> {
         self.current.and_then(|n| self.release(n))
     }
 }
 
 /// Writes `record` atomically: temporary file, fsync, rename, fsync of the directory
 /// (on a blocking thread).
-pub async fn save(layout: &Layout, record: Record) -> Result<()> {
+pub(crate) async fn save(layout: &Layout, record: Record) -> Result<()> {
     let layout = layout.clone();
     blocking(move || {
         let path = layout.record(&record.name);
@@ -227,7 +227,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 /// Reads every record in the data directory; unreadable ones are logged and skipped.
-pub async fn load_all(layout: &Layout) -> Vec<Record> {
+pub(crate) async fn load_all(layout: &Layout) -> Vec<Record> {
     let layout = layout.clone();
     blocking(move || Ok(load_all_blocking(&layout)))
         .await
@@ -258,7 +258,7 @@ fn load_all_blocking(layout: &Layout) -> Vec<Record> {
 }
 
 /// Deletes everything of a deployment: record, releases, logs.
-pub async fn delete(layout: &Layout, name: &str) -> Result<()> {
+pub(crate) async fn delete(layout: &Layout, name: &str) -> Result<()> {
     let dir = layout.deployment(name);
     blocking(move || match std::fs::remove_dir_all(&dir) {
         Ok(()) => Ok(()),
@@ -269,7 +269,7 @@ pub async fn delete(layout: &Layout, name: &str) -> Result<()> {
 }
 
 /// Unix seconds now.
-pub fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

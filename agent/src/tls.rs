@@ -13,29 +13,29 @@ use crate::error::Error;
 
 /// Where `init` writes the files, in the data directory.
 #[derive(Debug, Clone)]
-pub struct TlsFiles {
+pub(crate) struct TlsFiles {
     pub dir: PathBuf,
 }
 
 impl TlsFiles {
-    pub fn new(data_dir: &Path) -> TlsFiles {
+    pub(crate) fn new(data_dir: &Path) -> TlsFiles {
         TlsFiles {
             dir: data_dir.join("tls"),
         }
     }
-    pub fn ca_cert(&self) -> PathBuf {
+    pub(crate) fn ca_cert(&self) -> PathBuf {
         self.dir.join("ca.pem")
     }
-    pub fn ca_key(&self) -> PathBuf {
+    pub(crate) fn ca_key(&self) -> PathBuf {
         self.dir.join("ca.key")
     }
-    pub fn cert(&self) -> PathBuf {
+    pub(crate) fn cert(&self) -> PathBuf {
         self.dir.join("agent.pem")
     }
-    pub fn key(&self) -> PathBuf {
+    pub(crate) fn key(&self) -> PathBuf {
         self.dir.join("agent.key")
     }
-    pub fn exist(&self) -> bool {
+    pub(crate) fn exist(&self) -> bool {
         self.cert().is_file() && self.key().is_file()
     }
 }
@@ -46,7 +46,7 @@ fn tls_err(what: &str, e: rcgen::Error) -> Error {
 
 /// Makes a CA (unless one exists) and a certificate for `names` (DNS names or IP
 /// addresses) signed by it. Keys are written with mode 0600.
-pub fn create(files: &TlsFiles, names: &[String]) -> Result<(), Error> {
+pub(crate) fn create(files: &TlsFiles, names: &[String]) -> Result<(), Error> {
     std::fs::create_dir_all(&files.dir).map_err(|e| Error::io("creating", &files.dir, e))?;
     crate::auth::set_mode(&files.dir, 0o700);
 
@@ -107,7 +107,7 @@ fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
 }
 
 /// The identity tonic serves with.
-pub fn identity(cert: &Path, key: &Path) -> Result<tonic::transport::Identity, Error> {
+pub(crate) fn identity(cert: &Path, key: &Path) -> Result<tonic::transport::Identity, Error> {
     let c = std::fs::read(cert).map_err(|e| Error::io("reading the TLS certificate", cert, e))?;
     let k = std::fs::read(key).map_err(|e| Error::io("reading the TLS key", key, e))?;
     Ok(tonic::transport::Identity::from_pem(c, k))

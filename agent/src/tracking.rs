@@ -24,11 +24,11 @@ use crate::cgroup::{self, CgroupRoot};
 use crate::procstat;
 
 /// The environment variable that marks every process of an instance.
-pub const MARKER_VAR: &str = "DEPLOY_INSTANCE";
+pub(crate) const MARKER_VAR: &str = "DEPLOY_INSTANCE";
 
 /// How one instance's processes are found; kept in the node record for re-adoption.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tracking {
+pub(crate) struct Tracking {
     /// `<agent key>/<deployment>@<release>.<nonce>`: the marker's value ("" for processes
     /// that are not apps, e.g. start scripts, and for records written before instance ids).
     #[serde(default)]
@@ -40,14 +40,14 @@ pub struct Tracking {
 
 impl Tracking {
     /// The deployment an instance id names (`key/name@release.nonce`).
-    pub fn deployment(id: &str) -> Option<&str> {
+    pub(crate) fn deployment(id: &str) -> Option<&str> {
         id.split_once('/')?.1.rsplit_once('@').map(|(n, _)| n)
     }
 }
 
 /// Creates each instance's tracking: its id, and its cgroup where there can be one.
 #[derive(Debug)]
-pub struct Tracker {
+pub(crate) struct Tracker {
     /// A hash of the data directory: several agents on one node keep apart.
     key: String,
     cgroups: Option<CgroupRoot>,
@@ -55,7 +55,7 @@ pub struct Tracker {
 
 impl Tracker {
     /// Looks for a usable cgroup v2 hierarchy when `use_cgroups` (blocking: a few files).
-    pub fn new(data_dir: &Path, use_cgroups: bool) -> Tracker {
+    pub(crate) fn new(data_dir: &Path, use_cgroups: bool) -> Tracker {
         let dir = data_dir
             .canonicalize()
             .unwrap_or_else(|_| data_dir.to_path_buf());
@@ -69,14 +69,9 @@ impl Tracker {
         Tracker { key, cgroups }
     }
 
-    /// Whether instances get a cgroup.
-    pub fn uses_cgroups(&self) -> bool {
-        self.cgroups.is_some()
-    }
-
     /// A new instance of `name` at `release`. Without a cgroup (none here, or creating it
     /// failed, which is logged), the marker alone tracks it.
-    pub fn new_instance(&self, name: &str, release: u32) -> Tracking {
+    pub(crate) fn new_instance(&self, name: &str, release: u32) -> Tracking {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -101,7 +96,7 @@ impl Tracker {
     }
 
     /// Whether a process belongs to one of this agent's instances: the instance id.
-    pub fn owner_of(&self, pid: u32) -> Option<String> {
+    pub(crate) fn owner_of(&self, pid: u32) -> Option<String> {
         if self.cgroups.is_some() {
             let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
             let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
@@ -116,7 +111,7 @@ impl Tracker {
     }
 
     /// Removes cgroups of this agent that no instance in `keep` uses and no process is in.
-    pub fn remove_unused(&self, keep: &[PathBuf]) {
+    pub(crate) fn remove_unused(&self, keep: &[PathBuf]) {
         if let Some(root) = &self.cgroups {
             root.remove_unused(keep);
         }
@@ -124,7 +119,7 @@ impl Tracker {
 
     /// When the agent stops: the cgroups of instances that ended, and the agent's own
     /// directory if no app runs (the apps that run keep theirs). Blocking (a few rmdirs).
-    pub fn on_shutdown(&self) {
+    pub(crate) fn on_shutdown(&self) {
         if let Some(root) = &self.cgroups {
             root.remove_unused(&[]);
             let _ = std::fs::remove_dir(&root.dir);
@@ -153,14 +148,14 @@ fn all_pids() -> Vec<u32> {
 }
 
 /// The live processes of an instance whose first process (the group leader) is `leader`.
-pub fn members(leader: u32, t: &Tracking) -> Vec<u32> {
+pub(crate) fn members(leader: u32, t: &Tracking) -> Vec<u32> {
     members_of_all(&[(leader, t.clone())])
         .pop()
         .unwrap_or_default()
 }
 
 /// [`members`] of several instances, with one pass over `/proc` for all of them.
-pub fn members_of_all(apps: &[(u32, Tracking)]) -> Vec<Vec<u32>> {
+pub(crate) fn members_of_all(apps: &[(u32, Tracking)]) -> Vec<Vec<u32>> {
     let mut out: Vec<Vec<u32>> = apps
         .iter()
         .map(|(_, t)| t.cgroup.as_deref().map(cgroup::procs).unwrap_or_default())
@@ -192,7 +187,7 @@ pub fn members_of_all(apps: &[(u32, Tracking)]) -> Vec<Vec<u32>> {
 }
 
 /// Whether any process of the instance is alive (any thread of any of them).
-pub fn alive(leader: u32, t: &Tracking) -> bool {
+pub(crate) fn alive(leader: u32, t: &Tracking) -> bool {
     if let Some(dir) = &t.cgroup {
         if cgroup::populated(dir) == Some(true) {
             return true;
@@ -206,7 +201,7 @@ pub fn alive(leader: u32, t: &Tracking) -> bool {
 /// Sends `sig` to every process of the instance: its process group (unless `group` is
 /// false: the leader's pid may be another process's now), its cgroup or its marked
 /// processes. Returns whether there was any process to signal.
-pub fn signal(leader: u32, t: &Tracking, sig: Signal, group: bool) -> bool {
+pub(crate) fn signal(leader: u32, t: &Tracking, sig: Signal, group: bool) -> bool {
     let mut any = group && crate::process::signal_group(leader, sig);
     match &t.cgroup {
         Some(dir) if sig == Signal::SIGKILL => {
@@ -225,7 +220,7 @@ pub fn signal(leader: u32, t: &Tracking, sig: Signal, group: bool) -> bool {
 }
 
 /// Cleans up after an instance whose processes are all gone (its cgroup).
-pub fn release(t: &Tracking) {
+pub(crate) fn release(t: &Tracking) {
     if let Some(dir) = &t.cgroup {
         cgroup::remove(dir);
     }

@@ -13,7 +13,7 @@ use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 use crate::tracking::{self, Tracking};
 
 #[derive(Default)]
-pub struct Usage {
+pub(crate) struct Usage {
     sys: Mutex<Option<System>>,
     /// Leader pid -> (CPU percent, resident bytes), from the last sample.
     last: Mutex<HashMap<u32, (f32, u64)>>,
@@ -21,13 +21,13 @@ pub struct Usage {
 
 impl Usage {
     /// The last sample for an app (zeros until the first sample).
-    pub fn of(&self, pid: u32) -> (f32, u64) {
+    pub(crate) fn of(&self, pid: u32) -> (f32, u64) {
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         last.get(&pid).copied().unwrap_or_default()
     }
 
     /// Refreshes the apps' processes and sums each app's. Blocking (reads /proc).
-    pub fn sample(&self, apps: &[(u32, Tracking)]) {
+    pub(crate) fn sample(&self, apps: &[(u32, Tracking)]) {
         let members: Vec<(u32, Vec<u32>)> = apps
             .iter()
             .map(|(leader, _)| *leader)

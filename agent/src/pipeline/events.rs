@@ -12,20 +12,20 @@ use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 
-pub const RESOLVE: &str = "resolve";
-pub const FETCH: &str = "fetch";
-pub const CHECKOUT: &str = "checkout";
-pub const PACKAGES: &str = "packages";
-pub const START_SCRIPT: &str = "start-script";
-pub const START: &str = "start";
-pub const HEALTH: &str = "health";
+pub(crate) const RESOLVE: &str = "resolve";
+pub(crate) const FETCH: &str = "fetch";
+pub(crate) const CHECKOUT: &str = "checkout";
+pub(crate) const PACKAGES: &str = "packages";
+pub(crate) const START_SCRIPT: &str = "start-script";
+pub(crate) const START: &str = "start";
+pub(crate) const HEALTH: &str = "health";
 /// The check that the port is free, before anything else.
-pub const PORT: &str = "port";
+pub(crate) const PORT: &str = "port";
 /// The check that the owner has every secret the deployment lists.
-pub const SECRETS: &str = "secrets";
+pub(crate) const SECRETS: &str = "secrets";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     Started,
     Output,
     Done,
@@ -36,7 +36,7 @@ pub enum Phase {
 
 /// How a deploy ended.
 #[derive(Debug, Clone, Default)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub ok: bool,
     pub release: u32,
     pub commit: String,
@@ -58,7 +58,7 @@ pub struct Outcome {
 }
 
 #[derive(Debug, Clone)]
-pub struct Event {
+pub(crate) struct Event {
     pub step: &'static str,
     pub phase: Phase,
     pub message: String,
@@ -68,14 +68,14 @@ pub struct Event {
 
 /// Why a step failed: the step, a reason a person can act on, and the output's tail.
 #[derive(Debug, Clone)]
-pub struct StepError {
+pub(crate) struct StepError {
     pub step: &'static str,
     pub reason: String,
     pub tail: Vec<String>,
 }
 
 impl StepError {
-    pub fn new(step: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(step: &'static str, reason: impl Into<String>) -> Self {
         StepError {
             step,
             reason: reason.into(),
@@ -83,7 +83,7 @@ impl StepError {
         }
     }
 
-    pub fn with_tail(mut self, tail: Vec<String>) -> Self {
+    pub(crate) fn with_tail(mut self, tail: Vec<String>) -> Self {
         self.tail = tail;
         self
     }
@@ -91,7 +91,7 @@ impl StepError {
 
 /// Where events go. Sending never fails the deploy: a client that went away just stops
 /// receiving, and the deploy finishes anyway.
-pub struct Events {
+pub(crate) struct Events {
     tx: mpsc::UnboundedSender<Event>,
     /// The deploy log, appended to without a lock: each line is one `write` to a file
     /// opened with O_APPEND (a page-cache write, not worth a thread hop).
@@ -104,7 +104,7 @@ pub struct Events {
 
 impl Events {
     /// Events sent to `tx`; written to no file until [`Events::open_log`].
-    pub fn new(tx: mpsc::UnboundedSender<Event>) -> Self {
+    pub(crate) fn new(tx: mpsc::UnboundedSender<Event>) -> Self {
         Events {
             tx,
             log: OnceLock::new(),
@@ -115,7 +115,7 @@ impl Events {
 
     /// From now on, events are also appended to `log` (its directory is created). A file
     /// that cannot be opened is logged; the deploy goes on without it.
-    pub async fn open_log(&self, log: PathBuf) {
+    pub(crate) async fn open_log(&self, log: PathBuf) {
         let opened = tokio::task::spawn_blocking(move || {
             if let Some(dir) = log.parent() {
                 crate::fsmode::create_dir(dir, crate::fsmode::PRIVATE_DIR)?;
@@ -141,7 +141,7 @@ impl Events {
     }
 
     /// From now on, these secret values are replaced in every message and output line.
-    pub fn set_redactor(&self, redactor: crate::secrets::Redactor) {
+    pub(crate) fn set_redactor(&self, redactor: crate::secrets::Redactor) {
         if let Ok(mut r) = self.redactor.lock() {
             *r = redactor;
         }
@@ -155,12 +155,12 @@ impl Events {
     }
 
     /// Also counts each finished step's duration in `metrics`.
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
     }
 
-    pub fn emit(
+    pub(crate) fn emit(
         &self,
         step: &'static str,
         phase: Phase,
@@ -189,21 +189,21 @@ impl Events {
         });
     }
 
-    pub fn info(&self, step: &'static str, message: impl Into<String>) {
+    pub(crate) fn info(&self, step: &'static str, message: impl Into<String>) {
         self.emit(step, Phase::Info, message, Duration::ZERO);
     }
 
-    pub fn output(&self, step: &'static str, line: &str) {
+    pub(crate) fn output(&self, step: &'static str, line: &str) {
         self.emit(step, Phase::Output, line, Duration::ZERO);
     }
 
-    pub fn skipped(&self, step: &'static str, message: impl Into<String>) {
+    pub(crate) fn skipped(&self, step: &'static str, message: impl Into<String>) {
         self.emit(step, Phase::Skipped, message, Duration::ZERO);
     }
 
     /// Runs one step: reports it started, then done (with the message the step returns) or
     /// failed (with the reason), with how long it took.
-    pub async fn step<T, F>(
+    pub(crate) async fn step<T, F>(
         &self,
         step: &'static str,
         what: impl Into<String>,
@@ -227,7 +227,7 @@ impl Events {
     }
 
     /// The last event: the outcome.
-    pub fn finish(&self, mut outcome: Outcome) {
+    pub(crate) fn finish(&self, mut outcome: Outcome) {
         outcome.reason = self.redact(std::mem::take(&mut outcome.reason));
         outcome.output_tail = std::mem::take(&mut outcome.output_tail)
             .into_iter()

@@ -12,7 +12,7 @@ use super::git_auth::{self, GitAuth};
 
 /// What the ref resolved to on the remote.
 #[derive(Debug, Clone)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     /// The name a person knows it by: the branch, the tag, or the commit given.
     pub display: String,
     /// The commit, when the remote advertised it (branches, tags, HEAD).
@@ -22,7 +22,7 @@ pub struct Resolved {
 }
 
 /// The mirror directory for a repository URL.
-pub fn mirror_path(git_dir: &Path, url: &str) -> PathBuf {
+pub(crate) fn mirror_path(git_dir: &Path, url: &str) -> PathBuf {
     let digest = Sha256::digest(url.as_bytes());
     let hex: String = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
     git_dir.join(format!("{hex}.git"))
@@ -30,7 +30,11 @@ pub fn mirror_path(git_dir: &Path, url: &str) -> PathBuf {
 
 /// Lists the remote's refs and finds `git_ref` among them (branch, then tag), or the
 /// remote HEAD when `git_ref` is `None`; a hex string that names no ref is taken as a commit.
-pub fn resolve(url: &str, git_ref: Option<&str>, auth: &GitAuth) -> Result<Resolved, StepError> {
+pub(crate) fn resolve(
+    url: &str,
+    git_ref: Option<&str>,
+    auth: &GitAuth,
+) -> Result<Resolved, StepError> {
     check_local_path(url)?;
     let mut remote = git2::Remote::create_detached(url).map_err(|e| {
         StepError::new(
@@ -204,7 +208,7 @@ fn open_mirror(mirror: &Path) -> Result<Repository, StepError> {
 
 /// How the mirror came to have the commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fetched {
+pub(crate) enum Fetched {
     /// It was there already: nothing was fetched.
     Present,
     /// New objects were fetched.
@@ -215,7 +219,7 @@ pub enum Fetched {
 
 /// Makes sure the mirror has the resolved commit: fetches branches and tags when it does
 /// not. A mirror that fails (corrupt objects, a broken ref) is deleted and cloned again once.
-pub fn fetch(
+pub(crate) fn fetch(
     mirror: &Path,
     url: &str,
     resolved: &Resolved,
@@ -235,7 +239,7 @@ pub fn fetch(
 }
 
 /// Deletes a mirror (it is rebuilt by the next fetch).
-pub fn discard_mirror(mirror: &Path) {
+pub(crate) fn discard_mirror(mirror: &Path) {
     if let Err(e) = std::fs::remove_dir_all(mirror) {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(mirror = %mirror.display(), error = %e, "cannot delete mirror");
@@ -300,7 +304,7 @@ fn find_commit(repo: &Repository, resolved: &Resolved) -> Option<Oid> {
 }
 
 /// Writes the commit's tree into `target` (a new, empty directory).
-pub fn checkout(mirror: &Path, oid: Oid, target: &Path) -> Result<(), StepError> {
+pub(crate) fn checkout(mirror: &Path, oid: Oid, target: &Path) -> Result<(), StepError> {
     let fail = |what: &str, e: git2::Error| {
         StepError::new(
             CHECKOUT,
@@ -322,7 +326,7 @@ pub fn checkout(mirror: &Path, oid: Oid, target: &Path) -> Result<(), StepError>
 }
 
 /// The commit's summary line, for the progress output.
-pub fn commit_summary(mirror: &Path, oid: Oid) -> String {
+pub(crate) fn commit_summary(mirror: &Path, oid: Oid) -> String {
     Repository::open_bare(mirror)
         .ok()
         .and_then(|r| {

@@ -12,7 +12,7 @@ use crate::secrets::Kind;
 
 /// What git may use for one repository.
 #[derive(Clone, Default)]
-pub struct GitAuth {
+pub(crate) struct GitAuth {
     /// The owner's credential for this URL's scheme, if any.
     pub credential: Option<(Kind, Vec<u8>)>,
     /// `<data>/known_hosts`: `HOST sha256:BASE64` lines.
@@ -23,7 +23,7 @@ pub struct GitAuth {
 
 impl GitAuth {
     /// git's error, or the host check's own reason when that is what failed.
-    pub fn explain(&self, git_message: String) -> String {
+    pub(crate) fn explain(&self, git_message: String) -> String {
         match self.refusal.lock().ok().and_then(|mut r| r.take()) {
             Some(reason) => reason,
             None => git_message,
@@ -46,7 +46,7 @@ impl std::fmt::Debug for GitAuth {
 
 /// Callbacks for a connect or fetch. Credentials are offered once: a second request means
 /// they were refused, and asking again would loop.
-pub fn callbacks(auth: &GitAuth) -> RemoteCallbacks<'_> {
+pub(crate) fn callbacks(auth: &GitAuth) -> RemoteCallbacks<'_> {
     let mut cb = RemoteCallbacks::new();
     let tried = Cell::new(false);
     cb.credentials(move |_url, username, allowed| {
@@ -103,7 +103,7 @@ pub fn callbacks(auth: &GitAuth) -> RemoteCallbacks<'_> {
 }
 
 /// First use records the host's key; a different key later is refused.
-pub fn check_host(known_hosts: &Path, host: &str, fingerprint: &str) -> Result<(), String> {
+pub(crate) fn check_host(known_hosts: &Path, host: &str, fingerprint: &str) -> Result<(), String> {
     let text = std::fs::read_to_string(known_hosts).unwrap_or_default();
     for line in text.lines() {
         let mut parts = line.split_whitespace();

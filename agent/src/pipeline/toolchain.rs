@@ -5,18 +5,18 @@
 
 use std::path::{Path, PathBuf};
 
-pub use crate::config::InstallerMode;
+pub(crate) use crate::config::InstallerMode;
 
 /// The tool that builds environments.
 #[derive(Debug, Clone)]
-pub enum Installer {
+pub(crate) enum Installer {
     Uv { path: PathBuf, version: String },
     Pip,
 }
 
 /// What the packages step found on this node.
 #[derive(Debug, Clone)]
-pub struct Toolchain {
+pub(crate) struct Toolchain {
     pub installer: Installer,
     /// `python3 --version`, part of every environment key.
     pub python_version: String,
@@ -29,7 +29,7 @@ pub struct Toolchain {
 impl Toolchain {
     /// Finds python3 and the installer; may install uv into `tools_dir` (a few seconds,
     /// once per node).
-    pub async fn detect(mode: InstallerMode, tools_dir: &Path) -> Toolchain {
+    pub(crate) async fn detect(mode: InstallerMode, tools_dir: &Path) -> Toolchain {
         // Two processes (each ~50 ms behind a pyenv shim): at the same time.
         let (python_version, uv) = tokio::join!(version_of("python3", &["--version"]), async {
             match mode {
@@ -81,14 +81,14 @@ impl Toolchain {
     /// Whether [`Toolchain::detect`] only looks (runs `python3 --version` and
     /// `uv --version`), with nothing to download: then the agent detects at start, off the
     /// first deploy's path.
-    pub fn detects_locally(mode: InstallerMode, tools_dir: &Path) -> bool {
+    pub(crate) fn detects_locally(mode: InstallerMode, tools_dir: &Path) -> bool {
         mode == InstallerMode::Pip
             || which("uv").is_some()
             || tools_dir.join("uv").join("bin").join("uv").is_file()
     }
 
     /// Identifies the installer in environment keys.
-    pub fn installer_id(&self) -> String {
+    pub(crate) fn installer_id(&self) -> String {
         match &self.installer {
             Installer::Uv { version, .. } => version.clone(),
             Installer::Pip => "venv+pip".to_string(),
@@ -161,7 +161,7 @@ async fn version_of(program: &str, args: &[&str]) -> Option<String> {
 }
 
 /// Finds an executable on PATH.
-pub fn which(name: &str) -> Option<PathBuf> {
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)

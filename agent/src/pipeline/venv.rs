@@ -16,7 +16,7 @@ use crate::process::{self, Launch};
 /// Marks an environment whose build finished; without it the directory is a leftover.
 pub(crate) const COMPLETE_MARKER: &str = ".deploy-agent-complete";
 
-pub use super::toolchain::{Installer, Toolchain};
+pub(crate) use super::toolchain::{Installer, Toolchain};
 
 /// Holds the exact versions installed (`pip freeze`), written after a build.
 const FROZEN_FILE: &str = ".deploy-agent-frozen.txt";
@@ -25,7 +25,7 @@ const PINNED_FILE: &str = ".deploy-agent-pinned.txt";
 
 /// A ready environment.
 #[derive(Debug, Clone)]
-pub struct Venv {
+pub(crate) struct Venv {
     pub dir: PathBuf,
     pub key: String,
     /// The exact versions in it, one `name==version` a line.
@@ -33,7 +33,7 @@ pub struct Venv {
 }
 
 /// What determines an environment; its hash is the environment's key.
-pub struct VenvRequest<'a> {
+pub(crate) struct VenvRequest<'a> {
     pub pip: &'a [String],
     /// The requirements file's path (relative to the workdir) and content.
     pub requirements: Option<(&'a Path, String)>,
@@ -44,7 +44,7 @@ pub struct VenvRequest<'a> {
     pub pinned: &'a [String],
 }
 
-pub fn venv_key(toolchain: &Toolchain, req: &VenvRequest<'_>) -> String {
+pub(crate) fn venv_key(toolchain: &Toolchain, req: &VenvRequest<'_>) -> String {
     let mut h = Sha256::new();
     h.update(format!("installer={}\n", toolchain.installer_id()));
     h.update(format!("python={}\n", toolchain.python_version));
@@ -70,7 +70,7 @@ pub fn venv_key(toolchain: &Toolchain, req: &VenvRequest<'_>) -> String {
 }
 
 /// Whether a requirements file refers to other files (so its environment is release-local).
-pub fn refers_to_files(requirements: &str) -> bool {
+pub(crate) fn refers_to_files(requirements: &str) -> bool {
     requirements.lines().map(str::trim).any(|l| {
         l.starts_with("-e")
             || l.starts_with("--editable")
@@ -86,7 +86,7 @@ pub fn refers_to_files(requirements: &str) -> bool {
 
 /// Builds the environment `envs/<key>` unless it exists. The caller holds the key's lock.
 #[allow(clippy::too_many_arguments)]
-pub async fn build(
+pub(crate) async fn build(
     toolchain: &Toolchain,
     venvs_dir: &Path,
     key: &str,

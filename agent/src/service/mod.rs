@@ -23,11 +23,11 @@ use crate::spec::{self, Spec};
 use crate::supervisor::Supervisor;
 
 /// Largest request accepted (a deploy request with its env vars is a few KiB).
-pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
 /// The interceptor that turns the bearer token into a [`Caller`] on every request; a
 /// refusal is logged (rate-limited) with the peer address and the method.
-pub fn authenticator(
+pub(crate) fn authenticator(
     sup: Arc<Supervisor>,
 ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
     let refusals = Arc::new(RefusalLog::default());
@@ -73,12 +73,12 @@ fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
         .ok_or_else(|| Status::unauthenticated("no caller"))
 }
 
-pub struct AgentService {
+pub(crate) struct AgentService {
     sup: Arc<Supervisor>,
 }
 
 impl AgentService {
-    pub fn new(sup: Arc<Supervisor>) -> Self {
+    pub(crate) fn new(sup: Arc<Supervisor>) -> Self {
         AgentService { sup }
     }
 

@@ -14,7 +14,7 @@ pub(super) fn invalid(field: &str, reason: impl Into<String>) -> Error {
 }
 
 /// A deployment name: it names directories, log files and URLs, so it is kept plain.
-pub fn validate_name(name: &str) -> Result<(), Error> {
+pub(crate) fn validate_name(name: &str) -> Result<(), Error> {
     if name.is_empty() {
         return Err(invalid("name", "must not be empty"));
     }
@@ -44,7 +44,7 @@ pub fn validate_name(name: &str) -> Result<(), Error> {
 }
 
 /// A path inside the checkout: relative, with no `..` and no root.
-pub fn validate_relative_path(field: &str, value: &str) -> Result<PathBuf, Error> {
+pub(crate) fn validate_relative_path(field: &str, value: &str) -> Result<PathBuf, Error> {
     if value.len() > MAX_TEXT {
         return Err(invalid(field, "is too long"));
     }
@@ -75,7 +75,7 @@ pub fn validate_relative_path(field: &str, value: &str) -> Result<PathBuf, Error
 }
 
 /// An environment variable name as POSIX shells accept it.
-pub fn validate_env_name(name: &str) -> Result<(), Error> {
+pub(crate) fn validate_env_name(name: &str) -> Result<(), Error> {
     let ok = !name.is_empty()
         && name.len() <= 256
         && !name.as_bytes()[0].is_ascii_digit()
@@ -91,7 +91,7 @@ pub fn validate_env_name(name: &str) -> Result<(), Error> {
 }
 
 /// Variables the agent sets itself; a user value would be silently lost, so it is refused.
-pub const RESERVED_ENV: &[&str] = &[
+pub(crate) const RESERVED_ENV: &[&str] = &[
     "PORT",
     "HOST",
     "DEPLOYMENT_NAME",
@@ -113,7 +113,7 @@ pub(super) fn opt_path(field: &str, value: &str) -> Result<Option<PathBuf>, Erro
 }
 
 /// URLs git understands that are not local paths.
-pub fn is_remote_url(repo: &str) -> bool {
+pub(crate) fn is_remote_url(repo: &str) -> bool {
     let schemes = ["https://", "http://", "ssh://", "git://", "file://"];
     if schemes.iter().any(|s| repo.starts_with(s)) {
         return true;

@@ -14,7 +14,7 @@ use crate::error::Error;
 mod fields;
 
 use fields::{invalid, opt_path};
-pub use fields::{
+pub(crate) use fields::{
     is_remote_url, validate_env_name, validate_name, validate_relative_path, RESERVED_ENV,
 };
 
@@ -26,14 +26,14 @@ pub(crate) const MAX_TEXT: usize = 16 * 1024;
 /// What to do when the app exits or stays unhealthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RestartPolicy {
+pub(crate) enum RestartPolicy {
     Always,
     OnFailure,
     Never,
 }
 
 impl RestartPolicy {
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "" | "on-failure" => Some(Self::OnFailure),
             "always" => Some(Self::Always),
@@ -42,7 +42,7 @@ impl RestartPolicy {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Always => "always",
             Self::OnFailure => "on-failure",
@@ -51,7 +51,7 @@ impl RestartPolicy {
     }
 
     /// Whether an exit with this code (0 = clean) should be followed by a restart.
-    pub fn restarts_after(self, exit_code: i32) -> bool {
+    pub(crate) fn restarts_after(self, exit_code: i32) -> bool {
         match self {
             Self::Always => true,
             Self::OnFailure => exit_code != 0,
@@ -62,7 +62,7 @@ impl RestartPolicy {
 
 /// How the app's health is checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthSpec {
+pub(crate) struct HealthSpec {
     /// HTTP GET path expecting 2xx/3xx; `None` means a TCP connect.
     pub path: Option<String>,
     /// How long a new release may take to become healthy.
@@ -75,7 +75,7 @@ pub struct HealthSpec {
 
 /// A validated deployment: everything the agent needs to run it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Spec {
+pub(crate) struct Spec {
     pub name: String,
     pub repo: String,
     /// Branch, tag or commit; `None` means the remote HEAD.
@@ -104,14 +104,14 @@ pub struct Spec {
 }
 
 /// Defaults the agent applies to fields a request leaves empty.
-pub const DEFAULT_PORT: u16 = 8000;
-pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(120);
-pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(10);
-pub const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_PORT: u16 = 8000;
+pub(crate) const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The raw request fields, before validation (mirrors the proto message).
 #[derive(Debug, Default, Clone)]
-pub struct RawSpec {
+pub(crate) struct RawSpec {
     pub name: String,
     pub repo: String,
     pub git_ref: String,
@@ -136,7 +136,7 @@ pub struct RawSpec {
 
 impl Spec {
     /// Checks every field and fills in defaults; the error names the field and the reason.
-    pub fn validate(raw: RawSpec) -> Result<Spec, Error> {
+    pub(crate) fn validate(raw: RawSpec) -> Result<Spec, Error> {
         validate_name(&raw.name)?;
         let repo = raw.repo.trim().to_string();
         if repo.is_empty() {
@@ -292,7 +292,7 @@ impl Spec {
     }
 
     /// Whether the packages step has anything to install.
-    pub fn has_packages(&self) -> bool {
+    pub(crate) fn has_packages(&self) -> bool {
         !self.pip.is_empty() || self.requirements.is_some() || !self.pinned.is_empty()
     }
 }
@@ -301,11 +301,11 @@ mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Ok(Duration::from_millis(u64::deserialize(d)?))
     }
 }

@@ -28,7 +28,7 @@ use crate::tracking::{Tracker, Tracking};
 use crate::usage::Usage;
 use crate::venvs::{KeyedLocks, Venvs};
 
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     config: Config,
     layout: Layout,
     deployments: Mutex<BTreeMap<String, Arc<Deployment>>>,
@@ -50,7 +50,7 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// Loads the node-local store. [`Supervisor::recover`] then takes the apps over.
-    pub async fn new(config: Config) -> Result<Arc<Self>> {
+    pub(crate) async fn new(config: Config) -> Result<Arc<Self>> {
         let layout = Layout::new(config.data_dir.clone());
         let (l, auth_path) = (layout.clone(), config.auth_path());
         tokio::task::spawn_blocking(move || prepare_data_dir(&l, &auth_path))
@@ -88,7 +88,7 @@ impl Supervisor {
 
     // --- the node's services ---------------------------------------------------------
 
-    pub fn config(&self) -> &Config {
+    pub(crate) fn config(&self) -> &Config {
         &self.config
     }
     pub(crate) fn layout(&self) -> &Layout {
@@ -163,7 +163,7 @@ impl Supervisor {
     }
 
     /// Who owns a deployment, if it exists.
-    pub fn owner_of(&self, name: &str) -> Option<String> {
+    pub(crate) fn owner_of(&self, name: &str) -> Option<String> {
         self.get(name)?.owner()
     }
 
