@@ -79,5 +79,6 @@ pub(crate) async fn instance_config(
         kill_timeout: spec.kill_timeout,
         observer: sup.observer(d),
         tracker: sup.tracker().clone(),
+        launcher: Arc::new(crate::instance::Processes),
     }
 }

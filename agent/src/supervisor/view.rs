@@ -1,7 +1,9 @@
 //! Deployments as `status`, the load balancers' health endpoints and `/metrics` see them:
 //! read from each deployment's snapshot and the sampled resource use, never by probing.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use super::Supervisor;
 use crate::deployment::{Deployment, Snapshot};

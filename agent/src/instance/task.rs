@@ -1,20 +1,18 @@
-//! One running release of a deployment: a task that owns the app's process, waits for it
-//! to become healthy, keeps checking it, and restarts it by policy with capped backoff.
-//! Everyone else sees it through [`Instance`]: a status snapshot and a stop command.
+//! The instance task: start -> wait until healthy -> supervise -> restart with backoff,
+//! until a stop arrives. It alone writes the instance's status. Every time that decides
+//! something (health timeout, check interval, backoff, stable run) is on tokio's clock.
 
-use std::net::IpAddr;
-use std::path::PathBuf;
+use std::io;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use crate::explain::explain_unhealthy;
+use super::{lock, log_len, App, Cmd, InstanceConfig, InstanceStatus, Ready, StartFailure, State};
 use crate::health;
-use crate::process::{self, AppProcess, Exit, Launch, Stopped};
-use crate::procstat::ProcId;
-use crate::spec::{HealthSpec, RestartPolicy};
-use crate::tracking::{Tracker, Tracking};
+use crate::process::{Exit, Stopped};
+use crate::spec::RestartPolicy;
 
 /// Consecutive failed checks after which a healthy app counts as unhealthy.
 const UNHEALTHY_AFTER: u32 = 3;
@@ -25,240 +23,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// Lines of the app's output a failed start reports.
 const TAIL_LINES: usize = 20;
 
-/// Everything needed to run one release.
-#[derive(Clone)]
-pub(crate) struct InstanceConfig {
-    pub name: String,
-    pub release: u32,
-    pub launch: Launch,
-    pub log: PathBuf,
-    pub host: IpAddr,
-    pub port: u16,
-    pub health: HealthSpec,
-    pub restart: RestartPolicy,
-    pub kill_timeout: Duration,
-    /// Told about every process start, restart and health check.
-    pub observer: Arc<dyn Observer>,
-    /// Gives each start of the app its id (and cgroup), so all its processes are found.
-    pub tracker: Arc<Tracker>,
-}
-
-impl std::fmt::Debug for InstanceConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InstanceConfig")
-            .field("name", &self.name)
-            .field("release", &self.release)
-            .field("port", &self.port)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What an instance tells the rest of the agent: each process it starts (so the node-local
-/// record always names the running one, for re-adoption after an agent restart), and its
-/// restarts and health checks (for metrics).
-pub(crate) trait Observer: Send + Sync {
-    /// A process of `release` was started (or adopted), tracked as `tracking` says.
-    fn started(&self, release: u32, id: ProcId, tracking: &Tracking);
-    /// The policy restarted the app.
-    fn restarted(&self);
-    /// One health check took `latency`.
-    fn checked(&self, latency: Duration, healthy: bool);
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum State {
-    /// Started (or restarted), not yet healthy.
-    Pending,
-    /// The first start of a new release, while its deploy waits for it.
-    Deploying,
-    Healthy,
-    Unhealthy,
-    /// Exited or never became healthy; may be waiting for a restart.
-    Failed,
-    Stopped,
-}
-
-impl State {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            State::Pending => "pending",
-            State::Deploying => "deploying",
-            State::Healthy => "healthy",
-            State::Unhealthy => "unhealthy",
-            State::Failed => "failed",
-            State::Stopped => "stopped",
-        }
-    }
-
-    /// Every state, for metrics that count deployments by state.
-    pub(crate) const ALL: [State; 6] = [
-        State::Pending,
-        State::Deploying,
-        State::Healthy,
-        State::Unhealthy,
-        State::Failed,
-        State::Stopped,
-    ];
-}
-
-/// A snapshot others read; written only by the instance task.
-#[derive(Debug, Clone)]
-pub(crate) struct InstanceStatus {
-    pub state: State,
-    pub pid: Option<u32>,
-    pub started_at: Option<SystemTime>,
-    pub restarts: u32,
-    pub last_health: String,
-    /// Why the state is what it is, when that needs saying.
-    pub message: String,
-    pub last_exit_code: Option<i32>,
-    pub next_restart_at: Option<Instant>,
-    /// The running process was adopted from an earlier run of the agent.
-    pub adopted: bool,
-    /// How every process of the running app is found (for usage and port ownership).
-    pub tracking: Tracking,
-}
-
-/// Why a new release did not become healthy.
-#[derive(Debug, Clone)]
-pub(crate) struct StartFailure {
-    pub reason: String,
-    /// The app's own last lines of output.
-    pub tail: Vec<String>,
-}
-
-/// A stop: SIGTERM, grace, SIGKILL.
-struct Cmd {
-    reply: StopReply,
-    /// Answer as soon as nothing listens on the app's port any more (it may still be
-    /// exiting), rather than once it has exited.
-    port_free: bool,
-}
-
-/// A handle on a running release.
-#[derive(Debug)]
-pub(crate) struct Instance {
-    pub release: u32,
-    pub status: Arc<Mutex<InstanceStatus>>,
-    cmds: mpsc::Sender<Cmd>,
-}
-
-type Ready = oneshot::Sender<Result<u32, StartFailure>>;
-
-impl Instance {
-    /// Starts the release; the receiver learns once whether it became healthy (with its pid).
-    pub(crate) fn start(
-        cfg: InstanceConfig,
-    ) -> (Instance, oneshot::Receiver<Result<u32, StartFailure>>) {
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let (instance, task) = Instance::new(cfg, State::Deploying);
-        // The first process starts here, so the caller sees its pid at once.
-        let first = task.spawn();
-        tokio::spawn(task.run(first, Some(ready_tx)));
-        (instance, ready_rx)
-    }
-
-    /// Starts a release again after the agent restarted and found its app gone (a reboot):
-    /// like a restart, not a deploy, so it is retried by its restart policy.
-    pub(crate) fn restore(cfg: InstanceConfig) -> Instance {
-        let (instance, task) = Instance::new(cfg, State::Pending);
-        let first = task.spawn();
-        tokio::spawn(task.run(first, None));
-        instance
-    }
-
-    /// Takes over an app started by an earlier run of the agent (same pid and start time),
-    /// checks its health and supervises it from then on as if this run had started it.
-    pub(crate) fn adopt(cfg: InstanceConfig, id: ProcId, tracking: Tracking) -> Instance {
-        let (instance, task) = Instance::new(cfg, State::Pending);
-        task.cfg.observer.started(task.cfg.release, id, &tracking);
-        task.set(|s| {
-            s.pid = Some(id.pid);
-            s.started_at = process_started_at(id);
-            s.adopted = true;
-            s.tracking = tracking.clone();
-        });
-        let log_offset = log_len(&task.cfg.log);
-        let app = AppProcess::adopt(id, tracking);
-        tokio::spawn(task.run((Ok(app), log_offset), None));
-        instance
-    }
-
-    fn new(cfg: InstanceConfig, state: State) -> (Instance, Task) {
-        let status = Arc::new(Mutex::new(InstanceStatus {
-            state,
-            pid: None,
-            started_at: None,
-            restarts: 0,
-            last_health: String::new(),
-            message: String::new(),
-            last_exit_code: None,
-            next_restart_at: None,
-            adopted: false,
-            tracking: Tracking::default(),
-        }));
-        let (cmd_tx, cmd_rx) = mpsc::channel(4);
-        let release = cfg.release;
-        let task = Task {
-            cfg: Arc::new(cfg),
-            status: status.clone(),
-            cmds: cmd_rx,
-        };
-        let instance = Instance {
-            release,
-            status,
-            cmds: cmd_tx,
-        };
-        (instance, task)
-    }
-
-    pub(crate) fn snapshot(&self) -> InstanceStatus {
-        lock(&self.status).clone()
-    }
-
-    /// Stops the app (SIGTERM, grace, SIGKILL) and ends the task.
-    pub(crate) async fn stop(&self) -> (Option<u32>, Stopped) {
-        self.send_stop(false).await
-    }
-
-    /// Stops the app like [`Instance::stop`], but answers as soon as nothing listens on its
-    /// host and port any more, so that a new release can bind them: [`Stopped::Exiting`]
-    /// when the app is still exiting then (uvicorn closes its socket ~100 ms before it
-    /// exits). The stop goes on without the caller, with SIGKILL after the kill timeout.
-    pub(crate) async fn stop_freeing_port(&self) -> (Option<u32>, Stopped) {
-        self.send_stop(true).await
-    }
-
-    async fn send_stop(&self, port_free: bool) -> (Option<u32>, Stopped) {
-        let (reply, rx) = oneshot::channel();
-        if self.cmds.send(Cmd { reply, port_free }).await.is_err() {
-            return (None, Stopped::NotRunning);
-        }
-        rx.await.unwrap_or((None, Stopped::NotRunning))
-    }
-}
-
-fn lock(m: &Mutex<InstanceStatus>) -> std::sync::MutexGuard<'_, InstanceStatus> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn log_len(log: &std::path::Path) -> u64 {
-    std::fs::metadata(log).map(|m| m.len()).unwrap_or(0)
-}
-
-/// When an adopted process started, from its start time in ticks after boot.
-fn process_started_at(id: ProcId) -> Option<SystemTime> {
-    let uptime = std::fs::read_to_string("/proc/uptime").ok()?;
-    let uptime_s: f64 = uptime.split_whitespace().next()?.parse().ok()?;
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .filter(|t| *t > 0)? as f64;
-    let age = (uptime_s - id.start_time as f64 / ticks).max(0.0);
-    SystemTime::now().checked_sub(Duration::from_secs_f64(age))
-}
-
-type StopReply = oneshot::Sender<(Option<u32>, Stopped)>;
+/// A started app (or why it could not start), with the log offset at its start.
+pub(super) type Spawned = (io::Result<Box<dyn App>>, u64);
 
 /// What the app did while we waited for it to become healthy.
 enum Waited {
@@ -285,42 +51,43 @@ enum Ended {
     Stop(Option<Cmd>),
 }
 
-struct Task {
-    cfg: Arc<InstanceConfig>,
+pub(super) struct Task {
+    pub(super) cfg: Arc<InstanceConfig>,
     status: Arc<Mutex<InstanceStatus>>,
     cmds: mpsc::Receiver<Cmd>,
 }
 
 impl Task {
-    fn set(&self, f: impl FnOnce(&mut InstanceStatus)) {
+    pub(super) fn new(
+        cfg: Arc<InstanceConfig>,
+        status: Arc<Mutex<InstanceStatus>>,
+        cmds: mpsc::Receiver<Cmd>,
+    ) -> Task {
+        Task { cfg, status, cmds }
+    }
+
+    pub(super) fn set(&self, f: impl FnOnce(&mut InstanceStatus)) {
         f(&mut lock(&self.status));
     }
 
     /// Starts the app's process and records it; returns it with the log offset at start.
-    fn spawn(&self) -> (std::io::Result<AppProcess>, u64) {
+    pub(super) fn spawn(&self) -> Spawned {
         let log_offset = log_len(&self.cfg.log);
-        let tracking = self
-            .cfg
-            .tracker
-            .new_instance(&self.cfg.name, self.cfg.release);
-        let spawned = process::spawn_app(&self.cfg.launch, &self.cfg.log, &tracking);
-        match &spawned {
-            Ok(p) => {
-                let id = p.id;
-                self.cfg.observer.started(self.cfg.release, id, &tracking);
-                self.set(|s| {
-                    s.pid = Some(id.pid);
-                    s.started_at = Some(SystemTime::now());
-                    s.adopted = false;
-                    s.tracking = tracking;
-                });
-            }
-            Err(_) => crate::tracking::release(&tracking),
+        let spawned = self.cfg.launcher.spawn(&self.cfg);
+        if let Ok(app) = &spawned {
+            let (id, tracking) = (app.id(), app.tracking().clone());
+            self.cfg.observer.started(self.cfg.release, id, &tracking);
+            self.set(|s| {
+                s.pid = Some(id.pid);
+                s.started_at = Some(SystemTime::now());
+                s.adopted = false;
+                s.tracking = tracking;
+            });
         }
         (spawned, log_offset)
     }
 
-    async fn run(mut self, first: (std::io::Result<AppProcess>, u64), ready: Option<Ready>) {
+    pub(super) async fn run(mut self, first: Spawned, ready: Option<Ready>) {
         let mut ready = ready;
         let mut backoff = BACKOFF_FIRST;
         let mut first = Some(first);
@@ -351,7 +118,7 @@ impl Task {
                     continue;
                 }
             };
-            let pid = app.pid();
+            let pid = app.id().pid;
             let initial = ready.is_some();
             self.set(|s| {
                 s.state = if initial {
@@ -381,7 +148,7 @@ impl Task {
                 }
                 Waited::Stop(cmd) => return self.stop_and_end(&mut app, cmd).await,
                 Waited::Failed { reason, exit } => {
-                    process::stop_group(&mut app, self.cfg.kill_timeout).await;
+                    stop(&mut app, self.cfg.kill_timeout).await;
                     self.set(|s| {
                         s.state = State::Failed;
                         s.pid = None;
@@ -410,7 +177,7 @@ impl Task {
             };
             // Unhealthy for too long while the policy restarts, or exited: nothing it
             // started (daemonized children included) outlives it or meets the next start.
-            process::stop_group(&mut app, self.cfg.kill_timeout).await;
+            stop(&mut app, self.cfg.kill_timeout).await;
             tracing::warn!(deployment = %self.cfg.name, %reason, "app failed");
             self.set(|s| {
                 s.state = State::Failed;
@@ -441,22 +208,25 @@ impl Task {
         }
     }
 
-    /// One health check, timed for the metrics.
+    /// One health check, timed for the metrics (on the wall clock: real latency).
     async fn check(&self, timeout: Duration) -> health::Checked {
         let cfg = &self.cfg;
-        let began = Instant::now();
-        let checked = health::check(cfg.host, cfg.port, cfg.health.path.as_deref(), timeout).await;
+        let began = std::time::Instant::now();
+        let checked = cfg
+            .launcher
+            .check(cfg.host, cfg.port, cfg.health.path.as_deref(), timeout)
+            .await;
         cfg.observer.checked(began.elapsed(), checked.healthy);
         checked
     }
 
     /// Polls quickly until healthy, the app exits, the timeout passes, or a stop arrives.
-    async fn wait_healthy(&mut self, app: &mut AppProcess) -> Waited {
+    async fn wait_healthy(&mut self, app: &mut Box<dyn App>) -> Waited {
         let cfg = self.cfg.clone();
         let began = Instant::now();
         let deadline = began + cfg.health.timeout;
         loop {
-            if let Some(exit) = app.try_wait() {
+            if let Some(exit) = app.try_wait().await {
                 return exited_early(exit);
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -468,7 +238,7 @@ impl Task {
             }
             self.set(|s| s.last_health = checked.summary.clone());
             if Instant::now() >= deadline {
-                let reason = explain_unhealthy(cfg.host, cfg.port, app, &checked).await;
+                let reason = app.explain_unhealthy(cfg.host, cfg.port, &checked).await;
                 return Waited::Failed { reason, exit: None };
             }
             let delay = health::startup_poll_delay(began.elapsed()).min(remaining);
@@ -482,7 +252,7 @@ impl Task {
 
     /// Checks every interval; returns when the app exits, stays unhealthy (and the policy
     /// restarts), or a stop arrives.
-    async fn supervise(&mut self, app: &mut AppProcess) -> Ended {
+    async fn supervise(&mut self, app: &mut Box<dyn App>) -> Ended {
         let cfg = self.cfg.clone();
         let mut failures = 0;
         loop {
@@ -505,7 +275,7 @@ impl Task {
                     failures += 1;
                     let unhealthy = failures >= UNHEALTHY_AFTER;
                     let reason = if unhealthy {
-                        explain_unhealthy(cfg.host, cfg.port, app, &checked).await
+                        app.explain_unhealthy(cfg.host, cfg.port, &checked).await
                     } else {
                         String::new()
                     };
@@ -561,12 +331,12 @@ impl Task {
         }
     }
 
-    async fn stop_and_end(&self, app: &mut AppProcess, cmd: Option<Cmd>) {
+    async fn stop_and_end(&self, app: &mut Box<dyn App>, cmd: Option<Cmd>) {
         let Some(Cmd { reply, port_free }) = cmd else {
             // Every handle is gone (the agent is shutting down): leave the app running.
             return;
         };
-        let pid = app.pid();
+        let pid = app.id().pid;
         let status = self.status.clone();
         let answer = move |how: Stopped| {
             let mut s = lock(&status);
@@ -575,15 +345,10 @@ impl Task {
             drop(s);
             let _ = reply.send((Some(pid), how));
         };
-        let (host, port) = (self.cfg.host, self.cfg.port);
-        let how = if port_free {
-            let free = || crate::ports::bindable(host, port);
-            process::stop_group_releasing(app, self.cfg.kill_timeout, free, answer).await
-        } else {
-            let how = process::stop_group(app, self.cfg.kill_timeout).await;
-            answer(how);
-            how
-        };
+        let port = port_free.then_some((self.cfg.host, self.cfg.port));
+        let how = app
+            .stop(self.cfg.kill_timeout, port, Box::new(answer))
+            .await;
         tracing::info!(deployment = %self.cfg.name, release = self.cfg.release, pid, how = how.as_str(), "app stopped");
     }
 }
@@ -593,4 +358,9 @@ fn exited_early(exit: Exit) -> Waited {
         reason: format!("the app {} before becoming healthy", exit.describe()),
         exit: exit.code(),
     }
+}
+
+/// Stops an app that failed (nobody waits for the answer).
+async fn stop(app: &mut Box<dyn App>, grace: Duration) -> Stopped {
+    app.stop(grace, None, Box::new(|_| {})).await
 }

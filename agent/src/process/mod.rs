@@ -1,0 +1,260 @@
+//! Child processes: each app and each script runs in its own process group, with stdin
+//! closed; apps write to log files (never pipes, so they outlive the agent). Stopping is one
+//! function ([`stop_group`], in `stop.rs`): SIGTERM to the group, a grace period, then
+//! SIGKILL. Short-lived commands (installers, start scripts) run in `captured.rs`.
+//! What reads `/proc` here does so on a blocking thread, so callers cannot get it wrong.
+
+mod captured;
+mod stop;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::process::{Child, Command};
+
+use crate::procstat::ProcId;
+use crate::tracking::Tracking;
+
+pub(crate) use captured::run_captured;
+pub(crate) use stop::{port_free, signal_group, stop_group, stop_group_releasing, Stopped};
+
+/// What a process needs to start: the command line, its directory and its environment.
+#[derive(Debug, Clone)]
+pub(crate) struct Launch {
+    /// Run with `sh -c`.
+    pub command: String,
+    pub cwd: PathBuf,
+    /// Added to the agent's own environment.
+    pub env: Vec<(String, String)>,
+    /// Prepended to PATH (the Python environment's `bin`).
+    pub path_prefix: Option<PathBuf>,
+    /// The uid and gid to run as (when the agent is root and `run_as` is set).
+    pub run_as: Option<(u32, u32)>,
+}
+
+impl Launch {
+    /// `program args...` with the launch's directory and environment, in a new process group.
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.args(args).current_dir(&self.cwd);
+        cmd.env_remove("PYTHONHOME");
+        if let Some(prefix) = &self.path_prefix {
+            let old = std::env::var_os("PATH").unwrap_or_default();
+            let mut paths = vec![prefix.clone()];
+            paths.extend(std::env::split_paths(&old));
+            if let Ok(joined) = std::env::join_paths(paths) {
+                cmd.env("PATH", joined);
+            }
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            // A new process group: the whole app (and what it spawns) is signalled together.
+            .process_group(0);
+        if let Some((uid, gid)) = self.run_as {
+            // std drops root's supplementary groups (setgroups) before setuid when the
+            // parent is root, so the app keeps none of them.
+            cmd.uid(uid).gid(gid);
+        }
+        cmd
+    }
+}
+
+/// Starts an app with stdout and stderr appended to `log` (one file, in order), as the
+/// instance `tracking` names: marked in its environment, and in its cgroup (if it has one)
+/// before it runs, so nothing it starts can escape either.
+pub(crate) fn spawn_app(
+    launch: &Launch,
+    log: &Path,
+    tracking: &Tracking,
+) -> io::Result<AppProcess> {
+    let file = crate::fsmode::append_private(log)?;
+    let err = file.try_clone()?;
+    let mut cmd = launch.command("sh", &["-c", &launch.command]);
+    cmd.stdout(Stdio::from(file))
+        .stderr(Stdio::from(err))
+        .env(crate::tracking::MARKER_VAR, &tracking.id)
+        .kill_on_drop(false);
+    if let Some(dir) = &tracking.cgroup {
+        let procs = crate::cgroup::procs_file(dir)?;
+        // SAFETY: the closure runs in the forked child before exec; it only calls write(2)
+        // on a file opened before the fork (no allocation, no lock).
+        unsafe {
+            cmd.pre_exec(move || crate::cgroup::join(&procs));
+        }
+    }
+    let child = cmd.spawn().map_err(|e| match &tracking.cgroup {
+        // The only step of ours that can fail in the child before exec.
+        Some(dir) if e.raw_os_error() != Some(nix::libc::ENOENT) => io::Error::new(
+            e.kind(),
+            format!("{e} (or joining cgroup {})", dir.display()),
+        ),
+        _ => e,
+    })?;
+    Ok(AppProcess::child(child).tracked(tracking.clone()))
+}
+
+/// How an app's process ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Exit {
+    /// Our child: its exit status.
+    Status(ExitStatus),
+    /// An adopted process (not our child) is gone; its exit status is not ours to know.
+    Vanished,
+}
+
+impl Exit {
+    /// The exit code (128 + signal for a signal death); `None` when unknown.
+    pub(crate) fn code(self) -> Option<i32> {
+        match self {
+            Exit::Status(st) => Some(exit_code(st)),
+            Exit::Vanished => None,
+        }
+    }
+
+    /// "exited with code 3", "was killed by SIGKILL", "ended (exit status unknown: ...)".
+    pub(crate) fn describe(self) -> String {
+        match self {
+            Exit::Status(st) => describe_exit(st),
+            Exit::Vanished => {
+                "ended (exit status unknown: it was started by an earlier run of the agent)"
+                    .to_string()
+            }
+        }
+    }
+}
+
+/// How often an adopted process is checked for having ended.
+const ADOPTED_POLL: Duration = Duration::from_millis(200);
+
+/// An app's process, the leader of its process group: either our child, or a process
+/// adopted after an agent restart (watched by polling `/proc`, identified by pid and start
+/// time so that a reused pid is never taken for it).
+#[derive(Debug)]
+pub(crate) struct AppProcess {
+    pub id: ProcId,
+    /// `None` for an adopted process.
+    child: Option<Child>,
+    /// How the rest of its processes are found (descendants that left its group).
+    pub tracking: Tracking,
+}
+
+impl AppProcess {
+    pub(crate) fn child(child: Child) -> AppProcess {
+        let pid = child.id().unwrap_or(0);
+        // Read at once: the child exists (at worst as a zombie, which still has its stat).
+        let start_time = ProcId::of(pid).map(|p| p.start_time).unwrap_or(0);
+        AppProcess {
+            id: ProcId { pid, start_time },
+            child: Some(child),
+            tracking: Tracking::default(),
+        }
+    }
+
+    /// Takes over a running process started by an earlier run of the agent.
+    pub(crate) fn adopt(id: ProcId, tracking: Tracking) -> AppProcess {
+        AppProcess {
+            id,
+            child: None,
+            tracking,
+        }
+    }
+
+    fn tracked(mut self, tracking: Tracking) -> AppProcess {
+        self.tracking = tracking;
+        self
+    }
+
+    /// Whether any of its processes (the group, the cgroup, the marked ones) is alive.
+    pub(crate) async fn members_alive(&self) -> bool {
+        let (pid, tracking) = (self.id.pid, self.tracking.clone());
+        // Unknown (the check panicked): alive, so a stop goes on to SIGKILL.
+        blocking(move || crate::tracking::alive(pid, &tracking), true).await
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.id.pid
+    }
+
+    /// Whether it was adopted rather than started by this run.
+    pub(crate) fn adopted(&self) -> bool {
+        self.child.is_none()
+    }
+
+    /// The exit, if it has ended (reaping our child).
+    pub(crate) async fn try_wait(&mut self) -> Option<Exit> {
+        match &mut self.child {
+            Some(c) => c.try_wait().ok().flatten().map(Exit::Status),
+            None => (!self.adopted_running().await).then_some(Exit::Vanished),
+        }
+    }
+
+    /// Whether the adopted process (same pid, same start time) still runs.
+    async fn adopted_running(&self) -> bool {
+        let id = self.id;
+        blocking(move || id.is_running(), true).await
+    }
+
+    /// Waits for it to end. Cancel-safe.
+    pub(crate) async fn wait(&mut self) -> Exit {
+        match &mut self.child {
+            Some(c) => match c.wait().await {
+                Ok(st) => Exit::Status(st),
+                Err(e) => {
+                    tracing::warn!(pid = self.id.pid, error = %e, "lost track of the app");
+                    Exit::Vanished
+                }
+            },
+            None => loop {
+                if !self.adopted_running().await {
+                    return Exit::Vanished;
+                }
+                tokio::time::sleep(ADOPTED_POLL).await;
+            },
+        }
+    }
+}
+
+/// Runs `f` (which reads `/proc` or the file system) on a blocking thread; `fallback` if
+/// it panicked.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static, fallback: T) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap_or(fallback)
+}
+
+/// An exit status as a shell reports it: the code, or 128 + the signal.
+pub(crate) fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => -1,
+    }
+}
+
+/// A human description of an exit status: "exited with code 3" / "was killed by SIGKILL".
+pub(crate) fn describe_exit(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(sig)) => match Signal::try_from(sig) {
+            Ok(s) => format!("was killed by {s}"),
+            Err(_) => format!("was killed by signal {sig}"),
+        },
+        (None, None) => "ended".to_string(),
+    }
+}
+
+/// Gives a directory tree to `uid:gid` (a release checkout, for apps that run as `run_as`).
+pub(crate) fn chown_tree(root: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::lchown(root, Some(uid), Some(gid))?;
+    if root.is_dir() && !root.is_symlink() {
+        for entry in std::fs::read_dir(root)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
