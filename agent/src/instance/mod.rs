@@ -6,6 +6,8 @@
 
 mod launcher;
 mod task;
+#[cfg(test)]
+mod tests;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
