@@ -14,7 +14,7 @@ use crate::error::bad_input;
 /// `NAME.deploy.yaml`
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DeploymentDecl {
+pub(crate) struct DeploymentDecl {
     #[serde(default = "deployment_object")]
     pub object_type: String,
     #[serde(rename = "type", default = "process_type")]
@@ -69,7 +69,7 @@ fn agent_type() -> String {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Packages {
+pub(crate) struct Packages {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pip: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -86,7 +86,7 @@ impl Packages {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Health {
+pub(crate) struct Health {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,7 +104,7 @@ impl Health {
 /// An env var value as YAML may write it: text, number or boolean.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum Scalar {
+pub(crate) enum Scalar {
     Text(String),
     Int(i64),
     Float(f64),
@@ -125,7 +125,7 @@ impl std::fmt::Display for Scalar {
 /// `NAME.env.yaml`
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EnvDecl {
+pub(crate) struct EnvDecl {
     #[serde(default = "env_object")]
     pub object_type: String,
     #[serde(rename = "type", default = "agent_type")]
@@ -138,7 +138,7 @@ pub struct EnvDecl {
 }
 
 /// Reads and parses a YAML declaration; errors name the file and the field.
-pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Option<T>> {
+pub(crate) fn load<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Option<T>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -150,7 +150,7 @@ pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Optio
 }
 
 /// Writes a declaration (temporary file + rename, so an interrupted write loses nothing).
-pub fn save<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+pub(crate) fn save<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
     let text = serde_norway::to_string(value).context("encoding declaration")?;
     let tmp = path.with_extension(format!("yaml.tmp-{}", std::process::id()));
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
@@ -158,7 +158,7 @@ pub fn save<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
 }
 
 /// A deployment name: letters, digits, '-', '_', '.', starting with a letter or digit.
-pub fn validate_name(what: &str, name: &str) -> anyhow::Result<()> {
+pub(crate) fn validate_name(what: &str, name: &str) -> anyhow::Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name.as_bytes()[0].is_ascii_alphanumeric()
@@ -175,7 +175,7 @@ pub fn validate_name(what: &str, name: &str) -> anyhow::Result<()> {
 }
 
 /// "120s", "2m", "1h30m", "500ms"; a bare number means seconds.
-pub fn parse_duration(field: &str, value: &str) -> anyhow::Result<Duration> {
+pub(crate) fn parse_duration(field: &str, value: &str) -> anyhow::Result<Duration> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
@@ -189,7 +189,7 @@ pub fn parse_duration(field: &str, value: &str) -> anyhow::Result<Duration> {
 
 impl DeploymentDecl {
     /// Checks what can be checked without an agent; the error names the field.
-    pub fn validate(&self, name: &str) -> anyhow::Result<()> {
+    pub(crate) fn validate(&self, name: &str) -> anyhow::Result<()> {
         validate_name("name", name)?;
         if self.object_type != "deployment" {
             return Err(bad_input(format!(
@@ -261,7 +261,7 @@ impl DeploymentDecl {
     }
 
     /// The request the agent gets. `root` resolves a relative local repo path.
-    pub fn to_spec(&self, name: &str, root: &Path) -> anyhow::Result<pb::DeploymentSpec> {
+    pub(crate) fn to_spec(&self, name: &str, root: &Path) -> anyhow::Result<pb::DeploymentSpec> {
         let ms = |field: &str, v: &Option<String>| -> anyhow::Result<u64> {
             Ok(match v {
                 Some(v) => parse_duration(field, v)?.as_millis() as u64,
@@ -298,7 +298,7 @@ impl DeploymentDecl {
 }
 
 /// A declaration from what an agent runs (for rebuilding a lost state).
-pub fn from_spec(s: &pb::DeploymentSpec) -> DeploymentDecl {
+pub(crate) fn from_spec(s: &pb::DeploymentSpec) -> DeploymentDecl {
     let opt = |v: &str| (!v.is_empty()).then(|| v.to_string());
     let dur = |ms: u64| {
         (ms > 0).then(|| {
@@ -344,13 +344,13 @@ pub fn from_spec(s: &pb::DeploymentSpec) -> DeploymentDecl {
 }
 
 /// Whether `repo` is a URL git understands rather than a local path.
-pub fn is_url(repo: &str) -> bool {
+pub(crate) fn is_url(repo: &str) -> bool {
     repo.contains("://")
         || matches!((repo.find('@'), repo.find(':')), (Some(a), Some(c)) if a < c && !repo.starts_with('/'))
 }
 
 /// A relative local path is taken from `base` (the project root or the current directory).
-pub fn absolute_repo(repo: &str, base: &Path) -> String {
+pub(crate) fn absolute_repo(repo: &str, base: &Path) -> String {
     let repo = repo.trim();
     if is_url(repo) || Path::new(repo).is_absolute() {
         return repo.to_string();

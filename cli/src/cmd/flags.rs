@@ -5,7 +5,7 @@ use crate::decl::{self, DeploymentDecl, Scalar};
 use crate::error::bad_input;
 
 #[derive(clap::Args, Debug, Default, Clone)]
-pub struct DeployFlags {
+pub(crate) struct DeployFlags {
     /// The env to deploy to (NAME.env.yaml, or the built-in local) [default: core.default_env, else local]
     #[arg(long)]
     pub env: Option<String>,
@@ -70,7 +70,11 @@ pub struct DeployFlags {
 
 impl DeployFlags {
     /// Lays the given flags over `d`. A relative local `--repo` is taken from `cwd`.
-    pub fn apply(&self, d: &mut DeploymentDecl, cwd: &std::path::Path) -> anyhow::Result<()> {
+    pub(crate) fn apply(
+        &self,
+        d: &mut DeploymentDecl,
+        cwd: &std::path::Path,
+    ) -> anyhow::Result<()> {
         fn set(field: &mut Option<String>, v: &Option<String>) {
             if let Some(v) = v {
                 *field = Some(v.clone());
@@ -121,7 +125,7 @@ impl DeployFlags {
 }
 
 /// A fresh declaration with its object type filled in.
-pub fn new_declaration() -> DeploymentDecl {
+pub(crate) fn new_declaration() -> DeploymentDecl {
     DeploymentDecl {
         object_type: "deployment".into(),
         kind: "process".into(),

@@ -6,7 +6,7 @@ use crate::output::{self, Format};
 use crate::project::Project;
 use crate::state;
 
-pub async fn run(project: &Project, format: Format) -> anyhow::Result<()> {
+pub(crate) async fn run(project: &Project, format: Format) -> anyhow::Result<()> {
     let store = state::open(project)?;
     let st = store.load().await?;
     if format == Format::Json {

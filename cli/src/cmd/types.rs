@@ -11,7 +11,7 @@ use crate::error::bad_input;
 use crate::output::{self, Format};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// env or deployment
     pub object: Option<String>,
     /// A type of that object (env: agent; deployment: process)
@@ -21,7 +21,7 @@ pub struct Args {
 
 /// One option of a type.
 #[derive(Debug, Clone)]
-pub struct Field {
+pub(crate) struct Field {
     /// The declaration field, dotted for nested ones (`health.timeout`).
     pub field: String,
     pub flag: String,
@@ -66,19 +66,19 @@ fn fields_of(cmd: &clap::Command) -> Vec<Field> {
 }
 
 /// The options of `deployment process`.
-pub fn deployment_fields() -> Vec<Field> {
+pub(crate) fn deployment_fields() -> Vec<Field> {
     fields_of(&DeployFlags::augment_args(clap::Command::new("deployment")))
 }
 
 /// The options of `env agent`.
-pub fn env_fields() -> Vec<Field> {
+pub(crate) fn env_fields() -> Vec<Field> {
     let cmd = Declare::augment_subcommands(clap::Command::new("declare"));
     cmd.find_subcommand("env")
         .map(fields_of)
         .unwrap_or_default()
 }
 
-pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
+pub(crate) fn run(args: Args, format: Format) -> anyhow::Result<()> {
     let object = args.object.as_deref();
     let kind = args.kind.as_deref();
     let fields = match (object, kind) {

@@ -11,12 +11,12 @@ use anyhow::Context;
 
 use super::{BoxFuture, Change, State, StateStore};
 
-pub struct FileState {
+pub(crate) struct FileState {
     path: PathBuf,
 }
 
 impl FileState {
-    pub fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf) -> Self {
         FileState { path }
     }
 
