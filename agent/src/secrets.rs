@@ -110,6 +110,19 @@ impl SecretStore {
             .unwrap_or(Err(all))
     }
 
+    /// Hides what `spec` may reveal in output: its secrets' values and its owner's git
+    /// credential. Also the names of its secrets that are missing (none is hidden then).
+    pub(crate) async fn redactor(&self, spec: &crate::spec::Spec) -> (Redactor, Vec<String>) {
+        let (mut values, missing) = match self.env_values(&spec.owner, &spec.secrets).await {
+            Ok(v) => (v.into_iter().map(|(_, v)| v).collect::<Vec<_>>(), vec![]),
+            Err(missing) => (vec![], missing),
+        };
+        if let Ok(Some((_, v))) = self.git_credential(&spec.owner, &spec.repo).await {
+            values.push(String::from_utf8_lossy(&v).into_owned());
+        }
+        (Redactor::new(values), missing)
+    }
+
     /// The owner's git credential for a URL: an ssh key for ssh URLs, user:password for https.
     pub(crate) async fn git_credential(
         &self,

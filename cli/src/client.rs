@@ -32,9 +32,6 @@ pub(crate) use fanout::{
 pub(crate) type Client =
     AgentClient<tonic::service::interceptor::InterceptedService<Channel, Token>>;
 
-/// How long an agent may take to answer, unless `--timeout` / `DEPLOYCTL_TIMEOUT` says.
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// After this long without a frame from the agent, a keepalive ping is sent; an agent that
 /// does not answer it within the timeout is taken for hung.
 pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);

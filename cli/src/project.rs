@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::bad_input;
 
+/// How long an agent may take to answer, unless `--timeout` / `DEPLOYCTL_TIMEOUT` says.
+pub(crate) const DEFAULT_AGENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub(crate) const CONFIG_FILE: &str = ".deployctl.yaml";
 pub(crate) const DEFAULT_STATE_URI: &str = ".deployctl/state.json";
 pub(crate) const DEFAULT_ENV: &str = "local";
@@ -76,7 +79,7 @@ impl Project {
         Ok(Project {
             root,
             config,
-            agent_timeout: crate::client::DEFAULT_TIMEOUT,
+            agent_timeout: DEFAULT_AGENT_TIMEOUT,
         })
     }
 

@@ -24,9 +24,7 @@ mod prune;
 mod resolve;
 mod start;
 pub(crate) mod start_script;
-pub(crate) mod toolchain;
 pub(crate) mod venv;
-pub(crate) mod venv_gc;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -192,7 +190,7 @@ async fn prepare(
             commit,
             packages_hash: venv.as_ref().map(|v| v.key.clone()).unwrap_or_default(),
             venv_dir: venv.as_ref().map(|v| v.dir.clone()),
-            deployed_at: store::now_unix(),
+            deployed_at: crate::clock::now_unix(),
             result: store::ReleaseResult::Pending,
         },
         dir,
