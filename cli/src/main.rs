@@ -8,6 +8,7 @@ mod client;
 mod cmd;
 mod decl;
 mod error;
+mod fsutil;
 mod output;
 mod project;
 mod state;

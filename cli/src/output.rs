@@ -67,6 +67,11 @@ impl Progress {
     }
 }
 
+/// A commit as every command shows it: its first 10 hex digits.
+pub(crate) fn short_commit(commit: &str) -> &str {
+    commit.get(..10).unwrap_or(commit)
+}
+
 pub(crate) fn ms(ms: u64) -> String {
     if ms < 1000 {
         format!("{ms} ms")

@@ -27,9 +27,6 @@ pub(crate) struct DeployFlags {
     /// Extra apt package (repeatable; only where the agent may use apt)
     #[arg(long = "apt", value_name = "PKG")]
     pub apt: Vec<String>,
-    /// Extra conda package (repeatable; only where conda is on the node)
-    #[arg(long = "conda", value_name = "PKG")]
-    pub conda: Vec<String>,
     /// A requirements file, relative to the workdir, installed with pip
     #[arg(long, value_name = "FILE")]
     pub requirements: Option<String>,
@@ -94,9 +91,6 @@ impl DeployFlags {
         }
         if !self.apt.is_empty() {
             d.packages.apt = self.apt.clone();
-        }
-        if !self.conda.is_empty() {
-            d.packages.conda = self.conda.clone();
         }
         set(&mut d.requirements, &self.requirements);
         set(&mut d.start_script, &self.start_script);

@@ -47,7 +47,7 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
                 format!("{}{mark}", h.number),
                 time_text(h.time),
                 h.git_ref.clone(),
-                h.commit.chars().take(10).collect(),
+                crate::output::short_commit(&h.commit).to_string(),
                 if h.packages_hash.is_empty() {
                     "-".into()
                 } else {

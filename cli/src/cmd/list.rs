@@ -43,7 +43,7 @@ pub(crate) async fn run(project: &Project, format: Format) -> anyhow::Result<()>
                 .instances
                 .values()
                 .next()
-                .map(|i| i.commit.chars().take(10).collect())
+                .map(|i| crate::output::short_commit(&i.commit).to_string())
                 .unwrap_or_default();
             vec![
                 name.clone(),

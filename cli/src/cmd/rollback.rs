@@ -55,7 +55,7 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
             args.name,
             entry.number,
             entry.git_ref,
-            &entry.commit[..entry.commit.len().min(10)]
+            crate::output::short_commit(&entry.commit)
         );
     }
     // The same environment too: exactly the versions that release ran with.

@@ -32,7 +32,7 @@ pub(crate) struct Field {
 /// The field a flag sets: `--health-timeout` → `health.timeout`, `--pip` → `packages.pip`.
 fn field_of(flag: &str) -> String {
     match flag {
-        "pip" | "apt" | "conda" => format!("packages.{flag}"),
+        "pip" | "apt" => format!("packages.{flag}"),
         "env-var" => "env_vars".into(),
         "secret" => "secrets".into(),
         "address" => "addresses".into(),
@@ -65,9 +65,17 @@ fn fields_of(cmd: &clap::Command) -> Vec<Field> {
         .collect()
 }
 
-/// The options of `deployment process`.
+/// The options of `deployment process`: its flags, and `packages.conda`, a declaration
+/// field without a flag (agents refuse it: they have no conda).
 pub(crate) fn deployment_fields() -> Vec<Field> {
-    fields_of(&DeployFlags::augment_args(clap::Command::new("deployment")))
+    let mut fields = fields_of(&DeployFlags::augment_args(clap::Command::new("deployment")));
+    fields.push(Field {
+        field: "packages.conda".into(),
+        flag: String::new(),
+        default: String::new(),
+        help: "Conda packages: refused by deploy-agent, which does not use conda; use pip".into(),
+    });
+    fields
 }
 
 /// The options of `env agent`.
