@@ -70,6 +70,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     check_exposure(&config)?;
+    if config.allow_apt && !nix::unistd::geteuid().is_root() {
+        anyhow::bail!(
+            "allow_apt = true needs the agent to run as root (apt-get installs for the whole node); run it as root, or set allow_apt = false"
+        );
+    }
     // Before any app starts: what apps orphan becomes ours, to find, stop and reap.
     reaper::become_subreaper();
     let sup = Supervisor::new(config).await?;
