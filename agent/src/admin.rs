@@ -74,7 +74,7 @@ pub fn user_add(
     validate_principal("NAME", name)?;
     let mut auth = AuthFile::load(auth_path)?;
     let token = new_token()?;
-    let expires_at = expires_in.map(|d| crate::store::now_unix() + d.as_secs() as i64);
+    let expires_at = expires_in.map(|d| crate::clock::now_unix() + d.as_secs() as i64);
     auth.users.insert(
         name.to_string(),
         User {

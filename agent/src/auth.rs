@@ -255,7 +255,7 @@ impl Auth {
             return Ok(Caller::local());
         }
         let token = token.ok_or(Refused::NoToken)?;
-        state.file.check(token, crate::store::now_unix())
+        state.file.check(token, crate::clock::now_unix())
     }
 
     fn reload_if_changed(&self) {

@@ -52,6 +52,9 @@ pub struct Config {
     /// so that nothing an app starts escapes its stop; `false`: track apps by process group
     /// and an environment marker only.
     pub cgroups: bool,
+    /// Deploys may install Debian packages on the node with apt-get (`packages.apt`); the
+    /// agent must run as root. Off by default: they change the node for every app.
+    pub allow_apt: bool,
 }
 
 impl Default for Config {
@@ -77,6 +80,7 @@ impl Default for Config {
             log_keep: 3,
             log_format: "text".to_string(),
             cgroups: true,
+            allow_apt: false,
         }
     }
 }
@@ -109,6 +113,7 @@ pub struct FileConfig {
     /// A duration: "14d", "12h".
     pub venv_keep_age: Option<String>,
     pub cgroups: Option<bool>,
+    pub allow_apt: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +218,9 @@ impl FileConfig {
         }
         if let Some(v) = self.cgroups {
             config.cgroups = v;
+        }
+        if let Some(v) = self.allow_apt {
+            config.allow_apt = v;
         }
         if let Some(v) = self.apps_as_agent_user {
             config.apps_as_agent_user = v;

@@ -12,7 +12,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::error::Error;
-use crate::store::Layout;
+use crate::layout::Layout;
 
 /// Directories nobody else may read or enter.
 pub(crate) const PRIVATE_DIR: u32 = 0o700;

@@ -8,23 +8,8 @@ use std::sync::Arc;
 use crate::deployment::Deployment;
 use crate::instance::InstanceConfig;
 use crate::process::Launch;
-use crate::secrets::{Redactor, SecretStore};
-use crate::spec::Spec;
 use crate::store::ReleaseRecord;
 use crate::supervisor::Supervisor;
-
-/// Hides what `spec` may reveal in output: its secrets' values and its owner's git
-/// credential. Also the names of its secrets that are missing (none is hidden then).
-pub(crate) async fn redactor(secrets: &SecretStore, spec: &Spec) -> (Redactor, Vec<String>) {
-    let (mut values, missing) = match secrets.env_values(&spec.owner, &spec.secrets).await {
-        Ok(v) => (v.into_iter().map(|(_, v)| v).collect::<Vec<_>>(), vec![]),
-        Err(missing) => (vec![], missing),
-    };
-    if let Ok(Some((_, v))) = secrets.git_credential(&spec.owner, &spec.repo).await {
-        values.push(String::from_utf8_lossy(&v).into_owned());
-    }
-    (Redactor::new(values), missing)
-}
 
 /// Everything an app (or its start script) gets: directory, variables, PATH, user.
 pub(crate) async fn launch(sup: &Supervisor, release: &ReleaseRecord, dir: &Path) -> Launch {

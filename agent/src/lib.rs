@@ -10,6 +10,7 @@ mod app_user;
 mod auth;
 mod authz;
 mod cgroup;
+mod clock;
 pub mod config;
 mod deployment;
 pub mod error;
@@ -20,6 +21,7 @@ mod health;
 mod http;
 mod instance;
 mod launch;
+mod layout;
 mod logrotate;
 mod logs;
 mod metrics;
@@ -68,6 +70,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     check_exposure(&config)?;
+    if config.allow_apt && !nix::unistd::geteuid().is_root() {
+        anyhow::bail!(
+            "allow_apt = true needs the agent to run as root (apt-get installs for the whole node); run it as root, or set allow_apt = false"
+        );
+    }
     // Before any app starts: what apps orphan becomes ours, to find, stop and reap.
     reaper::become_subreaper();
     let sup = Supervisor::new(config).await?;

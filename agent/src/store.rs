@@ -1,14 +1,5 @@
-//! The node-local store: the data directory's layout and one JSON record per deployment,
-//! written atomically, so the agent knows after a restart what it was running.
-//!
-//! ```text
-//! <data>/deployments/<name>/deployment.json   the record (spec, releases, current pid)
-//! <data>/deployments/<name>/releases/<n>/     checkout of release n
-//! <data>/deployments/<name>/logs/app.log      the app's stdout and stderr
-//! <data>/deployments/<name>/logs/deploy.log   the deploy steps' output
-//! <data>/envs/<key>/                          Python environments, by content hash
-//! <data>/git/<hash>.git                       bare mirrors, one per repository URL
-//! ```
+//! The node-local store: one JSON record per deployment (in the [`Layout`] of the data
+//! directory), written atomically, so the agent knows after a restart what it was running.
 
 use std::path::PathBuf;
 
@@ -18,47 +9,7 @@ use crate::error::{Error, Result};
 use crate::procstat::ProcId;
 use crate::spec::Spec;
 
-/// Paths inside the data directory.
-#[derive(Debug, Clone)]
-pub(crate) struct Layout {
-    pub root: PathBuf,
-}
-
-impl Layout {
-    pub(crate) fn new(root: PathBuf) -> Self {
-        Layout { root }
-    }
-
-    pub(crate) fn deployments(&self) -> PathBuf {
-        self.root.join("deployments")
-    }
-    pub(crate) fn deployment(&self, name: &str) -> PathBuf {
-        self.deployments().join(name)
-    }
-    pub(crate) fn record(&self, name: &str) -> PathBuf {
-        self.deployment(name).join("deployment.json")
-    }
-    pub(crate) fn release(&self, name: &str, number: u32) -> PathBuf {
-        self.deployment(name)
-            .join("releases")
-            .join(number.to_string())
-    }
-    pub(crate) fn logs(&self, name: &str) -> PathBuf {
-        self.deployment(name).join("logs")
-    }
-    pub(crate) fn app_log(&self, name: &str) -> PathBuf {
-        self.logs(name).join("app.log")
-    }
-    pub(crate) fn deploy_log(&self, name: &str) -> PathBuf {
-        self.logs(name).join("deploy.log")
-    }
-    pub(crate) fn venvs(&self) -> PathBuf {
-        self.root.join("envs")
-    }
-    pub(crate) fn git(&self) -> PathBuf {
-        self.root.join("git")
-    }
-}
+pub(crate) use crate::layout::Layout;
 
 /// One release of a deployment: what was deployed and how it went.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -266,14 +217,6 @@ pub(crate) async fn delete(layout: &Layout, name: &str) -> Result<()> {
         Err(e) => Err(Error::io("deleting deployment directory", dir, e)),
     })
     .await
-}
-
-/// Unix seconds now.
-pub(crate) fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

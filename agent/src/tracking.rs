@@ -202,7 +202,7 @@ pub(crate) fn alive(leader: u32, t: &Tracking) -> bool {
 /// false: the leader's pid may be another process's now), its cgroup or its marked
 /// processes. Returns whether there was any process to signal.
 pub(crate) fn signal(leader: u32, t: &Tracking, sig: Signal, group: bool) -> bool {
-    let mut any = group && crate::process::signal_group(leader, sig);
+    let mut any = group && signal_group(leader, sig);
     match &t.cgroup {
         Some(dir) if sig == Signal::SIGKILL => {
             any |= cgroup::populated(dir) == Some(true);
@@ -223,6 +223,19 @@ pub(crate) fn signal(leader: u32, t: &Tracking, sig: Signal, group: bool) -> boo
 pub(crate) fn release(t: &Tracking) {
     if let Some(dir) = &t.cgroup {
         cgroup::remove(dir);
+    }
+}
+
+/// Sends `sig` to the process group; `false` when the group no longer exists (ESRCH).
+pub(crate) fn signal_group(pgid: u32, sig: Signal) -> bool {
+    use nix::{errno::Errno, sys::signal::killpg, unistd::Pid};
+    match killpg(Pid::from_raw(pgid as i32), sig) {
+        Ok(()) => true,
+        Err(Errno::ESRCH) => false,
+        Err(e) => {
+            tracing::warn!(pgid, %sig, error = %e, "could not signal process group");
+            true
+        }
     }
 }
 

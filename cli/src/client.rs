@@ -24,20 +24,20 @@ use anyhow::anyhow;
 use deployctl_proto::v1::agent_client::AgentClient;
 use tonic::transport::{Channel, Endpoint};
 
-pub use env::{normalize, resolve_env, validate_address, validate_env};
-pub use fanout::{answer, for_each_agent, AgentError, Call, CallError, Fanout, Limit, Reply};
+pub(crate) use env::{normalize, resolve_env, validate_address, validate_env};
+pub(crate) use fanout::{
+    answer, for_each_agent, AgentError, Call, CallError, Fanout, Limit, Reply,
+};
 
-pub type Client = AgentClient<tonic::service::interceptor::InterceptedService<Channel, Token>>;
-
-/// How long an agent may take to answer, unless `--timeout` / `DEPLOYCTL_TIMEOUT` says.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) type Client =
+    AgentClient<tonic::service::interceptor::InterceptedService<Channel, Token>>;
 
 /// After this long without a frame from the agent, a keepalive ping is sent; an agent that
 /// does not answer it within the timeout is taken for hung.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// `--timeout`: a positive duration such as `5s`, `500ms` or `1m`.
-pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_timeout(s: &str) -> Result<Duration, String> {
     match humantime::parse_duration(s.trim()) {
         Ok(d) if d.is_zero() => Err("must be more than 0 (e.g. 5s)".into()),
         Ok(d) => Ok(d),
@@ -47,7 +47,7 @@ pub fn parse_timeout(s: &str) -> Result<Duration, String> {
 
 /// The agents of an env, and how to reach them.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub(crate) struct Target {
     /// The env's name, for messages.
     pub env: String,
     pub addresses: Vec<String>,
@@ -63,7 +63,7 @@ pub struct Target {
 
 impl Target {
     /// The same agents, but never start one (status, logs, remove, nodes).
-    pub fn no_autostart(&self) -> Target {
+    pub(crate) fn no_autostart(&self) -> Target {
         Target {
             builtin_local: false,
             ..self.clone()
@@ -73,7 +73,7 @@ impl Target {
 
 /// Sends the env's token with every request.
 #[derive(Clone)]
-pub struct Token(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+pub(crate) struct Token(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
 
 impl tonic::service::Interceptor for Token {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
@@ -86,7 +86,7 @@ impl tonic::service::Interceptor for Token {
 
 /// Connects to an agent within the target's timeout; for the built-in local env, starts
 /// one when nothing answers (and waits up to 20 s for it).
-pub async fn connect(target: &Target, address: &str) -> anyhow::Result<Client> {
+pub(crate) async fn connect(target: &Target, address: &str) -> anyhow::Result<Client> {
     match try_connect(target, address).await {
         Ok(c) => Ok(c),
         Err(first) if target.builtin_local => {
@@ -182,7 +182,7 @@ fn keepalive_timed_out(s: &tonic::Status) -> bool {
 }
 
 /// A gRPC error as a person reads it: the agent's own message, with the address.
-pub fn status_text(address: &str, s: &tonic::Status) -> String {
+pub(crate) fn status_text(address: &str, s: &tonic::Status) -> String {
     if keepalive_timed_out(s) {
         return format!(
             "agent {address} stopped answering (no reply to a keepalive ping): it may be hung, stopped or cut off"
@@ -204,7 +204,7 @@ pub fn status_text(address: &str, s: &tonic::Status) -> String {
 }
 
 /// The caller's user name: `$USER`, else the name of the current uid, else the uid.
-pub fn caller() -> String {
+pub(crate) fn caller() -> String {
     if let Some(u) = std::env::var("USER").ok().filter(|u| !u.is_empty()) {
         return u;
     }

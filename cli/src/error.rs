@@ -5,7 +5,7 @@ use std::fmt;
 
 /// Input that is wrong before anything runs (exit code 2). The message names the field.
 #[derive(Debug)]
-pub struct BadInput(pub String);
+pub(crate) struct BadInput(pub String);
 
 impl fmt::Display for BadInput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -16,13 +16,13 @@ impl fmt::Display for BadInput {
 impl std::error::Error for BadInput {}
 
 /// `bail!`-like constructor for bad input.
-pub fn bad_input(msg: impl Into<String>) -> anyhow::Error {
+pub(crate) fn bad_input(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(BadInput(msg.into()))
 }
 
 /// A failure already reported to the user in full (exit 1, nothing more to print).
 #[derive(Debug)]
-pub struct Reported;
+pub(crate) struct Reported;
 
 impl fmt::Display for Reported {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -32,7 +32,7 @@ impl fmt::Display for Reported {
 
 impl std::error::Error for Reported {}
 
-pub fn exit_code(err: &anyhow::Error) -> i32 {
+pub(crate) fn exit_code(err: &anyhow::Error) -> i32 {
     if err.chain().any(|e| e.is::<BadInput>()) {
         2
     } else {

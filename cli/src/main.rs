@@ -2,10 +2,13 @@
 //! command line and dispatches to one module per command; errors map to exit codes
 //! (0 ok, 1 failed, 2 bad input).
 
+#![warn(unreachable_pub)]
+
 mod client;
 mod cmd;
 mod decl;
 mod error;
+mod fsutil;
 mod output;
 mod project;
 mod state;

@@ -9,14 +9,14 @@ use deployctl_proto::v1::DeployEvent;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
-pub enum Format {
+pub(crate) enum Format {
     #[default]
     Text,
     Json,
 }
 
 /// Renders deploy events from one or more agents.
-pub struct Progress {
+pub(crate) struct Progress {
     format: Format,
     /// Prefix lines with the agent (more than one agent).
     prefix: bool,
@@ -25,7 +25,7 @@ pub struct Progress {
 }
 
 /// One agent's progress line.
-pub struct AgentProgress {
+pub(crate) struct AgentProgress {
     agent: String,
     format: Format,
     prefix: bool,
@@ -34,7 +34,7 @@ pub struct AgentProgress {
 }
 
 impl Progress {
-    pub fn new(format: Format, agents: usize, verbose: bool) -> Self {
+    pub(crate) fn new(format: Format, agents: usize, verbose: bool) -> Self {
         let tty = std::io::stdout().is_terminal() && format == Format::Text;
         Progress {
             format,
@@ -44,7 +44,7 @@ impl Progress {
         }
     }
 
-    pub fn agent(&self, agent: &str) -> AgentProgress {
+    pub(crate) fn agent(&self, agent: &str) -> AgentProgress {
         let bar = self.multi.as_ref().map(|m| {
             let bar = m.add(ProgressBar::new_spinner());
             bar.set_style(
@@ -67,7 +67,12 @@ impl Progress {
     }
 }
 
-pub fn ms(ms: u64) -> String {
+/// A commit as every command shows it: its first 10 hex digits.
+pub(crate) fn short_commit(commit: &str) -> &str {
+    commit.get(..10).unwrap_or(commit)
+}
+
+pub(crate) fn ms(ms: u64) -> String {
     if ms < 1000 {
         format!("{ms} ms")
     } else {
@@ -88,7 +93,7 @@ impl AgentProgress {
         }
     }
 
-    pub fn event(&self, e: &DeployEvent) {
+    pub(crate) fn event(&self, e: &DeployEvent) {
         if self.format == Format::Json {
             let phase = Phase::try_from(e.phase).unwrap_or(Phase::Unspecified);
             let obj = serde_json::json!({
@@ -126,7 +131,7 @@ impl AgentProgress {
         }
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
@@ -144,7 +149,7 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 /// Human durations for tables: 45s, 12m, 3h, 2d.
-pub fn age(secs: u64) -> String {
+pub(crate) fn age(secs: u64) -> String {
     match secs {
         0..=119 => format!("{secs}s"),
         120..=7199 => format!("{}m", secs / 60),
@@ -153,7 +158,7 @@ pub fn age(secs: u64) -> String {
     }
 }
 
-pub fn bytes(b: u64) -> String {
+pub(crate) fn bytes(b: u64) -> String {
     const MIB: f64 = 1024.0 * 1024.0;
     if b == 0 {
         "-".into()
@@ -165,7 +170,7 @@ pub fn bytes(b: u64) -> String {
 }
 
 /// Prints rows as aligned columns.
-pub fn table(header: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {

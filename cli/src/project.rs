@@ -8,20 +8,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::bad_input;
 
-pub const CONFIG_FILE: &str = ".deployctl.yaml";
-pub const DEFAULT_STATE_URI: &str = ".deployctl/state.json";
-pub const DEFAULT_ENV: &str = "local";
+/// How long an agent may take to answer, unless `--timeout` / `DEPLOYCTL_TIMEOUT` says.
+pub(crate) const DEFAULT_AGENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+pub(crate) const CONFIG_FILE: &str = ".deployctl.yaml";
+pub(crate) const DEFAULT_STATE_URI: &str = ".deployctl/state.json";
+pub(crate) const DEFAULT_ENV: &str = "local";
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProjectConfig {
+pub(crate) struct ProjectConfig {
     #[serde(default)]
     pub core: CoreConfig,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CoreConfig {
+pub(crate) struct CoreConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<StateConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -30,12 +33,12 @@ pub struct CoreConfig {
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StateConfig {
+pub(crate) struct StateConfig {
     pub uri: String,
 }
 
 #[derive(Debug, Clone)]
-pub struct Project {
+pub(crate) struct Project {
     pub root: PathBuf,
     pub config: ProjectConfig,
     /// How long an agent may take to answer (`--timeout`): every command that asks agents
@@ -45,7 +48,7 @@ pub struct Project {
 
 impl Project {
     /// `--project DIR`, else the nearest directory upwards with `.deployctl.yaml`, else cwd.
-    pub fn find(explicit: Option<&Path>) -> anyhow::Result<Project> {
+    pub(crate) fn find(explicit: Option<&Path>) -> anyhow::Result<Project> {
         let root = match explicit {
             Some(dir) => {
                 if !dir.is_dir() {
@@ -76,11 +79,11 @@ impl Project {
         Ok(Project {
             root,
             config,
-            agent_timeout: crate::client::DEFAULT_TIMEOUT,
+            agent_timeout: DEFAULT_AGENT_TIMEOUT,
         })
     }
 
-    pub fn default_env(&self) -> String {
+    pub(crate) fn default_env(&self) -> String {
         self.config
             .core
             .default_env
@@ -89,7 +92,7 @@ impl Project {
     }
 
     /// The state location, with a relative path taken from the project root.
-    pub fn state_uri(&self) -> String {
+    pub(crate) fn state_uri(&self) -> String {
         self.config
             .core
             .state
@@ -98,12 +101,12 @@ impl Project {
             .unwrap_or_else(|| DEFAULT_STATE_URI.to_string())
     }
 
-    pub fn deployment_file(&self, name: &str) -> PathBuf {
+    pub(crate) fn deployment_file(&self, name: &str) -> PathBuf {
         self.root.join(format!("{name}.deploy.yaml"))
     }
 
     /// The envs declared in the project root (`NAME.env.yaml`).
-    pub fn declared_envs(&self) -> Vec<String> {
+    pub(crate) fn declared_envs(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(&self.root) else {
             return vec![];
         };
@@ -119,7 +122,7 @@ impl Project {
             .collect()
     }
 
-    pub fn env_file(&self, name: &str) -> PathBuf {
+    pub(crate) fn env_file(&self, name: &str) -> PathBuf {
         self.root.join(format!("{name}.env.yaml"))
     }
 }

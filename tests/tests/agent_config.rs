@@ -22,20 +22,7 @@ fn config_file_and_flags() {
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     repo.commit_app("configured", Some("v1"));
-    let out = project.deployctl(&[
-        "run",
-        "web",
-        "--env",
-        ENV,
-        "--repo",
-        &repo.url(),
-        "--ref",
-        "v1",
-        "--command",
-        "python3 app.py",
-        "--health-path",
-        "/health",
-    ]);
+    let out = project.run_app(ENV, "web", &repo.url(), "v1", &[]);
     out.ok().mentions(&format!("http://{ip}:8000"));
     assert!(
         agent

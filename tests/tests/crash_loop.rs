@@ -38,22 +38,13 @@ fn crash_loop_backs_off_and_agent_stays_responsive() {
     repo.commit("crashes a second after it starts");
     repo.tag("v1");
     project
-        .deployctl(&[
-            "run",
-            "crashy",
-            "--env",
+        .run_app(
             ENV,
-            "--repo",
+            "crashy",
             &repo.url(),
-            "--ref",
             "v1",
-            "--command",
-            "python3 app.py",
-            "--health-path",
-            "/health",
-            "--restart",
-            "on-failure",
-        ])
+            &["--restart", "on-failure"],
+        )
         .ok();
     let agent_pid = agent.pid().expect("the agent runs");
     let cpu_before = cpu_ticks(agent_pid);

@@ -11,22 +11,7 @@ const ENV: &str = "e2e";
 /// Deploys the standard app at `v1` as `name` and checks it serves release 1.
 fn deploy_good(agent: &Agent, project: &Project, repo: &GitRepo, name: &str) -> String {
     let commit = repo.commit_app("good", Some("v1"));
-    project
-        .deployctl(&[
-            "run",
-            name,
-            "--env",
-            ENV,
-            "--repo",
-            &repo.url(),
-            "--ref",
-            "v1",
-            "--command",
-            "python3 app.py",
-            "--health-path",
-            "/health",
-        ])
-        .ok();
+    project.run_app(ENV, name, &repo.url(), "v1", &[]).ok();
     let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
     assert_eq!(served["marker"], "good", "{served}");
     commit
@@ -194,20 +179,7 @@ fn unknown_ref_fails_and_keeps_status() {
     assert_eq!(status.code, 1, "{status}");
 
     // Deployed: a bad ref leaves it as it was.
-    let out = project.deployctl(&[
-        "run",
-        "svc",
-        "--env",
-        ENV,
-        "--repo",
-        &repo.url(),
-        "--ref",
-        "v1",
-        "--command",
-        "python3 app.py",
-        "--health-path",
-        "/health",
-    ]);
+    let out = project.run_app(ENV, "svc", &repo.url(), "v1", &[]);
     out.ok();
     let good = repo.head();
     let declaration = std::fs::read_to_string(project.path().join("svc.deploy.yaml")).unwrap();

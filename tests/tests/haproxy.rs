@@ -109,26 +109,20 @@ fn haproxy_routes_around_an_unhealthy_instance() {
     let repo = GitRepo::new();
     repo.commit_app("balanced", Some("v1"));
     project
-        .deployctl(&[
-            "run",
-            "web",
-            "--env",
+        .run_app(
             ENV,
-            "--repo",
+            "web",
             &repo.url(),
-            "--ref",
             "v1",
-            "--command",
-            "python3 app.py",
-            "--health-path",
-            "/health",
-            "--health-interval",
-            "300ms",
-            "--restart",
-            "never",
-            "--env-var",
-            &format!("APP_HEALTH_FILE={}", sick_pattern.display()),
-        ])
+            &[
+                "--health-interval",
+                "300ms",
+                "--restart",
+                "never",
+                "--env-var",
+                &format!("APP_HEALTH_FILE={}", sick_pattern.display()),
+            ],
+        )
         .ok();
 
     let cfg = flags.path().join("haproxy.cfg");

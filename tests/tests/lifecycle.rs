@@ -84,22 +84,7 @@ fn logs_show_app_output_and_deploy_steps() {
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     repo.commit_app("chatty-marker", Some("v1"));
-    project
-        .deployctl(&[
-            "run",
-            "chatty",
-            "--env",
-            ENV,
-            "--repo",
-            &repo.url(),
-            "--ref",
-            "v1",
-            "--command",
-            "python3 app.py",
-            "--health-path",
-            "/health",
-        ])
-        .ok();
+    project.run_app(ENV, "chatty", &repo.url(), "v1", &[]).ok();
 
     let want = &format!("app chatty-marker listening on {ip}:8000 release 1");
     assert!(

@@ -11,22 +11,7 @@ fn nodes_shows_each_agent() {
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
     repo.commit_app("noded", Some("v1"));
-    project
-        .deployctl(&[
-            "run",
-            "web",
-            "--env",
-            ENV,
-            "--repo",
-            &repo.url(),
-            "--ref",
-            "v1",
-            "--command",
-            "python3 app.py",
-            "--health-path",
-            "/health",
-        ])
-        .ok();
+    project.run_app(ENV, "web", &repo.url(), "v1", &[]).ok();
 
     let out = project.deployctl(&["nodes", "--env", ENV, "--output", "json"]);
     out.ok();

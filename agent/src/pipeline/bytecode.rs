@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use super::venv::COMPLETE_MARKER;
+use crate::venvs::COMPLETE_MARKER;
 
 /// Written into a venv once its bytecode is compiled.
 pub(crate) const COMPILED_MARKER: &str = ".deploy-agent-compiled";

@@ -7,6 +7,7 @@
 //! The previous release keeps serving until the new one is prepared; it is stopped just
 //! before the new one starts only when both need the same port.
 
+pub(crate) mod apt;
 mod beneath;
 mod bytecode;
 mod checkout;
@@ -24,9 +25,7 @@ mod prune;
 mod resolve;
 mod start;
 pub(crate) mod start_script;
-pub(crate) mod toolchain;
 pub(crate) mod venv;
-pub(crate) mod venv_gc;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,15 +50,22 @@ pub(crate) struct Prepared {
 }
 
 /// Starts deploying `spec` in the background: its events, the outcome last. The deploy
-/// runs to its end whether or not anyone listens.
+/// runs to its end whether or not anyone listens. What this node does not do (apt packages
+/// where its config does not allow them) is refused first, as bad input.
 pub(crate) fn spawn(
     sup: Arc<Supervisor>,
     spec: Spec,
-) -> tokio_stream::wrappers::UnboundedReceiverStream<events::Event> {
+) -> Result<tokio_stream::wrappers::UnboundedReceiverStream<events::Event>, crate::error::Error> {
+    if !spec.apt.is_empty() && !sup.config().allow_apt {
+        return Err(crate::error::Error::InvalidInput {
+            field: "packages.apt".into(),
+            reason: "this agent does not install apt packages (allow_apt = false in its config); install them on the node, or use pip".into(),
+        });
+    }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let events = Events::new(tx).with_metrics(sup.metrics().clone());
     tokio::spawn(deploy(sup, spec, events));
-    tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
+    Ok(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
 }
 
 /// Deploys `spec`; always ends with an outcome (also sent as the last event).
@@ -192,7 +198,7 @@ async fn prepare(
             commit,
             packages_hash: venv.as_ref().map(|v| v.key.clone()).unwrap_or_default(),
             venv_dir: venv.as_ref().map(|v| v.dir.clone()),
-            deployed_at: store::now_unix(),
+            deployed_at: crate::clock::now_unix(),
             result: store::ReleaseResult::Pending,
         },
         dir,

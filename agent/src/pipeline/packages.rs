@@ -18,10 +18,16 @@ pub(super) async fn prepare_venv(
     cwd: &Path,
     events: &Events,
 ) -> Result<Option<venv::Venv>, StepError> {
+    // Before the venv: a pip package may build against them.
+    super::apt::install(&spec.apt, sup.config().install_timeout, events).await?;
     if !spec.has_packages() {
         events.skipped(
             events::PACKAGES,
-            "no packages or requirements declared; using the node's python3",
+            if spec.apt.is_empty() {
+                "no packages or requirements declared; using the node's python3"
+            } else {
+                "no Python packages or requirements declared; using the node's python3"
+            },
         );
         return Ok(None);
     }

@@ -13,7 +13,7 @@ pub(super) async fn check_secrets(
     spec: &Spec,
     events: &Events,
 ) -> Result<(), StepError> {
-    let (redactor, missing) = crate::launch::redactor(sup.secrets(), spec).await;
+    let (redactor, missing) = sup.secrets().redactor(spec).await;
     if !missing.is_empty() {
         return Err(StepError::new(
             events::SECRETS,

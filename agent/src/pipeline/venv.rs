@@ -13,10 +13,7 @@ use sha2::{Digest, Sha256};
 use super::events::{Events, StepError, PACKAGES};
 use crate::process::{self, Launch};
 
-/// Marks an environment whose build finished; without it the directory is a leftover.
-pub(crate) const COMPLETE_MARKER: &str = ".deploy-agent-complete";
-
-pub(crate) use super::toolchain::{Installer, Toolchain};
+pub(crate) use crate::venvs::{Installer, Toolchain, COMPLETE_MARKER};
 
 /// Holds the exact versions installed (`pip freeze`), written after a build.
 const FROZEN_FILE: &str = ".deploy-agent-frozen.txt";
@@ -98,7 +95,7 @@ pub(crate) async fn build(
     let dir = venvs_dir.join(key);
     if dir.join(COMPLETE_MARKER).exists() {
         let d = dir.clone();
-        let _ = tokio::task::spawn_blocking(move || super::venv_gc::touch(&d)).await;
+        let _ = tokio::task::spawn_blocking(move || crate::venvs::touch(&d)).await;
         let frozen = read_frozen(&dir).await;
         return Ok((
             Venv {

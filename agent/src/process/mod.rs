@@ -19,7 +19,7 @@ use crate::procstat::ProcId;
 use crate::tracking::Tracking;
 
 pub(crate) use captured::run_captured;
-pub(crate) use stop::{port_free, signal_group, stop_group, stop_group_releasing, Stopped};
+pub(crate) use stop::{port_free, stop_group, stop_group_releasing, Stopped};
 
 /// What a process needs to start: the command line, its directory and its environment.
 #[derive(Debug, Clone)]

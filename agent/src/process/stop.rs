@@ -6,9 +6,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use tokio::time::Instant;
 
 use super::{blocking, AppProcess};
@@ -40,22 +38,11 @@ impl Stopped {
     }
 }
 
-/// Sends `sig` to the process group; `false` when the group no longer exists (ESRCH).
-pub(crate) fn signal_group(pgid: u32, sig: Signal) -> bool {
-    match killpg(Pid::from_raw(pgid as i32), sig) {
-        Ok(()) => true,
-        Err(Errno::ESRCH) => false,
-        Err(e) => {
-            tracing::warn!(pgid, %sig, error = %e, "could not signal process group");
-            true
-        }
-    }
-}
-
 /// Whether any process of the group is still alive. Zombies do not count: an adopted app's
 /// dead members are reaped by init, or, where init does not reap, stay zombies forever.
 #[cfg(test)]
 pub(crate) fn group_alive(pgid: u32) -> bool {
+    use nix::{errno::Errno, sys::signal::killpg, unistd::Pid};
     match killpg(Pid::from_raw(pgid as i32), None) {
         Err(Errno::ESRCH) => false,
         _ => procstat::group_has_live_member(pgid),

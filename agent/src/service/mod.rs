@@ -136,7 +136,7 @@ impl Agent for AgentService {
         authorize(&caller, action, &self.target(&spec.name))?;
         tracing::info!(deployment = %spec.name, repo = %spec.repo, git_ref = ?spec.git_ref, caller = %caller.user, "deploy requested");
         // The deploy runs to the end even if the client goes away.
-        let events = pipeline::spawn(self.sup.clone(), spec);
+        let events = pipeline::spawn(self.sup.clone(), spec)?;
         Ok(Response::new(Box::pin(
             events.map(|e| Ok(wire::event_to_pb(e))),
         )))

@@ -40,7 +40,7 @@ fn spec_to_pb(s: &Spec) -> pb::DeploymentSpec {
         workdir: s.workdir.to_string_lossy().into_owned(),
         command: s.command.clone(),
         pip: s.pip.clone(),
-        apt: vec![],
+        apt: s.apt.clone(),
         conda: vec![],
         requirements: path_str(&s.requirements),
         start_script: path_str(&s.start_script),

@@ -84,6 +84,9 @@ pub(crate) struct Spec {
     pub workdir: PathBuf,
     pub command: String,
     pub pip: Vec<String>,
+    /// Debian packages for the node (only where the agent's config allows apt).
+    #[serde(default)]
+    pub apt: Vec<String>,
     /// Relative to the workdir.
     pub requirements: Option<PathBuf>,
     /// Relative to the workdir.
@@ -171,10 +174,11 @@ impl Spec {
         if command.len() > MAX_TEXT {
             return Err(invalid("command", "is too long"));
         }
-        if !raw.apt.is_empty() {
+        let apt: Vec<String> = raw.apt.iter().map(|p| p.trim().to_string()).collect();
+        if let Some(bad) = apt.iter().find(|p| !crate::pipeline::apt::is_package(p)) {
             return Err(invalid(
                 "packages.apt",
-                "this agent may not install apt packages; install them on the node or use pip",
+                format!("{bad:?} is not a Debian package name (like libpq-dev or figlet=2.2.5-3)"),
             ));
         }
         if !raw.conda.is_empty() {
@@ -197,7 +201,11 @@ impl Spec {
                 ));
             }
         }
-        if raw.pip.len() > 500 || raw.env_vars.len() > 500 || raw.secrets.len() > 100 {
+        if raw.pip.len() > 500
+            || apt.len() > 500
+            || raw.env_vars.len() > 500
+            || raw.secrets.len() > 100
+        {
             return Err(invalid(
                 "packages",
                 "too many packages, env vars or secrets",
@@ -274,6 +282,7 @@ impl Spec {
             workdir: validate_relative_path("workdir", raw.workdir.trim())?,
             command,
             pip: raw.pip.iter().map(|p| p.trim().to_string()).collect(),
+            apt,
             requirements: opt_path("requirements", &raw.requirements)?,
             start_script: opt_path("start_script", &raw.start_script)?,
             env_vars: raw.env_vars,

@@ -67,7 +67,7 @@ fn field_errors_name_the_field() {
             },
             "env_vars.PORT:",
         ),
-        (|r| r.apt = vec!["curl".into()], "packages.apt:"),
+        (|r| r.apt = vec!["--force-yes".into()], "packages.apt:"),
         (|r| r.requirements = "../req.txt".into(), "requirements:"),
         (|r| r.owner = "bob".into(), "owner:"),
     ];

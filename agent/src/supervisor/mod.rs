@@ -170,7 +170,7 @@ impl Supervisor {
     /// Hides the secret values of a deployment (its current release's) in output.
     pub(crate) async fn redactor(&self, name: &str) -> Redactor {
         match self.get(name).and_then(|d| d.current()) {
-            Some(r) => crate::launch::redactor(&self.secrets, &r.spec).await.0,
+            Some(r) => self.secrets.redactor(&r.spec).await.0,
             None => Redactor::new(vec![]),
         }
     }

@@ -24,7 +24,7 @@ fn expand(path: &str, root: &Path) -> PathBuf {
 }
 
 /// Finds an env: `NAME.env.yaml` in the project, else the built-in `local`.
-pub fn resolve_env(project: &Project, name: &str) -> anyhow::Result<Target> {
+pub(crate) fn resolve_env(project: &Project, name: &str) -> anyhow::Result<Target> {
     decl::validate_name("env", name)?;
     let path = project.env_file(name);
     if let Some(env) = decl::load::<EnvDecl>(&path)? {
@@ -95,7 +95,7 @@ pub fn resolve_env(project: &Project, name: &str) -> anyhow::Result<Target> {
 }
 
 /// Checks env `name`'s declaration at `path` (when it is declared and when it is used).
-pub fn validate_env(name: &str, path: &Path, env: &EnvDecl) -> anyhow::Result<()> {
+pub(crate) fn validate_env(name: &str, path: &Path, env: &EnvDecl) -> anyhow::Result<()> {
     let at = path.display();
     if env.object_type != "env" {
         return Err(bad_input(format!("{at}: object_type: must be \"env\"")));
@@ -177,7 +177,7 @@ fn is_loopback(address: &str) -> bool {
 }
 
 /// `http://HOST:PORT`, `https://HOST:PORT` or `HOST:PORT`.
-pub fn validate_address(a: &str) -> Result<(), String> {
+pub(crate) fn validate_address(a: &str) -> Result<(), String> {
     let a = a.trim();
     let rest = a
         .strip_prefix("https://")
@@ -191,7 +191,7 @@ pub fn validate_address(a: &str) -> Result<(), String> {
 }
 
 /// Addresses are shown and stored as `http://HOST:PORT`.
-pub fn normalize(a: &str) -> String {
+pub(crate) fn normalize(a: &str) -> String {
     let a = a.trim().trim_end_matches('/');
     if a.contains("://") {
         a.to_string()

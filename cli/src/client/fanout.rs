@@ -14,7 +14,7 @@ use super::{connect, status_text, Client, Target};
 /// How long one agent's call may take, once connected (connecting has its own bound: the
 /// target's timeout).
 #[derive(Debug, Clone, Copy)]
-pub enum Limit {
+pub(crate) enum Limit {
     /// The call within the target's timeout: a request an agent answers at once (status,
     /// nodes, secrets).
     Answer,
@@ -26,7 +26,7 @@ pub enum Limit {
 }
 
 /// What a call gets: a client connected to one agent.
-pub struct Call {
+pub(crate) struct Call {
     pub client: Client,
     /// The agent's address.
     pub address: String,
@@ -40,7 +40,7 @@ impl Call {
     /// Why a stream from this agent broke, for a person. A stream broken by unanswered
     /// keepalive pings and one broken by an agent that exited look the same from here (the
     /// connection closed), so the agent is asked again, within the timeout.
-    pub async fn broken(&self, s: &tonic::Status) -> String {
+    pub(crate) async fn broken(&self, s: &tonic::Status) -> String {
         let address = &self.address;
         let ask = async {
             let mut c = connect(&self.target.no_autostart(), address).await?;
@@ -63,7 +63,7 @@ impl Call {
 }
 
 /// `request` (e.g. the opening of a stream) within `timeout`.
-pub async fn answer<T>(
+pub(crate) async fn answer<T>(
     timeout: Duration,
     request: impl Future<Output = Result<T, tonic::Status>>,
 ) -> Result<T, CallError> {
@@ -75,7 +75,7 @@ pub async fn answer<T>(
 
 /// Why a call failed, before it is told with the agent's address.
 #[derive(Debug)]
-pub enum CallError {
+pub(crate) enum CallError {
     /// The agent answered with an error, or the connection failed.
     Status(tonic::Status),
     /// No answer within this.
@@ -92,7 +92,7 @@ impl From<tonic::Status> for CallError {
 
 /// Why an agent gave no result, for a person: its address and the reason.
 #[derive(Debug, Clone)]
-pub struct AgentError {
+pub(crate) struct AgentError {
     /// The failed call's gRPC code (the agent's answer, or a failed transport's); `None`
     /// when there was no connection, no answer in time, or a broken stream.
     pub code: Option<tonic::Code>,
@@ -101,7 +101,7 @@ pub struct AgentError {
 
 impl AgentError {
     /// Why the call to the agent at `address` failed.
-    pub fn from_call(address: &str, e: CallError) -> Self {
+    pub(crate) fn from_call(address: &str, e: CallError) -> Self {
         match e {
             CallError::Status(s) => AgentError {
                 code: Some(s.code()),
@@ -136,7 +136,7 @@ impl std::error::Error for AgentError {}
 
 /// One agent's result.
 #[derive(Debug)]
-pub struct Reply<T> {
+pub(crate) struct Reply<T> {
     /// The order in which the call was added (the env's order of addresses).
     pub index: usize,
     pub address: String,
@@ -145,7 +145,7 @@ pub struct Reply<T> {
 
 /// Calls one agent: connects (within the target's timeout, or while the built-in local
 /// agent is started), then runs `call` within `limit`.
-pub async fn call_one<T, F, Fut>(
+pub(super) async fn call_one<T, F, Fut>(
     target: &Target,
     address: &str,
     limit: Limit,
@@ -177,7 +177,7 @@ where
 }
 
 /// Calls to several agents, running concurrently.
-pub struct Fanout<T> {
+pub(crate) struct Fanout<T> {
     calls: JoinSet<Reply<T>>,
     added: usize,
 }
@@ -193,7 +193,7 @@ impl<T: Send + 'static> Default for Fanout<T> {
 
 impl<T: Send + 'static> Fanout<T> {
     /// Starts calling the agent at `address` of `target` (see [`call_one`]).
-    pub fn add<F, Fut>(&mut self, target: &Target, address: &str, limit: Limit, call: F)
+    pub(crate) fn add<F, Fut>(&mut self, target: &Target, address: &str, limit: Limit, call: F)
     where
         F: FnOnce(Call) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, CallError>> + Send + 'static,
@@ -211,7 +211,7 @@ impl<T: Send + 'static> Fanout<T> {
     }
 
     /// The next result to complete; `None` when every call has.
-    pub async fn next(&mut self) -> Option<Reply<T>> {
+    pub(crate) async fn next(&mut self) -> Option<Reply<T>> {
         loop {
             match self.calls.join_next().await? {
                 Ok(reply) => return Some(reply),
@@ -223,7 +223,7 @@ impl<T: Send + 'static> Fanout<T> {
     }
 
     /// Every result, in the order the calls were added.
-    pub async fn all(mut self) -> Vec<Reply<T>> {
+    pub(crate) async fn all(mut self) -> Vec<Reply<T>> {
         let mut replies = Vec::with_capacity(self.added);
         while let Some(r) = self.next().await {
             replies.push(r);
@@ -234,7 +234,7 @@ impl<T: Send + 'static> Fanout<T> {
 }
 
 /// Calls every agent of `target` at once with `call`, each within `limit`.
-pub fn for_each_agent<T, F, Fut>(target: &Target, limit: Limit, call: F) -> Fanout<T>
+pub(crate) fn for_each_agent<T, F, Fut>(target: &Target, limit: Limit, call: F) -> Fanout<T>
 where
     T: Send + 'static,
     F: Fn(Call) -> Fut + Clone + Send + 'static,

@@ -10,7 +10,7 @@ use anyhow::Context;
 use crate::error::bad_input;
 
 /// The built-in local agent's address (`DEPLOYCTL_LOCAL_ADDRESS`, default 127.0.0.1:7070).
-pub fn local_address() -> String {
+pub(super) fn local_address() -> String {
     std::env::var("DEPLOYCTL_LOCAL_ADDRESS")
         .ok()
         .filter(|v| !v.is_empty())
@@ -45,7 +45,7 @@ fn agent_binary() -> PathBuf {
 
 /// Starts the local agent detached (own session: it outlives this command and the
 /// terminal), logging to `<data dir>/agent.log`.
-pub fn start_local_agent(address: &str) -> anyhow::Result<()> {
+pub(super) fn start_local_agent(address: &str) -> anyhow::Result<()> {
     let hostport = address.trim_start_matches("http://");
     let (host, port) = hostport
         .rsplit_once(':')

@@ -15,17 +15,17 @@ use crate::project::Project;
 use crate::state;
 
 /// Where `apply` POSTs when the declaration says nothing.
-pub const DEFAULT_APPLY_PATH: &str = "/predict";
+pub(crate) const DEFAULT_APPLY_PATH: &str = "/predict";
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     pub name: String,
     /// JSON text, or @FILE to read it from a file
     pub data: String,
 }
 
-pub async fn run(project: &Project, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(project: &Project, args: Args) -> anyhow::Result<()> {
     decl::validate_name("name", &args.name)?;
     let body = match args.data.strip_prefix('@') {
         Some(file) => std::fs::read_to_string(file)

@@ -13,7 +13,7 @@ use crate::project::Project;
 use crate::state;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     pub name: String,
     pub new_name: String,
     /// The new deployment's owner, e.g. group:ml [default: the same owner]
@@ -24,7 +24,7 @@ pub struct Args {
     pub port: Option<i64>,
 }
 
-pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
+pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
     decl::validate_name("NAME", &args.name)?;
     decl::validate_name("NEW_NAME", &args.new_name)?;
     let st = state::open(project)?.load().await?;

@@ -8,7 +8,7 @@ use crate::project::{self, Project, StateConfig};
 use crate::state;
 
 /// The keys `config` knows, with what they do.
-pub const KEYS: &[(&str, &str)] = &[
+pub(crate) const KEYS: &[(&str, &str)] = &[
     (
         "core.state.uri",
         "where the state lives: a path (relative to the project), file:///path or etcd://HOST:PORT/PREFIX [default: .deployctl/state.json]",
@@ -20,7 +20,7 @@ pub const KEYS: &[(&str, &str)] = &[
 ];
 
 #[derive(Subcommand, Debug)]
-pub enum Config {
+pub(crate) enum Config {
     /// Set KEY to VALUE in .deployctl.yaml
     Set { key: String, value: String },
     /// Print KEY's value (its default when unset)
@@ -35,7 +35,7 @@ fn unknown(key: &str) -> anyhow::Error {
     ))
 }
 
-pub fn run(project: &Project, cmd: Config) -> anyhow::Result<()> {
+pub(crate) fn run(project: &Project, cmd: Config) -> anyhow::Result<()> {
     match cmd {
         Config::Get { key } => {
             let value = match key.as_str() {

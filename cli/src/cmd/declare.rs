@@ -10,7 +10,7 @@ use crate::error::bad_input;
 use crate::project::Project;
 
 #[derive(Subcommand, Debug)]
-pub enum Declare {
+pub(crate) enum Declare {
     /// Write NAME.deploy.yaml (flags override an existing one)
     Deployment {
         name: String,
@@ -35,7 +35,7 @@ pub enum Declare {
     },
 }
 
-pub fn run(project: &Project, cmd: Declare) -> anyhow::Result<()> {
+pub(crate) fn run(project: &Project, cmd: Declare) -> anyhow::Result<()> {
     match cmd {
         Declare::Deployment { name, flags } => {
             decl::validate_name("name", &name)?;

@@ -5,7 +5,7 @@ use crate::decl::{self, DeploymentDecl, Scalar};
 use crate::error::bad_input;
 
 #[derive(clap::Args, Debug, Default, Clone)]
-pub struct DeployFlags {
+pub(crate) struct DeployFlags {
     /// The env to deploy to (NAME.env.yaml, or the built-in local) [default: core.default_env, else local]
     #[arg(long)]
     pub env: Option<String>,
@@ -27,9 +27,6 @@ pub struct DeployFlags {
     /// Extra apt package (repeatable; only where the agent may use apt)
     #[arg(long = "apt", value_name = "PKG")]
     pub apt: Vec<String>,
-    /// Extra conda package (repeatable; only where conda is on the node)
-    #[arg(long = "conda", value_name = "PKG")]
-    pub conda: Vec<String>,
     /// A requirements file, relative to the workdir, installed with pip
     #[arg(long, value_name = "FILE")]
     pub requirements: Option<String>,
@@ -70,7 +67,11 @@ pub struct DeployFlags {
 
 impl DeployFlags {
     /// Lays the given flags over `d`. A relative local `--repo` is taken from `cwd`.
-    pub fn apply(&self, d: &mut DeploymentDecl, cwd: &std::path::Path) -> anyhow::Result<()> {
+    pub(crate) fn apply(
+        &self,
+        d: &mut DeploymentDecl,
+        cwd: &std::path::Path,
+    ) -> anyhow::Result<()> {
         fn set(field: &mut Option<String>, v: &Option<String>) {
             if let Some(v) = v {
                 *field = Some(v.clone());
@@ -90,9 +91,6 @@ impl DeployFlags {
         }
         if !self.apt.is_empty() {
             d.packages.apt = self.apt.clone();
-        }
-        if !self.conda.is_empty() {
-            d.packages.conda = self.conda.clone();
         }
         set(&mut d.requirements, &self.requirements);
         set(&mut d.start_script, &self.start_script);
@@ -121,7 +119,7 @@ impl DeployFlags {
 }
 
 /// A fresh declaration with its object type filled in.
-pub fn new_declaration() -> DeploymentDecl {
+pub(crate) fn new_declaration() -> DeploymentDecl {
     DeploymentDecl {
         object_type: "deployment".into(),
         kind: "process".into(),

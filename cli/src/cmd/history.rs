@@ -9,11 +9,11 @@ use crate::project::Project;
 use crate::state;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     pub name: String,
 }
 
-pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
+pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
     decl::validate_name("name", &args.name)?;
     let d = state::find(project, &args.name).await?;
     let current = d
@@ -47,7 +47,7 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
                 format!("{}{mark}", h.number),
                 time_text(h.time),
                 h.git_ref.clone(),
-                h.commit.chars().take(10).collect(),
+                crate::output::short_commit(&h.commit).to_string(),
                 if h.packages_hash.is_empty() {
                     "-".into()
                 } else {
@@ -65,7 +65,7 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
 }
 
 /// Unix seconds as `2026-11-23 16:40:01`.
-pub fn time_text(secs: i64) -> String {
+pub(crate) fn time_text(secs: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
     humantime::format_rfc3339_seconds(t)
         .to_string()

@@ -6,7 +6,7 @@ use crate::output::{self, Format};
 use crate::project::Project;
 use crate::state;
 
-pub async fn run(project: &Project, format: Format) -> anyhow::Result<()> {
+pub(crate) async fn run(project: &Project, format: Format) -> anyhow::Result<()> {
     let store = state::open(project)?;
     let st = store.load().await?;
     if format == Format::Json {
@@ -43,7 +43,7 @@ pub async fn run(project: &Project, format: Format) -> anyhow::Result<()> {
                 .instances
                 .values()
                 .next()
-                .map(|i| i.commit.chars().take(10).collect())
+                .map(|i| crate::output::short_commit(&i.commit).to_string())
                 .unwrap_or_default();
             vec![
                 name.clone(),

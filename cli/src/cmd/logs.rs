@@ -13,7 +13,7 @@ use crate::project::Project;
 use crate::state;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     pub name: String,
     /// Keep printing new output as it comes (Ctrl-C to stop)
     #[arg(short, long)]
@@ -26,7 +26,7 @@ pub struct Args {
     pub deploy: bool,
 }
 
-pub async fn run(project: &Project, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(project: &Project, args: Args) -> anyhow::Result<()> {
     decl::validate_name("name", &args.name)?;
     let st = state::open(project)?.load().await?;
     let env = match st.deployments.get(&args.name) {

@@ -1,17 +1,17 @@
 //! One module per command.
 
-pub mod apply;
-pub mod clone;
-pub mod config;
-pub mod declare;
-pub mod flags;
-pub mod history;
-pub mod list;
-pub mod logs;
-pub mod nodes;
-pub mod remove;
-pub mod rollback;
-pub mod run;
-pub mod secret;
-pub mod status;
-pub mod types;
+pub(crate) mod apply;
+pub(crate) mod clone;
+pub(crate) mod config;
+pub(crate) mod declare;
+pub(crate) mod flags;
+pub(crate) mod history;
+pub(crate) mod list;
+pub(crate) mod logs;
+pub(crate) mod nodes;
+pub(crate) mod remove;
+pub(crate) mod rollback;
+pub(crate) mod run;
+pub(crate) mod secret;
+pub(crate) mod status;
+pub(crate) mod types;

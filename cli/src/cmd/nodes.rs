@@ -13,7 +13,7 @@ use crate::output::{self, Format};
 use crate::project::Project;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Only the agents of this env
     #[arg(long)]
     pub env: Option<String>,
@@ -26,7 +26,7 @@ struct Node {
     info: Result<pb::NodeInfoReply, String>,
 }
 
-pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
+pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
     let envs = match args.env {
         Some(env) => vec![env],
         None => declared_envs(project),

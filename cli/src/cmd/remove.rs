@@ -19,11 +19,11 @@ const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(10);
 const CLEANUP_TIME: Duration = Duration::from_secs(20);
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     pub name: String,
 }
 
-pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
+pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
     let name = &args.name;
     decl::validate_name("name", name)?;
     let store = state::open(project)?;

@@ -10,14 +10,14 @@ use crate::project::Project;
 use crate::state;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     pub name: String,
     /// The release number to go back to (see `deployctl history NAME`)
     #[arg(long, value_name = "N")]
     pub to: Option<u32>,
 }
 
-pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
+pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
     decl::validate_name("name", &args.name)?;
     let d = state::find(project, &args.name).await?;
     let good: Vec<&state::HistoryEntry> = d.history.iter().filter(|h| h.result == "ok").collect();
@@ -55,7 +55,7 @@ pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Resul
             args.name,
             entry.number,
             entry.git_ref,
-            &entry.commit[..entry.commit.len().min(10)]
+            crate::output::short_commit(&entry.commit)
         );
     }
     // The same environment too: exactly the versions that release ran with.

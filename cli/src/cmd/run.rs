@@ -16,7 +16,7 @@ use crate::project::Project;
 use crate::state::{self, HistoryEntry};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The deployment's name (its declaration is NAME.deploy.yaml)
     #[arg(value_name = "NAME", required_unless_present = "load")]
     pub name: Option<String>,
@@ -62,7 +62,7 @@ impl std::fmt::Display for NotDeployed {
     }
 }
 
-pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
+pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
     let (name, loading) = match (&args.name, &args.load) {
         (_, Some(n)) => (n.clone(), true),
         (Some(n), None) => (n.clone(), false),
@@ -126,7 +126,7 @@ async fn locked_versions(
 }
 
 /// How a deploy runs and is shown.
-pub struct How {
+pub(crate) struct How {
     pub format: Format,
     /// Show the installer's output lines.
     pub verbose: bool,
@@ -139,7 +139,7 @@ pub struct How {
 /// Deploys declaration `d` of `name` to every agent of its env, records the result and
 /// reports it. With `write_back`, a declaration that deployed somewhere is saved over
 /// `existing`.
-pub async fn deploy(
+pub(crate) async fn deploy(
     project: &Project,
     name: &str,
     d: DeploymentDecl,

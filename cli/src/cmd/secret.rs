@@ -13,7 +13,7 @@ use crate::output::{self, Format};
 use crate::project::Project;
 
 #[derive(Subcommand, Debug)]
-pub enum Secret {
+pub(crate) enum Secret {
     /// Set a secret (value from standard input, or --from-file) on every agent of the env
     Set {
         /// An environment variable name: apps listing it in `secrets` get the value under it
@@ -42,7 +42,7 @@ pub enum Secret {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct Scope {
+pub(crate) struct Scope {
     /// user:NAME or group:NAME [default: you, user:$USER or the token's user]
     #[arg(long)]
     owner: Option<String>,
@@ -59,7 +59,10 @@ impl Scope {
 }
 
 /// The owner to use: the flag, else the caller as the first agent sees it.
-pub async fn owner_or_caller(target: &Target, owner: Option<String>) -> anyhow::Result<String> {
+pub(crate) async fn owner_or_caller(
+    target: &Target,
+    owner: Option<String>,
+) -> anyhow::Result<String> {
     if let Some(o) = owner {
         if !(o.starts_with("user:") || o.starts_with("group:")) {
             return Err(bad_input(format!(
@@ -93,7 +96,7 @@ pub async fn owner_or_caller(target: &Target, owner: Option<String>) -> anyhow::
     })
 }
 
-pub async fn run(project: &Project, cmd: Secret, format: Format) -> anyhow::Result<()> {
+pub(crate) async fn run(project: &Project, cmd: Secret, format: Format) -> anyhow::Result<()> {
     match cmd {
         Secret::Set {
             name,

@@ -14,7 +14,7 @@ use crate::project::Project;
 use crate::state;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Only this deployment
     pub name: Option<String>,
     /// Rebuild the state from what the agents report (e.g. after the state file was lost)
@@ -48,7 +48,7 @@ struct Deployment {
     instances: Vec<Instance>,
 }
 
-pub async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
+pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
     let st = state::open(project)?.load().await?;
     // Which deployments, on which env.
     let mut wanted: BTreeMap<String, String> = BTreeMap::new();
@@ -248,7 +248,11 @@ async fn ask(mut c: Call, name: Option<String>) -> Result<Vec<pb::DeploymentStat
 
 /// The URL of a healthy instance of `name` (for `apply`): the first agent that reports
 /// one; the others are not waited for.
-pub async fn healthy_url(project: &Project, env: &str, name: &str) -> anyhow::Result<String> {
+pub(crate) async fn healthy_url(
+    project: &Project,
+    env: &str,
+    name: &str,
+) -> anyhow::Result<String> {
     let target = client::resolve_env(project, env)?.no_autostart();
     let wanted = Some(name.to_string());
     let mut replies =

@@ -11,7 +11,7 @@ use crate::error::bad_input;
 use crate::output::{self, Format};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// env or deployment
     pub object: Option<String>,
     /// A type of that object (env: agent; deployment: process)
@@ -21,7 +21,7 @@ pub struct Args {
 
 /// One option of a type.
 #[derive(Debug, Clone)]
-pub struct Field {
+pub(crate) struct Field {
     /// The declaration field, dotted for nested ones (`health.timeout`).
     pub field: String,
     pub flag: String,
@@ -32,7 +32,7 @@ pub struct Field {
 /// The field a flag sets: `--health-timeout` → `health.timeout`, `--pip` → `packages.pip`.
 fn field_of(flag: &str) -> String {
     match flag {
-        "pip" | "apt" | "conda" => format!("packages.{flag}"),
+        "pip" | "apt" => format!("packages.{flag}"),
         "env-var" => "env_vars".into(),
         "secret" => "secrets".into(),
         "address" => "addresses".into(),
@@ -65,20 +65,28 @@ fn fields_of(cmd: &clap::Command) -> Vec<Field> {
         .collect()
 }
 
-/// The options of `deployment process`.
-pub fn deployment_fields() -> Vec<Field> {
-    fields_of(&DeployFlags::augment_args(clap::Command::new("deployment")))
+/// The options of `deployment process`: its flags, and `packages.conda`, a declaration
+/// field without a flag (agents refuse it: they have no conda).
+pub(crate) fn deployment_fields() -> Vec<Field> {
+    let mut fields = fields_of(&DeployFlags::augment_args(clap::Command::new("deployment")));
+    fields.push(Field {
+        field: "packages.conda".into(),
+        flag: String::new(),
+        default: String::new(),
+        help: "Conda packages: refused by deploy-agent, which does not use conda; use pip".into(),
+    });
+    fields
 }
 
 /// The options of `env agent`.
-pub fn env_fields() -> Vec<Field> {
+pub(crate) fn env_fields() -> Vec<Field> {
     let cmd = Declare::augment_subcommands(clap::Command::new("declare"));
     cmd.find_subcommand("env")
         .map(fields_of)
         .unwrap_or_default()
 }
 
-pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
+pub(crate) fn run(args: Args, format: Format) -> anyhow::Result<()> {
     let object = args.object.as_deref();
     let kind = args.kind.as_deref();
     let fields = match (object, kind) {

@@ -20,7 +20,7 @@ use super::{BoxFuture, Change, DeploymentState, State, StateStore};
 /// Attempts of one update before giving up (each conflict means another writer won).
 const MAX_ATTEMPTS: u32 = 200;
 
-pub struct EtcdState {
+pub(crate) struct EtcdState {
     /// `http://HOST:PORT`
     endpoint: String,
     /// `/PREFIX/deployments/`
@@ -29,7 +29,7 @@ pub struct EtcdState {
 
 impl EtcdState {
     /// `HOST:PORT/PREFIX` (the part after `etcd://`); the prefix defaults to `deployctl`.
-    pub fn parse(rest: &str) -> Result<EtcdState, String> {
+    pub(crate) fn parse(rest: &str) -> Result<EtcdState, String> {
         let (hostport, prefix) = match rest.split_once('/') {
             Some((h, p)) => (h, p.trim_matches('/')),
             None => (rest, ""),

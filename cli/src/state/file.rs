@@ -4,19 +4,18 @@
 //! leaves a torn file. Works on a shared filesystem that supports flock.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
 use super::{BoxFuture, Change, State, StateStore};
 
-pub struct FileState {
+pub(crate) struct FileState {
     path: PathBuf,
 }
 
 impl FileState {
-    pub fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf) -> Self {
         FileState { path }
     }
 
@@ -51,28 +50,10 @@ impl FileState {
     }
 
     fn write(&self, state: &State) -> anyhow::Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(
-            ".{}.tmp-{}",
-            self.path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("state"),
-            std::process::id()
-        ));
-        let bytes = serde_json::to_vec_pretty(state).context("encoding state")?;
-        let result = (|| -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            File::open(dir)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result.with_context(|| format!("writing state {}", self.path.display()))
+        let mut bytes = serde_json::to_vec_pretty(state).context("encoding state")?;
+        bytes.push(b'\n');
+        crate::fsutil::write_atomic(&self.path, &bytes)
+            .with_context(|| format!("writing state {}", self.path.display()))
     }
 }
 

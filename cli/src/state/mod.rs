@@ -16,11 +16,11 @@ use crate::decl::DeploymentDecl;
 use crate::error::bad_input;
 use crate::project::Project;
 
-pub use etcd::EtcdState;
-pub use file::FileState;
+pub(crate) use etcd::EtcdState;
+pub(crate) use file::FileState;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct State {
+pub(crate) struct State {
     #[serde(default = "version")]
     pub version: u32,
     #[serde(default)]
@@ -32,7 +32,7 @@ fn version() -> u32 {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeploymentState {
+pub(crate) struct DeploymentState {
     /// The declaration as last deployed.
     pub declaration: DeploymentDecl,
     pub env: String,
@@ -47,7 +47,7 @@ pub struct DeploymentState {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct InstanceState {
+pub(crate) struct InstanceState {
     /// The agent's release number of what runs there.
     pub release: u32,
     #[serde(rename = "ref")]
@@ -64,7 +64,7 @@ pub struct InstanceState {
 
 /// One deploy of a deployment (to every agent of its env).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct HistoryEntry {
+pub(crate) struct HistoryEntry {
     /// 1, 2, 3, ... per deployment: what `rollback --to N` names.
     pub number: u32,
     /// Unix seconds.
@@ -87,13 +87,13 @@ pub struct HistoryEntry {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct AgentResult {
+pub(crate) struct AgentResult {
     pub release: u32,
     pub result: String,
 }
 
 /// A deployment's entry, or "not found in the state" naming it.
-pub async fn find(project: &Project, name: &str) -> anyhow::Result<DeploymentState> {
+pub(crate) async fn find(project: &Project, name: &str) -> anyhow::Result<DeploymentState> {
     let mut st = open(project)?.load().await?;
     st.deployments
         .remove(name)
@@ -101,17 +101,17 @@ pub async fn find(project: &Project, name: &str) -> anyhow::Result<DeploymentSta
 }
 
 impl DeploymentState {
-    pub fn next_number(&self) -> u32 {
+    pub(crate) fn next_number(&self) -> u32 {
         self.history.iter().map(|h| h.number).max().unwrap_or(0) + 1
     }
 }
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = anyhow::Result<T>> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = anyhow::Result<T>> + Send + 'a>>;
 /// A change to the state; it may run more than once (the etcd backend retries on conflict).
-pub type Change<'a> = &'a mut (dyn FnMut(&mut State) -> anyhow::Result<()> + Send);
+pub(crate) type Change<'a> = &'a mut (dyn FnMut(&mut State) -> anyhow::Result<()> + Send);
 
 /// A place the state lives. `update` is atomic: no concurrent writer's change is lost.
-pub trait StateStore: Send + Sync {
+pub(crate) trait StateStore: Send + Sync {
     fn load(&self) -> BoxFuture<'_, State>;
     fn update<'a>(&'a self, change: Change<'a>) -> BoxFuture<'a, ()>;
     /// Where it is, for messages.
@@ -120,11 +120,11 @@ pub trait StateStore: Send + Sync {
 
 /// The backend for the project's `core.state.uri`: a path (relative to the project root),
 /// `file:///abs/path`, or `etcd://HOST:PORT/PREFIX`.
-pub fn open(project: &Project) -> anyhow::Result<Box<dyn StateStore>> {
+pub(crate) fn open(project: &Project) -> anyhow::Result<Box<dyn StateStore>> {
     open_uri(project, &project.state_uri())
 }
 
-pub fn open_uri(project: &Project, uri: &str) -> anyhow::Result<Box<dyn StateStore>> {
+pub(crate) fn open_uri(project: &Project, uri: &str) -> anyhow::Result<Box<dyn StateStore>> {
     if let Some(rest) = uri.strip_prefix("file://") {
         return Ok(Box::new(FileState::new(project.root.join(rest))));
     }
@@ -144,7 +144,7 @@ pub fn open_uri(project: &Project, uri: &str) -> anyhow::Result<Box<dyn StateSto
     Ok(Box::new(FileState::new(project.root.join(uri))))
 }
 
-pub fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -68,7 +68,7 @@ pub(super) fn report(name: &str, results: &[AgentResult], format: Format) -> any
                     "{prefix}✓ {name} release {} ({} {}) is live at {} — deployed in {}",
                     o.release,
                     o.git_ref,
-                    short(&o.commit),
+                    crate::output::short_commit(&o.commit),
                     o.url,
                     output::ms(o.total_ms)
                 ),
@@ -111,8 +111,4 @@ pub(super) fn report(name: &str, results: &[AgentResult], format: Format) -> any
         eprintln!("{failed} of {} instances failed", results.len());
     }
     Err(anyhow!(Reported))
-}
-
-fn short(c: &str) -> &str {
-    &c[..c.len().min(10)]
 }

@@ -71,7 +71,7 @@ fn print_deployments(out: &[Deployment], detail: bool) {
                     s.state.clone(),
                     s.release.to_string(),
                     s.git_ref.clone(),
-                    s.commit.chars().take(10).collect(),
+                    crate::output::short_commit(&s.commit).to_string(),
                     if s.pid > 0 {
                         s.pid.to_string()
                     } else {

@@ -1,6 +1,6 @@
 //! The node's Python venvs as a service: the toolchain that builds them (found once), one
 //! builder at a time per venv key, the venvs deploys in progress use (leases), and the
-//! collection of unused ones within the configured budget ([`crate::pipeline::venv_gc`]).
+//! collection of unused ones within the configured budget ([`gc`]).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -10,8 +10,16 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 use crate::config::{Config, InstallerMode};
-use crate::pipeline::toolchain::Toolchain;
-use crate::pipeline::venv_gc::{self, Summary};
+
+mod gc;
+pub(crate) mod toolchain;
+
+pub(crate) use gc::{touch, Summary};
+pub(crate) use toolchain::{Installer, Toolchain};
+
+/// Written into a venv once it is complete: one without it is never used (or collected
+/// while a build may still write it).
+pub(crate) const COMPLETE_MARKER: &str = ".deploy-agent-complete";
 
 /// A lock per key (a repository mirror, a venv key): one user at a time per key.
 #[derive(Default)]
@@ -118,7 +126,7 @@ impl Venvs {
         let me = self.clone();
         let work = move || {
             let leased = leases(&me.leases).clone();
-            let (removed, summary) = venv_gc::collect(
+            let (removed, summary) = gc::collect(
                 &me.dir,
                 &keep,
                 |k| leased.get(k).is_some_and(|n| *n > 0) || me.builders.is_locked(k),

@@ -6,7 +6,11 @@
 use std::path::PathBuf;
 
 use crate::error::Error;
+
+mod redactor;
+
 use crate::spec::validate_env_name;
+pub(crate) use redactor::Redactor;
 
 /// What a secret is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +112,19 @@ impl SecretStore {
         tokio::task::spawn_blocking(move || me.env_values_blocking(&owner, &names))
             .await
             .unwrap_or(Err(all))
+    }
+
+    /// Hides what `spec` may reveal in output: its secrets' values and its owner's git
+    /// credential. Also the names of its secrets that are missing (none is hidden then).
+    pub(crate) async fn redactor(&self, spec: &crate::spec::Spec) -> (Redactor, Vec<String>) {
+        let (mut values, missing) = match self.env_values(&spec.owner, &spec.secrets).await {
+            Ok(v) => (v.into_iter().map(|(_, v)| v).collect::<Vec<_>>(), vec![]),
+            Err(missing) => (vec![], missing),
+        };
+        if let Ok(Some((_, v))) = self.git_credential(&spec.owner, &spec.repo).await {
+            values.push(String::from_utf8_lossy(&v).into_owned());
+        }
+        (Redactor::new(values), missing)
     }
 
     /// The owner's git credential for a URL: an ssh key for ssh URLs, user:password for https.
@@ -254,138 +271,5 @@ impl SecretStore {
     }
 }
 
-/// Replaces secret values in text that leaves the agent (output lines, failure tails, logs).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Redactor {
-    values: Vec<String>,
-}
-
-/// Values shorter than this are not redacted (they would blank out ordinary words).
-const MIN_REDACTED: usize = 4;
-
-impl Redactor {
-    pub(crate) fn new(values: impl IntoIterator<Item = String>) -> Redactor {
-        let mut values: Vec<String> = values
-            .into_iter()
-            .flat_map(|v| {
-                // A multi-line value (a key) may leak line by line.
-                let mut parts: Vec<String> = v.lines().map(|l| l.trim().to_string()).collect();
-                parts.push(v.trim().to_string());
-                parts
-            })
-            .filter(|v| v.len() >= MIN_REDACTED)
-            .collect();
-        // Longest first, so a value that contains another is replaced whole.
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        values.dedup();
-        Redactor { values }
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
-    pub(crate) fn text(&self, s: &str) -> String {
-        let mut out = s.to_string();
-        for v in &self.values {
-            if out.contains(v.as_str()) {
-                out = out.replace(v.as_str(), "[redacted]");
-            }
-        }
-        out
-    }
-
-    pub(crate) fn bytes(&self, b: Vec<u8>) -> Vec<u8> {
-        if self.values.is_empty() {
-            return b;
-        }
-        self.text(&String::from_utf8_lossy(&b)).into_bytes()
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn store() -> (SecretStore, PathBuf) {
-        let dir = std::env::temp_dir().join(format!(
-            "secrets-test-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        (SecretStore::new(dir.clone()), dir)
-    }
-
-    #[test]
-    fn set_get_list_remove_with_private_modes() {
-        use std::os::unix::fs::PermissionsExt;
-        let (s, dir) = store();
-        s.set_blocking("group:ml", "DB_PASSWORD", b"hunter2!", Kind::Env)
-            .unwrap();
-        let (v, k) = s.get_blocking("group:ml", "DB_PASSWORD").unwrap().unwrap();
-        assert_eq!((v.as_slice(), k), (&b"hunter2!"[..], Kind::Env));
-        let mode = std::fs::metadata(dir.join("group_ml/DB_PASSWORD"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-        let dmode = std::fs::metadata(dir.join("group_ml"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(dmode & 0o777, 0o700);
-        assert_eq!(s.list_blocking("group:ml").unwrap().len(), 1);
-        assert!(s.get_blocking("user:bob", "DB_PASSWORD").unwrap().is_none());
-        assert!(s.remove_blocking("group:ml", "DB_PASSWORD").unwrap());
-        assert!(!s.remove_blocking("group:ml", "DB_PASSWORD").unwrap());
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn hostile_names_and_owners_are_refused() {
-        let (s, _) = store();
-        assert!(s.set_blocking("group:ml", "../x", b"v", Kind::Env).is_err());
-        assert!(s.set_blocking("group:../x", "A", b"v", Kind::Env).is_err());
-        assert!(s.set_blocking("root", "A", b"v", Kind::Env).is_err());
-        assert!(s.set_blocking("user:a", "A", b"", Kind::Env).is_err());
-    }
-
-    #[test]
-    fn git_credentials_by_scheme() {
-        let (s, dir) = store();
-        s.set_blocking("user:a", "GIT_TOKEN", b"u:p", Kind::GitHttps)
-            .unwrap();
-        s.set_blocking(
-            "user:a",
-            "DEPLOY_KEY",
-            b"-----BEGIN KEY-----",
-            Kind::GitSshKey,
-        )
-        .unwrap();
-        let https = s
-            .git_credential_blocking("user:a", "https://h/r.git")
-            .unwrap()
-            .unwrap();
-        assert_eq!(https.0, Kind::GitHttps);
-        let ssh = s
-            .git_credential_blocking("user:a", "git@h:r.git")
-            .unwrap()
-            .unwrap();
-        assert_eq!(ssh.0, Kind::GitSshKey);
-        assert!(s
-            .git_credential_blocking("user:a", "/local/repo")
-            .unwrap()
-            .is_none());
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn redaction() {
-        let r = Redactor::new(["s3cr3t-value".to_string(), "ab".to_string()]);
-        assert_eq!(r.text("echo s3cr3t-value!"), "echo [redacted]!");
-        assert_eq!(r.text("ab stays"), "ab stays");
-        let k = Redactor::new(["-----BEGIN-----\nAAAABBBBCCCC\n-----END-----".to_string()]);
-        assert_eq!(k.text("line AAAABBBBCCCC"), "line [redacted]");
-    }
-}
+mod tests;

@@ -11,7 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::venv::COMPLETE_MARKER;
+use super::COMPLETE_MARKER;
 
 /// The node's venvs as the last collection saw them (for `deployctl nodes`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

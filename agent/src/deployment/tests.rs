@@ -1,0 +1,126 @@
+use super::*;
+use crate::spec::{RawSpec, Spec};
+
+fn release(number: u32, owner: &str) -> ReleaseRecord {
+    let spec = Spec::validate(RawSpec {
+        name: "app".into(),
+        repo: "https://example.org/app.git".into(),
+        command: "python3 app.py".into(),
+        owner: owner.into(),
+        ..Default::default()
+    })
+    .unwrap();
+    ReleaseRecord {
+        number,
+        spec,
+        git_ref: "main".into(),
+        commit: "0123456789abcdef".into(),
+        packages_hash: String::new(),
+        venv_dir: None,
+        deployed_at: 0,
+        result: store::ReleaseResult::Pending,
+    }
+}
+
+fn id(pid: u32) -> ProcId {
+    ProcId { pid, start_time: 7 }
+}
+
+#[tokio::test]
+async fn a_first_deploy_holds_the_name_for_its_owner_until_it_ends() {
+    let d = Deployment::new(Record::new("app"));
+    assert_eq!(d.owner(), None);
+    let _op = d.begin().await.unwrap();
+    assert_eq!(d.begin_deploy("user:alice"), 1);
+    assert_eq!(d.owner().as_deref(), Some("user:alice"));
+    assert_eq!(d.snapshot().deploying, Some(1));
+    d.end_deploy();
+    assert_eq!(d.owner(), None);
+    assert_eq!(d.snapshot().deploying, None);
+}
+
+#[test]
+fn a_committed_release_is_current_ok_and_names_its_process() {
+    let d = Deployment::new(Record::new("app"));
+    assert_eq!(d.begin_deploy("user:alice"), 1);
+    d.commit(release(1, "user:alice"), Some(id(42)), Tracking::default());
+    let current = d.current().unwrap();
+    assert_eq!(current.number, 1);
+    assert!(current.result.is_ok());
+    assert_eq!(d.recorded_process().map(|p| (p.0, p.1)), Some((id(42), 1)));
+    assert_eq!(d.begin_deploy("user:alice"), 2);
+    assert_eq!(d.owner().as_deref(), Some("user:alice"));
+}
+
+#[tokio::test]
+async fn a_failed_first_release_leaves_no_history_a_later_one_does() {
+    let d = Deployment::new(Record::new("app"));
+    d.record_failure(release(1, "user:alice"));
+    assert!(!d.has_releases());
+    assert!(d.discard_if_unreleased());
+    assert!(
+        d.begin().await.is_none(),
+        "a deploy that waited starts over"
+    );
+
+    let d = Deployment::new(Record::new("app"));
+    d.commit(release(1, "user:alice"), Some(id(42)), Tracking::default());
+    d.record_failure(release(2, "user:alice"));
+    assert_eq!(d.record().releases.len(), 2);
+    assert_eq!(d.current().unwrap().number, 1, "the failure is not current");
+    assert!(
+        !d.discard_if_unreleased(),
+        "a deployment with a release stays"
+    );
+}
+
+#[test]
+fn only_a_new_process_of_the_current_release_is_recorded() {
+    let d = Deployment::new(Record::new("app"));
+    d.commit(release(1, "user:alice"), Some(id(42)), Tracking::default());
+    assert!(
+        !d.process_started(2, id(50), &Tracking::default()),
+        "release being deployed"
+    );
+    assert!(
+        !d.process_started(1, id(42), &Tracking::default()),
+        "the same process"
+    );
+    assert!(
+        d.process_started(1, id(43), &Tracking::default()),
+        "a restart"
+    );
+    assert_eq!(d.recorded_process().map(|p| p.0), Some(id(43)));
+}
+
+#[test]
+fn removal_takes_the_recorded_process_when_no_instance_runs() {
+    let d = Deployment::new(Record::new("app"));
+    d.commit(release(1, "user:alice"), Some(id(42)), Tracking::default());
+    match d.stop_for_removal() {
+        ToStop::Recorded { id: got, grace, .. } => {
+            assert_eq!(got, id(42));
+            assert_eq!(grace, DEFAULT_KILL_TIMEOUT);
+        }
+        _ => panic!("expected the recorded process"),
+    }
+    assert!(d.recorded_process().is_none());
+    assert!(matches!(d.stop_for_removal(), ToStop::Nothing));
+}
+
+#[tokio::test]
+async fn a_removed_deployment_is_neither_begun_nor_written() {
+    let dir = std::env::temp_dir().join(format!("deployment-test-{}", std::process::id()));
+    let layout = Layout::new(dir.clone());
+    let d = Deployment::new(Record::new("app"));
+    d.commit(release(1, "user:alice"), Some(id(42)), Tracking::default());
+    d.save(&layout).await.unwrap();
+    assert!(layout.record("app").exists());
+    d.forget(&layout).await.unwrap();
+    assert!(!layout.deployment("app").exists());
+    d.set_process(1, None, Tracking::default());
+    d.save(&layout).await.unwrap();
+    assert!(!layout.deployment("app").exists(), "no write after forget");
+    assert!(d.begin().await.is_none());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,168 @@
+//! The apt part of the packages step: Debian packages the app needs on the node (a system
+//! library, a command-line tool), installed with `apt-get` before the venv is built (a pip
+//! package may build against them). Only where the agent's config says `allow_apt = true`
+//! (the agent then runs as root): they are the node's, shared by every app, and stay
+//! installed. One apt run at a time on the node; none at all when every package is there.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::events::{self, Events, StepError, PACKAGES};
+use crate::process::{self, Launch};
+
+/// One apt run at a time: dpkg holds a node-wide lock, and a second run would fail on it.
+static APT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Whether `package` is a Debian package name (`name` or `name=version`): lower-case
+/// letters, digits, `+ - .`, starting with a letter or digit; versions add `~ :` and
+/// upper-case. Nothing that `apt-get` could take for an option.
+pub(crate) fn is_package(package: &str) -> bool {
+    let (name, version) = match package.split_once('=') {
+        Some((n, v)) => (n, Some(v)),
+        None => (package, None),
+    };
+    let name_ok = name.len() >= 2
+        && name.len() <= 128
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'));
+    let version_ok = version.is_none_or(|v| {
+        !v.is_empty()
+            && v.len() <= 128
+            && v.starts_with(|c: char| c.is_ascii_digit())
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.' | '~' | ':'))
+    });
+    name_ok && version_ok
+}
+
+/// Installs `packages` (checked by [`is_package`]) unless all are installed already.
+pub(super) async fn install(
+    packages: &[String],
+    timeout: Duration,
+    events: &Events,
+) -> Result<(), StepError> {
+    if packages.is_empty() {
+        return Ok(());
+    }
+    let _one = APT.lock().await;
+    let list = packages.join(" ");
+    if missing(packages).await.is_empty() {
+        events.info(PACKAGES, format!("apt: {list} already installed"));
+        return Ok(());
+    }
+    events
+        .step(PACKAGES, format!("apt-get install {list}"), async {
+            let began = tokio::time::Instant::now();
+            match apt_get_install(packages, timeout, events).await {
+                Err(e) if needs_update(&e) => {
+                    // No package lists yet (a fresh machine or image): fetch them once.
+                    events.output(PACKAGES, "the package lists do not know it: apt-get update");
+                    run(&["update"], timeout, events).await?;
+                    let left = timeout.saturating_sub(began.elapsed());
+                    apt_get_install(packages, left, events).await?;
+                }
+                other => other?,
+            }
+            Ok(((), format!("installed {list} with apt-get")))
+        })
+        .await
+}
+
+/// The packages among `packages` that dpkg does not have installed.
+async fn missing(packages: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in packages {
+        let name = p.split('=').next().unwrap_or(p);
+        let status = tokio::process::Command::new("dpkg-query")
+            .args(["-W", "-f=${Status}", name])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .await;
+        let installed = status.is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).ends_with(" installed")
+        });
+        if !installed {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+async fn apt_get_install(
+    packages: &[String],
+    timeout: Duration,
+    events: &Events,
+) -> Result<(), StepError> {
+    let mut args = vec!["install", "-y", "--no-install-recommends", "--"];
+    args.extend(packages.iter().map(String::as_str));
+    run(&args, timeout, events).await
+}
+
+/// `apt-get ARGS`, its output as the step's output lines.
+async fn run(args: &[&str], timeout: Duration, events: &Events) -> Result<(), StepError> {
+    let launch = Launch {
+        command: String::new(),
+        cwd: PathBuf::from("/"),
+        env: vec![("DEBIAN_FRONTEND".into(), "noninteractive".into())],
+        path_prefix: None,
+        run_as: None,
+    };
+    let shown = format!("apt-get {}", args.join(" "));
+    events.output(PACKAGES, &format!("$ {shown}"));
+    let finished = process::run_captured("apt-get", args, &launch, timeout, |line| {
+        events.output(PACKAGES, line)
+    })
+    .await
+    .map_err(|e| StepError::new(events::PACKAGES, format!("cannot run apt-get: {e}")))?;
+    if finished.success {
+        Ok(())
+    } else {
+        Err(
+            StepError::new(PACKAGES, format!("`{shown}` {}", finished.summary))
+                .with_tail(finished.tail),
+        )
+    }
+}
+
+/// Whether an install failed because apt has no (or stale) package lists.
+fn needs_update(e: &StepError) -> bool {
+    e.tail.iter().any(|l| {
+        l.contains("Unable to locate package") || l.contains("has no installation candidate")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_package;
+
+    #[test]
+    fn debian_package_names_and_versions_pass_and_options_do_not() {
+        for ok in [
+            "figlet",
+            "libpq-dev",
+            "g++",
+            "python3.11",
+            "libc6=2.36-9+deb12u4",
+            "0ad",
+        ] {
+            assert!(is_package(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a",
+            "-y",
+            "--allow-unauthenticated",
+            "Figlet",
+            "pkg name",
+            "pkg;rm",
+            "pkg=",
+            "pkg=-1",
+            "../x",
+            "pkg/stable",
+        ] {
+            assert!(!is_package(bad), "{bad}");
+        }
+    }
+}

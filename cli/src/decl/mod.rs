@@ -1,0 +1,213 @@
+//! Declarations: `NAME.deploy.yaml` and `NAME.env.yaml`, parsed strictly (unknown fields
+//! are an error naming the field) and validated before anything runs.
+
+mod spec;
+
+pub(crate) use spec::from_spec;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use deployctl_proto::v1 as pb;
+use serde::{Deserialize, Serialize};
+
+use crate::error::bad_input;
+
+/// `NAME.deploy.yaml`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeploymentDecl {
+    #[serde(default = "deployment_object")]
+    pub object_type: String,
+    #[serde(rename = "type", default = "process_type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    #[serde(default)]
+    pub repo: String,
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    pub git_ref: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    #[serde(default)]
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Packages::is_empty")]
+    pub packages: Packages,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requirements: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_script: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env_vars: BTreeMap<String, Scalar>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    #[serde(default, skip_serializing_if = "Health::is_empty")]
+    pub health: Health,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<String>,
+    /// SIGTERM → SIGKILL grace period when stopping (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_timeout: Option<String>,
+}
+
+fn deployment_object() -> String {
+    "deployment".into()
+}
+fn process_type() -> String {
+    "process".into()
+}
+fn env_object() -> String {
+    "env".into()
+}
+fn agent_type() -> String {
+    "agent".into()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Packages {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pip: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apt: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conda: Vec<String>,
+}
+
+impl Packages {
+    fn is_empty(&self) -> bool {
+        self.pip.is_empty() && self.apt.is_empty() && self.conda.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Health {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+}
+
+impl Health {
+    fn is_empty(&self) -> bool {
+        self.path.is_none() && self.timeout.is_none() && self.interval.is_none()
+    }
+}
+
+/// An env var value as YAML may write it: text, number or boolean.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Scalar {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl std::fmt::Display for Scalar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scalar::Text(s) => f.write_str(s),
+            Scalar::Int(i) => write!(f, "{i}"),
+            Scalar::Float(x) => write!(f, "{x}"),
+            Scalar::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// `NAME.env.yaml`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EnvDecl {
+    #[serde(default = "env_object")]
+    pub object_type: String,
+    #[serde(rename = "type", default = "agent_type")]
+    pub kind: String,
+    pub addresses: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+}
+
+/// Reads and parses a YAML declaration; errors name the file and the field.
+pub(crate) fn load<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Option<T>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    serde_norway::from_str(&text)
+        .map(Some)
+        .map_err(|e| bad_input(format!("{}: {e}", path.display())))
+}
+
+/// Writes a declaration (atomically, so an interrupted write loses nothing).
+pub(crate) fn save<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    let text = serde_norway::to_string(value).context("encoding declaration")?;
+    crate::fsutil::write_atomic(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// A deployment name: letters, digits, '-', '_', '.', starting with a letter or digit.
+pub(crate) fn validate_name(what: &str, name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(bad_input(format!(
+            "{what}: {name:?} is not a valid name (1-63 letters, digits, '-', '_' or '.', starting with a letter or digit)"
+        )))
+    }
+}
+
+/// "120s", "2m", "1h30m", "500ms"; a bare number means seconds.
+pub(crate) fn parse_duration(field: &str, value: &str) -> anyhow::Result<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(v).map_err(|e| {
+        bad_input(format!(
+            "{field}: {value:?} is not a duration ({e}); write e.g. 60s, 2m or 500ms"
+        ))
+    })
+}
+
+/// Whether `repo` is a URL git understands rather than a local path.
+pub(crate) fn is_url(repo: &str) -> bool {
+    repo.contains("://")
+        || matches!((repo.find('@'), repo.find(':')), (Some(a), Some(c)) if a < c && !repo.starts_with('/'))
+}
+
+/// A relative local path is taken from `base` (the project root or the current directory).
+pub(crate) fn absolute_repo(repo: &str, base: &Path) -> String {
+    let repo = repo.trim();
+    if is_url(repo) || Path::new(repo).is_absolute() {
+        return repo.to_string();
+    }
+    let joined = base.join(repo);
+    std::path::absolute(&joined)
+        .unwrap_or(joined)
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,159 @@
+//! A deployment declaration checked and turned into the agent's spec, and back.
+
+use super::*;
+
+impl DeploymentDecl {
+    /// Checks what can be checked without an agent; the error names the field.
+    pub(crate) fn validate(&self, name: &str) -> anyhow::Result<()> {
+        validate_name("name", name)?;
+        if self.object_type != "deployment" {
+            return Err(bad_input(format!(
+                "object_type: {:?} must be \"deployment\"",
+                self.object_type
+            )));
+        }
+        if self.kind != "process" {
+            return Err(bad_input(format!(
+                "type: {:?} is not a deployment type (available: process)",
+                self.kind
+            )));
+        }
+        if self.repo.trim().is_empty() {
+            return Err(bad_input("repo: is required (--repo URL or path)"));
+        }
+        if self.command.trim().is_empty() {
+            return Err(bad_input(
+                "command: is required (--command, e.g. \"python app.py\")",
+            ));
+        }
+        if let Some(p) = self.port {
+            if !(1..=65535).contains(&p) {
+                return Err(bad_input(format!("port: {p} is out of range 1-65535")));
+            }
+        }
+        if let Some(r) = &self.restart {
+            if !matches!(r.as_str(), "always" | "on-failure" | "never") {
+                return Err(bad_input(format!(
+                    "restart: {r:?} is not one of always, on-failure, never"
+                )));
+            }
+        }
+        if let Some(p) = &self.health.path {
+            if !p.starts_with('/') {
+                return Err(bad_input(format!("health.path: {p:?} must start with '/'")));
+            }
+        }
+        if let Some(t) = &self.health.timeout {
+            parse_duration("health.timeout", t)?;
+        }
+        if let Some(t) = &self.health.interval {
+            parse_duration("health.interval", t)?;
+        }
+        if let Some(t) = &self.kill_timeout {
+            parse_duration("kill_timeout", t)?;
+        }
+        for k in self.env_vars.keys() {
+            let ok = !k.is_empty()
+                && !k.as_bytes()[0].is_ascii_digit()
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                return Err(bad_input(format!(
+                    "env_vars.{k}: is not a valid variable name"
+                )));
+            }
+        }
+        if let Some(o) = &self.owner {
+            if !(o.starts_with("user:") || o.starts_with("group:")) {
+                return Err(bad_input(format!(
+                    "owner: {o:?} must be user:NAME or group:NAME"
+                )));
+            }
+        }
+        if let Some(env) = &self.env {
+            validate_name("env", env)?;
+        }
+        Ok(())
+    }
+
+    /// The request the agent gets. `root` resolves a relative local repo path.
+    pub(crate) fn to_spec(&self, name: &str, root: &Path) -> anyhow::Result<pb::DeploymentSpec> {
+        let ms = |field: &str, v: &Option<String>| -> anyhow::Result<u64> {
+            Ok(match v {
+                Some(v) => parse_duration(field, v)?.as_millis() as u64,
+                None => 0,
+            })
+        };
+        Ok(pb::DeploymentSpec {
+            name: name.to_string(),
+            repo: absolute_repo(&self.repo, root),
+            git_ref: self.git_ref.clone().unwrap_or_default(),
+            workdir: self.workdir.clone().unwrap_or_default(),
+            command: self.command.clone(),
+            pip: self.packages.pip.clone(),
+            apt: self.packages.apt.clone(),
+            conda: self.packages.conda.clone(),
+            requirements: self.requirements.clone().unwrap_or_default(),
+            start_script: self.start_script.clone().unwrap_or_default(),
+            env_vars: self
+                .env_vars
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect(),
+            secrets: self.secrets.clone(),
+            port: self.port.unwrap_or(0) as u32,
+            health_path: self.health.path.clone().unwrap_or_default(),
+            health_timeout_ms: ms("health.timeout", &self.health.timeout)?,
+            health_interval_ms: ms("health.interval", &self.health.interval)?,
+            restart: self.restart.clone().unwrap_or_default(),
+            owner: self.owner.clone().unwrap_or_default(),
+            kill_timeout_ms: ms("kill_timeout", &self.kill_timeout)?,
+            pinned: vec![],
+        })
+    }
+}
+
+/// A declaration from what an agent runs (for rebuilding a lost state).
+pub(crate) fn from_spec(s: &pb::DeploymentSpec) -> DeploymentDecl {
+    let opt = |v: &str| (!v.is_empty()).then(|| v.to_string());
+    let dur = |ms: u64| {
+        (ms > 0).then(|| {
+            if ms.is_multiple_of(1000) {
+                format!("{}s", ms / 1000)
+            } else {
+                format!("{ms}ms")
+            }
+        })
+    };
+    DeploymentDecl {
+        object_type: "deployment".into(),
+        kind: "process".into(),
+        env: None,
+        repo: s.repo.clone(),
+        git_ref: opt(&s.git_ref),
+        workdir: opt(&s.workdir),
+        command: s.command.clone(),
+        packages: Packages {
+            pip: s.pip.clone(),
+            apt: s.apt.clone(),
+            conda: s.conda.clone(),
+        },
+        requirements: opt(&s.requirements),
+        start_script: opt(&s.start_script),
+        env_vars: s
+            .env_vars
+            .iter()
+            .map(|(k, v)| (k.clone(), Scalar::Text(v.clone())))
+            .collect(),
+        secrets: s.secrets.clone(),
+        port: (s.port > 0).then_some(s.port as i64),
+        health: Health {
+            path: opt(&s.health_path),
+            timeout: dur(s.health_timeout_ms),
+            interval: dur(s.health_interval_ms),
+        },
+        apply_path: None,
+        owner: opt(&s.owner),
+        restart: opt(&s.restart),
+        kill_timeout: dur(s.kill_timeout_ms),
+    }
+}
