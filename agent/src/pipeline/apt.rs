@@ -13,31 +13,7 @@ use crate::process::{self, Launch};
 /// One apt run at a time: dpkg holds a node-wide lock, and a second run would fail on it.
 static APT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Whether `package` is a Debian package name (`name` or `name=version`): lower-case
-/// letters, digits, `+ - .`, starting with a letter or digit; versions add `~ :` and
-/// upper-case. Nothing that `apt-get` could take for an option.
-pub(crate) fn is_package(package: &str) -> bool {
-    let (name, version) = match package.split_once('=') {
-        Some((n, v)) => (n, Some(v)),
-        None => (package, None),
-    };
-    let name_ok = name.len() >= 2
-        && name.len() <= 128
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'));
-    let version_ok = version.is_none_or(|v| {
-        !v.is_empty()
-            && v.len() <= 128
-            && v.starts_with(|c: char| c.is_ascii_digit())
-            && v.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.' | '~' | ':'))
-    });
-    name_ok && version_ok
-}
-
-/// Installs `packages` (checked by [`is_package`]) unless all are installed already.
+/// Installs `packages` (checked by [`crate::spec::is_apt_package`]) unless all are installed already.
 pub(super) async fn install(
     packages: &[String],
     timeout: Duration,
@@ -131,38 +107,4 @@ fn needs_update(e: &StepError) -> bool {
     e.tail.iter().any(|l| {
         l.contains("Unable to locate package") || l.contains("has no installation candidate")
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_package;
-
-    #[test]
-    fn debian_package_names_and_versions_pass_and_options_do_not() {
-        for ok in [
-            "figlet",
-            "libpq-dev",
-            "g++",
-            "python3.11",
-            "libc6=2.36-9+deb12u4",
-            "0ad",
-        ] {
-            assert!(is_package(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "a",
-            "-y",
-            "--allow-unauthenticated",
-            "Figlet",
-            "pkg name",
-            "pkg;rm",
-            "pkg=",
-            "pkg=-1",
-            "../x",
-            "pkg/stable",
-        ] {
-            assert!(!is_package(bad), "{bad}");
-        }
-    }
 }

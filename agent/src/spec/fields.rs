@@ -124,3 +124,27 @@ pub(crate) fn is_remote_url(repo: &str) -> bool {
         _ => false,
     }
 }
+
+/// Whether `package` is a Debian package name (`name` or `name=version`): lower-case
+/// letters, digits, `+ - .`, starting with a letter or digit; versions add `~ :` and
+/// upper-case. Nothing that `apt-get` could take for an option.
+pub(crate) fn is_apt_package(package: &str) -> bool {
+    let (name, version) = match package.split_once('=') {
+        Some((n, v)) => (n, Some(v)),
+        None => (package, None),
+    };
+    let name_ok = name.len() >= 2
+        && name.len() <= 128
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'));
+    let version_ok = version.is_none_or(|v| {
+        !v.is_empty()
+            && v.len() <= 128
+            && v.starts_with(|c: char| c.is_ascii_digit())
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.' | '~' | ':'))
+    });
+    name_ok && version_ok
+}

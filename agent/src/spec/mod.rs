@@ -15,7 +15,8 @@ mod fields;
 
 use fields::{invalid, opt_path};
 pub(crate) use fields::{
-    is_remote_url, validate_env_name, validate_name, validate_relative_path, RESERVED_ENV,
+    is_apt_package, is_remote_url, validate_env_name, validate_name, validate_relative_path,
+    RESERVED_ENV,
 };
 
 /// Longest accepted deployment name (it becomes a directory name).
@@ -175,7 +176,7 @@ impl Spec {
             return Err(invalid("command", "is too long"));
         }
         let apt: Vec<String> = raw.apt.iter().map(|p| p.trim().to_string()).collect();
-        if let Some(bad) = apt.iter().find(|p| !crate::pipeline::apt::is_package(p)) {
+        if let Some(bad) = apt.iter().find(|p| !is_apt_package(p)) {
             return Err(invalid(
                 "packages.apt",
                 format!("{bad:?} is not a Debian package name (like libpq-dev or figlet=2.2.5-3)"),

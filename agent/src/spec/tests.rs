@@ -129,3 +129,32 @@ fn restart_policy() {
     assert!(RestartPolicy::Always.restarts_after(0));
     assert!(!RestartPolicy::Never.restarts_after(137));
 }
+
+#[test]
+fn debian_package_names_and_versions_pass_and_options_do_not() {
+    for ok in [
+        "figlet",
+        "libpq-dev",
+        "g++",
+        "python3.11",
+        "libc6=2.36-9+deb12u4",
+        "0ad",
+    ] {
+        assert!(is_apt_package(ok), "{ok}");
+    }
+    for bad in [
+        "",
+        "a",
+        "-y",
+        "--allow-unauthenticated",
+        "Figlet",
+        "pkg name",
+        "pkg;rm",
+        "pkg=",
+        "pkg=-1",
+        "../x",
+        "pkg/stable",
+    ] {
+        assert!(!is_apt_package(bad), "{bad}");
+    }
+}
