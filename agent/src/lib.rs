@@ -145,8 +145,7 @@ pub async fn run(
     rotator.abort();
     venv_gc.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
-    let tracker = sup.tracker().clone();
-    let _ = tokio::task::spawn_blocking(move || tracker.on_shutdown()).await;
+    sup.tracker().on_shutdown().await;
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), grpc_task).await {
         return Err(anyhow::anyhow!("gRPC server failed: {e}"));
     }
@@ -187,8 +186,7 @@ fn grpc_incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming
 async fn sample_usage(sup: std::sync::Arc<Supervisor>) {
     loop {
         let apps = sup.running_apps();
-        let s = sup.clone();
-        let _ = tokio::task::spawn_blocking(move || s.usage().sample(&apps)).await;
+        sup.usage().sample(apps).await;
         tokio::time::sleep(USAGE_PERIOD).await;
     }
 }
@@ -204,22 +202,19 @@ async fn collect_venvs(sup: std::sync::Arc<Supervisor>) {
 
 /// Rotates every deployment's logs that grew past the limit.
 async fn rotate_logs(sup: std::sync::Arc<Supervisor>) {
+    let (max, keep) = (sup.config().log_max_bytes, sup.config().log_keep);
     loop {
         tokio::time::sleep(LOG_CHECK_PERIOD).await;
-        let s = sup.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            let (max, keep) = (s.config().log_max_bytes, s.config().log_keep);
-            for d in s.all() {
-                let name = d.name();
-                for log in [s.layout().app_log(name), s.layout().deploy_log(name)] {
-                    match logrotate::rotate_if_larger(&log, max, keep) {
-                        Ok(true) => tracing::info!(deployment = %name, log = %log.display(), "log rotated"),
-                        Ok(false) => {}
-                        Err(e) => tracing::warn!(deployment = %name, log = %log.display(), error = %e, "cannot rotate log"),
-                    }
-                }
-            }
-        })
-        .await;
+        let logs = sup
+            .all()
+            .iter()
+            .flat_map(|d| {
+                [
+                    sup.layout().app_log(d.name()),
+                    sup.layout().deploy_log(d.name()),
+                ]
+            })
+            .collect();
+        logrotate::rotate_all(logs, max, keep).await;
     }
 }

@@ -17,9 +17,24 @@ fn numbered(path: &Path, n: usize) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Rotates each of `logs` that grew past `max_bytes`, keeping `keep` older files of each
+/// (on a blocking thread).
+pub(crate) async fn rotate_all(logs: Vec<PathBuf>, max_bytes: u64, keep: usize) {
+    let _ = tokio::task::spawn_blocking(move || {
+        for log in logs {
+            match rotate_if_larger(&log, max_bytes, keep) {
+                Ok(true) => tracing::info!(log = %log.display(), "log rotated"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(log = %log.display(), error = %e, "cannot rotate log"),
+            }
+        }
+    })
+    .await;
+}
+
 /// Rotates `path` when it is larger than `max_bytes`, keeping `keep` older files.
 /// Returns whether it rotated. Blocking.
-pub(crate) fn rotate_if_larger(path: &Path, max_bytes: u64, keep: usize) -> io::Result<bool> {
+fn rotate_if_larger(path: &Path, max_bytes: u64, keep: usize) -> io::Result<bool> {
     let len = match fs::metadata(path) {
         Ok(m) => m.len(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),

@@ -36,8 +36,7 @@ impl Supervisor {
             .into_iter()
             .filter_map(|(_, t)| t.cgroup)
             .collect();
-        let tracker = self.tracker().clone();
-        let _ = tokio::task::spawn_blocking(move || tracker.remove_unused(&keep)).await;
+        self.tracker().remove_unused(keep).await;
         self.set_ready();
     }
 }

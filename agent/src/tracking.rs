@@ -14,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -110,20 +111,29 @@ impl Tracker {
         id.starts_with(&format!("{}/", self.key)).then_some(id)
     }
 
-    /// Removes cgroups of this agent that no instance in `keep` uses and no process is in.
-    pub(crate) fn remove_unused(&self, keep: &[PathBuf]) {
-        if let Some(root) = &self.cgroups {
-            root.remove_unused(keep);
-        }
+    /// Removes cgroups of this agent that no instance in `keep` uses and no process is in
+    /// (a few rmdirs, on a blocking thread).
+    pub(crate) async fn remove_unused(self: &Arc<Self>, keep: Vec<PathBuf>) {
+        let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(root) = &me.cgroups {
+                root.remove_unused(&keep);
+            }
+        })
+        .await;
     }
 
     /// When the agent stops: the cgroups of instances that ended, and the agent's own
-    /// directory if no app runs (the apps that run keep theirs). Blocking (a few rmdirs).
-    pub(crate) fn on_shutdown(&self) {
-        if let Some(root) = &self.cgroups {
-            root.remove_unused(&[]);
-            let _ = std::fs::remove_dir(&root.dir);
-        }
+    /// directory if no app runs (the apps that run keep theirs).
+    pub(crate) async fn on_shutdown(self: &Arc<Self>) {
+        let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(root) = &me.cgroups {
+                root.remove_unused(&[]);
+                let _ = std::fs::remove_dir(&root.dir);
+            }
+        })
+        .await;
     }
 }
 

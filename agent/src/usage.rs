@@ -6,7 +6,7 @@
 //! process's memory and CPU again.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
@@ -14,6 +14,11 @@ use crate::tracking::{self, Tracking};
 
 #[derive(Default)]
 pub(crate) struct Usage {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
     sys: Mutex<Option<System>>,
     /// Leader pid -> (CPU percent, resident bytes), from the last sample.
     last: Mutex<HashMap<u32, (f32, u64)>>,
@@ -22,12 +27,19 @@ pub(crate) struct Usage {
 impl Usage {
     /// The last sample for an app (zeros until the first sample).
     pub(crate) fn of(&self, pid: u32) -> (f32, u64) {
-        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let last = self.inner.last.lock().unwrap_or_else(|p| p.into_inner());
         last.get(&pid).copied().unwrap_or_default()
     }
 
-    /// Refreshes the apps' processes and sums each app's. Blocking (reads /proc).
-    pub(crate) fn sample(&self, apps: &[(u32, Tracking)]) {
+    /// Refreshes the apps' processes and sums each app's (on a blocking thread: /proc).
+    pub(crate) async fn sample(&self, apps: Vec<(u32, Tracking)>) {
+        let inner = self.inner.clone();
+        let _ = tokio::task::spawn_blocking(move || inner.sample(&apps)).await;
+    }
+}
+
+impl Inner {
+    fn sample(&self, apps: &[(u32, Tracking)]) {
         let members: Vec<(u32, Vec<u32>)> = apps
             .iter()
             .map(|(leader, _)| *leader)
