@@ -28,6 +28,10 @@ pub(super) fn raw_spec(s: pb::DeploymentSpec) -> RawSpec {
         restart: s.restart,
         owner: s.owner,
         kill_timeout_ms: s.kill_timeout_ms,
+        strategy: s.strategy,
+        drain_timeout_ms: s.drain_timeout_ms,
+        hold_timeout_ms: s.hold_timeout_ms,
+        proxy: s.proxy,
         pinned: s.pinned,
     }
 }
@@ -53,6 +57,10 @@ fn spec_to_pb(s: &Spec) -> pb::DeploymentSpec {
         restart: s.restart.as_str().to_string(),
         owner: s.owner.clone(),
         kill_timeout_ms: s.kill_timeout.as_millis() as u64,
+        strategy: s.strategy.as_str().to_string(),
+        drain_timeout_ms: s.drain_timeout.as_millis() as u64,
+        hold_timeout_ms: s.hold_timeout.as_millis() as u64,
+        proxy: s.proxy.as_str().to_string(),
         pinned: s.pinned.clone(),
     }
 }

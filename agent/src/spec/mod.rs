@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 
 mod fields;
+mod switch;
+
+pub(crate) use switch::{ProxyMode, Strategy};
 
 use fields::{invalid, opt_path};
 pub(crate) use fields::{
@@ -105,6 +108,16 @@ pub(crate) struct Spec {
     /// Exact versions to install instead of `pip` and `requirements` (a locked deploy).
     #[serde(default)]
     pub pinned: Vec<String>,
+    /// How a new release replaces the running one.
+    #[serde(default = "Strategy::of_older_records")]
+    pub strategy: Strategy,
+    /// What the node proxy speaks on `port` (with [`Strategy::Switch`]).
+    #[serde(default)]
+    pub proxy: ProxyMode,
+    #[serde(with = "millis", default = "switch::default_drain")]
+    pub drain_timeout: Duration,
+    #[serde(with = "millis", default = "switch::default_hold")]
+    pub hold_timeout: Duration,
 }
 
 /// Defaults the agent applies to fields a request leaves empty.
@@ -135,6 +148,10 @@ pub(crate) struct RawSpec {
     pub restart: String,
     pub owner: String,
     pub kill_timeout_ms: u64,
+    pub strategy: String,
+    pub drain_timeout_ms: u64,
+    pub hold_timeout_ms: u64,
+    pub proxy: String,
     pub pinned: Vec<String>,
 }
 
@@ -275,6 +292,14 @@ impl Spec {
                 ));
             }
         }
+        let strategy = Strategy::parse(raw.strategy.trim()).ok_or_else(|| {
+            invalid(
+                "strategy",
+                format!("{:?} is not one of switch, recreate", raw.strategy),
+            )
+        })?;
+        let proxy = ProxyMode::parse(raw.proxy.trim())
+            .ok_or_else(|| invalid("proxy", format!("{:?} is not one of http, tcp", raw.proxy)))?;
         let ms = |v: u64, d: Duration| if v == 0 { d } else { Duration::from_millis(v) };
         Ok(Spec {
             name: raw.name,
@@ -297,6 +322,10 @@ impl Spec {
             restart,
             owner,
             kill_timeout: ms(raw.kill_timeout_ms, DEFAULT_KILL_TIMEOUT),
+            strategy,
+            proxy,
+            drain_timeout: ms(raw.drain_timeout_ms, switch::DEFAULT_DRAIN_TIMEOUT),
+            hold_timeout: ms(raw.hold_timeout_ms, switch::DEFAULT_HOLD_TIMEOUT),
             pinned: raw.pinned.iter().map(|p| p.trim().to_string()).collect(),
         })
     }

@@ -63,6 +63,19 @@ pub(crate) struct DeployFlags {
     /// Grace period between SIGTERM and SIGKILL when stopping [default: 10s]
     #[arg(long, value_name = "DURATION")]
     pub kill_timeout: Option<String>,
+    /// switch: a new release starts beside the old one behind the node proxy and traffic
+    /// switches when it is healthy; recreate: stop, then start (apps that cannot bind $PORT) [default: switch]
+    #[arg(long, value_name = "STRATEGY")]
+    pub strategy: Option<String>,
+    /// What the node proxy speaks on the port: http | tcp [default: http]
+    #[arg(long, value_name = "MODE")]
+    pub proxy: Option<String>,
+    /// How long the old release may finish its in-flight requests after a switch [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    pub drain_timeout: Option<String>,
+    /// How long requests wait while no instance is healthy (a restart) [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub hold_timeout: Option<String>,
 }
 
 impl DeployFlags {
@@ -114,6 +127,10 @@ impl DeployFlags {
         set(&mut d.owner, &self.owner);
         set(&mut d.restart, &self.restart);
         set(&mut d.kill_timeout, &self.kill_timeout);
+        set(&mut d.strategy, &self.strategy);
+        set(&mut d.proxy, &self.proxy);
+        set(&mut d.drain_timeout, &self.drain_timeout);
+        set(&mut d.hold_timeout, &self.hold_timeout);
         Ok(())
     }
 }

@@ -219,6 +219,10 @@ mod tests {
             owner: s("user:u"),
             restart: s("never"),
             kill_timeout: s("1s"),
+            strategy: s("recreate"),
+            proxy: s("tcp"),
+            drain_timeout: s("1s"),
+            hold_timeout: s("1s"),
         };
         let mut all = Vec::new();
         keys(&serde_norway::to_value(&full).unwrap(), "", &mut all);

@@ -56,6 +56,18 @@ pub(crate) struct DeploymentDecl {
     /// SIGTERM → SIGKILL grace period when stopping (default 10s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kill_timeout: Option<String>,
+    /// switch (default) | recreate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    /// http (default) | tcp: what the node proxy speaks on the port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    /// How long the old release may finish its requests after a switch (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout: Option<String>,
+    /// How long requests wait while no instance is healthy (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_timeout: Option<String>,
 }
 
 fn deployment_object() -> String {

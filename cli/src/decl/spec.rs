@@ -49,8 +49,30 @@ impl DeploymentDecl {
         if let Some(t) = &self.health.interval {
             parse_duration("health.interval", t)?;
         }
-        if let Some(t) = &self.kill_timeout {
-            parse_duration("kill_timeout", t)?;
+        for (field, t) in [
+            ("kill_timeout", &self.kill_timeout),
+            ("drain_timeout", &self.drain_timeout),
+            ("hold_timeout", &self.hold_timeout),
+        ] {
+            if let Some(t) = t {
+                parse_duration(field, t)?;
+            }
+        }
+        if let Some(v) = self
+            .strategy
+            .as_deref()
+            .filter(|v| !matches!(*v, "switch" | "recreate"))
+        {
+            return Err(bad_input(format!(
+                "strategy: {v:?} is not one of switch, recreate"
+            )));
+        }
+        if let Some(v) = self
+            .proxy
+            .as_deref()
+            .filter(|v| !matches!(*v, "http" | "tcp"))
+        {
+            return Err(bad_input(format!("proxy: {v:?} is not one of http, tcp")));
         }
         for k in self.env_vars.keys() {
             let ok = !k.is_empty()
@@ -108,6 +130,10 @@ impl DeploymentDecl {
             owner: self.owner.clone().unwrap_or_default(),
             kill_timeout_ms: ms("kill_timeout", &self.kill_timeout)?,
             pinned: vec![],
+            strategy: self.strategy.clone().unwrap_or_default(),
+            proxy: self.proxy.clone().unwrap_or_default(),
+            drain_timeout_ms: ms("drain_timeout", &self.drain_timeout)?,
+            hold_timeout_ms: ms("hold_timeout", &self.hold_timeout)?,
         })
     }
 }
@@ -155,5 +181,10 @@ pub(crate) fn from_spec(s: &pb::DeploymentSpec) -> DeploymentDecl {
         owner: opt(&s.owner),
         restart: opt(&s.restart),
         kill_timeout: dur(s.kill_timeout_ms),
+        // The defaults are left out, as a person would write it.
+        strategy: opt(&s.strategy).filter(|v| v != "switch"),
+        proxy: opt(&s.proxy).filter(|v| v != "http"),
+        drain_timeout: dur(s.drain_timeout_ms).filter(|d| d != "30s"),
+        hold_timeout: dur(s.hold_timeout_ms).filter(|d| d != "10s"),
     }
 }
