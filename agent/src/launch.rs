@@ -2,21 +2,43 @@
 //! directory, variables (with the owner's secrets, read at each start, never recorded),
 //! PATH, the user to run as, and the instance that supervises them.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::deployment::Deployment;
 use crate::instance::InstanceConfig;
 use crate::process::Launch;
+use crate::proxy::{BackendSpec, RouteSpec};
 use crate::store::ReleaseRecord;
 use crate::supervisor::Supervisor;
 
-/// Everything an app (or its start script) gets: directory, variables, PATH, user.
-pub(crate) async fn launch(sup: &Supervisor, release: &ReleaseRecord, dir: &Path) -> Launch {
+/// Where an instance of `release` listens: its private port on loopback behind the node
+/// proxy, or (without one: `strategy: recreate`) the deployment's port on the app host.
+pub(crate) fn bind_address(
+    sup: &Supervisor,
+    release: &ReleaseRecord,
+    private_port: Option<u16>,
+) -> (IpAddr, u16) {
+    match private_port {
+        Some(p) => (IpAddr::V4(Ipv4Addr::LOCALHOST), p),
+        None => (sup.config().app_host, release.spec.port),
+    }
+}
+
+/// Everything an app (or its start script) gets: directory, variables (`HOST` and `PORT`
+/// say where to listen), PATH, user.
+pub(crate) async fn launch(
+    sup: &Supervisor,
+    release: &ReleaseRecord,
+    dir: &Path,
+    private_port: Option<u16>,
+) -> Launch {
     let spec = &release.spec;
+    let (host, port) = bind_address(sup, release, private_port);
     let mut env: Vec<(String, String)> = vec![
-        ("PORT".into(), spec.port.to_string()),
-        ("HOST".into(), sup.config().app_host.to_string()),
+        ("PORT".into(), port.to_string()),
+        ("HOST".into(), host.to_string()),
         ("DEPLOYMENT_NAME".into(), spec.name.clone()),
         ("DEPLOYMENT_RELEASE".into(), release.number.to_string()),
         ("GIT_COMMIT".into(), release.commit.clone()),
@@ -44,21 +66,42 @@ pub(crate) async fn launch(sup: &Supervisor, release: &ReleaseRecord, dir: &Path
     }
 }
 
-/// How `release` of `d` runs under an instance.
+/// Where the deployment's clients connect: its port on the app host.
+pub(crate) fn public_address(sup: &Supervisor, release: &ReleaseRecord) -> SocketAddr {
+    SocketAddr::new(sup.config().app_host, release.spec.port)
+}
+
+/// The node proxy's route for `release` served by its instance on `private_port`.
+pub(crate) fn route(sup: &Supervisor, release: &ReleaseRecord, private_port: u16) -> RouteSpec {
+    RouteSpec {
+        listen: public_address(sup, release),
+        mode: release.spec.proxy,
+        backends: vec![BackendSpec {
+            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), private_port),
+            release: release.number,
+        }],
+        hold_timeout_ms: release.spec.hold_timeout.as_millis() as u64,
+    }
+}
+
+/// How `release` of `d` runs under an instance (on `private_port` behind the node proxy,
+/// if it has one).
 pub(crate) async fn instance_config(
     sup: &Supervisor,
     d: &Arc<Deployment>,
     release: &ReleaseRecord,
+    private_port: Option<u16>,
 ) -> InstanceConfig {
     let spec = &release.spec;
     let dir = sup.layout().release(&spec.name, release.number);
+    let (host, port) = bind_address(sup, release, private_port);
     InstanceConfig {
         name: spec.name.clone(),
         release: release.number,
-        launch: launch(sup, release, &dir).await,
+        launch: launch(sup, release, &dir, private_port).await,
         log: sup.layout().app_log(&spec.name),
-        host: sup.config().app_host,
-        port: spec.port,
+        host,
+        port,
         health: spec.health.clone(),
         restart: spec.restart,
         kill_timeout: spec.kill_timeout,

@@ -30,6 +30,7 @@ mod pipeline;
 mod ports;
 mod process;
 mod procstat;
+mod proxy;
 mod reaper;
 mod recover;
 mod refusals;
@@ -50,6 +51,7 @@ use deployctl_proto::v1::agent_server::AgentServer;
 use tokio::net::TcpListener;
 
 pub use config::Config;
+pub use proxy::run as run_proxy;
 pub use supervisor::hostname;
 use supervisor::Supervisor;
 
@@ -57,6 +59,8 @@ use supervisor::Supervisor;
 const USAGE_PERIOD: Duration = Duration::from_secs(2);
 /// How often log sizes are checked for rotation.
 const LOG_CHECK_PERIOD: Duration = Duration::from_secs(1);
+/// How often the node proxy is looked after.
+const PROXY_CHECK_PERIOD: Duration = Duration::from_secs(1);
 /// How often unused venvs are held to their budget (deploys and removes do it too).
 const VENV_GC_PERIOD: Duration = Duration::from_secs(600);
 
@@ -85,8 +89,14 @@ pub async fn run(
 
     let recovery = {
         let sup = sup.clone();
-        tokio::spawn(async move { sup.recover().await })
+        tokio::spawn(async move {
+            // The node proxy first (adopted, or started with its persisted routes): the
+            // deployments behind it are routed again as they are recovered.
+            sup.proxy().resume().await;
+            sup.recover().await
+        })
     };
+    let proxy_watch = tokio::spawn(watch_proxy(sup.clone()));
     if sup.venvs().toolchain_is_local() {
         // python3 and uv are looked for now rather than by the first deploy (~0.1 s).
         let sup = sup.clone();
@@ -144,6 +154,7 @@ pub async fn run(
     reaper.abort();
     rotator.abort();
     venv_gc.abort();
+    proxy_watch.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
     sup.tracker().on_shutdown().await;
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), grpc_task).await {
@@ -188,6 +199,14 @@ async fn sample_usage(sup: std::sync::Arc<Supervisor>) {
         let apps = sup.running_apps();
         sup.usage().sample(apps).await;
         tokio::time::sleep(USAGE_PERIOD).await;
+    }
+}
+
+/// Starts the node proxy again if it ever dies (it serves its persisted routes at once).
+async fn watch_proxy(sup: std::sync::Arc<Supervisor>) {
+    loop {
+        tokio::time::sleep(PROXY_CHECK_PERIOD).await;
+        sup.proxy().watch().await;
     }
 }
 

@@ -42,6 +42,17 @@ enum Command {
     /// Manage groups (owners of deployments and secrets)
     #[command(subcommand)]
     Group(GroupCmd),
+    /// The node proxy (started by the agent itself, in a session of its own): holds the
+    /// deployments' public ports and forwards to their instances
+    #[command(hide = true)]
+    Proxy {
+        /// The control socket the agent sets routes on
+        #[arg(long, value_name = "PATH")]
+        control: PathBuf,
+        /// Where the routes are persisted
+        #[arg(long, value_name = "PATH")]
+        routes: PathBuf,
+    },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -248,6 +259,7 @@ fn admin(command: Command, config: &Config) -> anyhow::Result<()> {
                 }
             );
         }
+        Command::Proxy { .. } => anyhow::bail!("the node proxy is started by the agent"),
     }
     Ok(())
 }
@@ -267,6 +279,15 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Proxy { control, routes }) = cli.command {
+        init_logging("text");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        return runtime.block_on(deploy_agent::run_proxy(control, routes));
+    }
     let config = load_config(cli.args)?;
     if let Some(command) = cli.command {
         return admin(command, &config);

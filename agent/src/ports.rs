@@ -28,6 +28,13 @@ pub(crate) fn bindable(host: IpAddr, port: u16) -> bool {
         .any(|l| l.covers(host) || host.is_unspecified())
 }
 
+/// A port on 127.0.0.1 that nothing listens on now (the kernel's pick), for an instance
+/// behind the node proxy.
+pub(crate) fn free_loopback_port() -> std::io::Result<u16> {
+    let socket = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(socket.local_addr()?.port())
+}
+
 /// Every socket listening on `port`.
 pub(crate) fn listeners(port: u16) -> Vec<Listener> {
     all_listeners()

@@ -45,7 +45,21 @@ async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
     let Some(release) = d.current() else {
         return Recovered::Nothing;
     };
-    let cfg = instance_config(sup, d, &release).await;
+    let cfg = instance_config(sup, d, &release, d.private_port()).await;
+    if let Some(port) = d.private_port() {
+        // The proxy serves its persisted routes; this one is set again in case it is not.
+        let set = match sup.proxy().client().await {
+            Ok(client) => {
+                client
+                    .set_route(crate::launch::route(sup, &release, port))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = set {
+            tracing::error!(deployment = %d.name(), error = %e, "cannot route the deployment's port to it");
+        }
+    }
     let grace = release.spec.kill_timeout;
     match d.recorded_process() {
         Some((id, r, tracking)) if r == release.number && id.is_running() => {

@@ -101,6 +101,10 @@ pub(crate) struct Record {
     /// How the rest of that app's processes are found (its instance id and cgroup).
     #[serde(default)]
     pub tracking: crate::tracking::Tracking,
+    /// The private port the current release's instance listens on behind the node proxy
+    /// (`strategy: switch`); restarts and a re-adopting agent keep it, so the route stays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_port: Option<u16>,
 }
 
 impl Record {
@@ -113,6 +117,7 @@ impl Record {
             pid_start_time: None,
             pid_release: None,
             tracking: Default::default(),
+            private_port: None,
         }
     }
 

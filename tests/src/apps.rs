@@ -9,7 +9,8 @@
 /// file's content as `file`; `APP_CHILD=1` spawns `sleep 1000` and serves `child_pid`;
 /// `APP_HEALTH_FILE=path`: `/health` answers 503 while that file exists (`{HOST}` in it is
 /// replaced by the app's HOST, so instances on several agents can differ); `APP_CHATTY=1`
-/// prints a 100-byte line every millisecond or so.
+/// prints a 100-byte line every millisecond or so; `APP_SLOW_START=SECONDS` loads its
+/// "model" for that long before it listens.
 pub const APP_PY: &str = r#"import json
 import os
 import subprocess
@@ -88,6 +89,8 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+if os.environ.get("APP_SLOW_START"):
+    time.sleep(float(os.environ["APP_SLOW_START"]))
 server = ThreadingHTTPServer((HOST, PORT), Handler)
 print(f"app {MARKER} listening on {HOST}:{PORT} release {info['release']}", flush=True)
 server.serve_forever()

@@ -133,6 +133,11 @@ impl Deployment {
     }
 
     /// The process the record names, its release and how its instance is tracked.
+    /// The private port of the current release's instance (behind the node proxy).
+    pub(crate) fn private_port(&self) -> Option<u16> {
+        self.state().record.private_port
+    }
+
     pub(crate) fn recorded_process(&self) -> Option<(ProcId, u32, Tracking)> {
         let s = self.state();
         s.record
@@ -202,17 +207,20 @@ impl Deployment {
         std::mem::replace(&mut self.state().instance, new)
     }
 
-    /// A release became healthy: it is the current one, run by `id`.
+    /// A release became healthy: it is the current one, run by `id` (on `private_port`
+    /// behind the node proxy, if it has one).
     pub(crate) fn commit(
         &self,
         mut release: ReleaseRecord,
         id: Option<ProcId>,
         tracking: Tracking,
+        private_port: Option<u16>,
     ) {
         let mut s = self.state();
         release.result = store::ReleaseResult::Ok;
         s.record.current = Some(release.number);
         s.record.set_process(release.number, id, tracking);
+        s.record.private_port = private_port;
         s.record.releases.push(release);
         s.generation += 1;
     }

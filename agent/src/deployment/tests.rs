@@ -43,7 +43,12 @@ async fn a_first_deploy_holds_the_name_for_its_owner_until_it_ends() {
 fn a_committed_release_is_current_ok_and_names_its_process() {
     let d = Deployment::new(Record::new("app"));
     assert_eq!(d.begin_deploy("user:alice"), 1);
-    d.commit(release(1, "user:alice"), Some(id(42)), Tracking::default());
+    d.commit(
+        release(1, "user:alice"),
+        Some(id(42)),
+        Tracking::default(),
+        None,
+    );
     let current = d.current().unwrap();
     assert_eq!(current.number, 1);
     assert!(current.result.is_ok());
@@ -64,7 +69,12 @@ async fn a_failed_first_release_leaves_no_history_a_later_one_does() {
     );
 
     let d = Deployment::new(Record::new("app"));
-    d.commit(release(1, "user:alice"), Some(id(42)), Tracking::default());
+    d.commit(
+        release(1, "user:alice"),
+        Some(id(42)),
+        Tracking::default(),
+        None,
+    );
     d.record_failure(release(2, "user:alice"));
     assert_eq!(d.record().releases.len(), 2);
     assert_eq!(d.current().unwrap().number, 1, "the failure is not current");
@@ -77,7 +87,12 @@ async fn a_failed_first_release_leaves_no_history_a_later_one_does() {
 #[test]
 fn only_a_new_process_of_the_current_release_is_recorded() {
     let d = Deployment::new(Record::new("app"));
-    d.commit(release(1, "user:alice"), Some(id(42)), Tracking::default());
+    d.commit(
+        release(1, "user:alice"),
+        Some(id(42)),
+        Tracking::default(),
+        None,
+    );
     assert!(
         !d.process_started(2, id(50), &Tracking::default()),
         "release being deployed"
@@ -96,7 +111,12 @@ fn only_a_new_process_of_the_current_release_is_recorded() {
 #[test]
 fn removal_takes_the_recorded_process_when_no_instance_runs() {
     let d = Deployment::new(Record::new("app"));
-    d.commit(release(1, "user:alice"), Some(id(42)), Tracking::default());
+    d.commit(
+        release(1, "user:alice"),
+        Some(id(42)),
+        Tracking::default(),
+        None,
+    );
     match d.stop_for_removal() {
         ToStop::Recorded { id: got, grace, .. } => {
             assert_eq!(got, id(42));
@@ -113,12 +133,17 @@ async fn a_removed_deployment_is_neither_begun_nor_written() {
     let dir = std::env::temp_dir().join(format!("deployment-test-{}", std::process::id()));
     let layout = Layout::new(dir.clone());
     let d = Deployment::new(Record::new("app"));
-    d.commit(release(1, "user:alice"), Some(id(42)), Tracking::default());
+    d.commit(
+        release(1, "user:alice"),
+        Some(id(42)),
+        Tracking::default(),
+        None,
+    );
     d.save(&layout).await.unwrap();
     assert!(layout.record("app").exists());
     d.forget(&layout).await.unwrap();
     assert!(!layout.deployment("app").exists());
-    d.set_process(1, None, Tracking::default());
+    d.set_process(1, None, Tracking::default(), None);
     d.save(&layout).await.unwrap();
     assert!(!layout.deployment("app").exists(), "no write after forget");
     assert!(d.begin().await.is_none());

@@ -1,9 +1,10 @@
-//! commit: the new release is healthy. The previous release (if it still ran, on another
-//! port) is stopped, and the new one becomes the current release in the record.
+//! commit: the new release is healthy (and takes the traffic): it becomes the deployment's
+//! instance and its current release in the record; the previous release, if it still
+//! runs, drains and stops.
 
 use std::sync::Arc;
 
-use super::events::Outcome;
+use super::events::{Events, Outcome};
 use super::start::Started;
 use super::Prepared;
 use crate::deployment::Deployment;
@@ -18,10 +19,8 @@ pub(super) async fn commit(
     prepared: Prepared,
     started: Started,
     pid: u32,
+    events: &Events,
 ) -> Outcome {
-    if let Some(prev) = started.previous.filter(|_| !started.previous_stopped) {
-        prev.stop().await;
-    }
     let release = prepared.release;
     let outcome = Outcome {
         ok: true,
@@ -34,7 +33,15 @@ pub(super) async fn commit(
         ..Default::default()
     };
     let tracking = started.instance.snapshot().tracking;
-    d.commit(release, ProcId::of(pid), tracking);
+    d.swap_instance(Some(started.instance.clone()));
+    d.commit(
+        release.clone(),
+        ProcId::of(pid),
+        tracking,
+        started.private_port,
+    );
     d.save_or_log(sup.layout()).await;
+    // The previous release (behind the proxy: once it has drained; on another port: now).
+    super::switch::drain_previous(sup, &release, &started, events).await;
     outcome
 }

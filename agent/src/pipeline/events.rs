@@ -19,6 +19,8 @@ pub(crate) const PACKAGES: &str = "packages";
 pub(crate) const START_SCRIPT: &str = "start-script";
 pub(crate) const START: &str = "start";
 pub(crate) const HEALTH: &str = "health";
+/// Traffic moves to the new release (node proxy) and the old one drains.
+pub(crate) const SWITCH: &str = "switch";
 /// The check that the port is free, before anything else.
 pub(crate) const PORT: &str = "port";
 /// The check that the owner has every secret the deployment lists.

@@ -1,6 +1,7 @@
 //! The deploy pipeline, one file per step:
 //! [`preflight`] (secrets, port) → [`resolve`] → [`fetch`] → [`checkout`] → [`packages`]
-//! (while fetching, when it can) → [`start_script`] → [`start`] → [`health`] → [`commit`];
+//! (while fetching, when it can) → [`start_script`] → [`start`] → [`health`] → [`switch`]
+//! (behind the node proxy) → [`commit`];
 //! when a step fails, [`fallback`] keeps the previous release serving (started again if it
 //! had been stopped for the port). "Rollback" is the user's `deployctl rollback`, not this.
 //!
@@ -25,6 +26,7 @@ mod prune;
 mod resolve;
 mod start;
 pub(crate) mod start_script;
+mod switch;
 pub(crate) mod venv;
 
 use std::path::PathBuf;
@@ -34,7 +36,7 @@ use std::time::Instant;
 use events::{Events, Outcome, StepError};
 
 use crate::deployment::Deployment;
-use crate::spec::Spec;
+use crate::spec::{Spec, Strategy};
 use crate::store::{self, ReleaseRecord};
 use crate::supervisor::Supervisor;
 use crate::venvs::VenvLease;
@@ -45,6 +47,8 @@ pub(crate) struct Prepared {
     dir: PathBuf,
     /// The exact versions in its venv.
     frozen: Vec<String>,
+    /// Where its instance listens behind the node proxy (`strategy: switch`).
+    private_port: Option<u16>,
     /// Keeps its venv from garbage collection until the deploy is over.
     _lease: Option<VenvLease>,
 }
@@ -137,13 +141,21 @@ async fn steps(
         Ok(s) => s,
         Err(e) => return Err((e, Some(prepared))),
     };
-    match health::wait(sup, spec, &mut started, events).await {
-        Ok(pid) => Ok(commit::commit(sup, d, spec, prepared, started, pid).await),
+    let pid = match health::wait(sup, spec, &mut started, events).await {
+        Ok(pid) => pid,
         Err(e) => {
             started.undo(d);
-            Err((e, Some(prepared)))
+            return Err((e, Some(prepared)));
+        }
+    };
+    if let Some(port) = started.private_port {
+        if let Err(e) = switch::switch(sup, &prepared.release, port, events).await {
+            started.instance.stop().await;
+            started.undo(d);
+            return Err((e, Some(prepared)));
         }
     }
+    Ok(commit::commit(sup, d, spec, prepared, started, pid, events).await)
 }
 
 /// resolve → fetch → checkout, and packages (at the same time when the venv does not
@@ -190,6 +202,12 @@ async fn prepare(
         }
     };
     let lease = venv.as_ref().map(|v| sup.venvs().lease(&v.key));
+    let private_port = match spec.strategy {
+        Strategy::Switch => Some(crate::ports::free_loopback_port().map_err(|e| {
+            StepError::new(events::START, format!("no free port on 127.0.0.1: {e}"))
+        })?),
+        Strategy::Recreate => None,
+    };
     Ok(Prepared {
         release: ReleaseRecord {
             number,
@@ -203,6 +221,7 @@ async fn prepare(
         },
         dir,
         frozen: venv.map(|v| v.frozen).unwrap_or_default(),
+        private_port,
         _lease: lease,
     })
 }

@@ -52,7 +52,9 @@ pub(super) async fn check_port(sup: &Supervisor, spec: &Spec) -> Result<(), Step
 /// A process this agent does not manage listening where the app would.
 pub(super) async fn foreign_port_holder(sup: &Supervisor, spec: &Spec) -> Result<(), StepError> {
     let host = sup.config().app_host;
-    let ours = sup.running_pids();
+    let mut ours = sup.running_pids();
+    // The node proxy holds the ports of deployments behind it.
+    ours.extend(sup.proxy().pid().await);
     let tracker = sup.tracker().clone();
     // A process of one of our instances (found by its cgroup or marker) is never foreign,
     // even when it left its group or its leader is gone.

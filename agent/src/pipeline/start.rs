@@ -23,8 +23,15 @@ pub(super) struct Started {
     pub ready: oneshot::Receiver<Result<u32, StartFailure>>,
     /// The release that served before, if any.
     pub previous: Option<Arc<Instance>>,
+    /// Its private port behind the node proxy, if it had one.
+    pub previous_port: Option<u16>,
     /// Whether `previous` was stopped to free the port (else it still serves).
     pub previous_stopped: bool,
+    /// The new release's private port behind the node proxy (`strategy: switch`).
+    pub private_port: Option<u16>,
+    /// Whether the new instance is already the deployment's (else the previous one
+    /// serves until traffic switches).
+    swapped: bool,
 }
 
 pub(super) async fn start(
@@ -50,7 +57,12 @@ pub(super) async fn start(
     }
     let current = d.current();
     let previous = d.instance();
-    let same_port = current.as_ref().map(|r| r.spec.port) == Some(spec.port);
+    let previous_port = d.private_port();
+    // The previous release must let go of the port first when it listens there itself:
+    // always with `strategy: recreate`, and once when a deployment moves to the proxy.
+    let same_port =
+        previous_port.is_none() && current.as_ref().map(|r| r.spec.port) == Some(spec.port);
+    let beside = prepared.private_port.is_some();
     if let Some(prev) = previous.as_ref().filter(|_| same_port) {
         stop_for_port(prev, spec, events).await;
         d.swap_instance(None);
@@ -74,11 +86,14 @@ pub(super) async fn start(
         .filter(|_| previous.is_some())
         .map(|r| r.spec.kill_timeout)
         .unwrap_or(spec.kill_timeout);
-    port_wait::own_holders_gone(sup, spec, grace, events).await?;
+    if !beside || same_port {
+        port_wait::own_holders_gone(sup, spec, grace, events).await?;
+    }
     // A foreign process may have taken the port while we were preparing.
     preflight::foreign_port_holder(sup, spec).await?;
 
-    let cfg = crate::launch::instance_config(sup, d, &prepared.release).await;
+    let cfg =
+        crate::launch::instance_config(sup, d, &prepared.release, prepared.private_port).await;
     let started = Instant::now();
     events.emit(
         events::START,
@@ -88,7 +103,12 @@ pub(super) async fn start(
     );
     let (instance, ready) = Instance::start(cfg);
     let instance = Arc::new(instance);
-    d.swap_instance(Some(instance.clone()));
+    // Beside a release that still serves, the new one is the deployment's once traffic
+    // switches to it.
+    let swapped = !beside || previous.is_none() || same_port;
+    if swapped {
+        d.swap_instance(Some(instance.clone()));
+    }
     events.emit(
         events::START,
         events::Phase::Done,
@@ -102,7 +122,10 @@ pub(super) async fn start(
         instance,
         ready,
         previous,
+        previous_port,
         previous_stopped: same_port,
+        private_port: prepared.private_port,
+        swapped,
     })
 }
 
@@ -134,6 +157,8 @@ impl Started {
     /// The new release did not become healthy: it is no longer the deployment's instance;
     /// the previous one is again if it still serves (it was on another port).
     pub(super) fn undo(self, d: &Deployment) {
-        d.swap_instance(self.previous.filter(|_| !self.previous_stopped));
+        if self.swapped {
+            d.swap_instance(self.previous.filter(|_| !self.previous_stopped));
+        }
     }
 }

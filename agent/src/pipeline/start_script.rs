@@ -21,7 +21,8 @@ pub(super) async fn step(
         events.skipped(START_SCRIPT, "no start script declared");
         return Ok(());
     };
-    let launch = crate::launch::launch(sup, &prepared.release, &prepared.dir).await;
+    let launch =
+        crate::launch::launch(sup, &prepared.release, &prepared.dir, prepared.private_port).await;
     events
         .step(START_SCRIPT, format!("sh {}", script.display()), async {
             run(script, &launch, sup.config().start_script_timeout, events).await?;

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::instance::Observer;
 use crate::metrics::Metrics;
 use crate::procstat::ProcId;
+use crate::proxy::NodeProxy;
 use crate::secrets::{Redactor, SecretStore};
 use crate::store::{self, Layout, Record};
 use crate::tracking::{Tracker, Tracking};
@@ -46,6 +47,8 @@ pub(crate) struct Supervisor {
     run_as: Option<(u32, u32)>,
     /// Gives every app instance its id and cgroup.
     tracker: Arc<Tracker>,
+    /// The node proxy in front of deployments released with `strategy: switch`.
+    proxy: NodeProxy,
 }
 
 impl Supervisor {
@@ -70,6 +73,7 @@ impl Supervisor {
             layout.root.join("tools"),
         ));
         Ok(Arc::new(Supervisor {
+            proxy: NodeProxy::new(&layout.root),
             tracker,
             auth,
             secrets,
@@ -111,6 +115,9 @@ impl Supervisor {
     }
     pub(crate) fn venvs(&self) -> &Arc<Venvs> {
         &self.venvs
+    }
+    pub(crate) fn proxy(&self) -> &NodeProxy {
+        &self.proxy
     }
     pub(crate) fn run_as(&self) -> Option<(u32, u32)> {
         self.run_as

@@ -28,6 +28,17 @@ impl Supervisor {
         let Some(_op) = d.begin().await else {
             return Err(Error::NotFound(name.to_string()));
         };
+        // Behind the node proxy: its port is let go first, so no new request reaches it.
+        if let (Some(release), Some(_)) = (d.current(), d.private_port()) {
+            let listen = crate::launch::public_address(self, &release);
+            let removed = match self.proxy().client().await {
+                Ok(client) => client.remove_route(listen).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = removed {
+                tracing::warn!(deployment = %name, error = %e, "cannot remove the deployment's route");
+            }
+        }
         let stopped = match d.stop_for_removal() {
             ToStop::Instance(i) => i.stop().await,
             ToStop::Recorded {

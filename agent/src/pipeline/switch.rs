@@ -1,0 +1,126 @@
+//! switch (`strategy: switch`): the new release is healthy on its private port; the node
+//! proxy's route for the deployment's port now sends new requests to it, and the previous
+//! release finishes the requests it has (drains, up to `drain_timeout`) before it stops.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::events::{self, Events, StepError};
+use super::start::Started;
+use crate::store::ReleaseRecord;
+use crate::supervisor::Supervisor;
+
+/// How often the proxy is asked whether the old release still has requests in flight.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// Routes the deployment's port to the new release. Fails (and nothing changes) when the
+/// proxy cannot take the port.
+pub(super) async fn switch(
+    sup: &Supervisor,
+    release: &ReleaseRecord,
+    private_port: u16,
+    events: &Events,
+) -> Result<(), StepError> {
+    let route = crate::launch::route(sup, release, private_port);
+    let began = Instant::now();
+    events.emit(
+        events::SWITCH,
+        events::Phase::Started,
+        format!(
+            "{} → release {} on 127.0.0.1:{private_port}",
+            route.listen, release.number
+        ),
+        Duration::ZERO,
+    );
+    let client = sup
+        .proxy()
+        .client()
+        .await
+        .map_err(|e| StepError::new(events::SWITCH, e))?;
+    if let Err(e) = client.set_route(route).await {
+        let err = StepError::new(events::SWITCH, e);
+        events.emit(
+            events::SWITCH,
+            events::Phase::Failed,
+            err.reason.clone(),
+            began.elapsed(),
+        );
+        return Err(err);
+    }
+    events.emit(
+        events::SWITCH,
+        events::Phase::Done,
+        format!("new requests go to release {}", release.number),
+        began.elapsed(),
+    );
+    Ok(())
+}
+
+/// Lets the previous release finish its requests, then stops it.
+pub(super) async fn drain_previous(
+    sup: &Supervisor,
+    release: &ReleaseRecord,
+    started: &Started,
+    events: &Events,
+) {
+    let Some(prev) = started
+        .previous
+        .as_ref()
+        .filter(|_| !started.previous_stopped)
+    else {
+        return;
+    };
+    let began = Instant::now();
+    if let Some(port) = started.previous_port {
+        let listen = crate::launch::public_address(sup, release);
+        let old = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let deadline = began + release.spec.drain_timeout;
+        while in_flight(sup, listen, old).await > 0 && Instant::now() < deadline {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        let left = in_flight(sup, listen, old).await;
+        events.info(
+            events::SWITCH,
+            if left == 0 {
+                format!(
+                    "release {} drained in {} ms",
+                    prev.release,
+                    began.elapsed().as_millis()
+                )
+            } else {
+                format!(
+                    "release {} still had {left} requests after the drain timeout ({}); stopping it",
+                    prev.release,
+                    humantime::format_duration(release.spec.drain_timeout)
+                )
+            },
+        );
+    }
+    let (pid, how) = prev.stop().await;
+    events.info(
+        events::SWITCH,
+        format!(
+            "stopped release {} (pid {}, {})",
+            prev.release,
+            pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            how.as_str()
+        ),
+    );
+}
+
+/// Requests the proxy has in flight on `backend` of the route on `listen`.
+async fn in_flight(sup: &Supervisor, listen: SocketAddr, backend: SocketAddr) -> u64 {
+    let Ok(client) = sup.proxy().client().await else {
+        return 0;
+    };
+    let Ok(routes) = client.stats().await else {
+        return 0;
+    };
+    routes
+        .iter()
+        .filter(|r| r.listen == listen)
+        .flat_map(|r| r.serving.iter().chain(&r.draining))
+        .filter(|b| b.addr == Some(backend))
+        .map(|b| b.in_flight)
+        .sum()
+}

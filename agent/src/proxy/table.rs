@@ -1,0 +1,284 @@
+//! The proxy's routes: for each public address, its mode, its backends (the instances
+//! that serve it now, each with its in-flight count) and the backends it served before
+//! that still finish requests (draining). Choosing a backend is least outstanding
+//! requests; a request that finds none waits for one (hold) up to the route's hold timeout.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::spec::ProxyMode;
+
+/// A route as it is set over the control socket and persisted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RouteSpec {
+    /// The public address the proxy listens on.
+    pub listen: SocketAddr,
+    pub mode: ProxyMode,
+    pub backends: Vec<BackendSpec>,
+    pub hold_timeout_ms: u64,
+}
+
+/// One instance behind a route: its private address and the release it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct BackendSpec {
+    pub addr: SocketAddr,
+    pub release: u32,
+}
+
+/// Counts of a backend, as `stats` reports them.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct BackendStats {
+    pub addr: Option<SocketAddr>,
+    pub release: u32,
+    /// Requests (HTTP) or connections (TCP) not finished yet.
+    pub in_flight: u64,
+    /// Finished requests by status class: 1xx..5xx (index 0..4); TCP: connections in [1].
+    pub by_class: [u64; 5],
+    /// Requests that found no backend within the hold timeout (answered 503).
+    pub unavailable: u64,
+}
+
+/// A backend while it serves or drains.
+#[derive(Debug)]
+pub(crate) struct Backend {
+    pub spec: BackendSpec,
+    in_flight: AtomicU64,
+    by_class: [AtomicU64; 5],
+}
+
+impl Backend {
+    fn new(spec: BackendSpec) -> Backend {
+        Backend {
+            spec,
+            in_flight: AtomicU64::new(0),
+            by_class: Default::default(),
+        }
+    }
+
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Counts a request (or connection) as in flight until the guard is dropped.
+    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight {
+            backend: self.clone(),
+        }
+    }
+
+    /// Counts a finished request by its status.
+    pub(crate) fn finished(&self, status: u16) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.by_class[class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn stats(&self) -> BackendStats {
+        BackendStats {
+            addr: Some(self.spec.addr),
+            release: self.spec.release,
+            in_flight: self.in_flight(),
+            by_class: std::array::from_fn(|i| self.by_class[i].load(Ordering::Relaxed)),
+            unavailable: 0,
+        }
+    }
+}
+
+/// A request (or connection) in flight on a backend.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    backend: Arc<Backend>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.backend.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One public address and who serves it.
+#[derive(Debug)]
+pub(crate) struct Route {
+    pub listen: SocketAddr,
+    pub mode: ProxyMode,
+    state: Mutex<RouteState>,
+    /// Bumped at every change of the backends, so held requests wake up.
+    changed: watch::Sender<u64>,
+    unavailable: AtomicU64,
+}
+
+#[derive(Debug)]
+struct RouteState {
+    backends: Vec<Arc<Backend>>,
+    /// Backends no longer routed to, kept until their last request ends.
+    draining: Vec<Arc<Backend>>,
+    hold: Duration,
+}
+
+impl Route {
+    pub(crate) fn new(spec: &RouteSpec) -> Route {
+        Route {
+            listen: spec.listen,
+            mode: spec.mode,
+            state: Mutex::new(RouteState {
+                backends: spec
+                    .backends
+                    .iter()
+                    .cloned()
+                    .map(Backend::new)
+                    .map(Arc::new)
+                    .collect(),
+                draining: Vec::new(),
+                hold: Duration::from_millis(spec.hold_timeout_ms),
+            }),
+            changed: watch::channel(0).0,
+            unavailable: AtomicU64::new(0),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, RouteState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Routes new requests to `backends` from now on; the ones it replaces drain. A backend
+    /// that stays (same address and release) keeps its counts.
+    pub(crate) fn set(&self, spec: &RouteSpec) {
+        let mut s = self.state();
+        s.hold = Duration::from_millis(spec.hold_timeout_ms);
+        let old = std::mem::take(&mut s.backends);
+        let (kept, gone): (Vec<_>, Vec<_>) = old
+            .into_iter()
+            .partition(|b| spec.backends.contains(&b.spec));
+        s.backends = spec
+            .backends
+            .iter()
+            .map(|b| {
+                kept.iter()
+                    .find(|k| k.spec == *b)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Backend::new(b.clone())))
+            })
+            .collect();
+        s.draining.extend(gone);
+        s.draining.retain(|b| b.in_flight() > 0);
+        drop(s);
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// What `set` was last given.
+    pub(crate) fn spec(&self) -> RouteSpec {
+        let s = self.state();
+        RouteSpec {
+            listen: self.listen,
+            mode: self.mode,
+            backends: s.backends.iter().map(|b| b.spec.clone()).collect(),
+            hold_timeout_ms: s.hold.as_millis() as u64,
+        }
+    }
+
+    /// The backend with the fewest requests in flight, skipping `tried`.
+    pub(crate) fn pick(&self, tried: &[SocketAddr]) -> Option<Arc<Backend>> {
+        let s = self.state();
+        s.backends
+            .iter()
+            .filter(|b| !tried.contains(&b.spec.addr))
+            .min_by_key(|b| b.in_flight())
+            .cloned()
+    }
+
+    /// How long a request may wait for a backend.
+    pub(crate) fn hold(&self) -> Duration {
+        self.state().hold
+    }
+
+    /// Resolves at the next change of the backends.
+    pub(crate) fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub(crate) fn count_unavailable(&self) {
+        self.unavailable.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The backends' counts, serving ones first, then draining ones.
+    pub(crate) fn stats(&self) -> (Vec<BackendStats>, Vec<BackendStats>, u64) {
+        let mut s = self.state();
+        s.draining.retain(|b| b.in_flight() > 0);
+        (
+            s.backends.iter().map(|b| b.stats()).collect(),
+            s.draining.iter().map(|b| b.stats()).collect(),
+            self.unavailable.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(backends: &[(u16, u32)]) -> RouteSpec {
+        RouteSpec {
+            listen: "127.0.0.1:8000".parse().unwrap(),
+            mode: ProxyMode::Http,
+            backends: backends
+                .iter()
+                .map(|(p, r)| BackendSpec {
+                    addr: SocketAddr::from(([127, 0, 0, 1], *p)),
+                    release: *r,
+                })
+                .collect(),
+            hold_timeout_ms: 10_000,
+        }
+    }
+
+    #[test]
+    fn the_backend_with_the_fewest_requests_in_flight_is_picked() {
+        let route = Route::new(&spec(&[(1001, 1), (1002, 1), (1003, 1)]));
+        let a = route.pick(&[]).unwrap();
+        let _a1 = a.begin();
+        let _a2 = a.begin();
+        let b = route.pick(&[]).unwrap();
+        assert_ne!(a.spec.addr, b.spec.addr);
+        let _b1 = b.begin();
+        let c = route.pick(&[]).unwrap();
+        assert_ne!(c.spec.addr, a.spec.addr);
+        assert_ne!(c.spec.addr, b.spec.addr);
+        assert!(route
+            .pick(&[a.spec.addr, b.spec.addr, c.spec.addr])
+            .is_none());
+    }
+
+    #[test]
+    fn a_replaced_backend_drains_until_its_last_request_ends() {
+        let route = Route::new(&spec(&[(1001, 1)]));
+        let old = route.pick(&[]).unwrap();
+        let request = old.begin();
+        route.set(&spec(&[(1002, 2)]));
+        assert_eq!(
+            route.pick(&[]).unwrap().spec.release,
+            2,
+            "new requests go to 2"
+        );
+        let (serving, draining, _) = route.stats();
+        assert_eq!(serving.len(), 1);
+        assert_eq!((draining.len(), draining[0].in_flight), (1, 1));
+        drop(request);
+        assert!(route.stats().1.is_empty(), "drained");
+    }
+
+    #[test]
+    fn a_backend_that_stays_keeps_its_counts() {
+        let route = Route::new(&spec(&[(1001, 1)]));
+        let b = route.pick(&[]).unwrap();
+        b.finished(200);
+        route.set(&spec(&[(1001, 1), (1002, 1)]));
+        let (serving, _, _) = route.stats();
+        assert_eq!(serving[0].by_class[1], 1);
+        assert_eq!(route.spec(), spec(&[(1001, 1), (1002, 1)]));
+    }
+}

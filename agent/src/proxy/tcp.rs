@@ -1,0 +1,51 @@
+//! Plain TCP through the proxy (`proxy: tcp`): each connection goes to the least busy
+//! backend that accepts it, bytes copied both ways; a new release gets new connections.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+
+use super::table::Route;
+
+const HOLD_RETRY: Duration = Duration::from_millis(25);
+
+/// Serves `route` on `listener` until the task is aborted.
+pub(crate) async fn serve(listener: TcpListener, route: Arc<Route>) {
+    loop {
+        let (mut client, _) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "proxy accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = client.set_nodelay(true);
+        let route = route.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + route.hold();
+            let mut changes = route.changes();
+            loop {
+                let mut tried = Vec::new();
+                while let Some(backend) = route.pick(&tried) {
+                    tried.push(backend.spec.addr);
+                    if let Ok(mut upstream) = TcpStream::connect(backend.spec.addr).await {
+                        let _ = upstream.set_nodelay(true);
+                        let _in_flight = backend.begin();
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                        backend.finished(200);
+                        return;
+                    }
+                }
+                let wait =
+                    HOLD_RETRY.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                if wait.is_zero() {
+                    route.count_unavailable();
+                    return;
+                }
+                let _ = tokio::time::timeout(wait, changes.changed()).await;
+            }
+        });
+    }
+}

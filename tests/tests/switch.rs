@@ -1,0 +1,166 @@
+//! Zero-downtime releases: a node proxy holds each deployment's port, a new release starts
+//! beside the old one on a private port, traffic switches once it is healthy, the old one
+//! drains. Checked with a client that calls the app in a loop the whole time.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use deployctl_e2e::*;
+
+const ENV: &str = "e2e";
+
+/// Calls `url` in a loop (a new connection each time) until stopped: how many answers
+/// were 200, which failed (and how), and the markers seen in order.
+struct Load {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Default, Debug)]
+struct Seen {
+    ok: usize,
+    failed: Vec<String>,
+    markers: Vec<String>,
+}
+
+impl Load {
+    fn start(url: &str) -> Load {
+        let (stop, seen) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(Mutex::new(Seen::default())),
+        );
+        let (s, n, url) = (stop.clone(), seen.clone(), url.to_string());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                let answer = http_get(&url);
+                let mut seen = n.lock().unwrap();
+                match answer {
+                    Some((200, body)) => {
+                        seen.ok += 1;
+                        let marker = serde_json::from_str::<serde_json::Value>(&body)
+                            .ok()
+                            .and_then(|v| v["marker"].as_str().map(str::to_string))
+                            .unwrap_or_default();
+                        if seen.markers.last() != Some(&marker) {
+                            seen.markers.push(marker);
+                        }
+                    }
+                    Some((status, body)) => seen.failed.push(format!("{status} {body}")),
+                    None => seen.failed.push("no answer (refused or reset)".into()),
+                }
+            }
+        });
+        Load {
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    fn ok(&self) -> usize {
+        self.seen.lock().unwrap().ok
+    }
+
+    /// Waits for `n` more successful calls.
+    fn wait_for(&self, n: usize) {
+        let target = self.ok() + n;
+        assert!(
+            wait_until(Duration::from_secs(20), || self.ok() >= target),
+            "the load made no progress: {:?}",
+            self.seen.lock().unwrap()
+        );
+    }
+
+    fn finish(mut self) -> Seen {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_redeploy_of_a_slow_starting_app_under_load_fails_no_request() {
+    let agent = Agent::start(&loopback());
+    let project = Project::for_agent(ENV, &agent);
+    let repo = GitRepo::new();
+    repo.commit_app("one", Some("v1"));
+    project
+        .run_app(
+            ENV,
+            "model",
+            &repo.url(),
+            "v1",
+            &["--env-var", "APP_SLOW_START=2"],
+        )
+        .ok();
+    let load = Load::start(&agent.app_url(8000, "/"));
+    load.wait_for(20);
+
+    repo.commit_app("two", Some("v2"));
+    let out = project.run_app(ENV, "model", &repo.url(), "v2", &[]);
+    out.ok()
+        .mentions("switch")
+        .mentions("new requests go to release 2")
+        .mentions("release 1 drained in");
+    load.wait_for(20);
+    // A release that never becomes healthy: the old one never stops serving.
+    repo.write("app.py", NEVER_HEALTHY_PY);
+    repo.commit("never healthy");
+    repo.tag("v3");
+    project
+        .run_app(ENV, "model", &repo.url(), "v3", &["--health-timeout", "3s"])
+        .expect_code(1)
+        .mentions("release 2");
+    load.wait_for(20);
+    let seen = load.finish();
+    assert!(seen.failed.is_empty(), "failed requests: {seen:?}");
+    assert_eq!(seen.markers, ["one", "two"], "{seen:?}");
+}
+
+#[test]
+fn requests_are_held_while_a_crashed_app_restarts_and_survive_an_agent_kill() {
+    let mut agent = Agent::start(&loopback());
+    let project = Project::for_agent(ENV, &agent);
+    let repo = GitRepo::new();
+    repo.commit_app("steady", Some("v1"));
+    project
+        .run_app(ENV, "api", &repo.url(), "v1", &["--restart", "always"])
+        .ok();
+    let load = Load::start(&agent.app_url(8000, "/"));
+    load.wait_for(20);
+
+    // The app dies: the restart policy starts it again (after a 1 s backoff) on the same
+    // private port; the proxy holds requests meanwhile.
+    let pid = agent.app_pids()[0];
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || agent
+            .app_pids()
+            .first()
+            .is_some_and(|p| *p != pid)),
+        "restarted"
+    );
+    load.wait_for(20);
+
+    // The agent dies: the proxy and the app keep serving; a new agent adopts both.
+    agent.kill9();
+    load.wait_for(50);
+    agent.restart();
+    load.wait_for(20);
+    let seen = load.finish();
+    assert!(seen.failed.is_empty(), "failed requests: {seen:?}");
+}
