@@ -31,9 +31,12 @@ use table::Route;
 
 use crate::spec::ProxyMode;
 
+/// Each public address's route and the task that serves its listener.
+type Routes = HashMap<SocketAddr, (Arc<Route>, JoinHandle<()>)>;
+
 /// The proxy's routes and their listeners.
 struct Proxy {
-    routes: Mutex<HashMap<SocketAddr, (Arc<Route>, JoinHandle<()>)>>,
+    routes: Mutex<Routes>,
     file: PathBuf,
 }
 
@@ -148,10 +151,7 @@ impl Proxy {
     }
 
     /// Writes every route to the routes file (atomically, on a blocking thread).
-    async fn persist(
-        &self,
-        routes: &HashMap<SocketAddr, (Arc<Route>, JoinHandle<()>)>,
-    ) -> Result<(), String> {
+    async fn persist(&self, routes: &Routes) -> Result<(), String> {
         let mut specs: Vec<RouteSpec> = routes.values().map(|(r, _)| r.spec()).collect();
         specs.sort_by_key(|s| s.listen);
         let json = serde_json::to_vec_pretty(&specs).map_err(|e| e.to_string())?;
