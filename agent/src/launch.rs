@@ -41,6 +41,8 @@ pub(crate) async fn launch(
         ("HOST".into(), host.to_string()),
         ("DEPLOYMENT_NAME".into(), spec.name.clone()),
         ("DEPLOYMENT_RELEASE".into(), release.number.to_string()),
+        // Where clients reach it (behind the node proxy, not where it listens).
+        ("DEPLOYMENT_URL".into(), sup.app_url(spec.port)),
         ("GIT_COMMIT".into(), release.commit.clone()),
     ];
     if let Some(venv_dir) = &release.venv_dir {

@@ -7,8 +7,9 @@
 /// Optional behaviour through env vars (`deployctl run --env-var K=V`):
 /// `APP_IMPORT=module` imports it and serves `module_version`; `APP_FILE=path` serves the
 /// file's content as `file`; `APP_CHILD=1` spawns `sleep 1000` and serves `child_pid`;
-/// `APP_HEALTH_FILE=path`: `/health` answers 503 while that file exists (`{HOST}` in it is
-/// replaced by the app's HOST, so instances on several agents can differ); `APP_CHATTY=1`
+/// `APP_HEALTH_FILE=path`: `/health` answers 503 while that file exists (`{PUBLIC_HOST}` in
+/// it is replaced by the host of `DEPLOYMENT_URL`, so instances on several agents can
+/// differ; `{HOST}` by the app's HOST); `APP_CHATTY=1`
 /// prints a 100-byte line every millisecond or so; `APP_SLOW_START=SECONDS` loads its
 /// "model" for that long before it listens.
 pub const APP_PY: &str = r#"import json
@@ -32,6 +33,7 @@ info = {
     "uid": os.getuid(),
     "python": sys.executable,
     "host": HOST,
+    "url": os.environ.get("DEPLOYMENT_URL"),
 }
 if os.environ.get("APP_IMPORT"):
     module = __import__(os.environ["APP_IMPORT"])
@@ -43,7 +45,8 @@ if os.environ.get("APP_FILE"):
 if os.environ.get("APP_CHILD"):
     child = subprocess.Popen(["sleep", "1000"])
     info["child_pid"] = child.pid
-HEALTH_FILE = os.environ.get("APP_HEALTH_FILE", "").replace("{HOST}", HOST)
+PUBLIC_HOST = (os.environ.get("DEPLOYMENT_URL") or "").split("//")[-1].rsplit(":", 1)[0]
+HEALTH_FILE = os.environ.get("APP_HEALTH_FILE", "").replace("{HOST}", HOST).replace("{PUBLIC_HOST}", PUBLIC_HOST)
 if os.environ.get("APP_CHATTY"):
     def chatter():
         n = 0

@@ -8,10 +8,17 @@ use deployctl_e2e::*;
 
 const ENV: &str = "e2e";
 
-/// Deploys the standard app at `v1` as `name` and checks it serves release 1.
-fn deploy_good(agent: &Agent, project: &Project, repo: &GitRepo, name: &str) -> String {
+/// Deploys the standard app at `v1` as `name` (with `extra` flags) and checks it serves
+/// release 1.
+fn deploy_good(
+    agent: &Agent,
+    project: &Project,
+    repo: &GitRepo,
+    name: &str,
+    extra: &[&str],
+) -> String {
     let commit = repo.commit_app("good", Some("v1"));
-    project.run_app(ENV, name, &repo.url(), "v1", &[]).ok();
+    project.run_app(ENV, name, &repo.url(), "v1", extra).ok();
     let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
     assert_eq!(served["marker"], "good", "{served}");
     commit
@@ -67,7 +74,33 @@ fn broken_release_never_healthy_keeps_previous() {
     let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
-    let good = deploy_good(&agent, &project, &repo, "svc");
+    let good = deploy_good(&agent, &project, &repo, "svc", &[]);
+    let (_, before) = project.status_json("svc");
+
+    let out = redeploy_broken(
+        &project,
+        &repo,
+        NEVER_HEALTHY_PY,
+        "broken: /health says 503",
+    );
+    out.expect_code(1).mentions("health").mentions("503");
+    // Beside it behind the node proxy: release 1 never stopped, the same process serves.
+    out.mentions("the previous release 1 was kept running (healthy)");
+    let (_, after) = project.status_json("svc");
+    assert_eq!(
+        after["instances"][0]["pid"], before["instances"][0]["pid"],
+        "{before:#} {after:#}"
+    );
+    assert_release_1_kept(&agent, &project, "svc", &good);
+}
+
+#[test]
+fn with_recreate_a_never_healthy_release_restarts_the_previous_one() {
+    let ip = loopback();
+    let agent = Agent::start(&ip);
+    let project = Project::for_agent(ENV, &agent);
+    let repo = GitRepo::new();
+    let good = deploy_good(&agent, &project, &repo, "svc", &["--strategy", "recreate"]);
 
     let out = redeploy_broken(
         &project,
@@ -94,7 +127,7 @@ fn release_exiting_at_once_keeps_previous() {
     let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
-    let good = deploy_good(&agent, &project, &repo, "svc");
+    let good = deploy_good(&agent, &project, &repo, "svc", &[]);
 
     let out = redeploy_broken(&project, &repo, EXIT_AT_ONCE_PY, "broken: exits at once");
     out.expect_code(1).mentions("kept");

@@ -104,7 +104,7 @@ fn haproxy_routes_around_an_unhealthy_instance() {
         .ok();
     let flags = tempfile::tempdir().unwrap();
     // Each instance looks for its own file: only b's is created.
-    let sick_pattern = flags.path().join("sick-{HOST}");
+    let sick_pattern = flags.path().join("sick-{PUBLIC_HOST}");
     let sick = flags.path().join(format!("sick-{b_lo}"));
     let repo = GitRepo::new();
     repo.commit_app("balanced", Some("v1"));
@@ -174,11 +174,13 @@ fn haproxy_routes_around_an_unhealthy_instance() {
         http_get(&format!("http://{}:8081/stats;csv", lb_ip()))
     );
     let front = format!("http://{}:8080/", lb_ip());
+    // Which agent answered: the app's public URL names it.
     let hosts: Vec<String> = (0..6)
-        .filter_map(|_| get_json(&front).and_then(|v| v["host"].as_str().map(String::from)))
+        .filter_map(|_| get_json(&front).and_then(|v| v["url"].as_str().map(String::from)))
         .collect();
+    let on = |ip: &Loopback| format!("http://{ip}:8000");
     assert!(
-        hosts.iter().any(|h| *h == *a_lo) && hosts.iter().any(|h| *h == *b_lo),
+        hosts.iter().any(|h| *h == on(&a_lo)) && hosts.iter().any(|h| *h == on(&b_lo)),
         "HAProxy balances over both: {hosts:?}"
     );
 
@@ -213,11 +215,11 @@ fn haproxy_routes_around_an_unhealthy_instance() {
     assert!(body.contains("\"healthy\":false"), "{body}");
     assert_eq!(status_of("a"), "UP");
     let hosts: Vec<String> = (0..6)
-        .filter_map(|_| get_json(&front).and_then(|v| v["host"].as_str().map(String::from)))
+        .filter_map(|_| get_json(&front).and_then(|v| v["url"].as_str().map(String::from)))
         .collect();
     assert_eq!(hosts.len(), 6, "every request answered");
     assert!(
-        hosts.iter().all(|h| *h == *a_lo),
+        hosts.iter().all(|h| *h == on(&a_lo)),
         "only a serves now: {hosts:?}"
     );
 

@@ -432,6 +432,17 @@ fn a_failed_start_names_where_a_daemonized_server_listens() {
     let timeout = args.iter().position(|a| *a == "120s").unwrap();
     args[timeout] = "3s";
     let out = project.deployctl(&args);
-    out.expect_code(1)
-        .mentions(&format!("the app listens on {ip}:8001 instead"));
+    out.expect_code(1);
+    // Its private port (behind the node proxy) is what the health check connected to.
+    let port: u16 = out
+        .stdout
+        .split("TCP connect to 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no health target in the output\n{out}"));
+    out.mentions(&format!(
+        "the app listens on 127.0.0.1:{} instead",
+        port + 1
+    ));
 }

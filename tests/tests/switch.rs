@@ -164,3 +164,66 @@ fn requests_are_held_while_a_crashed_app_restarts_and_survive_an_agent_kill() {
     let seen = load.finish();
     assert!(seen.failed.is_empty(), "failed requests: {seen:?}");
 }
+
+/// An app with a hard-coded address (here from APP_BIND, as `app.run(port=8000)` would).
+const HARD_CODED_PY: &str = r#"import os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+host, port = os.environ["APP_BIND"].rsplit(":", 1)
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+print(f"listening on {host}:{port}", flush=True)
+HTTPServer((host, int(port)), Handler).serve_forever()
+"#;
+
+#[test]
+fn an_app_that_binds_the_public_port_itself_is_told_both_fixes() {
+    let ip = loopback();
+    let agent = Agent::start(&ip);
+    let project = Project::for_agent(ENV, &agent);
+    let repo = GitRepo::new();
+    repo.write("app.py", HARD_CODED_PY);
+    repo.commit("hard-coded port");
+    let bind = format!("APP_BIND={ip}:8000");
+    let run = |extra: &[&str]| {
+        let url = repo.url();
+        let mut args = vec![
+            "run",
+            "fixed",
+            "--env",
+            ENV,
+            "--repo",
+            &url,
+            "--command",
+            "python3 app.py",
+            "--env-var",
+            &bind,
+            "--health-timeout",
+            "3s",
+        ];
+        args.extend_from_slice(extra);
+        project.deployctl(&args)
+    };
+    run(&[])
+        .expect_code(1)
+        .mentions("binds port 8000 itself")
+        .mentions("$HOST:$PORT")
+        .mentions("strategy: recreate");
+    run(&["--strategy", "recreate"]).ok();
+    assert_eq!(
+        http_get(&agent.app_url(8000, "/")).map(|(s, _)| s),
+        Some(200),
+        "recreate: the app serves on its own port"
+    );
+}

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::events::{self, Events, StepError};
 use super::start::Started;
 use crate::instance::StartFailure;
-use crate::spec::Spec;
+use crate::spec::{Spec, Strategy};
 use crate::supervisor::Supervisor;
 
 /// The new release's pid once healthy.
@@ -17,9 +17,15 @@ pub(super) async fn wait(
     started: &mut Started,
     events: &Events,
 ) -> Result<u32, StepError> {
+    // Where the instance listens: its private port behind the node proxy, or the port.
+    let (host, port) = match started.private_port {
+        Some(p) => (std::net::Ipv4Addr::LOCALHOST.to_string(), p),
+        None => (sup.config().app_host.to_string(), spec.port),
+    };
     let target = match &spec.health.path {
+        Some(p) if started.private_port.is_some() => format!("GET http://{host}:{port}{p}"),
         Some(p) => format!("GET {}{p}", sup.app_url(spec.port)),
-        None => format!("TCP connect to {}:{}", sup.config().app_host, spec.port),
+        None => format!("TCP connect to {host}:{port}"),
     };
     let began = Instant::now();
     events.emit(
@@ -47,7 +53,10 @@ pub(super) async fn wait(
             );
             Ok(pid)
         }
-        Err(failure) => {
+        Err(mut failure) => {
+            if let Some(hint) = binds_public_port(spec, &failure) {
+                failure.reason = format!("{}; {hint}", failure.reason);
+            }
             events.emit(
                 events::HEALTH,
                 events::Phase::Failed,
@@ -57,4 +66,30 @@ pub(super) async fn wait(
             Err(StepError::new(events::HEALTH, failure.reason).with_tail(failure.tail))
         }
     }
+}
+
+/// Behind the node proxy, an app that binds the deployment's port itself (a hard-coded
+/// port) either finds it taken by the proxy or listens where the health check does not
+/// look: say so, with both fixes.
+fn binds_public_port(spec: &Spec, failure: &StartFailure) -> Option<String> {
+    if spec.strategy != Strategy::Switch {
+        return None;
+    }
+    let port = format!(":{}", spec.port);
+    // "... the app listens on 10.0.0.5:8000 instead: ..."
+    let listens_there = failure.reason.split("listens on").skip(1).any(|rest| {
+        rest.split_whitespace()
+            .take_while(|w| *w != "instead:")
+            .any(|w| w.trim_end_matches([',', ';']).ends_with(&port))
+    });
+    let refused = failure
+        .tail
+        .iter()
+        .any(|l| l.contains("Address already in use") || l.contains("address already in use"));
+    (listens_there || refused).then(|| {
+        format!(
+            "the app binds port {} itself, which the node proxy holds for it: make it listen on $HOST:$PORT (a private port the agent chooses), or deploy with `strategy: recreate` (--strategy recreate) to let it bind {} directly, with an outage at each redeploy",
+            spec.port, spec.port
+        )
+    })
 }

@@ -96,6 +96,7 @@ pub(crate) const RESERVED_ENV: &[&str] = &[
     "HOST",
     "DEPLOYMENT_NAME",
     "DEPLOYMENT_RELEASE",
+    "DEPLOYMENT_URL",
     "GIT_COMMIT",
     "VIRTUAL_ENV",
 ];
