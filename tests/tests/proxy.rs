@@ -102,7 +102,16 @@ fn deploy(agent: &Agent, app: &str, extra: &[&str]) -> (Project, GitRepo) {
     repo.write("app.py", app);
     repo.commit("app");
     let url = repo.url();
-    let mut args = vec!["run", "proto", "--env", ENV, "--repo", &url, "--command", "python3 app.py"];
+    let mut args = vec![
+        "run",
+        "proto",
+        "--env",
+        ENV,
+        "--repo",
+        &url,
+        "--command",
+        "python3 app.py",
+    ];
     args.extend_from_slice(extra);
     project.deployctl(&args).ok();
     (project, repo)
@@ -140,8 +149,11 @@ fn headers_events_websockets_and_uploads_pass_through() {
     let _deployed = deploy(&agent, PROTOCOLS_PY, &["--health-path", "/health"]);
 
     // Host is kept; X-Forwarded-For and -Proto are set.
-    let answer = http_get_with(&agent.app_url(8000, "/headers"), &[("Host", "models.example.org")])
-        .expect("headers answer");
+    let answer = http_get_with(
+        &agent.app_url(8000, "/headers"),
+        &[("Host", "models.example.org")],
+    )
+    .expect("headers answer");
     let headers: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
     assert_eq!(headers["host"], "models.example.org", "{headers}");
     let from: std::net::IpAddr = headers["x-forwarded-for"]
@@ -161,14 +173,24 @@ fn headers_events_websockets_and_uploads_pass_through() {
     let mut line = String::new();
     while !line.contains("data: event 1") {
         line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "the stream ended early");
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "the stream ended early"
+        );
     }
     let first = began.elapsed();
-    assert!(first < Duration::from_millis(1500), "first event after {first:?}");
+    assert!(
+        first < Duration::from_millis(1500),
+        "first event after {first:?}"
+    );
     let mut rest = String::new();
     let _ = reader.read_to_string(&mut rest);
     assert!(rest.contains("data: event 3"), "{rest}");
-    assert!(began.elapsed() >= Duration::from_secs(2), "the stream lasted {:?}", began.elapsed());
+    assert!(
+        began.elapsed() >= Duration::from_secs(2),
+        "the stream lasted {:?}",
+        began.elapsed()
+    );
 
     // A WebSocket echo.
     let mut ws = connect(&agent);
@@ -216,7 +238,10 @@ fn headers_events_websockets_and_uploads_pass_through() {
     let mut answer = String::new();
     up.read_to_string(&mut answer).unwrap();
     assert!(answer.contains(&format!("\"bytes\": {size}")), "{answer}");
-    assert!(peak > 0 && peak < 40 * 1024, "the proxy's RSS reached {peak} KiB");
+    assert!(
+        peak > 0 && peak < 40 * 1024,
+        "the proxy's RSS reached {peak} KiB"
+    );
 }
 
 #[test]
@@ -235,8 +260,11 @@ fn tcp_mode_forwards_bytes_and_a_killed_proxy_comes_back_with_its_routes() {
     assert_eq!(echo("ping").as_deref(), Some("echo ping\n"));
 
     let old = proxy_pid(&agent);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old as i32), nix::sys::signal::Signal::SIGKILL)
-        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     assert!(
         wait_until(Duration::from_secs(10), || proxy_pid(&agent) != old
             && echo("again").as_deref() == Some("echo again\n")),

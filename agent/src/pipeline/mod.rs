@@ -10,7 +10,6 @@
 
 pub(crate) mod apt;
 mod beneath;
-mod bytecode;
 mod checkout;
 mod commit;
 pub(crate) mod events;

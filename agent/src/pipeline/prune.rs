@@ -1,7 +1,6 @@
 //! After a successful deploy has answered: the new venv's bytecode is compiled in the
 //! background, and release directories and venvs no kept release uses are deleted.
 
-use super::bytecode;
 use crate::deployment::Deployment;
 use crate::store::Record;
 use crate::supervisor::Supervisor;
@@ -13,7 +12,7 @@ pub(super) async fn after_success(sup: &Supervisor, d: &Deployment) {
         .map(|r| r.packages_hash.clone())
         .filter(|h| !h.is_empty())
     {
-        bytecode::compile_later(sup.layout().venvs().join(hash));
+        sup.venvs().compile_later(&hash);
     }
     prune_releases(sup, &record).await;
     sup.collect_venv_garbage().await;

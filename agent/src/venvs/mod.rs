@@ -11,6 +11,7 @@ use tokio::sync::OnceCell;
 
 use crate::config::{Config, InstallerMode};
 
+mod bytecode;
 mod gc;
 pub(crate) mod toolchain;
 
@@ -74,6 +75,8 @@ pub(crate) struct Venvs {
     /// One build at a time per venv key.
     builders: KeyedLocks,
     leases: Leases,
+    /// Bytecode compiles running in the background.
+    compiles: bytecode::Compiles,
     /// The venvs as the last collection saw them.
     summary: Mutex<Summary>,
 }
@@ -89,6 +92,7 @@ impl Venvs {
             toolchain: OnceCell::new(),
             builders: KeyedLocks::default(),
             leases: Leases::default(),
+            compiles: bytecode::Compiles::default(),
             summary: Mutex::default(),
         }
     }
@@ -123,6 +127,12 @@ impl Venvs {
     /// Keeps the venvs outside `keep` that no deploy in progress holds within the budget,
     /// least recently used first (on a blocking thread: it walks the venvs). What it removed.
     pub(crate) async fn collect(self: &Arc<Self>, keep: HashSet<String>) -> Vec<String> {
+        // Nothing may write into a venv while it is deleted: compiles of the venvs that may
+        // go are stopped first (a later use compiles again).
+        let leased = leases(&self.leases).clone();
+        self.compiles
+            .stop(|k| !keep.contains(k) && !leased.get(k).is_some_and(|n| *n > 0))
+            .await;
         let me = self.clone();
         let work = move || {
             let leased = leases(&me.leases).clone();
@@ -141,6 +151,11 @@ impl Venvs {
             tracing::info!(removed = ?removed, "removed unused environments");
         }
         removed
+    }
+
+    /// Compiles venv `key`'s bytecode in the background (see [`bytecode`]).
+    pub(crate) fn compile_later(&self, key: &str) {
+        self.compiles.start(key, self.dir.join(key));
     }
 
     /// The venvs as the last collection saw them.
