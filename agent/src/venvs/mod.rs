@@ -131,7 +131,7 @@ impl Venvs {
         // go are stopped first (a later use compiles again).
         let leased = leases(&self.leases).clone();
         self.compiles
-            .stop(|k| !keep.contains(k) && !leased.get(k).is_some_and(|n| *n > 0))
+            .stop(|k| !keep.contains(k) && leased.get(k).is_none_or(|n| *n == 0))
             .await;
         let me = self.clone();
         let work = move || {
