@@ -68,7 +68,7 @@ fn route(sup: &Supervisor, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 .get(hyper::header::ACCEPT)
                 .and_then(|v| v.to_str().ok());
             let format = Format::negotiate(accept);
-            let openmetrics = sup.metrics().encode(&sup.present());
+            let openmetrics = sup.metrics().encode(&sup.present(), sup.served());
             let body = match format {
                 Format::OpenMetrics => openmetrics,
                 Format::Text004 => exposition::to_text_004(&openmetrics),

@@ -41,6 +41,7 @@ mod store;
 mod supervisor;
 mod tls;
 mod tracking;
+mod traffic;
 mod usage;
 mod venvs;
 
@@ -105,6 +106,7 @@ pub async fn run(
         });
     }
     let sampler = tokio::spawn(sample_usage(sup.clone()));
+    let traffic = tokio::spawn(sample_traffic(sup.clone()));
     let reaper = tokio::spawn(reaper::reap_orphans());
     let rotator = tokio::spawn(rotate_logs(sup.clone()));
     let venv_gc = tokio::spawn(collect_venvs(sup.clone()));
@@ -151,6 +153,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     recovery.abort();
     sampler.abort();
+    traffic.abort();
     reaper.abort();
     rotator.abort();
     venv_gc.abort();
@@ -199,6 +202,18 @@ async fn sample_usage(sup: std::sync::Arc<Supervisor>) {
         let apps = sup.running_apps();
         sup.usage().sample(apps).await;
         tokio::time::sleep(USAGE_PERIOD).await;
+    }
+}
+
+/// Keeps the node proxy's counts over time (for `status` and `/metrics`).
+async fn sample_traffic(sup: std::sync::Arc<Supervisor>) {
+    let mut every = tokio::time::interval(traffic::SAMPLE_PERIOD);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Some(routes) = sup.proxy().stats_if_running().await {
+            sup.traffic().record(tokio::time::Instant::now(), routes);
+        }
     }
 }
 

@@ -30,6 +30,12 @@ pub(crate) struct ReleaseRecord {
     pub deployed_at: i64,
     /// How its deploy went.
     pub result: ReleaseResult,
+    /// Unix seconds when the node proxy switched traffic to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switched_at: Option<i64>,
+    /// How long the release it replaced took to finish its requests (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_drained_ms: Option<u64>,
 }
 
 /// How a release's deploy went. On disk (and in `history`) the words are "ok" and

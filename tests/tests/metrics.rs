@@ -303,6 +303,41 @@ fn promtool_accepts_the_metrics_and_a_real_prometheus_scrapes_them() {
         }),
         "no memory sample in /metrics"
     );
+    // Requests through the node proxy: counted by release and class, with a latency
+    // histogram (the agent samples the proxy every 2 s).
+    for _ in 0..5 {
+        assert_eq!(http_get(&agent.app_url(8000, "/")).map(|r| r.0), Some(200));
+    }
+    let mut m = metrics(&agent);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            m = metrics(&agent);
+            m.get("deploy_agent_proxy_requests").is_some_and(|f| {
+                f.samples.iter().any(|s| {
+                    s.labels.get("deployment").map(String::as_str) == Some("web")
+                        && s.labels.get("release").map(String::as_str) == Some("1")
+                        && s.labels.get("class").map(String::as_str) == Some("2xx")
+                        && s.value >= 5.0
+                })
+            })
+        }),
+        "no proxy requests in /metrics: {m:#?}"
+    );
+    assert_eq!(m["deploy_agent_proxy_requests"].kind, "counter");
+    assert_eq!(
+        m["deploy_agent_proxy_request_duration_seconds"].kind,
+        "histogram"
+    );
+    assert_eq!(m["deploy_agent_proxy_in_flight_requests"].kind, "gauge");
+    assert!(
+        value(
+            &m["deploy_agent_proxy_bytes"],
+            "deploy_agent_proxy_bytes_total",
+            ("direction", "from_app")
+        )
+        .unwrap_or(0.0)
+            > 0.0
+    );
 
     // No Accept header (curl, older scrapers): the text format, which promtool accepts.
     let plain = http_get_with(&agent.http_url("/metrics"), &[]).expect("/metrics answers");

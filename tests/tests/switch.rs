@@ -123,6 +123,46 @@ fn a_redeploy_of_a_slow_starting_app_under_load_fails_no_request() {
         .expect_code(1)
         .mentions("release 2");
     load.wait_for(20);
+    // status says where the app listens, when traffic switched, how long release 1
+    // drained, and how busy it is (the agent samples the proxy every 2 s).
+    let mut instance = serde_json::Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let status = project.deployctl(&["status", "model", "--output", "json"]);
+            instance = status.ok().json()["deployments"][0]["instances"][0].clone();
+            instance["traffic"]["requests_per_second"]
+                .as_f64()
+                .unwrap_or(0.0)
+                > 0.0
+        }),
+        "no traffic in status: {instance}"
+    );
+    assert_eq!(instance["release"], 2, "{instance}");
+    let private = instance["private_address"].as_str().unwrap_or_default();
+    assert!(
+        private.starts_with("127.0.0.1:") && !private.ends_with(":8000"),
+        "{instance}"
+    );
+    assert!(
+        instance["switched_at"].as_i64().unwrap_or(0) > 0,
+        "{instance}"
+    );
+    assert!(
+        instance["previous_drained_ms"].as_u64().is_some(),
+        "{instance}"
+    );
+    assert!(
+        instance["traffic"]["p99_ms"].as_f64().unwrap_or(0.0) > 0.0,
+        "{instance}"
+    );
+    assert_eq!(instance["traffic"]["error_rate"], 0.0, "{instance}");
+    project
+        .deployctl(&["status", "model"])
+        .ok()
+        .mentions(private)
+        .mentions("traffic switched to release 2")
+        .mentions("drained in")
+        .mentions("requests/s");
     let seen = load.finish();
     assert!(seen.failed.is_empty(), "failed requests: {seen:?}");
     assert_eq!(seen.markers, ["one", "two"], "{seen:?}");

@@ -225,6 +225,22 @@ impl Deployment {
         s.generation += 1;
     }
 
+    /// Release `number` took the traffic and the release it replaced took `took` to
+    /// finish its requests.
+    pub(crate) fn previous_drained(&self, number: u32, took: Duration) {
+        let mut s = self.state();
+        if let Some(r) = s
+            .record
+            .releases
+            .iter_mut()
+            .rev()
+            .find(|r| r.number == number)
+        {
+            r.previous_drained_ms = Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
+            s.generation += 1;
+        }
+    }
+
     /// A release failed: kept in the history of a deployment that has a current release
     /// (a first deploy that fails leaves nothing behind).
     pub(crate) fn record_failure(&self, release: ReleaseRecord) {

@@ -19,6 +19,8 @@ fn release(number: u32, owner: &str) -> ReleaseRecord {
         venv_dir: None,
         deployed_at: 0,
         result: store::ReleaseResult::Pending,
+        switched_at: None,
+        previous_drained_ms: None,
     }
 }
 

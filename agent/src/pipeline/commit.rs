@@ -42,6 +42,9 @@ pub(super) async fn commit(
     );
     d.save_or_log(sup.layout()).await;
     // The previous release (behind the proxy: once it has drained; on another port: now).
-    super::switch::drain_previous(sup, &release, &started, events).await;
+    if let Some(took) = super::switch::drain_previous(sup, &release, &started, events).await {
+        d.previous_drained(release.number, took);
+        d.save_or_log(sup.layout()).await;
+    }
     outcome
 }

@@ -132,7 +132,7 @@ async fn steps(
         });
     }
     preflight::check_port(sup, spec).await.map_err(early)?;
-    let prepared = prepare(sup, spec, number, events).await.map_err(early)?;
+    let mut prepared = prepare(sup, spec, number, events).await.map_err(early)?;
     if let Err(e) = start_script::step(sup, spec, &prepared, events).await {
         return Err((e, Some(prepared)));
     }
@@ -153,6 +153,7 @@ async fn steps(
             started.undo(d);
             return Err((e, Some(prepared)));
         }
+        prepared.release.switched_at = Some(crate::clock::now_unix());
     }
     Ok(commit::commit(sup, d, spec, prepared, started, pid, events).await)
 }
@@ -217,6 +218,8 @@ async fn prepare(
             venv_dir: venv.as_ref().map(|v| v.dir.clone()),
             deployed_at: crate::clock::now_unix(),
             result: store::ReleaseResult::Pending,
+            switched_at: None,
+            previous_drained_ms: None,
         },
         dir,
         frozen: venv.map(|v| v.frozen).unwrap_or_default(),

@@ -56,21 +56,20 @@ pub(super) async fn switch(
     Ok(())
 }
 
-/// Lets the previous release finish its requests, then stops it.
+/// Lets the previous release finish its requests, then stops it. How long it drained
+/// (behind the node proxy).
 pub(super) async fn drain_previous(
     sup: &Supervisor,
     release: &ReleaseRecord,
     started: &Started,
     events: &Events,
-) {
-    let Some(prev) = started
+) -> Option<Duration> {
+    let prev = started
         .previous
         .as_ref()
-        .filter(|_| !started.previous_stopped)
-    else {
-        return;
-    };
+        .filter(|_| !started.previous_stopped)?;
     let began = Instant::now();
+    let mut drained = None;
     if let Some(port) = started.previous_port {
         let listen = crate::launch::public_address(sup, release);
         let old = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
@@ -79,6 +78,7 @@ pub(super) async fn drain_previous(
             tokio::time::sleep(DRAIN_POLL).await;
         }
         let left = in_flight(sup, listen, old).await;
+        drained = Some(began.elapsed());
         events.info(
             events::SWITCH,
             if left == 0 {
@@ -106,6 +106,7 @@ pub(super) async fn drain_previous(
             how.as_str()
         ),
     );
+    drained
 }
 
 /// Requests the proxy has in flight on `backend` of the route on `listen`.

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
+use super::counters::Counts;
 use super::table::{BackendStats, RouteSpec};
 use crate::spec::ProxyMode;
 
@@ -46,6 +47,9 @@ pub(crate) struct RouteStats {
     pub serving: Vec<BackendStats>,
     /// Backends replaced by a newer release that still finish requests.
     pub draining: Vec<BackendStats>,
+    /// Everything the route answered since the proxy started.
+    #[serde(default)]
+    pub totals: Counts,
     /// Requests that found no backend within the hold timeout.
     pub unavailable: u64,
 }

@@ -18,7 +18,9 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::table::{Backend, InFlight, Route};
+#[cfg(doc)]
+use super::table::InFlight;
+use super::table::{Backend, Route};
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
@@ -81,11 +83,12 @@ pub(crate) async fn serve(listener: TcpListener, route: Arc<Route>) {
 }
 
 async fn forward(
-    route: &Route,
+    route: &Arc<Route>,
     pool: &Pool,
     peer: SocketAddr,
     mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    let began = tokio::time::Instant::now();
     let upgrade = req.headers().contains_key(UPGRADE);
     prepare_headers(&mut req, peer, upgrade);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -99,19 +102,28 @@ async fn forward(
         *copy.headers_mut() = req.headers().clone();
         copy
     });
-    let mut req = req.map(|b| b.boxed());
+    let counted = route.clone();
+    let mut req = req.map(move |body| {
+        Counted {
+            body,
+            count: Box::new(move |n| counted.bytes_to_app(n)),
+        }
+        .boxed()
+    });
     let mut attempt = 0;
-    let (backend, sender, mut resp) = loop {
+    let (backend, sender, mut resp, in_flight) = loop {
         attempt += 1;
         let Some((backend, mut sender)) = connect(route, pool, upgrade || attempt > 1).await else {
-            route.count_unavailable();
+            route.count_unavailable(Some(began.elapsed()));
             return plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no instance of this deployment is healthy\n",
             );
         };
+        // In flight from the moment it is sent: a release drains until its app answered.
+        let in_flight = backend.begin();
         match sender.try_send_request(req).await {
-            Ok(resp) => break (backend, sender, resp),
+            Ok(resp) => break (backend, sender, resp, in_flight),
             Err(mut e) => {
                 tracing::debug!(addr = %backend.spec.addr, error = %e.error(), "backend request failed");
                 let again = e.take_message().or_else(|| {
@@ -128,25 +140,28 @@ async fn forward(
                 match again {
                     Some(r) if attempt < MAX_ATTEMPTS => req = r,
                     _ => {
-                        backend.finished(502);
+                        backend.finished(502, began.elapsed());
                         return plain(StatusCode::BAD_GATEWAY, "the app closed the connection\n");
                     }
                 }
             }
         }
     };
-    let in_flight = backend.begin();
     let addr = backend.spec.addr;
-    backend.finished(resp.status().as_u16());
+    backend.finished(resp.status().as_u16(), began.elapsed());
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client) = client_upgrade {
             let backend_upgrade = hyper::upgrade::on(&mut resp);
+            let counted = backend.clone();
             tokio::spawn(async move {
                 let _held = in_flight;
                 if let (Ok(c), Ok(b)) = (client.await, backend_upgrade.await) {
-                    let _ =
+                    if let Ok((to_app, from_app)) =
                         tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(b))
-                            .await;
+                            .await
+                    {
+                        counted.bytes(to_app, from_app);
+                    }
                 }
             });
             return resp.map(|b| b.boxed());
@@ -154,10 +169,13 @@ async fn forward(
     } else if !upgrade {
         pool.put(addr, sender);
     }
-    resp.map(|body| {
-        Tracked {
+    resp.map(move |body| {
+        Counted {
             body,
-            _in_flight: in_flight,
+            count: Box::new(move |n| {
+                backend.bytes(0, n);
+                let _in_flight = &in_flight;
+            }),
         }
         .boxed()
     })
@@ -250,14 +268,15 @@ fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     resp
 }
 
-/// A response body that counts its request as in flight until it ends (a stream of
-/// server-sent events is in flight for as long as it runs).
-struct Tracked {
+/// A body passed on as it comes, its data bytes counted. A response body also keeps its
+/// request in flight until it ends (its counter holds the [`InFlight`]): a stream of
+/// server-sent events is in flight for as long as it runs.
+struct Counted {
     body: Incoming,
-    _in_flight: InFlight,
+    count: Box<dyn Fn(u64) + Send + Sync>,
 }
 
-impl Body for Tracked {
+impl Body for Counted {
     type Data = Bytes;
     type Error = hyper::Error;
 
@@ -265,7 +284,13 @@ impl Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                (self.count)(data.len() as u64);
+            }
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -7,6 +7,7 @@
 //! and the old one drains ([`table`]): no request fails.
 
 mod control;
+mod counters;
 mod http;
 mod node;
 mod table;
@@ -23,6 +24,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 pub(crate) use control::RouteStats;
+pub(crate) use counters::{Counts, LATENCY_BOUNDS};
 pub(crate) use node::NodeProxy;
 pub(crate) use table::{BackendSpec, RouteSpec};
 
@@ -133,13 +135,14 @@ impl Proxy {
         let routes = routes
             .values()
             .map(|(r, _)| {
-                let (serving, draining, unavailable) = r.stats();
+                let c = r.stats();
                 RouteStats {
                     listen: r.listen,
                     mode: r.mode,
-                    serving,
-                    draining,
-                    unavailable,
+                    serving: c.serving,
+                    draining: c.draining,
+                    totals: c.totals,
+                    unavailable: c.unavailable,
                 }
             })
             .collect();

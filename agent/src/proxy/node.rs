@@ -59,6 +59,13 @@ impl NodeProxy {
         Ok(&self.client)
     }
 
+    /// The routes' counts, when the proxy runs (a node that never used it has none).
+    pub(crate) async fn stats_if_running(&self) -> Option<Vec<super::RouteStats>> {
+        let running = *self.running.lock().await;
+        running.filter(|id| id.is_running())?;
+        self.client.stats().await.ok()
+    }
+
     /// Adopts the proxy if one runs (after an agent restart), else starts it, but only
     /// when it has routes to serve (a node that never used it gets no process).
     pub(crate) async fn resume(&self) {

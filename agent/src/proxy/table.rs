@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::counters::{Counters, Counts};
 use crate::spec::ProxyMode;
 
 /// A route as it is set over the control socket and persisted.
@@ -37,10 +38,8 @@ pub(crate) struct BackendStats {
     pub release: u32,
     /// Requests (HTTP) or connections (TCP) not finished yet.
     pub in_flight: u64,
-    /// Finished requests by status class: 1xx..5xx (index 0..4); TCP: connections in [1].
-    pub by_class: [u64; 5],
-    /// Requests that found no backend within the hold timeout (answered 503).
-    pub unavailable: u64,
+    #[serde(default)]
+    pub counts: Counts,
 }
 
 /// A backend while it serves or drains.
@@ -48,15 +47,18 @@ pub(crate) struct BackendStats {
 pub(crate) struct Backend {
     pub spec: BackendSpec,
     in_flight: AtomicU64,
-    by_class: [AtomicU64; 5],
+    counters: Counters,
+    /// The route's counters, which every request of every backend also goes to.
+    route: Arc<Counters>,
 }
 
 impl Backend {
-    fn new(spec: BackendSpec) -> Backend {
+    fn new(spec: BackendSpec, route: Arc<Counters>) -> Backend {
         Backend {
             spec,
             in_flight: AtomicU64::new(0),
-            by_class: Default::default(),
+            counters: Counters::default(),
+            route,
         }
     }
 
@@ -72,10 +74,24 @@ impl Backend {
         }
     }
 
-    /// Counts a finished request by its status.
-    pub(crate) fn finished(&self, status: u16) {
-        let class = (status / 100).clamp(1, 5) as usize - 1;
-        self.by_class[class].fetch_add(1, Ordering::Relaxed);
+    /// Counts a finished request: its status and how long its response's head took.
+    pub(crate) fn finished(&self, status: u16, latency: Duration) {
+        self.counters.request(status, latency);
+        self.route.request(status, latency);
+    }
+
+    /// Counts a finished TCP connection and the bytes it carried.
+    pub(crate) fn connection_closed(&self, to_app: u64, from_app: u64) {
+        for c in [&self.counters, &*self.route] {
+            c.connection();
+            c.bytes(to_app, from_app);
+        }
+    }
+
+    /// Counts bytes of an HTTP request or response body.
+    pub(crate) fn bytes(&self, to_app: u64, from_app: u64) {
+        self.counters.bytes(to_app, from_app);
+        self.route.bytes(to_app, from_app);
     }
 
     fn stats(&self) -> BackendStats {
@@ -83,8 +99,7 @@ impl Backend {
             addr: Some(self.spec.addr),
             release: self.spec.release,
             in_flight: self.in_flight(),
-            by_class: std::array::from_fn(|i| self.by_class[i].load(Ordering::Relaxed)),
-            unavailable: 0,
+            counts: self.counters.counts(),
         }
     }
 }
@@ -101,6 +116,14 @@ impl Drop for InFlight {
     }
 }
 
+/// A route's counts at one moment.
+pub(crate) struct RouteCounts {
+    pub serving: Vec<BackendStats>,
+    pub draining: Vec<BackendStats>,
+    pub totals: Counts,
+    pub unavailable: u64,
+}
+
 /// One public address and who serves it.
 #[derive(Debug)]
 pub(crate) struct Route {
@@ -109,6 +132,8 @@ pub(crate) struct Route {
     state: Mutex<RouteState>,
     /// Bumped at every change of the backends, so held requests wake up.
     changed: watch::Sender<u64>,
+    /// Everything the route served (every backend's requests, and the ones none took).
+    totals: Arc<Counters>,
     unavailable: AtomicU64,
 }
 
@@ -122,6 +147,7 @@ struct RouteState {
 
 impl Route {
     pub(crate) fn new(spec: &RouteSpec) -> Route {
+        let totals = Arc::new(Counters::default());
         Route {
             listen: spec.listen,
             mode: spec.mode,
@@ -130,13 +156,13 @@ impl Route {
                     .backends
                     .iter()
                     .cloned()
-                    .map(Backend::new)
-                    .map(Arc::new)
+                    .map(|b| Arc::new(Backend::new(b, totals.clone())))
                     .collect(),
                 draining: Vec::new(),
                 hold: Duration::from_millis(spec.hold_timeout_ms),
             }),
             changed: watch::channel(0).0,
+            totals,
             unavailable: AtomicU64::new(0),
         }
     }
@@ -161,7 +187,7 @@ impl Route {
                 kept.iter()
                     .find(|k| k.spec == *b)
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(Backend::new(b.clone())))
+                    .unwrap_or_else(|| Arc::new(Backend::new(b.clone(), self.totals.clone())))
             })
             .collect();
         s.draining.extend(gone);
@@ -201,19 +227,31 @@ impl Route {
         self.changed.subscribe()
     }
 
-    pub(crate) fn count_unavailable(&self) {
+    /// A request (or connection) that found no backend within the hold timeout; an HTTP
+    /// one was answered 503 after `held`.
+    pub(crate) fn count_unavailable(&self, held: Option<Duration>) {
         self.unavailable.fetch_add(1, Ordering::Relaxed);
+        if let Some(held) = held {
+            self.totals.request(503, held);
+        }
     }
 
-    /// The backends' counts, serving ones first, then draining ones.
-    pub(crate) fn stats(&self) -> (Vec<BackendStats>, Vec<BackendStats>, u64) {
+    /// Counts request body bytes (the backend is not known until the request is sent).
+    pub(crate) fn bytes_to_app(&self, n: u64) {
+        self.totals.bytes(n, 0);
+    }
+
+    /// The backends' counts, serving ones first, then draining ones; the route's totals;
+    /// and the requests none took.
+    pub(crate) fn stats(&self) -> RouteCounts {
         let mut s = self.state();
         s.draining.retain(|b| b.in_flight() > 0);
-        (
-            s.backends.iter().map(|b| b.stats()).collect(),
-            s.draining.iter().map(|b| b.stats()).collect(),
-            self.unavailable.load(Ordering::Relaxed),
-        )
+        RouteCounts {
+            serving: s.backends.iter().map(|b| b.stats()).collect(),
+            draining: s.draining.iter().map(|b| b.stats()).collect(),
+            totals: self.totals.counts(),
+            unavailable: self.unavailable.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -264,21 +302,27 @@ mod tests {
             2,
             "new requests go to 2"
         );
-        let (serving, draining, _) = route.stats();
-        assert_eq!(serving.len(), 1);
-        assert_eq!((draining.len(), draining[0].in_flight), (1, 1));
+        let stats = route.stats();
+        assert_eq!(stats.serving.len(), 1);
+        assert_eq!((stats.draining.len(), stats.draining[0].in_flight), (1, 1));
         drop(request);
-        assert!(route.stats().1.is_empty(), "drained");
+        assert!(route.stats().draining.is_empty(), "drained");
     }
 
     #[test]
     fn a_backend_that_stays_keeps_its_counts() {
         let route = Route::new(&spec(&[(1001, 1)]));
         let b = route.pick(&[]).unwrap();
-        b.finished(200);
+        b.finished(200, Duration::from_millis(1));
         route.set(&spec(&[(1001, 1), (1002, 1)]));
-        let (serving, _, _) = route.stats();
-        assert_eq!(serving[0].by_class[1], 1);
+        route.count_unavailable(Some(Duration::from_secs(10)));
+        let stats = route.stats();
+        assert_eq!(stats.serving[0].counts.by_class[1], 1);
+        assert_eq!(
+            stats.totals.by_class,
+            [0, 1, 0, 0, 1],
+            "the route counts every answer"
+        );
         assert_eq!(route.spec(), spec(&[(1001, 1), (1002, 1)]));
     }
 }

@@ -33,15 +33,18 @@ pub(crate) async fn serve(listener: TcpListener, route: Arc<Route>) {
                     if let Ok(mut upstream) = TcpStream::connect(backend.spec.addr).await {
                         let _ = upstream.set_nodelay(true);
                         let _in_flight = backend.begin();
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                        backend.finished(200);
+                        let (to_app, from_app) =
+                            tokio::io::copy_bidirectional(&mut client, &mut upstream)
+                                .await
+                                .unwrap_or_default();
+                        backend.connection_closed(to_app, from_app);
                         return;
                     }
                 }
                 let wait =
                     HOLD_RETRY.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
                 if wait.is_zero() {
-                    route.count_unavailable();
+                    route.count_unavailable(None);
                     return;
                 }
                 let _ = tokio::time::timeout(wait, changes.changed()).await;

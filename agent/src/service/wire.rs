@@ -93,6 +93,20 @@ pub(super) fn view_to_pb(v: View) -> pb::DeploymentStatus {
         last_exit_code: v.last_exit_code.unwrap_or(-1),
         next_restart_in_s: v.next_restart_in.map(|d| d.as_secs().max(1)).unwrap_or(0),
         deployed_at: v.deployed_at,
+        private_address: v.private_address.map(|a| a.to_string()).unwrap_or_default(),
+        switched_at: v.switched_at.unwrap_or(0),
+        previous_drained_ms: v
+            .previous_drained_ms
+            .and_then(|ms| i64::try_from(ms).ok())
+            .unwrap_or(-1),
+        traffic: v.traffic.map(|t| pb::Traffic {
+            requests_per_second: t.requests_per_second,
+            p50_ms: t.p50.map(|s| s * 1000.0).unwrap_or(-1.0),
+            p99_ms: t.p99.map(|s| s * 1000.0).unwrap_or(-1.0),
+            error_rate: t.error_rate,
+            in_flight: t.in_flight,
+            window_s: t.window.as_secs_f64(),
+        }),
     }
 }
 

@@ -26,6 +26,7 @@ use crate::proxy::NodeProxy;
 use crate::secrets::{Redactor, SecretStore};
 use crate::store::{self, Layout, Record};
 use crate::tracking::{Tracker, Tracking};
+use crate::traffic::Traffic;
 use crate::usage::Usage;
 use crate::venvs::{KeyedLocks, Venvs};
 
@@ -49,6 +50,8 @@ pub(crate) struct Supervisor {
     tracker: Arc<Tracker>,
     /// The node proxy in front of deployments released with `strategy: switch`.
     proxy: NodeProxy,
+    /// What the node proxy served, over time.
+    traffic: Traffic,
 }
 
 impl Supervisor {
@@ -74,6 +77,7 @@ impl Supervisor {
         ));
         Ok(Arc::new(Supervisor {
             proxy: NodeProxy::new(&layout.root),
+            traffic: Traffic::default(),
             tracker,
             auth,
             secrets,
@@ -118,6 +122,9 @@ impl Supervisor {
     }
     pub(crate) fn proxy(&self) -> &NodeProxy {
         &self.proxy
+    }
+    pub(crate) fn traffic(&self) -> &Traffic {
+        &self.traffic
     }
     pub(crate) fn run_as(&self) -> Option<(u32, u32)> {
         self.run_as

@@ -32,6 +32,11 @@ pub(crate) struct View {
     pub last_exit_code: Option<i32>,
     pub next_restart_in: Option<Duration>,
     pub deployed_at: i64,
+    /// The app's own address behind the node proxy.
+    pub private_address: Option<std::net::SocketAddr>,
+    pub switched_at: Option<i64>,
+    pub previous_drained_ms: Option<u64>,
+    pub traffic: Option<crate::traffic::Rates>,
 }
 
 /// The state a deployment is in and why, from its snapshot.
@@ -65,6 +70,16 @@ impl Supervisor {
         } = snap;
         let pid = instance.as_ref().and_then(|s| s.pid).or(snap.recorded_pid);
         let (cpu_percent, memory_bytes) = pid.map(|p| self.usage.of(p)).unwrap_or_default();
+        let private_address = d.private_port().map(|p| {
+            std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), p)
+        });
+        let traffic = current
+            .as_ref()
+            .filter(|_| private_address.is_some())
+            .and_then(|r| {
+                self.traffic()
+                    .last_minute(crate::launch::public_address(self, r))
+            });
         let uptime = instance
             .as_ref()
             .filter(|s| s.pid.is_some())
@@ -107,6 +122,10 @@ impl Supervisor {
                 .and_then(|s| s.next_restart_at)
                 .map(|t| t.saturating_duration_since(Instant::now())),
             deployed_at: current.as_ref().map(|r| r.deployed_at).unwrap_or(0),
+            switched_at: current.as_ref().and_then(|r| r.switched_at),
+            previous_drained_ms: current.as_ref().and_then(|r| r.previous_drained_ms),
+            private_address,
+            traffic,
             spec: current.map(|r| r.spec),
         }
     }
@@ -123,6 +142,37 @@ impl Supervisor {
                     cpu_percent: v.cpu_percent,
                     memory_bytes: v.memory_bytes,
                 }
+            })
+            .collect()
+    }
+
+    /// What the node proxy served for each deployment (its last counts), for `/metrics`.
+    pub(crate) fn served(&self) -> Vec<crate::metrics::Served> {
+        let routes = self.traffic().latest();
+        if routes.is_empty() {
+            return Vec::new();
+        }
+        self.all()
+            .iter()
+            .filter_map(|d| {
+                let listen = crate::launch::public_address(self, &d.current()?);
+                let route = routes.iter().find(|r| r.listen == listen)?;
+                let mut releases: Vec<(u32, crate::proxy::Counts, u64)> = Vec::new();
+                for b in route.serving.iter().chain(&route.draining) {
+                    match releases.iter_mut().find(|(r, _, _)| *r == b.release) {
+                        Some((_, counts, in_flight)) => {
+                            counts.add(&b.counts);
+                            *in_flight += b.in_flight;
+                        }
+                        None => releases.push((b.release, b.counts.clone(), b.in_flight)),
+                    }
+                }
+                Some(crate::metrics::Served {
+                    deployment: d.name().to_string(),
+                    releases,
+                    totals: route.totals.clone(),
+                    unavailable: route.unavailable,
+                })
             })
             .collect()
     }

@@ -23,6 +23,17 @@ pub(super) fn print_json(out: &[Deployment], unanswered: &[Unanswered]) {
                         "packages_hash": s.packages_hash, "port": s.port,
                         "last_exit_code": if s.last_exit_code >= 0 { json!(s.last_exit_code) } else { json!(null) },
                         "next_restart_in_s": s.next_restart_in_s,
+                        "private_address": s.private_address,
+                        "switched_at": if s.switched_at > 0 { json!(s.switched_at) } else { json!(null) },
+                        "previous_drained_ms": if s.previous_drained_ms >= 0 { json!(s.previous_drained_ms) } else { json!(null) },
+                        "traffic": s.traffic.as_ref().map(|t| json!({
+                            "requests_per_second": t.requests_per_second,
+                            "p50_ms": if t.p50_ms >= 0.0 { json!(t.p50_ms) } else { json!(null) },
+                            "p99_ms": if t.p99_ms >= 0.0 { json!(t.p99_ms) } else { json!(null) },
+                            "error_rate": t.error_rate,
+                            "in_flight": t.in_flight,
+                            "window_s": t.window_s,
+                        })),
                     }),
                     None => json!({
                         "agent": i.agent, "state": i.state, "release": 0, "ref": "", "commit": "",
@@ -81,6 +92,7 @@ fn print_deployments(out: &[Deployment], detail: bool) {
                     s.restarts.to_string(),
                     format!("{:.1}%", s.cpu_percent),
                     output::bytes(s.memory_bytes),
+                    traffic_cells(s.traffic.as_ref()).join(" "),
                     s.url.clone(),
                 ],
                 None => vec![
@@ -88,6 +100,7 @@ fn print_deployments(out: &[Deployment], detail: bool) {
                     d.env.clone(),
                     i.agent.clone(),
                     i.state.clone(),
+                    "-".into(),
                     "-".into(),
                     "-".into(),
                     "-".into(),
@@ -105,7 +118,7 @@ fn print_deployments(out: &[Deployment], detail: bool) {
     output::table(
         &[
             "NAME", "ENV", "AGENT", "STATE", "RELEASE", "REF", "COMMIT", "PID", "UPTIME",
-            "RESTARTS", "CPU", "MEM", "URL",
+            "RESTARTS", "CPU", "MEM", "TRAFFIC", "URL",
         ],
         &rows,
     );
@@ -124,6 +137,7 @@ fn print_deployments(out: &[Deployment], detail: bool) {
                     if detail && !s.packages_hash.is_empty() {
                         extra.push(format!("packages {}", s.packages_hash));
                     }
+
                     (s.last_health.clone(), s.message.clone(), extra)
                 }
                 None => (String::new(), i.note.clone(), vec![]),
@@ -141,6 +155,81 @@ fn print_deployments(out: &[Deployment], detail: bool) {
             if !extra.is_empty() {
                 println!("  {} @ {}: {}", d.name, i.agent, extra.join(", "));
             }
+            if let (true, Some(s)) = (detail, &i.s) {
+                for line in proxy_lines(s) {
+                    println!("  {} @ {}: {line}", d.name, i.agent);
+                }
+            }
         }
     }
+}
+
+/// The last minute's traffic through the node proxy in a few words: "12.3/s p99 20ms 0%5xx".
+fn traffic_cells(t: Option<&deployctl_proto::v1::Traffic>) -> Vec<String> {
+    let Some(t) = t else {
+        return vec!["-".into()];
+    };
+    let mut cells = vec![format!("{:.1}/s", t.requests_per_second)];
+    if t.p99_ms >= 0.0 {
+        cells.push(format!("p99 {}", ms(t.p99_ms)));
+    }
+    if t.error_rate > 0.0 {
+        cells.push(format!("{:.1}% 5xx", t.error_rate * 100.0));
+    }
+    cells
+}
+
+fn ms(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.1}ms")
+    } else {
+        format!("{v:.0}ms")
+    }
+}
+
+/// How the node proxy serves the deployment: where the app listens, when traffic last
+/// switched and how long the old release drained, and the last minute's traffic.
+fn proxy_lines(s: &deployctl_proto::v1::DeploymentStatus) -> Vec<String> {
+    let mut lines = Vec::new();
+    if !s.private_address.is_empty() {
+        lines.push(format!(
+            "the node proxy serves {} from the app at {}",
+            s.url, s.private_address
+        ));
+    }
+    if s.switched_at > 0 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let ago = now.saturating_sub(s.switched_at).max(0) as u64;
+        let mut line = format!(
+            "traffic switched to release {} {} ago",
+            s.release,
+            output::age(ago)
+        );
+        if s.previous_drained_ms >= 0 {
+            line.push_str(&format!(
+                "; the previous release drained in {} ms",
+                s.previous_drained_ms
+            ));
+        }
+        lines.push(line);
+    }
+    if let Some(t) = &s.traffic {
+        let mut line = format!(
+            "last {:.0}s: {:.1} requests/s",
+            t.window_s, t.requests_per_second
+        );
+        if t.p50_ms >= 0.0 {
+            line.push_str(&format!(", p50 {}, p99 {}", ms(t.p50_ms), ms(t.p99_ms)));
+        }
+        line.push_str(&format!(
+            ", 5xx {:.1}%, {} in flight",
+            t.error_rate * 100.0,
+            t.in_flight
+        ));
+        lines.push(line);
+    }
+    lines
 }

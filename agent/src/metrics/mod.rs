@@ -5,8 +5,12 @@
 //! that describe the present (deployments by state, each app's CPU and memory) are set from
 //! the supervisor's cached state when scraped.
 
-use std::sync::Mutex;
+mod traffic;
+
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+pub(crate) use traffic::Served;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -49,6 +53,8 @@ pub(crate) struct Metrics {
     healthy: Family<DeploymentLabel, Gauge>,
     cpu: Family<DeploymentLabel, Gauge<f64, AtomicU64>>,
     memory: Family<DeploymentLabel, Gauge>,
+    /// The node proxy's counts, set at each scrape.
+    traffic: Arc<traffic::TrafficCollector>,
     /// One scrape at a time: a scrape clears and refills the present-time families.
     scrape: Mutex<()>,
 }
@@ -118,7 +124,10 @@ impl Metrics {
             "Resident memory of the app's processes",
             memory.clone(),
         );
+        let traffic = Arc::new(traffic::TrafficCollector::default());
+        registry.register_collector(Box::new(traffic.clone()));
         Metrics {
+            traffic,
             registry,
             health_latency,
             step_duration,
@@ -164,9 +173,15 @@ impl Metrics {
         self.restarts.remove(&label);
     }
 
-    /// The metrics as OpenMetrics text, with the present-time figures from `present`.
-    pub(crate) fn encode(&self, present: &[Present]) -> String {
+    /// The metrics as OpenMetrics text, with the present-time figures from `present` and
+    /// the node proxy's counts from `served`.
+    pub(crate) fn encode(&self, present: &[Present], served: Vec<Served>) -> String {
         let _scrape = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        *self
+            .traffic
+            .served
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = served;
         self.by_state.clear();
         self.healthy.clear();
         self.cpu.clear();
@@ -213,12 +228,29 @@ mod tests {
         m.health_checked("api", Duration::from_millis(3));
         m.restarted("api");
         m.step_finished("fetch", true, Duration::from_millis(40));
-        let text = m.encode(&[Present {
-            deployment: "api".into(),
-            state: "healthy",
-            cpu_percent: 1.5,
-            memory_bytes: 1024,
-        }]);
+        let mut counts = crate::proxy::Counts {
+            by_class: [0, 9, 0, 0, 1],
+            latency: vec![0; 15],
+            latency_sum_us: 50_000,
+            bytes_in: 10,
+            bytes_out: 2048,
+            connections: 0,
+        };
+        counts.latency[3] = 10;
+        let text = m.encode(
+            &[Present {
+                deployment: "api".into(),
+                state: "healthy",
+                cpu_percent: 1.5,
+                memory_bytes: 1024,
+            }],
+            vec![Served {
+                deployment: "api".into(),
+                releases: vec![(3, counts.clone(), 2)],
+                totals: counts,
+                unavailable: 1,
+            }],
+        );
         for want in [
             "deploy_agent_deployments{state=\"healthy\"} 1",
             "deploy_agent_deployments{state=\"failed\"} 0",
@@ -228,6 +260,13 @@ mod tests {
             "deploy_agent_deploy_step_duration_seconds_count{step=\"fetch\",result=\"ok\"} 1",
             "deploy_agent_app_cpu_percent{deployment=\"api\"} 1.5",
             "deploy_agent_app_memory_bytes{deployment=\"api\"} 1024",
+            "deploy_agent_proxy_requests_total{deployment=\"api\",release=\"3\",class=\"2xx\"} 9",
+            "deploy_agent_proxy_requests_total{deployment=\"api\",release=\"3\",class=\"5xx\"} 1",
+            "deploy_agent_proxy_request_duration_seconds_bucket{le=\"0.005\",deployment=\"api\",release=\"3\"} 10",
+            "deploy_agent_proxy_request_duration_seconds_count{deployment=\"api\",release=\"3\"} 10",
+            "deploy_agent_proxy_in_flight_requests{deployment=\"api\",release=\"3\"} 2",
+            "deploy_agent_proxy_bytes_total{deployment=\"api\",direction=\"from_app\"} 2048",
+            "deploy_agent_proxy_unavailable_total{deployment=\"api\"} 1",
             "# EOF",
         ] {
             assert!(text.contains(want), "{want:?} missing in\n{text}");
