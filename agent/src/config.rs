@@ -55,6 +55,9 @@ pub struct Config {
     /// Deploys may install Debian packages on the node with apt-get (`packages.apt`); the
     /// agent must run as root. Off by default: they change the node for every app.
     pub allow_apt: bool,
+    /// How long `remove` lets load balancers see the deployment's health endpoint answer
+    /// 503 (while it still serves) before it stops: two of their check intervals.
+    pub lb_drain: Duration,
 }
 
 impl Default for Config {
@@ -76,6 +79,7 @@ impl Default for Config {
             apps_as_agent_user: false,
             venv_keep_bytes: 5 << 30,
             venv_keep_age: Duration::from_secs(14 * 86_400),
+            lb_drain: Duration::from_secs(4),
             log_max_bytes: 10 * 1024 * 1024,
             log_keep: 3,
             log_format: "text".to_string(),
@@ -112,6 +116,8 @@ pub struct FileConfig {
     pub venv_keep_bytes: Option<u64>,
     /// A duration: "14d", "12h".
     pub venv_keep_age: Option<String>,
+    /// A duration: "4s", "0s" (no wait).
+    pub lb_drain: Option<String>,
     pub cgroups: Option<bool>,
     pub allow_apt: Option<bool>,
 }
@@ -230,6 +236,9 @@ impl FileConfig {
         }
         if let Some(v) = &self.venv_keep_age {
             config.venv_keep_age = duration("venv_keep_age", v)?;
+        }
+        if let Some(v) = &self.lb_drain {
+            config.lb_drain = duration("lb_drain", v)?;
         }
         if let Some(v) = self.installer {
             config.installer = InstallerMode::parse(&v).ok_or_else(|| {

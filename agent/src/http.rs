@@ -89,7 +89,7 @@ fn deployment_health(sup: &Supervisor, name: &str) -> Response<Full<Bytes>> {
     match sup.healthy(name) {
         Some((healthy, state, last)) => {
             let body = serde_json::json!({
-                "name": name, "healthy": healthy, "state": state.as_str(), "last_check": last,
+                "name": name, "healthy": healthy, "state": state, "last_check": last,
             });
             let code = if healthy {
                 StatusCode::OK

@@ -94,7 +94,7 @@ struct Args {
     /// A TOML file with any of: listen, http_listen, data_dir, app_host, log_format,
     /// start_script_timeout, install_timeout, keep_releases, log_max_bytes, log_keep, installer,
     /// tls_cert, tls_key, auth_file, insecure, run_as, apps_as_agent_user, cgroups,
-    /// venv_keep_bytes, venv_keep_age, allow_apt.
+    /// venv_keep_bytes, venv_keep_age, allow_apt, lb_drain.
     #[arg(long, global = true, env = "DEPLOY_AGENT_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// gRPC address for deployctl (port 0: pick a free one and print it) [default: 127.0.0.1:7070].

@@ -2,92 +2,11 @@
 //! beside the old one on a private port, traffic switches once it is healthy, the old one
 //! drains. Checked with a client that calls the app in a loop the whole time.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use deployctl_e2e::*;
 
 const ENV: &str = "e2e";
-
-/// Calls `url` in a loop (a new connection each time) until stopped: how many answers
-/// were 200, which failed (and how), and the markers seen in order.
-struct Load {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Seen>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-#[derive(Default, Debug)]
-struct Seen {
-    ok: usize,
-    failed: Vec<String>,
-    markers: Vec<String>,
-}
-
-impl Load {
-    fn start(url: &str) -> Load {
-        let (stop, seen) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(Mutex::new(Seen::default())),
-        );
-        let (s, n, url) = (stop.clone(), seen.clone(), url.to_string());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                let answer = http_get(&url);
-                let mut seen = n.lock().unwrap();
-                match answer {
-                    Some((200, body)) => {
-                        seen.ok += 1;
-                        let marker = serde_json::from_str::<serde_json::Value>(&body)
-                            .ok()
-                            .and_then(|v| v["marker"].as_str().map(str::to_string))
-                            .unwrap_or_default();
-                        if seen.markers.last() != Some(&marker) {
-                            seen.markers.push(marker);
-                        }
-                    }
-                    Some((status, body)) => seen.failed.push(format!("{status} {body}")),
-                    None => seen.failed.push("no answer (refused or reset)".into()),
-                }
-            }
-        });
-        Load {
-            stop,
-            seen,
-            thread: Some(thread),
-        }
-    }
-
-    fn ok(&self) -> usize {
-        self.seen.lock().unwrap().ok
-    }
-
-    /// Waits for `n` more successful calls.
-    fn wait_for(&self, n: usize) {
-        let target = self.ok() + n;
-        assert!(
-            wait_until(Duration::from_secs(20), || self.ok() >= target),
-            "the load made no progress: {:?}",
-            self.seen.lock().unwrap()
-        );
-    }
-
-    fn finish(mut self) -> Seen {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        std::mem::take(&mut *self.seen.lock().unwrap())
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
 
 #[test]
 fn a_redeploy_of_a_slow_starting_app_under_load_fails_no_request() {

@@ -34,6 +34,8 @@ struct Inner {
     deploying: Option<Deploying>,
     /// Set once removed (or discarded), so a deploy that waited starts over with a new entry.
     removed: bool,
+    /// Being removed: load balancers are told it is unhealthy while it still serves.
+    draining: bool,
 }
 
 /// The deploy in progress: its release number and the owner it was asked for (a first
@@ -82,6 +84,7 @@ impl Deployment {
                 instance: None,
                 deploying: None,
                 removed: false,
+                draining: false,
             }),
             writer: tokio::sync::Mutex::new(0),
         }
@@ -269,6 +272,15 @@ impl Deployment {
         s.record.set_process(release, Some(id), tracking.clone());
         s.generation += 1;
         true
+    }
+
+    /// Removal begins: load balancers are told to stop sending it requests.
+    pub(crate) fn begin_draining(&self) {
+        self.state().draining = true;
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.state().draining
     }
 
     /// Removal begins (under [`Deployment::begin`]): takes what runs out of the deployment,

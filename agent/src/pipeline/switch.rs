@@ -74,10 +74,10 @@ pub(super) async fn drain_previous(
         let listen = crate::launch::public_address(sup, release);
         let old = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
         let deadline = began + release.spec.drain_timeout;
-        while in_flight(sup, listen, old).await > 0 && Instant::now() < deadline {
+        while sup.proxy().in_flight(listen, Some(old)).await > 0 && Instant::now() < deadline {
             tokio::time::sleep(DRAIN_POLL).await;
         }
-        let left = in_flight(sup, listen, old).await;
+        let left = sup.proxy().in_flight(listen, Some(old)).await;
         drained = Some(began.elapsed());
         events.info(
             events::SWITCH,
@@ -107,21 +107,4 @@ pub(super) async fn drain_previous(
         ),
     );
     drained
-}
-
-/// Requests the proxy has in flight on `backend` of the route on `listen`.
-async fn in_flight(sup: &Supervisor, listen: SocketAddr, backend: SocketAddr) -> u64 {
-    let Ok(client) = sup.proxy().client().await else {
-        return 0;
-    };
-    let Ok(routes) = client.stats().await else {
-        return 0;
-    };
-    routes
-        .iter()
-        .filter(|r| r.listen == listen)
-        .flat_map(|r| r.serving.iter().chain(&r.draining))
-        .filter(|b| b.addr == Some(backend))
-        .map(|b| b.in_flight)
-        .sum()
 }

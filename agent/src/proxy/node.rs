@@ -66,6 +66,25 @@ impl NodeProxy {
         self.client.stats().await.ok()
     }
 
+    /// Requests (or connections) the proxy has in flight on the route on `listen`: on
+    /// `backend` only, or on all of its backends. 0 when the proxy cannot be asked.
+    pub(crate) async fn in_flight(
+        &self,
+        listen: std::net::SocketAddr,
+        backend: Option<std::net::SocketAddr>,
+    ) -> u64 {
+        let Some(routes) = self.stats_if_running().await else {
+            return 0;
+        };
+        routes
+            .iter()
+            .filter(|r| r.listen == listen)
+            .flat_map(|r| r.serving.iter().chain(&r.draining))
+            .filter(|b| backend.is_none() || b.addr == backend)
+            .map(|b| b.in_flight)
+            .sum()
+    }
+
     /// Adopts the proxy if one runs (after an agent restart), else starts it, but only
     /// when it has routes to serve (a node that never used it gets no process).
     pub(crate) async fn resume(&self) {

@@ -171,14 +171,18 @@ impl Agent for AgentService {
         req: Request<pb::RemoveRequest>,
     ) -> Result<Response<pb::RemoveReply>, Status> {
         let caller = caller(&req)?;
-        let name = req.into_inner().name;
+        let req = req.into_inner();
+        let name = req.name;
         spec::validate_name(&name)?;
         authorize(&caller, Action::Remove, &self.target(&name))?;
         tracing::info!(deployment = %name, caller = %caller.user, "remove requested");
-        let (pid, how) = self.sup.remove(&name).await?;
+        let drain = req.drain_ms.map(std::time::Duration::from_millis);
+        let removed = self.sup.remove(&name, drain).await?;
         Ok(Response::new(pb::RemoveReply {
-            stopped: how.as_str().to_string(),
-            pid: pid.unwrap_or(0),
+            stopped: removed.how.as_str().to_string(),
+            pid: removed.pid.unwrap_or(0),
+            lb_drained_ms: removed.lb_drained.as_millis() as u64,
+            requests_drained_ms: removed.requests_drained.as_millis() as u64,
         }))
     }
 

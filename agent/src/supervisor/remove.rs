@@ -1,7 +1,9 @@
-//! Removing a deployment from the node: stop what runs, delete its directory and record,
-//! forget it, and let its venvs be collected.
+//! Removing a deployment from the node: drain it (its load-balancer health endpoint
+//! answers 503 for `lb_drain` while it still serves, then the node proxy's requests in
+//! flight finish), stop what runs, delete its directory and record, forget it, and let its
+//! venvs be collected.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::Supervisor;
 use crate::deployment::ToStop;
@@ -10,9 +12,23 @@ use crate::process::{self, AppProcess, Stopped};
 use crate::procstat::ProcId;
 use crate::tracking::Tracking;
 
+/// How a removal went.
+pub(crate) struct Removed {
+    pub pid: Option<u32>,
+    pub how: Stopped,
+    /// How long the health endpoint answered 503 before the stop.
+    pub lb_drained: Duration,
+    /// How long the requests in flight then took to finish.
+    pub requests_drained: Duration,
+}
+
+/// How often the proxy is asked whether requests are still in flight.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
 impl Supervisor {
-    /// Stops a deployment on this node and deletes its directories and record.
-    pub(crate) async fn remove(&self, name: &str) -> Result<(Option<u32>, Stopped)> {
+    /// Drains and stops a deployment on this node and deletes its directories and record.
+    /// `lb_drain`: how long load balancers are given (default: the agent's `lb_drain`).
+    pub(crate) async fn remove(&self, name: &str, lb_drain: Option<Duration>) -> Result<Removed> {
         let d = match self.get(name) {
             Some(d) => d,
             // A directory without a record (a failed first deploy of an older agent, an
@@ -28,9 +44,25 @@ impl Supervisor {
         let Some(_op) = d.begin().await else {
             return Err(Error::NotFound(name.to_string()));
         };
-        // Behind the node proxy: its port is let go first, so no new request reaches it.
+        // Load balancers see it unhealthy while it still serves, and stop sending to it.
+        let mut lb_drained = Duration::ZERO;
+        let serves = d.running_app().is_some();
+        let lb_drain = lb_drain.unwrap_or(self.config.lb_drain);
+        if serves && !lb_drain.is_zero() {
+            d.begin_draining();
+            tracing::info!(deployment = %name, wait = ?lb_drain, "draining: the health endpoint answers 503");
+            tokio::time::sleep(lb_drain).await;
+            lb_drained = lb_drain;
+        }
+        // Behind the node proxy: the requests it still has finish (up to drain_timeout),
+        // then its port is let go, so no new request reaches an app that stops.
+        let began = Instant::now();
         if let (Some(release), Some(_)) = (d.current(), d.private_port()) {
             let listen = crate::launch::public_address(self, &release);
+            let deadline = began + release.spec.drain_timeout;
+            while self.proxy().in_flight(listen, None).await > 0 && Instant::now() < deadline {
+                tokio::time::sleep(DRAIN_POLL).await;
+            }
             let removed = match self.proxy().client().await {
                 Ok(client) => client.remove_route(listen).await,
                 Err(e) => Err(e),
@@ -39,6 +71,7 @@ impl Supervisor {
                 tracing::warn!(deployment = %name, error = %e, "cannot remove the deployment's route");
             }
         }
+        let requests_drained = began.elapsed();
         let stopped = match d.stop_for_removal() {
             ToStop::Instance(i) => i.stop().await,
             ToStop::Recorded {
@@ -52,7 +85,13 @@ impl Supervisor {
         self.unregister(&d);
         // Its venvs may now be unused.
         self.collect_venv_garbage().await;
-        Ok(stopped)
+        let (pid, how) = stopped;
+        Ok(Removed {
+            pid,
+            how,
+            lb_drained,
+            requests_drained,
+        })
     }
 }
 

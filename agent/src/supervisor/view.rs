@@ -178,12 +178,13 @@ impl Supervisor {
     }
 
     /// Whether a deployment is healthy right now (for load balancers; from cached state):
-    /// healthy, its state, the last check's result.
-    pub(crate) fn healthy(&self, name: &str) -> Option<(bool, State, String)> {
+    /// healthy, its state, the last check's result. Unhealthy while it drains for removal.
+    pub(crate) fn healthy(&self, name: &str) -> Option<(bool, &'static str, String)> {
         let d = self.get(name)?;
         Some(match d.instance().map(|i| i.snapshot()) {
-            Some(s) => (s.state == State::Healthy, s.state, s.last_health),
-            None => (false, State::Stopped, String::new()),
+            _ if d.is_draining() => (false, "draining", "the deployment is being removed".into()),
+            Some(s) => (s.state == State::Healthy, s.state.as_str(), s.last_health),
+            None => (false, State::Stopped.as_str(), String::new()),
         })
     }
 }

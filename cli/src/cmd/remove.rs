@@ -1,6 +1,7 @@
-//! `remove NAME`: stop it on every agent of its env (SIGTERM to its process group, SIGKILL
-//! after the kill timeout), delete its working directories, erase its state entry. The
-//! declaration file stays.
+//! `remove NAME`: drain it on every agent of its env (its load-balancer health endpoint
+//! answers 503 for `--drain` while it still serves, then the requests in flight finish),
+//! stop it (SIGTERM to its process group, SIGKILL after the kill timeout), delete its
+//! working directories, erase its state entry. The declaration file stays.
 
 use std::time::Duration;
 
@@ -15,12 +16,21 @@ use crate::state;
 
 /// The agent's default SIGTERM-to-SIGKILL grace period, when the declaration sets none.
 const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The agent's default lb_drain and drain timeout, when nothing else is known.
+const DEFAULT_LB_DRAIN: Duration = Duration::from_secs(4);
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time for an agent to delete a deployment's directories once its app stopped.
 const CLEANUP_TIME: Duration = Duration::from_secs(20);
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
+    /// The deployment to remove (as in `deployctl status`).
     pub name: String,
+    /// How long each agent lets load balancers see the deployment's health endpoint
+    /// (/deployments/NAME/health) answer 503 while it still serves, before it stops:
+    /// two of their check intervals. "0s" stops at once. [default: the agent's lb_drain, 4s]
+    #[arg(long, value_name = "DURATION")]
+    pub drain: Option<String>,
 }
 
 pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
@@ -44,11 +54,31 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
     // An agent answers once the app stopped (up to its kill timeout) and its directories
     // are gone; a hung agent is found earlier by the keepalive pings.
     let kill_timeout = declared
-        .and_then(|d| d.kill_timeout)
+        .as_ref()
+        .and_then(|d| d.kill_timeout.clone())
         .and_then(|t| decl::parse_duration("kill_timeout", &t).ok())
         .unwrap_or(DEFAULT_KILL_TIMEOUT);
-    let limit = Limit::Within(target.timeout + kill_timeout + CLEANUP_TIME);
-    let request = pb::RemoveRequest { name: name.clone() };
+    let drain = args
+        .drain
+        .as_deref()
+        .map(|d| decl::parse_duration("--drain", d))
+        .transpose()?;
+    let drain_timeout = declared
+        .as_ref()
+        .and_then(|d| d.drain_timeout.clone())
+        .and_then(|t| decl::parse_duration("drain_timeout", &t).ok())
+        .unwrap_or(DEFAULT_DRAIN_TIMEOUT);
+    let limit = Limit::Within(
+        target.timeout
+            + drain.unwrap_or(DEFAULT_LB_DRAIN)
+            + drain_timeout
+            + kill_timeout
+            + CLEANUP_TIME,
+    );
+    let request = pb::RemoveRequest {
+        name: name.clone(),
+        drain_ms: drain.map(|d| d.as_millis() as u64),
+    };
     let mut replies = client::for_each_agent(&target, limit, move |mut c: Call| {
         let request = request.clone();
         async move {
@@ -74,9 +104,26 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
                     } else {
                         String::new()
                     };
-                    println!("✓ removed {name} from {address} ({pid}{})", r.stopped);
+                    let mut drained = String::new();
+                    if r.lb_drained_ms > 0 {
+                        drained.push_str(&format!(
+                            "; its health endpoint answered 503 for {} first",
+                            crate::output::ms(r.lb_drained_ms)
+                        ));
+                    }
+                    if r.requests_drained_ms > 0 {
+                        drained.push_str(&format!(
+                            "; requests in flight finished in {}",
+                            crate::output::ms(r.requests_drained_ms)
+                        ));
+                    }
+                    println!(
+                        "✓ removed {name} from {address} ({pid}{}{drained})",
+                        r.stopped
+                    );
                 }
-                serde_json::json!({"agent": address, "removed": true, "pid": r.pid, "stopped": r.stopped})
+                serde_json::json!({"agent": address, "removed": true, "pid": r.pid, "stopped": r.stopped,
+                    "lb_drained_ms": r.lb_drained_ms, "requests_drained_ms": r.requests_drained_ms})
             }
             Ok(None) => {
                 serde_json::json!({"agent": address, "removed": false, "reason": "not found"})

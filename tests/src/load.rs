@@ -1,0 +1,88 @@
+//! A client that calls a URL in a loop (a new connection each time) while a test redeploys,
+//! removes or kills things: every answer that was not a 200 is kept, with the `marker`s of
+//! the app's answers in the order they changed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::{http_get, wait_until};
+
+/// Calls `url` in a loop (a new connection each time) until stopped: how many answers
+/// were 200, which failed (and how), and the markers seen in order.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Default, Debug)]
+pub struct Seen {
+    pub ok: usize,
+    pub failed: Vec<String>,
+    pub markers: Vec<String>,
+}
+
+impl Load {
+    pub fn start(url: &str) -> Load {
+        let (stop, seen) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(Mutex::new(Seen::default())),
+        );
+        let (s, n, url) = (stop.clone(), seen.clone(), url.to_string());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                let answer = http_get(&url);
+                let mut seen = n.lock().unwrap();
+                match answer {
+                    Some((200, body)) => {
+                        seen.ok += 1;
+                        let marker = serde_json::from_str::<serde_json::Value>(&body)
+                            .ok()
+                            .and_then(|v| v["marker"].as_str().map(str::to_string))
+                            .unwrap_or_default();
+                        if seen.markers.last() != Some(&marker) {
+                            seen.markers.push(marker);
+                        }
+                    }
+                    Some((status, body)) => seen.failed.push(format!("{status} {body}")),
+                    None => seen.failed.push("no answer (refused or reset)".into()),
+                }
+            }
+        });
+        Load {
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn ok(&self) -> usize {
+        self.seen.lock().unwrap().ok
+    }
+
+    /// Waits for `n` more successful calls.
+    pub fn wait_for(&self, n: usize) {
+        let target = self.ok() + n;
+        assert!(
+            wait_until(Duration::from_secs(20), || self.ok() >= target),
+            "the load made no progress: {:?}",
+            self.seen.lock().unwrap()
+        );
+    }
+
+    pub fn finish(mut self) -> Seen {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
