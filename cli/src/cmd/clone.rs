@@ -82,6 +82,7 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
         verbose: false,
         write_back: true,
         pinned: Vec::new(),
+        rollout: Default::default(),
     };
     run::deploy(project, &args.new_name, copy, None, how).await
 }

@@ -65,6 +65,7 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
         verbose: false,
         write_back: false,
         pinned,
+        rollout: Default::default(),
     };
     super::run::deploy(project, &args.name, target, None, how).await
 }

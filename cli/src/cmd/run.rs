@@ -30,6 +30,16 @@ pub(crate) struct Args {
     /// (recorded with `pip freeze`), so a new upstream release changes nothing
     #[arg(long)]
     pub locked: bool,
+    /// Deploy to at most N agents at a time (a rolling release across the env); a wave
+    /// with a failed agent stops the rollout and the agents after it are not touched
+    /// [default: every agent at once]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: Option<u32>,
+    /// Deploy to the env's first agent alone first; only once it is healthy do the others
+    /// follow (--max-parallel at a time). If it fails, the others are not touched and
+    /// `run` exits 1 naming it
+    #[arg(long)]
+    pub canary: bool,
     #[command(flatten)]
     pub flags: DeployFlags,
 }
@@ -52,12 +62,16 @@ enum NotDeployed {
     BadInput(String),
     /// Anything else: not reachable, the connection broke, no result.
     Failed(String),
+    /// Not tried: an earlier wave of the rollout (the canary) failed.
+    Skipped(String),
 }
 
 impl std::fmt::Display for NotDeployed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            NotDeployed::BadInput(why) | NotDeployed::Failed(why) => f.write_str(why),
+            NotDeployed::BadInput(why) | NotDeployed::Failed(why) | NotDeployed::Skipped(why) => {
+                f.write_str(why)
+            }
         }
     }
 }
@@ -97,6 +111,10 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
         verbose: args.verbose,
         write_back: true,
         pinned,
+        rollout: Rollout {
+            max_parallel: args.max_parallel.map(|n| n as usize),
+            canary: args.canary,
+        },
     };
     deploy(project, &name, d, existing.as_ref(), how).await
 }
@@ -134,6 +152,32 @@ pub(crate) struct How {
     pub write_back: bool,
     /// Exact package versions to install (a locked deploy or a rollback).
     pub pinned: Vec<String>,
+    /// In which waves the agents get it.
+    pub rollout: Rollout,
+}
+
+/// How a deploy rolls across the env's agents: all at once by default.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Rollout {
+    /// Agents deployed to at a time; `None`: all.
+    pub max_parallel: Option<usize>,
+    /// The first agent alone first; the others only if it became healthy.
+    pub canary: bool,
+}
+
+impl Rollout {
+    /// The waves of `addresses`, in order.
+    fn waves(self, addresses: &[String]) -> Vec<Vec<String>> {
+        let mut rest = addresses;
+        let mut waves = Vec::new();
+        if self.canary && rest.len() > 1 {
+            waves.push(vec![rest[0].clone()]);
+            rest = &rest[1..];
+        }
+        let size = self.max_parallel.unwrap_or(rest.len()).max(1);
+        waves.extend(rest.chunks(size).map(|c| c.to_vec()));
+        waves
+    }
 }
 
 /// Deploys declaration `d` of `name` to every agent of its env, records the result and
@@ -151,6 +195,7 @@ pub(crate) async fn deploy(
         verbose,
         write_back,
         pinned,
+        rollout,
     } = how;
     let env = d.env.clone().unwrap_or_else(|| project.default_env());
     let target = client::resolve_env(project, &env)?;
@@ -171,7 +216,7 @@ pub(crate) async fn deploy(
         );
     }
     let progress = Arc::new(Progress::new(format, target.addresses.len(), verbose));
-    let results = deploy_everywhere(&target, &spec, &progress).await;
+    let results = deploy_in_waves(&target, &spec, &progress, rollout, format).await;
 
     // The declaration is written back once the deploy worked on an agent: a deploy that
     // fails everywhere (bad ref, broken release, invalid request) changes nothing.
@@ -181,6 +226,60 @@ pub(crate) async fn deploy(
     }
     record::record(&*store, name, &env, &d, &results).await?;
     report::report(name, &results, format)
+}
+
+/// Deploys wave after wave (see [`Rollout`]); once a wave has a failed agent, the agents
+/// of the later waves are not touched.
+async fn deploy_in_waves(
+    target: &Target,
+    spec: &pb::DeploymentSpec,
+    progress: &Arc<Progress>,
+    rollout: Rollout,
+    format: Format,
+) -> Vec<AgentResult> {
+    let waves = rollout.waves(&target.addresses);
+    let mut results = Vec::new();
+    let mut stopped_by: Option<String> = None;
+    for (i, wave) in waves.iter().enumerate() {
+        if let Some(why) = &stopped_by {
+            results.extend(wave.iter().map(|address| AgentResult {
+                address: address.clone(),
+                accepted: false,
+                outcome: Err(NotDeployed::Skipped(why.clone())),
+            }));
+            continue;
+        }
+        if format == Format::Text && waves.len() > 1 {
+            let what = if rollout.canary && i == 0 {
+                "canary".to_string()
+            } else {
+                format!("wave {}/{}", i + 1, waves.len())
+            };
+            println!("→ {what}: {}", wave.join(", "));
+        }
+        let wave_target = Target {
+            addresses: wave.clone(),
+            ..target.clone()
+        };
+        let done = deploy_everywhere(&wave_target, spec, progress).await;
+        let failed: Vec<String> = done
+            .iter()
+            .filter(|r| !matches!(&r.outcome, Ok(o) if o.ok))
+            .map(|r| r.address.clone())
+            .collect();
+        if !failed.is_empty() && i + 1 < waves.len() {
+            stopped_by = Some(if rollout.canary && i == 0 {
+                format!("not deployed: the canary {} failed", failed.join(", "))
+            } else {
+                format!(
+                    "not deployed: the rollout stopped after {} failed",
+                    failed.join(", ")
+                )
+            });
+        }
+        results.extend(done);
+    }
+    results
 }
 
 /// Deploys to every agent at once: each must take the request within the timeout; then
@@ -266,4 +365,41 @@ async fn deploy_one(
         accepted: true,
         outcome: result,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rollout;
+
+    fn agents(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("a{i}")).collect()
+    }
+
+    #[test]
+    fn waves_are_the_canary_then_groups_of_max_parallel() {
+        let all = |r: Rollout, n| r.waves(&agents(n));
+        assert_eq!(all(Rollout::default(), 3), [agents(3)]);
+        let canary = Rollout {
+            canary: true,
+            max_parallel: None,
+        };
+        assert_eq!(
+            all(canary, 3),
+            [vec!["a1".to_string()], vec!["a2".into(), "a3".into()]]
+        );
+        assert_eq!(all(canary, 1), [agents(1)], "one agent is its own canary");
+        let two = Rollout {
+            canary: false,
+            max_parallel: Some(2),
+        };
+        assert_eq!(
+            all(two, 5).iter().map(Vec::len).collect::<Vec<_>>(),
+            [2, 2, 1]
+        );
+        let both = Rollout {
+            canary: true,
+            max_parallel: Some(1),
+        };
+        assert_eq!(all(both, 3).len(), 3);
+    }
 }

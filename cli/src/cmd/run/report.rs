@@ -50,6 +50,9 @@ pub(super) fn report(name: &str, results: &[AgentResult], format: Format) -> any
                     "kept_restarted": o.kept_restarted, "kept_pid": o.kept_pid,
                     "total_ms": o.total_ms,
                 }),
+                Err(e @ super::NotDeployed::Skipped(_)) => {
+                    serde_json::json!({"agent": r.address, "result": "skipped", "reason": e.to_string()})
+                }
                 Err(e) => {
                     serde_json::json!({"agent": r.address, "result": "failed", "reason": e.to_string()})
                 }
@@ -89,6 +92,7 @@ pub(super) fn report(name: &str, results: &[AgentResult], format: Format) -> any
                         eprintln!("{prefix}  nothing was running before; nothing runs now");
                     }
                 }
+                Err(e @ super::NotDeployed::Skipped(_)) => eprintln!("{prefix}- {name}: {e}"),
                 Err(e) => eprintln!("{prefix}✗ {name}: {e}"),
             }
         }
@@ -108,7 +112,19 @@ pub(super) fn report(name: &str, results: &[AgentResult], format: Format) -> any
         return Err(bad_input(msg).context(Reported));
     }
     if results.len() > 1 && format == Format::Text {
-        eprintln!("{failed} of {} instances failed", results.len());
+        let skipped = results
+            .iter()
+            .filter(|r| matches!(&r.outcome, Err(super::NotDeployed::Skipped(_))))
+            .count();
+        if skipped > 0 {
+            eprintln!(
+                "{} of {} instances failed; {skipped} not deployed (they run what they ran before)",
+                failed - skipped,
+                results.len()
+            );
+        } else {
+            eprintln!("{failed} of {} instances failed", results.len());
+        }
     }
     Err(anyhow!(Reported))
 }
