@@ -4,7 +4,7 @@
 # release binaries first (BENCH_SKIP_BUILD=1 to use target/release as it is).
 #
 #   scripts/bench.sh                    # every row
-#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | bigenv | status | agent | fanout
+#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | bigenv | status | agent | fanout | proxy
 #
 # Rows:
 #   deploy   a FastAPI + uvicorn app (fastapi and uvicorn from PyPI) in a git repository
@@ -27,13 +27,20 @@
 #            both answer from the agent's cached state)
 #   fanout   deploying a stdlib app to 3 and to N agents vs to 1 (concurrent fan-out), and
 #            the machine's own floor: N apps started at once by hand
+#   proxy    the node proxy: requests that failed while a stdlib app was redeployed 10
+#            times under a client loop (strategy switch, vs strategy recreate); the switch
+#            step (healthy -> routed) vs recreate's outage (stop -> healthy); requests per
+#            second through the proxy vs the same backend direct (tests/src/bin/fast_backend,
+#            a hyper server, so the proxy is the bottleneck; wrk -t2 -c32); latency p50/p99
+#            with one connection (wrk -t1 -c1) through the proxy vs direct; and (group
+#            status) the proxy's RSS with 100 routes vs 1
 # After the table: the agent's own step times (deploy events' elapsed_ms) of a cold deploy
 # and of the warm redeploys. Installs what it needs when missing, like scripts/test.sh (wrk
 # and curl with apt-get, uv with pip); needs git, python3 (with venv and pip) and access to
 # PyPI for the deploy group.
 #
-# Loopback addresses: agents on 127.0.0.200-210 (agent, fanout), 127.0.0.216-218 (bigenv) and 127.0.0.220-223
-# (status, deploy); git daemon on 127.0.0.229; apps started by hand on 127.0.0.226-228 and
+# Loopback addresses: agents on 127.0.0.200-210 (agent, fanout), 127.0.0.216-218 (bigenv), 127.0.0.220-223
+# (status, deploy) and 127.0.0.241-243 (proxy); git daemon on 127.0.0.229; apps started by hand on 127.0.0.226-228 and
 # 127.0.0.231-240.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -54,7 +61,7 @@ ensure_apt_tool wrk wrk >&2
 ensure_apt_tool curl curl >&2
 ensure_uv >&2
 if [[ "${BENCH_SKIP_BUILD:-}" != 1 ]]; then
-  cargo build --release --quiet --bin deploy-agent --bin deployctl --bin status_latency
+  cargo build --release --quiet --bin deploy-agent --bin deployctl --bin status_latency --bin fast_backend
 fi
 BIN="$PWD/target/release"
 WORK="$(mktemp -d /tmp/deployctl-bench-XXXXXX)"
@@ -70,6 +77,11 @@ cleanup() {
   wait 2>/dev/null || true
   # Apps outlive their agents by design: kill every app process group the agents started.
   local pid
+  # The node proxies run in sessions of their own (they outlive their agents by design).
+  local pidfile
+  for pidfile in "$WORK"/agent-*/data/proxy/proxy.pid; do
+    [[ -f "$pidfile" ]] && { kill -9 "$(awk '{print $1}' "$pidfile")" 2>/dev/null || true; }
+  done
   for pid in $(python3 -c '
 import glob, json, sys
 for rec in glob.glob(sys.argv[1] + "/agent-*/data/deployments/*/deployment.json"):
@@ -157,7 +169,7 @@ deploy_ms() {
       --command "python3 app.py" --port $((8100 + round)) --health-path / >/dev/null
     t1=$(now)
     times+=("$(elapsed_ms "$t0" "$t1")")
-    "$BIN/deployctl" --project "$proj" remove "app-$env" >/dev/null
+    "$BIN/deployctl" --project "$proj" remove "app-$env" --drain 0s >/dev/null
   done
   median "${times[@]}"
 }
@@ -368,7 +380,7 @@ bench_deploy() {
     # A fresh agent each round; the last one stays for the warm rounds.
     agent_cold "127.0.0.$((220 + round))"; cold_ms+=("$RESULT_MS")
     if (( round < ROUNDS )); then
-      "$BIN/deployctl" --project "$COLD_PROJ" remove api >/dev/null
+      "$BIN/deployctl" --project "$COLD_PROJ" remove api --drain 0s >/dev/null
     fi
   done
   local pip uv cold
@@ -431,6 +443,9 @@ bench_status() {
       --command "python3 app.py" --port $((9300 + $1)) --health-path / >/dev/null
   }
   deploy_stdlib 0
+  local proxy_pid proxy1
+  proxy_pid=$(awk '{print $1}' "$AGENT_DIR/data/proxy/proxy.pid")
+  proxy1=$(rss_kib "$proxy_pid")
   local one many
   read -r -a one <<< "$("$BIN/status_latency" "$grpc" "$STATUS_CALLS")"
   # The other deployments, four at a time (the state file is locked; the agent takes them
@@ -448,6 +463,8 @@ bench_status() {
     echo "status: expected $STATUS_DEPLOYMENTS deployments, the agent has ${many[3]}" >&2
   fi
   row "status p50, ${many[3]} deployments (vs 1), ms" "${many[0]}" "${one[0]}" "$(ratio "${many[0]}" "${one[0]}")"
+  local proxy100; proxy100=$(rss_kib "$proxy_pid")
+  row "node proxy RSS, ${many[3]} routes (vs 1), KiB" "$proxy100" "$proxy1" "$(ratio "$proxy100" "$proxy1")"
   row "status p99, ${many[3]} deployments (vs 1; <=10), ms" "${many[1]}" "${one[1]}" "$(ratio "${many[1]}" "${one[1]}")"
 }
 
@@ -477,6 +494,120 @@ bench_agent() {
   r_healthz=$(rps "http://$http/healthz")
   r_dep=$(rps "http://$http/deployments/bench-1/health")
   row "GET /deployments/NAME/health req/s (vs /healthz)" "$r_dep" "$r_healthz" "$(ratio "$r_dep" "$r_healthz")"
+}
+
+# ---- proxy: the node proxy in front of each deployment ---------------------------------------
+
+# Calls $1 in a loop (a new connection each time) until the file $2 exists; prints
+# "ok failed".
+client_loop() {
+  python3 - "$1" "$2" <<'EOF'
+import os, sys, urllib.request
+url, stop = sys.argv[1], sys.argv[2]
+ok = failed = 0
+while not os.path.exists(stop):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            r.read()
+            ok, failed = (ok + 1, failed) if r.status == 200 else (ok, failed + 1)
+    except Exception:
+        failed += 1
+print(ok, failed)
+EOF
+}
+
+# 10 redeploys (a new commit each) of the stdlib app with strategy $1 on a fresh agent on
+# $2, under a client loop. Sets FAILED, SERVED and EVENTS (the redeploys' event files).
+redeploys_under_load() {
+  local strategy="$1" ip="$2" proj="$WORK/project-proxy-$1" repo="$WORK/repo-proxy-$1"
+  git clone -q "$REPO" "$repo"
+  start_agent "$ip"
+  mkdir -p "$proj"
+  "$BIN/deployctl" --project "$proj" declare env agent p --address "http://$AGENT_GRPC" >/dev/null
+  "$BIN/deployctl" --project "$proj" run app --env p --repo "$repo" --command "python3 app.py" \
+    --port 8000 --health-path / --strategy "$strategy" >/dev/null
+  client_loop "http://$ip:8000/" "$WORK/stop-$strategy" > "$WORK/client-$strategy.out" &
+  local client=$!
+  PIDS+=("$client")
+  wait_http "http://$ip:8000/"
+  local i
+  for i in $(seq 1 10); do
+    git -C "$repo" -c user.name=bench -c user.email=bench@localhost commit -q --allow-empty -m "r$i"
+    "$BIN/deployctl" --project "$proj" run --load app --output json > "$WORK/proxy-$strategy-$i.json"
+  done
+  touch "$WORK/stop-$strategy"
+  wait "$client" || true
+  read -r SERVED FAILED < "$WORK/client-$strategy.out"
+  EVENTS=("$WORK"/proxy-"$strategy"-*.json)
+}
+
+# The median over the event files after $1 of the elapsed_ms of the deploy step(s) $1
+# (comma-separated, summed per deploy).
+step_ms() {
+  python3 - "$@" <<'EOF'
+import json, statistics, sys
+steps, paths = sys.argv[1].split(","), sys.argv[2:]
+per_deploy = []
+for path in paths:
+    total = 0
+    for line in open(path):
+        e = json.loads(line)
+        if e.get("phase") == "done" and e.get("step") in steps:
+            total += e.get("elapsed_ms", 0)
+    per_deploy.append(total)
+print(round(statistics.median(per_deploy)))
+EOF
+}
+
+# wrk's requests/s (-t2 -c32), and the latency at percentile $2 with one connection (us).
+wrk_rps() { wrk -t2 -c32 -d"${SECONDS_EACH}s" "$1" 2>&1 | awk '/^Requests\/sec:/ {printf "%.0f", $2}'; }
+wrk_latency_us() {
+  wrk -t1 -c1 -d"${SECONDS_EACH}s" --latency "$1" 2>&1 | python3 -c '
+import re, sys
+want = sys.argv[1] + "%"
+units = {"us": 1, "ms": 1000, "s": 1000000}
+for line in sys.stdin:
+    f = line.split()
+    if len(f) == 2 and f[0] == want:
+        m = re.match(r"([0-9.]+)(us|ms|s)$", f[1])
+        if m:
+            print(round(float(m.group(1)) * units[m.group(2)]))' "$2"
+}
+
+bench_proxy() {
+  make_repo
+  redeploys_under_load switch 127.0.0.241
+  local switch_failed="$FAILED" switch_served="$SERVED" switch_events=("${EVENTS[@]}")
+  redeploys_under_load recreate 127.0.0.242
+  row "failed requests, 10 redeploys under load (0)" "$switch_failed" "$FAILED" "-"
+  NOTES+=("proxy: requests served during the 10 redeploys: switch $switch_served, recreate $SERVED (the baseline is strategy recreate: stop, then start)")
+  local switch_ms outage_ms
+  switch_ms=$(step_ms switch "${switch_events[@]}")
+  outage_ms=$(step_ms start,health "${EVENTS[@]}")
+  row "healthy -> routed to the new release, ms (<=5)" "$switch_ms" "$outage_ms" "$(ratio "$switch_ms" "$outage_ms")"
+  NOTES+=("proxy: the baseline of the switch row is recreate's outage (its start + health steps)")
+
+  # A fast backend (hyper) deployed behind the proxy, measured through it and direct.
+  local ip=127.0.0.243 proj="$WORK/project-fast"
+  start_agent "$ip"
+  mkdir -p "$proj"
+  "$BIN/deployctl" --project "$proj" declare env agent f --address "http://$AGENT_GRPC" >/dev/null
+  "$BIN/deployctl" --project "$proj" run fast --env f --repo "$REPO" --command "$BIN/fast_backend" \
+    --port 8000 --health-path / >/dev/null
+  local private
+  private=$("$BIN/deployctl" --project "$proj" status fast --output json | python3 -c '
+import json, sys
+print(json.load(sys.stdin)["deployments"][0]["instances"][0]["private_address"])')
+  local via direct
+  via=$(wrk_rps "http://$ip:8000/")
+  direct=$(wrk_rps "http://$private/")
+  row "req/s through the proxy (vs direct; >=0.9x)" "$via" "$direct" "$(ratio "$via" "$direct")"
+  local p50v p50d p99v p99d
+  p50v=$(wrk_latency_us "http://$ip:8000/" 50); p50d=$(wrk_latency_us "http://$private/" 50)
+  p99v=$(wrk_latency_us "http://$ip:8000/" 99); p99d=$(wrk_latency_us "http://$private/" 99)
+  row "latency p50 through the proxy (vs direct), us" "$p50v" "$p50d" "$(ratio "$p50v" "$p50d")"
+  row "latency p99 through the proxy (vs direct), us" "$p99v" "$p99d" "$(ratio "$p99v" "$p99d")"
+  NOTES+=("proxy: added latency p50 $((p50v - p50d)) us (target <= 100), p99 $((p99v - p99d)) us (target <= 500)")
 }
 
 BENCH_STARTED=$SECONDS
@@ -512,7 +643,7 @@ bench_bigenv() {
       (( SECONDS < deadline )) || break
       sleep 0.2
     done
-    "$BIN/deployctl" --project "$proj" remove big >/dev/null
+    "$BIN/deployctl" --project "$proj" remove big --drain 0s >/dev/null
     kill "$AGENT_PID" 2>/dev/null || true
   done
   v="$WORK/big-compiled"
@@ -533,6 +664,7 @@ bench_bigenv() {
 [[ -z "$ONLY" || "$ONLY" == status ]] && bench_status
 [[ -z "$ONLY" || "$ONLY" == agent ]] && bench_agent
 [[ -z "$ONLY" || "$ONLY" == fanout ]] && bench_fanout
+[[ -z "$ONLY" || "$ONLY" == proxy ]] && bench_proxy
 
 echo
 printf '| %-50s | %12s | %12s | %7s |\n' "measurement" "value" "baseline" "ratio"

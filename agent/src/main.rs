@@ -281,8 +281,8 @@ fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Proxy { control, routes }) = cli.command {
         init_logging("text");
+        // A worker per core (tokio's default): the proxy is on every request's path.
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
             .enable_all()
             .build()
             .context("starting the async runtime")?;
