@@ -73,26 +73,31 @@ pub(crate) fn public_address(sup: &Supervisor, release: &ReleaseRecord) -> Socke
     SocketAddr::new(sup.config().app_host, release.spec.port)
 }
 
-/// The node proxy's route for `release` served by its instance on `private_port`.
-pub(crate) fn route(sup: &Supervisor, release: &ReleaseRecord, private_port: u16) -> RouteSpec {
+/// The node proxy's route for `release` served by its instances on `private_ports`.
+pub(crate) fn route(sup: &Supervisor, release: &ReleaseRecord, private_ports: &[u16]) -> RouteSpec {
     RouteSpec {
         listen: public_address(sup, release),
         mode: release.spec.proxy,
-        backends: vec![BackendSpec {
-            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), private_port),
-            release: release.number,
-        }],
+        backends: private_ports
+            .iter()
+            .map(|p| BackendSpec {
+                addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), *p),
+                release: release.number,
+            })
+            .collect(),
         hold_timeout_ms: release.spec.hold_timeout.as_millis() as u64,
     }
 }
 
 /// How `release` of `d` runs under an instance (on `private_port` behind the node proxy,
 /// if it has one).
+/// The configuration of `d`'s instance `replica` (0: the first) of `release`.
 pub(crate) async fn instance_config(
     sup: &Supervisor,
     d: &Arc<Deployment>,
     release: &ReleaseRecord,
     private_port: Option<u16>,
+    replica: usize,
 ) -> InstanceConfig {
     let spec = &release.spec;
     let dir = sup.layout().release(&spec.name, release.number);
@@ -107,7 +112,7 @@ pub(crate) async fn instance_config(
         health: spec.health.clone(),
         restart: spec.restart,
         kill_timeout: spec.kill_timeout,
-        observer: sup.observer(d),
+        observer: sup.observer(d, replica),
         tracker: sup.tracker().clone(),
         launcher: Arc::new(crate::instance::Processes),
     }

@@ -45,13 +45,13 @@ async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
     let Some(release) = d.current() else {
         return Recovered::Nothing;
     };
-    let cfg = instance_config(sup, d, &release, d.private_port()).await;
-    if let Some(port) = d.private_port() {
+    let cfg = instance_config(sup, d, &release, d.private_port(), 0).await;
+    if d.private_port().is_some() {
         // The proxy serves its persisted routes; this one is set again in case it is not.
         let set = match sup.proxy().client().await {
             Ok(client) => {
                 client
-                    .set_route(crate::launch::route(sup, &release, port))
+                    .set_route(crate::launch::route(sup, &release, &d.private_ports()))
                     .await
             }
             Err(e) => Err(e),
@@ -61,6 +61,7 @@ async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
         }
     }
     let grace = release.spec.kill_timeout;
+    recover_replicas(sup, d, &release).await;
     match d.recorded_process() {
         Some((id, r, tracking)) if r == release.number && id.is_running() => {
             d.swap_instance(Some(Arc::new(Instance::adopt(cfg, id, tracking))));
@@ -84,4 +85,32 @@ async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
     // Started like a restart, not like a deploy: retried by its restart policy.
     d.swap_instance(Some(Arc::new(Instance::restore(cfg))));
     Recovered::Started
+}
+
+/// The current release's other instances (`replicas` > 1): each adopted if its process
+/// still runs, else started again on its private port.
+async fn recover_replicas(
+    sup: &Arc<Supervisor>,
+    d: &Arc<Deployment>,
+    release: &crate::store::ReleaseRecord,
+) {
+    let mut instances = Vec::new();
+    for (i, r) in d.recorded_replicas().into_iter().enumerate() {
+        let index = i + 1;
+        let cfg = instance_config(sup, d, release, Some(r.private_port), index).await;
+        match r.process() {
+            Some(id) if id.is_running() => {
+                instances.push(Arc::new(Instance::adopt(cfg, id, r.tracking)));
+                continue;
+            }
+            Some(id) => {
+                // What a replica that ended while the agent was away left running.
+                stop_recorded(id, r.tracking, release.spec.kill_timeout).await;
+            }
+            None => {}
+        }
+        d.set_replica_process(index, None, Default::default());
+        instances.push(Arc::new(Instance::restore(cfg)));
+    }
+    d.swap_replicas(instances);
 }

@@ -111,6 +111,44 @@ pub(crate) struct Record {
     /// (`strategy: switch`); restarts and a re-adopting agent keep it, so the route stays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_port: Option<u16>,
+    /// The current release's other processes (`replicas` > 1), each on its private port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaRecord>,
+}
+
+/// One more process of the current release behind the node proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ReplicaRecord {
+    pub private_port: u16,
+    #[serde(default)]
+    pub pid: Option<u32>,
+    #[serde(default)]
+    pub pid_start_time: Option<u64>,
+    #[serde(default)]
+    pub tracking: crate::tracking::Tracking,
+}
+
+impl ReplicaRecord {
+    pub(crate) fn new(
+        private_port: u16,
+        id: Option<ProcId>,
+        tracking: crate::tracking::Tracking,
+    ) -> Self {
+        ReplicaRecord {
+            private_port,
+            pid: id.map(|p| p.pid),
+            pid_start_time: id.map(|p| p.start_time),
+            tracking,
+        }
+    }
+
+    /// The recorded process, if one is.
+    pub(crate) fn process(&self) -> Option<ProcId> {
+        Some(ProcId {
+            pid: self.pid?,
+            start_time: self.pid_start_time?,
+        })
+    }
 }
 
 impl Record {
@@ -124,6 +162,7 @@ impl Record {
             pid_release: None,
             tracking: Default::default(),
             private_port: None,
+            replicas: Vec::new(),
         }
     }
 

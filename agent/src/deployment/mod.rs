@@ -14,7 +14,6 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::instance::{Instance, InstanceStatus};
 use crate::procstat::ProcId;
-use crate::spec::DEFAULT_KILL_TIMEOUT;
 use crate::store::{self, Layout, Record, ReleaseRecord};
 use crate::tracking::Tracking;
 
@@ -31,6 +30,8 @@ struct Inner {
     /// Bumped at every change of `record`, so an older copy never overwrites a newer one.
     generation: u64,
     instance: Option<Arc<Instance>>,
+    /// The current release's other instances (`replicas` > 1), in the record's order.
+    replicas: Vec<Arc<Instance>>,
     deploying: Option<Deploying>,
     /// Set once removed (or discarded), so a deploy that waited starts over with a new entry.
     removed: bool,
@@ -51,23 +52,14 @@ pub(crate) struct OpGuard<'a> {
     _op: tokio::sync::MutexGuard<'a, ()>,
 }
 
-/// What a removal has to stop: the instance, or a process an earlier agent run left.
-pub(crate) enum ToStop {
-    Instance(Arc<Instance>),
-    Recorded {
-        id: ProcId,
-        tracking: Tracking,
-        grace: Duration,
-    },
-    Nothing,
-}
-
 /// What a deployment looks like right now, for `status`, health endpoints and metrics.
 #[derive(Debug, Clone)]
 pub(crate) struct Snapshot {
     pub current: Option<ReleaseRecord>,
     pub last_result: Option<String>,
     pub instance: Option<InstanceStatus>,
+    /// The other instances' (`replicas` > 1), with their private ports.
+    pub replicas: Vec<(InstanceStatus, u16)>,
     pub deploying: Option<u32>,
     /// The pid the record names (an app an earlier agent run started).
     pub recorded_pid: Option<u32>,
@@ -82,6 +74,7 @@ impl Deployment {
                 record,
                 generation: 1,
                 instance: None,
+                replicas: Vec::new(),
                 deploying: None,
                 removed: false,
                 draining: false,
@@ -182,6 +175,12 @@ impl Deployment {
                 .last()
                 .map(|r| r.result.as_str().to_string()),
             instance: s.instance.as_ref().map(|i| i.snapshot()),
+            replicas: s
+                .replicas
+                .iter()
+                .zip(&s.record.replicas)
+                .map(|(i, r)| (i.snapshot(), r.private_port))
+                .collect(),
             deploying: s.deploying.as_ref().map(|d| d.number),
             recorded_pid: s.record.pid,
         }
@@ -211,19 +210,21 @@ impl Deployment {
     }
 
     /// A release became healthy: it is the current one, run by `id` (on `private_port`
-    /// behind the node proxy, if it has one).
+    /// behind the node proxy, if it has one) and by `replicas`.
     pub(crate) fn commit(
         &self,
         mut release: ReleaseRecord,
         id: Option<ProcId>,
         tracking: Tracking,
         private_port: Option<u16>,
+        replicas: Vec<store::ReplicaRecord>,
     ) {
         let mut s = self.state();
         release.result = store::ReleaseResult::Ok;
         s.record.current = Some(release.number);
         s.record.set_process(release.number, id, tracking);
         s.record.private_port = private_port;
+        s.record.replicas = replicas;
         s.record.releases.push(release);
         s.generation += 1;
     }
@@ -261,15 +262,35 @@ impl Deployment {
         s.generation += 1;
     }
 
-    /// An instance (re)started a process of `release`: recorded when it is the current
-    /// release and a different process than the record names. Whether anything changed.
-    pub(crate) fn process_started(&self, release: u32, id: ProcId, tracking: &Tracking) -> bool {
+    /// Instance `replica` (0: the first, 1..: the replicas) (re)started a process of
+    /// `release`: recorded when it is the current release and a different process than the
+    /// record names. Whether anything changed.
+    pub(crate) fn process_started(
+        &self,
+        release: u32,
+        replica: usize,
+        id: ProcId,
+        tracking: &Tracking,
+    ) -> bool {
         let mut s = self.state();
         // A release being deployed is recorded when its deploy commits.
-        if s.record.current != Some(release) || s.record.process().map(|p| p.0) == Some(id) {
+        if s.record.current != Some(release) {
             return false;
         }
-        s.record.set_process(release, Some(id), tracking.clone());
+        if replica == 0 {
+            if s.record.process().map(|p| p.0) == Some(id) {
+                return false;
+            }
+            s.record.set_process(release, Some(id), tracking.clone());
+        } else {
+            let Some(r) = s.record.replicas.get_mut(replica - 1) else {
+                return false;
+            };
+            if r.process() == Some(id) {
+                return false;
+            }
+            *r = store::ReplicaRecord::new(r.private_port, Some(id), tracking.clone());
+        }
         s.generation += 1;
         true
     }
@@ -283,34 +304,11 @@ impl Deployment {
         self.state().draining
     }
 
-    /// Removal begins (under [`Deployment::begin`]): takes what runs out of the deployment,
-    /// for the caller to stop. `None` once removed.
-    pub(crate) fn stop_for_removal(&self) -> ToStop {
-        let mut s = self.state();
-        let grace = s
-            .record
-            .current_release()
-            .map(|r| r.spec.kill_timeout)
-            .unwrap_or(DEFAULT_KILL_TIMEOUT);
-        let recorded = s.record.process().map(|p| (p.0, s.record.tracking.clone()));
-        s.record.set_process(0, None, Tracking::default());
-        s.generation += 1;
-        match (s.instance.take(), recorded) {
-            (Some(i), _) => ToStop::Instance(i),
-            (None, Some((id, tracking))) => ToStop::Recorded {
-                id,
-                tracking,
-                grace,
-            },
-            (None, None) => ToStop::Nothing,
-        }
-    }
-
     /// Marks a deployment that never had a release (its first deploy failed) as removed;
     /// false (and nothing changes) when it has a release or runs something.
     pub(crate) fn discard_if_unreleased(&self) -> bool {
         let mut s = self.state();
-        if s.record.current.is_some() || s.instance.is_some() {
+        if s.record.current.is_some() || s.instance.is_some() || !s.replicas.is_empty() {
             return false;
         }
         s.removed = true;
@@ -349,5 +347,9 @@ impl Deployment {
     }
 }
 
+mod removal;
+mod replicas;
+
+pub(crate) use removal::ToStop;
 #[cfg(test)]
 mod tests;

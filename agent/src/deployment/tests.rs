@@ -1,5 +1,5 @@
 use super::*;
-use crate::spec::{RawSpec, Spec};
+use crate::spec::{RawSpec, Spec, DEFAULT_KILL_TIMEOUT};
 
 fn release(number: u32, owner: &str) -> ReleaseRecord {
     let spec = Spec::validate(RawSpec {
@@ -50,6 +50,7 @@ fn a_committed_release_is_current_ok_and_names_its_process() {
         Some(id(42)),
         Tracking::default(),
         None,
+        vec![],
     );
     let current = d.current().unwrap();
     assert_eq!(current.number, 1);
@@ -76,6 +77,7 @@ async fn a_failed_first_release_leaves_no_history_a_later_one_does() {
         Some(id(42)),
         Tracking::default(),
         None,
+        vec![],
     );
     d.record_failure(release(2, "user:alice"));
     assert_eq!(d.record().releases.len(), 2);
@@ -94,17 +96,18 @@ fn only_a_new_process_of_the_current_release_is_recorded() {
         Some(id(42)),
         Tracking::default(),
         None,
+        vec![],
     );
     assert!(
-        !d.process_started(2, id(50), &Tracking::default()),
+        !d.process_started(2, 0, id(50), &Tracking::default()),
         "release being deployed"
     );
     assert!(
-        !d.process_started(1, id(42), &Tracking::default()),
+        !d.process_started(1, 0, id(42), &Tracking::default()),
         "the same process"
     );
     assert!(
-        d.process_started(1, id(43), &Tracking::default()),
+        d.process_started(1, 0, id(43), &Tracking::default()),
         "a restart"
     );
     assert_eq!(d.recorded_process().map(|p| p.0), Some(id(43)));
@@ -118,16 +121,17 @@ fn removal_takes_the_recorded_process_when_no_instance_runs() {
         Some(id(42)),
         Tracking::default(),
         None,
+        vec![],
     );
-    match d.stop_for_removal() {
-        ToStop::Recorded { id: got, grace, .. } => {
-            assert_eq!(got, id(42));
-            assert_eq!(grace, DEFAULT_KILL_TIMEOUT);
+    match d.stop_for_removal().as_slice() {
+        [ToStop::Recorded { id: got, grace, .. }] => {
+            assert_eq!(*got, id(42));
+            assert_eq!(*grace, DEFAULT_KILL_TIMEOUT);
         }
         _ => panic!("expected the recorded process"),
     }
     assert!(d.recorded_process().is_none());
-    assert!(matches!(d.stop_for_removal(), ToStop::Nothing));
+    assert!(matches!(d.stop_for_removal().as_slice(), [ToStop::Nothing]));
 }
 
 #[tokio::test]
@@ -140,6 +144,7 @@ async fn a_removed_deployment_is_neither_begun_nor_written() {
         Some(id(42)),
         Tracking::default(),
         None,
+        vec![],
     );
     d.save(&layout).await.unwrap();
     assert!(layout.record("app").exists());
@@ -150,4 +155,33 @@ async fn a_removed_deployment_is_neither_begun_nor_written() {
     assert!(!layout.deployment("app").exists(), "no write after forget");
     assert!(d.begin().await.is_none());
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn replicas_are_recorded_restarted_and_taken_for_removal() {
+    let d = Deployment::new(Record::new("app"));
+    let replica = |port, pid| store::ReplicaRecord::new(port, Some(id(pid)), Tracking::default());
+    d.commit(
+        release(1, "user:alice"),
+        Some(id(42)),
+        Tracking::default(),
+        Some(4001),
+        vec![replica(4002, 43), replica(4003, 44)],
+    );
+    assert_eq!(d.private_ports(), [4001, 4002, 4003]);
+    assert!(
+        d.process_started(1, 2, id(45), &Tracking::default()),
+        "replica 2 restarted"
+    );
+    assert!(!d.process_started(1, 2, id(45), &Tracking::default()));
+    assert!(
+        !d.process_started(1, 7, id(46), &Tracking::default()),
+        "no such replica"
+    );
+    assert_eq!(d.recorded_replicas()[1].process(), Some(id(45)));
+    let pids: Vec<u32> = d.running_apps().iter().map(|(p, _)| *p).collect();
+    assert_eq!(pids, [42, 43, 45]);
+    let stops = d.stop_for_removal();
+    assert_eq!(stops.len(), 3, "the first process and both replicas");
+    assert!(d.recorded_replicas().is_empty());
 }

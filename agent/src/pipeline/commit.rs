@@ -34,11 +34,21 @@ pub(super) async fn commit(
     };
     let tracking = started.instance.snapshot().tracking;
     d.swap_instance(Some(started.instance.clone()));
+    let replicas = started
+        .replicas
+        .iter()
+        .map(|(r, _, port)| {
+            let s = r.snapshot();
+            crate::store::ReplicaRecord::new(*port, s.pid.and_then(ProcId::of), s.tracking)
+        })
+        .collect();
+    d.swap_replicas(started.replicas.iter().map(|(r, _, _)| r.clone()).collect());
     d.commit(
         release.clone(),
         ProcId::of(pid),
         tracking,
         started.private_port,
+        replicas,
     );
     d.save_or_log(sup.layout()).await;
     // The previous release (behind the proxy: once it has drained; on another port: now).

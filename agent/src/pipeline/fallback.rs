@@ -58,7 +58,7 @@ async fn restart_kept(
     d: &Arc<Deployment>,
     release: &ReleaseRecord,
 ) -> Option<u32> {
-    let cfg = crate::launch::instance_config(sup, d, release, d.private_port()).await;
+    let cfg = crate::launch::instance_config(sup, d, release, d.private_port(), 0).await;
     let (instance, ready) = Instance::start(cfg);
     let instance = Arc::new(instance);
     d.swap_instance(Some(instance.clone()));

@@ -37,12 +37,26 @@ pub(super) async fn wait(
         ),
         Default::default(),
     );
-    let result = (&mut started.ready).await.unwrap_or_else(|_| {
-        Err(StartFailure {
-            reason: "the app's supervisor ended unexpectedly".into(),
-            tail: vec![],
-        })
-    });
+    let gone = || StartFailure {
+        reason: "the app's supervisor ended unexpectedly".into(),
+        tail: vec![],
+    };
+    let mut result = (&mut started.ready).await.unwrap_or_else(|_| Err(gone()));
+    // Every replica must become healthy too (they start at the same time).
+    let n = started.replicas.len() + 1;
+    for (i, (_, ready, port)) in started.replicas.iter_mut().enumerate() {
+        if result.is_err() {
+            break;
+        }
+        if let Err(mut failure) = ready.await.unwrap_or_else(|_| Err(gone())) {
+            failure.reason = format!(
+                "replica {} of {n} (127.0.0.1:{port}): {}",
+                i + 2,
+                failure.reason
+            );
+            result = Err(failure);
+        }
+    }
     match result {
         Ok(pid) => {
             events.emit(

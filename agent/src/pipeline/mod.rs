@@ -48,6 +48,8 @@ pub(crate) struct Prepared {
     frozen: Vec<String>,
     /// Where its instance listens behind the node proxy (`strategy: switch`).
     private_port: Option<u16>,
+    /// Where its other instances (`replicas` > 1) listen.
+    replica_ports: Vec<u16>,
     /// Keeps its venv from garbage collection until the deploy is over.
     _lease: Option<VenvLease>,
 }
@@ -143,13 +145,14 @@ async fn steps(
     let pid = match health::wait(sup, spec, &mut started, events).await {
         Ok(pid) => pid,
         Err(e) => {
+            started.stop_new().await;
             started.undo(d);
             return Err((e, Some(prepared)));
         }
     };
-    if let Some(port) = started.private_port {
-        if let Err(e) = switch::switch(sup, &prepared.release, port, events).await {
-            started.instance.stop().await;
+    if started.private_port.is_some() {
+        if let Err(e) = switch::switch(sup, &prepared.release, &started.ports(), events).await {
+            started.stop_new().await;
             started.undo(d);
             return Err((e, Some(prepared)));
         }
@@ -202,12 +205,12 @@ async fn prepare(
         }
     };
     let lease = venv.as_ref().map(|v| sup.venvs().lease(&v.key));
-    let private_port = match spec.strategy {
-        Strategy::Switch => Some(crate::ports::free_loopback_port().map_err(|e| {
-            StepError::new(events::START, format!("no free port on 127.0.0.1: {e}"))
-        })?),
-        Strategy::Recreate => None,
+    let ports = match spec.strategy {
+        Strategy::Switch => private_ports(spec.replicas as usize)?,
+        Strategy::Recreate => Vec::new(),
     };
+    let private_port = ports.first().copied();
+    let replica_ports = ports.iter().skip(1).copied().collect();
     Ok(Prepared {
         release: ReleaseRecord {
             number,
@@ -224,8 +227,23 @@ async fn prepare(
         dir,
         frozen: venv.map(|v| v.frozen).unwrap_or_default(),
         private_port,
+        replica_ports,
         _lease: lease,
     })
+}
+
+/// `n` distinct free ports on 127.0.0.1 for a release's instances.
+fn private_ports(n: usize) -> Result<Vec<u16>, StepError> {
+    let mut ports = Vec::with_capacity(n);
+    while ports.len() < n {
+        let port = crate::ports::free_loopback_port().map_err(|e| {
+            StepError::new(events::START, format!("no free port on 127.0.0.1: {e}"))
+        })?;
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    Ok(ports)
 }
 
 /// fetch → checkout into `dir` (one at a time per mirror) → the checkout's paths. The commit.

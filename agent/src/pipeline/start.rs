@@ -16,11 +16,14 @@ use crate::process::Stopped;
 use crate::spec::Spec;
 use crate::supervisor::{stop_recorded, Supervisor};
 
+/// Learns once whether an instance of the new release became healthy (with its pid).
+pub(super) type Ready = oneshot::Receiver<Result<u32, StartFailure>>;
+
 /// The new release's instance, and what it replaced.
 pub(super) struct Started {
     pub instance: Arc<Instance>,
     /// Learns once whether the new release became healthy (with its pid).
-    pub ready: oneshot::Receiver<Result<u32, StartFailure>>,
+    pub ready: Ready,
     /// The release that served before, if any.
     pub previous: Option<Arc<Instance>>,
     /// Its private port behind the node proxy, if it had one.
@@ -29,6 +32,12 @@ pub(super) struct Started {
     pub previous_stopped: bool,
     /// The new release's private port behind the node proxy (`strategy: switch`).
     pub private_port: Option<u16>,
+    /// Its other instances (`replicas` > 1), each learning whether it became healthy, on
+    /// its private port.
+    pub replicas: Vec<(Arc<Instance>, Ready, u16)>,
+    /// The previous release's other instances, and all its private ports.
+    pub previous_replicas: Vec<Arc<Instance>>,
+    pub previous_ports: Vec<u16>,
     /// Whether the new instance is already the deployment's (else the previous one
     /// serves until traffic switches).
     swapped: bool,
@@ -58,6 +67,8 @@ pub(super) async fn start(
     let current = d.current();
     let previous = d.instance();
     let previous_port = d.private_port();
+    let previous_replicas = d.replicas();
+    let previous_ports = d.private_ports();
     // The previous release must let go of the port first when it listens there itself:
     // always with `strategy: recreate`, and once when a deployment moves to the proxy.
     let same_port =
@@ -93,7 +104,7 @@ pub(super) async fn start(
     preflight::foreign_port_holder(sup, spec).await?;
 
     let cfg =
-        crate::launch::instance_config(sup, d, &prepared.release, prepared.private_port).await;
+        crate::launch::instance_config(sup, d, &prepared.release, prepared.private_port, 0).await;
     let started = Instant::now();
     events.emit(
         events::START,
@@ -103,6 +114,13 @@ pub(super) async fn start(
     );
     let (instance, ready) = Instance::start(cfg);
     let instance = Arc::new(instance);
+    let mut replicas = Vec::new();
+    for (i, port) in prepared.replica_ports.iter().enumerate() {
+        let cfg =
+            crate::launch::instance_config(sup, d, &prepared.release, Some(*port), i + 1).await;
+        let (replica, ready) = Instance::start(cfg);
+        replicas.push((Arc::new(replica), ready, *port));
+    }
     // Beside a release that still serves, the new one is the deployment's once traffic
     // switches to it.
     let swapped = !beside || previous.is_none() || same_port;
@@ -112,9 +130,16 @@ pub(super) async fn start(
     events.emit(
         events::START,
         events::Phase::Done,
-        match instance.snapshot().pid {
-            Some(pid) => format!("pid {pid}"),
-            None => "started".to_string(),
+        {
+            let pids: Vec<String> = std::iter::once(&instance)
+                .chain(replicas.iter().map(|(r, _, _)| r))
+                .filter_map(|i| i.snapshot().pid.map(|p| p.to_string()))
+                .collect();
+            match pids.len() {
+                0 => "started".to_string(),
+                1 => format!("pid {}", pids[0]),
+                _ => format!("{} replicas: pids {}", pids.len(), pids.join(", ")),
+            }
         },
         started.elapsed(),
     );
@@ -125,6 +150,9 @@ pub(super) async fn start(
         previous_port,
         previous_stopped: same_port,
         private_port: prepared.private_port,
+        replicas,
+        previous_replicas,
+        previous_ports,
         swapped,
     })
 }
@@ -154,6 +182,25 @@ async fn stop_for_port(prev: &Instance, spec: &Spec, events: &Events) {
 }
 
 impl Started {
+    /// The new release's private ports, its first instance's first.
+    pub(super) fn ports(&self) -> Vec<u16> {
+        self.private_port
+            .into_iter()
+            .chain(self.replicas.iter().map(|(_, _, p)| *p))
+            .collect()
+    }
+
+    /// Stops every instance of the new release (it did not make it).
+    pub(super) async fn stop_new(&self) {
+        let stops: Vec<_> = std::iter::once(self.instance.clone())
+            .chain(self.replicas.iter().map(|(r, _, _)| r.clone()))
+            .map(|i| tokio::spawn(async move { i.stop().await }))
+            .collect();
+        for s in stops {
+            let _ = s.await;
+        }
+    }
+
     /// The new release did not become healthy: it is no longer the deployment's instance;
     /// the previous one is again if it still serves (it was on another port).
     pub(super) fn undo(self, d: &Deployment) {

@@ -18,17 +18,23 @@ const DRAIN_POLL: Duration = Duration::from_millis(20);
 pub(super) async fn switch(
     sup: &Supervisor,
     release: &ReleaseRecord,
-    private_port: u16,
+    private_ports: &[u16],
     events: &Events,
 ) -> Result<(), StepError> {
-    let route = crate::launch::route(sup, release, private_port);
+    let route = crate::launch::route(sup, release, private_ports);
     let began = Instant::now();
+    let on: Vec<String> = private_ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
     events.emit(
         events::SWITCH,
         events::Phase::Started,
         format!(
-            "{} → release {} on 127.0.0.1:{private_port}",
-            route.listen, release.number
+            "{} → release {} on {}",
+            route.listen,
+            release.number,
+            on.join(", ")
         ),
         Duration::ZERO,
     );
@@ -70,14 +76,25 @@ pub(super) async fn drain_previous(
         .filter(|_| !started.previous_stopped)?;
     let began = Instant::now();
     let mut drained = None;
-    if let Some(port) = started.previous_port {
+    if started.previous_port.is_some() {
         let listen = crate::launch::public_address(sup, release);
-        let old = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let old: Vec<SocketAddr> = started
+            .previous_ports
+            .iter()
+            .map(|p| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), *p))
+            .collect();
+        let in_flight = || async {
+            let mut n = 0;
+            for addr in &old {
+                n += sup.proxy().in_flight(listen, Some(*addr)).await;
+            }
+            n
+        };
         let deadline = began + release.spec.drain_timeout;
-        while sup.proxy().in_flight(listen, Some(old)).await > 0 && Instant::now() < deadline {
+        while in_flight().await > 0 && Instant::now() < deadline {
             tokio::time::sleep(DRAIN_POLL).await;
         }
-        let left = sup.proxy().in_flight(listen, Some(old)).await;
+        let left = in_flight().await;
         drained = Some(began.elapsed());
         events.info(
             events::SWITCH,
@@ -96,7 +113,17 @@ pub(super) async fn drain_previous(
             },
         );
     }
+    // Its replicas stop at the same time.
+    let replicas: Vec<_> = started
+        .previous_replicas
+        .iter()
+        .cloned()
+        .map(|r| tokio::spawn(async move { r.stop().await }))
+        .collect();
     let (pid, how) = prev.stop().await;
+    for r in replicas {
+        let _ = r.await;
+    }
     events.info(
         events::SWITCH,
         format!(

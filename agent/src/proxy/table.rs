@@ -135,6 +135,8 @@ pub(crate) struct Route {
     /// Everything the route served (every backend's requests, and the ones none took).
     totals: Arc<Counters>,
     unavailable: AtomicU64,
+    /// Where the next pick starts looking.
+    turn: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -164,6 +166,7 @@ impl Route {
             changed: watch::channel(0).0,
             totals,
             unavailable: AtomicU64::new(0),
+            turn: Default::default(),
         }
     }
 
@@ -207,11 +210,17 @@ impl Route {
         }
     }
 
-    /// The backend with the fewest requests in flight, skipping `tried`.
+    /// The backend with the fewest requests in flight, skipping `tried`; among equals, the
+    /// next one after the last pick (round robin while none is busy).
     pub(crate) fn pick(&self, tried: &[SocketAddr]) -> Option<Arc<Backend>> {
         let s = self.state();
-        s.backends
-            .iter()
+        let n = s.backends.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.turn.fetch_add(1, Ordering::Relaxed) % n;
+        (0..n)
+            .map(|i| &s.backends[(start + i) % n])
             .filter(|b| !tried.contains(&b.spec.addr))
             .min_by_key(|b| b.in_flight())
             .cloned()
@@ -289,6 +298,15 @@ mod tests {
         assert!(route
             .pick(&[a.spec.addr, b.spec.addr, c.spec.addr])
             .is_none());
+    }
+
+    #[test]
+    fn idle_backends_take_turns() {
+        let route = Route::new(&spec(&[(1001, 1), (1002, 1), (1003, 1)]));
+        let picked: Vec<u16> = (0..6)
+            .map(|_| route.pick(&[]).unwrap().spec.addr.port())
+            .collect();
+        assert_eq!(picked, [1001, 1002, 1003, 1001, 1002, 1003]);
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub(super) fn raw_spec(s: pb::DeploymentSpec) -> RawSpec {
         drain_timeout_ms: s.drain_timeout_ms,
         hold_timeout_ms: s.hold_timeout_ms,
         proxy: s.proxy,
+        replicas: s.replicas,
         pinned: s.pinned,
     }
 }
@@ -61,6 +62,7 @@ fn spec_to_pb(s: &Spec) -> pb::DeploymentSpec {
         drain_timeout_ms: s.drain_timeout.as_millis() as u64,
         hold_timeout_ms: s.hold_timeout.as_millis() as u64,
         proxy: s.proxy.as_str().to_string(),
+        replicas: s.replicas,
         pinned: s.pinned.clone(),
     }
 }
@@ -99,6 +101,21 @@ pub(super) fn view_to_pb(v: View) -> pb::DeploymentStatus {
             .previous_drained_ms
             .and_then(|ms| i64::try_from(ms).ok())
             .unwrap_or(-1),
+        replicas: v
+            .replicas
+            .iter()
+            .map(|r| pb::ReplicaStatus {
+                pid: r.pid.unwrap_or(0),
+                private_address: r
+                    .private_port
+                    .map(|p| format!("127.0.0.1:{p}"))
+                    .unwrap_or_default(),
+                state: r.state.as_str().to_string(),
+                restarts: r.restarts,
+                cpu_percent: r.cpu_percent,
+                memory_bytes: r.memory_bytes,
+            })
+            .collect(),
         traffic: v.traffic.map(|t| pb::Traffic {
             requests_per_second: t.requests_per_second,
             p50_ms: t.p50.map(|s| s * 1000.0).unwrap_or(-1.0),

@@ -118,7 +118,17 @@ pub(crate) struct Spec {
     pub drain_timeout: Duration,
     #[serde(with = "millis", default = "switch::default_hold")]
     pub hold_timeout: Duration,
+    /// Processes of the release behind the node proxy (1 without it).
+    #[serde(default = "one")]
+    pub replicas: u32,
 }
+
+fn one() -> u32 {
+    1
+}
+
+/// The most replicas a deployment may ask for on one node.
+pub(crate) const MAX_REPLICAS: u32 = 64;
 
 /// Defaults the agent applies to fields a request leaves empty.
 pub(crate) const DEFAULT_PORT: u16 = 8000;
@@ -152,6 +162,7 @@ pub(crate) struct RawSpec {
     pub drain_timeout_ms: u64,
     pub hold_timeout_ms: u64,
     pub proxy: String,
+    pub replicas: u32,
     pub pinned: Vec<String>,
 }
 
@@ -300,6 +311,19 @@ impl Spec {
         })?;
         let proxy = ProxyMode::parse(raw.proxy.trim())
             .ok_or_else(|| invalid("proxy", format!("{:?} is not one of http, tcp", raw.proxy)))?;
+        let replicas = raw.replicas.max(1);
+        if replicas > MAX_REPLICAS {
+            return Err(invalid(
+                "replicas",
+                format!("{replicas} is more than {MAX_REPLICAS}"),
+            ));
+        }
+        if replicas > 1 && strategy == Strategy::Recreate {
+            return Err(invalid(
+                "replicas",
+                format!("{replicas} replicas need strategy switch (the node proxy balances them); with strategy recreate the app binds the port itself, so one process can"),
+            ));
+        }
         let ms = |v: u64, d: Duration| if v == 0 { d } else { Duration::from_millis(v) };
         Ok(Spec {
             name: raw.name,
@@ -326,6 +350,7 @@ impl Spec {
             proxy,
             drain_timeout: ms(raw.drain_timeout_ms, switch::DEFAULT_DRAIN_TIMEOUT),
             hold_timeout: ms(raw.hold_timeout_ms, switch::DEFAULT_HOLD_TIMEOUT),
+            replicas,
             pinned: raw.pinned.iter().map(|p| p.trim().to_string()).collect(),
         })
     }

@@ -228,9 +228,12 @@ impl Supervisor {
     }
 
     /// What an instance of `d` reports to: its record and the metrics.
-    pub(crate) fn observer(&self, d: &Arc<Deployment>) -> Arc<dyn Observer> {
+    /// What keeps `d`'s record and metrics up to date with its instance `replica` (0: the
+    /// first, 1..: the replicas).
+    pub(crate) fn observer(&self, d: &Arc<Deployment>, replica: usize) -> Arc<dyn Observer> {
         Arc::new(DeploymentObserver {
             deployment: Arc::downgrade(d),
+            replica,
             layout: self.layout.clone(),
             metrics: self.metrics.clone(),
         })
@@ -285,13 +288,14 @@ impl Supervisor {
 
     /// Every running app: its first process (the group leader) and how the others are found.
     pub(crate) fn running_apps(&self) -> Vec<(u32, Tracking)> {
-        self.all().iter().filter_map(|d| d.running_app()).collect()
+        self.all().iter().flat_map(|d| d.running_apps()).collect()
     }
 }
 
 /// Keeps a deployment's record and the metrics up to date with what its instance does.
 struct DeploymentObserver {
     deployment: Weak<Deployment>,
+    replica: usize,
     layout: Layout,
     metrics: Arc<Metrics>,
 }
@@ -301,7 +305,7 @@ impl Observer for DeploymentObserver {
         let Some(d) = self.deployment.upgrade() else {
             return;
         };
-        if d.process_started(release, id, tracking) {
+        if d.process_started(release, self.replica, id, tracking) {
             let layout = self.layout.clone();
             // Off the instance's task: the write is fsynced.
             tokio::spawn(async move { d.save_or_log(&layout).await });

@@ -72,15 +72,20 @@ impl Supervisor {
             }
         }
         let requests_drained = began.elapsed();
-        let stopped = match d.stop_for_removal() {
-            ToStop::Instance(i) => i.stop().await,
-            ToStop::Recorded {
-                id,
-                tracking,
-                grace,
-            } => (Some(id.pid), stop_recorded(id, tracking, grace).await),
-            ToStop::Nothing => (None, Stopped::NotRunning),
+        // Every instance at once; the first one's end is the answer.
+        let mut stops = d
+            .stop_for_removal()
+            .into_iter()
+            .map(|s| tokio::spawn(stop(s)));
+        let first = stops.next();
+        let rest: Vec<_> = stops.collect();
+        let stopped = match first {
+            Some(t) => t.await.unwrap_or((None, Stopped::NotRunning)),
+            None => (None, Stopped::NotRunning),
         };
+        for t in rest {
+            let _ = t.await;
+        }
         d.forget(&self.layout).await?;
         self.unregister(&d);
         // Its venvs may now be unused.
@@ -92,6 +97,18 @@ impl Supervisor {
             lb_drained,
             requests_drained,
         })
+    }
+}
+
+async fn stop(what: ToStop) -> (Option<u32>, Stopped) {
+    match what {
+        ToStop::Instance(i) => i.stop().await,
+        ToStop::Recorded {
+            id,
+            tracking,
+            grace,
+        } => (Some(id.pid), stop_recorded(id, tracking, grace).await),
+        ToStop::Nothing => (None, Stopped::NotRunning),
     }
 }
 

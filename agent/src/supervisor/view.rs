@@ -37,10 +37,50 @@ pub(crate) struct View {
     pub switched_at: Option<i64>,
     pub previous_drained_ms: Option<u64>,
     pub traffic: Option<crate::traffic::Rates>,
+    /// Every instance (with `replicas` > 1): the first, then the replicas.
+    pub replicas: Vec<ReplicaView>,
 }
 
-/// The state a deployment is in and why, from its snapshot.
+/// One instance of a deployment with replicas.
+#[derive(Debug, Clone)]
+pub(crate) struct ReplicaView {
+    pub pid: Option<u32>,
+    pub private_port: Option<u16>,
+    pub state: State,
+    pub restarts: u32,
+    pub cpu_percent: f32,
+    pub memory_bytes: u64,
+}
+
+/// The state a deployment is in and why, from its snapshot: its first instance's, unless
+/// that one is healthy and a replica is not.
 fn state_of(s: &Snapshot) -> (State, String) {
+    let n = s.replicas.len() + 1;
+    if s.instance
+        .as_ref()
+        .is_some_and(|i| i.state == State::Healthy)
+    {
+        if let Some((i, (r, port))) = s
+            .replicas
+            .iter()
+            .enumerate()
+            .find(|(_, (r, _))| r.state != State::Healthy)
+        {
+            let why = if r.message.is_empty() {
+                r.last_health.clone()
+            } else {
+                r.message.clone()
+            };
+            return (
+                State::Unhealthy,
+                format!(
+                    "replica {} of {n} (127.0.0.1:{port}) is {}: {why}",
+                    i + 2,
+                    r.state.as_str()
+                ),
+            );
+        }
+    }
     match (&s.instance, s.deploying) {
         (Some(i), _) => (i.state, i.message.clone()),
         (None, Some(n)) => (State::Deploying, format!("release {n} is being deployed")),
@@ -66,10 +106,40 @@ impl Supervisor {
         let snap = d.snapshot();
         let (state, message) = state_of(&snap);
         let Snapshot {
-            current, instance, ..
+            current,
+            instance,
+            replicas: replica_snaps,
+            ..
         } = snap;
         let pid = instance.as_ref().and_then(|s| s.pid).or(snap.recorded_pid);
-        let (cpu_percent, memory_bytes) = pid.map(|p| self.usage.of(p)).unwrap_or_default();
+        let usage = |pid: Option<u32>| pid.map(|p| self.usage.of(p)).unwrap_or_default();
+        let replicas: Vec<ReplicaView> = if replica_snaps.is_empty() {
+            Vec::new()
+        } else {
+            let first = instance.as_ref().map(|i| (i.clone(), d.private_port()));
+            first
+                .into_iter()
+                .chain(replica_snaps.iter().map(|(r, p)| (r.clone(), Some(*p))))
+                .map(|(s, port)| {
+                    let (cpu_percent, memory_bytes) = usage(s.pid);
+                    ReplicaView {
+                        pid: s.pid,
+                        private_port: port,
+                        state: s.state,
+                        restarts: s.restarts,
+                        cpu_percent,
+                        memory_bytes,
+                    }
+                })
+                .collect()
+        };
+        let (cpu_percent, memory_bytes) = if replicas.is_empty() {
+            usage(pid)
+        } else {
+            replicas.iter().fold((0.0, 0), |(c, m), r| {
+                (c + r.cpu_percent, m + r.memory_bytes)
+            })
+        };
         let private_address = d.private_port().map(|p| {
             std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), p)
         });
@@ -103,7 +173,8 @@ impl Supervisor {
                 .map(|r| r.packages_hash.clone())
                 .unwrap_or_default(),
             pid,
-            restarts: instance.as_ref().map(|s| s.restarts).unwrap_or(0),
+            restarts: instance.as_ref().map(|s| s.restarts).unwrap_or(0)
+                + replica_snaps.iter().map(|(r, _)| r.restarts).sum::<u32>(),
             url: current
                 .as_ref()
                 .map(|r| self.app_url(r.spec.port))
@@ -126,6 +197,7 @@ impl Supervisor {
             previous_drained_ms: current.as_ref().and_then(|r| r.previous_drained_ms),
             private_address,
             traffic,
+            replicas,
             spec: current.map(|r| r.spec),
         }
     }
@@ -181,8 +253,18 @@ impl Supervisor {
     /// healthy, its state, the last check's result. Unhealthy while it drains for removal.
     pub(crate) fn healthy(&self, name: &str) -> Option<(bool, &'static str, String)> {
         let d = self.get(name)?;
+        // With replicas: healthy while any instance is (the node proxy serves from it).
+        let healthy_replica = d
+            .replicas()
+            .iter()
+            .map(|r| r.snapshot())
+            .find(|s| s.state == State::Healthy);
         Some(match d.instance().map(|i| i.snapshot()) {
             _ if d.is_draining() => (false, "draining", "the deployment is being removed".into()),
+            Some(s) if s.state != State::Healthy && healthy_replica.is_some() => {
+                let r = healthy_replica.unwrap_or(s);
+                (true, r.state.as_str(), r.last_health)
+            }
             Some(s) => (s.state == State::Healthy, s.state.as_str(), s.last_health),
             None => (false, State::Stopped.as_str(), String::new()),
         })

@@ -76,6 +76,11 @@ pub(crate) struct DeployFlags {
     /// How long requests wait while no instance is healthy (a restart) [default: 10s]
     #[arg(long, value_name = "DURATION")]
     pub hold_timeout: Option<String>,
+    /// Processes of the release on each node behind its port, balanced by the node proxy
+    /// (least outstanding requests); one that crashes is restarted while the others serve.
+    /// Single-threaded Python servers then use the node's cores [default: 1]
+    #[arg(long, value_name = "N")]
+    pub replicas: Option<u32>,
 }
 
 impl DeployFlags {
@@ -131,6 +136,9 @@ impl DeployFlags {
         set(&mut d.proxy, &self.proxy);
         set(&mut d.drain_timeout, &self.drain_timeout);
         set(&mut d.hold_timeout, &self.hold_timeout);
+        if let Some(n) = self.replicas {
+            d.replicas = Some(n);
+        }
         Ok(())
     }
 }

@@ -223,6 +223,7 @@ mod tests {
             proxy: s("tcp"),
             drain_timeout: s("1s"),
             hold_timeout: s("1s"),
+            replicas: Some(2),
         };
         let mut all = Vec::new();
         keys(&serde_norway::to_value(&full).unwrap(), "", &mut all);

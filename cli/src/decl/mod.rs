@@ -68,6 +68,9 @@ pub(crate) struct DeploymentDecl {
     /// How long requests wait while no instance is healthy (default 10s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_timeout: Option<String>,
+    /// Processes of the release on each node, behind the node proxy (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
 }
 
 fn deployment_object() -> String {

@@ -49,6 +49,16 @@ impl DeploymentDecl {
         if let Some(t) = &self.health.interval {
             parse_duration("health.interval", t)?;
         }
+        if let Some(n) = self.replicas {
+            if !(1..=64).contains(&n) {
+                return Err(bad_input(format!("replicas: {n} must be between 1 and 64")));
+            }
+            if n > 1 && self.strategy.as_deref() == Some("recreate") {
+                return Err(bad_input(format!(
+                    "replicas: {n} replicas need strategy switch (the node proxy balances them); with strategy recreate the app binds the port itself"
+                )));
+            }
+        }
         for (field, t) in [
             ("kill_timeout", &self.kill_timeout),
             ("drain_timeout", &self.drain_timeout),
@@ -134,6 +144,7 @@ impl DeploymentDecl {
             proxy: self.proxy.clone().unwrap_or_default(),
             drain_timeout_ms: ms("drain_timeout", &self.drain_timeout)?,
             hold_timeout_ms: ms("hold_timeout", &self.hold_timeout)?,
+            replicas: self.replicas.unwrap_or(0),
         })
     }
 }
@@ -186,5 +197,6 @@ pub(crate) fn from_spec(s: &pb::DeploymentSpec) -> DeploymentDecl {
         proxy: opt(&s.proxy).filter(|v| v != "http"),
         drain_timeout: dur(s.drain_timeout_ms).filter(|d| d != "30s"),
         hold_timeout: dur(s.hold_timeout_ms).filter(|d| d != "10s"),
+        replicas: Some(s.replicas).filter(|n| *n > 1),
     }
 }

@@ -24,6 +24,11 @@ pub(super) fn print_json(out: &[Deployment], unanswered: &[Unanswered]) {
                         "last_exit_code": if s.last_exit_code >= 0 { json!(s.last_exit_code) } else { json!(null) },
                         "next_restart_in_s": s.next_restart_in_s,
                         "private_address": s.private_address,
+                        "replicas": s.replicas.iter().map(|r| json!({
+                            "pid": r.pid, "private_address": r.private_address, "state": r.state,
+                            "restarts": r.restarts, "cpu_percent": r.cpu_percent,
+                            "memory_bytes": r.memory_bytes,
+                        })).collect::<Vec<_>>(),
                         "switched_at": if s.switched_at > 0 { json!(s.switched_at) } else { json!(null) },
                         "previous_drained_ms": if s.previous_drained_ms >= 0 { json!(s.previous_drained_ms) } else { json!(null) },
                         "traffic": s.traffic.as_ref().map(|t| json!({
@@ -83,10 +88,10 @@ fn print_deployments(out: &[Deployment], detail: bool) {
                     s.release.to_string(),
                     s.git_ref.clone(),
                     crate::output::short_commit(&s.commit).to_string(),
-                    if s.pid > 0 {
-                        s.pid.to_string()
-                    } else {
-                        "-".into()
+                    match (s.pid, s.replicas.len()) {
+                        (0, _) => "-".into(),
+                        (pid, 0 | 1) => pid.to_string(),
+                        (pid, n) => format!("{pid} +{}", n - 1),
                     },
                     output::age(s.uptime_s),
                     s.restarts.to_string(),
@@ -191,11 +196,30 @@ fn ms(v: f64) -> String {
 /// switched and how long the old release drained, and the last minute's traffic.
 fn proxy_lines(s: &deployctl_proto::v1::DeploymentStatus) -> Vec<String> {
     let mut lines = Vec::new();
-    if !s.private_address.is_empty() {
+    if !s.private_address.is_empty() && s.replicas.is_empty() {
         lines.push(format!(
             "the node proxy serves {} from the app at {}",
             s.url, s.private_address
         ));
+    }
+    if !s.replicas.is_empty() {
+        lines.push(format!(
+            "the node proxy serves {} from {} replicas:",
+            s.url,
+            s.replicas.len()
+        ));
+        for (i, r) in s.replicas.iter().enumerate() {
+            lines.push(format!(
+                "  {}. pid {} at {}: {}, {} restarts, {:.1}% CPU, {}",
+                i + 1,
+                r.pid,
+                r.private_address,
+                r.state,
+                r.restarts,
+                r.cpu_percent,
+                output::bytes(r.memory_bytes)
+            ));
+        }
     }
     if s.switched_at > 0 {
         let now = std::time::SystemTime::now()
