@@ -35,8 +35,11 @@ struct Inner {
     deploying: Option<Deploying>,
     /// Set once removed (or discarded), so a deploy that waited starts over with a new entry.
     removed: bool,
-    /// Being removed: load balancers are told it is unhealthy while it still serves.
+    /// Being removed (or recreated): load balancers are told it is unhealthy while it
+    /// still serves.
     draining: bool,
+    /// When a load balancer last asked for its health endpoint.
+    lb_checked: Option<std::time::Instant>,
 }
 
 /// The deploy in progress: its release number and the owner it was asked for (a first
@@ -78,6 +81,7 @@ impl Deployment {
                 deploying: None,
                 removed: false,
                 draining: false,
+                lb_checked: None,
             }),
             writer: tokio::sync::Mutex::new(0),
         }
@@ -298,6 +302,24 @@ impl Deployment {
     /// Removal begins: load balancers are told to stop sending it requests.
     pub(crate) fn begin_draining(&self) {
         self.state().draining = true;
+    }
+
+    /// Load balancers may send it requests again (a recreated release is healthy).
+    pub(crate) fn end_draining(&self) {
+        self.state().draining = false;
+    }
+
+    /// A load balancer asked for its health endpoint.
+    pub(crate) fn lb_checked(&self) {
+        self.state().lb_checked = Some(std::time::Instant::now());
+    }
+
+    /// Whether a load balancer checked it within `within`: only then is there anyone to
+    /// drain for.
+    pub(crate) fn lb_watching(&self, within: Duration) -> bool {
+        self.state()
+            .lb_checked
+            .is_some_and(|t| t.elapsed() <= within)
     }
 
     pub(crate) fn is_draining(&self) -> bool {

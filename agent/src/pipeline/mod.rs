@@ -97,6 +97,7 @@ async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome {
         Err((err, prepared)) => fallback::keep_previous(&sup, &d, err, prepared).await,
     };
     d.end_deploy();
+    d.end_draining();
     if outcome.release == 0 {
         // A first deploy that failed leaves nothing behind; the client has the reason.
         sup.discard_unreleased(&d).await;

@@ -75,6 +75,7 @@ pub(super) async fn start(
         previous_port.is_none() && current.as_ref().map(|r| r.spec.port) == Some(spec.port);
     let beside = prepared.private_port.is_some();
     if let Some(prev) = previous.as_ref().filter(|_| same_port) {
+        lb_drain(sup, d, prev.release, events).await;
         stop_for_port(prev, spec, events).await;
         d.swap_instance(None);
     }
@@ -155,6 +156,26 @@ pub(super) async fn start(
         previous_ports,
         swapped,
     })
+}
+
+/// Behind a load balancer that checks the deployment (within the last minute), its health
+/// endpoint answers 503 for `lb_drain` before the release that serves is stopped, so the
+/// balancer sends no request into the outage (`strategy: recreate`). The deploy's end
+/// lets it answer again.
+async fn lb_drain(sup: &Supervisor, d: &Deployment, release: u32, events: &Events) {
+    let wait = sup.config().lb_drain;
+    if wait.is_zero() || !d.lb_watching(crate::supervisor::LB_WATCHING) {
+        return;
+    }
+    d.begin_draining();
+    events.info(
+        events::START,
+        format!(
+            "draining release {release}: its health endpoint answers 503 for {} so load balancers stop sending to it",
+            humantime::format_duration(wait)
+        ),
+    );
+    tokio::time::sleep(wait).await;
 }
 
 /// Stops the previous release until its port is free; it finishes exiting (SIGKILL after

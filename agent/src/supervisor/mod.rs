@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-pub(crate) use remove::stop_recorded;
+pub(crate) use remove::{stop_recorded, LB_WATCHING};
 pub(crate) use view::View;
 
 use crate::auth::Auth;

@@ -22,6 +22,9 @@ pub(crate) struct Removed {
     pub requests_drained: Duration,
 }
 
+/// A deployment whose health endpoint a load balancer asked for this recently is drained.
+pub(crate) const LB_WATCHING: Duration = Duration::from_secs(60);
+
 /// How often the proxy is asked whether requests are still in flight.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
@@ -45,10 +48,12 @@ impl Supervisor {
             return Err(Error::NotFound(name.to_string()));
         };
         // Load balancers see it unhealthy while it still serves, and stop sending to it.
+        // (Only when a load balancer checks it, unless the caller asked for a drain.)
         let mut lb_drained = Duration::ZERO;
         let serves = d.running_app().is_some();
+        let watched = lb_drain.is_some() || d.lb_watching(LB_WATCHING);
         let lb_drain = lb_drain.unwrap_or(self.config.lb_drain);
-        if serves && !lb_drain.is_zero() {
+        if serves && watched && !lb_drain.is_zero() {
             d.begin_draining();
             tracing::info!(deployment = %name, wait = ?lb_drain, "draining: the health endpoint answers 503");
             tokio::time::sleep(lb_drain).await;

@@ -253,6 +253,7 @@ impl Supervisor {
     /// healthy, its state, the last check's result. Unhealthy while it drains for removal.
     pub(crate) fn healthy(&self, name: &str) -> Option<(bool, &'static str, String)> {
         let d = self.get(name)?;
+        d.lb_checked();
         // With replicas: healthy while any instance is (the node proxy serves from it).
         let healthy_replica = d
             .replicas()
