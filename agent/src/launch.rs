@@ -13,15 +13,30 @@ use crate::proxy::{BackendSpec, RouteSpec};
 use crate::store::ReleaseRecord;
 use crate::supervisor::Supervisor;
 
-/// Where an instance of `release` listens: its private port on loopback behind the node
-/// proxy, or (without one: `strategy: recreate`) the deployment's port on the app host.
+/// The address apps listen on behind the node proxy: the app host itself when it is a
+/// loopback address (several agents on one machine, each on its own 127.0.0.x, never pick
+/// each other's ports), else 127.0.0.1.
+pub(crate) fn private_ip(sup: &Supervisor) -> IpAddr {
+    match sup.config().app_host {
+        ip if ip.is_loopback() => ip,
+        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+    }
+}
+
+/// Where an instance listening on private port `port` is reached.
+pub(crate) fn private_address(sup: &Supervisor, port: u16) -> SocketAddr {
+    SocketAddr::new(private_ip(sup), port)
+}
+
+/// Where an instance of `release` listens: its private port behind the node proxy, or
+/// (without one: `strategy: recreate`) the deployment's port on the app host.
 pub(crate) fn bind_address(
     sup: &Supervisor,
     release: &ReleaseRecord,
     private_port: Option<u16>,
 ) -> (IpAddr, u16) {
     match private_port {
-        Some(p) => (IpAddr::V4(Ipv4Addr::LOCALHOST), p),
+        Some(p) => (private_ip(sup), p),
         None => (sup.config().app_host, release.spec.port),
     }
 }
@@ -81,7 +96,7 @@ pub(crate) fn route(sup: &Supervisor, release: &ReleaseRecord, private_ports: &[
         backends: private_ports
             .iter()
             .map(|p| BackendSpec {
-                addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), *p),
+                addr: private_address(sup, *p),
                 release: release.number,
             })
             .collect(),

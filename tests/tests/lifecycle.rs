@@ -86,19 +86,19 @@ fn logs_show_app_output_and_deploy_steps() {
     repo.commit_app("chatty-marker", Some("v1"));
     project.run_app(ENV, "chatty", &repo.url(), "v1", &[]).ok();
 
-    // Behind the node proxy, on a private port on loopback.
-    let want = "app chatty-marker listening on 127.0.0.1:";
+    // Behind the node proxy, on a private port of the agent's own loopback address.
+    let want = format!("app chatty-marker listening on {}:", agent.ip);
     assert!(
         wait_until(Duration::from_secs(10), || agent
             .app_log("chatty")
-            .contains(want)),
+            .contains(&want)),
         "the app's line is not in app.log:\n{}",
         agent.app_log("chatty")
     );
     let mut last = None;
     let found = wait_until(Duration::from_secs(10), || {
         let out = project.deployctl(&["logs", "chatty", "-n", "50"]);
-        let ok = out.code == 0 && out.stdout.contains(want);
+        let ok = out.code == 0 && out.stdout.contains(&want);
         last = Some(out);
         ok
     });

@@ -436,13 +436,14 @@ fn a_failed_start_names_where_a_daemonized_server_listens() {
     // Its private port (behind the node proxy) is what the health check connected to.
     let port: u16 = out
         .stdout
-        .split("TCP connect to 127.0.0.1:")
+        .split(&format!("TCP connect to {}:", agent.ip))
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no health target in the output\n{out}"));
     out.mentions(&format!(
-        "the app listens on 127.0.0.1:{} instead",
+        "the app listens on {}:{} instead",
+        agent.ip,
         port + 1
     ));
 }

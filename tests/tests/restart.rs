@@ -99,7 +99,8 @@ fn kill9_agent_apps_keep_serving_and_are_readopted() {
 
     // Logs still stream from the adopted app's file.
     let logs = project.deployctl(&["logs", "alpha", "-n", "20"]);
-    logs.ok().mentions("app survivor listening on 127.0.0.1:");
+    logs.ok()
+        .mentions(&format!("app survivor listening on {}:", agent.ip));
 
     // The adopted app is supervised: killed, it is restarted by its policy.
     killpg(Pid::from_raw(alpha_pid as i32), Signal::SIGKILL).expect("killing alpha's group");

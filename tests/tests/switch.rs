@@ -59,7 +59,7 @@ fn a_redeploy_of_a_slow_starting_app_under_load_fails_no_request() {
     assert_eq!(instance["release"], 2, "{instance}");
     let private = instance["private_address"].as_str().unwrap_or_default();
     assert!(
-        private.starts_with("127.0.0.1:") && !private.ends_with(":8000"),
+        private.starts_with(&format!("{}:", agent.ip)) && !private.ends_with(":8000"),
         "{instance}"
     );
     assert!(

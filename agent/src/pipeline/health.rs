@@ -19,7 +19,7 @@ pub(super) async fn wait(
 ) -> Result<u32, StepError> {
     // Where the instance listens: its private port behind the node proxy, or the port.
     let (host, port) = match started.private_port {
-        Some(p) => (std::net::Ipv4Addr::LOCALHOST.to_string(), p),
+        Some(p) => (crate::launch::private_ip(sup).to_string(), p),
         None => (sup.config().app_host.to_string(), spec.port),
     };
     let target = match &spec.health.path {
@@ -50,8 +50,9 @@ pub(super) async fn wait(
         }
         if let Err(mut failure) = ready.await.unwrap_or_else(|_| Err(gone())) {
             failure.reason = format!(
-                "replica {} of {n} (127.0.0.1:{port}): {}",
+                "replica {} of {n} ({}): {}",
                 i + 2,
+                crate::launch::private_address(sup, *port),
                 failure.reason
             );
             result = Err(failure);

@@ -52,6 +52,8 @@ pub(crate) struct Prepared {
     replica_ports: Vec<u16>,
     /// Keeps its venv from garbage collection until the deploy is over.
     _lease: Option<VenvLease>,
+    /// Keeps its private ports from other deploys until the deploy is over.
+    _ports: Option<crate::ports::PortLease>,
 }
 
 /// Starts deploying `spec` in the background: its events, the outcome last. The deploy
@@ -207,11 +209,12 @@ async fn prepare(
     };
     let lease = venv.as_ref().map(|v| sup.venvs().lease(&v.key));
     let ports = match spec.strategy {
-        Strategy::Switch => private_ports(spec.replicas as usize)?,
-        Strategy::Recreate => Vec::new(),
+        Strategy::Switch => Some(private_ports(sup, spec.replicas as usize)?),
+        Strategy::Recreate => None,
     };
-    let private_port = ports.first().copied();
-    let replica_ports = ports.iter().skip(1).copied().collect();
+    let all = ports.as_ref().map(|l| l.ports.clone()).unwrap_or_default();
+    let private_port = all.first().copied();
+    let replica_ports = all.iter().skip(1).copied().collect();
     Ok(Prepared {
         release: ReleaseRecord {
             number,
@@ -230,21 +233,18 @@ async fn prepare(
         private_port,
         replica_ports,
         _lease: lease,
+        _ports: ports,
     })
 }
 
-/// `n` distinct free ports on 127.0.0.1 for a release's instances.
-fn private_ports(n: usize) -> Result<Vec<u16>, StepError> {
-    let mut ports = Vec::with_capacity(n);
-    while ports.len() < n {
-        let port = crate::ports::free_loopback_port().map_err(|e| {
-            StepError::new(events::START, format!("no free port on 127.0.0.1: {e}"))
-        })?;
-        if !ports.contains(&port) {
-            ports.push(port);
-        }
-    }
-    Ok(ports)
+/// `n` free private ports for a release's instances, that no running instance and no other
+/// deploy in progress has.
+fn private_ports(sup: &Supervisor, n: usize) -> Result<crate::ports::PortLease, StepError> {
+    let ip = crate::launch::private_ip(sup);
+    let in_use = sup.all().iter().flat_map(|d| d.private_ports()).collect();
+    sup.port_reservations()
+        .reserve(ip, n, &in_use)
+        .map_err(|e| StepError::new(events::START, format!("no free port on {ip}: {e}")))
 }
 
 /// fetch → checkout into `dir` (one at a time per mirror) → the checkout's paths. The commit.

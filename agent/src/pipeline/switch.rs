@@ -2,7 +2,7 @@
 //! proxy's route for the deployment's port now sends new requests to it, and the previous
 //! release finishes the requests it has (drains, up to `drain_timeout`) before it stops.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::events::{self, Events, StepError};
@@ -25,7 +25,7 @@ pub(super) async fn switch(
     let began = Instant::now();
     let on: Vec<String> = private_ports
         .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
+        .map(|p| crate::launch::private_address(sup, *p).to_string())
         .collect();
     events.emit(
         events::SWITCH,
@@ -81,7 +81,7 @@ pub(super) async fn drain_previous(
         let old: Vec<SocketAddr> = started
             .previous_ports
             .iter()
-            .map(|p| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), *p))
+            .map(|p| crate::launch::private_address(sup, *p))
             .collect();
         let in_flight = || async {
             let mut n = 0;

@@ -106,10 +106,7 @@ pub(super) fn view_to_pb(v: View) -> pb::DeploymentStatus {
             .iter()
             .map(|r| pb::ReplicaStatus {
                 pid: r.pid.unwrap_or(0),
-                private_address: r
-                    .private_port
-                    .map(|p| format!("127.0.0.1:{p}"))
-                    .unwrap_or_default(),
+                private_address: r.private_address.map(|a| a.to_string()).unwrap_or_default(),
                 state: r.state.as_str().to_string(),
                 restarts: r.restarts,
                 cpu_percent: r.cpu_percent,

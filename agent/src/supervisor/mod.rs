@@ -52,6 +52,8 @@ pub(crate) struct Supervisor {
     proxy: NodeProxy,
     /// What the node proxy served, over time.
     traffic: Traffic,
+    /// Private ports deploys in progress have picked.
+    port_reservations: crate::ports::Reservations,
 }
 
 impl Supervisor {
@@ -78,6 +80,7 @@ impl Supervisor {
         Ok(Arc::new(Supervisor {
             proxy: NodeProxy::new(&layout.root),
             traffic: Traffic::default(),
+            port_reservations: Default::default(),
             tracker,
             auth,
             secrets,
@@ -122,6 +125,9 @@ impl Supervisor {
     }
     pub(crate) fn proxy(&self) -> &NodeProxy {
         &self.proxy
+    }
+    pub(crate) fn port_reservations(&self) -> &crate::ports::Reservations {
+        &self.port_reservations
     }
     pub(crate) fn traffic(&self) -> &Traffic {
         &self.traffic

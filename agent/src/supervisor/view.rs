@@ -45,7 +45,7 @@ pub(crate) struct View {
 #[derive(Debug, Clone)]
 pub(crate) struct ReplicaView {
     pub pid: Option<u32>,
-    pub private_port: Option<u16>,
+    pub private_address: Option<std::net::SocketAddr>,
     pub state: State,
     pub restarts: u32,
     pub cpu_percent: f32,
@@ -74,7 +74,7 @@ fn state_of(s: &Snapshot) -> (State, String) {
             return (
                 State::Unhealthy,
                 format!(
-                    "replica {} of {n} (127.0.0.1:{port}) is {}: {why}",
+                    "replica {} of {n} (port {port}) is {}: {why}",
                     i + 2,
                     r.state.as_str()
                 ),
@@ -124,7 +124,7 @@ impl Supervisor {
                     let (cpu_percent, memory_bytes) = usage(s.pid);
                     ReplicaView {
                         pid: s.pid,
-                        private_port: port,
+                        private_address: port.map(|p| crate::launch::private_address(self, p)),
                         state: s.state,
                         restarts: s.restarts,
                         cpu_percent,
@@ -140,9 +140,9 @@ impl Supervisor {
                 (c + r.cpu_percent, m + r.memory_bytes)
             })
         };
-        let private_address = d.private_port().map(|p| {
-            std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), p)
-        });
+        let private_address = d
+            .private_port()
+            .map(|p| crate::launch::private_address(self, p));
         let traffic = current
             .as_ref()
             .filter(|_| private_address.is_some())
