@@ -74,7 +74,9 @@ impl Traffic {
     /// The traffic on `listen` over the last minute (what samples there are of it).
     pub(crate) fn last_minute(&self, listen: SocketAddr) -> Option<Rates> {
         let in_flight = self
-            .latest()
+            .latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .iter()
             .find(|r| r.listen == listen)
             .map(|r| {

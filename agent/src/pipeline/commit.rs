@@ -20,7 +20,7 @@ pub(super) async fn commit(
     started: Started,
     pid: u32,
     events: &Events,
-) -> Outcome {
+) -> (Outcome, Option<super::switch::Retiring>) {
     let release = prepared.release;
     let outcome = Outcome {
         ok: true,
@@ -52,9 +52,10 @@ pub(super) async fn commit(
     );
     d.save_or_log(sup.layout()).await;
     // The previous release (behind the proxy: once it has drained; on another port: now).
-    if let Some(took) = super::switch::drain_previous(sup, &release, &started, events).await {
+    let (drained, retiring) = super::switch::drain_previous(sup, &release, &started, events).await;
+    if let Some(took) = drained {
         d.previous_drained(release.number, took);
         d.save_or_log(sup.layout()).await;
     }
-    outcome
+    (outcome, retiring)
 }

@@ -94,9 +94,9 @@ async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome {
     // finishes while this one waits deletes the directory this log lives in.
     events.open_log(sup.layout().deploy_log(&spec.name)).await;
     let number = d.begin_deploy(&spec.owner);
-    let mut outcome = match steps(&sup, &d, &spec, number, &events).await {
-        Ok(o) => o,
-        Err((err, prepared)) => fallback::keep_previous(&sup, &d, err, prepared).await,
+    let (mut outcome, retiring) = match steps(&sup, &d, &spec, number, &events).await {
+        Ok(done) => done,
+        Err((err, prepared)) => (fallback::keep_previous(&sup, &d, err, prepared).await, None),
     };
     d.end_deploy();
     d.end_draining();
@@ -107,6 +107,10 @@ async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome {
     outcome.total = began.elapsed();
     outcome.owner = spec.owner.clone();
     events.finish(outcome.clone());
+    // The previous release stops after the answer (still under the deployment's lock).
+    if let Some(r) = retiring {
+        r.stop().await;
+    }
     if outcome.ok {
         // After the client has its answer (still under the deployment's lock).
         prune::after_success(&sup, &d).await;
@@ -124,7 +128,7 @@ async fn steps(
     spec: &Spec,
     number: u32,
     events: &Events,
-) -> Result<Outcome, Failure> {
+) -> Result<(Outcome, Option<switch::Retiring>), Failure> {
     let early = |e| (e, None);
     preflight::check_secrets(sup, spec, events)
         .await

@@ -3,10 +3,12 @@
 //! release finishes the requests it has (drains, up to `drain_timeout`) before it stops.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::events::{self, Events, StepError};
 use super::start::Started;
+use crate::instance::Instance;
 use crate::store::ReleaseRecord;
 use crate::supervisor::Supervisor;
 
@@ -62,18 +64,51 @@ pub(super) async fn switch(
     Ok(())
 }
 
-/// Lets the previous release finish its requests, then stops it. How long it drained
-/// (behind the node proxy).
+/// The previous release's instances, drained, to stop once the deploy has answered (the
+/// client does not wait for an old app's exit).
+pub(super) struct Retiring {
+    deployment: String,
+    first: Arc<Instance>,
+    replicas: Vec<Arc<Instance>>,
+}
+
+impl Retiring {
+    /// Stops every instance of the previous release at once.
+    pub(super) async fn stop(self) {
+        let replicas: Vec<_> = self
+            .replicas
+            .into_iter()
+            .map(|r| tokio::spawn(async move { r.stop().await }))
+            .collect();
+        let (pid, how) = self.first.stop().await;
+        for r in replicas {
+            let _ = r.await;
+        }
+        tracing::info!(
+            deployment = %self.deployment,
+            release = self.first.release,
+            pid = ?pid,
+            how = how.as_str(),
+            "stopped the previous release"
+        );
+    }
+}
+
+/// Lets the previous release finish its requests (behind the node proxy: how long that
+/// took); what is left to stop.
 pub(super) async fn drain_previous(
     sup: &Supervisor,
     release: &ReleaseRecord,
     started: &Started,
     events: &Events,
-) -> Option<Duration> {
-    let prev = started
+) -> (Option<Duration>, Option<Retiring>) {
+    let Some(prev) = started
         .previous
         .as_ref()
-        .filter(|_| !started.previous_stopped)?;
+        .filter(|_| !started.previous_stopped)
+    else {
+        return (None, None);
+    };
     let began = Instant::now();
     let mut drained = None;
     if started.previous_port.is_some() {
@@ -113,25 +148,10 @@ pub(super) async fn drain_previous(
             },
         );
     }
-    // Its replicas stop at the same time.
-    let replicas: Vec<_> = started
-        .previous_replicas
-        .iter()
-        .cloned()
-        .map(|r| tokio::spawn(async move { r.stop().await }))
-        .collect();
-    let (pid, how) = prev.stop().await;
-    for r in replicas {
-        let _ = r.await;
-    }
-    events.info(
-        events::SWITCH,
-        format!(
-            "stopped release {} (pid {}, {})",
-            prev.release,
-            pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-            how.as_str()
-        ),
-    );
-    drained
+    let retiring = Retiring {
+        deployment: release.spec.name.clone(),
+        first: prev.clone(),
+        replicas: started.previous_replicas.clone(),
+    };
+    (drained, Some(retiring))
 }
