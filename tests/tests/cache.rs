@@ -176,10 +176,13 @@ fn unused_environments_are_kept_and_reused_under_a_new_name() {
     );
     let served = wait_for_json(&agent.app_url(8001, "/"), Duration::from_secs(5));
     assert_eq!(served["module_version"], "1.17.0");
-    let venvs = nodes_venvs(&project);
-    assert_eq!(
-        (venvs["in_use"].as_u64(), venvs["unused"].as_u64()),
-        (Some(2), Some(0)),
+    // (Counted by the collection that runs once the deploy has answered.)
+    let mut venvs = serde_json::Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            venvs = nodes_venvs(&project);
+            (venvs["in_use"].as_u64(), venvs["unused"].as_u64()) == (Some(2), Some(0))
+        }),
         "{venvs}"
     );
 }
@@ -211,10 +214,14 @@ fn unused_environments_past_the_budget_are_collected_and_used_ones_kept() {
                 > Duration::from_millis(1500)));
             run_with_pip(&project, &repo, "keep", "8000", "six==1.16.0").ok();
         }
-        assert_eq!(
-            envs(&agent),
-            vec![kept.clone()],
-            "{what}: only the one in use is left"
+        // (After a deploy, collection runs once it has answered.)
+        let mut left = Vec::new();
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                left = envs(&agent);
+                left == vec![kept.clone()]
+            }),
+            "{what}: only the one in use is left, not {left:?}"
         );
         let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(5));
         assert_eq!(served["module_version"], "1.16.0", "{what}");

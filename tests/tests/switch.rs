@@ -186,3 +186,71 @@ fn an_app_that_binds_the_public_port_itself_is_told_both_fixes() {
         "recreate: the app serves on its own port"
     );
 }
+
+#[test]
+fn a_deployment_moves_off_the_proxy_and_back_and_a_failed_move_keeps_it_served() {
+    let agent = Agent::start(&loopback());
+    let project = Project::for_agent(ENV, &agent);
+    let repo = GitRepo::new();
+    let url = agent.app_url(8000, "/");
+    let marker = || get_json(&url).and_then(|v| v["marker"].as_str().map(str::to_string));
+    repo.commit_app("one", Some("v1"));
+    project
+        .run_app(ENV, "web", &repo.url(), "v1", &["--replicas", "2"])
+        .ok();
+    assert_eq!(marker().as_deref(), Some("one"));
+
+    // A release that fails under strategy recreate: the proxy serves release 1 again.
+    repo.write("app.py", NEVER_HEALTHY_PY);
+    repo.commit("never healthy");
+    repo.tag("bad");
+    project
+        .run_app(
+            ENV,
+            "web",
+            &repo.url(),
+            "bad",
+            &[
+                "--strategy",
+                "recreate",
+                "--replicas",
+                "1",
+                "--health-timeout",
+                "2s",
+            ],
+        )
+        .expect_code(1);
+    assert!(
+        wait_until(Duration::from_secs(10), || marker().as_deref()
+            == Some("one")),
+        "release 1 is not served again"
+    );
+
+    // Off the proxy: the app binds the port itself.
+    repo.commit_app("two", Some("v2"));
+    project
+        .run_app(
+            ENV,
+            "web",
+            &repo.url(),
+            "v2",
+            &["--strategy", "recreate", "--replicas", "1"],
+        )
+        .ok()
+        .mentions("the node proxy let go of");
+    assert_eq!(marker().as_deref(), Some("two"));
+    let status = project
+        .deployctl(&["status", "web", "--output", "json"])
+        .json();
+    assert_eq!(
+        status["deployments"][0]["instances"][0]["private_address"], "",
+        "{status}"
+    );
+
+    // And back behind it.
+    repo.commit_app("three", Some("v3"));
+    project
+        .run_app(ENV, "web", &repo.url(), "v3", &["--strategy", "switch"])
+        .ok();
+    assert_eq!(marker().as_deref(), Some("three"));
+}

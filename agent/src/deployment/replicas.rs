@@ -54,6 +54,16 @@ impl Deployment {
         first.into_iter().chain(replicas).collect()
     }
 
+    /// Takes the replicas out (instances and record), for the caller to stop.
+    pub(crate) fn forget_replicas(&self) -> Vec<Arc<Instance>> {
+        let mut s = self.state();
+        if !s.record.replicas.is_empty() {
+            s.record.replicas.clear();
+            s.generation += 1;
+        }
+        std::mem::take(&mut s.replicas)
+    }
+
     /// Puts `new` in place of the running replicas; the ones it replaces are returned.
     pub(crate) fn swap_replicas(&self, new: Vec<Arc<Instance>>) -> Vec<Arc<Instance>> {
         std::mem::replace(&mut self.state().replicas, new)

@@ -62,6 +62,21 @@ async fn restart_kept(
     let (instance, ready) = Instance::start(cfg);
     let instance = Arc::new(instance);
     d.swap_instance(Some(instance.clone()));
+    if let Some(port) = d.private_port() {
+        // It had left the node proxy for a release that failed: routed again (its first
+        // instance; its replicas were stopped).
+        for r in d.forget_replicas() {
+            r.stop().await;
+        }
+        let route = crate::launch::route(sup, release, &[port]);
+        let set = match sup.proxy().client().await {
+            Ok(client) => client.set_route(route).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = set {
+            tracing::error!(deployment = %release.spec.name, error = %e, "cannot route the port to the kept release");
+        }
+    }
     match ready.await {
         Ok(Ok(pid)) => {
             d.set_process(

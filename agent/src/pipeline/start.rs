@@ -71,9 +71,15 @@ pub(super) async fn start(
     let previous_ports = d.private_ports();
     // The previous release must let go of the port first when it listens there itself:
     // always with `strategy: recreate`, and once when a deployment moves to the proxy.
-    let same_port =
-        previous_port.is_none() && current.as_ref().map(|r| r.spec.port) == Some(spec.port);
     let beside = prepared.private_port.is_some();
+    // Leaving the node proxy (`strategy: recreate` after `switch`): the proxy lets go of the
+    // port, and every instance of the previous release stops first (one outage).
+    let leaving_proxy = !beside && previous_port.is_some();
+    let same_port = leaving_proxy
+        || previous_port.is_none() && current.as_ref().map(|r| r.spec.port) == Some(spec.port);
+    if let (true, Some(release)) = (leaving_proxy, current.as_ref()) {
+        leave_proxy(sup, d, release, events).await;
+    }
     if let Some(prev) = previous.as_ref().filter(|_| same_port) {
         lb_drain(sup, d, prev.release, events).await;
         stop_for_port(prev, spec, events).await;
@@ -156,6 +162,33 @@ pub(super) async fn start(
         previous_ports,
         swapped,
     })
+}
+
+/// The deployment moves off the node proxy: its route goes (the proxy lets go of the public
+/// port) and the previous release's replicas stop (its first instance stops for the port).
+async fn leave_proxy(
+    sup: &Supervisor,
+    d: &Deployment,
+    release: &crate::store::ReleaseRecord,
+    events: &Events,
+) {
+    let listen = crate::launch::public_address(sup, release);
+    let removed = match sup.proxy().client().await {
+        Ok(client) => client.remove_route(listen).await,
+        Err(e) => Err(e),
+    };
+    match removed {
+        Ok(()) => events.info(
+            events::START,
+            format!("the node proxy let go of {listen} (strategy recreate: the app binds it)"),
+        ),
+        Err(e) => {
+            tracing::warn!(deployment = %release.spec.name, error = %e, "cannot remove the deployment's route")
+        }
+    }
+    for r in d.forget_replicas() {
+        r.stop().await;
+    }
 }
 
 /// Behind a load balancer that checks the deployment (within the last minute), its health
