@@ -14,13 +14,40 @@ use deploy_agent::config::{Config, FileConfig};
 /// agent stops; a restarted agent re-adopts them. Settings come from the defaults, then
 /// the --config file (TOML), then the flags.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(version, about, long_about, after_long_help = CONFIG_KEYS)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
     args: Args,
 }
+
+/// What `--help` says about the config file's keys (scripts/config.toml is an example).
+const CONFIG_KEYS: &str = "\
+Config file keys (TOML; every one optional; an unknown key is an error):
+  listen = \"127.0.0.1:7070\"       gRPC address for deployctl
+  http_listen = \"127.0.0.1:7071\"  health endpoints and /metrics for load balancers
+  data_dir = \"PATH\"               records, releases, logs, venvs, git mirrors
+                                  [default: ~/.local/share/deploy-agent]
+  app_host = \"127.0.0.1\"          where deployments' ports are served (the node proxy binds it)
+  log_format = \"text\"             the agent's own log: text or json
+  start_script_timeout = \"30m\"    how long a release's start script may run
+  install_timeout = \"30m\"         how long installing packages may take
+  keep_releases = 3               release directories kept per deployment (rollback)
+  log_max_bytes = 10485760        an app's log is rotated past this size ...
+  log_keep = 3                    ... keeping this many older files
+  installer = \"auto\"              auto (uv when found or installable, else pip), uv or pip
+  tls_cert, tls_key = \"PATH\"      serve gRPC over TLS (deploy-agent init makes them)
+  auth_file = \"PATH\"              users and groups with tokens [default: DATA_DIR/auth.toml]
+  insecure = false                allow a non-loopback gRPC address without TLS and users
+  run_as = \"USER\"                 with users, apps run as this user [default: deploy-app if it exists]
+  apps_as_agent_user = false      with users, allow apps to run as the agent's own user
+  cgroups = true                  a cgroup v2 per app instance where the agent may make one
+  venv_keep_bytes = 5368709120    unused venvs kept for later deploys, at most this much ...
+  venv_keep_age = \"14d\"           ... and none unused for longer
+  allow_apt = false               deploys may apt-get install Debian packages (agent as root)
+  lb_drain = \"4s\"                 remove/recreate behind a load balancer: its health check
+                                  answers 503 this long first";
 
 #[derive(clap::Subcommand, Debug)]
 enum Command {

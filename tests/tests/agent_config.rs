@@ -197,3 +197,29 @@ fn systemd_notify_ready_and_stopping() {
         "SIGTERM: a clean exit, got {status:?}"
     );
 }
+
+/// `deploy-agent --help` explains every key of the example config (scripts/config.toml).
+#[test]
+fn help_explains_every_config_key() {
+    let out = Command::new(agent_bin()).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/config.toml"),
+    )
+    .unwrap();
+    let keys: Vec<&str> = example
+        .lines()
+        .map(|l| l.trim_start_matches('#').trim())
+        .filter_map(|l| l.split_once(" = ").map(|(k, _)| k))
+        .filter(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect();
+    assert!(keys.len() > 15, "{keys:?}");
+    for key in keys {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(key)
+                || l.contains(&format!(", {key} ="))),
+            "--help does not explain {key}:\n{help}"
+        );
+    }
+}

@@ -20,6 +20,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
+    /// The deployment to send the request to (one of its healthy instances)
     pub name: String,
     /// JSON text, or @FILE to read it from a file
     pub data: String,

@@ -10,6 +10,7 @@ use crate::state;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
+    /// The deployment whose releases to list
     pub name: String,
 }
 

@@ -14,6 +14,7 @@ use crate::state;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
+    /// The deployment whose logs to show (as in `deployctl status`)
     pub name: String,
     /// Keep printing new output as it comes (Ctrl-C to stop)
     #[arg(short, long)]

@@ -11,6 +11,7 @@ use crate::state;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
+    /// The deployment to roll back (as in `deployctl status`)
     pub name: String,
     /// The release number to go back to (see `deployctl history NAME`)
     #[arg(long, value_name = "N")]
