@@ -157,6 +157,20 @@ async fn try_connect(target: &Target, address: &str) -> anyhow::Result<Client> {
 
 /// An error and its causes on one line.
 fn source_text(e: &(dyn std::error::Error + 'static)) -> String {
+    // The words a person needs for the common cases, not the transport's chain.
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    return "nothing listens there (connection refused)".into()
+                }
+                std::io::ErrorKind::TimedOut => return "the connection timed out".into(),
+                _ => {}
+            }
+        }
+        cur = err.source();
+    }
     let mut msg = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {

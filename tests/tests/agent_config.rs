@@ -217,8 +217,8 @@ fn help_explains_every_config_key() {
     assert!(keys.len() > 15, "{keys:?}");
     for key in keys {
         assert!(
-            help.lines().any(|l| l.trim_start().starts_with(key)
-                || l.contains(&format!(", {key} ="))),
+            help.lines()
+                .any(|l| l.trim_start().starts_with(key) || l.contains(&format!(", {key} ="))),
             "--help does not explain {key}:\n{help}"
         );
     }

@@ -422,3 +422,26 @@ fn a_token_is_never_sent_in_clear_to_another_machine() {
     assert_eq!(out.stderr.matches("unencrypted").count(), 1, "{out}");
     out.json();
 }
+
+/// In a fresh directory with no agent running, `status` says so and how to start one, and
+/// exits 1 (not "no deployments" and 0).
+#[test]
+fn status_with_no_agent_running_says_how_to_start_one() {
+    let ip = loopback();
+    let project = Project::new();
+    let out = std::process::Command::new(deployctl_bin())
+        .arg("--project")
+        .arg(project.path())
+        .arg("status")
+        .env("DEPLOYCTL_LOCAL_ADDRESS", format!("{ip}:7070"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("nothing listens there"), "{stdout}");
+    assert!(
+        stdout.contains("`deployctl run` starts the local one"),
+        "{stdout}"
+    );
+}

@@ -198,10 +198,11 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
 
     // Agents of declared envs that gave no answer and are in no row above: named too, since
     // they may run deployments nobody can see now. (The built-in local agent not running
-    // is normal.)
+    // is normal while another agent answers; when none does, that is the news.)
+    let none_answered = !live.is_empty() && live.values().all(|r| r.is_err());
     let unanswered: Vec<Unanswered> = live
         .iter()
-        .filter(|((env, _), _)| project.env_file(env).is_file())
+        .filter(|((env, _), _)| none_answered || project.env_file(env).is_file())
         .filter_map(|((env, agent), reply)| {
             let error = reply.as_ref().err()?;
             let shown = out

@@ -69,6 +69,13 @@ pub(super) fn print_text(out: &[Deployment], unanswered: &[Unanswered], detail: 
     for u in unanswered {
         println!("  env {}: {}", u.env, u.error);
     }
+    if !unanswered.is_empty()
+        && unanswered.len() == unanswered.iter().filter(|u| u.env == "local").count()
+    {
+        println!(
+            "  no agent is running here: `deployctl run` starts the local one, or start `deploy-agent` yourself (see `deploy-agent --help`)"
+        );
+    }
 }
 
 fn print_deployments(out: &[Deployment], detail: bool) {
