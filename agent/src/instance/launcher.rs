@@ -72,6 +72,9 @@ pub(crate) trait App: Send {
         port: u16,
         checked: &'a health::Checked,
     ) -> BoxFuture<'a, String>;
+
+    /// Where its processes listen now (TCP).
+    fn listening(&self) -> BoxFuture<'_, Vec<(IpAddr, u16)>>;
 }
 
 /// The real launcher: child processes (`process`) and checks over the network (`health`).
@@ -148,5 +151,16 @@ impl App for AppProcess {
         checked: &'a health::Checked,
     ) -> BoxFuture<'a, String> {
         Box::pin(crate::explain::explain_unhealthy(host, port, self, checked))
+    }
+
+    fn listening(&self) -> BoxFuture<'_, Vec<(IpAddr, u16)>> {
+        let (pid, tracking) = (self.pid(), self.tracking.clone());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                crate::ports::listening_of(&crate::tracking::members(pid, &tracking))
+            })
+            .await
+            .unwrap_or_default()
+        })
     }
 }

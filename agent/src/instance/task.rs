@@ -14,6 +14,12 @@ use crate::health;
 use crate::process::{Exit, Stopped};
 use crate::spec::RestartPolicy;
 
+/// How long an app may listen on other ports while nothing answers on `$PORT` before its
+/// start fails (a server that opens a metrics port first gets this long to open `$PORT`).
+pub(crate) const ELSEWHERE_GRACE: Duration = Duration::from_secs(3);
+/// How often a start that is refused looks at where the app listens (reads /proc).
+const ELSEWHERE_LOOK: Duration = Duration::from_millis(500);
+
 /// Consecutive failed checks after which a healthy app counts as unhealthy.
 const UNHEALTHY_AFTER: u32 = 3;
 /// A run that stayed up this long resets the restart backoff.
@@ -221,10 +227,14 @@ impl Task {
     }
 
     /// Polls quickly until healthy, the app exits, the timeout passes, or a stop arrives.
+    /// An app that keeps listening on other ports while nothing answers on `$PORT` fails
+    /// after [`ELSEWHERE_GRACE`], not after the whole health timeout.
     async fn wait_healthy(&mut self, app: &mut Box<dyn App>) -> Waited {
         let cfg = self.cfg.clone();
         let began = Instant::now();
         let deadline = began + cfg.health.timeout;
+        let mut looked = began;
+        let mut elsewhere_since: Option<Instant> = None;
         loop {
             if let Some(exit) = app.try_wait().await {
                 return exited_early(exit);
@@ -240,6 +250,15 @@ impl Task {
             if Instant::now() >= deadline {
                 let reason = app.explain_unhealthy(cfg.host, cfg.port, &checked).await;
                 return Waited::Failed { reason, exit: None };
+            }
+            if checked.refused && looked.elapsed() >= ELSEWHERE_LOOK {
+                looked = Instant::now();
+                if app.listening().await.is_empty() {
+                    elsewhere_since = None;
+                } else if elsewhere_since.get_or_insert(looked).elapsed() >= ELSEWHERE_GRACE {
+                    let reason = app.explain_unhealthy(cfg.host, cfg.port, &checked).await;
+                    return Waited::Failed { reason, exit: None };
+                }
             }
             let delay = health::startup_poll_delay(began.elapsed()).min(remaining);
             tokio::select! {

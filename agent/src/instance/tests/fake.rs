@@ -38,6 +38,8 @@ struct World {
     /// What the next starts do, in order; once they are used up, an app runs.
     plans: VecDeque<Plan>,
     healthy: bool,
+    /// Where apps listen; checks are refused while they are unhealthy and this is set.
+    listening: Vec<(IpAddr, u16)>,
     /// Starts so far (failed ones included).
     spawned: u32,
     /// Every app started or adopted: its pid and how to end it.
@@ -65,6 +67,11 @@ impl Fake {
 
     pub(super) fn set_healthy(&self, healthy: bool) {
         self.world().healthy = healthy;
+    }
+
+    /// Apps listen on `at` (not on the checked port: checks are refused).
+    pub(super) fn set_listening(&self, at: Vec<(IpAddr, u16)>) {
+        self.world().listening = at;
     }
 
     /// The app `pid` ends now, as `exit` says.
@@ -142,16 +149,21 @@ impl Launcher for Fake {
         path: Option<&'a str>,
         _timeout: Duration,
     ) -> BoxFuture<'a, Checked> {
-        let healthy = self.world().healthy;
+        let (healthy, refused) = {
+            let w = self.world();
+            (w.healthy, !w.healthy && !w.listening.is_empty())
+        };
         let path = path.unwrap_or("/");
         Box::pin(std::future::ready(Checked {
             healthy,
             summary: if healthy {
                 "HTTP 200 in 1 ms".to_string()
+            } else if refused {
+                "connection refused".to_string()
             } else {
                 format!("GET {path} returned HTTP 503")
             },
-            refused: false,
+            refused,
         }))
     }
 }
@@ -227,5 +239,9 @@ impl App for FakeApp {
             "the health check of {host}:{port} did not pass: {}",
             checked.summary
         )))
+    }
+
+    fn listening(&self) -> BoxFuture<'_, Vec<(IpAddr, u16)>> {
+        Box::pin(std::future::ready(self.fake.world().listening.clone()))
     }
 }

@@ -22,6 +22,29 @@ async fn a_deploy_that_never_becomes_healthy_fails_after_the_health_timeout_with
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_deploy_that_listens_elsewhere_fails_within_seconds_not_after_the_timeout() {
+    let fake = Fake::new(false, []);
+    fake.set_listening(vec![("127.0.0.1".parse().unwrap(), 9999)]);
+    let rec = Arc::new(Recorder::default());
+    let began = Instant::now();
+    let (_inst, ready) = Instance::start(config(&fake, RestartPolicy::Always, &rec));
+
+    let failure = ready.await.unwrap().unwrap_err();
+    let took = began.elapsed();
+    assert!(
+        took >= crate::instance::task::ELSEWHERE_GRACE && took < 5 * SECOND,
+        "failed after {took:?}"
+    );
+    assert!(took < HEALTH_TIMEOUT);
+    assert!(
+        failure.reason.contains("connection refused"),
+        "{}",
+        failure.reason
+    );
+    assert_eq!(fake.stopped(), [FIRST_PID]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_deploy_whose_app_exits_before_becoming_healthy_reports_the_exit() {
     let fake = Fake::new(false, [Plan::Exits(2 * SECOND, 2)]);
     let rec = Arc::new(Recorder::default());
