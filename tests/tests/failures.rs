@@ -303,3 +303,35 @@ fn a_failed_first_deploy_leaves_nothing_and_remove_clears_leftovers() {
     assert!(!old.exists(), "{} should be gone", old.display());
     project.deployctl(&["remove", "old"]).expect_code(1);
 }
+
+/// A command that changes directory breaks the app's imports: the failure says so and
+/// names --workdir.
+#[test]
+fn a_command_that_changes_directory_is_told_to_use_workdir() {
+    let agent = Agent::start(&loopback());
+    let project = Project::for_agent(ENV, &agent);
+    let repo = GitRepo::new();
+    repo.write("service/__init__.py", "")
+        .write("service/helpers.py", "GREETING = 'hi'\n")
+        .write(
+            "service/main.py",
+            "from service.helpers import GREETING\nprint(GREETING)\n",
+        )
+        .commit("a package");
+    let url = repo.url();
+    project
+        .deployctl(&[
+            "run",
+            "cd-app",
+            "--repo",
+            &url,
+            "--command",
+            "cd service && python3 main.py",
+            "--health-timeout",
+            "5s",
+        ])
+        .expect_code(1)
+        .mentions("ModuleNotFoundError")
+        .mentions("the command changes directory (`cd service`)")
+        .mentions("--workdir service");
+}

@@ -72,6 +72,9 @@ pub(super) async fn wait(
             if let Some(hint) = binds_public_port(spec, &failure) {
                 failure.reason = format!("{}; {hint}", failure.reason);
             }
+            if let Some(hint) = changes_directory(&spec.command) {
+                failure.reason = format!("{}; {hint}", failure.reason);
+            }
             events.emit(
                 events::HEALTH,
                 events::Phase::Failed,
@@ -81,6 +84,20 @@ pub(super) async fn wait(
             Err(StepError::new(events::HEALTH, failure.reason).with_tail(failure.tail))
         }
     }
+}
+
+/// A command that changes directory (`cd src && python app.py`) runs its app somewhere the
+/// release's paths and imports do not expect: name `--workdir`, which does it properly.
+fn changes_directory(command: &str) -> Option<String> {
+    let words: Vec<&str> = command
+        .split(|c: char| c.is_whitespace() || matches!(c, ';' | '&' | '|' | '(' | ')'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let at = words.iter().position(|w| *w == "cd" || *w == "pushd")?;
+    let dir = words.get(at + 1).copied().unwrap_or("DIR");
+    Some(format!(
+        "the command changes directory (`cd {dir}`): give the directory as the deployment's workdir instead (--workdir {dir}, relative to the repository), so the app, its imports and its environment all start there"
+    ))
 }
 
 /// Behind the node proxy, an app that binds the deployment's port itself (a hard-coded
@@ -107,4 +124,18 @@ fn binds_public_port(spec: &Spec, failure: &StartFailure) -> Option<String> {
             spec.port, spec.port
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changes_directory;
+
+    #[test]
+    fn a_cd_in_the_command_is_named_with_the_workdir_to_use() {
+        let hint = changes_directory("cd src && python -m app").unwrap();
+        assert!(hint.contains("--workdir src"), "{hint}");
+        assert!(changes_directory("python app.py; cd /tmp").is_some());
+        assert!(changes_directory("uvicorn app:app --port $PORT").is_none());
+        assert!(changes_directory("python abcd.py").is_none());
+    }
 }
