@@ -217,3 +217,47 @@ fn redeploy_with_new_ref_and_run_load() {
     let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
     assert_eq!(served["marker"], "two", "{served}");
 }
+
+/// A relative `--repo` is kept relative in the declaration (portable, committable), and the
+/// agent gets it normalised: two spellings of one repository are one mirror.
+#[test]
+fn a_relative_repo_is_kept_relative_and_is_one_mirror() {
+    let agent = Agent::start(&loopback());
+    let project = Project::for_agent("e2e", &agent);
+    let repo = GitRepo::new();
+    repo.commit_app("rel", Some("v1"));
+    let project_dir = std::fs::canonicalize(project.path()).unwrap();
+    let repo_dir = std::fs::canonicalize(repo.path()).unwrap();
+    // Both are temporary directories side by side: ../NAME from the project.
+    assert_eq!(project_dir.parent(), repo_dir.parent());
+    let name = repo_dir.file_name().unwrap().to_string_lossy().into_owned();
+    let relative = format!("../{name}");
+    let roundabout = format!("./../{name}/.");
+    for (spelling, port) in [(&relative, "8000"), (&roundabout, "8001")] {
+        project
+            .deployctl(&[
+                "run",
+                &format!("rel-{port}"),
+                "--repo",
+                spelling,
+                "--ref",
+                "v1",
+                "--port",
+                port,
+                "--command",
+                "python3 app.py",
+            ])
+            .ok();
+    }
+    let declaration = project.read("rel-8000.deploy.yaml");
+    assert!(
+        declaration.contains(&format!("repo: ../{name}\n")),
+        "{declaration}"
+    );
+    let mirrors: Vec<_> = std::fs::read_dir(agent.data_dir.join("git"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(mirrors.len(), 1, "{mirrors:?}");
+}

@@ -42,7 +42,7 @@ pub(crate) fn run(project: &Project, cmd: Declare) -> anyhow::Result<()> {
             let path = project.deployment_file(&name);
             let mut d: DeploymentDecl = decl::load(&path)?.unwrap_or_else(new_declaration);
             let cwd = std::env::current_dir().unwrap_or_else(|_| project.root.clone());
-            flags.apply(&mut d, &cwd)?;
+            flags.apply(&mut d, &cwd, &project.root)?;
             d.validate(&name)?;
             if let Some(env) = &d.env {
                 client::resolve_env(project, env)?;

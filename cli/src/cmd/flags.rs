@@ -84,11 +84,13 @@ pub(crate) struct DeployFlags {
 }
 
 impl DeployFlags {
-    /// Lays the given flags over `d`. A relative local `--repo` is taken from `cwd`.
+    /// Lays the given flags over `d`. A relative local `--repo` is taken from `cwd` and
+    /// kept relative to `root`, the declaration's directory.
     pub(crate) fn apply(
         &self,
         d: &mut DeploymentDecl,
         cwd: &std::path::Path,
+        root: &std::path::Path,
     ) -> anyhow::Result<()> {
         fn set(field: &mut Option<String>, v: &Option<String>) {
             if let Some(v) = v {
@@ -97,7 +99,7 @@ impl DeployFlags {
         }
         set(&mut d.env, &self.env);
         if let Some(repo) = &self.repo {
-            d.repo = decl::absolute_repo(repo, cwd);
+            d.repo = decl::declared_repo(repo, cwd, root);
         }
         set(&mut d.git_ref, &self.git_ref);
         set(&mut d.workdir, &self.workdir);

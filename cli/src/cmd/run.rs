@@ -102,7 +102,7 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
     }
     let mut d = existing.clone().unwrap_or_else(new_declaration);
     let cwd = std::env::current_dir().unwrap_or_else(|_| project.root.clone());
-    args.flags.apply(&mut d, &cwd)?;
+    args.flags.apply(&mut d, &cwd, &project.root)?;
     d.validate(&name)?;
     let pinned = if args.locked {
         locked_versions(project, &name, &d).await?

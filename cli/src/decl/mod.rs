@@ -211,17 +211,71 @@ pub(crate) fn is_url(repo: &str) -> bool {
         || matches!((repo.find('@'), repo.find(':')), (Some(a), Some(c)) if a < c && !repo.starts_with('/'))
 }
 
-/// A relative local path is taken from `base` (the project root or the current directory).
+/// The repository as the agent gets it: a URL as it is; a local path taken from `base`
+/// (the declaration's directory), absolute and normalised (symlinks resolved when it
+/// exists), so one repository is always one path and one mirror on the agent.
 pub(crate) fn absolute_repo(repo: &str, base: &Path) -> String {
+    let repo = repo.trim();
+    if is_url(repo) {
+        return repo.to_string();
+    }
+    let joined = base.join(repo);
+    std::fs::canonicalize(&joined)
+        .unwrap_or_else(|_| normalize(&std::path::absolute(&joined).unwrap_or(joined)))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A local `--repo` as the declaration keeps it: relative to the declaration's directory
+/// `root` when it was given relative (from `cwd`), so the file stays portable and can be
+/// committed; absolute when it was given absolute. URLs as they are.
+pub(crate) fn declared_repo(repo: &str, cwd: &Path, root: &Path) -> String {
     let repo = repo.trim();
     if is_url(repo) || Path::new(repo).is_absolute() {
         return repo.to_string();
     }
-    let joined = base.join(repo);
-    std::path::absolute(&joined)
-        .unwrap_or(joined)
-        .to_string_lossy()
-        .into_owned()
+    let target = normalize(&std::path::absolute(cwd.join(repo)).unwrap_or(cwd.join(repo)));
+    let root = normalize(&std::path::absolute(root).unwrap_or(root.to_path_buf()));
+    relative_to(&target, &root)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| target.to_string_lossy().into_owned())
+}
+
+/// `.` and `..` taken out of an absolute path, without touching the file system.
+fn normalize(path: &Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `target` as a path relative to `base` (both absolute and normalised).
+fn relative_to(target: &Path, base: &Path) -> Option<std::path::PathBuf> {
+    let (t, b): (Vec<_>, Vec<_>) = (target.components().collect(), base.components().collect());
+    let common = t.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    if common == 0 {
+        return None;
+    }
+    let mut rel = std::path::PathBuf::new();
+    for _ in common..b.len() {
+        rel.push("..");
+    }
+    for c in &t[common..] {
+        rel.push(c);
+    }
+    Some(if rel.as_os_str().is_empty() {
+        std::path::PathBuf::from(".")
+    } else {
+        rel
+    })
 }
 
 #[cfg(test)]

@@ -124,4 +124,18 @@ fn repo_paths() {
     );
     assert_eq!(absolute_repo("repo", Path::new("/p")), "/p/repo");
     assert_eq!(absolute_repo("/abs", Path::new("/p")), "/abs");
+    assert_eq!(absolute_repo("../x/./repo", Path::new("/p/q")), "/p/x/repo");
+}
+
+#[test]
+fn a_relative_local_repo_stays_relative_to_the_declaration() {
+    let (cwd, root) = (Path::new("/work/proj/sub"), Path::new("/work/proj"));
+    assert_eq!(declared_repo("../../myapp", cwd, root), "../myapp");
+    assert_eq!(declared_repo("./app", root, root), "app");
+    assert_eq!(declared_repo(".", root, root), ".");
+    assert_eq!(declared_repo("/abs/repo", cwd, root), "/abs/repo");
+    assert_eq!(
+        declared_repo("https://g.example/r.git", cwd, root),
+        "https://g.example/r.git"
+    );
 }
