@@ -34,6 +34,7 @@ mod proxy;
 mod reaper;
 mod recover;
 mod refusals;
+mod reservations;
 mod secrets;
 mod service;
 mod spec;

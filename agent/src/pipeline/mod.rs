@@ -53,7 +53,7 @@ pub(crate) struct Prepared {
     /// Keeps its venv from garbage collection until the deploy is over.
     _lease: Option<VenvLease>,
     /// Keeps its private ports from other deploys until the deploy is over.
-    _ports: Option<crate::ports::PortLease>,
+    _ports: Option<crate::reservations::PortLease>,
 }
 
 /// Starts deploying `spec` in the background: its events, the outcome last. The deploy
@@ -243,7 +243,7 @@ async fn prepare(
 
 /// `n` free private ports for a release's instances, that no running instance and no other
 /// deploy in progress has.
-fn private_ports(sup: &Supervisor, n: usize) -> Result<crate::ports::PortLease, StepError> {
+fn private_ports(sup: &Supervisor, n: usize) -> Result<crate::reservations::PortLease, StepError> {
     let ip = crate::launch::private_ip(sup);
     let in_use = sup.all().iter().flat_map(|d| d.private_ports()).collect();
     sup.port_reservations()

@@ -53,7 +53,7 @@ pub(crate) struct Supervisor {
     /// What the node proxy served, over time.
     traffic: Traffic,
     /// Private ports deploys in progress have picked.
-    port_reservations: crate::ports::Reservations,
+    port_reservations: crate::reservations::Reservations,
 }
 
 impl Supervisor {
@@ -126,7 +126,7 @@ impl Supervisor {
     pub(crate) fn proxy(&self) -> &NodeProxy {
         &self.proxy
     }
-    pub(crate) fn port_reservations(&self) -> &crate::ports::Reservations {
+    pub(crate) fn port_reservations(&self) -> &crate::reservations::Reservations {
         &self.port_reservations
     }
     pub(crate) fn traffic(&self) -> &Traffic {
