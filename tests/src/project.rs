@@ -90,8 +90,13 @@ impl Project {
     /// A project with env `name` declared for `agent` and made the default env in
     /// `.deployctl.yaml`, so that no command can fall back to the built-in `local` env.
     pub fn for_agent(name: &str, agent: &Agent) -> Project {
+        Project::for_agents(name, &[agent])
+    }
+
+    /// A project whose default env `name` is these agents, in this order.
+    pub fn for_agents(name: &str, agents: &[&Agent]) -> Project {
         let p = Project::new();
-        p.declare_env(name, agent);
+        p.declare_env_of(name, agents);
         p.write(
             ".deployctl.yaml",
             &format!("core:\n  default_env: {name}\n"),
@@ -197,15 +202,17 @@ impl Project {
 
     /// `deployctl declare env agent NAME --address http://GRPC` (must succeed).
     pub fn declare_env(&self, name: &str, agent: &Agent) {
-        self.deployctl(&[
-            "declare",
-            "env",
-            "agent",
-            name,
-            "--address",
-            &agent.address(),
-        ])
-        .ok();
+        self.declare_env_of(name, &[agent]);
+    }
+
+    /// `deployctl declare env agent NAME --address A --address B ...` (must succeed).
+    pub fn declare_env_of(&self, name: &str, agents: &[&Agent]) {
+        let addresses: Vec<String> = agents.iter().map(|a| a.address()).collect();
+        let mut args = vec!["declare", "env", "agent", name];
+        for a in &addresses {
+            args.extend(["--address", a.as_str()]);
+        }
+        self.deployctl(&args).ok();
     }
 
     /// `deployctl status NAME --output json`, and the one deployment in it.

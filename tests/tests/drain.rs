@@ -13,19 +13,7 @@ fn a_fleet_redeploy_and_a_remove_behind_haproxy_lose_no_request() {
     let (a_lo, b_lo) = (loopback(), loopback());
     let a = Agent::start(&a_lo);
     let b = Agent::start(&b_lo);
-    let fleet = Project::new();
-    fleet
-        .deployctl(&[
-            "declare",
-            "env",
-            "agent",
-            ENV,
-            "--address",
-            &a.address(),
-            "--address",
-            &b.address(),
-        ])
-        .ok();
+    let fleet = Project::for_agents(ENV, &[&a, &b]);
     let repo = GitRepo::new();
     repo.commit_app("one", Some("v1"));
     let slow = [

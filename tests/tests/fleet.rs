@@ -11,13 +11,8 @@ fn fleet_of_three_runs_applies_and_removes() {
     let ips = [loopback(), loopback(), loopback()];
     let agents: Vec<Agent> = ips.iter().map(|ip| Agent::start(ip)).collect();
     let project = Project::new();
-    let mut args = vec!["declare", "env", "agent", "fleet"];
+    project.declare_env_of("fleet", &agents.iter().collect::<Vec<_>>());
     let addresses: Vec<String> = agents.iter().map(|a| a.address()).collect();
-    for a in &addresses {
-        args.push("--address");
-        args.push(a);
-    }
-    project.deployctl(&args).ok();
     let repo = GitRepo::new();
     let commit = repo.commit_app("fleet", Some("v1"));
     project

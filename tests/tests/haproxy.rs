@@ -17,19 +17,7 @@ fn haproxy_routes_around_an_unhealthy_instance() {
     let (a_lo, b_lo) = (loopback(), loopback());
     let a = Agent::start(&a_lo);
     let b = Agent::start(&b_lo);
-    let project = Project::new();
-    project
-        .deployctl(&[
-            "declare",
-            "env",
-            "agent",
-            ENV,
-            "--address",
-            &a.address(),
-            "--address",
-            &b.address(),
-        ])
-        .ok();
+    let project = Project::for_agents(ENV, &[&a, &b]);
     let flags = tempfile::tempdir().unwrap();
     // Each instance looks for its own file: only b's is created.
     let sick_pattern = flags.path().join("sick-{PUBLIC_HOST}");

@@ -33,20 +33,6 @@ impl Drop for Stopped {
     }
 }
 
-/// A project whose default env `fleet` is these agents.
-fn fleet(agents: &[&Agent]) -> Project {
-    let project = Project::new();
-    let mut args = vec!["declare", "env", "agent", "fleet"];
-    let addresses: Vec<String> = agents.iter().map(|a| a.address()).collect();
-    for a in &addresses {
-        args.push("--address");
-        args.push(a);
-    }
-    project.deployctl(&args).ok();
-    project.write(".deployctl.yaml", "core:\n  default_env: fleet\n");
-    project
-}
-
 /// The lines of `text` that name `agent`.
 fn lines_naming<'a>(text: &'a str, agent: &Agent) -> Vec<&'a str> {
     text.lines()
@@ -60,7 +46,7 @@ fn a_stopped_agent_is_named_and_the_others_answer() {
     let a = Agent::start(&ips[0]);
     let b = Agent::start(&ips[1]);
     let c = Agent::start(&ips[2]);
-    let project = fleet(&[&a, &b, &c]);
+    let project = Project::for_agents("fleet", &[&a, &b, &c]);
 
     // Nothing deployed yet: the agent that does not answer may run something; it is named.
     let stopped = Stopped::stop(&b);
@@ -220,7 +206,7 @@ fn an_agent_that_hangs_mid_stream_is_found_by_keepalive_pings() {
     let ips = [loopback(), loopback()];
     let a = Agent::start(&ips[0]);
     let b = Agent::start(&ips[1]);
-    let project = fleet(&[&a, &b]);
+    let project = Project::for_agents("fleet", &[&a, &b]);
     let sync = tempfile_dir(&project, "sync");
     let repo = GitRepo::new();
     repo.commit_app("steady", None);

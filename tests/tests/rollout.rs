@@ -7,17 +7,6 @@ use deployctl_e2e::*;
 
 const ENV: &str = "fleet";
 
-fn fleet(agents: &[&Agent]) -> Project {
-    let project = Project::new();
-    let mut args = vec!["declare", "env", "agent", ENV];
-    let addresses: Vec<String> = agents.iter().map(|a| a.address()).collect();
-    for a in &addresses {
-        args.extend(["--address", a.as_str()]);
-    }
-    project.deployctl(&args).ok();
-    project
-}
-
 /// Each agent's release of `name`, in the env's order.
 fn releases(project: &Project, agents: &[&Agent], name: &str) -> Vec<u64> {
     let status = project
@@ -43,7 +32,7 @@ fn releases(project: &Project, agents: &[&Agent], name: &str) -> Vec<u64> {
 fn a_canary_that_fails_leaves_the_other_agents_untouched() {
     let (ia, ib, ic) = (loopback(), loopback(), loopback());
     let (a, b, c) = (Agent::start(&ia), Agent::start(&ib), Agent::start(&ic));
-    let project = fleet(&[&a, &b, &c]);
+    let project = Project::for_agents(ENV, &[&a, &b, &c]);
     let repo = GitRepo::new();
     repo.commit_app("one", Some("v1"));
     project.run_app(ENV, "api", &repo.url(), "v1", &[]).ok();

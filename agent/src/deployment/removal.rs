@@ -31,46 +31,32 @@ impl Deployment {
             .current_release()
             .map(|r| r.spec.kill_timeout)
             .unwrap_or(DEFAULT_KILL_TIMEOUT);
+        let recorded = |id: Option<ProcId>, tracking: &Tracking| match id {
+            Some(id) => ToStop::Recorded {
+                id,
+                tracking: tracking.clone(),
+                grace,
+            },
+            None => ToStop::Nothing,
+        };
+        // What no instance supervises (an earlier agent run's) is stopped by its record.
+        let first = match s.instance.take() {
+            Some(i) => ToStop::Instance(i),
+            None => recorded(s.record.process().map(|p| p.0), &s.record.tracking),
+        };
+        s.record.set_process(0, None, Tracking::default());
         let instances = std::mem::take(&mut s.replicas);
-        let recorded = std::mem::take(&mut s.record.replicas);
+        let records = std::mem::take(&mut s.record.replicas);
+        s.generation += 1;
         let replicas: Vec<ToStop> = if instances.is_empty() {
-            recorded
+            records
                 .iter()
-                .filter_map(|r| {
-                    r.process().map(|id| ToStop::Recorded {
-                        id,
-                        tracking: r.tracking.clone(),
-                        grace,
-                    })
-                })
+                .map(|r| recorded(r.process(), &r.tracking))
+                .filter(|t| !matches!(t, ToStop::Nothing))
                 .collect()
         } else {
             instances.into_iter().map(ToStop::Instance).collect()
         };
-        drop(s);
-        std::iter::once(self.stop_first_for_removal())
-            .chain(replicas)
-            .collect()
-    }
-
-    fn stop_first_for_removal(&self) -> ToStop {
-        let mut s = self.state();
-        let grace = s
-            .record
-            .current_release()
-            .map(|r| r.spec.kill_timeout)
-            .unwrap_or(DEFAULT_KILL_TIMEOUT);
-        let recorded = s.record.process().map(|p| (p.0, s.record.tracking.clone()));
-        s.record.set_process(0, None, Tracking::default());
-        s.generation += 1;
-        match (s.instance.take(), recorded) {
-            (Some(i), _) => ToStop::Instance(i),
-            (None, Some((id, tracking))) => ToStop::Recorded {
-                id,
-                tracking,
-                grace,
-            },
-            (None, None) => ToStop::Nothing,
-        }
+        std::iter::once(first).chain(replicas).collect()
     }
 }

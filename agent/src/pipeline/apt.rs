@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::events::{self, Events, StepError, PACKAGES};
-use crate::process::{self, Launch};
+use super::events::{Events, StepError, PACKAGES};
+use crate::process::Launch;
 
 /// One apt run at a time: dpkg holds a node-wide lock, and a second run would fail on it.
 static APT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -86,20 +86,7 @@ async fn run(args: &[&str], timeout: Duration, events: &Events) -> Result<(), St
         run_as: None,
     };
     let shown = format!("apt-get {}", args.join(" "));
-    events.output(PACKAGES, &format!("$ {shown}"));
-    let finished = process::run_captured("apt-get", args, &launch, timeout, |line| {
-        events.output(PACKAGES, line)
-    })
-    .await
-    .map_err(|e| StepError::new(events::PACKAGES, format!("cannot run apt-get: {e}")))?;
-    if finished.success {
-        Ok(())
-    } else {
-        Err(
-            StepError::new(PACKAGES, format!("`{shown}` {}", finished.summary))
-                .with_tail(finished.tail),
-        )
-    }
+    super::packages::install_command("apt-get", args, &shown, &launch, timeout, events).await
 }
 
 /// Whether an install failed because apt has no (or stale) package lists.

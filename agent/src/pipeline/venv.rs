@@ -11,7 +11,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::events::{Events, StepError, PACKAGES};
-use crate::process::{self, Launch};
+use crate::process::Launch;
 
 pub(crate) use crate::venvs::{Installer, Toolchain, COMPLETE_MARKER};
 
@@ -235,20 +235,7 @@ async fn build_into(
     let run = |(program, args): (String, Vec<String>)| async move {
         let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
         let shown = format!("{} {}", short_program(&program), args.join(" "));
-        events.output(PACKAGES, &format!("$ {shown}"));
-        let finished = process::run_captured(&program, &args_ref, launch, timeout, |line| {
-            events.output(PACKAGES, line)
-        })
-        .await
-        .map_err(|e| StepError::new(PACKAGES, format!("cannot run {program}: {e}")))?;
-        if finished.success {
-            Ok(())
-        } else {
-            Err(
-                StepError::new(PACKAGES, format!("`{shown}` {}", finished.summary))
-                    .with_tail(finished.tail),
-            )
-        }
+        super::packages::install_command(&program, &args_ref, &shown, launch, timeout, events).await
     };
     run(create).await?;
     let installed_offline = match offline {
