@@ -84,6 +84,8 @@ enum Command {
     Secret(cmd::secret::Secret),
     /// Deploy a copy under a new name and owner (e.g. hand a deployment to a group)
     Clone(cmd::clone::Args),
+    /// Before deploying: what works on this machine but would fail deployed, with fixes
+    Check(cmd::check::Args),
 }
 
 fn main() -> ExitCode {
@@ -134,5 +136,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Nodes(args) => cmd::nodes::run(&project, args, format).await,
         Command::Secret(s) => cmd::secret::run(&project, s, format).await,
         Command::Clone(args) => cmd::clone::run(&project, args, format).await,
+        Command::Check(args) => cmd::check::run(&project, args, format).await,
     }
 }

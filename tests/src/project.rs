@@ -131,6 +131,18 @@ impl Project {
     /// `deployctl --project DIR ARGS...`; killed (and the test failed) after `timeout`.
     /// Output goes to files, so it is never a terminal: plain lines, no progress bar.
     pub fn deployctl_timeout(&self, args: &[&str], timeout: Duration) -> Output {
+        self.deployctl_in(self.path(), &[], args, timeout)
+    }
+
+    /// `deployctl --project DIR ARGS...` run in directory `cwd` with extra environment
+    /// variables `envs`; killed (and the test failed) after `timeout`.
+    pub fn deployctl_in(
+        &self,
+        cwd: &Path,
+        envs: &[(&str, &str)],
+        args: &[&str],
+        timeout: Duration,
+    ) -> Output {
         let n = next_id();
         let out_path = self.path().join(format!(".e2e-out-{n}"));
         let err_path = self.path().join(format!(".e2e-err-{n}"));
@@ -138,7 +150,8 @@ impl Project {
             .arg("--project")
             .arg(self.path())
             .args(args)
-            .current_dir(self.path())
+            .current_dir(cwd)
+            .envs(envs.iter().copied())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(fs::File::create(&out_path).unwrap())

@@ -3,10 +3,9 @@
 //! lacks a secret or a git credential the deployment uses.
 
 use anyhow::anyhow;
-use deployctl_proto::v1 as pb;
 
 use super::run::{self, How};
-use crate::client::{self, Call, Limit, Target};
+use crate::client::{self, Target};
 use crate::decl::{self, DeploymentDecl};
 use crate::output::Format;
 use crate::project::Project;
@@ -87,59 +86,23 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
     run::deploy(project, &args.new_name, copy, None, how).await
 }
 
-/// What the new owner lacks on some agent: the deployment's secrets, and the kind of git
-/// credential the old owner uses for this repository.
+/// What the new owner lacks on some agent, once each; an agent that does not answer
+/// stops the clone (it could not be checked).
 async fn missing_for(
     target: &Target,
     d: &DeploymentDecl,
     old_owner: &str,
     new_owner: &str,
 ) -> anyhow::Result<Vec<String>> {
-    let git_kind = if d.repo.starts_with("https://") || d.repo.starts_with("http://") {
-        Some("git-https")
-    } else if decl::is_url(&d.repo) && !d.repo.starts_with("file://") {
-        Some("git-ssh-key")
-    } else {
-        None
-    };
-    let (new_owner, old_owner) = (new_owner.to_string(), old_owner.to_string());
-    let replies = client::for_each_agent(&target.no_autostart(), Limit::Answer, move |c: Call| {
-        let (new_owner, old_owner) = (new_owner.clone(), old_owner.clone());
-        async move {
-            let list = |owner: String| {
-                let mut c = c.client.clone();
-                async move {
-                    c.list_secrets(pb::ListSecretsRequest { owner })
-                        .await
-                        .map(|r| r.into_inner().secrets)
-                }
-            };
-            let have = list(new_owner).await?;
-            // The old owner's, when readable by the caller: which git credential it uses.
-            let old = list(old_owner).await.unwrap_or_default();
-            Ok((have, old))
-        }
-    });
+    let (lacks, unreachable) =
+        super::check::secrets::lacking(&target.no_autostart(), d, old_owner, new_owner).await;
+    if let Some((_, why)) = unreachable.into_iter().next() {
+        return Err(anyhow!(why));
+    }
     let mut missing: Vec<String> = Vec::new();
-    for reply in replies.all().await {
-        let (have, old) = reply.result.map_err(|e| anyhow!(e.message))?;
-        for name in &d.secrets {
-            if !have.iter().any(|s| &s.name == name && s.kind == "env") {
-                let item = format!("secret {name}");
-                if !missing.contains(&item) {
-                    missing.push(item);
-                }
-            }
-        }
-        if let Some(kind) = git_kind {
-            // Only when the old owner needs one and the new lacks it.
-            let old_needs = old.iter().any(|s| s.kind == kind);
-            if old_needs && !have.iter().any(|s| s.kind == kind) {
-                let item = format!("a {kind} git credential for {}", d.repo);
-                if !missing.contains(&item) {
-                    missing.push(item);
-                }
-            }
+    for l in lacks {
+        if !missing.contains(&l.item) {
+            missing.push(l.item);
         }
     }
     Ok(missing)

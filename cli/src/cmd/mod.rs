@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub(crate) mod apply;
+pub(crate) mod check;
 pub(crate) mod clone;
 pub(crate) mod config;
 pub(crate) mod declare;

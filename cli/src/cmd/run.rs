@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use deployctl_proto::v1 as pb;
 
+use super::check;
 use super::flags::{new_declaration, DeployFlags};
 use crate::client::{self, AgentError, Call, CallError, Limit, Target};
 use crate::decl::{self, DeploymentDecl};
@@ -40,6 +41,10 @@ pub(crate) struct Args {
     /// `run` exits 1 naming it
     #[arg(long)]
     pub canary: bool,
+    /// Deploy only when `deployctl check` finds no warning (run prints them and goes on
+    /// without this)
+    #[arg(long)]
+    pub strict: bool,
     #[command(flatten)]
     pub flags: DeployFlags,
 }
@@ -109,6 +114,7 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
     } else {
         Vec::new()
     };
+    preflight(project, &name, &d, &args, format).await?;
     let how = How {
         format,
         verbose: args.verbose,
@@ -120,6 +126,35 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
         },
     };
     deploy(project, &name, d, existing.as_ref(), how).await
+}
+
+/// `check`'s findings, as warnings before the deploy; with `--strict`, any warning stops it.
+async fn preflight(
+    project: &Project,
+    name: &str,
+    d: &DeploymentDecl,
+    args: &Args,
+    format: Format,
+) -> anyhow::Result<()> {
+    let scope = check::Scope {
+        project,
+        name,
+        locked: args.locked,
+        autostart: true,
+    };
+    let found = check::findings(&scope, d).await;
+    let warnings = check::print_for_run(&found, format);
+    if args.strict && warnings > 0 {
+        let what = if warnings == 1 {
+            "1 warning"
+        } else {
+            "warnings"
+        };
+        return Err(anyhow!(
+            "--strict: nothing was deployed because of the {what} above; fix them (see `deployctl check {name}`) or run without --strict"
+        ));
+    }
+    Ok(())
 }
 
 /// The frozen versions of the last good deploy whose package declaration is the same.
