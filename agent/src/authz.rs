@@ -19,6 +19,8 @@ pub(crate) enum Action<'a> {
     See,
     /// Remove it from the node.
     Remove,
+    /// Stop, start or restart its app (the owner's, like removing it).
+    Operate,
     /// Set, list or remove `owner`'s secrets (not about a deployment).
     ManageSecrets { owner: &'a str },
 }
@@ -102,8 +104,10 @@ pub(crate) fn authorize(caller: &Caller, action: Action, target: &Target) -> Res
             }
             Ok(())
         }
-        Action::See | Action::Remove if sees => Ok(()),
-        Action::See | Action::Remove => Err(Refusal::Hidden(target.name.to_string())),
+        Action::See | Action::Remove | Action::Operate if sees => Ok(()),
+        Action::See | Action::Remove | Action::Operate => {
+            Err(Refusal::Hidden(target.name.to_string()))
+        }
         Action::ManageSecrets { owner } if caller.may(owner) => Ok(()),
         Action::ManageSecrets { owner } => Err(Refusal::MayNotManageSecrets {
             caller: caller.owner(),

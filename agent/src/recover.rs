@@ -45,6 +45,10 @@ async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
     let Some(release) = d.current() else {
         return Recovered::Nothing;
     };
+    if d.is_stopped() {
+        // `deployctl stop`: it stays stopped until `deployctl start`.
+        return Recovered::Nothing;
+    }
     let cfg = instance_config(sup, d, &release, d.private_port(), 0).await;
     if d.private_port().is_some() {
         // The proxy serves its persisted routes; this one is set again in case it is not.

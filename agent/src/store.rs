@@ -114,6 +114,10 @@ pub(crate) struct Record {
     /// The current release's other processes (`replicas` > 1), each on its private port.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<ReplicaRecord>,
+    /// Stopped by `deployctl stop`: not started again when the agent starts, until
+    /// `deployctl start` (or a deploy).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
 }
 
 /// One more process of the current release behind the node proxy.
@@ -163,6 +167,7 @@ impl Record {
             tracking: Default::default(),
             private_port: None,
             replicas: Vec::new(),
+            stopped: false,
         }
     }
 

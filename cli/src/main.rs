@@ -86,6 +86,12 @@ enum Command {
     Clone(cmd::clone::Args),
     /// Before deploying: what works on this machine but would fail deployed, with fixes
     Check(cmd::check::Args),
+    /// Stop the app everywhere and keep its release (status says stopped; `start` resumes)
+    Stop(cmd::lifecycle::StopArgs),
+    /// Start a stopped deployment's release again
+    Start(cmd::lifecycle::StartArgs),
+    /// A new process of the same release on every agent (no outage behind the node proxy)
+    Restart(cmd::lifecycle::RestartArgs),
 }
 
 fn main() -> ExitCode {
@@ -137,5 +143,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Secret(s) => cmd::secret::run(&project, s, format).await,
         Command::Clone(args) => cmd::clone::run(&project, args, format).await,
         Command::Check(args) => cmd::check::run(&project, args, format).await,
+        Command::Stop(args) => cmd::lifecycle::stop(&project, args, format).await,
+        Command::Start(args) => cmd::lifecycle::start(&project, args, format).await,
+        Command::Restart(args) => cmd::lifecycle::restart(&project, args, format).await,
     }
 }

@@ -66,6 +66,8 @@ pub(crate) struct Snapshot {
     pub deploying: Option<u32>,
     /// The pid the record names (an app an earlier agent run started).
     pub recorded_pid: Option<u32>,
+    /// Stopped by the user.
+    pub stopped: bool,
 }
 
 impl Deployment {
@@ -187,6 +189,7 @@ impl Deployment {
                 .collect(),
             deploying: s.deploying.as_ref().map(|d| d.number),
             recorded_pid: s.record.pid,
+            stopped: s.record.stopped,
         }
     }
 
@@ -229,7 +232,17 @@ impl Deployment {
         s.record.set_process(release.number, id, tracking);
         s.record.private_port = private_port;
         s.record.replicas = replicas;
-        s.record.releases.push(release);
+        s.record.stopped = false;
+        // A restart (or start) runs the same release again: its entry is updated.
+        match s
+            .record
+            .releases
+            .iter_mut()
+            .find(|r| r.number == release.number)
+        {
+            Some(same) => *same = release,
+            None => s.record.releases.push(release),
+        }
         s.generation += 1;
     }
 
@@ -297,6 +310,19 @@ impl Deployment {
         }
         s.generation += 1;
         true
+    }
+
+    /// Stopped by the user (`deployctl stop`): it stays stopped across agent restarts.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.state().record.stopped
+    }
+
+    /// Remembers that the user stopped it (after its processes were taken out).
+    pub(crate) fn mark_stopped(&self) {
+        let mut s = self.state();
+        s.record.stopped = true;
+        s.record.private_port = None;
+        s.generation += 1;
     }
 
     /// Removal begins: load balancers are told to stop sending it requests.

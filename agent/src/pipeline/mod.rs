@@ -22,6 +22,7 @@ mod packages;
 mod port_wait;
 mod preflight;
 mod prune;
+mod relaunch;
 mod resolve;
 mod start;
 pub(crate) mod start_script;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use events::{Events, Outcome, StepError};
+pub(crate) use relaunch::spawn as spawn_relaunch;
 
 use crate::deployment::Deployment;
 use crate::spec::{Spec, Strategy};
@@ -141,10 +143,22 @@ async fn steps(
         });
     }
     preflight::check_port(sup, spec).await.map_err(early)?;
-    let mut prepared = prepare(sup, spec, number, events).await.map_err(early)?;
+    let prepared = prepare(sup, spec, number, events).await.map_err(early)?;
     if let Err(e) = start_script::step(sup, spec, &prepared, events).await {
         return Err((e, Some(prepared)));
     }
+    launch(sup, d, spec, prepared, events).await
+}
+
+/// start → health → switch (behind the node proxy) → commit: the prepared release runs,
+/// beside what ran before or in its place.
+async fn launch(
+    sup: &Arc<Supervisor>,
+    d: &Arc<Deployment>,
+    spec: &Spec,
+    mut prepared: Prepared,
+    events: &Events,
+) -> Result<(Outcome, Option<switch::Retiring>), Failure> {
     let mut started = match start::start(sup, d, spec, &prepared, events).await {
         Ok(s) => s,
         Err(e) => return Err((e, Some(prepared))),

@@ -113,6 +113,7 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 impl Agent for AgentService {
     type DeployStream = BoxStream<pb::DeployEvent>;
     type LogsStream = BoxStream<pb::LogChunk>;
+    type RestartStream = BoxStream<pb::DeployEvent>;
 
     async fn deploy(
         &self,
@@ -184,6 +185,40 @@ impl Agent for AgentService {
             lb_drained_ms: removed.lb_drained.as_millis() as u64,
             requests_drained_ms: removed.requests_drained.as_millis() as u64,
         }))
+    }
+
+    async fn stop(
+        &self,
+        req: Request<pb::StopRequest>,
+    ) -> Result<Response<pb::RemoveReply>, Status> {
+        let caller = caller(&req)?;
+        let req = req.into_inner();
+        spec::validate_name(&req.name)?;
+        authorize(&caller, Action::Operate, &self.target(&req.name))?;
+        tracing::info!(deployment = %req.name, caller = %caller.user, "stop requested");
+        let drain = req.drain_ms.map(std::time::Duration::from_millis);
+        let stopped = self.sup.stop(&req.name, drain).await?;
+        Ok(Response::new(pb::RemoveReply {
+            stopped: stopped.how.as_str().to_string(),
+            pid: stopped.pid.unwrap_or(0),
+            lb_drained_ms: stopped.lb_drained.as_millis() as u64,
+            requests_drained_ms: stopped.requests_drained.as_millis() as u64,
+        }))
+    }
+
+    async fn restart(
+        &self,
+        req: Request<pb::RestartRequest>,
+    ) -> Result<Response<Self::RestartStream>, Status> {
+        let caller = caller(&req)?;
+        let req = req.into_inner();
+        spec::validate_name(&req.name)?;
+        authorize(&caller, Action::Operate, &self.target(&req.name))?;
+        tracing::info!(deployment = %req.name, caller = %caller.user, only_if_stopped = req.only_if_stopped, "restart requested");
+        let events = pipeline::spawn_relaunch(self.sup.clone(), &req.name, req.only_if_stopped)?;
+        Ok(Response::new(Box::pin(
+            events.map(|e| Ok(wire::event_to_pb(e))),
+        )))
     }
 
     async fn logs(

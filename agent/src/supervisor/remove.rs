@@ -47,6 +47,44 @@ impl Supervisor {
         let Some(_op) = d.begin().await else {
             return Err(Error::NotFound(name.to_string()));
         };
+        let removed = self.drain_and_stop(&d, lb_drain).await;
+        d.forget(&self.layout).await?;
+        self.unregister(&d);
+        // Its venvs may now be unused.
+        self.collect_venv_garbage().await;
+        Ok(removed)
+    }
+
+    /// Stops a deployment's app the way a removal does (drained first) and keeps the
+    /// rest: its release, environment and record, marked stopped so that an agent restart
+    /// does not start it again.
+    pub(crate) async fn stop(&self, name: &str, lb_drain: Option<Duration>) -> Result<Removed> {
+        let d = self
+            .get(name)
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let Some(_op) = d.begin().await else {
+            return Err(Error::NotFound(name.to_string()));
+        };
+        if d.current().is_none() {
+            return Err(Error::Conflict(format!(
+                "{name} has no release on this node: nothing to stop"
+            )));
+        }
+        let stopped = self.drain_and_stop(&d, lb_drain).await;
+        d.mark_stopped();
+        d.save(&self.layout).await?;
+        tracing::info!(deployment = %name, how = stopped.how.as_str(), "stopped");
+        Ok(stopped)
+    }
+
+    /// Drains `d` (load balancers, then the node proxy's requests in flight, then its
+    /// route goes) and stops every process it runs. Under the deployment's lock.
+    async fn drain_and_stop(
+        &self,
+        d: &crate::deployment::Deployment,
+        lb_drain: Option<Duration>,
+    ) -> Removed {
+        let name = d.name();
         // Load balancers see it unhealthy while it still serves, and stop sending to it.
         // (Only when a load balancer checks it, unless the caller asked for a drain.)
         let mut lb_drained = Duration::ZERO;
@@ -91,17 +129,14 @@ impl Supervisor {
         for t in rest {
             let _ = t.await;
         }
-        d.forget(&self.layout).await?;
-        self.unregister(&d);
-        // Its venvs may now be unused.
-        self.collect_venv_garbage().await;
+        d.end_draining();
         let (pid, how) = stopped;
-        Ok(Removed {
+        Removed {
             pid,
             how,
             lb_drained,
             requests_drained,
-        })
+        }
     }
 }
 

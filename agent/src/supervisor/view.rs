@@ -88,6 +88,10 @@ fn state_of(s: &Snapshot) -> (State, String) {
             State::Unhealthy,
             "the app was started by an earlier run of the agent and is not supervised".into(),
         ),
+        (None, None) if s.stopped => (
+            State::Stopped,
+            "stopped with `deployctl stop`; `deployctl start` starts it again".into(),
+        ),
         (None, None) if s.current.is_some() => (State::Stopped, String::new()),
         (None, None) => (State::Failed, s.last_result.clone().unwrap_or_default()),
     }

@@ -7,6 +7,7 @@ pub(crate) mod config;
 pub(crate) mod declare;
 pub(crate) mod flags;
 pub(crate) mod history;
+pub(crate) mod lifecycle;
 pub(crate) mod list;
 pub(crate) mod logs;
 pub(crate) mod nodes;

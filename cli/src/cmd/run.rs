@@ -230,7 +230,14 @@ pub(crate) async fn deploy(
         );
     }
     let progress = Arc::new(Progress::new(format, target.addresses.len(), verbose));
-    let results = deploy_in_waves(&target, &spec, &progress, rollout, format).await;
+    let results = deploy_in_waves(
+        &target,
+        &Ask::Deploy(Box::new(spec)),
+        &progress,
+        rollout,
+        format,
+    )
+    .await;
 
     // The declaration is written back once the deploy worked on an agent: a deploy that
     // fails everywhere (bad ref, broken release, invalid request) changes nothing.
@@ -242,11 +249,37 @@ pub(crate) async fn deploy(
     report::report(name, &results, format)
 }
 
+/// What is asked of each agent: a deploy, or a new process of the current release.
+#[derive(Debug, Clone)]
+enum Ask {
+    Deploy(Box<pb::DeploymentSpec>),
+    Restart(pb::RestartRequest),
+}
+
+/// `restart` and `start`: a new process of `name`'s current release on every agent of
+/// `target`, in waves; its progress shown like a deploy's. Nothing is recorded in the
+/// state's history (the release is the same).
+pub(crate) async fn relaunch(
+    name: &str,
+    target: &Target,
+    only_if_stopped: bool,
+    rollout: Rollout,
+    format: Format,
+) -> anyhow::Result<()> {
+    let progress = Arc::new(Progress::new(format, target.addresses.len(), false));
+    let ask = Ask::Restart(pb::RestartRequest {
+        name: name.to_string(),
+        only_if_stopped,
+    });
+    let results = deploy_in_waves(target, &ask, &progress, rollout, format).await;
+    report::report(name, &results, format)
+}
+
 /// Deploys wave after wave (see [`Rollout`]); once a wave has a failed agent, the agents
 /// of the later waves are not touched.
 async fn deploy_in_waves(
     target: &Target,
-    spec: &pb::DeploymentSpec,
+    spec: &Ask,
     progress: &Arc<Progress>,
     rollout: Rollout,
     format: Format,
@@ -300,7 +333,7 @@ async fn deploy_in_waves(
 /// its event stream lasts as long as the deploy, while the agent answers keepalive pings.
 async fn deploy_everywhere(
     target: &Target,
-    spec: &pb::DeploymentSpec,
+    spec: &Ask,
     progress: &Arc<Progress>,
 ) -> Vec<AgentResult> {
     let (spec, progress) = (spec.clone(), progress.clone());
@@ -325,7 +358,7 @@ async fn deploy_everywhere(
 
 async fn deploy_one(
     mut c: Call,
-    spec: pb::DeploymentSpec,
+    ask: Ask,
     progress: Arc<Progress>,
 ) -> Result<AgentResult, CallError> {
     let address = c.address.clone();
@@ -336,11 +369,17 @@ async fn deploy_one(
     };
     // Without a declared owner the agent makes the caller the owner: the token's user, or
     // (on an agent without authentication) this user.
-    let request = pb::DeployRequest {
-        spec: Some(spec),
-        default_owner: format!("user:{}", crate::client::caller()),
+    let reply = match ask {
+        Ask::Deploy(spec) => {
+            let request = pb::DeployRequest {
+                spec: Some(*spec),
+                default_owner: format!("user:{}", crate::client::caller()),
+            };
+            client::answer(c.timeout, c.client.deploy(request)).await
+        }
+        Ask::Restart(request) => client::answer(c.timeout, c.client.restart(request)).await,
     };
-    let mut stream = match client::answer(c.timeout, c.client.deploy(request)).await {
+    let mut stream = match reply {
         Ok(r) => r.into_inner(),
         Err(CallError::Status(s)) if s.code() == tonic::Code::InvalidArgument => {
             return Ok(fail(NotDeployed::BadInput(s.message().to_string())))

@@ -1,0 +1,131 @@
+//! restart and start: a new process of the current release, with no resolve, fetch,
+//! checkout, packages or start script — its release directory and environment are used
+//! as they are, and its secrets are read again (a rotated secret reaches the app). Behind
+//! the node proxy the new process starts beside the running one and takes the traffic
+//! once healthy (no outage); with `strategy: recreate`, or after `stop`, it starts in the
+//! old one's place. A new process that never becomes healthy is stopped, and what ran
+//! before keeps running.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::events::{self, Events, Outcome, StepError};
+use super::{fallback, launch, preflight, private_ports, Prepared};
+use crate::deployment::Deployment;
+use crate::error::Error;
+use crate::spec::Strategy;
+use crate::supervisor::Supervisor;
+
+/// Starts relaunching `name`'s current release in the background: its events, the outcome
+/// last. `only_if_stopped` (`deployctl start`): a running deployment is left as it is.
+pub(crate) fn spawn(
+    sup: Arc<Supervisor>,
+    name: &str,
+    only_if_stopped: bool,
+) -> Result<tokio_stream::wrappers::UnboundedReceiverStream<events::Event>, Error> {
+    let d = sup
+        .get(name)
+        .ok_or_else(|| Error::NotFound(name.to_string()))?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let events = Events::new(tx).with_metrics(sup.metrics().clone());
+    tokio::spawn(async move {
+        let began = Instant::now();
+        let (mut outcome, retiring) = relaunch(&sup, &d, only_if_stopped, &events).await;
+        outcome.total = began.elapsed();
+        events.finish(outcome);
+        // What ran before stops after the answer (it has drained already).
+        if let Some(r) = retiring {
+            r.stop().await;
+        }
+    });
+    Ok(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+}
+
+async fn relaunch(
+    sup: &Arc<Supervisor>,
+    d: &Arc<Deployment>,
+    only_if_stopped: bool,
+    events: &Events,
+) -> (Outcome, Option<super::switch::Retiring>) {
+    let failed = |step: &str, reason: String| {
+        let outcome = Outcome {
+            ok: false,
+            failed_step: step.to_string(),
+            reason,
+            ..Default::default()
+        };
+        (outcome, None)
+    };
+    let Some(_op) = d.begin().await else {
+        return failed(events::START, format!("{} was removed meanwhile", d.name()));
+    };
+    let Some(current) = d.current() else {
+        return failed(
+            events::START,
+            format!(
+                "{} has no release on this node (its deploys failed): deploy it with `deployctl run`",
+                d.name()
+            ),
+        );
+    };
+    let running = Outcome {
+        ok: true,
+        release: current.number,
+        commit: current.commit.clone(),
+        git_ref: current.git_ref.clone(),
+        url: sup.app_url(current.spec.port),
+        packages_hash: current.packages_hash.clone(),
+        ..Default::default()
+    };
+    if only_if_stopped && !d.is_stopped() && d.instance().is_some() {
+        events.info(
+            events::START,
+            format!("release {} is running already", current.number),
+        );
+        return (running, None);
+    }
+    events.open_log(sup.layout().deploy_log(d.name())).await;
+    let spec = current.spec.clone();
+    let dir = sup.layout().release(d.name(), current.number);
+    if tokio::fs::metadata(&dir).await.is_err() {
+        return failed(
+            events::START,
+            format!(
+                "release {}'s directory {} is gone: deploy it again with `deployctl run --load {}`",
+                current.number,
+                dir.display(),
+                d.name()
+            ),
+        );
+    }
+    let result: Result<_, StepError> = async {
+        preflight::check_secrets(sup, &spec, events).await?;
+        let ports = match spec.strategy {
+            Strategy::Switch => Some(private_ports(sup, spec.replicas as usize)?),
+            Strategy::Recreate => None,
+        };
+        let all = ports.as_ref().map(|l| l.ports.clone()).unwrap_or_default();
+        Ok(Prepared {
+            release: current.clone(),
+            dir,
+            frozen: Vec::new(),
+            private_port: all.first().copied(),
+            replica_ports: all.iter().skip(1).copied().collect(),
+            _lease: (!current.packages_hash.is_empty())
+                .then(|| sup.venvs().lease(&current.packages_hash)),
+            _ports: ports,
+        })
+    }
+    .await;
+    let prepared = match result {
+        Ok(p) => p,
+        Err(e) => return (fallback::keep_previous(sup, d, e, None).await, None),
+    };
+    let (outcome, retiring) = match launch(sup, d, &spec, prepared, events).await {
+        Ok(done) => done,
+        // The release's directory stays: it is still the current release's.
+        Err((e, _)) => (fallback::keep_previous(sup, d, e, None).await, None),
+    };
+    d.end_draining();
+    (outcome, retiring)
+}

@@ -1,0 +1,225 @@
+//! `stop NAME`, `start NAME`, `restart NAME`: operate a deployment without deploying.
+//! `stop` stops the app on every agent of its env and keeps its release, environment and
+//! record (status says stopped; an agent restart or a reboot does not start it); `start`
+//! starts that release again; `restart` runs a new process of the same release — beside
+//! the old one behind the node proxy, which switches once it is healthy (no outage) — on
+//! every agent, or `--max-parallel` at a time.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use deployctl_proto::v1 as pb;
+
+use super::run::{self, Rollout};
+use crate::client::{self, Call, CallError, Limit, Target};
+use crate::decl::{self, DeploymentDecl};
+use crate::output::Format;
+use crate::project::Project;
+use crate::state;
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Examples:
+  deployctl stop iris            stop it everywhere; `deployctl status iris` says stopped
+  deployctl stop iris --drain 0s stop at once, without letting load balancers notice first
+
+Exit codes: 0 stopped on every agent that has it, 1 an agent failed or none has it, 2 bad input.")]
+pub(crate) struct StopArgs {
+    /// The deployment to stop (as in `deployctl status`)
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// How long each agent lets load balancers see the deployment's health endpoint answer
+    /// 503 while it still serves, before it stops ("0s": at once) [default: the agent's
+    /// lb_drain, when a load balancer checks it]
+    #[arg(long, value_name = "DURATION")]
+    pub drain: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Examples:
+  deployctl start iris           start the release `deployctl stop iris` stopped
+
+Exit codes: 0 running (healthy) on every agent, 1 an agent failed, 2 bad input.")]
+pub(crate) struct StartArgs {
+    /// The deployment to start again (as in `deployctl status`)
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Examples:
+  deployctl restart iris                  every agent at once, each with no outage
+  deployctl restart iris --max-parallel 1 one agent after the other (a rolling restart)
+
+A restart re-reads the owner's secrets (a rotated secret reaches the app) but changes
+nothing else: same commit, same environment, same env vars (`deployctl env set` changes
+those). With `strategy: recreate` each agent has an outage as long as the app's start.
+
+Exit codes: 0 healthy again on every agent, 1 an agent failed (its old process keeps
+serving), 2 bad input.")]
+pub(crate) struct RestartArgs {
+    /// The deployment to restart (as in `deployctl status`)
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Restart at most N agents at a time; a wave with a failed agent stops the others
+    /// [default: every agent at once]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: Option<u32>,
+}
+
+/// The agents of the env `name` is deployed to, and its declaration as deployed.
+async fn target_of(
+    project: &Project,
+    name: &str,
+) -> anyhow::Result<(Target, Option<DeploymentDecl>)> {
+    decl::validate_name("NAME", name)?;
+    let st = state::open(project)?.load().await?;
+    let in_state = st.deployments.get(name);
+    let declared = match in_state {
+        Some(d) => Some(d.declaration.clone()),
+        None => decl::load::<DeploymentDecl>(&project.deployment_file(name))?,
+    };
+    let env = match in_state {
+        Some(d) => d.env.clone(),
+        None => declared
+            .as_ref()
+            .and_then(|d| d.env.clone())
+            .unwrap_or_else(|| project.default_env()),
+    };
+    if in_state.is_none() && declared.is_none() {
+        return Err(anyhow!(
+            "deployment {name:?} not found (not in the state, no declaration {})",
+            project.deployment_file(name).display()
+        ));
+    }
+    Ok((client::resolve_env(project, &env)?.no_autostart(), declared))
+}
+
+pub(crate) async fn start(
+    project: &Project,
+    args: StartArgs,
+    format: Format,
+) -> anyhow::Result<()> {
+    let (target, _) = target_of(project, &args.name).await?;
+    if format == Format::Text {
+        println!(
+            "Starting {} on env {}: {}",
+            args.name,
+            target.env,
+            target.addresses.join(", ")
+        );
+    }
+    run::relaunch(&args.name, &target, true, Rollout::default(), format).await
+}
+
+pub(crate) async fn restart(
+    project: &Project,
+    args: RestartArgs,
+    format: Format,
+) -> anyhow::Result<()> {
+    let (target, _) = target_of(project, &args.name).await?;
+    if format == Format::Text {
+        println!(
+            "Restarting {} on env {}: {}",
+            args.name,
+            target.env,
+            target.addresses.join(", ")
+        );
+    }
+    let rollout = Rollout {
+        max_parallel: args.max_parallel.map(|n| n as usize),
+        canary: false,
+    };
+    run::relaunch(&args.name, &target, false, rollout, format).await
+}
+
+pub(crate) async fn stop(project: &Project, args: StopArgs, format: Format) -> anyhow::Result<()> {
+    let name = &args.name;
+    let (target, declared) = target_of(project, name).await?;
+    let drain = args
+        .drain
+        .as_deref()
+        .map(|d| decl::parse_duration("--drain", d))
+        .transpose()?;
+    let duration = |field: &str, value: Option<String>, default: u64| {
+        value
+            .and_then(|t| decl::parse_duration(field, &t).ok())
+            .unwrap_or(Duration::from_secs(default))
+    };
+    let d = declared.unwrap_or_default();
+    let limit = Limit::Within(
+        target.timeout
+            + drain.unwrap_or(Duration::from_secs(4))
+            + duration("drain_timeout", d.drain_timeout, 30)
+            + duration("kill_timeout", d.kill_timeout, 10)
+            + Duration::from_secs(10),
+    );
+    let request = pb::StopRequest {
+        name: name.clone(),
+        drain_ms: drain.map(|d| d.as_millis() as u64),
+    };
+    let mut replies = client::for_each_agent(&target, limit, move |mut c: Call| {
+        let request = request.clone();
+        async move {
+            match c.client.stop(request).await {
+                Ok(r) => Ok(Some(r.into_inner())),
+                Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+                Err(s) => Err(CallError::from(s)),
+            }
+        }
+    });
+    let (mut stopped, mut errors, mut results) = (0, Vec::new(), Vec::new());
+    while let Some(reply) = replies.next().await {
+        let address = reply.address.clone();
+        let json = match reply.result {
+            Ok(Some(r)) => {
+                stopped += 1;
+                if format == Format::Text {
+                    let pid = if r.pid > 0 {
+                        format!("pid {}, ", r.pid)
+                    } else {
+                        String::new()
+                    };
+                    println!("✓ stopped {name} on {address} ({pid}{})", r.stopped);
+                }
+                serde_json::json!({"agent": address, "stopped": true, "pid": r.pid, "how": r.stopped})
+            }
+            Ok(None) => {
+                serde_json::json!({"agent": address, "stopped": false, "reason": "not found"})
+            }
+            Err(e) => {
+                errors.push(e.message.clone());
+                serde_json::json!({"agent": address, "stopped": false, "reason": e.message})
+            }
+        };
+        results.push((reply.index, json));
+    }
+    if format == Format::Json {
+        results.sort_by_key(|(i, _)| *i);
+        let results: Vec<_> = results.into_iter().map(|(_, j)| j).collect();
+        println!(
+            "{}",
+            serde_json::json!({"name": name, "instances": results})
+        );
+    }
+    if !errors.is_empty() {
+        return Err(anyhow!(
+            "could not stop {name} everywhere:\n  {}",
+            errors.join("\n  ")
+        ));
+    }
+    if stopped == 0 {
+        return Err(anyhow!(
+            "{name} is not on any agent of env {}: nothing to stop",
+            target.env
+        ));
+    }
+    if format == Format::Text {
+        println!(
+            "{name} is stopped; its release and environment stay. `deployctl start {name}` starts it again"
+        );
+    }
+    Ok(())
+}

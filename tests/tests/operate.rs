@@ -1,0 +1,103 @@
+//! Operating a deployment without deploying: `restart` (a new process of the same release,
+//! no failed request under load), `stop` (status says stopped, an agent restart does not
+//! start it) and `start`.
+
+use std::time::Duration;
+
+use deployctl_e2e::*;
+
+const ENV: &str = "e2e";
+
+fn served(agent: &Agent) -> serde_json::Value {
+    wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(20))
+}
+
+#[test]
+fn restart_stop_and_start_keep_the_release() {
+    let ip = loopback();
+    let mut agent = Agent::start(&ip);
+    let project = Project::for_agent(ENV, &agent);
+    let repo = GitRepo::new();
+    let commit = repo.commit_app("same", Some("v1"));
+    project
+        .run_app(
+            ENV,
+            "svc",
+            &repo.url(),
+            "v1",
+            &["--env-var", "APP_SLOW_START=0.5"],
+        )
+        .ok();
+    let before = served(&agent);
+
+    // restart: a new process of release 1, and not one request fails meanwhile.
+    let load = Load::start(&agent.app_url(8000, "/"));
+    load.wait_for(20);
+    let out = project.deployctl(&["restart", "svc"]);
+    out.ok().mentions("Restarting svc").mentions("release 1");
+    let seen = load.finish();
+    assert!(
+        seen.failed.is_empty(),
+        "requests failed during the restart: {:?}",
+        seen.failed
+    );
+    let after = served(&agent);
+    assert_ne!(after["pid"], before["pid"], "not a new process");
+    assert_eq!(after["release"], "1", "{after}");
+    assert_eq!(after["commit"], commit.as_str(), "{after}");
+    let history = project.deployctl(&["history", "svc", "--output", "json"]);
+    history.ok();
+    assert!(
+        !history.stdout.contains("\"release\":2"),
+        "a restart made a release\n{history}"
+    );
+
+    // stop: nothing answers, status says stopped (exit 1: not healthy), the release stays.
+    let pid = after["pid"].as_u64().unwrap() as u32;
+    project
+        .deployctl(&["stop", "svc"])
+        .ok()
+        .mentions("stopped svc on");
+    assert!(
+        wait_until(Duration::from_secs(10), || !pid_alive(pid)),
+        "the app still runs"
+    );
+    assert!(http_get(&agent.app_url(8000, "/health")).is_none_or(|(code, _)| code != 200));
+    let (status, v) = project.status_json("svc");
+    status.expect_code(1);
+    assert_eq!(v["instances"][0]["state"], "stopped", "{status}");
+    project
+        .deployctl(&["status", "svc"])
+        .mentions("deployctl start");
+
+    // It stays stopped when the agent restarts (as after a reboot).
+    agent.kill9();
+    agent.restart();
+    let (status, v) = project.status_json("svc");
+    status.expect_code(1);
+    assert_eq!(v["instances"][0]["state"], "stopped", "{status}");
+    assert!(http_get(&agent.app_url(8000, "/health")).is_none_or(|(code, _)| code != 200));
+
+    // start: the same release again, healthy; a second start changes nothing.
+    project
+        .deployctl(&["start", "svc"])
+        .ok()
+        .mentions("release 1");
+    let started = served(&agent);
+    assert_eq!(started["release"], "1");
+    assert_eq!(started["commit"], commit.as_str());
+    project
+        .deployctl(&["start", "svc"])
+        .ok()
+        .mentions("running already");
+    assert_eq!(served(&agent)["pid"], started["pid"]);
+    let (status, v) = project.status_json("svc");
+    status.ok();
+    assert_eq!(v["instances"][0]["state"], "healthy", "{status}");
+
+    // Unknown names are refused, naming them.
+    project
+        .deployctl(&["restart", "nope"])
+        .expect_code(1)
+        .mentions("\"nope\" not found");
+}
