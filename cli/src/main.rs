@@ -92,6 +92,9 @@ enum Command {
     Start(cmd::lifecycle::StartArgs),
     /// A new process of the same release on every agent (no outage behind the node proxy)
     Restart(cmd::lifecycle::RestartArgs),
+    /// Change a deployment's env vars without a new build (a new process, a history entry)
+    #[command(subcommand)]
+    Env(cmd::envvars::EnvVars),
 }
 
 fn main() -> ExitCode {
@@ -146,5 +149,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Stop(args) => cmd::lifecycle::stop(&project, args, format).await,
         Command::Start(args) => cmd::lifecycle::start(&project, args, format).await,
         Command::Restart(args) => cmd::lifecycle::restart(&project, args, format).await,
+        Command::Env(c) => cmd::envvars::run(&project, c, format).await,
     }
 }

@@ -101,3 +101,94 @@ fn restart_stop_and_start_keep_the_release() {
         .expect_code(1)
         .mentions("\"nope\" not found");
 }
+
+/// The history entries of `history NAME --output json`.
+fn history(project: &Project, name: &str) -> Vec<serde_json::Value> {
+    let out = project.deployctl(&["history", name, "--output", "json"]);
+    out.ok();
+    out.json()["releases"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn env_set_keeps_code_and_environment_and_rollback_keeps_its_ref() {
+    let ip = loopback();
+    let agent = Agent::start(&ip);
+    let project = Project::for_agent(ENV, &agent);
+    let repo = GitRepo::new();
+    let one = repo.commit_app("one", Some("v1.0.0"));
+    repo.commit_app("two", Some("v2.0.0"));
+    project.write("greeting.txt", "hello from env set\n");
+    let greeting = project.path().join("greeting.txt");
+    project
+        .run_app(
+            ENV,
+            "svc",
+            &repo.url(),
+            "v1.0.0",
+            &["--pip", "six==1.16.0", "--env-var", "APP_IMPORT=six"],
+        )
+        .ok();
+    let first = served(&agent);
+    assert!(first["file"].is_null());
+
+    // env set: the app has the new variable; same commit, same packages, a history entry.
+    project
+        .deployctl(&[
+            "env",
+            "set",
+            "svc",
+            &format!("APP_FILE={}", greeting.display()),
+        ])
+        .ok()
+        .mentions("same commit");
+    let after = served(&agent);
+    assert_eq!(after["file"], "hello from env set", "{after}");
+    assert_eq!(after["commit"], one.as_str());
+    assert_eq!(after["module_version"], "1.16.0");
+    let h = history(&project, "svc");
+    assert_eq!(h.len(), 2, "{h:?}");
+    assert_eq!(h[1]["note"], "env set APP_FILE");
+    assert_eq!(h[1]["ref"], "v1.0.0", "the ref, not the commit");
+    assert_eq!(
+        h[1]["packages_hash"], h[0]["packages_hash"],
+        "not the same environment"
+    );
+    assert!(project.read("svc.deploy.yaml").contains("APP_FILE"));
+
+    // env unset, and an unset of what is not set (bad input, nothing changes).
+    project
+        .deployctl(&["env", "unset", "svc", "NOPE"])
+        .expect_code(2)
+        .mentions("NOPE is not set on svc");
+    project.deployctl(&["env", "unset", "svc", "APP_FILE"]).ok();
+    assert!(served(&agent)["file"].is_null());
+    assert!(!project.read("svc.deploy.yaml").contains("APP_FILE"));
+    assert_eq!(history(&project, "svc").len(), 3);
+
+    // Forward to v2.0.0, then back: the rollback is known by its ref and says what it is,
+    // and what a later `run --load` would do; that run warns, and goes forward.
+    project.deployctl(&["run", "svc", "--ref", "v2.0.0"]).ok();
+    assert_eq!(served(&agent)["marker"], "two");
+    project
+        .deployctl(&["rollback", "svc", "--to", "1"])
+        .ok()
+        .mentions("still names ref v2.0.0");
+    assert_eq!(served(&agent)["marker"], "one");
+    let h = history(&project, "svc");
+    let last = h.last().unwrap();
+    assert_eq!(last["ref"], "v1.0.0", "{last}");
+    assert_eq!(last["commit"], one.as_str());
+    assert_eq!(last["note"], "rollback to #1 (from #4)", "{last}");
+    project
+        .deployctl(&["history", "svc"])
+        .ok()
+        .mentions("rollback to #1");
+    project
+        .deployctl(&["run", "--load", "svc"])
+        .ok()
+        .mentions("is a rollback to #1");
+    assert_eq!(served(&agent)["marker"], "two");
+}

@@ -20,7 +20,9 @@ pub(super) async fn resolve(
     events: &Events,
 ) -> Result<Source, StepError> {
     let url = spec.repo.clone();
-    let wanted = spec.git_ref.clone();
+    // A pinned commit is what is resolved; the ref is only its name.
+    let wanted = spec.commit.clone().or_else(|| spec.git_ref.clone());
+    let name = spec.commit.as_ref().and(spec.git_ref.clone());
     // The owner's git credential, if the URL needs one; a mirror per owner then, so one
     // owner's credential never serves another's fetch.
     let credential = sup
@@ -45,10 +47,13 @@ pub(super) async fn resolve(
     let resolved = events
         .step(events::RESOLVE, what, async {
             let a = auth.clone();
-            let r = blocking(events::RESOLVE, move || {
+            let mut r = blocking(events::RESOLVE, move || {
                 git::resolve(&url, wanted.as_deref(), &a)
             })
             .await?;
+            if let Some(name) = name {
+                r.display = name;
+            }
             let msg = match r.commit {
                 Some(oid) => format!("{} is {}", r.display, short(&oid.to_string())),
                 None => format!("{} will be looked up after fetching", r.display),

@@ -34,6 +34,7 @@ pub(super) fn raw_spec(s: pb::DeploymentSpec) -> RawSpec {
         proxy: s.proxy,
         replicas: s.replicas,
         pinned: s.pinned,
+        commit: s.commit,
     }
 }
 
@@ -42,6 +43,7 @@ fn spec_to_pb(s: &Spec) -> pb::DeploymentSpec {
         name: s.name.clone(),
         repo: s.repo.clone(),
         git_ref: s.git_ref.clone().unwrap_or_default(),
+        commit: s.commit.clone().unwrap_or_default(),
         workdir: s.workdir.to_string_lossy().into_owned(),
         command: s.command.clone(),
         pip: s.pip.clone(),

@@ -84,6 +84,9 @@ pub(crate) struct Spec {
     pub repo: String,
     /// Branch, tag or commit; `None` means the remote HEAD.
     pub git_ref: Option<String>,
+    /// Exactly this commit (then `git_ref` is only its name): a rollback, `env set`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
     /// Relative to the repository root, never leaving it.
     pub workdir: PathBuf,
     pub command: String,
@@ -164,6 +167,7 @@ pub(crate) struct RawSpec {
     pub proxy: String,
     pub replicas: u32,
     pub pinned: Vec<String>,
+    pub commit: String,
 }
 
 impl Spec {
@@ -191,6 +195,14 @@ impl Spec {
             return Err(invalid(
                 "ref",
                 format!("{git_ref:?} is not a valid git ref"),
+            ));
+        }
+        let commit = raw.commit.trim();
+        let hex = (7..=40).contains(&commit.len()) && commit.chars().all(|c| c.is_ascii_hexdigit());
+        if !commit.is_empty() && !hex {
+            return Err(invalid(
+                "commit",
+                format!("{commit:?} is not a commit id (7 to 40 hex digits)"),
             ));
         }
         let command = raw.command.trim().to_string();
@@ -329,6 +341,7 @@ impl Spec {
             name: raw.name,
             repo,
             git_ref: (!git_ref.is_empty()).then(|| git_ref.to_string()),
+            commit: (!commit.is_empty()).then(|| commit.to_lowercase()),
             workdir: validate_relative_path("workdir", raw.workdir.trim())?,
             command,
             pip: raw.pip.iter().map(|p| p.trim().to_string()).collect(),

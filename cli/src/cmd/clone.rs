@@ -82,6 +82,8 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
         write_back: true,
         pinned: Vec::new(),
         rollout: Default::default(),
+        commit: None,
+        note: format!("clone of {}", args.name),
     };
     run::deploy(project, &args.new_name, copy, None, how).await
 }

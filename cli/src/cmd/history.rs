@@ -32,7 +32,7 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
                     "number": h.number, "time": h.time, "ref": h.git_ref, "commit": h.commit,
                     "packages_hash": h.packages_hash, "result": h.result,
                     "current": Some(h.number) == current, "agents": h.agents,
-                    "frozen": h.frozen,
+                    "frozen": h.frozen, "note": h.note,
                 })
             })
             .collect();
@@ -55,11 +55,20 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
                     h.packages_hash.clone()
                 },
                 h.result.clone(),
+                h.note.clone(),
             ]
         })
         .collect();
     output::table(
-        &["#", "TIME (UTC)", "REF", "COMMIT", "PACKAGES", "RESULT"],
+        &[
+            "#",
+            "TIME (UTC)",
+            "REF",
+            "COMMIT",
+            "PACKAGES",
+            "RESULT",
+            "CHANGE",
+        ],
         &rows,
     );
     Ok(())

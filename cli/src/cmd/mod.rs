@@ -5,6 +5,7 @@ pub(crate) mod check;
 pub(crate) mod clone;
 pub(crate) mod config;
 pub(crate) mod declare;
+pub(crate) mod envvars;
 pub(crate) mod flags;
 pub(crate) mod history;
 pub(crate) mod lifecycle;

@@ -4,7 +4,7 @@
 
 use anyhow::anyhow;
 
-use crate::decl;
+use crate::decl::{self, DeploymentDecl};
 use crate::output::Format;
 use crate::project::Project;
 use crate::state;
@@ -48,8 +48,10 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
             n => good[n - 2],
         },
     };
+    // Exactly its commit, still known by its own ref (e.g. v1.0.0) in status and history.
     let mut target = entry.declaration.clone();
-    target.git_ref = Some(entry.commit.clone());
+    target.git_ref = (!entry.git_ref.is_empty()).then(|| entry.git_ref.clone());
+    let current = good.last().map(|h| h.number).unwrap_or(0);
     if format == Format::Text {
         println!(
             "Rolling {} back to release {} ({} {})",
@@ -67,6 +69,23 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
         write_back: false,
         pinned,
         rollout: Default::default(),
+        commit: Some(entry.commit.clone()),
+        note: format!("rollback to #{} (from #{current})", entry.number),
     };
-    super::run::deploy(project, &args.name, target, None, how).await
+    let name = &args.name;
+    super::run::deploy(project, name, target, None, how).await?;
+    // The declaration is not changed: say what a later `run --load` would do.
+    let declared = decl::load::<DeploymentDecl>(&project.deployment_file(name))
+        .ok()
+        .flatten();
+    if let (Some(d), Format::Text) = (declared, format) {
+        if d.git_ref.as_deref() != Some(entry.git_ref.as_str()) {
+            println!(
+                "note: {name}.deploy.yaml still names ref {}; `deployctl run --load {name}` would deploy that again. To stay on this release's code, set it: `deployctl declare deployment {name} --ref {}`",
+                d.git_ref.as_deref().unwrap_or("(the remote HEAD)"),
+                if entry.git_ref.is_empty() { &entry.commit } else { &entry.git_ref }
+            );
+        }
+    }
+    Ok(())
 }

@@ -124,6 +124,8 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
             max_parallel: args.max_parallel.map(|n| n as usize),
             canary: args.canary,
         },
+        commit: None,
+        note: String::new(),
     };
     deploy(project, &name, d, existing.as_ref(), how).await
 }
@@ -142,7 +144,8 @@ async fn preflight(
         locked: args.locked,
         autostart: true,
     };
-    let found = check::findings(&scope, d).await;
+    let mut found = check::findings(&scope, d).await;
+    found.extend(after_rollback(project, name, d).await);
     let warnings = check::print_for_run(&found, format);
     if args.strict && warnings > 0 {
         let what = if warnings == 1 {
@@ -155,6 +158,41 @@ async fn preflight(
         ));
     }
     Ok(())
+}
+
+/// When the release running now is a rollback and this run deploys another ref: it goes
+/// forward again, which a `run --load` after a rollback does without anyone asking.
+async fn after_rollback(
+    project: &Project,
+    name: &str,
+    d: &DeploymentDecl,
+) -> Option<check::Finding> {
+    let st = state::open(project).ok()?.load().await.ok()?;
+    let last = st
+        .deployments
+        .get(name)?
+        .history
+        .iter()
+        .rev()
+        .find(|h| h.result == "ok")?;
+    if !last.note.starts_with("rollback") || d.git_ref.as_deref() == Some(last.git_ref.as_str()) {
+        return None;
+    }
+    let at = if last.git_ref.is_empty() {
+        &last.commit
+    } else {
+        &last.git_ref
+    };
+    Some(check::Finding::warning(
+        "after-rollback",
+        format!(
+            "release #{} running now is a {} ({at}); this deploys {} again",
+            last.number,
+            last.note,
+            d.git_ref.as_deref().unwrap_or("the remote HEAD")
+        ),
+        format!("to stay on {at}, deploy with --ref {at} (or fix the code and deploy anyway)"),
+    ))
 }
 
 /// The frozen versions of the last good deploy whose package declaration is the same.
@@ -192,6 +230,10 @@ pub(crate) struct How {
     pub pinned: Vec<String>,
     /// In which waves the agents get it.
     pub rollout: Rollout,
+    /// Exactly this commit, the declaration's ref being only its name (rollback, env set).
+    pub commit: Option<String>,
+    /// What the history says this change was, when not a plain deploy.
+    pub note: String,
 }
 
 /// Deploys declaration `d` of `name` to every agent of its env, records the result and
@@ -210,11 +252,16 @@ pub(crate) async fn deploy(
         write_back,
         pinned,
         rollout,
+        commit,
+        note,
     } = how;
     let env = d.env.clone().unwrap_or_else(|| project.default_env());
     let target = client::resolve_env(project, &env)?;
     let mut spec = d.to_spec(name, &project.root)?;
     spec.pinned = pinned;
+    if let Some(c) = commit {
+        spec.commit = c;
+    }
     let store = state::open(project)?;
 
     if format == Format::Text {
@@ -245,7 +292,7 @@ pub(crate) async fn deploy(
     if write_back && deployed && existing != Some(&d) {
         decl::save(&project.deployment_file(name), &d)?;
     }
-    record::record(&*store, name, &env, &d, &results).await?;
+    record::record(&*store, name, &env, &d, &results, &note).await?;
     report::report(name, &results, format)
 }
 

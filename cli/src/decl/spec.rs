@@ -140,6 +140,7 @@ impl DeploymentDecl {
             owner: self.owner.clone().unwrap_or_default(),
             kill_timeout_ms: ms("kill_timeout", &self.kill_timeout)?,
             pinned: vec![],
+            commit: String::new(),
             strategy: self.strategy.clone().unwrap_or_default(),
             proxy: self.proxy.clone().unwrap_or_default(),
             drain_timeout_ms: ms("drain_timeout", &self.drain_timeout)?,

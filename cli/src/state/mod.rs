@@ -84,6 +84,10 @@ pub(crate) struct HistoryEntry {
     /// The exact versions installed (`pip freeze`), for `run --locked` and rollbacks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub frozen: Vec<String>,
+    /// What kind of change it was, when not a plain deploy: "rollback to #1",
+    /// "env set KEY", ...
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

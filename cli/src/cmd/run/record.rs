@@ -15,6 +15,7 @@ pub(super) async fn record(
     env: &str,
     d: &DeploymentDecl,
     results: &[AgentResult],
+    note: &str,
 ) -> anyhow::Result<()> {
     if !results.iter().any(|r| r.accepted) {
         return Ok(());
@@ -83,6 +84,7 @@ pub(super) async fn record(
                 declaration: d.clone(),
                 agents,
                 frozen: shown.map(|o| o.frozen.clone()).unwrap_or_default(),
+                note: note.to_string(),
             });
             // A first deploy that failed everywhere leaves no deployment behind.
             if entry.instances.is_empty() && !ok_somewhere {
