@@ -28,6 +28,7 @@ pub(crate) use env::{normalize, resolve_env, validate_address, validate_env};
 pub(crate) use fanout::{
     answer, for_each_agent, AgentError, Call, CallError, Fanout, Limit, Reply,
 };
+pub(crate) use local::{local_address, local_agent_pids, local_data_dir};
 
 pub(crate) type Client =
     AgentClient<tonic::service::interceptor::InterceptedService<Channel, Token>>;

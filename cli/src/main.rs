@@ -31,6 +31,12 @@ use project::Project;
 ///   deployctl status iris     deployctl logs iris -f     deployctl remove iris
 ///
 /// Exit codes: 0 worked, 1 an operation failed, 2 bad usage or input.
+///
+/// The built-in env `local` is the agent at DEPLOYCTL_LOCAL_ADDRESS (default
+/// 127.0.0.1:7070); when nothing answers there, deployctl starts one in the background
+/// (`deployctl local status|stop`), with its data and log in DEPLOYCTL_LOCAL_DATA_DIR
+/// (default $XDG_DATA_HOME/deploy-agent or ~/.local/share/deploy-agent), running
+/// DEPLOYCTL_AGENT_BIN (default: deploy-agent next to deployctl, else on PATH).
 #[derive(Parser, Debug)]
 #[command(name = "deployctl", version, about, long_about, verbatim_doc_comment)]
 struct Cli {
@@ -95,6 +101,9 @@ enum Command {
     /// Change a deployment's env vars without a new build (a new process, a history entry)
     #[command(subcommand)]
     Env(cmd::envvars::EnvVars),
+    /// The agent deployctl starts by itself for the built-in env `local`: status, stop
+    #[command(subcommand)]
+    Local(cmd::local::Local),
 }
 
 fn main() -> ExitCode {
@@ -150,5 +159,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Start(args) => cmd::lifecycle::start(&project, args, format).await,
         Command::Restart(args) => cmd::lifecycle::restart(&project, args, format).await,
         Command::Env(c) => cmd::envvars::run(&project, c, format).await,
+        Command::Local(c) => cmd::local::run(&project, c, format).await,
     }
 }

@@ -10,7 +10,7 @@ use anyhow::Context;
 use crate::error::bad_input;
 
 /// The built-in local agent's address (`DEPLOYCTL_LOCAL_ADDRESS`, default 127.0.0.1:7070).
-pub(super) fn local_address() -> String {
+pub(crate) fn local_address() -> String {
     std::env::var("DEPLOYCTL_LOCAL_ADDRESS")
         .ok()
         .filter(|v| !v.is_empty())
@@ -18,7 +18,7 @@ pub(super) fn local_address() -> String {
 }
 
 /// The data directory of the auto-started local agent.
-fn local_data_dir() -> PathBuf {
+pub(crate) fn local_data_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("DEPLOYCTL_LOCAL_DATA_DIR").filter(|v| !v.is_empty()) {
         return PathBuf::from(d);
     }
@@ -90,4 +90,41 @@ pub(super) fn start_local_agent(address: &str) -> anyhow::Result<()> {
         log_path.display()
     );
     Ok(())
+}
+
+/// The pids of `deploy-agent` processes serving the local agent's data directory (what
+/// `deployctl` auto-started, or one started by hand with the same `--data-dir`).
+pub(crate) fn local_agent_pids() -> Vec<u32> {
+    let data_dir = local_data_dir();
+    let want = std::fs::canonicalize(&data_dir).unwrap_or(data_dir);
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids = Vec::new();
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_agent = args
+            .first()
+            .is_some_and(|a| a.ends_with("deploy-agent"))
+            // Not its node proxy (`deploy-agent proxy ...`): the agent itself.
+            && args.get(1).map(String::as_str) != Some("proxy");
+        let dir = args
+            .iter()
+            .position(|a| a == "--data-dir")
+            .and_then(|i| args.get(i + 1))
+            .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| PathBuf::from(d)));
+        if is_agent && dir.as_ref() == Some(&want) {
+            pids.push(pid);
+        }
+    }
+    pids
 }

@@ -10,6 +10,7 @@ pub(crate) mod flags;
 pub(crate) mod history;
 pub(crate) mod lifecycle;
 pub(crate) mod list;
+pub(crate) mod local;
 pub(crate) mod logs;
 pub(crate) mod nodes;
 pub(crate) mod remove;

@@ -1,0 +1,168 @@
+//! `local status` / `local stop`: the agent `deployctl` starts by itself for the built-in
+//! env `local` (when nothing answers at its address), found by its data directory.
+
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use clap::Subcommand;
+use deployctl_proto::v1 as pb;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::client::{self, Call, Limit};
+use crate::output::Format;
+use crate::project::Project;
+
+/// How long `local stop` waits for the agent to exit after SIGTERM.
+const STOP_WAIT: Duration = Duration::from_secs(15);
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Local {
+    /// Whether the local agent runs: its address, pid, version, data directory and log
+    #[command(after_help = "\
+Examples:
+  deployctl local status
+  deployctl local status --output json
+
+Exit codes: 0 it answers, 1 it does not.")]
+    Status,
+    /// Stop the local agent (SIGTERM); its apps keep running and are taken back by the
+    /// next agent (stop them first with `deployctl stop NAME` or `deployctl remove NAME`)
+    #[command(after_help = "\
+Examples:
+  deployctl local stop
+
+Exit codes: 0 stopped (or was not running), 1 it did not exit within 15 s.")]
+    Stop,
+}
+
+pub(crate) async fn run(project: &Project, cmd: Local, format: Format) -> anyhow::Result<()> {
+    match cmd {
+        Local::Status => status(project, format).await,
+        Local::Stop => stop(format).await,
+    }
+}
+
+async fn status(project: &Project, format: Format) -> anyhow::Result<()> {
+    let address = client::local_address();
+    let data_dir = client::local_data_dir();
+    let log = data_dir.join("agent.log");
+    let pids = client::local_agent_pids();
+    let mut target = client::resolve_env(project, "local")?.no_autostart();
+    target.addresses = vec![client::normalize(&address)];
+    let mut replies = client::for_each_agent(&target, Limit::Answer, |mut c: Call| async move {
+        Ok(c.client
+            .node_info(pb::NodeInfoRequest {})
+            .await?
+            .into_inner())
+    });
+    let info = match replies.next().await {
+        Some(r) => r.result.map_err(|e| e.message),
+        None => Err("no address".into()),
+    };
+    match format {
+        Format::Json => {
+            let v = match &info {
+                Ok(i) => serde_json::json!({
+                    "address": address, "running": true, "pids": pids, "version": i.version,
+                    "deployments": i.deployments, "uptime_s": i.uptime_s,
+                    "data_dir": i.data_dir, "log": log,
+                }),
+                Err(e) => serde_json::json!({
+                    "address": address, "running": false, "pids": pids, "reason": e,
+                    "data_dir": data_dir, "log": log,
+                }),
+            };
+            println!("{v}");
+        }
+        Format::Text => match &info {
+            Ok(i) => {
+                let pid = match pids.as_slice() {
+                    [] => "started by hand or elsewhere".to_string(),
+                    p => format!(
+                        "pid {}",
+                        p.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+                    ),
+                };
+                println!(
+                    "The local agent answers at {address} ({pid}), version {}, up {}, {} deployment(s)",
+                    i.version,
+                    humantime::format_duration(Duration::from_secs(i.uptime_s)),
+                    i.deployments
+                );
+                println!("  data: {}", i.data_dir);
+                println!("  log:  {}", log.display());
+            }
+            Err(e) => {
+                println!("No local agent answers at {address}: {e}");
+                if !pids.is_empty() {
+                    println!(
+                        "  a deploy-agent with its data directory runs (pid {:?}) but does not answer; see {}",
+                        pids,
+                        log.display()
+                    );
+                }
+                println!(
+                    "  `deployctl run` (or any command on env local) starts one; data would go to {}",
+                    data_dir.display()
+                );
+            }
+        },
+    }
+    if info.is_err() {
+        return Err(crate::error::Reported.into());
+    }
+    Ok(())
+}
+
+async fn stop(format: Format) -> anyhow::Result<()> {
+    let pids = client::local_agent_pids();
+    let say = |text: String, json: serde_json::Value| match format {
+        Format::Text => println!("{text}"),
+        Format::Json => println!("{json}"),
+    };
+    if pids.is_empty() {
+        say(
+            format!(
+                "No local agent runs (none with data directory {})",
+                client::local_data_dir().display()
+            ),
+            serde_json::json!({"stopped": [], "running": false}),
+        );
+        return Ok(());
+    }
+    for pid in &pids {
+        let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGTERM);
+    }
+    let began = Instant::now();
+    let gone = |pid: &u32| !std::path::Path::new(&format!("/proc/{pid}")).exists() || zombie(*pid);
+    while !pids.iter().all(gone) {
+        if began.elapsed() > STOP_WAIT {
+            let left: Vec<&u32> = pids.iter().filter(|p| !gone(p)).collect();
+            return Err(anyhow!(
+                "the local agent (pid {left:?}) did not exit within {}s of SIGTERM; see {}",
+                STOP_WAIT.as_secs(),
+                client::local_data_dir().join("agent.log").display()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    say(
+        format!(
+            "Stopped the local agent (pid {}). Its apps keep running; the next agent started for env local takes them back",
+            pids.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+        ),
+        serde_json::json!({"stopped": pids, "running": false}),
+    );
+    Ok(())
+}
+
+fn zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .and_then(|i| s[i + 1..].split_whitespace().next().map(|st| st == "Z"))
+        })
+        .unwrap_or(true)
+}

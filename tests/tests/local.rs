@@ -1,0 +1,114 @@
+//! The agent `deployctl` starts by itself for the built-in env `local`: `local status`
+//! finds it, `local stop` stops it, and the `DEPLOYCTL_LOCAL_*` variables place it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use deployctl_e2e::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Kills whatever runs from the data directory (the agent, its node proxy, apps) when the
+/// test ends, however it ends.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Ok(procs) = fs::read_dir("/proc") else {
+            return;
+        };
+        for e in procs.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cwd = fs::read_link(e.path().join("cwd")).unwrap_or_default();
+            let mine = String::from_utf8_lossy(&cmdline).contains(&*self.0.to_string_lossy())
+                || cwd.starts_with(&self.0);
+            if mine && pid > 1 && pid as u32 != std::process::id() {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+fn deployctl(project: &Path, ip: &str, data: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(deployctl_bin())
+        .arg("--project")
+        .arg(project)
+        .args(args)
+        .env("DEPLOYCTL_LOCAL_ADDRESS", format!("{ip}:7070"))
+        .env("DEPLOYCTL_LOCAL_DATA_DIR", data)
+        .env("DEPLOYCTL_AGENT_BIN", agent_bin())
+        .env("NO_COLOR", "1")
+        .current_dir(project)
+        .output()
+        .unwrap();
+    let text = format!(
+        "$ deployctl {args:?}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn local_status_and_stop_find_the_auto_started_agent() {
+    let ip = loopback();
+    let project = Project::new();
+    let data = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(data.path().to_path_buf());
+    let run = |args: &[&str]| deployctl(project.path(), &ip, data.path(), args);
+
+    let (code, text) = run(&["local", "status"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!("No local agent answers at {ip}:7070")),
+        "{text}"
+    );
+
+    let repo = GitRepo::new();
+    repo.commit_app("local", Some("v1"));
+    let (code, text) = run(&[
+        "run",
+        "web",
+        "--repo",
+        &repo.url(),
+        "--ref",
+        "v1",
+        "--command",
+        "python3 app.py",
+        "--health-path",
+        "/health",
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("started a local deploy-agent"), "{text}");
+
+    let (code, text) = run(&["local", "status"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!("The local agent answers at {ip}:7070 (pid ")),
+        "{text}"
+    );
+    assert!(text.contains("1 deployment(s)"), "{text}");
+    assert!(text.contains(&data.path().display().to_string()), "{text}");
+    let (code, json) = run(&["local", "status", "--output", "json"]);
+    assert_eq!(code, 0, "{json}");
+    let v: serde_json::Value = serde_json::from_str(json.lines().nth(1).unwrap()).unwrap();
+    let pid = v["pids"][0].as_u64().expect("the agent's pid") as u32;
+    assert!(pid_alive(pid));
+
+    run(&["remove", "web"]);
+    let (code, text) = run(&["local", "stop"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("Stopped the local agent"), "{text}");
+    assert!(wait_until(Duration::from_secs(5), || !pid_alive(pid)));
+    let (code, text) = run(&["local", "status"]);
+    assert_eq!(code, 1, "{text}");
+    let (code, text) = run(&["local", "stop"]);
+    assert_eq!(code, 0, "stopping what does not run is no error\n{text}");
+    assert!(text.contains("No local agent runs"), "{text}");
+}
