@@ -14,6 +14,7 @@ mod clock;
 pub mod config;
 mod deployment;
 pub mod error;
+mod exec;
 mod explain;
 mod exposition;
 mod fsmode;

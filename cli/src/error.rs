@@ -32,7 +32,23 @@ impl fmt::Display for Reported {
 
 impl std::error::Error for Reported {}
 
+/// A command that ran elsewhere ended with this code (`exec`): deployctl exits with it,
+/// printing nothing more.
+#[derive(Debug)]
+pub(crate) struct ExitWith(pub u8);
+
+impl fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "exited with code {}", self.0)
+    }
+}
+
+impl std::error::Error for ExitWith {}
+
 pub(crate) fn exit_code(err: &anyhow::Error) -> i32 {
+    if let Some(ExitWith(code)) = err.downcast_ref::<ExitWith>() {
+        return i32::from(*code);
+    }
     if err.chain().any(|e| e.is::<BadInput>()) {
         2
     } else {

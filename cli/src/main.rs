@@ -104,6 +104,8 @@ enum Command {
     /// The agent deployctl starts by itself for the built-in env `local`: status, stop
     #[command(subcommand)]
     Local(cmd::local::Local),
+    /// Run a one-off command in the deployed release (its env vars, secrets, venv), on a node
+    Exec(cmd::exec::Args),
 }
 
 fn main() -> ExitCode {
@@ -122,7 +124,9 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            if err.downcast_ref::<error::Reported>().is_none() {
+            if err.downcast_ref::<error::Reported>().is_none()
+                && err.downcast_ref::<error::ExitWith>().is_none()
+            {
                 eprintln!("error: {err:#}");
             }
             let code = if err.downcast_ref::<error::BadInput>().is_some() {
@@ -160,5 +164,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Restart(args) => cmd::lifecycle::restart(&project, args, format).await,
         Command::Env(c) => cmd::envvars::run(&project, c, format).await,
         Command::Local(c) => cmd::local::run(&project, c, format).await,
+        Command::Exec(args) => cmd::exec::run(&project, args).await,
     }
 }

@@ -37,7 +37,7 @@ pub(crate) struct Launch {
 
 impl Launch {
     /// `program args...` with the launch's directory and environment, in a new process group.
-    fn command(&self, program: &str, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, program: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(program);
         cmd.args(args).current_dir(&self.cwd);
         cmd.env_remove("PYTHONHOME");
@@ -113,6 +113,15 @@ impl Exit {
         match self {
             Exit::Status(st) => Some(exit_code(st)),
             Exit::Vanished => None,
+        }
+    }
+
+    /// The exit code (128 + signal for a signal death) and the signal, when known.
+    pub(crate) fn code_and_signal(self) -> (Option<i32>, Option<i32>) {
+        use std::os::unix::process::ExitStatusExt;
+        match self {
+            Exit::Status(st) => (Some(exit_code(st)), st.signal()),
+            Exit::Vanished => (None, None),
         }
     }
 

@@ -114,6 +114,7 @@ impl Agent for AgentService {
     type DeployStream = BoxStream<pb::DeployEvent>;
     type LogsStream = BoxStream<pb::LogChunk>;
     type RestartStream = BoxStream<pb::DeployEvent>;
+    type ExecStream = BoxStream<pb::ExecOutput>;
 
     async fn deploy(
         &self,
@@ -218,6 +219,38 @@ impl Agent for AgentService {
         let events = pipeline::spawn_relaunch(self.sup.clone(), &req.name, req.only_if_stopped)?;
         Ok(Response::new(Box::pin(
             events.map(|e| Ok(wire::event_to_pb(e))),
+        )))
+    }
+
+    async fn exec(
+        &self,
+        req: Request<tonic::Streaming<pb::ExecInput>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        let caller = caller(&req)?;
+        let mut input = req.into_inner();
+        let first = input.message().await?.ok_or_else(|| {
+            Status::invalid_argument("the first message names the deployment and the command")
+        })?;
+        spec::validate_name(&first.name)?;
+        authorize(&caller, Action::Operate, &self.target(&first.name))?;
+        tracing::info!(deployment = %first.name, caller = %caller.user, "exec requested");
+        let stdin = first.stdin.then(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+            tokio::spawn(async move {
+                while let Ok(Some(m)) = input.message().await {
+                    if !m.data.is_empty() && tx.send(m.data).await.is_err() {
+                        return;
+                    }
+                    if m.eof {
+                        return;
+                    }
+                }
+            });
+            rx
+        });
+        let events = crate::exec::start(self.sup.clone(), &first.name, first.argv, stdin).await?;
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(events).map(|e| Ok(wire::exec_to_pb(e))),
         )))
     }
 

@@ -162,3 +162,28 @@ pub(super) fn event_to_pb(e: events::Event) -> pb::DeployEvent {
         }),
     }
 }
+
+pub(super) fn exec_to_pb(e: crate::exec::ExecEvent) -> pb::ExecOutput {
+    use crate::exec::ExecEvent;
+    match e {
+        ExecEvent::Started { release, cwd } => pb::ExecOutput {
+            release,
+            cwd,
+            ..Default::default()
+        },
+        ExecEvent::Stdout(stdout) => pb::ExecOutput {
+            stdout,
+            ..Default::default()
+        },
+        ExecEvent::Stderr(stderr) => pb::ExecOutput {
+            stderr,
+            ..Default::default()
+        },
+        ExecEvent::Exited { code, signal } => pb::ExecOutput {
+            exited: true,
+            exit_code: code.unwrap_or(-1),
+            signal: signal.unwrap_or(0),
+            ..Default::default()
+        },
+    }
+}

@@ -70,7 +70,7 @@ pub(crate) struct RestartArgs {
 }
 
 /// The agents of the env `name` is deployed to, and its declaration as deployed.
-async fn target_of(
+pub(crate) async fn target_of(
     project: &Project,
     name: &str,
 ) -> anyhow::Result<(Target, Option<DeploymentDecl>)> {

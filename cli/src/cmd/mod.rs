@@ -6,6 +6,7 @@ pub(crate) mod clone;
 pub(crate) mod config;
 pub(crate) mod declare;
 pub(crate) mod envvars;
+pub(crate) mod exec;
 pub(crate) mod flags;
 pub(crate) mod history;
 pub(crate) mod lifecycle;
