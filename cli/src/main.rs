@@ -106,6 +106,8 @@ enum Command {
     Local(cmd::local::Local),
     /// Run a one-off command in the deployed release (its env vars, secrets, venv), on a node
     Exec(cmd::exec::Args),
+    /// What a run would change on each agent (commit, environment, packages, fields)
+    Plan(Box<cmd::plan::Args>),
 }
 
 fn main() -> ExitCode {
@@ -165,5 +167,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Env(c) => cmd::envvars::run(&project, c, format).await,
         Command::Local(c) => cmd::local::run(&project, c, format).await,
         Command::Exec(args) => cmd::exec::run(&project, args).await,
+        Command::Plan(args) => cmd::plan::run(&project, *args, format).await,
     }
 }

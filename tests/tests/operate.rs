@@ -299,3 +299,92 @@ fn exec_is_for_the_owner_only() {
     out.expect_code(1).mentions("not found");
     assert!(!out.stdout.contains("uid="), "{out}");
 }
+
+#[test]
+fn plan_and_dry_run_show_what_a_run_would_change_and_change_nothing() {
+    let ip = loopback();
+    let agent = Agent::start(&ip);
+    let project = Project::for_agent(ENV, &agent);
+    let repo = GitRepo::new();
+    let one = repo.commit_app("one", Some("v1.0.0"));
+    let two = repo.commit_app("two", Some("v2.0.0"));
+    project
+        .deployctl(&[
+            "declare",
+            "deployment",
+            "svc",
+            "--repo",
+            &repo.url(),
+            "--ref",
+            "v1.0.0",
+            "--command",
+            "python3 app.py",
+            "--health-path",
+            "/health",
+            "--pip",
+            "six==1.16.0",
+        ])
+        .ok();
+    let plan = |args: &[&str]| {
+        let mut all = vec!["plan", "svc"];
+        all.extend_from_slice(args);
+        project.deployctl(&all)
+    };
+
+    // Not deployed yet: it would be, at v1.0.0's commit.
+    plan(&[])
+        .ok()
+        .mentions("not deployed here")
+        .mentions(&one[..10]);
+    project.deployctl(&["run", "--load", "svc"]).ok();
+
+    // The same declaration: no changes.
+    plan(&[]).ok().mentions("No changes");
+    let out = plan(&["--output", "json"]);
+    out.ok();
+    assert_eq!(out.json()["changes"], false, "{out}");
+
+    // Another ref and an env var: the new commit and the field, the environment reused.
+    let out = plan(&[
+        "--ref",
+        "v2.0.0",
+        "--env-var",
+        "LOG=debug",
+        "--output",
+        "json",
+    ]);
+    out.ok();
+    let a = &out.json()["agents"][0];
+    assert_eq!(a["new"]["ref"], "v2.0.0", "{a}");
+    assert_eq!(a["new"]["commit"], two.as_str(), "{a}");
+    assert_eq!(a["current"]["commit"], one.as_str(), "{a}");
+    assert_eq!(a["environment"], "reused", "{a}");
+    assert_eq!(a["fields"][0]["field"], "env_vars", "{a}");
+    assert_eq!(out.json()["changes"], true);
+
+    // Another package version: built, and the version installed now is named.
+    let d = project
+        .read("svc.deploy.yaml")
+        .replace("six==1.16.0", "six==1.17.0");
+    project.write("svc.deploy.yaml", &d);
+    let out = plan(&["--output", "json"]);
+    out.ok();
+    let a = &out.json()["agents"][0];
+    assert_eq!(a["environment"], "built", "{a}");
+    assert_eq!(a["packages"]["changed"][0]["to"], "six==1.17.0", "{a}");
+    assert_eq!(a["packages"]["changed"][0]["installed"], "1.16.0", "{a}");
+    plan(&[])
+        .ok()
+        .mentions("~ six==1.16.0 → six==1.17.0 (installed now: 1.16.0)");
+
+    // run --dry-run: the plan, and nothing deployed or written.
+    let before = project.read("svc.deploy.yaml");
+    project
+        .deployctl(&["run", "svc", "--ref", "v2.0.0", "--dry-run"])
+        .ok()
+        .mentions("nothing is changed")
+        .mentions("→ v2.0.0");
+    assert_eq!(project.read("svc.deploy.yaml"), before);
+    assert_eq!(served(&agent)["marker"], "one");
+    assert_eq!(history(&project, "svc").len(), 1);
+}

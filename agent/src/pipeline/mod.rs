@@ -19,6 +19,7 @@ pub(crate) mod git;
 pub(crate) mod git_auth;
 mod health;
 mod packages;
+pub(crate) mod plan;
 mod port_wait;
 mod preflight;
 mod prune;

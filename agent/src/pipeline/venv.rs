@@ -293,7 +293,7 @@ async fn freeze(toolchain: &Toolchain, dir: &Path) -> Vec<String> {
     }
 }
 
-async fn read_frozen(dir: &Path) -> Vec<String> {
+pub(crate) async fn read_frozen(dir: &Path) -> Vec<String> {
     tokio::fs::read_to_string(dir.join(FROZEN_FILE))
         .await
         .map(|t| {

@@ -144,6 +144,34 @@ impl Agent for AgentService {
         )))
     }
 
+    async fn plan(
+        &self,
+        req: Request<pb::DeployRequest>,
+    ) -> Result<Response<pb::PlanReply>, Status> {
+        let caller = caller(&req)?;
+        let req = req.into_inner();
+        let raw = req
+            .spec
+            .ok_or_else(|| Status::invalid_argument("spec: is required"))?;
+        let mut spec = Spec::validate(wire::raw_spec(raw))?;
+        if spec.owner.is_empty() {
+            spec.owner = if caller.authenticated || req.default_owner.is_empty() {
+                caller.owner()
+            } else {
+                req.default_owner.clone()
+            };
+        }
+        crate::auth::parse_owner(&spec.owner)?;
+        // What a deploy may do is what a plan may show.
+        authorize(
+            &caller,
+            Action::Deploy { owner: &spec.owner },
+            &self.target(&spec.name),
+        )?;
+        let plan = pipeline::plan::plan(&self.sup, &spec).await?;
+        Ok(Response::new(wire::plan_to_pb(plan)))
+    }
+
     async fn status(
         &self,
         req: Request<pb::StatusRequest>,

@@ -187,3 +187,21 @@ pub(super) fn exec_to_pb(e: crate::exec::ExecEvent) -> pb::ExecOutput {
         },
     }
 }
+
+pub(super) fn plan_to_pb(p: crate::pipeline::plan::Plan) -> pb::PlanReply {
+    let current = p.current.as_ref();
+    pb::PlanReply {
+        git_ref: p.git_ref,
+        commit: p.commit,
+        has_current: current.is_some(),
+        current_release: current.map(|r| r.number).unwrap_or(0),
+        current_ref: current.map(|r| r.git_ref.clone()).unwrap_or_default(),
+        current_commit: current.map(|r| r.commit.clone()).unwrap_or_default(),
+        current_packages_hash: current.map(|r| r.packages_hash.clone()).unwrap_or_default(),
+        current_spec: current.map(|r| spec_to_pb(&r.spec)),
+        current_frozen: p.current_frozen,
+        environment: p.environment.to_string(),
+        environment_key: p.environment_key,
+        state: p.state,
+    }
+}

@@ -14,6 +14,7 @@ pub(crate) mod list;
 pub(crate) mod local;
 pub(crate) mod logs;
 pub(crate) mod nodes;
+pub(crate) mod plan;
 pub(crate) mod remove;
 pub(crate) mod rollback;
 pub(crate) mod run;

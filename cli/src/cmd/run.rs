@@ -45,6 +45,10 @@ pub(crate) struct Args {
     /// without this)
     #[arg(long)]
     pub strict: bool,
+    /// Show what the run would change on each agent (`deployctl plan`) and change nothing:
+    /// the declaration is not written
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub flags: DeployFlags,
 }
@@ -114,6 +118,9 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
     } else {
         Vec::new()
     };
+    if args.dry_run {
+        return super::plan::show(project, &name, &d, format).await;
+    }
     preflight(project, &name, &d, &args, format).await?;
     let how = How {
         format,
