@@ -24,21 +24,29 @@ pub(crate) async fn explain_unhealthy(
     );
     if last.refused {
         let (pid, tracking) = (app.pid(), app.tracking.clone());
-        let elsewhere: Vec<String> = tokio::task::spawn_blocking(move || {
+        let listening = tokio::task::spawn_blocking(move || {
             ports::listening_of(&crate::tracking::members(pid, &tracking))
         })
         .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(ip, port)| format!("{ip}:{port}"))
-        .collect();
-        if elsewhere.is_empty() {
-            reason = format!("nothing listens on {target} (connection refused); the app is running but opened no port: it must listen on $HOST:$PORT ({target})");
-        } else {
+        .unwrap_or_default();
+        let at_target = |ip: &IpAddr, p: u16| p == port && (*ip == host || ip.is_unspecified());
+        let elsewhere: Vec<String> = listening
+            .iter()
+            .filter(|(ip, p)| !at_target(ip, *p))
+            .map(|(ip, port)| format!("{ip}:{port}"))
+            .collect();
+        if !elsewhere.is_empty() {
             reason = format!(
                 "nothing listens on {target} (connection refused); the app listens on {} instead: it must listen on $HOST:$PORT ({target})",
                 elsewhere.join(", ")
             );
+        } else if listening.iter().any(|(ip, p)| at_target(ip, *p)) {
+            reason = format!(
+                "the app listens on {target}, but the last check's connection was refused ({}): it may have closed its listener or be overloaded",
+                last.summary
+            );
+        } else {
+            reason = format!("nothing listens on {target} (connection refused); the app is running but opened no port: it must listen on $HOST:$PORT ({target})");
         }
     }
     reason

@@ -34,7 +34,8 @@ pub(crate) async fn check(
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
             return fail(format!("connection refused on {addr}"), true)
         }
-        Ok(Err(e)) => return fail(format!("cannot connect to {addr}: {e}"), true),
+        // Not a refusal (no free local port, ...): no sign of a wrong port.
+        Ok(Err(e)) => return fail(format!("cannot connect to {addr}: {e}"), false),
         Ok(Ok(s)) => s,
     };
     let Some(path) = path else {

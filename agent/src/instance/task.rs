@@ -253,7 +253,12 @@ impl Task {
             }
             if checked.refused && looked.elapsed() >= ELSEWHERE_LOOK {
                 looked = Instant::now();
-                if app.listening().await.is_empty() {
+                // Listening on $HOST:$PORT itself (or on every address at $PORT) is not
+                // elsewhere: a refused check then is a moment's race, not a wrong port.
+                let elsewhere = app.listening().await.into_iter().any(|(ip, port)| {
+                    !(port == cfg.port && (ip == cfg.host || ip.is_unspecified()))
+                });
+                if !elsewhere {
                     elsewhere_since = None;
                 } else if elsewhere_since.get_or_insert(looked).elapsed() >= ELSEWHERE_GRACE {
                     let reason = app.explain_unhealthy(cfg.host, cfg.port, &checked).await;
