@@ -388,3 +388,57 @@ fn plan_and_dry_run_show_what_a_run_would_change_and_change_nothing() {
     assert_eq!(served(&agent)["marker"], "one");
     assert_eq!(history(&project, "svc").len(), 1);
 }
+
+#[test]
+fn python_names_the_interpreter_version_and_a_missing_one_is_named() {
+    let ip = loopback();
+    let agent = Agent::start(&ip);
+    let project = Project::for_agent(ENV, &agent);
+    let repo = GitRepo::new();
+    repo.commit_app("py", Some("v1"));
+    project
+        .run_app(ENV, "svc", &repo.url(), "v1", &["--python", "3.11"])
+        .ok()
+        .mentions("for Python 3.11");
+    let served = served(&agent);
+    let python = served["python"].as_str().unwrap_or("");
+    assert!(
+        python.contains("/envs/"),
+        "not the environment's python: {served}"
+    );
+    project
+        .deployctl(&["exec", "svc", "--", "python", "--version"])
+        .ok()
+        .mentions("Python 3.11");
+    assert!(
+        project.read("svc.deploy.yaml").contains("python: '3.11'")
+            || project.read("svc.deploy.yaml").contains("python: \"3.11\"")
+    );
+
+    // A version the node does not have: the deploy fails naming the versions it has.
+    project
+        .run_app(
+            ENV,
+            "other",
+            &repo.url(),
+            "v1",
+            &["--python", "3.99", "--port", "8001"],
+        )
+        .expect_code(1)
+        .mentions("Python 3.99 is not on this node (present: 3.11");
+    // Not a version at all: bad input, naming the field.
+    project
+        .deployctl(&[
+            "declare",
+            "deployment",
+            "bad",
+            "--repo",
+            &repo.url(),
+            "--command",
+            "x",
+            "--python",
+            "three",
+        ])
+        .expect_code(2)
+        .mentions("python: \"three\" is not a Python version");
+}

@@ -50,18 +50,27 @@ pub(super) async fn prepare_venv(
     let local = requirements
         .as_ref()
         .is_some_and(|(_, c)| venv::refers_to_files(c));
+    let toolchain = sup.venvs().toolchain().await.clone();
+    let interpreter = match &spec.python {
+        Some(v) => Some(
+            crate::venvs::toolchain::find_python(&toolchain, v)
+                .await
+                .map_err(|e| StepError::new(events::PACKAGES, e))?,
+        ),
+        None => None,
+    };
     let req = venv::VenvRequest {
+        python: interpreter.as_ref(),
         pip: if pinned { &[] } else { &spec.pip },
         requirements: if pinned { None } else { requirements },
         release_dir: local.then_some(dir),
         pinned: &spec.pinned,
     };
-    let toolchain = sup.venvs().toolchain().await.clone();
     let key = venv::venv_key(&toolchain, &req);
     if let Some(w) = &toolchain.warning {
         events.info(events::PACKAGES, w.clone());
     }
-    let installer = if pinned {
+    let mut installer = if pinned {
         format!(
             "{} (pinned: {} exact versions)",
             toolchain.origin,
@@ -70,6 +79,9 @@ pub(super) async fn prepare_venv(
     } else {
         toolchain.origin.clone()
     };
+    if let Some(i) = &interpreter {
+        installer.push_str(&format!(" for {} ({})", i.version, i.path.display()));
+    }
     let lock = sup.venvs().builder(&key);
     events
         .step(

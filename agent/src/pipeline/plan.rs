@@ -90,13 +90,21 @@ async fn environment(
         };
     }
     let pinned = !spec.pinned.is_empty();
+    let toolchain = sup.venvs().toolchain().await.clone();
+    let interpreter = match &spec.python {
+        Some(v) => match crate::venvs::toolchain::find_python(&toolchain, v).await {
+            Ok(i) => Some(i),
+            Err(_) => return ("unknown", String::new()),
+        },
+        None => None,
+    };
     let req = venv::VenvRequest {
+        python: interpreter.as_ref(),
         pip: if pinned { &[] } else { &spec.pip },
         requirements: None,
         release_dir: None,
         pinned: &spec.pinned,
     };
-    let toolchain = sup.venvs().toolchain().await.clone();
     let key = venv::venv_key(&toolchain, &req);
     let ready = sup
         .layout()

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::events::{Events, StepError, PACKAGES};
 use crate::process::Launch;
 
+pub(crate) use crate::venvs::toolchain::Interpreter;
 pub(crate) use crate::venvs::{Installer, Toolchain, COMPLETE_MARKER};
 
 /// Holds the exact versions installed (`pip freeze`), written after a build.
@@ -39,12 +40,18 @@ pub(crate) struct VenvRequest<'a> {
     pub release_dir: Option<&'a Path>,
     /// Exact versions to install instead of `pip` and `requirements` (a locked deploy).
     pub pinned: &'a [String],
+    /// The declared Python's interpreter; `None`: the node's python3.
+    pub python: Option<&'a Interpreter>,
 }
 
 pub(crate) fn venv_key(toolchain: &Toolchain, req: &VenvRequest<'_>) -> String {
     let mut h = Sha256::new();
     h.update(format!("installer={}\n", toolchain.installer_id()));
-    h.update(format!("python={}\n", toolchain.python_version));
+    let python = req
+        .python
+        .map(|i| i.version.as_str())
+        .unwrap_or(&toolchain.python_version);
+    h.update(format!("python={python}\n"));
     for p in req.pip {
         h.update(format!("pip={p}\n"));
     }
@@ -157,9 +164,16 @@ async fn build_into(
         run_as: None,
     };
     let dir_s = dir.to_string_lossy().into_owned();
+    let interpreter = req
+        .python
+        .map(|i| i.path.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "python3".to_string());
     let python = dir.join("bin/python").to_string_lossy().into_owned();
     let pinned_file = dir.with_extension("pinned.txt");
     let mut install_args: Vec<String> = Vec::new();
+    // Only a Python version declared: an environment with nothing installed in it.
+    let nothing_to_install =
+        req.pinned.is_empty() && req.pip.is_empty() && req.requirements.is_none();
     if req.pinned.is_empty() {
         install_args.extend(req.pip.iter().cloned());
         if let Some((path, _)) = &req.requirements {
@@ -198,7 +212,7 @@ async fn build_into(
                             "venv".into(),
                             "--quiet".into(),
                             "--python".into(),
-                            "python3".into(),
+                            interpreter,
                             dir_s,
                         ],
                     ),
@@ -215,7 +229,7 @@ async fn build_into(
                 ];
                 install.extend(install_args);
                 (
-                    ("python3".into(), vec!["-m".into(), "venv".into(), dir_s]),
+                    (interpreter, vec!["-m".into(), "venv".into(), dir_s]),
                     (python.clone(), install),
                 )
             }
@@ -251,7 +265,7 @@ async fn build_into(
         },
         None => false,
     };
-    if !installed_offline {
+    if !installed_offline && !nothing_to_install {
         run(install).await?;
     }
     if !req.pinned.is_empty() {
@@ -327,6 +341,7 @@ mod tests {
 
     fn req<'a>(pip: &'a [String], requirements: Option<(&'a Path, String)>) -> VenvRequest<'a> {
         VenvRequest {
+            python: None,
             pip,
             requirements,
             release_dir: None,

@@ -35,6 +35,7 @@ pub(super) fn raw_spec(s: pb::DeploymentSpec) -> RawSpec {
         replicas: s.replicas,
         pinned: s.pinned,
         commit: s.commit,
+        python: s.python,
     }
 }
 
@@ -44,6 +45,7 @@ fn spec_to_pb(s: &Spec) -> pb::DeploymentSpec {
         repo: s.repo.clone(),
         git_ref: s.git_ref.clone().unwrap_or_default(),
         commit: s.commit.clone().unwrap_or_default(),
+        python: s.python.clone().unwrap_or_default(),
         workdir: s.workdir.to_string_lossy().into_owned(),
         command: s.command.clone(),
         pip: s.pip.clone(),

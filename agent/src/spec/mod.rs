@@ -124,6 +124,9 @@ pub(crate) struct Spec {
     /// Processes of the release behind the node proxy (1 without it).
     #[serde(default = "one")]
     pub replicas: u32,
+    /// The Python version its environment is made with (`3.11`); `None`: python3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<String>,
 }
 
 fn one() -> u32 {
@@ -168,6 +171,7 @@ pub(crate) struct RawSpec {
     pub replicas: u32,
     pub pinned: Vec<String>,
     pub commit: String,
+    pub python: String,
 }
 
 impl Spec {
@@ -203,6 +207,17 @@ impl Spec {
             return Err(invalid(
                 "commit",
                 format!("{commit:?} is not a commit id (7 to 40 hex digits)"),
+            ));
+        }
+        let python = raw.python.trim();
+        let version_like = python.split('.').count() <= 3
+            && python
+                .split('.')
+                .all(|p| !p.is_empty() && p.len() <= 4 && p.chars().all(|c| c.is_ascii_digit()));
+        if !python.is_empty() && !version_like {
+            return Err(invalid(
+                "python",
+                format!("{python:?} is not a Python version; write e.g. 3.11 or 3.12.4"),
             ));
         }
         let command = raw.command.trim().to_string();
@@ -342,6 +357,7 @@ impl Spec {
             repo,
             git_ref: (!git_ref.is_empty()).then(|| git_ref.to_string()),
             commit: (!commit.is_empty()).then(|| commit.to_lowercase()),
+            python: (!python.is_empty()).then(|| python.to_string()),
             workdir: validate_relative_path("workdir", raw.workdir.trim())?,
             command,
             pip: raw.pip.iter().map(|p| p.trim().to_string()).collect(),
@@ -370,7 +386,10 @@ impl Spec {
 
     /// Whether the packages step has anything to install.
     pub(crate) fn has_packages(&self) -> bool {
-        !self.pip.is_empty() || self.requirements.is_some() || !self.pinned.is_empty()
+        !self.pip.is_empty()
+            || self.requirements.is_some()
+            || !self.pinned.is_empty()
+            || self.python.is_some()
     }
 }
 

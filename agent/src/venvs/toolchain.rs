@@ -172,3 +172,130 @@ pub(crate) fn which(name: &str) -> Option<PathBuf> {
                 .unwrap_or(false)
         })
 }
+
+/// An interpreter of the Python version a deployment declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Interpreter {
+    pub path: PathBuf,
+    /// As `--version` prints it ("Python 3.11.7"): part of the environment key.
+    pub version: String,
+}
+
+/// Finds Python `wanted` ("3.11", "3.11.7") on this node, never downloading one: uv's
+/// discovery when uv is the installer, else `pythonX.Y` on PATH (or `python3` when it is
+/// that version). The error names the versions that are here.
+pub(crate) async fn find_python(
+    toolchain: &Toolchain,
+    wanted: &str,
+) -> Result<Interpreter, String> {
+    let found = match &toolchain.installer {
+        Installer::Uv { path, .. } => {
+            let out = uv(path, &["python", "find", wanted]).await;
+            out.and_then(|s| s.lines().next().map(|l| PathBuf::from(l.trim())))
+        }
+        Installer::Pip => None,
+    };
+    let candidates: Vec<PathBuf> = found
+        .into_iter()
+        .chain(which(&format!("python{wanted}")))
+        .chain(which(&format!("python{}", major_minor(wanted))))
+        .chain(which("python3"))
+        .collect();
+    for path in candidates {
+        if let Some(version) = version_of(&path.to_string_lossy(), &["--version"]).await {
+            if matches_version(&version, wanted) {
+                return Ok(Interpreter { path, version });
+            }
+        }
+    }
+    let present = present_pythons(toolchain).await;
+    let listed = if present.is_empty() {
+        "none found".to_string()
+    } else {
+        present.join(", ")
+    };
+    Err(format!(
+        "python: Python {wanted} is not on this node (present: {listed}); install it (e.g. apt-get install python{mm}, or `uv python install {wanted}` as the agent's user) or declare one of these",
+        mm = major_minor(wanted)
+    ))
+}
+
+/// "3.11.7" from "3.11.7" or "3.11" from "3.11".
+fn major_minor(v: &str) -> String {
+    v.split('.').take(2).collect::<Vec<_>>().join(".")
+}
+
+/// Whether `--version` output ("Python 3.11.7") is version `wanted` ("3", "3.11", "3.11.7").
+fn matches_version(output: &str, wanted: &str) -> bool {
+    let Some(v) = output.trim().strip_prefix("Python ") else {
+        return false;
+    };
+    let have: Vec<&str> = v.split('.').collect();
+    wanted.split('.').enumerate().all(|(i, w)| {
+        have.get(i)
+            .is_some_and(|h| h.trim_end_matches(|c: char| !c.is_ascii_digit()) == w)
+    })
+}
+
+/// The Python versions on this node, with where they are, for an error message.
+async fn present_pythons(toolchain: &Toolchain) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if let Installer::Uv { path, .. } = &toolchain.installer {
+        for line in uv(path, &["python", "list", "--only-installed"])
+            .await
+            .unwrap_or_default()
+            .lines()
+        {
+            // "cpython-3.11.7-linux-x86_64-gnu    /usr/bin/python3.11"
+            let mut parts = line.split_whitespace();
+            let (Some(name), Some(at)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let version = name.split('-').nth(1).unwrap_or(name);
+            let item = format!("{version} ({at})");
+            if !out.iter().any(|o| o.starts_with(&format!("{version} "))) {
+                out.push(item);
+            }
+        }
+    }
+    if out.is_empty() {
+        if let Some(v) = version_of("python3", &["--version"]).await {
+            out.push(format!(
+                "{} (python3)",
+                v.trim_start_matches("Python ").trim()
+            ));
+        }
+    }
+    out
+}
+
+/// `uv ARGS` without downloads; its stdout when it succeeded.
+async fn uv(path: &Path, args: &[&str]) -> Option<String> {
+    let out = tokio::process::Command::new(path)
+        .args(args)
+        .env("UV_PYTHON_DOWNLOADS", "never")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_match_by_their_given_parts() {
+        assert!(matches_version("Python 3.11.7", "3.11"));
+        assert!(matches_version("Python 3.11.7\n", "3.11.7"));
+        assert!(matches_version("Python 3.11.7", "3"));
+        assert!(!matches_version("Python 3.11.7", "3.1"));
+        assert!(!matches_version("Python 3.12.0", "3.11"));
+        assert!(matches_version("Python 3.13.0rc1", "3.13.0"));
+        assert_eq!(major_minor("3.11.7"), "3.11");
+    }
+}

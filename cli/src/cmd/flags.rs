@@ -81,6 +81,10 @@ pub(crate) struct DeployFlags {
     /// Single-threaded Python servers then use the node's cores [default: 1]
     #[arg(long, value_name = "N")]
     pub replicas: Option<u32>,
+    /// The Python version the environment is made with, e.g. 3.11 (found on each node by
+    /// uv's discovery, never downloaded) [default: the node's python3]
+    #[arg(long, value_name = "VERSION")]
+    pub python: Option<String>,
 }
 
 impl DeployFlags {
@@ -141,6 +145,7 @@ impl DeployFlags {
         if let Some(n) = self.replicas {
             d.replicas = Some(n);
         }
+        set(&mut d.python, &self.python);
         Ok(())
     }
 }

@@ -224,6 +224,7 @@ mod tests {
             drain_timeout: s("1s"),
             hold_timeout: s("1s"),
             replicas: Some(2),
+            python: s("3.11"),
         };
         let mut all = Vec::new();
         keys(&serde_norway::to_value(&full).unwrap(), "", &mut all);

@@ -71,6 +71,9 @@ pub(crate) struct DeploymentDecl {
     /// Processes of the release on each node, behind the node proxy (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u32>,
+    /// The Python version of the environment (found on the node); default: its python3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<String>,
 }
 
 fn deployment_object() -> String {

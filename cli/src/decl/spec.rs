@@ -49,6 +49,17 @@ impl DeploymentDecl {
         if let Some(t) = &self.health.interval {
             parse_duration("health.interval", t)?;
         }
+        if let Some(v) = &self.python {
+            let ok = v.split('.').count() <= 3
+                && v.split('.').all(|p| {
+                    !p.is_empty() && p.len() <= 4 && p.chars().all(|c| c.is_ascii_digit())
+                });
+            if !ok {
+                return Err(bad_input(format!(
+                    "python: {v:?} is not a Python version; write e.g. 3.11 or 3.12.4"
+                )));
+            }
+        }
         if let Some(n) = self.replicas {
             if !(1..=64).contains(&n) {
                 return Err(bad_input(format!("replicas: {n} must be between 1 and 64")));
@@ -141,6 +152,7 @@ impl DeploymentDecl {
             kill_timeout_ms: ms("kill_timeout", &self.kill_timeout)?,
             pinned: vec![],
             commit: String::new(),
+            python: self.python.clone().unwrap_or_default(),
             strategy: self.strategy.clone().unwrap_or_default(),
             proxy: self.proxy.clone().unwrap_or_default(),
             drain_timeout_ms: ms("drain_timeout", &self.drain_timeout)?,
@@ -199,5 +211,6 @@ pub(crate) fn from_spec(s: &pb::DeploymentSpec) -> DeploymentDecl {
         drain_timeout: dur(s.drain_timeout_ms).filter(|d| d != "30s"),
         hold_timeout: dur(s.hold_timeout_ms).filter(|d| d != "10s"),
         replicas: Some(s.replicas).filter(|n| *n > 1),
+        python: opt(&s.python),
     }
 }
