@@ -25,6 +25,7 @@ mod launch;
 mod layout;
 mod logrotate;
 mod logs;
+mod logtimes;
 mod metrics;
 mod node;
 mod pipeline;
@@ -111,6 +112,7 @@ pub async fn run(
     let traffic = tokio::spawn(sample_traffic(sup.clone()));
     let reaper = tokio::spawn(reaper::reap_orphans());
     let rotator = tokio::spawn(rotate_logs(sup.clone()));
+    let log_times = tokio::spawn(note_log_times(sup.clone()));
     let venv_gc = tokio::spawn(collect_venvs(sup.clone()));
     let http_task = tokio::spawn(http::serve(http, sup.clone(), stopped(stop_rx.clone())));
 
@@ -158,6 +160,7 @@ pub async fn run(
     traffic.abort();
     reaper.abort();
     rotator.abort();
+    log_times.abort();
     venv_gc.abort();
     proxy_watch.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
@@ -233,6 +236,31 @@ async fn collect_venvs(sup: std::sync::Arc<Supervisor>) {
     loop {
         sup.collect_venv_garbage().await;
         tokio::time::sleep(VENV_GC_PERIOD).await;
+    }
+}
+
+/// Notes when each deployment's logs grew, so their lines can be stamped (`logs
+/// --timestamps`, `--since`).
+async fn note_log_times(sup: std::sync::Arc<Supervisor>) {
+    let watcher = std::sync::Arc::new(std::sync::Mutex::new(logtimes::Watcher::default()));
+    loop {
+        tokio::time::sleep(logtimes::WATCH_PERIOD).await;
+        let logs: Vec<std::path::PathBuf> = sup
+            .all()
+            .iter()
+            .flat_map(|d| {
+                [
+                    sup.layout().app_log(d.name()),
+                    sup.layout().deploy_log(d.name()),
+                ]
+            })
+            .collect();
+        let w = watcher.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
+            w.note(&logs, logtimes::now_ms());
+        })
+        .await;
     }
 }
 

@@ -16,18 +16,31 @@ use crate::secrets::Redactor;
 const MAX_BACK: u64 = 8 * 1024 * 1024;
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
-/// The last `lines` lines of `path` (0: all), then, when `follow`, whole lines as they are
-/// appended; every chunk passed through `redactor` (a secret the app printed does not
-/// leave the node). The tail is read on a blocking thread, the follow by a task that ends
-/// when the stream is dropped.
+/// What a reader asks of a log.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Reading {
+    /// The last N lines (0: all).
+    pub lines: usize,
+    /// Then whole lines as they are appended.
+    pub follow: bool,
+    /// Only lines the agent received at or after this time (unix ms).
+    pub since_ms: Option<i64>,
+    /// Each line prefixed with the time the agent received it.
+    pub timestamps: bool,
+}
+
+/// The last `lines` lines of `path` (0: all; only those since `since_ms`), then, when
+/// `follow`, whole lines as they are appended; stamped when asked (see [`crate::logtimes`]);
+/// every chunk passed through `redactor` (a secret the app printed does not leave the
+/// node). The tail is read on a blocking thread, the follow by a task that ends when the
+/// stream is dropped.
 pub(crate) async fn open(
     path: PathBuf,
-    lines: usize,
-    follow: bool,
+    how: Reading,
     redactor: Redactor,
 ) -> Result<impl Stream<Item = Vec<u8>> + Send + 'static, Error> {
     let p = path.clone();
-    let (initial, offset) = tokio::task::spawn_blocking(move || tail(&p, lines))
+    let (initial, offset) = tokio::task::spawn_blocking(move || first_lines(&p, how))
         .await
         .map_err(|e| Error::Internal(format!("reading log: {e}")))?
         .map_err(|e| Error::io("reading log", &path, e))?;
@@ -35,10 +48,57 @@ pub(crate) async fn open(
     if !initial.is_empty() {
         let _ = tx.send(initial).await;
     }
-    if follow {
-        tokio::spawn(async move { follow_appended(&path, offset, tx).await });
+    if how.follow {
+        let stamped = how.timestamps;
+        tokio::spawn(async move { follow_appended(&path, offset, tx, stamped).await });
     }
     Ok(ReceiverStream::new(rx).map(move |chunk| redactor.bytes(chunk)))
+}
+
+/// What a reader gets first: the last lines asked for, those since the time asked for,
+/// stamped when asked; and the offset just past them.
+fn first_lines(path: &Path, how: Reading) -> std::io::Result<(Vec<u8>, u64)> {
+    if how.since_ms.is_none() && !how.timestamps {
+        return tail(path, how.lines);
+    }
+    let (buf, end) = tail(path, if how.since_ms.is_some() { 0 } else { how.lines })?;
+    let notes = crate::logtimes::read(&crate::logtimes::times_path(path));
+    let now = crate::logtimes::now_ms();
+    let mut pos = end - buf.len() as u64;
+    let mut lines: Vec<(i64, &[u8])> = Vec::new();
+    for line in buf.split_inclusive(|b| *b == b'\n') {
+        pos += line.len() as u64;
+        // Not noted yet (written in the last moment): now.
+        let t = crate::logtimes::stamp(&notes, pos).unwrap_or(now);
+        if how.since_ms.is_some_and(|s| t < s) {
+            continue;
+        }
+        lines.push((t, line));
+    }
+    if how.lines > 0 && lines.len() > how.lines {
+        lines.drain(..lines.len() - how.lines);
+    }
+    let mut out = Vec::with_capacity(buf.len());
+    for (t, line) in lines {
+        if how.timestamps {
+            out.extend_from_slice(crate::logtimes::format(t).as_bytes());
+            out.push(b' ');
+        }
+        out.extend_from_slice(line);
+    }
+    Ok((out, end))
+}
+
+/// Each line of `buf` prefixed with the time `ms`.
+fn stamped(buf: &[u8], ms: i64) -> Vec<u8> {
+    let prefix = crate::logtimes::format(ms);
+    let mut out = Vec::with_capacity(buf.len() + 32);
+    for line in buf.split_inclusive(|b| *b == b'\n') {
+        out.extend_from_slice(prefix.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(line);
+    }
+    out
 }
 
 /// The last `n` whole lines of `path` (0: all, up to 8 MiB) and the offset just past them.
@@ -109,7 +169,7 @@ fn read_back(path: &Path, offset: u64, max: u64) -> std::io::Result<(Vec<u8>, u6
 
 /// Sends whole lines appended after `offset` until the receiver is gone. A file that
 /// shrinks (rotated or truncated) is read again from its start.
-async fn follow_appended(path: &Path, mut offset: u64, tx: mpsc::Sender<Vec<u8>>) {
+async fn follow_appended(path: &Path, mut offset: u64, tx: mpsc::Sender<Vec<u8>>, stamp: bool) {
     loop {
         if tx.is_closed() {
             return;
@@ -139,6 +199,10 @@ async fn follow_appended(path: &Path, mut offset: u64, tx: mpsc::Sender<Vec<u8>>
                     .unwrap_or(0);
                 buf.truncate(whole);
                 offset += whole as u64;
+                if stamp && !buf.is_empty() {
+                    // Read within FOLLOW_POLL of arriving: now is when it was received.
+                    buf = stamped(&buf, crate::logtimes::now_ms());
+                }
                 if !buf.is_empty() && tx.send(buf).await.is_err() {
                     return;
                 }

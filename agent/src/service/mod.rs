@@ -292,7 +292,16 @@ impl Agent for AgentService {
         authorize(&caller, Action::See, &self.target(&req.name))?;
         let chunks = self
             .sup
-            .logs(&req.name, req.deploy, req.lines as usize, req.follow)
+            .logs(
+                &req.name,
+                req.deploy,
+                crate::logs::Reading {
+                    lines: req.lines as usize,
+                    follow: req.follow,
+                    since_ms: (req.since_unix_ms > 0).then_some(req.since_unix_ms as i64),
+                    timestamps: req.timestamps,
+                },
+            )
             .await?;
         Ok(Response::new(Box::pin(
             chunks.map(|data| Ok(pb::LogChunk { data })),

@@ -201,8 +201,7 @@ impl Supervisor {
         &self,
         name: &str,
         deploy: bool,
-        lines: usize,
-        follow: bool,
+        how: crate::logs::Reading,
     ) -> Result<impl tokio_stream::Stream<Item = Vec<u8>> + Send + 'static> {
         // Logs of a name nobody owns (a directory an older agent left) are for admins.
         let exists = self.get(name).is_some()
@@ -217,7 +216,7 @@ impl Supervisor {
         } else {
             self.layout.app_log(name)
         };
-        crate::logs::open(path, lines, follow, self.redactor(name).await).await
+        crate::logs::open(path, how, self.redactor(name).await).await
     }
 
     /// Deletes everything of a deployment that has no release (its first deploy failed):

@@ -13,15 +13,31 @@ use crate::project::Project;
 use crate::state;
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Examples:
+  deployctl logs iris -f                     the last 100 lines, then new ones as they come
+  deployctl logs iris --since 10m --timestamps
+  deployctl logs iris --since 2026-12-04T09:00:00Z -n 20
+  deployctl logs iris --deploy               the last deploy's steps
+
+Times are when the agent received each line (within a fifth of a second; lines written
+while the agent was not running carry the time it came back), in UTC.")]
 pub(crate) struct Args {
     /// The deployment whose logs to show (as in `deployctl status`)
+    #[arg(value_name = "NAME")]
     pub name: String,
     /// Keep printing new output as it comes (Ctrl-C to stop)
     #[arg(short, long)]
     pub follow: bool,
-    /// Only the last N lines of each instance (0: all)
-    #[arg(short = 'n', long = "lines", default_value_t = 100)]
-    pub lines: u32,
+    /// Only the last N lines of each instance (0: all) [default: 100, or all with --since]
+    #[arg(short = 'n', long = "lines")]
+    pub lines: Option<u32>,
+    /// Only lines from the last DURATION (10m, 2h) or since a time (2026-12-04T09:00:00Z)
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub since: Option<String>,
+    /// Start each line with the time the agent received it (UTC)
+    #[arg(long, short = 't')]
+    pub timestamps: bool,
     /// The deploy steps' output (installer, start script, health) instead of the app's
     #[arg(long)]
     pub deploy: bool,
@@ -38,11 +54,14 @@ pub(crate) async fn run(project: &Project, args: Args) -> anyhow::Result<()> {
     };
     let target = client::resolve_env(project, &env)?.no_autostart();
     let prefix = target.addresses.len() > 1;
+    let since = args.since.as_deref().map(parse_since).transpose()?;
     let req = pb::LogsRequest {
         name: args.name.clone(),
         follow: args.follow,
-        lines: args.lines,
+        lines: args.lines.unwrap_or(if since.is_some() { 0 } else { 100 }),
         deploy: args.deploy,
+        since_unix_ms: since.unwrap_or(0),
+        timestamps: args.timestamps,
     };
     // Opening each stream is bounded by the timeout; following it, by keepalive pings
     // (`-f` legitimately lasts forever, a hung agent does not answer them).
@@ -85,5 +104,43 @@ async fn print_stream(mut c: Call, req: pb::LogsRequest, prefix: bool) -> Result
             let _ = out.write_all(&chunk.data);
         }
         let _ = out.flush();
+    }
+}
+
+/// `--since`: a duration back from now, or a time (RFC 3339); unix milliseconds.
+fn parse_since(v: &str) -> anyhow::Result<u64> {
+    let now = std::time::SystemTime::now();
+    let at = match humantime::parse_duration(v.trim()) {
+        Ok(d) => now.checked_sub(d).unwrap_or(std::time::UNIX_EPOCH),
+        Err(_) => humantime::parse_rfc3339_weak(v.trim()).map_err(|_| {
+            crate::error::bad_input(format!(
+                "--since: {v:?} is neither a duration (10m, 2h) nor a time (2026-12-04T09:00:00Z)"
+            ))
+        })?,
+    };
+    Ok(at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(1)
+        .max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_durations_and_times() {
+        assert_eq!(
+            parse_since("2026-12-04T09:00:00Z").unwrap(),
+            1_796_374_800_000
+        );
+        let ten_min_ago = parse_since("10m").unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(now - ten_min_ago >= 600_000 && now - ten_min_ago < 660_000);
+        assert!(parse_since("yesterday").is_err());
     }
 }
