@@ -187,15 +187,25 @@ fn local_findings(
     if let Some(tree) = tree.as_ref().filter(|t| !t.bare) {
         out.extend(code::untracked_data(tree, &workdir, &files));
     }
-    let requirements = tree
+    let (requirements, outside) = tree
         .as_ref()
         .filter(|t| !t.bare)
         .and_then(|t| {
             d.requirements
                 .as_ref()
-                .map(|r| packages::read_requirements(&t.top.join(&workdir).join(r)))
+                .map(|r| packages::read_requirements(&t.top.join(&workdir).join(r), &t.top))
         })
         .unwrap_or_default();
+    for p in outside {
+        out.push(Finding::warning(
+            "requirements-outside",
+            format!(
+                "{} is a link to a file outside the repository: the agent refuses it (and it is not read here)",
+                p.display()
+            ),
+            "commit the requirements themselves into the repository instead of a link".into(),
+        ));
+    }
     if let Some(tree) = tree.as_ref().filter(|t| !t.bare) {
         out.extend(packages::undeclared(
             tree,

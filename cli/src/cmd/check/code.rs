@@ -87,6 +87,7 @@ pub(super) fn python_files(tree: &Tree, workdir: &str) -> Vec<PyFile> {
         return Vec::new();
     };
     let mut out = Vec::new();
+    let top = std::fs::canonicalize(&tree.top).unwrap_or_else(|_| tree.top.clone());
     for rel in list.split('\0').filter(|p| p.ends_with(".py")) {
         if rel.contains("site-packages/")
             || rel
@@ -96,6 +97,10 @@ pub(super) fn python_files(tree: &Tree, workdir: &str) -> Vec<PyFile> {
             continue;
         }
         let path = tree.top.join(rel);
+        // Never a file a link leads to outside the repository.
+        if !std::fs::canonicalize(&path).is_ok_and(|p| p.starts_with(&top)) {
+            continue;
+        }
         if std::fs::metadata(&path)
             .map(|m| m.len() > MAX_FILE)
             .unwrap_or(true)

@@ -20,15 +20,32 @@ pub(super) struct Requirement {
     pub name: Option<String>,
 }
 
-/// The requirements of a requirements file (and of the files it includes with `-r`).
-pub(super) fn read_requirements(path: &Path) -> Vec<Requirement> {
+/// The requirements of a requirements file (and of the files it includes with `-r`),
+/// never reading a file outside the repository `top` (a link out: the agent refuses it,
+/// and what it points to is not ours to print); such files are returned apart.
+pub(super) fn read_requirements(path: &Path, top: &Path) -> (Vec<Requirement>, Vec<PathBuf>) {
     let mut out = Vec::new();
-    read_into(path, &mut out, 0);
-    out
+    let mut outside = Vec::new();
+    let top = std::fs::canonicalize(top).unwrap_or_else(|_| top.to_path_buf());
+    read_into(path, &top, &mut out, &mut outside, 0);
+    (out, outside)
 }
 
-fn read_into(path: &Path, out: &mut Vec<Requirement>, depth: u32) {
-    let Ok(text) = std::fs::read_to_string(path) else {
+fn read_into(
+    path: &Path,
+    top: &Path,
+    out: &mut Vec<Requirement>,
+    outside: &mut Vec<PathBuf>,
+    depth: u32,
+) {
+    let Ok(real) = std::fs::canonicalize(path) else {
+        return;
+    };
+    if !real.starts_with(top) {
+        outside.push(path.to_path_buf());
+        return;
+    }
+    let Ok(text) = std::fs::read_to_string(&real) else {
         return;
     };
     for line in text.lines() {
@@ -43,7 +60,7 @@ fn read_into(path: &Path, out: &mut Vec<Requirement>, depth: u32) {
         if let Some(inc) = include {
             if depth < 5 {
                 let base = path.parent().unwrap_or(Path::new("."));
-                read_into(&base.join(inc.trim()), out, depth + 1);
+                read_into(&base.join(inc.trim()), top, out, outside, depth + 1);
             }
             continue;
         }
