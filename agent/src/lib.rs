@@ -239,22 +239,26 @@ async fn collect_venvs(sup: std::sync::Arc<Supervisor>) {
     }
 }
 
+/// Every deployment's log files: its app's output and its deploys'.
+fn all_logs(sup: &Supervisor) -> Vec<std::path::PathBuf> {
+    sup.all()
+        .iter()
+        .flat_map(|d| {
+            [
+                sup.layout().app_log(d.name()),
+                sup.layout().deploy_log(d.name()),
+            ]
+        })
+        .collect()
+}
+
 /// Notes when each deployment's logs grew, so their lines can be stamped (`logs
 /// --timestamps`, `--since`).
 async fn note_log_times(sup: std::sync::Arc<Supervisor>) {
     let watcher = std::sync::Arc::new(std::sync::Mutex::new(logtimes::Watcher::default()));
     loop {
         tokio::time::sleep(logtimes::WATCH_PERIOD).await;
-        let logs: Vec<std::path::PathBuf> = sup
-            .all()
-            .iter()
-            .flat_map(|d| {
-                [
-                    sup.layout().app_log(d.name()),
-                    sup.layout().deploy_log(d.name()),
-                ]
-            })
-            .collect();
+        let logs = all_logs(&sup);
         let w = watcher.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
@@ -269,16 +273,6 @@ async fn rotate_logs(sup: std::sync::Arc<Supervisor>) {
     let (max, keep) = (sup.config().log_max_bytes, sup.config().log_keep);
     loop {
         tokio::time::sleep(LOG_CHECK_PERIOD).await;
-        let logs = sup
-            .all()
-            .iter()
-            .flat_map(|d| {
-                [
-                    sup.layout().app_log(d.name()),
-                    sup.layout().deploy_log(d.name()),
-                ]
-            })
-            .collect();
-        logrotate::rotate_all(logs, max, keep).await;
+        logrotate::rotate_all(all_logs(&sup), max, keep).await;
     }
 }

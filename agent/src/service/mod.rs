@@ -91,6 +91,26 @@ impl AgentService {
     }
 
     /// Whether the caller may see deployment `name`.
+    /// The validated spec of a deploy request (its owner filled in), once `caller` may
+    /// deploy it.
+    fn deployable(&self, caller: &Caller, req: pb::DeployRequest) -> Result<Spec, Status> {
+        let raw = req
+            .spec
+            .ok_or_else(|| Status::invalid_argument("spec: is required"))?;
+        let mut spec = Spec::validate(wire::raw_spec(raw))?;
+        if spec.owner.is_empty() {
+            spec.owner = if caller.authenticated || req.default_owner.is_empty() {
+                caller.owner()
+            } else {
+                req.default_owner.clone()
+            };
+        }
+        crate::auth::parse_owner(&spec.owner)?;
+        let action = Action::Deploy { owner: &spec.owner };
+        authorize(caller, action, &self.target(&spec.name))?;
+        Ok(spec)
+    }
+
     fn sees(&self, caller: &Caller, name: &str) -> bool {
         authorize(caller, Action::See, &self.target(name)).is_ok()
     }
@@ -121,21 +141,7 @@ impl Agent for AgentService {
         req: Request<pb::DeployRequest>,
     ) -> Result<Response<Self::DeployStream>, Status> {
         let caller = caller(&req)?;
-        let req = req.into_inner();
-        let raw = req
-            .spec
-            .ok_or_else(|| Status::invalid_argument("spec: is required"))?;
-        let mut spec = Spec::validate(wire::raw_spec(raw))?;
-        if spec.owner.is_empty() {
-            spec.owner = if caller.authenticated || req.default_owner.is_empty() {
-                caller.owner()
-            } else {
-                req.default_owner.clone()
-            };
-        }
-        crate::auth::parse_owner(&spec.owner)?;
-        let action = Action::Deploy { owner: &spec.owner };
-        authorize(&caller, action, &self.target(&spec.name))?;
+        let spec = self.deployable(&caller, req.into_inner())?;
         tracing::info!(deployment = %spec.name, repo = %spec.repo, git_ref = ?spec.git_ref, caller = %caller.user, "deploy requested");
         // The deploy runs to the end even if the client goes away.
         let events = pipeline::spawn(self.sup.clone(), spec)?;
@@ -149,25 +155,8 @@ impl Agent for AgentService {
         req: Request<pb::DeployRequest>,
     ) -> Result<Response<pb::PlanReply>, Status> {
         let caller = caller(&req)?;
-        let req = req.into_inner();
-        let raw = req
-            .spec
-            .ok_or_else(|| Status::invalid_argument("spec: is required"))?;
-        let mut spec = Spec::validate(wire::raw_spec(raw))?;
-        if spec.owner.is_empty() {
-            spec.owner = if caller.authenticated || req.default_owner.is_empty() {
-                caller.owner()
-            } else {
-                req.default_owner.clone()
-            };
-        }
-        crate::auth::parse_owner(&spec.owner)?;
         // What a deploy may do is what a plan may show.
-        authorize(
-            &caller,
-            Action::Deploy { owner: &spec.owner },
-            &self.target(&spec.name),
-        )?;
+        let spec = self.deployable(&caller, req.into_inner())?;
         let plan = pipeline::plan::plan(&self.sup, &spec).await?;
         Ok(Response::new(wire::plan_to_pb(plan)))
     }

@@ -232,8 +232,12 @@ fn matches_version(output: &str, wanted: &str) -> bool {
     };
     let have: Vec<&str> = v.split('.').collect();
     wanted.split('.').enumerate().all(|(i, w)| {
-        have.get(i)
-            .is_some_and(|h| h.trim_end_matches(|c: char| !c.is_ascii_digit()) == w)
+        have.get(i).is_some_and(|h| {
+            h.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                == w
+        })
     })
 }
 

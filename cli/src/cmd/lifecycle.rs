@@ -76,19 +76,8 @@ pub(crate) async fn target_of(
 ) -> anyhow::Result<(Target, Option<DeploymentDecl>)> {
     decl::validate_name("NAME", name)?;
     let st = state::open(project)?.load().await?;
-    let in_state = st.deployments.get(name);
-    let declared = match in_state {
-        Some(d) => Some(d.declaration.clone()),
-        None => decl::load::<DeploymentDecl>(&project.deployment_file(name))?,
-    };
-    let env = match in_state {
-        Some(d) => d.env.clone(),
-        None => declared
-            .as_ref()
-            .and_then(|d| d.env.clone())
-            .unwrap_or_else(|| project.default_env()),
-    };
-    if in_state.is_none() && declared.is_none() {
+    let (env, declared) = state::env_of(project, &st, name)?;
+    if declared.is_none() {
         return Err(anyhow!(
             "deployment {name:?} not found (not in the state, no declaration {})",
             project.deployment_file(name).display()
@@ -97,20 +86,23 @@ pub(crate) async fn target_of(
     Ok((client::resolve_env(project, &env)?.no_autostart(), declared))
 }
 
+fn announce(what: &str, name: &str, target: &Target, format: Format) {
+    if format == Format::Text {
+        println!(
+            "{what} {name} on env {}: {}",
+            target.env,
+            target.addresses.join(", ")
+        );
+    }
+}
+
 pub(crate) async fn start(
     project: &Project,
     args: StartArgs,
     format: Format,
 ) -> anyhow::Result<()> {
     let (target, _) = target_of(project, &args.name).await?;
-    if format == Format::Text {
-        println!(
-            "Starting {} on env {}: {}",
-            args.name,
-            target.env,
-            target.addresses.join(", ")
-        );
-    }
+    announce("Starting", &args.name, &target, format);
     run::relaunch(&args.name, &target, true, Rollout::default(), format).await
 }
 
@@ -120,14 +112,7 @@ pub(crate) async fn restart(
     format: Format,
 ) -> anyhow::Result<()> {
     let (target, _) = target_of(project, &args.name).await?;
-    if format == Format::Text {
-        println!(
-            "Restarting {} on env {}: {}",
-            args.name,
-            target.env,
-            target.addresses.join(", ")
-        );
-    }
+    announce("Restarting", &args.name, &target, format);
     let rollout = Rollout {
         max_parallel: args.max_parallel.map(|n| n as usize),
         canary: false,

@@ -7,7 +7,7 @@ use anyhow::anyhow;
 use deployctl_proto::v1 as pb;
 
 use crate::client::{self, Call, CallError, Limit};
-use crate::decl::{self, DeploymentDecl};
+use crate::decl;
 use crate::error::Reported;
 use crate::project::Project;
 use crate::state;
@@ -46,12 +46,7 @@ pub(crate) struct Args {
 pub(crate) async fn run(project: &Project, args: Args) -> anyhow::Result<()> {
     decl::validate_name("name", &args.name)?;
     let st = state::open(project)?.load().await?;
-    let env = match st.deployments.get(&args.name) {
-        Some(d) => d.env.clone(),
-        None => decl::load::<DeploymentDecl>(&project.deployment_file(&args.name))?
-            .and_then(|d| d.env)
-            .unwrap_or_else(|| project.default_env()),
-    };
+    let (env, _) = state::env_of(project, &st, &args.name)?;
     let target = client::resolve_env(project, &env)?.no_autostart();
     let prefix = target.addresses.len() > 1;
     let since = args.since.as_deref().map(parse_since).transpose()?;

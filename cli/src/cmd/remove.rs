@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use deployctl_proto::v1 as pb;
 
 use crate::client::{self, Call, CallError, Limit};
-use crate::decl::{self, DeploymentDecl};
+use crate::decl;
 use crate::output::Format;
 use crate::project::Project;
 use crate::state;
@@ -39,17 +39,7 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
     let store = state::open(project)?;
     let st = store.load().await?;
     let in_state = st.deployments.get(name);
-    let declared = match in_state {
-        Some(d) => Some(d.declaration.clone()),
-        None => decl::load::<DeploymentDecl>(&project.deployment_file(name))?,
-    };
-    let env = match in_state {
-        Some(d) => d.env.clone(),
-        None => declared
-            .as_ref()
-            .and_then(|d| d.env.clone())
-            .unwrap_or_else(|| project.default_env()),
-    };
+    let (env, declared) = state::env_of(project, &st, name)?;
     let target = client::resolve_env(project, &env)?.no_autostart();
     // An agent answers once the app stopped (up to its kill timeout) and its directories
     // are gone; a hung agent is found earlier by the keepalive pings.

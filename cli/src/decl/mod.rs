@@ -244,8 +244,8 @@ pub(crate) fn declared_repo(repo: &str, cwd: &Path, root: &Path) -> String {
         .unwrap_or_else(|| target.to_string_lossy().into_owned())
 }
 
-/// `.` and `..` taken out of an absolute path, without touching the file system.
-fn normalize(path: &Path) -> std::path::PathBuf {
+/// `.` and `..` taken out of a path, without touching the file system.
+pub(crate) fn normalize(path: &Path) -> std::path::PathBuf {
     use std::path::Component;
     let mut out = std::path::PathBuf::new();
     for c in path.components() {

@@ -96,6 +96,24 @@ pub(crate) struct AgentResult {
     pub result: String,
 }
 
+/// The env `name` is deployed to, and its declaration: as deployed (in the state), else its
+/// declaration file's (if any), the env defaulting to the project's.
+pub(crate) fn env_of(
+    project: &Project,
+    st: &State,
+    name: &str,
+) -> anyhow::Result<(String, Option<DeploymentDecl>)> {
+    if let Some(d) = st.deployments.get(name) {
+        return Ok((d.env.clone(), Some(d.declaration.clone())));
+    }
+    let declared = crate::decl::load::<DeploymentDecl>(&project.deployment_file(name))?;
+    let env = declared
+        .as_ref()
+        .and_then(|d| d.env.clone())
+        .unwrap_or_else(|| project.default_env());
+    Ok((env, declared))
+}
+
 /// A deployment's entry, or "not found in the state" naming it.
 pub(crate) async fn find(project: &Project, name: &str) -> anyhow::Result<DeploymentState> {
     let mut st = open(project)?.load().await?;

@@ -179,7 +179,7 @@ pub(super) fn untracked_data(tree: &Tree, workdir: &str, files: &[PyFile]) -> Ve
                 let candidates = [Path::new(workdir).join(lit), file_dir.join(lit)];
                 let Some(rel) = candidates
                     .iter()
-                    .map(|c| normalize(c))
+                    .map(|c| crate::decl::normalize(c))
                     .find(|c| tree.top.join(c).is_file())
                 else {
                     continue;
@@ -211,22 +211,6 @@ pub(super) fn untracked_data(tree: &Tree, workdir: &str, files: &[PyFile]) -> Ve
             )
         })
         .collect()
-}
-
-/// `a/./b/../c` as `a/c`, without touching the file system.
-fn normalize(p: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// Names of modules, for messages.
@@ -270,7 +254,7 @@ mod tests {
             .collect();
         assert_eq!(found, vec!["data/iris.csv", "model.pkl"]);
         assert_eq!(
-            normalize(Path::new("./a/../b/c.csv")),
+            crate::decl::normalize(Path::new("./a/../b/c.csv")),
             PathBuf::from("b/c.csv")
         );
     }
