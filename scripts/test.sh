@@ -4,7 +4,7 @@
 # 127.0.0.x addresses and deploy small Python apps from temporary git repositories.
 #
 # Works on a fresh Debian machine with the Rust toolchain, git and python3 (with pip);
-# installs uv (pip), haproxy, etcd, sshd and prometheus (apt) when missing
+# installs uv (pip), haproxy, etcd, sshd, prometheus and chromium (apt) when missing
 # (scripts/lib/tools.sh), and checks formatting and lints before the tests.
 # Environment:
 #   RUST_TEST_THREADS   parallel tests per test binary (default 4: e2e tests mostly wait)
@@ -44,6 +44,9 @@ etcd --version | head -1
 ensure_apt_tool sshd openssh-server
 ensure_apt_tool promtool prometheus
 promtool --version 2>&1 | head -1
+# chromium: a real browser renders the agent's page (headless, --dump-dom, a screenshot).
+ensure_apt_tool chromium chromium
+chromium --version 2>/dev/null | head -1 || true
 
 section "format and lints (cargo fmt --check, cargo clippy -D warnings)"
 cargo fmt --all -- --check

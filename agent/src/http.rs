@@ -1,6 +1,8 @@
 //! Plain HTTP for load balancers and monitoring, answered from the supervisor's cached
 //! state (never by probing an app inline): `/healthz` (the agent is alive), `/readyz` (it
-//! has taken over every deployment from its store), `/deployments/NAME/health`, `/metrics`.
+//! has taken over every deployment from its store), `/deployments/NAME/health`, `/metrics`;
+//! and for people, `/` (the node's deployments, see [`crate::dashboard`]) and its data
+//! `/dashboard.json`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -54,7 +56,23 @@ fn route(sup: &Supervisor, req: Request<Incoming>) -> Response<Full<Bytes>> {
         );
     }
     let path = req.uri().path();
+    let token = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
     match path {
+        "/" => reply(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            crate::dashboard::page(sup, token),
+        ),
+        "/dashboard.json" => reply(
+            StatusCode::OK,
+            "application/json",
+            format!("{}\n", crate::dashboard::data(sup, token)),
+        ),
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
         "/readyz" if sup.is_ready() => reply(StatusCode::OK, "text/plain", "ready\n".into()),
         "/readyz" => reply(

@@ -12,6 +12,7 @@ mod authz;
 mod cgroup;
 mod clock;
 pub mod config;
+mod dashboard;
 mod deployment;
 pub mod error;
 mod exec;

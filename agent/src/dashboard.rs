@@ -1,0 +1,270 @@
+//! The node's page for people (`GET /` on the HTTP port) and its data
+//! (`GET /dashboard.json`): every deployment with its state, release, ref and commit,
+//! uptime, restarts and why it last restarted, CPU and memory, its URL, and the node
+//! proxy's request rate, latencies and 5xx rate. The page is a table rendered here (readable
+//! without JavaScript); a small embedded script refreshes it from the JSON every 2 s.
+//! Nothing is loaded from elsewhere.
+//!
+//! With authentication on, the page and its JSON show only what the health endpoints
+//! already tell anyone (names and states) until a token is given (`Authorization: Bearer`,
+//! or the page's form, kept in the browser session); then the caller's own deployments
+//! (its user's and groups'; an admin's: all) in full. Every value is escaped.
+
+use serde_json::{json, Value};
+
+use crate::supervisor::{Supervisor, View};
+
+/// The data of the page, for the caller that `token` names (none: anonymous).
+pub(crate) fn data(sup: &Supervisor, token: Option<&str>) -> Value {
+    let caller = sup.auth().authenticate(token).ok();
+    let views = sup.status(None).unwrap_or_default();
+    let deployments: Vec<Value> = views
+        .iter()
+        .map(|v| {
+            let owner = v.spec.as_ref().map(|s| s.owner.as_str()).unwrap_or("");
+            let full = caller.as_ref().is_some_and(|c| {
+                if owner.is_empty() {
+                    c.admin
+                } else {
+                    c.may(owner)
+                }
+            });
+            if full {
+                row(v)
+            } else {
+                json!({"name": v.name, "state": v.state.as_str(), "limited": true})
+            }
+        })
+        .collect();
+    json!({
+        "agent": env!("CARGO_PKG_VERSION"),
+        "authenticated": caller.is_some(),
+        "deployments": deployments,
+    })
+}
+
+fn row(v: &View) -> Value {
+    let traffic = v.traffic.as_ref().map(|t| {
+        json!({
+            "requests_per_second": t.requests_per_second,
+            "p50_ms": t.p50.map(|s| s * 1000.0),
+            "p99_ms": t.p99.map(|s| s * 1000.0),
+            "error_rate": t.error_rate,
+        })
+    });
+    json!({
+        "name": v.name,
+        "state": v.state.as_str(),
+        "message": v.message,
+        "release": v.release,
+        "ref": v.git_ref,
+        "commit": v.commit,
+        "uptime_s": v.uptime.as_secs(),
+        "restarts": v.restarts,
+        "last_exit_code": v.last_exit_code,
+        "cpu_percent": v.cpu_percent,
+        "memory_bytes": v.memory_bytes,
+        "url": v.url,
+        "last_health": v.last_health,
+        "traffic": traffic,
+    })
+}
+
+/// `<`, `>`, `&`, quotes as entities: any value may be user input.
+pub(crate) fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The cells of one deployment's row, as text (the script renders the same).
+fn cells(d: &Value) -> Vec<String> {
+    let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
+    if d["limited"] == true {
+        let mut c = vec![s("name"), s("state")];
+        c.extend(std::iter::repeat_n(String::new(), 8));
+        return c;
+    }
+    let commit: String = s("commit").chars().take(10).collect();
+    let uptime = humantime::format_duration(std::time::Duration::from_secs(
+        d["uptime_s"].as_u64().unwrap_or(0),
+    ))
+    .to_string();
+    let traffic = match d["traffic"].as_object() {
+        Some(t) => format!(
+            "{:.1}/s p50 {} p99 {} 5xx {:.1}%",
+            t.get("requests_per_second")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0),
+            ms(t.get("p50_ms")),
+            ms(t.get("p99_ms")),
+            t.get("error_rate").and_then(Value::as_f64).unwrap_or(0.0) * 100.0
+        ),
+        None => "-".into(),
+    };
+    vec![
+        s("name"),
+        s("state"),
+        format!("{} ({} {commit})", d["release"], s("ref")),
+        uptime,
+        d["restarts"].to_string(),
+        format!("{:.1}%", d["cpu_percent"].as_f64().unwrap_or(0.0)),
+        format!(
+            "{} MiB",
+            d["memory_bytes"].as_u64().unwrap_or(0) / (1024 * 1024)
+        ),
+        traffic,
+        s("message"),
+        s("url"),
+    ]
+}
+
+fn ms(v: Option<&Value>) -> String {
+    v.and_then(Value::as_f64)
+        .map(|x| format!("{x:.1}ms"))
+        .unwrap_or_else(|| "-".into())
+}
+
+const HEADERS: [&str; 10] = [
+    "Deployment",
+    "State",
+    "Release",
+    "Uptime",
+    "Restarts",
+    "CPU",
+    "Memory",
+    "Traffic (1 min)",
+    "Last event",
+    "URL",
+];
+
+/// The page: the table as it is now, and the script that keeps it so.
+pub(crate) fn page(sup: &Supervisor, token: Option<&str>) -> String {
+    let d = data(sup, token);
+    let mut rows = String::new();
+    for dep in d["deployments"].as_array().into_iter().flatten() {
+        rows.push_str(&row_html(dep));
+    }
+    if rows.is_empty() {
+        rows = "<tr><td colspan=\"10\">No deployments on this node.</td></tr>".into();
+    }
+    let head: String = HEADERS
+        .iter()
+        .map(|h| format!("<th>{}</th>", escape(h)))
+        .collect();
+    let login = if d["authenticated"] == true {
+        ""
+    } else {
+        LOGIN
+    };
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<title>deploy-agent</title><style>{STYLE}</style></head><body>\
+<h1>deploy-agent <small>{}</small></h1>{login}\
+<table id=\"deployments\"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>\
+<p class=\"note\">Refreshes every 2 s. Data: <a href=\"/dashboard.json\">/dashboard.json</a></p>\
+<script>{SCRIPT}</script></body></html>\n",
+        escape(d["agent"].as_str().unwrap_or(""))
+    )
+}
+
+fn row_html(dep: &Value) -> String {
+    let c = cells(dep);
+    let state = escape(&c[1]);
+    let mut tr = format!("<tr class=\"state-{state}\">");
+    for (i, cell) in c.iter().enumerate() {
+        let text = escape(cell);
+        let td = match i {
+            1 => format!("<td><span class=\"badge {state}\">{text}</span></td>"),
+            9 if cell.starts_with("http://") || cell.starts_with("https://") => {
+                format!("<td><a href=\"{text}\">{text}</a></td>")
+            }
+            _ => format!("<td>{text}</td>"),
+        };
+        tr.push_str(&td);
+    }
+    tr.push_str("</tr>");
+    tr
+}
+
+const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\
+table{border-collapse:collapse;width:100%}th,td{padding:.35em .6em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}\
+th{background:#f4f4f4}.badge{padding:.1em .5em;border-radius:.8em;color:#fff;background:#888}\
+.badge.healthy{background:#2e7d32}.badge.unhealthy,.badge.failed{background:#c62828}\
+.badge.deploying,.badge.pending,.badge.restarting{background:#ef6c00}.badge.stopped{background:#616161}\
+small,.note{color:#777}form{margin:.5em 0 1em}";
+
+const LOGIN: &str =
+    "<form id=\"login\">This agent requires a token to show more than names and states: \
+<input id=\"token\" type=\"password\" placeholder=\"token\" autocomplete=\"off\"> \
+<button>Show</button></form>";
+
+/// Fetches the JSON (with the session's token) and renders the rows as text nodes: the
+/// browser escapes them.
+const SCRIPT: &str = r#"
+(function(){
+  const headers = () => { const t = sessionStorage.getItem('deploy-agent-token'); return t ? {Authorization: 'Bearer ' + t} : {}; };
+  const form = document.getElementById('login');
+  if (form) form.addEventListener('submit', e => { e.preventDefault(); sessionStorage.setItem('deploy-agent-token', document.getElementById('token').value); refresh(); });
+  const dur = s => { const d = Math.floor(s/86400), h = Math.floor(s%86400/3600), m = Math.floor(s%3600/60); return (d? d+'d ' : '') + (h? h+'h ' : '') + (m? m+'m ' : '') + (s%60) + 's'; };
+  const ms = v => v == null ? '-' : v.toFixed(1) + 'ms';
+  function cells(d) {
+    if (d.limited) return [d.name, d.state, '', '', '', '', '', '', '', ''];
+    const t = d.traffic;
+    return [d.name, d.state, d.release + ' (' + d.ref + ' ' + (d.commit || '').slice(0, 10) + ')', dur(d.uptime_s), String(d.restarts),
+      d.cpu_percent.toFixed(1) + '%', Math.floor(d.memory_bytes / 1048576) + ' MiB',
+      t ? t.requests_per_second.toFixed(1) + '/s p50 ' + ms(t.p50_ms) + ' p99 ' + ms(t.p99_ms) + ' 5xx ' + (t.error_rate * 100).toFixed(1) + '%' : '-',
+      d.message || '', d.url || ''];
+  }
+  function render(data) {
+    const body = document.querySelector('#deployments tbody');
+    body.textContent = '';
+    for (const d of data.deployments) {
+      const tr = document.createElement('tr');
+      tr.className = 'state-' + d.state;
+      cells(d).forEach((c, i) => {
+        const td = document.createElement('td');
+        if (i === 1) { const b = document.createElement('span'); b.className = 'badge ' + d.state; b.textContent = c; td.appendChild(b); }
+        else if (i === 9 && /^https?:\/\//.test(c)) { const a = document.createElement('a'); a.href = c; a.textContent = c; td.appendChild(a); }
+        else td.textContent = c;
+        tr.appendChild(td);
+      });
+      body.appendChild(tr);
+    }
+    if (!data.deployments.length) { const tr = document.createElement('tr'); const td = document.createElement('td'); td.colSpan = 10; td.textContent = 'No deployments on this node.'; tr.appendChild(td); body.appendChild(tr); }
+    document.body.dataset.refreshed = String(Date.now());
+  }
+  function refresh() { fetch('/dashboard.json', {headers: headers()}).then(r => r.json()).then(render).catch(() => {}); }
+  refresh();
+  setInterval(refresh, 2000);
+})();
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_escaped() {
+        assert_eq!(
+            escape("<script>alert('x')</script> & \"q\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
+        );
+        let row = row_html(&json!({
+            "name": "web", "state": "failed", "message": "<script>bad()</script>",
+            "release": 1, "ref": "v1", "commit": "abc", "uptime_s": 3, "restarts": 0,
+            "cpu_percent": 0.0, "memory_bytes": 0, "url": "javascript:alert(1)"
+        }));
+        assert!(!row.contains("<script>"), "{row}");
+        assert!(!row.contains("href=\"javascript"), "{row}");
+    }
+}

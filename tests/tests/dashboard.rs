@@ -1,0 +1,170 @@
+//! The node's page for people: a real browser (headless Chromium) renders every deployment
+//! with its state, the page refreshes itself from /dashboard.json, values are escaped, and
+//! with authentication on it shows names and states only until a token is given.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use deployctl_e2e::*;
+
+const ENV: &str = "e2e";
+
+fn chromium() -> PathBuf {
+    require_tool(
+        "chromium",
+        "Debian's chromium package (scripts/test.sh installs it)",
+    )
+}
+
+/// Headless Chromium on `url` with `extra` flags; its stdout.
+fn headless(url: &str, extra: &[&str]) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("running chromium");
+    assert!(
+        out.status.success(),
+        "chromium failed on {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Where tests leave files for people to look at.
+fn artifacts() -> PathBuf {
+    let dir = target_dir().join("e2e-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The `<tr>` of `name` in a dumped DOM.
+fn row_of<'a>(dom: &'a str, name: &str) -> &'a str {
+    let cell = format!("<td>{name}</td>");
+    let at = dom
+        .find(&cell)
+        .unwrap_or_else(|| panic!("no row for {name}:\n{dom}"));
+    let start = dom[..at].rfind("<tr").unwrap_or(0);
+    let end = dom[at..].find("</tr>").map(|e| at + e).unwrap_or(dom.len());
+    &dom[start..end]
+}
+
+#[test]
+fn a_browser_shows_every_deployment_and_its_state() {
+    let ip = loopback();
+    let agent = Agent::start(&ip);
+    let project = Project::for_agent(ENV, &agent);
+    let repo = GitRepo::new();
+    repo.commit_app("dashboard", Some("v1"));
+    project.run_app(ENV, "web", &repo.url(), "v1", &[]).ok();
+    let crashy = GitRepo::new();
+    crashy.write("app.py", CRASH_AFTER_PY);
+    crashy.commit("crashes");
+    crashy.tag("v1");
+    project
+        .run_app(
+            ENV,
+            "crashy",
+            &crashy.url(),
+            "v1",
+            &[
+                "--port",
+                "8001",
+                "--restart",
+                "on-failure",
+                "--env-var",
+                "CRASH_AFTER=0.3",
+            ],
+        )
+        .ok();
+    // Crash-looping: it has restarted at least once.
+    assert!(wait_until(Duration::from_secs(20), || {
+        let (_, v) = project.status_json("crashy");
+        v["instances"][0]["restarts"].as_u64().unwrap_or(0) >= 1
+    }));
+
+    let url = agent.http_url("/");
+    let dom = headless(&url, &["--virtual-time-budget=4000", "--dump-dom"]);
+    let web = row_of(&dom, "web");
+    assert!(web.contains(">healthy<"), "{web}");
+    assert!(web.contains("v1"), "{web}");
+    assert!(web.contains(&format!("http://{ip}:8000")), "{web}");
+    let crashy_row = row_of(&dom, "crashy");
+    assert!(crashy_row.contains("badge"), "{crashy_row}");
+    // The script ran and refreshed the table from /dashboard.json.
+    assert!(
+        dom.contains("data-refreshed="),
+        "the page did not refresh itself:\n{dom}"
+    );
+
+    let shot = artifacts().join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    headless(
+        &url,
+        &[
+            "--virtual-time-budget=3000",
+            "--window-size=1400,360",
+            &format!("--screenshot={}", shot.display()),
+        ],
+    );
+    assert!(
+        std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000),
+        "no screenshot at {}",
+        shot.display()
+    );
+    eprintln!("screenshot: {}", shot.display());
+    if let Ok(dest) = std::env::var("DASHBOARD_SCREENSHOT") {
+        std::fs::copy(&shot, Path::new(&dest)).unwrap();
+    }
+}
+
+#[test]
+fn without_a_token_the_page_shows_names_and_states_only() {
+    let ip = loopback();
+    let s = secure_agent(&ip, &["alice", "bob"], &[], "");
+    let alice = s.project_as(Some("alice"));
+    let repo = GitRepo::new();
+    let commit = repo.commit_app("ledger", Some("v1"));
+    alice.run_app("e2e", "ledger", &repo.url(), "v1", &[]).ok();
+    let page = s.agent.http_url("/");
+    let json = s.agent.http_url("/dashboard.json");
+
+    let anonymous = http_get(&page).expect("the page answers");
+    assert_eq!(anonymous.0, 200);
+    assert!(anonymous.1.contains("<td>ledger</td>"), "{}", anonymous.1);
+    assert!(anonymous.1.contains("requires a token"), "{}", anonymous.1);
+    assert!(
+        !anonymous.1.contains(&commit[..10]),
+        "the commit shows without a token"
+    );
+    let data = http_get(&json).unwrap().1;
+    assert!(
+        data.contains("\"limited\":true") && !data.contains(&commit[..10]),
+        "{data}"
+    );
+
+    let bearer = |user: &str| format!("Bearer {}", s.tokens[user]);
+    let bob = http_get_with(&json, &[("Authorization", &bearer("bob"))]).unwrap();
+    assert!(
+        !bob.body.contains(&commit[..10]),
+        "bob sees alice's deployment: {}",
+        bob.body
+    );
+    let alice_sees = http_get_with(&json, &[("Authorization", &bearer("alice"))]).unwrap();
+    assert!(alice_sees.body.contains(&commit), "{}", alice_sees.body);
+    let alice_page = http_get_with(&page, &[("Authorization", &bearer("alice"))]).unwrap();
+    assert!(
+        alice_page.body.contains(&commit[..10]),
+        "{}",
+        alice_page.body
+    );
+}
