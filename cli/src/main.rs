@@ -108,6 +108,8 @@ enum Command {
     Exec(cmd::exec::Args),
     /// What a run would change on each agent (commit, environment, packages, fields)
     Plan(Box<cmd::plan::Args>),
+    /// A web page on 127.0.0.1 with every deployment of the env(s), one cell per agent
+    Dashboard(cmd::dashboard::Args),
 }
 
 fn main() -> ExitCode {
@@ -168,5 +170,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Local(c) => cmd::local::run(&project, c, format).await,
         Command::Exec(args) => cmd::exec::run(&project, args).await,
         Command::Plan(args) => cmd::plan::run(&project, *args, format).await,
+        Command::Dashboard(args) => cmd::dashboard::run(&project, args).await,
     }
 }

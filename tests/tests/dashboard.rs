@@ -49,7 +49,7 @@ fn artifacts() -> PathBuf {
 
 /// The `<tr>` of `name` in a dumped DOM.
 fn row_of<'a>(dom: &'a str, name: &str) -> &'a str {
-    let cell = format!("<td>{name}</td>");
+    let cell = format!(">{name}</");
     let at = dom
         .find(&cell)
         .unwrap_or_else(|| panic!("no row for {name}:\n{dom}"));
@@ -167,4 +167,106 @@ fn without_a_token_the_page_shows_names_and_states_only() {
         "{}",
         alice_page.body
     );
+}
+
+/// `deployctl dashboard --listen 127.0.0.1:0` in the background, and the URL it prints;
+/// killed when dropped.
+struct Dashboard {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Dashboard {
+    fn start(project: &Project, extra: &[&str]) -> Dashboard {
+        use std::io::BufRead;
+        let mut child = Command::new(deployctl_bin())
+            .arg("--project")
+            .arg(project.path())
+            .args(["dashboard", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_string();
+        Dashboard { child, url }
+    }
+}
+
+impl Drop for Dashboard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn deployctl_dashboard_shows_the_fleet_one_cell_per_agent_and_a_deployment_page() {
+    let (ip1, ip2) = (loopback(), loopback());
+    let (a1, a2) = (Agent::start(&ip1), Agent::start(&ip2));
+    let project = Project::for_agents(ENV, &[&a1, &a2]);
+    project.declare_env("solo", &a1);
+    let repo = GitRepo::new();
+    repo.write(
+        "app.py",
+        &format!(
+            "print('<script>alert(1)</script> in a log line', flush=True)\n{}",
+            app_py("fleet")
+        ),
+    );
+    repo.commit("app that logs markup");
+    repo.tag("v1");
+    project.run_app(ENV, "web", &repo.url(), "v1", &[]).ok();
+    project
+        .run_app("solo", "half", &repo.url(), "v1", &["--port", "8001"])
+        .ok();
+
+    let d = Dashboard::start(&project, &[]);
+    let dom = headless(&d.url, &["--virtual-time-budget=4000", "--dump-dom"]);
+    // One cell per agent: web on both, half on one (the other cell empty).
+    assert_eq!(row_of(&dom, "web").matches(">healthy<").count(), 2, "{dom}");
+    let half = row_of(&dom, "half");
+    assert_eq!(half.matches(">healthy<").count(), 1, "{half}");
+    assert!(half.contains("absent"), "{half}");
+    assert!(
+        dom.contains("data-refreshed="),
+        "the page did not refresh itself:\n{dom}"
+    );
+    let shot = artifacts().join("fleet.png");
+    headless(
+        &d.url,
+        &[
+            "--virtual-time-budget=3000",
+            "--window-size=1200,300",
+            &format!("--screenshot={}", shot.display()),
+        ],
+    );
+    assert!(shot.is_file());
+
+    // A deployment's page: its history and the tail of its logs, the markup as text.
+    let page = headless(&format!("{}deployment/web", d.url), &["--dump-dom"]);
+    assert!(page.contains("v1"), "{page}");
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt; in a log line"),
+        "{page}"
+    );
+    assert!(!page.contains("<script>alert(1)"), "{page}");
+
+    // Not on loopback: refused, naming the flag.
+    project
+        .deployctl(&["dashboard", "--listen", "0.0.0.0:0"])
+        .expect_code(2)
+        .mentions("--listen");
 }

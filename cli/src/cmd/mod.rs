@@ -4,6 +4,7 @@ pub(crate) mod apply;
 pub(crate) mod check;
 pub(crate) mod clone;
 pub(crate) mod config;
+pub(crate) mod dashboard;
 pub(crate) mod declare;
 pub(crate) mod envvars;
 pub(crate) mod exec;

@@ -67,7 +67,7 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
 }
 
 /// The default env and every `NAME.env.yaml` in the project root, sorted.
-fn declared_envs(project: &Project) -> Vec<String> {
+pub(crate) fn declared_envs(project: &Project) -> Vec<String> {
     let mut envs = project.declared_envs();
     envs.push(project.default_env());
     envs.sort();
