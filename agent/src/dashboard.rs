@@ -30,7 +30,9 @@ pub(crate) fn data(sup: &Supervisor, token: Option<&str>) -> Value {
                 }
             });
             if full {
-                row(v)
+                let mut r = row(v);
+                r["last_deploy"] = last_deploy(sup, &v.name);
+                r
             } else {
                 json!({"name": v.name, "state": v.state.as_str(), "limited": true})
             }
@@ -41,6 +43,48 @@ pub(crate) fn data(sup: &Supervisor, token: Option<&str>) -> Value {
         "authenticated": caller.is_some(),
         "deployments": deployments,
     })
+}
+
+/// The steps of `name`'s last deploy (or restart) with their durations, if recorded.
+fn last_deploy(sup: &Supervisor, name: &str) -> Value {
+    let path = crate::pipeline::events::summary_path(&sup.layout().deploy_log(name));
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// "ok in 1.2 s: resolve 5 ms, fetch 12 ms, ..." for the page.
+fn last_deploy_text(d: &Value) -> String {
+    let Some(steps) = d["steps"].as_array() else {
+        return String::new();
+    };
+    let parts: Vec<String> = steps
+        .iter()
+        .filter(|s| s["result"] != "skipped")
+        .map(|s| {
+            let mark = if s["result"] == "failed" { " ✗" } else { "" };
+            format!(
+                "{} {}{mark}",
+                s["step"].as_str().unwrap_or(""),
+                ms_text(s["ms"].as_u64().unwrap_or(0))
+            )
+        })
+        .collect();
+    format!(
+        "{} in {}: {}",
+        if d["ok"] == true { "ok" } else { "failed" },
+        ms_text(d["total_ms"].as_u64().unwrap_or(0)),
+        parts.join(", ")
+    )
+}
+
+fn ms_text(ms: u64) -> String {
+    if ms >= 1000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        format!("{ms} ms")
+    }
 }
 
 fn row(v: &View) -> Value {
@@ -91,7 +135,7 @@ fn cells(d: &Value) -> Vec<String> {
     let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
     if d["limited"] == true {
         let mut c = vec![s("name"), s("state")];
-        c.extend(std::iter::repeat_n(String::new(), 8));
+        c.extend(std::iter::repeat_n(String::new(), 9));
         return c;
     }
     let commit: String = s("commit").chars().take(10).collect();
@@ -124,6 +168,7 @@ fn cells(d: &Value) -> Vec<String> {
         ),
         traffic,
         s("message"),
+        last_deploy_text(&d["last_deploy"]),
         s("url"),
     ]
 }
@@ -134,7 +179,7 @@ fn ms(v: Option<&Value>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-const HEADERS: [&str; 10] = [
+const HEADERS: [&str; 11] = [
     "Deployment",
     "State",
     "Release",
@@ -144,6 +189,7 @@ const HEADERS: [&str; 10] = [
     "Memory",
     "Traffic (1 min)",
     "Last event",
+    "Last deploy",
     "URL",
 ];
 
@@ -155,7 +201,7 @@ pub(crate) fn page(sup: &Supervisor, token: Option<&str>) -> String {
         rows.push_str(&row_html(dep));
     }
     if rows.is_empty() {
-        rows = "<tr><td colspan=\"10\">No deployments on this node.</td></tr>".into();
+        rows = "<tr><td colspan=\"11\">No deployments on this node.</td></tr>".into();
     }
     let head: String = HEADERS
         .iter()
@@ -184,8 +230,11 @@ fn row_html(dep: &Value) -> String {
     for (i, cell) in c.iter().enumerate() {
         let text = escape(cell);
         let td = match i {
+            0 if dep["limited"] != true => {
+                format!("<td><a href=\"/deployments/{text}\">{text}</a></td>")
+            }
             1 => format!("<td><span class=\"badge {state}\">{text}</span></td>"),
-            9 if cell.starts_with("http://") || cell.starts_with("https://") => {
+            10 if cell.starts_with("http://") || cell.starts_with("https://") => {
                 format!("<td><a href=\"{text}\">{text}</a></td>")
             }
             _ => format!("<td>{text}</td>"),
@@ -218,12 +267,18 @@ const SCRIPT: &str = r#"
   const dur = s => { const d = Math.floor(s/86400), h = Math.floor(s%86400/3600), m = Math.floor(s%3600/60); return (d? d+'d ' : '') + (h? h+'h ' : '') + (m? m+'m ' : '') + (s%60) + 's'; };
   const ms = v => v == null ? '-' : v.toFixed(1) + 'ms';
   function cells(d) {
-    if (d.limited) return [d.name, d.state, '', '', '', '', '', '', '', ''];
+    if (d.limited) return [d.name, d.state, '', '', '', '', '', '', '', '', ''];
     const t = d.traffic;
     return [d.name, d.state, d.release + ' (' + d.ref + ' ' + (d.commit || '').slice(0, 10) + ')', dur(d.uptime_s), String(d.restarts),
       d.cpu_percent.toFixed(1) + '%', Math.floor(d.memory_bytes / 1048576) + ' MiB',
       t ? t.requests_per_second.toFixed(1) + '/s p50 ' + ms(t.p50_ms) + ' p99 ' + ms(t.p99_ms) + ' 5xx ' + (t.error_rate * 100).toFixed(1) + '%' : '-',
-      d.message || '', d.url || ''];
+      d.message || '', lastDeploy(d.last_deploy), d.url || ''];
+  }
+  const msText = v => v >= 1000 ? (v / 1000).toFixed(1) + ' s' : v + ' ms';
+  function lastDeploy(l) {
+    if (!l || !l.steps) return '';
+    const parts = l.steps.filter(s => s.result !== 'skipped').map(s => s.step + ' ' + msText(s.ms) + (s.result === 'failed' ? ' ✗' : ''));
+    return (l.ok ? 'ok' : 'failed') + ' in ' + msText(l.total_ms) + ': ' + parts.join(', ');
   }
   function render(data) {
     const body = document.querySelector('#deployments tbody');
@@ -233,14 +288,15 @@ const SCRIPT: &str = r#"
       tr.className = 'state-' + d.state;
       cells(d).forEach((c, i) => {
         const td = document.createElement('td');
-        if (i === 1) { const b = document.createElement('span'); b.className = 'badge ' + d.state; b.textContent = c; td.appendChild(b); }
-        else if (i === 9 && /^https?:\/\//.test(c)) { const a = document.createElement('a'); a.href = c; a.textContent = c; td.appendChild(a); }
+        if (i === 0 && !d.limited) { const a = document.createElement('a'); a.href = '/deployments/' + encodeURIComponent(c); a.textContent = c; td.appendChild(a); }
+        else if (i === 1) { const b = document.createElement('span'); b.className = 'badge ' + d.state; b.textContent = c; td.appendChild(b); }
+        else if (i === 10 && /^https?:\/\//.test(c)) { const a = document.createElement('a'); a.href = c; a.textContent = c; td.appendChild(a); }
         else td.textContent = c;
         tr.appendChild(td);
       });
       body.appendChild(tr);
     }
-    if (!data.deployments.length) { const tr = document.createElement('tr'); const td = document.createElement('td'); td.colSpan = 10; td.textContent = 'No deployments on this node.'; tr.appendChild(td); body.appendChild(tr); }
+    if (!data.deployments.length) { const tr = document.createElement('tr'); const td = document.createElement('td'); td.colSpan = 11; td.textContent = 'No deployments on this node.'; tr.appendChild(td); body.appendChild(tr); }
     document.body.dataset.refreshed = String(Date.now());
   }
   function refresh() { fetch('/dashboard.json', {headers: headers()}).then(r => r.json()).then(render).catch(() => {}); }
@@ -268,3 +324,106 @@ mod tests {
         assert!(!row.contains("href=\"javascript"), "{row}");
     }
 }
+
+/// A deployment's history and the tail of its app's output (secrets redacted), when the
+/// caller `token` names may see them; `None` otherwise (or when there is no such one).
+pub(crate) async fn detail(sup: &Supervisor, name: &str, token: Option<&str>) -> Option<Value> {
+    let d = sup.get(name)?;
+    let caller = sup.auth().authenticate(token).ok()?;
+    let allowed = match d.owner() {
+        Some(o) => caller.may(&o),
+        None => caller.admin,
+    };
+    if !allowed {
+        return None;
+    }
+    let record = d.record();
+    let history: Vec<Value> = record
+        .releases
+        .iter()
+        .rev()
+        .map(|r| {
+            json!({"number": r.number, "deployed_at": r.deployed_at, "ref": r.git_ref,
+                   "commit": r.commit, "packages_hash": r.packages_hash,
+                   "result": r.result.as_str(), "current": record.current == Some(r.number)})
+        })
+        .collect();
+    let redactor = sup.redactor(name).await;
+    let log: Vec<String> = crate::logs::last_lines(&sup.layout().app_log(name), 0, LOG_LINES)
+        .await
+        .into_iter()
+        .map(|l| redactor.text(&l))
+        .collect();
+    Some(json!({"name": name, "history": history, "log": log}))
+}
+
+/// How many of the app's last lines a deployment's page shows.
+const LOG_LINES: usize = 40;
+
+/// A deployment's page: rendered here when `data` is given, else filled in by the script
+/// with the session's token (or saying that a token is needed).
+pub(crate) fn detail_page(name: &str, data: Option<&Value>) -> String {
+    let name_html = escape(name);
+    let (history, log) = match data {
+        Some(d) => {
+            let rows: String = d["history"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|h| {
+                    let s = |k: &str| escape(h[k].as_str().unwrap_or(""));
+                    let when = crate::logtimes::format(h["deployed_at"].as_i64().unwrap_or(0) * 1000);
+                    let mark = if h["current"] == true { " *" } else { "" };
+                    format!(
+                        "<tr><td>{}{mark}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        h["number"],
+                        escape(&when),
+                        s("ref"),
+                        s("commit").chars().take(10).collect::<String>(),
+                        s("packages_hash"),
+                        s("result")
+                    )
+                })
+                .collect();
+            let log: Vec<String> = d["log"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|l| escape(l.as_str().unwrap_or("")))
+                .collect();
+            (rows, log.join("\n"))
+        }
+        None => (
+            "<tr><td colspan=\"6\">Not shown: give a token on the node's page (this agent requires one), or there is no such deployment.</td></tr>".to_string(),
+            String::new(),
+        ),
+    };
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{name_html}: deploy-agent</title>\
+<style>{STYLE}pre{{background:#f7f7f7;padding:.6em;overflow-x:auto}}</style></head><body>\
+<p><a href=\"/\">← all deployments</a></p><h1>{name_html}</h1><h2>History</h2>\
+<table id=\"history\"><thead><tr><th>#</th><th>Deployed</th><th>Ref</th><th>Commit</th><th>Packages</th><th>Result</th></tr></thead>\
+<tbody>{history}</tbody></table><h2>Last {LOG_LINES} lines of its output</h2><pre id=\"log\">{log}</pre>\
+<script>{DETAIL_SCRIPT}</script></body></html>\n"
+    )
+}
+
+/// Fills a deployment's page with the session's token when the server could not.
+const DETAIL_SCRIPT: &str = r#"
+(function(){
+  const t = sessionStorage.getItem('deploy-agent-token');
+  if (!t || document.getElementById('log').textContent) return;
+  fetch(location.pathname + '/detail.json', {headers: {Authorization: 'Bearer ' + t}})
+    .then(r => r.ok ? r.json() : null).then(d => {
+      if (!d) return;
+      const body = document.querySelector('#history tbody'); body.textContent = '';
+      for (const h of d.history) {
+        const tr = document.createElement('tr');
+        [h.number + (h.current ? ' *' : ''), new Date(h.deployed_at * 1000).toISOString(), h.ref, (h.commit || '').slice(0, 10), h.packages_hash, h.result]
+          .forEach(c => { const td = document.createElement('td'); td.textContent = c; tr.appendChild(td); });
+        body.appendChild(tr);
+      }
+      document.getElementById('log').textContent = d.log.join('\n');
+    }).catch(() => {});
+})();
+"#;

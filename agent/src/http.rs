@@ -38,7 +38,7 @@ pub(crate) async fn serve(
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let sup = sup.clone();
-                async move { Ok::<_, Infallible>(route(&sup, req)) }
+                async move { Ok::<_, Infallible>(route(sup, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -47,7 +47,7 @@ pub(crate) async fn serve(
     }
 }
 
-fn route(sup: &Supervisor, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(sup: Arc<Supervisor>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return reply(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -61,18 +61,27 @@ fn route(sup: &Supervisor, req: Request<Incoming>) -> Response<Full<Bytes>> {
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .map(|t| t.trim().to_string());
     match path {
-        "/" => reply(
-            StatusCode::OK,
-            "text/html; charset=utf-8",
-            crate::dashboard::page(sup, token),
-        ),
-        "/dashboard.json" => reply(
-            StatusCode::OK,
-            "application/json",
-            format!("{}\n", crate::dashboard::data(sup, token)),
-        ),
+        // The pages read small files (records, summaries): on a blocking thread.
+        "/" | "/dashboard.json" => {
+            let (s, html) = (sup.clone(), path == "/");
+            let body = tokio::task::spawn_blocking(move || {
+                if html {
+                    crate::dashboard::page(&s, token.as_deref())
+                } else {
+                    format!("{}\n", crate::dashboard::data(&s, token.as_deref()))
+                }
+            })
+            .await
+            .unwrap_or_default();
+            let kind = if html {
+                "text/html; charset=utf-8"
+            } else {
+                "application/json"
+            };
+            reply(StatusCode::OK, kind, body)
+        }
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
         "/readyz" if sup.is_ready() => reply(StatusCode::OK, "text/plain", "ready\n".into()),
         "/readyz" => reply(
@@ -93,13 +102,35 @@ fn route(sup: &Supervisor, req: Request<Incoming>) -> Response<Full<Bytes>> {
             };
             reply(StatusCode::OK, format.content_type(), body)
         }
-        _ => match path
-            .strip_prefix("/deployments/")
-            .and_then(|rest| rest.strip_suffix("/health"))
-        {
-            Some(name) => deployment_health(sup, name),
-            None => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
-        },
+        _ => {
+            let Some(rest) = path.strip_prefix("/deployments/") else {
+                return reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into());
+            };
+            if let Some(name) = rest.strip_suffix("/health") {
+                return deployment_health(&sup, name);
+            }
+            let (name, json) = match rest.strip_suffix("/detail.json") {
+                Some(n) => (n, true),
+                None => (rest, false),
+            };
+            if crate::spec::validate_name(name).is_err() {
+                return reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into());
+            }
+            let detail = crate::dashboard::detail(&sup, name, token.as_deref()).await;
+            match (json, detail) {
+                (true, Some(d)) => reply(StatusCode::OK, "application/json", format!("{d}\n")),
+                (true, None) => reply(
+                    StatusCode::NOT_FOUND,
+                    "application/json",
+                    "{\"error\":\"not found (or a token that may see it is needed)\"}\n".into(),
+                ),
+                (false, d) => reply(
+                    StatusCode::OK,
+                    "text/html; charset=utf-8",
+                    crate::dashboard::detail_page(name, d.as_ref()),
+                ),
+            }
+        }
     }
 }
 

@@ -64,7 +64,15 @@ fn a_browser_shows_every_deployment_and_its_state() {
     let agent = Agent::start(&ip);
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
-    repo.commit_app("dashboard", Some("v1"));
+    repo.write(
+        "app.py",
+        &format!(
+            "print('<script>alert(1)</script> in a log line', flush=True)\n{}",
+            app_py("dashboard")
+        ),
+    );
+    repo.commit("app that logs markup");
+    repo.tag("v1");
     project.run_app(ENV, "web", &repo.url(), "v1", &[]).ok();
     let crashy = GitRepo::new();
     crashy.write("app.py", CRASH_AFTER_PY);
@@ -98,12 +106,31 @@ fn a_browser_shows_every_deployment_and_its_state() {
     assert!(web.contains(">healthy<"), "{web}");
     assert!(web.contains("v1"), "{web}");
     assert!(web.contains(&format!("http://{ip}:8000")), "{web}");
+    // The last deploy's steps with their durations.
+    assert!(
+        web.contains("ok in ") && web.contains("checkout ") && web.contains("health "),
+        "{web}"
+    );
     let crashy_row = row_of(&dom, "crashy");
     assert!(crashy_row.contains("badge"), "{crashy_row}");
     // The script ran and refreshed the table from /dashboard.json.
     assert!(
         dom.contains("data-refreshed="),
         "the page did not refresh itself:\n{dom}"
+    );
+
+    // A deployment's page: its history, and its output with the markup shown as text.
+    let page = headless(&agent.http_url("/deployments/web"), &["--dump-dom"]);
+    assert!(page.contains("v1"), "{page}");
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt; in a log line"),
+        "{page}"
+    );
+    assert!(!page.contains("<script>alert(1)"), "{page}");
+    let crash_page = http_get(&agent.http_url("/deployments/crashy")).unwrap().1;
+    assert!(
+        crash_page.contains("crashy exits with code 3"),
+        "{crash_page}"
     );
 
     let shot = artifacts().join("dashboard.png");
@@ -166,6 +193,24 @@ fn without_a_token_the_page_shows_names_and_states_only() {
         alice_page.body.contains(&commit[..10]),
         "{}",
         alice_page.body
+    );
+
+    // A deployment's page: its history and logs for its owner only.
+    let detail = s.agent.http_url("/deployments/ledger");
+    let anon = http_get(&detail).unwrap().1;
+    assert!(
+        anon.contains("Not shown") && !anon.contains(&commit[..10]),
+        "{anon}"
+    );
+    let detail_json = s.agent.http_url("/deployments/ledger/detail.json");
+    let bob = http_get_with(&detail_json, &[("Authorization", &bearer("bob"))]).unwrap();
+    assert_eq!(bob.status, 404, "{}", bob.body);
+    let alice = http_get_with(&detail_json, &[("Authorization", &bearer("alice"))]).unwrap();
+    assert_eq!(alice.status, 200, "{}", alice.body);
+    assert!(
+        alice.body.contains(&commit) && alice.body.contains("listening on"),
+        "{}",
+        alice.body
     );
 }
 

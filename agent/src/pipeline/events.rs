@@ -102,6 +102,15 @@ pub(crate) struct Events {
     metrics: Option<Arc<Metrics>>,
     /// Hides secret values in everything sent or logged.
     redactor: Mutex<crate::secrets::Redactor>,
+    /// Where the summary of the steps goes at the end (beside the deploy log).
+    summary: OnceLock<PathBuf>,
+    /// Each finished step: its name, how it ended, how long it took.
+    steps: Mutex<Vec<(&'static str, &'static str, u64)>>,
+}
+
+/// The file beside a deploy log with its last deploy's steps (for the agent's page).
+pub(crate) fn summary_path(deploy_log: &std::path::Path) -> PathBuf {
+    deploy_log.with_file_name("last-deploy.json")
 }
 
 impl Events {
@@ -112,12 +121,15 @@ impl Events {
             log: OnceLock::new(),
             metrics: None,
             redactor: Mutex::new(Default::default()),
+            summary: OnceLock::new(),
+            steps: Mutex::new(Vec::new()),
         }
     }
 
     /// From now on, events are also appended to `log` (its directory is created). A file
     /// that cannot be opened is logged; the deploy goes on without it.
     pub(crate) async fn open_log(&self, log: PathBuf) {
+        let _ = self.summary.set(summary_path(&log));
         let opened = tokio::task::spawn_blocking(move || {
             if let Some(dir) = log.parent() {
                 crate::fsmode::create_dir(dir, crate::fsmode::PRIVATE_DIR)?;
@@ -170,6 +182,15 @@ impl Events {
         elapsed: Duration,
     ) {
         let message = self.redact(message.into());
+        let ended = match phase {
+            Phase::Done => Some("ok"),
+            Phase::Failed => Some("failed"),
+            Phase::Skipped => Some("skipped"),
+            _ => None,
+        };
+        if let (Some(how), Ok(mut steps)) = (ended, self.steps.lock()) {
+            steps.push((step, how, elapsed.as_millis() as u64));
+        }
         if let (Some(m), Phase::Done | Phase::Failed) = (&self.metrics, phase) {
             m.step_finished(step, phase == Phase::Done, elapsed);
         }
@@ -228,6 +249,35 @@ impl Events {
         }
     }
 
+    /// Writes the steps, their results and durations beside the deploy log (in the
+    /// background: a small file the agent's page reads).
+    fn write_summary(&self, outcome: &Outcome) {
+        let Some(path) = self.summary.get().cloned() else {
+            return;
+        };
+        let steps: Vec<serde_json::Value> = self
+            .steps
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(step, result, ms)| serde_json::json!({"step": step, "result": result, "ms": ms}))
+            .collect();
+        let doc = serde_json::json!({
+            "at": crate::clock::now_unix(), "ok": outcome.ok, "release": outcome.release,
+            "total_ms": outcome.total.as_millis() as u64, "steps": steps,
+        });
+        let write = move || {
+            let _ = std::fs::write(&path, format!("{doc}\n"));
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn_blocking(write);
+            }
+            Err(_) => write(),
+        }
+    }
+
     /// The last event: the outcome.
     pub(crate) fn finish(&self, mut outcome: Outcome) {
         outcome.reason = self.redact(std::mem::take(&mut outcome.reason));
@@ -253,6 +303,7 @@ impl Events {
             m.step_finished("deploy", outcome.ok, outcome.total);
         }
         self.append(format!("=== {message}\n"));
+        self.write_summary(&outcome);
         let _ = self.tx.send(Event {
             step: "deploy",
             phase,
