@@ -305,26 +305,6 @@ const SCRIPT: &str = r#"
 })();
 "#;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_are_escaped() {
-        assert_eq!(
-            escape("<script>alert('x')</script> & \"q\""),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
-        );
-        let row = row_html(&json!({
-            "name": "web", "state": "failed", "message": "<script>bad()</script>",
-            "release": 1, "ref": "v1", "commit": "abc", "uptime_s": 3, "restarts": 0,
-            "cpu_percent": 0.0, "memory_bytes": 0, "url": "javascript:alert(1)"
-        }));
-        assert!(!row.contains("<script>"), "{row}");
-        assert!(!row.contains("href=\"javascript"), "{row}");
-    }
-}
-
 /// A deployment's history and the tail of its app's output (secrets redacted), when the
 /// caller `token` names may see them; `None` otherwise (or when there is no such one).
 pub(crate) async fn detail(sup: &Supervisor, name: &str, token: Option<&str>) -> Option<Value> {
@@ -427,3 +407,23 @@ const DETAIL_SCRIPT: &str = r#"
     }).catch(() => {});
 })();
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_escaped() {
+        assert_eq!(
+            escape("<script>alert('x')</script> & \"q\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
+        );
+        let row = row_html(&json!({
+            "name": "web", "state": "failed", "message": "<script>bad()</script>",
+            "release": 1, "ref": "v1", "commit": "abc", "uptime_s": 3, "restarts": 0,
+            "cpu_percent": 0.0, "memory_bytes": 0, "url": "javascript:alert(1)"
+        }));
+        assert!(!row.contains("<script>"), "{row}");
+        assert!(!row.contains("href=\"javascript"), "{row}");
+    }
+}

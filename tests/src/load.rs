@@ -37,13 +37,21 @@ impl Load {
                 let mut seen = n.lock().unwrap();
                 match answer {
                     Some((200, body)) => {
-                        seen.ok += 1;
                         let marker = serde_json::from_str::<serde_json::Value>(&body)
                             .ok()
-                            .and_then(|v| v["marker"].as_str().map(str::to_string))
-                            .unwrap_or_default();
-                        if seen.markers.last() != Some(&marker) {
-                            seen.markers.push(marker);
+                            .and_then(|v| v["marker"].as_str().map(str::to_string));
+                        match marker {
+                            Some(marker) => {
+                                seen.ok += 1;
+                                if seen.markers.last() != Some(&marker) {
+                                    seen.markers.push(marker);
+                                }
+                            }
+                            // Cut short (the app died while answering): not an answer.
+                            None => seen.failed.push(format!(
+                                "200 without the app's JSON: {:?}",
+                                body.chars().take(80).collect::<String>()
+                            )),
                         }
                     }
                     Some((status, body)) => seen.failed.push(format!("{status} {body}")),

@@ -75,7 +75,8 @@ fn three_replicas_share_the_load_survive_a_kill_and_are_all_replaced_by_a_redepl
         .ok()
         .mentions("from 3 replicas");
 
-    // One is killed while loaded: the others serve, it is restarted.
+    // One is killed while loaded: the others serve, it is restarted. (A request the victim
+    // was answering at that instant dies with it: at most one or two, never more.)
     let load = Load::start(&url);
     load.wait_for(20);
     let victim = first[1].0 as i32;
@@ -93,8 +94,16 @@ fn three_replicas_share_the_load_survive_a_kill_and_are_all_replaced_by_a_redepl
         "the killed replica was not restarted: {now:?}"
     );
     load.wait_for(20);
+    let during_kill = load.finish();
+    assert!(
+        during_kill.failed.len() <= 2,
+        "requests failed besides the victim's: {during_kill:?}"
+    );
+    assert_eq!(during_kill.markers, ["one"], "{during_kill:?}");
 
-    // A redeploy replaces all three.
+    // A redeploy replaces all three, and not one request fails.
+    let load = Load::start(&url);
+    load.wait_for(20);
     repo.commit_app("two", Some("v2"));
     project
         .run_app(ENV, "model", &repo.url(), "v2", &["--replicas", "3"])
