@@ -32,6 +32,7 @@ pub(crate) fn data(sup: &Supervisor, token: Option<&str>) -> Value {
             if full {
                 let mut r = row(v);
                 r["last_deploy"] = last_deploy(sup, &v.name);
+                r["traffic_minutes"] = minutes(sup, v);
                 r
             } else {
                 json!({"name": v.name, "state": v.state.as_str(), "limited": true})
@@ -43,6 +44,51 @@ pub(crate) fn data(sup: &Supervisor, token: Option<&str>) -> Value {
         "authenticated": caller.is_some(),
         "deployments": deployments,
     })
+}
+
+/// The node proxy's traffic for `v` minute by minute, over the last 15 minutes.
+fn minutes(sup: &Supervisor, v: &View) -> Value {
+    let Some(port) = v.spec.as_ref().map(|s| s.port) else {
+        return json!([]);
+    };
+    let listen = std::net::SocketAddr::new(sup.config().app_host, port);
+    let m: Vec<Value> = sup
+        .traffic()
+        .per_minute(listen)
+        .into_iter()
+        .map(|m| {
+            json!({"minutes_ago": m.minutes_ago, "requests_per_second": m.requests_per_second,
+                   "p99_ms": m.p99.map(|s| s * 1000.0), "error_rate": m.error_rate})
+        })
+        .collect();
+    json!(m)
+}
+
+/// A small chart of requests per second over the last 15 minutes (inline SVG).
+fn sparkline(minutes: &Value) -> String {
+    let points: Vec<(f64, f64)> = minutes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                15.0 - m["minutes_ago"].as_f64().unwrap_or(0.0),
+                m["requests_per_second"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect();
+    if points.len() < 2 {
+        return String::new();
+    }
+    let max = points.iter().map(|p| p.1).fold(0.0_f64, f64::max).max(1e-9);
+    let coords: Vec<String> = points
+        .iter()
+        .map(|(x, y)| format!("{:.1},{:.1}", x * 8.0, 22.0 - y / max * 20.0))
+        .collect();
+    format!(
+        "<svg class=\"spark\" width=\"120\" height=\"24\" viewBox=\"0 0 120 24\"><title>requests/s, last 15 minutes (max {max:.1})</title><polyline fill=\"none\" stroke=\"#1565c0\" stroke-width=\"1.5\" points=\"{}\"/></svg>",
+        coords.join(" ")
+    )
 }
 
 /// The steps of `name`'s last deploy (or restart) with their durations, if recorded.
@@ -234,6 +280,7 @@ fn row_html(dep: &Value) -> String {
                 format!("<td><a href=\"/deployments/{text}\">{text}</a></td>")
             }
             1 => format!("<td><span class=\"badge {state}\">{text}</span></td>"),
+            7 => format!("<td>{text}{}</td>", sparkline(&dep["traffic_minutes"])),
             10 if cell.starts_with("http://") || cell.starts_with("https://") => {
                 format!("<td><a href=\"{text}\">{text}</a></td>")
             }
@@ -250,7 +297,7 @@ table{border-collapse:collapse;width:100%}th,td{padding:.35em .6em;border-bottom
 th{background:#f4f4f4}.badge{padding:.1em .5em;border-radius:.8em;color:#fff;background:#888}\
 .badge.healthy{background:#2e7d32}.badge.unhealthy,.badge.failed{background:#c62828}\
 .badge.deploying,.badge.pending,.badge.restarting{background:#ef6c00}.badge.stopped{background:#616161}\
-small,.note{color:#777}form{margin:.5em 0 1em}";
+small,.note{color:#777}form{margin:.5em 0 1em}svg.spark{display:block;margin-top:.2em}";
 
 const LOGIN: &str =
     "<form id=\"login\">This agent requires a token to show more than names and states: \
@@ -280,6 +327,15 @@ const SCRIPT: &str = r#"
     const parts = l.steps.filter(s => s.result !== 'skipped').map(s => s.step + ' ' + msText(s.ms) + (s.result === 'failed' ? ' ✗' : ''));
     return (l.ok ? 'ok' : 'failed') + ' in ' + msText(l.total_ms) + ': ' + parts.join(', ');
   }
+  function spark(td, minutes) {
+    if (!minutes || minutes.length < 2) return;
+    const ns = 'http://www.w3.org/2000/svg', svg = document.createElementNS(ns, 'svg'), line = document.createElementNS(ns, 'polyline');
+    const max = Math.max(1e-9, ...minutes.map(m => m.requests_per_second));
+    svg.setAttribute('class', 'spark'); svg.setAttribute('width', '120'); svg.setAttribute('height', '24'); svg.setAttribute('viewBox', '0 0 120 24');
+    line.setAttribute('fill', 'none'); line.setAttribute('stroke', '#1565c0'); line.setAttribute('stroke-width', '1.5');
+    line.setAttribute('points', minutes.map(m => ((15 - m.minutes_ago) * 8).toFixed(1) + ',' + (22 - m.requests_per_second / max * 20).toFixed(1)).join(' '));
+    svg.appendChild(line); td.appendChild(svg);
+  }
   function render(data) {
     const body = document.querySelector('#deployments tbody');
     body.textContent = '';
@@ -291,6 +347,7 @@ const SCRIPT: &str = r#"
         if (i === 0 && !d.limited) { const a = document.createElement('a'); a.href = '/deployments/' + encodeURIComponent(c); a.textContent = c; td.appendChild(a); }
         else if (i === 1) { const b = document.createElement('span'); b.className = 'badge ' + d.state; b.textContent = c; td.appendChild(b); }
         else if (i === 10 && /^https?:\/\//.test(c)) { const a = document.createElement('a'); a.href = c; a.textContent = c; td.appendChild(a); }
+        else if (i === 7) { td.textContent = c; spark(td, d.traffic_minutes); }
         else td.textContent = c;
         tr.appendChild(td);
       });
@@ -424,6 +481,16 @@ mod tests {
             "cpu_percent": 0.0, "memory_bytes": 0, "url": "javascript:alert(1)"
         }));
         assert!(!row.contains("<script>"), "{row}");
+        let chart = sparkline(&json!([
+            {"minutes_ago": 2, "requests_per_second": 0.0},
+            {"minutes_ago": 1, "requests_per_second": 5.0},
+            {"minutes_ago": 0, "requests_per_second": 10.0},
+        ]));
+        assert!(
+            chart.contains("points=\"104.0,22.0 112.0,12.0 120.0,2.0\""),
+            "{chart}"
+        );
+        assert_eq!(sparkline(&json!([])), "");
         assert!(!row.contains("href=\"javascript"), "{row}");
     }
 }

@@ -115,10 +115,88 @@ impl Traffic {
     }
 }
 
+/// One minute of a route's traffic, for the agent's page.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Minute {
+    /// How long ago the minute ended (0: the last one).
+    pub minutes_ago: u32,
+    pub requests_per_second: f64,
+    pub p99: Option<f64>,
+    pub error_rate: f64,
+}
+
+impl Traffic {
+    /// The traffic on `listen` minute by minute over the kept history (15 minutes), oldest
+    /// first; minutes without two samples are left out.
+    pub(crate) fn per_minute(&self, listen: SocketAddr) -> Vec<Minute> {
+        let series = self.series();
+        let Some(samples) = series.get(&listen) else {
+            return Vec::new();
+        };
+        let Some((newest_at, _)) = samples.back() else {
+            return Vec::new();
+        };
+        let minutes = (KEEP.as_secs() / WINDOW.as_secs()) as u32;
+        let mut out = Vec::new();
+        for k in (0..minutes).rev() {
+            let end = newest_at.checked_sub(WINDOW * k);
+            let start = newest_at.checked_sub(WINDOW * (k + 1));
+            let (Some(end), Some(start)) = (end, start) else {
+                continue;
+            };
+            let inside: Vec<&(Instant, Counts)> = samples
+                .iter()
+                .filter(|(t, _)| *t >= start && *t <= end)
+                .collect();
+            let (Some(first), Some(last)) = (inside.first(), inside.last()) else {
+                continue;
+            };
+            let span = last.0.saturating_duration_since(first.0);
+            if span.is_zero() {
+                continue;
+            }
+            let counted = last.1.since(&first.1);
+            let requests = counted.requests();
+            out.push(Minute {
+                minutes_ago: k,
+                requests_per_second: requests as f64 / span.as_secs_f64(),
+                p99: counted.quantile(0.99),
+                error_rate: if requests == 0 {
+                    0.0
+                } else {
+                    counted.by_class[4] as f64 / requests as f64
+                },
+            });
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::spec::ProxyMode;
+
+    #[tokio::test(start_paused = true)]
+    async fn minutes_are_the_differences_within_each_minute() {
+        let listen: SocketAddr = "127.0.0.1:8000".parse().unwrap();
+        let traffic = Traffic::default();
+        let t0 = Instant::now();
+        traffic.record(t0, vec![route(listen, 0, 0, 2)]);
+        traffic.record(t0 + Duration::from_secs(30), vec![route(listen, 300, 0, 2)]);
+        traffic.record(t0 + Duration::from_secs(60), vec![route(listen, 600, 0, 2)]);
+        traffic.record(t0 + Duration::from_secs(90), vec![route(listen, 600, 0, 2)]);
+        traffic.record(
+            t0 + Duration::from_secs(120),
+            vec![route(listen, 600, 60, 2)],
+        );
+        let m = traffic.per_minute(listen);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert_eq!(m[0].minutes_ago, 1);
+        assert!((m[0].requests_per_second - 10.0).abs() < 1e-9, "{m:?}");
+        assert!((m[1].requests_per_second - 1.0).abs() < 1e-9, "{m:?}");
+        assert!((m[1].error_rate - 1.0).abs() < 1e-9, "{m:?}");
+    }
 
     fn route(listen: SocketAddr, ok: u64, errors: u64, latency_bucket: usize) -> RouteStats {
         let mut latency = vec![0; 15];
