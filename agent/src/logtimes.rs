@@ -64,7 +64,9 @@ fn append(times: &Path, offset: u64, ms: i64) {
         let notes = read(times);
         let keep = &notes[notes.len() / 2..];
         let text: String = keep.iter().map(|(o, t)| format!("{o} {t}\n")).collect();
-        let _ = std::fs::write(times, text);
+        if let Ok(mut f) = crate::fsmode::create_private(times) {
+            let _ = f.write_all(text.as_bytes());
+        }
     }
     if let Ok(mut f) = crate::fsmode::append_private(times) {
         let _ = writeln!(f, "{offset} {ms}");

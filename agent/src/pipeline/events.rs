@@ -267,8 +267,11 @@ impl Events {
             "at": crate::clock::now_unix(), "ok": outcome.ok, "release": outcome.release,
             "total_ms": outcome.total.as_millis() as u64, "steps": steps,
         });
+        // Private, like the deploy log beside it.
         let write = move || {
-            let _ = std::fs::write(&path, format!("{doc}\n"));
+            if let Ok(mut f) = crate::fsmode::create_private(&path) {
+                let _ = f.write_all(format!("{doc}\n").as_bytes());
+            }
         };
         match tokio::runtime::Handle::try_current() {
             Ok(h) => {
