@@ -121,7 +121,30 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
     if args.dry_run {
         return super::plan::show(project, &name, &d, format).await;
     }
-    preflight(project, &name, &d, &args, format).await?;
+    // --strict: the checks decide whether it deploys, so they run first. Otherwise they run
+    // while it deploys (they read the working tree and ask the local Python: a few tenths
+    // of a second a deploy need not wait for) and are printed after its result.
+    let checks = if args.strict {
+        preflight(project, &name, &d, &args, format).await?;
+        None
+    } else {
+        let rolled_back: Vec<_> = after_rollback(project, &name, &d)
+            .await
+            .into_iter()
+            .collect();
+        check::print_for_run(&rolled_back, format);
+        let (p, n, dd, locked) = (project.clone(), name.clone(), d.clone(), args.locked);
+        Some(tokio::spawn(async move {
+            let scope = check::Scope {
+                project: &p,
+                name: &n,
+                locked,
+                // The deploy starts the local agent when it must: not twice.
+                autostart: false,
+            };
+            check::findings(&scope, &dd).await
+        }))
+    };
     let how = How {
         format,
         verbose: args.verbose,
@@ -134,7 +157,24 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
         commit: None,
         note: String::new(),
     };
-    deploy(project, &name, d, existing.as_ref(), how).await
+    let result = deploy(project, &name, d, existing.as_ref(), how).await;
+    if let Some(Ok(found)) = match checks {
+        Some(handle) => Some(handle.await),
+        None => None,
+    } {
+        // An agent the checks could not reach yet is the deploy's to report.
+        let found: Vec<check::Finding> = found
+            .into_iter()
+            .filter(|f| !(f.check == "not-checked" && f.agent.is_some()))
+            .collect();
+        if !found.is_empty() && format == Format::Text {
+            println!(
+                "Checks (`deployctl check {name}`; `run --strict` deploys only without warnings):"
+            );
+        }
+        check::print_for_run(&found, format);
+    }
+    result
 }
 
 /// `check`'s findings, as warnings before the deploy; with `--strict`, any warning stops it.
@@ -151,8 +191,11 @@ async fn preflight(
         locked: args.locked,
         autostart: true,
     };
-    let mut found = check::findings(&scope, d).await;
-    found.extend(after_rollback(project, name, d).await);
+    let mut found = after_rollback(project, name, d)
+        .await
+        .into_iter()
+        .collect::<Vec<_>>();
+    found.extend(check::findings(&scope, d).await);
     let warnings = check::print_for_run(&found, format);
     if args.strict && warnings > 0 {
         let what = if warnings == 1 {
