@@ -4,8 +4,8 @@
 //! a `cd` or a literal port in the command, secrets the owner lacks on an agent, a branch
 //! where a tag would pin the code. Each finding comes with its fix in one line.
 //!
-//! `run` runs the same checks first and prints the findings as warnings (`--strict`: it
-//! stops on any warning).
+//! `run` makes the same checks while it deploys and prints the findings as warnings after
+//! its result (`--strict`: first, and it deploys only without a warning).
 
 mod code;
 mod command;

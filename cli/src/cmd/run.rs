@@ -41,8 +41,8 @@ pub(crate) struct Args {
     /// `run` exits 1 naming it
     #[arg(long)]
     pub canary: bool,
-    /// Deploy only when `deployctl check` finds no warning (run prints them and goes on
-    /// without this)
+    /// Check first, and deploy only when `deployctl check` finds no warning (without it,
+    /// run checks while it deploys and prints the findings after its result)
     #[arg(long)]
     pub strict: bool,
     /// Show what the run would change on each agent (`deployctl plan`) and change nothing:
