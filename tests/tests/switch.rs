@@ -100,7 +100,8 @@ fn requests_are_held_while_a_crashed_app_restarts_and_survive_an_agent_kill() {
     load.wait_for(20);
 
     // The app dies: the restart policy starts it again (after a 1 s backoff) on the same
-    // private port; the proxy holds requests meanwhile.
+    // private port; the proxy holds requests meanwhile. (A request the app was answering
+    // at the instant of its SIGKILL dies with it: one at most, never those that come after.)
     let pid = agent.app_pids()[0];
     let _ = nix::sys::signal::killpg(
         nix::unistd::Pid::from_raw(pid as i32),
@@ -114,8 +115,16 @@ fn requests_are_held_while_a_crashed_app_restarts_and_survive_an_agent_kill() {
         "restarted"
     );
     load.wait_for(20);
+    let crash = load.finish();
+    assert!(
+        crash.failed.len() <= 1,
+        "requests failed besides the one in flight: {crash:?}"
+    );
 
-    // The agent dies: the proxy and the app keep serving; a new agent adopts both.
+    // The agent dies: the proxy and the app keep serving; a new agent adopts both. Not one
+    // request fails.
+    let load = Load::start(&agent.app_url(8000, "/"));
+    load.wait_for(20);
     agent.kill9();
     load.wait_for(50);
     agent.restart();
