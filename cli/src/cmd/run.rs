@@ -158,22 +158,21 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
         note: String::new(),
     };
     let result = deploy(project, &name, d, existing.as_ref(), how).await;
-    if let Some(Ok(found)) = match checks {
-        Some(handle) => Some(handle.await),
-        None => None,
-    } {
-        // An agent the checks could not reach yet is the deploy's to report.
-        let found: Vec<check::Finding> = found
-            .into_iter()
-            .filter(|f| !(f.check == "not-checked" && f.agent.is_some()))
-            .collect();
-        if !found.is_empty() && format == Format::Text {
-            println!(
-                "Checks (`deployctl check {name}`; `run --strict` deploys only without warnings):"
-            );
-        }
-        check::print_for_run(&found, format);
+    let found = match checks {
+        Some(handle) => handle.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    // An agent the checks could not reach yet is the deploy's to report.
+    let found: Vec<check::Finding> = found
+        .into_iter()
+        .filter(|f| !(f.check == "not-checked" && f.agent.is_some()))
+        .collect();
+    if !found.is_empty() && format == Format::Text {
+        println!(
+            "Checks (`deployctl check {name}`; `run --strict` deploys only without warnings):"
+        );
     }
+    check::print_for_run(&found, format);
     result
 }
 
