@@ -58,6 +58,13 @@ pub struct Config {
     /// How long `remove` lets load balancers see the deployment's health endpoint answer
     /// 503 (while it still serves) before it stops: two of their check intervals.
     pub lb_drain: Duration,
+    /// When the agent runs as root, each deployment's own uid (and gid) comes from this
+    /// range, inclusive (see [`crate::identity`]).
+    pub app_uids: (u32, u32),
+    /// The ports a deployment may ask for, inclusive: none below 1024 (the node's own).
+    pub ports: (u16, u16),
+    /// The deployments' memory limits may add up to this share of the node's memory.
+    pub overcommit: f64,
 }
 
 impl Default for Config {
@@ -85,6 +92,9 @@ impl Default for Config {
             log_format: "text".to_string(),
             cgroups: true,
             allow_apt: false,
+            app_uids: crate::identity::DEFAULT_RANGE,
+            ports: (1024, 65535),
+            overcommit: 1.0,
         }
     }
 }
@@ -120,6 +130,11 @@ pub struct FileConfig {
     pub lb_drain: Option<String>,
     pub cgroups: Option<bool>,
     pub allow_apt: Option<bool>,
+    /// "61184-65519"
+    pub app_uids: Option<String>,
+    /// "1024-65535"
+    pub ports: Option<String>,
+    pub overcommit: Option<f64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +255,21 @@ impl FileConfig {
         if let Some(v) = &self.lb_drain {
             config.lb_drain = duration("lb_drain", v)?;
         }
+        if let Some(v) = &self.app_uids {
+            config.app_uids =
+                crate::identity::parse_range(v).map_err(|e| invalid(format!("app_uids: {e}")))?;
+        }
+        if let Some(v) = &self.ports {
+            config.ports = parse_ports(v).map_err(|e| invalid(format!("ports: {e}")))?;
+        }
+        if let Some(v) = self.overcommit {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(invalid(format!(
+                    "overcommit: {v} must be a positive number (1.0: limits may add up to the node's memory)"
+                )));
+            }
+            config.overcommit = v;
+        }
         if let Some(v) = self.installer {
             config.installer = InstallerMode::parse(&v).ok_or_else(|| {
                 invalid(format!(
@@ -251,8 +281,28 @@ impl FileConfig {
     }
 }
 
-/// `$XDG_DATA_HOME/deploy-agent`, else `~/.local/share/deploy-agent`, else `./deploy-agent-data`.
+/// `ports` ("1024-65535"): a range of ports a deployment may ask for, none below 1024.
+pub(crate) fn parse_ports(text: &str) -> Result<(u16, u16), String> {
+    let (a, b) = text
+        .trim()
+        .split_once('-')
+        .ok_or_else(|| format!("{text:?} is not a range FIRST-LAST, e.g. \"1024-65535\""))?;
+    let first: u16 = a.trim().parse().map_err(|_| format!("{a:?} is not a port"))?;
+    let last: u16 = b.trim().parse().map_err(|_| format!("{b:?} is not a port"))?;
+    if first < 1024 || first > last {
+        return Err(format!(
+            "{text:?}: the range must be non-empty and start at 1024 or above (ports below are the node's own services')"
+        ));
+    }
+    Ok((first, last))
+}
+
+/// As root, `/var/lib/deploy-agent` (systemd's state directory: apps, which run as their
+/// own users, can reach it, unlike root's home); else `$XDG_DATA_HOME/deploy-agent`, else `~/.local/share/deploy-agent`, else `./deploy-agent-data`.
 pub fn default_data_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/deploy-agent");
+    }
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(xdg).join("deploy-agent");
     }

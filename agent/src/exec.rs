@@ -62,10 +62,12 @@ pub(crate) async fn start(
             release.number
         )));
     }
-    let launch = crate::launch::launch(&sup, &release, &dir, d.private_port()).await;
+    let launch = crate::launch::launch(&sup, &d, &release, &dir, d.private_port()).await;
     let redactor = sup.redactor(name).await;
     let args: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();
-    let mut cmd = launch.command(&program, &args);
+    let mut cmd = launch
+        .command(&program, &args)
+        .map_err(|e| Error::Internal(format!("preparing {program}: {e}")))?;
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {

@@ -41,10 +41,11 @@ pub(crate) fn bind_address(
     }
 }
 
-/// Everything an app (or its start script) gets: directory, variables (`HOST` and `PORT`
-/// say where to listen), PATH, user.
+/// Everything an app (or its start script, or `exec`) of `d` gets: directory, variables
+/// (`HOST` and `PORT` say where to listen), PATH, its user and walls.
 pub(crate) async fn launch(
     sup: &Supervisor,
+    d: &Deployment,
     release: &ReleaseRecord,
     dir: &Path,
     private_port: Option<u16>,
@@ -59,6 +60,11 @@ pub(crate) async fn launch(
         // Where clients reach it (behind the node proxy, not where it listens).
         ("DEPLOYMENT_URL".into(), sup.app_url(spec.port)),
         ("GIT_COMMIT".into(), release.commit.clone()),
+        // Its own directory, kept across releases, rollbacks and restarts.
+        (
+            "DATA_DIR".into(),
+            sup.layout().data(&spec.name).to_string_lossy().into_owned(),
+        ),
     ];
     if let Some(venv_dir) = &release.venv_dir {
         env.push((
@@ -79,7 +85,7 @@ pub(crate) async fn launch(
         cwd: dir.join(&spec.workdir),
         env,
         path_prefix: release.venv_dir.as_ref().map(|d| d.join("bin")),
-        run_as: sup.run_as(),
+        walls: sup.walls_for(d),
     }
 }
 
@@ -120,7 +126,7 @@ pub(crate) async fn instance_config(
     InstanceConfig {
         name: spec.name.clone(),
         release: release.number,
-        launch: launch(sup, release, &dir, private_port).await,
+        launch: launch(sup, d, release, &dir, private_port).await,
         log: sup.layout().app_log(&spec.name),
         host,
         port,

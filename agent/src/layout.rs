@@ -5,6 +5,8 @@
 //! <data>/deployments/<name>/releases/<n>/     checkout of release n
 //! <data>/deployments/<name>/logs/app.log      the app's stdout and stderr
 //! <data>/deployments/<name>/logs/deploy.log   the deploy steps' output
+//! <data>/deployments/<name>/data/             DATA_DIR: the app's own, across releases
+//! <data>/deployments/<name>/tmp/              the app's private /tmp
 //! <data>/envs/<key>/                          Python venvs, by content hash
 //! <data>/git/<hash>.git                       bare mirrors, one per repository URL
 //! ```
@@ -44,6 +46,14 @@ impl Layout {
     }
     pub(crate) fn deploy_log(&self, name: &str) -> PathBuf {
         self.logs(name).join("deploy.log")
+    }
+    /// The deployment's own directory (`DATA_DIR`, its user's home): kept across releases.
+    pub(crate) fn data(&self, name: &str) -> PathBuf {
+        self.deployment(name).join("data")
+    }
+    /// What its processes see as `/tmp`.
+    pub(crate) fn tmp(&self, name: &str) -> PathBuf {
+        self.deployment(name).join("tmp")
     }
     pub(crate) fn venvs(&self) -> PathBuf {
         self.root.join("envs")

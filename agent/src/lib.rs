@@ -21,6 +21,7 @@ mod exposition;
 mod fsmode;
 mod health;
 mod http;
+mod identity;
 mod instance;
 mod launch;
 mod layout;
@@ -47,6 +48,7 @@ mod tls;
 mod tracking;
 mod traffic;
 mod usage;
+mod walls;
 mod venvs;
 
 use std::future::Future;

@@ -27,8 +27,8 @@ const CONFIG_KEYS: &str = "\
 Config file keys (TOML; every one optional; an unknown key is an error):
   listen = \"127.0.0.1:7070\"       gRPC address for deployctl
   http_listen = \"127.0.0.1:7071\"  health endpoints and /metrics for load balancers
-  data_dir = \"PATH\"               records, releases, logs, venvs, git mirrors
-                                  [default: ~/.local/share/deploy-agent]
+  data_dir = \"PATH\"               records, releases, logs, venvs, git mirrors [default: as
+                                  root /var/lib/deploy-agent, else ~/.local/share/deploy-agent]
   app_host = \"127.0.0.1\"          where deployments' ports are served (the node proxy binds it)
   log_format = \"text\"             the agent's own log: text or json
   start_script_timeout = \"30m\"    how long a release's start script may run
@@ -40,8 +40,13 @@ Config file keys (TOML; every one optional; an unknown key is an error):
   tls_cert, tls_key = \"PATH\"      serve gRPC over TLS (deploy-agent init makes them)
   auth_file = \"PATH\"              users and groups with tokens [default: DATA_DIR/auth.toml]
   insecure = false                allow a non-loopback gRPC address without TLS and users
-  run_as = \"USER\"                 with users, apps run as this user [default: deploy-app if it exists]
-  apps_as_agent_user = false      with users, allow apps to run as the agent's own user
+  app_uids = \"61184-65519\"        as root, each deployment runs as its own user with a uid
+                                  from this range (made with useradd, freed on remove)
+  run_as = \"USER\"                 as root, run every app as this one user instead (not root)
+  apps_as_agent_user = false      not root, with users: allow apps to run as the agent's user
+  ports = \"1024-65535\"            the ports a deployment may ask for (none below 1024)
+  overcommit = 1.0                deployments' memory limits may add up to this share of the
+                                  node's memory
   cgroups = true                  a cgroup v2 per app instance where the agent may make one
   venv_keep_bytes = 5368709120    unused venvs kept for later deploys, at most this much ...
   venv_keep_age = \"14d\"           ... and none unused for longer

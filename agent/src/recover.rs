@@ -49,6 +49,12 @@ async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
         // `deployctl stop`: it stays stopped until `deployctl start`.
         return Recovered::Nothing;
     }
+    // Its user (made again if the node lost it; made now for a deployment an older agent
+    // ran as a shared user) before any of its processes starts.
+    match sup.ensure_identity(d).await {
+        Ok(_) => d.save_or_log(sup.layout()).await,
+        Err(e) => tracing::error!(deployment = %d.name(), error = %e, "no identity for the deployment"),
+    }
     let cfg = instance_config(sup, d, &release, d.private_port(), 0).await;
     if d.private_port().is_some() {
         // The proxy serves its persisted routes; this one is set again in case it is not.

@@ -118,6 +118,9 @@ pub(crate) struct Record {
     /// `deployctl start` (or a deploy).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stopped: bool,
+    /// Its own Unix user and group (when the agent runs as root), kept for its life.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<crate::identity::Identity>,
 }
 
 /// One more process of the current release behind the node proxy.
@@ -168,6 +171,7 @@ impl Record {
             private_port: None,
             replicas: Vec::new(),
             stopped: false,
+            identity: None,
         }
     }
 

@@ -40,6 +40,16 @@ pub(crate) struct Tracking {
 }
 
 impl Tracking {
+    /// The `cgroup.procs` files a new process of the instance writes itself into (opened
+    /// now, before the fork).
+    pub(crate) fn cgroup_files(&self) -> std::io::Result<Vec<std::fs::File>> {
+        let mut files = Vec::new();
+        if let Some(dir) = &self.cgroup {
+            files.push(cgroup::procs_file(dir)?);
+        }
+        Ok(files)
+    }
+
     /// The deployment an instance id names (`key/name@release.nonce`).
     pub(crate) fn deployment(id: &str) -> Option<&str> {
         id.split_once('/')?.1.rsplit_once('@').map(|(n, _)| n)

@@ -66,6 +66,12 @@ impl Agent {
             .prefix("deployctl-e2e-agent-")
             .tempdir()
             .expect("creating a temporary directory for the agent");
+        // Apps run as their deployments' own users (the agent is root): they pass through.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o711))
+                .expect("opening the agent's temporary directory to its apps' users");
+        }
         let data_dir = tmp.path().join("data");
         fs::create_dir_all(&data_dir).expect("creating the agent's data directory");
         prepare(&data_dir);
@@ -278,6 +284,7 @@ impl Drop for Agent {
         self.kill9();
         self.kill_apps();
         self.remove_cgroups();
+        free_app_users(&self.data_dir);
         if std::thread::panicking() {
             eprintln!(
                 "--- deploy-agent {} stderr (last 150 lines of {}) ---\n{}",
@@ -287,6 +294,36 @@ impl Drop for Agent {
             );
         }
     }
+}
+
+/// Deletes the users the agent made for its deployments (homes in `data_dir`) that a test
+/// left behind (a deployment it did not remove): `/etc/passwd` is the node's, not the test's.
+pub fn free_app_users(data_dir: &Path) {
+    for (user, _uid) in app_users_of(data_dir) {
+        let _ = std::process::Command::new("userdel")
+            .args(["-f", &user])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = std::process::Command::new("groupdel")
+            .arg(&user)
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// The users (name, uid) the agent made for deployments whose home is in `data_dir`.
+pub fn app_users_of(data_dir: &Path) -> Vec<(String, u32)> {
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            let (name, uid, home) = (f.first()?, f.get(2)?, f.get(5)?);
+            (name.starts_with("deploy-app-") && Path::new(home).starts_with(data_dir))
+                .then(|| Some((name.to_string(), uid.parse().ok()?)))
+                .flatten()
+        })
+        .collect()
 }
 
 /// `text` without terminal colour sequences (`ESC [ ... m`), as the agent's log has them.

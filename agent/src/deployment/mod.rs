@@ -395,6 +395,7 @@ impl Deployment {
     }
 }
 
+mod identity;
 mod removal;
 mod replicas;
 

@@ -83,7 +83,7 @@ async fn run(args: &[&str], timeout: Duration, events: &Events) -> Result<(), St
         cwd: PathBuf::from("/"),
         env: vec![("DEBIAN_FRONTEND".into(), "noninteractive".into())],
         path_prefix: None,
-        run_as: None,
+        walls: None,
     };
     let shown = format!("apt-get {}", args.join(" "));
     super::packages::install_command("apt-get", args, &shown, &launch, timeout, events).await

@@ -69,11 +69,16 @@ pub(super) async fn check(
         );
         return Err(e);
     }
-    if let Some((uid, gid)) = sup.run_as() {
-        // The app (and its start script) run as run_as and may write in their checkout.
-        let d = dir.to_path_buf();
-        let owned =
-            tokio::task::spawn_blocking(move || crate::process::chown_tree(&d, uid, gid)).await;
+    let identity = sup.get(&spec.name).and_then(|d| sup.identity_of(&d));
+    if let Some(id) = identity {
+        // The app (and its start script) may write in their checkout; nobody else may
+        // enter it (other deployments' apps included).
+        let (d, uid, gid) = (dir.to_path_buf(), id.uid, id.gid);
+        let owned = tokio::task::spawn_blocking(move || {
+            crate::process::chown_tree(&d, uid, gid)?;
+            std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        })
+        .await;
         if let Ok(Err(e)) | Err(e) = owned.map_err(std::io::Error::other) {
             let _ = tokio::fs::remove_dir_all(&dir).await;
             return Err(StepError::new(

@@ -144,8 +144,9 @@ async fn steps(
         });
     }
     preflight::check_port(sup, spec).await.map_err(early)?;
+    preflight::identity(sup, d).await.map_err(early)?;
     let prepared = prepare(sup, spec, number, events).await.map_err(early)?;
-    if let Err(e) = start_script::step(sup, spec, &prepared, events).await {
+    if let Err(e) = start_script::step(sup, d, spec, &prepared, events).await {
         return Err((e, Some(prepared)));
     }
     launch(sup, d, spec, prepared, events).await

@@ -77,3 +77,14 @@ pub(super) async fn foreign_port_holder(sup: &Supervisor, spec: &Spec) -> Result
     }
     Ok(())
 }
+
+/// The deployment's own user and directories, before anything of it is written or run.
+pub(super) async fn identity(
+    sup: &Supervisor,
+    d: &crate::deployment::Deployment,
+) -> Result<(), StepError> {
+    sup.ensure_identity(d)
+        .await
+        .map(|_| ())
+        .map_err(|e| StepError::new(events::CHECKOUT, e))
+}

@@ -100,6 +100,7 @@ async fn relaunch(
     }
     let result: Result<_, StepError> = async {
         preflight::check_secrets(sup, &spec, events).await?;
+        preflight::identity(sup, d).await?;
         let ports = match spec.strategy {
             Strategy::Switch => Some(private_ports(sup, spec.replicas as usize)?),
             Strategy::Recreate => None,

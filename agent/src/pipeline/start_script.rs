@@ -7,12 +7,14 @@ use std::time::Duration;
 use super::events::{Events, StepError, START_SCRIPT};
 use super::Prepared;
 use crate::process::{self, Launch};
+use crate::deployment::Deployment;
 use crate::spec::Spec;
 use crate::supervisor::Supervisor;
 
 /// The start-script step of the release `prepared` (skipped when none is declared).
 pub(super) async fn step(
     sup: &Supervisor,
+    d: &Deployment,
     spec: &Spec,
     prepared: &Prepared,
     events: &Events,
@@ -22,7 +24,7 @@ pub(super) async fn step(
         return Ok(());
     };
     let launch =
-        crate::launch::launch(sup, &prepared.release, &prepared.dir, prepared.private_port).await;
+        crate::launch::launch(sup, d, &prepared.release, &prepared.dir, prepared.private_port).await;
     events
         .step(START_SCRIPT, format!("sh {}", script.display()), async {
             run(script, &launch, sup.config().start_script_timeout, events).await?;

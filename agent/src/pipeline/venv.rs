@@ -161,13 +161,13 @@ async fn build_into(
         ],
         path_prefix: None,
         // Environments are built by the agent and only read by apps.
-        run_as: None,
+        walls: None,
     };
     let dir_s = dir.to_string_lossy().into_owned();
     let interpreter = req
         .python
         .map(|i| i.path.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "python3".to_string());
+        .unwrap_or_else(|| toolchain.python.to_string_lossy().into_owned());
     let python = dir.join("bin/python").to_string_lossy().into_owned();
     let pinned_file = dir.with_extension("pinned.txt");
     let mut install_args: Vec<String> = Vec::new();
@@ -333,6 +333,8 @@ mod tests {
     fn tc() -> Toolchain {
         Toolchain {
             installer: Installer::Pip,
+            python: "python3".into(),
+            for_apps: false,
             python_version: "Python 3.11.7".into(),
             origin: "python3 -m venv + pip".into(),
             warning: None,

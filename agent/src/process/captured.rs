@@ -32,7 +32,7 @@ pub(crate) async fn run_captured(
     timeout: Duration,
     mut on_line: impl FnMut(&str),
 ) -> io::Result<Finished> {
-    let mut cmd = launch.command(program, args);
+    let mut cmd = launch.command(program, args)?;
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);

@@ -31,22 +31,44 @@ pub(crate) struct Launch {
     pub env: Vec<(String, String)>,
     /// Prepended to PATH (the Python environment's `bin`).
     pub path_prefix: Option<PathBuf>,
-    /// The uid and gid to run as (when the agent is root and `run_as` is set).
-    pub run_as: Option<(u32, u32)>,
+    /// Its own user, mount namespace and clean environment (when the agent is root);
+    /// `None`: it runs as the agent's user with the agent's environment.
+    pub walls: Option<crate::walls::Walls>,
 }
 
 impl Launch {
     /// `program args...` with the launch's directory and environment, in a new process group.
-    pub(crate) fn command(&self, program: &str, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, program: &str, args: &[&str]) -> io::Result<Command> {
+        self.command_in(program, args, Vec::new())
+    }
+
+    /// [`Launch::command`], the child joining the cgroups whose `cgroup.procs` files are
+    /// `cgroups` (opened here, before the fork) before it raises its walls and runs.
+    pub(crate) fn command_in(
+        &self,
+        program: &str,
+        args: &[&str],
+        cgroups: Vec<std::fs::File>,
+    ) -> io::Result<Command> {
         let mut cmd = Command::new(program);
         cmd.args(args).current_dir(&self.cwd);
-        cmd.env_remove("PYTHONHOME");
-        if let Some(prefix) = &self.path_prefix {
-            let old = std::env::var_os("PATH").unwrap_or_default();
-            let mut paths = vec![prefix.clone()];
-            paths.extend(std::env::split_paths(&old));
-            if let Ok(joined) = std::env::join_paths(paths) {
-                cmd.env("PATH", joined);
+        match &self.walls {
+            Some(w) => {
+                cmd.env_clear();
+                for (k, v) in crate::walls::base_env(w, self.path_prefix.as_deref()) {
+                    cmd.env(k, v);
+                }
+            }
+            None => {
+                cmd.env_remove("PYTHONHOME");
+                if let Some(prefix) = &self.path_prefix {
+                    let old = std::env::var_os("PATH").unwrap_or_default();
+                    let mut paths = vec![prefix.clone()];
+                    paths.extend(std::env::split_paths(&old));
+                    if let Ok(joined) = std::env::join_paths(paths) {
+                        cmd.env("PATH", joined);
+                    }
+                }
             }
         }
         for (k, v) in &self.env {
@@ -55,12 +77,23 @@ impl Launch {
         cmd.stdin(Stdio::null())
             // A new process group: the whole app (and what it spawns) is signalled together.
             .process_group(0);
-        if let Some((uid, gid)) = self.run_as {
-            // std drops root's supplementary groups (setgroups) before setuid when the
-            // parent is root, so the app keeps none of them.
-            cmd.uid(uid).gid(gid);
+        let walls = self.walls.as_ref().map(|w| w.prepare()).transpose()?;
+        if walls.is_some() || !cgroups.is_empty() {
+            // SAFETY: runs in the forked child before exec: write(2) on files opened before
+            // the fork, then the walls' plain system calls (no allocation, no lock).
+            unsafe {
+                cmd.pre_exec(move || {
+                    for f in &cgroups {
+                        crate::cgroup::join(f)?;
+                    }
+                    match &walls {
+                        Some(w) => w.enter(),
+                        None => Ok(()),
+                    }
+                });
+            }
         }
-        cmd
+        Ok(cmd)
     }
 }
 
@@ -74,26 +107,28 @@ pub(crate) fn spawn_app(
 ) -> io::Result<AppProcess> {
     let file = crate::fsmode::append_private(log)?;
     let err = file.try_clone()?;
-    let mut cmd = launch.command("sh", &["-c", &launch.command]);
+    let cgroups = tracking.cgroup_files()?;
+    let mut cmd = launch.command_in("sh", &["-c", &launch.command], cgroups)?;
     cmd.stdout(Stdio::from(file))
         .stderr(Stdio::from(err))
         .env(crate::tracking::MARKER_VAR, &tracking.id)
         .kill_on_drop(false);
-    if let Some(dir) = &tracking.cgroup {
-        let procs = crate::cgroup::procs_file(dir)?;
-        // SAFETY: the closure runs in the forked child before exec; it only calls write(2)
-        // on a file opened before the fork (no allocation, no lock).
-        unsafe {
-            cmd.pre_exec(move || crate::cgroup::join(&procs));
+    let child = cmd.spawn().map_err(|e| {
+        // What of ours can fail in the child before exec.
+        if e.raw_os_error() == Some(nix::libc::ENOENT) {
+            return e;
         }
-    }
-    let child = cmd.spawn().map_err(|e| match &tracking.cgroup {
-        // The only step of ours that can fail in the child before exec.
-        Some(dir) if e.raw_os_error() != Some(nix::libc::ENOENT) => io::Error::new(
-            e.kind(),
-            format!("{e} (or joining cgroup {})", dir.display()),
-        ),
-        _ => e,
+        let mut ours = Vec::new();
+        if let Some(dir) = &tracking.cgroup {
+            ours.push(format!("joining cgroup {}", dir.display()));
+        }
+        if launch.walls.is_some() {
+            ours.push("raising its walls (mount namespace, private /tmp, its user)".to_string());
+        }
+        if ours.is_empty() {
+            return e;
+        }
+        io::Error::new(e.kind(), format!("{e} (or {})", ours.join(", or ")))
     })?;
     Ok(AppProcess::child(child).tracked(tracking.clone()))
 }

@@ -214,7 +214,7 @@ while True:
             cwd: dir.clone(),
             env: vec![],
             path_prefix: None,
-            run_as: None,
+            walls: None,
         };
         let mut app = spawn_app(&launch, &dir.join("app.log"), &Tracking::default()).unwrap();
         let pgid = app.pid();

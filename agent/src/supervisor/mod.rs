@@ -3,6 +3,7 @@
 //! adapters use (configuration, data layout, users and secrets, process tracking, venvs,
 //! metrics). The registry's lock guards lookups only; nothing is held across I/O.
 
+mod identity;
 mod remove;
 mod view;
 
@@ -44,8 +45,8 @@ pub(crate) struct Supervisor {
     started: Instant,
     auth: Auth,
     secrets: SecretStore,
-    /// The uid and gid apps run as (`run_as`, when the agent is root).
-    run_as: Option<(u32, u32)>,
+    /// Who apps run as: their deployment's own user, `run_as`, or the agent's.
+    app_users: crate::app_user::AppUsers,
     /// Gives every app instance its id and cgroup.
     tracker: Arc<Tracker>,
     /// The node proxy in front of deployments released with `strategy: switch`.
@@ -70,7 +71,12 @@ impl Supervisor {
         }
         let auth = Auth::open(config.auth_path())?;
         let secrets = SecretStore::new(layout.root.join("secrets"));
-        let run_as = crate::app_user::resolve(&config)?;
+        let app_users = {
+            let c = config.clone();
+            tokio::task::spawn_blocking(move || crate::app_user::resolve(&c))
+                .await
+                .map_err(|e| Error::Internal(format!("finding the apps' users: {e}")))??
+        };
         let tracker = Arc::new(Tracker::new(&layout.root, config.cgroups));
         let venvs = Arc::new(Venvs::new(
             &config,
@@ -84,7 +90,7 @@ impl Supervisor {
             tracker,
             auth,
             secrets,
-            run_as,
+            app_users,
             venvs,
             config,
             layout,
@@ -131,9 +137,6 @@ impl Supervisor {
     }
     pub(crate) fn traffic(&self) -> &Traffic {
         &self.traffic
-    }
-    pub(crate) fn run_as(&self) -> Option<(u32, u32)> {
-        self.run_as
     }
     /// The lock a fetch or checkout of mirror `key` holds.
     pub(crate) fn mirror_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -230,6 +233,7 @@ impl Supervisor {
             tracing::warn!(deployment = %d.name(), error = %e, "cannot delete what a failed first deploy made");
         }
         self.unregister(d);
+        self.free_identity(d).await;
     }
 
     /// What an instance of `d` reports to: its record and the metrics.

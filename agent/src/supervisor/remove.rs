@@ -50,6 +50,7 @@ impl Supervisor {
         let removed = self.drain_and_stop(&d, lb_drain).await;
         d.forget(&self.layout).await?;
         self.unregister(&d);
+        self.free_identity(&d).await;
         // Its venvs may now be unused.
         self.collect_venv_garbage().await;
         Ok(removed)

@@ -18,8 +18,14 @@ pub(crate) enum Installer {
 #[derive(Debug, Clone)]
 pub(crate) struct Toolchain {
     pub installer: Installer,
+    /// The node's python3 that environments are made from (when the agent is root, the
+    /// first on PATH that apps, running as their own users, can run).
+    pub python: PathBuf,
     /// `python3 --version`, part of every environment key.
     pub python_version: String,
+    /// Apps run as other users than the agent: interpreters they cannot reach (under
+    /// root's home, say) are not used.
+    pub for_apps: bool,
     /// How the installer was found, for the deploy output ("uv 0.9.1 from PATH").
     pub origin: String,
     /// Why uv is not used, when it is not and could have been.
@@ -30,8 +36,15 @@ impl Toolchain {
     /// Finds python3 and the installer; may install uv into `tools_dir` (a few seconds,
     /// once per node).
     pub(crate) async fn detect(mode: InstallerMode, tools_dir: &Path) -> Toolchain {
+        let for_apps = nix::unistd::geteuid().is_root();
+        let python = if for_apps {
+            which_for_apps("python3").unwrap_or_else(|| PathBuf::from("python3"))
+        } else {
+            PathBuf::from("python3")
+        };
+        let python_s = python.to_string_lossy().into_owned();
         // Two processes (each ~50 ms behind a pyenv shim): at the same time.
-        let (python_version, uv) = tokio::join!(version_of("python3", &["--version"]), async {
+        let (python_version, uv) = tokio::join!(version_of(&python_s, &["--version"]), async {
             match mode {
                 InstallerMode::Pip => None,
                 _ => Some(Self::find_uv(tools_dir).await),
@@ -40,6 +53,8 @@ impl Toolchain {
         let python_version = python_version.unwrap_or_default();
         let pip = |warning: Option<String>| Toolchain {
             installer: Installer::Pip,
+            python: python.clone(),
+            for_apps,
             python_version: python_version.clone(),
             origin: "python3 -m venv + pip".to_string(),
             warning,
@@ -50,6 +65,8 @@ impl Toolchain {
             Some(Ok((path, version, origin))) => Toolchain {
                 origin: format!("{version} {origin}"),
                 installer: Installer::Uv { path, version },
+                python: python.clone(),
+                for_apps,
                 python_version,
                 warning: None,
             },
@@ -173,6 +190,36 @@ pub(crate) fn which(name: &str) -> Option<PathBuf> {
         })
 }
 
+/// Finds an executable on PATH that a user other than the agent's can run: it and every
+/// directory on the way to it (links followed) let others pass. A pyenv shim under root's
+/// home is skipped for the system's python3 further on.
+pub(crate) fn which_for_apps(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(
+            crate::walls::SYSTEM_PATH
+                .split(':')
+                .map(PathBuf::from),
+        )
+        .map(|dir| dir.join(name))
+        .find(|p| reachable_by_apps(p))
+}
+
+/// Whether others may run `program` (following links).
+pub(crate) fn reachable_by_apps(program: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(real) = program.canonicalize() else {
+        return false;
+    };
+    let runs = real
+        .metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o001 != 0)
+        .unwrap_or(false);
+    runs && real
+        .parent()
+        .is_some_and(|dir| crate::identity::blocked_for_others(dir).is_none())
+}
+
 /// An interpreter of the Python version a deployment declares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Interpreter {
@@ -195,11 +242,19 @@ pub(crate) async fn find_python(
         }
         Installer::Pip => None,
     };
+    let find = |name: &str| {
+        if toolchain.for_apps {
+            which_for_apps(name)
+        } else {
+            which(name)
+        }
+    };
     let candidates: Vec<PathBuf> = found
         .into_iter()
-        .chain(which(&format!("python{wanted}")))
-        .chain(which(&format!("python{}", major_minor(wanted))))
-        .chain(which("python3"))
+        .filter(|p| !toolchain.for_apps || reachable_by_apps(p))
+        .chain(find(&format!("python{wanted}")))
+        .chain(find(&format!("python{}", major_minor(wanted))))
+        .chain(find("python3"))
         .collect();
     for path in candidates {
         if let Some(version) = version_of(&path.to_string_lossy(), &["--version"]).await {
@@ -214,8 +269,13 @@ pub(crate) async fn find_python(
     } else {
         present.join(", ")
     };
+    let unreachable = if toolchain.for_apps {
+        " (interpreters apps cannot run, such as under root's home, are left out: apps run as their own users)"
+    } else {
+        ""
+    };
     Err(format!(
-        "python: Python {wanted} is not on this node (present: {listed}); install it (e.g. apt-get install python{mm}, or `uv python install {wanted}` as the agent's user) or declare one of these",
+        "python: Python {wanted} is not on this node (present: {listed}{unreachable}); install it (e.g. apt-get install python{mm}, or `uv python install {wanted}` as the agent's user) or declare one of these",
         mm = major_minor(wanted)
     ))
 }
@@ -255,6 +315,9 @@ async fn present_pythons(toolchain: &Toolchain) -> Vec<String> {
             let (Some(name), Some(at)) = (parts.next(), parts.next()) else {
                 continue;
             };
+            if toolchain.for_apps && !reachable_by_apps(Path::new(at)) {
+                continue;
+            }
             let version = name.split('-').nth(1).unwrap_or(name);
             let item = format!("{version} ({at})");
             if !out.iter().any(|o| o.starts_with(&format!("{version} "))) {
@@ -263,7 +326,7 @@ async fn present_pythons(toolchain: &Toolchain) -> Vec<String> {
         }
     }
     if out.is_empty() {
-        if let Some(v) = version_of("python3", &["--version"]).await {
+        if let Some(v) = version_of(&toolchain.python.to_string_lossy(), &["--version"]).await {
             out.push(format!(
                 "{} (python3)",
                 v.trim_start_matches("Python ").trim()

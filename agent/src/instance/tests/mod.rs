@@ -57,7 +57,7 @@ fn config(fake: &Fake, restart: RestartPolicy, rec: &Arc<Recorder>) -> InstanceC
             cwd: "/nonexistent".into(),
             env: vec![],
             path_prefix: None,
-            run_as: None,
+            walls: None,
         },
         log: "/nonexistent/instance-test/app.log".into(),
         host: "127.0.0.1".parse().unwrap(),

@@ -1,0 +1,167 @@
+//! Each deployment's user and its own directories on the node: `DATA_DIR` (its home,
+//! kept across releases) and the private `/tmp` its processes see. See
+//! [`crate::app_user`] for who runs as what, [`crate::walls`] for what the processes get.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use super::Supervisor;
+use crate::app_user::AppUsers;
+use crate::deployment::Deployment;
+use crate::identity::{self, Identity};
+use crate::walls::Walls;
+
+/// The uid an app would run as when its deployment somehow has no identity: `nobody`,
+/// never root.
+const NOBODY: u32 = 65534;
+
+impl Supervisor {
+    /// The user `d`'s processes run as; `None`: the agent's own.
+    pub(crate) fn identity_of(&self, d: &Deployment) -> Option<Identity> {
+        match &self.app_users {
+            AppUsers::Agent => None,
+            AppUsers::Named(id) => Some(id.clone()),
+            AppUsers::PerDeployment(_) => Some(d.identity().unwrap_or_else(|| {
+                tracing::error!(deployment = %d.name(), "no identity recorded: the app runs as nobody");
+                Identity {
+                    uid: NOBODY,
+                    gid: NOBODY,
+                    user: "nobody".into(),
+                }
+            })),
+        }
+    }
+
+    /// The walls `d`'s processes run behind; `None` when the agent cannot build them (it is
+    /// not root).
+    pub(crate) fn walls_for(&self, d: &Deployment) -> Option<Walls> {
+        let id = self.identity_of(d)?;
+        Some(Walls {
+            uid: id.uid,
+            gid: id.gid,
+            user: id.user,
+            home: self.layout.data(d.name()),
+            tmp: Some(self.layout.tmp(d.name())),
+            keep_in_tmp: self.data_in_tmp(),
+            hidden_devices: Vec::new(),
+        })
+    }
+
+    /// Makes sure `d` has its own user (made now for a new deployment, or again if the
+    /// node lost it) and its directories, before any of its processes starts. A
+    /// deployment that had none (an upgraded agent) gets its files given to it.
+    pub(crate) async fn ensure_identity(&self, d: &Deployment) -> Result<Option<Identity>, String> {
+        let name = d.name().to_string();
+        let (data, tmp, dir) = (
+            self.layout.data(&name),
+            self.layout.tmp(&name),
+            self.layout.deployment(&name),
+        );
+        let id = match &self.app_users {
+            AppUsers::Agent => None,
+            AppUsers::Named(id) => Some(id.clone()),
+            AppUsers::PerDeployment(range) => {
+                let (range, recorded, home) = (*range, d.identity(), data.clone());
+                let made = tokio::task::spawn_blocking(move || {
+                    identity::ensure(range, recorded.as_ref(), &home)
+                })
+                .await
+                .map_err(|e| format!("internal error: {e}"))??;
+                let new = d.identity().as_ref() != Some(&made);
+                if new {
+                    d.set_identity(made.clone());
+                    if d.has_releases() {
+                        // An earlier agent ran it as a shared user: its files become its own.
+                        let (releases, owner) = (dir.join("releases"), made.clone());
+                        let _ = tokio::task::spawn_blocking(move || {
+                            crate::process::chown_tree(&releases, owner.uid, owner.gid)
+                        })
+                        .await;
+                    }
+                }
+                Some(made)
+            }
+        };
+        let owner = id.as_ref().map(|i| (i.uid, i.gid));
+        let keep = self.data_in_tmp();
+        tokio::task::spawn_blocking(move || {
+            crate::fsmode::create_dir(&dir, crate::fsmode::PASS_THROUGH_DIR)?;
+            own_dir(&data, owner)?;
+            own_dir(&tmp, owner)?;
+            // Where the data directory shows inside the private /tmp: the agent's, not
+            // the app's, to change.
+            match keep.and_then(|k| crate::walls::keep_in_tmp(&tmp, &k)) {
+                Some(at) => root_path(&tmp, &at),
+                None => Ok(()),
+            }
+        })
+        .await
+        .map_err(|e| format!("internal error: {e}"))?
+        .map_err(|e| format!("preparing the deployment's own directories: {e}"))?;
+        Ok(id)
+    }
+}
+
+impl Supervisor {
+    /// Frees `d`'s own user once it is removed (its processes stopped, its files deleted):
+    /// the uid may go to a new deployment.
+    pub(crate) async fn free_identity(&self, d: &Deployment) {
+        if !matches!(self.app_users, AppUsers::PerDeployment(_)) {
+            return;
+        }
+        if let Some(id) = d.identity() {
+            let _ = tokio::task::spawn_blocking(move || identity::free(&id)).await;
+        }
+    }
+}
+
+impl Supervisor {
+    /// The data directory, when it is inside the node's `/tmp` (canonical path).
+    fn data_in_tmp(&self) -> Option<std::path::PathBuf> {
+        let root = self
+            .layout
+            .root
+            .canonicalize()
+            .unwrap_or_else(|_| self.layout.root.clone());
+        root.starts_with("/tmp").then_some(root)
+    }
+}
+
+/// Creates the directories from `base` (exclusive) down to `at`, owned by the agent and
+/// passable by others (0711).
+fn root_path(base: &Path, at: &Path) -> std::io::Result<()> {
+    let Ok(rel) = at.strip_prefix(base) else {
+        return Ok(());
+    };
+    let mut p = base.to_path_buf();
+    for part in rel.components() {
+        p.push(part);
+        match std::fs::create_dir(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(std::io::Error::new(e.kind(), format!("{}: {e}", p.display()))),
+        }
+        std::os::unix::fs::lchown(&p, Some(0), Some(0))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o711))?;
+    }
+    Ok(())
+}
+
+/// Creates `dir` (0700) for `owner` (`None`: the agent), or gives an existing one to it.
+fn own_dir(dir: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let with = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(with(e)),
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(with)?;
+    if let Some((uid, gid)) = owner {
+        let meta = std::fs::symlink_metadata(dir).map_err(with)?;
+        if meta.uid() != uid || meta.gid() != gid {
+            crate::process::chown_tree(dir, uid, gid).map_err(with)?;
+        }
+    }
+    Ok(())
+}
