@@ -92,6 +92,7 @@ pub(crate) struct Prepared {
     root: CString,
     slash_tmp: CString,
     proc_: CString,
+    proc_fs: CString,
     proc_opts: [CString; 2],
     dev_null: CString,
 }
@@ -128,6 +129,7 @@ impl Walls {
             root: lit("/")?,
             slash_tmp: lit("/tmp")?,
             proc_: lit("/proc")?,
+            proc_fs: lit("proc")?,
             proc_opts: [lit("hidepid=invisible")?, lit("hidepid=2")?],
             dev_null: lit("/dev/null")?,
         })
@@ -184,9 +186,9 @@ impl Prepared {
                 let proc_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
                 for opts in &self.proc_opts {
                     let ret = libc::mount(
+                        self.proc_fs.as_ptr(),
                         self.proc_.as_ptr(),
-                        self.proc_.as_ptr(),
-                        self.proc_.as_ptr(),
+                        self.proc_fs.as_ptr(),
                         proc_flags,
                         opts.as_ptr().cast(),
                     );

@@ -29,7 +29,7 @@ mod project;
 mod prom;
 mod secure;
 
-pub use agent::{agent_admin, strip_ansi, tail, token_in, Agent};
+pub use agent::{agent_admin, app_users_of, free_app_users, strip_ansi, tail, token_in, Agent};
 pub use apps::{app_py, APP_PY, CRASH_AFTER_PY, EXIT_AT_ONCE_PY, NEVER_HEALTHY_PY};
 pub use git::GitRepo;
 pub use haproxy::{HaProxy, Server};
