@@ -87,18 +87,19 @@ fn memory(node: &Node, committed: &Committed, asked: &Asked, overcommit: f64) ->
             bytes(need)
         )
     };
+    let factor = ratio(overcommit);
     let has = if overcommit == 1.0 {
         format!("this node has {}", bytes(node.memory_bytes))
     } else {
         format!(
-            "this node has {} ({} with overcommit {overcommit:.1})",
+            "this node has {} ({} with overcommit {factor})",
             bytes(node.memory_bytes),
             bytes(budget)
         )
     };
     Some(format!(
         "resources.memory: {what} does not fit: {has}, {} of it already promised to other \
-         deployments (overcommit {overcommit:.1}); {} left",
+         deployments (overcommit {factor}); {} left",
         bytes(committed.memory_bytes),
         bytes(left)
     ))
@@ -140,6 +141,15 @@ fn gpus(node: &Node, committed: &Committed, asked: &Asked) -> Option<String> {
         "resources.gpus: {what} does not fit: this node has {free} free of {}",
         node.gpus
     ))
+}
+
+/// The overcommit factor as the config would write it: "1.0", "1.5", "1.25".
+fn ratio(x: f64) -> String {
+    if x.fract() == 0.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x}")
+    }
 }
 
 /// Bytes for people: "512 MiB", "1.5 GiB", "24 GiB" (binary units, as memory is sold).
@@ -223,6 +233,9 @@ mod tests {
         let others = committed(20 * GIB, 0);
         let ask = asked(Some(8 * GIB), None, 0, 2);
         assert!(check(&node(), &others, &ask, 1.0).is_err());
+        assert!(check(&node(), &others, &ask, 1.25)
+            .unwrap_err()
+            .contains("(30 GiB with overcommit 1.25)"));
         assert_eq!(check(&node(), &others, &ask, 1.5), Ok(()));
         assert_eq!(
             check(&node(), &others, &asked(Some(8 * GIB), None, 0, 4), 1.5).unwrap_err(),

@@ -26,7 +26,10 @@ type Device = *mut c_void;
 #[derive(Default)]
 struct Memory {
     total: u64,
+    // Never read, but part of the layout NVML writes.
+    #[allow(dead_code)]
     free: u64,
+    #[allow(dead_code)]
     used: u64,
 }
 
@@ -183,7 +186,10 @@ impl Lib {
         let code = unsafe { (self.minor)(dev, &mut minor) };
         let (minor, problem) = match self.check(code, "nvmlDeviceGetMinorNumber") {
             Ok(()) => (Some(minor), None),
-            Err(e) => (None, Some(format!("{e}; its device file cannot be hidden"))),
+            Err(e) => (
+                None,
+                Some(format!("{e}, so its device file cannot be hidden")),
+            ),
         };
         let gpu = Gpu {
             index,

@@ -241,8 +241,10 @@ fn holder_names_and_labels() {
 
 #[test]
 fn discovery_without_a_driver_finds_none() {
-    // This test machine has no NVIDIA driver; on one that has, it finds its GPUs.
+    // This test machine has no NVIDIA driver; on one that has, it finds its GPUs (see them
+    // with `-- --nocapture`).
     let found = discover();
+    eprintln!("{found:#?}");
     if found.gpus.is_empty() {
         assert!(!found.note.is_empty());
     } else {
