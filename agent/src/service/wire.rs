@@ -4,7 +4,7 @@
 use deployctl_proto::v1 as pb;
 
 use crate::pipeline::events;
-use crate::spec::{RawSpec, Spec};
+use crate::spec::{RawResources, RawSpec, Spec};
 use crate::supervisor::View;
 
 pub(super) fn raw_spec(s: pb::DeploymentSpec) -> RawSpec {
@@ -36,6 +36,16 @@ pub(super) fn raw_spec(s: pb::DeploymentSpec) -> RawSpec {
         pinned: s.pinned,
         commit: s.commit,
         python: s.python,
+        resources: s
+            .resources
+            .map(|r| RawResources {
+                memory: r.memory,
+                cpus: r.cpus,
+                pids: r.pids,
+                gpus: r.gpus,
+                build_memory: r.build_memory,
+            })
+            .unwrap_or_default(),
     }
 }
 
@@ -68,6 +78,16 @@ fn spec_to_pb(s: &Spec) -> pb::DeploymentSpec {
         proxy: s.proxy.as_str().to_string(),
         replicas: s.replicas,
         pinned: s.pinned.clone(),
+        resources: (!s.resources.is_empty()).then(|| {
+            let r = s.resources.to_raw();
+            pb::Resources {
+                memory: r.memory,
+                cpus: r.cpus,
+                pids: r.pids,
+                gpus: r.gpus,
+                build_memory: r.build_memory,
+            }
+        }),
     }
 }
 

@@ -12,8 +12,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 
 mod fields;
+mod resources;
 mod switch;
 
+pub(crate) use resources::{RawResources, Resources};
 pub(crate) use switch::{ProxyMode, Strategy};
 
 use fields::{invalid, opt_path};
@@ -127,6 +129,9 @@ pub(crate) struct Spec {
     /// The Python version its environment is made with (`3.11`); `None`: python3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub python: Option<String>,
+    /// Limits for every process of the app and for the build (none in older records).
+    #[serde(default, skip_serializing_if = "Resources::is_empty")]
+    pub resources: Resources,
 }
 
 fn one() -> u32 {
@@ -172,6 +177,7 @@ pub(crate) struct RawSpec {
     pub pinned: Vec<String>,
     pub commit: String,
     pub python: String,
+    pub resources: RawResources,
 }
 
 impl Spec {
@@ -351,6 +357,7 @@ impl Spec {
                 format!("{replicas} replicas need strategy switch (the node proxy balances them); with strategy recreate the app binds the port itself, so one process can"),
             ));
         }
+        let resources = Resources::validate(&raw.resources)?;
         let ms = |v: u64, d: Duration| if v == 0 { d } else { Duration::from_millis(v) };
         Ok(Spec {
             name: raw.name,
@@ -381,6 +388,7 @@ impl Spec {
             hold_timeout: ms(raw.hold_timeout_ms, switch::DEFAULT_HOLD_TIMEOUT),
             replicas,
             pinned: raw.pinned.iter().map(|p| p.trim().to_string()).collect(),
+            resources,
         })
     }
 

@@ -85,6 +85,25 @@ pub(crate) struct DeployFlags {
     /// uv's discovery, never downloaded) [default: the node's python3]
     #[arg(long, value_name = "VERSION")]
     pub python: Option<String>,
+    /// Hard memory limit of each replica: bytes, or a number with K, M, G or T (binary:
+    /// 1G = 1024 MiB), e.g. 512M, 4G, 1.5G, 8GiB; at least 4M [default: no limit]
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// CPU time quota of each replica, in cores: 0.5 is half a core's time, 2 two cores'
+    /// (more than 0, at most 1024) [default: no limit]
+    #[arg(long, value_name = "CORES")]
+    pub cpus: Option<String>,
+    /// Processes and threads each replica may have, e.g. 512 (at least 8) [default: no limit]
+    #[arg(long, value_name = "N")]
+    pub pids: Option<u64>,
+    /// Whole GPUs per replica, e.g. 1, assigned by the agent (CUDA_VISIBLE_DEVICES)
+    /// [default: 0]
+    #[arg(long, value_name = "N")]
+    pub gpus: Option<u32>,
+    /// Memory limit of the build (the packages step and the start script), a size like
+    /// --memory, e.g. 8G [default: no limit]
+    #[arg(long, value_name = "SIZE")]
+    pub build_memory: Option<String>,
 }
 
 impl DeployFlags {
@@ -146,6 +165,32 @@ impl DeployFlags {
             d.replicas = Some(n);
         }
         set(&mut d.python, &self.python);
+        // A size: a plain number of bytes stays a number in the declaration.
+        let size = |v: &String| match v.trim().parse::<i64>() {
+            Ok(n) => Scalar::Int(n),
+            Err(_) => Scalar::Text(v.clone()),
+        };
+        let r = &mut d.resources;
+        if let Some(m) = &self.memory {
+            r.memory = Some(size(m));
+        }
+        if let Some(c) = &self.cpus {
+            let cores = c.trim().parse::<f64>().map_err(|_| {
+                bad_input(format!(
+                    "--cpus: {c:?} is not a number of cores; write e.g. 0.5, 1.5 or 2"
+                ))
+            })?;
+            r.cpus = Some(cores);
+        }
+        if let Some(n) = self.pids {
+            r.pids = Some(n);
+        }
+        if let Some(n) = self.gpus {
+            r.gpus = (n > 0).then_some(n);
+        }
+        if let Some(m) = &self.build_memory {
+            r.build_memory = Some(size(m));
+        }
         Ok(())
     }
 }

@@ -268,7 +268,7 @@ fn fields_diff(current: &pb::DeploymentSpec, new: &pb::DeploymentSpec) -> Vec<Va
         if let Value::Object(m) = v {
             for (k, v) in m {
                 match (k.as_str(), v) {
-                    ("packages" | "health", Value::Object(inner)) => {
+                    ("packages" | "health" | "resources", Value::Object(inner)) => {
                         for (k2, v2) in inner {
                             out.insert(format!("{k}.{k2}"), v2.clone());
                         }

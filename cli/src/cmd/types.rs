@@ -36,6 +36,9 @@ fn field_of(flag: &str) -> String {
         "env-var" => "env_vars".into(),
         "secret" => "secrets".into(),
         "address" => "addresses".into(),
+        "memory" | "cpus" | "pids" | "gpus" | "build-memory" => {
+            format!("resources.{}", flag.replace('-', "_"))
+        }
         f => match f.strip_prefix("health-") {
             Some(rest) => format!("health.{rest}"),
             None => f.replace('-', "_"),
@@ -168,7 +171,7 @@ fn print_types(types: &[(&str, &[&str])], format: Format) -> anyhow::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decl::{DeploymentDecl, EnvDecl, Health, Packages, Scalar};
+    use crate::decl::{DeploymentDecl, EnvDecl, Health, Packages, Resources, Scalar};
 
     /// Every key a full declaration serialises to.
     fn keys(value: &serde_norway::Value, prefix: &str, out: &mut Vec<String>) {
@@ -180,7 +183,7 @@ mod tests {
                 } else {
                     format!("{prefix}.{k}")
                 };
-                if matches!(k, "packages" | "health") {
+                if matches!(k, "packages" | "health" | "resources") {
                     keys(v, &name, out);
                 } else {
                     out.push(name);
@@ -225,6 +228,13 @@ mod tests {
             hold_timeout: s("1s"),
             replicas: Some(2),
             python: s("3.11"),
+            resources: Resources {
+                memory: Some(Scalar::Text("4G".into())),
+                cpus: Some(1.5),
+                pids: Some(2048),
+                gpus: Some(1),
+                build_memory: Some(Scalar::Text("8G".into())),
+            },
         };
         let mut all = Vec::new();
         keys(&serde_norway::to_value(&full).unwrap(), "", &mut all);

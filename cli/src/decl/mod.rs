@@ -1,8 +1,10 @@
 //! Declarations: `NAME.deploy.yaml` and `NAME.env.yaml`, parsed strictly (unknown fields
 //! are an error naming the field) and validated before anything runs.
 
+mod resources;
 mod spec;
 
+pub(crate) use resources::Resources;
 pub(crate) use spec::from_spec;
 
 use std::collections::BTreeMap;
@@ -74,6 +76,9 @@ pub(crate) struct DeploymentDecl {
     /// The Python version of the environment (found on the node); default: its python3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub python: Option<String>,
+    /// Limits for every process of the app and, separately, the build (default: none).
+    #[serde(default, skip_serializing_if = "Resources::is_empty")]
+    pub resources: Resources,
 }
 
 fn deployment_object() -> String {

@@ -60,6 +60,7 @@ impl DeploymentDecl {
                 )));
             }
         }
+        self.resources.validate()?;
         if let Some(n) = self.replicas {
             if !(1..=64).contains(&n) {
                 return Err(bad_input(format!("replicas: {n} must be between 1 and 64")));
@@ -158,6 +159,7 @@ impl DeploymentDecl {
             drain_timeout_ms: ms("drain_timeout", &self.drain_timeout)?,
             hold_timeout_ms: ms("hold_timeout", &self.hold_timeout)?,
             replicas: self.replicas.unwrap_or(0),
+            resources: self.resources.to_pb()?,
         })
     }
 }
@@ -212,5 +214,6 @@ pub(crate) fn from_spec(s: &pb::DeploymentSpec) -> DeploymentDecl {
         hold_timeout: dur(s.hold_timeout_ms).filter(|d| d != "10s"),
         replicas: Some(s.replicas).filter(|n| *n > 1),
         python: opt(&s.python),
+        resources: Resources::from_pb(s.resources.as_ref()),
     }
 }

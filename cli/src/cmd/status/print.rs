@@ -1,6 +1,7 @@
 //! How `status` shows instances: a table (with the reasons for every instance that is not
 //! healthy), or the JSON document scripts rely on.
 
+use deployctl_proto::v1 as pb;
 use serde_json::json;
 
 use super::{Deployment, Unanswered};
@@ -24,6 +25,7 @@ pub(super) fn print_json(out: &[Deployment], unanswered: &[Unanswered]) {
                         "last_exit_code": if s.last_exit_code >= 0 { json!(s.last_exit_code) } else { json!(null) },
                         "next_restart_in_s": s.next_restart_in_s,
                         "private_address": s.private_address,
+                        "limits": limits_json(s),
                         "replicas": s.replicas.iter().map(|r| json!({
                             "pid": r.pid, "private_address": r.private_address, "state": r.state,
                             "restarts": r.restarts, "cpu_percent": r.cpu_percent,
@@ -149,6 +151,9 @@ fn print_deployments(out: &[Deployment], detail: bool) {
                     if detail && !s.packages_hash.is_empty() {
                         extra.push(format!("packages {}", s.packages_hash));
                     }
+                    if let (true, Some(limits)) = (detail, limits_text(s)) {
+                        extra.push(format!("limits: {limits}"));
+                    }
 
                     (s.last_health.clone(), s.message.clone(), extra)
                 }
@@ -174,6 +179,51 @@ fn print_deployments(out: &[Deployment], detail: bool) {
             }
         }
     }
+}
+
+/// The deployment's declared resource limits (`resources`), `null` when none is set.
+fn limits_json(s: &pb::DeploymentStatus) -> serde_json::Value {
+    let Some(r) = s.spec.as_ref().and_then(|s| s.resources.as_ref()) else {
+        return serde_json::Value::Null;
+    };
+    let set = |v: u64| (v > 0).then_some(v);
+    json!({
+        "memory_bytes": set(r.memory),
+        "cpus": (r.cpus > 0.0).then_some(r.cpus),
+        "pids": set(u64::from(r.pids)),
+        "gpus": r.gpus,
+        "build_memory_bytes": set(r.build_memory),
+    })
+}
+
+/// The limits in a few words: "memory 4 GiB, cpus 1.5, pids 2048".
+fn limits_text(s: &pb::DeploymentStatus) -> Option<String> {
+    let r = s.spec.as_ref()?.resources.as_ref()?;
+    let size = |b: u64| {
+        const GIB: u64 = 1 << 30;
+        if b >= GIB && b.is_multiple_of(GIB) {
+            format!("{} GiB", b / GIB)
+        } else {
+            output::bytes(b)
+        }
+    };
+    let mut parts = Vec::new();
+    if r.memory > 0 {
+        parts.push(format!("memory {}", size(r.memory)));
+    }
+    if r.cpus > 0.0 {
+        parts.push(format!("cpus {}", r.cpus));
+    }
+    if r.pids > 0 {
+        parts.push(format!("pids {}", r.pids));
+    }
+    if r.gpus > 0 {
+        parts.push(format!("gpus {}", r.gpus));
+    }
+    if r.build_memory > 0 {
+        parts.push(format!("build memory {}", size(r.build_memory)));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 /// The last minute's traffic through the node proxy in a few words: "12.3/s p99 20ms 0%5xx".
