@@ -46,7 +46,9 @@ pub(crate) fn resolve(config: &Config) -> Result<AppUsers> {
         return Ok(AppUsers::Agent);
     }
     if config.apps_as_agent_user {
-        tracing::warn!("apps_as_agent_user is ignored: the agent runs as root, and apps never run as root");
+        tracing::warn!(
+            "apps_as_agent_user is ignored: the agent runs as root, and apps never run as root"
+        );
     }
     let users = match explicit {
         Some(name) => {

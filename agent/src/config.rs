@@ -287,8 +287,14 @@ pub(crate) fn parse_ports(text: &str) -> Result<(u16, u16), String> {
         .trim()
         .split_once('-')
         .ok_or_else(|| format!("{text:?} is not a range FIRST-LAST, e.g. \"1024-65535\""))?;
-    let first: u16 = a.trim().parse().map_err(|_| format!("{a:?} is not a port"))?;
-    let last: u16 = b.trim().parse().map_err(|_| format!("{b:?} is not a port"))?;
+    let first: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{a:?} is not a port"))?;
+    let last: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("{b:?} is not a port"))?;
     if first < 1024 || first > last {
         return Err(format!(
             "{text:?}: the range must be non-empty and start at 1024 or above (ports below are the node's own services')"

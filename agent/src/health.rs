@@ -20,6 +20,20 @@ pub(crate) struct Checked {
     pub refused: bool,
 }
 
+/// Why `host:port` is not the app's although something answers there: a listener of
+/// another user than `uid` (another deployment's app that took the port while this one
+/// was down). `None` when every listener there is `uid`'s, or the kernel cannot say.
+pub(crate) async fn foreign_listener(host: IpAddr, port: u16, uid: u32) -> Option<String> {
+    let uids = tokio::task::spawn_blocking(move || crate::sockowner::listener_uids(host, port))
+        .await
+        .ok()?
+        .ok()?;
+    let other = uids.into_iter().find(|u| *u != uid)?;
+    Some(format!(
+        "port {port} is held by a process of another user (uid {other}), not by this app: it gets no traffic"
+    ))
+}
+
 /// Checks `host:port`, with an HTTP GET of `path` when given, else a TCP connect.
 pub(crate) async fn check(
     host: IpAddr,

@@ -38,8 +38,14 @@ pub(crate) fn parse_range(text: &str) -> Result<(u32, u32), String> {
         .trim()
         .split_once('-')
         .ok_or_else(|| format!("{text:?} is not a range FIRST-LAST, e.g. \"61184-65519\""))?;
-    let first: u32 = a.trim().parse().map_err(|_| format!("{a:?} is not a uid"))?;
-    let last: u32 = b.trim().parse().map_err(|_| format!("{b:?} is not a uid"))?;
+    let first: u32 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{a:?} is not a uid"))?;
+    let last: u32 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("{b:?} is not a uid"))?;
     if first == 0 || first > last {
         return Err(format!(
             "{text:?}: the range must be non-empty and must not include 0 (root)"
@@ -275,11 +281,9 @@ mod tests {
         let inner = base.join("a/b");
         std::fs::create_dir_all(&inner).unwrap();
         std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o711)).unwrap();
-        std::fs::set_permissions(base.join("a"), std::fs::Permissions::from_mode(0o700))
-            .unwrap();
+        std::fs::set_permissions(base.join("a"), std::fs::Permissions::from_mode(0o700)).unwrap();
         assert_eq!(blocked_for_others(&inner), Some(base.join("a")));
-        std::fs::set_permissions(base.join("a"), std::fs::Permissions::from_mode(0o711))
-            .unwrap();
+        std::fs::set_permissions(base.join("a"), std::fs::Permissions::from_mode(0o711)).unwrap();
         // /tmp itself is 1777.
         assert_eq!(blocked_for_others(&inner), None);
         let _ = std::fs::remove_dir_all(&base);

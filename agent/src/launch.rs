@@ -96,6 +96,11 @@ pub(crate) fn public_address(sup: &Supervisor, release: &ReleaseRecord) -> Socke
 
 /// The node proxy's route for `release` served by its instances on `private_ports`.
 pub(crate) fn route(sup: &Supervisor, release: &ReleaseRecord, private_ports: &[u16]) -> RouteSpec {
+    // Its listeners must be its own user's (not when apps run as the agent's user).
+    let owner = sup
+        .get(&release.spec.name)
+        .and_then(|d| sup.identity_of(&d))
+        .map(|id| id.uid);
     RouteSpec {
         listen: public_address(sup, release),
         mode: release.spec.proxy,
@@ -104,6 +109,7 @@ pub(crate) fn route(sup: &Supervisor, release: &ReleaseRecord, private_ports: &[
             .map(|p| BackendSpec {
                 addr: private_address(sup, *p),
                 release: release.number,
+                owner,
             })
             .collect(),
         hold_timeout_ms: release.spec.hold_timeout.as_millis() as u64,

@@ -45,6 +45,7 @@ mod refusals;
 mod reservations;
 mod secrets;
 mod service;
+mod sockowner;
 mod spec;
 mod store;
 mod supervisor;
@@ -52,8 +53,8 @@ mod tls;
 mod tracking;
 mod traffic;
 mod usage;
-mod walls;
 mod venvs;
+mod walls;
 
 use std::future::Future;
 use std::time::Duration;

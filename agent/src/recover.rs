@@ -53,7 +53,9 @@ async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
     // ran as a shared user) before any of its processes starts.
     match sup.ensure_identity(d).await {
         Ok(_) => d.save_or_log(sup.layout()).await,
-        Err(e) => tracing::error!(deployment = %d.name(), error = %e, "no identity for the deployment"),
+        Err(e) => {
+            tracing::error!(deployment = %d.name(), error = %e, "no identity for the deployment")
+        }
     }
     let cfg = instance_config(sup, d, &release, d.private_port(), 0).await;
     if d.private_port().is_some() {

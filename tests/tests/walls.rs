@@ -89,7 +89,13 @@ fn two_owners_apps_cannot_see_touch_or_signal_each_other() {
     alice.write("token.txt", "alice-s3cret-token-0451\n");
     alice
         .deployctl(&[
-            "secret", "set", "TOKEN", "--owner", "user:alice", "--from-file", "token.txt",
+            "secret",
+            "set",
+            "TOKEN",
+            "--owner",
+            "user:alice",
+            "--from-file",
+            "token.txt",
         ])
         .ok();
     let repo = GitRepo::new();
@@ -98,10 +104,30 @@ fn two_owners_apps_cannot_see_touch_or_signal_each_other() {
     repo.commit_app("walls", None);
     let pip = ["--pip", "six==1.16.0", "--env-var", "APP_IMPORT=six"];
     let url = repo.url();
-    let mut a_args = vec!["run", "a-app", "--repo", &url, "--command", "python3 app.py", "--port", "8000", "--secret", "TOKEN"];
+    let mut a_args = vec![
+        "run",
+        "a-app",
+        "--repo",
+        &url,
+        "--command",
+        "python3 app.py",
+        "--port",
+        "8000",
+        "--secret",
+        "TOKEN",
+    ];
     a_args.extend_from_slice(&pip);
     alice.deployctl(&a_args).ok();
-    let mut b_args = vec!["run", "b-app", "--repo", &url, "--command", "python3 app.py", "--port", "8001"];
+    let mut b_args = vec![
+        "run",
+        "b-app",
+        "--repo",
+        &url,
+        "--command",
+        "python3 app.py",
+        "--port",
+        "8001",
+    ];
     b_args.extend_from_slice(&pip);
     bob.deployctl(&b_args).ok();
 
@@ -117,7 +143,11 @@ fn two_owners_apps_cannot_see_touch_or_signal_each_other() {
     assert_eq!(a["module_file"], b["module_file"], "{a} {b}");
 
     // Who B's code is: a real user with a home, no root, no agent environment.
-    let who = last_json(&bob.deployctl(&["exec", "b-app", "--", "python3", "whoami.py"]).ok().clone());
+    let who = last_json(
+        &bob.deployctl(&["exec", "b-app", "--", "python3", "whoami.py"])
+            .ok()
+            .clone(),
+    );
     assert_eq!(uid_of(&who), b_uid, "exec runs as the app's user: {who}");
     assert_eq!(who["user"], format!("deploy-app-{b_uid}"), "{who}");
     assert_eq!(who["home"], who["data_dir"], "{who}");
@@ -129,9 +159,16 @@ fn two_owners_apps_cannot_see_touch_or_signal_each_other() {
     assert_eq!(who["tmpdir"], "/tmp", "{who}");
     assert_eq!(who["umask"], "0o77", "{who}");
     assert_eq!(who["no_new_privs"], "1", "{who}");
-    assert_eq!(who["agent_env"], serde_json::json!([]), "the agent's environment leaks: {who}");
+    assert_eq!(
+        who["agent_env"],
+        serde_json::json!([]),
+        "the agent's environment leaks: {who}"
+    );
     let path = who["path"].as_str().unwrap_or_default();
-    assert!(!path.contains("/root"), "root's tool directories on PATH: {path}");
+    assert!(
+        !path.contains("/root"),
+        "root's tool directories on PATH: {path}"
+    );
 
     // The attacks, from B's code, against A's app.
     let a_pid = a["pid"].as_u64().expect("A's pid");
@@ -140,8 +177,7 @@ fn two_owners_apps_cannot_see_touch_or_signal_each_other() {
     std::fs::write(node_tmp.path(), "node-tmp-content").unwrap();
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(node_tmp.path(), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
+        std::fs::set_permissions(node_tmp.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
     }
     let victim = serde_json::json!({
         "pid": a_pid, "app": a_app, "node_tmp_file": node_tmp.path(),
@@ -162,14 +198,20 @@ fn two_owners_apps_cannot_see_touch_or_signal_each_other() {
         "node_tmp",
     ] {
         let result = got[attack].as_str().unwrap_or_default();
-        assert!(result.starts_with("refused"), "{attack} succeeded: {result}\n{got}");
+        assert!(
+            result.starts_with("refused"),
+            "{attack} succeeded: {result}\n{got}"
+        );
     }
     assert!(!out.all().contains("alice-s3cret-token-0451"));
     // A still serves, untouched, as itself.
     let again = wait_for_json(&s.agent.app_url(8000, "/"), Duration::from_secs(5));
     assert_eq!(again["pid"], a["pid"]);
     let code = std::fs::read_to_string(&a_app).unwrap();
-    assert!(!code.contains("another deployment"), "A's checkout was written");
+    assert!(
+        !code.contains("another deployment"),
+        "A's checkout was written"
+    );
 
     // B's own code still may write where it works: its checkout, DATA_DIR and /tmp.
     let out = bob.deployctl(&[
@@ -187,7 +229,10 @@ fn two_owners_apps_cannot_see_touch_or_signal_each_other() {
         !users.iter().any(|(_, uid)| u64::from(*uid) == b_uid),
         "B's user is still there: {users:?}"
     );
-    assert!(users.iter().any(|(_, uid)| u64::from(*uid) == a_uid), "{users:?}");
+    assert!(
+        users.iter().any(|(_, uid)| u64::from(*uid) == a_uid),
+        "{users:?}"
+    );
 }
 
 #[test]
@@ -200,7 +245,16 @@ fn without_users_a_root_agent_still_runs_apps_as_their_own_users() {
     repo.commit_app("alone", None);
     for (name, port) in [("one", "8000"), ("two", "8001")] {
         project
-            .deployctl(&["run", name, "--repo", &repo.url(), "--command", "python3 app.py", "--port", port])
+            .deployctl(&[
+                "run",
+                name,
+                "--repo",
+                &repo.url(),
+                "--command",
+                "python3 app.py",
+                "--port",
+                port,
+            ])
             .ok();
     }
     let one = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
@@ -209,12 +263,153 @@ fn without_users_a_root_agent_still_runs_apps_as_their_own_users() {
     assert_ne!(uid_of(&one), uid_of(&two));
     // Its identity stays across a redeploy and an agent restart.
     let rec = agent.record("one").expect("a record");
-    let uid = rec["identity"]["uid"].as_u64().expect("an identity in the record");
+    let uid = rec["identity"]["uid"]
+        .as_u64()
+        .expect("an identity in the record");
     assert_eq!(uid, uid_of(&one));
     project
-        .deployctl(&["run", "one", "--repo", &repo.url(), "--command", "python3 app.py", "--port", "8000", "--env-var", "X=1"])
+        .deployctl(&[
+            "run",
+            "one",
+            "--repo",
+            &repo.url(),
+            "--command",
+            "python3 app.py",
+            "--port",
+            "8000",
+            "--env-var",
+            "X=1",
+        ])
         .ok();
     let again = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
     assert_eq!(again["release"], "2");
     assert_eq!(uid_of(&again), uid);
+}
+
+/// B's code waits for A's private port to be free, binds it and serves what it can.
+const STEAL: &str = r#"import json, socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+deadline = time.time() + 15
+while True:
+    try:
+        s.bind((host, port))
+        break
+    except OSError:
+        if time.time() > deadline:
+            print(json.dumps({"bound": False})); sys.exit(0)
+        time.sleep(0.01)
+s.listen(64)
+s.settimeout(0.2)
+print("bound", flush=True)
+seen, end = 0, time.time() + 4
+while time.time() < end:
+    try:
+        c, _ = s.accept()
+    except socket.timeout:
+        continue
+    c.settimeout(0.5)
+    try:
+        data = c.recv(4096)
+        if data:
+            seen += 1
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nstolen")
+    except OSError:
+        pass
+    c.close()
+print(json.dumps({"bound": True, "requests": seen}))
+"#;
+
+#[test]
+fn another_deployment_on_a_free_private_port_gets_no_traffic() {
+    require_root("each deployment's own user needs the agent to run as root");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
+    let project = Project::for_agent("e2e", &agent);
+    let repo = GitRepo::new();
+    repo.write("steal.py", STEAL);
+    repo.commit_app("ports", None);
+    let url = repo.url();
+    project
+        .deployctl(&[
+            "run",
+            "a",
+            "--repo",
+            &url,
+            "--command",
+            "python3 app.py",
+            "--port",
+            "8000",
+            "--restart",
+            "never",
+            "--hold-timeout",
+            "1s",
+        ])
+        .ok();
+    project
+        .deployctl(&[
+            "run",
+            "b",
+            "--repo",
+            &url,
+            "--command",
+            "python3 app.py",
+            "--port",
+            "8001",
+        ])
+        .ok();
+    let a = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
+    let private = agent.record("a").expect("a's record")["private_port"]
+        .as_u64()
+        .expect("a private port")
+        .to_string();
+    // B's code waits for the port; A goes down.
+    let a_pid = a["pid"].as_u64().expect("A's pid") as i32;
+    let (out, answers) = std::thread::scope(|scope| {
+        let thief = scope.spawn(|| {
+            project.deployctl(&["exec", "b", "--", "python3", "steal.py", &ip, &private])
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let leader = agent
+            .record("a")
+            .and_then(|r| r["pid"].as_u64())
+            .unwrap_or(0) as i32;
+        for pid in [leader, a_pid] {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        // Requests to A's public port while B holds A's private port: none reaches B.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        let mut answers = Vec::new();
+        while std::time::Instant::now() < deadline {
+            let got = http_get_with(
+                &agent.app_url(8000, "/"),
+                &[("Authorization", "Bearer a-users-token")],
+            );
+            answers.push(format!("{got:?}"));
+        }
+        (thief.join().expect("the thief's thread"), answers)
+    });
+    let line = out
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_default()
+        .to_string();
+    let report: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert_eq!(
+        report["bound"], true,
+        "B never got the port: the test proves nothing\n{out}"
+    );
+    assert_eq!(
+        report["requests"], 0,
+        "B's listener got A's requests\n{out}"
+    );
+    assert!(
+        answers.iter().all(|a| !a.contains("stolen")),
+        "a client got B's answer on A's port: {answers:?}"
+    );
 }

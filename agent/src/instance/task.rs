@@ -218,10 +218,20 @@ impl Task {
     async fn check(&self, timeout: Duration) -> health::Checked {
         let cfg = &self.cfg;
         let began = std::time::Instant::now();
-        let checked = cfg
+        let mut checked = cfg
             .launcher
             .check(cfg.host, cfg.port, cfg.health.path.as_deref(), timeout)
             .await;
+        if let (true, Some(walls)) = (checked.healthy, &cfg.launch.walls) {
+            // An answer from another user's process on this port is not this app's.
+            if let Some(why) = health::foreign_listener(cfg.host, cfg.port, walls.uid).await {
+                checked = health::Checked {
+                    healthy: false,
+                    summary: why,
+                    refused: false,
+                };
+            }
+        }
         cfg.observer.checked(began.elapsed(), checked.healthy);
         checked
     }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::events::{Events, StepError, START_SCRIPT};
 use super::Prepared;
-use crate::process::{self, Launch};
 use crate::deployment::Deployment;
+use crate::process::{self, Launch};
 use crate::spec::Spec;
 use crate::supervisor::Supervisor;
 
@@ -23,8 +23,14 @@ pub(super) async fn step(
         events.skipped(START_SCRIPT, "no start script declared");
         return Ok(());
     };
-    let launch =
-        crate::launch::launch(sup, d, &prepared.release, &prepared.dir, prepared.private_port).await;
+    let launch = crate::launch::launch(
+        sup,
+        d,
+        &prepared.release,
+        &prepared.dir,
+        prepared.private_port,
+    )
+    .await;
     events
         .step(START_SCRIPT, format!("sh {}", script.display()), async {
             run(script, &launch, sup.config().start_script_timeout, events).await?;

@@ -13,6 +13,8 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Bytes, Frame, Incoming};
 use hyper::client::conn::http1::SendRequest;
+
+use super::BackendSpec;
 use hyper::header::{HeaderValue, CONNECTION, UPGRADE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -207,7 +209,7 @@ async fn connect(
                     return Some((backend, sender));
                 }
             }
-            if let Some(sender) = open(addr).await {
+            if let Some(sender) = open(&backend.spec).await {
                 return Some((backend, sender));
             }
         }
@@ -220,12 +222,15 @@ async fn connect(
     }
 }
 
-/// A new HTTP/1 connection to `addr`.
-async fn open(addr: SocketAddr) -> Option<SendRequest<ProxyBody>> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+/// A new HTTP/1 connection to `backend`, accepted by its owner's listener.
+async fn open(backend: &BackendSpec) -> Option<SendRequest<ProxyBody>> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(backend.addr))
         .await
         .ok()?
         .ok()?;
+    if !backend.accepted_by_owner(&stream) {
+        return None;
+    }
     let _ = stream.set_nodelay(true);
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await

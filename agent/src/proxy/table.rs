@@ -29,6 +29,36 @@ pub(crate) struct RouteSpec {
 pub(crate) struct BackendSpec {
     pub addr: SocketAddr,
     pub release: u32,
+    /// The uid its listener must belong to (the deployment's own user): a connection
+    /// another user's process accepted on that port is dropped, never sent a request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<u32>,
+}
+
+impl BackendSpec {
+    /// Whether the connection `stream` to this backend was accepted by a socket of its
+    /// owner (always, without an owner to check). A few microseconds (netlink).
+    pub(crate) fn accepted_by_owner(&self, stream: &tokio::net::TcpStream) -> bool {
+        let Some(owner) = self.owner else {
+            return true;
+        };
+        let Ok(local) = stream.local_addr() else {
+            return false;
+        };
+        match crate::sockowner::peer_uid(local, self.addr) {
+            Ok(Some(uid)) if uid == owner => true,
+            Ok(Some(uid)) => {
+                tracing::warn!(backend = %self.addr, expected = owner, found = uid, "another user's process listens on a deployment's private port: not routed to");
+                false
+            }
+            Ok(None) => false,
+            // The kernel cannot say (no sock_diag): do not block the deployment.
+            Err(e) => {
+                tracing::debug!(error = %e, "socket owner unknown");
+                true
+            }
+        }
+    }
 }
 
 /// Counts of a backend, as `stats` reports them.
@@ -277,6 +307,7 @@ mod tests {
                 .map(|(p, r)| BackendSpec {
                     addr: SocketAddr::from(([127, 0, 0, 1], *p)),
                     release: *r,
+                    owner: None,
                 })
                 .collect(),
             hold_timeout_ms: 10_000,

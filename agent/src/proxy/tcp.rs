@@ -30,7 +30,11 @@ pub(crate) async fn serve(listener: TcpListener, route: Arc<Route>) {
                 let mut tried = Vec::new();
                 while let Some(backend) = route.pick(&tried) {
                     tried.push(backend.spec.addr);
-                    if let Ok(mut upstream) = TcpStream::connect(backend.spec.addr).await {
+                    let connected = TcpStream::connect(backend.spec.addr).await;
+                    if let Ok(mut upstream) = connected {
+                        if !backend.spec.accepted_by_owner(&upstream) {
+                            continue;
+                        }
                         let _ = upstream.set_nodelay(true);
                         let _in_flight = backend.begin();
                         let (to_app, from_app) =

@@ -139,7 +139,12 @@ fn root_path(base: &Path, at: &Path) -> std::io::Result<()> {
         match std::fs::create_dir(&p) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(std::io::Error::new(e.kind(), format!("{}: {e}", p.display()))),
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", p.display()),
+                ))
+            }
         }
         std::os::unix::fs::lchown(&p, Some(0), Some(0))?;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o711))?;

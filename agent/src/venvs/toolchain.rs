@@ -196,11 +196,7 @@ pub(crate) fn which(name: &str) -> Option<PathBuf> {
 pub(crate) fn which_for_apps(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
-        .chain(
-            crate::walls::SYSTEM_PATH
-                .split(':')
-                .map(PathBuf::from),
-        )
+        .chain(crate::walls::SYSTEM_PATH.split(':').map(PathBuf::from))
         .map(|dir| dir.join(name))
         .find(|p| reachable_by_apps(p))
 }
