@@ -24,6 +24,9 @@ mod http;
 mod instance;
 mod launch;
 mod layout;
+// Integrated into process spawning by the lead.
+#[allow(dead_code, unused_imports)]
+mod limits;
 mod logrotate;
 mod logs;
 mod logtimes;
