@@ -24,6 +24,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub(crate) use stats::{stats, Stats};
+pub(crate) use v2::anchor;
 
 /// The CFS period written with a CPU quota (µs): 100 ms, the kernel's default.
 const CPU_PERIOD_USEC: u64 = 100_000;

@@ -95,3 +95,82 @@ pub(super) fn keyed(text: &str, key: &str) -> Option<u64> {
         (k == key).then(|| v.trim().parse().ok()).flatten()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::tests::{group, Scratch};
+
+    #[test]
+    fn reads_stats_of_v2_and_v1_groups() {
+        let scratch = Scratch::new("stats");
+        let v2 = scratch.0.join("v2");
+        group(
+            &v2,
+            &[
+                ("memory.current", "1000\n"),
+                ("memory.max", "max\n"),
+                ("memory.events", "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"),
+                ("cpu.stat", "usage_usec 5000\nuser_usec 4000\nsystem_usec 1000\nnr_periods 9\nnr_throttled 4\nthrottled_usec 800\n"),
+                ("pids.current", "3\n"),
+            ],
+        );
+        let s = stats(Some(&v2), &[]);
+        assert_eq!(
+            s,
+            Stats {
+                memory_bytes: Some(1000),
+                memory_limit: None,
+                oom_kills: 1,
+                cpu_usage_usec: Some(5000),
+                throttled_periods: 4,
+                throttled_usec: 800,
+                pids: Some(3),
+            }
+        );
+
+        let mem = scratch.0.join("memory");
+        group(
+            &mem,
+            &[
+                ("memory.usage_in_bytes", "2048\n"),
+                ("memory.limit_in_bytes", "67108864\n"),
+                (
+                    "memory.oom_control",
+                    "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+                ),
+            ],
+        );
+        // Co-mounted cpu,cpuacct.
+        let cpu = scratch.0.join("cpu");
+        group(
+            &cpu,
+            &[
+                ("cpu.cfs_quota_us", "50000\n"),
+                (
+                    "cpu.stat",
+                    "nr_periods 10\nnr_throttled 6\nthrottled_time 7000000\n",
+                ),
+                ("cpuacct.usage", "9000000\n"),
+            ],
+        );
+        let pids = scratch.0.join("pids");
+        group(&pids, &[("pids.max", "20\n"), ("pids.current", "5\n")]);
+        let s = stats(None, &[mem.clone(), cpu, pids]);
+        assert_eq!(
+            s,
+            Stats {
+                memory_bytes: Some(2048),
+                memory_limit: Some(64 << 20),
+                oom_kills: 2,
+                cpu_usage_usec: Some(9000),
+                throttled_periods: 6,
+                throttled_usec: 7000,
+                pids: Some(5),
+            }
+        );
+        fs::write(mem.join("memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
+        assert_eq!(stats(None, &[mem]).memory_limit, None);
+        assert_eq!(stats(None, &[]), Stats::default());
+    }
+}

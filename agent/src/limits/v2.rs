@@ -20,6 +20,20 @@ const CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
 /// rule, the way systemd documents for delegated subtrees.
 pub(super) const AGENT_LEAF: &str = "agent";
 
+/// The cgroup path (as in the `0::PATH` line of `/proc/self/cgroup`) to lay the agent's
+/// cgroups out below: the agent's own, or its parent when the agent is in the leaf
+/// [`AGENT_LEAF`] (moved there by [`enable`] before a restart, or put there by systemd's
+/// `DelegateSubgroup=agent`). So the layout is the same across restarts, and the delegated
+/// cgroup, whose `cgroup.subtree_control` has controllers, holds no process: systemd could
+/// not start the agent again in it (EBUSY, "status=219/CGROUP").
+pub(crate) fn anchor(own: &str) -> &str {
+    match own.strip_suffix(AGENT_LEAF) {
+        Some("/") => "/",
+        Some(parent) if parent.len() > 1 && parent.ends_with('/') => &parent[..parent.len() - 1],
+        _ => own,
+    }
+}
+
 /// Enables what it can of memory, cpu and pids from the agent's own cgroup down to
 /// `key_dir` (`<own>/deploy-agent/<key>`), each controller on its own so one missing does
 /// not stop the others; says which are now available to the instances' cgroups. Why one
@@ -107,7 +121,7 @@ fn move_to_leaf(own: &Path, notes: &mut Vec<String>) {
             }
         }
     }
-    tracing::info!(cgroup = %leaf.display(), pids = ?moved, "moved the agent's processes into a leaf cgroup, so its cgroup can enable controllers for the apps'");
+    tracing::warn!(cgroup = %leaf.display(), pids = ?moved, "moved the agent's processes into a leaf cgroup, so its cgroup can enable controllers for the apps'; under systemd set DelegateSubgroup=agent (systemd 254+), or starting the agent again while apps run fails (status=219/CGROUP)");
 }
 
 /// The words of a file such as `cgroup.controllers`; none when it cannot be read.
