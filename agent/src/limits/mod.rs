@@ -179,6 +179,12 @@ impl LimitsRoot {
         v1::apply(&self.v1, id, limits)
     }
 
+    /// The v1 groups `apply` creates for `id` (whether they exist or not): for an instance
+    /// recovered after a restart of the agent, and the `keep` list of `remove_unused`.
+    pub(crate) fn v1_dirs(&self, id: &str) -> Vec<PathBuf> {
+        self.v1.all().map(|base| base.join(id)).collect()
+    }
+
     /// Refuses limits this node cannot enforce, and nonsense.
     fn check(&self, limits: &Limits) -> io::Result<()> {
         let can = self.supports();

@@ -163,6 +163,7 @@ fn writes_limits_into_v1_groups() {
     };
     let dirs = root.apply("i1", None, &limits).unwrap();
     assert_eq!(dirs, vec![mem.clone(), cpu.clone(), acct, pids.clone()]);
+    assert_eq!(root.v1_dirs("i1"), dirs);
     assert_eq!(read(&mem, "memory.limit_in_bytes"), "67108864");
     assert_eq!(read(&mem, "memory.memsw.limit_in_bytes"), "67108864");
     assert_eq!(read(&cpu, "cpu.cfs_period_us"), "100000");
