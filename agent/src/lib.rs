@@ -29,6 +29,9 @@ mod identity;
 mod instance;
 mod launch;
 mod layout;
+// Integrated into process spawning by the lead.
+#[allow(dead_code, unused_imports)]
+mod limits;
 mod logrotate;
 mod logs;
 mod logtimes;
