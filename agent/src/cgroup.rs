@@ -30,7 +30,9 @@ impl CgroupRoot {
             tracing::info!("no cgroup v2 hierarchy: apps are tracked by process group and an environment marker");
             return None;
         };
-        let base = mount.join(own.trim_start_matches('/'));
+        // Under systemd's `DelegateSubgroup=agent` the agent runs in `<unit>/agent`: its apps'
+        // cgroups stay beside it, under the unit.
+        let base = mount.join(crate::limits::anchor(&own).trim_start_matches('/'));
         let dir = base.join("deploy-agent").join(key);
         // Moving a child out of our own cgroup needs write access to our cgroup.procs too.
         let usable = fs::create_dir_all(&dir).is_ok()

@@ -132,7 +132,17 @@ pub(crate) async fn instance_config(
     InstanceConfig {
         name: spec.name.clone(),
         release: release.number,
-        launch: launch(sup, d, release, &dir, private_port).await,
+        limits: crate::limits::Limits {
+            memory: spec.resources.memory,
+            cpus: spec.resources.cpus,
+            pids: spec.resources.pids,
+        },
+        launch: with_gpus(
+            sup,
+            spec,
+            replica,
+            launch(sup, d, release, &dir, private_port).await,
+        ),
         log: sup.layout().app_log(&spec.name),
         host,
         port,
@@ -143,4 +153,35 @@ pub(crate) async fn instance_config(
         tracker: sup.tracker().clone(),
         launcher: Arc::new(crate::instance::Processes),
     }
+}
+
+/// On a node with GPUs: replica `replica` gets the whole GPUs its spec asks for (the same
+/// ones again when it restarts), `CUDA_VISIBLE_DEVICES`/`NVIDIA_VISIBLE_DEVICES` naming
+/// them (empty: none), and the device files of the others masked in its namespace.
+fn with_gpus(
+    sup: &Supervisor,
+    spec: &crate::spec::Spec,
+    replica: usize,
+    mut launch: Launch,
+) -> Launch {
+    let mut pool = sup.gpu_pool();
+    if pool.total() == 0 {
+        return launch;
+    }
+    let holder = crate::gpus::holder(&spec.name, replica as u32);
+    let assigned = match spec.resources.gpus {
+        0 => {
+            pool.release(&holder);
+            Vec::new()
+        }
+        n => pool.assign(&holder, n).unwrap_or_else(|e| {
+            tracing::error!(deployment = %spec.name, error = %e, "no GPUs for this instance");
+            Vec::new()
+        }),
+    };
+    launch.env.extend(crate::gpus::env_for(&assigned));
+    if let Some(w) = &mut launch.walls {
+        w.hidden_devices = crate::gpus::hidden_devices(pool.gpus(), &assigned);
+    }
+    launch
 }

@@ -9,7 +9,6 @@ pub mod admin;
 mod app_user;
 mod auth;
 mod authz;
-#[allow(dead_code)] // Wired into deploys by the lead.
 mod capacity;
 mod cgroup;
 mod clock;
@@ -21,7 +20,6 @@ mod exec;
 mod explain;
 mod exposition;
 mod fsmode;
-#[allow(dead_code)] // Wired into deploys by the lead.
 mod gpus;
 mod health;
 mod http;
@@ -29,8 +27,6 @@ mod identity;
 mod instance;
 mod launch;
 mod layout;
-// Integrated into process spawning by the lead.
-#[allow(dead_code, unused_imports)]
 mod limits;
 mod logrotate;
 mod logs;

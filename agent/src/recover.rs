@@ -34,7 +34,7 @@ impl Supervisor {
         let keep: Vec<_> = self
             .running_apps()
             .into_iter()
-            .filter_map(|(_, t)| t.cgroup)
+            .flat_map(|(_, t)| t.cgroup.into_iter().chain(t.limits))
             .collect();
         self.tracker().remove_unused(keep).await;
         self.set_ready();

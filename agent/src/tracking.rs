@@ -37,6 +37,10 @@ pub(crate) struct Tracking {
     /// The instance's cgroup, when it has one.
     #[serde(default)]
     pub cgroup: Option<PathBuf>,
+    /// Its cgroup v1 groups (memory, cpu, pids) where its limits are enforced on a node
+    /// without those controllers in cgroup v2 (on v2 they are in `cgroup`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<PathBuf>,
 }
 
 impl Tracking {
@@ -44,10 +48,15 @@ impl Tracking {
     /// now, before the fork).
     pub(crate) fn cgroup_files(&self) -> std::io::Result<Vec<std::fs::File>> {
         let mut files = Vec::new();
-        if let Some(dir) = &self.cgroup {
+        for dir in self.cgroup.iter().chain(&self.limits) {
             files.push(cgroup::procs_file(dir)?);
         }
         Ok(files)
+    }
+
+    /// What the kernel says of its resources (memory, OOM kills, CPU, throttling).
+    pub(crate) fn stats(&self) -> crate::limits::Stats {
+        crate::limits::stats(self.cgroup.as_deref(), &self.limits)
     }
 
     /// The deployment an instance id names (`key/name@release.nonce`).
@@ -62,6 +71,8 @@ pub(crate) struct Tracker {
     /// A hash of the data directory: several agents on one node keep apart.
     key: String,
     cgroups: Option<CgroupRoot>,
+    /// Where resource limits can be enforced.
+    limits: crate::limits::LimitsRoot,
 }
 
 impl Tracker {
@@ -77,12 +88,32 @@ impl Tracker {
         } else {
             None
         };
-        Tracker { key, cgroups }
+        let limits = if use_cgroups {
+            crate::limits::LimitsRoot::detect(&key, cgroups.as_ref().map(|c| c.dir.as_path()))
+        } else {
+            crate::limits::LimitsRoot::default()
+        };
+        tracing::info!(limits = %limits.describe(), "resource limits this node enforces");
+        Tracker {
+            key,
+            cgroups,
+            limits,
+        }
+    }
+
+    /// Where resource limits can be enforced here.
+    pub(crate) fn limits(&self) -> &crate::limits::LimitsRoot {
+        &self.limits
     }
 
     /// A new instance of `name` at `release`. Without a cgroup (none here, or creating it
     /// failed, which is logged), the marker alone tracks it.
-    pub(crate) fn new_instance(&self, name: &str, release: u32) -> Tracking {
+    pub(crate) fn new_instance(
+        &self,
+        name: &str,
+        release: u32,
+        limits: &crate::limits::Limits,
+    ) -> std::io::Result<Tracking> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -100,10 +131,16 @@ impl Tracker {
                     None
                 }
             });
-        Tracking {
+        let limits = if limits.is_empty() {
+            Vec::new()
+        } else {
+            self.limits.apply(&local, cgroup.as_deref(), limits)?
+        };
+        Ok(Tracking {
             id: format!("{}/{local}", self.key),
             cgroup,
-        }
+            limits,
+        })
     }
 
     /// Whether a process belongs to one of this agent's instances: the instance id.
@@ -129,6 +166,7 @@ impl Tracker {
             if let Some(root) = &me.cgroups {
                 root.remove_unused(&keep);
             }
+            me.limits.remove_unused(&keep);
         })
         .await;
     }
@@ -142,6 +180,7 @@ impl Tracker {
                 root.remove_unused(&[]);
                 let _ = std::fs::remove_dir(&root.dir);
             }
+            me.limits.remove_unused(&[]);
         })
         .await;
     }
@@ -244,6 +283,7 @@ pub(crate) fn release(t: &Tracking) {
     if let Some(dir) = &t.cgroup {
         cgroup::remove(dir);
     }
+    crate::limits::remove(&t.limits);
 }
 
 /// Sends `sig` to the process group; `false` when the group no longer exists (ESRCH).

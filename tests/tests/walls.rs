@@ -413,3 +413,90 @@ fn another_deployment_on_a_free_private_port_gets_no_traffic() {
         "a client got B's answer on A's port: {answers:?}"
     );
 }
+
+/// Serves /health, then grows past any small memory limit.
+const HOG: &str = r#"import os, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
+def grow():
+    time.sleep(1.5)
+    hoard = []
+    while True:
+        hoard.append(bytearray(16 * 1024 * 1024))
+threading.Thread(target=grow, daemon=True).start()
+ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+#[test]
+fn a_memory_hog_is_killed_at_its_limit_and_its_neighbour_keeps_serving() {
+    require_root("cgroup limits need the agent to run as root");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
+    let project = Project::for_agent("e2e", &agent);
+    let repo = GitRepo::new();
+    repo.write("hog.py", HOG);
+    repo.commit_app("limits", None);
+    let url = repo.url();
+    project
+        .deployctl(&[
+            "run",
+            "calm",
+            "--repo",
+            &url,
+            "--command",
+            "python3 app.py",
+            "--port",
+            "8001",
+            "--memory",
+            "256M",
+        ])
+        .ok();
+    project
+        .deployctl(&[
+            "run",
+            "hog",
+            "--repo",
+            &url,
+            "--command",
+            "python3 hog.py",
+            "--port",
+            "8000",
+            "--memory",
+            "64M",
+            "--restart",
+            "never",
+        ])
+        .ok();
+    let mut last = String::new();
+    let said = wait_until(Duration::from_secs(20), || {
+        last = project
+            .deployctl(&["status", "hog", "--output", "json"])
+            .all();
+        last.contains("out of memory at its 64 MiB limit")
+    });
+    assert!(said, "status does not say why the hog died:\n{last}");
+    // The neighbour was never touched.
+    let calm = wait_for_json(&agent.app_url(8001, "/"), Duration::from_secs(5));
+    assert_eq!(calm["marker"], "limits");
+    // A GPU on a node without one: refused before anything runs, naming the field.
+    let out = project.deployctl(&[
+        "run",
+        "gpu",
+        "--repo",
+        &url,
+        "--command",
+        "python3 app.py",
+        "--port",
+        "8002",
+        "--gpus",
+        "1",
+    ]);
+    assert_ne!(out.code, 0, "{out}");
+    out.mentions("resources.gpus").mentions("none");
+    assert!(
+        agent.record("gpu").is_none(),
+        "a refused deploy left a record"
+    );
+}

@@ -22,6 +22,7 @@ pub(crate) use pool::{holder, GpuPool, Shortage};
 /// Device files every CUDA process needs whatever GPU it uses (the control device and the
 /// unified memory driver). They are never hidden: they give no access to a GPU by
 /// themselves, which is what the per-GPU `/dev/nvidia<minor>` files do.
+#[allow(dead_code)] // Documents what is never masked.
 pub(crate) const SHARED_DEVICES: [&str; 3] =
     ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"];
 

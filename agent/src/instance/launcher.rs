@@ -83,7 +83,9 @@ pub(crate) struct Processes;
 
 impl Launcher for Processes {
     fn spawn(&self, cfg: &InstanceConfig) -> io::Result<Box<dyn App>> {
-        let tracking = cfg.tracker.new_instance(&cfg.name, cfg.release);
+        let tracking = cfg
+            .tracker
+            .new_instance(&cfg.name, cfg.release, &cfg.limits)?;
         match process::spawn_app(&cfg.launch, &cfg.log, &tracking) {
             Ok(app) => Ok(Box::new(app)),
             Err(e) => {

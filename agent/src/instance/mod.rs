@@ -30,6 +30,8 @@ use task::Task;
 pub(crate) struct InstanceConfig {
     pub name: String,
     pub release: u32,
+    /// Memory, CPU and process limits of every process of the instance.
+    pub limits: crate::limits::Limits,
     pub launch: Launch,
     pub log: PathBuf,
     pub host: IpAddr,

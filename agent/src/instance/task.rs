@@ -2,6 +2,7 @@
 //! until a stop arrives. It alone writes the instance's status. Every time that decides
 //! something (health timeout, check interval, backoff, stable run) is on tokio's clock.
 
+use crate::tracking::Tracking;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -247,7 +248,7 @@ impl Task {
         let mut elsewhere_since: Option<Instant> = None;
         loop {
             if let Some(exit) = app.try_wait().await {
-                return exited_early(exit);
+                return exited_early(app.tracking().clone(), exit).await;
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             let checked = self
@@ -278,7 +279,7 @@ impl Task {
             let delay = health::startup_poll_delay(began.elapsed()).min(remaining);
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                exit = app.wait() => return exited_early(exit),
+                exit = app.wait() => return exited_early(app.tracking().clone(), exit).await,
                 cmd = self.cmds.recv() => return Waited::Stop(cmd),
             }
         }
@@ -292,7 +293,8 @@ impl Task {
         loop {
             tokio::select! {
                 exit = app.wait() => {
-                    return Ended::Exited { reason: format!("the app {}", exit.describe()), code: exit.code() };
+                    let how = ended(app.tracking().clone(), exit).await;
+                    return Ended::Exited { reason: format!("the app {how}"), code: exit.code() };
                 }
                 cmd = self.cmds.recv() => return Ended::Stop(cmd),
                 _ = tokio::time::sleep(cfg.health.interval) => {
@@ -387,10 +389,36 @@ impl Task {
     }
 }
 
-fn exited_early(exit: Exit) -> Waited {
+async fn exited_early(tracking: Tracking, exit: Exit) -> Waited {
     Waited::Failed {
-        reason: format!("the app {} before becoming healthy", exit.describe()),
+        reason: format!(
+            "the app {} before becoming healthy",
+            ended(tracking, exit).await
+        ),
         exit: exit.code(),
+    }
+}
+
+/// How the app ended, in words: a kill by the kernel's OOM killer at the instance's
+/// memory limit says so ("was killed: out of memory at its 256 MiB limit").
+async fn ended(tracking: Tracking, exit: Exit) -> String {
+    let (_, signal) = exit.code_and_signal();
+    let killed = signal.is_none_or(|s| s == nix::libc::SIGKILL);
+    if !killed || (tracking.limits.is_empty() && tracking.cgroup.is_none()) {
+        return exit.describe();
+    }
+    let stats = tokio::task::spawn_blocking(move || tracking.stats())
+        .await
+        .unwrap_or_default();
+    if stats.oom_kills == 0 {
+        return exit.describe();
+    }
+    match stats.memory_limit {
+        Some(limit) => format!(
+            "was killed: out of memory at its {} limit",
+            crate::capacity::bytes(limit)
+        ),
+        None => "was killed: out of memory".to_string(),
     }
 }
 

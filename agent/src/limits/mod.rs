@@ -181,6 +181,7 @@ impl LimitsRoot {
 
     /// The v1 groups `apply` creates for `id` (whether they exist or not): for an instance
     /// recovered after a restart of the agent, and the `keep` list of `remove_unused`.
+    #[allow(dead_code)] // Tests; recovery reads the dirs from the record.
     pub(crate) fn v1_dirs(&self, id: &str) -> Vec<PathBuf> {
         self.v1.all().map(|base| base.join(id)).collect()
     }

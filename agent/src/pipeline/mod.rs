@@ -144,6 +144,7 @@ async fn steps(
         });
     }
     preflight::check_port(sup, spec).await.map_err(early)?;
+    preflight::resources(sup, spec).map_err(early)?;
     preflight::identity(sup, d).await.map_err(early)?;
     let prepared = prepare(sup, spec, number, events).await.map_err(early)?;
     if let Err(e) = start_script::step(sup, d, spec, &prepared, events).await {

@@ -88,3 +88,79 @@ pub(super) async fn identity(
         .map(|_| ())
         .map_err(|e| StepError::new(events::CHECKOUT, e))
 }
+
+/// The resources the deployment asks for: limits this node can enforce, and room for
+/// them (memory within `overcommit` of the node's, free GPUs), before anything runs.
+pub(super) fn resources(sup: &Supervisor, spec: &Spec) -> Result<(), StepError> {
+    let r = &spec.resources;
+    let refuse = |why: String| StepError::new(events::START, why);
+    let can = sup.tracker().limits().supports();
+    for (field, asked, enforced) in [
+        ("resources.memory", r.memory.is_some(), can.memory),
+        ("resources.cpus", r.cpus.is_some(), can.cpu),
+        ("resources.pids", r.pids.is_some(), can.pids),
+    ] {
+        if asked && !enforced {
+            return Err(refuse(format!(
+                "{field}: this node cannot enforce it (limits here: {}); remove the limit or deploy to a node with cgroups",
+                sup.tracker().limits().describe()
+            )));
+        }
+    }
+    let replicas = spec.replicas.max(1);
+    let (gpus_total, gpus_committed) = {
+        let pool = sup.gpu_pool();
+        (pool.total(), pool.held_by_others(&spec.name))
+    };
+    if r.gpus > 0 && gpus_total == 0 {
+        let note = sup.gpu_pool().note().to_string();
+        return Err(refuse(format!(
+            "resources.gpus: asked for {} GPU{} per replica, this node has none ({note})",
+            r.gpus,
+            if r.gpus == 1 { "" } else { "s" }
+        )));
+    }
+    // What the other deployments' current releases were promised.
+    let committed_memory: u64 = sup
+        .all()
+        .iter()
+        .filter(|d| d.name() != spec.name)
+        .filter_map(|d| d.current())
+        .map(|rel| rel.spec.resources.memory.unwrap_or(0) * u64::from(rel.spec.replicas.max(1)))
+        .sum();
+    let node = crate::capacity::Node {
+        memory_bytes: node_memory(),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(0),
+        gpus: gpus_total,
+    };
+    crate::capacity::check(
+        &node,
+        &crate::capacity::Committed {
+            memory_bytes: committed_memory,
+            gpus: gpus_committed,
+        },
+        &crate::capacity::Asked {
+            memory_bytes: r.memory,
+            cpus: r.cpus,
+            gpus: r.gpus,
+            replicas,
+        },
+        sup.config().overcommit,
+    )
+    .map_err(refuse)
+}
+
+/// The node's memory in bytes (`/proc/meminfo`); 0 when unknown (then not checked).
+fn node_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}

@@ -103,6 +103,11 @@ impl Supervisor {
 }
 
 impl Supervisor {
+    /// The node's GPUs and who has them.
+    pub(crate) fn gpu_pool(&self) -> std::sync::MutexGuard<'_, crate::gpus::GpuPool> {
+        self.gpus.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Frees `d`'s own user once it is removed (its processes stopped, its files deleted):
     /// the uid may go to a new deployment.
     pub(crate) async fn free_identity(&self, d: &Deployment) {
@@ -112,6 +117,11 @@ impl Supervisor {
         if let Some(id) = d.identity() {
             let _ = tokio::task::spawn_blocking(move || identity::free(&id)).await;
         }
+    }
+
+    /// Frees the GPUs `d`'s instances had (it was removed).
+    pub(crate) fn free_gpus(&self, d: &Deployment) {
+        self.gpu_pool().release_deployment(d.name());
     }
 }
 

@@ -55,6 +55,8 @@ pub(crate) struct Supervisor {
     traffic: Traffic,
     /// Private ports deploys in progress have picked.
     port_reservations: crate::reservations::Reservations,
+    /// The node's GPUs and which instance has each.
+    gpus: Mutex<crate::gpus::GpuPool>,
 }
 
 impl Supervisor {
@@ -78,6 +80,9 @@ impl Supervisor {
                 .map_err(|e| Error::Internal(format!("finding the apps' users: {e}")))??
         };
         let tracker = Arc::new(Tracker::new(&layout.root, config.cgroups));
+        let gpus = tokio::task::spawn_blocking(crate::gpus::discover)
+            .await
+            .map_err(|e| Error::Internal(format!("looking for GPUs: {e}")))?;
         let venvs = Arc::new(Venvs::new(
             &config,
             layout.venvs(),
@@ -87,6 +92,7 @@ impl Supervisor {
             proxy: NodeProxy::new(&layout.root),
             traffic: Traffic::default(),
             port_reservations: Default::default(),
+            gpus: Mutex::new(crate::gpus::GpuPool::new(gpus)),
             tracker,
             auth,
             secrets,

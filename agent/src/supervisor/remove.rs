@@ -51,6 +51,7 @@ impl Supervisor {
         d.forget(&self.layout).await?;
         self.unregister(&d);
         self.free_identity(&d).await;
+        self.free_gpus(&d);
         // Its venvs may now be unused.
         self.collect_venv_garbage().await;
         Ok(removed)

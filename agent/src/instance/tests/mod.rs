@@ -52,6 +52,7 @@ fn config(fake: &Fake, restart: RestartPolicy, rec: &Arc<Recorder>) -> InstanceC
     InstanceConfig {
         name: "app".into(),
         release: 1,
+        limits: Default::default(),
         launch: Launch {
             command: "python3 app.py".into(),
             cwd: "/nonexistent".into(),
