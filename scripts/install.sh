@@ -66,16 +66,9 @@ if [[ -f "$CONF_DIR/config.toml" ]]; then
 else
   install -m 0644 "$HERE/config.toml" "$CONF_DIR/config.toml"
 fi
-# 0711: apps (running as deploy-app) pass through to their own release; the agent keeps
-# logs, records, secrets, auth.toml and tls/ at 0700/0600 below it.
+# 0711: apps (each deployment runs as its own user, made by the agent) pass through to their
+# own release; the agent keeps logs, records, secrets, auth.toml and tls/ at 0700/0600 below it.
 install -d -m 0711 "$DATA_DIR"
-
-# The unprivileged user apps run as on a node with users (the agent refuses to run apps as
-# root there unless the config says apps_as_agent_user = true).
-if [[ -z "$ROOT" ]] && ! id -u deploy-app >/dev/null 2>&1; then
-  echo "==> user deploy-app (apps run as it)"
-  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin deploy-app
-fi
 
 echo "==> unit $UNIT_DIR/deploy-agent.service"
 install -d -m 0755 "$UNIT_DIR"

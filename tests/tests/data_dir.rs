@@ -163,31 +163,36 @@ fn an_app_of_another_user_reads_nothing_of_the_agent() {
 }
 
 #[test]
-fn an_agent_with_users_refuses_to_run_apps_as_itself() {
+fn an_agent_never_runs_apps_where_they_could_read_its_keys() {
     let ip = loopback();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     agent_admin(&data, &["init", "--name", &ip]);
-    // As root without a deploy-app user, and as any other user: apps would run as the agent.
-    let has_default_user = nix::unistd::User::from_name("deploy-app")
-        .ok()
-        .flatten()
-        .is_some();
-    if !(nix::unistd::geteuid().is_root() && has_default_user) {
-        let out = std::process::Command::new(agent_bin())
-            .args([
-                "--listen",
-                &format!("{ip}:0"),
-                "--http-listen",
-                &format!("{ip}:0"),
-            ])
-            .arg("--data-dir")
-            .arg(&data)
-            .output()
-            .expect("running deploy-agent");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{err}");
+    // Not root: apps would run as the agent, which can read every owner's secrets. As root,
+    // each deployment runs as its own user, who must reach the data directory: a closed one
+    // (0700, like root's home) is refused, naming it.
+    let root = nix::unistd::geteuid().is_root();
+    if root {
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let out = std::process::Command::new(agent_bin())
+        .args([
+            "--listen",
+            &format!("{ip}:0"),
+            "--http-listen",
+            &format!("{ip}:0"),
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .expect("running deploy-agent");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    if root {
+        assert!(err.contains("data_dir"), "{err}");
+        assert!(err.contains("closed to other users"), "{err}");
+    } else {
         assert!(
             err.contains("apps must not run as the agent's own user"),
             "{err}"

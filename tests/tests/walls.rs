@@ -500,3 +500,28 @@ fn a_memory_hog_is_killed_at_its_limit_and_its_neighbour_keeps_serving() {
         "a refused deploy left a record"
     );
 }
+
+#[test]
+fn a_port_below_1024_is_refused_naming_the_setting() {
+    let ip = loopback();
+    let agent = Agent::start(&ip);
+    let project = Project::for_agent("e2e", &agent);
+    let repo = GitRepo::new();
+    repo.commit_app("low", None);
+    let out = project.deployctl(&[
+        "run",
+        "low",
+        "--repo",
+        &repo.url(),
+        "--command",
+        "python3 app.py",
+        "--port",
+        "80",
+    ]);
+    assert_ne!(out.code, 0, "{out}");
+    out.mentions("port 80").mentions("ports");
+    assert!(
+        agent.record("low").is_none(),
+        "a refused deploy left a record"
+    );
+}

@@ -32,6 +32,16 @@ pub(super) async fn check_secrets(
 /// A port another deployment here holds is refused (named only when it has the same
 /// owner: another owner's deployments are not revealed); a foreign process on it is reported.
 pub(super) async fn check_port(sup: &Supervisor, spec: &Spec) -> Result<(), StepError> {
+    let (first, last) = sup.config().ports;
+    if spec.port < first || spec.port > last {
+        return Err(StepError::new(
+            events::PORT,
+            format!(
+                "port {} is outside the ports this agent gives deployments ({first}-{last}: `ports` in its config); ports below 1024 are the node's own services'",
+                spec.port
+            ),
+        ));
+    }
     if let Some((other, owner)) = sup.port_owner(spec.port, &spec.name) {
         let by = if owner == spec.owner {
             format!(" by {owner}'s deployment {other:?}")
