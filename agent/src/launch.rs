@@ -86,6 +86,7 @@ pub(crate) async fn launch(
         env,
         path_prefix: release.venv_dir.as_ref().map(|d| d.join("bin")),
         walls: sup.walls_for(d),
+        cgroups: Vec::new(),
     }
 }
 
@@ -183,5 +184,7 @@ fn with_gpus(
     if let Some(w) = &mut launch.walls {
         w.hidden_devices = crate::gpus::hidden_devices(pool.gpus(), &assigned);
     }
+    drop(pool);
+    sup.save_gpus();
     launch
 }

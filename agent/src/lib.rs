@@ -121,6 +121,7 @@ pub async fn run(
     let rotator = tokio::spawn(rotate_logs(sup.clone()));
     let log_times = tokio::spawn(note_log_times(sup.clone()));
     let venv_gc = tokio::spawn(collect_venvs(sup.clone()));
+    let ports_moved = tokio::spawn(supervisor::move_off_taken_ports(sup.clone()));
     let http_task = tokio::spawn(http::serve(http, sup.clone(), stopped(stop_rx.clone())));
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -169,6 +170,7 @@ pub async fn run(
     rotator.abort();
     log_times.abort();
     venv_gc.abort();
+    ports_moved.abort();
     proxy_watch.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
     sup.tracker().on_shutdown().await;

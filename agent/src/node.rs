@@ -1,10 +1,14 @@
-//! What this node is, for `deployctl nodes`: version, hostname and resources (sysinfo).
+//! What this node is, for `deployctl nodes`: version, hostname and resources (sysinfo),
+//! and its capacity: what the deployments' limits add up to (as the deploy preflight
+//! counts them), the GPUs free and held, and which limits the node enforces.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use deployctl_proto::v1::NodeInfoReply;
+use deployctl_proto::v1::{NodeGpu, NodeInfoReply};
 use sysinfo::{Disks, System};
 
+use crate::spec::Resources;
 use crate::supervisor::{hostname, Supervisor};
 
 /// The node's facts and load (read on a blocking thread: /proc, the disks). `deployments`:
@@ -35,6 +39,34 @@ fn info_blocking(sup: &Supervisor, deployments: u32) -> NodeInfoReply {
         .filter(|d| data_dir.starts_with(d.mount_point()))
         .max_by_key(|d| d.mount_point().as_os_str().len());
     let venvs = sup.venvs().summary();
+    let releases: Vec<_> = sup.all().iter().filter_map(|d| d.current()).collect();
+    let (memory_committed_bytes, cpus_committed) = promised(
+        releases
+            .iter()
+            .map(|rel| (&rel.spec.resources, rel.spec.replicas)),
+    );
+    let (gpus_total, gpus_free, gpus) = {
+        let pool = sup.gpu_pool();
+        // Only whether each GPU is held: who holds it is not the caller's to know.
+        let held: HashSet<String> = pool
+            .holders()
+            .into_values()
+            .flatten()
+            .map(|g| g.uuid)
+            .collect();
+        let gpus = pool
+            .gpus()
+            .iter()
+            .map(|g| NodeGpu {
+                index: g.index,
+                uuid: g.uuid.clone(),
+                name: g.name.clone(),
+                memory_bytes: g.memory_bytes,
+                free: !held.contains(&g.uuid),
+            })
+            .collect();
+        (pool.total(), pool.free(), gpus)
+    };
     NodeInfoReply {
         version: env!("CARGO_PKG_VERSION").to_string(),
         hostname: hostname(),
@@ -54,5 +86,57 @@ fn info_blocking(sup: &Supervisor, deployments: u32) -> NodeInfoReply {
         venvs_in_use: venvs.in_use,
         venvs_unused: venvs.unused,
         venvs_unused_bytes: venvs.unused_bytes,
+        memory_committed_bytes,
+        cpus_committed,
+        gpus_total,
+        gpus_free,
+        overcommit: sup.config().overcommit,
+        limits_enforced: sup.tracker().limits().describe(),
+        gpus,
+    }
+}
+
+/// What a set of releases was promised: memory (bytes) and CPU quotas (cores), each
+/// per-replica limit × replicas (at least 1), summed; a release without the limit adds
+/// nothing. The deploy preflight's definition of committed memory
+/// (`pipeline::preflight::resources`), here over every deployment's current release.
+pub(crate) fn promised<'a>(releases: impl IntoIterator<Item = (&'a Resources, u32)>) -> (u64, f64) {
+    releases
+        .into_iter()
+        .fold((0u64, 0.0f64), |(memory, cpus), (r, replicas)| {
+            let replicas = replicas.max(1);
+            (
+                memory.saturating_add(r.memory.unwrap_or(0).saturating_mul(u64::from(replicas))),
+                cpus + r.cpus.unwrap_or(0.0) * f64::from(replicas),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn limits(memory: Option<u64>, cpus: Option<f64>) -> Resources {
+        Resources {
+            memory,
+            cpus,
+            ..Resources::default()
+        }
+    }
+
+    #[test]
+    fn promised_sums_limits_times_replicas() {
+        assert_eq!(promised([]), (0, 0.0));
+        let a = limits(Some(256 * MIB), None);
+        let b = limits(Some(128 * MIB), Some(0.5));
+        let none = Resources::default();
+        assert_eq!(promised([(&a, 1), (&b, 1), (&none, 3)]), (384 * MIB, 0.5));
+        // Replicas multiply; 0 replicas counts as one (as validated specs have).
+        assert_eq!(promised([(&b, 3), (&a, 0)]), (640 * MIB, 1.5));
+        // No overflow on absurd records.
+        let huge = limits(Some(u64::MAX), None);
+        assert_eq!(promised([(&huge, 2), (&a, 1)]).0, u64::MAX);
     }
 }

@@ -83,7 +83,7 @@ enum Command {
     /// Read or change .deployctl.yaml (core.state.uri, core.default_env)
     #[command(subcommand)]
     Config(cmd::config::Config),
-    /// Each agent: reachable, version, hostname, CPU, memory, disk, load, deployments
+    /// Each agent: reachable, version, hostname, CPU, memory, disk, load, deployments, capacity
     Nodes(cmd::nodes::Args),
     /// Manage an owner's secrets on the env's agents (values are never printed back)
     #[command(subcommand)]

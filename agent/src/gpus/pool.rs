@@ -123,7 +123,6 @@ impl GpuPool {
     }
 
     /// GPUs no replica holds.
-    #[allow(dead_code)] // For `nodes` and re-adoption; see issue 19's note.
     pub(crate) fn free(&self) -> u32 {
         self.held.iter().filter(|h| h.is_none()).count() as u32
     }
@@ -147,7 +146,6 @@ impl GpuPool {
     }
 
     /// Every holder and its GPUs, by holder name (for the records and the operator).
-    #[allow(dead_code)] // For `nodes` and re-adoption; see issue 19's note.
     pub(crate) fn holders(&self) -> BTreeMap<String, Vec<Gpu>> {
         let mut all: BTreeMap<String, Vec<Gpu>> = BTreeMap::new();
         for (gpu, h) in self.gpus.iter().zip(&self.held) {
@@ -163,7 +161,6 @@ impl GpuPool {
     /// already given to another holder, is not restored; each such one comes back as a
     /// sentence for the log. A replica left with fewer than it needs gets the rest from
     /// its next [`GpuPool::assign`].
-    #[allow(dead_code)] // For `nodes` and re-adoption; see issue 19's note.
     pub(crate) fn restore(&mut self, holder: &str, uuids: &[String]) -> Vec<String> {
         let mut problems = Vec::new();
         for uuid in uuids {

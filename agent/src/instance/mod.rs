@@ -67,6 +67,12 @@ pub(crate) trait Observer: Send + Sync {
     fn restarted(&self);
     /// One health check took `latency`.
     fn checked(&self, latency: Duration, healthy: bool);
+    /// A run of the app (tracked as `tracking`) ended; `stats`: what the kernel said of
+    /// its groups at the end (OOM kills, CPU throttling), for running totals.
+    fn ran(&self, _tracking: &Tracking, _stats: &crate::limits::Stats) {}
+    /// Another user's process listens on the instance's port (`why` says so): it must
+    /// move to another port.
+    fn port_taken(&self, _why: &str) {}
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +128,38 @@ pub(crate) struct InstanceStatus {
     pub adopted: bool,
     /// How every process of the running app is found (for usage and port ownership).
     pub tracking: Tracking,
+    /// What the kernel said of the instance's runs that ended (their last figures summed).
+    pub ended_runs: RunTotals,
+    /// The run `tracking` names has ended and is counted in `ended_runs`.
+    pub run_counted: bool,
+}
+
+/// OOM kills and CPU throttling of an instance, summed over its runs: the kernel's figures
+/// start again at 0 with each run's new groups.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct RunTotals {
+    pub oom_kills: u64,
+    pub cpu_periods: u64,
+    pub throttled_periods: u64,
+    pub throttled_usec: u64,
+    /// The memory limit the last run had (`None`: none, or not known yet).
+    pub memory_limit: Option<u64>,
+    /// The last run ended by an OOM kill.
+    pub oom_killed: bool,
+}
+
+impl RunTotals {
+    /// These totals with one run's figures added.
+    pub(crate) fn plus(&self, s: &crate::limits::Stats) -> RunTotals {
+        RunTotals {
+            oom_kills: self.oom_kills + s.oom_kills,
+            cpu_periods: self.cpu_periods + s.cpu_periods,
+            throttled_periods: self.throttled_periods + s.throttled_periods,
+            throttled_usec: self.throttled_usec + s.throttled_usec,
+            memory_limit: s.memory_limit.or(self.memory_limit),
+            oom_killed: self.oom_killed,
+        }
+    }
 }
 
 /// Why a new release did not become healthy.
@@ -202,6 +240,8 @@ impl Instance {
             next_restart_at: None,
             adopted: false,
             tracking: Tracking::default(),
+            ended_runs: RunTotals::default(),
+            run_counted: false,
         }));
         let (cmd_tx, cmd_rx) = mpsc::channel(4);
         let release = cfg.release;

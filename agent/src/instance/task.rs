@@ -89,6 +89,7 @@ impl Task {
                 s.started_at = Some(SystemTime::now());
                 s.adopted = false;
                 s.tracking = tracking;
+                s.run_counted = false;
             });
         }
         (spawned, log_offset)
@@ -155,6 +156,8 @@ impl Task {
                 }
                 Waited::Stop(cmd) => return self.stop_and_end(&mut app, cmd).await,
                 Waited::Failed { reason, exit } => {
+                    // Before the stop: it removes the instance's groups.
+                    self.count_run(app.tracking()).await;
                     stop(&mut app, self.cfg.kill_timeout).await;
                     self.set(|s| {
                         s.state = State::Failed;
@@ -184,6 +187,7 @@ impl Task {
             };
             // Unhealthy for too long while the policy restarts, or exited: nothing it
             // started (daemonized children included) outlives it or meets the next start.
+            self.count_run(app.tracking()).await;
             stop(&mut app, self.cfg.kill_timeout).await;
             tracing::warn!(deployment = %self.cfg.name, %reason, "app failed");
             self.set(|s| {
@@ -226,6 +230,7 @@ impl Task {
         if let (true, Some(walls)) = (checked.healthy, &cfg.launch.walls) {
             // An answer from another user's process on this port is not this app's.
             if let Some(why) = health::foreign_listener(cfg.host, cfg.port, walls.uid).await {
+                cfg.observer.port_taken(&why);
                 checked = health::Checked {
                     healthy: false,
                     summary: why,
@@ -248,7 +253,9 @@ impl Task {
         let mut elsewhere_since: Option<Instant> = None;
         loop {
             if let Some(exit) = app.try_wait().await {
-                return exited_early(app.tracking().clone(), exit).await;
+                return self
+                    .port_noted(exited_early(app.tracking().clone(), exit).await)
+                    .await;
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             let checked = self
@@ -279,7 +286,7 @@ impl Task {
             let delay = health::startup_poll_delay(began.elapsed()).min(remaining);
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                exit = app.wait() => return exited_early(app.tracking().clone(), exit).await,
+                exit = app.wait() => return self.port_noted(exited_early(app.tracking().clone(), exit).await).await,
                 cmd = self.cmds.recv() => return Waited::Stop(cmd),
             }
         }
@@ -293,7 +300,7 @@ impl Task {
         loop {
             tokio::select! {
                 exit = app.wait() => {
-                    let how = ended(app.tracking().clone(), exit).await;
+                    let how = self.port_note(ended(app.tracking().clone(), exit).await).await;
                     return Ended::Exited { reason: format!("the app {how}"), code: exit.code() };
                 }
                 cmd = self.cmds.recv() => return Ended::Stop(cmd),
@@ -360,6 +367,46 @@ impl Task {
         }
     }
 
+    /// `reason` an app ended for, and why when another user's process holds its port (the
+    /// app could not bind it): then the deployment is moved to another port.
+    async fn port_note(&self, reason: String) -> String {
+        let Some(walls) = &self.cfg.launch.walls else {
+            return reason;
+        };
+        match health::foreign_listener(self.cfg.host, self.cfg.port, walls.uid).await {
+            Some(why) => {
+                self.cfg.observer.port_taken(&why);
+                format!("{reason} ({why})")
+            }
+            None => reason,
+        }
+    }
+
+    async fn port_noted(&self, waited: Waited) -> Waited {
+        match waited {
+            Waited::Failed { reason, exit } => Waited::Failed {
+                reason: self.port_note(reason).await,
+                exit,
+            },
+            other => other,
+        }
+    }
+
+    /// Adds what the kernel says of a run that ends (its groups' last figures, read before
+    /// they are removed) to the instance's totals, and tells the observer (for the
+    /// metrics' running totals).
+    async fn count_run(&self, tracking: &Tracking) {
+        let Some(stats) = kernel_stats(tracking.clone()).await else {
+            return;
+        };
+        self.set(|s| {
+            s.ended_runs = s.ended_runs.plus(&stats);
+            s.ended_runs.oom_killed = stats.oom_kills > 0;
+            s.run_counted = s.tracking.id == tracking.id;
+        });
+        self.cfg.observer.ran(tracking, &stats);
+    }
+
     async fn idle_until_stop(mut self) {
         if let Some(cmd) = self.cmds.recv().await {
             self.set(|s| s.state = State::Stopped);
@@ -382,6 +429,8 @@ impl Task {
             let _ = reply.send((Some(pid), how));
         };
         let port = port_free.then_some((self.cfg.host, self.cfg.port));
+        // Before the stop: it removes the instance's groups.
+        self.count_run(app.tracking()).await;
         let how = app
             .stop(self.cfg.kill_timeout, port, Box::new(answer))
             .await;
@@ -404,15 +453,12 @@ async fn exited_early(tracking: Tracking, exit: Exit) -> Waited {
 async fn ended(tracking: Tracking, exit: Exit) -> String {
     let (_, signal) = exit.code_and_signal();
     let killed = signal.is_none_or(|s| s == nix::libc::SIGKILL);
-    if !killed || (tracking.limits.is_empty() && tracking.cgroup.is_none()) {
+    if !killed {
         return exit.describe();
     }
-    let stats = tokio::task::spawn_blocking(move || tracking.stats())
-        .await
-        .unwrap_or_default();
-    if stats.oom_kills == 0 {
+    let Some(stats) = kernel_stats(tracking).await.filter(|s| s.oom_kills > 0) else {
         return exit.describe();
-    }
+    };
     match stats.memory_limit {
         Some(limit) => format!(
             "was killed: out of memory at its {} limit",
@@ -420,6 +466,17 @@ async fn ended(tracking: Tracking, exit: Exit) -> String {
         ),
         None => "was killed: out of memory".to_string(),
     }
+}
+
+/// What the kernel says of an instance's groups (read on a blocking thread); `None` when
+/// it has none.
+async fn kernel_stats(tracking: Tracking) -> Option<crate::limits::Stats> {
+    if tracking.limits.is_empty() && tracking.cgroup.is_none() {
+        return None;
+    }
+    tokio::task::spawn_blocking(move || tracking.stats())
+        .await
+        .ok()
 }
 
 /// Stops an app that failed (nobody waits for the answer).

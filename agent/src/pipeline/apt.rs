@@ -84,6 +84,7 @@ async fn run(args: &[&str], timeout: Duration, events: &Events) -> Result<(), St
         env: vec![("DEBIAN_FRONTEND".into(), "noninteractive".into())],
         path_prefix: None,
         walls: None,
+        cgroups: Vec::new(),
     };
     let shown = format!("apt-get {}", args.join(" "));
     super::packages::install_command("apt-get", args, &shown, &launch, timeout, events).await

@@ -10,6 +10,7 @@
 
 pub(crate) mod apt;
 mod beneath;
+mod build_limits;
 mod checkout;
 mod commit;
 pub(crate) mod events;

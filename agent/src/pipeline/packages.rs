@@ -59,7 +59,10 @@ pub(super) async fn prepare_venv(
         ),
         None => None,
     };
+    let build = super::build_limits::BuildCgroup::create(sup, spec, events::PACKAGES)?;
+    let build_cgroups = build.as_ref().map(|b| b.dirs()).unwrap_or_default();
     let req = venv::VenvRequest {
+        build_cgroups: &build_cgroups,
         python: interpreter.as_ref(),
         pip: if pinned { &[] } else { &spec.pip },
         requirements: if pinned { None } else { requirements },
@@ -83,7 +86,7 @@ pub(super) async fn prepare_venv(
         installer.push_str(&format!(" for {} ({})", i.version, i.path.display()));
     }
     let lock = sup.venvs().builder(&key);
-    events
+    let result = events
         .step(
             events::PACKAGES,
             format!("environment {key} with {installer}"),
@@ -107,7 +110,19 @@ pub(super) async fn prepare_venv(
                 Ok((Some(env), msg))
             },
         )
-        .await
+        .await;
+    let oom = match build {
+        Some(b) => b.finish().await,
+        None => None,
+    };
+    match (result, oom) {
+        (Err(e), Some(why)) => Err(StepError::new(
+            events::PACKAGES,
+            format!("the package install {why}"),
+        )
+        .with_tail(e.tail)),
+        (result, _) => result,
+    }
 }
 
 /// Whether the environment depends on the checkout: a requirements file (read from it), or

@@ -99,6 +99,7 @@ async fn environment(
         None => None,
     };
     let req = venv::VenvRequest {
+        build_cgroups: &[],
         python: interpreter.as_ref(),
         pip: if pinned { &[] } else { &spec.pip },
         requirements: None,

@@ -31,12 +31,29 @@ pub(super) async fn step(
         prepared.private_port,
     )
     .await;
-    events
+    let build = super::build_limits::BuildCgroup::create(sup, spec, START_SCRIPT)?;
+    let mut launch = launch;
+    if let Some(b) = &build {
+        launch.cgroups = b.dirs();
+    }
+    let result = events
         .step(START_SCRIPT, format!("sh {}", script.display()), async {
             run(script, &launch, sup.config().start_script_timeout, events).await?;
             Ok(((), format!("{} finished", script.display())))
         })
-        .await
+        .await;
+    let oom = match build {
+        Some(b) => b.finish().await,
+        None => None,
+    };
+    match (result, oom) {
+        (Err(e), Some(why)) => Err(StepError::new(
+            START_SCRIPT,
+            format!("{} {why}", script.display()),
+        )
+        .with_tail(e.tail)),
+        (result, _) => result,
+    }
 }
 
 async fn run(

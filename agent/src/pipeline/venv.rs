@@ -42,6 +42,8 @@ pub(crate) struct VenvRequest<'a> {
     pub pinned: &'a [String],
     /// The declared Python's interpreter; `None`: the node's python3.
     pub python: Option<&'a Interpreter>,
+    /// Cgroups the installer runs in (the deploy's `build_memory`); not part of the key.
+    pub build_cgroups: &'a [PathBuf],
 }
 
 pub(crate) fn venv_key(toolchain: &Toolchain, req: &VenvRequest<'_>) -> String {
@@ -162,6 +164,7 @@ async fn build_into(
         path_prefix: None,
         // Environments are built by the agent and only read by apps.
         walls: None,
+        cgroups: req.build_cgroups.to_vec(),
     };
     let dir_s = dir.to_string_lossy().into_owned();
     let interpreter = req
@@ -343,6 +346,7 @@ mod tests {
 
     fn req<'a>(pip: &'a [String], requirements: Option<(&'a Path, String)>) -> VenvRequest<'a> {
         VenvRequest {
+            build_cgroups: &[],
             python: None,
             pip,
             requirements,
@@ -367,6 +371,7 @@ mod tests {
         assert_ne!(k1, venv_key(&other_py, &req(&pip, None)));
         let pinned = vec!["six==1.16.0".to_string()];
         let locked = VenvRequest {
+            build_cgroups: &[],
             pinned: &pinned,
             ..req(&[], None)
         };

@@ -34,6 +34,8 @@ pub(crate) struct Launch {
     /// Its own user, mount namespace and clean environment (when the agent is root);
     /// `None`: it runs as the agent's user with the agent's environment.
     pub walls: Option<crate::walls::Walls>,
+    /// Cgroups its processes join (a build's, with its `build_memory` limit).
+    pub cgroups: Vec<PathBuf>,
 }
 
 impl Launch {
@@ -48,8 +50,11 @@ impl Launch {
         &self,
         program: &str,
         args: &[&str],
-        cgroups: Vec<std::fs::File>,
+        mut cgroups: Vec<std::fs::File>,
     ) -> io::Result<Command> {
+        for dir in &self.cgroups {
+            cgroups.push(crate::cgroup::procs_file(dir)?);
+        }
         let mut cmd = Command::new(program);
         cmd.args(args).current_dir(&self.cwd);
         match &self.walls {

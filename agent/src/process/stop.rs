@@ -215,6 +215,7 @@ while True:
             env: vec![],
             path_prefix: None,
             walls: None,
+            cgroups: Vec::new(),
         };
         let mut app = spawn_app(&launch, &dir.join("app.log"), &Tracking::default()).unwrap();
         let pgid = app.pid();

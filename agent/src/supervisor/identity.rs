@@ -11,6 +11,30 @@ use crate::deployment::Deployment;
 use crate::identity::{self, Identity};
 use crate::walls::Walls;
 
+/// Which instance has which GPUs, kept across agent restarts.
+const GPUS_FILE: &str = "gpus.json";
+
+/// The GPU assignment an earlier run of the agent recorded, given back to the same holders.
+pub(super) fn restore_gpus(
+    layout: &crate::store::Layout,
+    mut pool: crate::gpus::GpuPool,
+) -> crate::gpus::GpuPool {
+    if pool.total() == 0 {
+        return pool;
+    }
+    let Ok(text) = std::fs::read(layout.root.join(GPUS_FILE)) else {
+        return pool;
+    };
+    let held: std::collections::BTreeMap<String, Vec<String>> =
+        serde_json::from_slice(&text).unwrap_or_default();
+    for (holder, uuids) in held {
+        for problem in pool.restore(&holder, &uuids) {
+            tracing::warn!(holder = %holder, "{problem}");
+        }
+    }
+    pool
+}
+
 /// The uid an app would run as when its deployment somehow has no identity: `nobody`,
 /// never root.
 const NOBODY: u32 = 65534;
@@ -122,6 +146,31 @@ impl Supervisor {
     /// Frees the GPUs `d`'s instances had (it was removed).
     pub(crate) fn free_gpus(&self, d: &Deployment) {
         self.gpu_pool().release_deployment(d.name());
+        self.save_gpus();
+    }
+
+    /// Writes which instance has which GPUs (`gpus.json`), so a restarted agent gives each
+    /// the same ones again (its adopted processes still use them).
+    pub(crate) fn save_gpus(&self) {
+        let held: std::collections::BTreeMap<String, Vec<String>> = {
+            let pool = self.gpu_pool();
+            if pool.total() == 0 {
+                return;
+            }
+            pool.holders()
+                .into_iter()
+                .map(|(h, gpus)| (h, gpus.into_iter().map(|g| g.uuid).collect()))
+                .collect()
+        };
+        let path = self.layout.root.join(GPUS_FILE);
+        match serde_json::to_vec_pretty(&held) {
+            Ok(bytes) => {
+                if let Err(e) = crate::fsmode::write_atomic(&path, &bytes) {
+                    tracing::warn!(error = %e, "cannot record the GPUs' assignment");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot record the GPUs' assignment"),
+        }
     }
 }
 
@@ -179,4 +228,61 @@ fn own_dir(dir: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Deployments whose private port another user's process holds, for [`move_off_taken_ports`].
+pub(crate) struct PortTaken {
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
+    rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
+}
+
+impl Default for PortTaken {
+    fn default() -> Self {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        PortTaken {
+            tx,
+            rx: std::sync::Mutex::new(Some(rx)),
+        }
+    }
+}
+
+impl PortTaken {
+    pub(crate) fn sender(&self) -> tokio::sync::mpsc::UnboundedSender<String> {
+        self.tx.clone()
+    }
+}
+
+/// At most one move of a deployment to another port in this long.
+const MOVE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Moves a deployment whose private port another user's process took to another private
+/// port: a restart (a new process beside the old one, traffic switched when it is
+/// healthy), as `deployctl restart` does; its deploy log says why.
+pub(crate) async fn move_off_taken_ports(sup: std::sync::Arc<Supervisor>) {
+    let rx = sup
+        .port_taken
+        .rx
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    let Some(mut rx) = rx else {
+        return;
+    };
+    let mut moved: std::collections::HashMap<String, std::time::Instant> = Default::default();
+    while let Some(name) = rx.recv().await {
+        if moved.get(&name).is_some_and(|at| at.elapsed() < MOVE_EVERY) {
+            continue;
+        }
+        moved.insert(name.clone(), std::time::Instant::now());
+        tracing::warn!(deployment = %name, "another user's process holds its private port: restarting it on another port");
+        match crate::pipeline::spawn_relaunch(sup.clone(), &name, false) {
+            Ok(mut events) => {
+                tokio::spawn(async move {
+                    use tokio_stream::StreamExt;
+                    while events.next().await.is_some() {}
+                });
+            }
+            Err(e) => tracing::warn!(deployment = %name, error = %e, "cannot restart it"),
+        }
+    }
 }

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+pub(crate) use identity::move_off_taken_ports;
 pub(crate) use remove::{stop_recorded, LB_WATCHING};
 pub(crate) use view::View;
 
@@ -57,6 +58,8 @@ pub(crate) struct Supervisor {
     port_reservations: crate::reservations::Reservations,
     /// The node's GPUs and which instance has each.
     gpus: Mutex<crate::gpus::GpuPool>,
+    /// Deployments whose private port another user's process took: moved to another port.
+    port_taken: identity::PortTaken,
 }
 
 impl Supervisor {
@@ -92,7 +95,11 @@ impl Supervisor {
             proxy: NodeProxy::new(&layout.root),
             traffic: Traffic::default(),
             port_reservations: Default::default(),
-            gpus: Mutex::new(crate::gpus::GpuPool::new(gpus)),
+            port_taken: identity::PortTaken::default(),
+            gpus: Mutex::new(identity::restore_gpus(
+                &layout,
+                crate::gpus::GpuPool::new(gpus),
+            )),
             tracker,
             auth,
             secrets,
@@ -251,6 +258,7 @@ impl Supervisor {
             replica,
             layout: self.layout.clone(),
             metrics: self.metrics.clone(),
+            port_taken: self.port_taken.sender(),
         })
     }
 
@@ -313,6 +321,7 @@ struct DeploymentObserver {
     replica: usize,
     layout: Layout,
     metrics: Arc<Metrics>,
+    port_taken: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
 impl Observer for DeploymentObserver {
@@ -333,9 +342,22 @@ impl Observer for DeploymentObserver {
         }
     }
 
+    fn port_taken(&self, why: &str) {
+        if let Some(d) = self.deployment.upgrade() {
+            tracing::warn!(deployment = %d.name(), "{why}");
+            let _ = self.port_taken.send(d.name().to_string());
+        }
+    }
+
     fn checked(&self, latency: Duration, _healthy: bool) {
         if let Some(d) = self.deployment.upgrade() {
             self.metrics.health_checked(d.name(), latency);
+        }
+    }
+
+    fn ran(&self, tracking: &Tracking, stats: &crate::limits::Stats) {
+        if let Some(d) = self.deployment.upgrade() {
+            self.metrics.kernel(d.name(), &tracking.id, stats);
         }
     }
 }

@@ -59,6 +59,7 @@ fn config(fake: &Fake, restart: RestartPolicy, rec: &Arc<Recorder>) -> InstanceC
             env: vec![],
             path_prefix: None,
             walls: None,
+            cgroups: Vec::new(),
         },
         log: "/nonexistent/instance-test/app.log".into(),
         host: "127.0.0.1".parse().unwrap(),
