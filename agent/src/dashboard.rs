@@ -154,6 +154,10 @@ fn row(v: &View) -> Value {
         "last_exit_code": v.last_exit_code,
         "cpu_percent": v.cpu_percent,
         "memory_bytes": v.memory_bytes,
+        "memory_limit_bytes": v.kernel.memory_limit,
+        "oom_kills": v.kernel.oom_kills,
+        // The last exit of an instance was an OOM kill at its memory limit.
+        "oom_killed": v.kernel.oom_killed,
         "url": v.url,
         "last_health": v.last_health,
         "traffic": traffic,
@@ -279,7 +283,14 @@ fn row_html(dep: &Value) -> String {
             0 if dep["limited"] != true => {
                 format!("<td><a href=\"/deployments/{text}\">{text}</a></td>")
             }
-            1 => format!("<td><span class=\"badge {state}\">{text}</span></td>"),
+            1 => format!(
+                "<td><span class=\"badge {state}\">{text}</span>{}</td>",
+                if dep["oom_killed"] == true {
+                    OOM_BADGE
+                } else {
+                    ""
+                }
+            ),
             7 => format!("<td>{text}{}</td>", sparkline(&dep["traffic_minutes"])),
             10 if cell.starts_with("http://") || cell.starts_with("https://") => {
                 format!("<td><a href=\"{text}\">{text}</a></td>")
@@ -291,6 +302,9 @@ fn row_html(dep: &Value) -> String {
     tr.push_str("</tr>");
     tr
 }
+
+/// Next to the state when an instance's last exit was an OOM kill.
+const OOM_BADGE: &str = " <span class=\"badge failed oom\">out of memory</span>";
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\
 table{border-collapse:collapse;width:100%}th,td{padding:.35em .6em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}\
@@ -345,7 +359,7 @@ const SCRIPT: &str = r#"
       cells(d).forEach((c, i) => {
         const td = document.createElement('td');
         if (i === 0 && !d.limited) { const a = document.createElement('a'); a.href = '/deployments/' + encodeURIComponent(c); a.textContent = c; td.appendChild(a); }
-        else if (i === 1) { const b = document.createElement('span'); b.className = 'badge ' + d.state; b.textContent = c; td.appendChild(b); }
+        else if (i === 1) { const b = document.createElement('span'); b.className = 'badge ' + d.state; b.textContent = c; td.appendChild(b); if (d.oom_killed) { const o = document.createElement('span'); o.className = 'badge failed oom'; o.textContent = 'out of memory'; td.append(' ', o); } }
         else if (i === 10 && /^https?:\/\//.test(c)) { const a = document.createElement('a'); a.href = c; a.textContent = c; td.appendChild(a); }
         else if (i === 7) { td.textContent = c; spark(td, d.traffic_minutes); }
         else td.textContent = c;
@@ -492,5 +506,8 @@ mod tests {
         );
         assert_eq!(sparkline(&json!([])), "");
         assert!(!row.contains("href=\"javascript"), "{row}");
+        assert!(!row.contains("out of memory"), "{row}");
+        let killed = row_html(&json!({"name": "hog", "state": "failed", "oom_killed": true}));
+        assert!(killed.contains(">out of memory</span>"), "{killed}");
     }
 }

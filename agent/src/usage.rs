@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
+use crate::limits::Stats;
 use crate::tracking::{self, Tracking};
 
 #[derive(Default)]
@@ -22,6 +23,9 @@ struct Inner {
     sys: Mutex<Option<System>>,
     /// Leader pid -> (CPU percent, resident bytes), from the last sample.
     last: Mutex<HashMap<u32, (f32, u64)>>,
+    /// Instance id -> what the kernel said of its groups at the last sample (instances
+    /// with groups only).
+    kernel: Mutex<HashMap<String, Stats>>,
 }
 
 impl Usage {
@@ -29,6 +33,16 @@ impl Usage {
     pub(crate) fn of(&self, pid: u32) -> (f32, u64) {
         let last = self.inner.last.lock().unwrap_or_else(|p| p.into_inner());
         last.get(&pid).copied().unwrap_or_default()
+    }
+
+    /// What the kernel said of a running instance's groups at the last sample (by its
+    /// tracking id), when it has groups and was sampled.
+    pub(crate) fn kernel_of(&self, id: &str) -> Option<Stats> {
+        if id.is_empty() {
+            return None;
+        }
+        let kernel = self.inner.kernel.lock().unwrap_or_else(|p| p.into_inner());
+        kernel.get(id).cloned()
     }
 
     /// Refreshes the apps' processes and sums each app's (on a blocking thread: /proc).
@@ -40,6 +54,13 @@ impl Usage {
 
 impl Inner {
     fn sample(&self, apps: &[(u32, Tracking)]) {
+        // The kernel's figures of the instances with groups (a few small files each).
+        let kernel: HashMap<String, Stats> = apps
+            .iter()
+            .filter(|(_, t)| !t.id.is_empty() && (t.cgroup.is_some() || !t.limits.is_empty()))
+            .map(|(_, t)| (t.id.clone(), t.stats()))
+            .collect();
+        *self.kernel.lock().unwrap_or_else(|p| p.into_inner()) = kernel;
         let members: Vec<(u32, Vec<u32>)> = apps
             .iter()
             .map(|(leader, _)| *leader)

@@ -19,6 +19,8 @@ pub(crate) struct Stats {
     pub oom_kills: u64,
     /// CPU time used by the instance's processes (µs).
     pub cpu_usage_usec: Option<u64>,
+    /// CFS periods that have elapsed while the instance had a CPU quota and ran.
+    pub cpu_periods: u64,
     /// CFS periods in which the instance used its whole CPU quota.
     pub throttled_periods: u64,
     /// Time the instance was held back by its CPU quota (µs).
@@ -43,6 +45,7 @@ pub(crate) fn stats(v2_instance_dir: Option<&Path>, v1_dirs: &[PathBuf]) -> Stat
         if let Some(stat) = read(&dir.join("cpu.stat")) {
             s.cpu_usage_usec = keyed(&stat, "usage_usec");
             if let Some(periods) = keyed(&stat, "nr_throttled") {
+                s.cpu_periods = keyed(&stat, "nr_periods").unwrap_or(0);
                 throttled = Some((periods, keyed(&stat, "throttled_usec").unwrap_or(0)));
             }
         }
@@ -63,6 +66,7 @@ pub(crate) fn stats(v2_instance_dir: Option<&Path>, v1_dirs: &[PathBuf]) -> Stat
         if dir.join("cpu.cfs_quota_us").exists() && throttled.is_none() {
             if let Some(stat) = read(&dir.join("cpu.stat")) {
                 let periods = keyed(&stat, "nr_throttled").unwrap_or(0);
+                s.cpu_periods = keyed(&stat, "nr_periods").unwrap_or(0);
                 let ns = keyed(&stat, "throttled_time").unwrap_or(0);
                 throttled = Some((periods, ns / 1000));
             }
@@ -123,6 +127,7 @@ mod tests {
                 memory_limit: None,
                 oom_kills: 1,
                 cpu_usage_usec: Some(5000),
+                cpu_periods: 9,
                 throttled_periods: 4,
                 throttled_usec: 800,
                 pids: Some(3),
@@ -164,6 +169,7 @@ mod tests {
                 memory_limit: Some(64 << 20),
                 oom_kills: 2,
                 cpu_usage_usec: Some(9000),
+                cpu_periods: 10,
                 throttled_periods: 6,
                 throttled_usec: 7000,
                 pids: Some(5),

@@ -7,8 +7,9 @@
 
 mod traffic;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub(crate) use traffic::Served;
 
@@ -42,6 +43,23 @@ pub(crate) struct Present {
     pub state: &'static str,
     pub cpu_percent: f32,
     pub memory_bytes: u64,
+    /// Each instance's memory limit, when it has one.
+    pub memory_limit: Option<u64>,
+    /// The running instances' groups as last sampled, by instance id.
+    pub live_runs: Vec<(String, crate::limits::Stats)>,
+}
+
+/// How long the figures last seen of an instance that no longer runs are kept (so that a
+/// late sample of it is not counted again).
+const SEEN_FOR: Duration = Duration::from_secs(600);
+
+/// The kernel's figures last counted of one instance (they only grow while it runs).
+#[derive(Default)]
+struct Seen {
+    oom_kills: u64,
+    throttled_periods: u64,
+    throttled_usec: u64,
+    at: Option<Instant>,
 }
 
 pub(crate) struct Metrics {
@@ -53,6 +71,14 @@ pub(crate) struct Metrics {
     healthy: Family<DeploymentLabel, Gauge>,
     cpu: Family<DeploymentLabel, Gauge<f64, AtomicU64>>,
     memory: Family<DeploymentLabel, Gauge>,
+    memory_limit: Family<DeploymentLabel, Gauge>,
+    /// Running totals over every instance of the deployment (each instance's groups start
+    /// at 0): OOM kills, CPU throttling.
+    oom_kills: Family<DeploymentLabel, Counter>,
+    throttled_periods: Family<DeploymentLabel, Counter>,
+    throttled_seconds: Family<DeploymentLabel, Counter<f64, AtomicU64>>,
+    /// Instance id -> what was counted of it so far.
+    seen: Mutex<HashMap<String, Seen>>,
     /// The node proxy's counts, set at each scrape.
     traffic: Arc<traffic::TrafficCollector>,
     /// One scrape at a time: a scrape clears and refills the present-time families.
@@ -89,6 +115,10 @@ impl Metrics {
         let healthy = Family::<DeploymentLabel, Gauge>::default();
         let cpu = Family::<DeploymentLabel, Gauge<f64, AtomicU64>>::default();
         let memory = Family::<DeploymentLabel, Gauge>::default();
+        let memory_limit = Family::<DeploymentLabel, Gauge>::default();
+        let oom_kills = Family::<DeploymentLabel, Counter>::default();
+        let throttled_periods = Family::<DeploymentLabel, Counter>::default();
+        let throttled_seconds = Family::<DeploymentLabel, Counter<f64, AtomicU64>>::default();
         registry.register(
             "deployments",
             "Deployments on this node by state",
@@ -124,6 +154,26 @@ impl Metrics {
             "Resident memory of the app's processes",
             memory.clone(),
         );
+        registry.register(
+            "app_memory_limit_bytes",
+            "Memory limit of each instance of the app (set only when it has one)",
+            memory_limit.clone(),
+        );
+        registry.register(
+            "app_oom_kills",
+            "Processes of the app the kernel killed at its memory limit (OOM kills)",
+            oom_kills.clone(),
+        );
+        registry.register(
+            "app_cpu_throttled_periods",
+            "CPU scheduler periods in which the app used its whole CPU quota",
+            throttled_periods.clone(),
+        );
+        registry.register(
+            "app_cpu_throttled_seconds",
+            "Time the app's processes were held back by its CPU quota",
+            throttled_seconds.clone(),
+        );
         let traffic = Arc::new(traffic::TrafficCollector::default());
         registry.register_collector(Box::new(traffic.clone()));
         Metrics {
@@ -136,6 +186,11 @@ impl Metrics {
             healthy,
             cpu,
             memory,
+            memory_limit,
+            oom_kills,
+            throttled_periods,
+            throttled_seconds,
+            seen: Mutex::new(HashMap::new()),
             scrape: Mutex::new(()),
         }
     }
@@ -166,11 +221,36 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// What the kernel says of an instance of `deployment` (`id`) now: what grew since it
+    /// was last counted is added to the deployment's running totals. Called with each
+    /// sample of a running instance and with the last figures of a run that ended.
+    pub(crate) fn kernel(&self, deployment: &str, id: &str, s: &crate::limits::Stats) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let e = seen.entry(id.to_string()).or_default();
+        let oom = s.oom_kills.saturating_sub(e.oom_kills);
+        let periods = s.throttled_periods.saturating_sub(e.throttled_periods);
+        let usec = s.throttled_usec.saturating_sub(e.throttled_usec);
+        e.oom_kills = e.oom_kills.max(s.oom_kills);
+        e.throttled_periods = e.throttled_periods.max(s.throttled_periods);
+        e.throttled_usec = e.throttled_usec.max(s.throttled_usec);
+        e.at = Some(Instant::now());
+        drop(seen);
+        let label = Self::label(deployment);
+        self.oom_kills.get_or_create(&label).inc_by(oom);
+        self.throttled_periods.get_or_create(&label).inc_by(periods);
+        self.throttled_seconds
+            .get_or_create(&label)
+            .inc_by(usec as f64 / 1e6);
+    }
+
     /// Forgets a removed deployment's series.
     pub(crate) fn forget(&self, deployment: &str) {
         let label = Self::label(deployment);
         self.health_latency.remove(&label);
         self.restarts.remove(&label);
+        self.oom_kills.remove(&label);
+        self.throttled_periods.remove(&label);
+        self.throttled_seconds.remove(&label);
     }
 
     /// The metrics as OpenMetrics text, with the present-time figures from `present` and
@@ -186,6 +266,17 @@ impl Metrics {
         self.healthy.clear();
         self.cpu.clear();
         self.memory.clear();
+        self.memory_limit.clear();
+        let live: std::collections::HashSet<&str> = present
+            .iter()
+            .flat_map(|p| p.live_runs.iter().map(|(id, _)| id.as_str()))
+            .collect();
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id, e| {
+                live.contains(id.as_str()) || e.at.is_some_and(|t| t.elapsed() < SEEN_FOR)
+            });
         for state in crate::instance::State::ALL {
             self.by_state
                 .get_or_create(&StateLabel {
@@ -202,6 +293,17 @@ impl Metrics {
             let label = Self::label(&p.deployment);
             // Present at 0 before the first restart, so alerts on it see every deployment.
             let _ = self.restarts.get_or_create(&label).get();
+            for (id, stats) in &p.live_runs {
+                self.kernel(&p.deployment, id, stats);
+            }
+            let _ = self.oom_kills.get_or_create(&label).get();
+            let _ = self.throttled_periods.get_or_create(&label).get();
+            let _ = self.throttled_seconds.get_or_create(&label).get();
+            if let Some(limit) = p.memory_limit {
+                self.memory_limit
+                    .get_or_create(&label)
+                    .set(i64::try_from(limit).unwrap_or(i64::MAX));
+            }
             self.healthy
                 .get_or_create(&label)
                 .set(i64::from(p.state == "healthy"));
@@ -228,6 +330,13 @@ mod tests {
         m.health_checked("api", Duration::from_millis(3));
         m.restarted("api");
         m.step_finished("fetch", true, Duration::from_millis(40));
+        // A run that ended by an OOM kill, then a sample of it that came late.
+        let killed = crate::limits::Stats {
+            oom_kills: 1,
+            ..Default::default()
+        };
+        m.kernel("api", "k/api@3.0", &killed);
+        m.kernel("api", "k/api@3.0", &crate::limits::Stats::default());
         let mut counts = crate::proxy::Counts {
             by_class: [0, 9, 0, 0, 1],
             latency: vec![0; 15],
@@ -243,6 +352,15 @@ mod tests {
                 state: "healthy",
                 cpu_percent: 1.5,
                 memory_bytes: 1024,
+                memory_limit: Some(64 << 20),
+                live_runs: vec![(
+                    "k/api@3.1".into(),
+                    crate::limits::Stats {
+                        throttled_periods: 4,
+                        throttled_usec: 250_000,
+                        ..Default::default()
+                    },
+                )],
             }],
             vec![Served {
                 deployment: "api".into(),
@@ -260,6 +378,10 @@ mod tests {
             "deploy_agent_deploy_step_duration_seconds_count{step=\"fetch\",result=\"ok\"} 1",
             "deploy_agent_app_cpu_percent{deployment=\"api\"} 1.5",
             "deploy_agent_app_memory_bytes{deployment=\"api\"} 1024",
+            "deploy_agent_app_memory_limit_bytes{deployment=\"api\"} 67108864",
+            "deploy_agent_app_oom_kills_total{deployment=\"api\"} 1",
+            "deploy_agent_app_cpu_throttled_periods_total{deployment=\"api\"} 4",
+            "deploy_agent_app_cpu_throttled_seconds_total{deployment=\"api\"} 0.25",
             "deploy_agent_proxy_requests_total{deployment=\"api\",release=\"3\",class=\"2xx\"} 9",
             "deploy_agent_proxy_requests_total{deployment=\"api\",release=\"3\",class=\"5xx\"} 1",
             "deploy_agent_proxy_request_duration_seconds_bucket{le=\"0.005\",deployment=\"api\",release=\"3\"} 10",
@@ -271,5 +393,24 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want:?} missing in\n{text}");
         }
+    }
+
+    #[test]
+    fn throttling_is_a_running_total_over_restarts() {
+        let m = Metrics::new();
+        let at = |periods, usec| crate::limits::Stats {
+            throttled_periods: periods,
+            throttled_usec: usec,
+            ..Default::default()
+        };
+        m.kernel("api", "k/api@1.a", &at(10, 1_000_000));
+        m.kernel("api", "k/api@1.a", &at(30, 2_000_000));
+        // A restart: the new groups start at 0 again; the total goes on from 30.
+        m.kernel("api", "k/api@1.b", &at(5, 500_000));
+        // An older figure of the first run is not counted again.
+        m.kernel("api", "k/api@1.a", &at(20, 1_500_000));
+        let label = Metrics::label("api");
+        assert_eq!(m.throttled_periods.get_or_create(&label).get(), 35);
+        assert!((m.throttled_seconds.get_or_create(&label).get() - 2.5).abs() < 1e-9);
     }
 }

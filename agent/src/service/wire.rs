@@ -135,8 +135,10 @@ pub(super) fn view_to_pb(v: View) -> pb::DeploymentStatus {
                 restarts: r.restarts,
                 cpu_percent: r.cpu_percent,
                 memory_bytes: r.memory_bytes,
+                kernel: Some(kernel_to_pb(&r.kernel)),
             })
             .collect(),
+        kernel: Some(kernel_to_pb(&v.kernel)),
         traffic: v.traffic.map(|t| pb::Traffic {
             requests_per_second: t.requests_per_second,
             p50_ms: t.p50.map(|s| s * 1000.0).unwrap_or(-1.0),
@@ -145,6 +147,17 @@ pub(super) fn view_to_pb(v: View) -> pb::DeploymentStatus {
             in_flight: t.in_flight,
             window_s: t.window.as_secs_f64(),
         }),
+    }
+}
+
+fn kernel_to_pb(k: &crate::instance::RunTotals) -> pb::KernelStats {
+    pb::KernelStats {
+        memory_limit_bytes: k.memory_limit.unwrap_or(0),
+        oom_kills: k.oom_kills,
+        cpu_periods: k.cpu_periods,
+        cpu_throttled_periods: k.throttled_periods,
+        cpu_throttled_seconds: k.throttled_usec as f64 / 1e6,
+        oom_killed: k.oom_killed,
     }
 }
 

@@ -8,7 +8,8 @@ use tokio::time::Instant;
 use super::Supervisor;
 use crate::deployment::{Deployment, Snapshot};
 use crate::error::{Error, Result};
-use crate::instance::State;
+use crate::instance::{InstanceStatus, RunTotals, State};
+use crate::limits::Stats;
 use crate::spec::Spec;
 
 /// A deployment as `status` shows it.
@@ -39,6 +40,10 @@ pub(crate) struct View {
     pub traffic: Option<crate::traffic::Rates>,
     /// Every instance (with `replicas` > 1): the first, then the replicas.
     pub replicas: Vec<ReplicaView>,
+    /// What the kernel says of its instances (summed; the limit is each one's).
+    pub kernel: RunTotals,
+    /// The running instances' last sampled figures, by instance id (for `/metrics`).
+    pub live_runs: Vec<(String, Stats)>,
 }
 
 /// One instance of a deployment with replicas.
@@ -50,6 +55,7 @@ pub(crate) struct ReplicaView {
     pub restarts: u32,
     pub cpu_percent: f32,
     pub memory_bytes: u64,
+    pub kernel: RunTotals,
 }
 
 /// The state a deployment is in and why, from its snapshot: its first instance's, unless
@@ -97,6 +103,18 @@ fn state_of(s: &Snapshot) -> (State, String) {
     }
 }
 
+/// Two instances' figures together (the limit is each one's, not added).
+fn sum(a: &RunTotals, b: &RunTotals) -> RunTotals {
+    RunTotals {
+        oom_kills: a.oom_kills + b.oom_kills,
+        cpu_periods: a.cpu_periods + b.cpu_periods,
+        throttled_periods: a.throttled_periods + b.throttled_periods,
+        throttled_usec: a.throttled_usec + b.throttled_usec,
+        memory_limit: a.memory_limit.max(b.memory_limit),
+        oom_killed: a.oom_killed || b.oom_killed,
+    }
+}
+
 impl Supervisor {
     pub(crate) fn status(&self, name: Option<&str>) -> Result<Vec<View>> {
         let deployments = match name {
@@ -117,6 +135,29 @@ impl Supervisor {
         } = snap;
         let pid = instance.as_ref().and_then(|s| s.pid).or(snap.recorded_pid);
         let usage = |pid: Option<u32>| pid.map(|p| self.usage.of(p)).unwrap_or_default();
+        // An instance's ended runs, and its running one as last sampled.
+        let kernel = |s: &InstanceStatus| -> (RunTotals, Option<(String, Stats)>) {
+            let live = if s.run_counted {
+                None
+            } else {
+                self.usage.kernel_of(&s.tracking.id)
+            };
+            match live {
+                Some(st) => (s.ended_runs.plus(&st), Some((s.tracking.id.clone(), st))),
+                None => (s.ended_runs, None),
+            }
+        };
+        let all_instances: Vec<&InstanceStatus> = instance
+            .iter()
+            .chain(replica_snaps.iter().map(|(r, _)| r))
+            .collect();
+        let mut live_runs = Vec::new();
+        let mut totals = RunTotals::default();
+        for s in &all_instances {
+            let (k, live) = kernel(s);
+            live_runs.extend(live);
+            totals = sum(&totals, &k);
+        }
         let replicas: Vec<ReplicaView> = if replica_snaps.is_empty() {
             Vec::new()
         } else {
@@ -133,6 +174,7 @@ impl Supervisor {
                         restarts: s.restarts,
                         cpu_percent,
                         memory_bytes,
+                        kernel: kernel(&s).0,
                     }
                 })
                 .collect()
@@ -203,6 +245,8 @@ impl Supervisor {
             traffic,
             replicas,
             spec: current.map(|r| r.spec),
+            kernel: totals,
+            live_runs,
         }
     }
 
@@ -217,6 +261,8 @@ impl Supervisor {
                     state: v.state.as_str(),
                     cpu_percent: v.cpu_percent,
                     memory_bytes: v.memory_bytes,
+                    memory_limit: v.kernel.memory_limit,
+                    live_runs: v.live_runs,
                 }
             })
             .collect()

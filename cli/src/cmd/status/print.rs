@@ -26,10 +26,20 @@ pub(super) fn print_json(out: &[Deployment], unanswered: &[Unanswered]) {
                         "next_restart_in_s": s.next_restart_in_s,
                         "private_address": s.private_address,
                         "limits": limits_json(s),
+                        "memory_limit_bytes": memory_limit(s.kernel.as_ref()),
+                        "oom_kills": s.kernel.as_ref().map_or(0, |k| k.oom_kills),
+                        "oom_killed": s.kernel.as_ref().is_some_and(|k| k.oom_killed),
+                        "cpu_periods": s.kernel.as_ref().map_or(0, |k| k.cpu_periods),
+                        "cpu_throttled_periods": s.kernel.as_ref().map_or(0, |k| k.cpu_throttled_periods),
+                        "cpu_throttled_seconds": s.kernel.as_ref().map_or(0.0, |k| k.cpu_throttled_seconds),
                         "replicas": s.replicas.iter().map(|r| json!({
                             "pid": r.pid, "private_address": r.private_address, "state": r.state,
                             "restarts": r.restarts, "cpu_percent": r.cpu_percent,
                             "memory_bytes": r.memory_bytes,
+                            "memory_limit_bytes": memory_limit(r.kernel.as_ref()),
+                            "oom_kills": r.kernel.as_ref().map_or(0, |k| k.oom_kills),
+                            "cpu_throttled_periods": r.kernel.as_ref().map_or(0, |k| k.cpu_throttled_periods),
+                            "cpu_throttled_seconds": r.kernel.as_ref().map_or(0.0, |k| k.cpu_throttled_seconds),
                         })).collect::<Vec<_>>(),
                         "switched_at": if s.switched_at > 0 { json!(s.switched_at) } else { json!(null) },
                         "previous_drained_ms": if s.previous_drained_ms >= 0 { json!(s.previous_drained_ms) } else { json!(null) },
@@ -172,12 +182,78 @@ fn print_deployments(out: &[Deployment], detail: bool) {
             if !extra.is_empty() {
                 println!("  {} @ {}: {}", d.name, i.agent, extra.join(", "));
             }
+            if let Some(s) = &i.s {
+                for line in kernel_lines(s) {
+                    println!("  {} @ {}: {line}", d.name, i.agent);
+                }
+            }
             if let (true, Some(s)) = (detail, &i.s) {
                 for line in proxy_lines(s) {
                     println!("  {} @ {}: {line}", d.name, i.agent);
                 }
             }
         }
+    }
+}
+
+/// The memory limit the kernel enforces on each instance, `null` when none.
+fn memory_limit(k: Option<&pb::KernelStats>) -> serde_json::Value {
+    match k.map(|k| k.memory_limit_bytes) {
+        Some(b) if b > 0 => json!(b),
+        _ => serde_json::Value::Null,
+    }
+}
+
+/// What the kernel did to the instances, in words: the last exit's OOM kill (unless the
+/// message already says so) and CPU throttling ("throttled: 12% of periods").
+fn kernel_lines(s: &pb::DeploymentStatus) -> Vec<String> {
+    let Some(k) = s.kernel.as_ref() else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    if k.oom_killed && !s.message.contains("out of memory") {
+        let limit = if k.memory_limit_bytes > 0 {
+            format!(" at its {} limit", size(k.memory_limit_bytes))
+        } else {
+            String::new()
+        };
+        lines.push(format!("last exit: killed: out of memory{limit}"));
+    }
+    if k.oom_kills > 0 {
+        lines.push(format!(
+            "OOM kills in this release: {} (memory limit {})",
+            k.oom_kills,
+            if k.memory_limit_bytes > 0 {
+                size(k.memory_limit_bytes)
+            } else {
+                "none".into()
+            }
+        ));
+    }
+    if k.cpu_throttled_periods > 0 {
+        let share = if k.cpu_periods > 0 {
+            format!(
+                "{:.0}% of periods",
+                k.cpu_throttled_periods as f64 * 100.0 / k.cpu_periods as f64
+            )
+        } else {
+            format!("{} periods", k.cpu_throttled_periods)
+        };
+        lines.push(format!(
+            "throttled: {share} ({:.1}s held back by the CPU limit)",
+            k.cpu_throttled_seconds
+        ));
+    }
+    lines
+}
+
+/// A size as a limit is written: "4 GiB" when whole GiB.
+fn size(b: u64) -> String {
+    const GIB: u64 = 1 << 30;
+    if b >= GIB && b.is_multiple_of(GIB) {
+        format!("{} GiB", b / GIB)
+    } else {
+        output::bytes(b)
     }
 }
 
@@ -199,14 +275,6 @@ fn limits_json(s: &pb::DeploymentStatus) -> serde_json::Value {
 /// The limits in a few words: "memory 4 GiB, cpus 1.5, pids 2048".
 fn limits_text(s: &pb::DeploymentStatus) -> Option<String> {
     let r = s.spec.as_ref()?.resources.as_ref()?;
-    let size = |b: u64| {
-        const GIB: u64 = 1 << 30;
-        if b >= GIB && b.is_multiple_of(GIB) {
-            format!("{} GiB", b / GIB)
-        } else {
-            output::bytes(b)
-        }
-    };
     let mut parts = Vec::new();
     if r.memory > 0 {
         parts.push(format!("memory {}", size(r.memory)));
