@@ -51,6 +51,8 @@ if port_in_use "$HOST" "$PORT"; then
 fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/deployctl-demo.XXXXXX")"
+# As root the agent runs each app as its own user, who must pass through to its release.
+chmod 711 "$WORK"
 export DEPLOYCTL_LOCAL_DATA_DIR="$WORK/agent-data"
 REPO="$WORK/iris-api"
 PROJECT="$WORK/project"

@@ -136,7 +136,8 @@ struct Args {
     #[arg(long, env = "DEPLOY_AGENT_HTTP_LISTEN", value_name = "ADDR")]
     http_listen: Option<SocketAddr>,
     /// Where releases, environments, mirrors and logs live
-    /// [default: $XDG_DATA_HOME/deploy-agent or ~/.local/share/deploy-agent].
+    /// [default: as root /var/lib/deploy-agent, else $XDG_DATA_HOME/deploy-agent or
+    /// ~/.local/share/deploy-agent].
     #[arg(long, global = true, env = "DEPLOY_AGENT_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// The address apps bind (their HOST) and that health checks connect to [default: 127.0.0.1].

@@ -35,7 +35,8 @@ use project::Project;
 /// The built-in env `local` is the agent at DEPLOYCTL_LOCAL_ADDRESS (default
 /// 127.0.0.1:7070); when nothing answers there, deployctl starts one in the background
 /// (`deployctl local status|stop`), with its data and log in DEPLOYCTL_LOCAL_DATA_DIR
-/// (default $XDG_DATA_HOME/deploy-agent or ~/.local/share/deploy-agent), running
+/// (default $XDG_DATA_HOME/deploy-agent or ~/.local/share/deploy-agent; as root
+/// /var/lib/deploy-agent-local), running
 /// DEPLOYCTL_AGENT_BIN (default: deploy-agent next to deployctl, else on PATH).
 #[derive(Parser, Debug)]
 #[command(name = "deployctl", version, about, long_about, verbatim_doc_comment)]

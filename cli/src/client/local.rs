@@ -17,10 +17,14 @@ pub(crate) fn local_address() -> String {
         .unwrap_or_else(|| "127.0.0.1:7070".to_string())
 }
 
-/// The data directory of the auto-started local agent.
+/// The data directory of the auto-started local agent. As root it is not under root's
+/// home: the agent runs each app as its own user, who must reach its release.
 pub(crate) fn local_data_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("DEPLOYCTL_LOCAL_DATA_DIR").filter(|v| !v.is_empty()) {
         return PathBuf::from(d);
+    }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/deploy-agent-local");
     }
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(xdg).join("deploy-agent");
