@@ -142,6 +142,19 @@ pub fn require_tool(tool: &str, install: &str) -> PathBuf {
 
 /// Fails the test unless it runs as root (as scripts/test.sh and CI do), saying why root is
 /// needed.
+/// A directory the test shares with its apps, which run as their own users with a private
+/// `/tmp`: outside `/tmp`, and anyone may create files in it (1777, like `/tmp`).
+pub fn shared_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("deployctl-e2e-shared-")
+        .tempdir_in("/var/tmp")
+        .expect("a directory in /var/tmp");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777))
+        .expect("opening the shared directory to the apps' users");
+    dir
+}
+
 pub fn require_root(why: &str) {
     assert!(
         nix::unistd::geteuid().is_root(),

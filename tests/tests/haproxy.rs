@@ -18,7 +18,7 @@ fn haproxy_routes_around_an_unhealthy_instance() {
     let a = Agent::start(&a_lo);
     let b = Agent::start(&b_lo);
     let project = Project::for_agents(ENV, &[&a, &b]);
-    let flags = tempfile::tempdir().unwrap();
+    let flags = shared_dir();
     // Each instance looks for its own file: only b's is created.
     let sick_pattern = flags.path().join("sick-{PUBLIC_HOST}");
     let sick = flags.path().join(format!("sick-{b_lo}"));

@@ -207,7 +207,8 @@ fn an_agent_that_hangs_mid_stream_is_found_by_keepalive_pings() {
     let a = Agent::start(&ips[0]);
     let b = Agent::start(&ips[1]);
     let project = Project::for_agents("fleet", &[&a, &b]);
-    let sync = tempfile_dir(&project, "sync");
+    let shared = shared_dir();
+    let sync = shared.path().to_path_buf();
     let repo = GitRepo::new();
     repo.commit_app("steady", None);
     // The start script waits for the test, the way a slow step (a model download) keeps a
@@ -293,11 +294,6 @@ fn an_agent_that_hangs_mid_stream_is_found_by_keepalive_pings() {
 }
 
 /// A directory inside the project (removed with it).
-fn tempfile_dir(project: &Project, name: &str) -> std::path::PathBuf {
-    let dir = project.path().join(name);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// The address a non-loopback interface of this machine has (the one a packet to a
 /// documentation address would leave from; nothing is sent), if any.

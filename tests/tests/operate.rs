@@ -120,8 +120,9 @@ fn env_set_keeps_code_and_environment_and_rollback_keeps_its_ref() {
     let repo = GitRepo::new();
     let one = repo.commit_app("one", Some("v1.0.0"));
     repo.commit_app("two", Some("v2.0.0"));
-    project.write("greeting.txt", "hello from env set\n");
-    let greeting = project.path().join("greeting.txt");
+    let shared = shared_dir();
+    let greeting = shared.path().join("greeting.txt");
+    std::fs::write(&greeting, "hello from env set\n").unwrap();
     project
         .run_app(
             ENV,

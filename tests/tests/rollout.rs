@@ -38,7 +38,7 @@ fn a_canary_that_fails_leaves_the_other_agents_untouched() {
     project.run_app(ENV, "api", &repo.url(), "v1", &[]).ok();
 
     // Release 2 never becomes healthy on a (its health file exists there only).
-    let flags = tempfile::tempdir().unwrap();
+    let flags = shared_dir();
     std::fs::write(flags.path().join(format!("sick-{ia}")), "").unwrap();
     let pattern = flags.path().join("sick-{PUBLIC_HOST}");
     repo.commit_app("two", Some("v2"));

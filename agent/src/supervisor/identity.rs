@@ -110,6 +110,8 @@ impl Supervisor {
         let keep = self.data_in_tmp();
         tokio::task::spawn_blocking(move || {
             crate::fsmode::create_dir(&dir, crate::fsmode::PASS_THROUGH_DIR)?;
+            // Its releases' numbers are nobody else's business either.
+            crate::fsmode::create_dir(&dir.join("releases"), crate::fsmode::PASS_THROUGH_DIR)?;
             own_dir(&data, owner)?;
             own_dir(&tmp, owner)?;
             // Where the data directory shows inside the private /tmp: the agent's, not
