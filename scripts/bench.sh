@@ -4,7 +4,7 @@
 # release binaries first (BENCH_SKIP_BUILD=1 to use target/release as it is).
 #
 #   scripts/bench.sh                    # every row
-#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | bigenv | status | agent | fanout | proxy
+#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | bigenv | status | agent | fanout | proxy | walls
 #
 # Rows:
 #   deploy   a FastAPI + uvicorn app (fastapi and uvicorn from PyPI) in a git repository
@@ -34,6 +34,11 @@
 #            a hyper server, so the proxy is the bottleneck; wrk -t2 -c32); latency p50/p99
 #            with one connection (wrk -t1 -c1) through the proxy vs direct; and (group
 #            status) the proxy's RSS with 100 routes vs 1
+#   walls    what each deployment's walls cost a warm redeploy (a new commit of a stdlib app):
+#            the agent as root (the deployment's own user, its checkout given to it, a mount
+#            namespace, cgroups) vs the same agent run as an unprivileged user (none of it),
+#            with the app alone and with a 10,000-file checkout; medians of
+#            BENCH_WARM_ROUNDS; target: the walls add <= 20 ms
 # After the table: the agent's own step times (deploy events' elapsed_ms) of a cold deploy
 # and of the warm redeploys. Installs what it needs when missing, like scripts/test.sh (wrk
 # and curl with apt-get, uv with pip); needs git, python3 (with venv and pip) and access to
@@ -65,6 +70,8 @@ if [[ "${BENCH_SKIP_BUILD:-}" != 1 ]]; then
 fi
 BIN="$PWD/target/release"
 WORK="$(mktemp -d /tmp/deployctl-bench-XXXXXX)"
+# As root the agents run each app as its own user, who passes through to its release.
+chmod 711 "$WORK"
 PIDS=()
 cleanup() {
   exec 2>/dev/null
@@ -659,12 +666,15 @@ bench_bigenv() {
   NOTES+=("bigenv: baseline = uv venv + uv pip install $BIG_PIP (no bytecode) into a fresh venv, same warm cache; the agent compiles a new venv's bytecode after the deploy has answered (nice 19)")
 }
 
+source scripts/lib/bench_walls.sh
+
 [[ -z "$ONLY" || "$ONLY" == deploy ]] && bench_deploy
 [[ -z "$ONLY" || "$ONLY" == bigenv ]] && bench_bigenv
 [[ -z "$ONLY" || "$ONLY" == status ]] && bench_status
 [[ -z "$ONLY" || "$ONLY" == agent ]] && bench_agent
 [[ -z "$ONLY" || "$ONLY" == fanout ]] && bench_fanout
 [[ -z "$ONLY" || "$ONLY" == proxy ]] && bench_proxy
+[[ -z "$ONLY" || "$ONLY" == walls ]] && bench_walls
 
 echo
 printf '| %-50s | %12s | %12s | %7s |\n' "measurement" "value" "baseline" "ratio"
