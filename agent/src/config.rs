@@ -260,7 +260,8 @@ impl FileConfig {
                 crate::identity::parse_range(v).map_err(|e| invalid(format!("app_uids: {e}")))?;
         }
         if let Some(v) = &self.ports {
-            config.ports = parse_ports(v).map_err(|e| invalid(format!("ports: {e}")))?;
+            config.ports =
+                crate::ports::parse_range(v).map_err(|e| invalid(format!("ports: {e}")))?;
         }
         if let Some(v) = self.overcommit {
             if !(v.is_finite() && v > 0.0) {
@@ -279,28 +280,6 @@ impl FileConfig {
         }
         Ok(())
     }
-}
-
-/// `ports` ("1024-65535"): a range of ports a deployment may ask for, none below 1024.
-pub(crate) fn parse_ports(text: &str) -> Result<(u16, u16), String> {
-    let (a, b) = text
-        .trim()
-        .split_once('-')
-        .ok_or_else(|| format!("{text:?} is not a range FIRST-LAST, e.g. \"1024-65535\""))?;
-    let first: u16 = a
-        .trim()
-        .parse()
-        .map_err(|_| format!("{a:?} is not a port"))?;
-    let last: u16 = b
-        .trim()
-        .parse()
-        .map_err(|_| format!("{b:?} is not a port"))?;
-    if first < 1024 || first > last {
-        return Err(format!(
-            "{text:?}: the range must be non-empty and start at 1024 or above (ports below are the node's own services')"
-        ));
-    }
-    Ok((first, last))
 }
 
 /// As root, `/var/lib/deploy-agent` (systemd's state directory: apps, which run as their

@@ -295,6 +295,28 @@ fn holders(host: IpAddr, port: u16) -> Vec<(Listener, Option<u32>)> {
         .collect()
 }
 
+/// `ports` ("1024-65535"): a range of ports a deployment may ask for, none below 1024.
+pub(crate) fn parse_range(text: &str) -> Result<(u16, u16), String> {
+    let (a, b) = text
+        .trim()
+        .split_once('-')
+        .ok_or_else(|| format!("{text:?} is not a range FIRST-LAST, e.g. \"1024-65535\""))?;
+    let first: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{a:?} is not a port"))?;
+    let last: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("{b:?} is not a port"))?;
+    if first < 1024 || first > last {
+        return Err(format!(
+            "{text:?}: the range must be non-empty and start at 1024 or above (ports below are the node's own services')"
+        ));
+    }
+    Ok((first, last))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -51,26 +51,40 @@ async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
     }
     // Its user (made again if the node lost it; made now for a deployment an older agent
     // ran as a shared user) before any of its processes starts.
-    match sup.ensure_identity(d).await {
-        Ok(_) => d.save_or_log(sup.layout()).await,
-        Err(e) => {
-            tracing::error!(deployment = %d.name(), error = %e, "no identity for the deployment")
+    let moved = match sup.ensure_identity(d).await {
+        Ok(moved) => {
+            d.save_or_log(sup.layout()).await;
+            moved
         }
-    }
+        Err(e) => {
+            tracing::error!(deployment = %d.name(), error = %e, "no identity for the deployment");
+            false
+        }
+    };
     let cfg = instance_config(sup, d, &release, d.private_port(), 0).await;
     if d.private_port().is_some() {
         // The proxy serves its persisted routes; this one is set again in case it is not.
         let set = match sup.proxy().client().await {
             Ok(client) => {
-                client
-                    .set_route(crate::launch::route(sup, &release, &d.private_ports()))
-                    .await
+                let mut route = crate::launch::route(sup, &release, &d.private_ports());
+                if moved {
+                    // What runs still runs as the shared user of before, until the restart
+                    // below: served as it is meanwhile.
+                    route.backends.iter_mut().for_each(|b| b.owner = None);
+                }
+                client.set_route(route).await
             }
             Err(e) => Err(e),
         };
         if let Err(e) = set {
             tracing::error!(deployment = %d.name(), error = %e, "cannot route the deployment's port to it");
         }
+    }
+    if moved {
+        sup.restart_soon(
+            d.name(),
+            "it ran as a user shared with other deployments (an earlier agent version); now it has its own",
+        );
     }
     let grace = release.spec.kill_timeout;
     recover_replicas(sup, d, &release).await;

@@ -284,7 +284,7 @@ impl Drop for Agent {
         self.kill9();
         self.kill_apps();
         self.remove_cgroups();
-        free_app_users(&self.data_dir);
+        crate::users::free_app_users(&self.data_dir);
         if std::thread::panicking() {
             eprintln!(
                 "--- deploy-agent {} stderr (last 150 lines of {}) ---\n{}",
@@ -294,36 +294,6 @@ impl Drop for Agent {
             );
         }
     }
-}
-
-/// Deletes the users the agent made for its deployments (homes in `data_dir`) that a test
-/// left behind (a deployment it did not remove): `/etc/passwd` is the node's, not the test's.
-pub fn free_app_users(data_dir: &Path) {
-    for (user, _uid) in app_users_of(data_dir) {
-        let _ = std::process::Command::new("userdel")
-            .args(["-f", &user])
-            .stderr(std::process::Stdio::null())
-            .status();
-        let _ = std::process::Command::new("groupdel")
-            .arg(&user)
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
-}
-
-/// The users (name, uid) the agent made for deployments whose home is in `data_dir`.
-pub fn app_users_of(data_dir: &Path) -> Vec<(String, u32)> {
-    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
-    passwd
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            let (name, uid, home) = (f.first()?, f.get(2)?, f.get(5)?);
-            (name.starts_with("deploy-app-") && Path::new(home).starts_with(data_dir))
-                .then(|| Some((name.to_string(), uid.parse().ok()?)))
-                .flatten()
-        })
-        .collect()
 }
 
 /// `text` without terminal colour sequences (`ESC [ ... m`), as the agent's log has them.
@@ -419,33 +389,4 @@ fn spawn(
             .unwrap_or_else(|| panic!("no {key}ADDR in the agent's ready line: {line:?}"))
     };
     (child, field("grpc="), field("http="))
-}
-
-/// Runs `deploy-agent --data-dir DIR ARGS...` (init, user, group) and returns its stdout;
-/// panics with its output when it fails.
-pub fn agent_admin(data_dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(agent_bin())
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running deploy-agent");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "deploy-agent {args:?} failed\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// The token a `deploy-agent init` / `user add` printed (the `dat_...` word).
-pub fn token_in(output: &str) -> String {
-    output
-        .split_whitespace()
-        .find(|w| w.starts_with("dat_"))
-        .unwrap_or_else(|| panic!("no token in {output:?}"))
-        .trim_matches('\'')
-        .to_string()
 }

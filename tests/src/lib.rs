@@ -18,6 +18,7 @@
 //! port 8000 for their apps. An address is held by an exclusive lock on a file under the
 //! temporary directory until its [`Loopback`] is dropped.
 
+mod admin;
 mod agent;
 mod apps;
 mod git;
@@ -28,8 +29,10 @@ mod loopback;
 mod project;
 mod prom;
 mod secure;
+mod users;
 
-pub use agent::{agent_admin, app_users_of, free_app_users, strip_ansi, tail, token_in, Agent};
+pub use admin::{agent_admin, token_in};
+pub use agent::{strip_ansi, tail, Agent};
 pub use apps::{app_py, APP_PY, CRASH_AFTER_PY, EXIT_AT_ONCE_PY, NEVER_HEALTHY_PY};
 pub use git::GitRepo;
 pub use haproxy::{HaProxy, Server};
@@ -39,6 +42,7 @@ pub use loopback::{loopback, Loopback};
 pub use project::{check_status_shape, Output, Project};
 pub use prom::{parse_metrics, Family, Sample};
 pub use secure::{secure_agent, Secure};
+pub use users::{app_users_of, free_app_users};
 
 use std::fs;
 use std::path::{Path, PathBuf};

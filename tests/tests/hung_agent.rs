@@ -293,8 +293,6 @@ fn an_agent_that_hangs_mid_stream_is_found_by_keepalive_pings() {
     drop(stopped);
 }
 
-/// A directory inside the project (removed with it).
-
 /// The address a non-loopback interface of this machine has (the one a packet to a
 /// documentation address would leave from; nothing is sent), if any.
 fn own_non_loopback_ip() -> Option<std::net::IpAddr> {

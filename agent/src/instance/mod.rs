@@ -4,6 +4,7 @@
 //! The task's state machine is in `task.rs`; what it starts and checks goes through a
 //! [`Launcher`] (`launcher.rs`), so its tests run it against a fake in paused time.
 
+mod ending;
 mod launcher;
 mod task;
 #[cfg(test)]

@@ -10,6 +10,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::ending::ended;
+
+#[path = "task_runs.rs"]
+mod runs;
 use super::{lock, log_len, App, Cmd, InstanceConfig, InstanceStatus, Ready, StartFailure, State};
 use crate::health;
 use crate::process::{Exit, Stopped};
@@ -221,25 +225,7 @@ impl Task {
 
     /// One health check, timed for the metrics (on the wall clock: real latency).
     async fn check(&self, timeout: Duration) -> health::Checked {
-        let cfg = &self.cfg;
-        let began = std::time::Instant::now();
-        let mut checked = cfg
-            .launcher
-            .check(cfg.host, cfg.port, cfg.health.path.as_deref(), timeout)
-            .await;
-        if let (true, Some(walls)) = (checked.healthy, &cfg.launch.walls) {
-            // An answer from another user's process on this port is not this app's.
-            if let Some(why) = health::foreign_listener(cfg.host, cfg.port, walls.uid).await {
-                cfg.observer.port_taken(&why);
-                checked = health::Checked {
-                    healthy: false,
-                    summary: why,
-                    refused: false,
-                };
-            }
-        }
-        cfg.observer.checked(began.elapsed(), checked.healthy);
-        checked
+        super::ending::check(&self.cfg, timeout).await
     }
 
     /// Polls quickly until healthy, the app exits, the timeout passes, or a stop arrives.
@@ -300,7 +286,7 @@ impl Task {
         loop {
             tokio::select! {
                 exit = app.wait() => {
-                    let how = self.port_note(ended(app.tracking().clone(), exit).await).await;
+                    let how = super::ending::port_note(&self.cfg, ended(app.tracking().clone(), exit).await).await;
                     return Ended::Exited { reason: format!("the app {how}"), code: exit.code() };
                 }
                 cmd = self.cmds.recv() => return Ended::Stop(cmd),
@@ -337,104 +323,14 @@ impl Task {
         }
     }
 
-    /// Sleeps the backoff (doubling it, capped), unless a stop arrives. `false`: stopped.
-    async fn wait_before_restart(&mut self, backoff: &mut Duration) -> bool {
-        let delay = *backoff;
-        *backoff = (*backoff * 2).min(BACKOFF_MAX);
-        self.set(|s| {
-            s.state = State::Failed;
-            s.next_restart_at = Some(Instant::now() + delay);
-        });
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {
-                self.set(|s| {
-                    s.restarts += 1;
-                    s.next_restart_at = None;
-                });
-                self.cfg.observer.restarted();
-                true
-            }
-            cmd = self.cmds.recv() => {
-                self.set(|s| {
-                    s.state = State::Stopped;
-                    s.next_restart_at = None;
-                });
-                if let Some(cmd) = cmd {
-                    let _ = cmd.reply.send((None, Stopped::NotRunning));
-                }
-                false
-            }
-        }
-    }
-
-    /// `reason` an app ended for, and why when another user's process holds its port (the
-    /// app could not bind it): then the deployment is moved to another port.
-    async fn port_note(&self, reason: String) -> String {
-        let Some(walls) = &self.cfg.launch.walls else {
-            return reason;
-        };
-        match health::foreign_listener(self.cfg.host, self.cfg.port, walls.uid).await {
-            Some(why) => {
-                self.cfg.observer.port_taken(&why);
-                format!("{reason} ({why})")
-            }
-            None => reason,
-        }
-    }
-
     async fn port_noted(&self, waited: Waited) -> Waited {
         match waited {
             Waited::Failed { reason, exit } => Waited::Failed {
-                reason: self.port_note(reason).await,
+                reason: super::ending::port_note(&self.cfg, reason).await,
                 exit,
             },
             other => other,
         }
-    }
-
-    /// Adds what the kernel says of a run that ends (its groups' last figures, read before
-    /// they are removed) to the instance's totals, and tells the observer (for the
-    /// metrics' running totals).
-    async fn count_run(&self, tracking: &Tracking) {
-        let Some(stats) = kernel_stats(tracking.clone()).await else {
-            return;
-        };
-        self.set(|s| {
-            s.ended_runs = s.ended_runs.plus(&stats);
-            s.ended_runs.oom_killed = stats.oom_kills > 0;
-            s.run_counted = s.tracking.id == tracking.id;
-        });
-        self.cfg.observer.ran(tracking, &stats);
-    }
-
-    async fn idle_until_stop(mut self) {
-        if let Some(cmd) = self.cmds.recv().await {
-            self.set(|s| s.state = State::Stopped);
-            let _ = cmd.reply.send((None, Stopped::NotRunning));
-        }
-    }
-
-    async fn stop_and_end(&self, app: &mut Box<dyn App>, cmd: Option<Cmd>) {
-        let Some(Cmd { reply, port_free }) = cmd else {
-            // Every handle is gone (the agent is shutting down): leave the app running.
-            return;
-        };
-        let pid = app.id().pid;
-        let status = self.status.clone();
-        let answer = move |how: Stopped| {
-            let mut s = lock(&status);
-            s.state = State::Stopped;
-            s.pid = None;
-            drop(s);
-            let _ = reply.send((Some(pid), how));
-        };
-        let port = port_free.then_some((self.cfg.host, self.cfg.port));
-        // Before the stop: it removes the instance's groups.
-        self.count_run(app.tracking()).await;
-        let how = app
-            .stop(self.cfg.kill_timeout, port, Box::new(answer))
-            .await;
-        tracing::info!(deployment = %self.cfg.name, release = self.cfg.release, pid, how = how.as_str(), "app stopped");
     }
 }
 
@@ -446,37 +342,6 @@ async fn exited_early(tracking: Tracking, exit: Exit) -> Waited {
         ),
         exit: exit.code(),
     }
-}
-
-/// How the app ended, in words: a kill by the kernel's OOM killer at the instance's
-/// memory limit says so ("was killed: out of memory at its 256 MiB limit").
-async fn ended(tracking: Tracking, exit: Exit) -> String {
-    let (_, signal) = exit.code_and_signal();
-    let killed = signal.is_none_or(|s| s == nix::libc::SIGKILL);
-    if !killed {
-        return exit.describe();
-    }
-    let Some(stats) = kernel_stats(tracking).await.filter(|s| s.oom_kills > 0) else {
-        return exit.describe();
-    };
-    match stats.memory_limit {
-        Some(limit) => format!(
-            "was killed: out of memory at its {} limit",
-            crate::capacity::bytes(limit)
-        ),
-        None => "was killed: out of memory".to_string(),
-    }
-}
-
-/// What the kernel says of an instance's groups (read on a blocking thread); `None` when
-/// it has none.
-async fn kernel_stats(tracking: Tracking) -> Option<crate::limits::Stats> {
-    if tracking.limits.is_empty() && tracking.cgroup.is_none() {
-        return None;
-    }
-    tokio::task::spawn_blocking(move || tracking.stats())
-        .await
-        .ok()
 }
 
 /// Stops an app that failed (nobody waits for the answer).

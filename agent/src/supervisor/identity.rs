@@ -74,13 +74,16 @@ impl Supervisor {
     /// Makes sure `d` has its own user (made now for a new deployment, or again if the
     /// node lost it) and its directories, before any of its processes starts. A
     /// deployment that had none (an upgraded agent) gets its files given to it.
-    pub(crate) async fn ensure_identity(&self, d: &Deployment) -> Result<Option<Identity>, String> {
+    /// `Ok(true)` when it was given its own user just now although it has releases (an
+    /// upgraded agent: what runs still runs as the shared user of before).
+    pub(crate) async fn ensure_identity(&self, d: &Deployment) -> Result<bool, String> {
         let name = d.name().to_string();
         let (data, tmp, dir) = (
             self.layout.data(&name),
             self.layout.tmp(&name),
             self.layout.deployment(&name),
         );
+        let mut moved = false;
         let id = match &self.app_users {
             AppUsers::Agent => None,
             AppUsers::Named(id) => Some(id.clone()),
@@ -93,6 +96,7 @@ impl Supervisor {
                 .map_err(|e| format!("internal error: {e}"))??;
                 let new = d.identity().as_ref() != Some(&made);
                 if new {
+                    moved = d.identity().is_none() && d.has_releases();
                     d.set_identity(made.clone());
                     if d.has_releases() {
                         // An earlier agent ran it as a shared user: its files become its own.
@@ -124,11 +128,17 @@ impl Supervisor {
         .await
         .map_err(|e| format!("internal error: {e}"))?
         .map_err(|e| format!("preparing the deployment's own directories: {e}"))?;
-        Ok(id)
+        Ok(moved)
     }
 }
 
 impl Supervisor {
+    /// Has `name` restarted (a new process beside the old one, on new private ports), saying
+    /// `why` in the agent's log.
+    pub(crate) fn restart_soon(&self, name: &str, why: &str) {
+        let _ = self.port_taken.tx.send((name.to_string(), why.to_string()));
+    }
+
     /// The node's GPUs and who has them.
     pub(crate) fn gpu_pool(&self) -> std::sync::MutexGuard<'_, crate::gpus::GpuPool> {
         self.gpus.lock().unwrap_or_else(|p| p.into_inner())
@@ -232,10 +242,10 @@ fn own_dir(dir: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Deployments whose private port another user's process holds, for [`move_off_taken_ports`].
+/// Deployments to restart on new private ports, with why, for [`move_off_taken_ports`].
 pub(crate) struct PortTaken {
-    tx: tokio::sync::mpsc::UnboundedSender<String>,
-    rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
+    tx: tokio::sync::mpsc::UnboundedSender<(String, String)>,
+    rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>>>,
 }
 
 impl Default for PortTaken {
@@ -249,7 +259,7 @@ impl Default for PortTaken {
 }
 
 impl PortTaken {
-    pub(crate) fn sender(&self) -> tokio::sync::mpsc::UnboundedSender<String> {
+    pub(crate) fn sender(&self) -> tokio::sync::mpsc::UnboundedSender<(String, String)> {
         self.tx.clone()
     }
 }
@@ -271,12 +281,12 @@ pub(crate) async fn move_off_taken_ports(sup: std::sync::Arc<Supervisor>) {
         return;
     };
     let mut moved: std::collections::HashMap<String, std::time::Instant> = Default::default();
-    while let Some(name) = rx.recv().await {
+    while let Some((name, why)) = rx.recv().await {
         if moved.get(&name).is_some_and(|at| at.elapsed() < MOVE_EVERY) {
             continue;
         }
         moved.insert(name.clone(), std::time::Instant::now());
-        tracing::warn!(deployment = %name, "another user's process holds its private port: restarting it on another port");
+        tracing::warn!(deployment = %name, "{why}: restarting it on another port");
         match crate::pipeline::spawn_relaunch(sup.clone(), &name, false) {
             Ok(mut events) => {
                 tokio::spawn(async move {

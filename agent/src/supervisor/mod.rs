@@ -321,7 +321,7 @@ struct DeploymentObserver {
     replica: usize,
     layout: Layout,
     metrics: Arc<Metrics>,
-    port_taken: tokio::sync::mpsc::UnboundedSender<String>,
+    port_taken: tokio::sync::mpsc::UnboundedSender<(String, String)>,
 }
 
 impl Observer for DeploymentObserver {
@@ -345,7 +345,8 @@ impl Observer for DeploymentObserver {
     fn port_taken(&self, why: &str) {
         if let Some(d) = self.deployment.upgrade() {
             tracing::warn!(deployment = %d.name(), "{why}");
-            let _ = self.port_taken.send(d.name().to_string());
+            let why = "another user's process holds its private port".to_string();
+            let _ = self.port_taken.send((d.name().to_string(), why));
         }
     }
 
