@@ -38,15 +38,15 @@ if command -v uv >/dev/null 2>&1; then uv --version; else echo "uv: not availabl
 # tests run their own etcd on their own loopback addresses), sshd (the private repository
 # over ssh), prometheus (promtool checks /metrics; a real Prometheus server scrapes an agent).
 ensure_apt_tool haproxy haproxy
-PATH="$PATH:/usr/sbin" haproxy -v | head -1
+PATH="$PATH:/usr/sbin" haproxy -v | sed -n 1p
 ensure_apt_tool etcd etcd-server
-etcd --version | head -1
+etcd --version | sed -n 1p
 ensure_apt_tool sshd openssh-server
 ensure_apt_tool promtool prometheus
-promtool --version 2>&1 | head -1
+promtool --version 2>&1 | sed -n 1p
 # chromium: a real browser renders the agent's page (headless, --dump-dom, a screenshot).
 ensure_apt_tool chromium chromium
-chromium --version 2>/dev/null | head -1 || true
+chromium --version 2>/dev/null | sed -n 1p || true
 
 section "format and lints (cargo fmt --check, cargo clippy -D warnings)"
 cargo fmt --all -- --check

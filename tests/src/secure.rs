@@ -12,9 +12,9 @@ pub struct Secure {
     pub tokens: HashMap<String, String>,
 }
 
-/// Apps run as the agent's user (the tests' temporary directories are not reachable by an
-/// unprivileged user) unless `config` sets `run_as`: the explicit opt-in an agent with users
-/// needs for that.
+/// As root (CI, the development machines) each deployment runs as its own user; an agent
+/// not run as root needs `apps_as_agent_user = true` to run apps as itself with users, so
+/// that is set unless `config` sets `run_as` (ignored, with a warning, by a root agent).
 pub fn secure_agent(ip: &str, users: &[&str], groups: &[(&str, &[&str])], config: &str) -> Secure {
     let mut tokens = HashMap::new();
     let config = if config.contains("run_as") {

@@ -70,6 +70,9 @@ fn a_memory_hog_is_killed_at_its_limit_and_its_neighbour_keeps_serving() {
         last.contains("out of memory at its 64 MiB limit")
     });
     assert!(said, "status does not say why the hog died:\n{last}");
+    // And its log, where a user looks for its last words.
+    let logs = project.deployctl(&["logs", "hog"]);
+    logs.mentions("out of memory at its 64 MiB limit");
     // The neighbour was never touched.
     let calm = wait_for_json(&agent.app_url(8001, "/"), Duration::from_secs(5));
     assert_eq!(calm["marker"], "limits");

@@ -55,6 +55,22 @@ impl Task {
             s.run_counted = s.tracking.id == tracking.id;
         });
         self.cfg.observer.ran(tracking, &stats);
+        if stats.oom_kills > 0 {
+            // `deployctl logs` says it too, where the app's own last words are.
+            let limit = stats
+                .memory_limit
+                .map(|l| format!(" at its {} limit", crate::capacity::bytes(l)))
+                .unwrap_or_default();
+            let line = format!(
+                "[deploy-agent] a process of the app was killed: out of memory{limit} (resources.memory)\n"
+            );
+            let log = self.cfg.log.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                use std::io::Write;
+                crate::fsmode::append_private(&log).and_then(|mut f| f.write_all(line.as_bytes()))
+            })
+            .await;
+        }
     }
 
     pub(super) async fn idle_until_stop(mut self) {
