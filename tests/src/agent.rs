@@ -35,6 +35,8 @@ pub struct Agent {
     extra: Vec<String>,
     /// `None` while the agent is stopped.
     child: Option<Child>,
+    /// The uid and gid it runs as (`None`: the test's own, root in CI).
+    user: Option<(u32, u32)>,
     // Last, so the directory is removed after the processes are killed.
     _tmp: TempDir,
 }
@@ -61,6 +63,31 @@ impl Agent {
         config_toml: &str,
         extra: &[&str],
         prepare: impl FnOnce(&Path),
+    ) -> Agent {
+        Agent::start_full(ip, config_toml, extra, prepare, None)
+    }
+
+    /// An agent run as `uid:gid` (not root: its apps run as it, with no walls), its data
+    /// directory given to it.
+    pub fn start_as_user(ip: &str, uid: u32, gid: u32) -> Agent {
+        Agent::start_full(
+            ip,
+            "",
+            &[],
+            |data| {
+                std::os::unix::fs::chown(data, Some(uid), Some(gid))
+                    .expect("giving the data directory to the agent's user");
+            },
+            Some((uid, gid)),
+        )
+    }
+
+    fn start_full(
+        ip: &str,
+        config_toml: &str,
+        extra: &[&str],
+        prepare: impl FnOnce(&Path),
+        user: Option<(u32, u32)>,
     ) -> Agent {
         let tmp = tempfile::Builder::new()
             .prefix("deployctl-e2e-agent-")
@@ -90,6 +117,7 @@ impl Agent {
             &data_dir,
             &stderr_path,
             &extra,
+            user,
         );
         Agent {
             ip: ip.to_string(),
@@ -99,6 +127,7 @@ impl Agent {
             stderr_path,
             extra,
             child: Some(child),
+            user,
             _tmp: tmp,
         }
     }
@@ -146,6 +175,7 @@ impl Agent {
             &self.data_dir,
             &self.stderr_path,
             &self.extra,
+            self.user,
         );
         assert_eq!((grpc, http), (self.grpc, self.http));
         self.child = Some(child);
@@ -328,13 +358,19 @@ fn spawn(
     data_dir: &Path,
     stderr_path: &Path,
     extra: &[String],
+    user: Option<(u32, u32)>,
 ) -> (Child, SocketAddr, SocketAddr) {
     let stderr = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(stderr_path)
         .expect("opening the agent's stderr file");
-    let mut child = Command::new(agent_bin())
+    let mut cmd = Command::new(agent_bin());
+    if let Some((uid, gid)) = user {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(uid).gid(gid).env("HOME", data_dir);
+    }
+    let mut child = cmd
         .arg("--listen")
         .arg(listen)
         .arg("--http-listen")

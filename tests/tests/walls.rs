@@ -285,3 +285,33 @@ fn without_users_a_root_agent_still_runs_apps_as_their_own_users() {
     assert_eq!(again["release"], "2");
     assert_eq!(uid_of(&again), uid);
 }
+
+#[test]
+fn an_agent_that_is_not_root_runs_apps_as_itself() {
+    require_root("the test gives the agent another user");
+    let ip = loopback();
+    // nobody: an unprivileged agent, as on a laptop; its data directory in /tmp.
+    let agent = Agent::start_as_user(&ip, 65534, 65534);
+    let project = Project::for_agent("e2e", &agent);
+    let repo = GitRepo::new();
+    repo.commit_app("mine", None);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(repo.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    project
+        .deployctl(&[
+            "run",
+            "mine",
+            "--repo",
+            &repo.url(),
+            "--command",
+            "python3 app.py",
+            "--port",
+            "8000",
+        ])
+        .ok();
+    let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
+    assert_eq!(uid_of(&served), 65534, "{served}");
+    assert!(app_users_of(&agent.data_dir).is_empty(), "a user was made");
+}

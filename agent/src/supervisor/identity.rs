@@ -111,12 +111,16 @@ impl Supervisor {
             }
         };
         let owner = id.as_ref().map(|i| (i.uid, i.gid));
-        let keep = self.data_in_tmp();
+        // Only apps behind walls (the agent is root) get a private /tmp.
+        let keep = self.data_in_tmp().filter(|_| owner.is_some());
         tokio::task::spawn_blocking(move || {
             crate::fsmode::create_dir(&dir, crate::fsmode::PASS_THROUGH_DIR)?;
             // Its releases' numbers are nobody else's business either.
             crate::fsmode::create_dir(&dir.join("releases"), crate::fsmode::PASS_THROUGH_DIR)?;
             own_dir(&data, owner)?;
+            if owner.is_none() {
+                return Ok(());
+            }
             own_dir(&tmp, owner)?;
             // Where the data directory shows inside the private /tmp: the agent's, not
             // the app's, to change.
