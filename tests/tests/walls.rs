@@ -295,10 +295,13 @@ fn an_agent_that_is_not_root_runs_apps_as_itself() {
     let project = Project::for_agent("e2e", &agent);
     let repo = GitRepo::new();
     repo.commit_app("mine", None);
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(repo.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    // Its own repository, as on a laptop (git refuses one another user owns).
+    let chowned = std::process::Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(repo.path())
+        .status()
+        .expect("running chown");
+    assert!(chowned.success());
     project
         .deployctl(&[
             "run",
