@@ -165,3 +165,31 @@ threading.Thread(target=crash, daemon=True).start()
 server = ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Handler)
 server.serve_forever()
 "#;
+
+/// Serves /health, then grows past any small memory limit.
+pub const HOG_PY: &str = r#"import os, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
+def grow():
+    time.sleep(1.5)
+    hoard = []
+    while True:
+        hoard.append(bytearray(16 * 1024 * 1024))
+threading.Thread(target=grow, daemon=True).start()
+ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// Serves /health and spins a core in a thread.
+pub const SPIN_PY: &str = r#"import os, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
+def spin():
+    while True:
+        pass
+threading.Thread(target=spin, daemon=True).start()
+ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
+"#;

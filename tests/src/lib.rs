@@ -33,7 +33,9 @@ mod users;
 
 pub use admin::{agent_admin, token_in};
 pub use agent::{strip_ansi, tail, Agent};
-pub use apps::{app_py, APP_PY, CRASH_AFTER_PY, EXIT_AT_ONCE_PY, NEVER_HEALTHY_PY};
+pub use apps::{
+    app_py, APP_PY, CRASH_AFTER_PY, EXIT_AT_ONCE_PY, HOG_PY, NEVER_HEALTHY_PY, SPIN_PY,
+};
 pub use git::GitRepo;
 pub use haproxy::{HaProxy, Server};
 pub use http::{get_json, http_get, http_get_with, http_post, http_request, wait_for_json, Answer};

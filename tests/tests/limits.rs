@@ -7,21 +7,6 @@ use std::time::Duration;
 
 use deployctl_e2e::*;
 
-/// Serves /health, then grows past any small memory limit.
-const HOG: &str = r#"import os, threading, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class H(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
-def grow():
-    time.sleep(1.5)
-    hoard = []
-    while True:
-        hoard.append(bytearray(16 * 1024 * 1024))
-threading.Thread(target=grow, daemon=True).start()
-ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
-"#;
-
 #[test]
 fn a_memory_hog_is_killed_at_its_limit_and_its_neighbour_keeps_serving() {
     require_root("cgroup limits need the agent to run as root");
@@ -29,7 +14,7 @@ fn a_memory_hog_is_killed_at_its_limit_and_its_neighbour_keeps_serving() {
     let agent = Agent::start(&ip);
     let project = Project::for_agent("e2e", &agent);
     let repo = GitRepo::new();
-    repo.write("hog.py", HOG);
+    repo.write("hog.py", HOG_PY);
     repo.commit_app("limits", None);
     let url = repo.url();
     project
@@ -139,19 +124,6 @@ fn the_build_has_its_own_memory_limit_apart_from_the_app() {
     );
 }
 
-/// Serves /health and spins a core in a thread.
-const SPIN: &str = r#"import os, threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class H(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
-def spin():
-    while True:
-        pass
-threading.Thread(target=spin, daemon=True).start()
-ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
-"#;
-
 /// CPU time the instance's cgroup used so far (cgroup v1 cpuacct, or v2 cpu.stat), in ns.
 fn cpu_used_ns(record: &serde_json::Value) -> Option<u64> {
     let t = &record["tracking"];
@@ -204,7 +176,7 @@ fn a_cpu_spinner_gets_about_its_quota() {
     let agent = Agent::start(&ip);
     let project = Project::for_agent("e2e", &agent);
     let repo = GitRepo::new();
-    repo.write("spin.py", SPIN);
+    repo.write("spin.py", SPIN_PY);
     repo.commit_app("spin", None);
     project
         .deployctl(&[

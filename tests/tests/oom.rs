@@ -7,34 +7,6 @@ use std::time::Duration;
 use deployctl_e2e::*;
 use serde_json::Value;
 
-/// Serves /health, then grows past any small memory limit.
-const HOG: &str = r#"import os, threading, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class H(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
-def grow():
-    time.sleep(1.5)
-    hoard = []
-    while True:
-        hoard.append(bytearray(16 * 1024 * 1024))
-threading.Thread(target=grow, daemon=True).start()
-ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
-"#;
-
-/// Serves /health and spins a core in a thread.
-const SPIN: &str = r#"import os, threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class H(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
-def spin():
-    while True:
-        pass
-threading.Thread(target=spin, daemon=True).start()
-ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
-"#;
-
 /// The first instance in `status NAME --output json`.
 fn instance(project: &Project, name: &str) -> Value {
     // (It exits 1 while the deployment is not healthy.)
@@ -61,8 +33,8 @@ fn an_oom_kill_shows_in_metrics_and_status_and_throttling_in_status() {
     let agent = Agent::start(&ip);
     let project = Project::for_agent("e2e", &agent);
     let repo = GitRepo::new();
-    repo.write("hog.py", HOG);
-    repo.write("spin.py", SPIN);
+    repo.write("hog.py", HOG_PY);
+    repo.write("spin.py", SPIN_PY);
     repo.commit_app("oom", None);
     let url = repo.url();
     project

@@ -50,8 +50,28 @@ impl BuildCgroup {
             .collect()
     }
 
-    /// After the build: why it failed when the OOM killer stopped it; its cgroups go.
-    pub(super) async fn finish(self) -> Option<String> {
+    /// After the build (`result` of step `step`): its cgroups go, and a failure the OOM
+    /// killer caused says so, after `what` ("prepare.sh", "the package install").
+    pub(super) async fn end<T>(
+        build: Option<BuildCgroup>,
+        result: Result<T, StepError>,
+        step: &'static str,
+        what: &str,
+    ) -> Result<T, StepError> {
+        let oom = match build {
+            Some(b) => b.finish().await,
+            None => None,
+        };
+        match (result, oom) {
+            (Err(e), Some(why)) => {
+                Err(StepError::new(step, format!("{what} {why}")).with_tail(e.tail))
+            }
+            (result, _) => result,
+        }
+    }
+
+    /// Its cgroups go; why the build failed when the OOM killer stopped it.
+    async fn finish(self) -> Option<String> {
         let BuildCgroup { tracking, limit } = self;
         tokio::task::spawn_blocking(move || {
             let oom = tracking.stats().oom_kills > 0;

@@ -111,18 +111,8 @@ pub(super) async fn prepare_venv(
             },
         )
         .await;
-    let oom = match build {
-        Some(b) => b.finish().await,
-        None => None,
-    };
-    match (result, oom) {
-        (Err(e), Some(why)) => Err(StepError::new(
-            events::PACKAGES,
-            format!("the package install {why}"),
-        )
-        .with_tail(e.tail)),
-        (result, _) => result,
-    }
+    super::build_limits::BuildCgroup::end(build, result, events::PACKAGES, "the package install")
+        .await
 }
 
 /// Whether the environment depends on the checkout: a requirements file (read from it), or

@@ -42,18 +42,8 @@ pub(super) async fn step(
             Ok(((), format!("{} finished", script.display())))
         })
         .await;
-    let oom = match build {
-        Some(b) => b.finish().await,
-        None => None,
-    };
-    match (result, oom) {
-        (Err(e), Some(why)) => Err(StepError::new(
-            START_SCRIPT,
-            format!("{} {why}", script.display()),
-        )
-        .with_tail(e.tail)),
-        (result, _) => result,
-    }
+    let what = script.display().to_string();
+    super::build_limits::BuildCgroup::end(build, result, START_SCRIPT, &what).await
 }
 
 async fn run(
