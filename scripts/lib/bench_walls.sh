@@ -4,16 +4,11 @@
 # a warm redeploy. The same agent binary runs as root (walls) and as uid 65534 (no walls:
 # apps run as the agent's user); each deploys the same repository, a new commit each round.
 
-# Where the walls group's repositories are served (git refuses to open another user's
-# repository directly, and the two agents run as two users): git daemon on loopback.
-WALLS_GIT_IP=127.0.0.214
-
-# A stdlib app in a repository with $2 more small files, served by git daemon; sets
-# WALLS_REPO (its directory) and WALLS_URL.
+# A stdlib app in a repository with $2 more small files, owned by uid $3 (git opens only its
+# own user's repositories); sets WALLS_REPO.
 make_walls_repo() {
-  local repo="$WORK/walls-git/walls-repo-$1" files="$2"
+  local repo="$WORK/walls-repo-$1-$3" files="$2"
   WALLS_REPO="$repo"
-  WALLS_URL="git://$WALLS_GIT_IP/walls-repo-$1"
   [[ -d "$repo/.git" ]] && return
   mkdir -p "$repo/data"
   cp "$REPO/app.py" "$repo/app.py"
@@ -28,17 +23,7 @@ for i in range(int(sys.argv[2])):
   git -C "$repo" init -q -b main
   git -C "$repo" add .
   git -C "$repo" -c user.name=bench -c user.email=bench@localhost commit -qm app
-  if [[ -z "${WALLS_DAEMON:-}" ]]; then
-    "$(git --exec-path)/git-daemon" --reuseaddr --export-all --base-path="$WORK/walls-git" \
-      --listen="$WALLS_GIT_IP" --port=9418 "$WORK/walls-git" > "$WORK/walls-git-daemon.log" 2>&1 &
-    WALLS_DAEMON=$!
-    PIDS+=($!)
-  fi
-  local deadline=$((SECONDS + 10))
-  until git ls-remote "$WALLS_URL" >/dev/null 2>&1; do
-    (( SECONDS < deadline )) || { echo "git daemon did not start" >&2; cat "$WORK/walls-git-daemon.log" >&2; exit 1; }
-    sleep 0.05
-  done
+  chown -R "$3:$3" "$repo"
 }
 
 # Median ms of WARM_ROUNDS redeploys (a new commit each) of WALLS_REPO to the agent at
@@ -47,14 +32,14 @@ warm_walls_ms() {
   local proj="$1" times=() round t0
   shift
   "$@" "$BIN/deployctl" --project "$proj" declare env agent w --address "http://$AGENT_GRPC" >/dev/null
-  "$@" "$BIN/deployctl" --project "$proj" run app --env w --repo "$WALLS_URL" \
+  "$@" "$BIN/deployctl" --project "$proj" run app --env w --repo "$WALLS_REPO" \
     --command "python3 app.py" --port 8000 --health-path / >/dev/null
   for round in $(seq 1 "$WARM_ROUNDS"); do
-    echo "round $round of $proj" >> "$WALLS_REPO/rounds.txt"
-    git -C "$WALLS_REPO" add rounds.txt
-    git -C "$WALLS_REPO" -c user.name=bench -c user.email=bench@localhost commit -qm "round $round"
+    "$@" sh -c 'echo "$1" >> "$2/rounds.txt" && git -C "$2" add rounds.txt &&
+      git -C "$2" -c user.name=bench -c user.email=bench@localhost commit -qm "$1"' \
+      sh "round $round" "$WALLS_REPO"
     t0=$(now_us)
-    "$@" "$BIN/deployctl" --project "$proj" run app --env w --repo "$WALLS_URL" \
+    "$@" "$BIN/deployctl" --project "$proj" run app --env w --repo "$WALLS_REPO" \
       --command "python3 app.py" --port 8000 --health-path / >/dev/null
     times+=("$(ms_since "$t0")")
   done
@@ -91,12 +76,13 @@ bench_walls() {
     files=0
     label="app alone"
     if [[ "$size" == large ]]; then files=10000; label="10,000-file checkout"; fi
-    make_walls_repo "$size" "$files"
+    make_walls_repo "$size" "$files" 0
     start_agent 127.0.0.212
     proj="$WORK/project-walls-root-$size"
     mkdir -p "$proj"
     walled=$(warm_walls_ms "$proj")
     kill "$AGENT_PID" 2>/dev/null || true
+    make_walls_repo "$size" "$files" 65534
     start_unprivileged_agent 127.0.0.213 "$WORK/agent-walls-user-$size"
     proj="$WORK/project-walls-user-$size"
     mkdir -p "$proj"
