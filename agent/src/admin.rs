@@ -9,6 +9,9 @@ use crate::auth::{hex_sha256, new_token, AuthFile, Group, User};
 use crate::error::Error;
 use crate::tls::{self, TlsFiles};
 
+mod locate;
+pub use locate::*;
+
 fn invalid(field: &str, reason: impl Into<String>) -> Error {
     Error::InvalidInput {
         field: field.to_string(),
@@ -62,6 +65,45 @@ pub fn init(
         admin: admin.to_string(),
         token,
     })
+}
+
+/// What `init` prints: what it made, where, and the next commands, each working as printed
+/// (`cmd` is `deploy-agent` with the flags that find the same files, see [`Found::command`]).
+pub fn init_message(
+    done: &Initialised,
+    config: &crate::config::Config,
+    names: &[String],
+    cmd: &str,
+) -> String {
+    let host = names.first().map(String::as_str).unwrap_or("localhost");
+    let auth = config.auth_path();
+    let token = &done.token;
+    let port = config.listen.port();
+    format!(
+        "Created a CA and a TLS certificate for {names}
+  CA certificate: {ca}  (copy it to every machine that runs deployctl)
+Added the admin user {admin:?} to {auth}; its token (shown only now):
+
+  {token}
+
+The agent uses them when it starts (TLS from {tls}, users from {auth}).
+On the machine that runs deployctl:
+  install -D -m 600 /dev/stdin ~/.config/deployctl/{host}.token <<< '{token}'
+  deployctl declare env agent prod --address https://{host}:{port} \\
+      --ca-file ca.pem --token-file ~/.config/deployctl/{host}.token
+More users: {cmd} user add NAME; groups: {cmd} group add GROUP --member NAME
+",
+        names = names.join(", "),
+        ca = done.ca_cert.display(),
+        admin = done.admin,
+        auth = auth.display(),
+        tls = config.data_dir.join("tls").display(),
+    )
+}
+
+/// Whether `name` is a user already (`user add` then gives it a new token).
+pub fn has_user(auth_path: &Path, name: &str) -> Result<bool, Error> {
+    Ok(AuthFile::load(auth_path)?.users.contains_key(name))
 }
 
 /// Adds a user (or gives an existing one a new token); returns the token.

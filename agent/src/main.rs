@@ -126,7 +126,11 @@ struct Args {
     /// A TOML file with any of: listen, http_listen, data_dir, app_host, log_format,
     /// start_script_timeout, install_timeout, keep_releases, log_max_bytes, log_keep, installer,
     /// tls_cert, tls_key, auth_file, insecure, run_as, apps_as_agent_user, cgroups,
-    /// venv_keep_bytes, venv_keep_age, allow_apt, lb_drain.
+    /// venv_keep_bytes, venv_keep_age, allow_apt, lb_drain. The admin commands (init, user,
+    /// group) given neither --config nor --data-dir read the system config
+    /// /etc/deploy-agent/config.toml when it exists ($DEPLOY_AGENT_SYSTEM_CONFIG: another
+    /// path), else use $STATE_DIRECTORY or the default data directory; each names the file
+    /// it read or changed.
     #[arg(long, global = true, env = "DEPLOY_AGENT_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// gRPC address for deployctl (port 0: pick a free one and print it) [default: 127.0.0.1:7070].
@@ -165,7 +169,11 @@ struct Args {
 
 /// Defaults, then the config file, then the flags.
 fn load_config(args: Args) -> anyhow::Result<Config> {
-    let mut config = Config::default();
+    let mut config = Config {
+        // systemd's StateDirectory=, else the default.
+        data_dir: deploy_agent::admin::fallback_data_dir(),
+        ..Config::default()
+    };
     if let Some(path) = &args.config {
         let file = FileConfig::load(path)?;
         file.apply(&mut config, path)?;
@@ -201,10 +209,17 @@ fn load_config(args: Args) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// The node-side admin commands: files only, no server.
-fn admin(command: Command, config: &Config) -> anyhow::Result<()> {
+/// The node-side admin commands: files only, no server. `found` says how the files were
+/// found (for hints that find them again); each command names the file it changed.
+fn admin(
+    command: Command,
+    config: &Config,
+    found: &deploy_agent::admin::Found,
+    auth_file_flag: bool,
+) -> anyhow::Result<()> {
     use deploy_agent::admin;
     let auth = config.auth_path();
+    let file = auth.display();
     match command {
         Command::Init { mut names, admin } => {
             if names.is_empty() {
@@ -217,38 +232,8 @@ fn admin(command: Command, config: &Config) -> anyhow::Result<()> {
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("creating {}", config.data_dir.display()))?;
             let done = admin::init(&config.data_dir, &auth, &names, &admin)?;
-            let host = names.first().cloned().unwrap_or_else(|| "localhost".into());
-            println!(
-                "Created a CA and a TLS certificate for {}",
-                names.join(", ")
-            );
-            println!(
-                "  CA certificate: {}  (copy it to every machine that runs deployctl)",
-                done.ca_cert.display()
-            );
-            println!(
-                "Created the admin user {:?}; its token (shown only now):",
-                done.admin
-            );
-            println!();
-            println!("  {}", done.token);
-            println!();
-            println!(
-                "The agent uses them when it starts (TLS from {}/tls, users from {}).",
-                config.data_dir.display(),
-                auth.display()
-            );
-            println!("On the machine that runs deployctl:");
-            println!(
-                "  install -m 600 /dev/stdin ~/.config/deployctl/{host}.token <<< '{}'",
-                done.token
-            );
-            println!(
-                "  deployctl declare env agent prod --address https://{host}:{} \\",
-                config.listen.port()
-            );
-            println!("      --ca-file ca.pem --token-file ~/.config/deployctl/{host}.token");
-            println!("More users: deploy-agent user add NAME; groups: deploy-agent group add GROUP --member NAME");
+            let cmd = found.command(config, auth_file_flag);
+            print!("{}", admin::init_message(&done, config, &names, &cmd));
         }
         Command::User(UserCmd::Add {
             name,
@@ -262,18 +247,26 @@ fn admin(command: Command, config: &Config) -> anyhow::Result<()> {
                 ),
                 None => None,
             };
+            let verb = match admin::has_user(&auth, &name)? {
+                true => "gave user {name} a new token in",
+                false => "added user {name} to",
+            };
             let token = admin::user_add(&auth, &name, is_admin, expires)?;
-            println!("user {name}: token (shown only now):\n{token}");
+            let verb = verb.replace("{name}", &name);
+            println!("{verb} {file}; its token (shown only now):\n{token}");
         }
         Command::User(UserCmd::Rm { name }) => {
             admin::user_remove(&auth, &name)?;
-            println!("removed user {name}; its token no longer works");
+            println!("removed user {name} from {file}; its token no longer works");
         }
-        Command::User(UserCmd::List) => print!("{}", admin::describe(&auth)?),
+        Command::User(UserCmd::List) => {
+            let list = admin::describe(&auth)?;
+            print!("users and groups in {file}:\n{list}");
+        }
         Command::Group(GroupCmd::Add { name, members }) => {
             admin::group_add(&auth, &name, &members)?;
             println!(
-                "group {name}: added {}",
+                "group {name} in {file}: added {}",
                 if members.is_empty() {
                     "nobody".into()
                 } else {
@@ -284,7 +277,7 @@ fn admin(command: Command, config: &Config) -> anyhow::Result<()> {
         Command::Group(GroupCmd::Rm { name, members }) => {
             admin::group_remove(&auth, &name, &members)?;
             println!(
-                "group {name}: removed {}",
+                "group {name} in {file}: removed {}",
                 if members.is_empty() {
                     "the group".into()
                 } else {
@@ -305,7 +298,11 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
+            // Ambiguous files: a usage error (exit 2), like a wrong flag.
+            match err.downcast_ref::<deploy_agent::admin::Ambiguous>() {
+                Some(_) => std::process::ExitCode::from(2),
+                None => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -321,10 +318,16 @@ fn run() -> anyhow::Result<()> {
             .context("starting the async runtime")?;
         return runtime.block_on(deploy_agent::run_proxy(control, routes));
     }
-    let config = load_config(cli.args)?;
     if let Some(command) = cli.command {
-        return admin(command, &config);
+        let mut args = cli.args;
+        let found = deploy_agent::admin::find(args.data_dir.is_some(), args.config.as_deref());
+        args.config = found.config_file().map(Into::into);
+        let auth_file_flag = args.auth_file.is_some();
+        let config = load_config(args)?;
+        deploy_agent::admin::check_unambiguous(&found, &config)?;
+        return admin(command, &config, &found, auth_file_flag);
     }
+    let config = load_config(cli.args)?;
     init_logging(&config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
