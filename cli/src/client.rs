@@ -63,7 +63,8 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    /// The same agents, but never start one (status, logs, remove, nodes).
+    /// The same agents, but never start one: read-only commands (status, logs, nodes, plan,
+    /// check, dashboard, secret list), which say to run `deployctl local start` instead.
     pub(crate) fn no_autostart(&self) -> Target {
         Target {
             builtin_local: false,
@@ -86,7 +87,9 @@ impl tonic::service::Interceptor for Token {
 }
 
 /// Connects to an agent within the target's timeout; for the built-in local env, starts
-/// one when nothing answers (and waits up to 20 s for it).
+/// one when nothing answers (and waits up to 20 s for it). Where the local agent's address
+/// does not answer and nothing is started (read-only commands), the error says to run
+/// `deployctl local start`.
 pub(crate) async fn connect(target: &Target, address: &str) -> anyhow::Result<Client> {
     match try_connect(target, address).await {
         Ok(c) => Ok(c),
@@ -105,6 +108,9 @@ pub(crate) async fn connect(target: &Target, address: &str) -> anyhow::Result<Cl
                 }
             }
         }
+        Err(e) if address == normalize(&local_address()) => Err(anyhow!(
+            "{e:#}; start the local agent with `deployctl local start`"
+        )),
         Err(e) => Err(e),
     }
 }

@@ -102,7 +102,7 @@ enum Command {
     /// Change a deployment's env vars without a new build (a new process, a history entry)
     #[command(subcommand)]
     Env(cmd::envvars::EnvVars),
-    /// The agent deployctl starts by itself for the built-in env `local`: status, stop
+    /// The agent deployctl starts by itself for the built-in env `local`: start, status, stop
     #[command(subcommand)]
     Local(cmd::local::Local),
     /// Run a one-off command in the deployed release (its env vars, secrets, venv), on a node

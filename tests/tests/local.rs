@@ -112,3 +112,82 @@ fn local_status_and_stop_find_the_auto_started_agent() {
     assert_eq!(code, 0, "stopping what does not run is no error\n{text}");
     assert!(text.contains("No local agent runs"), "{text}");
 }
+
+/// After `local stop` (its apps still run): `status`, `logs` and `nodes` do not start an
+/// agent for a read-only look; they exit 1 naming the command that does, `local start`,
+/// which brings it back as printed. Commands that change something (`restart`, `remove`,
+/// like `run`) start it themselves.
+#[test]
+fn after_local_stop_every_command_starts_the_agent_or_names_local_start() {
+    let ip = loopback();
+    let project = Project::new();
+    let data = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(data.path().to_path_buf());
+    let run = |args: &[&str]| deployctl(project.path(), &ip, data.path(), args);
+    let repo = GitRepo::new();
+    repo.commit_app("local", Some("v1"));
+    let (code, text) = run(&[
+        "run",
+        "web",
+        "--repo",
+        &repo.url(),
+        "--ref",
+        "v1",
+        "--command",
+        "python3 app.py",
+        "--health-path",
+        "/health",
+    ]);
+    assert_eq!(code, 0, "{text}");
+
+    let (code, text) = run(&["local", "stop"]);
+    assert_eq!(code, 0, "{text}");
+    for args in [
+        &["status"][..],
+        &["status", "web"],
+        &["logs", "web"],
+        &["nodes"],
+    ] {
+        let (code, text) = run(args);
+        assert_eq!(code, 1, "{text}");
+        assert!(text.contains("`deployctl local start`"), "{text}");
+        assert!(!text.contains("started a local deploy-agent"), "{text}");
+    }
+    let (code, text) = run(&["local", "status"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("`deployctl local start`"), "{text}");
+
+    // As printed.
+    let (code, text) = run(&["local", "start"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("started a local deploy-agent"), "{text}");
+    assert!(
+        text.contains(&format!("The local agent answers at {ip}:7070 (pid ")),
+        "{text}"
+    );
+    let (code, text) = run(&["local", "start"]);
+    assert_eq!(code, 0, "a running agent is left as it is\n{text}");
+    assert!(!text.contains("started a local deploy-agent"), "{text}");
+    assert!(
+        wait_until(Duration::from_secs(20), || run(&["status", "web"]).0 == 0),
+        "the agent took its app back"
+    );
+    let (code, text) = run(&["logs", "web", "-n", "5"]);
+    assert_eq!(code, 0, "{text}");
+
+    // Changes start it, like `run`.
+    let (code, text) = run(&["local", "stop"]);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = run(&["restart", "web"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("started a local deploy-agent"), "{text}");
+    let (code, text) = run(&["local", "stop"]);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = run(&["remove", "web"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("started a local deploy-agent"), "{text}");
+    let (code, text) = run(&["status", "web"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("not found"), "{text}");
+    run(&["local", "stop"]);
+}

@@ -69,7 +69,9 @@ pub(crate) struct RestartArgs {
     pub max_parallel: Option<u32>,
 }
 
-/// The agents of the env `name` is deployed to, and its declaration as deployed.
+/// The agents of the env `name` is deployed to, and its declaration as deployed. These
+/// commands change something (start, stop, restart, exec): on the built-in env `local` they
+/// start its agent when nothing answers, like `run` (after `local stop` its apps still run).
 pub(crate) async fn target_of(
     project: &Project,
     name: &str,
@@ -83,7 +85,7 @@ pub(crate) async fn target_of(
             project.deployment_file(name).display()
         ));
     }
-    Ok((client::resolve_env(project, &env)?.no_autostart(), declared))
+    Ok((client::resolve_env(project, &env)?, declared))
 }
 
 fn announce(what: &str, name: &str, target: &Target, format: Format) {

@@ -1,5 +1,7 @@
-//! `local status` / `local stop`: the agent `deployctl` starts by itself for the built-in
-//! env `local` (when nothing answers at its address), found by its data directory.
+//! `local start` / `local status` / `local stop`: the agent `deployctl` starts by itself for
+//! the built-in env `local` (when nothing answers at its address: `run` and every command
+//! that changes something; the read-only ones say to run `local start`), found by its data
+//! directory.
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +11,7 @@ use deployctl_proto::v1 as pb;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::client::{self, Call, Limit};
+use crate::client::{self, Call, Limit, Target};
 use crate::output::Format;
 use crate::project::Project;
 
@@ -18,6 +20,16 @@ const STOP_WAIT: Duration = Duration::from_secs(15);
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum Local {
+    /// Start the local agent in the background when nothing answers at its address (`run`
+    /// and every command that changes something on env local start it too; `status`,
+    /// `logs`, `nodes`, `plan`, `check`, `dashboard` and `secret list` do not)
+    #[command(after_help = "\
+Examples:
+  deployctl local start
+  DEPLOYCTL_LOCAL_ADDRESS=127.0.0.1:7170 deployctl local start
+
+Exit codes: 0 it answers (started now or already running), 1 it did not come up.")]
+    Start,
     /// Whether the local agent runs: its address, pid, version, data directory and log
     #[command(after_help = "\
 Examples:
@@ -38,9 +50,22 @@ Exit codes: 0 stopped (or was not running), 1 it did not exit within 15 s.")]
 
 pub(crate) async fn run(project: &Project, cmd: Local, format: Format) -> anyhow::Result<()> {
     match cmd {
+        Local::Start => start(project, format).await,
         Local::Status => status(project, format).await,
         Local::Stop => stop(format).await,
     }
+}
+
+async fn start(project: &Project, format: Format) -> anyhow::Result<()> {
+    let address = client::normalize(&client::local_address());
+    let target = Target {
+        addresses: vec![address.clone()],
+        builtin_local: true,
+        ..client::resolve_env(project, "local")?
+    };
+    // Starts it (saying so, on stderr) when nothing answers, and waits for it.
+    client::connect(&target, &address).await?;
+    status(project, format).await
 }
 
 async fn status(project: &Project, format: Format) -> anyhow::Result<()> {
@@ -103,7 +128,7 @@ async fn status(project: &Project, format: Format) -> anyhow::Result<()> {
                     );
                 }
                 println!(
-                    "  `deployctl run` (or any command on env local) starts one; data would go to {}",
+                    "  `deployctl run` and the commands that change something on env local start it too; data would go to {}",
                     data_dir.display()
                 );
             }

@@ -40,7 +40,8 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
     let st = store.load().await?;
     let in_state = st.deployments.get(name);
     let (env, declared) = state::env_of(project, &st, name)?;
-    let target = client::resolve_env(project, &env)?.no_autostart();
+    // Starts the built-in local agent when nothing answers: its apps outlive it.
+    let target = client::resolve_env(project, &env)?;
     // An agent answers once the app stopped (up to its kill timeout) and its directories
     // are gone; a hung agent is found earlier by the keepalive pings.
     let kill_timeout = declared

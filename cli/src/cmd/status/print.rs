@@ -85,7 +85,7 @@ pub(super) fn print_text(out: &[Deployment], unanswered: &[Unanswered], detail: 
         && unanswered.len() == unanswered.iter().filter(|u| u.env == "local").count()
     {
         println!(
-            "  no agent is running here: `deployctl run` starts the local one, or start `deploy-agent` yourself (see `deploy-agent --help`)"
+            "  no agent is running here: start the local one with `deployctl local start` (`deployctl run` starts the local one too), or start `deploy-agent` yourself (see `deploy-agent --help`)"
         );
     }
 }
