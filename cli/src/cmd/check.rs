@@ -10,7 +10,9 @@
 mod code;
 mod command;
 mod git;
+mod own;
 mod packages;
+mod refs;
 pub(crate) mod secrets;
 
 use serde::Serialize;
@@ -53,7 +55,7 @@ pub(crate) enum Level {
 /// One thing check found, with its fix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Finding {
-    /// A stable name for scripts: uncommitted, not-deployed-commits, ref-not-head,
+    /// A stable name for scripts: ref-not-found, uncommitted, not-deployed-commits, ref-not-head,
     /// untracked-data, undeclared-package, unpinned-packages, cd-in-command,
     /// literal-port, missing-secret, missing-git-credential, branch-ref, not-checked.
     pub check: &'static str,
@@ -145,10 +147,11 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
 pub(crate) async fn findings(scope: &Scope<'_>, d: &DeploymentDecl) -> Vec<Finding> {
     let repo = decl::absolute_repo(&d.repo, &scope.project.root);
     let cwd = std::env::current_dir().unwrap_or_else(|_| scope.project.root.clone());
+    let own = own::OwnFiles::of(scope.project);
     let local = {
         let (d, repo) = (d.clone(), repo.clone());
         let locked = scope.locked;
-        tokio::task::spawn_blocking(move || local_findings(&d, &repo, &cwd, locked))
+        tokio::task::spawn_blocking(move || local_findings(&d, &repo, &cwd, locked, &own))
             .await
             .unwrap_or_else(|e| {
                 vec![Finding::info(
@@ -172,12 +175,15 @@ fn local_findings(
     repo: &str,
     cwd: &std::path::Path,
     locked: bool,
+    own: &own::OwnFiles,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     let tree = git::locate(repo, cwd);
     let workdir = d.workdir.clone().unwrap_or_default();
+    // A ref that does not exist fails the deploy at its first step: said first.
+    out.extend(refs::missing(tree.as_ref(), repo, d.git_ref.as_deref()));
     if let Some(tree) = &tree {
-        out.extend(git::findings(tree, d.git_ref.as_deref(), &workdir));
+        out.extend(git::findings(tree, d.git_ref.as_deref(), &workdir, own));
     }
     let files = tree
         .as_ref()

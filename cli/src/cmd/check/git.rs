@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::own::OwnFiles;
 use super::{some_of, Finding};
 use crate::decl;
 
@@ -136,16 +137,21 @@ fn target_commit(tree: &Tree, git_ref: Option<&str>) -> Option<String> {
     found.map(|s| s.trim().to_string())
 }
 
-fn looks_like_commit(r: &str) -> bool {
+pub(super) fn looks_like_commit(r: &str) -> bool {
     (7..=40).contains(&r.len()) && r.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// Uncommitted files under the workdir; commits the deploy will not have; a ref that is
 /// not what is checked out here.
-pub(super) fn findings(tree: &Tree, git_ref: Option<&str>, workdir: &str) -> Vec<Finding> {
+pub(super) fn findings(
+    tree: &Tree,
+    git_ref: Option<&str>,
+    workdir: &str,
+    own: &OwnFiles,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     if !tree.bare {
-        out.extend(uncommitted(tree, workdir));
+        out.extend(uncommitted(tree, workdir, own));
     }
     let (Some(target), Some(head)) = (
         target_commit(tree, git_ref),
@@ -217,7 +223,8 @@ pub(super) fn findings(tree: &Tree, git_ref: Option<&str>, workdir: &str) -> Vec
     out
 }
 
-fn uncommitted(tree: &Tree, workdir: &str) -> Vec<Finding> {
+/// Files not committed, but not deployctl's own (the state, the declarations: see own.rs).
+fn uncommitted(tree: &Tree, workdir: &str, own: &OwnFiles) -> Vec<Finding> {
     let spec = if workdir.is_empty() { "." } else { workdir };
     let Some(status) = git(
         &tree.top,
@@ -239,6 +246,12 @@ fn uncommitted(tree: &Tree, workdir: &str) -> Vec<Finding> {
             continue;
         }
         let (code, path) = e.split_at(3);
+        if own.contains(&tree.top.join(path)) {
+            if code.starts_with('R') || code.starts_with('C') {
+                entries.next();
+            }
+            continue;
+        }
         let how = match code.trim() {
             "??" => "untracked",
             c if c.contains('D') => "deleted",
