@@ -15,13 +15,23 @@ pub(super) async fn check_secrets(
 ) -> Result<(), StepError> {
     let (redactor, missing) = sup.secrets().redactor(spec).await;
     if !missing.is_empty() {
+        // Commands that work as printed (deployctl adds the env: this agent does not know it).
+        let commands: Vec<String> = missing
+            .iter()
+            .map(|name| format!("`deployctl secret set --owner {} {name}`", spec.owner))
+            .collect();
+        let (secrets, them) = if missing.len() == 1 {
+            ("secret", "it")
+        } else {
+            ("secrets", "them")
+        };
         return Err(StepError::new(
             events::SECRETS,
             format!(
-                "{} has no secret {}: set it with `deployctl secret set --owner {} NAME`",
+                "{} has no {secrets} {}: set {them} with {} (the value on standard input), or deploy with --owner set to an owner that has {them}",
                 spec.owner,
                 missing.join(", "),
-                spec.owner
+                commands.join(" and ")
             ),
         ));
     }

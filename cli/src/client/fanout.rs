@@ -37,6 +37,11 @@ pub(crate) struct Call {
 }
 
 impl Call {
+    /// The name of the env this agent was called in, for messages.
+    pub(crate) fn env(&self) -> &str {
+        &self.target.env
+    }
+
     /// Why a stream from this agent broke, for a person. A stream broken by unanswered
     /// keepalive pings and one broken by an agent that exited look the same from here (the
     /// connection closed), so the agent is asked again, within the timeout.

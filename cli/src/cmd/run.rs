@@ -489,7 +489,8 @@ async fn deploy_one(
     let bar = progress.agent(&address);
     let result = loop {
         match stream.message().await {
-            Ok(Some(event)) => {
+            Ok(Some(mut event)) => {
+                report::name_env(&mut event, c.env());
                 bar.event(&event);
                 if let Some(outcome) = event.outcome {
                     break Ok(outcome);

@@ -52,10 +52,31 @@ pub(crate) struct Scope {
 }
 
 impl Scope {
-    fn target(&self, project: &Project) -> anyhow::Result<Target> {
+    /// The env's agents; `set` and `rm` start the built-in local agent when nothing answers
+    /// (like `run`), `list` does not (it says to run `deployctl local start`).
+    fn target(&self, project: &Project, autostart: bool) -> anyhow::Result<Target> {
         let env = self.env.clone().unwrap_or_else(|| project.default_env());
-        Ok(client::resolve_env(project, &env)?.no_autostart())
+        let target = client::resolve_env(project, &env)?;
+        Ok(if autostart {
+            target
+        } else {
+            target.no_autostart()
+        })
     }
+}
+
+/// Where a secret is: `env NAME (agent A)` / `env NAME (agents A, B)`.
+fn place(target: &Target) -> String {
+    let agents = if target.addresses.len() == 1 {
+        "agent"
+    } else {
+        "agents"
+    };
+    format!(
+        "env {} ({agents} {})",
+        target.env,
+        target.addresses.join(", ")
+    )
 }
 
 /// The owner to use: the flag, else the caller as the first agent sees it.
@@ -133,7 +154,7 @@ pub(crate) async fn run(project: &Project, cmd: Secret, format: Format) -> anyho
                     "the value is empty (give it on standard input or with --from-file)",
                 ));
             }
-            let target = scope.target(project)?;
+            let target = scope.target(project, true)?;
             let owner = owner_or_caller(&target, scope.owner).await?;
             let request = pb::SetSecretRequest {
                 owner: owner.clone(),
@@ -154,15 +175,20 @@ pub(crate) async fn run(project: &Project, cmd: Secret, format: Format) -> anyho
                 ));
             }
             if format == Format::Text {
+                let kind = if kind == "env" {
+                    String::new()
+                } else {
+                    format!(" ({kind})")
+                };
                 println!(
-                    "✓ set secret {name} ({kind}) of {owner} on {} agent(s)",
-                    target.addresses.len()
+                    "✓ secret {name}{kind} set for {owner} on {}",
+                    place(&target)
                 );
             }
             Ok(())
         }
         Secret::List { scope } => {
-            let target = scope.target(project)?;
+            let target = scope.target(project, false)?;
             let owner = owner_or_caller(&target, scope.owner).await?;
             let request = pb::ListSecretsRequest {
                 owner: owner.clone(),
@@ -194,13 +220,17 @@ pub(crate) async fn run(project: &Project, cmd: Secret, format: Format) -> anyho
                     .iter()
                     .map(|(n, k, a)| serde_json::json!({"name": n, "kind": k, "agents": a}))
                     .collect();
-                println!("{}", serde_json::json!({"owner": owner, "secrets": list}));
+                println!(
+                    "{}",
+                    serde_json::json!({"owner": owner, "env": target.env, "secrets": list})
+                );
                 return Ok(());
             }
             if rows.is_empty() {
-                println!("{owner} has no secrets");
+                println!("{owner} has no secrets on {}", place(&target));
                 return Ok(());
             }
+            println!("Secrets of {owner} on {}:", place(&target));
             let n = target.addresses.len();
             let table: Vec<Vec<String>> = rows
                 .into_iter()
@@ -210,7 +240,7 @@ pub(crate) async fn run(project: &Project, cmd: Secret, format: Format) -> anyho
             Ok(())
         }
         Secret::Rm { name, scope } => {
-            let target = scope.target(project)?;
+            let target = scope.target(project, true)?;
             let owner = owner_or_caller(&target, scope.owner).await?;
             let request = pb::RemoveSecretRequest {
                 owner: owner.clone(),
@@ -233,10 +263,22 @@ pub(crate) async fn run(project: &Project, cmd: Secret, format: Format) -> anyho
                 return Err(failure(&what, answered.len(), failed));
             }
             if removed == 0 {
-                return Err(anyhow!("{owner} has no secret {name:?}"));
+                return Err(anyhow!(
+                    "{owner} has no secret {name:?} on {}",
+                    place(&target)
+                ));
             }
             if format == Format::Text {
-                println!("✓ removed secret {name} of {owner} from {removed} agent(s)");
+                let lacked = target.addresses.len() - removed;
+                let lacked = if lacked > 0 {
+                    format!("; {lacked} of its agents did not have it")
+                } else {
+                    String::new()
+                };
+                println!(
+                    "✓ secret {name} of {owner} removed from {}{lacked}",
+                    place(&target)
+                );
             }
             Ok(())
         }

@@ -128,3 +128,19 @@ pub(super) fn report(name: &str, results: &[AgentResult], format: Format) -> any
     }
     Err(anyhow!(Reported))
 }
+
+/// The agent's hint for a missing secret (`deployctl secret set --owner OWNER NAME`) does
+/// not name the env (the agent does not know it): with `--env ENV` it works as printed,
+/// whatever the project's default env is.
+pub(super) fn name_env(event: &mut deployctl_proto::v1::DeployEvent, env: &str) {
+    const SET: &str = "`deployctl secret set --owner ";
+    let with_env = format!("`deployctl secret set --env {env} --owner ");
+    if event.message.contains(SET) {
+        event.message = event.message.replace(SET, &with_env);
+    }
+    if let Some(o) = event.outcome.as_mut() {
+        if o.reason.contains(SET) {
+            o.reason = o.reason.replace(SET, &with_env);
+        }
+    }
+}
