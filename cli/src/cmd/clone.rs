@@ -1,11 +1,16 @@
 //! `clone NAME NEW_NAME [--owner OWNER]`: deploy a copy of a deployment under a new name
 //! and owner — how ownership moves to a group. Refuses, naming each, when the new owner
-//! lacks a secret or a git credential the deployment uses.
+//! lacks a secret or a git credential the deployment uses. A copy that would listen on a
+//! port a deployment already holds on the env's agents (the original's, by default) is
+//! refused before anything is deployed, naming a free port; `--port auto` takes that one.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::anyhow;
+use deployctl_proto::v1 as pb;
 
 use super::run::{self, How};
-use crate::client::{self, Target};
+use crate::client::{self, Call, CallError, Limit, Target};
 use crate::decl::{self, DeploymentDecl};
 use crate::output::Format;
 use crate::project::Project;
@@ -18,10 +23,32 @@ pub(crate) struct Args {
     /// The new deployment's owner, e.g. group:ml [default: the same owner]
     #[arg(long)]
     pub owner: Option<String>,
-    /// The copy's port, when it runs beside the original on the same agents
-    #[arg(long, allow_negative_numbers = true)]
-    pub port: Option<i64>,
+    /// The copy's port, or `auto`: the first one from the original's up that no deployment
+    /// holds on the env's agents. Needed when the copy runs beside the original on the same
+    /// agents [default: the original's]
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_port, value_name = "PORT|auto")]
+    pub port: Option<PortArg>,
 }
+
+/// `--port`: a number (checked like `run --port`, by the declaration) or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PortArg {
+    Auto,
+    Number(i64),
+}
+
+fn parse_port(s: &str) -> Result<PortArg, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(PortArg::Auto);
+    }
+    s.trim()
+        .parse::<i64>()
+        .map(PortArg::Number)
+        .map_err(|_| format!("{s:?} is not a port: give a number (e.g. 8001) or auto"))
+}
+
+/// The port an app gets when its declaration names none (the agent's default).
+const DEFAULT_PORT: i64 = 8000;
 
 pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
     decl::validate_name("NAME", &args.name)?;
@@ -54,12 +81,43 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
     if let Some(o) = &args.owner {
         copy.owner = Some(o.clone());
     }
-    if let Some(port) = args.port {
+    if let Some(PortArg::Number(port)) = args.port {
         copy.port = Some(port);
     }
     copy.validate(&args.new_name)?;
     let env = copy.env.clone().unwrap_or_else(|| project.default_env());
     let target = client::resolve_env(project, &env)?;
+    // Before anything is deployed: the agents would refuse a port another deployment holds
+    // ("port in use"), and the original holds its own on the same agents.
+    let held = held_ports(&target, &st, &env).await;
+    let wanted = copy.port.unwrap_or(DEFAULT_PORT);
+    let free = || free_port(&held, source.port.unwrap_or(DEFAULT_PORT));
+    if args.port == Some(PortArg::Auto) {
+        let port = free().ok_or_else(|| anyhow!("no free port above {wanted} in env {env}"))?;
+        copy.port = Some(port);
+        copy.validate(&args.new_name)?;
+        if format == Format::Text && port != wanted {
+            println!(
+                "Port {port} for {} ({wanted} is held by {})",
+                args.new_name,
+                holders(&held, wanted)
+            );
+        }
+    } else if held.contains_key(&wanted) {
+        let suggestion = free()
+            .map(|p| format!("clone with --port {p} (free on env {env}'s agents), or --port auto"))
+            .unwrap_or_else(|| "clone with --port PORT".to_string());
+        let flag = if args.port.is_some() {
+            "--port"
+        } else {
+            "the original's port"
+        };
+        return Err(crate::error::bad_input(format!(
+            "{} would listen on port {wanted} ({flag}), which {} holds on env {env}'s agents, so they would refuse it (port in use): {suggestion}",
+            args.new_name,
+            holders(&held, wanted)
+        )));
+    }
     let new_owner = super::secret::owner_or_caller(&target, copy.owner.clone()).await?;
 
     let missing = missing_for(&target, &copy, &source_owner, &new_owner).await?;
@@ -108,4 +166,82 @@ async fn missing_for(
         }
     }
     Ok(missing)
+}
+
+/// The ports deployments hold on the env's agents (what each agent shows the caller), and
+/// those the state records in the env: port → the deployments holding it. An agent that
+/// does not answer adds nothing (the secrets check names it).
+async fn held_ports(
+    target: &Target,
+    st: &state::State,
+    env: &str,
+) -> BTreeMap<i64, BTreeSet<String>> {
+    let mut held: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    for (name, d) in &st.deployments {
+        if d.env == env && !d.instances.is_empty() {
+            let port = d.declaration.port.unwrap_or(DEFAULT_PORT);
+            held.entry(port).or_default().insert(name.clone());
+        }
+    }
+    let replies = client::for_each_agent(&target.no_autostart(), Limit::Answer, ask)
+        .all()
+        .await;
+    for reply in replies {
+        for d in reply.result.unwrap_or_default() {
+            let port = if d.port == 0 {
+                DEFAULT_PORT
+            } else {
+                i64::from(d.port)
+            };
+            held.entry(port).or_default().insert(d.name);
+        }
+    }
+    held
+}
+
+/// One agent's deployments.
+async fn ask(mut c: Call) -> Result<Vec<pb::DeploymentStatus>, CallError> {
+    match c.client.status(pb::StatusRequest::default()).await {
+        Ok(r) => Ok(r.into_inner().deployments),
+        Err(s) if s.code() == tonic::Code::NotFound => Ok(vec![]),
+        Err(s) => Err(s.into()),
+    }
+}
+
+/// The first port from `from` up that no deployment holds.
+fn free_port(held: &BTreeMap<i64, BTreeSet<String>>, from: i64) -> Option<i64> {
+    (from.max(1024)..=65535).find(|p| !held.contains_key(p))
+}
+
+fn holders(held: &BTreeMap<i64, BTreeSet<String>>, port: i64) -> String {
+    let names: Vec<String> = held
+        .get(&port)
+        .map(|s| s.iter().cloned().collect())
+        .unwrap_or_default();
+    match names.as_slice() {
+        [] => "nothing".to_string(),
+        [one] => format!("deployment {one}"),
+        _ => format!("deployments {}", names.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_argument_and_the_free_port() {
+        assert_eq!(parse_port("auto"), Ok(PortArg::Auto));
+        assert_eq!(parse_port("8001"), Ok(PortArg::Number(8001)));
+        assert!(parse_port("eighty").unwrap_err().contains("or auto"));
+        let mut held = BTreeMap::new();
+        for (p, n) in [(8000, "iris"), (8001, "web"), (8003, "db")] {
+            held.entry(p)
+                .or_insert_with(BTreeSet::new)
+                .insert(n.to_string());
+        }
+        assert_eq!(free_port(&held, 8000), Some(8002));
+        assert_eq!(free_port(&held, 9000), Some(9000));
+        assert_eq!(holders(&held, 8000), "deployment iris");
+    }
 }
