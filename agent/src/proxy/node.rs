@@ -154,11 +154,22 @@ impl NodeProxy {
     }
 }
 
+/// The agent's own binary: after an upgrade replaced it on disk (install.sh, a rebuild),
+/// `/proc/self/exe` names the old one "PATH (deleted)"; the new one at PATH is started.
+fn running_binary() -> std::io::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let text = exe.to_string_lossy();
+    match text.strip_suffix(" (deleted)") {
+        Some(path) if Path::new(path).is_file() => Ok(std::path::PathBuf::from(path)),
+        _ => Ok(exe),
+    }
+}
+
 fn spawn_detached(dir: &Path) -> Result<ProcId, String> {
     let fail = |what: &str, e: std::io::Error| format!("{what}: {e}");
     crate::fsmode::create_dir(dir, crate::fsmode::PRIVATE_DIR)
         .map_err(|e| fail(&format!("creating {}", dir.display()), e))?;
-    let exe = std::env::current_exe().map_err(|e| fail("finding deploy-agent", e))?;
+    let exe = running_binary().map_err(|e| fail("finding deploy-agent", e))?;
     let log = crate::fsmode::append_private(&dir.join("proxy.log"))
         .map_err(|e| fail("opening proxy.log", e))?;
     let err = log.try_clone().map_err(|e| fail("opening proxy.log", e))?;
