@@ -22,12 +22,15 @@ for i in range(int(sys.argv[2])):
 ' "$repo/data" "$files"
   git -C "$repo" init -q -b main
   git -C "$repo" add .
-  git -C "$repo" -c user.name=bench -c user.email=bench@localhost commit -qm app
+  git -C "$repo" -c gc.auto=0 -c user.name=bench -c user.email=bench@localhost commit -qm app
   chown -R "$3:$3" "$repo"
 }
 
 # Median ms of WARM_ROUNDS redeploys (a new commit each) of WALLS_REPO to the agent at
-# AGENT_GRPC from project $1, deployctl run as the command in $2.. (none: as this user).
+# AGENT_GRPC from project $1, deployctl run as the command in $2.. (none: as this user). The
+# time is the agent's own (its last event's elapsed_ms): what deployctl does on the client
+# (its checks of the local Python, the state file) differs between the two users and is not
+# what the walls cost.
 warm_walls_ms() {
   local proj="$1" times=() round t0
   shift
@@ -36,15 +39,29 @@ warm_walls_ms() {
     --command "python3 app.py" --port 8000 --health-path / >/dev/null
   for round in $(seq 1 "$WARM_ROUNDS"); do
     "$@" sh -c 'echo "$1" >> "$2/rounds.txt" && git -C "$2" add rounds.txt &&
-      git -C "$2" -c user.name=bench -c user.email=bench@localhost commit -qm "$1"' \
+      git -C "$2" -c gc.auto=0 -c user.name=bench -c user.email=bench@localhost commit -qm "$1"' \
       sh "round $round" "$WALLS_REPO"
-    t0=$(now_us)
     "$@" "$BIN/deployctl" --project "$proj" run app --env w --repo "$WALLS_REPO" \
-      --command "python3 app.py" --port 8000 --health-path / >/dev/null
-    times+=("$(ms_since "$t0")")
+      --command "python3 app.py" --port 8000 --health-path / --output json > "$proj.round-$round.json"
+    times+=("$(agent_ms < "$proj.round-$round.json")")
   done
   "$@" "$BIN/deployctl" --project "$proj" remove app --drain 0s >/dev/null
   median "${times[@]}"
+}
+
+# The agent's elapsed_ms of a deploy, from `run --output json`'s events on stdin.
+agent_ms() {
+  python3 -c '
+import json, sys
+ms = None
+for line in sys.stdin:
+    try:
+        e = json.loads(line)
+    except ValueError:
+        continue
+    if isinstance(e, dict) and e.get("step") == "deploy" and e.get("elapsed_ms") is not None:
+        ms = e["elapsed_ms"]
+print(ms if ms is not None else 0)'
 }
 
 # Starts the agent as uid 65534 on $1 with data in $2; sets AGENT_GRPC and AGENT_PID.
@@ -92,6 +109,9 @@ bench_walls() {
     kill "$AGENT_PID" 2>/dev/null || true
     row "warm redeploy, walls vs none ($label), ms" "$walled" "$plain" "$(ratio "$walled" "$plain")"
     row "walls' cost per warm redeploy ($label; <=20), ms" "$((walled - plain))" "0" "-"
+    NOTES+=("walls, $label, steps behind walls: $(step_summary "$WORK/project-walls-root-$size".round-*.json)")
+    NOTES+=("walls, $label, steps with none: $(step_summary "$WORK/project-walls-user-$size".round-*.json)")
   done
+  NOTES+=("walls: most of what the walls add is the start step: a child that must do anything before exec (join its cgroups, as root agents did before the walls too; enter its namespace; change user) is forked, not posix_spawn-ed; the namespace and /proc mount themselves take ~2 ms")
   NOTES+=("walls: the same agent as root (each deployment its own user, its checkout chowned, a mount namespace, cgroups) vs as uid 65534 (apps run as it: no walls); medians of $WARM_ROUNDS warm redeploys each")
 }
