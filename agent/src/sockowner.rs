@@ -196,7 +196,7 @@ mod tests {
     #[test]
     fn the_kernel_names_our_own_listener_and_connection() {
         let me = nix::unistd::getuid().as_raw();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.77:0").unwrap();
         let addr = listener.local_addr().unwrap();
         assert_eq!(listener_uids(addr.ip(), addr.port()).unwrap(), vec![me]);
         let client = std::net::TcpStream::connect(addr).unwrap();
@@ -204,7 +204,7 @@ mod tests {
         let local = client.local_addr().unwrap();
         assert_eq!(peer_uid(local, addr).unwrap(), Some(me));
         // Nothing listens on a port just closed.
-        let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let gone = std::net::TcpListener::bind("127.0.0.77:0").unwrap();
         let gone_addr = gone.local_addr().unwrap();
         drop(gone);
         assert!(listener_uids(gone_addr.ip(), gone_addr.port())
