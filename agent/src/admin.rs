@@ -178,6 +178,26 @@ pub fn group_remove(auth_path: &Path, name: &str, members: &[String]) -> Result<
     auth.save(auth_path)
 }
 
+/// "expires 2027-01-05T10:00:00Z (in 30 days)" / "expired 2026-12-01T10:00:00Z (5 days ago)".
+fn expiry_words(at: i64, now: i64) -> String {
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(at.max(0) as u64);
+    let stamp = humantime::format_rfc3339_seconds(when);
+    let span = |secs: i64| {
+        let secs = secs.unsigned_abs();
+        match secs {
+            s if s >= 2 * 86_400 => format!("{} days", s / 86_400),
+            s if s >= 2 * 3_600 => format!("{} hours", s / 3_600),
+            s if s >= 120 => format!("{} minutes", s / 60),
+            s => format!("{s} s"),
+        }
+    };
+    if at > now {
+        format!("expires {stamp} (in {})", span(at - now))
+    } else {
+        format!("expired {stamp} ({} ago)", span(now - at))
+    }
+}
+
 /// `NAME (admin) [groups]` lines, for `deploy-agent user list`.
 pub fn describe(auth_path: &Path) -> Result<String, Error> {
     let auth = AuthFile::load(auth_path)?;
@@ -191,7 +211,7 @@ pub fn describe(auth_path: &Path) -> Result<String, Error> {
             .collect();
         let expiry = user
             .expires_at
-            .map(|t| format!(", expires at unix {t}"))
+            .map(|t| format!(", {}", expiry_words(t, crate::clock::now_unix())))
             .unwrap_or_default();
         out.push_str(&format!(
             "user {name}{}{expiry}; groups: {}\n",
@@ -214,6 +234,17 @@ pub fn describe(auth_path: &Path) -> Result<String, Error> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn expiry_is_a_date_and_a_span() {
+        let now = 1_796_000_000;
+        assert_eq!(
+            super::expiry_words(now + 30 * 86_400, now),
+            "expires 2026-12-30T00:53:20Z (in 30 days)"
+        );
+        assert!(super::expiry_words(now - 7_200, now).ends_with("(2 hours ago)"));
+    }
+
     use super::*;
 
     #[test]

@@ -138,10 +138,19 @@ async fn try_connect(target: &Target, address: &str) -> anyhow::Result<Client> {
     let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
         Ok(Ok(channel)) => channel,
         Ok(Err(e)) => {
-            return Err(anyhow!(
-                "agent {address} does not answer: {}",
-                source_text(&e)
-            ))
+            let why = source_text(&e);
+            // An agent with TLS answers a plain HTTP/2 preface with a TLS alert: h2 sees
+            // garbage ("frame with invalid size", "protocol error").
+            let hint = if address.starts_with("http://")
+                && ["protocol", "frame", "h2", "invalid"]
+                    .iter()
+                    .any(|w| why.to_lowercase().contains(w))
+            {
+                " (if the agent serves TLS, use https:// and the env's ca_file)"
+            } else {
+                ""
+            };
+            return Err(anyhow!("agent {address} does not answer: {why}{hint}"));
         }
         Err(_) => {
             return Err(anyhow!(
@@ -209,18 +218,32 @@ pub(crate) fn status_text(address: &str, s: &tonic::Status) -> String {
             "agent {address} stopped answering (no reply to a keepalive ping): it may be hung, stopped or cut off"
         );
     }
-    match s.code() {
+    // An agent with TLS answers plain HTTP/2 with a TLS alert, which h2 reports as a
+    // protocol error, a cancelled operation or a transport error.
+    let msg = s.message().to_lowercase();
+    let tls_hint = address.starts_with("http://")
+        && [
+            "transport error",
+            "protocol",
+            "canceled",
+            "cancelled",
+            "frame",
+        ]
+        .iter()
+        .any(|w| msg.contains(w));
+    let text = match s.code() {
         tonic::Code::Unavailable => format!("agent {address} does not answer: {}", s.message()),
         tonic::Code::Unauthenticated => format!(
             "agent {address} refused the request: {} (check the env's token_file)",
             s.message()
         ),
         tonic::Code::PermissionDenied => format!("{address}: permission denied: {}", s.message()),
-        _ if address.starts_with("http://") && s.message().contains("transport error") => format!(
-            "{address}: {} (if the agent serves TLS, use https:// and the env's ca_file)",
-            s.message()
-        ),
         _ => format!("{address}: {}", s.message()),
+    };
+    if tls_hint {
+        format!("{text} (if the agent serves TLS, use https:// and the env's ca_file)")
+    } else {
+        text
     }
 }
 
