@@ -21,6 +21,7 @@
 mod admin;
 mod agent;
 mod apps;
+mod cleanup;
 mod git;
 mod haproxy;
 mod http;

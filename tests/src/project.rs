@@ -38,6 +38,17 @@ impl Output {
         self.expect_code(0)
     }
 
+    /// Panics unless it failed and `agent` kept no record of `name`: a deploy refused
+    /// before anything ran.
+    pub fn refused_before_anything_ran(&self, agent: &Agent, name: &str) -> &Self {
+        assert_ne!(self.code, 0, "expected a refusal\n{self}");
+        assert!(
+            agent.record(name).is_none(),
+            "a refused deploy left a record of {name}\n{self}"
+        );
+        self
+    }
+
     /// Panics unless stdout+stderr contain `needle` (case-insensitive).
     pub fn mentions(&self, needle: &str) -> &Self {
         assert!(
@@ -208,6 +219,30 @@ impl Project {
             "python3 app.py",
             "--health-path",
             "/health",
+        ];
+        args.extend_from_slice(extra);
+        self.deployctl(&args)
+    }
+
+    /// `deployctl run NAME --repo REPO --command COMMAND --port PORT EXTRA...` on the
+    /// project's default env.
+    pub fn run_on_port(
+        &self,
+        name: &str,
+        repo: &str,
+        command: &str,
+        port: &str,
+        extra: &[&str],
+    ) -> Output {
+        let mut args = vec![
+            "run",
+            name,
+            "--repo",
+            repo,
+            "--command",
+            command,
+            "--port",
+            port,
         ];
         args.extend_from_slice(extra);
         self.deployctl(&args)

@@ -18,34 +18,22 @@ fn a_memory_hog_is_killed_at_its_limit_and_its_neighbour_keeps_serving() {
     repo.commit_app("limits", None);
     let url = repo.url();
     project
-        .deployctl(&[
-            "run",
+        .run_on_port(
             "calm",
-            "--repo",
             &url,
-            "--command",
             "python3 app.py",
-            "--port",
             "8001",
-            "--memory",
-            "256M",
-        ])
+            &["--memory", "256M"],
+        )
         .ok();
     project
-        .deployctl(&[
-            "run",
+        .run_on_port(
             "hog",
-            "--repo",
             &url,
-            "--command",
             "python3 hog.py",
-            "--port",
             "8000",
-            "--memory",
-            "64M",
-            "--restart",
-            "never",
-        ])
+            &["--memory", "64M", "--restart", "never"],
+        )
         .ok();
     let mut last = String::new();
     let said = wait_until(Duration::from_secs(20), || {
@@ -62,24 +50,10 @@ fn a_memory_hog_is_killed_at_its_limit_and_its_neighbour_keeps_serving() {
     let calm = wait_for_json(&agent.app_url(8001, "/"), Duration::from_secs(5));
     assert_eq!(calm["marker"], "limits");
     // A GPU on a node without one: refused before anything runs, naming the field.
-    let out = project.deployctl(&[
-        "run",
-        "gpu",
-        "--repo",
-        &url,
-        "--command",
-        "python3 app.py",
-        "--port",
-        "8002",
-        "--gpus",
-        "1",
-    ]);
-    assert_ne!(out.code, 0, "{out}");
-    out.mentions("resources.gpus").mentions("none");
-    assert!(
-        agent.record("gpu").is_none(),
-        "a refused deploy left a record"
-    );
+    let out = project.run_on_port("gpu", &url, "python3 app.py", "8002", &["--gpus", "1"]);
+    out.refused_before_anything_ran(&agent, "gpu")
+        .mentions("resources.gpus")
+        .mentions("none");
 }
 
 #[test]
@@ -116,12 +90,8 @@ fn the_build_has_its_own_memory_limit_apart_from_the_app() {
     run("roomy", "8000", &["--memory", "64M"]).ok();
     // A build limit it does not fit in: the start script is OOM-killed, and the deploy says so.
     let out = run("tight", "8001", &["--build-memory", "64M"]);
-    assert_ne!(out.code, 0, "{out}");
-    out.mentions("out of memory at its 64 MiB build_memory limit");
-    assert!(
-        agent.record("tight").is_none(),
-        "a failed first deploy left a record"
-    );
+    out.refused_before_anything_ran(&agent, "tight")
+        .mentions("out of memory at its 64 MiB build_memory limit");
 }
 
 /// CPU time the instance's cgroup used so far (cgroup v1 cpuacct, or v2 cpu.stat), in ns.
@@ -179,18 +149,13 @@ fn a_cpu_spinner_gets_about_its_quota() {
     repo.write("spin.py", SPIN_PY);
     repo.commit_app("spin", None);
     project
-        .deployctl(&[
-            "run",
+        .run_on_port(
             "spin",
-            "--repo",
             &repo.url(),
-            "--command",
             "python3 spin.py",
-            "--port",
             "8000",
-            "--cpus",
-            "0.5",
-        ])
+            &["--cpus", "0.5"],
+        )
         .ok();
     let record = agent.record("spin").expect("a record");
     let before = cpu_used_ns(&record).expect("the instance's cgroup CPU usage");
@@ -246,18 +211,7 @@ fn a_fork_bomb_stops_at_its_pids_and_the_node_keeps_answering() {
     repo.commit_app("forks", None);
     let url = repo.url();
     project
-        .deployctl(&[
-            "run",
-            "bomb",
-            "--repo",
-            &url,
-            "--command",
-            "python3 forks.py",
-            "--port",
-            "8000",
-            "--pids",
-            "64",
-        ])
+        .run_on_port("bomb", &url, "python3 forks.py", "8000", &["--pids", "64"])
         .ok();
     let mut last = serde_json::Value::Null;
     let stopped = wait_until(Duration::from_secs(20), || {
@@ -268,16 +222,7 @@ fn a_fork_bomb_stops_at_its_pids_and_the_node_keeps_answering() {
     assert!(last["forks"].as_u64().unwrap_or(99) < 64, "{last}");
     // The agent and a new deployment beside it are fine.
     project
-        .deployctl(&[
-            "run",
-            "calm",
-            "--repo",
-            &url,
-            "--command",
-            "python3 app.py",
-            "--port",
-            "8001",
-        ])
+        .run_on_port("calm", &url, "python3 app.py", "8001", &[])
         .ok();
     let calm = wait_for_json(&agent.app_url(8001, "/"), Duration::from_secs(10));
     assert_eq!(calm["marker"], "forks");

@@ -38,34 +38,16 @@ fn an_oom_kill_shows_in_metrics_and_status_and_throttling_in_status() {
     repo.commit_app("oom", None);
     let url = repo.url();
     project
-        .deployctl(&[
-            "run",
+        .run_on_port(
             "hog",
-            "--repo",
             &url,
-            "--command",
             "python3 hog.py",
-            "--port",
             "8000",
-            "--memory",
-            "64M",
-            "--restart",
-            "never",
-        ])
+            &["--memory", "64M", "--restart", "never"],
+        )
         .ok();
     project
-        .deployctl(&[
-            "run",
-            "spin",
-            "--repo",
-            &url,
-            "--command",
-            "python3 spin.py",
-            "--port",
-            "8001",
-            "--cpus",
-            "0.5",
-        ])
+        .run_on_port("spin", &url, "python3 spin.py", "8001", &["--cpus", "0.5"])
         .ok();
 
     // The OOM kill: in the status (reason, kills, limit) ...

@@ -80,32 +80,16 @@ fn another_deployment_on_a_free_private_port_gets_no_traffic() {
     repo.commit_app("ports", None);
     let url = repo.url();
     project
-        .deployctl(&[
-            "run",
+        .run_on_port(
             "a",
-            "--repo",
             &url,
-            "--command",
             "python3 app.py",
-            "--port",
             "8000",
-            "--restart",
-            "never",
-            "--hold-timeout",
-            "1s",
-        ])
+            &["--restart", "never", "--hold-timeout", "1s"],
+        )
         .ok();
     project
-        .deployctl(&[
-            "run",
-            "b",
-            "--repo",
-            &url,
-            "--command",
-            "python3 app.py",
-            "--port",
-            "8001",
-        ])
+        .run_on_port("b", &url, "python3 app.py", "8001", &[])
         .ok();
     let a = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
     let private = agent.record("a").expect("a's record")["private_port"]
@@ -118,16 +102,10 @@ fn another_deployment_on_a_free_private_port_gets_no_traffic() {
         let thief = scope.spawn(|| {
             project.deployctl(&["exec", "b", "--", "python3", "steal.py", &ip, &private])
         });
-        std::thread::sleep(Duration::from_millis(300));
-        let leader = agent
-            .record("a")
-            .and_then(|r| r["pid"].as_u64())
-            .unwrap_or(0) as i32;
-        for pid in [leader, a_pid] {
-            let pid = nix::unistd::Pid::from_raw(pid);
-            let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        }
+        assert!(wait_until(Duration::from_secs(10), || running(&[
+            "steal.py", &ip, &private
+        ])));
+        kill_app(&agent, "a", a_pid);
         // Requests to A's public port while B holds A's private port: none reaches B.
         let deadline = std::time::Instant::now() + Duration::from_secs(3);
         let mut answers = Vec::new();
@@ -169,22 +147,10 @@ fn a_port_below_1024_is_refused_naming_the_setting() {
     let project = Project::for_agent("e2e", &agent);
     let repo = GitRepo::new();
     repo.commit_app("low", None);
-    let out = project.deployctl(&[
-        "run",
-        "low",
-        "--repo",
-        &repo.url(),
-        "--command",
-        "python3 app.py",
-        "--port",
-        "80",
-    ]);
-    assert_ne!(out.code, 0, "{out}");
-    out.mentions("port 80").mentions("ports");
-    assert!(
-        agent.record("low").is_none(),
-        "a refused deploy left a record"
-    );
+    let out = project.run_on_port("low", &repo.url(), "python3 app.py", "80", &[]);
+    out.refused_before_anything_ran(&agent, "low")
+        .mentions("port 80")
+        .mentions("ports");
 }
 
 #[test]
@@ -199,16 +165,7 @@ fn an_app_whose_private_port_was_taken_moves_to_another() {
     let url = repo.url();
     for (name, port) in [("a", "8000"), ("b", "8001")] {
         project
-            .deployctl(&[
-                "run",
-                name,
-                "--repo",
-                &url,
-                "--command",
-                "python3 app.py",
-                "--port",
-                port,
-            ])
+            .run_on_port(name, &url, "python3 app.py", port, &[])
             .ok();
     }
     let a = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));

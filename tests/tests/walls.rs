@@ -245,16 +245,7 @@ fn without_users_a_root_agent_still_runs_apps_as_their_own_users() {
     repo.commit_app("alone", None);
     for (name, port) in [("one", "8000"), ("two", "8001")] {
         project
-            .deployctl(&[
-                "run",
-                name,
-                "--repo",
-                &repo.url(),
-                "--command",
-                "python3 app.py",
-                "--port",
-                port,
-            ])
+            .run_on_port(name, &repo.url(), "python3 app.py", port, &[])
             .ok();
     }
     let one = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
@@ -268,18 +259,13 @@ fn without_users_a_root_agent_still_runs_apps_as_their_own_users() {
         .expect("an identity in the record");
     assert_eq!(uid, uid_of(&one));
     project
-        .deployctl(&[
-            "run",
+        .run_on_port(
             "one",
-            "--repo",
             &repo.url(),
-            "--command",
             "python3 app.py",
-            "--port",
             "8000",
-            "--env-var",
-            "X=1",
-        ])
+            &["--env-var", "X=1"],
+        )
         .ok();
     let again = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
     assert_eq!(again["release"], "2");
@@ -303,16 +289,7 @@ fn an_agent_that_is_not_root_runs_apps_as_itself() {
         .expect("running chown");
     assert!(chowned.success());
     project
-        .deployctl(&[
-            "run",
-            "mine",
-            "--repo",
-            &repo.url(),
-            "--command",
-            "python3 app.py",
-            "--port",
-            "8000",
-        ])
+        .run_on_port("mine", &repo.url(), "python3 app.py", "8000", &[])
         .ok();
     let served = wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(10));
     assert_eq!(uid_of(&served), 65534, "{served}");

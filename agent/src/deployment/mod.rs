@@ -325,33 +325,6 @@ impl Deployment {
         s.generation += 1;
     }
 
-    /// Removal begins: load balancers are told to stop sending it requests.
-    pub(crate) fn begin_draining(&self) {
-        self.state().draining = true;
-    }
-
-    /// Load balancers may send it requests again (a recreated release is healthy).
-    pub(crate) fn end_draining(&self) {
-        self.state().draining = false;
-    }
-
-    /// A load balancer asked for its health endpoint.
-    pub(crate) fn lb_checked(&self) {
-        self.state().lb_checked = Some(std::time::Instant::now());
-    }
-
-    /// Whether a load balancer checked it within `within`: only then is there anyone to
-    /// drain for.
-    pub(crate) fn lb_watching(&self, within: Duration) -> bool {
-        self.state()
-            .lb_checked
-            .is_some_and(|t| t.elapsed() <= within)
-    }
-
-    pub(crate) fn is_draining(&self) -> bool {
-        self.state().draining
-    }
-
     /// Marks a deployment that never had a release (its first deploy failed) as removed;
     /// false (and nothing changes) when it has a release or runs something.
     pub(crate) fn discard_if_unreleased(&self) -> bool {
@@ -395,6 +368,7 @@ impl Deployment {
     }
 }
 
+mod draining;
 mod identity;
 mod removal;
 mod replicas;

@@ -12,10 +12,13 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 
 mod fields;
+mod millis;
 mod resources;
+mod restart;
 mod switch;
 
 pub(crate) use resources::{RawResources, Resources};
+pub(crate) use restart::RestartPolicy;
 pub(crate) use switch::{ProxyMode, Strategy};
 
 use fields::{invalid, opt_path};
@@ -28,43 +31,6 @@ pub(crate) use fields::{
 pub(crate) const MAX_NAME: usize = 63;
 /// Longest accepted command, repo URL, path or env value.
 pub(crate) const MAX_TEXT: usize = 16 * 1024;
-
-/// What to do when the app exits or stays unhealthy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum RestartPolicy {
-    Always,
-    OnFailure,
-    Never,
-}
-
-impl RestartPolicy {
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        match s {
-            "" | "on-failure" => Some(Self::OnFailure),
-            "always" => Some(Self::Always),
-            "never" => Some(Self::Never),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Always => "always",
-            Self::OnFailure => "on-failure",
-            Self::Never => "never",
-        }
-    }
-
-    /// Whether an exit with this code (0 = clean) should be followed by a restart.
-    pub(crate) fn restarts_after(self, exit_code: i32) -> bool {
-        match self {
-            Self::Always => true,
-            Self::OnFailure => exit_code != 0,
-            Self::Never => false,
-        }
-    }
-}
 
 /// How the app's health is checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -398,19 +364,6 @@ impl Spec {
             || self.requirements.is_some()
             || !self.pinned.is_empty()
             || self.python.is_some()
-    }
-}
-
-mod millis {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_millis(u64::deserialize(d)?))
     }
 }
 

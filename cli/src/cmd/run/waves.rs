@@ -1,0 +1,182 @@
+//! How a deploy (or a restart) reaches the env's agents: in waves (a canary first, when
+//! asked), each wave to its agents at once, each agent's progress shown as it goes.
+
+use std::sync::Arc;
+
+use deployctl_proto::v1 as pb;
+
+use super::{report, AgentResult, NotDeployed, Rollout};
+use crate::client::{self, AgentError, Call, CallError, Limit, Target};
+use crate::output::{Format, Progress};
+
+/// What is asked of each agent: a deploy, or a new process of the current release.
+#[derive(Debug, Clone)]
+pub(super) enum Ask {
+    Deploy(Box<pb::DeploymentSpec>),
+    Restart(pb::RestartRequest),
+}
+
+/// `restart` and `start`: a new process of `name`'s current release on every agent of
+/// `target`, in waves; its progress shown like a deploy's. Nothing is recorded in the
+/// state's history (the release is the same).
+pub(crate) async fn relaunch(
+    name: &str,
+    target: &Target,
+    only_if_stopped: bool,
+    rollout: Rollout,
+    format: Format,
+) -> anyhow::Result<()> {
+    let progress = Arc::new(Progress::new(format, target.addresses.len(), false));
+    let ask = Ask::Restart(pb::RestartRequest {
+        name: name.to_string(),
+        only_if_stopped,
+    });
+    let results = deploy_in_waves(target, &ask, &progress, rollout, format).await;
+    report::report(name, &results, format)
+}
+
+/// Deploys wave after wave (see [`Rollout`]); once a wave has a failed agent, the agents
+/// of the later waves are not touched.
+pub(super) async fn deploy_in_waves(
+    target: &Target,
+    spec: &Ask,
+    progress: &Arc<Progress>,
+    rollout: Rollout,
+    format: Format,
+) -> Vec<AgentResult> {
+    let waves = rollout.waves(&target.addresses);
+    let mut results = Vec::new();
+    let mut stopped_by: Option<String> = None;
+    for (i, wave) in waves.iter().enumerate() {
+        if let Some(why) = &stopped_by {
+            results.extend(wave.iter().map(|address| AgentResult {
+                address: address.clone(),
+                accepted: false,
+                outcome: Err(NotDeployed::Skipped(why.clone())),
+            }));
+            continue;
+        }
+        if format == Format::Text && waves.len() > 1 {
+            let what = if rollout.canary && i == 0 {
+                "canary".to_string()
+            } else {
+                format!("wave {}/{}", i + 1, waves.len())
+            };
+            println!("→ {what}: {}", wave.join(", "));
+        }
+        let wave_target = Target {
+            addresses: wave.clone(),
+            ..target.clone()
+        };
+        let done = deploy_everywhere(&wave_target, spec, progress).await;
+        let failed: Vec<String> = done
+            .iter()
+            .filter(|r| !matches!(&r.outcome, Ok(o) if o.ok))
+            .map(|r| r.address.clone())
+            .collect();
+        if !failed.is_empty() && i + 1 < waves.len() {
+            stopped_by = Some(if rollout.canary && i == 0 {
+                format!("not deployed: the canary {} failed", failed.join(", "))
+            } else {
+                format!(
+                    "not deployed: the rollout stopped after {} failed",
+                    failed.join(", ")
+                )
+            });
+        }
+        results.extend(done);
+    }
+    results
+}
+
+/// Deploys to every agent at once: each must take the request within the timeout; then
+/// its event stream lasts as long as the deploy, while the agent answers keepalive pings.
+async fn deploy_everywhere(
+    target: &Target,
+    spec: &Ask,
+    progress: &Arc<Progress>,
+) -> Vec<AgentResult> {
+    let (spec, progress) = (spec.clone(), progress.clone());
+    let replies = client::for_each_agent(target, Limit::Stream, move |c| {
+        deploy_one(c, spec.clone(), progress.clone())
+    });
+    replies
+        .all()
+        .await
+        .into_iter()
+        .map(|r| match r.result {
+            Ok(result) => result,
+            // Not connected: the deploy did not start there.
+            Err(e) => AgentResult {
+                address: r.address,
+                accepted: false,
+                outcome: Err(NotDeployed::Failed(e.message)),
+            },
+        })
+        .collect()
+}
+
+async fn deploy_one(
+    mut c: Call,
+    ask: Ask,
+    progress: Arc<Progress>,
+) -> Result<AgentResult, CallError> {
+    let address = c.address.clone();
+    let fail = |why: NotDeployed| AgentResult {
+        address: address.clone(),
+        accepted: false,
+        outcome: Err(why),
+    };
+    // Without a declared owner the agent makes the caller the owner: the token's user, or
+    // (on an agent without authentication) this user.
+    let reply = match ask {
+        Ask::Deploy(spec) => {
+            let request = pb::DeployRequest {
+                spec: Some(*spec),
+                default_owner: format!("user:{}", crate::client::caller()),
+            };
+            client::answer(c.timeout, c.client.deploy(request)).await
+        }
+        Ask::Restart(request) => client::answer(c.timeout, c.client.restart(request)).await,
+    };
+    let mut stream = match reply {
+        Ok(r) => r.into_inner(),
+        Err(CallError::Status(s)) if s.code() == tonic::Code::InvalidArgument => {
+            return Ok(fail(NotDeployed::BadInput(s.message().to_string())))
+        }
+        Err(e) => {
+            return Ok(fail(NotDeployed::Failed(
+                AgentError::from_call(&address, e).message,
+            )))
+        }
+    };
+    let bar = progress.agent(&address);
+    let result = loop {
+        match stream.message().await {
+            Ok(Some(mut event)) => {
+                report::name_env(&mut event, c.env());
+                bar.event(&event);
+                if let Some(outcome) = event.outcome {
+                    break Ok(outcome);
+                }
+            }
+            Ok(None) => {
+                break Err(NotDeployed::Failed(format!(
+                    "{address} ended the deploy without a result; see `deployctl status` and `deployctl logs --deploy`"
+                )))
+            }
+            Err(s) => {
+                break Err(NotDeployed::Failed(format!(
+                    "lost the connection to {address} during the deploy: {}; it may still finish there: check `deployctl status`",
+                    c.broken(&s).await
+                )))
+            }
+        }
+    };
+    bar.finish();
+    Ok(AgentResult {
+        address,
+        accepted: true,
+        outcome: result,
+    })
+}
