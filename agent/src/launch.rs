@@ -170,6 +170,7 @@ fn with_gpus(
         return launch;
     }
     let holder = crate::gpus::holder(&spec.name, replica as u32);
+    let before = pool.held(&holder);
     let assigned = match spec.resources.gpus {
         0 => {
             pool.release(&holder);
@@ -185,6 +186,9 @@ fn with_gpus(
         w.hidden_devices = crate::gpus::hidden_devices(pool.gpus(), &assigned);
     }
     drop(pool);
-    sup.save_gpus();
+    if assigned != before {
+        // Only a change is written (the file is fsynced).
+        sup.save_gpus();
+    }
     launch
 }
