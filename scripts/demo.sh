@@ -7,7 +7,9 @@
 # Environment:
 #   DEPLOYCTL_LOCAL_ADDRESS   the local agent's address (default 127.0.0.1:7070)
 #   DEMO_PORT                 the app's port (default 8000)
-#   DEMO_SKIP_BUILD=1         use the binaries in target/debug as they are
+#   DEMO_SKIP_BUILD=1         do not build: use the binaries in DEMO_BIN as they are
+#   DEMO_BIN                  where deployctl and deploy-agent are (default target/release,
+#                             what `cargo build --release` in the README's Install makes)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -30,13 +32,13 @@ sys.exit(0 if s.connect_ex((sys.argv[1], int(sys.argv[2]))) == 0 else 1)
 PY
 }
 
+BIN="${DEMO_BIN:-$ROOT/target/release}"
 step "build"
 if [[ "${DEMO_SKIP_BUILD:-}" != 1 ]]; then
-  show cargo build --workspace
+  show cargo build --release
 fi
-BIN="$ROOT/target/debug"
 for b in deployctl deploy-agent; do
-  [[ -x "$BIN/$b" ]] || { echo "error: $BIN/$b missing: run cargo build --workspace" >&2; exit 1; }
+  [[ -x "$BIN/$b" ]] || { echo "error: $BIN/$b missing: run cargo build --release" >&2; exit 1; }
 done
 export PATH="$BIN:$PATH"
 

@@ -67,6 +67,50 @@ pub fn init(
     })
 }
 
+/// `init --cert-only`: a certificate for `names` from the CA already in `DATA/tls` (the
+/// first node's, copied here), users left alone. Returns the CA certificate's path.
+pub fn init_cert_only(data_dir: &Path, names: &[String]) -> Result<std::path::PathBuf, Error> {
+    let files = TlsFiles::new(data_dir);
+    if !(files.ca_cert().is_file() && files.ca_key().is_file()) {
+        return Err(invalid(
+            "--cert-only",
+            format!(
+                "no CA in {dir} (ca.pem and ca.key): copy them there from the first node's \
+                 DATA/tls, or run init without --cert-only for a CA of this node's own",
+                dir = files.ca_cert().parent().unwrap_or(data_dir).display()
+            ),
+        ));
+    }
+    tls::create(&files, names)?;
+    Ok(files.ca_cert())
+}
+
+/// What `init --cert-only` prints: the certificate made, and whether the users are there.
+pub fn cert_only_message(ca: &Path, auth_path: &Path, names: &[String]) -> Result<String, Error> {
+    let users = match auth_path.is_file() {
+        true => AuthFile::load(auth_path)?.users.len(),
+        false => 0,
+    };
+    let users = match users {
+        0 => format!(
+            "No users in {auth} yet: copy the first node's auth.toml there, so its tokens work \
+             here too.",
+            auth = auth_path.display()
+        ),
+        n => format!(
+            "Users: {n} in {auth} (the same tokens work wherever this file is the same).",
+            auth = auth_path.display()
+        ),
+    };
+    Ok(format!(
+        "Issued a TLS certificate for {names}, signed by the CA {ca}\n  (the first node's: \
+         the env's one ca_file reaches this agent too)\n{users}\nThe agent uses it when it \
+         starts.\n",
+        names = names.join(", "),
+        ca = ca.display(),
+    ))
+}
+
 /// What `init` prints: what it made, where, and the next commands, each working as printed
 /// (`cmd` is `deploy-agent` with the flags that find the same files, see [`Found::command`]).
 pub fn init_message(
@@ -88,9 +132,12 @@ Added the admin user {admin:?} to {auth}; its token (shown only now):
 
 The agent uses them when it starts (TLS from {tls}, users from {auth}).
 On the machine that runs deployctl:
+  mkdir -p certs && scp {host}:{ca} certs/
   install -D -m 600 /dev/stdin ~/.config/deployctl/{host}.token <<< '{token}'
   deployctl declare env agent prod --address https://{host}:{port} \\
-      --ca-file ca.pem --token-file ~/.config/deployctl/{host}.token
+      --ca-file certs/ca.pem --token-file ~/.config/deployctl/{host}.token
+More nodes with the same CA and users: copy {tls}/ca.pem, ca.key and {auth} to
+  each, then there: deploy-agent init --cert-only --name NAME
 More users: {cmd} user add NAME; groups: {cmd} group add GROUP --member NAME
 ",
         names = names.join(", "),
@@ -234,6 +281,32 @@ pub fn describe(auth_path: &Path) -> Result<String, Error> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn cert_only_needs_the_first_nodes_ca_and_signs_with_it() {
+        let base = std::env::temp_dir().join(format!("cert-only-test-{}", std::process::id()));
+        let (first, second) = (base.join("first"), base.join("second"));
+        let err = super::init_cert_only(&second, &["10.0.0.6".into()]).unwrap_err();
+        assert!(err.to_string().contains("copy them there"), "{err}");
+        assert!(!second.join("tls/agent.pem").exists());
+        std::fs::create_dir_all(&first).unwrap();
+        let auth = first.join("auth.toml");
+        super::init(&first, &auth, &["10.0.0.5".into()], "admin").unwrap();
+        let tls = second.join("tls");
+        std::fs::create_dir_all(&tls).unwrap();
+        for f in ["ca.pem", "ca.key"] {
+            std::fs::copy(first.join("tls").join(f), tls.join(f)).unwrap();
+        }
+        let ca = super::init_cert_only(&second, &["10.0.0.6".into()]).unwrap();
+        assert_eq!(
+            std::fs::read(&ca).unwrap(),
+            std::fs::read(first.join("tls/ca.pem")).unwrap()
+        );
+        assert!(tls.join("agent.pem").is_file());
+        let msg = super::cert_only_message(&ca, &second.join("auth.toml"), &["x".into()]);
+        assert!(msg.unwrap().contains("No users in"));
+        std::fs::remove_dir_all(base).unwrap();
+    }
 
     #[test]
     fn expiry_is_a_date_and_a_span() {
