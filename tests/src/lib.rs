@@ -22,6 +22,7 @@ mod admin;
 mod agent;
 mod apps;
 mod cleanup;
+mod etcd;
 mod git;
 mod haproxy;
 mod http;
@@ -29,6 +30,7 @@ mod load;
 mod loopback;
 mod project;
 mod prom;
+pub mod readme;
 mod secure;
 mod users;
 
@@ -37,6 +39,7 @@ pub use agent::{strip_ansi, tail, Agent};
 pub use apps::{
     app_py, APP_PY, CRASH_AFTER_PY, EXIT_AT_ONCE_PY, HOG_PY, NEVER_HEALTHY_PY, SPIN_PY,
 };
+pub use etcd::Etcd;
 pub use git::GitRepo;
 pub use haproxy::{HaProxy, Server};
 pub use http::{get_json, http_get, http_get_with, http_post, http_request, wait_for_json, Answer};
