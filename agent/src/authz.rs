@@ -5,10 +5,7 @@
 //! owner holds is refused as "not found", so its existence is not confirmed; what nobody
 //! owns (a directory an older agent left) is for admins only.
 
-use tonic::Status;
-
 use crate::auth::Caller;
-use crate::error::Error;
 
 /// What the caller wants to do.
 #[derive(Debug, Clone, Copy)]
@@ -63,20 +60,14 @@ pub(crate) enum Refusal {
     },
 }
 
-impl From<Refusal> for Status {
-    fn from(r: Refusal) -> Status {
-        match r {
-            Refusal::Hidden(name) => Error::NotFound(name).into(),
-            Refusal::MayNotDeployFor { caller, owner } => {
-                Status::permission_denied(format!("{caller} may not deploy for {owner}"))
-            }
-            Refusal::NameTaken { name, caller } => Status::permission_denied(format!(
-                "the name {name:?} is not available to {caller}; choose another name"
-            )),
-            Refusal::MayNotManageSecrets { caller, owner } => {
-                Status::permission_denied(format!("{caller} may not manage the secrets of {owner}"))
-            }
-        }
+/// The owner of a deployment whose spec names none: the caller; on an agent without users
+/// (every caller is the agent's own user), the client's `default_owner` (its `user:$USER`)
+/// when it sent one.
+pub(crate) fn default_owner(caller: &Caller, client_default: &str) -> String {
+    if caller.authenticated || client_default.is_empty() {
+        caller.owner()
+    } else {
+        client_default.to_string()
     }
 }
 
@@ -211,7 +202,7 @@ mod tests {
         };
         assert_eq!(refusal("user:alice"), refusal("group:ml"));
         assert_eq!(
-            Status::from(refusal("user:alice").unwrap_err()).message(),
+            tonic::Status::from(refusal("user:alice").unwrap_err()).message(),
             "the name \"app\" is not available to user:bob; choose another name"
         );
         assert!(refusal("user:bob").is_ok(), "a redeploy of one's own");
@@ -231,12 +222,21 @@ mod tests {
         .is_ok());
         assert!(authorize(&alice, Action::ManageSecrets { owner: "group:ml" }, &none).is_ok());
         assert_eq!(
-            Status::from(
+            tonic::Status::from(
                 authorize(&alice, Action::ManageSecrets { owner: "user:bob" }, &none).unwrap_err()
             )
             .message(),
             "user:alice may not manage the secrets of user:bob"
         );
+    }
+
+    #[test]
+    fn the_default_owner_is_the_caller_or_without_users_the_clients_user() {
+        let alice = user("alice", &[]);
+        assert_eq!(default_owner(&alice, "user:mallory"), "user:alice");
+        let local = Caller::local();
+        assert_eq!(default_owner(&local, "user:me"), "user:me");
+        assert_eq!(default_owner(&local, ""), local.owner());
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The gRPC adapter. Each method: trace, [`authorize`], one call into the domain (the
-//! supervisor, the pipeline, the secret store), map the result back ([`wire`]). Domain
-//! errors become gRPC statuses in exactly one place (`impl From<Error> for Status`), and
-//! refusals in another ([`crate::authz::Refusal`]).
+//! supervisor, the pipeline, the secret store), map the result back ([`wire`], [`replies`]).
+//! Domain errors and refusals become gRPC statuses in one place ([`errors`]).
 
+mod errors;
+mod interceptor;
+mod replies;
 mod wire;
 
 use std::pin::Pin;
@@ -13,65 +15,17 @@ use pb::agent_server::Agent;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use crate::auth::{Caller, Refused};
-use crate::authz::{authorize, Action, Target};
-use crate::error::Error;
+pub(crate) use interceptor::authenticator;
+use interceptor::caller;
+
+use crate::auth::Caller;
+use crate::authz::{authorize, default_owner, Action, Target};
 use crate::pipeline;
-use crate::refusals::{RefusalLog, RpcMethod};
-use crate::secrets::Kind;
 use crate::spec::{self, Spec};
 use crate::supervisor::Supervisor;
 
 /// Largest request accepted (a deploy request with its env vars is a few KiB).
 pub(crate) const MAX_REQUEST_BYTES: usize = 1024 * 1024;
-
-/// The interceptor that turns the bearer token into a [`Caller`] on every request; a
-/// refusal is logged (rate-limited) with the peer address and the method.
-pub(crate) fn authenticator(
-    sup: Arc<Supervisor>,
-) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
-    let refusals = Arc::new(RefusalLog::default());
-    move |mut req: Request<()>| {
-        let token = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| t.trim().to_string());
-        let refused = match sup.auth().authenticate(token.as_deref()) {
-            Ok(caller) => {
-                req.extensions_mut().insert(caller);
-                return Ok(req);
-            }
-            Err(r) => r,
-        };
-        let method = req
-            .extensions()
-            .get::<RpcMethod>()
-            .map_or("unknown", |m| m.0.as_str());
-        let (user, why) = match &refused {
-            Refused::NoToken => (None, "no token"),
-            Refused::BadToken => (None, "unknown token"),
-            Refused::Expired(user) => (Some(user.as_str()), "expired token"),
-        };
-        refusals.refused(req.remote_addr(), method, user, why);
-        // The same answer for a wrong, expired or removed token.
-        Err(match refused {
-            Refused::NoToken => Status::unauthenticated("this agent requires a token"),
-            Refused::BadToken | Refused::Expired(_) => {
-                Status::unauthenticated("the token was refused")
-            }
-        })
-    }
-}
-
-/// The caller the interceptor found.
-fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
-    req.extensions()
-        .get::<Caller>()
-        .cloned()
-        .ok_or_else(|| Status::unauthenticated("no caller"))
-}
 
 pub(crate) struct AgentService {
     sup: Arc<Supervisor>,
@@ -90,7 +44,12 @@ impl AgentService {
         }
     }
 
-    /// Whether the caller may see deployment `name`.
+    /// A valid name the caller may do `action` to.
+    fn allowed(&self, caller: &Caller, action: Action, name: &str) -> Result<(), Status> {
+        spec::validate_name(name)?;
+        Ok(authorize(caller, action, &self.target(name))?)
+    }
+
     /// The validated spec of a deploy request (its owner filled in), once `caller` may
     /// deploy it.
     fn deployable(&self, caller: &Caller, req: pb::DeployRequest) -> Result<Spec, Status> {
@@ -99,11 +58,7 @@ impl AgentService {
             .ok_or_else(|| Status::invalid_argument("spec: is required"))?;
         let mut spec = Spec::validate(wire::raw_spec(raw))?;
         if spec.owner.is_empty() {
-            spec.owner = if caller.authenticated || req.default_owner.is_empty() {
-                caller.owner()
-            } else {
-                req.default_owner.clone()
-            };
+            spec.owner = default_owner(caller, &req.default_owner);
         }
         crate::auth::parse_owner(&spec.owner)?;
         let action = Action::Deploy { owner: &spec.owner };
@@ -111,19 +66,20 @@ impl AgentService {
         Ok(spec)
     }
 
+    /// Whether the caller may see deployment `name`.
     fn sees(&self, caller: &Caller, name: &str) -> bool {
         authorize(caller, Action::See, &self.target(name)).is_ok()
     }
-}
 
-impl From<Error> for Status {
-    fn from(e: Error) -> Status {
-        match &e {
-            Error::InvalidInput { .. } => Status::invalid_argument(e.to_string()),
-            Error::NotFound(_) => Status::not_found(e.to_string()),
-            Error::Conflict(_) => Status::failed_precondition(e.to_string()),
-            Error::Io { .. } | Error::Internal(_) => Status::internal(e.to_string()),
+    /// Status of one deployment: "not found" unless the caller may see it (an unowned
+    /// leftover is shown to everyone who asks by name, as before).
+    fn may_ask_status(&self, caller: &Caller, name: &str) -> Result<(), Status> {
+        spec::validate_name(name)?;
+        let target = self.target(name);
+        if target.owner.is_some() {
+            authorize(caller, Action::See, &target)?;
         }
+        Ok(())
     }
 }
 
@@ -140,8 +96,8 @@ impl Agent for AgentService {
         &self,
         req: Request<pb::DeployRequest>,
     ) -> Result<Response<Self::DeployStream>, Status> {
-        let caller = caller(&req)?;
-        let spec = self.deployable(&caller, req.into_inner())?;
+        let (caller, req) = caller(req)?;
+        let spec = self.deployable(&caller, req)?;
         tracing::info!(deployment = %spec.name, repo = %spec.repo, git_ref = ?spec.git_ref, caller = %caller.user, "deploy requested");
         // The deploy runs to the end even if the client goes away.
         let events = pipeline::spawn(self.sup.clone(), spec)?;
@@ -154,9 +110,9 @@ impl Agent for AgentService {
         &self,
         req: Request<pb::DeployRequest>,
     ) -> Result<Response<pb::PlanReply>, Status> {
-        let caller = caller(&req)?;
+        let (caller, req) = caller(req)?;
         // What a deploy may do is what a plan may show.
-        let spec = self.deployable(&caller, req.into_inner())?;
+        let spec = self.deployable(&caller, req)?;
         let plan = pipeline::plan::plan(&self.sup, &spec).await?;
         Ok(Response::new(wire::plan_to_pb(plan)))
     }
@@ -165,23 +121,15 @@ impl Agent for AgentService {
         &self,
         req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusReply>, Status> {
-        let caller = caller(&req)?;
-        let name = req.into_inner().name;
-        let name = (!name.is_empty()).then_some(name);
+        let (caller, req) = caller(req)?;
+        let name = replies::optional_name(req.name);
         if let Some(n) = &name {
-            spec::validate_name(n)?;
-            let target = self.target(n);
-            if target.owner.is_some() {
-                authorize(&caller, Action::See, &target)?;
-            }
+            self.may_ask_status(&caller, n)?;
         }
         let views = self.sup.status(name.as_deref())?;
+        let deployments = views.into_iter().filter(|v| self.sees(&caller, &v.name));
         Ok(Response::new(pb::StatusReply {
-            deployments: views
-                .into_iter()
-                .filter(|v| self.sees(&caller, &v.name))
-                .map(wire::view_to_pb)
-                .collect(),
+            deployments: deployments.map(wire::view_to_pb).collect(),
         }))
     }
 
@@ -189,49 +137,36 @@ impl Agent for AgentService {
         &self,
         req: Request<pb::RemoveRequest>,
     ) -> Result<Response<pb::RemoveReply>, Status> {
-        let caller = caller(&req)?;
-        let req = req.into_inner();
-        let name = req.name;
-        spec::validate_name(&name)?;
-        authorize(&caller, Action::Remove, &self.target(&name))?;
-        tracing::info!(deployment = %name, caller = %caller.user, "remove requested");
-        let drain = req.drain_ms.map(std::time::Duration::from_millis);
-        let removed = self.sup.remove(&name, drain).await?;
-        Ok(Response::new(pb::RemoveReply {
-            stopped: removed.how.as_str().to_string(),
-            pid: removed.pid.unwrap_or(0),
-            lb_drained_ms: removed.lb_drained.as_millis() as u64,
-            requests_drained_ms: removed.requests_drained.as_millis() as u64,
-        }))
+        let (caller, req) = caller(req)?;
+        self.allowed(&caller, Action::Remove, &req.name)?;
+        tracing::info!(deployment = %req.name, caller = %caller.user, "remove requested");
+        let removed = self
+            .sup
+            .remove(&req.name, replies::drain(req.drain_ms))
+            .await?;
+        Ok(Response::new(replies::removed_to_pb(removed)))
     }
 
     async fn stop(
         &self,
         req: Request<pb::StopRequest>,
     ) -> Result<Response<pb::RemoveReply>, Status> {
-        let caller = caller(&req)?;
-        let req = req.into_inner();
-        spec::validate_name(&req.name)?;
-        authorize(&caller, Action::Operate, &self.target(&req.name))?;
+        let (caller, req) = caller(req)?;
+        self.allowed(&caller, Action::Operate, &req.name)?;
         tracing::info!(deployment = %req.name, caller = %caller.user, "stop requested");
-        let drain = req.drain_ms.map(std::time::Duration::from_millis);
-        let stopped = self.sup.stop(&req.name, drain).await?;
-        Ok(Response::new(pb::RemoveReply {
-            stopped: stopped.how.as_str().to_string(),
-            pid: stopped.pid.unwrap_or(0),
-            lb_drained_ms: stopped.lb_drained.as_millis() as u64,
-            requests_drained_ms: stopped.requests_drained.as_millis() as u64,
-        }))
+        let stopped = self
+            .sup
+            .stop(&req.name, replies::drain(req.drain_ms))
+            .await?;
+        Ok(Response::new(replies::removed_to_pb(stopped)))
     }
 
     async fn restart(
         &self,
         req: Request<pb::RestartRequest>,
     ) -> Result<Response<Self::RestartStream>, Status> {
-        let caller = caller(&req)?;
-        let req = req.into_inner();
-        spec::validate_name(&req.name)?;
-        authorize(&caller, Action::Operate, &self.target(&req.name))?;
+        let (caller, req) = caller(req)?;
+        self.allowed(&caller, Action::Operate, &req.name)?;
         tracing::info!(deployment = %req.name, caller = %caller.user, only_if_stopped = req.only_if_stopped, "restart requested");
         let events = pipeline::spawn_relaunch(self.sup.clone(), &req.name, req.only_if_stopped)?;
         Ok(Response::new(Box::pin(
@@ -243,31 +178,17 @@ impl Agent for AgentService {
         &self,
         req: Request<tonic::Streaming<pb::ExecInput>>,
     ) -> Result<Response<Self::ExecStream>, Status> {
-        let caller = caller(&req)?;
-        let mut input = req.into_inner();
+        let (caller, mut input) = caller(req)?;
         let first = input.message().await?.ok_or_else(|| {
             Status::invalid_argument("the first message names the deployment and the command")
         })?;
-        spec::validate_name(&first.name)?;
-        authorize(&caller, Action::Operate, &self.target(&first.name))?;
+        self.allowed(&caller, Action::Operate, &first.name)?;
         tracing::info!(deployment = %first.name, caller = %caller.user, "exec requested");
-        let stdin = first.stdin.then(|| {
-            let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
-            tokio::spawn(async move {
-                while let Ok(Some(m)) = input.message().await {
-                    if !m.data.is_empty() && tx.send(m.data).await.is_err() {
-                        return;
-                    }
-                    if m.eof {
-                        return;
-                    }
-                }
-            });
-            rx
-        });
+        let stdin = first.stdin.then(|| replies::stdin_of(input));
         let events = crate::exec::start(self.sup.clone(), &first.name, first.argv, stdin).await?;
+        let events = tokio_stream::wrappers::ReceiverStream::new(events);
         Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(events).map(|e| Ok(wire::exec_to_pb(e))),
+            events.map(|e| Ok(wire::exec_to_pb(e))),
         )))
     }
 
@@ -275,23 +196,10 @@ impl Agent for AgentService {
         &self,
         req: Request<pb::LogsRequest>,
     ) -> Result<Response<Self::LogsStream>, Status> {
-        let caller = caller(&req)?;
-        let req = req.into_inner();
-        spec::validate_name(&req.name)?;
-        authorize(&caller, Action::See, &self.target(&req.name))?;
-        let chunks = self
-            .sup
-            .logs(
-                &req.name,
-                req.deploy,
-                crate::logs::Reading {
-                    lines: req.lines as usize,
-                    follow: req.follow,
-                    since_ms: (req.since_unix_ms > 0).then_some(req.since_unix_ms as i64),
-                    timestamps: req.timestamps,
-                },
-            )
-            .await?;
+        let (caller, req) = caller(req)?;
+        self.allowed(&caller, Action::See, &req.name)?;
+        let reading = replies::reading(&req);
+        let chunks = self.sup.logs(&req.name, req.deploy, reading).await?;
         Ok(Response::new(Box::pin(
             chunks.map(|data| Ok(pb::LogChunk { data })),
         )))
@@ -301,36 +209,23 @@ impl Agent for AgentService {
         &self,
         req: Request<pb::NodeInfoRequest>,
     ) -> Result<Response<pb::NodeInfoReply>, Status> {
-        let caller = caller(&req)?;
+        let (caller, _) = caller(req)?;
         // Only what the caller may see is counted (admins: everything).
-        let visible = self
-            .sup
-            .all()
-            .iter()
-            .filter(|d| self.sees(&caller, d.name()))
-            .count() as u32;
-        Ok(Response::new(
-            crate::node::info(self.sup.clone(), visible).await,
-        ))
+        let all = self.sup.all();
+        let visible = all.iter().filter(|d| self.sees(&caller, d.name())).count();
+        let info = crate::node::info(self.sup.clone(), visible as u32).await;
+        Ok(Response::new(info))
     }
 
     async fn set_secret(
         &self,
         req: Request<pb::SetSecretRequest>,
     ) -> Result<Response<pb::SetSecretReply>, Status> {
-        let caller = caller(&req)?;
-        let req = req.into_inner();
+        let (caller, req) = caller(req)?;
         authorize_secrets(&caller, &req.owner)?;
-        let kind = Kind::parse(&req.kind).ok_or_else(|| {
-            Status::invalid_argument(format!(
-                "kind: {:?} is not one of env, git-ssh-key, git-https",
-                req.kind
-            ))
-        })?;
-        self.sup
-            .secrets()
-            .set(&req.owner, &req.name, req.value, kind)
-            .await?;
+        let kind = replies::secret_kind(&req.kind)?;
+        let secrets = self.sup.secrets();
+        secrets.set(&req.owner, &req.name, req.value, kind).await?;
         tracing::info!(owner = %req.owner, name = %req.name, caller = %caller.user, "secret set");
         Ok(Response::new(pb::SetSecretReply {}))
     }
@@ -339,52 +234,29 @@ impl Agent for AgentService {
         &self,
         req: Request<pb::ListSecretsRequest>,
     ) -> Result<Response<pb::ListSecretsReply>, Status> {
-        let caller = caller(&req)?;
-        let owner = req.into_inner().owner;
-        authorize_secrets(&caller, &owner)?;
-        let secrets = self
-            .sup
-            .secrets()
-            .list(&owner)
-            .await?
-            .into_iter()
-            .map(|i| pb::SecretInfo {
-                name: i.name,
-                kind: i.kind.as_str().to_string(),
-                updated_at: i.updated_at,
-            })
-            .collect();
-        Ok(Response::new(pb::ListSecretsReply { secrets }))
+        let (caller, req) = caller(req)?;
+        authorize_secrets(&caller, &req.owner)?;
+        let secrets = self.sup.secrets().list(&req.owner).await?;
+        Ok(Response::new(replies::secrets_to_pb(secrets)))
     }
 
     async fn remove_secret(
         &self,
         req: Request<pb::RemoveSecretRequest>,
     ) -> Result<Response<pb::RemoveSecretReply>, Status> {
-        let caller = caller(&req)?;
-        let req = req.into_inner();
+        let (caller, req) = caller(req)?;
         authorize_secrets(&caller, &req.owner)?;
-        if !self.sup.secrets().remove(&req.owner, &req.name).await? {
-            return Err(Status::not_found(format!(
-                "{} has no secret {:?}",
-                req.owner, req.name
-            )));
-        }
-        tracing::info!(owner = %req.owner, name = %req.name, caller = %caller.user, "secret removed");
-        Ok(Response::new(pb::RemoveSecretReply {}))
+        let found = self.sup.secrets().remove(&req.owner, &req.name).await?;
+        tracing::info!(owner = %req.owner, name = %req.name, caller = %caller.user, found, "secret removed");
+        Ok(Response::new(replies::secret_removed(found, &req)?))
     }
 
     async fn who_am_i(
         &self,
         req: Request<pb::WhoAmIRequest>,
     ) -> Result<Response<pb::WhoAmIReply>, Status> {
-        let caller = caller(&req)?;
-        Ok(Response::new(pb::WhoAmIReply {
-            user: caller.user,
-            admin: caller.admin,
-            groups: caller.groups,
-            auth_enabled: caller.authenticated,
-        }))
+        let (caller, _) = caller(req)?;
+        Ok(Response::new(replies::who_am_i(caller)))
     }
 }
 

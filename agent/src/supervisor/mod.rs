@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 pub(crate) use identity::move_off_taken_ports;
-pub(crate) use remove::{stop_recorded, LB_WATCHING};
+pub(crate) use remove::{stop_recorded, Removed, LB_WATCHING};
 pub(crate) use view::View;
 
 use crate::auth::Auth;

@@ -1,0 +1,102 @@
+//! The smaller requests and replies of the gRPC API, mapped to and from the domain: what a
+//! handler would otherwise build field by field.
+
+use std::time::Duration;
+
+use deployctl_proto::v1 as pb;
+use tonic::Status;
+
+use crate::auth::Caller;
+use crate::secrets::{Info, Kind};
+use crate::supervisor::Removed;
+
+/// `remove` and `stop` answer the same: how the app stopped and how long each drain took.
+pub(super) fn removed_to_pb(r: Removed) -> pb::RemoveReply {
+    pb::RemoveReply {
+        stopped: r.how.as_str().to_string(),
+        pid: r.pid.unwrap_or(0),
+        lb_drained_ms: r.lb_drained.as_millis() as u64,
+        requests_drained_ms: r.requests_drained.as_millis() as u64,
+    }
+}
+
+/// An optional drain time in milliseconds (none: the agent's `lb_drain` rule).
+pub(super) fn drain(ms: Option<u64>) -> Option<Duration> {
+    ms.map(Duration::from_millis)
+}
+
+/// A status request names one deployment, or none (all).
+pub(super) fn optional_name(name: String) -> Option<String> {
+    (!name.is_empty()).then_some(name)
+}
+
+pub(super) fn reading(req: &pb::LogsRequest) -> crate::logs::Reading {
+    crate::logs::Reading {
+        lines: req.lines as usize,
+        follow: req.follow,
+        since_ms: (req.since_unix_ms > 0).then_some(req.since_unix_ms as i64),
+        timestamps: req.timestamps,
+    }
+}
+
+pub(super) fn secret_kind(kind: &str) -> Result<Kind, Status> {
+    Kind::parse(kind).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "kind: {kind:?} is not one of env, git-ssh-key, git-https"
+        ))
+    })
+}
+
+pub(super) fn secrets_to_pb(infos: Vec<Info>) -> pb::ListSecretsReply {
+    pb::ListSecretsReply {
+        secrets: infos
+            .into_iter()
+            .map(|i| pb::SecretInfo {
+                name: i.name,
+                kind: i.kind.as_str().to_string(),
+                updated_at: i.updated_at,
+            })
+            .collect(),
+    }
+}
+
+/// `remove_secret` of a secret the owner does not have is "not found".
+pub(super) fn secret_removed(
+    found: bool,
+    req: &pb::RemoveSecretRequest,
+) -> Result<pb::RemoveSecretReply, Status> {
+    match found {
+        true => Ok(pb::RemoveSecretReply {}),
+        false => Err(Status::not_found(format!(
+            "{} has no secret {:?}",
+            req.owner, req.name
+        ))),
+    }
+}
+
+pub(super) fn who_am_i(caller: Caller) -> pb::WhoAmIReply {
+    pb::WhoAmIReply {
+        user: caller.user,
+        admin: caller.admin,
+        groups: caller.groups,
+        auth_enabled: caller.authenticated,
+    }
+}
+
+/// `exec -i`: the client's standard input after the first message, until it says EOF.
+pub(super) fn stdin_of(
+    mut input: tonic::Streaming<pb::ExecInput>,
+) -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    tokio::spawn(async move {
+        while let Ok(Some(m)) = input.message().await {
+            if !m.data.is_empty() && tx.send(m.data).await.is_err() {
+                return;
+            }
+            if m.eof {
+                return;
+            }
+        }
+    });
+    rx
+}
