@@ -8,10 +8,10 @@
 use std::time::Duration;
 
 use anyhow::anyhow;
-use deployctl_proto::v1 as pb;
 
+use super::halt::{self, Halt, Halted};
 use super::run::{self, Rollout};
-use crate::client::{self, Call, CallError, Limit, Target};
+use crate::client::{self, Target};
 use crate::decl::{self, DeploymentDecl};
 use crate::output::Format;
 use crate::project::Project;
@@ -125,79 +125,29 @@ pub(crate) async fn restart(
 pub(crate) async fn stop(project: &Project, args: StopArgs, format: Format) -> anyhow::Result<()> {
     let name = &args.name;
     let (target, declared) = target_of(project, name).await?;
-    let drain = args
-        .drain
-        .as_deref()
-        .map(|d| decl::parse_duration("--drain", d))
-        .transpose()?;
-    let duration = |field: &str, value: Option<String>, default: u64| {
-        value
-            .and_then(|t| decl::parse_duration(field, &t).ok())
-            .unwrap_or(Duration::from_secs(default))
-    };
-    let d = declared.unwrap_or_default();
-    let limit = Limit::Within(
-        target.timeout
-            + drain.unwrap_or(Duration::from_secs(4))
-            + duration("drain_timeout", d.drain_timeout, 30)
-            + duration("kill_timeout", d.kill_timeout, 10)
-            + Duration::from_secs(10),
-    );
-    let request = pb::StopRequest {
-        name: name.clone(),
-        drain_ms: drain.map(|d| d.as_millis() as u64),
-    };
-    let mut replies = client::for_each_agent(&target, limit, move |mut c: Call| {
-        let request = request.clone();
-        async move {
-            match c.client.stop(request).await {
-                Ok(r) => Ok(Some(r.into_inner())),
-                Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
-                Err(s) => Err(CallError::from(s)),
-            }
+    let drain = halt::drain_flag(args.drain.as_deref())?;
+    let limit = halt::limit(&target, drain, declared.as_ref(), Duration::from_secs(10));
+    let print = |h: &Halted| {
+        if let (Ok(Some(r)), Format::Text) = (&h.result, format) {
+            println!("✓ stopped {name} on {} ({})", h.address, halt::how(r));
         }
-    });
-    let (mut stopped, mut errors, mut results) = (0, Vec::new(), Vec::new());
-    while let Some(reply) = replies.next().await {
-        let address = reply.address.clone();
-        let json = match reply.result {
-            Ok(Some(r)) => {
-                stopped += 1;
-                if format == Format::Text {
-                    let pid = if r.pid > 0 {
-                        format!("pid {}, ", r.pid)
-                    } else {
-                        String::new()
-                    };
-                    println!("✓ stopped {name} on {address} ({pid}{})", r.stopped);
-                }
-                serde_json::json!({"agent": address, "stopped": true, "pid": r.pid, "how": r.stopped})
-            }
-            Ok(None) => {
-                serde_json::json!({"agent": address, "stopped": false, "reason": "not found"})
-            }
-            Err(e) => {
-                errors.push(e.message.clone());
-                serde_json::json!({"agent": address, "stopped": false, "reason": e.message})
-            }
-        };
-        results.push((reply.index, json));
-    }
+    };
+    let all = halt::each_agent(&target, Halt::Stop, name, drain, limit, print).await;
     if format == Format::Json {
-        results.sort_by_key(|(i, _)| *i);
-        let results: Vec<_> = results.into_iter().map(|(_, j)| j).collect();
-        println!(
-            "{}",
-            serde_json::json!({"name": name, "instances": results})
-        );
+        println!("{}", halt::json(name, all.iter().map(to_json).collect()));
     }
+    let errors: Vec<&str> = all
+        .iter()
+        .filter_map(|h| h.result.as_ref().err())
+        .map(String::as_str)
+        .collect();
     if !errors.is_empty() {
         return Err(anyhow!(
             "could not stop {name} everywhere:\n  {}",
             errors.join("\n  ")
         ));
     }
-    if stopped == 0 {
+    if !all.iter().any(|h| matches!(h.result, Ok(Some(_)))) {
         return Err(anyhow!(
             "{name} is not on any agent of env {}: nothing to stop",
             target.env
@@ -209,4 +159,17 @@ pub(crate) async fn stop(project: &Project, args: StopArgs, format: Format) -> a
         );
     }
     Ok(())
+}
+
+fn to_json(h: &Halted) -> (usize, serde_json::Value) {
+    let json = match &h.result {
+        Ok(Some(r)) => {
+            serde_json::json!({"agent": h.address, "stopped": true, "pid": r.pid, "how": r.stopped})
+        }
+        Ok(None) => {
+            serde_json::json!({"agent": h.address, "stopped": false, "reason": "not found"})
+        }
+        Err(e) => serde_json::json!({"agent": h.address, "stopped": false, "reason": e}),
+    };
+    (h.index, json)
 }

@@ -6,19 +6,14 @@
 use std::time::Duration;
 
 use anyhow::anyhow;
-use deployctl_proto::v1 as pb;
 
-use crate::client::{self, Call, CallError, Limit};
+use super::halt::{self, Halt, Halted};
+use crate::client;
 use crate::decl;
 use crate::output::Format;
 use crate::project::Project;
 use crate::state;
 
-/// The agent's default SIGTERM-to-SIGKILL grace period, when the declaration sets none.
-const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(10);
-/// The agent's default lb_drain and drain timeout, when nothing else is known.
-const DEFAULT_LB_DRAIN: Duration = Duration::from_secs(4);
-const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time for an agent to delete a deployment's directories once its app stopped.
 const CLEANUP_TIME: Duration = Duration::from_secs(20);
 
@@ -38,102 +33,36 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
     decl::validate_name("name", name)?;
     let store = state::open(project)?;
     let st = store.load().await?;
-    let in_state = st.deployments.get(name);
+    let in_state = st.deployments.contains_key(name);
     let (env, declared) = state::env_of(project, &st, name)?;
     // Starts the built-in local agent when nothing answers: its apps outlive it.
     let target = client::resolve_env(project, &env)?;
     // An agent answers once the app stopped (up to its kill timeout) and its directories
     // are gone; a hung agent is found earlier by the keepalive pings.
-    let kill_timeout = declared
-        .as_ref()
-        .and_then(|d| d.kill_timeout.clone())
-        .and_then(|t| decl::parse_duration("kill_timeout", &t).ok())
-        .unwrap_or(DEFAULT_KILL_TIMEOUT);
-    let drain = args
-        .drain
-        .as_deref()
-        .map(|d| decl::parse_duration("--drain", d))
-        .transpose()?;
-    let drain_timeout = declared
-        .as_ref()
-        .and_then(|d| d.drain_timeout.clone())
-        .and_then(|t| decl::parse_duration("drain_timeout", &t).ok())
-        .unwrap_or(DEFAULT_DRAIN_TIMEOUT);
-    let limit = Limit::Within(
-        target.timeout
-            + drain.unwrap_or(DEFAULT_LB_DRAIN)
-            + drain_timeout
-            + kill_timeout
-            + CLEANUP_TIME,
-    );
-    let request = pb::RemoveRequest {
-        name: name.clone(),
-        drain_ms: drain.map(|d| d.as_millis() as u64),
-    };
-    let mut replies = client::for_each_agent(&target, limit, move |mut c: Call| {
-        let request = request.clone();
-        async move {
-            match c.client.remove(request).await {
-                Ok(r) => Ok(Some(r.into_inner())),
-                Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
-                Err(s) => Err(CallError::from(s)),
-            }
+    let drain = halt::drain_flag(args.drain.as_deref())?;
+    let limit = halt::limit(&target, drain, declared.as_ref(), CLEANUP_TIME);
+    let print = |h: &Halted| {
+        if let (Ok(Some(r)), Format::Text) = (&h.result, format) {
+            println!("✓ removed {name} from {} ({})", h.address, halt::how(r));
         }
-    });
-    let mut removed = 0;
-    let mut errors = Vec::new();
-    let mut results = Vec::new();
-    // Each agent's result as it comes.
-    while let Some(reply) = replies.next().await {
-        let address = &reply.address;
-        let json = match reply.result {
-            Ok(Some(r)) => {
-                removed += 1;
-                if format == Format::Text {
-                    let pid = if r.pid > 0 {
-                        format!("pid {}, ", r.pid)
-                    } else {
-                        String::new()
-                    };
-                    let mut drained = String::new();
-                    if r.lb_drained_ms > 0 {
-                        drained.push_str(&format!(
-                            "; its health endpoint answered 503 for {} first",
-                            crate::output::ms(r.lb_drained_ms)
-                        ));
-                    }
-                    if r.requests_drained_ms > 0 {
-                        drained.push_str(&format!(
-                            "; requests in flight finished in {}",
-                            crate::output::ms(r.requests_drained_ms)
-                        ));
-                    }
-                    println!(
-                        "✓ removed {name} from {address} ({pid}{}{drained})",
-                        r.stopped
-                    );
-                }
-                serde_json::json!({"agent": address, "removed": true, "pid": r.pid, "stopped": r.stopped,
-                    "lb_drained_ms": r.lb_drained_ms, "requests_drained_ms": r.requests_drained_ms})
-            }
-            Ok(None) => {
-                serde_json::json!({"agent": address, "removed": false, "reason": "not found"})
-            }
-            // Named together at the end, with what that means for the state.
-            Err(e) => {
-                errors.push(e.message);
-                continue;
-            }
-        };
-        results.push((reply.index, json));
-    }
+    };
+    let all = halt::each_agent(&target, Halt::Remove, name, drain, limit, print).await;
+    let removed = all
+        .iter()
+        .filter(|h| matches!(h.result, Ok(Some(_))))
+        .count();
+    let errors: Vec<&str> = all
+        .iter()
+        .filter_map(|h| h.result.as_ref().err())
+        .map(String::as_str)
+        .collect();
     if !errors.is_empty() {
         return Err(anyhow!(
             "could not remove {name} everywhere (the state entry is kept):\n  {}",
             errors.join("\n  ")
         ));
     }
-    if in_state.is_none() && removed == 0 {
+    if !in_state && removed == 0 {
         return Err(anyhow!(
             "deployment {name:?} not found (not in the state, not on any agent of env {env})"
         ));
@@ -145,14 +74,22 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
         })
         .await?;
     if format == Format::Json {
-        results.sort_by_key(|(i, _)| *i);
-        let results: Vec<_> = results.into_iter().map(|(_, j)| j).collect();
-        println!(
-            "{}",
-            serde_json::json!({"name": name, "instances": results})
-        );
+        println!("{}", halt::json(name, all.iter().map(to_json).collect()));
     } else if removed == 0 {
         println!("✓ {name} was not running on any agent; removed it from the state");
     }
     Ok(())
+}
+
+fn to_json(h: &Halted) -> (usize, serde_json::Value) {
+    let json = match &h.result {
+        Ok(Some(r)) => serde_json::json!({"agent": h.address, "removed": true, "pid": r.pid,
+            "stopped": r.stopped, "lb_drained_ms": r.lb_drained_ms,
+            "requests_drained_ms": r.requests_drained_ms}),
+        Ok(None) => {
+            serde_json::json!({"agent": h.address, "removed": false, "reason": "not found"})
+        }
+        Err(e) => serde_json::json!({"agent": h.address, "removed": false, "reason": e}),
+    };
+    (h.index, json)
 }

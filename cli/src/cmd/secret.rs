@@ -125,164 +125,188 @@ pub(crate) async fn run(project: &Project, cmd: Secret, format: Format) -> anyho
             from_file,
             kind,
         } => {
-            let mut value = match from_file {
-                Some(f) => std::fs::read(&f).map_err(|e| {
-                    bad_input(format!("--from-file: cannot read {}: {e}", f.display()))
-                })?,
-                None => {
-                    if std::io::stdin().is_terminal() {
-                        eprintln!(
-                            "Reading the value of {name} from standard input (end with Ctrl-D):"
-                        );
-                    }
-                    let mut v = Vec::new();
-                    std::io::stdin()
-                        .read_to_end(&mut v)
-                        .context("reading standard input")?;
-                    v
-                }
-            };
-            // `echo value |` and editors add a final newline that is not part of a password
-            // or token; a key keeps its own.
-            if kind != "git-ssh-key" {
-                while value.ends_with(b"\n") || value.ends_with(b"\r") {
-                    value.pop();
-                }
-            }
-            if value.is_empty() {
-                return Err(bad_input(
-                    "the value is empty (give it on standard input or with --from-file)",
-                ));
-            }
-            let target = scope.target(project, true)?;
-            let owner = owner_or_caller(&target, scope.owner).await?;
-            let request = pb::SetSecretRequest {
-                owner: owner.clone(),
-                name: name.clone(),
-                value,
-                kind: kind.clone(),
-            };
-            let replies = client::for_each_agent(&target, Limit::Answer, move |mut c: Call| {
-                let request = request.clone();
-                async move { Ok(c.client.set_secret(request).await?.into_inner()) }
-            });
-            let (set, failed) = split(replies.all().await);
-            if !failed.is_empty() {
-                return Err(failure(
-                    &format!("set secret {name} of {owner}"),
-                    set.len(),
-                    failed,
-                ));
-            }
-            if format == Format::Text {
-                let kind = if kind == "env" {
-                    String::new()
-                } else {
-                    format!(" ({kind})")
-                };
-                println!(
-                    "✓ secret {name}{kind} set for {owner} on {}",
-                    place(&target)
-                );
-            }
-            Ok(())
+            let value = read_value(&name, from_file, &kind)?;
+            set(project, &name, scope, value, &kind, format).await
         }
-        Secret::List { scope } => {
-            let target = scope.target(project, false)?;
-            let owner = owner_or_caller(&target, scope.owner).await?;
-            let request = pb::ListSecretsRequest {
-                owner: owner.clone(),
-            };
-            let replies = client::for_each_agent(&target, Limit::Answer, move |mut c: Call| {
-                let request = request.clone();
-                async move { Ok(c.client.list_secrets(request).await?.into_inner().secrets) }
-            });
-            let (lists, failed) = split(replies.all().await);
-            if !failed.is_empty() {
-                return Err(failure(
-                    &format!("list the secrets of {owner}"),
-                    lists.len(),
-                    failed,
-                ));
+        Secret::List { scope } => list(project, scope, format).await,
+        Secret::Rm { name, scope } => rm(project, &name, scope, format).await,
+    }
+}
+
+/// The value from `--from-file` or standard input; a final newline is not part of a
+/// password or token (`echo value |`, editors), but a key keeps its own.
+fn read_value(
+    name: &str,
+    from_file: Option<std::path::PathBuf>,
+    kind: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let mut value = match from_file {
+        Some(f) => std::fs::read(&f)
+            .map_err(|e| bad_input(format!("--from-file: cannot read {}: {e}", f.display())))?,
+        None => {
+            if std::io::stdin().is_terminal() {
+                eprintln!("Reading the value of {name} from standard input (end with Ctrl-D):");
             }
-            let mut rows: Vec<(String, String, Vec<String>)> = Vec::new();
-            for (address, list) in lists {
-                for s in list {
-                    match rows.iter_mut().find(|r| r.0 == s.name) {
-                        Some(r) => r.2.push(address.clone()),
-                        None => rows.push((s.name, s.kind, vec![address.clone()])),
-                    }
-                }
-            }
-            rows.sort();
-            if format == Format::Json {
-                let list: Vec<_> = rows
-                    .iter()
-                    .map(|(n, k, a)| serde_json::json!({"name": n, "kind": k, "agents": a}))
-                    .collect();
-                println!(
-                    "{}",
-                    serde_json::json!({"owner": owner, "env": target.env, "secrets": list})
-                );
-                return Ok(());
-            }
-            if rows.is_empty() {
-                println!("{owner} has no secrets on {}", place(&target));
-                return Ok(());
-            }
-            println!("Secrets of {owner} on {}:", place(&target));
-            let n = target.addresses.len();
-            let table: Vec<Vec<String>> = rows
-                .into_iter()
-                .map(|(name, kind, agents)| vec![name, kind, format!("{}/{n}", agents.len())])
-                .collect();
-            output::table(&["NAME", "KIND", "AGENTS"], &table);
-            Ok(())
+            let mut v = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut v)
+                .context("reading standard input")?;
+            v
         }
-        Secret::Rm { name, scope } => {
-            let target = scope.target(project, true)?;
-            let owner = owner_or_caller(&target, scope.owner).await?;
-            let request = pb::RemoveSecretRequest {
-                owner: owner.clone(),
-                name: name.clone(),
-            };
-            let replies = client::for_each_agent(&target, Limit::Answer, move |mut c: Call| {
-                let request = request.clone();
-                async move {
-                    match c.client.remove_secret(request).await {
-                        Ok(_) => Ok(true),
-                        Err(s) if s.code() == tonic::Code::NotFound => Ok(false),
-                        Err(s) => Err(CallError::from(s)),
-                    }
-                }
-            });
-            let (answered, failed) = split(replies.all().await);
-            let removed = answered.iter().filter(|(_, r)| *r).count();
-            if !failed.is_empty() {
-                let what = format!("remove secret {name} of {owner}");
-                return Err(failure(&what, answered.len(), failed));
-            }
-            if removed == 0 {
-                return Err(anyhow!(
-                    "{owner} has no secret {name:?} on {}",
-                    place(&target)
-                ));
-            }
-            if format == Format::Text {
-                let lacked = target.addresses.len() - removed;
-                let lacked = if lacked > 0 {
-                    format!("; {lacked} of its agents did not have it")
-                } else {
-                    String::new()
-                };
-                println!(
-                    "✓ secret {name} of {owner} removed from {}{lacked}",
-                    place(&target)
-                );
-            }
-            Ok(())
+    };
+    if kind != "git-ssh-key" {
+        while value.ends_with(b"\n") || value.ends_with(b"\r") {
+            value.pop();
         }
     }
+    if value.is_empty() {
+        return Err(bad_input(
+            "the value is empty (give it on standard input or with --from-file)",
+        ));
+    }
+    Ok(value)
+}
+
+async fn set(
+    project: &Project,
+    name: &str,
+    scope: Scope,
+    value: Vec<u8>,
+    kind: &str,
+    format: Format,
+) -> anyhow::Result<()> {
+    let target = scope.target(project, true)?;
+    let owner = owner_or_caller(&target, scope.owner).await?;
+    let request = pb::SetSecretRequest {
+        owner: owner.clone(),
+        name: name.to_string(),
+        value,
+        kind: kind.to_string(),
+    };
+    let replies = client::for_each_agent(&target, Limit::Answer, move |mut c: Call| {
+        let request = request.clone();
+        async move { Ok(c.client.set_secret(request).await?.into_inner()) }
+    });
+    let (set, failed) = split(replies.all().await);
+    if !failed.is_empty() {
+        let what = format!("set secret {name} of {owner}");
+        return Err(failure(&what, set.len(), failed));
+    }
+    if format == Format::Text {
+        let kind = match kind {
+            "env" => String::new(),
+            k => format!(" ({k})"),
+        };
+        println!(
+            "✓ secret {name}{kind} set for {owner} on {}",
+            place(&target)
+        );
+    }
+    Ok(())
+}
+
+async fn list(project: &Project, scope: Scope, format: Format) -> anyhow::Result<()> {
+    let target = scope.target(project, false)?;
+    let owner = owner_or_caller(&target, scope.owner).await?;
+    let request = pb::ListSecretsRequest {
+        owner: owner.clone(),
+    };
+    let replies = client::for_each_agent(&target, Limit::Answer, move |mut c: Call| {
+        let request = request.clone();
+        async move { Ok(c.client.list_secrets(request).await?.into_inner().secrets) }
+    });
+    let (lists, failed) = split(replies.all().await);
+    if !failed.is_empty() {
+        let what = format!("list the secrets of {owner}");
+        return Err(failure(&what, lists.len(), failed));
+    }
+    print_list(&owner, &target, merge_lists(lists), format);
+    Ok(())
+}
+
+/// One row per secret name: its kind and the agents that have it, sorted by name.
+fn merge_lists(lists: Vec<(String, Vec<pb::SecretInfo>)>) -> Vec<(String, String, Vec<String>)> {
+    let mut rows: Vec<(String, String, Vec<String>)> = Vec::new();
+    for (address, list) in lists {
+        for s in list {
+            match rows.iter_mut().find(|r| r.0 == s.name) {
+                Some(r) => r.2.push(address.clone()),
+                None => rows.push((s.name, s.kind, vec![address.clone()])),
+            }
+        }
+    }
+    rows.sort();
+    rows
+}
+
+fn print_list(
+    owner: &str,
+    target: &Target,
+    rows: Vec<(String, String, Vec<String>)>,
+    format: Format,
+) {
+    if format == Format::Json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|(n, k, a)| serde_json::json!({"name": n, "kind": k, "agents": a}))
+            .collect();
+        let all = serde_json::json!({"owner": owner, "env": target.env, "secrets": list});
+        println!("{all}");
+        return;
+    }
+    if rows.is_empty() {
+        println!("{owner} has no secrets on {}", place(target));
+        return;
+    }
+    println!("Secrets of {owner} on {}:", place(target));
+    let n = target.addresses.len();
+    let table: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|(name, kind, agents)| vec![name, kind, format!("{}/{n}", agents.len())])
+        .collect();
+    output::table(&["NAME", "KIND", "AGENTS"], &table);
+}
+
+async fn rm(project: &Project, name: &str, scope: Scope, format: Format) -> anyhow::Result<()> {
+    let target = scope.target(project, true)?;
+    let owner = owner_or_caller(&target, scope.owner).await?;
+    let request = pb::RemoveSecretRequest {
+        owner: owner.clone(),
+        name: name.to_string(),
+    };
+    let replies = client::for_each_agent(&target, Limit::Answer, move |mut c: Call| {
+        let request = request.clone();
+        async move {
+            match c.client.remove_secret(request).await {
+                Ok(_) => Ok(true),
+                Err(s) if s.code() == tonic::Code::NotFound => Ok(false),
+                Err(s) => Err(CallError::from(s)),
+            }
+        }
+    });
+    let (answered, failed) = split(replies.all().await);
+    let removed = answered.iter().filter(|(_, r)| *r).count();
+    if !failed.is_empty() {
+        let what = format!("remove secret {name} of {owner}");
+        return Err(failure(&what, answered.len(), failed));
+    }
+    if removed == 0 {
+        return Err(anyhow!(
+            "{owner} has no secret {name:?} on {}",
+            place(&target)
+        ));
+    }
+    if format == Format::Text {
+        let lacked = match target.addresses.len() - removed {
+            0 => String::new(),
+            n => format!("; {n} of its agents did not have it"),
+        };
+        println!(
+            "✓ secret {name} of {owner} removed from {}{lacked}",
+            place(&target)
+        );
+    }
+    Ok(())
 }
 
 /// The agents that answered (address, result) and the errors of those that did not.
