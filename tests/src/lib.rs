@@ -5,6 +5,7 @@
 //!   kills it, and every app it started, when dropped (apps outlive the agent by design).
 //! * [`Project`] is a temporary `--project` directory for `deployctl`.
 //! * [`GitRepo`] makes a git repository with the git CLI.
+//! * [`Etcd`] runs a real etcd on a loopback address (the etcd state backend).
 //! * [`http_get`], [`http_post`] and [`wait_until`]: deadlines and polling, never sleeps
 //!   used as synchronisation.
 //!
@@ -22,6 +23,7 @@ mod admin;
 mod agent;
 mod apps;
 mod cleanup;
+mod etcd;
 mod git;
 mod haproxy;
 mod http;
@@ -37,6 +39,7 @@ pub use agent::{strip_ansi, tail, Agent};
 pub use apps::{
     app_py, APP_PY, CRASH_AFTER_PY, EXIT_AT_ONCE_PY, HOG_PY, NEVER_HEALTHY_PY, SPIN_PY,
 };
+pub use etcd::Etcd;
 pub use git::GitRepo;
 pub use haproxy::{HaProxy, Server};
 pub use http::{get_json, http_get, http_get_with, http_post, http_request, wait_for_json, Answer};

@@ -2,7 +2,7 @@
 //! a lost state file is rebuilt from the agents, `config`, and bad input about envs and
 //! state locations.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -75,72 +75,6 @@ fn concurrent_writers_lose_nothing_in_the_state_file() {
     assert_eq!(state["deployments"].as_object().unwrap().len(), WRITERS);
     let (out, _) = project.status_json("d31");
     out.ok();
-}
-
-/// A real etcd on its own loopback address, killed when dropped.
-struct Etcd {
-    child: Child,
-    pub client: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Etcd {
-    fn start(ip: &str) -> Etcd {
-        let bin = which("etcd").unwrap_or_else(|| {
-            panic!("etcd is not installed: scripts/test.sh installs Debian's etcd-server")
-        });
-        let dir = tempfile::tempdir().unwrap();
-        let client = format!("http://{ip}:2379");
-        let peer = format!("http://{ip}:2380");
-        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-        let child = Command::new(bin)
-            .args(["--name", "e2e", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args([
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
-            .args(["--initial-cluster", &format!("e2e={peer}")])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting etcd");
-        let etcd = Etcd {
-            child,
-            client: format!("{ip}:2379"),
-            _dir: dir,
-        };
-        let up = wait_until(Duration::from_secs(20), || {
-            http_get(&format!("http://{ip}:2379/health"))
-                .is_some_and(|(code, body)| code == 200 && body.contains("true"))
-        });
-        assert!(up, "etcd did not become healthy on {ip}:2379");
-        etcd
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    })
 }
 
 #[test]
