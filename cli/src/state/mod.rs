@@ -19,6 +19,10 @@ use crate::project::Project;
 pub(crate) use etcd::EtcdState;
 pub(crate) use file::FileState;
 
+/// The note of a history entry `status --refresh` wrote for a release it found running
+/// that the history did not have (the agents report only the release they run).
+pub(crate) const REFRESHED: &str = "found running by status --refresh";
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct State {
     #[serde(default = "version")]
@@ -125,6 +129,19 @@ pub(crate) async fn find(project: &Project, name: &str) -> anyhow::Result<Deploy
 impl DeploymentState {
     pub(crate) fn next_number(&self) -> u32 {
         self.history.iter().map(|h| h.number).max().unwrap_or(0) + 1
+    }
+
+    /// The first release of the history when it starts with what `status --refresh`
+    /// found running: nothing before it is known.
+    pub(crate) fn refreshed_from(&self) -> Option<&HistoryEntry> {
+        self.history.first().filter(|h| h.is_refreshed())
+    }
+}
+
+impl HistoryEntry {
+    /// Written by `status --refresh` (see [`REFRESHED`]), not by a deploy.
+    pub(crate) fn is_refreshed(&self) -> bool {
+        self.note == REFRESHED
     }
 }
 
