@@ -163,7 +163,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::History(args) => cmd::history::run(&project, args, format).await,
         Command::Rollback(args) => cmd::rollback::run(&project, args, format).await,
         Command::Types(args) => cmd::types::run(args, format),
-        Command::Config(c) => cmd::config::run(&project, c),
+        Command::Config(c) => cmd::config::run(&project, c).await,
         Command::State(c) => cmd::statecopy::run(&project, c, format).await,
         Command::Nodes(args) => cmd::nodes::run(&project, args, format).await,
         Command::Secret(s) => cmd::secret::run(&project, s, format).await,

@@ -22,6 +22,13 @@ pub(crate) enum Fit {
     Differs { from: u32 },
 }
 
+impl Fit {
+    /// Whether the source's record goes into the target without `--force`.
+    pub(crate) fn copies(&self) -> bool {
+        matches!(self, Fit::Missing | Fit::OnlyRefreshed)
+    }
+}
+
 /// How `target` (the target state's record of a deployment, if any) compares with
 /// `source` (the source state's record of it).
 pub(crate) fn compare(source: &DeploymentState, target: Option<&DeploymentState>) -> Fit {
@@ -117,6 +124,7 @@ mod tests {
         let src = record(vec![release(1, "a", ""), release(2, "b", "")]);
         let refreshed = record(vec![release(2, "b", REFRESHED)]);
         assert_eq!(compare(&src, Some(&refreshed)), Fit::OnlyRefreshed);
+        assert!(Fit::OnlyRefreshed.copies());
         // A release the source does not have: refused.
         let other = record(vec![release(3, "c", REFRESHED)]);
         assert_eq!(compare(&src, Some(&other)), Fit::Differs { from: 1 });
@@ -129,5 +137,6 @@ mod tests {
         assert_eq!(compare(&src, Some(&other)), Fit::Differs { from: 2 });
         let shorter = record(vec![release(1, "a", "")]);
         assert_eq!(compare(&src, Some(&shorter)), Fit::Differs { from: 2 });
+        assert!(!Fit::Differs { from: 2 }.copies());
     }
 }
