@@ -84,6 +84,10 @@ enum Command {
     /// Read or change .deployctl.yaml (core.state.uri, core.default_env)
     #[command(subcommand)]
     Config(cmd::config::Config),
+    /// The state itself: `state copy` copies every deployment's record and history to
+    /// another backend (e.g. after switching core.state.uri)
+    #[command(subcommand)]
+    State(cmd::statecopy::StateCommand),
     /// Each agent: reachable, version, hostname, CPU, memory, disk, load, deployments, capacity
     Nodes(cmd::nodes::Args),
     /// Manage an owner's secrets on the env's agents (values are never printed back)
@@ -159,7 +163,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::History(args) => cmd::history::run(&project, args, format).await,
         Command::Rollback(args) => cmd::rollback::run(&project, args, format).await,
         Command::Types(args) => cmd::types::run(args, format),
-        Command::Config(c) => cmd::config::run(&project, c),
+        Command::Config(c) => cmd::config::run(&project, c).await,
+        Command::State(c) => cmd::statecopy::run(&project, c, format).await,
         Command::Nodes(args) => cmd::nodes::run(&project, args, format).await,
         Command::Secret(s) => cmd::secret::run(&project, s, format).await,
         Command::Clone(args) => cmd::clone::run(&project, args, format).await,

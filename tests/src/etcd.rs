@@ -1,5 +1,4 @@
-//! A real etcd (Debian's etcd-server, which scripts/test.sh installs) on a loopback address
-//! of the test's own.
+//! A real etcd on a loopback address of the test's own, for the etcd state backend.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -10,20 +9,22 @@ use crate::{http_get, wait_until};
 /// A real etcd on its own loopback address, killed when dropped.
 pub struct Etcd {
     child: Child,
+    /// `IP:2379`: what goes after `etcd://` in `core.state.uri`.
     pub client: String,
     _dir: tempfile::TempDir,
 }
 
 impl Etcd {
-    /// Starts etcd with client URL `http://IP:2379` and waits (20 s at most) until healthy.
+    /// Starts etcd with its client URL on `ip:2379` and waits (20 s at most) until its
+    /// health endpoint says it is healthy.
     pub fn start(ip: &str) -> Etcd {
         let bin = which("etcd").unwrap_or_else(|| {
             panic!("etcd is not installed: scripts/test.sh installs Debian's etcd-server")
         });
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("a directory for etcd's data");
         let client = format!("http://{ip}:2379");
         let peer = format!("http://{ip}:2380");
-        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+        let log = std::fs::File::create(dir.path().join("etcd.log")).expect("etcd's log file");
         let child = Command::new(bin)
             .args(["--name", "e2e", "--data-dir"])
             .arg(dir.path().join("data"))
@@ -41,7 +42,7 @@ impl Etcd {
             ])
             .args(["--initial-cluster", &format!("e2e={peer}")])
             .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
+            .stdout(log.try_clone().expect("etcd's log file"))
             .stderr(log)
             .spawn()
             .expect("starting etcd");
@@ -56,6 +57,11 @@ impl Etcd {
         });
         assert!(up, "etcd did not become healthy on {ip}:2379");
         etcd
+    }
+
+    /// `etcd://IP:2379/PREFIX`.
+    pub fn uri(&self, prefix: &str) -> String {
+        format!("etcd://{}/{prefix}", self.client)
     }
 }
 

@@ -5,6 +5,7 @@
 //!   kills it, and every app it started, when dropped (apps outlive the agent by design).
 //! * [`Project`] is a temporary `--project` directory for `deployctl`.
 //! * [`GitRepo`] makes a git repository with the git CLI.
+//! * [`Etcd`] runs a real etcd on a loopback address (the etcd state backend).
 //! * [`http_get`], [`http_post`] and [`wait_until`]: deadlines and polling, never sleeps
 //!   used as synchronisation.
 //!

@@ -154,13 +154,33 @@ impl Project {
         args: &[&str],
         timeout: Duration,
     ) -> Output {
+        let mut full: Vec<&str> = vec!["--project"];
+        let dir = self.path().to_string_lossy().into_owned();
+        full.push(&dir);
+        full.extend_from_slice(args);
+        self.spawn_deployctl(cwd, envs, &full, args, timeout)
+    }
+
+    /// `deployctl ARGS...` exactly as a person types it in the project directory (no
+    /// `--project`: deployctl finds the project by its `.deployctl.yaml`), e.g. a command
+    /// deployctl printed as advice.
+    pub fn deployctl_as_typed(&self, args: &[&str]) -> Output {
+        self.spawn_deployctl(self.path(), &[], args, args, COMMAND_TIMEOUT)
+    }
+
+    fn spawn_deployctl(
+        &self,
+        cwd: &Path,
+        envs: &[(&str, &str)],
+        argv: &[&str],
+        args: &[&str],
+        timeout: Duration,
+    ) -> Output {
         let n = next_id();
         let out_path = self.path().join(format!(".e2e-out-{n}"));
         let err_path = self.path().join(format!(".e2e-err-{n}"));
         let mut child = Command::new(deployctl_bin())
-            .arg("--project")
-            .arg(self.path())
-            .args(args)
+            .args(argv)
             .current_dir(cwd)
             .envs(envs.iter().copied())
             .env("NO_COLOR", "1")

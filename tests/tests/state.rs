@@ -118,13 +118,14 @@ fn etcd_down_is_a_clear_error_and_changes_nothing() {
     let ip = loopback();
     let agent = Agent::start(&ip);
     let project = Project::for_agent("e2e", &agent);
-    // Nothing listens there.
+    // Nothing listens there: switching to it is refused (state_copy.rs), unless forced.
     project
         .deployctl(&[
             "config",
             "set",
             "core.state.uri",
             &format!("etcd://{down}:2379/x"),
+            "--force",
         ])
         .ok();
     let out = project.deployctl(&["list"]);

@@ -4,8 +4,9 @@ use clap::Subcommand;
 
 use crate::decl;
 use crate::error::bad_input;
-use crate::project::{self, Project, StateConfig};
-use crate::state;
+use crate::project::{self, Project};
+
+mod switch;
 
 /// The keys `config` knows, with what they do.
 pub(crate) const KEYS: &[(&str, &str)] = &[
@@ -22,7 +23,22 @@ pub(crate) const KEYS: &[(&str, &str)] = &[
 #[derive(Subcommand, Debug)]
 pub(crate) enum Config {
     /// Set KEY to VALUE in .deployctl.yaml
-    Set { key: String, value: String },
+    #[command(after_help = "\
+core.state.uri: before writing it, deployctl reads the new state; one it cannot read (an
+etcd that does not answer, a file that is not a state) is refused and the setting stays,
+unless --force. A file's missing directory is created. Then it says what the new state and
+the previous one hold, and how to copy what only the previous one has:
+  deployctl config set core.state.uri etcd://10.0.0.5:2379/ml-team
+  deployctl state copy --from .deployctl/state.json
+
+Exit codes: 0 set, 1 the new state cannot be read (nothing changed), 2 bad input.")]
+    Set {
+        key: String,
+        value: String,
+        /// core.state.uri: switch even when the new state cannot be read
+        #[arg(long)]
+        force: bool,
+    },
     /// Print KEY's value (its default when unset)
     Get { key: String },
 }
@@ -35,7 +51,7 @@ fn unknown(key: &str) -> anyhow::Error {
     ))
 }
 
-pub(crate) fn run(project: &Project, cmd: Config) -> anyhow::Result<()> {
+pub(crate) async fn run(project: &Project, cmd: Config) -> anyhow::Result<()> {
     match cmd {
         Config::Get { key } => {
             let value = match key.as_str() {
@@ -46,19 +62,18 @@ pub(crate) fn run(project: &Project, cmd: Config) -> anyhow::Result<()> {
             println!("{value}");
             Ok(())
         }
-        Config::Set { key, value } => {
+        Config::Set { key, value, force } => {
             let mut config = project.config.clone();
             match key.as_str() {
-                "core.state.uri" => {
-                    // Refuse a URI the backends cannot use, before writing it.
-                    state::open_uri(project, &value)?;
-                    config.core.state = Some(StateConfig { uri: value.clone() });
-                }
+                "core.state.uri" => return switch::state_uri(project, &value, force).await,
                 "core.default_env" => {
                     decl::validate_name("core.default_env", &value)?;
                     config.core.default_env = Some(value.clone());
                 }
                 _ => return Err(unknown(&key)),
+            }
+            if force {
+                return Err(bad_input("--force: only core.state.uri has it"));
             }
             let path = project.root.join(project::CONFIG_FILE);
             decl::save(&path, &config)?;

@@ -21,5 +21,6 @@ pub(crate) mod remove;
 pub(crate) mod rollback;
 pub(crate) mod run;
 pub(crate) mod secret;
+pub(crate) mod statecopy;
 pub(crate) mod status;
 pub(crate) mod types;

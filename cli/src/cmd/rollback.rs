@@ -22,13 +22,27 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
     decl::validate_name("name", &args.name)?;
     let d = state::find(project, &args.name).await?;
     let good: Vec<&state::HistoryEntry> = d.history.iter().filter(|h| h.result == "ok").collect();
+    let name = &args.name;
+    // The history starts with what `status --refresh` found running: nothing before it is
+    // known (agents report only the release they run).
+    let refreshed = d.refreshed_from().map(|h| h.number);
+    let unknown_before = |start: u32| {
+        format!(
+            "release {start}, the one running when `deployctl status --refresh` rebuilt the state: agents report only the release they run, so the declarations and commits of earlier releases are not known here. To go back to older code, deploy it by its ref or commit: `deployctl run {name} --ref REF` (a rollback can return to it later)"
+        )
+    };
     let entry = match args.to {
         Some(n) => {
             let e = d.history.iter().find(|h| h.number == n).ok_or_else(|| {
-                crate::error::bad_input(format!(
-                    "--to: {} has no release {n} (see `deployctl history {}`)",
-                    args.name, args.name
-                ))
+                crate::error::bad_input(match refreshed.filter(|start| n < *start) {
+                    Some(start) => format!(
+                        "--to: release {n} is from before {name}'s history, which starts at {}",
+                        unknown_before(start)
+                    ),
+                    None => format!(
+                        "--to: {name} has no release {n} (see `deployctl history {name}`)"
+                    ),
+                })
             })?;
             if e.result != "ok" {
                 return Err(crate::error::bad_input(format!(
@@ -40,10 +54,13 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
         }
         None => match good.len() {
             0 | 1 => {
-                return Err(anyhow!(
-                    "{} has no earlier successful release to roll back to",
-                    args.name
-                ))
+                return Err(match refreshed {
+                    Some(start) => anyhow!(
+                        "{name} has no earlier release to roll back to in the state: its history starts at {}",
+                        unknown_before(start)
+                    ),
+                    None => anyhow!("{name} has no earlier successful release to roll back to"),
+                })
             }
             n => good[n - 2],
         },
@@ -72,7 +89,6 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
         commit: Some(entry.commit.clone()),
         note: format!("rollback to #{} (from #{current})", entry.number),
     };
-    let name = &args.name;
     super::run::deploy(project, name, target, None, how).await?;
     // The declaration is not changed: say what a later `run --load` would do.
     let declared = decl::load::<DeploymentDecl>(&project.deployment_file(name))

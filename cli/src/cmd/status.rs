@@ -17,7 +17,9 @@ use crate::state;
 pub(crate) struct Args {
     /// Only this deployment
     pub name: Option<String>,
-    /// Rebuild the state from what the agents report (e.g. after the state file was lost)
+    /// Rebuild the state from what the agents report (e.g. after the state file was lost):
+    /// each deployment, its instances, and the release the agents run as its history's
+    /// newest entry, numbered as they number it (they report no earlier releases)
     #[arg(long)]
     pub refresh: bool,
 }

@@ -25,11 +25,15 @@ pub(crate) struct EtcdState {
     endpoint: String,
     /// `/PREFIX/deployments/`
     prefix: String,
+    /// What to check when etcd does not answer ("check core.state.uri in .deployctl.yaml"),
+    /// or nothing.
+    advice: String,
 }
 
 impl EtcdState {
     /// `HOST:PORT/PREFIX` (the part after `etcd://`); the prefix defaults to `deployctl`.
-    pub(crate) fn parse(rest: &str) -> Result<EtcdState, String> {
+    /// `advice`: what to check when etcd does not answer (empty: nothing said).
+    pub(crate) fn parse(rest: &str, advice: &str) -> Result<EtcdState, String> {
         let (hostport, prefix) = match rest.split_once('/') {
             Some((h, p)) => (h, p.trim_matches('/')),
             None => (rest, ""),
@@ -48,6 +52,7 @@ impl EtcdState {
         Ok(EtcdState {
             endpoint: format!("http://{hostport}"),
             prefix: format!("/{prefix}/deployments/"),
+            advice: advice.to_string(),
         })
     }
 
@@ -59,10 +64,12 @@ impl EtcdState {
             .connect()
             .await
             .map_err(|e| {
-                anyhow!(
-                    "etcd at {} does not answer ({e}); check core.state.uri in .deployctl.yaml",
-                    self.endpoint
-                )
+                let advice = if self.advice.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", self.advice)
+                };
+                anyhow!("etcd at {} does not answer ({e}){advice}", self.endpoint)
             })?;
         Ok(KvClient::new(channel))
     }
@@ -218,15 +225,15 @@ mod tests {
 
     #[test]
     fn parses_uris() {
-        let s = EtcdState::parse("127.0.0.1:2379/team").unwrap();
+        let s = EtcdState::parse("127.0.0.1:2379/team", "").unwrap();
         assert_eq!(s.endpoint, "http://127.0.0.1:2379");
         assert_eq!(s.prefix, "/team/deployments/");
         assert_eq!(
-            EtcdState::parse("h:1").unwrap().prefix,
+            EtcdState::parse("h:1", "").unwrap().prefix,
             "/deployctl/deployments/"
         );
-        assert!(EtcdState::parse("nohost").is_err());
-        assert!(EtcdState::parse("h:99999/x").is_err());
+        assert!(EtcdState::parse("nohost", "").is_err());
+        assert!(EtcdState::parse("h:99999/x", "").is_err());
     }
 
     #[test]

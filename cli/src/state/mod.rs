@@ -3,6 +3,7 @@
 //! against concurrent writers: the file backend with an exclusive lock, temporary file,
 //! fsync and rename; the etcd backend with a transaction that compares revisions.
 
+mod compare;
 mod etcd;
 mod file;
 
@@ -16,8 +17,13 @@ use crate::decl::DeploymentDecl;
 use crate::error::bad_input;
 use crate::project::Project;
 
+pub(crate) use compare::{compare, Fit};
 pub(crate) use etcd::EtcdState;
 pub(crate) use file::FileState;
+
+/// The note of a history entry `status --refresh` wrote for a release it found running
+/// that the history did not have (the agents report only the release they run).
+pub(crate) const REFRESHED: &str = "found running by status --refresh";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct State {
@@ -126,6 +132,19 @@ impl DeploymentState {
     pub(crate) fn next_number(&self) -> u32 {
         self.history.iter().map(|h| h.number).max().unwrap_or(0) + 1
     }
+
+    /// The first release of the history when it starts with what `status --refresh`
+    /// found running: nothing before it is known.
+    pub(crate) fn refreshed_from(&self) -> Option<&HistoryEntry> {
+        self.history.first().filter(|h| h.is_refreshed())
+    }
+}
+
+impl HistoryEntry {
+    /// Written by `status --refresh` (see [`REFRESHED`]), not by a deploy.
+    pub(crate) fn is_refreshed(&self) -> bool {
+        self.note == REFRESHED
+    }
 }
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = anyhow::Result<T>> + Send + 'a>>;
@@ -143,27 +162,63 @@ pub(crate) trait StateStore: Send + Sync {
 /// The backend for the project's `core.state.uri`: a path (relative to the project root),
 /// `file:///abs/path`, or `etcd://HOST:PORT/PREFIX`.
 pub(crate) fn open(project: &Project) -> anyhow::Result<Box<dyn StateStore>> {
-    open_uri(project, &project.state_uri())
+    open_with(
+        project,
+        "core.state.uri",
+        &project.state_uri(),
+        "check core.state.uri in .deployctl.yaml",
+    )
 }
 
+/// The backend `uri` names (a value for core.state.uri, not yet the setting).
 pub(crate) fn open_uri(project: &Project, uri: &str) -> anyhow::Result<Box<dyn StateStore>> {
-    if let Some(rest) = uri.strip_prefix("file://") {
-        return Ok(Box::new(FileState::new(project.root.join(rest))));
+    open_with(project, "core.state.uri", uri, "")
+}
+
+/// The backend a flag names; errors name `flag` (`--from`, `--to`).
+pub(crate) fn open_as(
+    project: &Project,
+    flag: &str,
+    uri: &str,
+) -> anyhow::Result<Box<dyn StateStore>> {
+    open_with(project, flag, uri, &format!("check {flag}"))
+}
+
+/// `advice`: what to check when it does not answer.
+fn open_with(
+    project: &Project,
+    field: &str,
+    uri: &str,
+    advice: &str,
+) -> anyhow::Result<Box<dyn StateStore>> {
+    if uri.trim().is_empty() {
+        return Err(bad_input(format!("{field}: must not be empty")));
     }
     if let Some(rest) = uri.strip_prefix("etcd://") {
-        return Ok(Box::new(EtcdState::parse(rest).map_err(|e| {
-            bad_input(format!("core.state.uri: {uri:?}: {e}"))
-        })?));
+        return Ok(Box::new(
+            EtcdState::parse(rest, advice)
+                .map_err(|e| bad_input(format!("{field}: {uri:?}: {e}")))?,
+        ));
     }
-    if uri.contains("://") {
-        return Err(bad_input(format!(
-            "core.state.uri: {uri:?} is not supported (use a path, file:///path or etcd://HOST:PORT/PREFIX)"
-        )));
+    match file_path(project, uri) {
+        Some(path) => Ok(Box::new(FileState::new(path))),
+        None => Err(bad_input(format!(
+            "{field}: {uri:?} is not supported (use a path, file:///path or etcd://HOST:PORT/PREFIX)"
+        ))),
     }
-    if uri.trim().is_empty() {
-        return Err(bad_input("core.state.uri: must not be empty"));
-    }
-    Ok(Box::new(FileState::new(project.root.join(uri))))
+}
+
+/// The file a state URI names (a path relative to the project root, or `file:///path`);
+/// `None` for etcd and anything else.
+pub(crate) fn file_path(project: &Project, uri: &str) -> Option<std::path::PathBuf> {
+    let path = match uri.strip_prefix("file://") {
+        Some(rest) => rest,
+        None if uri.contains("://") || uri.trim().is_empty() => return None,
+        None => uri,
+    };
+    let joined = project.root.join(path);
+    // `a/./b.json` and `a/b.json` are one file: the same place for `state copy`.
+    Some(std::path::absolute(&joined).unwrap_or(joined))
 }
 
 pub(crate) fn now_unix() -> i64 {
