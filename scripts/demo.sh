@@ -60,8 +60,9 @@ REPO="$WORK/iris-api"
 PROJECT="$WORK/project"
 mkdir -p "$PROJECT"
 
+# The agent and its node proxy (`deploy-agent proxy --control DATA/proxy/...`).
 agent_pids() {
-  pgrep -f -- "deploy-agent .*--data-dir $DEPLOYCTL_LOCAL_DATA_DIR" || true
+  pgrep -f -- "deploy-agent .*$DEPLOYCTL_LOCAL_DATA_DIR" || true
 }
 
 cleanup() {
@@ -73,7 +74,7 @@ cleanup() {
   local pids
   pids="$(agent_pids)"
   if [[ -n "$pids" ]]; then
-    step "stop the auto-started agent (pid $(echo $pids))"
+    step "stop the auto-started agent and its node proxy (pids $(echo $pids))"
     kill -TERM $pids 2>/dev/null
     for _ in $(seq 1 100); do
       [[ -z "$(agent_pids)" ]] && break

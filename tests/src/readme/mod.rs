@@ -17,9 +17,13 @@
 //! An unmarked `sh` block is run as it is; an unmarked block of any other kind is a file or an
 //! illustration, except one whose first line is a `$ ` prompt, which must be marked.
 
+mod cleanup;
+mod files;
 mod node;
 mod run;
 
+pub use cleanup::{kill_under, remove_cgroups_named_under};
+pub use files::check_files;
 pub use node::NodeAgent;
 pub use run::{Ran, Runner};
 
