@@ -87,7 +87,7 @@ async fn run(args: &[&str], timeout: Duration, events: &Events) -> Result<(), St
         cgroups: Vec::new(),
     };
     let shown = format!("apt-get {}", args.join(" "));
-    super::packages::install_command("apt-get", args, &shown, &launch, timeout, events).await
+    super::install_cmd::install_command("apt-get", args, &shown, &launch, timeout, events).await
 }
 
 /// Whether an install failed because apt has no (or stale) package lists.

@@ -19,6 +19,7 @@ mod fetch;
 pub(crate) mod git;
 pub(crate) mod git_auth;
 mod health;
+mod install_cmd;
 mod packages;
 pub(crate) mod plan;
 mod port_wait;

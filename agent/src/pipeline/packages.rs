@@ -163,32 +163,6 @@ pub(super) async fn at_once<E>(
     env.map(|e| (commit, e)).map_err(|e| (e, None))
 }
 
-/// Runs one installer command (`shown` is how the output names it) with its output as the
-/// packages step's lines: Ok once it succeeded, else why, with its last lines.
-pub(super) async fn install_command(
-    program: &str,
-    args: &[&str],
-    shown: &str,
-    launch: &crate::process::Launch,
-    timeout: std::time::Duration,
-    events: &Events,
-) -> Result<(), StepError> {
-    events.output(events::PACKAGES, &format!("$ {shown}"));
-    let finished = crate::process::run_captured(program, args, launch, timeout, |line| {
-        events.output(events::PACKAGES, line)
-    })
-    .await
-    .map_err(|e| StepError::new(events::PACKAGES, format!("cannot run {program}: {e}")))?;
-    if finished.success {
-        Ok(())
-    } else {
-        Err(
-            StepError::new(events::PACKAGES, format!("`{shown}` {}", finished.summary))
-                .with_tail(finished.tail),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,11 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::events::{Events, StepError, PACKAGES};
+use super::install_cmd::{install_command, short_program};
+
+mod commands;
 use crate::process::Launch;
+use commands::{commands, Cmd};
 
 pub(crate) use crate::venvs::toolchain::Interpreter;
 pub(crate) use crate::venvs::{Installer, Toolchain, COMPLETE_MARKER};
@@ -166,24 +170,8 @@ async fn build_into(
         walls: None,
         cgroups: req.build_cgroups.to_vec(),
     };
-    let dir_s = dir.to_string_lossy().into_owned();
-    let interpreter = req
-        .python
-        .map(|i| i.path.to_string_lossy().into_owned())
-        .unwrap_or_else(|| toolchain.python.to_string_lossy().into_owned());
-    let python = dir.join("bin/python").to_string_lossy().into_owned();
     let pinned_file = dir.with_extension("pinned.txt");
-    let mut install_args: Vec<String> = Vec::new();
-    // Only a Python version declared: an environment with nothing installed in it.
-    let nothing_to_install =
-        req.pinned.is_empty() && req.pip.is_empty() && req.requirements.is_none();
-    if req.pinned.is_empty() {
-        install_args.extend(req.pip.iter().cloned());
-        if let Some((path, _)) = &req.requirements {
-            install_args.push("-r".into());
-            install_args.push(path.to_string_lossy().into_owned());
-        }
-    } else {
+    if !req.pinned.is_empty() {
         // Exactly the recorded versions, and nothing they did not have.
         tokio::fs::write(&pinned_file, req.pinned.join("\n") + "\n")
             .await
@@ -193,69 +181,17 @@ async fn build_into(
                     format!("cannot write {}: {e}", pinned_file.display()),
                 )
             })?;
-        install_args.push("--no-deps".into());
-        install_args.push("-r".into());
-        install_args.push(pinned_file.to_string_lossy().into_owned());
     }
-    let (create, install): ((String, Vec<String>), (String, Vec<String>)) =
-        match &toolchain.installer {
-            Installer::Uv { path, .. } => {
-                let uv = path.to_string_lossy().into_owned();
-                let mut install = vec![
-                    "pip".into(),
-                    "install".into(),
-                    "--python".into(),
-                    python.clone(),
-                ];
-                install.extend(install_args);
-                (
-                    (
-                        uv.clone(),
-                        vec![
-                            "venv".into(),
-                            "--quiet".into(),
-                            "--python".into(),
-                            interpreter,
-                            dir_s,
-                        ],
-                    ),
-                    (uv, install),
-                )
-            }
-            Installer::Pip => {
-                let mut install = vec![
-                    "-m".into(),
-                    "pip".into(),
-                    "install".into(),
-                    "--progress-bar".into(),
-                    "off".into(),
-                ];
-                install.extend(install_args);
-                (
-                    (interpreter, vec!["-m".into(), "venv".into(), dir_s]),
-                    (python.clone(), install),
-                )
-            }
-        };
-    // A pinned environment names exact versions that were installed before, so uv usually
-    // has every one in its cache: `--offline` installs them without asking the index
-    // (~0.1 s instead of ~0.7 s). Whatever is missing, the normal install then fetches.
-    let offline = match &toolchain.installer {
-        Installer::Uv { .. } if !req.pinned.is_empty() => {
-            let (program, mut args) = install.clone();
-            args.insert(2, "--offline".into());
-            Some((program, args))
-        }
-        _ => None,
-    };
+    let interpreter = req.python.map_or(&toolchain.python, |i| &i.path);
+    let cmds = commands(&toolchain.installer, interpreter, dir, req, &pinned_file);
     let launch = &launch;
-    let run = |(program, args): (String, Vec<String>)| async move {
+    let run = |(program, args): Cmd| async move {
         let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
         let shown = format!("{} {}", short_program(&program), args.join(" "));
-        super::packages::install_command(&program, &args_ref, &shown, launch, timeout, events).await
+        install_command(&program, &args_ref, &shown, launch, timeout, events).await
     };
-    run(create).await?;
-    let installed_offline = match offline {
+    run(cmds.create).await?;
+    let installed_offline = match cmds.offline {
         Some(cmd) => match run(cmd).await {
             Ok(()) => true,
             Err(_) => {
@@ -268,8 +204,10 @@ async fn build_into(
         },
         None => false,
     };
-    if !installed_offline && !nothing_to_install {
-        run(install).await?;
+    if !installed_offline {
+        if let Some(install) = cmds.install {
+            run(install).await?;
+        }
     }
     if !req.pinned.is_empty() {
         let _ = tokio::fs::rename(&pinned_file, dir.join(PINNED_FILE)).await;
@@ -320,13 +258,6 @@ pub(crate) async fn read_frozen(dir: &Path) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn short_program(program: &str) -> &str {
-    Path::new(program)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or(program)
 }
 
 #[cfg(test)]
