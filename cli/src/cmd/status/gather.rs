@@ -1,0 +1,194 @@
+//! `status` in phases: which deployments on which envs ([`select`]), every agent of those
+//! envs asked at once ([`ask_all`]), their answers merged into one row per deployment and
+//! instance ([`merge`]), and the agents that answered nothing shown in no row
+//! ([`unanswered`]).
+
+use std::collections::BTreeMap;
+
+use deployctl_proto::v1 as pb;
+
+use super::{ask, Deployment, Instance, Unanswered};
+use crate::client::{self, Limit, Target};
+use crate::decl::{self, DeploymentDecl};
+use crate::project::Project;
+use crate::state::State;
+
+/// What the agents said: each env's agents (or why it has none), and each agent's answer.
+pub(super) struct Asked {
+    envs: BTreeMap<String, Result<Target, String>>,
+    live: BTreeMap<(String, String), Result<Vec<pb::DeploymentStatus>, String>>,
+}
+
+/// The deployments to show, each with its env: `name` alone, or all in the state.
+pub(super) fn select(
+    project: &Project,
+    st: &State,
+    name: Option<&str>,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut wanted = BTreeMap::new();
+    match name {
+        Some(name) => {
+            decl::validate_name("name", name)?;
+            let env = match st.deployments.get(name) {
+                Some(d) => d.env.clone(),
+                None => decl::load::<DeploymentDecl>(&project.deployment_file(name))?
+                    .and_then(|d| d.env)
+                    .unwrap_or_else(|| project.default_env()),
+            };
+            wanted.insert(name.to_string(), env);
+        }
+        None => {
+            for (name, d) in &st.deployments {
+                wanted.insert(name.clone(), d.env.clone());
+            }
+        }
+    }
+    Ok(wanted)
+}
+
+/// Asks every agent of the wanted deployments' envs (and, for all deployments, of every
+/// declared env: deployments the state does not know are found there) at once, each
+/// within the timeout. Never starts the local agent.
+pub(super) async fn ask_all(
+    project: &Project,
+    wanted: &BTreeMap<String, String>,
+    name: Option<&str>,
+) -> anyhow::Result<Asked> {
+    let mut envs: Vec<String> = wanted.values().cloned().collect();
+    if name.is_none() {
+        envs.push(project.default_env());
+        envs.extend(project.declared_envs());
+    }
+    envs.sort();
+    envs.dedup();
+    let mut env_agents = BTreeMap::new();
+    let mut asked: Vec<(String, String)> = Vec::new();
+    let mut fanout = client::Fanout::default();
+    for env in &envs {
+        let target = match client::resolve_env(project, env).map(|t| t.no_autostart()) {
+            Ok(t) => t,
+            // The declared env of a deployment shown is wrong (e.g. a token over plain
+            // http:// to another machine): bad input, before anything is sent.
+            Err(e)
+                if crate::error::exit_code(&e) == 2
+                    && project.env_file(env).is_file()
+                    && wanted.values().any(|w| w == env) =>
+            {
+                return Err(e)
+            }
+            Err(e) => {
+                env_agents.insert(env.clone(), Err(format!("{e:#}")));
+                continue;
+            }
+        };
+        for address in &target.addresses {
+            asked.push((env.clone(), address.clone()));
+            let name = name.map(str::to_string);
+            fanout.add(&target, address, Limit::Answer, move |c| ask(c, name));
+        }
+        env_agents.insert(env.clone(), Ok(target));
+    }
+    let mut live = BTreeMap::new();
+    for reply in fanout.all().await {
+        let (env, address) = asked[reply.index].clone();
+        live.insert((env, address), reply.result.map_err(|e| e.message));
+    }
+    Ok(Asked {
+        envs: env_agents,
+        live,
+    })
+}
+
+/// One row per deployment (with `all`, also those the agents run that the state does not
+/// know, e.g. after a lost state file), one instance per agent of its env.
+pub(super) fn merge(
+    st: &State,
+    wanted: BTreeMap<String, String>,
+    asked: &Asked,
+    all: bool,
+) -> Vec<Deployment> {
+    let mut names: Vec<(String, String)> = wanted.into_iter().collect();
+    if all {
+        for ((env, _), reply) in &asked.live {
+            for s in reply.iter().flatten() {
+                if !names.iter().any(|(n, _)| n == &s.name) {
+                    names.push((s.name.clone(), env.clone()));
+                }
+            }
+        }
+    }
+    names
+        .into_iter()
+        .map(|(name, env)| {
+            let instances = instances(asked, &name, &env);
+            let owner = st
+                .deployments
+                .get(&name)
+                .map(|d| d.owner.clone())
+                .or_else(|| {
+                    instances
+                        .iter()
+                        .find_map(|i| i.s.as_ref().map(|s| s.owner.clone()))
+                })
+                .unwrap_or_default();
+            Deployment {
+                name,
+                env,
+                owner,
+                instances,
+            }
+        })
+        .collect()
+}
+
+/// `name` on each agent of `env`: its status, missing there, or the agent unreachable.
+fn instances(asked: &Asked, name: &str, env: &str) -> Vec<Instance> {
+    let instance =
+        |agent: &str, state: &str, s: Option<&pb::DeploymentStatus>, note: &str| Instance {
+            agent: agent.to_string(),
+            state: state.to_string(),
+            s: s.cloned(),
+            note: note.to_string(),
+        };
+    match asked.envs.get(env) {
+        Some(Ok(t)) => t
+            .addresses
+            .iter()
+            .filter_map(|address| {
+                let reply = asked.live.get(&(env.to_string(), address.clone()))?;
+                Some(match reply {
+                    Ok(list) => match list.iter().find(|s| s.name == name) {
+                        Some(s) => instance(address, &s.state, Some(s), ""),
+                        None => instance(address, "missing", None, "the agent does not run it"),
+                    },
+                    Err(e) => instance(address, "unreachable", None, e),
+                })
+            })
+            .collect(),
+        Some(Err(e)) => vec![instance("-", "unknown", None, e)],
+        None => Vec::new(),
+    }
+}
+
+/// Agents of declared envs that gave no answer and are in no row: named too, since they may
+/// run deployments nobody can see now. (The built-in local agent not running is normal
+/// while another agent answers; when none does, that is the news.)
+pub(super) fn unanswered(project: &Project, asked: &Asked, out: &[Deployment]) -> Vec<Unanswered> {
+    let live = &asked.live;
+    let none_answered = !live.is_empty() && live.values().all(|r| r.is_err());
+    live.iter()
+        .filter(|((env, _), _)| none_answered || project.env_file(env).is_file())
+        .filter_map(|((env, agent), reply)| {
+            let error = reply.as_ref().err()?;
+            let shown = out
+                .iter()
+                .flat_map(|d| &d.instances)
+                .any(|i| &i.agent == agent);
+            (!shown).then(|| Unanswered {
+                env: env.clone(),
+                agent: agent.clone(),
+                error: error.clone(),
+            })
+        })
+        .collect()
+}
