@@ -101,17 +101,19 @@ fn stamped(buf: &[u8], ms: i64) -> Vec<u8> {
     out
 }
 
+/// Keeps only the whole lines of `buf` (a partial last line is dropped); returns how many
+/// bytes are left.
+fn whole_lines(buf: &mut Vec<u8>) -> u64 {
+    let whole = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    buf.truncate(whole);
+    whole as u64
+}
+
 /// The last `n` whole lines of `path` (0: all, up to 8 MiB) and the offset just past them.
 fn tail(path: &Path, n: usize) -> std::io::Result<(Vec<u8>, u64)> {
     let (mut buf, start) = read_back(path, 0, MAX_BACK)?;
-    // Only whole lines: drop a partial last line (it is sent when it completes).
-    let whole = buf
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .map(|i| i + 1)
-        .unwrap_or(0);
-    buf.truncate(whole);
-    let end = start + whole as u64;
+    // A partial last line is sent when it completes.
+    let end = start + whole_lines(&mut buf);
     if n == 0 {
         return Ok((buf, end));
     }
@@ -192,13 +194,7 @@ async fn follow_appended(path: &Path, mut offset: u64, tx: mpsc::Sender<Vec<u8>>
             })
             .await;
             if let Ok(Ok(mut buf)) = read {
-                let whole = buf
-                    .iter()
-                    .rposition(|b| *b == b'\n')
-                    .map(|i| i + 1)
-                    .unwrap_or(0);
-                buf.truncate(whole);
-                offset += whole as u64;
+                offset += whole_lines(&mut buf);
                 if stamp && !buf.is_empty() {
                     // Read within FOLLOW_POLL of arriving: now is when it was received.
                     buf = stamped(&buf, crate::logtimes::now_ms());
@@ -215,6 +211,16 @@ async fn follow_appended(path: &Path, mut offset: u64, tx: mpsc::Sender<Vec<u8>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_whole_lines_are_kept() {
+        let mut b = b"a\nb\npart".to_vec();
+        assert_eq!(whole_lines(&mut b), 4);
+        assert_eq!(b, b"a\nb\n");
+        let mut b = b"no newline yet".to_vec();
+        assert_eq!(whole_lines(&mut b), 0);
+        assert!(b.is_empty());
+    }
 
     #[test]
     fn tail_takes_last_lines() {

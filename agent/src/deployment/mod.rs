@@ -134,12 +134,12 @@ impl Deployment {
         self.state().instance.clone()
     }
 
-    /// The process the record names, its release and how its instance is tracked.
     /// The private port of the current release's instance (behind the node proxy).
     pub(crate) fn private_port(&self) -> Option<u16> {
         self.state().record.private_port
     }
 
+    /// The process the record names, its release and how its instance is tracked.
     pub(crate) fn recorded_process(&self) -> Option<(ProcId, u32, Tracking)> {
         let s = self.state();
         s.record
