@@ -111,10 +111,9 @@ async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome {
     outcome.total = began.elapsed();
     outcome.owner = spec.owner.clone();
     events.finish(outcome.clone());
-    // The previous release stops after the answer (still under the deployment's lock).
-    if let Some(r) = retiring {
-        r.stop().await;
-    }
+    // The deploy has answered at the switch; the previous release drains and stops now
+    // (still under the deployment's lock).
+    commit::retire(&sup, &d, outcome.release, retiring, events).await;
     if outcome.ok {
         // After the client has its answer (still under the deployment's lock).
         prune::after_success(&sup, &d).await;
@@ -183,7 +182,7 @@ async fn launch(
         }
         prepared.release.switched_at = Some(crate::clock::now_unix());
     }
-    Ok(commit::commit(sup, d, spec, prepared, started, pid, events).await)
+    Ok(commit::commit(sup, d, spec, prepared, started, pid).await)
 }
 
 /// resolve → fetch → checkout, and packages (at the same time when the venv does not
