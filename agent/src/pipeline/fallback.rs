@@ -69,11 +69,7 @@ async fn restart_kept(
             r.stop().await;
         }
         let route = crate::launch::route(sup, release, &[port]);
-        let set = match sup.proxy().client().await {
-            Ok(client) => client.set_route(route).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = set {
+        if let Err(e) = sup.proxy().set_route(route).await {
             tracing::error!(deployment = %release.spec.name, error = %e, "cannot route the port to the kept release");
         }
     }

@@ -41,12 +41,7 @@ pub(super) async fn switch(
         ),
         Duration::ZERO,
     );
-    let client = sup
-        .proxy()
-        .client()
-        .await
-        .map_err(|e| StepError::new(events::SWITCH, e))?;
-    if let Err(e) = client.set_route(route).await {
+    if let Err(e) = sup.proxy().set_route(route).await {
         let err = StepError::new(events::SWITCH, e);
         events.emit(
             events::SWITCH,
