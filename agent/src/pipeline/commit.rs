@@ -21,6 +21,7 @@ pub(super) async fn commit(
     pid: u32,
 ) -> (Outcome, Option<super::switch::Retiring>) {
     let release = prepared.release;
+    let live_event = prepared.live_event;
     let outcome = Outcome {
         ok: true,
         release: release.number,
@@ -49,6 +50,7 @@ pub(super) async fn commit(
         started.private_port,
         replicas,
     );
+    d.note_live(release.number, live_event);
     d.save_or_log(sup.layout()).await;
     let retiring = super::switch::Retiring::of(sup, &release, &started);
     (outcome, retiring)

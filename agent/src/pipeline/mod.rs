@@ -58,6 +58,8 @@ pub(crate) struct Prepared {
     _lease: Option<VenvLease>,
     /// Keeps its private ports from other deploys until the deploy is over.
     _ports: Option<crate::reservations::PortLease>,
+    /// The deployment's last event once it is live ("release 3 deployed (v2 0112ce2c5d)").
+    live_event: String,
 }
 
 /// Starts deploying `spec` in the background: its events, the outcome last. The deploy
@@ -100,7 +102,14 @@ async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome {
     let number = d.begin_deploy(&spec.owner);
     let (mut outcome, retiring) = match steps(&sup, &d, &spec, number, &events).await {
         Ok(done) => done,
-        Err((err, prepared)) => (fallback::keep_previous(&sup, &d, err, prepared).await, None),
+        Err((err, prepared)) => {
+            let err = events.redact_error(err);
+            let attempt = fallback::Attempt::Deploy(number);
+            (
+                fallback::keep_previous(&sup, &d, err, prepared, attempt).await,
+                None,
+            )
+        }
     };
     d.end_deploy();
     d.end_draining();
@@ -236,6 +245,11 @@ async fn prepare(
     let all = ports.as_ref().map(|l| l.ports.clone()).unwrap_or_default();
     let private_port = all.first().copied();
     let replica_ports = all.iter().skip(1).copied().collect();
+    let live_event = format!(
+        "release {number} deployed ({} {})",
+        source.resolved.display,
+        short(&commit)
+    );
     Ok(Prepared {
         release: ReleaseRecord {
             number,
@@ -255,6 +269,7 @@ async fn prepare(
         replica_ports,
         _lease: lease,
         _ports: ports,
+        live_event,
     })
 }
 

@@ -122,17 +122,33 @@ async fn relaunch(
             _lease: (!current.packages_hash.is_empty())
                 .then(|| sup.venvs().lease(&current.packages_hash)),
             _ports: ports,
+            live_event: if only_if_stopped {
+                format!("release {} started with `deployctl start`", current.number)
+            } else {
+                format!(
+                    "release {} restarted with `deployctl restart`",
+                    current.number
+                )
+            },
         })
     }
     .await;
     let prepared = match result {
         Ok(p) => p,
-        Err(e) => return (fallback::keep_previous(sup, d, e, None).await, None),
+        Err(e) => {
+            let e = events.redact_error(e);
+            let outcome = fallback::keep_previous(sup, d, e, None, fallback::Attempt::Restart);
+            return (outcome.await, None);
+        }
     };
     let (outcome, retiring) = match launch(sup, d, &spec, prepared, events).await {
         Ok(done) => done,
         // The release's directory stays: it is still the current release's.
-        Err((e, _)) => (fallback::keep_previous(sup, d, e, None).await, None),
+        Err((e, _)) => {
+            let e = events.redact_error(e);
+            let outcome = fallback::keep_previous(sup, d, e, None, fallback::Attempt::Restart);
+            (outcome.await, None)
+        }
     };
     d.end_draining();
     (outcome, retiring)

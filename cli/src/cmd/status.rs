@@ -22,6 +22,7 @@ pub(crate) struct Args {
     pub refresh: bool,
 }
 
+mod lines;
 mod print;
 mod refresh;
 
