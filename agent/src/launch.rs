@@ -114,6 +114,7 @@ pub(crate) fn route(sup: &Supervisor, release: &ReleaseRecord, private_ports: &[
             })
             .collect(),
         hold_timeout_ms: release.spec.hold_timeout.as_millis() as u64,
+        name: release.spec.name.clone(),
     }
 }
 

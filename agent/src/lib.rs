@@ -159,6 +159,7 @@ pub async fn run(
 
     shutdown.await;
     tracing::info!("shutting down; apps keep running");
+    proxy_after_the_agent(&sup).await;
     health
         .set_not_serving::<AgentServer<service::AgentService>>()
         .await;
@@ -229,6 +230,37 @@ async fn sample_traffic(sup: std::sync::Arc<Supervisor>) {
             sup.traffic().record(tokio::time::Instant::now(), routes);
         }
     }
+}
+
+/// Says what the node proxy keeps serving once the agent has stopped, and how to stop it
+/// (one that serves nothing is stopped).
+async fn proxy_after_the_agent(sup: &Supervisor) {
+    let Some((pid, routes)) = sup.proxy().on_agent_stop().await else {
+        return;
+    };
+    let served: Vec<String> = routes
+        .iter()
+        .map(|r| {
+            let name = sup
+                .all()
+                .into_iter()
+                .find(|d| {
+                    d.current()
+                        .is_some_and(|rel| launch::public_address(sup, &rel) == r.listen)
+                })
+                .map(|d| d.name().to_string())
+                .unwrap_or_else(|| "a deployment".into());
+            format!("{name} on {}", r.listen)
+        })
+        .collect();
+    let n = served.len();
+    tracing::info!(
+        pid,
+        "the node proxy (pid {pid}) keeps serving {n} deployment{} after the agent stops: {}; it stops by itself when the last of them is removed or stopped (`deployctl remove NAME`, `deployctl stop NAME`), or stop it by hand: kill $(cut -d' ' -f1 {})",
+        if n == 1 { "" } else { "s" },
+        served.join(", "),
+        sup.proxy().pid_file().display()
+    );
 }
 
 /// Starts the node proxy again if it ever dies (it serves its persisted routes at once).

@@ -64,19 +64,13 @@ async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
     let cfg = instance_config(sup, d, &release, d.private_port(), 0).await;
     if d.private_port().is_some() {
         // The proxy serves its persisted routes; this one is set again in case it is not.
-        let set = match sup.proxy().client().await {
-            Ok(client) => {
-                let mut route = crate::launch::route(sup, &release, &d.private_ports());
-                if moved {
-                    // What runs still runs as the shared user of before, until the restart
-                    // below: served as it is meanwhile.
-                    route.backends.iter_mut().for_each(|b| b.owner = None);
-                }
-                client.set_route(route).await
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = set {
+        let mut route = crate::launch::route(sup, &release, &d.private_ports());
+        if moved {
+            // What runs still runs as the shared user of before, until the restart below:
+            // served as it is meanwhile.
+            route.backends.iter_mut().for_each(|b| b.owner = None);
+        }
+        if let Err(e) = sup.proxy().set_route(route).await {
             tracing::error!(deployment = %d.name(), error = %e, "cannot route the deployment's port to it");
         }
     }

@@ -121,6 +121,31 @@ pub(crate) struct Record {
     /// Its own Unix user and group (when the agent runs as root), kept for its life.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<crate::identity::Identity>,
+    /// The last thing that happened to it (a restart and why, a deploy, a failed one), kept
+    /// across agent restarts for the agent's page and `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event: Option<NodeEvent>,
+    /// The last deploy, when it failed while the current release kept serving; cleared by
+    /// a newer release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_deploy: Option<FailedDeploy>,
+}
+
+/// Something that happened to a deployment, in words, and when (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct NodeEvent {
+    pub at: i64,
+    pub text: String,
+}
+
+/// A deploy that failed while the current release kept serving: the release it would have
+/// been, the step that failed and the first line of why (secrets redacted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FailedDeploy {
+    pub at: i64,
+    pub release: u32,
+    pub step: String,
+    pub reason: String,
 }
 
 /// One more process of the current release behind the node proxy.
@@ -172,6 +197,8 @@ impl Record {
             replicas: Vec::new(),
             stopped: false,
             identity: None,
+            last_event: None,
+            failed_deploy: None,
         }
     }
 

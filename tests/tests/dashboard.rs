@@ -113,6 +113,11 @@ fn a_browser_shows_every_deployment_and_its_state() {
     );
     let crashy_row = row_of(&dom, "crashy");
     assert!(crashy_row.contains("badge"), "{crashy_row}");
+    // Why it last restarted, as the script renders it.
+    assert!(
+        crashy_row.contains("restarted: the app exited with code 3"),
+        "{crashy_row}"
+    );
     // The script ran and refreshed the table from /dashboard.json.
     assert!(
         dom.contains("data-refreshed="),

@@ -191,3 +191,117 @@ fn after_local_stop_every_command_starts_the_agent_or_names_local_start() {
     assert!(text.contains("not found"), "{text}");
     run(&["local", "stop"]);
 }
+
+/// The node proxy's pid, from the pid file in the data directory `data`, if there is one.
+fn proxy_pid(data: &Path) -> Option<u32> {
+    fs::read_to_string(data.join("proxy/proxy.pid"))
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+}
+
+/// A node with no deployment left runs no node proxy: removing the last one stops it (the
+/// next deploy starts it again). `local stop` says which deployments the proxy keeps
+/// serving and how to stop it, and so does the agent's log; with none left, `local stop`
+/// stops a proxy it finds.
+#[test]
+fn the_node_proxy_stops_with_the_last_deployment_and_local_stop_says_what_it_serves() {
+    let ip = loopback();
+    let project = Project::new();
+    let data = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(data.path().to_path_buf());
+    let run = |args: &[&str]| deployctl(project.path(), &ip, data.path(), args);
+    let repo = GitRepo::new();
+    repo.commit_app("local", Some("v1"));
+    let deploy = || {
+        let (code, text) = run(&[
+            "run",
+            "web",
+            "--repo",
+            &repo.url(),
+            "--ref",
+            "v1",
+            "--command",
+            "python3 app.py",
+            "--health-path",
+            "/health",
+        ]);
+        assert_eq!(code, 0, "{text}");
+    };
+    deploy();
+    let first = proxy_pid(data.path()).expect("the node proxy's pid file");
+    assert!(pid_alive(first));
+
+    let (code, text) = run(&["remove", "web"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        wait_until(Duration::from_secs(10), || !pid_alive(first)),
+        "the node proxy (pid {first}) still runs with no deployment left"
+    );
+    assert_eq!(proxy_pid(data.path()), None, "its pid file stays");
+
+    // The next deploy starts it again; the agent stops, the proxy keeps serving.
+    deploy();
+    let second = proxy_pid(data.path()).expect("the node proxy's pid file");
+    assert!(second != first && pid_alive(second));
+    let (code, text) = run(&["local", "stop"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!(
+            "The node proxy (pid {second}) keeps serving web on {ip}:8000; `deployctl remove web`"
+        )),
+        "{text}"
+    );
+    let log = fs::read_to_string(data.path().join("agent.log")).unwrap_or_default();
+    assert!(
+        log.contains(&format!(
+            "the node proxy (pid {second}) keeps serving 1 deployment after the agent stops: web on {ip}:8000"
+        )) && log.contains("proxy/proxy.pid"),
+        "the agent's log does not say what the proxy keeps serving:\n{log}"
+    );
+    assert!(pid_alive(second));
+    let answer = http_get(&format!("http://{ip}:8000/health"));
+    assert_eq!(answer, Some((200, "ok".into())));
+
+    // As printed: removing it (the agent starts again) stops the proxy.
+    let (code, text) = run(&["remove", "web"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        wait_until(Duration::from_secs(10), || !pid_alive(second)),
+        "the node proxy (pid {second}) still runs after `remove web`"
+    );
+
+    // A proxy left serving nothing (by an agent killed at the wrong moment, or an older
+    // one): `local stop` stops it, saying so.
+    let dir = data.path().join("proxy");
+    let mut stale = Command::new(agent_bin())
+        .arg("proxy")
+        .arg("--control")
+        .arg(dir.join("control.sock"))
+        .arg("--routes")
+        .arg(dir.join("routes.json"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = stale.id();
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let start_time = stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .to_string();
+    fs::write(dir.join("proxy.pid"), format!("{pid} {start_time}\n")).unwrap();
+    let (code, text) = run(&["local", "stop"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!(
+            "Stopped the node proxy (pid {pid}) too: no deployment is left"
+        )),
+        "{text}"
+    );
+    assert!(wait_until(Duration::from_secs(5), || stale
+        .try_wait()
+        .ok()
+        .flatten()
+        .is_some()));
+}

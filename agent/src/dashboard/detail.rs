@@ -35,7 +35,11 @@ pub(crate) async fn detail(sup: &Supervisor, name: &str, token: Option<&str>) ->
         .into_iter()
         .map(|l| redactor.text(&l))
         .collect();
-    Some(json!({"name": name, "history": history, "log": log}))
+    let last_event = record
+        .last_event
+        .map(|e| json!({"text": e.text, "at": e.at}));
+    Some(json!({"name": name, "history": history, "log": log,
+                "last_deploy": super::last_deploy(sup, name), "last_event": last_event}))
 }
 
 /// How many of the app's last lines a deployment's page shows.
@@ -45,6 +49,23 @@ const LOG_LINES: usize = 40;
 /// with the session's token (or saying that a token is needed).
 pub(crate) fn detail_page(name: &str, data: Option<&Value>) -> String {
     let name_html = escape(name);
+    // The last deploy with its whole reason when it failed, and the last event.
+    let last = match data {
+        Some(d) => {
+            let deploy = super::text::last_deploy(&d["last_deploy"]).1;
+            let event = match d["last_event"]["text"].as_str() {
+                Some(t) => {
+                    let ago =
+                        crate::clock::now_unix() - d["last_event"]["at"].as_i64().unwrap_or(0);
+                    format!("{t} ({} ago)", super::text::ago(ago))
+                }
+                None => String::new(),
+            };
+            format!("Last deploy: {deploy}\nLast event: {event}")
+        }
+        None => String::new(),
+    };
+    let last = escape(&last);
     let (history, log) = match data {
         Some(d) => {
             let rows: String = d["history"]
@@ -82,7 +103,7 @@ pub(crate) fn detail_page(name: &str, data: Option<&Value>) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{name_html}: deploy-agent</title>\
 <style>{STYLE}pre{{background:#f7f7f7;padding:.6em;overflow-x:auto}}</style></head><body>\
-<p><a href=\"/\">← all deployments</a></p><h1>{name_html}</h1><h2>History</h2>\
+<p><a href=\"/\">← all deployments</a></p><h1>{name_html}</h1><pre id=\"last\">{last}</pre><h2>History</h2>\
 <table id=\"history\"><thead><tr><th>#</th><th>Deployed</th><th>Ref</th><th>Commit</th><th>Packages</th><th>Result</th></tr></thead>\
 <tbody>{history}</tbody></table><h2>Last {LOG_LINES} lines of its output</h2><pre id=\"log\">{log}</pre>\
 <script>{DETAIL_SCRIPT}</script></body></html>\n"
@@ -105,6 +126,9 @@ const DETAIL_SCRIPT: &str = r#"
         body.appendChild(tr);
       }
       document.getElementById('log').textContent = d.log.join('\n');
+      const l = d.last_deploy, steps = l && l.steps ? l.steps.filter(s => s.result !== 'skipped').map(s => s.step + ' ' + s.ms + ' ms' + (s.result === 'failed' ? ' ✗' : '')).join(', ') : '';
+      const deploy = !l || !l.steps ? '' : l.ok ? 'ok in ' + l.total_ms + ' ms: ' + steps : 'failed in ' + l.total_ms + ' ms at ' + (l.failed_step || 'deploy') + ': ' + (l.reason || '') + '\nsteps: ' + steps;
+      document.getElementById('last').textContent = 'Last deploy: ' + deploy + '\nLast event: ' + (d.last_event ? d.last_event.text : '');
     }).catch(() => {});
 })();
 "#;

@@ -14,8 +14,11 @@ use serde_json::{json, Value};
 
 use crate::supervisor::{Supervisor, View};
 
+mod assets;
 mod detail;
+mod text;
 
+use assets::{LOGIN, OOM_BADGE, SCRIPT, STYLE};
 pub(crate) use detail::{detail, detail_page};
 
 /// The data of the page, for the caller that `token` names (none: anonymous).
@@ -104,39 +107,6 @@ fn last_deploy(sup: &Supervisor, name: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// "ok in 1.2 s: resolve 5 ms, fetch 12 ms, ..." for the page.
-fn last_deploy_text(d: &Value) -> String {
-    let Some(steps) = d["steps"].as_array() else {
-        return String::new();
-    };
-    let parts: Vec<String> = steps
-        .iter()
-        .filter(|s| s["result"] != "skipped")
-        .map(|s| {
-            let mark = if s["result"] == "failed" { " ✗" } else { "" };
-            format!(
-                "{} {}{mark}",
-                s["step"].as_str().unwrap_or(""),
-                ms_text(s["ms"].as_u64().unwrap_or(0))
-            )
-        })
-        .collect();
-    format!(
-        "{} in {}: {}",
-        if d["ok"] == true { "ok" } else { "failed" },
-        ms_text(d["total_ms"].as_u64().unwrap_or(0)),
-        parts.join(", ")
-    )
-}
-
-fn ms_text(ms: u64) -> String {
-    if ms >= 1000 {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    } else {
-        format!("{ms} ms")
-    }
-}
-
 fn row(v: &View) -> Value {
     let traffic = v.traffic.as_ref().map(|t| {
         json!({
@@ -165,6 +135,12 @@ fn row(v: &View) -> Value {
         "url": v.url,
         "last_health": v.last_health,
         "traffic": traffic,
+        "last_event": v.last_event.as_ref().map(|e| e.text.as_str()),
+        "last_event_at": v.last_event.as_ref().map(|e| e.at),
+        "adopted_at": v.adopted_at,
+        // The last deploy failed while the current release kept serving.
+        "failed_deploy": v.failed_deploy.as_ref().map(|f| json!({
+            "release": f.release, "step": f.step, "reason": f.reason, "at": f.at})),
     })
 }
 
@@ -185,7 +161,7 @@ pub(crate) fn escape(s: &str) -> String {
 }
 
 /// The cells of one deployment's row, as text (the script renders the same).
-fn cells(d: &Value) -> Vec<String> {
+fn cells(d: &Value, now: i64) -> Vec<String> {
     let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
     if d["limited"] == true {
         let mut c = vec![s("name"), s("state")];
@@ -221,8 +197,8 @@ fn cells(d: &Value) -> Vec<String> {
             d["memory_bytes"].as_u64().unwrap_or(0) / (1024 * 1024)
         ),
         traffic,
-        s("message"),
-        last_deploy_text(&d["last_deploy"]),
+        text::last_event(d, now).0,
+        text::last_deploy(&d["last_deploy"]).0,
         s("url"),
     ]
 }
@@ -278,7 +254,7 @@ pub(crate) fn page(sup: &Supervisor, token: Option<&str>) -> String {
 }
 
 fn row_html(dep: &Value) -> String {
-    let c = cells(dep);
+    let c = cells(dep, crate::clock::now_unix());
     let state = escape(&c[1]);
     let mut tr = format!("<tr class=\"state-{state}\">");
     for (i, cell) in c.iter().enumerate() {
@@ -288,12 +264,25 @@ fn row_html(dep: &Value) -> String {
                 format!("<td><a href=\"/deployments/{text}\">{text}</a></td>")
             }
             1 => format!(
-                "<td><span class=\"badge {state}\">{text}</span>{}</td>",
+                "<td><span class=\"badge {state}\">{text}</span>{}{}</td>",
                 if dep["oom_killed"] == true {
                     OOM_BADGE
                 } else {
                     ""
+                },
+                // Why the state is what it is, when that needs saying.
+                match dep["message"].as_str().filter(|m| !m.is_empty()) {
+                    Some(m) => format!("<br><small class=\"why\">{}</small>", escape(m)),
+                    None => String::new(),
                 }
+            ),
+            8 => format!(
+                "<td title=\"{}\">{text}</td>",
+                escape(&text::last_event(dep, crate::clock::now_unix()).1)
+            ),
+            9 => format!(
+                "<td title=\"{}\">{text}</td>",
+                escape(&text::last_deploy(&dep["last_deploy"]).1)
             ),
             7 => format!("<td>{text}{}</td>", sparkline(&dep["traffic_minutes"])),
             10 if cell.starts_with("http://") || cell.starts_with("https://") => {
@@ -306,79 +295,6 @@ fn row_html(dep: &Value) -> String {
     tr.push_str("</tr>");
     tr
 }
-
-/// Next to the state when an instance's last exit was an OOM kill.
-const OOM_BADGE: &str = " <span class=\"badge failed oom\">out of memory</span>";
-
-const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\
-table{border-collapse:collapse;width:100%}th,td{padding:.35em .6em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}\
-th{background:#f4f4f4}.badge{padding:.1em .5em;border-radius:.8em;color:#fff;background:#888}\
-.badge.healthy{background:#2e7d32}.badge.unhealthy,.badge.failed{background:#c62828}\
-.badge.deploying,.badge.pending,.badge.restarting{background:#ef6c00}.badge.stopped{background:#616161}\
-small,.note{color:#777}form{margin:.5em 0 1em}svg.spark{display:block;margin-top:.2em}";
-
-const LOGIN: &str =
-    "<form id=\"login\">This agent requires a token to show more than names and states: \
-<input id=\"token\" type=\"password\" placeholder=\"token\" autocomplete=\"off\"> \
-<button>Show</button></form>";
-
-/// Fetches the JSON (with the session's token) and renders the rows as text nodes: the
-/// browser escapes them.
-const SCRIPT: &str = r#"
-(function(){
-  const headers = () => { const t = sessionStorage.getItem('deploy-agent-token'); return t ? {Authorization: 'Bearer ' + t} : {}; };
-  const form = document.getElementById('login');
-  if (form) form.addEventListener('submit', e => { e.preventDefault(); sessionStorage.setItem('deploy-agent-token', document.getElementById('token').value); refresh(); });
-  const dur = s => { const d = Math.floor(s/86400), h = Math.floor(s%86400/3600), m = Math.floor(s%3600/60); return (d? d+'d ' : '') + (h? h+'h ' : '') + (m? m+'m ' : '') + (s%60) + 's'; };
-  const ms = v => v == null ? '-' : v.toFixed(1) + 'ms';
-  function cells(d) {
-    if (d.limited) return [d.name, d.state, '', '', '', '', '', '', '', '', ''];
-    const t = d.traffic;
-    return [d.name, d.state, d.release + ' (' + d.ref + ' ' + (d.commit || '').slice(0, 10) + ')', dur(d.uptime_s), String(d.restarts),
-      d.cpu_percent.toFixed(1) + '%', Math.floor(d.memory_bytes / 1048576) + ' MiB',
-      t ? t.requests_per_second.toFixed(1) + '/s p50 ' + ms(t.p50_ms) + ' p99 ' + ms(t.p99_ms) + ' 5xx ' + (t.error_rate * 100).toFixed(1) + '%' : '-',
-      d.message || '', lastDeploy(d.last_deploy), d.url || ''];
-  }
-  const msText = v => v >= 1000 ? (v / 1000).toFixed(1) + ' s' : v + ' ms';
-  function lastDeploy(l) {
-    if (!l || !l.steps) return '';
-    const parts = l.steps.filter(s => s.result !== 'skipped').map(s => s.step + ' ' + msText(s.ms) + (s.result === 'failed' ? ' ✗' : ''));
-    return (l.ok ? 'ok' : 'failed') + ' in ' + msText(l.total_ms) + ': ' + parts.join(', ');
-  }
-  function spark(td, minutes) {
-    if (!minutes || minutes.length < 2) return;
-    const ns = 'http://www.w3.org/2000/svg', svg = document.createElementNS(ns, 'svg'), line = document.createElementNS(ns, 'polyline');
-    const max = Math.max(1e-9, ...minutes.map(m => m.requests_per_second));
-    svg.setAttribute('class', 'spark'); svg.setAttribute('width', '120'); svg.setAttribute('height', '24'); svg.setAttribute('viewBox', '0 0 120 24');
-    line.setAttribute('fill', 'none'); line.setAttribute('stroke', '#1565c0'); line.setAttribute('stroke-width', '1.5');
-    line.setAttribute('points', minutes.map(m => ((15 - m.minutes_ago) * 8).toFixed(1) + ',' + (22 - m.requests_per_second / max * 20).toFixed(1)).join(' '));
-    svg.appendChild(line); td.appendChild(svg);
-  }
-  function render(data) {
-    const body = document.querySelector('#deployments tbody');
-    body.textContent = '';
-    for (const d of data.deployments) {
-      const tr = document.createElement('tr');
-      tr.className = 'state-' + d.state;
-      cells(d).forEach((c, i) => {
-        const td = document.createElement('td');
-        if (i === 0 && !d.limited) { const a = document.createElement('a'); a.href = '/deployments/' + encodeURIComponent(c); a.textContent = c; td.appendChild(a); }
-        else if (i === 1) { const b = document.createElement('span'); b.className = 'badge ' + d.state; b.textContent = c; td.appendChild(b); if (d.oom_killed) { const o = document.createElement('span'); o.className = 'badge failed oom'; o.textContent = 'out of memory'; td.append(' ', o); } }
-        else if (i === 10 && /^https?:\/\//.test(c)) { const a = document.createElement('a'); a.href = c; a.textContent = c; td.appendChild(a); }
-        else if (i === 7) { td.textContent = c; spark(td, d.traffic_minutes); }
-        else td.textContent = c;
-        tr.appendChild(td);
-      });
-      body.appendChild(tr);
-    }
-    if (!data.deployments.length) { const tr = document.createElement('tr'); const td = document.createElement('td'); td.colSpan = 11; td.textContent = 'No deployments on this node.'; tr.appendChild(td); body.appendChild(tr); }
-    document.body.dataset.refreshed = String(Date.now());
-  }
-  function refresh() { fetch('/dashboard.json', {headers: headers()}).then(r => r.json()).then(render).catch(() => {}); }
-  refresh();
-  setInterval(refresh, 2000);
-})();
-"#;
 
 #[cfg(test)]
 mod tests;

@@ -68,6 +68,8 @@ pub(crate) struct Snapshot {
     pub recorded_pid: Option<u32>,
     /// Stopped by the user.
     pub stopped: bool,
+    pub last_event: Option<store::NodeEvent>,
+    pub failed_deploy: Option<store::FailedDeploy>,
 }
 
 impl Deployment {
@@ -190,6 +192,8 @@ impl Deployment {
             deploying: s.deploying.as_ref().map(|d| d.number),
             recorded_pid: s.record.pid,
             stopped: s.record.stopped,
+            last_event: s.record.last_event.clone(),
+            failed_deploy: s.record.failed_deploy.clone(),
         }
     }
 
@@ -369,6 +373,7 @@ impl Deployment {
 }
 
 mod draining;
+mod events;
 mod identity;
 mod removal;
 mod replicas;

@@ -74,6 +74,9 @@ pub(crate) trait Observer: Send + Sync {
     /// Another user's process listens on the instance's port (`why` says so): it must
     /// move to another port.
     fn port_taken(&self, _why: &str) {}
+    /// Something a person wants to know happened (the app restarted, and why): the
+    /// deployment's last event.
+    fn event(&self, _text: &str) {}
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

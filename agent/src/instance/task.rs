@@ -123,8 +123,8 @@ impl Task {
                         }));
                         return;
                     }
-                    self.set(|s| s.message = reason);
-                    if !self.wait_before_restart(&mut backoff).await {
+                    self.set(|s| s.message = reason.clone());
+                    if !self.wait_before_restart(&mut backoff, &reason).await {
                         return;
                     }
                     continue;
@@ -176,7 +176,7 @@ impl Task {
                         return;
                     }
                     tracing::warn!(deployment = %self.cfg.name, %reason, "restart did not become healthy");
-                    if !self.wait_before_restart(&mut backoff).await {
+                    if !self.wait_before_restart(&mut backoff, &reason).await {
                         return;
                     }
                     continue;
@@ -197,7 +197,7 @@ impl Task {
             self.set(|s| {
                 s.state = State::Failed;
                 s.pid = None;
-                s.message = reason;
+                s.message = reason.clone();
                 if exit_code.is_some() {
                     s.last_exit_code = exit_code;
                 }
@@ -208,6 +208,10 @@ impl Task {
                 None => self.cfg.restart != RestartPolicy::Never,
             };
             if !restart {
+                self.cfg.observer.event(&format!(
+                    "{reason}; not restarted (restart: {})",
+                    self.cfg.restart.as_str()
+                ));
                 if exit_code == Some(0) {
                     self.set(|s| s.state = State::Stopped);
                 }
@@ -217,7 +221,7 @@ impl Task {
             if started.elapsed() >= STABLE_AFTER {
                 backoff = BACKOFF_FIRST;
             }
-            if !self.wait_before_restart(&mut backoff).await {
+            if !self.wait_before_restart(&mut backoff, &reason).await {
                 return;
             }
         }

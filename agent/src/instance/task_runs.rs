@@ -13,7 +13,8 @@ use crate::tracking::Tracking;
 
 impl Task {
     /// Sleeps the backoff (doubling it, capped), unless a stop arrives. `false`: stopped.
-    pub(super) async fn wait_before_restart(&mut self, backoff: &mut Duration) -> bool {
+    /// A restart is the deployment's last event, with `why` (the run's failure).
+    pub(super) async fn wait_before_restart(&mut self, backoff: &mut Duration, why: &str) -> bool {
         let delay = *backoff;
         *backoff = (*backoff * 2).min(BACKOFF_MAX);
         self.set(|s| {
@@ -27,6 +28,7 @@ impl Task {
                     s.next_restart_at = None;
                 });
                 self.cfg.observer.restarted();
+                self.cfg.observer.event(&format!("restarted: {why}"));
                 true
             }
             cmd = self.cmds.recv() => {

@@ -1,6 +1,6 @@
 //! commit: the new release is healthy (and takes the traffic): it becomes the deployment's
-//! instance and its current release in the record; the previous release, if it still
-//! runs, drains and stops.
+//! instance and its current release in the record. The previous release, if it still
+//! runs, is handed back to drain and stop once the deploy has answered.
 
 use std::sync::Arc;
 
@@ -19,9 +19,9 @@ pub(super) async fn commit(
     prepared: Prepared,
     started: Started,
     pid: u32,
-    events: &Events,
 ) -> (Outcome, Option<super::switch::Retiring>) {
     let release = prepared.release;
+    let live_event = prepared.live_event;
     let outcome = Outcome {
         ok: true,
         release: release.number,
@@ -50,12 +50,29 @@ pub(super) async fn commit(
         started.private_port,
         replicas,
     );
+    d.note_live(release.number, live_event);
     d.save_or_log(sup.layout()).await;
-    // The previous release (behind the proxy: once it has drained; on another port: now).
-    let (drained, retiring) = super::switch::drain_previous(sup, &release, &started, events).await;
-    if let Some(took) = drained {
-        d.previous_drained(release.number, took);
+    let retiring = super::switch::Retiring::of(sup, &release, &started);
+    (outcome, retiring)
+}
+
+/// After the deploy has answered: the previous release drains (behind the node proxy: how
+/// long that took is recorded with `release`, and said in `events`) and stops. `events`
+/// is closed before the stop (the client has heard all it waits for).
+pub(super) async fn retire(
+    sup: &Supervisor,
+    d: &Deployment,
+    release: u32,
+    retiring: Option<super::switch::Retiring>,
+    events: Events,
+) {
+    let Some(r) = retiring else {
+        return;
+    };
+    if let Some(took) = r.drain(sup, &events).await {
+        d.previous_drained(release, took);
         d.save_or_log(sup.layout()).await;
     }
-    (outcome, retiring)
+    drop(events);
+    r.stop().await;
 }

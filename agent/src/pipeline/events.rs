@@ -161,6 +161,16 @@ impl Events {
         }
     }
 
+    /// `e` with secret values replaced in its reason and output (before it is kept).
+    pub(crate) fn redact_error(&self, mut e: StepError) -> StepError {
+        e.reason = self.redact(std::mem::take(&mut e.reason));
+        e.tail = std::mem::take(&mut e.tail)
+            .into_iter()
+            .map(|l| self.redact(l))
+            .collect();
+        e
+    }
+
     fn redact(&self, text: String) -> String {
         match self.redactor.lock() {
             Ok(r) if !r.is_empty() => r.text(&text),
@@ -263,10 +273,15 @@ impl Events {
             .into_iter()
             .map(|(step, result, ms)| serde_json::json!({"step": step, "result": result, "ms": ms}))
             .collect();
-        let doc = serde_json::json!({
+        let mut doc = serde_json::json!({
             "at": crate::clock::now_unix(), "ok": outcome.ok, "release": outcome.release,
             "total_ms": outcome.total.as_millis() as u64, "steps": steps,
         });
+        if !outcome.ok {
+            // Why, for the page (redacted like everything the deploy says).
+            doc["failed_step"] = outcome.failed_step.clone().into();
+            doc["reason"] = outcome.reason.clone().into();
+        }
         // Private, like the deploy log beside it.
         let write = move || {
             if let Ok(mut f) = crate::fsmode::create_private(&path) {

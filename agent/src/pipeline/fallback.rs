@@ -13,11 +13,19 @@ use crate::procstat::ProcId;
 use crate::store::{ReleaseRecord, ReleaseResult};
 use crate::supervisor::Supervisor;
 
+/// What failed: a deploy of a new release (its number), or a restart of the current one.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Attempt {
+    Deploy(u32),
+    Restart,
+}
+
 pub(super) async fn keep_previous(
     sup: &Supervisor,
     d: &Arc<Deployment>,
     err: StepError,
     prepared: Option<Prepared>,
+    attempt: Attempt,
 ) -> Outcome {
     let mut outcome = Outcome {
         ok: false,
@@ -47,6 +55,7 @@ pub(super) async fn keep_previous(
                 outcome.kept_pid = pid.unwrap_or(0);
             }
         }
+        note_failure(d, &err, attempt, &outcome);
         d.save_or_log(sup.layout()).await;
     }
     outcome
@@ -69,11 +78,7 @@ async fn restart_kept(
             r.stop().await;
         }
         let route = crate::launch::route(sup, release, &[port]);
-        let set = match sup.proxy().client().await {
-            Ok(client) => client.set_route(route).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = set {
+        if let Err(e) = sup.proxy().set_route(route).await {
             tracing::error!(deployment = %release.spec.name, error = %e, "cannot route the port to the kept release");
         }
     }
@@ -91,6 +96,29 @@ async fn restart_kept(
             None
         }
         Err(_) => None,
+    }
+}
+
+/// The failure is the deployment's last event, and a failed deploy is kept until a newer
+/// release goes live: the page and `status` say why the current release still serves.
+fn note_failure(d: &Deployment, err: &StepError, attempt: Attempt, outcome: &Outcome) {
+    let why = first_line(&err.reason);
+    let kept = if outcome.kept_healthy {
+        format!("release {} kept serving", outcome.kept_release)
+    } else {
+        format!("release {} kept, NOT healthy", outcome.kept_release)
+    };
+    match attempt {
+        Attempt::Deploy(number) => d.note_failed_deploy(
+            number,
+            err.step,
+            why,
+            format!(
+                "deploy of release {number} failed at {}: {why}; {kept}",
+                err.step
+            ),
+        ),
+        Attempt::Restart => d.note_event(format!("restart failed at {}: {why}; {kept}", err.step)),
     }
 }
 

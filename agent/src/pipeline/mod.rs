@@ -59,6 +59,8 @@ pub(crate) struct Prepared {
     _lease: Option<VenvLease>,
     /// Keeps its private ports from other deploys until the deploy is over.
     _ports: Option<crate::reservations::PortLease>,
+    /// The deployment's last event once it is live ("release 3 deployed (v2 0112ce2c5d)").
+    live_event: String,
 }
 
 /// Starts deploying `spec` in the background: its events, the outcome last. The deploy
@@ -101,7 +103,14 @@ async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome {
     let number = d.begin_deploy(&spec.owner);
     let (mut outcome, retiring) = match steps(&sup, &d, &spec, number, &events).await {
         Ok(done) => done,
-        Err((err, prepared)) => (fallback::keep_previous(&sup, &d, err, prepared).await, None),
+        Err((err, prepared)) => {
+            let err = events.redact_error(err);
+            let attempt = fallback::Attempt::Deploy(number);
+            (
+                fallback::keep_previous(&sup, &d, err, prepared, attempt).await,
+                None,
+            )
+        }
     };
     d.end_deploy();
     d.end_draining();
@@ -112,10 +121,9 @@ async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome {
     outcome.total = began.elapsed();
     outcome.owner = spec.owner.clone();
     events.finish(outcome.clone());
-    // The previous release stops after the answer (still under the deployment's lock).
-    if let Some(r) = retiring {
-        r.stop().await;
-    }
+    // The deploy has answered at the switch; the previous release drains and stops now
+    // (still under the deployment's lock).
+    commit::retire(&sup, &d, outcome.release, retiring, events).await;
     if outcome.ok {
         // After the client has its answer (still under the deployment's lock).
         prune::after_success(&sup, &d).await;
@@ -184,7 +192,7 @@ async fn launch(
         }
         prepared.release.switched_at = Some(crate::clock::now_unix());
     }
-    Ok(commit::commit(sup, d, spec, prepared, started, pid, events).await)
+    Ok(commit::commit(sup, d, spec, prepared, started, pid).await)
 }
 
 /// resolve → fetch → checkout, and packages (at the same time when the venv does not
@@ -238,6 +246,11 @@ async fn prepare(
     let all = ports.as_ref().map(|l| l.ports.clone()).unwrap_or_default();
     let private_port = all.first().copied();
     let replica_ports = all.iter().skip(1).copied().collect();
+    let live_event = format!(
+        "release {number} deployed ({} {})",
+        source.resolved.display,
+        short(&commit)
+    );
     Ok(Prepared {
         release: ReleaseRecord {
             number,
@@ -257,6 +270,7 @@ async fn prepare(
         replica_ports,
         _lease: lease,
         _ports: ports,
+        live_event,
     })
 }
 

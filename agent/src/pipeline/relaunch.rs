@@ -30,17 +30,27 @@ pub(crate) fn spawn(
     let events = Events::new(tx).with_metrics(sup.metrics().clone());
     tokio::spawn(async move {
         let began = Instant::now();
+        let Some(_op) = d.begin().await else {
+            events.finish(Outcome {
+                ok: false,
+                failed_step: events::START.to_string(),
+                reason: format!("{} was removed meanwhile", d.name()),
+                total: began.elapsed(),
+                ..Default::default()
+            });
+            return;
+        };
         let (mut outcome, retiring) = relaunch(&sup, &d, only_if_stopped, &events).await;
         outcome.total = began.elapsed();
+        let release = outcome.release;
         events.finish(outcome);
-        // What ran before stops after the answer (it has drained already).
-        if let Some(r) = retiring {
-            r.stop().await;
-        }
+        // What ran before drains and stops after the answer (under the deployment's lock).
+        super::commit::retire(&sup, &d, release, retiring, events).await;
     });
     Ok(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
 }
 
+/// Under the deployment's lock.
 async fn relaunch(
     sup: &Arc<Supervisor>,
     d: &Arc<Deployment>,
@@ -55,9 +65,6 @@ async fn relaunch(
             ..Default::default()
         };
         (outcome, None)
-    };
-    let Some(_op) = d.begin().await else {
-        return failed(events::START, format!("{} was removed meanwhile", d.name()));
     };
     let Some(current) = d.current() else {
         return failed(
@@ -115,17 +122,33 @@ async fn relaunch(
             _lease: (!current.packages_hash.is_empty())
                 .then(|| sup.venvs().lease(&current.packages_hash)),
             _ports: ports,
+            live_event: if only_if_stopped {
+                format!("release {} started with `deployctl start`", current.number)
+            } else {
+                format!(
+                    "release {} restarted with `deployctl restart`",
+                    current.number
+                )
+            },
         })
     }
     .await;
     let prepared = match result {
         Ok(p) => p,
-        Err(e) => return (fallback::keep_previous(sup, d, e, None).await, None),
+        Err(e) => {
+            let e = events.redact_error(e);
+            let outcome = fallback::keep_previous(sup, d, e, None, fallback::Attempt::Restart);
+            return (outcome.await, None);
+        }
     };
     let (outcome, retiring) = match launch(sup, d, &spec, prepared, events).await {
         Ok(done) => done,
         // The release's directory stays: it is still the current release's.
-        Err((e, _)) => (fallback::keep_previous(sup, d, e, None).await, None),
+        Err((e, _)) => {
+            let e = events.redact_error(e);
+            let outcome = fallback::keep_previous(sup, d, e, None, fallback::Attempt::Restart);
+            (outcome.await, None)
+        }
     };
     d.end_draining();
     (outcome, retiring)

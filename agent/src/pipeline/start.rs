@@ -173,11 +173,7 @@ async fn leave_proxy(
     events: &Events,
 ) {
     let listen = crate::launch::public_address(sup, release);
-    let removed = match sup.proxy().client().await {
-        Ok(client) => client.remove_route(listen).await,
-        Err(e) => Err(e),
-    };
-    match removed {
+    match sup.proxy().remove_route(listen).await {
         Ok(()) => events.info(
             events::START,
             format!("the node proxy let go of {listen} (strategy recreate: the app binds it)"),

@@ -1,6 +1,7 @@
 //! switch (`strategy: switch`): the new release is healthy on its private port; the node
-//! proxy's route for the deployment's port now sends new requests to it, and the previous
-//! release finishes the requests it has (drains, up to `drain_timeout`) before it stops.
+//! proxy's route for the deployment's port now sends new requests to it. After the deploy
+//! has answered, the previous release finishes the requests it has (drains, up to
+//! `drain_timeout`) and stops.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,12 +41,7 @@ pub(super) async fn switch(
         ),
         Duration::ZERO,
     );
-    let client = sup
-        .proxy()
-        .client()
-        .await
-        .map_err(|e| StepError::new(events::SWITCH, e))?;
-    if let Err(e) = client.set_route(route).await {
+    if let Err(e) = sup.proxy().set_route(route).await {
         let err = StepError::new(events::SWITCH, e);
         events.emit(
             events::SWITCH,
@@ -64,15 +60,84 @@ pub(super) async fn switch(
     Ok(())
 }
 
-/// The previous release's instances, drained, to stop once the deploy has answered (the
-/// client does not wait for an old app's exit).
+/// The previous release's instances, to drain and stop once the deploy has answered: the
+/// deploy's time ends at the switch, and the client does not wait for an old app's exit.
 pub(super) struct Retiring {
     deployment: String,
     first: Arc<Instance>,
     replicas: Vec<Arc<Instance>>,
+    /// Behind the node proxy: the public address, the old instances' private addresses,
+    /// and how long they may take to finish their requests.
+    drain: Option<Drain>,
+}
+
+struct Drain {
+    listen: SocketAddr,
+    old: Vec<SocketAddr>,
+    timeout: Duration,
 }
 
 impl Retiring {
+    /// What ran before `release` and still runs (not stopped for the port), if anything.
+    pub(super) fn of(
+        sup: &Supervisor,
+        release: &ReleaseRecord,
+        started: &Started,
+    ) -> Option<Retiring> {
+        let prev = started
+            .previous
+            .as_ref()
+            .filter(|_| !started.previous_stopped)?;
+        let drain = started.previous_port.map(|_| Drain {
+            listen: crate::launch::public_address(sup, release),
+            old: started
+                .previous_ports
+                .iter()
+                .map(|p| crate::launch::private_address(sup, *p))
+                .collect(),
+            timeout: release.spec.drain_timeout,
+        });
+        Some(Retiring {
+            deployment: release.spec.name.clone(),
+            first: prev.clone(),
+            replicas: started.previous_replicas.clone(),
+            drain,
+        })
+    }
+
+    /// Lets the previous release finish the requests the node proxy still has on it (up to
+    /// `drain_timeout`), and says how long that took; `None` when it is not behind the proxy.
+    pub(super) async fn drain(&self, sup: &Supervisor, events: &Events) -> Option<Duration> {
+        let drain = self.drain.as_ref()?;
+        let began = Instant::now();
+        let in_flight = || async {
+            let mut n = 0;
+            for addr in &drain.old {
+                n += sup.proxy().in_flight(drain.listen, Some(*addr)).await;
+            }
+            n
+        };
+        let deadline = began + drain.timeout;
+        while in_flight().await > 0 && Instant::now() < deadline {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        let left = in_flight().await;
+        let took = began.elapsed();
+        let release = self.first.release;
+        events.info(
+            events::SWITCH,
+            if left == 0 {
+                format!("release {release} drained in {} ms", took.as_millis())
+            } else {
+                format!(
+                    "release {release} still had {left} requests after the drain timeout ({}); stopping it",
+                    humantime::format_duration(drain.timeout)
+                )
+            },
+        );
+        Some(took)
+    }
+
     /// Stops every instance of the previous release at once.
     pub(super) async fn stop(self) {
         let replicas: Vec<_> = self
@@ -92,66 +157,4 @@ impl Retiring {
             "stopped the previous release"
         );
     }
-}
-
-/// Lets the previous release finish its requests (behind the node proxy: how long that
-/// took); what is left to stop.
-pub(super) async fn drain_previous(
-    sup: &Supervisor,
-    release: &ReleaseRecord,
-    started: &Started,
-    events: &Events,
-) -> (Option<Duration>, Option<Retiring>) {
-    let Some(prev) = started
-        .previous
-        .as_ref()
-        .filter(|_| !started.previous_stopped)
-    else {
-        return (None, None);
-    };
-    let began = Instant::now();
-    let mut drained = None;
-    if started.previous_port.is_some() {
-        let listen = crate::launch::public_address(sup, release);
-        let old: Vec<SocketAddr> = started
-            .previous_ports
-            .iter()
-            .map(|p| crate::launch::private_address(sup, *p))
-            .collect();
-        let in_flight = || async {
-            let mut n = 0;
-            for addr in &old {
-                n += sup.proxy().in_flight(listen, Some(*addr)).await;
-            }
-            n
-        };
-        let deadline = began + release.spec.drain_timeout;
-        while in_flight().await > 0 && Instant::now() < deadline {
-            tokio::time::sleep(DRAIN_POLL).await;
-        }
-        let left = in_flight().await;
-        drained = Some(began.elapsed());
-        events.info(
-            events::SWITCH,
-            if left == 0 {
-                format!(
-                    "release {} drained in {} ms",
-                    prev.release,
-                    began.elapsed().as_millis()
-                )
-            } else {
-                format!(
-                    "release {} still had {left} requests after the drain timeout ({}); stopping it",
-                    prev.release,
-                    humantime::format_duration(release.spec.drain_timeout)
-                )
-            },
-        );
-    }
-    let retiring = Retiring {
-        deployment: release.spec.name.clone(),
-        first: prev.clone(),
-        replicas: started.previous_replicas.clone(),
-    };
-    (drained, Some(retiring))
 }

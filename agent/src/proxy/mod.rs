@@ -10,6 +10,7 @@ mod control;
 mod counters;
 mod http;
 mod node;
+mod stop;
 mod table;
 mod tcp;
 

@@ -1,7 +1,8 @@
 //! The agent's side of the node proxy process: start it once in a session of its own (it
 //! outlives the agent: an agent crash, upgrade or restart drops no connection), adopt it
 //! after an agent restart (its pid and start time are in `proxy.pid`), start it again if
-//! it ever dies (its routes are persisted, so it serves at once), and talk to it.
+//! it ever dies (its routes are persisted, so it serves at once), talk to it, and stop it
+//! when it serves no deployment any more.
 //!
 //! ```text
 //! <data>/proxy/control.sock   the control socket (the agent's only)
@@ -49,14 +50,56 @@ impl NodeProxy {
             .map(|id| id.pid)
     }
 
-    /// A client of the running proxy, starting (or adopting) it first if needed.
-    pub(crate) async fn client(&self) -> Result<&ProxyClient, String> {
-        let mut running = self.running.lock().await;
-        if running.is_some_and(|id| id.is_running()) {
-            return Ok(&self.client);
+    /// The running proxy (under its lock), starting (or adopting) it first if needed.
+    async fn ensure(&self, running: &mut Option<ProcId>) -> Result<ProcId, String> {
+        match *running {
+            Some(id) if id.is_running() => Ok(id),
+            _ => {
+                let id = self.adopt_or_start().await?;
+                *running = Some(id);
+                Ok(id)
+            }
         }
-        *running = Some(self.adopt_or_start().await?);
-        Ok(&self.client)
+    }
+
+    /// Routes `route.listen` as `route` says, starting the proxy first if it does not run.
+    pub(crate) async fn set_route(&self, route: super::RouteSpec) -> Result<(), String> {
+        let mut running = self.running.lock().await;
+        self.ensure(&mut running).await?;
+        self.client.set_route(route).await
+    }
+
+    /// Lets go of `listen`. When that was the last route, the proxy stops: a node that
+    /// serves no deployment runs none (the next route starts it again). Under the lock, so
+    /// no route is set meanwhile.
+    pub(crate) async fn remove_route(&self, listen: std::net::SocketAddr) -> Result<(), String> {
+        let mut running = self.running.lock().await;
+        let id = self.ensure(&mut running).await?;
+        self.client.remove_route(listen).await?;
+        if self.client.stats().await.is_ok_and(|r| r.is_empty()) {
+            super::stop::stop(&self.dir, id).await;
+            *running = None;
+        }
+        Ok(())
+    }
+
+    /// When the agent stops: what the proxy keeps serving after it (`Some(routes)`, with its
+    /// pid), or `None` when it does not run. One that serves nothing is stopped now.
+    pub(crate) async fn on_agent_stop(&self) -> Option<(u32, Vec<super::RouteStats>)> {
+        let mut running = self.running.lock().await;
+        let id = running.filter(|id| id.is_running())?;
+        let routes = self.client.stats().await.ok()?;
+        if routes.is_empty() {
+            super::stop::stop(&self.dir, id).await;
+            *running = None;
+            return None;
+        }
+        Some((id.pid, routes))
+    }
+
+    /// Where the proxy's pid file is (for people: how to stop it by hand).
+    pub(crate) fn pid_file(&self) -> PathBuf {
+        self.dir.join("proxy.pid")
     }
 
     /// The routes' counts, when the proxy runs (a node that never used it has none).
@@ -86,24 +129,30 @@ impl NodeProxy {
     }
 
     /// Adopts the proxy if one runs (after an agent restart), else starts it, but only
-    /// when it has routes to serve (a node that never used it gets no process).
+    /// when it has routes to serve (a node that never used it gets no process). One that
+    /// an earlier agent left serving nothing is stopped.
     pub(crate) async fn resume(&self) {
         let has_routes = tokio::fs::metadata(self.dir.join("routes.json"))
             .await
             .is_ok_and(|m| m.len() > 2);
+        let mut running = self.running.lock().await;
         if has_routes {
-            if let Err(e) = self.client().await {
+            if let Err(e) = self.ensure(&mut running).await {
                 tracing::error!(error = %e, "cannot start the node proxy");
+            }
+        } else if let Some(id) = self.recorded().await.filter(|id| id.is_running()) {
+            if self.client.stats().await.is_ok_and(|r| r.is_empty()) {
+                super::stop::stop(&self.dir, id).await;
             }
         }
     }
 
     /// Starts the proxy again if it died (its routes come back with it).
     pub(crate) async fn watch(&self) {
-        let known = *self.running.lock().await;
-        if let Some(id) = known.filter(|id| !id.is_running()) {
+        let mut running = self.running.lock().await;
+        if let Some(id) = running.filter(|id| !id.is_running()) {
             tracing::error!(pid = id.pid, "the node proxy is gone; starting it again");
-            if let Err(e) = self.client().await {
+            if let Err(e) = self.ensure(&mut running).await {
                 tracing::error!(error = %e, "cannot start the node proxy");
             }
         }

@@ -22,6 +22,10 @@ pub(crate) struct RouteSpec {
     pub mode: ProxyMode,
     pub backends: Vec<BackendSpec>,
     pub hold_timeout_ms: u64,
+    /// The deployment it serves (for people reading `routes.json`, and the agent's and
+    /// `deployctl local stop`'s words on what the proxy keeps serving).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
 }
 
 /// One instance behind a route: its private address and the release it runs.
@@ -175,6 +179,7 @@ struct RouteState {
     /// Backends no longer routed to, kept until their last request ends.
     draining: Vec<Arc<Backend>>,
     hold: Duration,
+    name: String,
 }
 
 impl Route {
@@ -192,6 +197,7 @@ impl Route {
                     .collect(),
                 draining: Vec::new(),
                 hold: Duration::from_millis(spec.hold_timeout_ms),
+                name: spec.name.clone(),
             }),
             changed: watch::channel(0).0,
             totals,
@@ -209,6 +215,7 @@ impl Route {
     pub(crate) fn set(&self, spec: &RouteSpec) {
         let mut s = self.state();
         s.hold = Duration::from_millis(spec.hold_timeout_ms);
+        s.name.clone_from(&spec.name);
         let old = std::mem::take(&mut s.backends);
         let (kept, gone): (Vec<_>, Vec<_>) = old
             .into_iter()
@@ -237,6 +244,7 @@ impl Route {
             mode: self.mode,
             backends: s.backends.iter().map(|b| b.spec.clone()).collect(),
             hold_timeout_ms: s.hold.as_millis() as u64,
+            name: s.name.clone(),
         }
     }
 
@@ -311,6 +319,7 @@ mod tests {
                 })
                 .collect(),
             hold_timeout_ms: 10_000,
+            name: String::new(),
         }
     }
 

@@ -147,6 +147,15 @@ pub(super) fn view_to_pb(v: View) -> pb::DeploymentStatus {
             in_flight: t.in_flight,
             window_s: t.window.as_secs_f64(),
         }),
+        last_event_at: v.last_event.as_ref().map(|e| e.at).unwrap_or(0),
+        last_event: v.last_event.map(|e| e.text).unwrap_or_default(),
+        adopted_at: v.adopted_at.unwrap_or(0),
+        failed_deploy: v.failed_deploy.map(|f| pb::FailedDeploy {
+            release: f.release,
+            step: f.step,
+            reason: f.reason,
+            at: f.at,
+        }),
     }
 }
 

@@ -4,13 +4,14 @@
 //! metrics). The registry's lock guards lookups only; nothing is held across I/O.
 
 mod identity;
+mod observer;
 mod remove;
 mod view;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub(crate) use identity::move_off_taken_ports;
@@ -23,7 +24,6 @@ use crate::deployment::Deployment;
 use crate::error::{Error, Result};
 use crate::instance::Observer;
 use crate::metrics::Metrics;
-use crate::procstat::ProcId;
 use crate::proxy::NodeProxy;
 use crate::secrets::{Redactor, SecretStore};
 use crate::store::{self, Layout, Record};
@@ -253,7 +253,7 @@ impl Supervisor {
     /// What keeps `d`'s record and metrics up to date with its instance `replica` (0: the
     /// first, 1..: the replicas).
     pub(crate) fn observer(&self, d: &Arc<Deployment>, replica: usize) -> Arc<dyn Observer> {
-        Arc::new(DeploymentObserver {
+        Arc::new(observer::DeploymentObserver {
             deployment: Arc::downgrade(d),
             replica,
             layout: self.layout.clone(),
@@ -312,54 +312,6 @@ impl Supervisor {
     /// Every running app: its first process (the group leader) and how the others are found.
     pub(crate) fn running_apps(&self) -> Vec<(u32, Tracking)> {
         self.all().iter().flat_map(|d| d.running_apps()).collect()
-    }
-}
-
-/// Keeps a deployment's record and the metrics up to date with what its instance does.
-struct DeploymentObserver {
-    deployment: Weak<Deployment>,
-    replica: usize,
-    layout: Layout,
-    metrics: Arc<Metrics>,
-    port_taken: tokio::sync::mpsc::UnboundedSender<(String, String)>,
-}
-
-impl Observer for DeploymentObserver {
-    fn started(&self, release: u32, id: ProcId, tracking: &Tracking) {
-        let Some(d) = self.deployment.upgrade() else {
-            return;
-        };
-        if d.process_started(release, self.replica, id, tracking) {
-            let layout = self.layout.clone();
-            // Off the instance's task: the write is fsynced.
-            tokio::spawn(async move { d.save_or_log(&layout).await });
-        }
-    }
-
-    fn restarted(&self) {
-        if let Some(d) = self.deployment.upgrade() {
-            self.metrics.restarted(d.name());
-        }
-    }
-
-    fn port_taken(&self, why: &str) {
-        if let Some(d) = self.deployment.upgrade() {
-            tracing::warn!(deployment = %d.name(), "{why}");
-            let why = "another user's process holds its private port".to_string();
-            let _ = self.port_taken.send((d.name().to_string(), why));
-        }
-    }
-
-    fn checked(&self, latency: Duration, _healthy: bool) {
-        if let Some(d) = self.deployment.upgrade() {
-            self.metrics.health_checked(d.name(), latency);
-        }
-    }
-
-    fn ran(&self, tracking: &Tracking, stats: &crate::limits::Stats) {
-        if let Some(d) = self.deployment.upgrade() {
-            self.metrics.kernel(d.name(), &tracking.id, stats);
-        }
     }
 }
 

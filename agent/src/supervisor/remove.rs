@@ -108,11 +108,7 @@ impl Supervisor {
             while self.proxy().in_flight(listen, None).await > 0 && Instant::now() < deadline {
                 tokio::time::sleep(DRAIN_POLL).await;
             }
-            let removed = match self.proxy().client().await {
-                Ok(client) => client.remove_route(listen).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = removed {
+            if let Err(e) = self.proxy().remove_route(listen).await {
                 tracing::warn!(deployment = %name, error = %e, "cannot remove the deployment's route");
             }
         }

@@ -44,6 +44,13 @@ pub(crate) struct View {
     pub kernel: RunTotals,
     /// The running instances' last sampled figures, by instance id (for `/metrics`).
     pub live_runs: Vec<(String, Stats)>,
+    /// The last thing that happened to it (kept across agent restarts).
+    pub last_event: Option<crate::store::NodeEvent>,
+    /// The last deploy, when it failed while the current release kept serving.
+    pub failed_deploy: Option<crate::store::FailedDeploy>,
+    /// When this agent re-adopted the running app (Unix seconds; it was started by an
+    /// earlier run of the agent).
+    pub adopted_at: Option<i64>,
 }
 
 /// One instance of a deployment with replicas.
@@ -131,8 +138,15 @@ impl Supervisor {
             current,
             instance,
             replicas: replica_snaps,
+            last_event,
+            failed_deploy,
             ..
         } = snap;
+        // Adopted when this agent started.
+        let adopted_at = instance
+            .as_ref()
+            .filter(|s| s.adopted && s.pid.is_some())
+            .map(|_| crate::clock::now_unix() - self.uptime().as_secs() as i64);
         let pid = instance.as_ref().and_then(|s| s.pid).or(snap.recorded_pid);
         let usage = |pid: Option<u32>| pid.map(|p| self.usage.of(p)).unwrap_or_default();
         // An instance's ended runs, and its running one as last sampled.
@@ -247,6 +261,9 @@ impl Supervisor {
             spec: current.map(|r| r.spec),
             kernel: totals,
             live_runs,
+            last_event,
+            failed_deploy,
+            adopted_at,
         }
     }
 

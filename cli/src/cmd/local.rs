@@ -15,6 +15,8 @@ use crate::client::{self, Call, Limit, Target};
 use crate::output::Format;
 use crate::project::Project;
 
+mod proxy;
+
 /// How long `local stop` waits for the agent to exit after SIGTERM.
 const STOP_WAIT: Duration = Duration::from_secs(15);
 
@@ -39,7 +41,9 @@ Examples:
 Exit codes: 0 it answers, 1 it does not.")]
     Status,
     /// Stop the local agent (SIGTERM); its apps keep running and are taken back by the
-    /// next agent (stop them first with `deployctl stop NAME` or `deployctl remove NAME`)
+    /// next agent (stop them first with `deployctl stop NAME` or `deployctl remove NAME`),
+    /// and the node proxy keeps serving their ports (it says which; it stops with the last
+    /// of them removed or stopped, and now when no deployment is left)
     #[command(after_help = "\
 Examples:
   deployctl local stop
@@ -52,7 +56,7 @@ pub(crate) async fn run(project: &Project, cmd: Local, format: Format) -> anyhow
     match cmd {
         Local::Start => start(project, format).await,
         Local::Status => status(project, format).await,
-        Local::Stop => stop(format).await,
+        Local::Stop => stop(project, format).await,
     }
 }
 
@@ -68,23 +72,28 @@ async fn start(project: &Project, format: Format) -> anyhow::Result<()> {
     status(project, format).await
 }
 
-async fn status(project: &Project, format: Format) -> anyhow::Result<()> {
-    let address = client::local_address();
-    let data_dir = client::local_data_dir();
-    let log = data_dir.join("agent.log");
-    let pids = client::local_agent_pids();
+/// What the local agent says of itself, if it answers (it is not started for this).
+async fn node_info(project: &Project) -> anyhow::Result<Result<pb::NodeInfoReply, String>> {
     let mut target = client::resolve_env(project, "local")?.no_autostart();
-    target.addresses = vec![client::normalize(&address)];
+    target.addresses = vec![client::normalize(&client::local_address())];
     let mut replies = client::for_each_agent(&target, Limit::Answer, |mut c: Call| async move {
         Ok(c.client
             .node_info(pb::NodeInfoRequest {})
             .await?
             .into_inner())
     });
-    let info = match replies.next().await {
+    Ok(match replies.next().await {
         Some(r) => r.result.map_err(|e| e.message),
         None => Err("no address".into()),
-    };
+    })
+}
+
+async fn status(project: &Project, format: Format) -> anyhow::Result<()> {
+    let address = client::local_address();
+    let data_dir = client::local_data_dir();
+    let log = data_dir.join("agent.log");
+    let pids = client::local_agent_pids();
+    let info = node_info(project).await?;
     match format {
         Format::Json => {
             let v = match &info {
@@ -140,7 +149,7 @@ async fn status(project: &Project, format: Format) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn stop(format: Format) -> anyhow::Result<()> {
+async fn stop(project: &Project, format: Format) -> anyhow::Result<()> {
     let pids = client::local_agent_pids();
     let say = |text: String, json: serde_json::Value| match format {
         Format::Text => println!("{text}"),
@@ -156,6 +165,12 @@ async fn stop(format: Format) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    // How many deployments it has (when it answers): with none, its node proxy goes too.
+    let deployments = node_info(project)
+        .await
+        .ok()
+        .and_then(|i| i.ok())
+        .map(|i| i.deployments);
     for pid in &pids {
         let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGTERM);
     }
@@ -172,14 +187,56 @@ async fn stop(format: Format) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let (proxy_text, proxy_json) = left_proxy(deployments).await;
     say(
         format!(
-            "Stopped the local agent (pid {}). Its apps keep running; the next agent started for env local takes them back",
+            "Stopped the local agent (pid {}). Its apps keep running; the next agent started for env local takes them back{proxy_text}",
             pids.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
         ),
-        serde_json::json!({"stopped": pids, "running": false}),
+        serde_json::json!({"stopped": pids, "running": false, "proxy": proxy_json}),
     );
     Ok(())
+}
+
+/// The node proxy the agent left: what it keeps serving and how to stop it, or stopped
+/// when it serves no deployment (or the agent had none). The words for the text output
+/// (a line of its own) and the JSON (`null` when no proxy runs).
+async fn left_proxy(deployments: Option<u32>) -> (String, serde_json::Value) {
+    let Some(p) = proxy::find(&client::local_data_dir()) else {
+        return (String::new(), serde_json::Value::Null);
+    };
+    let serving: Vec<serde_json::Value> = p
+        .routes
+        .iter()
+        .map(|(name, listen)| serde_json::json!({"name": name, "listen": listen}))
+        .collect();
+    if !p.routes.is_empty() && deployments != Some(0) {
+        return (
+            format!(
+                "\nThe node proxy (pid {}) keeps serving {}; {}",
+                p.pid,
+                p.serving(),
+                p.how_to_stop()
+            ),
+            serde_json::json!({"pid": p.pid, "serving": serving, "stopped": false}),
+        );
+    }
+    let stopped = p.stop().await;
+    let text = if stopped {
+        format!(
+            "\nStopped the node proxy (pid {}) too: no deployment is left",
+            p.pid
+        )
+    } else {
+        format!(
+            "\nThe node proxy (pid {}) serves no deployment but did not exit after SIGTERM and SIGKILL",
+            p.pid
+        )
+    };
+    (
+        text,
+        serde_json::json!({"pid": p.pid, "serving": serving, "stopped": stopped}),
+    )
 }
 
 fn zombie(pid: u32) -> bool {

@@ -22,6 +22,7 @@ pub(crate) struct Args {
 }
 
 mod gather;
+mod lines;
 mod print;
 mod refresh;
 

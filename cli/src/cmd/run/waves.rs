@@ -157,6 +157,9 @@ async fn deploy_one(
                 report::name_env(&mut event, c.env());
                 bar.event(&event);
                 if let Some(outcome) = event.outcome {
+                    // The deploy answered at the switch; what follows (the previous
+                    // release's drain) is shown until the agent ends the stream.
+                    after_outcome(&mut stream, &bar).await;
                     break Ok(outcome);
                 }
             }
@@ -179,4 +182,16 @@ async fn deploy_one(
         accepted: true,
         outcome: result,
     })
+}
+
+/// The events an agent sends after a deploy's outcome (how long the previous release took
+/// to drain), until it ends the stream. The outcome is known: a broken stream only ends
+/// the wait.
+async fn after_outcome(
+    stream: &mut tonic::Streaming<pb::DeployEvent>,
+    bar: &crate::output::AgentProgress,
+) {
+    while let Ok(Some(event)) = stream.message().await {
+        bar.event(&event);
+    }
 }

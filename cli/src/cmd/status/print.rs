@@ -4,6 +4,7 @@
 use deployctl_proto::v1 as pb;
 use serde_json::json;
 
+use super::lines::{event_lines, failed_deploy_line, kernel_lines, proxy_lines, size};
 use super::{Deployment, Unanswered};
 use crate::output;
 
@@ -43,6 +44,12 @@ pub(super) fn print_json(out: &[Deployment], unanswered: &[Unanswered]) {
                         })).collect::<Vec<_>>(),
                         "switched_at": if s.switched_at > 0 { json!(s.switched_at) } else { json!(null) },
                         "previous_drained_ms": if s.previous_drained_ms >= 0 { json!(s.previous_drained_ms) } else { json!(null) },
+                        "last_event": if s.last_event.is_empty() { json!(null) } else { json!(s.last_event) },
+                        "last_event_at": if s.last_event_at > 0 { json!(s.last_event_at) } else { json!(null) },
+                        "adopted_at": if s.adopted_at > 0 { json!(s.adopted_at) } else { json!(null) },
+                        "failed_deploy": s.failed_deploy.as_ref().map(|f| json!({
+                            "release": f.release, "step": f.step, "reason": f.reason, "at": f.at,
+                        })),
                         "traffic": s.traffic.as_ref().map(|t| json!({
                             "requests_per_second": t.requests_per_second,
                             "p50_ms": if t.p50_ms >= 0.0 { json!(t.p50_ms) } else { json!(null) },
@@ -169,6 +176,10 @@ fn print_deployments(out: &[Deployment], detail: bool) {
                 }
                 None => (String::new(), i.note.clone(), vec![]),
             };
+            // A deploy that failed while the release shown kept serving: always said.
+            if let Some(line) = i.s.as_ref().and_then(failed_deploy_line) {
+                println!("  {} @ {}: {line}", d.name, i.agent);
+            }
             let show = detail || i.state != "healthy";
             if !show {
                 continue;
@@ -187,6 +198,11 @@ fn print_deployments(out: &[Deployment], detail: bool) {
                     println!("  {} @ {}: {line}", d.name, i.agent);
                 }
             }
+            if let Some(s) = &i.s {
+                for line in event_lines(s) {
+                    println!("  {} @ {}: {line}", d.name, i.agent);
+                }
+            }
             if let (true, Some(s)) = (detail, &i.s) {
                 for line in proxy_lines(s) {
                     println!("  {} @ {}: {line}", d.name, i.agent);
@@ -201,59 +217,6 @@ fn memory_limit(k: Option<&pb::KernelStats>) -> serde_json::Value {
     match k.map(|k| k.memory_limit_bytes) {
         Some(b) if b > 0 => json!(b),
         _ => serde_json::Value::Null,
-    }
-}
-
-/// What the kernel did to the instances, in words: the last exit's OOM kill (unless the
-/// message already says so) and CPU throttling ("throttled: 12% of periods").
-fn kernel_lines(s: &pb::DeploymentStatus) -> Vec<String> {
-    let Some(k) = s.kernel.as_ref() else {
-        return Vec::new();
-    };
-    let mut lines = Vec::new();
-    if k.oom_killed && !s.message.contains("out of memory") {
-        let limit = if k.memory_limit_bytes > 0 {
-            format!(" at its {} limit", size(k.memory_limit_bytes))
-        } else {
-            String::new()
-        };
-        lines.push(format!("last exit: killed: out of memory{limit}"));
-    }
-    if k.oom_kills > 0 {
-        lines.push(format!(
-            "OOM kills in this release: {} (memory limit {})",
-            k.oom_kills,
-            if k.memory_limit_bytes > 0 {
-                size(k.memory_limit_bytes)
-            } else {
-                "none".into()
-            }
-        ));
-    }
-    if k.cpu_throttled_periods > 0 {
-        let share = if k.cpu_periods > 0 {
-            format!(
-                "{:.0}% of periods",
-                k.cpu_throttled_periods as f64 * 100.0 / k.cpu_periods as f64
-            )
-        } else {
-            format!("{} periods", k.cpu_throttled_periods)
-        };
-        lines.push(format!(
-            "throttled: {share} ({:.1}s held back by the CPU limit)",
-            k.cpu_throttled_seconds
-        ));
-    }
-    lines
-}
-
-/// A size as a limit is written: "4 GiB" when whole GiB.
-fn size(b: u64) -> String {
-    const GIB: u64 = 1 << 30;
-    if b >= GIB && b.is_multiple_of(GIB) {
-        format!("{} GiB", b / GIB)
-    } else {
-        output::bytes(b)
     }
 }
 
@@ -309,76 +272,10 @@ fn traffic_cells(t: Option<&deployctl_proto::v1::Traffic>) -> Vec<String> {
     cells
 }
 
-fn ms(v: f64) -> String {
+pub(super) fn ms(v: f64) -> String {
     if v < 10.0 {
         format!("{v:.1}ms")
     } else {
         format!("{v:.0}ms")
     }
-}
-
-/// How the node proxy serves the deployment: where the app listens, when traffic last
-/// switched and how long the old release drained, and the last minute's traffic.
-fn proxy_lines(s: &deployctl_proto::v1::DeploymentStatus) -> Vec<String> {
-    let mut lines = Vec::new();
-    if !s.private_address.is_empty() && s.replicas.is_empty() {
-        lines.push(format!(
-            "the node proxy serves {} from the app at {}",
-            s.url, s.private_address
-        ));
-    }
-    if !s.replicas.is_empty() {
-        lines.push(format!(
-            "the node proxy serves {} from {} replicas:",
-            s.url,
-            s.replicas.len()
-        ));
-        for (i, r) in s.replicas.iter().enumerate() {
-            lines.push(format!(
-                "  {}. pid {} at {}: {}, {} restarts, {:.1}% CPU, {}",
-                i + 1,
-                r.pid,
-                r.private_address,
-                r.state,
-                r.restarts,
-                r.cpu_percent,
-                output::bytes(r.memory_bytes)
-            ));
-        }
-    }
-    if s.switched_at > 0 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let ago = now.saturating_sub(s.switched_at).max(0) as u64;
-        let mut line = format!(
-            "traffic switched to release {} {} ago",
-            s.release,
-            output::age(ago)
-        );
-        if s.previous_drained_ms >= 0 {
-            line.push_str(&format!(
-                "; the previous release drained in {} ms",
-                s.previous_drained_ms
-            ));
-        }
-        lines.push(line);
-    }
-    if let Some(t) = &s.traffic {
-        let mut line = format!(
-            "last {:.0}s: {:.1} requests/s",
-            t.window_s, t.requests_per_second
-        );
-        if t.p50_ms >= 0.0 {
-            line.push_str(&format!(", p50 {}, p99 {}", ms(t.p50_ms), ms(t.p99_ms)));
-        }
-        line.push_str(&format!(
-            ", 5xx {:.1}%, {} in flight",
-            t.error_rate * 100.0,
-            t.in_flight
-        ));
-        lines.push(line);
-    }
-    lines
 }
