@@ -84,7 +84,7 @@ async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
     recover_replicas(sup, d, &release).await;
     match d.recorded_process() {
         Some((id, r, tracking)) if r == release.number && id.is_running() => {
-            d.swap_instance(Some(Arc::new(Instance::adopt(cfg, id, tracking))));
+            d.recovered(Arc::new(Instance::adopt(cfg, id, tracking)), None);
             return Recovered::Adopted(id.pid);
         }
         Some((id, _, tracking)) if id.is_running() => {
@@ -101,9 +101,8 @@ async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
         }
         None => {}
     }
-    d.set_process(release.number, None, Default::default());
     // Started like a restart, not like a deploy: retried by its restart policy.
-    d.swap_instance(Some(Arc::new(Instance::restore(cfg))));
+    d.recovered(Arc::new(Instance::restore(cfg)), Some(release.number));
     Recovered::Started
 }
 
@@ -114,7 +113,7 @@ async fn recover_replicas(
     d: &Arc<Deployment>,
     release: &crate::store::ReleaseRecord,
 ) {
-    let mut instances = Vec::new();
+    let (mut instances, mut restarted) = (Vec::new(), Vec::new());
     for (i, r) in d.recorded_replicas().into_iter().enumerate() {
         let index = i + 1;
         let cfg = instance_config(sup, d, release, Some(r.private_port), index).await;
@@ -129,8 +128,8 @@ async fn recover_replicas(
             }
             None => {}
         }
-        d.set_replica_process(index, None, Default::default());
+        restarted.push(index);
         instances.push(Arc::new(Instance::restore(cfg)));
     }
-    d.swap_replicas(instances);
+    d.replicas_recovered(instances, &restarted);
 }

@@ -9,7 +9,6 @@
 //! that a removal takes before it deletes the directory.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use crate::error::Result;
 use crate::instance::{Instance, InstanceStatus};
@@ -215,60 +214,26 @@ impl Deployment {
         self.state().deploying = None;
     }
 
-    /// Puts `new` in place of the running instance; the one it replaces is returned.
-    pub(crate) fn swap_instance(&self, new: Option<Arc<Instance>>) -> Option<Arc<Instance>> {
-        std::mem::replace(&mut self.state().instance, new)
-    }
-
     /// A release became healthy: it is the current one, run by `id` (on `private_port`
-    /// behind the node proxy, if it has one) and by `replicas`.
-    pub(crate) fn commit(
+    /// behind the node proxy, if it has one) and by `replicas` (the record only: see
+    /// [`Deployment::go_live`]).
+    #[cfg(test)]
+    fn commit(
         &self,
-        mut release: ReleaseRecord,
+        release: ReleaseRecord,
         id: Option<ProcId>,
         tracking: Tracking,
         private_port: Option<u16>,
         replicas: Vec<store::ReplicaRecord>,
     ) {
-        let mut s = self.state();
-        release.result = store::ReleaseResult::Ok;
-        s.record.current = Some(release.number);
-        s.record.set_process(release.number, id, tracking);
-        s.record.private_port = private_port;
-        s.record.replicas = replicas;
-        s.record.stopped = false;
-        // A restart (or start) runs the same release again: its entry is updated.
-        match s
-            .record
-            .releases
-            .iter_mut()
-            .find(|r| r.number == release.number)
-        {
-            Some(same) => *same = release,
-            None => s.record.releases.push(release),
-        }
-        s.generation += 1;
-    }
-
-    /// Release `number` took the traffic and the release it replaced took `took` to
-    /// finish its requests.
-    pub(crate) fn previous_drained(&self, number: u32, took: Duration) {
-        let mut s = self.state();
-        if let Some(r) = s
-            .record
-            .releases
-            .iter_mut()
-            .rev()
-            .find(|r| r.number == number)
-        {
-            r.previous_drained_ms = Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
-            s.generation += 1;
-        }
+        self.state()
+            .commit(release, id, tracking, private_port, replicas);
     }
 
     /// A release failed: kept in the history of a deployment that has a current release
     /// (a first deploy that fails leaves nothing behind).
-    pub(crate) fn record_failure(&self, release: ReleaseRecord) {
+    #[cfg(test)]
+    fn record_failure(&self, release: ReleaseRecord) {
         let mut s = self.state();
         if s.record.current.is_some() {
             s.record.releases.push(release);
@@ -277,7 +242,8 @@ impl Deployment {
     }
 
     /// Remembers the process now running `release` (or none).
-    pub(crate) fn set_process(&self, release: u32, id: Option<ProcId>, tracking: Tracking) {
+    #[cfg(test)]
+    fn set_process(&self, release: u32, id: Option<ProcId>, tracking: Tracking) {
         let mut s = self.state();
         s.record.set_process(release, id, tracking);
         s.generation += 1;
@@ -319,14 +285,6 @@ impl Deployment {
     /// Stopped by the user (`deployctl stop`): it stays stopped across agent restarts.
     pub(crate) fn is_stopped(&self) -> bool {
         self.state().record.stopped
-    }
-
-    /// Remembers that the user stopped it (after its processes were taken out).
-    pub(crate) fn mark_stopped(&self) {
-        let mut s = self.state();
-        s.record.stopped = true;
-        s.record.private_port = None;
-        s.generation += 1;
     }
 
     /// Marks a deployment that never had a release (its first deploy failed) as removed;
@@ -372,12 +330,46 @@ impl Deployment {
     }
 }
 
+impl Inner {
+    /// The record's side of a release going live.
+    fn commit(
+        &mut self,
+        mut release: ReleaseRecord,
+        id: Option<ProcId>,
+        tracking: Tracking,
+        private_port: Option<u16>,
+        replicas: Vec<store::ReplicaRecord>,
+    ) {
+        release.result = store::ReleaseResult::Ok;
+        self.record.current = Some(release.number);
+        self.record.set_process(release.number, id, tracking);
+        self.record.private_port = private_port;
+        self.record.replicas = replicas;
+        self.record.stopped = false;
+        // A restart (or start) runs the same release again: its entry is updated.
+        match self
+            .record
+            .releases
+            .iter_mut()
+            .find(|r| r.number == release.number)
+        {
+            Some(same) => *same = release,
+            None => self.record.releases.push(release),
+        }
+        self.generation += 1;
+    }
+}
+
 mod draining;
 mod events;
 mod identity;
 mod removal;
 mod replicas;
+mod transitions;
 
 pub(crate) use removal::ToStop;
+pub(crate) use transitions::{Failure, Live};
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transition_tests;

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use super::Deployment;
 use crate::instance::Instance;
-use crate::procstat::ProcId;
 use crate::store;
 use crate::tracking::Tracking;
 
@@ -52,32 +51,5 @@ impl Deployment {
                 .collect()
         };
         first.into_iter().chain(replicas).collect()
-    }
-
-    /// Takes the replicas out (instances and record), for the caller to stop.
-    pub(crate) fn forget_replicas(&self) -> Vec<Arc<Instance>> {
-        let mut s = self.state();
-        if !s.record.replicas.is_empty() {
-            s.record.replicas.clear();
-            s.generation += 1;
-        }
-        std::mem::take(&mut s.replicas)
-    }
-
-    /// Puts `new` in place of the running replicas; the ones it replaces are returned.
-    pub(crate) fn swap_replicas(&self, new: Vec<Arc<Instance>>) -> Vec<Arc<Instance>> {
-        std::mem::replace(&mut self.state().replicas, new)
-    }
-
-    /// Remembers the process now running replica `index` (1.., as in the record).
-    pub(crate) fn set_replica_process(&self, index: usize, id: Option<ProcId>, tracking: Tracking) {
-        let mut s = self.state();
-        if let Some(r) = index
-            .checked_sub(1)
-            .and_then(|i| s.record.replicas.get_mut(i))
-        {
-            *r = store::ReplicaRecord::new(r.private_port, id, tracking);
-            s.generation += 1;
-        }
     }
 }

@@ -8,7 +8,7 @@ mod ending;
 mod launcher;
 mod task;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::net::IpAddr;
 use std::path::PathBuf;

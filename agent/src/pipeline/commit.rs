@@ -7,8 +7,7 @@ use std::sync::Arc;
 use super::events::{Events, Outcome};
 use super::start::Started;
 use super::Prepared;
-use crate::deployment::Deployment;
-use crate::procstat::ProcId;
+use crate::deployment::{Deployment, Live};
 use crate::spec::Spec;
 use crate::supervisor::Supervisor;
 
@@ -32,26 +31,19 @@ pub(super) async fn commit(
         frozen: prepared.frozen,
         ..Default::default()
     };
-    let tracking = started.instance.snapshot().tracking;
-    d.swap_instance(Some(started.instance.clone()));
-    let replicas = started
-        .replicas
-        .iter()
-        .map(|(r, _, port)| {
-            let s = r.snapshot();
-            crate::store::ReplicaRecord::new(*port, s.pid.and_then(ProcId::of), s.tracking)
-        })
-        .collect();
-    d.swap_replicas(started.replicas.iter().map(|(r, _, _)| r.clone()).collect());
-    d.commit(
-        release.clone(),
-        ProcId::of(pid),
-        tracking,
-        started.private_port,
-        replicas,
-    );
-    d.note_live(release.number, live_event);
-    d.save_or_log(sup.layout()).await;
+    let live = Live {
+        release: release.clone(),
+        instance: started.instance.clone(),
+        pid,
+        private_port: started.private_port,
+        replicas: started
+            .replicas
+            .iter()
+            .map(|(r, _, port)| (r.clone(), *port))
+            .collect(),
+        event: live_event,
+    };
+    d.go_live(sup.layout(), live).await;
     let retiring = super::switch::Retiring::of(sup, &release, &started);
     (outcome, retiring)
 }
@@ -70,8 +62,7 @@ pub(super) async fn retire(
         return;
     };
     if let Some(took) = r.drain(sup, &events).await {
-        d.previous_drained(release, took);
-        d.save_or_log(sup.layout()).await;
+        d.previous_drained(sup.layout(), release, took).await;
     }
     drop(events);
     r.stop().await;

@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use super::events::{Outcome, StepError};
 use super::Prepared;
-use crate::deployment::Deployment;
+use crate::deployment::{Deployment, Failure};
 use crate::instance::{Instance, State};
-use crate::procstat::ProcId;
 use crate::store::{ReleaseRecord, ReleaseResult};
 use crate::supervisor::Supervisor;
 
@@ -34,14 +33,17 @@ pub(super) async fn keep_previous(
         output_tail: err.tail.clone(),
         ..Default::default()
     };
-    if let Some(p) = prepared {
-        let mut release = p.release;
-        release.result = ReleaseResult::failed(err.step, first_line(&err.reason));
-        outcome.commit = release.commit.clone();
-        outcome.git_ref = release.git_ref.clone();
-        let _ = tokio::fs::remove_dir_all(&p.dir).await;
-        d.record_failure(release);
-    }
+    let failed = match prepared {
+        Some(p) => {
+            let mut release = p.release;
+            release.result = ReleaseResult::failed(err.step, first_line(&err.reason));
+            outcome.commit = release.commit.clone();
+            outcome.git_ref = release.git_ref.clone();
+            let _ = tokio::fs::remove_dir_all(&p.dir).await;
+            Some(release)
+        }
+        None => None,
+    };
     if let Some(current) = d.current() {
         outcome.release = current.number;
         outcome.kept_release = current.number;
@@ -55,8 +57,8 @@ pub(super) async fn keep_previous(
                 outcome.kept_pid = pid.unwrap_or(0);
             }
         }
-        note_failure(d, &err, attempt, &outcome);
-        d.save_or_log(sup.layout()).await;
+        let failure = failure(&err, attempt, &outcome);
+        d.failed(sup.layout(), failed, failure).await;
     }
     outcome
 }
@@ -70,11 +72,11 @@ async fn restart_kept(
     let cfg = crate::launch::instance_config(sup, d, release, d.private_port(), 0).await;
     let (instance, ready) = Instance::start(cfg);
     let instance = Arc::new(instance);
-    d.swap_instance(Some(instance.clone()));
+    d.serve_from_start(instance.clone());
     if let Some(port) = d.private_port() {
         // It had left the node proxy for a release that failed: routed again (its first
         // instance; its replicas were stopped).
-        for r in d.forget_replicas() {
+        for r in d.take_replicas() {
             r.stop().await;
         }
         let route = crate::launch::route(sup, release, &[port]);
@@ -84,11 +86,7 @@ async fn restart_kept(
     }
     match ready.await {
         Ok(Ok(pid)) => {
-            d.set_process(
-                release.number,
-                ProcId::of(pid),
-                instance.snapshot().tracking,
-            );
+            d.kept_running(release.number, pid, &instance);
             Some(pid)
         }
         Ok(Err(f)) => {
@@ -99,9 +97,9 @@ async fn restart_kept(
     }
 }
 
-/// The failure is the deployment's last event, and a failed deploy is kept until a newer
+/// The failure as the deployment's last event; a failed deploy is kept until a newer
 /// release goes live: the page and `status` say why the current release still serves.
-fn note_failure(d: &Deployment, err: &StepError, attempt: Attempt, outcome: &Outcome) {
+fn failure(err: &StepError, attempt: Attempt, outcome: &Outcome) -> Failure {
     let why = first_line(&err.reason);
     let kept = if outcome.kept_healthy {
         format!("release {} kept serving", outcome.kept_release)
@@ -109,16 +107,18 @@ fn note_failure(d: &Deployment, err: &StepError, attempt: Attempt, outcome: &Out
         format!("release {} kept, NOT healthy", outcome.kept_release)
     };
     match attempt {
-        Attempt::Deploy(number) => d.note_failed_deploy(
+        Attempt::Deploy(number) => Failure::Deploy {
             number,
-            err.step,
-            why,
-            format!(
+            step: err.step.to_string(),
+            reason: why.to_string(),
+            text: format!(
                 "deploy of release {number} failed at {}: {why}; {kept}",
                 err.step
             ),
-        ),
-        Attempt::Restart => d.note_event(format!("restart failed at {}: {why}; {kept}", err.step)),
+        },
+        Attempt::Restart => Failure::Restart {
+            text: format!("restart failed at {}: {why}; {kept}", err.step),
+        },
     }
 }
 

@@ -18,6 +18,7 @@ mod fallback;
 mod fetch;
 pub(crate) mod git;
 pub(crate) mod git_auth;
+mod handover;
 mod health;
 mod install_cmd;
 mod packages;
@@ -179,15 +180,13 @@ async fn launch(
     let pid = match health::wait(sup, spec, &mut started, events).await {
         Ok(pid) => pid,
         Err(e) => {
-            started.stop_new().await;
-            started.undo(d);
+            started.abandon(d).await;
             return Err((e, Some(prepared)));
         }
     };
     if started.private_port.is_some() {
         if let Err(e) = switch::switch(sup, &prepared.release, &started.ports(), events).await {
-            started.stop_new().await;
-            started.undo(d);
+            started.abandon(d).await;
             return Err((e, Some(prepared)));
         }
         prepared.release.switched_at = Some(crate::clock::now_unix());

@@ -9,6 +9,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use super::events::{self, Events, StepError};
+use super::handover::{Handover, Ports};
 use super::{port_wait, preflight, Prepared};
 use crate::deployment::Deployment;
 use crate::instance::{Instance, StartFailure};
@@ -28,8 +29,8 @@ pub(super) struct Started {
     pub previous: Option<Arc<Instance>>,
     /// Its private port behind the node proxy, if it had one.
     pub previous_port: Option<u16>,
-    /// Whether `previous` was stopped to free the port (else it still serves).
-    pub previous_stopped: bool,
+    /// How the new release takes over from it.
+    pub handover: Handover,
     /// The new release's private port behind the node proxy (`strategy: switch`).
     pub private_port: Option<u16>,
     /// Its other instances (`replicas` > 1), each learning whether it became healthy, on
@@ -38,9 +39,6 @@ pub(super) struct Started {
     /// The previous release's other instances, and all its private ports.
     pub previous_replicas: Vec<Arc<Instance>>,
     pub previous_ports: Vec<u16>,
-    /// Whether the new instance is already the deployment's (else the previous one
-    /// serves until traffic switches).
-    swapped: bool,
 }
 
 pub(super) async fn start(
@@ -69,21 +67,20 @@ pub(super) async fn start(
     let previous_port = d.private_port();
     let previous_replicas = d.replicas();
     let previous_ports = d.private_ports();
-    // The previous release must let go of the port first when it listens there itself:
-    // always with `strategy: recreate`, and once when a deployment moves to the proxy.
-    let beside = prepared.private_port.is_some();
-    // Leaving the node proxy (`strategy: recreate` after `switch`): the proxy lets go of the
-    // port, and every instance of the previous release stops first (one outage).
-    let leaving_proxy = !beside && previous_port.is_some();
-    let same_port = leaving_proxy
-        || previous_port.is_none() && current.as_ref().map(|r| r.spec.port) == Some(spec.port);
-    if let (true, Some(release)) = (leaving_proxy, current.as_ref()) {
+    let handover = Handover::choose(Ports {
+        new_beside: prepared.private_port.is_some(),
+        new_port: spec.port,
+        previous_private: previous_port,
+        current_port: current.as_ref().map(|r| r.spec.port),
+        previous_runs: previous.is_some(),
+    });
+    if let (Handover::LeaveProxy, Some(release)) = (handover, current.as_ref()) {
         leave_proxy(sup, d, release, events).await;
     }
-    if let Some(prev) = previous.as_ref().filter(|_| same_port) {
+    if let Some(prev) = previous.as_ref().filter(|_| handover.stops_previous()) {
         lb_drain(sup, d, prev.release, events).await;
         stop_for_port(prev, spec, events).await;
-        d.swap_instance(None);
+        d.stopped_for_port();
     }
     // An app left running by an earlier run of the agent is stopped the same way.
     let orphan = d.recorded_process().filter(|_| previous.is_none());
@@ -104,7 +101,7 @@ pub(super) async fn start(
         .filter(|_| previous.is_some())
         .map(|r| r.spec.kill_timeout)
         .unwrap_or(spec.kill_timeout);
-    if !beside || same_port {
+    if handover.needs_the_port() {
         port_wait::own_holders_gone(sup, spec, grace, events).await?;
     }
     // A foreign process may have taken the port while we were preparing.
@@ -130,9 +127,8 @@ pub(super) async fn start(
     }
     // Beside a release that still serves, the new one is the deployment's once traffic
     // switches to it.
-    let swapped = !beside || previous.is_none() || same_port;
-    if swapped {
-        d.swap_instance(Some(instance.clone()));
+    if handover.new_serves_at_start() {
+        d.serve_from_start(instance.clone());
     }
     events.emit(
         events::START,
@@ -155,12 +151,11 @@ pub(super) async fn start(
         ready,
         previous,
         previous_port,
-        previous_stopped: same_port,
+        handover,
         private_port: prepared.private_port,
         replicas,
         previous_replicas,
         previous_ports,
-        swapped,
     })
 }
 
@@ -182,7 +177,7 @@ async fn leave_proxy(
             tracing::warn!(deployment = %release.spec.name, error = %e, "cannot remove the deployment's route")
         }
     }
-    for r in d.forget_replicas() {
+    for r in d.take_replicas() {
         r.stop().await;
     }
 }
@@ -240,8 +235,10 @@ impl Started {
             .collect()
     }
 
-    /// Stops every instance of the new release (it did not make it).
-    pub(super) async fn stop_new(&self) {
+    /// The new release did not make it (not healthy, or the switch failed): every instance
+    /// of it stops, and it is no longer the deployment's; the previous release is again
+    /// if it still serves (it was on another port).
+    pub(super) async fn abandon(self, d: &Deployment) {
         let stops: Vec<_> = std::iter::once(self.instance.clone())
             .chain(self.replicas.iter().map(|(r, _, _)| r.clone()))
             .map(|i| tokio::spawn(async move { i.stop().await }))
@@ -249,13 +246,9 @@ impl Started {
         for s in stops {
             let _ = s.await;
         }
-    }
-
-    /// The new release did not become healthy: it is no longer the deployment's instance;
-    /// the previous one is again if it still serves (it was on another port).
-    pub(super) fn undo(self, d: &Deployment) {
-        if self.swapped {
-            d.swap_instance(self.previous.filter(|_| !self.previous_stopped));
+        if self.handover.new_serves_at_start() {
+            let stopped = self.handover.stops_previous();
+            d.start_undone(self.previous.filter(|_| !stopped));
         }
     }
 }

@@ -87,7 +87,7 @@ impl Retiring {
         let prev = started
             .previous
             .as_ref()
-            .filter(|_| !started.previous_stopped)?;
+            .filter(|_| !started.handover.stops_previous())?;
         let drain = started.previous_port.map(|_| Drain {
             listen: crate::launch::public_address(sup, release),
             old: started

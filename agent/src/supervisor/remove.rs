@@ -73,8 +73,7 @@ impl Supervisor {
             )));
         }
         let stopped = self.drain_and_stop(&d, lb_drain).await;
-        d.mark_stopped();
-        d.save(&self.layout).await?;
+        d.stopped_by_user(&self.layout).await?;
         tracing::info!(deployment = %name, how = stopped.how.as_str(), "stopped");
         Ok(stopped)
     }

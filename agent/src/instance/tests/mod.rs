@@ -108,6 +108,19 @@ fn assert_about(actual: Duration, expected: Duration) {
     assert!(diff <= 20 * MS, "{actual:?} is not about {expected:?}");
 }
 
+/// An instance of `release` that starts a running app on the fake launcher: for other
+/// modules' tests that need instances (a deployment's transitions).
+pub(crate) fn fake_instance(release: u32) -> Instance {
+    let fake = Fake::new(true, []);
+    let mut cfg = config(
+        &fake,
+        RestartPolicy::OnFailure,
+        &Arc::new(Recorder::default()),
+    );
+    cfg.release = release;
+    Instance::start(cfg).0
+}
+
 /// Starts a deploy of `plans` and waits until its first process is healthy.
 async fn deployed(fake: &Fake, restart: RestartPolicy, rec: &Arc<Recorder>) -> Instance {
     let (inst, ready) = Instance::start(config(fake, restart, rec));
