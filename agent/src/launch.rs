@@ -13,31 +13,39 @@ use crate::proxy::{BackendSpec, RouteSpec};
 use crate::store::ReleaseRecord;
 use crate::supervisor::Supervisor;
 
-/// The address apps listen on behind the node proxy: the app host itself when it is a
-/// loopback address (several agents on one machine, each on its own 127.0.0.x, never pick
-/// each other's ports), else 127.0.0.1.
-pub(crate) fn private_ip(sup: &Supervisor) -> IpAddr {
-    match sup.config().app_host {
-        ip if ip.is_loopback() => ip,
-        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+/// Where apps and the node proxy listen on this node, from the agent's `app_host`: pure, so
+/// each rule is a unit test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AppHost(pub IpAddr);
+
+impl AppHost {
+    /// The address apps listen on behind the node proxy: the app host itself when it is a
+    /// loopback address (several agents on one machine, each on its own 127.0.0.x, never
+    /// pick each other's ports), else 127.0.0.1.
+    pub(crate) fn private_ip(self) -> IpAddr {
+        match self.0 {
+            ip if ip.is_loopback() => ip,
+            _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        }
     }
-}
 
-/// Where an instance listening on private port `port` is reached.
-pub(crate) fn private_address(sup: &Supervisor, port: u16) -> SocketAddr {
-    SocketAddr::new(private_ip(sup), port)
-}
+    /// Where an instance listening on private port `port` is reached.
+    pub(crate) fn private_address(self, port: u16) -> SocketAddr {
+        SocketAddr::new(self.private_ip(), port)
+    }
 
-/// Where an instance of `release` listens: its private port behind the node proxy, or
-/// (without one: `strategy: recreate`) the deployment's port on the app host.
-pub(crate) fn bind_address(
-    sup: &Supervisor,
-    release: &ReleaseRecord,
-    private_port: Option<u16>,
-) -> (IpAddr, u16) {
-    match private_port {
-        Some(p) => (private_ip(sup), p),
-        None => (sup.config().app_host, release.spec.port),
+    /// Where an instance listens: its private port behind the node proxy, or (without one:
+    /// `strategy: recreate`) the deployment's `port` on the app host.
+    pub(crate) fn bind_address(self, port: u16, private_port: Option<u16>) -> (IpAddr, u16) {
+        match private_port {
+            Some(p) => (self.private_ip(), p),
+            None => (self.0, port),
+        }
+    }
+
+    /// Where the deployment's clients connect: its `port` on the app host.
+    pub(crate) fn public_address(self, port: u16) -> SocketAddr {
+        SocketAddr::new(self.0, port)
     }
 }
 
@@ -51,7 +59,7 @@ pub(crate) async fn launch(
     private_port: Option<u16>,
 ) -> Launch {
     let spec = &release.spec;
-    let (host, port) = bind_address(sup, release, private_port);
+    let (host, port) = sup.app_host().bind_address(release.spec.port, private_port);
     let mut env: Vec<(String, String)> = vec![
         ("PORT".into(), port.to_string()),
         ("HOST".into(), host.to_string()),
@@ -90,11 +98,6 @@ pub(crate) async fn launch(
     }
 }
 
-/// Where the deployment's clients connect: its port on the app host.
-pub(crate) fn public_address(sup: &Supervisor, release: &ReleaseRecord) -> SocketAddr {
-    SocketAddr::new(sup.config().app_host, release.spec.port)
-}
-
 /// The node proxy's route for `release` served by its instances on `private_ports`.
 pub(crate) fn route(sup: &Supervisor, release: &ReleaseRecord, private_ports: &[u16]) -> RouteSpec {
     // Its listeners must be its own user's (not when apps run as the agent's user).
@@ -103,12 +106,12 @@ pub(crate) fn route(sup: &Supervisor, release: &ReleaseRecord, private_ports: &[
         .and_then(|d| sup.identity_of(&d))
         .map(|id| id.uid);
     RouteSpec {
-        listen: public_address(sup, release),
+        listen: sup.app_host().public_address(release.spec.port),
         mode: release.spec.proxy,
         backends: private_ports
             .iter()
             .map(|p| BackendSpec {
-                addr: private_address(sup, *p),
+                addr: sup.app_host().private_address(*p),
                 release: release.number,
                 owner,
             })
@@ -118,9 +121,8 @@ pub(crate) fn route(sup: &Supervisor, release: &ReleaseRecord, private_ports: &[
     }
 }
 
-/// How `release` of `d` runs under an instance (on `private_port` behind the node proxy,
-/// if it has one).
-/// The configuration of `d`'s instance `replica` (0: the first) of `release`.
+/// The configuration of `d`'s instance `replica` (0: the first) of `release`, on
+/// `private_port` behind the node proxy if it has one.
 pub(crate) async fn instance_config(
     sup: &Supervisor,
     d: &Arc<Deployment>,
@@ -130,7 +132,7 @@ pub(crate) async fn instance_config(
 ) -> InstanceConfig {
     let spec = &release.spec;
     let dir = sup.layout().release(&spec.name, release.number);
-    let (host, port) = bind_address(sup, release, private_port);
+    let (host, port) = sup.app_host().bind_address(release.spec.port, private_port);
     InstanceConfig {
         name: spec.name.clone(),
         release: release.number,
@@ -192,4 +194,25 @@ fn with_gpus(
         sup.save_gpus();
     }
     launch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn where_apps_and_the_proxy_listen() {
+        let own: AppHost = AppHost("127.77.3.4".parse().unwrap());
+        assert_eq!(own.private_ip().to_string(), "127.77.3.4");
+        assert_eq!(own.private_address(41000).to_string(), "127.77.3.4:41000");
+        assert_eq!(own.public_address(8000).to_string(), "127.77.3.4:8000");
+        // A VM's own address, or every interface: apps listen privately on 127.0.0.1.
+        for host in ["10.0.0.5", "0.0.0.0"] {
+            let vm = AppHost(host.parse().unwrap());
+            assert_eq!(vm.private_ip().to_string(), "127.0.0.1");
+            assert_eq!(vm.bind_address(8000, Some(41000)), (vm.private_ip(), 41000));
+            assert_eq!(vm.bind_address(8000, None), (vm.0, 8000));
+            assert_eq!(vm.public_address(8000), SocketAddr::new(vm.0, 8000));
+        }
+    }
 }

@@ -246,7 +246,7 @@ async fn proxy_after_the_agent(sup: &Supervisor) {
                 .into_iter()
                 .find(|d| {
                     d.current()
-                        .is_some_and(|rel| launch::public_address(sup, &rel) == r.listen)
+                        .is_some_and(|rel| sup.app_host().public_address(rel.spec.port) == r.listen)
                 })
                 .map(|d| d.name().to_string())
                 .unwrap_or_else(|| "a deployment".into());

@@ -19,7 +19,7 @@ pub(super) async fn wait(
 ) -> Result<u32, StepError> {
     // Where the instance listens: its private port behind the node proxy, or the port.
     let (host, port) = match started.private_port {
-        Some(p) => (crate::launch::private_ip(sup).to_string(), p),
+        Some(p) => (sup.app_host().private_ip().to_string(), p),
         None => (sup.config().app_host.to_string(), spec.port),
     };
     let target = match &spec.health.path {
@@ -52,7 +52,7 @@ pub(super) async fn wait(
             failure.reason = format!(
                 "replica {} of {n} ({}): {}",
                 i + 2,
-                crate::launch::private_address(sup, *port),
+                sup.app_host().private_address(*port),
                 failure.reason
             );
             result = Err(failure);

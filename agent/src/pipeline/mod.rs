@@ -276,7 +276,7 @@ async fn prepare(
 /// `n` free private ports for a release's instances, that no running instance and no other
 /// deploy in progress has.
 fn private_ports(sup: &Supervisor, n: usize) -> Result<crate::reservations::PortLease, StepError> {
-    let ip = crate::launch::private_ip(sup);
+    let ip = sup.app_host().private_ip();
     let in_use = sup.all().iter().flat_map(|d| d.private_ports()).collect();
     sup.port_reservations()
         .reserve(ip, n, &in_use)

@@ -167,7 +167,7 @@ async fn leave_proxy(
     release: &crate::store::ReleaseRecord,
     events: &Events,
 ) {
-    let listen = crate::launch::public_address(sup, release);
+    let listen = sup.app_host().public_address(release.spec.port);
     match sup.proxy().remove_route(listen).await {
         Ok(()) => events.info(
             events::START,

@@ -28,7 +28,7 @@ pub(super) async fn switch(
     let began = Instant::now();
     let on: Vec<String> = private_ports
         .iter()
-        .map(|p| crate::launch::private_address(sup, *p).to_string())
+        .map(|p| sup.app_host().private_address(*p).to_string())
         .collect();
     events.emit(
         events::SWITCH,
@@ -89,11 +89,11 @@ impl Retiring {
             .as_ref()
             .filter(|_| !started.handover.stops_previous())?;
         let drain = started.previous_port.map(|_| Drain {
-            listen: crate::launch::public_address(sup, release),
+            listen: sup.app_host().public_address(release.spec.port),
             old: started
                 .previous_ports
                 .iter()
-                .map(|p| crate::launch::private_address(sup, *p))
+                .map(|p| sup.app_host().private_address(*p))
                 .collect(),
             timeout: release.spec.drain_timeout,
         });

@@ -118,6 +118,11 @@ impl Supervisor {
 
     // --- the node's services ---------------------------------------------------------
 
+    /// Where apps and the node proxy listen (from `app_host`).
+    pub(crate) fn app_host(&self) -> crate::launch::AppHost {
+        crate::launch::AppHost(self.config.app_host)
+    }
+
     pub(crate) fn config(&self) -> &Config {
         &self.config
     }

@@ -102,7 +102,7 @@ impl Supervisor {
         // then its port is let go, so no new request reaches an app that stops.
         let began = Instant::now();
         if let (Some(release), Some(_)) = (d.current(), d.private_port()) {
-            let listen = crate::launch::public_address(self, &release);
+            let listen = self.app_host().public_address(release.spec.port);
             let deadline = began + release.spec.drain_timeout;
             while self.proxy().in_flight(listen, None).await > 0 && Instant::now() < deadline {
                 tokio::time::sleep(DRAIN_POLL).await;

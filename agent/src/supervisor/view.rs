@@ -183,7 +183,7 @@ impl Supervisor {
                     let (cpu_percent, memory_bytes) = usage(s.pid);
                     ReplicaView {
                         pid: s.pid,
-                        private_address: port.map(|p| crate::launch::private_address(self, p)),
+                        private_address: port.map(|p| self.app_host().private_address(p)),
                         state: s.state,
                         restarts: s.restarts,
                         cpu_percent,
@@ -200,15 +200,13 @@ impl Supervisor {
                 (c + r.cpu_percent, m + r.memory_bytes)
             })
         };
-        let private_address = d
-            .private_port()
-            .map(|p| crate::launch::private_address(self, p));
+        let private_address = d.private_port().map(|p| self.app_host().private_address(p));
         let traffic = current
             .as_ref()
             .filter(|_| private_address.is_some())
             .and_then(|r| {
                 self.traffic()
-                    .last_minute(crate::launch::public_address(self, r))
+                    .last_minute(self.app_host().public_address(r.spec.port))
             });
         let uptime = instance
             .as_ref()
@@ -294,7 +292,7 @@ impl Supervisor {
         self.all()
             .iter()
             .filter_map(|d| {
-                let listen = crate::launch::public_address(self, &d.current()?);
+                let listen = self.app_host().public_address(d.current()?.spec.port);
                 let route = routes.iter().find(|r| r.listen == listen)?;
                 let mut releases: Vec<(u32, crate::proxy::Counts, u64)> = Vec::new();
                 for b in route.serving.iter().chain(&route.draining) {
