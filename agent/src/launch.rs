@@ -153,7 +153,7 @@ pub(crate) async fn instance_config(
         health: spec.health.clone(),
         restart: spec.restart,
         kill_timeout: spec.kill_timeout,
-        observer: sup.observer(d, replica),
+        observer: sup.observer(d, replica, private_port),
         tracker: sup.tracker().clone(),
         launcher: Arc::new(crate::instance::Processes),
     }

@@ -25,6 +25,7 @@ mod health;
 mod http;
 mod identity;
 mod instance;
+mod journal;
 mod launch;
 mod layout;
 mod limits;

@@ -42,7 +42,11 @@ impl Supervisor {
 }
 
 async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
+    // What a deploy or restart had in flight is undone or finished first.
+    sup.finish_journal(d).await;
     let Some(release) = d.current() else {
+        // A first deploy the agent did not finish: nothing of it is left.
+        sup.discard_unreleased(d).await;
         return Recovered::Nothing;
     };
     if d.is_stopped() {

@@ -129,6 +129,9 @@ pub(crate) struct Record {
     /// a newer release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_deploy: Option<FailedDeploy>,
+    /// What a deploy or restart has in flight (see [`crate::journal`]).
+    #[serde(default, skip_serializing_if = "crate::journal::Journal::is_empty")]
+    pub journal: crate::journal::Journal,
 }
 
 /// Something that happened to a deployment, in words, and when (Unix seconds).
@@ -199,6 +202,7 @@ impl Record {
             identity: None,
             last_event: None,
             failed_deploy: None,
+            journal: Default::default(),
         }
     }
 

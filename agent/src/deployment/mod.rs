@@ -249,20 +249,35 @@ impl Deployment {
         s.generation += 1;
     }
 
-    /// Instance `replica` (0: the first, 1..: the replicas) (re)started a process of
-    /// `release`: recorded when it is the current release and a different process than the
-    /// record names. Whether anything changed.
+    /// Instance `replica` (0: the first, 1..: the replicas), on `private_port` behind the
+    /// node proxy if it has one, (re)started a process of `release`. An instance of the
+    /// current release where the record has it is recorded as running it (a different
+    /// process than the record names); any other (a release or restart in flight) goes in
+    /// the journal, for an agent that starts again to stop. Whether anything changed.
     pub(crate) fn process_started(
         &self,
         release: u32,
         replica: usize,
+        private_port: Option<u16>,
         id: ProcId,
         tracking: &Tracking,
     ) -> bool {
         let mut s = self.state();
-        // A release being deployed is recorded when its deploy commits.
-        if s.record.current != Some(release) {
-            return false;
+        let recorded_port = match replica {
+            0 => Some(s.record.private_port),
+            n => s.record.replicas.get(n - 1).map(|r| Some(r.private_port)),
+        };
+        if s.record.current != Some(release) || recorded_port != Some(private_port) {
+            let p = crate::journal::Proc::new(release, replica, id, tracking.clone());
+            let starting = &mut s.record.journal.starting;
+            if starting.contains(&p) {
+                return false;
+            }
+            // A restart (by its policy) of an instance in flight replaces its process.
+            starting.retain(|q| (q.release, q.replica) != (release, replica));
+            starting.push(p);
+            s.generation += 1;
+            return true;
         }
         if replica == 0 {
             if s.record.process().map(|p| p.0) == Some(id) {
@@ -280,6 +295,11 @@ impl Deployment {
         }
         s.generation += 1;
         true
+    }
+
+    /// What a deploy or restart has in flight, as recorded.
+    pub(crate) fn journal(&self) -> crate::journal::Journal {
+        self.state().record.journal.clone()
     }
 
     /// Stopped by the user (`deployctl stop`): it stays stopped across agent restarts.

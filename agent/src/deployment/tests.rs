@@ -89,25 +89,35 @@ async fn a_failed_first_release_leaves_no_history_a_later_one_does() {
 }
 
 #[test]
-fn only_a_new_process_of_the_current_release_is_recorded() {
+fn a_new_process_of_the_current_release_is_recorded_one_in_flight_is_journaled() {
     let d = Deployment::new(Record::new("app"));
     d.commit(
         release(1, "user:alice"),
         Some(id(42)),
         Tracking::default(),
-        None,
+        Some(41000),
         vec![],
     );
+    let t = Tracking::default();
+    // A release being deployed, and a restart of the current one beside it (another
+    // private port): in flight, journaled, not the record's process.
+    assert!(d.process_started(2, 0, Some(41001), id(50), &t));
+    assert!(d.process_started(1, 0, Some(41002), id(51), &t));
     assert!(
-        !d.process_started(2, 0, id(50), &Tracking::default()),
-        "release being deployed"
+        !d.process_started(1, 0, Some(41002), id(51), &t),
+        "the same"
     );
+    // Its restart by the policy replaces it.
+    assert!(d.process_started(1, 0, Some(41002), id(52), &t));
+    let starting: Vec<u32> = d.journal().starting.iter().map(|p| p.pid).collect();
+    assert_eq!(starting, [50, 52]);
+    assert_eq!(d.recorded_process().map(|p| p.0), Some(id(42)));
     assert!(
-        !d.process_started(1, 0, id(42), &Tracking::default()),
+        !d.process_started(1, 0, Some(41000), id(42), &t),
         "the same process"
     );
     assert!(
-        d.process_started(1, 0, id(43), &Tracking::default()),
+        d.process_started(1, 0, Some(41000), id(43), &t),
         "a restart"
     );
     assert_eq!(d.recorded_process().map(|p| p.0), Some(id(43)));
@@ -170,14 +180,15 @@ fn replicas_are_recorded_restarted_and_taken_for_removal() {
     );
     assert_eq!(d.private_ports(), [4001, 4002, 4003]);
     assert!(
-        d.process_started(1, 2, id(45), &Tracking::default()),
+        d.process_started(1, 2, Some(4003), id(45), &Tracking::default()),
         "replica 2 restarted"
     );
-    assert!(!d.process_started(1, 2, id(45), &Tracking::default()));
+    assert!(!d.process_started(1, 2, Some(4003), id(45), &Tracking::default()));
     assert!(
-        !d.process_started(1, 7, id(46), &Tracking::default()),
-        "no such replica"
+        d.process_started(1, 7, Some(4009), id(46), &Tracking::default()),
+        "a replica the record does not have: in flight"
     );
+    assert_eq!(d.journal().starting.len(), 1);
     assert_eq!(d.recorded_replicas()[1].process(), Some(id(45)));
     let pids: Vec<u32> = d.running_apps().iter().map(|(p, _)| *p).collect();
     assert_eq!(pids, [42, 43, 45]);

@@ -161,3 +161,46 @@ async fn replicas_are_taken_out_recovered_and_restarted_in_the_record() {
     assert!(r.stopped && r.private_port.is_none());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn going_live_journals_the_previous_release_and_forgets_what_was_in_flight() {
+    let (layout, dir) = layout();
+    let d = Deployment::new(Record::new("app"));
+    // Release 1 runs as a real process (the record names it by pid and start time).
+    let mut old = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let mut first = live(1, Some(41000), vec![]);
+    first.pid = old.id();
+    d.go_live(&layout, first).await;
+    assert!(d.journal().is_empty(), "nothing served before release 1");
+    // Release 2's process starts (in flight), then it goes live.
+    let me = ProcId::of(std::process::id()).unwrap();
+    assert!(d.process_started(2, 0, Some(41001), me, &Default::default()));
+    assert_eq!(
+        persisted(&layout).await.journal.starting.len(),
+        0,
+        "not saved by itself"
+    );
+    d.save(&layout).await.unwrap();
+    assert_eq!(persisted(&layout).await.journal.starting.len(), 1);
+    d.go_live(&layout, live(2, Some(41001), vec![])).await;
+    let j = persisted(&layout).await.journal;
+    assert!(j.starting.is_empty());
+    let retiring = j.retiring.expect("release 1 drains");
+    assert_eq!(retiring.release, 1);
+    assert_eq!(
+        retiring.procs.iter().map(|p| p.pid).collect::<Vec<_>>(),
+        [old.id()]
+    );
+    d.retired(&layout).await;
+    assert!(persisted(&layout).await.journal.is_empty());
+    // A release in flight that is abandoned.
+    assert!(d.process_started(3, 0, Some(41002), me, &Default::default()));
+    d.start_abandoned(&layout).await;
+    assert!(persisted(&layout).await.journal.is_empty());
+    let _ = old.kill();
+    let _ = old.wait();
+    std::fs::remove_dir_all(dir).unwrap();
+}

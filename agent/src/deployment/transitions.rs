@@ -43,7 +43,7 @@ impl Deployment {
     pub(crate) async fn go_live(&self, layout: &Layout, live: Live) {
         // The instances' own state first: never under the deployment's lock.
         let tracking = live.instance.snapshot().tracking;
-        let replicas = live
+        let replicas: Vec<store::ReplicaRecord> = live
             .replicas
             .iter()
             .map(|(r, port)| {
@@ -51,8 +51,19 @@ impl Deployment {
                 store::ReplicaRecord::new(*port, st.pid.and_then(ProcId::of), st.tracking)
             })
             .collect();
+        let new_ids: Vec<ProcId> = ProcId::of(live.pid)
+            .into_iter()
+            .chain(
+                replicas
+                    .iter()
+                    .filter_map(|r: &store::ReplicaRecord| r.process()),
+            )
+            .collect();
         {
             let mut s = self.state();
+            // What served before drains now: an agent that starts again finishes that.
+            s.record.journal.retiring = retiring(&s.record, &new_ids);
+            s.record.journal.starting.clear();
             s.instance = Some(live.instance);
             s.replicas = live.replicas.into_iter().map(|(r, _)| r).collect();
             let number = live.release.number;
@@ -200,6 +211,32 @@ impl Deployment {
         s.replicas = instances;
     }
 
+    /// A release that did not go live was stopped (or, after an agent restart, found and
+    /// stopped): the journal's processes in flight are gone. Persisted.
+    pub(crate) async fn start_abandoned(&self, layout: &Layout) {
+        {
+            let mut s = self.state();
+            if s.record.journal.starting.is_empty() {
+                return;
+            }
+            s.record.journal.starting.clear();
+            s.generation += 1;
+        }
+        self.save_or_log(layout).await;
+    }
+
+    /// The release switched away from has drained and stopped. Persisted.
+    pub(crate) async fn retired(&self, layout: &Layout) {
+        {
+            let mut s = self.state();
+            if s.record.journal.retiring.take().is_none() {
+                return;
+            }
+            s.generation += 1;
+        }
+        self.save_or_log(layout).await;
+    }
+
     /// Stopped by the user (`deployctl stop`), after its processes were taken out: it stays
     /// stopped across agent restarts. Persisted.
     pub(crate) async fn stopped_by_user(&self, layout: &Layout) -> crate::error::Result<()> {
@@ -211,4 +248,32 @@ impl Deployment {
         }
         self.save(layout).await
     }
+}
+
+/// The current release's processes (other than `new`, the release going live), to drain and
+/// stop once it is switched away from.
+fn retiring(record: &store::Record, new: &[ProcId]) -> Option<crate::journal::Retiring> {
+    let current = record.current_release()?;
+    let first = record
+        .process()
+        .map(|(id, release)| (0, id, release, record.tracking.clone()));
+    let others = record.replicas.iter().enumerate().filter_map(|(i, r)| {
+        r.process()
+            .map(|id| (i + 1, id, current.number, r.tracking.clone()))
+    });
+    let procs: Vec<crate::journal::Proc> = first
+        .into_iter()
+        .chain(others)
+        .filter(|(_, id, _, _)| !new.contains(id))
+        .map(|(replica, id, release, tracking)| {
+            crate::journal::Proc::new(release, replica, id, tracking)
+        })
+        .collect();
+    let drain = current.spec.drain_timeout.as_secs_f64().ceil() as i64;
+    (!procs.is_empty()).then(|| crate::journal::Retiring {
+        release: current.number,
+        procs,
+        drain_until: crate::clock::now_unix() + drain,
+        kill_timeout_ms: current.spec.kill_timeout.as_millis() as u64,
+    })
 }

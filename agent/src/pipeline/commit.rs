@@ -58,12 +58,13 @@ pub(super) async fn retire(
     retiring: Option<super::switch::Retiring>,
     events: Events,
 ) {
-    let Some(r) = retiring else {
-        return;
-    };
-    if let Some(took) = r.drain(sup, &events).await {
-        d.previous_drained(sup.layout(), release, took).await;
+    if let Some(r) = retiring {
+        if let Some(took) = r.drain(sup, &events).await {
+            d.previous_drained(sup.layout(), release, took).await;
+        }
+        drop(events);
+        r.stop().await;
     }
-    drop(events);
-    r.stop().await;
+    // Nothing of what served before runs now: the journal forgets it.
+    d.retired(sup.layout()).await;
 }

@@ -180,13 +180,13 @@ async fn launch(
     let pid = match health::wait(sup, spec, &mut started, events).await {
         Ok(pid) => pid,
         Err(e) => {
-            started.abandon(d).await;
+            started.abandon(d, sup.layout()).await;
             return Err((e, Some(prepared)));
         }
     };
     if started.private_port.is_some() {
         if let Err(e) = switch::switch(sup, &prepared.release, &started.ports(), events).await {
-            started.abandon(d).await;
+            started.abandon(d, sup.layout()).await;
             return Err((e, Some(prepared)));
         }
         prepared.release.switched_at = Some(crate::clock::now_unix());

@@ -238,7 +238,7 @@ impl Started {
     /// The new release did not make it (not healthy, or the switch failed): every instance
     /// of it stops, and it is no longer the deployment's; the previous release is again
     /// if it still serves (it was on another port).
-    pub(super) async fn abandon(self, d: &Deployment) {
+    pub(super) async fn abandon(self, d: &Deployment, layout: &crate::store::Layout) {
         let stops: Vec<_> = std::iter::once(self.instance.clone())
             .chain(self.replicas.iter().map(|(r, _, _)| r.clone()))
             .map(|i| tokio::spawn(async move { i.stop().await }))
@@ -250,5 +250,7 @@ impl Started {
             let stopped = self.handover.stops_previous();
             d.start_undone(self.previous.filter(|_| !stopped));
         }
+        // Its processes are gone: the journal forgets them.
+        d.start_abandoned(layout).await;
     }
 }

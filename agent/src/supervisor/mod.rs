@@ -257,10 +257,16 @@ impl Supervisor {
     /// What an instance of `d` reports to: its record and the metrics.
     /// What keeps `d`'s record and metrics up to date with its instance `replica` (0: the
     /// first, 1..: the replicas).
-    pub(crate) fn observer(&self, d: &Arc<Deployment>, replica: usize) -> Arc<dyn Observer> {
+    pub(crate) fn observer(
+        &self,
+        d: &Arc<Deployment>,
+        replica: usize,
+        private_port: Option<u16>,
+    ) -> Arc<dyn Observer> {
         Arc::new(observer::DeploymentObserver {
             deployment: Arc::downgrade(d),
             replica,
+            private_port,
             layout: self.layout.clone(),
             metrics: self.metrics.clone(),
             port_taken: self.port_taken.sender(),

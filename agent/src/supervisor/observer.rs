@@ -16,6 +16,8 @@ use crate::tracking::Tracking;
 pub(super) struct DeploymentObserver {
     pub(super) deployment: Weak<Deployment>,
     pub(super) replica: usize,
+    /// Where the instance listens behind the node proxy, if it does.
+    pub(super) private_port: Option<u16>,
     pub(super) layout: Layout,
     pub(super) metrics: Arc<Metrics>,
     pub(super) port_taken: tokio::sync::mpsc::UnboundedSender<(String, String)>,
@@ -26,7 +28,7 @@ impl Observer for DeploymentObserver {
         let Some(d) = self.deployment.upgrade() else {
             return;
         };
-        if d.process_started(release, self.replica, id, tracking) {
+        if d.process_started(release, self.replica, self.private_port, id, tracking) {
             let layout = self.layout.clone();
             // Off the instance's task: the write is fsynced.
             tokio::spawn(async move { d.save_or_log(&layout).await });
