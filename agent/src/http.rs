@@ -159,10 +159,30 @@ fn deployment_health(sup: &Supervisor, name: &str) -> Response<Full<Bytes>> {
 }
 
 fn reply(code: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let html = content_type.starts_with("text/html");
+    let (body, policy) = match html {
+        true => crate::dashboard::locked_down(body),
+        false => (body, None),
+    };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = code;
+    let headers = resp.headers_mut();
     if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
-        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+        headers.insert(hyper::header::CONTENT_TYPE, v);
+    }
+    if let Some(policy) = policy.and_then(|p| hyper::header::HeaderValue::from_str(&p).ok()) {
+        headers.insert(hyper::header::CONTENT_SECURITY_POLICY, policy);
+    }
+    if html {
+        // The page holds a token form: never inside another site's frame.
+        headers.insert(
+            hyper::header::X_FRAME_OPTIONS,
+            hyper::header::HeaderValue::from_static("DENY"),
+        );
+        headers.insert(
+            hyper::header::X_CONTENT_TYPE_OPTIONS,
+            hyper::header::HeaderValue::from_static("nosniff"),
+        );
     }
     resp
 }

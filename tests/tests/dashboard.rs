@@ -118,10 +118,24 @@ fn a_browser_shows_every_deployment_and_its_state() {
         crashy_row.contains("restarted: the app exited with code 3"),
         "{crashy_row}"
     );
-    // The script ran and refreshed the table from /dashboard.json.
+    // The script ran and refreshed the table from /dashboard.json (its nonce let it run).
     assert!(
         dom.contains("data-refreshed="),
         "the page did not refresh itself:\n{dom}"
+    );
+    // Only its own script runs, and no other site may frame it (it holds a token form).
+    let head = http_get_with(&url, &[]).expect("the page answers");
+    let policy = head.header("content-security-policy").unwrap_or_default();
+    assert!(
+        policy.contains("script-src 'nonce-") && policy.contains("frame-ancestors 'none'"),
+        "{}",
+        head.head
+    );
+    assert_eq!(
+        head.header("x-frame-options"),
+        Some("DENY"),
+        "{}",
+        head.head
     );
 
     // A deployment's page: its history, and its output with the markup shown as text.

@@ -296,5 +296,28 @@ fn row_html(dep: &Value) -> String {
     tr
 }
 
+/// A page with its inline script and style allowed by a nonce of this response, and the
+/// `Content-Security-Policy` that allows nothing else: no other script, no frame around it,
+/// no request but to this agent. (`None`: no random bytes; the page is served without.)
+pub(crate) fn locked_down(page: String) -> (String, Option<String>) {
+    let Ok(token) = crate::auth::new_token() else {
+        return (page, None);
+    };
+    let nonce: String = token
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(24)
+        .collect();
+    let page = page
+        .replace("<script>", &format!("<script nonce=\"{nonce}\">"))
+        .replace("<style>", &format!("<style nonce=\"{nonce}\">"));
+    let policy = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
+         connect-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; \
+         frame-ancestors 'none'"
+    );
+    (page, Some(policy))
+}
+
 #[cfg(test)]
 mod tests;

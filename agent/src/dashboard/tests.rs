@@ -71,3 +71,26 @@ fn a_failed_deploy_leads_with_its_step_and_reason_escaped_and_shortened() {
     assert_eq!(text::ago(59), "59s");
     assert_eq!(text::ago(3600), "60m");
 }
+
+#[test]
+fn the_page_runs_only_its_own_script_and_is_never_framed() {
+    let (page, policy) = super::locked_down("<style>a{}</style><script>go()</script>".into());
+    let policy = policy.expect("a policy");
+    let nonce = policy
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .expect("a nonce");
+    assert!(nonce.len() >= 16, "{policy}");
+    assert!(
+        page.contains(&format!("<script nonce=\"{nonce}\">go()</script>")),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("<style nonce=\"{nonce}\">")),
+        "{page}"
+    );
+    assert!(policy.contains("default-src 'none'") && policy.contains("frame-ancestors 'none'"));
+    let (_, other) = super::locked_down(String::new());
+    assert_ne!(other, Some(policy), "a nonce per response");
+}
