@@ -58,7 +58,11 @@ fn http_exchange(
         .set_write_timeout(Some(Duration::from_secs(5)))
         .ok()?;
     let body = body.unwrap_or("");
-    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {hostport}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.0\r\nConnection: close\r\n");
+    // The address's Host, unless the test sends its own.
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {hostport}\r\n"));
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }

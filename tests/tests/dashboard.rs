@@ -241,6 +241,12 @@ struct Dashboard {
 }
 
 impl Dashboard {
+    /// `PATH` on the dashboard, with its secret.
+    fn at(&self, path: &str) -> String {
+        let (base, query) = self.url.split_once('?').unwrap_or((&self.url, ""));
+        format!("{base}{path}?{query}")
+    }
+
     fn start(project: &Project, extra: &[&str]) -> Dashboard {
         use std::io::BufRead;
         let mut child = Command::new(deployctl_bin())
@@ -320,13 +326,37 @@ fn deployctl_dashboard_shows_the_fleet_one_cell_per_agent_and_a_deployment_page(
     assert!(shot.is_file());
 
     // A deployment's page: its history and the tail of its logs, the markup as text.
-    let page = headless(&format!("{}deployment/web", d.url), &["--dump-dom"]);
+    let page = headless(&d.at("deployment/web"), &["--dump-dom"]);
     assert!(page.contains("v1"), "{page}");
     assert!(
         page.contains("&lt;script&gt;alert(1)&lt;/script&gt; in a log line"),
         "{page}"
     );
     assert!(!page.contains("<script>alert(1)"), "{page}");
+
+    // Only this address, with the secret the printed URL carries: a page elsewhere cannot
+    // read it through DNS rebinding (another Host), nor without the secret.
+    let base = d.url.split('?').next().unwrap_or_default().to_string();
+    let data = format!("{base}data.json");
+    let rebound = http_get_with(&d.at("data.json"), &[("Host", "evil.example")]).unwrap();
+    assert_eq!(rebound.status, 403, "{}", rebound.body);
+    assert!(!rebound.body.contains("web"), "{}", rebound.body);
+    let anonymous = http_get(&data).unwrap();
+    assert_eq!(anonymous.0, 403, "{}", anonymous.1);
+    assert!(anonymous.1.contains("?token="), "{}", anonymous.1);
+    let first = http_get_with(&d.url, &[]).unwrap();
+    let cookie = first.header("set-cookie").unwrap_or_default().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap_or_default();
+    let with_cookie = http_get_with(&data, &[("Cookie", pair)]).unwrap();
+    assert_eq!(with_cookie.status, 200);
+    assert!(with_cookie.body.contains("\"web\""), "{}", with_cookie.body);
+    assert!(first
+        .header("content-security-policy")
+        .is_some_and(|p| p.contains("frame-ancestors 'none'")));
 
     // Not on loopback: refused, naming the flag.
     project
