@@ -9,6 +9,7 @@ use deployctl_proto::v1 as pb;
 use crate::client::{self, Call, CallError, Limit};
 use crate::decl;
 use crate::error::Reported;
+use crate::output;
 use crate::project::Project;
 use crate::state;
 
@@ -41,6 +42,10 @@ pub(crate) struct Args {
     /// The deploy steps' output (installer, start script, health) instead of the app's
     #[arg(long)]
     pub deploy: bool,
+    /// Print the bytes as the app wrote them, control characters too (on a terminal they
+    /// are shown escaped, \x1b, so an app cannot clear the screen or fake a line)
+    #[arg(long)]
+    pub raw: bool,
 }
 
 pub(crate) async fn run(project: &Project, args: Args) -> anyhow::Result<()> {
@@ -49,6 +54,7 @@ pub(crate) async fn run(project: &Project, args: Args) -> anyhow::Result<()> {
     let (env, _) = state::env_of(project, &st, &args.name)?;
     let target = client::resolve_env(project, &env)?.no_autostart();
     let prefix = target.addresses.len() > 1;
+    let escape = !args.raw && output::Stream::Stdout.is_terminal();
     let since = args.since.as_deref().map(parse_since).transpose()?;
     let req = pb::LogsRequest {
         name: args.name.clone(),
@@ -61,7 +67,7 @@ pub(crate) async fn run(project: &Project, args: Args) -> anyhow::Result<()> {
     // Opening each stream is bounded by the timeout; following it, by keepalive pings
     // (`-f` legitimately lasts forever, a hung agent does not answer them).
     let mut streams = client::for_each_agent(&target, Limit::Stream, move |c| {
-        print_stream(c, req.clone(), prefix)
+        print_stream(c, req.clone(), prefix, escape)
     });
     // An agent that fails is named at once: with -f the others go on.
     let mut failed = false;
@@ -79,7 +85,12 @@ pub(crate) async fn run(project: &Project, args: Args) -> anyhow::Result<()> {
 }
 
 /// Copies one agent's log stream to stdout, each line prefixed with the agent when asked.
-async fn print_stream(mut c: Call, req: pb::LogsRequest, prefix: bool) -> Result<(), CallError> {
+async fn print_stream(
+    mut c: Call,
+    req: pb::LogsRequest,
+    prefix: bool,
+    escape: bool,
+) -> Result<(), CallError> {
     let mut stream = client::answer(c.timeout, c.client.logs(req))
         .await?
         .into_inner();
@@ -89,14 +100,18 @@ async fn print_stream(mut c: Call, req: pb::LogsRequest, prefix: bool) -> Result
             Ok(None) => return Ok(()),
             Err(s) => return Err(CallError::Broken(c.broken(&s).await)),
         };
+        let data = match escape {
+            true => output::visible_bytes(&chunk.data).into_owned(),
+            false => chunk.data,
+        };
         let mut out = std::io::stdout().lock();
         if prefix {
-            for line in chunk.data.split_inclusive(|b| *b == b'\n') {
+            for line in data.split_inclusive(|b| *b == b'\n') {
                 let _ = write!(out, "[{}] ", c.address);
                 let _ = out.write_all(line);
             }
         } else {
-            let _ = out.write_all(&chunk.data);
+            let _ = out.write_all(&data);
         }
         let _ = out.flush();
     }

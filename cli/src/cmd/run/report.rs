@@ -66,11 +66,13 @@ pub(super) fn report(name: &str, results: &[AgentResult], format: Format) -> any
             } else {
                 String::new()
             };
+            // What the agent relays of others (a ref, an app's output) cannot steer a terminal.
+            let (out, err) = (output::Stream::Stdout, output::Stream::Stderr);
             match &r.outcome {
                 Ok(o) if o.ok => println!(
                     "{prefix}✓ {name} release {} ({} {}) is live at {} — deployed in {}",
                     o.release,
-                    o.git_ref,
+                    output::visible_on(out, &o.git_ref),
                     crate::output::short_commit(&o.commit),
                     o.url,
                     output::ms(o.total_ms)
@@ -78,12 +80,13 @@ pub(super) fn report(name: &str, results: &[AgentResult], format: Format) -> any
                 Ok(o) => {
                     eprintln!(
                         "{prefix}✗ {name}: deploy failed at {}: {}",
-                        o.failed_step, o.reason
+                        o.failed_step,
+                        output::visible_on(err, &o.reason)
                     );
                     if !o.output_tail.is_empty() {
                         eprintln!("{prefix}  last output:");
                         for line in o.output_tail.lines() {
-                            eprintln!("{prefix}    | {line}");
+                            eprintln!("{prefix}    | {}", output::visible_on(err, line));
                         }
                     }
                     if o.kept_release > 0 {

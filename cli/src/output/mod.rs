@@ -4,6 +4,9 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
+mod visible;
+pub(crate) use visible::{visible_bytes, visible_on, Stream};
+
 use deployctl_proto::v1::deploy_event::Phase;
 use deployctl_proto::v1::DeployEvent;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -87,6 +90,8 @@ impl AgentProgress {
         } else {
             text
         };
+        // Agents relay what others wrote (commit messages, refs, an app's output).
+        let text = visible_on(Stream::Stdout, &text).into_owned();
         match &self.bar {
             Some(bar) => bar.println(text),
             None => println!("{text}"),
@@ -111,6 +116,11 @@ impl AgentProgress {
             return;
         }
         let step = e.step.as_str();
+        let message = visible_on(Stream::Stdout, &e.message);
+        let e = DeployEvent {
+            message: message.into_owned(),
+            ..e.clone()
+        };
         match Phase::try_from(e.phase).unwrap_or(Phase::Unspecified) {
             Phase::Started => match &self.bar {
                 Some(bar) => bar.set_message(format!("{step}: {}", e.message)),
