@@ -170,3 +170,37 @@ fn errors_never_print_a_backtrace() {
         }
     }
 }
+
+#[test]
+fn variables_the_agent_sets_are_refused_naming_why_and_nothing_changes() {
+    let ip = loopback();
+    let agent = Agent::start(&ip);
+    let project = Project::for_agent(ENV, &agent);
+    let repo = GitRepo::new();
+    repo.commit_app("vars", Some("v1"));
+    project.run_app(ENV, "vars", &repo.url(), "v1", &[]).ok();
+    let declared = project.read("vars.deploy.yaml");
+    for (var, why) in [
+        ("PATH=/opt/x/bin", "PATH=/opt/tool/bin:$PATH"),
+        ("DEPLOY_INSTANCE=mine", "every process of an instance"),
+        ("DATA_DIR=/srv", "own directory"),
+        ("PORT=9000", "$HOST:$PORT"),
+    ] {
+        project
+            .deployctl(&["env", "set", "vars", var])
+            .expect_code(2)
+            .mentions(&format!(
+                "env_vars.{}",
+                var.split('=').next().unwrap_or_default()
+            ))
+            .mentions(why);
+        assert_eq!(
+            project.read("vars.deploy.yaml"),
+            declared,
+            "the declaration is unchanged"
+        );
+    }
+    let (out, v) = project.status_json("vars");
+    out.ok();
+    assert_eq!(v["instances"][0]["release"], 1, "no release was added: {v}");
+}

@@ -99,7 +99,24 @@ pub(crate) const RESERVED_ENV: &[&str] = &[
     "DEPLOYMENT_URL",
     "GIT_COMMIT",
     "VIRTUAL_ENV",
+    "DATA_DIR",
+    "TMPDIR",
+    "DEPLOY_INSTANCE",
+    "PATH",
 ];
+
+/// Why a variable the agent sets for every app cannot be set by its declaration (it would
+/// be replaced, silently, at every start).
+pub(crate) fn reserved_reason(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "PORT" | "HOST" => "is where the agent tells the app to listen ($HOST:$PORT); it cannot be set (the deployment's public port is `port`)",
+        "PATH" => "is the agent's: the deployment's environment first, then the system's; to put a directory first, say so in the command: --command 'PATH=/opt/tool/bin:$PATH python app.py'",
+        "DEPLOY_INSTANCE" => "is how the agent finds every process of an instance; it cannot be set",
+        "DATA_DIR" | "TMPDIR" => "is the deployment's own directory, set by the agent; it cannot be set",
+        other if RESERVED_ENV.contains(&other) => "is set by the agent itself and cannot be overridden",
+        _ => return None,
+    })
+}
 
 pub(super) fn opt_path(field: &str, value: &str) -> Result<Option<PathBuf>, Error> {
     let value = value.trim();

@@ -191,11 +191,8 @@ fn secrets(raw: &RawSpec) -> Result<(), Error> {
 fn env_vars(raw: &RawSpec) -> Result<(), Error> {
     for (k, v) in &raw.env_vars {
         validate_env_name(k)?;
-        if RESERVED_ENV.contains(&k.as_str()) {
-            return Err(invalid(
-                &format!("env_vars.{k}"),
-                "is set by the agent itself and cannot be overridden",
-            ));
+        if let Some(why) = super::fields::reserved_reason(k) {
+            return Err(invalid(&format!("env_vars.{k}"), why));
         }
         if v.len() > MAX_TEXT || v.contains('\0') {
             return Err(invalid(
