@@ -17,6 +17,7 @@
 mod env;
 mod fanout;
 mod local;
+mod whoami;
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,7 @@ pub(crate) use fanout::{
     answer, for_each_agent, AgentError, Call, CallError, Fanout, Limit, Reply,
 };
 pub(crate) use local::{local_address, local_agent_pids, local_data_dir};
+pub(crate) use whoami::{may_touch, named, who_am_i};
 
 pub(crate) type Client =
     AgentClient<tonic::service::interceptor::InterceptedService<Channel, Token>>;

@@ -67,6 +67,23 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
             "deployment {name:?} not found (not in the state, not on any agent of env {env})"
         ));
     }
+    if removed == 0 {
+        // "Not found" is also what the agents answer for another owner's deployment: the
+        // shared state's entry is erased only for a caller who may touch it.
+        let owner = st
+            .deployments
+            .get(name)
+            .map(|e| e.owner.clone())
+            .unwrap_or_default();
+        if let Some(me) = client::who_am_i(&target).await {
+            if !client::may_touch(&me, &owner) {
+                return Err(anyhow!(
+                    "{name} belongs to {owner}, and {} may not remove it: the agents answer \"not found\" for what a caller may not see, so it may well be running; nothing was changed (not on the agents, not in the state)",
+                    client::named(&me)
+                ));
+            }
+        }
+    }
     store
         .update(&mut |s| {
             s.deployments.remove(name);

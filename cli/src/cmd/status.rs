@@ -53,7 +53,8 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
     let st = state::open(project)?.load().await?;
     let wanted = gather::select(project, &st, args.name.as_deref())?;
     let asked = gather::ask_all(project, &wanted, args.name.as_deref()).await?;
-    let out = gather::merge(&st, wanted, &asked, args.name.is_none());
+    let mut out = gather::merge(&st, wanted, &asked, args.name.is_none());
+    gather::not_visible(&asked, &st, &mut out).await;
     if let Some(name) = &args.name {
         let known = st.deployments.contains_key(name);
         let running = out
@@ -74,8 +75,10 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
         Format::Json => print::print_json(&out, &unanswered),
         Format::Text => print::print_text(&out, &unanswered, args.name.is_some()),
     }
+    // Another owner's deployment is not the caller's to judge.
     let all_healthy = out
         .iter()
+        .filter(|d| args.name.is_some() || !d.instances.iter().all(|i| i.state == "not visible"))
         .all(|d| !d.instances.is_empty() && d.instances.iter().all(|i| i.state == "healthy"));
     if all_healthy && unanswered.is_empty() {
         Ok(())

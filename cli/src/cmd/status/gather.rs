@@ -192,3 +192,35 @@ pub(super) fn unanswered(project: &Project, asked: &Asked, out: &[Deployment]) -
         })
         .collect()
 }
+
+/// Instances "missing" from an agent that hides them from this caller: another owner's
+/// deployment in the shared state is shown as not visible (with its owner), never as not
+/// running.
+pub(super) async fn not_visible(asked: &Asked, st: &State, out: &mut [Deployment]) {
+    let mut callers: BTreeMap<String, Option<pb::WhoAmIReply>> = BTreeMap::new();
+    for d in out.iter_mut() {
+        let Some(owner) = st.deployments.get(&d.name).map(|e| e.owner.clone()) else {
+            continue;
+        };
+        if !d.instances.iter().any(|i| i.state == "missing") {
+            continue;
+        }
+        if !callers.contains_key(&d.env) {
+            let me = match asked.envs.get(&d.env) {
+                Some(Ok(t)) => client::who_am_i(t).await,
+                _ => None,
+            };
+            callers.insert(d.env.clone(), me);
+        }
+        let Some(Some(me)) = callers.get(&d.env) else {
+            continue;
+        };
+        if client::may_touch(me, &owner) {
+            continue;
+        }
+        for i in d.instances.iter_mut().filter(|i| i.state == "missing") {
+            i.state = "not visible".into();
+            i.note = format!("not visible to you (owner {owner})");
+        }
+    }
+}
