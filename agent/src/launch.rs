@@ -74,6 +74,16 @@ pub(crate) async fn launch(
             sup.layout().data(&spec.name).to_string_lossy().into_owned(),
         ),
     ];
+    // Model and package caches that outlive releases, rollbacks and restarts: in the
+    // deployment's own directory, so they are its identity's alone (`--env-var` overrides).
+    let cache = sup.layout().data(&spec.name).join(".cache");
+    for (var, dir) in [
+        ("XDG_CACHE_HOME", cache.clone()),
+        ("HF_HOME", cache.join("huggingface")),
+        ("TORCH_HOME", cache.join("torch")),
+    ] {
+        env.push((var.into(), dir.to_string_lossy().into_owned()));
+    }
     if let Some(venv_dir) = &release.venv_dir {
         env.push((
             "VIRTUAL_ENV".into(),
