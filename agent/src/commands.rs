@@ -80,7 +80,8 @@ pub(crate) enum GroupCmd {
 }
 
 /// The node-side admin commands: files only, no server. `found` says how the files were
-/// found (for hints that find them again); each command names the file it changed.
+/// found (for hints that find them again); each command names the file it changed. Long on
+/// purpose: one short arm per command, each printing what it changed.
 pub(crate) fn admin(
     command: Command,
     config: &Config,

@@ -166,7 +166,8 @@ impl FileConfig {
         toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
     }
 
-    /// Lays the file's settings over `config`.
+    /// Lays the file's settings over `config`. Long on purpose: one short step per key,
+    /// each naming its key in its error, in the order of the file's documentation.
     pub fn apply(self, config: &mut Config, path: &Path) -> Result<(), ConfigError> {
         let invalid = |message: String| ConfigError::Invalid {
             path: path.to_path_buf(),

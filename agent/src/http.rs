@@ -47,6 +47,8 @@ pub(crate) async fn serve(
     }
 }
 
+/// Every endpoint of the HTTP port. Long on purpose: one arm per path, as the README's table
+/// lists them.
 async fn route(sup: Arc<Supervisor>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return reply(

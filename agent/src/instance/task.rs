@@ -99,6 +99,10 @@ impl Task {
         (spawned, log_offset)
     }
 
+    /// The instance's life: start, wait for health, supervise, restart with backoff, stop.
+    /// Long on purpose: the state machine is one loop, each turn one run of the app, so
+    /// every transition is read in order here (the pieces it calls are in `task_runs.rs`
+    /// and `ending.rs`).
     pub(super) async fn run(mut self, first: Spawned, ready: Option<Ready>) {
         let mut ready = ready;
         let mut backoff = BACKOFF_FIRST;

@@ -102,6 +102,8 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Every metric family, registered with its help text. Long on purpose: one family after
+    /// another, in the order `/metrics` lists them.
     pub(crate) fn new() -> Metrics {
         let mut registry = Registry::with_prefix("deploy_agent");
         let health_latency = Family::<DeploymentLabel, Histogram>::new_with_constructor(

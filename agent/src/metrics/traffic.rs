@@ -28,6 +28,8 @@ pub(super) struct TrafficCollector {
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 impl Collector for TrafficCollector {
+    /// The node proxy's families, each from the same sample. Long on purpose: one family
+    /// after another (requests, durations, in flight, connections, bytes, unavailable).
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let served = self.served.lock().unwrap_or_else(|p| p.into_inner());
         let release_labels = |s: &Served, release: u32| {

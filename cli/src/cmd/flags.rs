@@ -108,7 +108,8 @@ pub(crate) struct DeployFlags {
 
 impl DeployFlags {
     /// Lays the given flags over `d`. A relative local `--repo` is taken from `cwd` and
-    /// kept relative to `root`, the declaration's directory.
+    /// kept relative to `root`, the declaration's directory. Long on purpose: one line per
+    /// flag, in `run --help`'s order.
     pub(crate) fn apply(
         &self,
         d: &mut DeploymentDecl,

@@ -3,7 +3,9 @@
 use super::*;
 
 impl DeploymentDecl {
-    /// Checks what can be checked without an agent; the error names the field.
+    /// Checks what can be checked without an agent; the error names the field. Long on
+    /// purpose: one short check per field, in the declaration's order (the agent checks
+    /// every field again, `Spec::validate`).
     pub(crate) fn validate(&self, name: &str) -> anyhow::Result<()> {
         validate_name("name", name)?;
         if self.object_type != "deployment" {
