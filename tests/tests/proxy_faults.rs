@@ -284,3 +284,35 @@ fn a_damaged_routes_file_and_a_proxy_restart_take_no_port_offline() {
         agent.proxy_log()
     );
 }
+
+#[test]
+fn an_adopted_proxy_hands_its_sockets_over_and_a_kill_after_refuses_nothing() {
+    let mut agent = Agent::start(&loopback());
+    let (_project, _repo) = deployed(&agent);
+    let load = Load::start(&agent.app_url(8000, "/"));
+    load.wait_for(10);
+
+    // The agent crashes; the proxy serves on; the restarted agent adopts it.
+    let proxy = agent.proxy_pid().expect("the proxy's pid");
+    agent.kill9();
+    load.wait_for(10);
+    agent.restart();
+    assert!(
+        wait_until(Duration::from_secs(20), || agent
+            .stderr()
+            .contains("adopted the node proxy")
+            && http_get(&agent.http_url("/readyz")).map(|r| r.0) == Some(200)),
+        "the restarted agent did not adopt the proxy"
+    );
+    assert_eq!(agent.proxy_pid(), Some(proxy));
+
+    // It took duplicates of the proxy's sockets: a kill -9 now refuses nothing either.
+    assert!(signal(proxy, Signal::SIGKILL));
+    assert!(wait_until(Duration::from_secs(5), || agent
+        .proxy_pid()
+        .is_some_and(|p| p != proxy)));
+    load.wait_for(20);
+    let seen = load.finish();
+    assert_eq!(seen.refused, 0, "{seen:?}");
+    assert!(seen.failed.len() <= 1, "{:?}", seen.failed);
+}
