@@ -32,8 +32,11 @@
 #            step (healthy -> routed) vs recreate's outage (stop -> healthy); requests per
 #            second through the proxy vs the same backend direct (tests/src/bin/fast_backend,
 #            a hyper server, so the proxy is the bottleneck; wrk -t2 -c32); latency p50/p99
-#            with one connection (wrk -t1 -c1) through the proxy vs direct; and (group
-#            status) the proxy's RSS with 100 routes vs 1
+#            with one connection (wrk -t1 -c1) through the proxy vs direct; connections
+#            refused while the proxy is killed with -9 under a client loop (and the longest
+#            wait for an answer), and how long a frozen proxy (kill -STOP) takes to show in
+#            its deployment's health endpoint and to be replaced; and (group status) the
+#            proxy's RSS with 100 routes vs 1
 #   walls    what each deployment's walls cost a warm redeploy (a new commit of a stdlib app):
 #            the agent as root (the deployment's own user, its checkout given to it, a mount
 #            namespace, cgroups) vs the same agent run as an unprivileged user (none of it),
@@ -615,6 +618,7 @@ print(json.load(sys.stdin)["deployments"][0]["instances"][0]["private_address"])
   row "latency p50 through the proxy (vs direct), us" "$p50v" "$p50d" "$(ratio "$p50v" "$p50d")"
   row "latency p99 through the proxy (vs direct), us" "$p99v" "$p99d" "$(ratio "$p99v" "$p99d")"
   NOTES+=("proxy: added latency p50 $((p50v - p50d)) us (target <= 100), p99 $((p99v - p99d)) us (target <= 500)")
+  bench_proxy_faults "$ip" fast
 }
 
 BENCH_STARTED=$SECONDS
@@ -667,6 +671,7 @@ bench_bigenv() {
 }
 
 source scripts/lib/bench_walls.sh
+source scripts/lib/bench_proxy_faults.sh
 
 [[ -z "$ONLY" || "$ONLY" == deploy ]] && bench_deploy
 [[ -z "$ONLY" || "$ONLY" == bigenv ]] && bench_bigenv

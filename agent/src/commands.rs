@@ -42,6 +42,10 @@ pub(crate) enum Command {
         /// Where the routes are persisted
         #[arg(long, value_name = "PATH")]
         routes: PathBuf,
+        /// A listening socket inherited from the agent (its descriptor), served when a
+        /// route for its address comes
+        #[arg(long = "listen-fd", value_name = "FD")]
+        listen_fds: Vec<i32>,
     },
 }
 

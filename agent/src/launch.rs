@@ -128,6 +128,8 @@ pub(crate) fn route(sup: &Supervisor, release: &ReleaseRecord, private_ports: &[
             .collect(),
         hold_timeout_ms: release.spec.hold_timeout.as_millis() as u64,
         name: release.spec.name.clone(),
+        // Numbered when it is sent.
+        generation: 0,
     }
 }
 

@@ -63,7 +63,7 @@ use deployctl_proto::v1::agent_server::AgentServer;
 use tokio::net::TcpListener;
 
 pub use config::Config;
-pub use proxy::run as run_proxy;
+pub use proxy::{inherited_listener, run as run_proxy};
 pub use supervisor::hostname;
 use supervisor::Supervisor;
 
@@ -71,8 +71,6 @@ use supervisor::Supervisor;
 const USAGE_PERIOD: Duration = Duration::from_secs(2);
 /// How often log sizes are checked for rotation.
 const LOG_CHECK_PERIOD: Duration = Duration::from_secs(1);
-/// How often the node proxy is looked after.
-const PROXY_CHECK_PERIOD: Duration = Duration::from_secs(1);
 /// How often unused venvs are held to their budget (deploys and removes do it too).
 const VENV_GC_PERIOD: Duration = Duration::from_secs(600);
 
@@ -264,12 +262,10 @@ async fn proxy_after_the_agent(sup: &Supervisor) {
     );
 }
 
-/// Starts the node proxy again if it ever dies (it serves its persisted routes at once).
+/// Watches the node proxy: started again when it exits, replaced when it does not answer,
+/// its routes kept as the agent decided them.
 async fn watch_proxy(sup: std::sync::Arc<Supervisor>) {
-    loop {
-        tokio::time::sleep(PROXY_CHECK_PERIOD).await;
-        sup.proxy().watch().await;
-    }
+    sup.proxy().watch(|| sup.is_ready()).await;
 }
 
 /// Holds unused venvs to their budget now (so `nodes` counts them) and then periodically

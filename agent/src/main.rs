@@ -164,14 +164,31 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::Proxy { control, routes }) = cli.command {
+    if let Some(Command::Proxy {
+        control,
+        routes,
+        listen_fds,
+    }) = cli.command
+    {
+        // The inherited sockets first, before anything else opens a descriptor.
+        let taken: Vec<_> = listen_fds
+            .iter()
+            .map(|fd| deploy_agent::inherited_listener(*fd))
+            .collect();
         init_logging("text");
+        let mut inherited = Vec::new();
+        for socket in taken {
+            match socket {
+                Ok(l) => inherited.push(l),
+                Err(e) => tracing::error!(error = %e, "an inherited listening socket"),
+            }
+        }
         // A worker per core (tokio's default): the proxy is on every request's path.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .context("starting the async runtime")?;
-        return runtime.block_on(deploy_agent::run_proxy(control, routes));
+        return runtime.block_on(deploy_agent::run_proxy(control, routes, inherited));
     }
     if let Some(command) = cli.command {
         let mut args = cli.args;

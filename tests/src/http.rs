@@ -44,19 +44,54 @@ fn http_exchange(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> Option<Answer> {
-    let rest = url.strip_prefix("http://")?;
+    exchange(method, url, headers, body).ok()
+}
+
+/// Why a request got no HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoAnswer {
+    /// The connection was refused: nothing listened on the port.
+    Refused,
+    /// Anything else (reset, timeout, not HTTP), in words.
+    Other(String),
+}
+
+/// GET `url`: `(status, body)`, or why there was no answer (a refused connection apart).
+pub fn http_get_or_why(url: &str) -> Result<(u16, String), NoAnswer> {
+    exchange("GET", url, &[], None).map(|a| (a.status, a.body))
+}
+
+fn exchange(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Result<Answer, NoAnswer> {
+    let other = |what: &str| NoAnswer::Other(what.to_string());
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| other("not http"))?;
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let addr: SocketAddr = hostport.to_socket_addrs().ok()?.next()?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    let addr: SocketAddr = hostport
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| other("no address"))?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => NoAnswer::Refused,
+            _ => NoAnswer::Other(format!("connecting: {e}")),
+        })?;
+    let io = |what: &'static str| move |e: std::io::Error| NoAnswer::Other(format!("{what}: {e}"));
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
+        .map_err(io("socket"))?;
     stream
         .set_write_timeout(Some(Duration::from_secs(5)))
-        .ok()?;
+        .map_err(io("socket"))?;
     let body = body.unwrap_or("");
     let mut req = format!("{method} {path} HTTP/1.0\r\nConnection: close\r\n");
     // The address's Host, unless the test sends its own.
@@ -74,19 +109,22 @@ fn http_exchange(
     }
     req.push_str("\r\n");
     req.push_str(body);
-    stream.write_all(req.as_bytes()).ok()?;
+    stream.write_all(req.as_bytes()).map_err(io("sending"))?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
+    stream.read_to_end(&mut raw).map_err(io("reading"))?;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
         .lines()
-        .next()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(Answer {
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .ok_or_else(|| {
+            NoAnswer::Other(format!(
+                "not HTTP: {:?}",
+                head.chars().take(40).collect::<String>()
+            ))
+        })?;
+    Ok(Answer {
         status,
         head: head.to_string(),
         body: body.to_string(),

@@ -29,6 +29,7 @@ mod haproxy;
 mod http;
 mod load;
 mod loopback;
+mod node_proxy;
 mod project;
 mod prom;
 pub mod readme;
@@ -43,9 +44,13 @@ pub use apps::{
 pub use etcd::Etcd;
 pub use git::GitRepo;
 pub use haproxy::{HaProxy, Server};
-pub use http::{get_json, http_get, http_get_with, http_post, http_request, wait_for_json, Answer};
+pub use http::{
+    get_json, http_get, http_get_or_why, http_get_with, http_post, http_request, wait_for_json,
+    Answer, NoAnswer,
+};
 pub use load::{Load, Seen};
 pub use loopback::{loopback, Loopback};
+pub use node_proxy::signal;
 pub use project::{check_status_shape, Output, Project};
 pub use prom::{parse_metrics, Family, Sample};
 pub use secure::{secure_agent, Secure};

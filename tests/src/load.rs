@@ -1,13 +1,15 @@
 //! A client that calls a URL in a loop (a new connection each time) while a test redeploys,
 //! removes or kills things: every answer that was not a 200 is kept, with the `marker`s of
-//! the app's answers in the order they changed.
+//! the app's answers in the order they changed. Refused connections (nothing listened on
+//! the port) are counted apart from other failures, and so is the longest time between two
+//! answers.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::{http_get, wait_until};
+use crate::{http_get_or_why, wait_until, NoAnswer};
 
 /// Calls `url` in a loop (a new connection each time) until stopped: how many answers
 /// were 200, which failed (and how), and the markers seen in order.
@@ -22,6 +24,11 @@ pub struct Seen {
     pub ok: usize,
     pub failed: Vec<String>,
     pub markers: Vec<String>,
+    /// Connections refused (also in `failed`).
+    pub refused: usize,
+    /// The longest time from one successful answer to the next.
+    pub longest_gap: Duration,
+    last_ok: Option<Instant>,
 }
 
 impl Load {
@@ -33,16 +40,21 @@ impl Load {
         let (s, n, url) = (stop.clone(), seen.clone(), url.to_string());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
-                let answer = http_get(&url);
+                let answer = http_get_or_why(&url);
                 let mut seen = n.lock().unwrap();
                 match answer {
-                    Some((200, body)) => {
+                    Ok((200, body)) => {
                         let marker = serde_json::from_str::<serde_json::Value>(&body)
                             .ok()
                             .and_then(|v| v["marker"].as_str().map(str::to_string));
                         match marker {
                             Some(marker) => {
                                 seen.ok += 1;
+                                let now = Instant::now();
+                                if let Some(last) = seen.last_ok {
+                                    seen.longest_gap = seen.longest_gap.max(now - last);
+                                }
+                                seen.last_ok = Some(now);
                                 if seen.markers.last() != Some(&marker) {
                                     seen.markers.push(marker);
                                 }
@@ -54,8 +66,12 @@ impl Load {
                             )),
                         }
                     }
-                    Some((status, body)) => seen.failed.push(format!("{status} {body}")),
-                    None => seen.failed.push("no answer (refused or reset)".into()),
+                    Ok((status, body)) => seen.failed.push(format!("{status} {body}")),
+                    Err(NoAnswer::Refused) => {
+                        seen.refused += 1;
+                        seen.failed.push("refused".into());
+                    }
+                    Err(NoAnswer::Other(why)) => seen.failed.push(format!("no answer: {why}")),
                 }
             }
         });
@@ -68,6 +84,16 @@ impl Load {
 
     pub fn ok(&self) -> usize {
         self.seen.lock().unwrap().ok
+    }
+
+    /// The calls that failed so far.
+    pub fn failures(&self) -> usize {
+        self.seen.lock().unwrap().failed.len()
+    }
+
+    /// The last marker seen so far.
+    pub fn last_marker(&self) -> Option<String> {
+        self.seen.lock().unwrap().markers.last().cloned()
     }
 
     /// Waits for `n` more successful calls.

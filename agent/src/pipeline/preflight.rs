@@ -78,8 +78,10 @@ pub(super) async fn foreign_port_holder(sup: &Supervisor, spec: &Spec) -> Result
     let tracker = sup.tracker().clone();
     // A process of one of our instances (found by its cgroup or marker) is never foreign,
     // even when it left its group or its leader is gone.
+    // The agent itself keeps a duplicate of each of the proxy's listening sockets.
+    let agent = std::process::id();
     let foreign = ports::foreign_holder(host, spec.port, ours, move |pid| {
-        tracker.owner_of(pid).is_some()
+        pid == agent || tracker.owner_of(pid).is_some()
     })
     .await;
     if let Some((listener, pid)) = foreign {

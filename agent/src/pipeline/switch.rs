@@ -41,7 +41,7 @@ pub(super) async fn switch(
         ),
         Duration::ZERO,
     );
-    if let Err(e) = sup.proxy().set_route(route).await {
+    if let Err(e) = sup.proxy().switch_route(route).await {
         let err = StepError::new(events::SWITCH, e);
         events.emit(
             events::SWITCH,

@@ -58,7 +58,7 @@ impl Pool {
 }
 
 /// Serves `route` on `listener` until the task is aborted.
-pub(crate) async fn serve(listener: TcpListener, route: Arc<Route>) {
+pub(crate) async fn serve(listener: Arc<TcpListener>, route: Arc<Route>) {
     let pool = Arc::new(Pool::default());
     loop {
         let (stream, peer) = match listener.accept().await {

@@ -47,6 +47,32 @@ pub(super) async fn stop(dir: &Path, id: ProcId) {
     );
 }
 
+/// SIGKILL for a proxy that does not answer, and a wait (5 s at most) for its exit.
+pub(super) async fn kill_and_wait(id: ProcId) {
+    let pid = Pid::from_raw(id.pid as i32);
+    if id.is_running() {
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+    let deadline = tokio::time::Instant::now() + EXIT_WAIT;
+    while !gone(id, pid) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// How the proxy ended, reaping it when it is the agent's own child ("killed by SIGKILL",
+/// "exited with status 1"); "exited" when another process is its parent.
+pub(super) fn reap(id: ProcId) -> String {
+    use nix::sys::wait::WaitStatus;
+    if crate::procstat::read(id.pid).is_none_or(|s| s.start_time != id.start_time) {
+        return "exited".into();
+    }
+    match waitpid(Pid::from_raw(id.pid as i32), Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::Signaled(_, signal, _)) => format!("was killed by {signal}"),
+        Ok(WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
+        _ => "exited".into(),
+    }
+}
+
 /// Whether the proxy has exited (reaped here when it is the agent's own child).
 fn gone(id: ProcId, pid: Pid) -> bool {
     // Only this very process (same start time), never another that took its pid. Not our

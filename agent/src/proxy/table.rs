@@ -26,6 +26,20 @@ pub(crate) struct RouteSpec {
     /// `deployctl local stop`'s words on what the proxy keeps serving).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
+    /// The agent's number for this version of the route ([`super::generation`]): the proxy
+    /// never applies one older than what it has for the address. 0: not numbered.
+    #[serde(default)]
+    pub generation: u64,
+}
+
+impl RouteSpec {
+    /// Whether `other` routes the same way (its generation aside).
+    pub(crate) fn routes_like(&self, other: &RouteSpec) -> bool {
+        RouteSpec {
+            generation: other.generation,
+            ..self.clone()
+        } == *other
+    }
 }
 
 /// One instance behind a route: its private address and the release it runs.
@@ -180,6 +194,7 @@ struct RouteState {
     draining: Vec<Arc<Backend>>,
     hold: Duration,
     name: String,
+    generation: u64,
 }
 
 impl Route {
@@ -198,6 +213,7 @@ impl Route {
                 draining: Vec::new(),
                 hold: Duration::from_millis(spec.hold_timeout_ms),
                 name: spec.name.clone(),
+                generation: spec.generation,
             }),
             changed: watch::channel(0).0,
             totals,
@@ -216,6 +232,7 @@ impl Route {
         let mut s = self.state();
         s.hold = Duration::from_millis(spec.hold_timeout_ms);
         s.name.clone_from(&spec.name);
+        s.generation = spec.generation;
         let old = std::mem::take(&mut s.backends);
         let (kept, gone): (Vec<_>, Vec<_>) = old
             .into_iter()
@@ -245,6 +262,7 @@ impl Route {
             backends: s.backends.iter().map(|b| b.spec.clone()).collect(),
             hold_timeout_ms: s.hold.as_millis() as u64,
             name: s.name.clone(),
+            generation: s.generation,
         }
     }
 
@@ -303,84 +321,5 @@ impl Route {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(backends: &[(u16, u32)]) -> RouteSpec {
-        RouteSpec {
-            listen: "127.0.0.1:8000".parse().unwrap(),
-            mode: ProxyMode::Http,
-            backends: backends
-                .iter()
-                .map(|(p, r)| BackendSpec {
-                    addr: SocketAddr::from(([127, 0, 0, 1], *p)),
-                    release: *r,
-                    owner: None,
-                })
-                .collect(),
-            hold_timeout_ms: 10_000,
-            name: String::new(),
-        }
-    }
-
-    #[test]
-    fn the_backend_with_the_fewest_requests_in_flight_is_picked() {
-        let route = Route::new(&spec(&[(1001, 1), (1002, 1), (1003, 1)]));
-        let a = route.pick(&[]).unwrap();
-        let _a1 = a.begin();
-        let _a2 = a.begin();
-        let b = route.pick(&[]).unwrap();
-        assert_ne!(a.spec.addr, b.spec.addr);
-        let _b1 = b.begin();
-        let c = route.pick(&[]).unwrap();
-        assert_ne!(c.spec.addr, a.spec.addr);
-        assert_ne!(c.spec.addr, b.spec.addr);
-        assert!(route
-            .pick(&[a.spec.addr, b.spec.addr, c.spec.addr])
-            .is_none());
-    }
-
-    #[test]
-    fn idle_backends_take_turns() {
-        let route = Route::new(&spec(&[(1001, 1), (1002, 1), (1003, 1)]));
-        let picked: Vec<u16> = (0..6)
-            .map(|_| route.pick(&[]).unwrap().spec.addr.port())
-            .collect();
-        assert_eq!(picked, [1001, 1002, 1003, 1001, 1002, 1003]);
-    }
-
-    #[test]
-    fn a_replaced_backend_drains_until_its_last_request_ends() {
-        let route = Route::new(&spec(&[(1001, 1)]));
-        let old = route.pick(&[]).unwrap();
-        let request = old.begin();
-        route.set(&spec(&[(1002, 2)]));
-        assert_eq!(
-            route.pick(&[]).unwrap().spec.release,
-            2,
-            "new requests go to 2"
-        );
-        let stats = route.stats();
-        assert_eq!(stats.serving.len(), 1);
-        assert_eq!((stats.draining.len(), stats.draining[0].in_flight), (1, 1));
-        drop(request);
-        assert!(route.stats().draining.is_empty(), "drained");
-    }
-
-    #[test]
-    fn a_backend_that_stays_keeps_its_counts() {
-        let route = Route::new(&spec(&[(1001, 1)]));
-        let b = route.pick(&[]).unwrap();
-        b.finished(200, Duration::from_millis(1));
-        route.set(&spec(&[(1001, 1), (1002, 1)]));
-        route.count_unavailable(Some(Duration::from_secs(10)));
-        let stats = route.stats();
-        assert_eq!(stats.serving[0].counts.by_class[1], 1);
-        assert_eq!(
-            stats.totals.by_class,
-            [0, 1, 0, 0, 1],
-            "the route counts every answer"
-        );
-        assert_eq!(route.spec(), spec(&[(1001, 1), (1002, 1)]));
-    }
-}
+#[path = "table_tests.rs"]
+mod tests;

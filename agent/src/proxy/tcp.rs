@@ -11,7 +11,7 @@ use super::table::Route;
 const HOLD_RETRY: Duration = Duration::from_millis(25);
 
 /// Serves `route` on `listener` until the task is aborted.
-pub(crate) async fn serve(listener: TcpListener, route: Arc<Route>) {
+pub(crate) async fn serve(listener: Arc<TcpListener>, route: Arc<Route>) {
     loop {
         let (mut client, _) = match listener.accept().await {
             Ok(a) => a,

@@ -133,7 +133,15 @@ impl Supervisor {
 
     fn view(&self, d: &Deployment) -> View {
         let snap = d.snapshot();
-        let (state, message) = state_of(&snap);
+        let (mut state, mut message) = state_of(&snap);
+        // Behind a node proxy that does not serve: not served, whatever the app's state.
+        let proxy_trouble = d.private_port().and(self.proxy().trouble());
+        if let Some(why) = &proxy_trouble {
+            if state == State::Healthy {
+                state = State::Unhealthy;
+            }
+            message.clone_from(why);
+        }
         let Snapshot {
             current,
             instance,
@@ -201,9 +209,10 @@ impl Supervisor {
             })
         };
         let private_address = d.private_port().map(|p| self.app_host().private_address(p));
+        // What the proxy served before it stopped answering is not its traffic now.
         let traffic = current
             .as_ref()
-            .filter(|_| private_address.is_some())
+            .filter(|_| private_address.is_some() && proxy_trouble.is_none())
             .and_then(|r| {
                 self.traffic()
                     .last_minute(self.app_host().public_address(r.spec.port))
@@ -325,8 +334,14 @@ impl Supervisor {
             .iter()
             .map(|r| r.snapshot())
             .find(|s| s.state == State::Healthy);
+        let proxy_trouble = d.private_port().and(self.proxy().trouble());
         Some(match d.instance().map(|i| i.snapshot()) {
             _ if d.is_draining() => (false, "draining", "the deployment is being removed".into()),
+            _ if proxy_trouble.is_some() => (
+                false,
+                crate::proxy::NOT_ANSWERING_STATE,
+                proxy_trouble.unwrap_or_default(),
+            ),
             Some(s) if s.state != State::Healthy && healthy_replica.is_some() => {
                 let r = healthy_replica.unwrap_or(s);
                 (true, r.state.as_str(), r.last_health)
