@@ -70,8 +70,25 @@ impl Supervisor {
         tokio::task::spawn_blocking(move || prepare_data_dir(&l, &auth_path))
             .await
             .map_err(|e| Error::Internal(format!("preparing the data directory: {e}")))??;
+        let records = store::load_all(&layout).await;
+        let recorded = records
+            .iter()
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    r.releases.iter().map(|x| x.number).collect(),
+                )
+            })
+            .collect();
+        let l = layout.clone();
+        // Before the agent serves: no deploy is filling a release directory yet.
+        tokio::task::spawn_blocking(move || {
+            crate::recover::remove_unrecorded_releases(&l, &recorded)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("tidying release directories: {e}")))?;
         let mut map = BTreeMap::new();
-        for record in store::load_all(&layout).await {
+        for record in records {
             map.insert(record.name.clone(), Arc::new(Deployment::new(record)));
         }
         let auth = Auth::open(config.auth_path())?;
