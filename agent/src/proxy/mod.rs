@@ -45,6 +45,10 @@ struct Proxy {
 
 /// Runs the proxy: the persisted routes first, then the control socket, until killed.
 pub async fn run(control: PathBuf, routes_file: PathBuf) -> anyhow::Result<()> {
+    // `DATA/proxy/routes.json`: the agent's space reserve is in DATA.
+    if let Some(data_dir) = routes_file.parent().and_then(Path::parent) {
+        crate::disk::reserve::install(data_dir);
+    }
     let proxy = Arc::new(Proxy {
         routes: Mutex::default(),
         file: routes_file,

@@ -343,6 +343,7 @@ fn prepare_data_dir(layout: &Layout, auth_path: &std::path::Path) -> Result<()> 
     crate::fsmode::create_dir(&layout.deployments(), crate::fsmode::PASS_THROUGH_DIR)
         .map_err(|e| Error::io("creating data directory", layout.deployments(), e))?;
     crate::fsmode::tighten(layout, auth_path);
+    crate::disk::reserve::install(&layout.root);
     // Mirrors of private repositories are not for apps or other users.
     crate::fsmode::create_dir(&layout.git(), crate::fsmode::PRIVATE_DIR)
         .map_err(|e| Error::io("creating data directory", layout.git(), e))
