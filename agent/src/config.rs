@@ -42,9 +42,11 @@ pub struct Config {
     /// With users, let apps run as the agent's own user (which can read every owner's
     /// secrets): only when said explicitly.
     pub apps_as_agent_user: bool,
-    /// An app's log is rotated when it grows past this many bytes.
+    /// An app's log is rotated as it reaches this many bytes; a rotated file holds at most
+    /// this many (the newest).
     pub log_max_bytes: u64,
-    /// Rotated log files kept (`app.log.1` .. `app.log.N`).
+    /// Rotated log files kept (`app.log.1` .. `app.log.N`): an app's logs take at most
+    /// `log_max_bytes × (log_keep + 1)`.
     pub log_keep: usize,
     /// The agent's own log format: `text` or `json`.
     pub log_format: String,

@@ -111,7 +111,8 @@ fn set(path: &Path, mode: u32) {
 }
 
 /// Replaces `path` with `bytes` atomically, for the agent's eyes only (0600): a temporary
-/// file beside it, fsync, rename, fsync of the directory. Blocking.
+/// file beside it, fsync, rename, fsync of the directory. When the disk is full, room is
+/// made (the space reserve, then logs: [`crate::disk`]) and the write tried again. Blocking.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let dir = path.parent().unwrap_or(Path::new("."));
     // Unique per write, so two writers never share a temporary file.
@@ -130,10 +131,13 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         std::fs::rename(&tmp, path)?;
         std::fs::File::open(dir)?.sync_all()
     };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io("writing", path, e)
+    // Its own files are not the ones that fail because an app's log took the space.
+    crate::disk::retry_when_full(path, || {
+        write().inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
     })
+    .map_err(|e| Error::io("writing", path, e))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod clock;
 pub mod config;
 mod dashboard;
 mod deployment;
+mod disk;
 pub mod error;
 mod exec;
 mod explain;
@@ -32,6 +33,7 @@ mod limits;
 mod logrotate;
 mod logs;
 mod logtimes;
+mod logwatch;
 mod metrics;
 mod node;
 mod pipeline;
@@ -69,8 +71,6 @@ use supervisor::Supervisor;
 
 /// How often CPU and memory of the apps are sampled.
 const USAGE_PERIOD: Duration = Duration::from_secs(2);
-/// How often log sizes are checked for rotation.
-const LOG_CHECK_PERIOD: Duration = Duration::from_secs(1);
 /// How often unused venvs are held to their budget (deploys and removes do it too).
 const VENV_GC_PERIOD: Duration = Duration::from_secs(600);
 
@@ -117,7 +117,7 @@ pub async fn run(
     let sampler = tokio::spawn(sample_usage(sup.clone()));
     let traffic = tokio::spawn(sample_traffic(sup.clone()));
     let reaper = tokio::spawn(reaper::reap_orphans());
-    let rotator = tokio::spawn(rotate_logs(sup.clone()));
+    let rotator = tokio::spawn(logwatch::run(sup.clone()));
     let log_times = tokio::spawn(note_log_times(sup.clone()));
     let venv_gc = tokio::spawn(collect_venvs(sup.clone()));
     let ports_moved = tokio::spawn(supervisor::move_off_taken_ports(sup.clone()));
@@ -277,40 +277,18 @@ async fn collect_venvs(sup: std::sync::Arc<Supervisor>) {
     }
 }
 
-/// Every deployment's log files: its app's output and its deploys'.
-fn all_logs(sup: &Supervisor) -> Vec<std::path::PathBuf> {
-    sup.all()
-        .iter()
-        .flat_map(|d| {
-            [
-                sup.layout().app_log(d.name()),
-                sup.layout().deploy_log(d.name()),
-            ]
-        })
-        .collect()
-}
-
 /// Notes when each deployment's logs grew, so their lines can be stamped (`logs
 /// --timestamps`, `--since`).
 async fn note_log_times(sup: std::sync::Arc<Supervisor>) {
     let watcher = std::sync::Arc::new(std::sync::Mutex::new(logtimes::Watcher::default()));
     loop {
         tokio::time::sleep(logtimes::WATCH_PERIOD).await;
-        let logs = all_logs(&sup);
+        let logs = logwatch::all_logs(&sup);
         let w = watcher.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
             w.note(&logs, logtimes::now_ms());
         })
         .await;
-    }
-}
-
-/// Rotates every deployment's logs that grew past the limit.
-async fn rotate_logs(sup: std::sync::Arc<Supervisor>) {
-    let (max, keep) = (sup.config().log_max_bytes, sup.config().log_keep);
-    loop {
-        tokio::time::sleep(LOG_CHECK_PERIOD).await;
-        logrotate::rotate_all(all_logs(&sup), max, keep).await;
     }
 }

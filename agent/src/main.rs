@@ -37,8 +37,8 @@ Config file keys (TOML; every one optional; an unknown key is an error):
   start_script_timeout = \"30m\"    how long a release's start script may run
   install_timeout = \"30m\"         how long installing packages may take
   keep_releases = 3               release directories kept per deployment (rollback)
-  log_max_bytes = 10485760        an app's log is rotated past this size ...
-  log_keep = 3                    ... keeping this many older files
+  log_max_bytes = 10485760        an app's log is rotated as it reaches this size ...
+  log_keep = 3                    ... keeping this many older files of at most that size
   installer = \"auto\"              auto (uv when found or installable, else pip), uv or pip
   tls_cert, tls_key = \"PATH\"      serve gRPC over TLS (deploy-agent init makes them)
   auth_file = \"PATH\"              users and groups with tokens [default: DATA_DIR/auth.toml]

@@ -3,11 +3,13 @@
 //! start time, so the agent was restarted and the app was not) or started again at that
 //! release (the process is gone: a reboot, or the app died while the agent was away).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::deployment::Deployment;
 use crate::instance::Instance;
 use crate::launch::instance_config;
+use crate::layout::Layout;
 use crate::process::Stopped;
 use crate::supervisor::{stop_recorded, Supervisor};
 
@@ -136,4 +138,78 @@ async fn recover_replicas(
         instances.push(Arc::new(Instance::restore(cfg)));
     }
     d.replicas_recovered(instances, &restarted);
+}
+
+/// Deletes the release directories no record names (every deployment's record numbers
+/// them: `recorded`, by name): an agent killed during a deploy (a release's record is
+/// written when its deploy ends) leaves one behind, or a whole deployment directory
+/// without a record on a first deploy. A deployment whose record could not be read keeps
+/// them all. Only when the agent starts, before it serves: no deploy can be filling one
+/// then. Blocking.
+pub(crate) fn remove_unrecorded_releases(layout: &Layout, recorded: &HashMap<String, Vec<u32>>) {
+    let Ok(deployments) = std::fs::read_dir(layout.deployments()) else {
+        return;
+    };
+    for deployment in deployments.flatten() {
+        let name = deployment.file_name().to_string_lossy().into_owned();
+        let Ok(releases) = std::fs::read_dir(deployment.path().join("releases")) else {
+            continue;
+        };
+        let known = recorded.get(&name);
+        if known.is_none() && layout.record(&name).exists() {
+            // A record this agent cannot read (logged): its releases are left alone.
+            continue;
+        }
+        for release in releases.flatten() {
+            let Some(n) = release
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if known.is_some_and(|k| k.contains(&n)) {
+                continue;
+            }
+            let dir = release.path();
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {
+                    tracing::info!(deployment = %name, release = n, dir = %dir.display(), "deleted a release directory no record names (its deploy never ended: the agent was stopped during it)")
+                }
+                Err(e) => {
+                    tracing::warn!(deployment = %name, dir = %dir.display(), error = %e, "cannot delete a release directory no record names")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_directories_no_record_names_go() {
+        let root = std::env::temp_dir().join(format!("recover-test-{}", std::process::id()));
+        let layout = Layout::new(root.clone());
+        for (name, n) in [("web", 1), ("web", 2), ("web", 3), ("ghost", 1), ("odd", 1)] {
+            std::fs::create_dir_all(layout.release(name, n)).unwrap();
+        }
+        std::fs::write(layout.record("odd"), "not a record").unwrap();
+        std::fs::create_dir_all(layout.deployment("web").join("releases/notes")).unwrap();
+        let recorded = HashMap::from([("web".to_string(), vec![1, 2])]);
+        remove_unrecorded_releases(&layout, &recorded);
+        assert!(layout.release("web", 1).is_dir() && layout.release("web", 2).is_dir());
+        assert!(!layout.release("web", 3).exists());
+        assert!(!layout.release("ghost", 1).exists());
+        assert!(
+            layout.release("odd", 1).is_dir(),
+            "an unreadable record keeps its releases"
+        );
+        assert!(
+            layout.deployment("web").join("releases/notes").is_dir(),
+            "not a release"
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

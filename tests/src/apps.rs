@@ -193,3 +193,48 @@ def spin():
 threading.Thread(target=spin, daemon=True).start()
 ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
 "#;
+
+/// Serves `/health`; `GET /write?mb=N&rate=R` starts writing N MB of 100-byte lines to its
+/// output (its `app.log`), R MB a second (0: as fast as it can), ignoring write errors (a
+/// full disk); every GET answers `{"written": BYTES, "errors": N, "done": BOOL}`.
+pub const FLOOD_PY: &str = r#"import json, os, sys, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+state = {"written": 0, "errors": 0, "done": False}
+def flood(total, rate):
+    n, start = 0, time.monotonic()
+    while state["written"] < total:
+        line = "flood line %09d %s\n" % (n, "x" * 78)
+        n += 1
+        try:
+            sys.stdout.write(line)
+        except OSError:
+            state["errors"] += 1
+        state["written"] += len(line)
+        if rate and n % 1000 == 0:
+            ahead = state["written"] / rate - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+    try:
+        sys.stdout.write("flood done\n")
+        sys.stdout.flush()
+    except OSError:
+        state["errors"] += 1
+    state["done"] = True
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        url = urlparse(self.path)
+        if url.path == "/write":
+            q = parse_qs(url.query)
+            mb, rate = int(q["mb"][0]), float(q.get("rate", ["0"])[0])
+            threading.Thread(target=flood, args=(mb * 1000000, rate * 1000000), daemon=True).start()
+        body = json.dumps(state).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
+"#;

@@ -34,12 +34,13 @@ mod project;
 mod prom;
 pub mod readme;
 mod secure;
+mod tmpfs;
 mod users;
 
 pub use admin::{agent_admin, token_in};
 pub use agent::{strip_ansi, tail, Agent};
 pub use apps::{
-    app_py, APP_PY, CRASH_AFTER_PY, EXIT_AT_ONCE_PY, HOG_PY, NEVER_HEALTHY_PY, SPIN_PY,
+    app_py, APP_PY, CRASH_AFTER_PY, EXIT_AT_ONCE_PY, FLOOD_PY, HOG_PY, NEVER_HEALTHY_PY, SPIN_PY,
 };
 pub use etcd::Etcd;
 pub use git::GitRepo;
@@ -54,6 +55,7 @@ pub use node_proxy::signal;
 pub use project::{check_status_shape, Output, Project};
 pub use prom::{parse_metrics, Family, Sample};
 pub use secure::{secure_agent, Secure};
+pub use tmpfs::Tmpfs;
 pub use users::{app_users_of, free_app_users};
 
 use std::fs;

@@ -117,7 +117,7 @@ fn chatty_app_logs_are_rotated() {
         biggest = biggest.max(size);
         false
     });
-    // The app writes ~100 KB/s at most and rotation is checked every second.
+    // The app writes ~100 KB/s at most and its log is looked at as it is written.
     assert!(biggest < 2 * 1024 * 1024, "app.log grew to {biggest} bytes");
     // The app kept writing into the rotated file all along, at its new start.
     let text = std::fs::read_to_string(logs.join("app.log")).unwrap_or_default();

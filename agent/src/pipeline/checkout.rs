@@ -28,16 +28,11 @@ pub(super) async fn checkout(
             async {
                 let (m, target) = (mirror.to_path_buf(), dir.to_path_buf());
                 let _ = tokio::fs::remove_dir_all(&target).await;
-                let (url, resolved, a) = (spec.repo.clone(), from.resolved.clone(), from.auth.clone());
+                let (url, resolved, auth) =
+                    (spec.repo.clone(), from.resolved.clone(), from.auth.clone());
                 blocking(events::CHECKOUT, move || {
-                    git::checkout(&m, oid, &target).or_else(|e| {
-                        // Objects missing from the mirror: clone it again, once.
-                        tracing::warn!(reason = %e.reason, "checkout failed; cloning the mirror again");
-                        git::discard_mirror(&m);
-                        let _ = std::fs::remove_dir_all(&target);
-                        git::fetch(&m, &url, &resolved, &a)?;
-                        git::checkout(&m, oid, &target)
-                    })
+                    let again = (url.as_str(), &resolved, &auth);
+                    checkout_or_reclone(&m, oid, &target, number, again)
                 })
                 .await?;
                 let summary = {
@@ -50,6 +45,36 @@ pub(super) async fn checkout(
             },
         )
         .await
+}
+
+/// Checks `oid` out into `target`. When that fails for want of space, the step fails
+/// saying so (naming the directory and its free space); otherwise (objects missing from
+/// the mirror) the mirror is cloned again from `url`, once. Blocking.
+fn checkout_or_reclone(
+    mirror: &Path,
+    oid: git2::Oid,
+    target: &Path,
+    number: u32,
+    (url, resolved, auth): (&str, &git::Resolved, &super::git_auth::GitAuth),
+) -> Result<(), StepError> {
+    let Err(e) = git::checkout(mirror, oid, target) else {
+        return Ok(());
+    };
+    if crate::disk::says_full(&e.reason) {
+        // Cloning the mirror again cannot help.
+        let what = format!(
+            "cannot check out {} into release {number}",
+            short(&oid.to_string())
+        );
+        let full = git::disk_full(events::CHECKOUT, &what, target);
+        let _ = std::fs::remove_dir_all(target);
+        return Err(full);
+    }
+    tracing::warn!(reason = %e.reason, "checkout failed; cloning the mirror again");
+    git::discard_mirror(mirror);
+    let _ = std::fs::remove_dir_all(target);
+    git::fetch(mirror, url, resolved, auth)?;
+    git::checkout(mirror, oid, target)
 }
 
 /// After the checkout: the paths the spec names, and the files given to `run_as`.

@@ -218,7 +218,8 @@ pub(crate) enum Fetched {
 }
 
 /// Makes sure the mirror has the resolved commit: fetches branches and tags when it does
-/// not. A mirror that fails (corrupt objects, a broken ref) is deleted and cloned again once.
+/// not. A mirror that fails (corrupt objects, a broken ref) is deleted and cloned again once
+/// — not when the disk is full: that fails the step, saying so.
 pub(crate) fn fetch(
     mirror: &Path,
     url: &str,
@@ -228,6 +229,12 @@ pub(crate) fn fetch(
     let existed = mirror.exists();
     match fetch_into(mirror, url, resolved, auth) {
         Ok(r) => Ok(r),
+        // Cloning the mirror again cannot help (it would lose what it has).
+        Err(e) if crate::disk::says_full(&e.reason) => Err(disk_full(
+            FETCH,
+            &format!("cannot fetch {url} into the mirror"),
+            mirror,
+        )),
         Err(e) if existed => {
             tracing::warn!(mirror = %mirror.display(), reason = %e.reason, "mirror failed; cloning it again");
             discard_mirror(mirror);
@@ -236,6 +243,12 @@ pub(crate) fn fetch(
         }
         Err(e) => Err(e),
     }
+}
+
+/// A step that failed for want of space: "WHAT: no space left on the file system of DIR:
+/// 0 B free of 64 MiB".
+pub(crate) fn disk_full(step: &'static str, what: &str, dir: &Path) -> StepError {
+    StepError::new(step, format!("{what}: {}", crate::disk::full_reason(dir)))
 }
 
 /// Deletes a mirror (it is rebuilt by the next fetch).

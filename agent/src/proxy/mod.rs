@@ -50,6 +50,10 @@ pub async fn run(
     routes_file: PathBuf,
     inherited: Vec<std::net::TcpListener>,
 ) -> anyhow::Result<()> {
+    // `DATA/proxy/routes.json`: the agent's space reserve is in DATA.
+    if let Some(data_dir) = routes_file.parent().and_then(std::path::Path::parent) {
+        crate::disk::reserve::install(data_dir);
+    }
     let proxy = Arc::new(server::Proxy::new(routes_file, inherited));
     proxy.load().await;
     let _ = tokio::fs::remove_file(&control).await;

@@ -70,8 +70,25 @@ impl Supervisor {
         tokio::task::spawn_blocking(move || prepare_data_dir(&l, &auth_path))
             .await
             .map_err(|e| Error::Internal(format!("preparing the data directory: {e}")))??;
+        let records = store::load_all(&layout).await;
+        let recorded = records
+            .iter()
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    r.releases.iter().map(|x| x.number).collect(),
+                )
+            })
+            .collect();
+        let l = layout.clone();
+        // Before the agent serves: no deploy is filling a release directory yet.
+        tokio::task::spawn_blocking(move || {
+            crate::recover::remove_unrecorded_releases(&l, &recorded)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("tidying release directories: {e}")))?;
         let mut map = BTreeMap::new();
-        for record in store::load_all(&layout).await {
+        for record in records {
             map.insert(record.name.clone(), Arc::new(Deployment::new(record)));
         }
         let auth = Auth::open(config.auth_path())?;
@@ -332,6 +349,7 @@ fn prepare_data_dir(layout: &Layout, auth_path: &std::path::Path) -> Result<()> 
     crate::fsmode::create_dir(&layout.deployments(), crate::fsmode::PASS_THROUGH_DIR)
         .map_err(|e| Error::io("creating data directory", layout.deployments(), e))?;
     crate::fsmode::tighten(layout, auth_path);
+    crate::disk::reserve::install(&layout.root);
     // Mirrors of private repositories are not for apps or other users.
     crate::fsmode::create_dir(&layout.git(), crate::fsmode::PRIVATE_DIR)
         .map_err(|e| Error::io("creating data directory", layout.git(), e))
