@@ -7,6 +7,7 @@
 
 pub mod admin;
 mod app_user;
+mod artifacts;
 mod auth;
 mod authz;
 mod capacity;
@@ -29,6 +30,7 @@ mod instance;
 mod journal;
 mod launch;
 mod layout;
+mod leases;
 mod limits;
 mod logrotate;
 mod logs;
@@ -272,7 +274,7 @@ async fn watch_proxy(sup: std::sync::Arc<Supervisor>) {
 /// (their age passes while no deploy runs).
 async fn collect_venvs(sup: std::sync::Arc<Supervisor>) {
     loop {
-        sup.collect_venv_garbage().await;
+        sup.collect_garbage().await;
         tokio::time::sleep(VENV_GC_PERIOD).await;
     }
 }

@@ -158,18 +158,32 @@ impl Deployment {
         }
     }
 
-    /// The packages hashes of the releases still on disk (or current), for venv GC.
-    pub(crate) fn kept_venvs(&self, layout: &Layout) -> Vec<String> {
+    /// The packages hashes of the releases still on disk (or current), for venv GC; and
+    /// the store entries of their artifacts (`sha256/<hex>`, `unpacked/<hex>`).
+    pub(crate) fn kept(&self, layout: &Layout) -> (Vec<String>, Vec<String>) {
         let s = self.state();
-        s.record
+        let kept: Vec<_> = s
+            .record
             .releases
             .iter()
             .filter(|r| {
                 s.record.current == Some(r.number) || layout.release(&self.name, r.number).exists()
             })
+            .collect();
+        let venvs = kept
+            .iter()
             .filter(|r| !r.packages_hash.is_empty())
             .map(|r| r.packages_hash.clone())
-            .collect()
+            .collect();
+        let artifacts = kept
+            .iter()
+            .flat_map(|r| &r.spec.artifacts)
+            .filter_map(|a| {
+                let hex = a.sha256.as_deref()?;
+                Some(crate::artifacts::key(hex, a.extract))
+            })
+            .collect();
+        (venvs, artifacts)
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {

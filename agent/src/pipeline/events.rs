@@ -16,6 +16,8 @@ pub(crate) const RESOLVE: &str = "resolve";
 pub(crate) const FETCH: &str = "fetch";
 pub(crate) const CHECKOUT: &str = "checkout";
 pub(crate) const PACKAGES: &str = "packages";
+/// Model and data files into the node's store and linked into the release.
+pub(crate) const ARTIFACTS: &str = "artifacts";
 pub(crate) const START_SCRIPT: &str = "start-script";
 pub(crate) const START: &str = "start";
 pub(crate) const HEALTH: &str = "health";

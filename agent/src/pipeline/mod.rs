@@ -1,6 +1,7 @@
 //! The deploy pipeline, one file per step:
 //! [`preflight`] (secrets, port) → [`resolve`] → [`fetch`] → [`checkout`] → [`packages`]
-//! (while fetching, when it can) → [`start_script`] → [`start`] → [`health`] → [`switch`]
+//! (while fetching, when it can) and [`artifacts`] (from the start, linked once the checkout
+//! is there; [`prepare`]) → [`start_script`] → [`start`] → [`health`] → [`switch`]
 //! (behind the node proxy) → [`commit`];
 //! when a step fails, [`fallback`] keeps the previous release serving (started again if it
 //! had been stopped for the port). "Rollback" is the user's `deployctl rollback`, not this.
@@ -9,6 +10,7 @@
 //! before the new one starts only when both need the same port.
 
 pub(crate) mod apt;
+mod artifacts;
 mod beneath;
 mod build_limits;
 mod checkout;
@@ -25,6 +27,7 @@ mod packages;
 pub(crate) mod plan;
 mod port_wait;
 mod preflight;
+mod prepare;
 mod prune;
 mod relaunch;
 mod resolve;
@@ -41,7 +44,7 @@ use events::{Events, Outcome, StepError};
 pub(crate) use relaunch::spawn as spawn_relaunch;
 
 use crate::deployment::Deployment;
-use crate::spec::{Spec, Strategy};
+use crate::spec::Spec;
 use crate::store::{self, ReleaseRecord};
 use crate::supervisor::Supervisor;
 use crate::venvs::VenvLease;
@@ -58,6 +61,8 @@ pub(crate) struct Prepared {
     replica_ports: Vec<u16>,
     /// Keeps its venv from garbage collection until the deploy is over.
     _lease: Option<VenvLease>,
+    /// Keeps its artifacts from garbage collection until the deploy is over.
+    _artifacts: Vec<crate::leases::Lease>,
     /// Keeps its private ports from other deploys until the deploy is over.
     _ports: Option<crate::reservations::PortLease>,
     /// The deployment's last event once it is live ("release 3 deployed (v2 0112ce2c5d)").
@@ -157,7 +162,9 @@ async fn steps(
     preflight::check_port(sup, spec).await.map_err(early)?;
     preflight::resources(sup, spec).map_err(early)?;
     preflight::identity(sup, d).await.map_err(early)?;
-    let prepared = prepare(sup, spec, number, events).await.map_err(early)?;
+    let prepared = prepare::prepare(sup, spec, number, events)
+        .await
+        .map_err(early)?;
     if let Err(e) = start_script::step(sup, d, spec, &prepared, events).await {
         return Err((e, Some(prepared)));
     }
@@ -192,115 +199,6 @@ async fn launch(
         prepared.release.switched_at = Some(crate::clock::now_unix());
     }
     Ok(commit::commit(sup, d, spec, prepared, started, pid).await)
-}
-
-/// resolve → fetch → checkout, and packages (at the same time when the venv does not
-/// depend on the checkout).
-async fn prepare(
-    sup: &Supervisor,
-    spec: &Spec,
-    number: u32,
-    events: &Events,
-) -> Result<Prepared, StepError> {
-    let source = resolve::resolve(sup, spec, events).await?;
-    let dir = sup.layout().release(&spec.name, number);
-    let code = fetch_and_checkout(sup, spec, number, &source, &dir, events);
-    let result = if spec.has_packages() && !packages::venv_needs_checkout(spec) {
-        let venvs = sup.layout().venvs();
-        let venv = packages::prepare_venv(sup, spec, &dir, &venvs, events);
-        match packages::at_once(code, venv).await {
-            Ok(both) => Ok(both),
-            Err((e, Some(cancelled))) => {
-                events.info(
-                    events::PACKAGES,
-                    format!("stopped: the deploy failed at {}", cancelled),
-                );
-                Err(e)
-            }
-            Err((e, None)) => Err(e),
-        }
-    } else {
-        match code.await {
-            Ok(commit) => {
-                let workdir = dir.join(&spec.workdir);
-                packages::prepare_venv(sup, spec, &dir, &workdir, events)
-                    .await
-                    .map(|venv| (commit, venv))
-            }
-            Err(e) => Err(e),
-        }
-    };
-    let (commit, venv) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = tokio::fs::remove_dir_all(&dir).await;
-            return Err(e);
-        }
-    };
-    let lease = venv.as_ref().map(|v| sup.venvs().lease(&v.key));
-    let ports = match spec.strategy {
-        Strategy::Switch => Some(private_ports(sup, spec.replicas as usize)?),
-        Strategy::Recreate => None,
-    };
-    let all = ports.as_ref().map(|l| l.ports.clone()).unwrap_or_default();
-    let private_port = all.first().copied();
-    let replica_ports = all.iter().skip(1).copied().collect();
-    let live_event = format!(
-        "release {number} deployed ({} {})",
-        source.resolved.display,
-        short(&commit)
-    );
-    Ok(Prepared {
-        release: ReleaseRecord {
-            number,
-            spec: spec.clone(),
-            git_ref: source.resolved.display.clone(),
-            commit,
-            packages_hash: venv.as_ref().map(|v| v.key.clone()).unwrap_or_default(),
-            venv_dir: venv.as_ref().map(|v| v.dir.clone()),
-            deployed_at: crate::clock::now_unix(),
-            result: store::ReleaseResult::Pending,
-            switched_at: None,
-            previous_drained_ms: None,
-        },
-        dir,
-        frozen: venv.map(|v| v.frozen).unwrap_or_default(),
-        private_port,
-        replica_ports,
-        _lease: lease,
-        _ports: ports,
-        live_event,
-    })
-}
-
-/// `n` free private ports for a release's instances, that no running instance and no other
-/// deploy in progress has.
-fn private_ports(sup: &Supervisor, n: usize) -> Result<crate::reservations::PortLease, StepError> {
-    let ip = sup.app_host().private_ip();
-    let in_use = sup.all().iter().flat_map(|d| d.private_ports()).collect();
-    sup.port_reservations()
-        .reserve(ip, n, &in_use)
-        .map_err(|e| StepError::new(events::START, format!("no free port on {ip}: {e}")))
-}
-
-/// fetch → checkout into `dir` (one at a time per mirror) → the checkout's paths. The commit.
-async fn fetch_and_checkout(
-    sup: &Supervisor,
-    spec: &Spec,
-    number: u32,
-    source: &resolve::Source,
-    dir: &std::path::Path,
-    events: &Events,
-) -> Result<String, StepError> {
-    let mirror = git::mirror_path(&sup.layout().git(), &source.mirror_key);
-    let lock = sup.mirror_lock(&source.mirror_key);
-    let guard = lock.lock().await;
-    let oid = fetch::fetch(spec, source, &mirror, events).await?;
-    checkout::checkout(spec, number, source, &mirror, oid, dir, events).await?;
-    drop(guard);
-    let commit = oid.to_string();
-    checkout::check(sup, spec, dir, &commit, events).await?;
-    Ok(commit)
 }
 
 /// Runs blocking step work (git, file checks) on a blocking thread.

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::events::{self, Events, Outcome, StepError};
-use super::{fallback, launch, preflight, private_ports, Prepared};
+use super::prepare::private_ports;
+use super::{fallback, launch, preflight, Prepared};
 use crate::deployment::Deployment;
 use crate::error::Error;
 use crate::spec::Strategy;
@@ -121,6 +122,8 @@ async fn relaunch(
             replica_ports: all.iter().skip(1).copied().collect(),
             _lease: (!current.packages_hash.is_empty())
                 .then(|| sup.venvs().lease(&current.packages_hash)),
+            // Its artifacts are the current release's: collection keeps them anyway.
+            _artifacts: Vec::new(),
             _ports: ports,
             live_event: if only_if_stopped {
                 format!("release {} started with `deployctl start`", current.number)

@@ -4,7 +4,7 @@
 use deployctl_proto::v1 as pb;
 
 use crate::pipeline::events;
-use crate::spec::{RawResources, RawSpec, Spec};
+use crate::spec::{RawArtifact, RawResources, RawSpec, Spec};
 use crate::supervisor::View;
 
 pub(super) fn raw_spec(s: pb::DeploymentSpec) -> RawSpec {
@@ -46,6 +46,17 @@ pub(super) fn raw_spec(s: pb::DeploymentSpec) -> RawSpec {
                 build_memory: r.build_memory,
             })
             .unwrap_or_default(),
+        artifacts: s
+            .artifacts
+            .into_iter()
+            .map(|a| RawArtifact {
+                url: a.url,
+                sha256: a.sha256,
+                path: a.path,
+                extract: a.extract,
+            })
+            .collect(),
+        allow_unpinned_artifacts: s.allow_unpinned_artifacts,
     }
 }
 
@@ -88,6 +99,17 @@ fn spec_to_pb(s: &Spec) -> pb::DeploymentSpec {
                 build_memory: r.build_memory,
             }
         }),
+        artifacts: s
+            .artifacts
+            .iter()
+            .map(|a| pb::Artifact {
+                url: a.url.clone(),
+                sha256: a.sha256.clone().unwrap_or_default(),
+                path: a.path.to_string_lossy().into_owned(),
+                extract: a.extract,
+            })
+            .collect(),
+        allow_unpinned_artifacts: s.artifacts.iter().any(|a| a.sha256.is_none()),
     }
 }
 
@@ -247,5 +269,15 @@ pub(super) fn plan_to_pb(p: crate::pipeline::plan::Plan) -> pb::PlanReply {
         environment: p.environment.to_string(),
         environment_key: p.environment_key,
         state: p.state,
+        artifacts: p
+            .artifacts
+            .into_iter()
+            .map(|(path, url, stored)| pb::PlannedArtifact {
+                path,
+                url,
+                stored: stored.is_some(),
+                bytes: stored.unwrap_or(0),
+            })
+            .collect(),
     }
 }
