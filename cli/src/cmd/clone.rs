@@ -140,6 +140,8 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
         write_back: true,
         pinned: Vec::new(),
         rollout: Default::default(),
+        // What it copies was deployed with its artifacts as they are.
+        allow_unpinned: true,
         commit: None,
         note: format!("clone of {}", args.name),
     };

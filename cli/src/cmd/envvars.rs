@@ -177,6 +177,8 @@ pub(crate) async fn run(project: &Project, cmd: EnvVars, format: Format) -> anyh
         write_back: false,
         pinned: Vec::new(),
         rollout: Default::default(),
+        // The release it changes was deployed with its artifacts as they are.
+        allow_unpinned: true,
         commit: Some(current.commit.clone()),
         note: change.note(),
     };

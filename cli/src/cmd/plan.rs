@@ -73,7 +73,9 @@ pub(crate) async fn show(
 ) -> anyhow::Result<()> {
     let env = d.env.clone().unwrap_or_else(|| project.default_env());
     let target = client::resolve_env(project, &env)?.no_autostart();
-    let spec = d.to_spec(name, &project.root)?;
+    let mut spec = d.to_spec(name, &project.root)?;
+    // A plan downloads nothing: an unpinned artifact is shown as one a run downloads.
+    spec.allow_unpinned_artifacts = true;
     let request = pb::DeployRequest {
         spec: Some(spec.clone()),
         default_owner: format!("user:{}", client::caller()),
@@ -144,10 +146,16 @@ pub(crate) async fn show(
 /// One agent's plan as JSON: the text is made from it too.
 fn agent_plan(address: &str, spec: &pb::DeploymentSpec, r: &pb::PlanReply) -> Value {
     let new = json!({"ref": r.git_ref, "commit": r.commit});
+    let artifacts: Vec<Value> = r
+        .artifacts
+        .iter()
+        .map(|a| json!({"path": a.path, "url": a.url, "stored": a.stored, "bytes": a.bytes}))
+        .collect();
     let Some(current_spec) = r.current_spec.as_ref().filter(|_| r.has_current) else {
         return json!({"agent": address, "current": null, "new": new,
             "environment": r.environment, "environment_key": r.environment_key,
-            "packages": packages_diff(&[], &[], &spec.pip), "fields": [], "changes": true});
+            "packages": packages_diff(&[], &[], &spec.pip), "artifacts": artifacts,
+            "fields": [], "changes": true});
     };
     let code_changes = r.commit.is_empty() || r.commit != r.current_commit;
     let packages = packages_diff(&current_spec.pip, &r.current_frozen, &spec.pip);
@@ -165,6 +173,7 @@ fn agent_plan(address: &str, spec: &pb::DeploymentSpec, r: &pb::PlanReply) -> Va
         "environment": r.environment,
         "environment_key": r.environment_key,
         "packages": packages,
+        "artifacts": artifacts,
         "fields": fields,
         "changes": changes,
     })
@@ -284,6 +293,23 @@ fn print_agent(a: &Value) {
             .to_string(),
     };
     println!("    {env}");
+    let artifacts: Vec<String> = a["artifacts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| {
+            let path = x["path"].as_str().unwrap_or("");
+            if x["stored"] == true {
+                let size = crate::output::bytes(x["bytes"].as_u64().unwrap_or(0));
+                format!("{path} reused ({size} on the node)")
+            } else {
+                format!("{path} downloaded ({})", x["url"].as_str().unwrap_or(""))
+            }
+        })
+        .collect();
+    if !artifacts.is_empty() {
+        println!("    artifacts: {}", artifacts.join(", "));
+    }
     let p = &a["packages"];
     let installed = |v: &Value| {
         v["installed"]

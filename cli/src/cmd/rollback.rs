@@ -86,6 +86,8 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
         write_back: false,
         pinned,
         rollout: Default::default(),
+        // The release it goes back to was deployed with its artifacts as they were.
+        allow_unpinned: true,
         commit: Some(entry.commit.clone()),
         note: format!("rollback to #{} (from #{current})", entry.number),
     };

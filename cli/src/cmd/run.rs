@@ -49,6 +49,10 @@ pub(crate) struct Args {
     /// the declaration is not written
     #[arg(long)]
     pub dry_run: bool,
+    /// Accept artifacts without a sha256 (development only): each deploy downloads them
+    /// again and nothing proves it is the same file; `deployctl check` warns about them
+    #[arg(long)]
+    pub allow_unpinned: bool,
     #[command(flatten)]
     pub flags: DeployFlags,
 }
@@ -117,6 +121,17 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
     let cwd = std::env::current_dir().unwrap_or_else(|_| project.root.clone());
     args.flags.apply(&mut d, &cwd, &project.root)?;
     d.validate(&name)?;
+    if let Some((i, a)) = d
+        .artifacts
+        .iter()
+        .enumerate()
+        .find(|(_, a)| a.unpinned() && !args.allow_unpinned)
+    {
+        return Err(bad_input(format!(
+            "artifacts[{i}].sha256: is required for {} (64 hex digits: sha256sum FILE), so every node gets the same file; to deploy it unpinned while developing, run with --allow-unpinned",
+            a.shown_url()
+        )));
+    }
     let pinned = if args.locked {
         locked_versions(project, &name, &d).await?
     } else {
@@ -160,6 +175,7 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
         },
         commit: None,
         note: String::new(),
+        allow_unpinned: args.allow_unpinned,
     };
     let result = deploy(project, &name, d, existing.as_ref(), how).await;
     let found = match checks {
@@ -287,6 +303,9 @@ pub(crate) struct How {
     pub commit: Option<String>,
     /// What the history says this change was, when not a plain deploy.
     pub note: String,
+    /// Artifacts without a sha256 are accepted (`run --allow-unpinned`; a redeploy of
+    /// what was deployed so).
+    pub allow_unpinned: bool,
 }
 
 /// Deploys declaration `d` of `name` to every agent of its env, records the result and
@@ -307,11 +326,13 @@ pub(crate) async fn deploy(
         rollout,
         commit,
         note,
+        allow_unpinned,
     } = how;
     let env = d.env.clone().unwrap_or_else(|| project.default_env());
     let target = client::resolve_env(project, &env)?;
     let mut spec = d.to_spec(name, &project.root)?;
     spec.pinned = pinned;
+    spec.allow_unpinned_artifacts = allow_unpinned;
     if let Some(c) = commit {
         spec.commit = c;
     }
