@@ -28,7 +28,7 @@ pub(super) struct Downloaded {
     /// Bytes transferred by this fetch (less than `bytes` when resumed).
     pub transferred: u64,
     pub took: Duration,
-    /// Where an earlier deploy's partial file was resumed.
+    /// Where it was first resumed (an earlier deploy's partial file, a broken transfer).
     pub resumed_at: Option<u64>,
 }
 
@@ -121,7 +121,6 @@ pub(super) async fn download(
 ) -> Result<Downloaded, String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
     let mut file = Partial::open(part, keep).await.map_err(|e| disk(part, e))?;
-    let resumed_at = (file.len > 0).then_some(file.len);
     progress.done.store(file.len, Ordering::Relaxed);
     let started = Instant::now();
     if parsed.scheme() == "file" {
@@ -140,7 +139,7 @@ pub(super) async fn download(
         bytes,
         transferred: progress.transferred.load(Ordering::Relaxed),
         took: started.elapsed(),
-        resumed_at,
+        resumed_at: Some(progress.resumed_at.load(Ordering::Relaxed)).filter(|at| *at > 0),
     })
 }
 
@@ -156,6 +155,14 @@ async fn remote(
     for attempt in 0..TRIES {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(200 << attempt.min(4))).await;
+        }
+        if file.len > 0 {
+            let _ = progress.resumed_at.compare_exchange(
+                0,
+                file.len,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
         let mut answer = match http::get(url, file.len, validator.as_deref(), || store.tls()).await
         {

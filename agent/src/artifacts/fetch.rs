@@ -21,6 +21,9 @@ pub(crate) struct Progress {
     pub total: AtomicU64,
     /// Bytes this fetch transferred.
     pub transferred: AtomicU64,
+    /// Where a download was first resumed (a partial file of an earlier deploy, or a
+    /// broken transfer); 0: not resumed.
+    pub resumed_at: AtomicU64,
 }
 
 /// An artifact in the store, held for the deploy.
@@ -32,7 +35,8 @@ pub(crate) struct Fetched {
     pub bytes: u64,
     /// Downloaded now: bytes transferred and how long it took.
     pub downloaded: Option<(u64, Duration)>,
-    /// Where an earlier deploy's partial download was resumed.
+    /// Where the download was resumed (an earlier deploy's partial file, a broken
+    /// transfer).
     pub resumed_at: Option<u64>,
     /// Unpacked now: its files and directories.
     pub unpacked: Option<u64>,

@@ -169,8 +169,8 @@ fn summary(items: &[(Artifact, Fetched)]) -> String {
             }
             if let Some(n) = f.unpacked {
                 s.push_str(&format!(
-                    ", unpacked ({n} file{})",
-                    if n == 1 { "" } else { "s" }
+                    ", unpacked ({n} entr{})",
+                    if n == 1 { "y" } else { "ies" }
                 ));
             }
             s
