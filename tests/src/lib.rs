@@ -6,6 +6,7 @@
 //! * [`Project`] is a temporary `--project` directory for `deployctl`.
 //! * [`GitRepo`] makes a git repository with the git CLI.
 //! * [`Etcd`] runs a real etcd on a loopback address (the etcd state backend).
+//! * [`ModelServer`] serves model files over HTTP (artifacts), logging every request.
 //! * [`http_get`], [`http_post`] and [`wait_until`]: deadlines and polling, never sleeps
 //!   used as synchronisation.
 //!
@@ -29,6 +30,7 @@ mod haproxy;
 mod http;
 mod load;
 mod loopback;
+mod model_server;
 mod node_proxy;
 mod project;
 mod prom;
@@ -51,6 +53,7 @@ pub use http::{
 };
 pub use load::{Load, Seen};
 pub use loopback::{loopback, Loopback};
+pub use model_server::ModelServer;
 pub use node_proxy::signal;
 pub use project::{check_status_shape, Output, Project};
 pub use prom::{parse_metrics, Family, Sample};

@@ -4,64 +4,13 @@
 //! downloaded" is proved by its log), follows the Range of a resumed download, redirects,
 //! and cuts the first transfer of the file it is told to.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
 use deployctl_e2e::*;
 use serde_json::Value;
 
 const ENV: &str = "artifacts";
-
-/// Serves the files of a directory; logs `GET PATH RANGE` per request; `/redirect/X`
-/// answers 302 to `/X`; the first transfer of each file named in argv[4] is cut halfway.
-const SERVER_PY: &str = r#"import http.server, os, socket, sys, threading
-root, log, ip = sys.argv[1], sys.argv[2], sys.argv[3]
-cut = set(a for a in sys.argv[4].split(",") if a)
-lock = threading.Lock()
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        rng = self.headers.get("Range", "")
-        with lock, open(log, "a") as f:
-            f.write("GET %s %s\n" % (self.path, rng or "-"))
-        if self.path.startswith("/redirect/"):
-            self.send_response(302)
-            self.send_header("Location", "/" + self.path[len("/redirect/"):])
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        name = self.path.lstrip("/")
-        p = os.path.join(root, name)
-        if not os.path.isfile(p):
-            self.send_error(404)
-            return
-        data = open(p, "rb").read()
-        start = int(rng[6:-1]) if rng.startswith("bytes=") and rng.endswith("-") else 0
-        if start:
-            self.send_response(206)
-            self.send_header("Content-Range", "bytes %d-%d/%d" % (start, len(data) - 1, len(data)))
-        else:
-            self.send_response(200)
-        body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("ETag", '"%d"' % len(data))
-        self.end_headers()
-        with lock:
-            first = name in cut
-            cut.discard(name)
-        if first:
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_RDWR)
-            self.close_connection = True
-            return
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-srv = http.server.ThreadingHTTPServer((ip, 0), H)
-print(srv.server_address[1], flush=True)
-srv.serve_forever()
-"#;
 
 /// Reads what it was given and tries to change it, as its own user.
 const APP_PY: &str = r#"import hashlib, json, os
@@ -105,58 +54,6 @@ with tarfile.open(sys.argv[1], "w:gz") as t:
         i.size = 4
         t.addfile(i, io.BytesIO(b"evil"))
 "#;
-
-/// The test's model server: killed (by its pid) when dropped.
-struct ModelServer {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
-impl ModelServer {
-    fn start(ip: &str, dir: &Path, cut: &str) -> ModelServer {
-        let script = dir.join("server.py");
-        std::fs::write(&script, SERVER_PY).expect("writing the server");
-        let log = dir.join("requests.log");
-        std::fs::write(&log, "").expect("creating the request log");
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .arg(dir.join("files"))
-            .arg(&log)
-            .arg(ip)
-            .arg(cut)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs the model server");
-        let mut line = String::new();
-        if let Some(out) = child.stdout.take() {
-            // python3 prints its port once it listens, or exits (then: nothing).
-            let _ = BufReader::new(out).read_line(&mut line);
-        }
-        let port: u16 = line.trim().parse().unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("the model server did not say its port: {line:?}")
-        });
-        ModelServer {
-            child,
-            base: format!("http://{ip}:{port}"),
-            log,
-        }
-    }
-
-    fn requests(&self) -> Vec<String> {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.lines().map(str::to_string).collect()
-    }
-}
-
-impl Drop for ModelServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn sha256(path: &Path) -> String {
     let out = Command::new("sha256sum")
@@ -381,6 +278,38 @@ fn artifacts_are_fetched_once_verified_and_read_only() {
         .deployctl(&["run", "--load", "model", "--allow-unpinned"])
         .ok()
         .mentions("extra.json");
+
+    // A file:// URL is read as the deployment's user: what it may read, not what root may.
+    let shared = shared_dir();
+    let labels = shared.path().join("labels.txt");
+    std::fs::write(&labels, "setosa\n").expect("writing labels.txt");
+    let readable = format!(
+        "labels.txt=file://{}#sha256={}",
+        labels.display(),
+        sha256(&labels)
+    );
+    project
+        .deployctl(&["run", "other", "--artifact", &readable])
+        .ok()
+        .mentions("labels.txt 7 B fetched");
+    let private = tempfile::tempdir().expect("a directory for a file only root may read");
+    let secret = private.path().join("secret.txt");
+    std::fs::write(&secret, "root only\n").expect("writing secret.txt");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let only_root = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(&secret, only_root).expect("secret.txt for root only");
+    }
+    let hidden = format!(
+        "secret.txt=file://{}#sha256={}",
+        secret.display(),
+        sha256(&secret)
+    );
+    project
+        .deployctl(&["run", "other", "--artifact", &hidden])
+        .expect_code(1)
+        .mentions("cannot read")
+        .mentions("(the deployment's user): Permission denied");
 
     // `nodes` shows the store (as the collection after the deploy saw it).
     let mut stored = Value::Null;
