@@ -105,3 +105,45 @@ fn is_recent(meta: &std::fs::Metadata) -> bool {
         .and_then(|m| m.elapsed().ok())
         .is_some_and(|age| age.as_secs() < 86_400)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_kept_releases_use_or_deploys_hold_is_never_a_candidate() {
+        let dir = std::env::temp_dir().join(format!("artifacts-gc-{}", std::process::id()));
+        let _ = super::super::remove_tree(&dir);
+        let store = Artifacts::new(dir.clone());
+        store.ensure_dirs().unwrap();
+        for name in ["sha256/aa", "sha256/bb", "sha256/cc", "partial/dd.part"] {
+            std::fs::write(dir.join(name), vec![1u8; 5000]).unwrap();
+        }
+        std::fs::create_dir_all(dir.join("unpacked/aa/model")).unwrap();
+        std::fs::create_dir_all(dir.join("partial/ee.unpacking-1-2")).unwrap();
+        let keep: HashSet<String> = ["unpacked/aa".to_string()].into();
+        let _held = store.lease("sha256/bb");
+        let (scan, in_use_bytes) = store.scan(&keep);
+        let mut unused: Vec<_> = scan.unused.iter().map(|u| u.key.as_str()).collect();
+        unused.sort();
+        assert_eq!(unused, ["partial/dd.part", "sha256/aa", "sha256/cc"]);
+        assert_eq!(scan.leftovers, ["partial/ee.unpacking-1-2"]);
+        assert_eq!(scan.in_use, 2);
+        assert!(in_use_bytes >= 5000, "{in_use_bytes}");
+        // Everything unused goes when the budget is nil; the leftovers always do.
+        let evict = crate::venvs::evictions(
+            scan.unused.clone(),
+            std::time::SystemTime::now(),
+            0,
+            std::time::Duration::from_secs(3600),
+        )
+        .into_iter()
+        .collect();
+        let removed = store.remove(&scan, in_use_bytes, &evict);
+        assert_eq!(removed.len(), 4, "{removed:?}");
+        assert!(dir.join("unpacked/aa/model").is_dir() && dir.join("sha256/bb").is_file());
+        assert!(!dir.join("sha256/cc").exists() && !dir.join("partial/ee.unpacking-1-2").exists());
+        assert_eq!(store.summary().in_use, 2);
+        super::super::remove_tree(&dir).unwrap();
+    }
+}

@@ -101,7 +101,7 @@ fn entries_that_leave_the_directory_are_refused() {
 }
 
 #[test]
-fn zip_and_zstd_and_plain_files() {
+fn zip_and_plain_files() {
     let dir = scratch("zip");
     let path = dir.join("a.zip");
     {
@@ -128,5 +128,25 @@ fn zip_and_zstd_and_plain_files() {
     fs::write(&plain, b"not an archive").unwrap();
     let err = unpack(&plain, &dir.join("out3")).unwrap_err();
     assert!(err.starts_with("extract:"), "{err}");
+    crate::artifacts::remove_tree(&dir).unwrap();
+}
+
+#[test]
+fn a_tar_zst_is_unpacked() {
+    let dir = scratch("zst");
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_path("weights.bin").unwrap();
+    h.set_size(4);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append(&h, &b"abcd"[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let zst =
+        ruzstd::encoding::compress_to_vec(&tar[..], ruzstd::encoding::CompressionLevel::Fastest);
+    let path = dir.join("m.tar.zst");
+    fs::write(&path, zst).unwrap();
+    unpack(&path, &dir.join("out")).unwrap();
+    assert_eq!(fs::read(dir.join("out/weights.bin")).unwrap(), b"abcd");
     crate::artifacts::remove_tree(&dir).unwrap();
 }
