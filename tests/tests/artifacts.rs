@@ -311,6 +311,13 @@ fn artifacts_are_fetched_once_verified_and_read_only() {
         .mentions("cannot read")
         .mentions("(the deployment's user): Permission denied");
 
+    // A URL that does not answer with the file says so, naming it.
+    let missing = format!("missing.bin={base}/missing.bin#sha256={wrong}");
+    project
+        .deployctl(&["run", "other", "--artifact", &missing])
+        .expect_code(1)
+        .mentions(&format!("{base}/missing.bin: HTTP 404 Not Found"));
+
     // `nodes` shows the store (as the collection after the deploy saw it).
     let mut stored = Value::Null;
     let counted = wait_until(std::time::Duration::from_secs(20), || {

@@ -156,14 +156,6 @@ async fn remote(
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(200 << attempt.min(4))).await;
         }
-        if file.len > 0 {
-            let _ = progress.resumed_at.compare_exchange(
-                0,
-                file.len,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-        }
         let mut answer = match http::get(url, file.len, validator.as_deref(), || store.tls()).await
         {
             Ok(a) => a,
@@ -176,6 +168,12 @@ async fn remote(
         match (answer.status, answer.range) {
             (206, Some((start, total))) if start == file.len => {
                 progress.total.store(total.unwrap_or(0), Ordering::Relaxed);
+                let _ = progress.resumed_at.compare_exchange(
+                    0,
+                    start,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
             }
             (200, _) => {
                 // The whole file (no range asked, or the server does not do ranges).
@@ -202,6 +200,7 @@ async fn remote(
         if validator.is_none() {
             validator = answer.validator.clone();
         }
+        room(&file.path, progress.total.load(Ordering::Relaxed), file.len)?;
         progress.done.store(file.len, Ordering::Relaxed);
         match body(&mut answer.body, file, progress).await {
             Ok(()) => return Ok(()),
@@ -217,6 +216,22 @@ async fn remote(
             String::new()
         }
     ))
+}
+
+/// Fails before the transfer when the file system cannot hold what is left of a file of
+/// `total` bytes (`have` of them written).
+fn room(part: &Path, total: u64, have: u64) -> Result<(), String> {
+    let left = total.saturating_sub(have);
+    let dir = part.parent().unwrap_or(part);
+    match crate::disk::space(dir) {
+        Ok(s) if left > s.free => Err(format!(
+            "{} to download but {} free on the file system of {}",
+            crate::capacity::bytes(left),
+            crate::capacity::bytes(s.free),
+            dir.display()
+        )),
+        _ => Ok(()),
+    }
 }
 
 enum Broke {

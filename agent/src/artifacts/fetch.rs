@@ -96,7 +96,9 @@ impl Artifacts {
         }
         if !file.exists() {
             let part = self.partial_dir().join(format!("{hex}.part"));
-            let d = download::download(self, &a.url, &part, true, reader, progress).await?;
+            let d = download::download(self, &a.url, &part, true, reader, progress)
+                .await
+                .map_err(|e| format!("{}: {e}", a.shown_url()))?;
             if d.sha256 != hex {
                 // Not the file pinned: nothing of it is worth resuming.
                 let _ = tokio::fs::remove_file(&part).await;
@@ -146,7 +148,7 @@ impl Artifacts {
             Ok(d) => d,
             Err(e) => {
                 let _ = tokio::fs::remove_file(&part).await;
-                return Err(e);
+                return Err(format!("{}: {e}", a.shown_url()));
             }
         };
         let hex = d.sha256.clone();
