@@ -44,11 +44,25 @@ impl Supervisor {
 }
 
 async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
+    // Only what the store had when the agent started (deploys are served meanwhile), and
+    // never beside a deploy of it: one that ran first leaves nothing to recover.
+    if !d.take_recovery() {
+        return Recovered::Nothing;
+    }
+    let Some(_op) = d.begin().await else {
+        return Recovered::Nothing;
+    };
+    if d.instance().is_some() {
+        return Recovered::Nothing;
+    }
     // What a deploy or restart had in flight is undone or finished first.
+    let first_deploy_cut_short = d.current().is_none() && !d.journal().starting.is_empty();
     sup.finish_journal(d).await;
     let Some(release) = d.current() else {
-        // A first deploy the agent did not finish: nothing of it is left.
-        sup.discard_unreleased(d).await;
+        if first_deploy_cut_short {
+            // A first deploy the agent did not finish: nothing of it is left.
+            sup.discard_unreleased(d).await;
+        }
         return Recovered::Nothing;
     };
     if d.is_stopped() {

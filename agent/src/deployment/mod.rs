@@ -39,6 +39,8 @@ struct Inner {
     draining: bool,
     /// When a load balancer last asked for its health endpoint.
     lb_checked: Option<std::time::Instant>,
+    /// Loaded from the store when the agent started, and not recovered yet.
+    recover_pending: bool,
 }
 
 /// The deploy in progress: its release number and the owner it was asked for (a first
@@ -85,9 +87,23 @@ impl Deployment {
                 removed: false,
                 draining: false,
                 lb_checked: None,
+                recover_pending: false,
             }),
             writer: tokio::sync::Mutex::new(0),
         }
+    }
+
+    /// A deployment the store had when the agent started: recovered once.
+    pub(crate) fn loaded(record: Record) -> Deployment {
+        let d = Deployment::new(record);
+        d.state().recover_pending = true;
+        d
+    }
+
+    /// Whether it is still to be recovered (once: true the first time only). A deployment
+    /// a deploy made since the agent started is not.
+    pub(crate) fn take_recovery(&self) -> bool {
+        std::mem::take(&mut self.state().recover_pending)
     }
 
     pub(crate) fn name(&self) -> &str {
