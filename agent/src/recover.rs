@@ -27,6 +27,9 @@ impl Supervisor {
     /// restarted app to become healthy (status shows how it goes).
     pub(crate) async fn recover(self: &Arc<Self>) {
         for d in self.all() {
+            if !interrupted_deploy(self, &d).await {
+                continue;
+            }
             let outcome = recover_one(self, &d).await;
             tracing::info!(deployment = %d.name(), ?outcome, "recovered");
         }
@@ -39,6 +42,38 @@ impl Supervisor {
         self.tracker().remove_unused(keep).await;
         self.set_ready();
     }
+}
+
+/// The deploy that was in progress when the agent stopped, if any: recorded as
+/// interrupted, what it started stopped, its release directory (no release's) deleted. A
+/// first deploy leaves nothing behind (false: the deployment is gone).
+async fn interrupted_deploy(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> bool {
+    let Some(i) = d.take_interrupted() else {
+        return true;
+    };
+    tracing::warn!(deployment = %d.name(), release = i.release, result = %i.result, "a deploy was in progress when the agent stopped");
+    let grace = d
+        .current()
+        .map(|r| r.spec.kill_timeout)
+        .unwrap_or(crate::spec::DEFAULT_KILL_TIMEOUT);
+    for (id, tracking) in i.processes {
+        let how = stop_recorded(id, tracking, grace).await;
+        tracing::warn!(deployment = %d.name(), pid = id.pid, how = how.as_str(), "stopped a process of the interrupted deploy");
+    }
+    if i.orphan {
+        let dir = sup.layout().release(d.name(), i.release);
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(deployment = %d.name(), dir = %dir.display(), error = %e, "cannot delete the interrupted deploy's release directory");
+            }
+        }
+    }
+    d.save_or_log(sup.layout()).await;
+    if d.current().is_some() {
+        return true;
+    }
+    sup.discard_unreleased(d).await;
+    false
 }
 
 async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {

@@ -70,7 +70,9 @@ impl Deployment {
             {
                 s.record.failed_deploy = None;
             }
-            s.generation += 1;
+            // What runs changed: a deploy based on what ran before is stale now.
+            s.record.generation += 1;
+            s.revision += 1;
         }
         self.save_or_log(layout).await;
     }
@@ -90,7 +92,7 @@ impl Deployment {
                 return;
             };
             r.previous_drained_ms = Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
-            s.generation += 1;
+            s.revision += 1;
         }
         self.save_or_log(layout).await;
     }
@@ -118,7 +120,7 @@ impl Deployment {
         let mut s = self.state();
         if !s.record.replicas.is_empty() {
             s.record.replicas.clear();
-            s.generation += 1;
+            s.revision += 1;
         }
         std::mem::take(&mut s.replicas)
     }
@@ -128,7 +130,7 @@ impl Deployment {
         let tracking = instance.snapshot().tracking;
         let mut s = self.state();
         s.record.set_process(release, ProcId::of(pid), tracking);
-        s.generation += 1;
+        s.revision += 1;
     }
 
     /// A deploy or a restart failed while a current release is kept: the failed release
@@ -168,7 +170,7 @@ impl Deployment {
                 Failure::Restart { text } => text,
             };
             s.record.last_event = Some(store::NodeEvent { at: now, text });
-            s.generation += 1;
+            s.revision += 1;
         }
         self.save_or_log(layout).await;
     }
@@ -179,7 +181,7 @@ impl Deployment {
         let mut s = self.state();
         if let Some(release) = restarted {
             s.record.set_process(release, None, Default::default());
-            s.generation += 1;
+            s.revision += 1;
         }
         s.instance = Some(instance);
     }
@@ -194,7 +196,7 @@ impl Deployment {
                 .and_then(|i| s.record.replicas.get_mut(i))
             {
                 *r = store::ReplicaRecord::new(r.private_port, None, Default::default());
-                s.generation += 1;
+                s.revision += 1;
             }
         }
         s.replicas = instances;
@@ -207,7 +209,8 @@ impl Deployment {
             let mut s = self.state();
             s.record.stopped = true;
             s.record.private_port = None;
-            s.generation += 1;
+            s.record.generation += 1;
+            s.revision += 1;
         }
         self.save(layout).await
     }

@@ -134,6 +134,7 @@ async fn deploy_one(
             let request = pb::DeployRequest {
                 spec: Some(*spec),
                 default_owner: format!("user:{}", crate::client::caller()),
+                ..Default::default()
             };
             client::answer(c.timeout, c.client.deploy(request)).await
         }
