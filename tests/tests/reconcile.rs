@@ -20,6 +20,18 @@ fn history(project: &Project, name: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// The pid of release `release`'s first process once its deploy waits in the health step
+/// (from the deploy log: "ok  start: pid N", then "... health: ...").
+fn in_health(agent: &Agent, release: u32) -> Option<u32> {
+    let log = std::fs::read_to_string(agent.deployment_dir("app").join("logs/deploy.log")).ok()?;
+    let (_, this) = log.rsplit_once(&format!("into release {release}"))?;
+    let (started, _) = this.split_once("... health:")?;
+    started
+        .lines()
+        .find_map(|l| l.strip_prefix("ok  start: pid "))
+        .and_then(|pid| pid.split_whitespace().next()?.parse().ok())
+}
+
 fn served(agent: &Agent) -> Value {
     wait_for_json(&agent.app_url(8000, "/"), Duration::from_secs(20))
 }
@@ -58,9 +70,8 @@ fn an_agent_killed_in_a_deploys_health_step_has_the_last_word_and_rollback_follo
             ])
         });
         let in_health = wait_until(Duration::from_secs(60), || {
-            let record = agent.record("app").unwrap_or_default();
-            deploying_pid = record["deploying"]["processes"][0]["pid"].as_u64();
-            record["deploying"]["step"] == "health" && deploying_pid.is_some()
+            deploying_pid = in_health(&agent, 3);
+            deploying_pid.is_some()
         });
         assert!(in_health, "the deploy never reached its health step");
         agent.kill9();
@@ -83,7 +94,7 @@ fn an_agent_killed_in_a_deploys_health_step_has_the_last_word_and_rollback_follo
     // Back: the agent stopped what the interrupted deploy had started, and its record
     // says how the deploy ended. That is the history now.
     agent.restart();
-    let pid = deploying_pid.unwrap_or_default() as u32;
+    let pid = deploying_pid.unwrap_or_default();
     assert!(
         wait_until(Duration::from_secs(30), || !pid_alive(pid)),
         "the interrupted deploy's process {pid} still runs"
@@ -147,9 +158,7 @@ fn a_deploy_that_went_live_after_the_stream_broke_is_rolled_back_from() {
                 "APP_SLOW_START=15",
             ])
         });
-        let in_health = wait_until(Duration::from_secs(60), || {
-            agent.record("app").unwrap_or_default()["deploying"]["step"] == "health"
-        });
+        let in_health = wait_until(Duration::from_secs(60), || in_health(&agent, 3).is_some());
         assert!(in_health, "the deploy never reached its health step");
         relay.cut();
         run.join().unwrap()
