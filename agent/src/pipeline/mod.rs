@@ -230,6 +230,9 @@ async fn launch(
         Ok(s) => s,
         Err(e) => return Err((e, Some(prepared))),
     };
+    // What it started is on disk before it is waited for: an agent that stops meanwhile
+    // stops it when it starts again.
+    d.save_or_log(sup.layout()).await;
     let pid = match health::wait(sup, spec, &mut started, events).await {
         Ok(pid) => pid,
         Err(e) => {
