@@ -35,7 +35,8 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
             .entry
             .as_ref()
             .ok_or_else(|| anyhow!("deployment {name:?} not found in the state"))?;
-        let (target, change) = plan(entry, &args, format)?;
+        let agents: Vec<&str> = fresh.agents.iter().map(|(a, _)| a.as_str()).collect();
+        let (target, change) = plan(entry, &args, &agents, format)?;
         chosen = Some(target);
         Ok(Some(change))
     };
@@ -74,8 +75,15 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
 fn plan(
     d: &DeploymentState,
     args: &Args,
+    agents: &[&str],
     format: Format,
 ) -> anyhow::Result<(HistoryEntry, Change)> {
+    // Not known on an agent of the env (one that left it will never say).
+    let unknown = |h: &HistoryEntry| {
+        h.agents
+            .iter()
+            .any(|(a, r)| r.is_unknown() && agents.contains(&a.as_str()))
+    };
     let name = &args.name;
     let good: Vec<&HistoryEntry> = d.history.iter().filter(|h| h.result == "ok").collect();
     // The history starts with what `status --refresh` found running: nothing before it is
@@ -99,7 +107,7 @@ fn plan(
                     }
                 })
             })?;
-            if e.is_unknown() {
+            if unknown(e) {
                 return Err(anyhow!("--to: {}", not_known(name, e)));
             }
             if e.result != "ok" {
@@ -128,7 +136,7 @@ fn plan(
             if let Some(u) = d
                 .history
                 .iter()
-                .find(|h| h.number > target.number && h.is_unknown())
+                .find(|h| h.number > target.number && unknown(h))
             {
                 return Err(anyhow!("{}", not_known(name, u)));
             }
@@ -173,7 +181,7 @@ fn not_known(name: &str, h: &HistoryEntry) -> String {
         .map(|(agent, _)| agent.as_str())
         .collect();
     format!(
-        "how deploy #{} of {name} ended on {} is not known (the connection was lost and the agent has not answered since), so nothing was rolled back: it may be live there. Once the agent answers, `deployctl history {name}` records its outcome; then roll back",
+        "how deploy #{} of {name} ended on {} is not known yet (its stream was lost; the agent is away, or still deploying it), so nothing was rolled back: it may be live there. Once the agent reports it, `deployctl history {name}` records its outcome; then roll back",
         h.number,
         agents.join(", ")
     )
