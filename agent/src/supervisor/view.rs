@@ -51,6 +51,10 @@ pub(crate) struct View {
     /// When this agent re-adopted the running app (Unix seconds; it was started by an
     /// earlier run of the agent).
     pub adopted_at: Option<i64>,
+    /// What a deploy may be based on (read with the release above).
+    pub generation: u64,
+    /// The last deploys, the one in progress and those waiting last.
+    pub deploys: Vec<crate::store::DeployRecord>,
 }
 
 /// One instance of a deployment with replicas.
@@ -148,6 +152,8 @@ impl Supervisor {
             replicas: replica_snaps,
             last_event,
             failed_deploy,
+            generation,
+            deploys,
             ..
         } = snap;
         // Adopted when this agent started.
@@ -238,6 +244,8 @@ impl Supervisor {
             last_event,
             failed_deploy,
             adopted_at,
+            generation,
+            deploys,
         }
     }
 

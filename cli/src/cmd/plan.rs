@@ -77,6 +77,7 @@ pub(crate) async fn show(
     let request = pb::DeployRequest {
         spec: Some(spec.clone()),
         default_owner: format!("user:{}", client::caller()),
+        ..Default::default()
     };
     let replies = client::for_each_agent(
         &target,

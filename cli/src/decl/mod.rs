@@ -1,6 +1,7 @@
 //! Declarations: `NAME.deploy.yaml` and `NAME.env.yaml`, parsed strictly (unknown fields
 //! are an error naming the field) and validated before anything runs.
 
+pub(crate) mod lock;
 mod resources;
 mod spec;
 
