@@ -164,10 +164,11 @@ fn a_cpu_spinner_gets_about_its_quota() {
     std::thread::sleep(Duration::from_secs(2));
     let after = cpu_used_ns(&record).expect("the instance's cgroup CPU usage");
     let share = (after - before) as f64 / t0.elapsed().as_nanos() as f64;
-    // Half a core on an idle node; less when the other tests keep both cores busy, never
-    // (much) more: the kernel throttled it.
+    // Half a core on an idle node; far less when the other tests keep both cores busy (a
+    // lower bound would only measure the machine's load), never (much) more: the kernel
+    // throttled it.
     assert!(
-        (0.15..=0.65).contains(&share),
+        (0.02..=0.65).contains(&share),
         "a spinner with cpus 0.5 used {share:.2} of a core"
     );
     assert!(
