@@ -43,12 +43,63 @@ impl Supervisor {
     }
 }
 
+/// The deploy that was in progress when the agent stopped, if any: recorded as
+/// interrupted, what it started stopped, its release directory (no release's) deleted. A
+/// first deploy leaves nothing behind (false: the deployment is gone). Under the
+/// deployment's lock, before its journal is finished (which stops the same processes, and
+/// a restart's).
+async fn interrupted_deploy(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> bool {
+    let Some(i) = d.take_interrupted() else {
+        return true;
+    };
+    tracing::warn!(deployment = %d.name(), release = i.release, result = %i.result, "a deploy was in progress when the agent stopped");
+    let grace = d
+        .current()
+        .map(|r| r.spec.kill_timeout)
+        .unwrap_or(crate::spec::DEFAULT_KILL_TIMEOUT);
+    for (id, tracking) in i.processes {
+        let how = stop_recorded(id, tracking, grace).await;
+        tracing::warn!(deployment = %d.name(), pid = id.pid, how = how.as_str(), "stopped a process of the interrupted deploy");
+    }
+    if i.orphan {
+        let dir = sup.layout().release(d.name(), i.release);
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(deployment = %d.name(), dir = %dir.display(), error = %e, "cannot delete the interrupted deploy's release directory");
+            }
+        }
+    }
+    d.save_or_log(sup.layout()).await;
+    if d.current().is_some() {
+        return true;
+    }
+    sup.discard_unreleased(d).await;
+    false
+}
+
 async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
+    // Only what the store had when the agent started (deploys are served meanwhile), and
+    // never beside a deploy of it: one that ran first leaves nothing to recover.
+    if !d.take_recovery() {
+        return Recovered::Nothing;
+    }
+    let Some(_op) = d.begin().await else {
+        return Recovered::Nothing;
+    };
+    if d.instance().is_some() {
+        return Recovered::Nothing;
+    }
+    if !interrupted_deploy(sup, d).await {
+        return Recovered::Nothing;
+    }
     // What a deploy or restart had in flight is undone or finished first.
+    let first_deploy_cut_short = d.current().is_none() && !d.journal().starting.is_empty();
     sup.finish_journal(d).await;
     let Some(release) = d.current() else {
-        // A first deploy the agent did not finish: nothing of it is left.
-        sup.discard_unreleased(d).await;
+        if first_deploy_cut_short {
+            // A first deploy the agent did not finish: nothing of it is left.
+            sup.discard_unreleased(d).await;
+        }
         return Recovered::Nothing;
     };
     if d.is_stopped() {

@@ -7,6 +7,7 @@
 //! * [`GitRepo`] makes a git repository with the git CLI.
 //! * [`Etcd`] runs a real etcd on a loopback address (the etcd state backend).
 //! * [`ModelServer`] serves model files over HTTP (artifacts), logging every request.
+//! * [`Relay`] relays TCP to an agent and can break every connection through it.
 //! * [`http_get`], [`http_post`] and [`wait_until`]: deadlines and polling, never sleeps
 //!   used as synchronisation.
 //!
@@ -35,6 +36,7 @@ mod node_proxy;
 mod project;
 mod prom;
 pub mod readme;
+mod relay;
 mod secure;
 mod tmpfs;
 mod users;
@@ -57,6 +59,7 @@ pub use model_server::ModelServer;
 pub use node_proxy::signal;
 pub use project::{check_status_shape, Output, Project};
 pub use prom::{parse_metrics, Family, Sample};
+pub use relay::Relay;
 pub use secure::{secure_agent, Secure};
 pub use tmpfs::Tmpfs;
 pub use users::{app_users_of, free_app_users};

@@ -291,5 +291,9 @@ fn a_release_switched_away_from_is_stopped_by_the_agent_that_comes_back() {
         record(&s.agent)
     );
     let new = after["pid"].as_u64().map(|p| p as u32);
-    assert_eq!(served_pid(&s.agent), new);
+    assert!(
+        wait_until(Duration::from_secs(10), || served_pid(&s.agent) == new),
+        "release 2 serves: {:?} vs {new:?}",
+        served_pid(&s.agent)
+    );
 }

@@ -69,12 +69,22 @@ pub(crate) struct Prepared {
     live_event: String,
 }
 
+/// What a deploy request asks beside its spec: the generation it is based on (none: no
+/// check) and the client's id for it ("": none).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Basis {
+    pub expected_generation: Option<u64>,
+    pub deploy_id: String,
+}
+
 /// Starts deploying `spec` in the background: its events, the outcome last. The deploy
 /// runs to its end whether or not anyone listens. What this node does not do (apt packages
-/// where its config does not allow them) is refused first, as bad input.
+/// where its config does not allow them) is refused first, as bad input; so is a deploy
+/// based on a generation the deployment is no longer at (a refusal: the stream's last item).
 pub(crate) fn spawn(
     sup: Arc<Supervisor>,
     spec: Spec,
+    basis: Basis,
 ) -> Result<tokio_stream::wrappers::UnboundedReceiverStream<events::Event>, crate::error::Error> {
     if !spec.apt.is_empty() && !sup.config().allow_apt {
         return Err(crate::error::Error::InvalidInput {
@@ -82,20 +92,37 @@ pub(crate) fn spawn(
             reason: "this agent does not install apt packages (allow_apt = false in its config); install them on the node, or use pip".into(),
         });
     }
+    if let Some(why) = sup
+        .get(&spec.name)
+        .and_then(|d| d.stale_base(basis.expected_generation))
+    {
+        return Err(crate::error::Error::Conflict(why));
+    }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let events = Events::new(tx).with_metrics(sup.metrics().clone());
-    tokio::spawn(deploy(sup, spec, events));
+    tokio::spawn(deploy(sup, spec, basis, events));
     Ok(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
 }
 
-/// Deploys `spec`; always ends with an outcome (also sent as the last event).
-async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome {
+/// Deploys `spec`; always ends with an outcome (also sent as the last event), unless it is
+/// refused as based on a stale generation.
+async fn deploy(sup: Arc<Supervisor>, spec: Spec, basis: Basis, events: Events) -> Outcome {
     let began = Instant::now();
     let d = sup.get_or_create(&spec.name);
-    let Some(_op) = d.begin().await else {
+    let requested = spec.git_ref.clone().unwrap_or_default();
+    d.queued(&basis.deploy_id, &requested);
+    let op = d.begin().await;
+    d.unqueued(&basis.deploy_id);
+    let Some(_op) = op else {
         // Removed while we waited: start over with a fresh entry.
-        return Box::pin(deploy(sup, spec, events)).await;
+        return Box::pin(deploy(sup, spec, basis, events)).await;
     };
+    // Its turn: based on what runs now, or refused (what changed is said).
+    if let Some(why) = d.stale_base(basis.expected_generation) {
+        sup.discard_unreleased(&d).await;
+        events.refuse(why);
+        return Outcome::default();
+    }
     if !d.has_releases() {
         // What an older agent left under this name (a directory without a record) is not
         // this deployment's: its logs must not show up in the new owner's.
@@ -107,6 +134,8 @@ async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome {
     // finishes while this one waits deletes the directory this log lives in.
     events.open_log(sup.layout().deploy_log(&spec.name)).await;
     let number = d.begin_deploy(&spec.owner);
+    d.deploy_began(&basis.deploy_id, &requested, number);
+    d.save_or_log(sup.layout()).await;
     let (mut outcome, retiring) = match steps(&sup, &d, &spec, number, &events).await {
         Ok(done) => done,
         Err((err, prepared)) => {
@@ -120,12 +149,14 @@ async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome {
     };
     d.end_deploy();
     d.end_draining();
+    d.deploy_ended(sup.layout(), ended(&outcome, number)).await;
     if outcome.release == 0 {
         // A first deploy that failed leaves nothing behind; the client has the reason.
         sup.discard_unreleased(&d).await;
     }
     outcome.total = began.elapsed();
     outcome.owner = spec.owner.clone();
+    outcome.generation = d.generation();
     events.finish(outcome.clone());
     // The deploy has answered at the switch; the previous release drains and stops now
     // (still under the deployment's lock).
@@ -135,6 +166,22 @@ async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome {
         prune::after_success(&sup, &d).await;
     }
     outcome
+}
+
+/// A deploy's end as the record keeps it (`number`: the release it would have made).
+fn ended(o: &Outcome, number: u32) -> crate::deployment::Ended {
+    let reason = o.reason.lines().next().unwrap_or_default();
+    crate::deployment::Ended {
+        release: if o.ok { o.release } else { number },
+        git_ref: o.git_ref.clone(),
+        commit: o.commit.clone(),
+        packages_hash: o.packages_hash.clone(),
+        result: if o.ok {
+            "ok".to_string()
+        } else {
+            format!("failed at {}: {reason}", o.failed_step)
+        },
+    }
 }
 
 /// A failed step, with the release it had prepared (if it got that far).
@@ -165,6 +212,12 @@ async fn steps(
     let prepared = prepare::prepare(sup, spec, number, events)
         .await
         .map_err(early)?;
+    let next = match spec.start_script {
+        Some(_) => events::START_SCRIPT,
+        None => events::START,
+    };
+    d.deploy_prepared(sup.layout(), &prepared.release, next)
+        .await;
     if let Err(e) = start_script::step(sup, d, spec, &prepared, events).await {
         return Err((e, Some(prepared)));
     }
@@ -184,6 +237,9 @@ async fn launch(
         Ok(s) => s,
         Err(e) => return Err((e, Some(prepared))),
     };
+    // What it started is on disk before it is waited for: an agent that stops meanwhile
+    // stops it when it starts again.
+    d.save_or_log(sup.layout()).await;
     let pid = match health::wait(sup, spec, &mut started, events).await {
         Ok(pid) => pid,
         Err(e) => {

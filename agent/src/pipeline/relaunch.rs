@@ -43,6 +43,7 @@ pub(crate) fn spawn(
         };
         let (mut outcome, retiring) = relaunch(&sup, &d, only_if_stopped, &events).await;
         outcome.total = began.elapsed();
+        outcome.generation = d.generation();
         let release = outcome.release;
         events.finish(outcome);
         // What ran before drains and stops after the answer (under the deployment's lock).

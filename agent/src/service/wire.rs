@@ -178,6 +178,20 @@ pub(super) fn view_to_pb(v: View) -> pb::DeploymentStatus {
             reason: f.reason,
             at: f.at,
         }),
+        generation: v.generation,
+        recent_deploys: v
+            .deploys
+            .into_iter()
+            .map(|d| pb::DeployRecord {
+                deploy_id: d.id,
+                release: d.release,
+                git_ref: d.git_ref,
+                commit: d.commit,
+                packages_hash: d.packages_hash,
+                result: d.result,
+                at: d.at,
+            })
+            .collect(),
     }
 }
 
@@ -225,7 +239,16 @@ pub(super) fn event_to_pb(e: events::Event) -> pb::DeployEvent {
             total_ms: o.total.as_millis() as u64,
             frozen: o.frozen,
             owner: o.owner,
+            generation: o.generation,
         }),
+    }
+}
+
+/// An event of a deploy's stream; a refusal ends it as FAILED_PRECONDITION.
+pub(super) fn event_item(e: events::Event) -> Result<pb::DeployEvent, tonic::Status> {
+    match &e.refused {
+        Some(why) => Err(tonic::Status::failed_precondition(why.clone())),
+        None => Ok(event_to_pb(e)),
     }
 }
 

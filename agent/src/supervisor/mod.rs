@@ -92,7 +92,7 @@ impl Supervisor {
         .map_err(|e| Error::Internal(format!("tidying release directories: {e}")))?;
         let mut map = BTreeMap::new();
         for record in records {
-            map.insert(record.name.clone(), Arc::new(Deployment::new(record)));
+            map.insert(record.name.clone(), Arc::new(Deployment::loaded(record)));
         }
         let auth = Auth::open(config.auth_path())?;
         let secrets = SecretStore::new(layout.root.join("secrets"));

@@ -51,6 +51,10 @@ pub(crate) struct View {
     /// When this agent re-adopted the running app (Unix seconds; it was started by an
     /// earlier run of the agent).
     pub adopted_at: Option<i64>,
+    /// What a deploy may be based on (read with the release above).
+    pub generation: u64,
+    /// The last deploys, the one in progress and those waiting last.
+    pub deploys: Vec<crate::store::DeployRecord>,
 }
 
 /// One instance of a deployment with replicas.
@@ -148,6 +152,8 @@ impl Supervisor {
             replicas: replica_snaps,
             last_event,
             failed_deploy,
+            generation,
+            deploys,
             ..
         } = snap;
         // Adopted when this agent started.
@@ -156,19 +162,6 @@ impl Supervisor {
             .filter(|s| s.adopted && s.pid.is_some())
             .map(|_| crate::clock::now_unix() - self.uptime().as_secs() as i64);
         let pid = instance.as_ref().and_then(|s| s.pid).or(snap.recorded_pid);
-        let usage = |pid: Option<u32>| pid.map(|p| self.usage.of(p)).unwrap_or_default();
-        // An instance's ended runs, and its running one as last sampled.
-        let kernel = |s: &InstanceStatus| -> (RunTotals, Option<(String, Stats)>) {
-            let live = if s.run_counted {
-                None
-            } else {
-                self.usage.kernel_of(&s.tracking.id)
-            };
-            match live {
-                Some(st) => (s.ended_runs.plus(&st), Some((s.tracking.id.clone(), st))),
-                None => (s.ended_runs, None),
-            }
-        };
         let all_instances: Vec<&InstanceStatus> = instance
             .iter()
             .chain(replica_snaps.iter().map(|(r, _)| r))
@@ -176,33 +169,13 @@ impl Supervisor {
         let mut live_runs = Vec::new();
         let mut totals = RunTotals::default();
         for s in &all_instances {
-            let (k, live) = kernel(s);
+            let (k, live) = self.kernel(s);
             live_runs.extend(live);
             totals = sum(&totals, &k);
         }
-        let replicas: Vec<ReplicaView> = if replica_snaps.is_empty() {
-            Vec::new()
-        } else {
-            let first = instance.as_ref().map(|i| (i.clone(), d.private_port()));
-            first
-                .into_iter()
-                .chain(replica_snaps.iter().map(|(r, p)| (r.clone(), Some(*p))))
-                .map(|(s, port)| {
-                    let (cpu_percent, memory_bytes) = usage(s.pid);
-                    ReplicaView {
-                        pid: s.pid,
-                        private_address: port.map(|p| self.app_host().private_address(p)),
-                        state: s.state,
-                        restarts: s.restarts,
-                        cpu_percent,
-                        memory_bytes,
-                        kernel: kernel(&s).0,
-                    }
-                })
-                .collect()
-        };
+        let replicas = self.replica_views(d, instance.as_ref(), &replica_snaps);
         let (cpu_percent, memory_bytes) = if replicas.is_empty() {
-            usage(pid)
+            self.usage_of(pid)
         } else {
             replicas.iter().fold((0.0, 0), |(c, m), r| {
                 (c + r.cpu_percent, m + r.memory_bytes)
@@ -271,7 +244,56 @@ impl Supervisor {
             last_event,
             failed_deploy,
             adopted_at,
+            generation,
+            deploys,
         }
+    }
+
+    /// CPU and memory of an app's process tree, as last sampled.
+    fn usage_of(&self, pid: Option<u32>) -> (f32, u64) {
+        pid.map(|p| self.usage.of(p)).unwrap_or_default()
+    }
+
+    /// An instance's ended runs, and its running one as last sampled.
+    fn kernel(&self, s: &InstanceStatus) -> (RunTotals, Option<(String, Stats)>) {
+        let live = match s.run_counted {
+            true => None,
+            false => self.usage.kernel_of(&s.tracking.id),
+        };
+        match live {
+            Some(st) => (s.ended_runs.plus(&st), Some((s.tracking.id.clone(), st))),
+            None => (s.ended_runs, None),
+        }
+    }
+
+    /// Each instance of a release with replicas (none without: the deployment's own line
+    /// says it all), the first one first.
+    fn replica_views(
+        &self,
+        d: &Deployment,
+        first: Option<&InstanceStatus>,
+        replicas: &[(InstanceStatus, u16)],
+    ) -> Vec<ReplicaView> {
+        if replicas.is_empty() {
+            return Vec::new();
+        }
+        let first = first.map(|i| (i.clone(), d.private_port()));
+        first
+            .into_iter()
+            .chain(replicas.iter().map(|(r, p)| (r.clone(), Some(*p))))
+            .map(|(s, port)| {
+                let (cpu_percent, memory_bytes) = self.usage_of(s.pid);
+                ReplicaView {
+                    pid: s.pid,
+                    private_address: port.map(|p| self.app_host().private_address(p)),
+                    state: s.state,
+                    restarts: s.restarts,
+                    cpu_percent,
+                    memory_bytes,
+                    kernel: self.kernel(&s).0,
+                }
+            })
+            .collect()
     }
 
     /// Every deployment's present state and resource use, for `/metrics`.

@@ -53,6 +53,8 @@ const DEFAULT_PORT: i64 = 8000;
 pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
     decl::validate_name("NAME", &args.name)?;
     decl::validate_name("NEW_NAME", &args.new_name)?;
+    // Until the copy's declaration is written: no other command of this project makes it.
+    let _lock = decl::lock::lock(project, &args.new_name)?;
     let st = state::open(project)?.load().await?;
     let (source, source_owner) = match st.deployments.get(&args.name) {
         Some(d) => (d.declaration.clone(), d.owner.clone()),
@@ -136,16 +138,35 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
     }
     let how = How {
         format,
-        verbose: false,
         write_back: true,
-        pinned: Vec::new(),
-        rollout: Default::default(),
+        note: format!("clone of {}", args.name),
         // What it copies was deployed with its artifacts as they are.
         allow_unpinned: true,
-        commit: None,
-        note: format!("clone of {}", args.name),
+        ..Default::default()
     };
-    run::deploy(project, &args.new_name, copy, None, how).await
+    let new = &args.new_name;
+    // Made meanwhile from elsewhere: a clone does not deploy over it.
+    let taken = format!(
+        "{new} was made on env {env} meanwhile (see above), so nothing was cloned there; pick another name, or `deployctl status {new}`"
+    );
+    let prepare = |_: &super::fresh::Fresh| {
+        let (d, how) = (copy.clone(), how.clone());
+        Ok(Some(run::Change {
+            d,
+            existing: None,
+            how,
+        }))
+    };
+    run::deploy_change(
+        project,
+        new,
+        &env,
+        format,
+        run::OnStale::Refuse(taken),
+        prepare,
+    )
+    .await?
+    .result
 }
 
 /// What the new owner lacks on some agent, once each; an agent that does not answer

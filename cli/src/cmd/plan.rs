@@ -79,6 +79,7 @@ pub(crate) async fn show(
     let request = pb::DeployRequest {
         spec: Some(spec.clone()),
         default_owner: format!("user:{}", client::caller()),
+        ..Default::default()
     };
     let replies = client::for_each_agent(
         &target,
@@ -256,6 +257,25 @@ fn print_agent(a: &Value) {
         println!("  {agent}: cannot plan: {e}");
         return;
     }
+    print_code(agent, a);
+    print_packages(a);
+    for f in a["fields"].as_array().into_iter().flatten() {
+        let show = |v: &Value| match v {
+            Value::Null => "(unset)".to_string(),
+            Value::String(s) => format!("{s:?}"),
+            other => other.to_string(),
+        };
+        println!(
+            "    {}: {} → {}",
+            f["field"].as_str().unwrap_or(""),
+            show(&f["from"]),
+            show(&f["to"])
+        );
+    }
+}
+
+/// The release running on the agent → the ref and commit a run would deploy.
+fn print_code(agent: &str, a: &Value) {
     let short = |v: &Value| short_commit(v.as_str().unwrap_or("")).to_string();
     let new_ref = a["new"]["ref"].as_str().unwrap_or("");
     let new_commit = if a["new"]["commit"].as_str().unwrap_or("").is_empty() {
@@ -263,27 +283,29 @@ fn print_agent(a: &Value) {
     } else {
         short(&a["new"]["commit"])
     };
-    match a["current"].as_object() {
-        None => println!("  {agent}: not deployed here → deploys {new_ref} ({new_commit})"),
-        Some(c) => {
-            let same = c.get("commit") == Some(&a["new"]["commit"]);
-            let cur = format!(
-                "release {} ({} {})",
-                c.get("release").and_then(Value::as_u64).unwrap_or(0),
-                c.get("ref").and_then(Value::as_str).unwrap_or(""),
-                short(c.get("commit").unwrap_or(&Value::Null))
-            );
-            if same {
-                println!("  {agent}: {cur} → same commit ({new_ref})");
-            } else {
-                println!("  {agent}: {cur} → {new_ref} ({new_commit})");
-            }
-            let state = a["state"].as_str().unwrap_or("");
-            if state != "healthy" && !state.is_empty() {
-                println!("    state now: {state}");
-            }
-        }
+    let Some(c) = a["current"].as_object() else {
+        println!("  {agent}: not deployed here → deploys {new_ref} ({new_commit})");
+        return;
+    };
+    let cur = format!(
+        "release {} ({} {})",
+        c.get("release").and_then(Value::as_u64).unwrap_or(0),
+        c.get("ref").and_then(Value::as_str).unwrap_or(""),
+        short(c.get("commit").unwrap_or(&Value::Null))
+    );
+    if c.get("commit") == Some(&a["new"]["commit"]) {
+        println!("  {agent}: {cur} → same commit ({new_ref})");
+    } else {
+        println!("  {agent}: {cur} → {new_ref} ({new_commit})");
     }
+    let state = a["state"].as_str().unwrap_or("");
+    if state != "healthy" && !state.is_empty() {
+        println!("    state now: {state}");
+    }
+}
+
+/// The environment reused or built, and each package added, removed or changed.
+fn print_packages(a: &Value) {
     let key = a["environment_key"].as_str().unwrap_or("");
     let env = match a["environment"].as_str().unwrap_or("") {
         "none" => "no packages: the node's python3".to_string(),
@@ -317,19 +339,12 @@ fn print_agent(a: &Value) {
             .map(|i| format!(" (installed now: {i})"))
             .unwrap_or_default()
     };
+    let declared = |x: &Value| x["declared"].as_str().unwrap_or("").to_string();
     for x in p["added"].as_array().into_iter().flatten() {
-        println!(
-            "      + {}{}",
-            x["declared"].as_str().unwrap_or(""),
-            installed(x)
-        );
+        println!("      + {}{}", declared(x), installed(x));
     }
     for x in p["removed"].as_array().into_iter().flatten() {
-        println!(
-            "      - {}{}",
-            x["declared"].as_str().unwrap_or(""),
-            installed(x)
-        );
+        println!("      - {}{}", declared(x), installed(x));
     }
     for x in p["changed"].as_array().into_iter().flatten() {
         println!(
@@ -337,19 +352,6 @@ fn print_agent(a: &Value) {
             x["from"].as_str().unwrap_or(""),
             x["to"].as_str().unwrap_or(""),
             installed(x)
-        );
-    }
-    for f in a["fields"].as_array().into_iter().flatten() {
-        let show = |v: &Value| match v {
-            Value::Null => "(unset)".to_string(),
-            Value::String(s) => format!("{s:?}"),
-            other => other.to_string(),
-        };
-        println!(
-            "    {}: {} → {}",
-            f["field"].as_str().unwrap_or(""),
-            show(&f["from"]),
-            show(&f["to"])
         );
     }
 }

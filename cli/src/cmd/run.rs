@@ -2,17 +2,15 @@
 //! one), deploy it to every agent of its env at once with live progress, record the result
 //! in the state, and print the URL(s).
 
-use std::sync::Arc;
-
 use anyhow::anyhow;
 use deployctl_proto::v1 as pb;
 
 use super::check;
 use super::flags::{new_declaration, DeployFlags};
-use crate::client;
+use super::fresh;
 use crate::decl::{self, DeploymentDecl};
 use crate::error::bad_input;
-use crate::output::{Format, Progress};
+use crate::output::Format;
 use crate::project::Project;
 use crate::state::{self, HistoryEntry};
 
@@ -57,15 +55,17 @@ pub(crate) struct Args {
     pub flags: DeployFlags,
 }
 
+mod attempts;
+mod deploy;
 mod record;
 mod report;
 mod rollout;
 mod waves;
 
-pub(crate) use waves::relaunch;
-use waves::{deploy_in_waves, Ask};
-
+pub(crate) use attempts::{deploy_change, Change, OnStale};
+pub(crate) use deploy::How;
 pub(crate) use rollout::Rollout;
+pub(crate) use waves::relaunch;
 
 /// What one agent said about the deploy.
 struct AgentResult {
@@ -84,54 +84,38 @@ enum NotDeployed {
     Failed(String),
     /// Not tried: an earlier wave of the rollout (the canary) failed.
     Skipped(String),
+    /// Refused by the agent: the deployment changed there since the generation the deploy
+    /// was based on (what changed, in the agent's words).
+    Stale(String),
+    /// The stream broke before the outcome: how it ends there is not known yet.
+    Lost(String),
 }
 
 impl std::fmt::Display for NotDeployed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            NotDeployed::BadInput(why) | NotDeployed::Failed(why) | NotDeployed::Skipped(why) => {
-                f.write_str(why)
-            }
+            NotDeployed::BadInput(why)
+            | NotDeployed::Failed(why)
+            | NotDeployed::Skipped(why)
+            | NotDeployed::Stale(why)
+            | NotDeployed::Lost(why) => f.write_str(why),
         }
     }
 }
 
 pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
-    let (name, loading) = match (&args.name, &args.load) {
-        (_, Some(n)) => (n.clone(), true),
-        (Some(n), None) => (n.clone(), false),
+    let name = match (&args.name, &args.load) {
+        (_, Some(n)) | (Some(n), None) => n.clone(),
         (None, None) => return Err(bad_input("NAME: give a deployment name")),
     };
     decl::validate_name("name", &name)?;
-    let path = project.deployment_file(&name);
-    let existing: Option<DeploymentDecl> = decl::load(&path)?;
-    if loading && existing.is_none() {
-        return Err(bad_input(format!(
-            "--load {name}: {} does not exist; write it with `deployctl declare deployment {name} ...`",
-            path.display()
-        )));
-    }
-    if existing.is_none() && args.flags.repo.is_none() {
-        return Err(bad_input(format!(
-            "repo: {name} has no declaration ({} does not exist), so --repo and --command are required",
-            path.display()
-        )));
-    }
-    let mut d = existing.clone().unwrap_or_else(new_declaration);
-    let cwd = std::env::current_dir().unwrap_or_else(|_| project.root.clone());
-    args.flags.apply(&mut d, &cwd, &project.root)?;
-    d.validate(&name)?;
-    if let Some((i, a)) = d
-        .artifacts
-        .iter()
-        .enumerate()
-        .find(|(_, a)| a.unpinned() && !args.allow_unpinned)
-    {
-        return Err(bad_input(format!(
-            "artifacts[{i}].sha256: is required for {} (64 hex digits: sha256sum FILE), so every node gets the same file; to deploy it unpinned while developing, run with --allow-unpinned",
-            a.shown_url()
-        )));
-    }
+    // From reading the declaration to writing it back, no other command of this project
+    // changes the deployment (a dry run changes nothing).
+    let _lock = match args.dry_run {
+        true => None,
+        false => Some(decl::lock::lock(project, &name)?),
+    };
+    let (_, d) = declaration(project, &name, &args)?;
     let pinned = if args.locked {
         locked_versions(project, &name, &d).await?
     } else {
@@ -173,11 +157,18 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
             max_parallel: args.max_parallel.map(|n| n as usize),
             canary: args.canary,
         },
-        commit: None,
-        note: String::new(),
         allow_unpinned: args.allow_unpinned,
+        ..Default::default()
     };
-    let result = deploy(project, &name, d, existing.as_ref(), how).await;
+    let env = d.env.clone().unwrap_or_else(|| project.default_env());
+    // Where the deployment changed meanwhile (from elsewhere: this project's commands wait
+    // for each other), the declaration and flags are read again and deployed on top of it.
+    let prepare = |_: &fresh::Fresh| {
+        let (existing, d) = declaration(project, &name, &args)?;
+        let how = how.clone();
+        Ok(Some(Change { d, existing, how }))
+    };
+    let changed = deploy_change(project, &name, &env, format, OnStale::Redo, prepare).await;
     let found = match checks {
         Some(handle) => handle.await.unwrap_or_default(),
         None => Vec::new(),
@@ -193,7 +184,46 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
         );
     }
     check::print_for_run(&found, format);
-    result
+    changed?.result
+}
+
+/// The declaration file as it is (if any), and the declaration `run` deploys: the file
+/// with the flags over it, validated.
+fn declaration(
+    project: &Project,
+    name: &str,
+    args: &Args,
+) -> anyhow::Result<(Option<DeploymentDecl>, DeploymentDecl)> {
+    let path = project.deployment_file(name);
+    let existing: Option<DeploymentDecl> = decl::load(&path)?;
+    if args.load.is_some() && existing.is_none() {
+        return Err(bad_input(format!(
+            "--load {name}: {} does not exist; write it with `deployctl declare deployment {name} ...`",
+            path.display()
+        )));
+    }
+    if existing.is_none() && args.flags.repo.is_none() {
+        return Err(bad_input(format!(
+            "repo: {name} has no declaration ({} does not exist), so --repo and --command are required",
+            path.display()
+        )));
+    }
+    let mut d = existing.clone().unwrap_or_else(new_declaration);
+    let cwd = std::env::current_dir().unwrap_or_else(|_| project.root.clone());
+    args.flags.apply(&mut d, &cwd, &project.root)?;
+    d.validate(name)?;
+    if let Some((i, a)) = d
+        .artifacts
+        .iter()
+        .enumerate()
+        .find(|(_, a)| a.unpinned() && !args.allow_unpinned)
+    {
+        return Err(bad_input(format!(
+            "artifacts[{i}].sha256: is required for {} (64 hex digits: sha256sum FILE), so every node gets the same file; to deploy it unpinned while developing, run with --allow-unpinned",
+            a.shown_url()
+        )));
+    }
+    Ok((existing, d))
 }
 
 /// `check`'s findings, as warnings before the deploy; with `--strict`, any warning stops it.
@@ -286,86 +316,4 @@ async fn locked_versions(
                 "--locked: no earlier deploy of {name} recorded exact versions for these packages; deploy once without --locked"
             )
         })
-}
-
-/// How a deploy runs and is shown.
-pub(crate) struct How {
-    pub format: Format,
-    /// Show the installer's output lines.
-    pub verbose: bool,
-    /// Save the declaration over the existing one once it deployed somewhere.
-    pub write_back: bool,
-    /// Exact package versions to install (a locked deploy or a rollback).
-    pub pinned: Vec<String>,
-    /// In which waves the agents get it.
-    pub rollout: Rollout,
-    /// Exactly this commit, the declaration's ref being only its name (rollback, env set).
-    pub commit: Option<String>,
-    /// What the history says this change was, when not a plain deploy.
-    pub note: String,
-    /// Artifacts without a sha256 are accepted (`run --allow-unpinned`; a redeploy of
-    /// what was deployed so).
-    pub allow_unpinned: bool,
-}
-
-/// Deploys declaration `d` of `name` to every agent of its env, records the result and
-/// reports it. With `write_back`, a declaration that deployed somewhere is saved over
-/// `existing`.
-pub(crate) async fn deploy(
-    project: &Project,
-    name: &str,
-    d: DeploymentDecl,
-    existing: Option<&DeploymentDecl>,
-    how: How,
-) -> anyhow::Result<()> {
-    let How {
-        format,
-        verbose,
-        write_back,
-        pinned,
-        rollout,
-        commit,
-        note,
-        allow_unpinned,
-    } = how;
-    let env = d.env.clone().unwrap_or_else(|| project.default_env());
-    let target = client::resolve_env(project, &env)?;
-    let mut spec = d.to_spec(name, &project.root)?;
-    spec.pinned = pinned;
-    spec.allow_unpinned_artifacts = allow_unpinned;
-    if let Some(c) = commit {
-        spec.commit = c;
-    }
-    let store = state::open(project)?;
-
-    if format == Format::Text {
-        let at = if spec.git_ref.is_empty() {
-            "the remote HEAD"
-        } else {
-            &spec.git_ref
-        };
-        println!(
-            "Deploying {name} ({} at {at}) to env {env}: {}",
-            spec.repo,
-            target.addresses.join(", ")
-        );
-    }
-    let progress = Arc::new(Progress::new(format, target.addresses.len(), verbose));
-    let results = deploy_in_waves(
-        &target,
-        &Ask::Deploy(Box::new(spec)),
-        &progress,
-        rollout,
-        format,
-    )
-    .await;
-
-    // The declaration is written back once the deploy worked on an agent: a deploy that
-    // fails everywhere (bad ref, broken release, invalid request) changes nothing.
-    let deployed = results.iter().any(|r| matches!(&r.outcome, Ok(o) if o.ok));
-    if write_back && deployed && existing != Some(&d) {
-        decl::save(&project.deployment_file(name), &d)?;
-    }
-    record::record(&*store, name, &env, &d, &results, &note).await?;
-    report::report(name, &results, format)
 }

@@ -2,6 +2,7 @@
 //! are an error naming the field) and validated before anything runs.
 
 pub(crate) mod artifacts;
+pub(crate) mod lock;
 mod resources;
 mod spec;
 

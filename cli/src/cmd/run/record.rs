@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use deployctl_proto::v1 as pb;
 
-use super::AgentResult;
+use super::{AgentResult, NotDeployed};
 use crate::decl::DeploymentDecl;
 use crate::state::{self, AgentResult as AgentOutcome, HistoryEntry, InstanceState};
 
@@ -16,6 +16,7 @@ pub(super) async fn record(
     d: &DeploymentDecl,
     results: &[AgentResult],
     note: &str,
+    id: &str,
 ) -> anyhow::Result<()> {
     if !results.iter().any(|r| r.accepted) {
         return Ok(());
@@ -25,7 +26,6 @@ pub(super) async fn record(
         .update(&mut |st| {
             let entry = st.deployments.entry(name.to_string()).or_default();
             let mut agents = BTreeMap::new();
-            let mut failure: Option<String> = None;
             let mut shown: Option<&pb::DeployOutcome> = None;
             for r in results.iter().filter(|r| r.accepted) {
                 let (release, result) = match &r.outcome {
@@ -34,11 +34,10 @@ pub(super) async fn record(
                         0,
                         format!("failed at {}: {}", o.failed_step, first_line(&o.reason)),
                     ),
+                    // Not a guess: the agent's outcome is learnt later (state::reconcile).
+                    Err(NotDeployed::Lost(_)) => (0, state::UNKNOWN.to_string()),
                     Err(e) => (0, format!("failed: {}", first_line(&e.to_string()))),
                 };
-                if result != "ok" && failure.is_none() {
-                    failure = Some(result.clone());
-                }
                 agents.insert(r.address.clone(), AgentOutcome { release, result });
                 let Ok(o) = &r.outcome else { continue };
                 if shown.is_none() || (o.ok && !shown.is_some_and(|s| s.ok)) {
@@ -68,26 +67,34 @@ pub(super) async fn record(
                 }
             }
             let ok_somewhere = agents.values().any(|a| a.result == "ok");
+            let unknown = agents.values().any(AgentOutcome::is_unknown);
             if ok_somewhere {
                 entry.declaration = d.clone();
                 entry.env = env.to_string();
                 entry.owner = shown.map(|o| o.owner.clone()).unwrap_or_default();
             }
             let number = entry.next_number();
-            entry.history.push(HistoryEntry {
+            let mut h = HistoryEntry {
                 number,
                 time: now,
-                git_ref: shown.map(|o| o.git_ref.clone()).unwrap_or_default(),
+                // Without an outcome: the ref asked for, until the agent's record says.
+                git_ref: shown
+                    .map(|o| o.git_ref.clone())
+                    .or_else(|| d.git_ref.clone())
+                    .unwrap_or_default(),
                 commit: shown.map(|o| o.commit.clone()).unwrap_or_default(),
                 packages_hash: shown.map(|o| o.packages_hash.clone()).unwrap_or_default(),
-                result: failure.clone().unwrap_or_else(|| "ok".to_string()),
+                result: String::new(),
                 declaration: d.clone(),
                 agents,
                 frozen: shown.map(|o| o.frozen.clone()).unwrap_or_default(),
                 note: note.to_string(),
-            });
+                id: id.to_string(),
+            };
+            h.result = state::reconcile::overall(&h);
+            entry.history.push(h);
             // A first deploy that failed everywhere leaves no deployment behind.
-            if entry.instances.is_empty() && !ok_somewhere {
+            if entry.instances.is_empty() && !ok_somewhere && !unknown {
                 st.deployments.remove(name);
             }
             Ok(())

@@ -53,6 +53,9 @@ pub(super) fn report(name: &str, results: &[AgentResult], format: Format) -> any
                 Err(e @ super::NotDeployed::Skipped(_)) => {
                     serde_json::json!({"agent": r.address, "result": "skipped", "reason": e.to_string()})
                 }
+                Err(e @ super::NotDeployed::Lost(_)) => {
+                    serde_json::json!({"agent": r.address, "result": "unknown", "reason": e.to_string()})
+                }
                 Err(e) => {
                     serde_json::json!({"agent": r.address, "result": "failed", "reason": e.to_string()})
                 }

@@ -12,8 +12,18 @@ use crate::output::{Format, Progress};
 /// What is asked of each agent: a deploy, or a new process of the current release.
 #[derive(Debug, Clone)]
 pub(super) enum Ask {
-    Deploy(Box<pb::DeploymentSpec>),
+    Deploy(Box<Deploy>),
     Restart(pb::RestartRequest),
+}
+
+/// A deploy as each agent gets it.
+#[derive(Debug, Clone)]
+pub(super) struct Deploy {
+    pub spec: pb::DeploymentSpec,
+    /// Per agent: the generation the deploy is based on (an agent not named: no check).
+    pub bases: std::collections::BTreeMap<String, u64>,
+    /// The id the agents keep its result by.
+    pub id: String,
 }
 
 /// `restart` and `start`: a new process of `name`'s current release on every agent of
@@ -127,22 +137,38 @@ async fn deploy_one(
         accepted: false,
         outcome: Err(why),
     };
+    let lost = |why: String| {
+        match &ask {
+        Ask::Deploy(d) => NotDeployed::Lost(format!(
+            "{why}; how the deploy ends there is not known: the next deployctl command that reaches the agent (e.g. `deployctl history {}`) records the agent's outcome",
+            d.spec.name
+        )),
+        Ask::Restart(_) => NotDeployed::Failed(format!(
+            "{why}; it may still finish there: check `deployctl status`"
+        )),
+    }
+    };
     // Without a declared owner the agent makes the caller the owner: the token's user, or
     // (on an agent without authentication) this user.
-    let reply = match ask {
-        Ask::Deploy(spec) => {
+    let reply = match &ask {
+        Ask::Deploy(d) => {
             let request = pb::DeployRequest {
-                spec: Some(*spec),
+                spec: Some(d.spec.clone()),
                 default_owner: format!("user:{}", crate::client::caller()),
+                expected_generation: d.bases.get(&address).copied(),
+                deploy_id: d.id.clone(),
             };
             client::answer(c.timeout, c.client.deploy(request)).await
         }
-        Ask::Restart(request) => client::answer(c.timeout, c.client.restart(request)).await,
+        Ask::Restart(request) => client::answer(c.timeout, c.client.restart(request.clone())).await,
     };
     let mut stream = match reply {
         Ok(r) => r.into_inner(),
         Err(CallError::Status(s)) if s.code() == tonic::Code::InvalidArgument => {
             return Ok(fail(NotDeployed::BadInput(s.message().to_string())))
+        }
+        Err(CallError::Status(s)) if s.code() == tonic::Code::FailedPrecondition => {
+            return Ok(fail(NotDeployed::Stale(s.message().to_string())))
         }
         Err(e) => {
             return Ok(fail(NotDeployed::Failed(
@@ -164,13 +190,18 @@ async fn deploy_one(
                 }
             }
             Ok(None) => {
-                break Err(NotDeployed::Failed(format!(
-                    "{address} ended the deploy without a result; see `deployctl status` and `deployctl logs --deploy`"
+                break Err(lost(format!(
+                    "{address} ended the deploy's stream without a result (see `deployctl logs --deploy`)"
                 )))
             }
+            // Refused when its turn came: based on a generation the deployment left.
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                bar.finish();
+                return Ok(fail(NotDeployed::Stale(s.message().to_string())));
+            }
             Err(s) => {
-                break Err(NotDeployed::Failed(format!(
-                    "lost the connection to {address} during the deploy: {}; it may still finish there: check `deployctl status`",
+                break Err(lost(format!(
+                    "lost the connection to {address} during the deploy: {}",
                     c.broken(&s).await
                 )))
             }

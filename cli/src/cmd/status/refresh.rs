@@ -169,5 +169,6 @@ fn running_release(
             .collect(),
         frozen: Vec::new(),
         note: state::REFRESHED.to_string(),
+        id: String::new(),
     })
 }
