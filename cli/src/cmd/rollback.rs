@@ -78,74 +78,12 @@ fn plan(
     agents: &[&str],
     format: Format,
 ) -> anyhow::Result<(HistoryEntry, Change)> {
-    // Not known on an agent of the env (one that left it will never say).
-    let unknown = |h: &HistoryEntry| {
-        h.agents
-            .iter()
-            .any(|(a, r)| r.is_unknown() && agents.contains(&a.as_str()))
-    };
     let name = &args.name;
     let good: Vec<&HistoryEntry> = d.history.iter().filter(|h| h.result == "ok").collect();
-    // The history starts with what `status --refresh` found running: nothing before it is
-    // known (agents report only the release they run).
-    let refreshed = d.refreshed_from().map(|h| h.number);
-    let unknown_before = |start: u32| {
-        format!(
-            "release {start}, the one running when `deployctl status --refresh` rebuilt the state: agents report only the release they run, so the declarations and commits of earlier releases are not known here. To go back to older code, deploy it by its ref or commit: `deployctl run {name} --ref REF` (a rollback can return to it later)"
-        )
-    };
     let entry = match args.to {
-        Some(n) => {
-            let e = d.history.iter().find(|h| h.number == n).ok_or_else(|| {
-                bad_input(match refreshed.filter(|start| n < *start) {
-                    Some(start) => format!(
-                        "--to: release {n} is from before {name}'s history, which starts at {}",
-                        unknown_before(start)
-                    ),
-                    None => {
-                        format!("--to: {name} has no release {n} (see `deployctl history {name}`)")
-                    }
-                })
-            })?;
-            if unknown(e) {
-                return Err(anyhow!("--to: {}", not_known(name, e)));
-            }
-            if e.result != "ok" {
-                return Err(bad_input(format!(
-                    "--to: release {n} did not deploy ({}); pick one that did",
-                    e.result
-                )));
-            }
-            e
-        }
-        None => {
-            let target = match good.len() {
-                0 | 1 => {
-                    return Err(match refreshed {
-                        Some(start) => anyhow!(
-                            "{name} has no earlier release to roll back to in the state: its history starts at {}",
-                            unknown_before(start)
-                        ),
-                        None => anyhow!("{name} has no earlier successful release to roll back to"),
-                    })
-                }
-                n => good[n - 2],
-            };
-            // A deploy after it whose result is not known may have gone live: which
-            // release is current, and which one is before it, is not known.
-            if let Some(u) = d
-                .history
-                .iter()
-                .find(|h| h.number > target.number && unknown(h))
-            {
-                return Err(anyhow!("{}", not_known(name, u)));
-            }
-            target
-        }
+        Some(n) => release_asked(d, name, n, agents)?,
+        None => release_before_current(d, name, &good, agents)?,
     };
-    // Exactly its commit, still known by its own ref (e.g. v1.0.0) in status and history.
-    let mut target = entry.declaration.clone();
-    target.git_ref = (!entry.git_ref.is_empty()).then(|| entry.git_ref.clone());
     let current = good.last().map(|h| h.number).unwrap_or(0);
     if format == Format::Text {
         println!(
@@ -156,6 +94,95 @@ fn plan(
             crate::output::short_commit(&entry.commit)
         );
     }
+    Ok((entry.clone(), again(entry, current, format)))
+}
+
+/// Release `n` of `d` (`--to N`): one it has, known on every agent of the env, that
+/// deployed.
+fn release_asked<'a>(
+    d: &'a DeploymentState,
+    name: &str,
+    n: u32,
+    agents: &[&str],
+) -> anyhow::Result<&'a HistoryEntry> {
+    let refreshed = d.refreshed_from().map(|h| h.number);
+    let e = d.history.iter().find(|h| h.number == n).ok_or_else(|| {
+        bad_input(match refreshed.filter(|start| n < *start) {
+            Some(start) => format!(
+                "--to: release {n} is from before {name}'s history, which starts at {}",
+                unknown_before(name, start)
+            ),
+            None => {
+                format!("--to: {name} has no release {n} (see `deployctl history {name}`)")
+            }
+        })
+    })?;
+    if unknown_on(e, agents) {
+        return Err(anyhow!("--to: {}", not_known(name, e)));
+    }
+    if e.result != "ok" {
+        return Err(bad_input(format!(
+            "--to: release {n} did not deploy ({}); pick one that did",
+            e.result
+        )));
+    }
+    Ok(e)
+}
+
+/// The successful release before the current one (`good`: the successful ones, in
+/// order), while no deploy after it has an outcome not known on an agent of the env.
+fn release_before_current<'a>(
+    d: &DeploymentState,
+    name: &str,
+    good: &[&'a HistoryEntry],
+    agents: &[&str],
+) -> anyhow::Result<&'a HistoryEntry> {
+    let target = match good.len() {
+        0 | 1 => {
+            return Err(match d.refreshed_from().map(|h| h.number) {
+                Some(start) => anyhow!(
+                    "{name} has no earlier release to roll back to in the state: its history starts at {}",
+                    unknown_before(name, start)
+                ),
+                None => anyhow!("{name} has no earlier successful release to roll back to"),
+            })
+        }
+        n => good[n - 2],
+    };
+    // A deploy after it whose result is not known may have gone live: which
+    // release is current, and which one is before it, is not known.
+    if let Some(u) = d
+        .history
+        .iter()
+        .find(|h| h.number > target.number && unknown_on(h, agents))
+    {
+        return Err(anyhow!("{}", not_known(name, u)));
+    }
+    Ok(target)
+}
+
+/// Whether deploy `h`'s result is not known on an agent of the env (one that left it will
+/// never say).
+fn unknown_on(h: &HistoryEntry, agents: &[&str]) -> bool {
+    h.agents
+        .iter()
+        .any(|(a, r)| r.is_unknown() && agents.contains(&a.as_str()))
+}
+
+/// Why nothing before release `start` is known: the history starts with what `status
+/// --refresh` found running (agents report only the release they run).
+fn unknown_before(name: &str, start: u32) -> String {
+    format!(
+        "release {start}, the one running when `deployctl status --refresh` rebuilt the state: agents report only the release they run, so the declarations and commits of earlier releases are not known here. To go back to older code, deploy it by its ref or commit: `deployctl run {name} --ref REF` (a rollback can return to it later)"
+    )
+}
+
+/// The change that deploys `entry` again (from release `current`): exactly its commit,
+/// still known by its own ref (e.g. v1.0.0) in status and history, and exactly the
+/// versions it ran with.
+fn again(entry: &HistoryEntry, current: u32, format: Format) -> Change {
+    let mut target = entry.declaration.clone();
+    target.git_ref = (!entry.git_ref.is_empty()).then(|| entry.git_ref.clone());
     let how = super::run::How {
         format,
         // The same environment too: exactly the versions that release ran with.
@@ -166,12 +193,11 @@ fn plan(
         allow_unpinned: true,
         ..Default::default()
     };
-    let change = Change {
+    Change {
         d: target,
         existing: None,
         how,
-    };
-    Ok((entry.clone(), change))
+    }
 }
 
 /// Why a rollback cannot choose while deploy `h`'s result is not known on some agent.

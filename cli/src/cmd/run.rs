@@ -103,6 +103,9 @@ impl std::fmt::Display for NotDeployed {
     }
 }
 
+/// `run` in phases: the name and its lock, the declaration (the flags over the file), the
+/// locked versions, a dry run's plan; otherwise the checks started, the deploy (done
+/// again on fresh data where the deployment changed meanwhile), the checks' findings.
 pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
     let name = match (&args.name, &args.load) {
         (_, Some(n)) | (Some(n), None) => n.clone(),
@@ -124,30 +127,7 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
     if args.dry_run {
         return super::plan::show(project, &name, &d, format).await;
     }
-    // --strict: the checks decide whether it deploys, so they run first. Otherwise they run
-    // while it deploys (they read the working tree and ask the local Python: a few tenths
-    // of a second a deploy need not wait for) and are printed after its result.
-    let checks = if args.strict {
-        preflight(project, &name, &d, &args, format).await?;
-        None
-    } else {
-        let rolled_back: Vec<_> = after_rollback(project, &name, &d)
-            .await
-            .into_iter()
-            .collect();
-        check::print_for_run(&rolled_back, format);
-        let (p, n, dd, locked) = (project.clone(), name.clone(), d.clone(), args.locked);
-        Some(tokio::spawn(async move {
-            let scope = check::Scope {
-                project: &p,
-                name: &n,
-                locked,
-                // The deploy starts the local agent when it must: not twice.
-                autostart: false,
-            };
-            check::findings(&scope, &dd).await
-        }))
-    };
+    let checks = start_checks(project, &name, &d, &args, format).await?;
     let how = How {
         format,
         verbose: args.verbose,
@@ -169,6 +149,48 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
         Ok(Some(Change { d, existing, how }))
     };
     let changed = deploy_change(project, &name, &env, format, OnStale::Redo, prepare).await;
+    print_checks(checks, &name, format).await;
+    changed?.result
+}
+
+/// The checks a deploy runs. With --strict they decide whether it deploys, so they run
+/// first (an error: a warning stops it). Otherwise they run while it deploys (they read
+/// the working tree and ask the local Python: a few tenths of a second a deploy need not
+/// wait for), to be printed after its result (`print_checks`); a rollback being left is
+/// said at once.
+async fn start_checks(
+    project: &Project,
+    name: &str,
+    d: &DeploymentDecl,
+    args: &Args,
+    format: Format,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<Vec<check::Finding>>>> {
+    if args.strict {
+        preflight(project, name, d, args, format).await?;
+        return Ok(None);
+    }
+    let rolled_back: Vec<_> = after_rollback(project, name, d).await.into_iter().collect();
+    check::print_for_run(&rolled_back, format);
+    let (p, n, dd, locked) = (project.clone(), name.to_string(), d.clone(), args.locked);
+    Ok(Some(tokio::spawn(async move {
+        let scope = check::Scope {
+            project: &p,
+            name: &n,
+            locked,
+            // The deploy starts the local agent when it must: not twice.
+            autostart: false,
+        };
+        check::findings(&scope, &dd).await
+    })))
+}
+
+/// Prints the findings of the checks that ran while the deploy did, once they are done;
+/// an agent they could not reach yet is the deploy's to report.
+async fn print_checks(
+    checks: Option<tokio::task::JoinHandle<Vec<check::Finding>>>,
+    name: &str,
+    format: Format,
+) {
     let found = match checks {
         Some(handle) => handle.await.unwrap_or_default(),
         None => Vec::new(),
@@ -184,7 +206,6 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
         );
     }
     check::print_for_run(&found, format);
-    changed?.result
 }
 
 /// The declaration file as it is (if any), and the declaration `run` deploys: the file

@@ -6,8 +6,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use deployctl_proto::v1 as pb;
+
 use super::waves::{deploy_in_waves, Ask, Deploy};
-use super::{record, report, NotDeployed, Rollout};
+use super::{record, report, AgentResult, NotDeployed, Rollout};
 use crate::client;
 use crate::decl::{self, DeploymentDecl};
 use crate::output::{Format, Progress};
@@ -77,25 +79,11 @@ pub(crate) async fn deploy(
     if let Some(only) = &only {
         target.addresses.retain(|a| only.contains(a));
     }
-    let mut spec = d.to_spec(name, &project.root)?;
-    spec.pinned = pinned;
+    let mut spec = spec_of(project, name, &d, pinned, commit)?;
     spec.allow_unpinned_artifacts = allow_unpinned;
-    if let Some(c) = commit {
-        spec.commit = c;
-    }
     let store = state::open(project)?;
-
     if format == Format::Text {
-        let at = if spec.git_ref.is_empty() {
-            "the remote HEAD"
-        } else {
-            &spec.git_ref
-        };
-        println!(
-            "Deploying {name} ({} at {at}) to env {env}: {}",
-            spec.repo,
-            target.addresses.join(", ")
-        );
+        announce(name, &spec, &env, &target.addresses);
     }
     let progress = Arc::new(Progress::new(format, target.addresses.len(), verbose));
     let id = deploy_id();
@@ -105,18 +93,7 @@ pub(crate) async fn deploy(
         id: id.clone(),
     }));
     let all = deploy_in_waves(&target, &ask, &progress, rollout, format).await;
-    let (stale, results): (Vec<_>, Vec<_>) = all
-        .into_iter()
-        .partition(|r| matches!(r.outcome, Err(NotDeployed::Stale(_))));
-    let stale = stale
-        .into_iter()
-        .map(|r| {
-            (
-                r.address,
-                r.outcome.err().map(|e| e.to_string()).unwrap_or_default(),
-            )
-        })
-        .collect();
+    let (stale, results) = split_stale(all);
 
     // The declaration is written back once the deploy worked on an agent: a deploy that
     // fails everywhere (bad ref, broken release, invalid request) changes nothing.
@@ -135,6 +112,55 @@ pub(crate) async fn deploy(
         deployed,
         result,
     })
+}
+
+/// The spec the agents get: declaration `d` of `name`, with the exact package versions
+/// `pinned` and, when given, exactly `commit`.
+fn spec_of(
+    project: &Project,
+    name: &str,
+    d: &DeploymentDecl,
+    pinned: Vec<String>,
+    commit: Option<String>,
+) -> anyhow::Result<pb::DeploymentSpec> {
+    let mut spec = d.to_spec(name, &project.root)?;
+    spec.pinned = pinned;
+    if let Some(c) = commit {
+        spec.commit = c;
+    }
+    Ok(spec)
+}
+
+/// Says what is deployed where, for a person.
+fn announce(name: &str, spec: &pb::DeploymentSpec, env: &str, addresses: &[String]) {
+    let at = if spec.git_ref.is_empty() {
+        "the remote HEAD"
+    } else {
+        &spec.git_ref
+    };
+    println!(
+        "Deploying {name} ({} at {at}) to env {env}: {}",
+        spec.repo,
+        addresses.join(", ")
+    );
+}
+
+/// The agents that refused the deploy as based on a stale generation (each with what
+/// changed there), apart from the others' results.
+fn split_stale(all: Vec<AgentResult>) -> (Vec<(String, String)>, Vec<AgentResult>) {
+    let (stale, results): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|r| matches!(r.outcome, Err(NotDeployed::Stale(_))));
+    let stale = stale
+        .into_iter()
+        .map(|r| {
+            (
+                r.address,
+                r.outcome.err().map(|e| e.to_string()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    (stale, results)
 }
 
 /// A new id for a deploy, which the agents keep its result by: unique across processes and
