@@ -164,8 +164,12 @@ impl Deployment {
             .record
             .release(d.release)
             .map(|r| r.result.as_str().to_string());
+        // A deploy cut short after its release went live: its processes are the current
+        // release's, which recovery adopts; only a release that did not go live is stopped.
+        let live = s.record.current == Some(d.release);
         let processes = std::mem::take(&mut d.processes)
             .into_iter()
+            .filter(|_| !live)
             .map(|p| {
                 let id = ProcId {
                     pid: p.pid,
