@@ -369,6 +369,6 @@ pub(crate) use transitions::{Failure, Live};
 #[cfg(test)]
 mod deploy_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod transition_tests;

@@ -40,7 +40,7 @@ impl AgentService {
     fn target<'a>(&self, name: &'a str) -> Target<'a> {
         Target {
             name,
-            owner: self.sup.owner_of(name),
+            owner: self.sup.registry().owner_of(name),
         }
     }
 
@@ -208,7 +208,7 @@ impl Agent for AgentService {
     ) -> Result<Response<pb::NodeInfoReply>, Status> {
         let (caller, _) = caller(req)?;
         // Only what the caller may see is counted (admins: everything).
-        let all = self.sup.all();
+        let all = self.sup.registry().all();
         let visible = all.iter().filter(|d| self.sees(&caller, d.name())).count();
         let info = crate::node::info(self.sup.clone(), visible as u32).await;
         Ok(Response::new(info))
