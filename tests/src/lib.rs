@@ -58,7 +58,7 @@ pub use loopback::{loopback, Loopback};
 pub use model_server::ModelServer;
 pub use node_proxy::signal;
 pub use project::{check_status_shape, Output, Project};
-pub use prom::{parse_metrics, Family, Sample};
+pub use prom::{parse_metrics, scrape_metrics, Family, Sample, PROMETHEUS_ACCEPT};
 pub use relay::Relay;
 pub use secure::{secure_agent, Secure};
 pub use tmpfs::Tmpfs;
