@@ -57,7 +57,7 @@ pub use load::{Load, Seen};
 pub use loopback::{loopback, Loopback};
 pub use model_server::ModelServer;
 pub use node_proxy::signal;
-pub use project::{check_status_shape, Output, Project};
+pub use project::{check_status_shape, fast_run_args, Output, Project};
 pub use prom::{parse_metrics, scrape_metrics, Family, Sample, PROMETHEUS_ACCEPT};
 pub use relay::Relay;
 pub use secure::{secure_agent, Secure};

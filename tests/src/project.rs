@@ -339,3 +339,31 @@ pub fn check_status_shape(dep: &Value) -> Value {
     }
     instances[0].clone()
 }
+
+/// `deployctl run NAME` of `python3 app.py` from `repo` in `env` on port 8000, checked every
+/// second and given two minutes to be healthy; `extra` appended.
+pub fn fast_run_args<'a>(
+    env: &'a str,
+    name: &'a str,
+    repo: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "run",
+        name,
+        "--env",
+        env,
+        "--repo",
+        repo,
+        "--command",
+        "python3 app.py",
+        "--port",
+        "8000",
+        "--health-timeout",
+        "120s",
+        "--health-interval",
+        "1s",
+    ];
+    args.extend_from_slice(extra);
+    args
+}

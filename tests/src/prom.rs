@@ -192,28 +192,6 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_counters_gauges_histograms() {
-        let text = "# HELP a_restarts Restarts.\n# TYPE a_restarts counter\na_restarts_total{deployment=\"x\"} 2\n# TYPE a_lat histogram\na_lat_bucket{le=\"0.1\"} 1\na_lat_bucket{le=\"+Inf\"} 1\na_lat_sum 0.05\na_lat_count 1\n# EOF\n";
-        let f = parse_metrics(text).unwrap();
-        assert_eq!(f["a_restarts"].samples[0].value, 2.0);
-        assert_eq!(f["a_lat"].samples.len(), 4);
-        assert_eq!(f["a_lat"].samples[1].labels["le"], "+Inf");
-    }
-
-    #[test]
-    fn rejects_garbage() {
-        assert!(parse_metrics("# TYPE a gauge\na{x=1} 2\n").is_err());
-        assert!(parse_metrics("b 1\n").is_err());
-        assert!(parse_metrics("# TYPE a gauge\na one\n").is_err());
-        assert!(parse_metrics("# EOF\n# TYPE a gauge\n").is_err());
-    }
-}
-
 /// What Prometheus 2.x sends: OpenMetrics first, the text format as a fallback.
 pub const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
@@ -240,5 +218,27 @@ impl Family {
             .iter()
             .find(|s| s.name == name && s.labels.get(label.0).map(String::as_str) == Some(label.1))
             .map(|s| s.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_counters_gauges_histograms() {
+        let text = "# HELP a_restarts Restarts.\n# TYPE a_restarts counter\na_restarts_total{deployment=\"x\"} 2\n# TYPE a_lat histogram\na_lat_bucket{le=\"0.1\"} 1\na_lat_bucket{le=\"+Inf\"} 1\na_lat_sum 0.05\na_lat_count 1\n# EOF\n";
+        let f = parse_metrics(text).unwrap();
+        assert_eq!(f["a_restarts"].samples[0].value, 2.0);
+        assert_eq!(f["a_lat"].samples.len(), 4);
+        assert_eq!(f["a_lat"].samples[1].labels["le"], "+Inf");
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(parse_metrics("# TYPE a gauge\na{x=1} 2\n").is_err());
+        assert!(parse_metrics("b 1\n").is_err());
+        assert!(parse_metrics("# TYPE a gauge\na one\n").is_err());
+        assert!(parse_metrics("# EOF\n# TYPE a gauge\n").is_err());
     }
 }
