@@ -4,7 +4,7 @@
 # release binaries first (BENCH_SKIP_BUILD=1 to use target/release as it is).
 #
 #   scripts/bench.sh                    # every row
-#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | bigenv | status | agent | fanout | proxy | walls
+#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | bigenv | status | agent | fleet | proxy | walls
 #
 # Rows:
 #   deploy   a FastAPI + uvicorn app (fastapi and uvicorn from PyPI) in a git repository
@@ -25,8 +25,9 @@
 #   agent    the agent's idle RSS with 0 and with 20 deployments; requests per second of
 #            GET /healthz and GET /deployments/NAME/health (wrk, loopback, BENCH_SECONDS each;
 #            both answer from the agent's cached state)
-#   fanout   deploying a stdlib app to 3 and to N agents vs to 1 (concurrent fan-out), and
-#            the machine's own floor: N apps started at once by hand
+#   fleet    envs of 1, 10 and FLEET_N (default 100) agents on this machine: `run` of a stdlib
+#            app to each vs the floor (as many apps started by hand at once), `status` and
+#            `nodes` across them, the CLI's peak memory (scripts/lib/bench_fleet.sh)
 #   proxy    the node proxy: requests that failed while a stdlib app was redeployed 10
 #            times under a client loop (strategy switch, vs strategy recreate); the switch
 #            step (healthy -> routed) vs recreate's outage (stop -> healthy); requests per
@@ -47,14 +48,13 @@
 # and curl with apt-get, uv with pip); needs git, python3 (with venv and pip) and access to
 # PyPI for the deploy group.
 #
-# Loopback addresses: agents on 127.0.0.200-210 (agent, fanout), 127.0.0.216-218 (bigenv), 127.0.0.220-223
+# Loopback addresses: agents on 127.0.0.200-210 (agent), 127.0.1.x (fleet), 127.0.0.216-218 (bigenv), 127.0.0.220-223
 # (status, deploy) and 127.0.0.241-243 (proxy); git daemon on 127.0.0.229; apps started by hand on 127.0.0.226-228 and
-# 127.0.0.231-240.
+# 127.0.0.231-240, 127.0.3.x (fleet).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export LC_ALL=C
 
-FANOUT_N="${FANOUT_N:-10}"
 SECONDS_EACH="${BENCH_SECONDS:-5}"
 ONLY="${BENCH_ONLY:-}"
 ROUNDS="${BENCH_ROUNDS:-3}"
@@ -168,69 +168,6 @@ EOF
   git -C "$repo" add .
   git -C "$repo" -c user.name=bench -c user.email=bench@localhost commit -qm app
 }
-
-# Median ms of 3 deploys of a stdlib app to env $1 (removed after each).
-deploy_ms() {
-  local env="$1" proj="$2" repo="$3" times=()
-  for round in 1 2 3; do
-    local t0 t1
-    t0=$(now)
-    "$BIN/deployctl" --project "$proj" run "app-$env" --env "$env" --repo "$repo" \
-      --command "python3 app.py" --port $((8100 + round)) --health-path / >/dev/null
-    t1=$(now)
-    times+=("$(elapsed_ms "$t0" "$t1")")
-    "$BIN/deployctl" --project "$proj" remove "app-$env" --drain 0s >/dev/null
-  done
-  median "${times[@]}"
-}
-
-# Median ms to start N copies of the app by hand at once and see each answer: the
-# machine's own floor for N concurrent app starts (2 cores: Python start-up is CPU-bound).
-by_hand_ms() {
-  local n="$1" repo="$2" times=()
-  for round in 1 2 3; do
-    local t0 t1 pids=()
-    t0=$(now)
-    for i in $(seq 1 "$n"); do
-      (cd "$repo" && HOST="127.0.0.$((230 + i))" PORT=8200 exec python3 app.py) >/dev/null 2>&1 &
-      pids+=($!)
-    done
-    for i in $(seq 1 "$n"); do
-      until curl -fs -o /dev/null "http://127.0.0.$((230 + i)):8200/"; do sleep 0.01; done
-    done
-    t1=$(now)
-    kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null || true
-    times+=("$(elapsed_ms "$t0" "$t1")")
-  done
-  median "${times[@]}"
-}
-
-bench_fanout() {
-  make_repo
-  local repo="$REPO" addrs=()
-  for i in $(seq 1 "$FANOUT_N"); do
-    start_agent "127.0.0.$((200 + i))"
-    addrs+=("$AGENT_GRPC")
-  done
-  local proj="$WORK/project"; mkdir -p "$proj"
-  local args=()
-  for a in "${addrs[@]}"; do args+=(--address "http://$a"); done
-  "$BIN/deployctl" --project "$proj" declare env agent one --address "http://${addrs[0]}" >/dev/null
-  "$BIN/deployctl" --project "$proj" declare env agent three "${args[@]:0:6}" >/dev/null
-  "$BIN/deployctl" --project "$proj" declare env agent many "${args[@]}" >/dev/null
-  local m1 m3 mn h1 h3 hn
-  m1=$(deploy_ms one "$proj" "$repo")
-  m3=$(deploy_ms three "$proj" "$repo")
-  mn=$(deploy_ms many "$proj" "$repo")
-  h1=$(by_hand_ms 1 "$repo")
-  h3=$(by_hand_ms 3 "$repo")
-  hn=$(by_hand_ms "$FANOUT_N" "$repo")
-  row "deploy to 3 agents (vs 1 agent), ms" "$m3" "$m1" "$(ratio "$m3" "$m1")"
-  row "floor: 3 apps started at once by hand (vs 1)" "$h3" "$h1" "$(ratio "$h3" "$h1")"
-  row "deploy to $FANOUT_N agents (vs 1 agent), ms" "$mn" "$m1" "$(ratio "$mn" "$m1")"
-  row "floor: $FANOUT_N apps started at once by hand (vs 1)" "$hn" "$h1" "$(ratio "$hn" "$h1")"
-}
-
 
 # ---- deploy: a FastAPI app, cold and warm, agent vs by hand --------------------------------
 
@@ -672,12 +609,13 @@ bench_bigenv() {
 
 source scripts/lib/bench_walls.sh
 source scripts/lib/bench_proxy_faults.sh
+source scripts/lib/bench_fleet.sh
 
 [[ -z "$ONLY" || "$ONLY" == deploy ]] && bench_deploy
 [[ -z "$ONLY" || "$ONLY" == bigenv ]] && bench_bigenv
 [[ -z "$ONLY" || "$ONLY" == status ]] && bench_status
 [[ -z "$ONLY" || "$ONLY" == agent ]] && bench_agent
-[[ -z "$ONLY" || "$ONLY" == fanout ]] && bench_fanout
+[[ -z "$ONLY" || "$ONLY" == fleet || "$ONLY" == fanout ]] && bench_fleet
 [[ -z "$ONLY" || "$ONLY" == proxy ]] && bench_proxy
 [[ -z "$ONLY" || "$ONLY" == walls ]] && bench_walls
 
