@@ -89,8 +89,35 @@ fn unused(uid: u32) -> bool {
     )
 }
 
-/// One allocation at a time in this agent (other agents are kept apart by `useradd`).
+/// One allocation at a time in this agent; [`node_lock`] keeps the node's other agents apart.
 static ALLOCATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Where every agent on the node takes turns at `/etc/passwd` (the first directory that
+/// exists).
+const NODE_LOCKS: [&str; 2] = ["/run/lock", "/run"];
+
+/// Held while this agent changes the node's users: one agent at a time. `useradd` locks
+/// `/etc/passwd` itself, but when it finds it locked it sleeps a whole second before it
+/// tries again: with agents deploying at once on one node (tests, benches, several agents
+/// per machine) most of a deploy went by in those sleeps. A kernel lock is handed over the
+/// moment it is released. `None` (no lock directory): `useradd`'s own lock still keeps
+/// them correct.
+fn node_lock() -> Option<nix::fcntl::Flock<std::fs::File>> {
+    let dir = NODE_LOCKS.iter().find(|d| Path::new(d).is_dir())?;
+    let path = Path::new(dir).join("deploy-agent-users.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| tracing::debug!(file = %path.display(), error = %e, "no node lock for users"))
+        .ok()?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(
+            |(_, e)| tracing::debug!(file = %path.display(), error = %e, "no node lock for users"),
+        )
+        .ok()
+}
 
 /// A new identity from `range`, its home `home` (made by the caller). `recorded`: the
 /// identity the deployment's record names, made again with the same uid if the node lost
@@ -101,6 +128,7 @@ pub(crate) fn ensure(
     home: &Path,
 ) -> Result<Identity, String> {
     let _one = ALLOCATING.lock().unwrap_or_else(|p| p.into_inner());
+    let _node = node_lock();
     if let Some(id) = recorded {
         if exists(id) {
             return Ok(id.clone());
@@ -182,6 +210,7 @@ pub(crate) fn free(id: &Identity) {
         return;
     }
     let _one = ALLOCATING.lock().unwrap_or_else(|p| p.into_inner());
+    let _node = node_lock();
     if let Err(e) = run(tool("userdel"), &[&id.user]) {
         tracing::warn!(user = %id.user, error = %e, "cannot delete the deployment's user");
         return;
