@@ -121,7 +121,7 @@ fn node_lock() -> Option<nix::fcntl::Flock<std::fs::File>> {
 
 /// A new identity from `range`, its home `home` (made by the caller). `recorded`: the
 /// identity the deployment's record names, made again with the same uid if the node lost
-/// it. Blocking: runs `groupadd` and `useradd`.
+/// it. Blocking: runs `useradd`.
 pub(crate) fn ensure(
     range: (u32, u32),
     recorded: Option<&Identity>,
@@ -161,21 +161,31 @@ pub(crate) fn ensure(
     })
 }
 
-/// Makes group and user `deploy-app-<uid>` with that uid and gid.
+/// Makes user `deploy-app-<uid>` and its group of the same name, both with id `uid`: one
+/// `useradd` (one lock of `/etc/passwd`, one write of each file) rather than `groupadd`
+/// then `useradd`. `-K` narrows the ranges it picks from to `uid` itself (and keeps it
+/// from warning that the uid is outside `UID_MIN`-`UID_MAX`).
 fn create(uid: u32, home: &Path) -> Result<Identity, String> {
     let user = format!("{USER_PREFIX}{uid}");
     let id = uid.to_string();
-    run(tool("groupadd"), &["-g", &id, &user])?;
+    let (uid_min, uid_max) = (format!("UID_MIN={uid}"), format!("UID_MAX={uid}"));
+    let (gid_min, gid_max) = (format!("GID_MIN={uid}"), format!("GID_MAX={uid}"));
     let home_s = home.to_string_lossy();
-    let made = run(
+    run(
         tool("useradd"),
         &[
             "-u",
             &id,
-            "-g",
-            &id,
+            "-U",
+            "-K",
+            &uid_min,
+            "-K",
+            &uid_max,
+            "-K",
+            &gid_min,
+            "-K",
+            &gid_max,
             "-M",
-            "-N",
             "-l",
             "-d",
             &home_s,
@@ -185,11 +195,7 @@ fn create(uid: u32, home: &Path) -> Result<Identity, String> {
             COMMENT,
             &user,
         ],
-    );
-    if let Err(e) = made {
-        let _ = run(tool("groupdel"), &[&user]);
-        return Err(e);
-    }
+    )?;
     Ok(Identity {
         uid,
         gid: uid,
