@@ -14,8 +14,9 @@ pub(crate) enum Fit {
     /// (deployed since with the target as the state; its instances may be fresher too):
     /// skipped, nothing of the source is lost.
     TargetHasAll { more: usize },
-    /// The target knows only releases `status --refresh` found running, each of them in
-    /// the source's history: the source's record replaces it, nothing is lost.
+    /// The target knows only releases `status --refresh` or `state rebuild` found on the
+    /// agents, each of them in the source's history: the source's record replaces it,
+    /// nothing is lost.
     OnlyRefreshed,
     /// Different histories: refused unless `--force`. `from`: the first release number
     /// where they part (the first of either when they have none in common).
@@ -44,9 +45,9 @@ pub(crate) fn compare(source: &DeploymentState, target: Option<&DeploymentState>
         };
     }
     let known = target.history.iter().all(|t| {
-        t.is_refreshed()
+        t.is_from_agents()
             && source.history.iter().any(|s| {
-                s.result == "ok"
+                (s.result == "ok") == (t.result == "ok")
                     && s.commit == t.commit
                     && t.agents.iter().all(|(agent, r)| {
                         s.agents.get(agent).is_some_and(|a| a.release == r.release)

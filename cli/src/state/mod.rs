@@ -6,6 +6,7 @@
 mod compare;
 mod etcd;
 mod file;
+pub(crate) mod rebuild;
 pub(crate) mod reconcile;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,10 @@ pub(crate) use file::FileState;
 /// The note of a history entry `status --refresh` wrote for a release it found running
 /// that the history did not have (the agents report only the release they run).
 pub(crate) const REFRESHED: &str = "found running by status --refresh";
+
+/// The note of a history entry `state rebuild` (or `status --refresh`) wrote from the
+/// releases the agents keep.
+pub(crate) const REBUILT: &str = "rebuilt from the agents' records";
 
 /// The result of a deploy whose stream was lost before its outcome: not a guess. The next
 /// command that reaches the agent records the outcome the agent recorded
@@ -154,6 +159,12 @@ impl HistoryEntry {
     /// Written by `status --refresh` (see [`REFRESHED`]), not by a deploy.
     pub(crate) fn is_refreshed(&self) -> bool {
         self.note == REFRESHED
+    }
+
+    /// Written from what the agents keep or run ([`REFRESHED`], [`REBUILT`]), not by a
+    /// deploy: a record that has the same deploy from a deploy is the better one.
+    pub(crate) fn is_from_agents(&self) -> bool {
+        self.is_refreshed() || self.note == REBUILT
     }
 
     /// How it ended is not known yet on some agent (see [`UNKNOWN`]).
