@@ -62,12 +62,13 @@ fn switching_to_etcd_offers_the_copy_and_state_copy_moves_every_record() {
         .deployctl(&["history", "iris"])
         .expect_code(1)
         .mentions("not found");
-    // The newcomer's way first: status --refresh puts iris's running release into etcd.
+    // The newcomer's way first: status --refresh puts the releases the agent keeps of
+    // iris into etcd.
     project.deployctl(&["status", "iris", "--refresh"]).ok();
-    assert_eq!(history(&project, "iris").len(), 1);
+    assert_eq!(history(&project, "iris").len(), 2);
 
     // The advice works as printed, typed in the project directory; the copy replaces the
-    // record the refresh rebuilt (it knew only the running release).
+    // record the refresh rebuilt (it knew only what the agent keeps: no frozen versions).
     let args: Vec<&str> = copy.split_whitespace().skip(1).collect();
     project
         .deployctl_as_typed(&args)

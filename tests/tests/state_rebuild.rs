@@ -22,8 +22,15 @@ fn essentials(releases: &[Value]) -> Vec<Value> {
     releases
         .iter()
         .map(|r| {
-            serde_json::json!([r["number"], r["ref"], r["commit"], r["packages_hash"],
-                               r["result"], r["current"], r["agents"]])
+            serde_json::json!([
+                r["number"],
+                r["ref"],
+                r["commit"],
+                r["packages_hash"],
+                r["result"],
+                r["current"],
+                r["agents"]
+            ])
         })
         .collect()
 }
@@ -34,7 +41,10 @@ fn listed(project: &Project) -> Value {
     out.ok();
     let entry = out.json()["deployments"][0].clone();
     assert_eq!(entry["name"], "iris", "{out}");
-    assert!(!entry["owner"].as_str().unwrap_or_default().is_empty(), "{out}");
+    assert!(
+        !entry["owner"].as_str().unwrap_or_default().is_empty(),
+        "{out}"
+    );
     entry
 }
 
@@ -128,9 +138,8 @@ fn a_deleted_state_file_is_rebuilt_from_the_agents() {
     let (ip1, ip2) = (loopback(), loopback());
     let (a, b) = (Agent::start(&ip1), Agent::start(&ip2));
     let project = Project::for_agents("e2e", &[&a, &b]);
-    let lose = || {
-        std::fs::remove_file(project.path().join(".deployctl/state.json")).expect("state file")
-    };
+    let lose =
+        || std::fs::remove_file(project.path().join(".deployctl/state.json")).expect("state file");
     lose_and_rebuild(&project, &[&a, &b], lose, &[]);
     // An env that is not declared is bad input.
     project
@@ -164,12 +173,61 @@ fn a_deleted_etcd_state_is_rebuilt_from_the_agents() {
     assert!(!project.path().join(".deployctl/state.json").exists());
 }
 
+/// Alice's and Carol's deployments on one agent, one shared state file, lost: each one's
+/// rebuild brings back what they may see, nothing of the other's.
+#[test]
+fn a_rebuild_brings_back_only_what_the_caller_may_see() {
+    let ip = loopback();
+    let s = secure_agent(&ip, &["alice", "carol"], &[], "");
+    let shared = shared_dir();
+    let file = shared.path().join("state.json");
+    let team: Vec<Project> = ["alice", "carol"]
+        .iter()
+        .map(|u| {
+            let p = s.project_as(Some(u));
+            let uri = file.to_string_lossy();
+            p.write(
+                ".deployctl.yaml",
+                &format!("core:\n  default_env: e2e\n  state:\n    uri: {uri}\n"),
+            );
+            p
+        })
+        .collect();
+    let (alice, carol) = (&team[0], &team[1]);
+    let repo = GitRepo::new();
+    repo.commit_app("one", Some("v1"));
+    let (url, port) = (repo.url(), ["--port", "8001"]);
+    alice.run_app("e2e", "iris-alice", &url, "v1", &[]).ok();
+    carol.run_app("e2e", "iris-carol", &url, "v1", &port).ok();
+    std::fs::remove_file(&file).expect("the shared state file");
+
+    let out = carol.deployctl(&["state", "rebuild"]);
+    out.ok()
+        .mentions("1 deployment(s) added")
+        .mentions("iris-carol: 1 release from 1 agent, current 1");
+    assert!(!out.all().contains("iris-alice"), "{out}");
+    alice.deployctl(&["history", "iris-alice"]).expect_code(1);
+    let carols = history(carol, "iris-carol");
+
+    alice
+        .deployctl(&["state", "rebuild"])
+        .ok()
+        .mentions("1 deployment(s) added, 0 updated")
+        .mentions("iris-alice: 1 release from 1 agent, current 1");
+    assert_eq!(history(alice, "iris-alice").len(), 1);
+    assert_eq!(history(carol, "iris-carol"), carols);
+}
+
 /// Standard base64 with padding (etcd's JSON gateway takes keys so).
 fn base64(text: &str) -> String {
     const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in text.as_bytes().chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

@@ -124,8 +124,9 @@ pub(crate) async fn healthy_url(
 ) -> anyhow::Result<String> {
     let target = client::resolve_env(project, env)?.no_autostart();
     let wanted = Some(name.to_string());
-    let mut replies =
-        client::for_each_agent(&target, Limit::Answer, move |c| ask(c, wanted.clone(), false));
+    let mut replies = client::for_each_agent(&target, Limit::Answer, move |c| {
+        ask(c, wanted.clone(), false)
+    });
     let mut seen = Vec::new();
     while let Some(reply) = replies.next().await {
         let address = reply.address;

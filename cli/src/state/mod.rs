@@ -23,8 +23,9 @@ pub(crate) use compare::{compare, Fit};
 pub(crate) use etcd::EtcdState;
 pub(crate) use file::FileState;
 
-/// The note of a history entry `status --refresh` wrote for a release it found running
-/// that the history did not have (the agents report only the release they run).
+/// The note of a history entry `status --refresh` or `state rebuild` wrote for a release
+/// it found running that the history did not have, from an agent that reports only the
+/// release it runs (an older one; before `state rebuild`, every agent).
 pub(crate) const REFRESHED: &str = "found running by status --refresh";
 
 /// The note of a history entry `state rebuild` (or `status --refresh`) wrote from the

@@ -112,7 +112,12 @@ fn disagreement(number: u32, chosen: &[&Kept<'_>], left_out: &[&Kept<'_>]) -> St
         let r = &k.release;
         match r.git_ref.is_empty() {
             true => format!("{} has {}", k.agent, short_commit(&r.commit)),
-            false => format!("{} has {} ({})", k.agent, short_commit(&r.commit), r.git_ref),
+            false => format!(
+                "{} has {} ({})",
+                k.agent,
+                short_commit(&r.commit),
+                r.git_ref
+            ),
         }
     };
     let kept: Vec<String> = chosen.iter().map(has).collect();
@@ -134,7 +139,11 @@ fn entry(number: u32, chosen: &[&Kept<'_>], env: Option<&str>, now: i64) -> Hist
     let r = first.map(|k| k.release.clone()).unwrap_or_default();
     let mut h = HistoryEntry {
         number,
-        time: if r.deployed_at > 0 { r.deployed_at } else { now },
+        time: if r.deployed_at > 0 {
+            r.deployed_at
+        } else {
+            now
+        },
         git_ref: r.git_ref.clone(),
         commit: r.commit.clone(),
         packages_hash: r.packages_hash.clone(),

@@ -47,7 +47,11 @@ fn status(current: u32, releases: Vec<pb::KeptRelease>) -> pb::DeploymentStatus 
 }
 
 fn three() -> Vec<pb::KeptRelease> {
-    vec![kept(1, "c1", "ok"), kept(2, "c2", "ok"), kept(3, "c3", "ok")]
+    vec![
+        kept(1, "c1", "ok"),
+        kept(2, "c2", "ok"),
+        kept(3, "c3", "ok"),
+    ]
 }
 
 fn numbers(d: &DeploymentState) -> Vec<u32> {
@@ -58,8 +62,14 @@ fn numbers(d: &DeploymentState) -> Vec<u32> {
 fn a_lost_state_gets_every_release_the_agents_keep() {
     let (a, b) = (status(3, three()), status(3, three()));
     let reports = [
-        Report { agent: A, status: Some(&a) },
-        Report { agent: B, status: Some(&b) },
+        Report {
+            agent: A,
+            status: Some(&a),
+        },
+        Report {
+            agent: B,
+            status: Some(&b),
+        },
     ];
     let mut st = State::default();
     let r = rebuild(&mut st, "iris", "prod", Some("prod"), &reports, 5).expect("rebuilt");
@@ -71,7 +81,10 @@ fn a_lost_state_gets_every_release_the_agents_keep() {
     assert_eq!(d.declaration.git_ref.as_deref(), Some("v3"));
     assert_eq!(d.declaration.env.as_deref(), Some("prod"));
     let h = &d.history[1];
-    assert_eq!((h.commit.as_str(), h.result.as_str(), h.time), ("c2", "ok", 1002));
+    assert_eq!(
+        (h.commit.as_str(), h.result.as_str(), h.time),
+        ("c2", "ok", 1002)
+    );
     assert_eq!(h.note, REBUILT);
     assert_eq!(h.declaration.git_ref.as_deref(), Some("v2"));
     assert_eq!(h.agents[B].release, 2);
@@ -84,16 +97,28 @@ fn where_agents_disagree_most_win_then_the_env_order_and_it_is_said() {
     other[1].commit = "x2".into();
     let (a, b, c) = (status(3, other), status(3, three()), status(3, three()));
     let reports = [
-        Report { agent: A, status: Some(&a) },
-        Report { agent: B, status: Some(&b) },
-        Report { agent: C, status: Some(&c) },
+        Report {
+            agent: A,
+            status: Some(&a),
+        },
+        Report {
+            agent: B,
+            status: Some(&b),
+        },
+        Report {
+            agent: C,
+            status: Some(&c),
+        },
     ];
     let mut st = State::default();
     let r = rebuild(&mut st, "iris", "prod", None, &reports, 5).expect("rebuilt");
     let h = &st.deployments["iris"].history[1];
     assert_eq!(h.commit, "c2");
     assert_eq!(h.agents.keys().collect::<Vec<_>>(), [B, C]);
-    assert!(r.lines[1].contains("release 2: the agents disagree"), "{r:?}");
+    assert!(
+        r.lines[1].contains("release 2: the agents disagree"),
+        "{r:?}"
+    );
     assert!(r.lines[1].contains(&format!("{A} has x2 (v2)")), "{r:?}");
 
     // As many each way: the first agent in the env's order.
@@ -101,8 +126,14 @@ fn where_agents_disagree_most_win_then_the_env_order_and_it_is_said() {
     other[0].commit = "x1".into();
     let (a, b) = (status(3, other), status(3, three()));
     let reports = [
-        Report { agent: A, status: Some(&a) },
-        Report { agent: B, status: Some(&b) },
+        Report {
+            agent: A,
+            status: Some(&a),
+        },
+        Report {
+            agent: B,
+            status: Some(&b),
+        },
     ];
     let mut st = State::default();
     rebuild(&mut st, "iris", "prod", None, &reports, 5).expect("rebuilt");
@@ -115,12 +146,21 @@ fn a_failure_on_one_agent_is_the_release_s_result() {
     failed[2].result = "failed at health: refused".into();
     let (a, b) = (status(3, three()), status(2, failed));
     let reports = [
-        Report { agent: A, status: Some(&a) },
-        Report { agent: B, status: Some(&b) },
+        Report {
+            agent: A,
+            status: Some(&a),
+        },
+        Report {
+            agent: B,
+            status: Some(&b),
+        },
     ];
     let mut st = State::default();
     let r = rebuild(&mut st, "iris", "prod", None, &reports, 5).expect("rebuilt");
-    assert_eq!(st.deployments["iris"].history[2].result, "failed at health: refused");
+    assert_eq!(
+        st.deployments["iris"].history[2].result,
+        "failed at health: refused"
+    );
     assert_eq!(r.current, Some(2));
 }
 
@@ -131,7 +171,10 @@ fn deployed(number: u32, commit: &str, release: u32) -> HistoryEntry {
         result: "ok".into(),
         agents: BTreeMap::from([(
             A.to_string(),
-            AgentResult { release, result: "ok".into() },
+            AgentResult {
+                release,
+                result: "ok".into(),
+            },
         )]),
         frozen: vec!["numpy==2.0".into()],
         ..Default::default()
@@ -149,12 +192,19 @@ fn what_the_state_has_is_kept_and_only_what_it_lacks_is_added() {
     };
     st.deployments.insert("iris".into(), before.clone());
     let a = status(3, three());
-    let reports = [Report { agent: A, status: Some(&a) }];
+    let reports = [Report {
+        agent: A,
+        status: Some(&a),
+    }];
     let r = rebuild(&mut st, "iris", "prod", None, &reports, 5).expect("rebuilt");
     let d = &st.deployments["iris"];
     assert_eq!(numbers(d), [1, 2, 3]);
     assert_eq!(d.history[..2], before.history[..]);
-    assert_eq!(d.declaration.git_ref.as_deref(), Some("v3"), "the current one's");
+    assert_eq!(
+        d.declaration.git_ref.as_deref(),
+        Some("v3"),
+        "the current one's"
+    );
     assert_eq!(
         r.lines,
         ["iris: 1 release added to its history (#3) from 1 agent, now 3, current 3"]
@@ -162,7 +212,10 @@ fn what_the_state_has_is_kept_and_only_what_it_lacks_is_added() {
     // Again: nothing to add.
     let r = rebuild(&mut st, "iris", "prod", None, &reports, 5).expect("rebuilt");
     assert!(r.numbers.is_empty());
-    assert!(r.lines[0].contains("the state has every release its 1 agent keep"), "{r:?}");
+    assert!(
+        r.lines[0].contains("the state has every release its 1 agent keep"),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -177,10 +230,16 @@ fn a_number_the_state_gives_another_deploy_is_left_out_and_said() {
     };
     st.deployments.insert("iris".into(), mine);
     let a = status(3, three());
-    let reports = [Report { agent: A, status: Some(&a) }];
+    let reports = [Report {
+        agent: A,
+        status: Some(&a),
+    }];
     let r = rebuild(&mut st, "iris", "prod", None, &reports, 5).expect("rebuilt");
     assert_eq!(st.deployments["iris"].history[2], third);
-    assert!(r.lines[1].contains("release 3 (v3 c3) is not in the state"), "{r:?}");
+    assert!(
+        r.lines[1].contains("release 3 (v3 c3) is not in the state"),
+        "{r:?}"
+    );
     assert!(r.lines[1].contains("left out"), "{r:?}");
 }
 
@@ -189,8 +248,14 @@ fn an_agent_that_keeps_no_releases_gives_the_one_it_runs() {
     let mut a = status(3, three());
     a.releases.clear();
     let reports = [
-        Report { agent: A, status: Some(&a) },
-        Report { agent: B, status: None },
+        Report {
+            agent: A,
+            status: Some(&a),
+        },
+        Report {
+            agent: B,
+            status: None,
+        },
     ];
     let mut st = State::default();
     st.deployments.insert(
@@ -206,8 +271,14 @@ fn an_agent_that_keeps_no_releases_gives_the_one_it_runs() {
     assert_eq!(numbers(d), [3]);
     assert_eq!(d.history[0].note, REFRESHED);
     assert!(!d.instances.contains_key(B), "B does not run it");
-    assert!(r.lines[1].contains("reports only the release it runs"), "{r:?}");
+    assert!(
+        r.lines[1].contains("reports only the release it runs"),
+        "{r:?}"
+    );
     // No agent has it: nothing to do.
-    let none = [Report { agent: A, status: None }];
+    let none = [Report {
+        agent: A,
+        status: None,
+    }];
     assert!(rebuild(&mut st, "other", "prod", None, &none, 5).is_none());
 }
