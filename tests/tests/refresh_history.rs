@@ -3,16 +3,6 @@
 //! `restart` and `rollback` work.
 
 use deployctl_e2e::*;
-use serde_json::Value;
-
-fn history(project: &Project, name: &str) -> Vec<Value> {
-    let out = project.deployctl(&["history", name, "--output", "json"]);
-    out.ok();
-    out.json()["releases"]
-        .as_array()
-        .cloned()
-        .unwrap_or_else(|| panic!("no releases in the history of {name}\n{out}"))
-}
 
 #[test]
 fn a_refreshed_state_has_every_release_the_agent_keeps() {
@@ -40,7 +30,7 @@ fn a_refreshed_state_has_every_release_the_agent_keeps() {
         .mentions("iris: 2 releases from 1 agent, current 2");
 
     // The history has every release the agent keeps, numbered as the agent numbers them.
-    let releases = history(&project, "iris");
+    let releases = project.history("iris");
     assert_eq!(releases.len(), 2, "{releases:#?}");
     let r = &releases[1];
     assert_eq!(r["number"], 2);
@@ -65,7 +55,8 @@ fn a_refreshed_state_has_every_release_the_agent_keeps() {
     let (_, dep) = project.status_json("iris");
     assert_eq!(dep["instances"][0]["release"], 3, "{dep:#}");
     assert_eq!(dep["instances"][0]["commit"], v2.as_str());
-    let numbers: Vec<u64> = history(&project, "iris")
+    let numbers: Vec<u64> = project
+        .history("iris")
         .iter()
         .filter_map(|h| h["number"].as_u64())
         .collect();
@@ -76,7 +67,7 @@ fn a_refreshed_state_has_every_release_the_agent_keeps() {
         .ok()
         .mentions("0 deployment(s) added, 1 updated")
         .mentions("iris: the state has every release its 1 agent keep");
-    assert_eq!(history(&project, "iris").len(), 3);
+    assert_eq!(project.history("iris").len(), 3);
     project.deployctl(&["restart", "iris"]).ok();
 
     // Back to the release before: it is known, with its declaration as deployed.

@@ -7,15 +7,6 @@
 use deployctl_e2e::*;
 use serde_json::Value;
 
-fn history(project: &Project, name: &str) -> Vec<Value> {
-    let out = project.deployctl(&["history", name, "--output", "json"]);
-    out.ok();
-    out.json()["releases"]
-        .as_array()
-        .cloned()
-        .unwrap_or_else(|| panic!("no releases in the history of {name}\n{out}"))
-}
-
 /// What a release is, whoever recorded it: number, ref, commit, packages hash, result,
 /// whether current, and each agent's release number and result.
 fn essentials(releases: &[Value]) -> Vec<Value> {
@@ -48,6 +39,16 @@ fn listed(project: &Project) -> Value {
     entry
 }
 
+/// Every instance of iris runs release `release`, of `commit`, healthy.
+fn runs(project: &Project, release: u64, commit: &str) {
+    let (_, dep) = project.status_json("iris");
+    for i in dep["instances"].as_array().expect("instances") {
+        assert_eq!(i["release"], release, "{dep:#}");
+        assert_eq!(i["commit"], commit, "{dep:#}");
+        assert_eq!(i["state"], "healthy", "{dep:#}");
+    }
+}
+
 /// Two agents, one env; iris deployed three times (v1, v2, v3); the state lost by `lose`;
 /// `state rebuild ARGS`; then history, rollback and env set.
 fn lose_and_rebuild(project: &Project, agents: &[&Agent], lose: impl Fn(), args: &[&str]) {
@@ -59,7 +60,7 @@ fn lose_and_rebuild(project: &Project, agents: &[&Agent], lose: impl Fn(), args:
             .run_app("e2e", "iris", &repo.url(), tag, &["--port", "8000"])
             .ok();
     }
-    let before = history(project, "iris");
+    let before = project.history("iris");
     assert_eq!(before.len(), 3, "{before:#?}");
     let listed_before = listed(project);
     let pids: Vec<Vec<u32>> = agents.iter().map(|a| a.app_pids()).collect();
@@ -78,7 +79,7 @@ fn lose_and_rebuild(project: &Project, agents: &[&Agent], lose: impl Fn(), args:
         .mentions("iris: 3 releases from 2 agents, current 3");
 
     // The history is back, numbered as the agents number it, each agent's release in it.
-    let after = history(project, "iris");
+    let after = project.history("iris");
     assert_eq!(essentials(&after), essentials(&before), "{after:#?}");
     for (r, commit) in after.iter().zip(&commits) {
         assert_eq!(&r["commit"], commit.as_str());
@@ -103,30 +104,22 @@ fn lose_and_rebuild(project: &Project, agents: &[&Agent], lose: impl Fn(), args:
         .ok()
         .mentions("0 deployment(s) added, 1 updated")
         .mentions("iris: the state has every release its 2 agents keep");
-    assert_eq!(history(project, "iris"), after);
+    assert_eq!(project.history("iris"), after);
 
     // Rollback goes back to release 2, exactly its commit, on both agents.
     project
         .deployctl(&["rollback", "iris"])
         .ok()
         .mentions("back to release 2");
-    let (_, dep) = project.status_json("iris");
-    for i in dep["instances"].as_array().expect("instances") {
-        assert_eq!(i["release"], 4, "{dep:#}");
-        assert_eq!(i["commit"], commits[1].as_str(), "{dep:#}");
-        assert_eq!(i["state"], "healthy", "{dep:#}");
-    }
+    runs(project, 4, &commits[1]);
     // env set redeploys the running release with the variable.
     project
         .deployctl(&["env", "set", "iris", "MODE=fast"])
         .ok()
         .mentions("same commit");
-    let (_, dep) = project.status_json("iris");
-    for i in dep["instances"].as_array().expect("instances") {
-        assert_eq!(i["release"], 5, "{dep:#}");
-        assert_eq!(i["commit"], commits[1].as_str(), "{dep:#}");
-    }
-    let numbers: Vec<u64> = history(project, "iris")
+    runs(project, 5, &commits[1]);
+    let numbers: Vec<u64> = project
+        .history("iris")
         .iter()
         .filter_map(|h| h["number"].as_u64())
         .collect();
@@ -207,15 +200,15 @@ fn a_rebuild_brings_back_only_what_the_caller_may_see() {
         .mentions("iris-carol: 1 release from 1 agent, current 1");
     assert!(!out.all().contains("iris-alice"), "{out}");
     alice.deployctl(&["history", "iris-alice"]).expect_code(1);
-    let carols = history(carol, "iris-carol");
+    let carols = carol.history("iris-carol");
 
     alice
         .deployctl(&["state", "rebuild"])
         .ok()
         .mentions("1 deployment(s) added, 0 updated")
         .mentions("iris-alice: 1 release from 1 agent, current 1");
-    assert_eq!(history(alice, "iris-alice").len(), 1);
-    assert_eq!(history(carol, "iris-carol"), carols);
+    assert_eq!(alice.history("iris-alice").len(), 1);
+    assert_eq!(carol.history("iris-carol"), carols);
 }
 
 /// Standard base64 with padding (etcd's JSON gateway takes keys so).

@@ -80,6 +80,21 @@ pub(crate) struct InstanceState {
     pub updated_at: i64,
 }
 
+impl InstanceState {
+    /// The instance an agent reports (its status of the deployment), as of `now`.
+    pub(crate) fn reported(s: &deployctl_proto::v1::DeploymentStatus, now: i64) -> Self {
+        InstanceState {
+            release: s.release,
+            git_ref: s.git_ref.clone(),
+            commit: s.commit.clone(),
+            packages_hash: s.packages_hash.clone(),
+            url: s.url.clone(),
+            status: s.state.clone(),
+            updated_at: now,
+        }
+    }
+}
+
 /// One deploy of a deployment (to every agent of its env).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct HistoryEntry {

@@ -198,15 +198,7 @@ fn note_instances(entry: &mut DeploymentState, reports: &[Report<'_>], now: i64)
             entry.instances.remove(r.agent);
             continue;
         };
-        let instance = InstanceState {
-            release: s.release,
-            git_ref: s.git_ref.clone(),
-            commit: s.commit.clone(),
-            packages_hash: s.packages_hash.clone(),
-            url: s.url.clone(),
-            status: s.state.clone(),
-            updated_at: now,
-        };
+        let instance = InstanceState::reported(s, now);
         entry.instances.insert(r.agent.to_string(), instance);
     }
 }

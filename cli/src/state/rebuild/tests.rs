@@ -46,6 +46,21 @@ fn status(current: u32, releases: Vec<pb::KeptRelease>) -> pb::DeploymentStatus 
     }
 }
 
+type Agents<'a> = [(&'a str, Option<&'a pb::DeploymentStatus>)];
+
+fn reports_of<'a>(agents: &Agents<'a>) -> Vec<Report<'a>> {
+    let report = |(agent, status): &(&'a str, _)| Report {
+        agent,
+        status: *status,
+    };
+    agents.iter().map(report).collect()
+}
+
+/// iris rebuilt in env prod from `agents` (in the env's order).
+fn run(st: &mut State, declared: Option<&str>, agents: &Agents<'_>) -> Option<super::Rebuilt> {
+    rebuild(st, "iris", "prod", declared, &reports_of(agents), 5)
+}
+
 fn three() -> Vec<pb::KeptRelease> {
     vec![
         kept(1, "c1", "ok"),
@@ -61,18 +76,9 @@ fn numbers(d: &DeploymentState) -> Vec<u32> {
 #[test]
 fn a_lost_state_gets_every_release_the_agents_keep() {
     let (a, b) = (status(3, three()), status(3, three()));
-    let reports = [
-        Report {
-            agent: A,
-            status: Some(&a),
-        },
-        Report {
-            agent: B,
-            status: Some(&b),
-        },
-    ];
+    let reports = [(A, Some(&a)), (B, Some(&b))];
     let mut st = State::default();
-    let r = rebuild(&mut st, "iris", "prod", Some("prod"), &reports, 5).expect("rebuilt");
+    let r = run(&mut st, Some("prod"), &reports).expect("rebuilt");
     assert!(r.added);
     assert_eq!(r.lines, ["iris: 3 releases from 2 agents, current 3"]);
     let d = &st.deployments["iris"];
@@ -96,22 +102,9 @@ fn where_agents_disagree_most_win_then_the_env_order_and_it_is_said() {
     let mut other = three();
     other[1].commit = "x2".into();
     let (a, b, c) = (status(3, other), status(3, three()), status(3, three()));
-    let reports = [
-        Report {
-            agent: A,
-            status: Some(&a),
-        },
-        Report {
-            agent: B,
-            status: Some(&b),
-        },
-        Report {
-            agent: C,
-            status: Some(&c),
-        },
-    ];
+    let reports = [(A, Some(&a)), (B, Some(&b)), (C, Some(&c))];
     let mut st = State::default();
-    let r = rebuild(&mut st, "iris", "prod", None, &reports, 5).expect("rebuilt");
+    let r = run(&mut st, None, &reports).expect("rebuilt");
     let h = &st.deployments["iris"].history[1];
     assert_eq!(h.commit, "c2");
     assert_eq!(h.agents.keys().collect::<Vec<_>>(), [B, C]);
@@ -125,18 +118,9 @@ fn where_agents_disagree_most_win_then_the_env_order_and_it_is_said() {
     let mut other = three();
     other[0].commit = "x1".into();
     let (a, b) = (status(3, other), status(3, three()));
-    let reports = [
-        Report {
-            agent: A,
-            status: Some(&a),
-        },
-        Report {
-            agent: B,
-            status: Some(&b),
-        },
-    ];
+    let reports = [(A, Some(&a)), (B, Some(&b))];
     let mut st = State::default();
-    rebuild(&mut st, "iris", "prod", None, &reports, 5).expect("rebuilt");
+    run(&mut st, None, &reports).expect("rebuilt");
     assert_eq!(st.deployments["iris"].history[0].commit, "x1");
 }
 
@@ -145,18 +129,9 @@ fn a_failure_on_one_agent_is_the_release_s_result() {
     let mut failed = three();
     failed[2].result = "failed at health: refused".into();
     let (a, b) = (status(3, three()), status(2, failed));
-    let reports = [
-        Report {
-            agent: A,
-            status: Some(&a),
-        },
-        Report {
-            agent: B,
-            status: Some(&b),
-        },
-    ];
+    let reports = [(A, Some(&a)), (B, Some(&b))];
     let mut st = State::default();
-    let r = rebuild(&mut st, "iris", "prod", None, &reports, 5).expect("rebuilt");
+    let r = run(&mut st, None, &reports).expect("rebuilt");
     assert_eq!(
         st.deployments["iris"].history[2].result,
         "failed at health: refused"
@@ -192,11 +167,8 @@ fn what_the_state_has_is_kept_and_only_what_it_lacks_is_added() {
     };
     st.deployments.insert("iris".into(), before.clone());
     let a = status(3, three());
-    let reports = [Report {
-        agent: A,
-        status: Some(&a),
-    }];
-    let r = rebuild(&mut st, "iris", "prod", None, &reports, 5).expect("rebuilt");
+    let reports = [(A, Some(&a))];
+    let r = run(&mut st, None, &reports).expect("rebuilt");
     let d = &st.deployments["iris"];
     assert_eq!(numbers(d), [1, 2, 3]);
     assert_eq!(d.history[..2], before.history[..]);
@@ -210,7 +182,7 @@ fn what_the_state_has_is_kept_and_only_what_it_lacks_is_added() {
         ["iris: 1 release added to its history (#3) from 1 agent, now 3, current 3"]
     );
     // Again: nothing to add.
-    let r = rebuild(&mut st, "iris", "prod", None, &reports, 5).expect("rebuilt");
+    let r = run(&mut st, None, &reports).expect("rebuilt");
     assert!(r.numbers.is_empty());
     assert!(
         r.lines[0].contains("the state has every release its 1 agent keep"),
@@ -230,11 +202,8 @@ fn a_number_the_state_gives_another_deploy_is_left_out_and_said() {
     };
     st.deployments.insert("iris".into(), mine);
     let a = status(3, three());
-    let reports = [Report {
-        agent: A,
-        status: Some(&a),
-    }];
-    let r = rebuild(&mut st, "iris", "prod", None, &reports, 5).expect("rebuilt");
+    let reports = [(A, Some(&a))];
+    let r = run(&mut st, None, &reports).expect("rebuilt");
     assert_eq!(st.deployments["iris"].history[2], third);
     assert!(
         r.lines[1].contains("release 3 (v3 c3) is not in the state"),
@@ -247,16 +216,7 @@ fn a_number_the_state_gives_another_deploy_is_left_out_and_said() {
 fn an_agent_that_keeps_no_releases_gives_the_one_it_runs() {
     let mut a = status(3, three());
     a.releases.clear();
-    let reports = [
-        Report {
-            agent: A,
-            status: Some(&a),
-        },
-        Report {
-            agent: B,
-            status: None,
-        },
-    ];
+    let reports = [(A, Some(&a)), (B, None)];
     let mut st = State::default();
     st.deployments.insert(
         "iris".into(),
@@ -266,7 +226,7 @@ fn an_agent_that_keeps_no_releases_gives_the_one_it_runs() {
             ..Default::default()
         },
     );
-    let r = rebuild(&mut st, "iris", "prod", None, &reports, 5).expect("rebuilt");
+    let r = run(&mut st, None, &reports).expect("rebuilt");
     let d = &st.deployments["iris"];
     assert_eq!(numbers(d), [3]);
     assert_eq!(d.history[0].note, REFRESHED);
@@ -276,9 +236,6 @@ fn an_agent_that_keeps_no_releases_gives_the_one_it_runs() {
         "{r:?}"
     );
     // No agent has it: nothing to do.
-    let none = [Report {
-        agent: A,
-        status: None,
-    }];
-    assert!(rebuild(&mut st, "other", "prod", None, &none, 5).is_none());
+    let none = [(A, None)];
+    assert!(rebuild(&mut st, "other", "prod", None, &reports_of(&none), 5).is_none());
 }
