@@ -17,6 +17,9 @@ pub(super) struct Kept<'a> {
     pub agent: &'a str,
     pub release: pb::KeptRelease,
     pub only_running: bool,
+    /// The client's deploy_id of the deploy that made it, when the agent still has it
+    /// among its recent deploys.
+    pub id: String,
 }
 
 /// What an agent keeps of a deployment: its kept releases (those with an outcome), or,
@@ -31,6 +34,7 @@ pub(super) fn kept_of<'a>(agent: &'a str, s: &pb::DeploymentStatus) -> Vec<Kept<
                 agent,
                 release: r.clone(),
                 only_running: false,
+                id: deploy_id(s, r.number),
             })
             .collect();
     }
@@ -49,7 +53,18 @@ pub(super) fn kept_of<'a>(agent: &'a str, s: &pb::DeploymentStatus) -> Vec<Kept<
             spec: s.spec.clone(),
         },
         only_running: true,
+        id: deploy_id(s, s.release),
     }]
+}
+
+/// The deploy_id of the deploy that made release `number`, among the agent's recent ones.
+fn deploy_id(s: &pb::DeploymentStatus, number: u32) -> String {
+    s.recent_deploys
+        .iter()
+        .rev()
+        .find(|d| d.release == number)
+        .map(|d| d.deploy_id.clone())
+        .unwrap_or_default()
 }
 
 /// The declaration an agent kept with a release, in env `declared_env` (`None`: the
@@ -137,6 +152,10 @@ fn entry(number: u32, chosen: &[&Kept<'_>], env: Option<&str>, now: i64) -> Hist
         .find(|k| !k.release.commit.is_empty())
         .or(chosen.first());
     let r = first.map(|k| k.release.clone()).unwrap_or_default();
+    let id = chosen
+        .iter()
+        .find(|k| !k.id.is_empty())
+        .map(|k| k.id.clone());
     let mut h = HistoryEntry {
         number,
         time: if r.deployed_at > 0 {
@@ -164,7 +183,7 @@ fn entry(number: u32, chosen: &[&Kept<'_>], env: Option<&str>, now: i64) -> Hist
             true => REFRESHED.to_string(),
             false => REBUILT.to_string(),
         },
-        id: String::new(),
+        id: id.unwrap_or_default(),
     };
     h.result = reconcile::overall(&h);
     h

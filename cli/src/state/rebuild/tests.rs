@@ -41,6 +41,14 @@ fn status(current: u32, releases: Vec<pb::KeptRelease>) -> pb::DeploymentStatus 
         git_ref: run.git_ref.clone(),
         commit: run.commit.clone(),
         spec: run.spec.clone(),
+        recent_deploys: releases
+            .iter()
+            .map(|r| pb::DeployRecord {
+                deploy_id: format!("id{}", r.number),
+                release: r.number,
+                ..Default::default()
+            })
+            .collect(),
         releases,
         ..Default::default()
     }
@@ -92,6 +100,7 @@ fn a_lost_state_gets_every_release_the_agents_keep() {
         ("c2", "ok", 1002)
     );
     assert_eq!(h.note, REBUILT);
+    assert_eq!(h.id, "id2", "the deploy's id, as the agents keep it");
     assert_eq!(h.declaration.git_ref.as_deref(), Some("v2"));
     assert_eq!(h.agents[B].release, 2);
     assert_eq!(d.instances[A].release, 3);
