@@ -129,7 +129,7 @@ fn lose_and_rebuild(project: &Project, agents: &[&Agent], lose: impl Fn(), args:
 #[test]
 fn a_deleted_state_file_is_rebuilt_from_the_agents() {
     let (ip1, ip2) = (loopback(), loopback());
-    let (a, b) = (Agent::start(&ip1), Agent::start(&ip2));
+    let (a, mut b) = (Agent::start(&ip1), Agent::start(&ip2));
     let project = Project::for_agents("e2e", &[&a, &b]);
     let lose =
         || std::fs::remove_file(project.path().join(".deployctl/state.json")).expect("state file");
@@ -138,6 +138,18 @@ fn a_deleted_state_file_is_rebuilt_from_the_agents() {
     project
         .deployctl(&["state", "rebuild", "--env", "nope"])
         .expect_code(2);
+
+    // An agent that does not answer is named, and the exit says the state is not whole;
+    // what the other keeps is written.
+    b.terminate();
+    lose();
+    project
+        .deployctl(&["state", "rebuild"])
+        .expect_code(1)
+        .mentions("iris: 5 releases from 1 agent, current 5")
+        .mentions(&format!("{} did not answer", b.address()))
+        .mentions("run `deployctl state rebuild` again");
+    assert_eq!(project.history("iris").len(), 5);
 }
 
 #[test]

@@ -47,23 +47,25 @@ be read or written, 2 bad input (e.g. --from and --to are the same state).")]
     #[command(after_help = "\
 Asks every agent of the project's envs (with --env, of that env only) for the deployments
 it runs and the releases it keeps of each (number, ref, commit, packages hash, when, how it
-went, and the declaration deployed), and writes into the state, for each deployment:
-  its entry, when the state has none: env, owner, declaration as deployed, instances
-  the releases its history lacks, numbered as the agents number them, merged across the
-            env's agents by release number
+went, and the declaration it was deployed with). For each deployment it writes into the
+state:
+  - its entry, when the state has none: env, owner, declaration as deployed
+  - its instances, as the agents that answered report them
+  - the releases its history lacks, numbered as the agents number them (merged across the
+    env's agents by release number)
 Nothing that runs is touched. Nothing the state has is replaced or dropped: a release
 the state has already is left as it is; one whose number the state gives to another
 deploy is left out, and said so. Where agents disagree on a release number (different
 commits), the commit most of them have is kept (then the first agent in the env's
-order); the others' release of that number is left out, and said so. An agent that did
-not answer is left out of it (run it again when it is back). `status --refresh` does the
-same for the deployments it shows.
+order); the others' release of that number is left out, and said so. An agent that does
+not answer is named, and what it keeps is not in the state: run it again when the agent is
+back. `status --refresh` does the same for the deployments it shows.
 
 It says per deployment what it did, e.g.
   iris: 3 releases from 2 agents, current 3
 
-Exit codes: 0 rebuilt (or nothing to do), 1 the state could not be read or written,
-2 bad input (an unknown --env).")]
+Exit codes: 0 rebuilt (or nothing to do), 1 an agent did not answer (what the others keep
+was written) or the state could not be read or written, 2 bad input (an unknown --env).")]
     Rebuild(RebuildArgs),
 }
 

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::{gather, Deployment};
 use crate::client;
+use crate::error::Reported;
 use crate::output::Format;
 use crate::project::Project;
 use crate::state::{self, rebuild::Rebuilt, rebuild::Report};
@@ -34,8 +35,25 @@ pub(crate) async fn rebuild(
         out.retain(|d| d.env == env);
     }
     let (at, done) = apply(project, &out).await?;
-    print(&at, &done, format);
-    Ok(())
+    // Agents that did not answer: what they keep is not in it.
+    let mut away: Vec<(String, String)> = out
+        .iter()
+        .flat_map(|d| &d.instances)
+        .filter(|i| i.state == "unreachable")
+        .map(|i| (i.agent.clone(), i.note.clone()))
+        .collect();
+    let unanswered = gather::unanswered(project, &asked, &out);
+    let unanswered = unanswered
+        .into_iter()
+        .filter(|u| env.is_none_or(|e| u.env == e));
+    away.extend(unanswered.map(|u| (u.agent, u.error)));
+    away.sort();
+    away.dedup_by(|a, b| a.0 == b.0);
+    print(&at, &done, &away, format);
+    match away.is_empty() {
+        true => Ok(()),
+        false => Err(anyhow::anyhow!(Reported)),
+    }
 }
 
 /// `status --refresh`: as `state rebuild` for the deployments shown; in text, what it
@@ -47,7 +65,7 @@ pub(super) async fn refresh(
 ) -> anyhow::Result<()> {
     let (at, done) = apply(project, out).await?;
     if format == Format::Text {
-        print(&at, &done, format);
+        print(&at, &done, &[], format);
     }
     Ok(())
 }
@@ -75,8 +93,8 @@ async fn apply(project: &Project, out: &[Deployment]) -> anyhow::Result<(String,
     Ok((store.describe(), done))
 }
 
-/// What was done, per deployment.
-fn print(at: &str, done: &[Rebuilt], format: Format) {
+/// What was done, per deployment, and which agents did not answer (`away`: each with why).
+fn print(at: &str, done: &[Rebuilt], away: &[(String, String)], format: Format) {
     let added = done.iter().filter(|r| r.added).count();
     let updated = done.len() - added;
     if format == Format::Json {
@@ -89,13 +107,17 @@ fn print(at: &str, done: &[Rebuilt], format: Format) {
             .collect();
         println!(
             "{}",
-            json!({"state": at, "added": added, "updated": updated, "deployments": list})
+            json!({"state": at, "added": added, "updated": updated, "deployments": list,
+                   "not_answered": away.iter().map(|(a, e)| json!({"agent": a, "error": e})).collect::<Vec<_>>()})
         );
         return;
     }
     println!("rebuilt {at} from the agents: {added} deployment(s) added, {updated} updated");
     for line in done.iter().flat_map(|r| &r.lines) {
         println!("{line}");
+    }
+    for (agent, error) in away {
+        println!("{agent} did not answer ({error}): what it keeps is not in the state; run `deployctl state rebuild` again when it answers");
     }
 }
 
