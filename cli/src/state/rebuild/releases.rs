@@ -70,7 +70,7 @@ fn deploy_id(s: &pb::DeploymentStatus, number: u32) -> String {
 /// The declaration an agent kept with a release, in env `declared_env` (`None`: the
 /// project's default env).
 pub(super) fn declaration(spec: Option<&pb::DeploymentSpec>, env: Option<&str>) -> DeploymentDecl {
-    let mut d = spec.map(decl::from_spec).unwrap_or_default();
+    let mut d = spec.map(decl::as_written).unwrap_or_default();
     d.env = env.map(str::to_string);
     d
 }

@@ -24,6 +24,11 @@ fn kept(number: u32, commit: &str, result: &str) -> pb::KeptRelease {
             command: "python app.py".into(),
             owner: "alice".into(),
             port: 8000,
+            // What the agent fills in where a declaration leaves them out.
+            health_timeout_ms: 120_000,
+            health_interval_ms: 10_000,
+            kill_timeout_ms: 10_000,
+            restart: "on-failure".into(),
             ..Default::default()
         }),
     }
@@ -94,6 +99,9 @@ fn a_lost_state_gets_every_release_the_agents_keep() {
     assert_eq!(numbers(d), [1, 2, 3]);
     assert_eq!(d.declaration.git_ref.as_deref(), Some("v3"));
     assert_eq!(d.declaration.env.as_deref(), Some("prod"));
+    assert_eq!(d.declaration.owner.as_deref(), Some("alice"));
+    let defaults = (&d.declaration.restart, &d.declaration.health.timeout);
+    assert_eq!(defaults, (&None, &None), "as a person would write it");
     let h = &d.history[1];
     assert_eq!(
         (h.commit.as_str(), h.result.as_str(), h.time),
