@@ -78,7 +78,7 @@ pub(crate) fn compare(source: &DeploymentState, target: Option<&DeploymentState>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{AgentResult, HistoryEntry, REFRESHED};
+    use crate::state::{AgentResult, HistoryEntry, REBUILT, REFRESHED};
 
     fn release(number: u32, commit: &str, note: &str) -> HistoryEntry {
         HistoryEntry {
@@ -129,6 +129,19 @@ mod tests {
         // A release the source does not have: refused.
         let other = record(vec![release(3, "c", REFRESHED)]);
         assert_eq!(compare(&src, Some(&other)), Fit::Differs { from: 1 });
+    }
+
+    #[test]
+    fn a_rebuilt_target_is_replaced_when_the_source_has_its_releases() {
+        let mut failed = release(2, "b", "");
+        failed.result = "failed at health: refused".into();
+        let src = record(vec![release(1, "a", ""), failed.clone()]);
+        failed.note = REBUILT.into();
+        let rebuilt = record(vec![release(1, "a", REBUILT), failed]);
+        assert_eq!(compare(&src, Some(&rebuilt)), Fit::OnlyRefreshed);
+        // One the source lacks: refused.
+        let more = record(vec![release(1, "a", REBUILT), release(3, "c", REBUILT)]);
+        assert_eq!(compare(&src, Some(&more)), Fit::Differs { from: 1 });
     }
 
     #[test]
