@@ -283,6 +283,16 @@ impl Project {
         self.deployctl(&args).ok();
     }
 
+    /// `history NAME --output json`'s releases (must succeed).
+    pub fn history(&self, name: &str) -> Vec<Value> {
+        let out = self.deployctl(&["history", name, "--output", "json"]);
+        out.ok();
+        out.json()["releases"]
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| panic!("no releases in the history of {name}\n{out}"))
+    }
+
     /// `deployctl status NAME --output json`, and the one deployment in it.
     pub fn status_json(&self, name: &str) -> (Output, Value) {
         let out = self.deployctl(&["status", name, "--output", "json"]);

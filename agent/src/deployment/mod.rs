@@ -125,6 +125,11 @@ impl Deployment {
         self.state().record.current_release().cloned()
     }
 
+    /// Every release it keeps, oldest first (for `deployctl state rebuild`).
+    pub(crate) fn releases(&self) -> Vec<ReleaseRecord> {
+        self.state().record.releases.clone()
+    }
+
     /// A copy of the record.
     pub(crate) fn record(&self) -> Record {
         self.state().record.clone()
