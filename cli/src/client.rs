@@ -16,6 +16,7 @@
 
 mod env;
 mod fanout;
+pub(crate) mod fleet;
 mod local;
 mod whoami;
 
@@ -62,6 +63,8 @@ pub(crate) struct Target {
     pub token: Option<String>,
     /// How long an agent may take to connect, to answer a request or a keepalive ping.
     pub timeout: Duration,
+    /// A fleet env: its registry, selector and count (`addresses`: its live, matching agents).
+    pub fleet: Option<std::sync::Arc<fleet::Fleet>>,
 }
 
 impl Target {

@@ -17,24 +17,36 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::{Record, Registry};
 
-/// A connection to etcd, each call bounded.
+/// A connection to etcd, made within `timeout`. No request timeout on the channel: it would
+/// end the keep-alive stream; unary calls are bounded by [`bounded`].
 async fn channel(registry: &Registry, timeout: Duration) -> anyhow::Result<Channel> {
     Endpoint::from_shared(registry.endpoint.clone())
         .map_err(|e| anyhow!("etcd address {}: {e}", registry.endpoint))?
         .connect_timeout(timeout)
-        .timeout(timeout)
         .connect()
         .await
         .with_context(|| format!("etcd at {} does not answer", registry.endpoint))
 }
 
+/// `call`, or an error saying what did not answer within `limit`.
+async fn bounded<T>(
+    limit: Duration,
+    what: &str,
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(reply)) => Ok(reply.into_inner()),
+        Ok(Err(s)) => Err(anyhow!("{what}: {}", s.message())),
+        Err(_) => Err(anyhow!("{what}: no answer within {limit:?}")),
+    }
+}
+
 /// Revokes lease `id`: its keys are deleted at once.
 pub(super) async fn revoke(registry: &Registry, id: i64) -> anyhow::Result<()> {
     let channel = channel(registry, Duration::from_secs(2)).await?;
-    LeaseClient::new(channel)
-        .lease_revoke(LeaseRevokeRequest { id })
-        .await
-        .map_err(|s| anyhow!("revoking the lease: {}", s.message()))?;
+    let mut leases = LeaseClient::new(channel);
+    let revoke = leases.lease_revoke(LeaseRevokeRequest { id });
+    bounded(Duration::from_secs(2), "revoking the lease", revoke).await?;
     Ok(())
 }
 
@@ -72,11 +84,12 @@ impl Session<'_> {
         let channel = channel(self.registry, call).await?;
         let mut leases = LeaseClient::new(channel.clone());
         let mut kv = KvClient::new(channel);
-        let grant = leases
-            .lease_grant(LeaseGrantRequest { ttl: ttl_s, id: 0 })
-            .await
-            .map_err(|s| anyhow!("etcd {at}: granting a lease: {}", s.message()))?
-            .into_inner();
+        let grant = bounded(
+            call,
+            &format!("etcd {at}: granting a lease"),
+            leases.lease_grant(LeaseGrantRequest { ttl: ttl_s, id: 0 }),
+        )
+        .await?;
         if !grant.error.is_empty() {
             bail!("etcd {at}: granting a lease: {}", grant.error);
         }
@@ -86,19 +99,25 @@ impl Session<'_> {
         self.put(&mut kv, &last, id).await?;
         tracing::info!(registry = %at, key = %self.key, ttl = ?self.ttl, labels = ?last.labels, "registered in etcd");
 
+        // The first renewal is queued before the stream opens: etcd answers the stream's
+        // headers with its first reply.
         let (tx, rx) = tokio::sync::mpsc::channel::<LeaseKeepAliveRequest>(1);
-        let mut replies = leases
-            .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .map_err(|s| anyhow!("etcd {at}: keeping the lease alive: {}", s.message()))?
-            .into_inner();
-        let mut tick = tokio::time::interval(self.ttl / 3);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
+        let renew = || async {
             tx.send(LeaseKeepAliveRequest { id })
                 .await
-                .map_err(|_| anyhow!("etcd {at}: the keep-alive stream closed"))?;
+                .map_err(|_| anyhow!("etcd {at}: the keep-alive stream closed"))
+        };
+        renew().await?;
+        let mut replies = bounded(
+            call,
+            &format!("etcd {at}: keeping the lease alive"),
+            leases.lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx)),
+        )
+        .await?;
+        let period = self.ttl / 3;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
             let reply = tokio::time::timeout(call, replies.next())
                 .await
                 .map_err(|_| anyhow!("etcd {at}: no keep-alive answer within {call:?}"))?
@@ -112,6 +131,8 @@ impl Session<'_> {
                 self.put(&mut kv, &now, id).await?;
                 last = now;
             }
+            tick.tick().await;
+            renew().await?;
         }
     }
 
@@ -122,21 +143,14 @@ impl Session<'_> {
         lease: i64,
     ) -> anyhow::Result<()> {
         let value = serde_json::to_vec(record).context("encoding the registration")?;
-        kv.put(PutRequest {
+        let put = kv.put(PutRequest {
             key: self.key.clone().into_bytes(),
             value,
             lease,
             ..Default::default()
-        })
-        .await
-        .map_err(|s| {
-            anyhow!(
-                "etcd {}: writing {}: {}",
-                self.registry.endpoint,
-                self.key,
-                s.message()
-            )
-        })?;
+        });
+        let what = format!("etcd {}: writing {}", self.registry.endpoint, self.key);
+        bounded((self.ttl / 3).max(Duration::from_millis(500)), &what, put).await?;
         Ok(())
     }
 }

@@ -1,0 +1,248 @@
+//! Agents that announce themselves in a real etcd (`register`, `labels`), and fleet envs
+//! that find them there: selected by label, `--count 1` placed on the agent with the most
+//! room, `plan` saying why, `nodes` and `status` on the fleet; a killed agent leaves the
+//! registry within its lease's TTL, a stopped one at once.
+
+use std::time::{Duration, Instant};
+
+use deployctl_e2e::*;
+use serde_json::Value;
+
+/// An agent registered in `etcd` with `labels` (TOML inline table) and lease TTL `ttl`.
+fn registered(etcd: &Etcd, labels: &str, ttl: &str) -> Agent {
+    let config = format!(
+        "register = \"{}\"\nlabels = {labels}\nregister_ttl = \"{ttl}\"\n",
+        etcd.uri("e2e-fleet")
+    );
+    Agent::start_with(&loopback(), &config, &[])
+}
+
+/// The agents `nodes --env ENV` lists (exit code aside: a dead agent may be listed).
+fn nodes(project: &Project, env: &str) -> Vec<String> {
+    let out = project.deployctl(&["nodes", "--env", env, "--output", "json"]);
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap_or(Value::Null);
+    v["nodes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n["agent"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls `nodes --env ENV` until it lists exactly `want` (sorted), within `deadline`.
+fn wait_for_nodes(project: &Project, env: &str, want: &[String], deadline: Duration) -> bool {
+    let mut want = want.to_vec();
+    want.sort();
+    wait_until(deadline, || {
+        let mut have = nodes(project, env);
+        have.sort();
+        have == want
+    })
+}
+
+#[test]
+fn fleet_envs_select_by_label_place_by_room_and_forget_dead_agents() {
+    let etcd = Etcd::start(&loopback());
+    let uri = etcd.uri("e2e-fleet");
+    let mut a = registered(&etcd, "{zone = \"a\"}", "3s");
+    let mut b = registered(&etcd, "{zone = \"b\", gpu = \"none\"}", "30s");
+    let project = Project::new();
+    project
+        .deployctl(&[
+            "declare",
+            "env",
+            "fleet",
+            "za",
+            "--registry",
+            &uri,
+            "--select",
+            "zone=a",
+        ])
+        .ok();
+    project
+        .deployctl(&[
+            "declare",
+            "env",
+            "fleet",
+            "zb",
+            "--registry",
+            &uri,
+            "--select",
+            "zone=b",
+        ])
+        .ok();
+    project
+        .deployctl(&[
+            "declare",
+            "env",
+            "fleet",
+            "one",
+            "--registry",
+            &uri,
+            "--count",
+            "1",
+        ])
+        .ok();
+    let yaml = project.read("one.env.yaml");
+    assert!(
+        yaml.contains("type: fleet") && yaml.contains("count: 1"),
+        "{yaml}"
+    );
+    project.deployctl(&["types", "env"]).ok().mentions("fleet");
+    project
+        .deployctl(&["types", "env", "fleet"])
+        .ok()
+        .mentions("--registry")
+        .mentions("--select")
+        .mentions("--count");
+    project
+        .deployctl(&[
+            "declare",
+            "env",
+            "fleet",
+            "bad",
+            "--registry",
+            &uri,
+            "--select",
+            "zone>=a",
+        ])
+        .expect_code(2)
+        .mentions("select");
+
+    // Both registered: each label env lists its one agent, the open one both.
+    assert!(
+        wait_for_nodes(&project, "za", &[a.address()], Duration::from_secs(15)),
+        "za lists {:?}, not {}\n{}",
+        nodes(&project, "za"),
+        a.address(),
+        a.stderr()
+    );
+    assert!(wait_for_nodes(
+        &project,
+        "zb",
+        &[b.address()],
+        Duration::from_secs(15)
+    ));
+    assert!(wait_for_nodes(
+        &project,
+        "one",
+        &[a.address(), b.address()],
+        Duration::from_secs(15)
+    ));
+
+    // Selected by label: deployed to A only.
+    let repo = GitRepo::new();
+    repo.commit_app("fleet", Some("v1"));
+    project
+        .run_app("za", "wa", &repo.url(), "v1", &["--memory", "512M"])
+        .ok()
+        .mentions(&a.address());
+    assert!(a.record("wa").is_some(), "A runs wa");
+    assert!(b.record("wa").is_none(), "B does not run wa");
+    let (out, dep) = project.status_json("wa");
+    out.ok();
+    let instances = dep["instances"].as_array().expect("instances");
+    assert_eq!(instances.len(), 1, "{dep:#}");
+    assert_eq!(instances[0]["agent"], a.address().as_str(), "{dep:#}");
+    assert_eq!(instances[0]["state"], "healthy", "{dep:#}");
+
+    // B gets two deployments without limits: more deployments than A, but more room.
+    for (name, port) in [("wb1", "8001"), ("wb2", "8002")] {
+        project
+            .run_app("zb", name, &repo.url(), "v1", &["--port", port])
+            .ok();
+    }
+
+    // --count 1 picks the agent with the most room for it (A's 512M limit counts) once the
+    // registry has the new capacities; plan says why.
+    let mut plan = String::new();
+    let picked_b = wait_until(Duration::from_secs(20), || {
+        let out = project.deployctl(&[
+            "plan",
+            "solo",
+            "--env",
+            "one",
+            "--repo",
+            &repo.url(),
+            "--ref",
+            "v1",
+            "--command",
+            "python3 app.py",
+            "--port",
+            "8003",
+            "--memory",
+            "256M",
+            "--output",
+            "json",
+        ]);
+        plan = out.stdout.clone();
+        let v: Value = serde_json::from_str(out.stdout.trim()).unwrap_or(Value::Null);
+        let agents = v["fleet"]["agents"].as_array().cloned().unwrap_or_default();
+        let picked: Vec<&str> = agents
+            .iter()
+            .filter(|c| c["picked"] == true)
+            .filter_map(|c| c["agent"].as_str())
+            .collect();
+        picked == [b.address().as_str()]
+            && agents.iter().any(|c| {
+                c["agent"] == a.address().as_str()
+                    && c["why"].as_str().is_some_and(|w| w.contains("less room"))
+            })
+    });
+    assert!(
+        picked_b,
+        "plan did not pick B ({}) over A: {plan}",
+        b.address()
+    );
+    project
+        .run_app(
+            "one",
+            "solo",
+            &repo.url(),
+            "v1",
+            &["--port", "8003", "--memory", "256M"],
+        )
+        .ok();
+    assert!(
+        b.record("solo").is_some(),
+        "solo went to B, with the most room"
+    );
+    assert!(a.record("solo").is_none());
+    let (out, dep) = project.status_json("solo");
+    out.ok();
+    assert_eq!(
+        dep["instances"].as_array().map(Vec::len),
+        Some(1),
+        "{dep:#}"
+    );
+
+    // A killed agent leaves the registry within its TTL (3 s): nodes stops listing it.
+    a.kill9();
+    let killed = Instant::now();
+    assert!(
+        wait_for_nodes(&project, "one", &[b.address()], Duration::from_secs(20)),
+        "the killed agent is still listed: {:?}",
+        nodes(&project, "one")
+    );
+    assert!(nodes(&project, "za").is_empty());
+    eprintln!(
+        "killed agent gone from the registry after {:?}",
+        killed.elapsed()
+    );
+
+    // A stopped agent revokes its lease: gone at once, long before its 30 s TTL.
+    assert!(b.terminate(), "B stops cleanly");
+    assert!(
+        wait_for_nodes(&project, "one", &[], Duration::from_secs(10)),
+        "the stopped agent is still listed: {:?}",
+        nodes(&project, "one")
+    );
+    // No agent left: a deploy says so, naming the registry.
+    project
+        .run_app("za", "wa", &repo.url(), "v1", &[])
+        .expect_code(1)
+        .mentions("no live agent")
+        .mentions(&uri);
+}
