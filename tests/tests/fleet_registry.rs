@@ -246,3 +246,67 @@ fn fleet_envs_select_by_label_place_by_room_and_forget_dead_agents() {
         .mentions("no live agent")
         .mentions(&uri);
 }
+
+/// etcd down when the agent starts: the agent runs anyway, logs it and keeps trying, and
+/// registers once etcd is up; an etcd that lost its data (a new, empty one on the same
+/// address) makes the agent's lease unknown, and the agent registers again.
+#[test]
+fn an_agent_registers_once_etcd_is_up_and_again_after_etcd_lost_it() {
+    let etcd_ip = loopback();
+    let uri = format!("etcd://{etcd_ip}:2379/e2e-late");
+    let config =
+        format!("register = \"{uri}\"\nlabels = {{zone = \"late\"}}\nregister_ttl = \"3s\"\n");
+    let agent = Agent::start_with(&loopback(), &config, &[]);
+    let project = Project::new();
+    project
+        .deployctl(&["declare", "env", "fleet", "late", "--registry", &uri])
+        .ok();
+    assert!(
+        wait_until(Duration::from_secs(15), || agent
+            .stderr()
+            .contains("not registered in etcd; trying again")),
+        "the agent does not say it retries: {}",
+        agent.stderr()
+    );
+    project
+        .deployctl(&["nodes", "--env", "late"])
+        .expect_code(1)
+        .mentions("does not answer")
+        .mentions(&uri);
+
+    let etcd = Etcd::start(&etcd_ip);
+    assert!(
+        wait_for_nodes(
+            &project,
+            "late",
+            &[agent.address()],
+            Duration::from_secs(40)
+        ),
+        "not registered once etcd is up: {}",
+        agent.stderr()
+    );
+    drop(etcd);
+    let _etcd = Etcd::start(&etcd_ip);
+    assert!(
+        wait_for_nodes(
+            &project,
+            "late",
+            &[agent.address()],
+            Duration::from_secs(40)
+        ),
+        "not registered again in the new etcd: {}",
+        agent.stderr()
+    );
+    // It served all along.
+    project
+        .deployctl(&[
+            "declare",
+            "env",
+            "agent",
+            "direct",
+            "--address",
+            &agent.address(),
+        ])
+        .ok();
+    project.deployctl(&["nodes", "--env", "direct"]).ok();
+}

@@ -19,7 +19,7 @@ fn file_overrides_defaults() {
 
 #[test]
 fn the_installed_example_is_valid() {
-    let f = FileConfig::parse(include_str!("../../scripts/config.toml")).unwrap();
+    let f = FileConfig::parse(include_str!("../../../scripts/config.toml")).unwrap();
     let mut c = Config::default();
     f.apply(&mut c, Path::new("scripts/config.toml")).unwrap();
     assert_eq!(c.data_dir, PathBuf::from("/var/lib/deploy-agent"));
@@ -38,4 +38,30 @@ fn bad_duration_names_the_key() {
         .apply(&mut Config::default(), Path::new("c.toml"))
         .unwrap_err();
     assert!(e.to_string().contains("install_timeout"), "{e}");
+}
+
+#[test]
+fn register_labels_and_ttl_are_read_and_checked() {
+    let f = FileConfig::parse(
+        "register = \"etcd://10.0.0.2:2379/team\"\nlabels = {zone = \"a\", gpu = \"a100\"}\nregister_ttl = \"5s\"\n",
+    )
+    .unwrap();
+    let mut c = Config::default();
+    f.apply(&mut c, Path::new("c.toml")).unwrap();
+    let r = c.register.expect("register");
+    assert_eq!(r.endpoint, "http://10.0.0.2:2379");
+    assert_eq!(r.prefix, "/team/agents/");
+    assert_eq!(c.labels["zone"], "a");
+    assert_eq!(c.register_ttl, Duration::from_secs(5));
+    for (text, key) in [
+        ("register = \"http://h:1\"\n", "register"),
+        ("labels = {zone = \"a,b\"}\n", "labels"),
+        ("register_ttl = \"1s\"\n", "register_ttl"),
+    ] {
+        let e = FileConfig::parse(text)
+            .unwrap()
+            .apply(&mut Config::default(), Path::new("c.toml"))
+            .unwrap_err();
+        assert!(e.to_string().contains(key), "{text}: {e}");
+    }
 }
