@@ -26,7 +26,7 @@ use anyhow::anyhow;
 use deployctl_proto::v1::agent_client::AgentClient;
 use tonic::transport::{Channel, Endpoint};
 
-pub(crate) use env::{normalize, resolve_env, validate_address, validate_env};
+pub(crate) use env::{check_env, normalize, resolve_env, validate_address, validate_env};
 pub(crate) use fanout::{
     answer, for_each_agent, AgentError, Call, CallError, Fanout, Limit, Reply,
 };

@@ -42,6 +42,38 @@ fn wait_for_nodes(project: &Project, env: &str, want: &[String], deadline: Durat
     })
 }
 
+/// The agents `plan NAME --env one` would pick for a stdlib app on `port` with a 256M limit.
+fn plan_picks(project: &Project, name: &str, repo: &str, port: &str) -> Vec<String> {
+    let out = project.deployctl(&[
+        "plan",
+        name,
+        "--env",
+        "one",
+        "--repo",
+        repo,
+        "--ref",
+        "v1",
+        "--command",
+        "python3 app.py",
+        "--port",
+        port,
+        "--memory",
+        "256M",
+        "--output",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap_or(Value::Null);
+    v["fleet"]["agents"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|c| c["picked"] == true)
+                .filter_map(|c| c["agent"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn fleet_envs_select_by_label_place_by_room_and_forget_dead_agents() {
     let etcd = Etcd::start(&loopback());
@@ -217,6 +249,43 @@ fn fleet_envs_select_by_label_place_by_room_and_forget_dead_agents() {
         Some(1),
         "{dep:#}"
     );
+    // B takes a 1G limit more: now A has the most room (a new deployment would go there),
+    // but a redeploy of solo stays on B, where it runs.
+    project
+        .run_app(
+            "zb",
+            "wb3",
+            &repo.url(),
+            "v1",
+            &["--port", "8004", "--memory", "1G"],
+        )
+        .ok();
+    let mut plan = String::new();
+    let picks_a = wait_until(Duration::from_secs(20), || {
+        plan = plan_picks(&project, "probe", &repo.url(), "8005").join(",");
+        plan == a.address()
+    });
+    assert!(picks_a, "a new deployment does not go to A: {plan}");
+    project
+        .run_app(
+            "one",
+            "solo",
+            &repo.url(),
+            "v1",
+            &["--port", "8003", "--memory", "256M", "--env-var", "V=2"],
+        )
+        .ok()
+        .mentions(&b.address());
+    assert!(a.record("solo").is_none(), "the redeploy stayed on B");
+    assert_eq!(
+        plan_picks(&project, "solo", &repo.url(), "8003"),
+        [b.address()]
+    );
+    project
+        .deployctl(&["remove", "solo"])
+        .ok()
+        .mentions(&b.address());
+    assert!(b.record("solo").is_none(), "removed from B");
 
     // A killed agent leaves the registry within its TTL (3 s): nodes stops listing it.
     a.kill9();

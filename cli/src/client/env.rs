@@ -23,6 +23,20 @@ fn expand(path: &str, root: &Path) -> PathBuf {
     root.join(path)
 }
 
+/// Checks env `name` as [`resolve_env`] does, but without asking a fleet's registry (for
+/// `declare deployment`, which reaches nothing).
+pub(crate) fn check_env(project: &Project, name: &str) -> anyhow::Result<()> {
+    decl::validate_name("env", name)?;
+    let path = project.env_file(name);
+    match decl::load::<EnvDecl>(&path)? {
+        Some(env) if env.kind == "fleet" => {
+            validate_env(name, &path, &env)?;
+            credentials(project, &path, &env).map(|_| ())
+        }
+        _ => resolve_env(project, name).map(|_| ()),
+    }
+}
+
 /// Finds an env: `NAME.env.yaml` in the project, else the built-in `local`.
 pub(crate) fn resolve_env(project: &Project, name: &str) -> anyhow::Result<Target> {
     decl::validate_name("env", name)?;

@@ -57,7 +57,7 @@ pub(crate) fn run(project: &Project, cmd: Declare) -> anyhow::Result<()> {
             flags.apply(&mut d, &cwd, &project.root)?;
             d.validate(&name)?;
             if let Some(env) = &d.env {
-                client::resolve_env(project, env)?;
+                client::check_env(project, env)?;
             }
             decl::save(&path, &d)?;
             println!("wrote {}", path.display());

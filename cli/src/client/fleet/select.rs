@@ -233,6 +233,7 @@ pub(crate) fn place(
             why,
         });
     }
+    let kept_picked = picked;
     for r in others {
         let fits_memory = need.memory == 0 || r.memory_room_bytes() >= need.memory;
         let fits_gpus = r.gpus_free >= need.gpus;
@@ -252,6 +253,11 @@ pub(crate) fn place(
             )
         } else if picked < count {
             (true, format!("most room: {}", room(r)))
+        } else if kept_picked == count {
+            (
+                false,
+                format!("not needed: it runs on {count} already ({})", room(r)),
+            )
         } else {
             (false, format!("less room: {}", room(r)))
         };
