@@ -42,13 +42,18 @@
 #            namespace, cgroups) vs the same agent run as an unprivileged user (none of it),
 #            with the app alone and with a 10,000-file checkout; medians of
 #            BENCH_WARM_ROUNDS; target: the walls add <= 20 ms
+#   registry agents announcing themselves in etcd (REGISTRY_N of them, at most 10): until a
+#            fleet env lists them all vs until they were ready; `nodes` on the fleet env vs on
+#            a typed env of the same agents; a killed agent gone from the fleet vs its
+#            register_ttl (2 s)
 # After the table: the agent's own step times (deploy events' elapsed_ms) of a cold deploy
 # and of the warm redeploys. Installs what it needs when missing, like scripts/test.sh (wrk
 # and curl with apt-get, uv with pip); needs git, python3 (with venv and pip) and access to
 # PyPI for the deploy group.
 #
 # Loopback addresses: agents on 127.0.0.200-210 (agent, fanout), 127.0.0.216-218 (bigenv), 127.0.0.220-223
-# (status, deploy) and 127.0.0.241-243 (proxy); git daemon on 127.0.0.229; apps started by hand on 127.0.0.226-228 and
+# (status, deploy), 127.0.0.241-243 (proxy) and 127.0.0.244 (etcd) with 127.0.0.245-254
+# (registry); git daemon on 127.0.0.229; apps started by hand on 127.0.0.226-228 and
 # 127.0.0.231-240.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -672,6 +677,7 @@ bench_bigenv() {
 
 source scripts/lib/bench_walls.sh
 source scripts/lib/bench_proxy_faults.sh
+source scripts/lib/bench_registry.sh
 
 [[ -z "$ONLY" || "$ONLY" == deploy ]] && bench_deploy
 [[ -z "$ONLY" || "$ONLY" == bigenv ]] && bench_bigenv
@@ -680,6 +686,7 @@ source scripts/lib/bench_proxy_faults.sh
 [[ -z "$ONLY" || "$ONLY" == fanout ]] && bench_fanout
 [[ -z "$ONLY" || "$ONLY" == proxy ]] && bench_proxy
 [[ -z "$ONLY" || "$ONLY" == walls ]] && bench_walls
+[[ -z "$ONLY" || "$ONLY" == registry ]] && bench_registry
 
 echo
 printf '| %-50s | %12s | %12s | %7s |\n' "measurement" "value" "baseline" "ratio"
