@@ -31,15 +31,24 @@ pub(crate) struct Fleet {
 }
 
 impl Fleet {
-    /// Which agents a deploy of `d` goes to (all of them without `count`), with why;
-    /// `running`: the agents that run it now.
+    /// Which agents a deploy of `d` goes to, with why: with `count`, those with the most room
+    /// ([`place`]; `running`: the agents that run it now); without, every matching one (each
+    /// agent's own preflight refuses what does not fit, as in a typed env).
     pub(crate) fn choose(&self, d: &DeploymentDecl, running: &[String]) -> Vec<Choice> {
-        let count = self.count.map_or(self.agents.len(), |n| n as usize);
-        place(&self.agents, count, need_of(d), running)
+        match self.count {
+            Some(n) => place(&self.agents, n as usize, need_of(d), running),
+            None => self
+                .agents
+                .iter()
+                .map(|r| Choice {
+                    address: r.address.clone(),
+                    picked: true,
+                    why: "matches (no count: every matching agent)".into(),
+                })
+                .collect(),
+        }
     }
-}
 
-impl Fleet {
     /// The agents a deploy of `d` goes to (`running`: where it runs now); none is an error
     /// that says what the registry holds.
     pub(crate) fn targets(

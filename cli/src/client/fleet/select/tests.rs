@@ -82,6 +82,6 @@ fn count_picks_the_most_room_and_keeps_where_it_runs() {
     // GPUs first when it asks for them.
     let gpu = Need { memory: 0, gpus: 1 };
     assert_eq!(picked(&place(&agents, 1, gpu, &[])), ["http://a:1"]);
-    // Without count, every one that fits.
+    // As many as there are, asking nothing: every one.
     assert_eq!(picked(&place(&agents, 3, Need::default(), &[])).len(), 3);
 }
