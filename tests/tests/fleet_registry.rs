@@ -150,6 +150,13 @@ fn fleet_envs_select_by_label_place_by_room_and_forget_dead_agents() {
         &[a.address(), b.address()],
         Duration::from_secs(15)
     ));
+    // nodes on a fleet shows the labels each agent registered with.
+    let out = project.deployctl(&["nodes", "--env", "zb", "--output", "json"]);
+    assert_eq!(out.json()["nodes"][0]["labels"]["gpu"], "none", "{out}");
+    project
+        .deployctl(&["nodes", "--env", "zb"])
+        .ok()
+        .mentions("labels gpu=none,zone=b");
 
     // Selected by label: deployed to A only.
     let repo = GitRepo::new();
