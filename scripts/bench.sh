@@ -4,7 +4,7 @@
 # release binaries first (BENCH_SKIP_BUILD=1 to use target/release as it is).
 #
 #   scripts/bench.sh                    # every row
-#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | bigenv | status | agent | fleet | proxy | walls
+#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | bigenv | status | agent | fleet | proxy | walls | registry
 #
 # Rows:
 #   deploy   a FastAPI + uvicorn app (fastapi and uvicorn from PyPI) in a git repository
@@ -43,14 +43,18 @@
 #            namespace, cgroups) vs the same agent run as an unprivileged user (none of it),
 #            with the app alone and with a 10,000-file checkout; medians of
 #            BENCH_WARM_ROUNDS; target: the walls add <= 20 ms
+#   registry agents announcing themselves in etcd (REGISTRY_N of them, at most 10): until a
+#            fleet env lists them all vs until they were ready; `nodes` on the fleet env vs on
+#            a typed env of the same agents; a killed agent gone from the fleet vs its
+#            register_ttl (2 s)
 # After the table: the agent's own step times (deploy events' elapsed_ms) of a cold deploy
 # and of the warm redeploys. Installs what it needs when missing, like scripts/test.sh (wrk
 # and curl with apt-get, uv with pip); needs git, python3 (with venv and pip) and access to
 # PyPI for the deploy group.
 #
-# Loopback addresses: agents on 127.0.0.200-210 (agent), 127.0.1.x (fleet), 127.0.0.216-218 (bigenv), 127.0.0.220-223
-# (status, deploy) and 127.0.0.241-243 (proxy); git daemon on 127.0.0.229; apps started by hand on 127.0.0.226-228 and
-# 127.0.0.231-240, 127.0.3.x (fleet).
+# Loopback: agents on 127.0.0.200-210 (agent), 127.0.1.x (fleet), .216-218 (bigenv), .220-223 (status,
+# deploy), .241-243 (proxy), .244 (etcd) with .245-254 (registry); git daemon on .229; apps by hand
+# on .226-228, .231-240 and 127.0.3.x (fleet).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export LC_ALL=C
@@ -377,6 +381,7 @@ source scripts/lib/bench_deploy.sh
 source scripts/lib/bench_walls.sh
 source scripts/lib/bench_proxy_faults.sh
 source scripts/lib/bench_fleet.sh
+source scripts/lib/bench_registry.sh
 
 [[ -z "$ONLY" || "$ONLY" == deploy ]] && bench_deploy
 [[ -z "$ONLY" || "$ONLY" == bigenv ]] && bench_bigenv
@@ -385,6 +390,7 @@ source scripts/lib/bench_fleet.sh
 [[ -z "$ONLY" || "$ONLY" == fleet || "$ONLY" == fanout ]] && bench_fleet
 [[ -z "$ONLY" || "$ONLY" == proxy ]] && bench_proxy
 [[ -z "$ONLY" || "$ONLY" == walls ]] && bench_walls
+[[ -z "$ONLY" || "$ONLY" == registry ]] && bench_registry
 
 echo
 printf '| %-50s | %12s | %12s | %7s |\n' "measurement" "value" "baseline" "ratio"

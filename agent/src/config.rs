@@ -67,6 +67,13 @@ pub struct Config {
     pub ports: (u16, u16),
     /// The deployments' memory limits may add up to this share of the node's memory.
     pub overcommit: f64,
+    /// `register = "etcd://HOST:2379/PREFIX"`: the etcd this agent announces itself in.
+    pub register: Option<crate::register::Registry>,
+    /// `labels = {zone = "a"}`: what fleet envs select this agent by.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The lease the announcement is kept under: a stopped or cut-off agent disappears
+    /// from the registry within this long.
+    pub register_ttl: Duration,
 }
 
 impl Default for Config {
@@ -97,6 +104,9 @@ impl Default for Config {
             app_uids: crate::identity::DEFAULT_RANGE,
             ports: (1024, 65535),
             overcommit: 1.0,
+            register: None,
+            labels: Default::default(),
+            register_ttl: Duration::from_secs(10),
         }
     }
 }
@@ -137,6 +147,12 @@ pub struct FileConfig {
     /// "1024-65535"
     pub ports: Option<String>,
     pub overcommit: Option<f64>,
+    /// "etcd://HOST:2379/PREFIX"
+    pub register: Option<String>,
+    /// {zone = "a", ...}
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// A duration: "10s".
+    pub register_ttl: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -274,6 +290,25 @@ impl FileConfig {
             }
             config.overcommit = v;
         }
+        if let Some(v) = &self.register {
+            config.register = Some(
+                crate::register::Registry::parse(v)
+                    .map_err(|e| invalid(format!("register: {e}")))?,
+            );
+        }
+        if let Some(v) = self.labels {
+            crate::register::check_labels(&v).map_err(|e| invalid(format!("labels: {e}")))?;
+            config.labels = v;
+        }
+        if let Some(v) = &self.register_ttl {
+            let ttl = duration("register_ttl", v)?;
+            if ttl < Duration::from_secs(2) {
+                return Err(invalid(format!(
+                    "register_ttl: {v:?} is too short (at least 2s, etcd's shortest lease)"
+                )));
+            }
+            config.register_ttl = ttl;
+        }
         if let Some(v) = self.installer {
             config.installer = InstallerMode::parse(&v).ok_or_else(|| {
                 invalid(format!(
@@ -344,44 +379,4 @@ impl InstallerMode {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_overrides_defaults() {
-        let f = FileConfig::parse(
-            "listen = \"0.0.0.0:7000\"\napp_host = \"10.0.0.5\"\ninstall_timeout = \"5m\"\nlog_keep = 5\n",
-        )
-        .unwrap();
-        let mut c = Config::default();
-        f.apply(&mut c, Path::new("c.toml")).unwrap();
-        assert_eq!(c.listen.to_string(), "0.0.0.0:7000");
-        assert_eq!(c.app_host.to_string(), "10.0.0.5");
-        assert_eq!(c.install_timeout, Duration::from_secs(300));
-        assert_eq!(c.log_keep, 5);
-        assert_eq!(c.http_listen.port(), 7071, "unset keys keep their defaults");
-    }
-
-    #[test]
-    fn the_installed_example_is_valid() {
-        let f = FileConfig::parse(include_str!("../../scripts/config.toml")).unwrap();
-        let mut c = Config::default();
-        f.apply(&mut c, Path::new("scripts/config.toml")).unwrap();
-        assert_eq!(c.data_dir, PathBuf::from("/var/lib/deploy-agent"));
-    }
-
-    #[test]
-    fn unknown_key_is_named() {
-        let e = FileConfig::parse("listen = \"127.0.0.1:1\"\nlisten_addr = \"x\"\n").unwrap_err();
-        assert!(e.contains("listen_addr"), "{e}");
-    }
-
-    #[test]
-    fn bad_duration_names_the_key() {
-        let f = FileConfig::parse("install_timeout = \"soon\"\n").unwrap();
-        let e = f
-            .apply(&mut Config::default(), Path::new("c.toml"))
-            .unwrap_err();
-        assert!(e.to_string().contains("install_timeout"), "{e}");
-    }
-}
+mod tests;

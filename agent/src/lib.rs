@@ -46,6 +46,7 @@ mod proxy;
 mod reaper;
 mod recover;
 mod refusals;
+pub mod register;
 mod reservations;
 mod secrets;
 mod service;
@@ -94,6 +95,7 @@ pub async fn run(
     let sup = Supervisor::new(config).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let background = spawn_background(&sup);
+    let registration = register::spawn(&sup);
     let http_task = tokio::spawn(http::serve(http, sup.clone(), stopped(stop_rx.clone())));
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -103,6 +105,9 @@ pub async fn run(
 
     shutdown.await;
     tracing::info!("shutting down; apps keep running");
+    if let Some(r) = registration {
+        r.stop().await;
+    }
     proxy_after_the_agent(&sup).await;
     health
         .set_not_serving::<AgentServer<service::AgentService>>()

@@ -56,15 +56,20 @@ Config file keys (TOML; every one optional; an unknown key is an error):
   venv_keep_age = \"14d\"           ... and none unused for longer
   allow_apt = false               deploys may apt-get install Debian packages (agent as root)
   lb_drain = \"4s\"                 remove/recreate behind a load balancer: its health check
-                                  answers 503 this long first";
+                                  answers 503 this long first
+  register = \"etcd://HOST:2379/PREFIX\"
+                                  announce this agent (address, version, labels, capacity)
+                                  in etcd under a lease, for fleet envs; etcd lost: retried
+  labels = {zone = \"a\"}           what fleet envs select this agent by (--select zone=a)
+  register_ttl = \"10s\"            a stopped or cut-off agent leaves the registry within this";
 
 #[derive(clap::Args, Debug)]
 struct Args {
     /// A TOML file with any of: listen, http_listen, data_dir, app_host, log_format,
     /// start_script_timeout, install_timeout, keep_releases, log_max_bytes, log_keep, installer,
     /// tls_cert, tls_key, auth_file, insecure, run_as, apps_as_agent_user, cgroups,
-    /// venv_keep_bytes, venv_keep_age, allow_apt, lb_drain. The admin commands (init, user,
-    /// group) given neither --config nor --data-dir read the system config
+    /// venv_keep_bytes, venv_keep_age, allow_apt, lb_drain, register, labels, register_ttl.
+    /// The admin commands (init, user, group) given neither --config nor --data-dir read the system config
     /// /etc/deploy-agent/config.toml when it exists ($DEPLOY_AGENT_SYSTEM_CONFIG: another
     /// path), else use $STATE_DIRECTORY or the default data directory; each names the file
     /// it read or changed.

@@ -16,6 +16,7 @@
 
 mod env;
 mod fanout;
+pub(crate) mod fleet;
 mod local;
 mod whoami;
 
@@ -25,7 +26,7 @@ use anyhow::anyhow;
 use deployctl_proto::v1::agent_client::AgentClient;
 use tonic::transport::{Channel, Endpoint};
 
-pub(crate) use env::{normalize, resolve_env, validate_address, validate_env};
+pub(crate) use env::{check_env, normalize, resolve_env, validate_address, validate_env};
 pub(crate) use fanout::{
     answer, for_each_agent, AgentError, Call, CallError, Fanout, Limit, Reply,
 };
@@ -62,6 +63,8 @@ pub(crate) struct Target {
     pub token: Option<String>,
     /// How long an agent may take to connect, to answer a request or a keepalive ping.
     pub timeout: Duration,
+    /// A fleet env: its registry, selector and count (`addresses`: its live, matching agents).
+    pub fleet: Option<std::sync::Arc<fleet::Fleet>>,
 }
 
 impl Target {

@@ -20,3 +20,5 @@ pub mod etcd {
         tonic::include_proto!("etcdserverpb");
     }
 }
+
+pub mod registry;

@@ -23,6 +23,20 @@ fn expand(path: &str, root: &Path) -> PathBuf {
     root.join(path)
 }
 
+/// Checks env `name` as [`resolve_env`] does, but without asking a fleet's registry (for
+/// `declare deployment`, which reaches nothing).
+pub(crate) fn check_env(project: &Project, name: &str) -> anyhow::Result<()> {
+    decl::validate_name("env", name)?;
+    let path = project.env_file(name);
+    match decl::load::<EnvDecl>(&path)? {
+        Some(env) if env.kind == "fleet" => {
+            validate_env(name, &path, &env)?;
+            credentials(project, &path, &env).map(|_| ())
+        }
+        _ => resolve_env(project, name).map(|_| ()),
+    }
+}
+
 /// Finds an env: `NAME.env.yaml` in the project, else the built-in `local`.
 pub(crate) fn resolve_env(project: &Project, name: &str) -> anyhow::Result<Target> {
     decl::validate_name("env", name)?;
@@ -30,37 +44,20 @@ pub(crate) fn resolve_env(project: &Project, name: &str) -> anyhow::Result<Targe
     if let Some(env) = decl::load::<EnvDecl>(&path)? {
         validate_env(name, &path, &env)?;
         let at = path.display();
-        let ca_pem = match &env.ca_file {
-            Some(f) => {
-                let p = expand(f, &project.root);
-                Some(std::fs::read(&p).map_err(|e| {
-                    bad_input(format!("{at}: ca_file: cannot read {}: {e}", p.display()))
-                })?)
-            }
-            None => None,
-        };
-        let token = match &env.token_file {
-            Some(f) => {
-                let p = expand(f, &project.root);
-                let t = std::fs::read_to_string(&p).map_err(|e| {
-                    bad_input(format!(
-                        "{at}: token_file: cannot read {}: {e}",
-                        p.display()
-                    ))
-                })?;
-                let t = t.trim().to_string();
-                // Checked here, before any agent is asked, so that it is bad input (exit 2).
-                if tonic::metadata::MetadataValue::try_from(format!("Bearer {t}")).is_err() {
-                    return Err(bad_input(format!(
-                        "{at}: token_file: {} holds characters a header cannot carry",
-                        p.display()
-                    )));
+        let (ca_pem, token) = credentials(project, &path, &env)?;
+        let (addresses, fleet) = match env.kind.as_str() {
+            "fleet" => {
+                let fleet = super::fleet::resolve(&env, project.agent_timeout)
+                    .map_err(|e| e.context(format!("env {name} ({at})")))?;
+                let addresses: Vec<String> =
+                    fleet.agents.iter().map(|r| normalize(&r.address)).collect();
+                if token.is_some() {
+                    refuse_plain_remote(name, &path, &addresses)?;
                 }
-                Some(t)
+                (addresses, Some(std::sync::Arc::new(fleet)))
             }
-            None => None,
+            _ => (env.addresses.iter().map(|a| normalize(a)).collect(), None),
         };
-        let addresses: Vec<String> = env.addresses.iter().map(|a| normalize(a)).collect();
         if addresses.iter().any(|a| a.starts_with("https://")) && ca_pem.is_none() {
             return Err(bad_input(format!(
                 "{at}: ca_file: required for https:// addresses (the CA that `deploy-agent init` made)"
@@ -76,6 +73,7 @@ pub(crate) fn resolve_env(project: &Project, name: &str) -> anyhow::Result<Targe
             ca_pem,
             token,
             timeout: project.agent_timeout,
+            fleet,
         });
     }
     if name == crate::project::DEFAULT_ENV {
@@ -86,6 +84,7 @@ pub(crate) fn resolve_env(project: &Project, name: &str) -> anyhow::Result<Targe
             ca_pem: None,
             token: None,
             timeout: project.agent_timeout,
+            fleet: None,
         });
     }
     Err(bad_input(format!(
@@ -94,16 +93,64 @@ pub(crate) fn resolve_env(project: &Project, name: &str) -> anyhow::Result<Targe
     )))
 }
 
+/// The env's CA certificate (PEM) and token, read from its `ca_file` and `token_file`.
+fn credentials(
+    project: &Project,
+    path: &Path,
+    env: &EnvDecl,
+) -> anyhow::Result<(Option<Vec<u8>>, Option<String>)> {
+    let at = path.display();
+    let ca_pem = match &env.ca_file {
+        Some(f) => {
+            let p = expand(f, &project.root);
+            Some(std::fs::read(&p).map_err(|e| {
+                bad_input(format!("{at}: ca_file: cannot read {}: {e}", p.display()))
+            })?)
+        }
+        None => None,
+    };
+    let token = match &env.token_file {
+        Some(f) => {
+            let p = expand(f, &project.root);
+            let t = std::fs::read_to_string(&p).map_err(|e| {
+                bad_input(format!(
+                    "{at}: token_file: cannot read {}: {e}",
+                    p.display()
+                ))
+            })?;
+            let t = t.trim().to_string();
+            // Checked here, before any agent is asked, so that it is bad input (exit 2).
+            if tonic::metadata::MetadataValue::try_from(format!("Bearer {t}")).is_err() {
+                return Err(bad_input(format!(
+                    "{at}: token_file: {} holds characters a header cannot carry",
+                    p.display()
+                )));
+            }
+            Some(t)
+        }
+        None => None,
+    };
+    Ok((ca_pem, token))
+}
+
 /// Checks env `name`'s declaration at `path` (when it is declared and when it is used).
 pub(crate) fn validate_env(name: &str, path: &Path, env: &EnvDecl) -> anyhow::Result<()> {
     let at = path.display();
     if env.object_type != "env" {
         return Err(bad_input(format!("{at}: object_type: must be \"env\"")));
     }
-    if env.kind != "agent" {
+    match env.kind.as_str() {
+        "agent" => {}
+        "fleet" => return super::fleet::validate(&at.to_string(), env),
+        other => {
+            return Err(bad_input(format!(
+                "{at}: type: {other:?} is not an env type (available: agent, fleet)"
+            )))
+        }
+    }
+    if env.registry.is_some() || env.select.is_some() || env.count.is_some() {
         return Err(bad_input(format!(
-            "{at}: type: {:?} is not an env type (available: agent)",
-            env.kind
+            "{at}: registry, select and count are for fleet envs (type: fleet), not type agent"
         )));
     }
     if env.addresses.is_empty() {

@@ -279,6 +279,7 @@ mod tests {
             ca_pem: None,
             token: None,
             timeout: Duration::from_millis(300),
+            fleet: None,
         };
         let started = std::time::Instant::now();
         let mut replies = for_each_agent(&target, Limit::Answer, |mut c: Call| async move {

@@ -1,4 +1,5 @@
-//! `declare deployment NAME [flags]` and `declare env agent NAME --address A...`: write a
+//! `declare deployment NAME [flags]`, `declare env agent NAME --address A...` and
+//! `declare env fleet NAME --registry etcd://... [--select S] [--count N]`: write a
 //! declaration file, deploy nothing.
 
 use clap::Subcommand;
@@ -19,13 +20,22 @@ pub(crate) enum Declare {
     },
     /// Write NAME.env.yaml: an env of agents to deploy to
     Env {
-        /// The env type (available: agent)
+        /// The env type (available: agent, fleet)
         #[arg(value_name = "TYPE")]
         kind: String,
         name: String,
         /// An agent's address, http://HOST:PORT (repeatable: one instance per agent)
         #[arg(long = "address", value_name = "URL")]
         addresses: Vec<String>,
+        /// Where the fleet's agents register (their `register` setting)
+        #[arg(long, value_name = "etcd://HOST:2379/PREFIX")]
+        registry: Option<String>,
+        /// Which registered agents: labels (zone=a, zone!=b) and capacities (gpus>=1, memory>=8G: memory limits may still take, cpus, memory_free, memory_total, gpus_total, deployments), comma-separated [default: all]
+        #[arg(long, value_name = "SELECTOR")]
+        select: Option<String>,
+        /// Deploy to this many of the matching agents, those with the most room for the deployment (its memory limit and GPUs); a redeploy stays where it runs [default: all]
+        #[arg(long, value_name = "N")]
+        count: Option<u32>,
         /// A file holding the bearer token for the agents
         #[arg(long)]
         token_file: Option<String>,
@@ -47,7 +57,7 @@ pub(crate) fn run(project: &Project, cmd: Declare) -> anyhow::Result<()> {
             flags.apply(&mut d, &cwd, &project.root)?;
             d.validate(&name)?;
             if let Some(env) = &d.env {
-                client::resolve_env(project, env)?;
+                client::check_env(project, env)?;
             }
             decl::save(&path, &d)?;
             println!("wrote {}", path.display());
@@ -57,21 +67,35 @@ pub(crate) fn run(project: &Project, cmd: Declare) -> anyhow::Result<()> {
             kind,
             name,
             addresses,
+            registry,
+            select,
+            count,
             token_file,
             ca_file,
         } => {
             decl::validate_name("name", &name)?;
-            if kind != "agent" {
+            if kind != "agent" && kind != "fleet" {
                 return Err(bad_input(format!(
-                    "TYPE: {kind:?} is not an env type (available: agent)"
+                    "TYPE: {kind:?} is not an env type (available: agent, fleet)"
                 )));
             }
             let path = project.env_file(&name);
-            let mut env: EnvDecl = decl::load(&path)?.unwrap_or(EnvDecl {
-                object_type: "env".into(),
-                kind: "agent".into(),
-                ..Default::default()
-            });
+            let mut env: EnvDecl = decl::load(&path)?
+                .filter(|e: &EnvDecl| e.kind == kind)
+                .unwrap_or(EnvDecl {
+                    object_type: "env".into(),
+                    kind: kind.clone(),
+                    ..Default::default()
+                });
+            if registry.is_some() {
+                env.registry = registry;
+            }
+            if select.is_some() {
+                env.select = select;
+            }
+            if count.is_some() {
+                env.count = count;
+            }
             if !addresses.is_empty() {
                 for a in &addresses {
                     client::validate_address(a)

@@ -39,6 +39,8 @@ struct Node {
     env: String,
     agent: String,
     info: Result<pb::NodeInfoReply, String>,
+    /// A fleet env's agent: the labels it registered with.
+    labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
@@ -48,9 +50,13 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
     };
     // Every (env, agent) pair, each agent once, all asked at once.
     let mut agents: Vec<(String, String)> = Vec::new();
+    let mut labels = std::collections::BTreeMap::new();
     let mut fanout = client::Fanout::default();
     for env in &envs {
         let target = client::resolve_env(project, env)?.no_autostart();
+        for r in target.fleet.iter().flat_map(|f| &f.agents) {
+            labels.insert(client::normalize(&r.address), r.labels.clone());
+        }
         for address in &target.addresses {
             if !agents.iter().any(|(_, a)| a == address) {
                 agents.push((env.clone(), address.clone()));
@@ -64,6 +70,7 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
         .into_iter()
         .map(|r| Node {
             env: agents[r.index].0.clone(),
+            labels: labels.get(&r.address).cloned(),
             agent: r.address,
             info: r.result.map_err(|e| e.message),
         })
@@ -127,6 +134,7 @@ fn print_json(nodes: &[Node]) {
                     "memory_bytes": g.memory_bytes, "free": g.free,
                 })).collect::<Vec<_>>(),
                 "limits_enforced": i.limits_enforced,
+                "labels": n.labels,
             }),
             Err(e) => json!({
                 "env": n.env, "agent": n.agent, "reachable": false, "error": e,
@@ -226,6 +234,10 @@ fn print_text(nodes: &[Node]) {
     for (n, i) in &reachable {
         for g in &i.gpus {
             println!("  {}: {}", n.agent, gpu(g));
+        }
+        if let Some(labels) = n.labels.as_ref().filter(|l| !l.is_empty()) {
+            let list: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("  {}: labels {}", n.agent, list.join(","));
         }
     }
 }

@@ -72,7 +72,22 @@ pub(crate) async fn show(
     format: Format,
 ) -> anyhow::Result<()> {
     let env = d.env.clone().unwrap_or_else(|| project.default_env());
-    let target = client::resolve_env(project, &env)?.no_autostart();
+    let mut target = client::resolve_env(project, &env)?.no_autostart();
+    let store = state::open(project)?;
+    // A fleet env: the agents a run would pick, and why.
+    let fleet = match target.fleet.clone() {
+        Some(fleet) => {
+            let running = super::run::running_on(&*store, name).await;
+            let choices = fleet.choose(d, &running);
+            target.addresses = choices
+                .iter()
+                .filter(|c| c.picked)
+                .map(|c| c.address.clone())
+                .collect();
+            Some((fleet, choices))
+        }
+        None => None,
+    };
     let mut spec = d.to_spec(name, &project.root)?;
     // A plan downloads nothing: an unpinned artifact is shown as one a run downloads.
     spec.allow_unpinned_artifacts = true;
@@ -102,7 +117,7 @@ pub(crate) async fn show(
         agents.push(v);
     }
     // Agents that run it now (by the state) and are not in the env any more.
-    let st = state::open(project)?.load().await.ok();
+    let st = store.load().await.ok();
     let leaving: Vec<String> = st
         .as_ref()
         .and_then(|s| s.deployments.get(name))
@@ -119,10 +134,14 @@ pub(crate) async fn show(
         Format::Json => println!(
             "{}",
             json!({"name": name, "env": env, "changes": changes, "agents": agents,
-                   "not_in_env": leaving})
+                   "not_in_env": leaving,
+                   "fleet": fleet.as_ref().map(|(f, c)| f.explain(c))})
         ),
         Format::Text => {
             println!("Plan for {name} on env {env} (nothing is changed):");
+            if let Some((f, c)) = &fleet {
+                f.print(c);
+            }
             for a in &agents {
                 print_agent(a);
             }

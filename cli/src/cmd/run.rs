@@ -63,7 +63,7 @@ mod rollout;
 mod waves;
 
 pub(crate) use attempts::{deploy_change, Change, OnStale};
-pub(crate) use deploy::How;
+pub(crate) use deploy::{running_on, How};
 pub(crate) use rollout::Rollout;
 pub(crate) use waves::relaunch;
 

@@ -14,7 +14,7 @@ use crate::output::{self, Format};
 pub(crate) struct Args {
     /// env or deployment
     pub object: Option<String>,
-    /// A type of that object (env: agent; deployment: process)
+    /// A type of that object (env: agent, fleet; deployment: process)
     #[arg(value_name = "TYPE")]
     pub kind: Option<String>,
 }
@@ -82,12 +82,26 @@ pub(crate) fn deployment_fields() -> Vec<Field> {
     fields
 }
 
-/// The options of `env agent`.
-pub(crate) fn env_fields() -> Vec<Field> {
+/// The flags of `declare env` that only a fleet env takes.
+const FLEET_ONLY: &[&str] = &["registry", "select", "count"];
+
+/// The options of `env agent` or `env fleet`.
+pub(crate) fn env_fields(kind: &str) -> Vec<Field> {
     let cmd = Declare::augment_subcommands(clap::Command::new("declare"));
-    cmd.find_subcommand("env")
+    let fields = cmd
+        .find_subcommand("env")
         .map(fields_of)
-        .unwrap_or_default()
+        .unwrap_or_default();
+    fields
+        .into_iter()
+        .filter(|f| {
+            let flag = f.flag.trim_start_matches("--");
+            match kind {
+                "fleet" => flag != "address",
+                _ => !FLEET_ONLY.contains(&flag),
+            }
+        })
+        .collect()
 }
 
 pub(crate) fn run(args: Args, format: Format) -> anyhow::Result<()> {
@@ -95,15 +109,18 @@ pub(crate) fn run(args: Args, format: Format) -> anyhow::Result<()> {
     let kind = args.kind.as_deref();
     let fields = match (object, kind) {
         (None, _) => {
-            return print_types(&[("env", &["agent"]), ("deployment", &["process"])], format)
+            return print_types(
+                &[("env", &["agent", "fleet"]), ("deployment", &["process"])],
+                format,
+            )
         }
-        (Some("env"), None) => return print_types(&[("env", &["agent"])], format),
+        (Some("env"), None) => return print_types(&[("env", &["agent", "fleet"])], format),
         (Some("deployment"), None) => return print_types(&[("deployment", &["process"])], format),
-        (Some("env"), Some("agent")) => env_fields(),
+        (Some("env"), Some(k @ ("agent" | "fleet"))) => env_fields(k),
         (Some("deployment"), Some("process")) => deployment_fields(),
         (Some("env"), Some(k)) => {
             return Err(bad_input(format!(
-                "TYPE: {k:?} is not an env type (available: agent)"
+                "TYPE: {k:?} is not an env type (available: agent, fleet)"
             )))
         }
         (Some("deployment"), Some(k)) => {
@@ -264,12 +281,21 @@ mod tests {
             object_type: "env".into(),
             kind: "agent".into(),
             addresses: vec!["http://h:1".into()],
+            registry: Some("etcd://h:2379/p".into()),
+            select: Some("zone=a".into()),
+            count: Some(1),
             token_file: Some("t".into()),
             ca_file: Some("c".into()),
         };
         let mut all = Vec::new();
         keys(&serde_norway::to_value(&full).unwrap(), "", &mut all);
-        let listed: Vec<String> = env_fields().into_iter().map(|f| f.field).collect();
+        let agent: Vec<String> = env_fields("agent").into_iter().map(|f| f.field).collect();
+        let fleet: Vec<String> = env_fields("fleet").into_iter().map(|f| f.field).collect();
+        assert!(agent.contains(&"addresses".to_string()) && !agent.contains(&"select".to_string()));
+        assert!(
+            fleet.contains(&"registry".to_string()) && !fleet.contains(&"addresses".to_string())
+        );
+        let listed: Vec<String> = agent.into_iter().chain(fleet).collect();
         for k in all
             .iter()
             .filter(|k| !matches!(k.as_str(), "object_type" | "type"))

@@ -7,7 +7,7 @@ mod resources;
 mod spec;
 
 pub(crate) use artifacts::Artifact;
-pub(crate) use resources::Resources;
+pub(crate) use resources::{parse_size, Resources};
 pub(crate) use spec::{as_written, from_spec};
 
 use std::collections::BTreeMap;
@@ -163,7 +163,18 @@ pub(crate) struct EnvDecl {
     pub object_type: String,
     #[serde(rename = "type", default = "agent_type")]
     pub kind: String,
+    /// `type: agent`: the agents, by address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<String>,
+    /// `type: fleet`: the etcd the agents register in, `etcd://HOST:PORT/PREFIX`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+    /// `type: fleet`: which registered agents (`zone=a,gpus>=1`; none: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select: Option<String>,
+    /// `type: fleet`: deploy to this many of them, those with the most room (none: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -177,7 +177,7 @@ impl EtcdState {
 }
 
 /// The end of the key range with this prefix (the prefix with its last byte plus one).
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {

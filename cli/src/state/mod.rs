@@ -20,7 +20,7 @@ use crate::error::bad_input;
 use crate::project::Project;
 
 pub(crate) use compare::{compare, Fit};
-pub(crate) use etcd::EtcdState;
+pub(crate) use etcd::{prefix_end, EtcdState};
 pub(crate) use file::FileState;
 
 /// The note of a history entry `status --refresh` or `state rebuild` wrote for a release

@@ -76,12 +76,16 @@ pub(crate) async fn deploy(
     } = how;
     let env = d.env.clone().unwrap_or_else(|| project.default_env());
     let mut target = client::resolve_env(project, &env)?;
+    let store = state::open(project)?;
+    if let Some(fleet) = target.fleet.clone() {
+        let running = running_on(&*store, name).await;
+        target.addresses = fleet.targets(&env, &d, &running)?;
+    }
     if let Some(only) = &only {
         target.addresses.retain(|a| only.contains(a));
     }
     let mut spec = spec_of(project, name, &d, pinned, commit)?;
     spec.allow_unpinned_artifacts = allow_unpinned;
-    let store = state::open(project)?;
     if format == Format::Text {
         announce(name, &spec, &env, &target.addresses);
     }
@@ -112,6 +116,20 @@ pub(crate) async fn deploy(
         deployed,
         result,
     })
+}
+
+/// The agents that run `name` now, by the state (none when it cannot be read).
+pub(crate) async fn running_on(store: &dyn state::StateStore, name: &str) -> Vec<String> {
+    store
+        .load()
+        .await
+        .ok()
+        .and_then(|s| {
+            s.deployments
+                .get(name)
+                .map(|e| e.instances.keys().cloned().collect())
+        })
+        .unwrap_or_default()
 }
 
 /// The spec the agents get: declaration `d` of `name`, with the exact package versions

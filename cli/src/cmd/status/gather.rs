@@ -148,7 +148,12 @@ pub(super) fn merge(
     names
         .into_iter()
         .map(|(name, env)| {
-            let instances = instances(asked, &name, &env);
+            let recorded: Vec<String> = st
+                .deployments
+                .get(&name)
+                .map(|d| d.instances.keys().cloned().collect())
+                .unwrap_or_default();
+            let instances = instances(asked, &name, &env, &recorded);
             let owner = st
                 .deployments
                 .get(&name)
@@ -169,8 +174,10 @@ pub(super) fn merge(
         .collect()
 }
 
-/// `name` on each agent of `env`: its status, missing there, or the agent unreachable.
-fn instances(asked: &Asked, name: &str, env: &str) -> Vec<Instance> {
+/// `name` on each agent of `env`: its status, missing there, or the agent unreachable. In a
+/// fleet env with a count, only the agents that run it or, by the state (`recorded`), ran
+/// it; one of those no longer alive in the registry is shown as gone.
+fn instances(asked: &Asked, name: &str, env: &str, recorded: &[String]) -> Vec<Instance> {
     let instance =
         |agent: &str, state: &str, s: Option<&pb::DeploymentStatus>, note: &str| Instance {
             agent: agent.to_string(),
@@ -179,20 +186,31 @@ fn instances(asked: &Asked, name: &str, env: &str) -> Vec<Instance> {
             note: note.to_string(),
         };
     match asked.envs.get(env) {
-        Some(Ok(t)) => t
-            .addresses
-            .iter()
-            .filter_map(|address| {
-                let reply = asked.live.get(&(env.to_string(), address.clone()))?;
-                Some(match reply {
-                    Ok(list) => match list.iter().find(|s| s.name == name) {
-                        Some(s) => instance(address, &s.state, Some(s), ""),
-                        None => instance(address, "missing", None, "the agent does not run it"),
-                    },
-                    Err(e) => instance(address, "unreachable", None, e),
+        Some(Ok(t)) => {
+            let counted = t.fleet.as_ref().is_some_and(|f| f.count.is_some());
+            let mut list: Vec<Instance> = t
+                .addresses
+                .iter()
+                .filter_map(|address| {
+                    let reply = asked.live.get(&(env.to_string(), address.clone()))?;
+                    Some(match reply {
+                        Ok(list) => match list.iter().find(|s| s.name == name) {
+                            Some(s) => instance(address, &s.state, Some(s), ""),
+                            None if counted && !recorded.contains(address) => return None,
+                            None => instance(address, "missing", None, "the agent does not run it"),
+                        },
+                        Err(e) => instance(address, "unreachable", None, e),
+                    })
                 })
-            })
-            .collect(),
+                .collect();
+            if t.fleet.is_some() {
+                let gone = "no longer alive in the fleet's registry (stopped, or cut off longer than its lease)";
+                for address in recorded.iter().filter(|a| !t.addresses.contains(a)) {
+                    list.push(instance(address, "unreachable", None, gone));
+                }
+            }
+            list
+        }
         Some(Err(e)) => vec![instance("-", "unknown", None, e)],
         None => Vec::new(),
     }
