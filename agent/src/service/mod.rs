@@ -141,7 +141,7 @@ impl Agent for AgentService {
         tracing::info!(deployment = %req.name, caller = %caller.user, "remove requested");
         let removed = self
             .sup
-            .remove(&req.name, replies::drain(req.drain_ms))
+            .remove(&req.name, replies::drain(req.drain_ms), req.keep_data)
             .await?;
         Ok(Response::new(replies::removed_to_pb(removed)))
     }

@@ -5,6 +5,7 @@
 
 mod garbage;
 mod identity;
+pub(crate) mod kept;
 mod observer;
 mod remove;
 mod view;
@@ -63,6 +64,8 @@ pub(crate) struct Supervisor {
     gpus: Mutex<crate::gpus::GpuPool>,
     /// Deployments whose private port another user's process took: moved to another port.
     port_taken: identity::PortTaken,
+    /// Data directories kept after `remove --keep-data`: name → owner.
+    kept: Mutex<BTreeMap<String, String>>,
 }
 
 impl Supervisor {
@@ -112,7 +115,12 @@ impl Supervisor {
             layout.root.join("tools"),
         ));
         let artifacts = Arc::new(crate::artifacts::Artifacts::new(layout.artifacts()));
+        let l = layout.clone();
+        let kept = tokio::task::spawn_blocking(move || kept::load(&l))
+            .await
+            .map_err(|e| Error::Internal(format!("finding kept data directories: {e}")))?;
         Ok(Arc::new(Supervisor {
+            kept: Mutex::new(kept),
             artifacts,
             proxy: NodeProxy::new(&layout.root),
             traffic: Traffic::default(),
@@ -229,8 +237,12 @@ impl Supervisor {
     }
 
     /// Who owns a deployment, if it exists.
+    /// Who owns `name` here: its deployment's owner, else the owner of its kept data.
     pub(crate) fn owner_of(&self, name: &str) -> Option<String> {
-        self.get(name)?.owner()
+        match self.get(name) {
+            Some(d) => d.owner().or_else(|| self.kept_owner(name)),
+            None => self.kept_owner(name),
+        }
     }
 
     /// Hides the secret values of a deployment (its current release's) in output.
@@ -272,7 +284,8 @@ impl Supervisor {
         if !d.discard_if_unreleased() {
             return;
         }
-        if let Err(e) = d.forget(&self.layout).await {
+        let keep = kept::survivors(self.has_kept_data(d.name()));
+        if let Err(e) = d.forget(&self.layout, keep).await {
             tracing::warn!(deployment = %d.name(), error = %e, "cannot delete what a failed first deploy made");
         }
         self.unregister(d);
