@@ -140,7 +140,7 @@ async fn complete(
         Some(s) => artifacts::link(sup, spec, dir, commit, s, events).await?,
         None => artifacts::Linked::default(),
     };
-    checkout::give_to_app(sup, spec, dir).await?;
+    checkout::give_to_app(sup, spec, dir, &linked.trees).await?;
     Ok(linked)
 }
 
