@@ -4,7 +4,7 @@
 # release binaries first (BENCH_SKIP_BUILD=1 to use target/release as it is).
 #
 #   scripts/bench.sh                    # every row
-#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | bigenv | status | agent | fanout | proxy | walls
+#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | bigenv | status | agent | fanout | proxy | walls | artifacts
 #
 # Rows:
 #   deploy   a FastAPI + uvicorn app (fastapi and uvicorn from PyPI) in a git repository
@@ -42,14 +42,19 @@
 #            namespace, cgroups) vs the same agent run as an unprivileged user (none of it),
 #            with the app alone and with a 10,000-file checkout; medians of
 #            BENCH_WARM_ROUNDS; target: the walls add <= 20 ms
+#   artifacts a 1 GiB model file (BENCH_ARTIFACT_MIB) served by python3 -m http.server on
+#            loopback: the agent's first download (transfer, sha256, fsync, into the store)
+#            vs curl of the same file from the same server (target >= 0.9x); a warm
+#            redeploy (new commit) of a stdlib app with the file already on the node vs
+#            the same app without it (target <= 50 ms more); medians of BENCH_WARM_ROUNDS
 # After the table: the agent's own step times (deploy events' elapsed_ms) of a cold deploy
 # and of the warm redeploys. Installs what it needs when missing, like scripts/test.sh (wrk
 # and curl with apt-get, uv with pip); needs git, python3 (with venv and pip) and access to
 # PyPI for the deploy group.
 #
 # Loopback addresses: agents on 127.0.0.200-210 (agent, fanout), 127.0.0.216-218 (bigenv), 127.0.0.220-223
-# (status, deploy) and 127.0.0.241-243 (proxy); git daemon on 127.0.0.229; apps started by hand on 127.0.0.226-228 and
-# 127.0.0.231-240.
+# (status, deploy), 127.0.0.241-243 (proxy) and 127.0.0.246 (artifacts); git daemon on 127.0.0.229; apps started by hand on 127.0.0.226-228 and
+# 127.0.0.231-240; the artifacts' file server on 127.0.0.247.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export LC_ALL=C
@@ -672,6 +677,7 @@ bench_bigenv() {
 
 source scripts/lib/bench_walls.sh
 source scripts/lib/bench_proxy_faults.sh
+source scripts/lib/bench_artifacts.sh
 
 [[ -z "$ONLY" || "$ONLY" == deploy ]] && bench_deploy
 [[ -z "$ONLY" || "$ONLY" == bigenv ]] && bench_bigenv
@@ -680,6 +686,7 @@ source scripts/lib/bench_proxy_faults.sh
 [[ -z "$ONLY" || "$ONLY" == fanout ]] && bench_fanout
 [[ -z "$ONLY" || "$ONLY" == proxy ]] && bench_proxy
 [[ -z "$ONLY" || "$ONLY" == walls ]] && bench_walls
+[[ -z "$ONLY" || "$ONLY" == artifacts ]] && bench_artifacts
 
 echo
 printf '| %-50s | %12s | %12s | %7s |\n' "measurement" "value" "baseline" "ratio"
