@@ -20,15 +20,7 @@ fn make_files(dir: &Path) -> [String; 2] {
             .map(|i| (i.wrapping_mul(2654435761).wrapping_add(seed) >> 11) as u8)
             .collect();
         std::fs::write(files.join(name), &data).expect("writing a file");
-        let out = std::process::Command::new("sha256sum")
-            .arg(files.join(name))
-            .output()
-            .expect("sha256sum (coreutils)");
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_string()
+        sha256_of(&files.join(name))
     })
 }
 

@@ -55,18 +55,6 @@ with tarfile.open(sys.argv[1], "w:gz") as t:
         t.addfile(i, io.BytesIO(b"evil"))
 "#;
 
-fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum (coreutils)");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// The files the server has: a model directory as a .tar.gz, a tokenizer, 4 MiB of
 /// weights and the archive with an escaping entry. Their hashes.
 fn make_files(dir: &Path) -> [String; 4] {
@@ -103,7 +91,7 @@ fn make_files(dir: &Path) -> [String; 4] {
         "weights.bin",
         "evil.tar.gz",
     ]
-    .map(|f| sha256(&files.join(f)))
+    .map(|f| sha256_of(&files.join(f)))
 }
 
 #[test]
@@ -286,7 +274,7 @@ fn artifacts_are_fetched_once_verified_and_read_only() {
     let readable = format!(
         "labels.txt=file://{}#sha256={}",
         labels.display(),
-        sha256(&labels)
+        sha256_of(&labels)
     );
     project
         .deployctl(&["run", "other", "--artifact", &readable])
@@ -303,7 +291,7 @@ fn artifacts_are_fetched_once_verified_and_read_only() {
     let hidden = format!(
         "secret.txt=file://{}#sha256={}",
         secret.display(),
-        sha256(&secret)
+        sha256_of(&secret)
     );
     project
         .deployctl(&["run", "other", "--artifact", &hidden])

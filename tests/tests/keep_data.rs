@@ -7,24 +7,9 @@ use std::time::Duration;
 use deployctl_e2e::*;
 use serde_json::Value;
 
-/// Appends its start to `$DATA_DIR/starts.txt` and serves what the file holds.
-const APP: &str = r#"import json, os
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-path = os.path.join(os.environ["DATA_DIR"], "starts.txt")
-with open(path, "a") as f:
-    f.write(os.environ["DEPLOYMENT_RELEASE"] + "\n")
-starts = open(path).read().split()
-class H(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = json.dumps({"starts": starts, "uid": os.getuid()}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
-"#;
+/// The standard app, started after the release is noted in `$DATA_DIR/starts.txt`.
+const COMMAND: &str =
+    r#"echo "$DEPLOYMENT_RELEASE" >> "$DATA_DIR/starts.txt" && exec python3 app.py"#;
 
 #[test]
 fn remove_deletes_data_dir_unless_keep_data() {
@@ -32,25 +17,23 @@ fn remove_deletes_data_dir_unless_keep_data() {
     let s = secure_agent(&ip, &["alice", "bob"], &[], "");
     let (alice, bob) = (s.project_as(Some("alice")), s.project_as(Some("bob")));
     let repo = GitRepo::new();
-    repo.write("app.py", APP);
-    repo.commit("counts its starts in DATA_DIR");
+    repo.commit_app("keeper", None);
     let url = repo.url();
-    let deploy = |who: &Project| {
-        who.deployctl(&[
-            "run",
-            "keeper",
-            "--repo",
-            &url,
-            "--command",
-            "python3 app.py",
-        ])
-    };
-    let served =
-        || -> Value { wait_for_json(&s.agent.app_url(8000, "/"), Duration::from_secs(20)) };
-    deploy(&alice).ok();
-    assert_eq!(served()["starts"].as_array().map(Vec::len), Some(1));
-
     let dir = s.agent.data_dir.join("deployments/keeper");
+    // The app serves what the file held when it started.
+    let file = format!("APP_FILE={}", dir.join("data/starts.txt").display());
+    let deploy = |who: &Project| {
+        let args = ["run", "keeper", "--repo", &url, "--command", COMMAND];
+        who.deployctl(&[&args[..], &["--env-var", file.as_str()]].concat())
+    };
+    let starts = || -> usize {
+        let seen: Value = wait_for_json(&s.agent.app_url(8000, "/"), Duration::from_secs(20));
+        let file = seen["file"].as_str().unwrap_or_default();
+        file.split_whitespace().count()
+    };
+    deploy(&alice).ok();
+    assert_eq!(starts(), 1);
+
     let kept = alice.deployctl(&["remove", "keeper", "--keep-data", "--drain", "0s"]);
     kept.ok().mentions("DATA_DIR kept (").mentions(&format!(
         "{}): deploying keeper again finds it",
@@ -71,12 +54,7 @@ fn remove_deletes_data_dir_unless_keep_data() {
 
     // The owner deploys it again: the new release finds what the removed one wrote.
     deploy(&alice).ok();
-    let again = served();
-    assert_eq!(
-        again["starts"].as_array().map(Vec::len),
-        Some(2),
-        "the kept DATA_DIR is back: {again}"
-    );
+    assert_eq!(starts(), 2, "the kept DATA_DIR is back");
 
     // Without the flag, the data goes with the rest, and the output says so.
     let removed = alice.deployctl(&["remove", "keeper", "--drain", "0s"]);
@@ -84,8 +62,8 @@ fn remove_deletes_data_dir_unless_keep_data() {
     assert!(!dir.exists(), "nothing of keeper is left");
     deploy(&alice).ok();
     assert_eq!(
-        served()["starts"].as_array().map(Vec::len),
-        Some(1),
+        starts(),
+        1,
         "a new deployment of the name starts with an empty DATA_DIR"
     );
     let json = alice.deployctl(&["remove", "keeper", "--keep-data", "--output", "json"]);

@@ -38,18 +38,6 @@ const REQUIREMENTS: &str = "mlflow-skinny==3.18.0\npandas==3.1.1\n";
 /// Notes its release in DATA_DIR, then serves the model the release was given.
 const COMMAND: &str = r#"echo "$DEPLOYMENT_RELEASE" >> "$DATA_DIR/starts.txt" && exec mlflow models serve -m models/doubler --env-manager local -h "$HOST" -p "$PORT""#;
 
-fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum (coreutils)");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// The model directory as `files/doubler.tar.gz`: its hash.
 fn model_archive(dir: &Path) -> String {
     let (files, model) = (dir.join("files"), dir.join("model"));
@@ -66,7 +54,7 @@ fn model_archive(dir: &Path) -> String {
         .status()
         .expect("tar");
     assert!(tar.success(), "tar made the model archive");
-    sha256(&files.join("doubler.tar.gz"))
+    sha256_of(&files.join("doubler.tar.gz"))
 }
 
 /// The prediction for x = 1 and 4, once the model answers.
