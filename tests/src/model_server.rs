@@ -125,3 +125,16 @@ pub fn sha256_of(path: &Path) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// Packs what directory `dir` holds into the .tar.gz `archive` (a model archive).
+pub fn tar_gz(dir: &Path, archive: &Path) {
+    let tar = Command::new("tar")
+        .arg("-czf")
+        .arg(archive)
+        .arg("-C")
+        .arg(dir)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(tar.success(), "tar made {}", archive.display());
+}

@@ -64,15 +64,7 @@ fn make_files(dir: &Path) -> [String; 4] {
     std::fs::create_dir_all(model.join("data")).expect("model dir");
     std::fs::write(model.join("MLmodel"), "flavors:\n  python_function: {}\n").expect("MLmodel");
     std::fs::write(model.join("data/model.pkl"), vec![7u8; 2048]).expect("model.pkl");
-    let tar = Command::new("tar")
-        .arg("-czf")
-        .arg(files.join("iris.tar.gz"))
-        .arg("-C")
-        .arg(&model)
-        .arg(".")
-        .status()
-        .expect("tar");
-    assert!(tar.success(), "tar made the model archive");
+    tar_gz(&model, &files.join("iris.tar.gz"));
     std::fs::write(files.join("tokenizer.json"), r#"{"vocab": ["setosa"]}"#).expect("tokenizer");
     let weights: Vec<u8> = (0..4u32 << 20)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)

@@ -7,7 +7,6 @@
 //! real prediction (POST /invocations) answers.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use deployctl_e2e::*;
@@ -45,15 +44,7 @@ fn model_archive(dir: &Path) -> String {
     std::fs::create_dir_all(&model).expect("model dir");
     std::fs::write(model.join("MLmodel"), MLMODEL).expect("MLmodel");
     std::fs::write(model.join("doubler.py"), DOUBLER_PY).expect("doubler.py");
-    let tar = Command::new("tar")
-        .arg("-czf")
-        .arg(files.join("doubler.tar.gz"))
-        .arg("-C")
-        .arg(&model)
-        .arg(".")
-        .status()
-        .expect("tar");
-    assert!(tar.success(), "tar made the model archive");
+    tar_gz(&model, &files.join("doubler.tar.gz"));
     sha256_of(&files.join("doubler.tar.gz"))
 }
 
