@@ -70,4 +70,11 @@ fn remove_deletes_data_dir_unless_keep_data() {
     let data = json.ok().json()["instances"][0]["data"].clone();
     assert_eq!(data["kept"], true, "{data}");
     assert!(data["bytes"].as_u64().unwrap_or(0) > 0, "{data}");
+
+    // Kept data of no deployment: its owner deletes it with a plain remove.
+    alice
+        .deployctl(&["remove", "keeper"])
+        .ok()
+        .mentions("DATA_DIR deleted (");
+    assert!(!dir.exists(), "the kept data is deleted");
 }
