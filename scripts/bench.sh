@@ -46,7 +46,8 @@
 #            loopback: the agent's first download (transfer, sha256, fsync, into the store)
 #            vs curl of the same file from the same server (target >= 0.9x); a warm
 #            redeploy (new commit) of a stdlib app with the file already on the node vs
-#            the same app without it (target <= 50 ms more); medians of BENCH_WARM_ROUNDS
+#            the same app without it, in turns (target <= 50 ms more); medians of BENCH_ROUNDS
+#            downloads and BENCH_ARTIFACT_REDEPLOYS (default 11) redeploys
 # After the table: the agent's own step times (deploy events' elapsed_ms) of a cold deploy
 # and of the warm redeploys. Installs what it needs when missing, like scripts/test.sh (wrk
 # and curl with apt-get, uv with pip); needs git, python3 (with venv and pip) and access to
