@@ -45,8 +45,28 @@ for line in sys.stdin:
 print(ms)'
 }
 
+# The agent's own work in a deploy: its elapsed_ms less its health step's (the app's own
+# start, the noisiest part, and the same with or without an artifact the app never reads),
+# from `run --output json`'s events on stdin.
+agent_work_ms() {
+  python3 -c '
+import json, sys
+total = health = 0
+for line in sys.stdin:
+    try:
+        e = json.loads(line)
+    except ValueError:
+        continue
+    if isinstance(e, dict) and e.get("phase") == "done":
+        if e.get("step") == "deploy":
+            total = e.get("elapsed_ms") or 0
+        elif e.get("step") == "health":
+            health = e.get("elapsed_ms") or 0
+print(total - health)'
+}
+
 # One redeploy (a new commit) of deployment $1 from project $2 (round $3, the extra `run`
-# flags after them): the agent's ms.
+# flags after them): "TOTAL WORK", the agent's ms in all and less the app's start.
 redeploy_ms() {
   local name="$1" proj="$2" round="$3"
   shift 3
@@ -55,7 +75,7 @@ redeploy_ms() {
   git -C "$REPO" -c gc.auto=0 -c user.name=bench -c user.email=bench@localhost commit -qm "$name $round"
   "$BIN/deployctl" --project "$proj" run "$name" --env a --repo "$REPO" \
     --command "python3 app.py" --health-path / "$@" --output json > "$proj/$name-$round.json"
-  agent_ms < "$proj/$name-$round.json"
+  echo "$(agent_ms < "$proj/$name-$round.json") $(agent_work_ms < "$proj/$name-$round.json")"
 }
 
 # The first download of ARTIFACT_URL (ARTIFACT_HASH) by a fresh agent: sets FETCH_MS, the
@@ -109,19 +129,23 @@ bench_artifacts() {
     --artifact "model.bin=$ARTIFACT_URL#sha256=$ARTIFACT_HASH" >/dev/null
   "$BIN/deployctl" --project "$proj" run without-model --env a --repo "$REPO" \
     --command "python3 app.py" --port 8001 --health-path / >/dev/null
-  local with=() without=()
+  local with=() without=() with_work=() without_work=() t
   for round in $(seq 1 "$ARTIFACT_REDEPLOYS"); do
-    with+=("$(redeploy_ms with-model "$proj" "$round" --port 8000)")
-    without+=("$(redeploy_ms without-model "$proj" "$round" --port 8001)")
+    t=$(redeploy_ms with-model "$proj" "$round" --port 8000)
+    with+=("${t% *}"); with_work+=("${t#* }")
+    t=$(redeploy_ms without-model "$proj" "$round" --port 8001)
+    without+=("${t% *}"); without_work+=("${t#* }")
   done
   grep -q "model.bin .* reused" "$proj/with-model-1.json" \
     || NOTES+=("artifacts: the redeploy did not say the artifact was reused (see $proj/with-model-1.json)")
-  local w n
+  local w n ww nw
   w=$(median "${with[@]}"); n=$(median "${without[@]}")
+  ww=$(median "${with_work[@]}"); nw=$(median "${without_work[@]}")
   row "warm redeploy with a ${ARTIFACT_MIB} MiB artifact (vs without), ms" "$w" "$n" "$(ratio "$w" "$n")"
-  row "a stored artifact's cost per redeploy (<=50), ms" "$((w - n))" "0" "-"
+  row "  the agent's part (less the app's start), ms" "$ww" "$nw" "$(ratio "$ww" "$nw")"
+  row "a stored artifact's cost per redeploy (<=50), ms" "$((ww - nw))" "0" "-"
   NOTES+=("artifacts: first download = the agent's artifacts step of a fresh agent (HTTP GET, sha256 in the same pass, fsync, into the store; ms: ${fetches[*]}) vs curl -o FILE (ms: ${curls[*]}), the same file from the same python3 http.server on loopback; medians of $ROUNDS rounds, curl and agent in turns")
-  NOTES+=("artifacts: redeploys with (ms: ${with[*]}) and without (ms: ${without[*]}) the artifact, in turns")
+  NOTES+=("artifacts: redeploys with (ms: ${with[*]}) and without (ms: ${without[*]}) the artifact, in turns; the agent's part (its elapsed less the health step: the app's own start, which the artifact does not change) with (ms: ${with_work[*]}) and without (ms: ${without_work[*]}); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)")
   NOTES+=("artifacts, redeploy steps with the artifact: $(step_summary "$proj"/with-model-*.json)")
   NOTES+=("artifacts, redeploy steps without: $(step_summary "$proj"/without-model-*.json)")
 }
