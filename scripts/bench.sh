@@ -4,7 +4,7 @@
 # release binaries first (BENCH_SKIP_BUILD=1 to use target/release as it is).
 #
 #   scripts/bench.sh                    # every row
-#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | bigenv | status | agent | fleet | proxy | walls | registry
+#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | bigenv | status | agent | fleet | proxy | walls | registry | artifacts
 #
 # Rows:
 #   deploy   a FastAPI + uvicorn app (fastapi and uvicorn from PyPI) in a git repository
@@ -47,14 +47,20 @@
 #            fleet env lists them all vs until they were ready; `nodes` on the fleet env vs on
 #            a typed env of the same agents; a killed agent gone from the fleet vs its
 #            register_ttl (2 s)
+#   artifacts a 1 GiB model file (BENCH_ARTIFACT_MIB) served by python3 -m http.server on
+#            loopback: the agent's first download (transfer, sha256, fsync, into the store)
+#            vs curl of the same file from the same server (target >= 0.9x); a warm
+#            redeploy (new commit) of a stdlib app with the file already on the node vs
+#            the same app without it, in turns (target <= 50 ms more); medians of BENCH_ROUNDS
+#            downloads and BENCH_ARTIFACT_REDEPLOYS (default 11) redeploys
 # After the table: the agent's own step times (deploy events' elapsed_ms) of a cold deploy
 # and of the warm redeploys. Installs what it needs when missing, like scripts/test.sh (wrk
 # and curl with apt-get, uv with pip); needs git, python3 (with venv and pip) and access to
 # PyPI for the deploy group.
 #
 # Loopback: agents on 127.0.0.200-210 (agent), 127.0.1.x (fleet), .216-218 (bigenv), .220-223 (status,
-# deploy), .241-243 (proxy), .244 (etcd) with .245-254 (registry); git daemon on .229; apps by hand
-# on .226-228, .231-240 and 127.0.3.x (fleet).
+# deploy), .241-243 (proxy), .244 (etcd) with .245-254 (registry), .246 (artifacts); git daemon on
+# .229; apps by hand on .226-228, .231-240 and 127.0.3.x (fleet); the artifacts' file server on .247.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export LC_ALL=C
@@ -382,6 +388,7 @@ source scripts/lib/bench_walls.sh
 source scripts/lib/bench_proxy_faults.sh
 source scripts/lib/bench_fleet.sh
 source scripts/lib/bench_registry.sh
+source scripts/lib/bench_artifacts.sh
 
 [[ -z "$ONLY" || "$ONLY" == deploy ]] && bench_deploy
 [[ -z "$ONLY" || "$ONLY" == bigenv ]] && bench_bigenv
@@ -391,6 +398,7 @@ source scripts/lib/bench_registry.sh
 [[ -z "$ONLY" || "$ONLY" == proxy ]] && bench_proxy
 [[ -z "$ONLY" || "$ONLY" == walls ]] && bench_walls
 [[ -z "$ONLY" || "$ONLY" == registry ]] && bench_registry
+[[ -z "$ONLY" || "$ONLY" == artifacts ]] && bench_artifacts
 
 echo
 printf '| %-50s | %12s | %12s | %7s |\n' "measurement" "value" "baseline" "ratio"

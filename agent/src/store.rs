@@ -1,6 +1,9 @@
 //! The node-local store: one JSON record per deployment (in the [`Layout`] of the data
 //! directory), written atomically, so the agent knows after a restart what it was running.
 
+mod delete;
+pub(crate) use delete::delete;
+
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -347,17 +350,6 @@ fn load_all_blocking(layout: &Layout) -> Vec<Record> {
         }
     }
     out
-}
-
-/// Deletes everything of a deployment: record, releases, logs.
-pub(crate) async fn delete(layout: &Layout, name: &str) -> Result<()> {
-    let dir = layout.deployment(name);
-    blocking(move || match std::fs::remove_dir_all(&dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("deleting deployment directory", dir, e)),
-    })
-    .await
 }
 
 #[cfg(test)]

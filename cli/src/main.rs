@@ -71,7 +71,8 @@ enum Command {
     List,
     /// Show an app's output (or its deploy steps') from every instance
     Logs(cmd::logs::Args),
-    /// Stop a deployment everywhere, delete its directories and its state entry
+    /// Stop a deployment everywhere, delete its directories (its DATA_DIR too, unless
+    /// --keep-data) and its state entry
     Remove(cmd::remove::Args),
     /// POST JSON to a healthy instance's apply_path (default /predict) and print the reply
     Apply(cmd::apply::Args),

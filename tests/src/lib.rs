@@ -55,7 +55,7 @@ pub use http::{
 };
 pub use load::{Load, Seen};
 pub use loopback::{loopback, Loopback};
-pub use model_server::ModelServer;
+pub use model_server::{sha256_of, tar_gz, ModelServer};
 pub use node_proxy::signal;
 pub use project::{check_status_shape, fast_run_args, Output, Project};
 pub use prom::{parse_metrics, scrape_metrics, Family, Sample, PROMETHEUS_ACCEPT};

@@ -55,18 +55,6 @@ with tarfile.open(sys.argv[1], "w:gz") as t:
         t.addfile(i, io.BytesIO(b"evil"))
 "#;
 
-fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum (coreutils)");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// The files the server has: a model directory as a .tar.gz, a tokenizer, 4 MiB of
 /// weights and the archive with an escaping entry. Their hashes.
 fn make_files(dir: &Path) -> [String; 4] {
@@ -76,15 +64,7 @@ fn make_files(dir: &Path) -> [String; 4] {
     std::fs::create_dir_all(model.join("data")).expect("model dir");
     std::fs::write(model.join("MLmodel"), "flavors:\n  python_function: {}\n").expect("MLmodel");
     std::fs::write(model.join("data/model.pkl"), vec![7u8; 2048]).expect("model.pkl");
-    let tar = Command::new("tar")
-        .arg("-czf")
-        .arg(files.join("iris.tar.gz"))
-        .arg("-C")
-        .arg(&model)
-        .arg(".")
-        .status()
-        .expect("tar");
-    assert!(tar.success(), "tar made the model archive");
+    tar_gz(&model, &files.join("iris.tar.gz"));
     std::fs::write(files.join("tokenizer.json"), r#"{"vocab": ["setosa"]}"#).expect("tokenizer");
     let weights: Vec<u8> = (0..4u32 << 20)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
@@ -103,7 +83,7 @@ fn make_files(dir: &Path) -> [String; 4] {
         "weights.bin",
         "evil.tar.gz",
     ]
-    .map(|f| sha256(&files.join(f)))
+    .map(|f| sha256_of(&files.join(f)))
 }
 
 #[test]
@@ -286,7 +266,7 @@ fn artifacts_are_fetched_once_verified_and_read_only() {
     let readable = format!(
         "labels.txt=file://{}#sha256={}",
         labels.display(),
-        sha256(&labels)
+        sha256_of(&labels)
     );
     project
         .deployctl(&["run", "other", "--artifact", &readable])
@@ -303,7 +283,7 @@ fn artifacts_are_fetched_once_verified_and_read_only() {
     let hidden = format!(
         "secret.txt=file://{}#sha256={}",
         secret.display(),
-        sha256(&secret)
+        sha256_of(&secret)
     );
     project
         .deployctl(&["run", "other", "--artifact", &hidden])

@@ -8,8 +8,9 @@
 //! <data>/artifacts/partial/         downloads in progress, kept to be resumed (0700)
 //! ```
 //!
-//! Releases get a symlink at the artifact's path to its place in the store; apps (their own
-//! users) pass through the store's directories (0711) and read, never write. What no kept
+//! Releases get a symlink at a file artifact's path to its place in the store, and an
+//! unpacked archive as a directory of hard links to the store's files ([`mirror`]); apps
+//! (their own users) pass through the store's directories (0711) and read, never write. What no kept
 //! release uses stays while it fits the venvs' budget ([`gc`]), least recently used first.
 
 use std::path::{Path, PathBuf};
@@ -25,10 +26,12 @@ mod download;
 mod fetch;
 pub(crate) mod gc;
 mod http;
+mod mirror;
 mod unpack;
 
 pub(crate) use fetch::{Fetched, Progress};
 pub(crate) use gc::Summary;
+pub(crate) use mirror::mirror;
 
 pub(crate) struct Artifacts {
     /// `<data>/artifacts`.

@@ -297,10 +297,14 @@ impl Deployment {
 
     /// Forgets it: no record write happens after this, and its directory (record,
     /// releases, logs) is deleted once a write in progress is over.
-    pub(crate) async fn forget(&self, layout: &Layout) -> Result<()> {
+    pub(crate) async fn forget(
+        &self,
+        layout: &Layout,
+        keep: &'static [&'static str],
+    ) -> Result<()> {
         self.state().removed = true;
         let _writer = self.writer.lock().await;
-        store::delete(layout, &self.name).await
+        store::delete(layout, &self.name, keep).await
     }
 
     /// Writes the record as it is now (a newer write that already happened wins). A

@@ -158,7 +158,7 @@ async fn a_removed_deployment_is_neither_begun_nor_written() {
     );
     d.save(&layout).await.unwrap();
     assert!(layout.record("app").exists());
-    d.forget(&layout).await.unwrap();
+    d.forget(&layout, &[]).await.unwrap();
     assert!(!layout.deployment("app").exists());
     d.set_process(1, None, Tracking::default());
     d.save(&layout).await.unwrap();

@@ -33,6 +33,9 @@ pub(super) struct Stored {
 pub(super) struct Linked {
     pub hashes: Vec<String>,
     pub leases: Vec<Lease>,
+    /// The unpacked archives shown as directories of hard links to the store's files:
+    /// they stay the agent's (never given to the app's user).
+    pub trees: Vec<std::path::PathBuf>,
 }
 
 /// Puts every artifact of `spec` in the store, at the same time. `None`: it has none.
@@ -206,23 +209,31 @@ pub(super) async fn link(
         link_all(&dir, &workdir, &plan, &at)
     })
     .await;
-    if let Err(e) = linked {
-        return Err(failed(events, started, e.reason));
-    }
+    let trees = match linked {
+        Ok(trees) => trees,
+        Err(e) => return Err(failed(events, started, e.reason)),
+    };
     events.emit(events::ARTIFACTS, Phase::Done, message, started.elapsed());
     let (hashes, leases) = items.into_iter().map(|(_, f)| (f.sha256, f.lease)).unzip();
-    Ok(Linked { hashes, leases })
+    Ok(Linked {
+        hashes,
+        leases,
+        trees,
+    })
 }
 
-/// Each artifact's symlink to its store entry. Directories on the way are made when the
-/// checkout has none; a symlink of the checkout on the way, or anything already at the
-/// path, is refused (the checkout's own files are not replaced). Blocking.
+/// Each artifact's symlink to its store entry, or for an unpacked archive a directory of
+/// hard links to its files ([`crate::artifacts::mirror`]): those directories. Directories
+/// on the way are made when the checkout has none; a symlink of the checkout on the way,
+/// or anything already at the path, is refused (the checkout's own files are not
+/// replaced). Blocking.
 fn link_all(
     dir: &Path,
     workdir: &Path,
     plan: &[(Artifact, std::path::PathBuf)],
     at: &str,
-) -> Result<(), StepError> {
+) -> Result<Vec<std::path::PathBuf>, StepError> {
+    let mut trees = Vec::new();
     let refuse = |i: usize, why: String| {
         StepError::new(
             events::ARTIFACTS,
@@ -269,10 +280,15 @@ fn link_all(
                 ),
             ));
         }
-        std::os::unix::fs::symlink(entry, &target)
-            .map_err(|e| refuse(i, format!("cannot link {}: {e}", a.path.display())))?;
+        let cannot =
+            |e: std::io::Error| refuse(i, format!("cannot link {}: {e}", a.path.display()));
+        if entry.is_dir() && crate::artifacts::mirror(entry, &target).map_err(cannot)? {
+            trees.push(target);
+            continue;
+        }
+        std::os::unix::fs::symlink(entry, &target).map_err(cannot)?;
     }
-    Ok(())
+    Ok(trees)
 }
 
 #[cfg(test)]

@@ -99,15 +99,19 @@ pub(super) async fn check(
 
 /// Once the release is complete (its artifacts linked): its files given to the app's user.
 /// The app (and its start script) may write in their checkout; nobody else may enter it
-/// (other deployments' apps included). The store's files its symlinks point to stay the
-/// agent's.
-pub(super) async fn give_to_app(identity: Option<&Identity>, dir: &Path) -> Result<(), StepError> {
+/// (other deployments' apps included). The store's files its symlinks point to, and the
+/// artifact `trees` of hard links to them, stay the agent's.
+pub(super) async fn give_to_app(
+    identity: Option<&Identity>,
+    dir: &Path,
+    trees: &[std::path::PathBuf],
+) -> Result<(), StepError> {
     let Some(id) = identity else {
         return Ok(());
     };
-    let (d, uid, gid) = (dir.to_path_buf(), id.uid, id.gid);
+    let (d, uid, gid, skip) = (dir.to_path_buf(), id.uid, id.gid, trees.to_vec());
     let owned = tokio::task::spawn_blocking(move || {
-        crate::process::chown_tree(&d, uid, gid)?;
+        crate::process::chown_tree_but(&d, uid, gid, &skip)?;
         std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
     })
     .await;

@@ -127,7 +127,9 @@ async fn deploy(sup: Arc<Supervisor>, spec: Spec, basis: Basis, events: Events) 
     if !d.has_releases() {
         // What an older agent left under this name (a directory without a record) is not
         // this deployment's: its logs must not show up in the new owner's.
-        if let Err(e) = store::delete(sup.layout(), &spec.name).await {
+        // Data kept by `remove --keep-data` stays: it is this owner's (authorized).
+        let keep = crate::supervisor::kept::survivors(sup.has_kept_data(&spec.name));
+        if let Err(e) = store::delete(sup.layout(), &spec.name, keep).await {
             tracing::warn!(deployment = %spec.name, error = %e, "cannot delete a leftover directory");
         }
     }

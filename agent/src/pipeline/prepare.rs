@@ -153,7 +153,7 @@ async fn complete(
         Some(s) => artifacts::link(node, spec, dir, commit, s, events).await?,
         None => artifacts::Linked::default(),
     };
-    checkout::give_to_app(identity, dir).await?;
+    checkout::give_to_app(identity, dir, &linked.trees).await?;
     Ok(linked)
 }
 

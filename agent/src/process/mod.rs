@@ -299,11 +299,36 @@ pub(crate) fn describe_exit(status: ExitStatus) -> String {
 
 /// Gives a directory tree to `uid:gid` (a release checkout, for apps that run as `run_as`).
 pub(crate) fn chown_tree(root: &Path, uid: u32, gid: u32) -> io::Result<()> {
-    std::os::unix::fs::lchown(root, Some(uid), Some(gid))?;
-    if root.is_dir() && !root.is_symlink() {
-        for entry in std::fs::read_dir(root)? {
-            chown_tree(&entry?.path(), uid, gid)?;
+    chown_tree_but(root, uid, gid, &[])
+}
+
+/// [`chown_tree`] but the trees in `skip`, left as they are (an artifact's hard links to
+/// the store's files).
+pub(crate) fn chown_tree_but(
+    root: &Path,
+    uid: u32,
+    gid: u32,
+    skip: &[std::path::PathBuf],
+) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // Told apart by inode, whichever path leads to them.
+    let skip: Vec<(u64, u64)> = skip
+        .iter()
+        .filter_map(|p| std::fs::symlink_metadata(p).ok())
+        .map(|m| (m.dev(), m.ino()))
+        .collect();
+    fn walk(p: &Path, uid: u32, gid: u32, skip: &[(u64, u64)]) -> io::Result<()> {
+        let meta = std::fs::symlink_metadata(p)?;
+        if meta.is_dir() && skip.contains(&(meta.dev(), meta.ino())) {
+            return Ok(());
         }
+        std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(p)? {
+                walk(&entry?.path(), uid, gid, skip)?;
+            }
+        }
+        Ok(())
     }
-    Ok(())
+    walk(root, uid, gid, &skip)
 }

@@ -40,7 +40,7 @@ impl AgentService {
     fn target<'a>(&self, name: &'a str) -> Target<'a> {
         Target {
             name,
-            owner: self.sup.registry().owner_of(name),
+            owner: self.sup.owner_of(name),
         }
     }
 
@@ -151,7 +151,7 @@ impl Agent for AgentService {
         tracing::info!(deployment = %req.name, caller = %caller.user, "remove requested");
         let removed = self
             .sup
-            .remove(&req.name, replies::drain(req.drain_ms))
+            .remove(&req.name, replies::drain(req.drain_ms), req.keep_data)
             .await?;
         Ok(Response::new(replies::removed_to_pb(removed)))
     }

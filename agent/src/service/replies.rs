@@ -17,6 +17,12 @@ pub(super) fn removed_to_pb(r: Removed) -> pb::RemoveReply {
         pid: r.pid.unwrap_or(0),
         lb_drained_ms: r.lb_drained.as_millis() as u64,
         requests_drained_ms: r.requests_drained.as_millis() as u64,
+        data_kept: r.data.as_ref().is_some_and(|d| d.kept),
+        data_bytes: r.data.as_ref().map_or(0, |d| d.bytes),
+        data_dir: r
+            .data
+            .map(|d| d.dir.to_string_lossy().into_owned())
+            .unwrap_or_default(),
     }
 }
 

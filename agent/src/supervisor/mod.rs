@@ -5,13 +5,15 @@
 
 mod garbage;
 mod identity;
+pub(crate) mod kept;
 mod observer;
 mod registry;
 mod remove;
 mod services;
 mod view;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 pub(crate) use identity::move_off_taken_ports;
 pub(crate) use registry::Registry;
@@ -29,6 +31,8 @@ use crate::store::{self, Layout};
 pub(crate) struct Supervisor {
     node: NodeServices,
     registry: Registry,
+    /// Data directories kept after `remove --keep-data`: name → owner.
+    kept: Mutex<BTreeMap<String, String>>,
 }
 
 /// The supervisor reads as the node's services (`sup.layout()`, `sup.proxy()`); the
@@ -65,9 +69,14 @@ impl Supervisor {
         })
         .await
         .map_err(|e| Error::Internal(format!("tidying release directories: {e}")))?;
+        let l = layout.clone();
+        let kept = tokio::task::spawn_blocking(move || kept::load(&l))
+            .await
+            .map_err(|e| Error::Internal(format!("finding kept data directories: {e}")))?;
         Ok(Arc::new(Supervisor {
             node: NodeServices::open(config, layout).await?,
             registry: Registry::loaded(records),
+            kept: Mutex::new(kept),
         }))
     }
 
@@ -85,6 +94,14 @@ impl Supervisor {
     fn unregister(&self, d: &Arc<Deployment>) {
         self.registry.unregister(d);
         self.node.metrics.forget(d.name());
+    }
+
+    /// Who owns `name` here: its deployment's owner, else the owner of its kept data.
+    pub(crate) fn owner_of(&self, name: &str) -> Option<String> {
+        match self.registry.get(name) {
+            Some(d) => d.owner().or_else(|| self.kept_owner(name)),
+            None => self.kept_owner(name),
+        }
     }
 
     /// Hides the secret values of a deployment (its current release's) in output.
@@ -126,7 +143,8 @@ impl Supervisor {
         if !d.discard_if_unreleased() {
             return;
         }
-        if let Err(e) = d.forget(&self.layout).await {
+        let keep = kept::survivors(self.has_kept_data(d.name()));
+        if let Err(e) = d.forget(&self.layout, keep).await {
             tracing::warn!(deployment = %d.name(), error = %e, "cannot delete what a failed first deploy made");
         }
         self.unregister(d);

@@ -52,11 +52,6 @@ impl Registry {
         }
     }
 
-    /// Who owns a deployment, if it exists.
-    pub(crate) fn owner_of(&self, name: &str) -> Option<String> {
-        self.get(name)?.owner()
-    }
-
     /// Which other deployment on this node uses `port`, if any: its name and owner.
     pub(crate) fn port_owner(&self, port: u16, except: &str) -> Option<(String, String)> {
         self.all().into_iter().find_map(|d| {

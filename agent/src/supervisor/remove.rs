@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::kept::{self, DataLeft};
 use super::Supervisor;
 use crate::deployment::ToStop;
 use crate::error::{Error, Result};
@@ -20,6 +21,8 @@ pub(crate) struct Removed {
     pub lb_drained: Duration,
     /// How long the requests in flight then took to finish.
     pub requests_drained: Duration,
+    /// A removal's `DATA_DIR`: kept or deleted.
+    pub data: Option<DataLeft>,
 }
 
 /// A deployment whose health endpoint a load balancer asked for this recently is drained.
@@ -29,9 +32,15 @@ pub(crate) const LB_WATCHING: Duration = Duration::from_secs(60);
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 impl Supervisor {
-    /// Drains and stops a deployment on this node and deletes its directories and record.
-    /// `lb_drain`: how long load balancers are given (default: the agent's `lb_drain`).
-    pub(crate) async fn remove(&self, name: &str, lb_drain: Option<Duration>) -> Result<Removed> {
+    /// Drains and stops a deployment on this node and deletes its directories and record;
+    /// its `DATA_DIR` too unless `keep_data`. `lb_drain`: how long load balancers are given
+    /// (default: the agent's `lb_drain`).
+    pub(crate) async fn remove(
+        &self,
+        name: &str,
+        lb_drain: Option<Duration>,
+        keep_data: bool,
+    ) -> Result<Removed> {
         let d = match self.registry().get(name) {
             Some(d) => d,
             // A directory without a record (a failed first deploy of an older agent, an
@@ -47,8 +56,21 @@ impl Supervisor {
         let Some(_op) = d.begin().await else {
             return Err(Error::NotFound(name.to_string()));
         };
-        let removed = self.drain_and_stop(&d, lb_drain).await;
-        d.forget(&self.layout).await?;
+        let owner = self.owner_of(name);
+        let mut removed = self.drain_and_stop(&d, lb_drain).await;
+        let bytes = self.data_size(name).await;
+        // Data of nobody's (a leftover of an older agent) is not kept for anyone.
+        let keep = keep_data && owner.is_some();
+        d.forget(&self.layout, kept::survivors(keep)).await?;
+        match owner.as_deref().filter(|_| keep) {
+            Some(o) => self.keep_data(name, o).await.map_err(Error::Internal)?,
+            None => self.data_deleted(name),
+        }
+        removed.data = Some(DataLeft {
+            kept: keep,
+            bytes,
+            dir: self.layout.data(name),
+        });
         self.unregister(&d);
         self.free_identity(&d).await;
         self.free_gpus(&d);
@@ -134,6 +156,7 @@ impl Supervisor {
             how,
             lb_drained,
             requests_drained,
+            data: None,
         }
     }
 }

@@ -18,8 +18,8 @@ const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) enum Halt {
     /// Stop the app and keep its release and record.
     Stop,
-    /// Stop it and delete its directories and record.
-    Remove,
+    /// Stop it and delete its directories and record (its DATA_DIR too, unless kept).
+    Remove { keep_data: bool },
 }
 
 /// One agent's answer: the reply, `None` when it does not have the deployment, or why it
@@ -79,7 +79,14 @@ pub(crate) async fn each_agent(
         async move {
             let reply = match halt {
                 Halt::Stop => c.client.stop(pb::StopRequest { name, drain_ms }).await,
-                Halt::Remove => c.client.remove(pb::RemoveRequest { name, drain_ms }).await,
+                Halt::Remove { keep_data } => {
+                    let req = pb::RemoveRequest {
+                        name,
+                        drain_ms,
+                        keep_data,
+                    };
+                    c.client.remove(req).await
+                }
             };
             match reply {
                 Ok(r) => Ok(Some(r.into_inner())),

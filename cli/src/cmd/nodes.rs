@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::client::{self, Call, CallError, Limit};
 use crate::error::Reported;
-use crate::output::{self, Format};
+use crate::output::{self, size, Format};
 use crate::project::Project;
 
 #[derive(clap::Args, Debug)]
@@ -283,19 +283,6 @@ fn gpu(g: &pb::NodeGpu) -> String {
         g.uuid,
         if g.free { "free" } else { "in use" }
     )
-}
-
-/// Bytes for people in binary units, as memory is sold: "512 MiB", "1.5 GiB", "24 GiB".
-fn size(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = b as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    let text = format!("{value:.1}");
-    format!("{} {}", text.trim_end_matches(".0"), UNITS[unit])
 }
 
 /// Cores as written in a limit: "0.5", "2", "1.25" (at most two decimals).

@@ -1,7 +1,8 @@
 //! `remove NAME`: drain it on every agent of its env (its load-balancer health endpoint
 //! answers 503 for `--drain` while it still serves, then the requests in flight finish),
 //! stop it (SIGTERM to its process group, SIGKILL after the kill timeout), delete its
-//! working directories, erase its state entry. The declaration file stays.
+//! working directories and its DATA_DIR (kept with `--keep-data`), erase its state entry.
+//! The declaration file stays.
 
 use std::time::Duration;
 
@@ -26,6 +27,10 @@ pub(crate) struct Args {
     /// two of their check intervals. "0s" stops at once. [default: the agent's lb_drain, 4s]
     #[arg(long, value_name = "DURATION")]
     pub drain: Option<String>,
+    /// Keep the deployment's own directory (DATA_DIR) on each node: deploying NAME again
+    /// (same owner) finds it; `deployctl remove NAME` without the flag deletes it
+    #[arg(long)]
+    pub keep_data: bool,
 }
 
 pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
@@ -43,10 +48,18 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
     let limit = halt::limit(&target, drain, declared.as_ref(), CLEANUP_TIME);
     let print = |h: &Halted| {
         if let (Ok(Some(r)), Format::Text) = (&h.result, format) {
-            println!("✓ removed {name} from {} ({})", h.address, halt::how(r));
+            println!(
+                "✓ removed {name} from {} ({}); {}",
+                h.address,
+                halt::how(r),
+                data_left(name, r)
+            );
         }
     };
-    let all = halt::each_agent(&target, Halt::Remove, name, drain, limit, print).await;
+    let halt = Halt::Remove {
+        keep_data: args.keep_data,
+    };
+    let all = halt::each_agent(&target, halt, name, drain, limit, print).await;
     let removed = all
         .iter()
         .filter(|h| matches!(h.result, Ok(Some(_))))
@@ -102,11 +115,25 @@ fn to_json(h: &Halted) -> (usize, serde_json::Value) {
     let json = match &h.result {
         Ok(Some(r)) => serde_json::json!({"agent": h.address, "removed": true, "pid": r.pid,
             "stopped": r.stopped, "lb_drained_ms": r.lb_drained_ms,
-            "requests_drained_ms": r.requests_drained_ms}),
+            "requests_drained_ms": r.requests_drained_ms,
+            "data": {"kept": r.data_kept, "bytes": r.data_bytes, "dir": r.data_dir}}),
         Ok(None) => {
             serde_json::json!({"agent": h.address, "removed": false, "reason": "not found"})
         }
         Err(e) => serde_json::json!({"agent": h.address, "removed": false, "reason": e}),
     };
     (h.index, json)
+}
+
+/// What became of its DATA_DIR on one agent.
+fn data_left(name: &str, r: &deployctl_proto::v1::RemoveReply) -> String {
+    let size = crate::output::size(r.data_bytes);
+    if r.data_kept {
+        format!(
+            "DATA_DIR kept ({size} in {}): deploying {name} again finds it, `deployctl remove {name}` deletes it",
+            r.data_dir
+        )
+    } else {
+        format!("DATA_DIR deleted ({size})")
+    }
 }

@@ -168,6 +168,19 @@ pub(crate) fn age(secs: u64) -> String {
     }
 }
 
+/// Bytes for people in binary units, as memory is sold: "512 MiB", "1.5 GiB", "24 GiB".
+pub(crate) fn size(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = b as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let text = format!("{value:.1}");
+    format!("{} {}", text.trim_end_matches(".0"), UNITS[unit])
+}
+
 pub(crate) fn bytes(b: u64) -> String {
     const MIB: f64 = 1024.0 * 1024.0;
     if b == 0 {
