@@ -133,9 +133,10 @@ fn etcd_down_is_a_clear_error_and_changes_nothing() {
         .mentions("etcd")
         .mentions(&format!("{down}:2379"));
     project
-        .deployctl(&["config", "set", "core.state.uri", "s3://bucket/x"])
+        .deployctl(&["config", "set", "core.state.uri", "s3://Not_A_Bucket/x"])
         .expect_code(2)
-        .mentions("core.state.uri");
+        .mentions("core.state.uri")
+        .mentions("BUCKET");
     project
         .deployctl(&["config", "get", "core.state.uri"])
         .ok()
