@@ -6,6 +6,7 @@
 //! * [`Project`] is a temporary `--project` directory for `deployctl`.
 //! * [`GitRepo`] makes a git repository with the git CLI.
 //! * [`Etcd`] runs a real etcd on a loopback address (the etcd state backend).
+//! * [`Moto`] runs moto's S3-compatible server on a loopback address (S3 state, artifacts).
 //! * [`ModelServer`] serves model files over HTTP (artifacts), logging every request.
 //! * [`Relay`] relays TCP to an agent and can break every connection through it.
 //! * [`http_get`], [`http_post`] and [`wait_until`]: deadlines and polling, never sleeps
@@ -32,6 +33,7 @@ mod http;
 mod load;
 mod loopback;
 mod model_server;
+mod moto;
 mod node_proxy;
 mod project;
 mod prom;
@@ -50,12 +52,13 @@ pub use etcd::Etcd;
 pub use git::GitRepo;
 pub use haproxy::{HaProxy, Server};
 pub use http::{
-    get_json, http_get, http_get_or_why, http_get_with, http_post, http_request, wait_for_json,
-    Answer, NoAnswer,
+    get_json, http_get, http_get_or_why, http_get_with, http_post, http_request, http_request_with,
+    wait_for_json, Answer, NoAnswer,
 };
 pub use load::{Load, Seen};
 pub use loopback::{loopback, Loopback};
 pub use model_server::ModelServer;
+pub use moto::Moto;
 pub use node_proxy::signal;
 pub use project::{check_status_shape, Output, Project};
 pub use prom::{parse_metrics, Family, Sample};

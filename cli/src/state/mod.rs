@@ -7,8 +7,8 @@
 mod compare;
 mod etcd;
 mod file;
-mod s3;
 pub(crate) mod reconcile;
+mod s3;
 
 use std::collections::BTreeMap;
 use std::future::Future;

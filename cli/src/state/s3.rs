@@ -147,10 +147,7 @@ impl S3State {
                 self.url, self.endpoint
             ));
         }
-        let bytes = got
-            .bytes()
-            .await
-            .map_err(|e| self.explain("reading", e))?;
+        let bytes = got.bytes().await.map_err(|e| self.explain("reading", e))?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok((State::default(), Some(version)));
         }
@@ -262,7 +259,11 @@ fn check_bucket(bucket: &str) -> Result<(), String> {
 /// The first line of an error's text, without the XML a store sends.
 fn one_line(text: &str) -> String {
     let line = text.lines().next().unwrap_or(text);
-    line.split("<?xml").next().unwrap_or(line).trim().to_string()
+    line.split("<?xml")
+        .next()
+        .unwrap_or(line)
+        .trim()
+        .to_string()
 }
 
 /// A pause after a lost race: longer with each attempt, spread between writers.

@@ -53,7 +53,10 @@ impl Moto {
     }
 
     fn create_bucket(&self, bucket: &str) {
-        assert_eq!(request(&self.endpoint, "PUT", &format!("/{bucket}")), Some(200));
+        assert_eq!(
+            request(&self.endpoint, "PUT", &format!("/{bucket}")),
+            Some(200)
+        );
     }
 
     fn state(&self, rest: &str) -> S3State {
@@ -96,7 +99,10 @@ fn parses_uris() {
     };
     let s = S3State::with(b(), true, "team-bucket/ml/prod/", Some("http://h:9"), "").unwrap();
     assert_eq!(s.url, "s3://team-bucket/ml/prod/state.json");
-    assert_eq!(s.describe(), "s3://team-bucket/ml/prod/state.json at http://h:9");
+    assert_eq!(
+        s.describe(),
+        "s3://team-bucket/ml/prod/state.json at http://h:9"
+    );
     let s = S3State::with(b(), true, "team-bucket", None, "").unwrap();
     assert_eq!(s.url, "s3://team-bucket/state.json");
     assert!(s.endpoint.starts_with("AWS S3"), "{}", s.endpoint);
@@ -104,12 +110,17 @@ fn parses_uris() {
         let e = S3State::with(b(), true, bad, None, "").err().unwrap();
         assert!(e.contains("BUCKET"), "{bad}: {e}");
     }
-    let e = S3State::with(b(), true, "bkt", Some("ftp://h"), "").err().unwrap();
+    let e = S3State::with(b(), true, "bkt", Some("ftp://h"), "")
+        .err()
+        .unwrap();
     assert!(e.contains("not an http"), "{e}");
     let e = S3State::with(AmazonS3Builder::new(), false, "bkt", Some("http://h:9"), "")
         .err()
         .unwrap();
-    assert!(e.contains("AWS_ACCESS_KEY_ID") && e.contains("http://h:9"), "{e}");
+    assert!(
+        e.contains("AWS_ACCESS_KEY_ID") && e.contains("http://h:9"),
+        "{e}"
+    );
 }
 
 /// 16 writers each add 10 releases to one deployment at the same time: a store or a
