@@ -37,6 +37,15 @@ s3.create_bucket(Bucket=bucket)
 print(key["AccessKeyId"], key["SecretAccessKey"])
 "#;
 
+/// Stores standard input at `BUCKET/KEY`, signed with the given key.
+const PUT: &str = r#"
+import sys, boto3
+endpoint, key, secret, bucket, name = sys.argv[1:6]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                  aws_access_key_id=key, aws_secret_access_key=secret)
+s3.put_object(Bucket=bucket, Key=name, Body=sys.stdin.buffer.read())
+"#;
+
 impl Moto {
     /// moto on `ip:9000` accepting any request (unsigned ones too).
     pub fn start(ip: &str) -> Moto {
@@ -123,17 +132,36 @@ impl Moto {
         assert_eq!(code, 200, "creating bucket {bucket}: {body}");
     }
 
-    /// Stores `body` at `bucket/key` (without auth only).
-    pub fn put_object(&self, bucket: &str, key: &str, body: &str) {
-        let path = format!("{bucket}/{key}");
-        let (code, text) = self
-            .request("PUT", &path, Some(body))
-            .expect("moto answers");
-        assert_eq!(code, 200, "storing {path}: {text}");
-        assert_eq!(
-            self.object(bucket, key).as_deref(),
-            Some(body),
-            "{path} as stored"
+    /// Stores `body` at `bucket/key`, signed with its credentials (boto3, moto's python).
+    pub fn put_object(&self, bucket: &str, key: &str, body: &[u8]) {
+        use std::io::Write;
+        let python = moto_bin().with_file_name("python");
+        let mut child = Command::new(&python)
+            .args([
+                "-c",
+                PUT,
+                &self.endpoint,
+                &self.access_key,
+                &self.secret_key,
+                bucket,
+                key,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
+        child
+            .stdin
+            .take()
+            .expect("its stdin")
+            .write_all(body)
+            .expect("writing the object");
+        let out = child.wait_with_output().expect("boto3's put");
+        assert!(
+            out.status.success(),
+            "storing {bucket}/{key}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 

@@ -25,6 +25,7 @@ mod download;
 mod fetch;
 pub(crate) mod gc;
 mod http;
+pub(crate) mod s3;
 mod unpack;
 
 pub(crate) use fetch::{Fetched, Progress};

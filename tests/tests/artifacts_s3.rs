@@ -1,0 +1,124 @@
+//! `s3://BUCKET/KEY` artifacts (issue 24), read from moto (a real S3-compatible server that
+//! checks signatures here) with the deployment owner's credentials, kept as the owner's
+//! secrets on the agent: a missing one is named with the command that sets it; refused
+//! credentials are said; with the right ones the app sees the object's content.
+
+use std::path::Path;
+use std::process::Command;
+
+use deployctl_e2e::*;
+
+/// Serves what the release has at model.txt.
+const APP_PY: &str = r#"import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = open("model.txt", "rb").read()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+fn sha256(dir: &Path, content: &[u8]) -> String {
+    let file = dir.join("content");
+    std::fs::write(&file, content).expect("writing the content");
+    let out = Command::new("sha256sum")
+        .arg(&file)
+        .output()
+        .expect("sha256sum (coreutils)");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn an_s3_artifact_is_read_with_the_owners_secrets() {
+    let moto_ip = loopback();
+    let moto = Moto::start_with_auth(&moto_ip, "models");
+    let model = b"iris weights v1\n".repeat(5000);
+    let other = b"tokenizer\n".to_vec();
+    moto.put_object("models", "iris/model.txt", &model);
+    moto.put_object("models", "iris/other.txt", &other);
+    let work = tempfile::tempdir().expect("a directory");
+    let (hex, other_hex) = (sha256(work.path(), &model), sha256(work.path(), &other));
+
+    let ip = loopback();
+    let agent = Agent::start(&ip);
+    let project = Project::for_agent("e2e", &agent);
+    let repo = GitRepo::new();
+    repo.write("app.py", APP_PY);
+    repo.commit("serves its model");
+    let artifact = format!("model.txt=s3://models/iris/model.txt#sha256={hex}");
+    let deploy = |name: &str, port: &str, artifact: &str| {
+        project.deployctl(&[
+            "run",
+            name,
+            "--repo",
+            &repo.url(),
+            "--command",
+            "python3 app.py",
+            "--port",
+            port,
+            "--artifact",
+            artifact,
+        ])
+    };
+
+    // No credentials yet: refused, naming the secrets and the command that sets them.
+    let out = deploy("model", "8000", &artifact);
+    out.expect_code(1)
+        .mentions("s3://models/iris/model.txt")
+        .mentions("no secrets AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY")
+        .mentions("`deployctl secret set --env e2e --owner")
+        .mentions("AWS_ENDPOINT_URL");
+
+    let set = |name: &str, value: &str| {
+        project.write("value", value);
+        project
+            .deployctl(&["secret", "set", name, "--from-file", "value"])
+            .ok();
+    };
+    set("AWS_ACCESS_KEY_ID", &moto.access_key);
+    set("AWS_SECRET_ACCESS_KEY", "not-the-secret");
+    set("AWS_ENDPOINT_URL", &moto.endpoint);
+    // Credentials the store refuses: said, with the secrets to check.
+    deploy("model", "8000", &artifact)
+        .expect_code(1)
+        .mentions(&format!(
+            "{} refused the owner's credentials",
+            moto.endpoint
+        ))
+        .mentions("AWS_SECRET_ACCESS_KEY");
+
+    // The right ones: fetched, verified and seen by the app.
+    set("AWS_SECRET_ACCESS_KEY", &moto.secret_key);
+    deploy("model", "8000", &artifact)
+        .ok()
+        .mentions("artifacts:")
+        .mentions("fetched");
+    let url = agent.app_url(8000, "/");
+    assert!(
+        wait_until(std::time::Duration::from_secs(20), || {
+            http_get(&url).is_some_and(|(code, body)| code == 200 && body.as_bytes() == model)
+        }),
+        "the app serves the object's content"
+    );
+    // The same file for another deployment: reused, not downloaded again.
+    deploy("again", "8001", &artifact).ok().mentions("reused");
+    // A wrong hash fails, naming both hashes (one the store does not have: a hash it has
+    // is reused whatever the URL, the store being addressed by content).
+    let wrong = format!(
+        "model.txt=s3://models/iris/other.txt#sha256={}",
+        "0".repeat(64)
+    );
+    deploy("wrong", "8002", &wrong)
+        .expect_code(1)
+        .mentions("sha256 mismatch")
+        .mentions(&other_hex);
+}
