@@ -8,20 +8,8 @@ use std::process::Command;
 
 use deployctl_e2e::*;
 
-/// Serves what the release has at model.txt.
-const APP_PY: &str = r#"import os
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class H(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = open("model.txt", "rb").read()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
-"#;
+/// The app: its workdir over HTTP.
+const SERVE: &str = "python3 -m http.server --bind $HOST $PORT";
 
 fn sha256(dir: &Path, content: &[u8]) -> String {
     let file = dir.join("content");
@@ -51,9 +39,10 @@ fn an_s3_artifact_is_read_with_the_owners_secrets() {
     let ip = loopback();
     let agent = Agent::start(&ip);
     let project = Project::for_agent("e2e", &agent);
+    // The app serves its workdir's files, model.txt among them.
     let repo = GitRepo::new();
-    repo.write("app.py", APP_PY);
-    repo.commit("serves its model");
+    repo.write("README", "serves its files\n");
+    repo.commit("serves its files");
     let artifact = format!("model.txt=s3://models/iris/model.txt#sha256={hex}");
     let deploy = |name: &str, port: &str, artifact: &str| {
         project.deployctl(&[
@@ -102,7 +91,7 @@ fn an_s3_artifact_is_read_with_the_owners_secrets() {
         .ok()
         .mentions("artifacts:")
         .mentions("fetched");
-    let url = agent.app_url(8000, "/");
+    let url = agent.app_url(8000, "/model.txt");
     assert!(
         wait_until(std::time::Duration::from_secs(20), || {
             http_get(&url).is_some_and(|(code, body)| code == 200 && body.as_bytes() == model)

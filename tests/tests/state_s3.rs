@@ -25,10 +25,8 @@ fn names(out: &Output) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn switching_to_s3_checks_the_bucket_and_state_copy_moves_records_both_ways() {
-    let moto_ip = loopback();
-    let moto = Moto::start_with_auth(&moto_ip, "team-state");
+/// An agent and a project whose file state has `iris` (release 1 of `repo`'s v1), deployed.
+fn iris_deployed() -> (Loopback, Agent, Project, GitRepo) {
     let ip = loopback();
     let agent = Agent::start(&ip);
     let project = Project::for_agent("e2e", &agent);
@@ -37,6 +35,14 @@ fn switching_to_s3_checks_the_bucket_and_state_copy_moves_records_both_ways() {
     project
         .run_app("e2e", "iris", &repo.url(), "v1", &["--port", "8000"])
         .ok();
+    (ip, agent, project, repo)
+}
+
+#[test]
+fn switching_to_s3_checks_the_bucket_and_state_copy_moves_records_both_ways() {
+    let moto_ip = loopback();
+    let moto = Moto::start_with_auth(&moto_ip, "team-state");
+    let (_ip, _agent, project, repo) = iris_deployed();
     let good = moto.credentials();
     let mut endpoint_env = good.clone();
     endpoint_env.push(("AWS_ENDPOINT_URL", moto.endpoint.clone()));
@@ -136,14 +142,7 @@ fn a_writer_killed_mid_change_leaves_the_previous_state_readable() {
     let moto_ip = loopback();
     let moto = Moto::start(&moto_ip);
     moto.create_bucket("killed");
-    let ip = loopback();
-    let agent = Agent::start(&ip);
-    let project = Project::for_agent("e2e", &agent);
-    let repo = GitRepo::new();
-    repo.commit_app("one", Some("v1"));
-    project
-        .run_app("e2e", "iris", &repo.url(), "v1", &["--port", "8000"])
-        .ok();
+    let (_ip, _agent, project, _repo) = iris_deployed();
     // A big state to copy in (a few MB), so a write takes a while.
     let mut doc: Value =
         serde_json::from_str(&project.read(".deployctl/state.json")).expect("JSON");

@@ -213,14 +213,17 @@ async fn remote(
             Err(Broke::Disk(e)) => return Err(e),
         }
     }
-    Err(format!(
-        "the transfer failed {TRIES} times, the last: {last}{}",
-        if file.len > 0 {
-            format!(" ({} kept to resume)", crate::capacity::bytes(file.len))
-        } else {
-            String::new()
-        }
-    ))
+    Err(gave_up(&last, file))
+}
+
+/// The error of a download that failed every try: the last failure, what is kept.
+pub(super) fn gave_up(last: &str, file: &Partial) -> String {
+    let kept = if file.len > 0 {
+        format!(" ({} kept to resume)", crate::capacity::bytes(file.len))
+    } else {
+        String::new()
+    };
+    format!("the transfer failed {TRIES} times, the last: {last}{kept}")
 }
 
 /// Fails before the transfer when the file system cannot hold what is left of a file of

@@ -20,7 +20,7 @@ use object_store::path::Path as Key;
 use object_store::{BackoffConfig, GetOptions, GetRange, ObjectStore, RetryConfig};
 use tokio_stream::StreamExt;
 
-use super::download::{disk, room, Partial, STALL, TRIES};
+use super::download::{disk, gave_up, room, Partial, STALL, TRIES};
 use super::Progress;
 use crate::secrets::SecretStore;
 
@@ -208,14 +208,7 @@ impl S3Access {
                 progress.transferred.fetch_add(n, Ordering::Relaxed);
             }
         }
-        Err(format!(
-            "the transfer failed {TRIES} times, the last: {last}{}",
-            if file.len > 0 {
-                format!(" ({} kept to resume)", crate::capacity::bytes(file.len))
-            } else {
-                String::new()
-            }
-        ))
+        Err(gave_up(&last, file))
     }
 
     /// An error of the store, said for the one who set the secrets: the endpoint named.

@@ -81,9 +81,8 @@ pub(crate) async fn run(project: &Project, cmd: Config) -> anyhow::Result<()> {
                 "core.state.uri" => return switch::state_uri(project, &value, force).await,
                 "core.state.endpoint" => {
                     let url = value.trim();
-                    if !url.is_empty()
-                        && !(url.starts_with("http://") || url.starts_with("https://"))
-                    {
+                    let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+                    if !url.is_empty() && !scheme_ok {
                         return Err(bad_input(format!(
                             "core.state.endpoint: {value:?} is not an http:// or https:// URL"
                         )));
