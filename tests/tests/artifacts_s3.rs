@@ -51,7 +51,7 @@ fn an_s3_artifact_is_read_with_the_owners_secrets() {
             "--repo",
             &repo.url(),
             "--command",
-            "python3 app.py",
+            SERVE,
             "--port",
             port,
             "--artifact",
