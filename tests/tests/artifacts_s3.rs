@@ -1,7 +1,8 @@
 //! `s3://BUCKET/KEY` artifacts (issue 24), read from moto (a real S3-compatible server that
 //! checks signatures here) with the deployment owner's credentials, kept as the owner's
 //! secrets on the agent: a missing one is named with the command that sets it; refused
-//! credentials are said; with the right ones the app sees the object's content.
+//! credentials are said; with the right ones a cut transfer is resumed and the app sees
+//! the object's content.
 
 use std::path::Path;
 use std::process::Command;
@@ -85,12 +86,17 @@ fn an_s3_artifact_is_read_with_the_owners_secrets() {
         ))
         .mentions("AWS_SECRET_ACCESS_KEY");
 
-    // The right ones: fetched, verified and seen by the app.
+    // The right ones: fetched, verified and seen by the app. An earlier transfer cut after
+    // 30000 bytes is resumed from there (a signed Range request).
     set("AWS_SECRET_ACCESS_KEY", &moto.secret_key);
+    let partial = agent.data_dir.join("artifacts/partial");
+    std::fs::create_dir_all(&partial).expect("the partial downloads' directory");
+    std::fs::write(partial.join(format!("{hex}.part")), &model[..30000]).expect("a partial file");
     deploy("model", "8000", &artifact)
         .ok()
         .mentions("artifacts:")
-        .mentions("fetched");
+        .mentions("fetched")
+        .mentions("resumed at 29.3 KiB");
     let url = agent.app_url(8000, "/model.txt");
     assert!(
         wait_until(std::time::Duration::from_secs(20), || {
