@@ -155,6 +155,19 @@ pub fn pid_alive(pid: u32) -> bool {
 
 // Tools and privileges the tests need
 
+/// The SHA-256 of a file (hex), by coreutils' sha256sum: what an artifact pins.
+pub fn sha256(path: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum (coreutils)");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// The path of `tool` (on PATH, or in /usr/sbin and /usr/local/sbin where Debian puts
 /// daemons). A missing tool fails the test, naming it and how to install it: a test never
 /// skips and reports "ok" (scripts/test.sh installs every tool the tests use).

@@ -55,18 +55,6 @@ with tarfile.open(sys.argv[1], "w:gz") as t:
         t.addfile(i, io.BytesIO(b"evil"))
 "#;
 
-fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum (coreutils)");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// The files the server has: a model directory as a .tar.gz, a tokenizer, 4 MiB of
 /// weights and the archive with an escaping entry. Their hashes.
 fn make_files(dir: &Path) -> [String; 4] {

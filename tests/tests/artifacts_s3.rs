@@ -5,25 +5,17 @@
 //! the object's content.
 
 use std::path::Path;
-use std::process::Command;
 
 use deployctl_e2e::*;
 
 /// The app: its workdir over HTTP.
 const SERVE: &str = "python3 -m http.server --bind $HOST $PORT";
 
-fn sha256(dir: &Path, content: &[u8]) -> String {
+/// The SHA-256 of `content` (written to a file in `dir`).
+fn sha256_of(dir: &Path, content: &[u8]) -> String {
     let file = dir.join("content");
     std::fs::write(&file, content).expect("writing the content");
-    let out = Command::new("sha256sum")
-        .arg(&file)
-        .output()
-        .expect("sha256sum (coreutils)");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
+    sha256(&file)
 }
 
 #[test]
@@ -35,7 +27,10 @@ fn an_s3_artifact_is_read_with_the_owners_secrets() {
     moto.put_object("models", "iris/model.txt", &model);
     moto.put_object("models", "iris/other.txt", &other);
     let work = tempfile::tempdir().expect("a directory");
-    let (hex, other_hex) = (sha256(work.path(), &model), sha256(work.path(), &other));
+    let (hex, other_hex) = (
+        sha256_of(work.path(), &model),
+        sha256_of(work.path(), &other),
+    );
 
     let ip = loopback();
     let agent = Agent::start(&ip);
