@@ -61,7 +61,9 @@ fn an_s3_artifact_is_read_with_the_owners_secrets() {
         .mentions("s3://models/iris/model.txt")
         .mentions("no secrets AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY")
         .mentions("`deployctl secret set --env e2e --owner")
-        .mentions("AWS_ENDPOINT_URL");
+        .mentions("AWS_ENDPOINT_URL")
+        // Its checks (as `deployctl check`) say it too.
+        .mentions("has no secret AWS_SECRET_ACCESS_KEY on");
 
     let set = |name: &str, value: &str| {
         project.write("value", value);
