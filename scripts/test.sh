@@ -4,7 +4,7 @@
 # 127.0.0.x addresses and deploy small Python apps from temporary git repositories.
 #
 # Works on a fresh Debian machine with the Rust toolchain, git and python3 (with pip);
-# installs uv (pip), haproxy, etcd, sshd, prometheus and chromium (apt) when missing
+# installs uv (pip), moto (a virtualenv), haproxy, etcd, sshd, prometheus and chromium (apt) when missing
 # (scripts/lib/tools.sh), and checks formatting and lints before the tests.
 # Environment:
 #   RUST_TEST_THREADS   parallel tests per test binary (default 4: e2e tests mostly wait)
@@ -41,6 +41,10 @@ ensure_apt_tool haproxy haproxy
 PATH="$PATH:/usr/sbin" haproxy -v | sed -n 1p
 ensure_apt_tool etcd etcd-server
 etcd --version | sed -n 1p
+# moto (PyPI, in its own virtualenv): the S3-compatible server of the S3 state backend's and
+# s3:// artifacts' tests; it honours conditional writes, as the backend needs.
+ensure_moto
+"$(moto_dir)/bin/python" -c "import moto; print('moto', moto.__version__)"
 ensure_apt_tool sshd openssh-server
 ensure_apt_tool promtool prometheus
 promtool --version 2>&1 | sed -n 1p

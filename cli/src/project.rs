@@ -34,7 +34,11 @@ pub(crate) struct CoreConfig {
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StateConfig {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub uri: String,
+    /// The S3 endpoint of an `s3://` uri (an S3-compatible store); else `AWS_ENDPOINT_URL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,7 +102,19 @@ impl Project {
             .state
             .as_ref()
             .map(|s| s.uri.clone())
+            .filter(|uri| !uri.is_empty())
             .unwrap_or_else(|| DEFAULT_STATE_URI.to_string())
+    }
+
+    /// `core.state.endpoint`: the S3 endpoint of an `s3://` state (`None`: `AWS_ENDPOINT_URL`
+    /// or AWS S3 itself).
+    pub(crate) fn state_endpoint(&self) -> Option<String> {
+        self.config
+            .core
+            .state
+            .as_ref()
+            .and_then(|s| s.endpoint.clone())
+            .filter(|e| !e.is_empty())
     }
 
     pub(crate) fn deployment_file(&self, name: &str) -> PathBuf {

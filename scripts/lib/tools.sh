@@ -40,3 +40,27 @@ ensure_uv() {
   command -v pyenv >/dev/null 2>&1 && pyenv rehash 2>/dev/null || true
   command -v uv >/dev/null 2>&1 || { echo "error: uv installed but not on PATH" >&2; return 1; }
 }
+
+# The S3-compatible server the S3 tests run (the state backend and s3:// artifacts): moto's
+# standalone server, the one checked to honour conditional writes (If-Match / If-None-Match)
+# under concurrent writers. Installed into its own virtualenv under the user's cache
+# directory, linked as ~/.cache/deployctl-tests/moto_server, where the tests find it (or at
+# $DEPLOYCTL_MOTO_SERVER). Fails when it cannot.
+MOTO_VERSION="5.2.6"
+moto_dir() { echo "${XDG_CACHE_HOME:-$HOME/.cache}/deployctl-tests/moto-$MOTO_VERSION"; }
+ensure_moto() {
+  local dir; dir="$(moto_dir)"
+  if [[ ! -x "$dir/bin/moto_server" ]]; then install_moto "$dir" || return 1; fi
+  ln -sfn "$dir/bin/moto_server" "$(dirname "$dir")/moto_server"
+}
+install_moto() {
+  local dir="$1"
+  echo "moto_server not found: installing moto[server]==$MOTO_VERSION into $dir"
+  rm -rf "$dir"
+  if command -v uv >/dev/null 2>&1; then
+    uv venv --quiet "$dir" && uv pip install --quiet --python "$dir/bin/python" "moto[server]==$MOTO_VERSION"
+  else
+    python3 -m venv "$dir" && "$dir/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  fi || { echo "error: could not install moto[server]==$MOTO_VERSION" >&2; rm -rf "$dir"; return 1; }
+  [[ -x "$dir/bin/moto_server" ]] || { echo "error: moto installed but $dir/bin/moto_server is missing" >&2; return 1; }
+}

@@ -38,6 +38,16 @@ pub fn http_get_with(url: &str, headers: &[(&str, &str)]) -> Option<Answer> {
     http_exchange("GET", url, headers, None)
 }
 
+/// `method` `url` with extra request headers and a body.
+pub fn http_request_with(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Option<Answer> {
+    http_exchange(method, url, headers, body)
+}
+
 fn http_exchange(
     method: &str,
     url: &str,

@@ -6,6 +6,7 @@
 //! * [`Project`] is a temporary `--project` directory for `deployctl`.
 //! * [`GitRepo`] makes a git repository with the git CLI.
 //! * [`Etcd`] runs a real etcd on a loopback address (the etcd state backend).
+//! * [`Moto`] runs moto's S3-compatible server on a loopback address (S3 state, artifacts).
 //! * [`ModelServer`] serves model files over HTTP (artifacts), logging every request.
 //! * [`Relay`] relays TCP to an agent and can break every connection through it.
 //! * [`http_get`], [`http_post`] and [`wait_until`]: deadlines and polling, never sleeps
@@ -32,6 +33,7 @@ mod http;
 mod load;
 mod loopback;
 mod model_server;
+mod moto;
 mod node_proxy;
 mod project;
 mod prom;
@@ -50,12 +52,13 @@ pub use etcd::Etcd;
 pub use git::GitRepo;
 pub use haproxy::{HaProxy, Server};
 pub use http::{
-    get_json, http_get, http_get_or_why, http_get_with, http_post, http_request, wait_for_json,
-    Answer, NoAnswer,
+    get_json, http_get, http_get_or_why, http_get_with, http_post, http_request, http_request_with,
+    wait_for_json, Answer, NoAnswer,
 };
 pub use load::{Load, Seen};
 pub use loopback::{loopback, Loopback};
 pub use model_server::{sha256_of, tar_gz, ModelServer};
+pub use moto::Moto;
 pub use node_proxy::signal;
 pub use project::{check_status_shape, fast_run_args, Output, Project};
 pub use prom::{parse_metrics, scrape_metrics, Family, Sample, PROMETHEUS_ACCEPT};
@@ -151,6 +154,19 @@ pub fn pid_alive(pid: u32) -> bool {
 }
 
 // Tools and privileges the tests need
+
+/// The SHA-256 of a file (hex), by coreutils' sha256sum: what an artifact pins.
+pub fn sha256(path: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum (coreutils)");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
 
 /// The path of `tool` (on PATH, or in /usr/sbin and /usr/local/sbin where Debian puts
 /// daemons). A missing tool fails the test, naming it and how to install it: a test never

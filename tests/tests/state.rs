@@ -1,4 +1,5 @@
-//! The shared state: 32 concurrent `deployctl`s lose no update (file and etcd backends),
+//! The shared state: 32 concurrent `deployctl`s lose no update (file and etcd backends; 16
+//! with S3, whose conditional writes all go through one object),
 //! a lost state file is rebuilt from the agents, `config`, and bad input about envs and
 //! state locations.
 
@@ -13,10 +14,22 @@ const WRITERS: usize = 32;
 /// Starts WRITERS `deployctl run dN` at once against one agent, each with its own port,
 /// and waits for all of them.
 fn concurrent_deploys(project: &Project, repo: &GitRepo, first_port: u16) {
-    let children: Vec<(usize, Child)> = (0..WRITERS)
+    concurrent_deploys_with(project, repo, first_port, WRITERS, &[]);
+}
+
+/// `writers` `deployctl run dN` at once, with variables `envs`.
+fn concurrent_deploys_with(
+    project: &Project,
+    repo: &GitRepo,
+    first_port: u16,
+    writers: usize,
+    envs: &[(&str, String)],
+) {
+    let children: Vec<(usize, Child)> = (0..writers)
         .map(|i| {
             let port = (first_port + i as u16).to_string();
             let child = Command::new(deployctl_bin())
+                .envs(envs.iter().map(|(k, v)| (k, v)))
                 .args(["--project"])
                 .arg(project.path())
                 .args(["run", &format!("d{i}"), "--repo"])
@@ -112,6 +125,63 @@ fn concurrent_writers_lose_nothing_in_etcd() {
 }
 
 #[test]
+fn concurrent_writers_lose_nothing_in_s3() {
+    const S3_WRITERS: usize = 16;
+    let moto_ip = loopback();
+    let moto = Moto::start(&moto_ip);
+    moto.create_bucket("e2e-state");
+    let ip = loopback();
+    let agent = Agent::start(&ip);
+    let project = Project::for_agent("e2e", &agent);
+    let creds = moto.credentials();
+    let envs: Vec<(&str, &str)> = creds.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let ctl = |args: &[&str]| project.deployctl_in(project.path(), &envs, args, COMMAND_TIMEOUT);
+    ctl(&["config", "set", "core.state.endpoint", &moto.endpoint]).ok();
+    let uri = "s3://e2e-state/ml-team";
+    ctl(&["config", "set", "core.state.uri", uri])
+        .ok()
+        .mentions(&format!("{uri} holds no deployments"));
+    let repo = GitRepo::new();
+    repo.commit_app("many", None);
+    concurrent_deploys_with(&project, &repo, 9300, S3_WRITERS, &creds);
+    let out = ctl(&["list", "--output", "json"]);
+    out.ok();
+    let names: Vec<String> = out.json()["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["name"].as_str().map(str::to_string))
+        .collect();
+    let expected: Vec<String> = (0..S3_WRITERS).map(|i| format!("d{i}")).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    let mut wanted = expected.clone();
+    wanted.sort();
+    assert_eq!(sorted, wanted, "every run is recorded");
+    // One object in the bucket, every deployment in it; no state file.
+    let doc: serde_json::Value = serde_json::from_str(
+        &moto
+            .object("e2e-state", "ml-team/state.json")
+            .expect("the object"),
+    )
+    .expect("valid JSON");
+    assert_eq!(
+        doc["deployments"].as_object().map(|d| d.len()),
+        Some(S3_WRITERS)
+    );
+    assert!(!project.path().join(".deployctl/state.json").exists());
+    let out = ctl(&["history", "d7", "--output", "json"]);
+    out.ok();
+    assert_eq!(out.json()["releases"][0]["result"], "ok");
+    ctl(&["remove", "d7"]).ok();
+    let out = ctl(&["list", "--output", "json"]);
+    assert_eq!(
+        out.json()["deployments"].as_array().unwrap().len(),
+        S3_WRITERS - 1
+    );
+}
+
+#[test]
 fn etcd_down_is_a_clear_error_and_changes_nothing() {
     // No etcd listens on this address of the test's own.
     let down = loopback();
@@ -133,9 +203,10 @@ fn etcd_down_is_a_clear_error_and_changes_nothing() {
         .mentions("etcd")
         .mentions(&format!("{down}:2379"));
     project
-        .deployctl(&["config", "set", "core.state.uri", "s3://bucket/x"])
+        .deployctl(&["config", "set", "core.state.uri", "s3://Not_A_Bucket/x"])
         .expect_code(2)
-        .mentions("core.state.uri");
+        .mentions("core.state.uri")
+        .mentions("BUCKET");
     project
         .deployctl(&["config", "get", "core.state.uri"])
         .ok()

@@ -1,7 +1,8 @@
 //! A download into a partial file, hashed as it is written. A broken transfer is resumed
 //! where it stopped (an HTTP Range from the partial file's length, If-Range naming the
 //! file's ETag so a changed file comes whole), a few times within one fetch; a pinned
-//! artifact's partial file is also kept for the next deploy to resume.
+//! artifact's partial file is also kept for the next deploy to resume. s3:// URLs are
+//! read the same way through the S3 API ([`super::s3`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -12,13 +13,14 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::http::{self, Failure};
+use super::s3::S3Access;
 use super::{Artifacts, Progress};
 use crate::identity::Identity;
 
 /// Tries of one download (the first and the resumed ones).
-const TRIES: u32 = 6;
+pub(super) const TRIES: u32 = 6;
 /// A transfer that sends nothing for this long is broken.
-const STALL: Duration = Duration::from_secs(60);
+pub(super) const STALL: Duration = Duration::from_secs(60);
 
 /// What a download wrote.
 pub(super) struct Downloaded {
@@ -33,11 +35,11 @@ pub(super) struct Downloaded {
 }
 
 /// The partial file: its hash so far and its length.
-struct Partial {
-    path: PathBuf,
+pub(super) struct Partial {
+    pub(super) path: PathBuf,
     file: tokio::io::BufWriter<tokio::fs::File>,
     hasher: Sha256,
-    len: u64,
+    pub(super) len: u64,
 }
 
 impl Partial {
@@ -71,7 +73,7 @@ impl Partial {
         })
     }
 
-    async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+    pub(super) async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
         self.file.write_all(data).await?;
         self.hasher.update(data);
         self.len += data.len() as u64;
@@ -79,7 +81,7 @@ impl Partial {
     }
 
     /// Starts again from nothing (the server sent the whole file).
-    async fn reset(&mut self) -> std::io::Result<()> {
+    pub(super) async fn reset(&mut self) -> std::io::Result<()> {
         self.file.flush().await?;
         self.file.get_mut().set_len(0).await?;
         self.hasher = Sha256::new();
@@ -100,7 +102,7 @@ pub(super) fn hex(bytes: &[u8]) -> String {
 }
 
 /// A write that failed: the disk (said with its free space) or else.
-fn disk(path: &Path, e: std::io::Error) -> String {
+pub(super) fn disk(path: &Path, e: std::io::Error) -> String {
     if crate::disk::is_full(&e) {
         crate::disk::full_reason(path.parent().unwrap_or(path))
     } else {
@@ -110,13 +112,13 @@ fn disk(path: &Path, e: std::io::Error) -> String {
 
 /// Downloads `url` into `part` (resuming what it holds when `keep`). A file:// URL is read
 /// as `reader` (the deployment's user) when there is one: the agent reads for the app
-/// nothing its user could not.
+/// nothing its user could not. An s3:// URL is read with the owner's credentials `s3`.
 pub(super) async fn download(
     store: &Artifacts,
     url: &str,
     part: &Path,
     keep: bool,
-    reader: Option<&Identity>,
+    (reader, s3): (Option<&Identity>, Option<&S3Access>),
     progress: &Progress,
 ) -> Result<Downloaded, String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
@@ -129,6 +131,9 @@ pub(super) async fn download(
             .map_err(|_| "not a file:// URL of an absolute path".to_string())?;
         file.reset().await.map_err(|e| disk(part, e))?;
         local(&path, reader, &mut file, progress).await?;
+    } else if parsed.scheme() == "s3" {
+        let access = s3.ok_or("internal error: no credentials for an s3:// artifact")?;
+        access.download(&parsed, &mut file, progress).await?;
     } else {
         remote(store, &parsed, &mut file, progress).await?;
     }
@@ -208,19 +213,22 @@ async fn remote(
             Err(Broke::Disk(e)) => return Err(e),
         }
     }
-    Err(format!(
-        "the transfer failed {TRIES} times, the last: {last}{}",
-        if file.len > 0 {
-            format!(" ({} kept to resume)", crate::capacity::bytes(file.len))
-        } else {
-            String::new()
-        }
-    ))
+    Err(gave_up(&last, file))
+}
+
+/// The error of a download that failed every try: the last failure, what is kept.
+pub(super) fn gave_up(last: &str, file: &Partial) -> String {
+    let kept = if file.len > 0 {
+        format!(" ({} kept to resume)", crate::capacity::bytes(file.len))
+    } else {
+        String::new()
+    };
+    format!("the transfer failed {TRIES} times, the last: {last}{kept}")
 }
 
 /// Fails before the transfer when the file system cannot hold what is left of a file of
 /// `total` bytes (`have` of them written).
-fn room(part: &Path, total: u64, have: u64) -> Result<(), String> {
+pub(super) fn room(part: &Path, total: u64, have: u64) -> Result<(), String> {
     let left = total.saturating_sub(have);
     let dir = part.parent().unwrap_or(part);
     match crate::disk::space(dir) {

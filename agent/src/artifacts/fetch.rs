@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::s3::S3Access;
 use super::{download, key, touch, unpack, Artifacts};
 use crate::identity::Identity;
 use crate::leases::Lease;
@@ -52,6 +53,8 @@ impl Artifacts {
         a: Artifact,
         // Who reads a file:// URL: the deployment's user (`None`: the agent, as apps).
         reader: Option<Identity>,
+        // The owner's credentials for an s3:// URL.
+        s3: Option<Arc<S3Access>>,
         progress: Arc<Progress>,
     ) -> Result<Fetched, String> {
         let store = self.clone();
@@ -65,8 +68,14 @@ impl Artifacts {
                 )
             })?;
         match &a.sha256 {
-            Some(hex) => self.pinned(&a, hex, reader.as_ref(), &progress).await,
-            None => self.unpinned(&a, reader.as_ref(), &progress).await,
+            Some(hex) => {
+                self.pinned(&a, hex, (reader.as_ref(), s3.as_deref()), &progress)
+                    .await
+            }
+            None => {
+                self.unpinned(&a, (reader.as_ref(), s3.as_deref()), &progress)
+                    .await
+            }
         }
     }
 
@@ -74,7 +83,7 @@ impl Artifacts {
         &self,
         a: &Artifact,
         hex: &str,
-        reader: Option<&Identity>,
+        reader: (Option<&Identity>, Option<&S3Access>),
         progress: &Progress,
     ) -> Result<Fetched, String> {
         let lock = self.locks.get(hex);
@@ -135,7 +144,7 @@ impl Artifacts {
     async fn unpinned(
         &self,
         a: &Artifact,
-        reader: Option<&Identity>,
+        reader: (Option<&Identity>, Option<&S3Access>),
         progress: &Progress,
     ) -> Result<Fetched, String> {
         let part = self.partial_dir().join(format!(

@@ -27,6 +27,7 @@ mod fetch;
 pub(crate) mod gc;
 mod http;
 mod mirror;
+pub(crate) mod s3;
 mod unpack;
 
 pub(crate) use fetch::{Fetched, Progress};

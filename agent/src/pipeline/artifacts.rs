@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::events::{self, Events, Phase, StepError};
 use super::{blocking, short};
+use crate::artifacts::s3::S3Access;
 use crate::artifacts::{Fetched, Progress};
 use crate::capacity::bytes;
 use crate::identity::Identity;
@@ -61,12 +62,31 @@ pub(super) async fn fetch(
         names.join(", "),
         Duration::ZERO,
     );
+    // s3:// URLs are read with the owner's credentials (its secrets on this agent).
+    let s3 = match spec
+        .artifacts
+        .iter()
+        .position(|a| a.url.starts_with("s3://"))
+    {
+        None => None,
+        Some(i) => match S3Access::of_owner(node.secrets(), &spec.owner).await {
+            Ok(access) => Some(Arc::new(access)),
+            Err(e) => {
+                let a = &spec.artifacts[i];
+                let why = format!("artifacts[{i}] {} ({}): {e}", a.path.display(), a.url);
+                return Err(failed(events, started, why));
+            }
+        },
+    };
     let mut tasks = tokio::task::JoinSet::new();
     let mut progress = Vec::new();
     for (i, a) in spec.artifacts.iter().enumerate() {
         let p = Arc::new(Progress::default());
         progress.push(p.clone());
-        let fetch = node.artifacts().clone().fetch(a.clone(), reader.clone(), p);
+        let fetch = node
+            .artifacts()
+            .clone()
+            .fetch(a.clone(), reader.clone(), s3.clone(), p);
         tasks.spawn(async move { (i, fetch.await) });
     }
     let mut done: Vec<Option<Fetched>> = spec.artifacts.iter().map(|_| None).collect();

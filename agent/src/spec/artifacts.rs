@@ -110,18 +110,15 @@ pub(crate) fn validate(raw: &[RawArtifact], allow_unpinned: bool) -> Result<Vec<
 
 fn url_of(field: &str, raw: &str) -> Result<String, Error> {
     if raw.is_empty() {
-        return Err(invalid(field, "is required (https://, http:// or file://)"));
+        return Err(invalid(
+            field,
+            "is required (https://, http://, file:// or s3://BUCKET/KEY)",
+        ));
     }
     if raw.len() > MAX_TEXT || raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(invalid(
             field,
             "is too long or has spaces or control characters",
-        ));
-    }
-    if raw.starts_with("s3://") {
-        return Err(invalid(
-            field,
-            format!("{}: s3:// artifacts are not supported yet; give an https:// URL (a presigned one for a private bucket) or a file:// path on the node", shown_url(raw)),
         ));
     }
     let url = url::Url::parse(raw)
@@ -137,6 +134,17 @@ fn url_of(field: &str, raw: &str) -> Result<String, Error> {
     }
     match url.scheme() {
         "https" | "http" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(raw.to_string()),
+        // The bucket is the host; the key, the path (read with the owner's secrets).
+        "s3" if url.host_str().is_some_and(|h| !h.is_empty())
+            && url.path().len() > 1
+            && url.query().is_none() =>
+        {
+            Ok(raw.to_string())
+        }
+        "s3" => Err(invalid(
+            field,
+            format!("{:?} is not an s3://BUCKET/KEY URL", shown_url(raw)),
+        )),
         "file" if matches!(url.host_str(), None | Some("") | Some("localhost")) => {
             match url.to_file_path() {
                 Ok(p) if p.is_absolute() && !p.as_os_str().is_empty() => Ok(raw.to_string()),
@@ -153,7 +161,7 @@ fn url_of(field: &str, raw: &str) -> Result<String, Error> {
         _ => Err(invalid(
             field,
             format!(
-                "{} is not an https://, http:// or file:// URL",
+                "{} is not an https://, http://, file:// or s3://BUCKET/KEY URL",
                 shown_url(raw)
             ),
         )),
@@ -227,6 +235,8 @@ mod tests {
         assert_eq!(a[0].path, PathBuf::from("models/model.pkl"));
         let f = validate(&[raw("file:///srv/m.pkl", HEX, "m.pkl")], false).unwrap();
         assert_eq!(f[0].url, "file:///srv/m.pkl");
+        let s = validate(&[raw("s3://bkt/models/m.pkl", HEX, "m.pkl")], false).unwrap();
+        assert_eq!(s[0].url, "s3://bkt/models/m.pkl");
     }
 
     #[test]
@@ -243,8 +253,8 @@ mod tests {
         );
         let e = refusal(&[raw("https://m.example/a", "abc", "a")], false);
         assert!(e.starts_with("artifacts[0].sha256:"), "{e}");
-        let e = refusal(&[raw("s3://bucket/key", HEX, "a")], false);
-        assert!(e.contains("s3:// artifacts are not supported yet"), "{e}");
+        let e = refusal(&[raw("s3://bucket", HEX, "a")], false);
+        assert!(e.contains("is not an s3://BUCKET/KEY URL"), "{e}");
         let e = refusal(&[raw("ftp://h/a", HEX, "a")], false);
         assert!(e.starts_with("artifacts[0].url:"), "{e}");
         let e = refusal(&[raw("file://other/a", HEX, "a")], false);

@@ -2,8 +2,8 @@
 //! declaration, env, owner, instances and whole history) from one state backend to
 //! another, e.g. after `config set core.state.uri` moved the team to etcd. The source is
 //! read under its lock; the target is changed with its locked read-modify-write (the file
-//! lock, or etcd's compare-and-swap transaction), so a `deployctl` running meanwhile loses
-//! nothing. What the target has already is never lost without `--force`.
+//! lock, etcd's compare-and-swap transaction, or S3's conditional write), so a `deployctl`
+//! running meanwhile loses nothing. What the target has already is never lost without `--force`.
 //! `state rebuild` (the state from what the agents keep) is `status/refresh.rs`.
 
 use anyhow::{anyhow, Context};
@@ -28,11 +28,13 @@ Each deployment of the source is:
   refused   when the target's record differs: then nothing at all is written, unless
             --force, which replaces those records with the source's (printed as replaced)
 Deployments only in the target are kept. Nothing is ever removed from the source. The
-target is changed in one locked read-modify-write (the file's lock, an etcd transaction),
-so a deployctl deploying meanwhile loses nothing.
+target is changed in one locked read-modify-write (the file's lock, an etcd transaction,
+an S3 conditional write), so a deployctl deploying meanwhile loses nothing.
 
 URIs are written as core.state.uri is: a path (relative to the project directory),
-file:///path or etcd://HOST:PORT/PREFIX. A file target's directory is created.
+file:///path, etcd://HOST:PORT/PREFIX or s3://BUCKET/PREFIX (its endpoint and credentials
+as for core.state.uri: core.state.endpoint or AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID ...).
+A file target's directory is created.
 
 Examples:
   deployctl config set core.state.uri etcd://10.0.0.5:2379/ml-team

@@ -13,7 +13,7 @@ use crate::error::bad_input;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Artifact {
-    /// https://, http:// or file:// (s3:// not yet).
+    /// https://, http://, file:// or s3://BUCKET/KEY (read with the owner's secrets).
     pub url: String,
     /// The file's SHA-256 (64 hex digits); without it `run` needs --allow-unpinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,14 +47,20 @@ impl Artifact {
         match scheme {
             "https" | "http" | "file" => {}
             "s3" => {
-                return Err(bad_input(format!(
-                    "{}: {url}: s3:// artifacts are not supported yet; give an https:// URL (a presigned one for a private bucket) or a file:// path on the node",
-                    field("url")
-                )))
+                let rest = &url["s3://".len()..];
+                if !rest
+                    .split_once('/')
+                    .is_some_and(|(b, k)| !b.is_empty() && !k.is_empty())
+                {
+                    return Err(bad_input(format!(
+                        "{}: {url:?}: expected s3://BUCKET/KEY",
+                        field("url")
+                    )));
+                }
             }
             _ => {
                 return Err(bad_input(format!(
-                    "{}: {:?} is not an https://, http:// or file:// URL",
+                    "{}: {:?} is not an https://, http://, file:// or s3:// URL",
                     field("url"),
                     self.shown_url()
                 )))
@@ -253,9 +259,8 @@ mod tests {
             extract: None,
         };
         let e = |list: &[Artifact]| validate(list).unwrap_err().to_string();
-        assert!(
-            e(&[a("s3://b/k", Some(HEX), "m")]).contains("s3:// artifacts are not supported yet")
-        );
+        assert!(e(&[a("s3://bkt", Some(HEX), "m")]).contains("expected s3://BUCKET/KEY"));
+        assert!(validate(&[a("s3://bkt/models/m.pkl", Some(HEX), "m")]).is_ok());
         assert!(e(&[a("ftp://h/k", Some(HEX), "m")]).starts_with("artifacts[0].url:"));
         assert!(e(&[a("https://h/k", Some("12"), "m")]).starts_with("artifacts[0].sha256:"));
         assert!(e(&[a("https://h/k", Some(HEX), "../m")]).starts_with("artifacts[0].path:"));

@@ -1,13 +1,15 @@
 //! The shared state: what is deployed where, for all deployments. Every change is a
 //! read-modify-write through [`StateStore::update`], which each backend makes atomic
 //! against concurrent writers: the file backend with an exclusive lock, temporary file,
-//! fsync and rename; the etcd backend with a transaction that compares revisions.
+//! fsync and rename; the etcd backend with a transaction that compares revisions; the S3
+//! backend with a conditional write (If-Match on the ETag it read).
 
 mod compare;
 mod etcd;
 mod file;
 pub(crate) mod rebuild;
 pub(crate) mod reconcile;
+mod s3;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -22,6 +24,7 @@ use crate::project::Project;
 pub(crate) use compare::{compare, Fit};
 pub(crate) use etcd::{prefix_end, EtcdState};
 pub(crate) use file::FileState;
+pub(crate) use s3::S3State;
 
 /// The note of a history entry `status --refresh` or `state rebuild` wrote for a release
 /// it found running that the history did not have, from an agent that reports only the
@@ -215,7 +218,7 @@ pub(crate) trait StateStore: Send + Sync {
 }
 
 /// The backend for the project's `core.state.uri`: a path (relative to the project root),
-/// `file:///abs/path`, or `etcd://HOST:PORT/PREFIX`.
+/// `file:///abs/path`, `etcd://HOST:PORT/PREFIX` or `s3://BUCKET/PREFIX`.
 pub(crate) fn open(project: &Project) -> anyhow::Result<Box<dyn StateStore>> {
     open_with(
         project,
@@ -255,16 +258,22 @@ fn open_with(
                 .map_err(|e| bad_input(format!("{field}: {uri:?}: {e}")))?,
         ));
     }
+    if let Some(rest) = uri.strip_prefix("s3://") {
+        return Ok(Box::new(
+            S3State::parse(rest, project.state_endpoint().as_deref(), advice)
+                .map_err(|e| bad_input(format!("{field}: {uri:?}: {e}")))?,
+        ));
+    }
     match file_path(project, uri) {
         Some(path) => Ok(Box::new(FileState::new(path))),
         None => Err(bad_input(format!(
-            "{field}: {uri:?} is not supported (use a path, file:///path or etcd://HOST:PORT/PREFIX)"
+            "{field}: {uri:?} is not supported (use a path, file:///path, etcd://HOST:PORT/PREFIX or s3://BUCKET/PREFIX)"
         ))),
     }
 }
 
 /// The file a state URI names (a path relative to the project root, or `file:///path`);
-/// `None` for etcd and anything else.
+/// `None` for etcd, S3 and anything else.
 pub(crate) fn file_path(project: &Project, uri: &str) -> Option<std::path::PathBuf> {
     let path = match uri.strip_prefix("file://") {
         Some(rest) => rest,

@@ -1,5 +1,5 @@
 //! Secrets and git credentials the owner lacks on an agent of the env: the app would start
-//! without its secret, or the agent could not fetch the repository.
+//! without its secret, the agent could not fetch the repository, or its s3:// artifacts.
 
 use std::collections::BTreeMap;
 
@@ -65,8 +65,8 @@ pub(crate) async fn lacking(
                 continue;
             }
         };
-        for name in &d.secrets {
-            if !have.iter().any(|s| &s.name == name && s.kind == "env") {
+        for name in needed(d) {
+            if !have.iter().any(|s| s.name == name && s.kind == "env") {
                 lacks.push(Lack {
                     agent: reply.address.clone(),
                     item: format!("secret {name}"),
@@ -85,6 +85,23 @@ pub(crate) async fn lacking(
     (lacks, unreachable)
 }
 
+/// The secrets the deployment needs of its owner: those it lists, and the S3 credentials
+/// its s3:// artifacts are read with (the agent's `artifacts::s3::REQUIRED`).
+fn needed(d: &DeploymentDecl) -> Vec<String> {
+    let mut names = d.secrets.clone();
+    if d.artifacts
+        .iter()
+        .any(|a| a.url.trim().starts_with("s3://"))
+    {
+        for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names
+}
+
 /// The findings for `check` and `run`: one per thing lacking, naming the agents. In
 /// phases: whether there is anything to check (secrets, or an owner that moves), the
 /// env's agents and the owner, what the owner lacks on them, a finding per item lacking
@@ -92,7 +109,7 @@ pub(crate) async fn lacking(
 pub(super) async fn findings(scope: &Scope<'_>, d: &DeploymentDecl) -> Vec<Finding> {
     let recorded_owner = recorded_owner(scope).await;
     let owner_moves = matches!((&recorded_owner, &d.owner), (Some(r), Some(o)) if r != o);
-    if d.secrets.is_empty() && !owner_moves {
+    if needed(d).is_empty() && !owner_moves {
         return Vec::new();
     }
     let env = d.env.clone().unwrap_or_else(|| scope.project.default_env());

@@ -50,6 +50,7 @@ pub(super) async fn state_uri(project: &Project, value: &str, force: bool) -> an
     let mut config = project.config.clone();
     config.core.state = Some(StateConfig {
         uri: value.to_string(),
+        endpoint: project.state_endpoint(),
     });
     let path = project.root.join(project::CONFIG_FILE);
     decl::save(&path, &config)?;
