@@ -118,6 +118,33 @@ impl NodeProxy {
         Ok(())
     }
 
+    /// `route` serves its address instead of what was decided, but only while every backend
+    /// decided there is one of `within` (the instances `route` is chosen among): an
+    /// instance's health that changes never undoes a switch to other instances, nor a
+    /// removal. Whether it was set.
+    pub(crate) async fn set_route_within(
+        &self,
+        route: RouteSpec,
+        within: &[SocketAddr],
+    ) -> Result<bool, String> {
+        let mut inner = self.inner.lock().await;
+        let listen = route.listen;
+        let ours = inner.decided.get(&listen).is_some_and(|d| {
+            d.backends.iter().all(|b| within.contains(&b.addr))
+                && !d.routes_like(&route)
+        });
+        if !ours {
+            return Ok(false);
+        }
+        inner.decided.insert(listen, route);
+        inner.unsure.insert(listen);
+        self.ensure(&mut inner).await?;
+        if inner.unsure.contains(&listen) {
+            self.send_decided(&mut inner, listen).await?;
+        }
+        Ok(true)
+    }
+
     /// A switch: `route` is the agent's decision only once the proxy has taken it. When it
     /// has not (it did not answer), the route decided before is sent again with a newer
     /// generation, so the switch, should the proxy take it late, is undone.

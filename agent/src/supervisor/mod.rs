@@ -4,6 +4,7 @@
 //! metrics). The registry's lock guards lookups only; nothing is held across I/O.
 
 mod garbage;
+mod health_route;
 mod identity;
 mod observer;
 mod remove;
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+pub(crate) use health_route::follow_health;
 pub(crate) use identity::move_off_taken_ports;
 pub(crate) use remove::{stop_recorded, Removed, LB_WATCHING};
 pub(crate) use view::View;
@@ -63,6 +65,8 @@ pub(crate) struct Supervisor {
     gpus: Mutex<crate::gpus::GpuPool>,
     /// Deployments whose private port another user's process took: moved to another port.
     port_taken: identity::PortTaken,
+    /// Deployments whose instances went in or out of traffic: their routes follow.
+    health_changes: health_route::HealthChanges,
 }
 
 impl Supervisor {
@@ -118,6 +122,7 @@ impl Supervisor {
             traffic: Traffic::default(),
             port_reservations: Default::default(),
             port_taken: identity::PortTaken::default(),
+            health_changes: Default::default(),
             gpus: Mutex::new(identity::restore_gpus(
                 &layout,
                 crate::gpus::GpuPool::new(gpus),
@@ -295,6 +300,7 @@ impl Supervisor {
             layout: self.layout.clone(),
             metrics: self.metrics.clone(),
             port_taken: self.port_taken.sender(),
+            health_changes: self.health_changes.sender(),
         })
     }
 
