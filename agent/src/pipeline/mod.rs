@@ -35,6 +35,7 @@ mod start;
 pub(crate) mod start_script;
 mod switch;
 pub(crate) mod venv;
+mod warmup;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -224,7 +225,7 @@ async fn steps(
     launch(sup, d, spec, prepared, events).await
 }
 
-/// start → health → switch (behind the node proxy) → commit: the prepared release runs,
+/// start → health → warmup → switch (behind the node proxy) → commit: the prepared release runs,
 /// beside what ran before or in its place.
 async fn launch(
     sup: &Arc<Supervisor>,
@@ -247,6 +248,10 @@ async fn launch(
             return Err((e, Some(prepared)));
         }
     };
+    if let Err(e) = warmup::run(sup, spec, &started, events).await {
+        started.abandon(d, sup.layout()).await;
+        return Err((e, Some(prepared)));
+    }
     if started.private_port.is_some() {
         if let Err(e) = switch::switch(sup, &prepared.release, &started.ports(), events).await {
             started.abandon(d, sup.layout()).await;
