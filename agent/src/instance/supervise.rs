@@ -15,7 +15,7 @@ use crate::health;
 use crate::spec::RestartPolicy;
 
 /// The shortest time a check of a running app may take before it counts as failed.
-const MIN_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+const MIN_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long one check of a running app may take: its interval (so a hung app fails a check
 /// every interval), at least [`MIN_CHECK_TIMEOUT`], at most [`health::CHECK_TIMEOUT`].
@@ -207,8 +207,8 @@ mod tests {
     #[test]
     fn a_check_answers_within_its_interval() {
         let s = Duration::from_secs;
-        assert_eq!(check_timeout(s(1)), s(1));
-        assert_eq!(check_timeout(Duration::from_millis(200)), s(1));
+        assert_eq!(check_timeout(s(1)), s(2));
+        assert_eq!(check_timeout(Duration::from_millis(200)), s(2));
         assert_eq!(check_timeout(s(3)), s(3));
         assert_eq!(check_timeout(s(30)), health::CHECK_TIMEOUT);
     }

@@ -49,8 +49,8 @@ pub(crate) struct DeployFlags {
     /// how it goes every 5 s meanwhile (--health-timeout is its old name) [default: 2m]
     #[arg(long, alias = "health-timeout", value_name = "DURATION")]
     pub startup_timeout: Option<String>,
-    /// How often a running app is checked; each check must answer within it (1s to 5s)
-    /// [default: 5s]
+    /// How often a running app is checked; each check must answer within the interval
+    /// (at least 2s, at most 5s) [default: 5s]
     #[arg(long, value_name = "DURATION")]
     pub health_interval: Option<String>,
     /// Consecutive failed checks after which a running instance is unhealthy: the node
