@@ -98,7 +98,11 @@ fn fail(summary: String, refused: bool) -> Checked {
 }
 
 /// A minimal HTTP/1.1 GET: returns the status code and the start of the body.
-async fn http_get(stream: TcpStream, addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+async fn http_get(
+    stream: TcpStream,
+    addr: SocketAddr,
+    path: &str,
+) -> std::io::Result<(u16, String)> {
     request(stream, addr, "GET", path, "", false).await
 }
 

@@ -120,9 +120,8 @@ fn a_hung_replica_leaves_traffic_the_other_serves_every_request_and_it_is_restar
     let (hung_pid, hung_at) = (before[0].0, before[0].1.clone());
     let other_pid = before[1].0;
     // The app's own pid behind each address (the instance's may be its shell's).
-    let app_pid = |address: &str| {
-        get_json(&format!("http://{address}/")).and_then(|v| v["pid"].as_u64())
-    };
+    let app_pid =
+        |address: &str| get_json(&format!("http://{address}/")).and_then(|v| v["pid"].as_u64());
     let other_app = app_pid(&before[1].1).expect("the other answers");
     assert_ne!(app_pid(&hung_at), Some(other_app));
 
@@ -150,13 +149,29 @@ fn a_hung_replica_leaves_traffic_the_other_serves_every_request_and_it_is_restar
         .deployctl(&["status", "hung"])
         .mentions("unhealthy")
         .mentions("no answer");
+    let page = get_json(&agent.http_url("/dashboard.json")).expect("the page's data");
+    let on_page = page["deployments"]
+        .as_array()
+        .and_then(|a| a.iter().find(|d| d["name"] == "hung"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        on_page["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no answer"),
+        "the agent's page does not say why: {on_page}"
+    );
 
     // A client loop: every request answered, all by the other replica.
     let url = agent.app_url(8000, "/");
     let load = Load::start(&url);
     load.wait_for(30);
     let seen = load.finish();
-    assert!(seen.failed.is_empty(), "requests went to the hung one: {seen:?}");
+    assert!(
+        seen.failed.is_empty(),
+        "requests went to the hung one: {seen:?}"
+    );
     let pids: Vec<u64> = (0..10)
         .filter_map(|_| get_json(&url).and_then(|v| v["pid"].as_u64()))
         .collect();
@@ -194,7 +209,9 @@ fn a_hung_replica_leaves_traffic_the_other_serves_every_request_and_it_is_restar
         "restarted before restart_after ({:?}, unhealthy after {unhealthy_after:?})",
         hung_since.elapsed()
     );
-    assert!(wait_until(Duration::from_secs(10), || !pid_alive(hung_pid as u32)));
+    assert!(wait_until(Duration::from_secs(10), || !pid_alive(
+        hung_pid as u32
+    )));
     assert_eq!(lb(&agent).0, 200);
     let answered = get_json(&url).and_then(|v| v["pid"].as_u64());
     assert!(

@@ -73,10 +73,17 @@ fn the_app_sees_its_warm_up_before_the_first_user_request_and_a_failed_one_keeps
 
     let seen: Value = get_json(&agent.app_url(8000, "/seen")).expect("it serves");
     let seen = seen["seen"].as_array().cloned().unwrap_or_default();
-    assert_eq!(seen.len(), 2, "the warm-up, then the user's request: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        2,
+        "the warm-up, then the user's request: {seen:?}"
+    );
     assert_eq!(seen[0]["method"], "POST", "{seen:?}");
     assert_eq!(seen[0]["path"], "/predict", "{seen:?}");
-    assert_eq!(seen[0]["body"], r#"{"rows": [[5.1, 3.5, 1.4, 0.2]]}"#, "{seen:?}");
+    assert_eq!(
+        seen[0]["body"], r#"{"rows": [[5.1, 3.5, 1.4, 0.2]]}"#,
+        "{seen:?}"
+    );
     assert_eq!(seen[0]["type"], "application/json", "{seen:?}");
     assert_eq!(seen[1]["path"], "/seen", "{seen:?}");
 
@@ -98,5 +105,8 @@ fn the_app_sees_its_warm_up_before_the_first_user_request_and_a_failed_one_keeps
     let status = project
         .deployctl(&["status", "warm", "--output", "json"])
         .json();
-    assert_eq!(status["deployments"][0]["instances"][0]["release"], 1, "{status}");
+    assert_eq!(
+        status["deployments"][0]["instances"][0]["release"], 1,
+        "{status}"
+    );
 }

@@ -52,7 +52,12 @@ pub(super) async fn run(
         for w in &spec.warmup {
             match send(*addr, w, timeout).await {
                 Ok(done) => {
-                    events.emit(events::WARMUP, events::Phase::Output, done.clone(), began.elapsed());
+                    events.emit(
+                        events::WARMUP,
+                        events::Phase::Output,
+                        done.clone(),
+                        began.elapsed(),
+                    );
                     last = done;
                 }
                 Err(reason) => {
@@ -99,12 +104,10 @@ async fn send(addr: SocketAddr, w: &Warmup, timeout: Duration) -> Result<String,
             humantime::format_duration(timeout)
         )),
         Ok(Err(e)) => Err(format!("{what} failed: {e}")),
-        Ok(Ok((status, _))) if (200..400).contains(&status) => {
-            Ok(format!(
-                "{what}: HTTP {status} in {} ms",
-                began.elapsed().as_millis()
-            ))
-        }
+        Ok(Ok((status, _))) if (200..400).contains(&status) => Ok(format!(
+            "{what}: HTTP {status} in {} ms",
+            began.elapsed().as_millis()
+        )),
         Ok(Ok((status, body))) => {
             let body = body.trim();
             Err(if body.is_empty() {

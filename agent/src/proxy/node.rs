@@ -130,8 +130,7 @@ impl NodeProxy {
         let mut inner = self.inner.lock().await;
         let listen = route.listen;
         let ours = inner.decided.get(&listen).is_some_and(|d| {
-            d.backends.iter().all(|b| within.contains(&b.addr))
-                && !d.routes_like(&route)
+            d.backends.iter().all(|b| within.contains(&b.addr)) && !d.routes_like(&route)
         });
         if !ours {
             return Ok(false);

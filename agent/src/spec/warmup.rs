@@ -83,7 +83,10 @@ pub(crate) fn validate(raw: &[RawWarmup]) -> Result<Vec<Warmup>, Error> {
 
 /// `health.unhealthy_after` and `health.restart_after` (0: their defaults; an unset
 /// `restart_after` is never below `unhealthy_after`).
-pub(crate) fn failure_counts(unhealthy_after: u32, restart_after: u32) -> Result<(u32, u32), Error> {
+pub(crate) fn failure_counts(
+    unhealthy_after: u32,
+    restart_after: u32,
+) -> Result<(u32, u32), Error> {
     const MAX: u32 = 1000;
     let unhealthy = match unhealthy_after {
         0 => DEFAULT_UNHEALTHY_AFTER,

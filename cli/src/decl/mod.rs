@@ -128,11 +128,7 @@ pub(crate) struct Health {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// How long a new release may take to be ready (`timeout` is its old name).
-    #[serde(
-        default,
-        alias = "timeout",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, alias = "timeout", skip_serializing_if = "Option::is_none")]
     pub startup_timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,

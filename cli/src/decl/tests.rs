@@ -157,7 +157,10 @@ fn health_takes_startup_timeout_its_old_name_and_the_failure_counts() {
     ] {
         let d: DeploymentDecl = serde_norway::from_str(&format!("{base}{health}\n")).unwrap();
         d.validate("x").unwrap();
-        assert_eq!(d.to_spec("x", Path::new("/p")).unwrap().health_timeout_ms, ms);
+        assert_eq!(
+            d.to_spec("x", Path::new("/p")).unwrap().health_timeout_ms,
+            ms
+        );
     }
     let text = format!(
         "{base}health: {{interval: 1s, unhealthy_after: 2, restart_after: 4}}\nwarmup:\n  - {{method: POST, path: /predict, body: '{{\"rows\": [[1]]}}'}}\n"
@@ -165,7 +168,10 @@ fn health_takes_startup_timeout_its_old_name_and_the_failure_counts() {
     let d: DeploymentDecl = serde_norway::from_str(&text).unwrap();
     d.validate("x").unwrap();
     let spec = d.to_spec("x", Path::new("/p")).unwrap();
-    assert_eq!((spec.health_unhealthy_after, spec.health_restart_after), (2, 4));
+    assert_eq!(
+        (spec.health_unhealthy_after, spec.health_restart_after),
+        (2, 4)
+    );
     assert_eq!(spec.warmup[0].body, r#"{"rows": [[1]]}"#);
     // Written back, the new name is used.
     let back = serde_norway::to_string(&super::from_spec(&spec)).unwrap();

@@ -35,7 +35,10 @@ impl Observer for Recorder {
     }
     fn checked(&self, _latency: Duration, _healthy: bool) {}
     fn traffic(&self, in_traffic: bool) {
-        self.traffic.lock().unwrap().push((Instant::now(), in_traffic));
+        self.traffic
+            .lock()
+            .unwrap()
+            .push((Instant::now(), in_traffic));
     }
 }
 

@@ -50,7 +50,10 @@ async fn a_check_that_passes_again_brings_it_back_without_a_restart() {
     let rec = Arc::new(Recorder::default());
     let inst = deployed(&fake, RestartPolicy::Always, &rec).await;
     fake.set_healthy(false);
-    until(&inst, 40 * SECOND, "unhealthy", |s| s.state == State::Unhealthy).await;
+    until(&inst, 40 * SECOND, "unhealthy", |s| {
+        s.state == State::Unhealthy
+    })
+    .await;
 
     fake.set_healthy(true);
     let s = until(&inst, 2 * INTERVAL, "healthy again", healthy_as(FIRST_PID)).await;
@@ -81,7 +84,10 @@ async fn failure_counts_come_from_the_spec() {
     ready.await.unwrap().unwrap();
     let broke = Instant::now();
     fake.set_healthy(false);
-    until(&inst, 10 * SECOND, "unhealthy", |s| s.state == State::Unhealthy).await;
+    until(&inst, 10 * SECOND, "unhealthy", |s| {
+        s.state == State::Unhealthy
+    })
+    .await;
     assert_about(broke.elapsed(), 2 * SECOND);
     let restarting = |s: &InstanceStatus| s.state == State::Failed && s.next_restart_at.is_some();
     until(&inst, 10 * SECOND, "restarting", restarting).await;
