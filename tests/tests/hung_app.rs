@@ -51,13 +51,8 @@ const RESTART_AFTER: u32 = 15;
 
 /// Each instance's pid, private address, state and message, from `status --output json`.
 fn instances(project: &Project) -> Vec<(u64, String, String, String)> {
-    let status = project
-        .deployctl(&["status", "hung", "--output", "json"])
-        .json();
-    status["deployments"][0]["instances"][0]["replicas"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    project
+        .replicas_json("hung")
         .iter()
         .map(|r| {
             let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();

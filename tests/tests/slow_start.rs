@@ -6,36 +6,10 @@ use deployctl_e2e::*;
 
 const ENV: &str = "e2e";
 
-/// Loads its "model" for `LOAD_SECONDS` (a line per shard, every 4 s), then listens.
-const SLOW_PY: &str = r#"import os, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-seconds = float(os.environ.get("LOAD_SECONDS", "0"))
-shards = max(1, int(seconds // 4))
-for i in range(shards):
-    print(f"Loading checkpoint shards {i + 1}/{shards}", flush=True)
-    time.sleep(seconds / shards)
-
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b'{"marker": "loaded"}'
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-print("model loaded, listening", flush=True)
-ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Handler).serve_forever()
-"#;
-
+/// The standard app loading its "model" for `load_seconds` ([`APP_PY`]'s `APP_SLOW_START`).
 fn declaration(repo: &str, health: &str, load_seconds: u32) -> String {
     format!(
-        "env: {ENV}\nrepo: {repo}\nref: v1\ncommand: python3 app.py\nenv_vars:\n  LOAD_SECONDS: {load_seconds}\nhealth:\n  path: /health\n{health}"
+        "env: {ENV}\nrepo: {repo}\nref: v1\ncommand: python3 app.py\nenv_vars:\n  APP_SLOW_START: {load_seconds}\nhealth:\n  path: /health\n{health}"
     )
 }
 
@@ -44,9 +18,7 @@ fn a_model_that_loads_for_40_s_deploys_within_its_startup_timeout_and_says_how_i
     let agent = Agent::start(&loopback());
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
-    repo.write("app.py", SLOW_PY);
-    repo.commit("a slow loader");
-    repo.tag("v1");
+    repo.commit_app("loaded", Some("v1"));
 
     // `timeout` is still read: 3 s is too short for an 8 s load.
     project.write(
@@ -75,8 +47,8 @@ fn a_model_that_loads_for_40_s_deploys_within_its_startup_timeout_and_says_how_i
         .filter(|l| l.contains("still starting"))
         .count();
     assert!(progress >= 5, "a progress line every 5 s of 40: {out}");
-    let (code, body) = http_get(&agent.app_url(8000, "/")).expect("it serves");
-    assert_eq!((code, body.as_str()), (200, r#"{"marker": "loaded"}"#));
+    let served = get_json(&agent.app_url(8000, "/")).expect("it serves");
+    assert_eq!(served["marker"], "loaded", "{served}");
     let written = project.read("slow.deploy.yaml");
     assert!(written.contains("startup_timeout: 2m"), "{written}");
 }

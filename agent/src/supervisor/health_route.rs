@@ -5,44 +5,17 @@
 //! only while the route still serves those instances (a deploy's switch wins).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-
-use tokio::sync::mpsc;
+use std::sync::Arc;
 
 use super::Supervisor;
 use crate::spec::Strategy;
 
 /// Deployments whose instances went in or out of traffic, for [`follow_health`].
-pub(crate) struct HealthChanges {
-    tx: mpsc::UnboundedSender<String>,
-    rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
-}
-
-impl Default for HealthChanges {
-    fn default() -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        HealthChanges {
-            tx,
-            rx: Mutex::new(Some(rx)),
-        }
-    }
-}
-
-impl HealthChanges {
-    pub(super) fn sender(&self) -> mpsc::UnboundedSender<String> {
-        self.tx.clone()
-    }
-}
+pub(crate) type HealthChanges = super::queue::Queue<String>;
 
 /// Sets each deployment's route as its instances' health goes, for as long as the agent runs.
 pub(crate) async fn follow_health(sup: Arc<Supervisor>) {
-    let rx = sup
-        .health_changes
-        .rx
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
-    let Some(mut rx) = rx else {
+    let Some(mut rx) = sup.health_changes.take() else {
         return;
     };
     while let Some(name) = rx.recv().await {

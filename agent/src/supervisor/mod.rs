@@ -7,6 +7,7 @@ mod garbage;
 mod health_route;
 mod identity;
 mod observer;
+mod queue;
 mod remove;
 mod view;
 
