@@ -57,7 +57,9 @@ impl DeploymentDecl {
                 "health.unhealthy_after, health.restart_after: a number of failed checks is at least 1",
             ));
         }
-        if let (Some(u), Some(r)) = (h.unhealthy_after, h.restart_after) {
+        if let Some(r) = h.restart_after {
+            // 3: the agent's default.
+            let u = h.unhealthy_after.unwrap_or(3);
             if r < u {
                 return Err(bad_input(format!(
                     "health.restart_after: {r} must be at least health.unhealthy_after ({u}): an instance is taken out of traffic before it is restarted"
