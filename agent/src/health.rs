@@ -99,29 +99,56 @@ fn fail(summary: String, refused: bool) -> Checked {
 
 /// A minimal HTTP/1.1 GET: returns the status code and the start of the body.
 async fn http_get(
-    mut stream: TcpStream,
+    stream: TcpStream,
     addr: SocketAddr,
     path: &str,
 ) -> std::io::Result<(u16, String)> {
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: deploy-agent\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    request(stream, addr, "GET", path, "", false).await
+}
+
+/// A minimal HTTP/1.1 request (`Connection: close`; a body starting with `{` or `[` is sent
+/// as JSON): the status code and the start of the answer's body. `whole`: the answer is
+/// read to its end (up to 1 MiB) rather than only its head and a little of its body.
+pub(crate) async fn request(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    whole: bool,
+) -> std::io::Result<(u16, String)> {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: deploy-agent\r\nAccept: */*\r\nConnection: close\r\n"
     );
+    if !body.is_empty() || !matches!(method, "GET" | "HEAD" | "OPTIONS" | "DELETE") {
+        let kind = match body.trim_start().chars().next() {
+            Some('{' | '[') => "application/json",
+            _ => "text/plain; charset=utf-8",
+        };
+        req.push_str(&format!(
+            "Content-Type: {kind}\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
     stream.write_all(req.as_bytes()).await?;
+    let limit = if whole { 1024 * 1024 } else { 8192 };
     let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    // Read the head and a little of the body; never more than 8 KiB.
+    let mut chunk = [0u8; 4096];
+    // Read the head and a little of the body (or all of it); never more than `limit`.
     loop {
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
             break;
         }
         buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = find(&buf, b"\r\n\r\n") {
-            if buf.len() >= end + 4 + 200 || buf.len() >= 8192 {
+        if let (false, Some(end)) = (whole, find(&buf, b"\r\n\r\n")) {
+            if buf.len() >= end + 4 + 200 {
                 break;
             }
         }
-        if buf.len() >= 8192 {
+        if buf.len() >= limit {
             break;
         }
     }
@@ -138,6 +165,10 @@ async fn http_get(
             };
             Ok((status, body.replace(['\r', '\n'], " ")))
         }
+        (_, _) if buf.is_empty() => Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the connection was closed without an answer",
+        )),
         _ => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!(

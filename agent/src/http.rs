@@ -138,11 +138,15 @@ async fn route(sup: Arc<Supervisor>, req: Request<Incoming>) -> Response<Full<By
 
 fn deployment_health(sup: &Supervisor, name: &str) -> Response<Full<Bytes>> {
     match sup.healthy(name) {
-        Some((healthy, state, last)) => {
-            let body = serde_json::json!({
-                "name": name, "healthy": healthy, "state": state, "last_check": last,
+        Some(h) => {
+            let mut body = serde_json::json!({
+                "name": name, "healthy": h.healthy, "state": h.state, "last_check": h.last_check,
             });
-            let code = if healthy {
+            if h.instances > 1 {
+                body["instances"] = h.instances.into();
+                body["unhealthy"] = serde_json::to_value(&h.unhealthy).unwrap_or_default();
+            }
+            let code = if h.healthy {
                 StatusCode::OK
             } else {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -169,6 +169,7 @@ fn spawn_background(sup: &std::sync::Arc<Supervisor>) -> Vec<tokio::task::AbortH
     let log_times = tokio::spawn(note_log_times(sup.clone()));
     let venv_gc = tokio::spawn(collect_venvs(sup.clone()));
     let ports_moved = tokio::spawn(supervisor::move_off_taken_ports(sup.clone()));
+    let health_routes = tokio::spawn(supervisor::follow_health(sup.clone()));
     vec![
         recovery.abort_handle(),
         sampler.abort_handle(),
@@ -178,6 +179,7 @@ fn spawn_background(sup: &std::sync::Arc<Supervisor>) -> Vec<tokio::task::AbortH
         log_times.abort_handle(),
         venv_gc.abort_handle(),
         ports_moved.abort_handle(),
+        health_routes.abort_handle(),
         proxy_watch.abort_handle(),
     ]
 }

@@ -11,7 +11,8 @@
 /// it is replaced by the host of `DEPLOYMENT_URL`, so instances on several agents can
 /// differ; `{HOST}` by the app's HOST); `APP_CHATTY=1`
 /// prints a 100-byte line every millisecond or so; `APP_SLOW_START=SECONDS` loads its
-/// "model" for that long before it listens.
+/// "model" for that long before it listens (a line `Loading checkpoint shards I/N` every
+/// 4 s or so).
 pub const APP_PY: &str = r#"import json
 import os
 import subprocess
@@ -93,7 +94,11 @@ class Handler(BaseHTTPRequestHandler):
 
 
 if os.environ.get("APP_SLOW_START"):
-    time.sleep(float(os.environ["APP_SLOW_START"]))
+    seconds = float(os.environ["APP_SLOW_START"])
+    shards = max(1, int(seconds // 4))
+    for i in range(shards):
+        print(f"Loading checkpoint shards {i + 1}/{shards}", flush=True)
+        time.sleep(seconds / shards)
 server = ThreadingHTTPServer((HOST, PORT), Handler)
 print(f"app {MARKER} listening on {HOST}:{PORT} release {info['release']}", flush=True)
 server.serve_forever()

@@ -304,6 +304,16 @@ impl Project {
             .unwrap_or_else(|| panic!("no deployment {name:?} in status\n{out}"));
         (out, dep)
     }
+
+    /// Every instance of `name` on its (first) agent from `status --output json`'s
+    /// `replicas` (empty with one instance).
+    pub fn replicas_json(&self, name: &str) -> Vec<Value> {
+        let (_, dep) = self.status_json(name);
+        dep["instances"][0]["replicas"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 fn next_id() -> u64 {

@@ -239,8 +239,11 @@ fn types_list_every_declaration_field() {
         "secrets",
         "port",
         "health.path",
-        "health.timeout",
+        "health.startup_timeout",
         "health.interval",
+        "health.unhealthy_after",
+        "health.restart_after",
+        "warmup",
         "apply_path",
         "owner",
         "restart",
@@ -249,7 +252,7 @@ fn types_list_every_declaration_field() {
         out.mentions(field);
     }
     out.mentions("8000")
-        .mentions("120s")
+        .mentions("2m")
         .mentions("on-failure")
         .mentions("/predict");
     let out = project.deployctl(&["types", "env", "agent"]);

@@ -11,13 +11,8 @@ const ENV: &str = "e2e";
 
 /// Each instance's pid and state from `status NAME --output json`.
 fn replicas(project: &Project, name: &str) -> Vec<(u64, String)> {
-    let status = project
-        .deployctl(&["status", name, "--output", "json"])
-        .json();
-    status["deployments"][0]["instances"][0]["replicas"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    project
+        .replicas_json(name)
         .iter()
         .map(|r| {
             (

@@ -1,7 +1,8 @@
 //! One running release of a deployment: a task that owns the app's process, waits for it
 //! to become healthy, keeps checking it, and restarts it by policy with capped backoff.
 //! Everyone else sees it through [`Instance`]: a status snapshot and a stop command.
-//! The task's state machine is in `task.rs`; what it starts and checks goes through a
+//! The task's state machine is in `task.rs`, its checks of a running app in
+//! `supervise.rs`; what it starts and checks goes through a
 //! [`Launcher`] (`launcher.rs`), so its tests run it against a fake in paused time.
 
 mod ending;
@@ -74,6 +75,9 @@ pub(crate) trait Observer: Send + Sync {
     /// Another user's process listens on the instance's port (`why` says so): it must
     /// move to another port.
     fn port_taken(&self, _why: &str) {}
+    /// The instance left traffic (`false`: it turned unhealthy) or is back in it (`true`:
+    /// a check passed again): the node proxy's route is to follow.
+    fn traffic(&self, _in_traffic: bool) {}
     /// Something a person wants to know happened (the app restarted, and why): the
     /// deployment's last event.
     fn event(&self, _text: &str) {}
@@ -136,6 +140,9 @@ pub(crate) struct InstanceStatus {
     pub ended_runs: RunTotals,
     /// The run `tracking` names has ended and is counted in `ended_runs`.
     pub run_counted: bool,
+    /// Taken out of traffic (unhealthy, or restarted for it) until a check passes again:
+    /// the node proxy sends it no new requests.
+    pub out_of_traffic: bool,
 }
 
 /// OOM kills and CPU throttling of an instance, summed over its runs: the kernel's figures
@@ -246,6 +253,7 @@ impl Instance {
             tracking: Tracking::default(),
             ended_runs: RunTotals::default(),
             run_counted: false,
+            out_of_traffic: false,
         }));
         let (cmd_tx, cmd_rx) = mpsc::channel(4);
         let release = cfg.release;

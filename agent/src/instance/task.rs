@@ -14,6 +14,8 @@ use super::ending::ended;
 
 #[path = "task_runs.rs"]
 mod runs;
+#[path = "supervise.rs"]
+mod supervise;
 use super::{lock, log_len, App, Cmd, InstanceConfig, InstanceStatus, Ready, StartFailure, State};
 use crate::health;
 use crate::process::{Exit, Stopped};
@@ -25,8 +27,6 @@ pub(crate) const ELSEWHERE_GRACE: Duration = Duration::from_secs(3);
 /// How often a start that is refused looks at where the app listens (reads /proc).
 const ELSEWHERE_LOOK: Duration = Duration::from_millis(500);
 
-/// Consecutive failed checks after which a healthy app counts as unhealthy.
-const UNHEALTHY_AFTER: u32 = 3;
 /// A run that stayed up this long resets the restart backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
@@ -155,9 +155,11 @@ impl Task {
                 Waited::Healthy(summary) => {
                     self.set(|s| {
                         s.state = State::Healthy;
-                        s.last_health = summary;
+                        s.last_health = summary.clone();
                         s.message.clear();
                     });
+                    // Restarted after it was unhealthy: back in traffic now.
+                    self.back_in_traffic(&summary);
                     if let Some(r) = ready.take() {
                         let _ = r.send(Ok(pid));
                     }
@@ -282,51 +284,6 @@ impl Task {
                 _ = tokio::time::sleep(delay) => {}
                 exit = app.wait() => return self.port_noted(exited_early(app.tracking().clone(), exit).await).await,
                 cmd = self.cmds.recv() => return Waited::Stop(cmd),
-            }
-        }
-    }
-
-    /// Checks every interval; returns when the app exits, stays unhealthy (and the policy
-    /// restarts), or a stop arrives.
-    async fn supervise(&mut self, app: &mut Box<dyn App>) -> Ended {
-        let cfg = self.cfg.clone();
-        let mut failures = 0;
-        loop {
-            tokio::select! {
-                exit = app.wait() => {
-                    let how = super::ending::port_note(&self.cfg, ended(app.tracking().clone(), exit).await).await;
-                    return Ended::Exited { reason: format!("the app {how}"), code: exit.code() };
-                }
-                cmd = self.cmds.recv() => return Ended::Stop(cmd),
-                _ = tokio::time::sleep(cfg.health.interval) => {
-                    let checked = self.check(health::CHECK_TIMEOUT).await;
-                    if checked.healthy {
-                        failures = 0;
-                        self.set(|s| {
-                            s.state = State::Healthy;
-                            s.last_health = checked.summary;
-                            s.message.clear();
-                        });
-                        continue;
-                    }
-                    failures += 1;
-                    let unhealthy = failures >= UNHEALTHY_AFTER;
-                    let reason = if unhealthy {
-                        app.explain_unhealthy(cfg.host, cfg.port, &checked).await
-                    } else {
-                        String::new()
-                    };
-                    self.set(|s| {
-                        s.last_health = checked.summary.clone();
-                        if unhealthy {
-                            s.state = State::Unhealthy;
-                            s.message = reason.clone();
-                        }
-                    });
-                    if unhealthy && cfg.restart != RestartPolicy::Never {
-                        return Ended::Unhealthy { reason };
-                    }
-                }
             }
         }
     }

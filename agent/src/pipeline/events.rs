@@ -21,6 +21,8 @@ pub(crate) const ARTIFACTS: &str = "artifacts";
 pub(crate) const START_SCRIPT: &str = "start-script";
 pub(crate) const START: &str = "start";
 pub(crate) const HEALTH: &str = "health";
+/// The declaration's warm-up requests, to the new release before traffic moves to it.
+pub(crate) const WARMUP: &str = "warmup";
 /// Traffic moves to the new release (node proxy) and the old one drains.
 pub(crate) const SWITCH: &str = "switch";
 /// The check that the port is free, before anything else.

@@ -73,7 +73,9 @@ pub(super) async fn wait(
                     &started.instance.snapshot().last_health,
                     last_line.first().map(String::as_str),
                 );
-                events.emit(events::HEALTH, events::Phase::Output, line, began.elapsed());
+                // A line of its own (not only a terminal's progress line): a deploy run
+                // by CI or a script says how it goes too.
+                events.emit(events::HEALTH, events::Phase::Info, line, began.elapsed());
             }
         }
     };

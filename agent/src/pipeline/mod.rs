@@ -35,6 +35,7 @@ mod start;
 pub(crate) mod start_script;
 mod switch;
 pub(crate) mod venv;
+mod warmup;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -227,7 +228,7 @@ async fn steps(
     launch(sup, d, spec, prepared, events).await
 }
 
-/// start → health → switch (behind the node proxy) → commit: the prepared release runs,
+/// start → health → warmup → switch (behind the node proxy) → commit: the prepared release runs,
 /// beside what ran before or in its place.
 async fn launch(
     sup: &Arc<Supervisor>,
@@ -250,6 +251,10 @@ async fn launch(
             return Err((e, Some(prepared)));
         }
     };
+    if let Err(e) = warmup::run(sup, spec, &started, events).await {
+        started.abandon(d, sup.layout()).await;
+        return Err((e, Some(prepared)));
+    }
     if started.private_port.is_some() {
         let owner = sup.identity_of(d).map(|id| id.uid);
         let ports = started.ports();

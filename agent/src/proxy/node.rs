@@ -118,6 +118,29 @@ impl NodeProxy {
         Ok(())
     }
 
+    /// `route` serves its address instead of what was decided, but only while every backend
+    /// decided there is one of `within` (the instances `route` is chosen among): an
+    /// instance's health that changes never undoes a switch to other instances, nor a
+    /// removal. Whether it was set.
+    pub(crate) async fn set_route_within(
+        &self,
+        route: RouteSpec,
+        within: &[SocketAddr],
+    ) -> Result<bool, String> {
+        let mut inner = self.inner.lock().await;
+        let listen = route.listen;
+        if !follows(inner.decided.get(&listen), &route, within) {
+            return Ok(false);
+        }
+        inner.decided.insert(listen, route);
+        inner.unsure.insert(listen);
+        self.ensure(&mut inner).await?;
+        if inner.unsure.contains(&listen) {
+            self.send_decided(&mut inner, listen).await?;
+        }
+        Ok(true)
+    }
+
     /// A switch: `route` is the agent's decision only once the proxy has taken it. When it
     /// has not (it did not answer), the route decided before is sent again with a newer
     /// generation, so the switch, should the proxy take it late, is undone.
@@ -238,5 +261,52 @@ impl NodeProxy {
                 super::stop::stop(&self.dir, id).await;
             }
         }
+    }
+}
+
+/// Whether `route` may replace `decided` for an instance's health: only a route decided over
+/// the same instances (`within`; none left counts), and only when it changes something.
+fn follows(decided: Option<&RouteSpec>, route: &RouteSpec, within: &[SocketAddr]) -> bool {
+    decided.is_some_and(|d| {
+        d.backends.iter().all(|b| within.contains(&b.addr)) && !d.routes_like(route)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::table::BackendSpec;
+    use super::*;
+
+    fn route(ports: &[u16]) -> RouteSpec {
+        RouteSpec {
+            listen: "127.0.0.1:8000".parse().unwrap(),
+            mode: crate::spec::ProxyMode::Http,
+            backends: ports
+                .iter()
+                .map(|p| BackendSpec {
+                    addr: SocketAddr::from(([127, 0, 0, 1], *p)),
+                    release: 1,
+                    owner: None,
+                })
+                .collect(),
+            hold_timeout_ms: 10_000,
+            name: "app".into(),
+            generation: 0,
+        }
+    }
+
+    #[test]
+    fn a_health_change_never_undoes_a_switch_or_a_removal() {
+        let both = route(&[41000, 41001]);
+        let within: Vec<SocketAddr> = both.backends.iter().map(|b| b.addr).collect();
+        // One instance out, then back in (from none left too).
+        assert!(follows(Some(&both), &route(&[41001]), &within));
+        assert!(follows(Some(&route(&[])), &route(&[41000]), &within));
+        // Nothing to change.
+        assert!(!follows(Some(&both), &route(&[41000, 41001]), &within));
+        // A switch to other instances (a deploy, a restart on new ports) wins.
+        assert!(!follows(Some(&route(&[42000])), &route(&[41001]), &within));
+        // A removed route stays removed.
+        assert!(!follows(None, &route(&[41001]), &within));
     }
 }

@@ -4,7 +4,7 @@
 use deployctl_proto::v1 as pb;
 
 use crate::pipeline::events;
-use crate::spec::{RawArtifact, RawResources, RawSpec, Spec};
+use crate::spec::{RawArtifact, RawResources, RawSpec, RawWarmup, Spec};
 use crate::supervisor::View;
 
 pub(super) fn raw_spec(s: pb::DeploymentSpec) -> RawSpec {
@@ -25,6 +25,17 @@ pub(super) fn raw_spec(s: pb::DeploymentSpec) -> RawSpec {
         health_path: s.health_path,
         health_timeout_ms: s.health_timeout_ms,
         health_interval_ms: s.health_interval_ms,
+        health_unhealthy_after: s.health_unhealthy_after,
+        health_restart_after: s.health_restart_after,
+        warmup: s
+            .warmup
+            .into_iter()
+            .map(|w| RawWarmup {
+                method: w.method,
+                path: w.path,
+                body: w.body,
+            })
+            .collect(),
         restart: s.restart,
         owner: s.owner,
         kill_timeout_ms: s.kill_timeout_ms,
@@ -80,6 +91,17 @@ fn spec_to_pb(s: &Spec) -> pb::DeploymentSpec {
         health_path: s.health.path.clone().unwrap_or_default(),
         health_timeout_ms: s.health.timeout.as_millis() as u64,
         health_interval_ms: s.health.interval.as_millis() as u64,
+        health_unhealthy_after: s.health.unhealthy_after,
+        health_restart_after: s.health.restart_after,
+        warmup: s
+            .warmup
+            .iter()
+            .map(|w| pb::WarmupRequest {
+                method: w.method.clone(),
+                path: w.path.clone(),
+                body: w.body.clone(),
+            })
+            .collect(),
         restart: s.restart.as_str().to_string(),
         owner: s.owner.clone(),
         kill_timeout_ms: s.kill_timeout.as_millis() as u64,
@@ -158,6 +180,8 @@ pub(super) fn view_to_pb(v: View) -> pb::DeploymentStatus {
                 cpu_percent: r.cpu_percent,
                 memory_bytes: r.memory_bytes,
                 kernel: Some(kernel_to_pb(&r.kernel)),
+                last_health: r.last_health.clone(),
+                message: r.message.clone(),
             })
             .collect(),
         kernel: Some(kernel_to_pb(&v.kernel)),

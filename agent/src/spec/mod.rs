@@ -16,11 +16,13 @@ mod resources;
 mod restart;
 mod switch;
 mod validate;
+pub(crate) mod warmup;
 
 pub(crate) use artifacts::{Artifact, RawArtifact};
 pub(crate) use resources::{RawResources, Resources};
 pub(crate) use restart::RestartPolicy;
 pub(crate) use switch::{ProxyMode, Strategy};
+pub(crate) use warmup::{RawWarmup, Warmup};
 
 pub(crate) use fields::{
     is_apt_package, is_remote_url, validate_env_name, validate_name, validate_relative_path,
@@ -37,12 +39,19 @@ pub(crate) const MAX_TEXT: usize = 16 * 1024;
 pub(crate) struct HealthSpec {
     /// HTTP GET path expecting 2xx/3xx; `None` means a TCP connect.
     pub path: Option<String>,
-    /// How long a new release may take to become healthy.
+    /// How long a new release may take to become ready (`health.startup_timeout`).
     #[serde(with = "millis")]
     pub timeout: Duration,
     /// Period of checks once healthy.
     #[serde(with = "millis")]
     pub interval: Duration,
+    /// Consecutive failed checks after which a running instance is unhealthy (no new
+    /// requests, the health endpoint says so).
+    #[serde(default = "warmup::default_unhealthy_after")]
+    pub unhealthy_after: u32,
+    /// Consecutive failed checks after which it is restarted (at least `unhealthy_after`).
+    #[serde(default = "warmup::default_restart_after")]
+    pub restart_after: u32,
 }
 
 /// A validated deployment: everything the agent needs to run it.
@@ -101,6 +110,9 @@ pub(crate) struct Spec {
     /// Model and data files linked read-only into the workdir (none in older records).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<Artifact>,
+    /// Requests sent to each instance of a new release before traffic moves to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warmup: Vec<Warmup>,
 }
 
 fn one() -> u32 {
@@ -113,7 +125,7 @@ pub(crate) const MAX_REPLICAS: u32 = 64;
 /// Defaults the agent applies to fields a request leaves empty.
 pub(crate) const DEFAULT_PORT: u16 = 8000;
 pub(crate) const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(120);
-pub(crate) const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 pub(crate) const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The raw request fields, before validation (mirrors the proto message).
@@ -135,6 +147,9 @@ pub(crate) struct RawSpec {
     pub health_path: String,
     pub health_timeout_ms: u64,
     pub health_interval_ms: u64,
+    pub health_unhealthy_after: u32,
+    pub health_restart_after: u32,
+    pub warmup: Vec<RawWarmup>,
     pub restart: String,
     pub owner: String,
     pub kill_timeout_ms: u64,

@@ -33,6 +33,9 @@ impl Spec {
         let (strategy, proxy, replicas) = switching(&raw)?;
         let resources = Resources::validate(&raw.resources)?;
         let artifacts = super::artifacts::validate(&raw.artifacts, raw.allow_unpinned_artifacts)?;
+        let (unhealthy_after, restart_after) =
+            super::warmup::failure_counts(raw.health_unhealthy_after, raw.health_restart_after)?;
+        let warmup = super::warmup::validate(&raw.warmup)?;
         let ms = |v: u64, d: Duration| if v == 0 { d } else { Duration::from_millis(v) };
         Ok(Spec {
             repo,
@@ -51,7 +54,10 @@ impl Spec {
                 path: health_path(&raw.health_path)?,
                 timeout: ms(raw.health_timeout_ms, DEFAULT_HEALTH_TIMEOUT),
                 interval: ms(raw.health_interval_ms, DEFAULT_HEALTH_INTERVAL),
+                unhealthy_after,
+                restart_after,
             },
+            warmup,
             restart: restart(&raw.restart)?,
             owner,
             kill_timeout: ms(raw.kill_timeout_ms, DEFAULT_KILL_TIMEOUT),

@@ -152,7 +152,7 @@ impl Supervisor {
     /// Has `name` restarted (a new process beside the old one, on new private ports), saying
     /// `why` in the agent's log.
     pub(crate) fn restart_soon(&self, name: &str, why: &str) {
-        let _ = self.port_taken.tx.send((name.to_string(), why.to_string()));
+        self.port_taken.send((name.to_string(), why.to_string()));
     }
 
     /// The node's GPUs and who has them.
@@ -259,26 +259,7 @@ fn own_dir(dir: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
 }
 
 /// Deployments to restart on new private ports, with why, for [`move_off_taken_ports`].
-pub(crate) struct PortTaken {
-    tx: tokio::sync::mpsc::UnboundedSender<(String, String)>,
-    rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>>>,
-}
-
-impl Default for PortTaken {
-    fn default() -> Self {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        PortTaken {
-            tx,
-            rx: std::sync::Mutex::new(Some(rx)),
-        }
-    }
-}
-
-impl PortTaken {
-    pub(crate) fn sender(&self) -> tokio::sync::mpsc::UnboundedSender<(String, String)> {
-        self.tx.clone()
-    }
-}
+pub(crate) type PortTaken = super::queue::Queue<(String, String)>;
 
 /// At most one move of a deployment to another port in this long.
 const MOVE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
@@ -287,13 +268,7 @@ const MOVE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// port: a restart (a new process beside the old one, traffic switched when it is
 /// healthy), as `deployctl restart` does; its deploy log says why.
 pub(crate) async fn move_off_taken_ports(sup: std::sync::Arc<Supervisor>) {
-    let rx = sup
-        .port_taken
-        .rx
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
-    let Some(mut rx) = rx else {
+    let Some(mut rx) = sup.port_taken.take() else {
         return;
     };
     let mut moved: std::collections::HashMap<String, std::time::Instant> = Default::default();

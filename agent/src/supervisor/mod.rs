@@ -4,9 +4,11 @@
 //! a deployment, identities, garbage collection). It reads as its services: `sup.layout()`.
 
 mod garbage;
+mod health_route;
 mod identity;
 pub(crate) mod kept;
 mod observer;
+mod queue;
 mod registry;
 mod remove;
 mod services;
@@ -15,6 +17,7 @@ mod view;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+pub(crate) use health_route::follow_health;
 pub(crate) use identity::move_off_taken_ports;
 pub(crate) use registry::Registry;
 pub(crate) use remove::{stop_recorded, Removed, LB_WATCHING};
@@ -33,6 +36,8 @@ pub(crate) struct Supervisor {
     registry: Registry,
     /// Data directories kept after `remove --keep-data`: name → owner.
     kept: Mutex<BTreeMap<String, String>>,
+    /// Deployments whose instances went in or out of traffic: their routes follow.
+    health_changes: health_route::HealthChanges,
 }
 
 /// The supervisor reads as the node's services (`sup.layout()`, `sup.proxy()`); the
@@ -77,6 +82,7 @@ impl Supervisor {
             node: NodeServices::open(config, layout).await?,
             registry: Registry::loaded(records),
             kept: Mutex::new(kept),
+            health_changes: Default::default(),
         }))
     }
 
@@ -167,6 +173,7 @@ impl Supervisor {
             layout: self.layout.clone(),
             metrics: self.metrics.clone(),
             port_taken: self.port_taken.sender(),
+            health_changes: self.health_changes.sender(),
         })
     }
 }

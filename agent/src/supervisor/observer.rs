@@ -21,6 +21,8 @@ pub(super) struct DeploymentObserver {
     pub(super) layout: Layout,
     pub(super) metrics: Arc<Metrics>,
     pub(super) port_taken: tokio::sync::mpsc::UnboundedSender<(String, String)>,
+    /// Where a change of the instance's traffic goes ([`super::follow_health`]).
+    pub(super) health_changes: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
 impl Observer for DeploymentObserver {
@@ -52,6 +54,12 @@ impl Observer for DeploymentObserver {
     fn checked(&self, latency: Duration, _healthy: bool) {
         if let Some(d) = self.deployment.upgrade() {
             self.metrics.health_checked(d.name(), latency);
+        }
+    }
+
+    fn traffic(&self, _in_traffic: bool) {
+        if let Some(d) = self.deployment.upgrade() {
+            let _ = self.health_changes.send(d.name().to_string());
         }
     }
 

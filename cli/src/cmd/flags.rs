@@ -45,12 +45,29 @@ pub(crate) struct DeployFlags {
     /// HTTP path checked for health (2xx/3xx); without it, a TCP connect
     #[arg(long, value_name = "PATH")]
     pub health_path: Option<String>,
-    /// How long a new release may take to become healthy [default: 120s]
-    #[arg(long, value_name = "DURATION")]
-    pub health_timeout: Option<String>,
-    /// How often a running app is checked [default: 10s]
+    /// How long a new release may take to be ready (a model loading); the deploy says
+    /// how it goes every 5 s meanwhile (--health-timeout is its old name) [default: 2m]
+    #[arg(long, alias = "health-timeout", value_name = "DURATION")]
+    pub startup_timeout: Option<String>,
+    /// How often a running app is checked; each check must answer within the interval
+    /// (at least 2s, at most 5s) [default: 5s]
     #[arg(long, value_name = "DURATION")]
     pub health_interval: Option<String>,
+    /// Consecutive failed checks after which a running instance is unhealthy: the node
+    /// proxy sends it no new requests (other replicas take them) and its health endpoint
+    /// says so, until a check passes again [default: 3]
+    #[arg(long, value_name = "N")]
+    pub unhealthy_after: Option<u32>,
+    /// Consecutive failed checks after which it is restarted (at least --unhealthy-after;
+    /// not with --restart never) [default: 6]
+    #[arg(long, value_name = "N")]
+    pub restart_after: Option<u32>,
+    /// A request sent to each instance of a new release once it is ready and before
+    /// traffic moves to it; an error answer fails the deploy and the previous release
+    /// keeps serving (repeatable; replaces the declaration's list): METHOD PATH [BODY],
+    /// e.g. 'POST /predict {"rows": [[5.1, 3.5, 1.4, 0.2]]}'
+    #[arg(long = "warmup", value_name = "METHOD PATH [BODY]")]
+    pub warmup: Vec<String>,
     /// Where `deployctl apply` POSTs [default: /predict]
     #[arg(long, value_name = "PATH")]
     pub apply_path: Option<String>,
@@ -158,8 +175,21 @@ impl DeployFlags {
             d.port = Some(p);
         }
         set(&mut d.health.path, &self.health_path);
-        set(&mut d.health.timeout, &self.health_timeout);
+        set(&mut d.health.startup_timeout, &self.startup_timeout);
         set(&mut d.health.interval, &self.health_interval);
+        if let Some(n) = self.unhealthy_after {
+            d.health.unhealthy_after = Some(n);
+        }
+        if let Some(n) = self.restart_after {
+            d.health.restart_after = Some(n);
+        }
+        if !self.warmup.is_empty() {
+            d.warmup = self
+                .warmup
+                .iter()
+                .map(|w| decl::Warmup::parse_flag(w.as_str()))
+                .collect::<anyhow::Result<_>>()?;
+        }
         set(&mut d.apply_path, &self.apply_path);
         set(&mut d.owner, &self.owner);
         set(&mut d.restart, &self.restart);

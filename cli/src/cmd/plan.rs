@@ -212,7 +212,13 @@ fn with_defaults(s: &pb::DeploymentSpec, owner: &str) -> pb::DeploymentSpec {
         s.port = 8000;
     }
     or(&mut s.health_timeout_ms, 120_000);
-    or(&mut s.health_interval_ms, 10_000);
+    or(&mut s.health_interval_ms, 5_000);
+    if s.health_unhealthy_after == 0 {
+        s.health_unhealthy_after = 3;
+    }
+    if s.health_restart_after == 0 {
+        s.health_restart_after = s.health_unhealthy_after.max(6);
+    }
     or(&mut s.kill_timeout_ms, 10_000);
     or(&mut s.drain_timeout_ms, 30_000);
     or(&mut s.hold_timeout_ms, 10_000);

@@ -36,6 +36,9 @@ fn field_of(flag: &str) -> String {
         "env-var" => "env_vars".into(),
         "secret" => "secrets".into(),
         "artifact" => "artifacts".into(),
+        "startup-timeout" | "unhealthy-after" | "restart-after" => {
+            format!("health.{}", flag.replace('-', "_"))
+        }
         "address" => "addresses".into(),
         "memory" | "cpus" | "pids" | "gpus" | "build-memory" => {
             format!("resources.{}", flag.replace('-', "_"))
@@ -233,8 +236,10 @@ mod tests {
             port: Some(1),
             health: Health {
                 path: s("/h"),
-                timeout: s("1s"),
+                startup_timeout: s("1s"),
                 interval: s("1s"),
+                unhealthy_after: Some(2),
+                restart_after: Some(4),
             },
             apply_path: s("/p"),
             owner: s("user:u"),
@@ -259,6 +264,7 @@ mod tests {
                 path: "m.pkl".into(),
                 extract: None,
             }],
+            warmup: vec![crate::decl::Warmup::parse_flag("POST /p {}").unwrap()],
         };
         let mut all = Vec::new();
         keys(&serde_norway::to_value(&full).unwrap(), "", &mut all);

@@ -5,10 +5,12 @@ pub(crate) mod artifacts;
 pub(crate) mod lock;
 mod resources;
 mod spec;
+pub(crate) mod warmup;
 
 pub(crate) use artifacts::Artifact;
 pub(crate) use resources::{parse_size, Resources};
 pub(crate) use spec::{as_written, from_spec};
+pub(crate) use warmup::Warmup;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -85,6 +87,9 @@ pub(crate) struct DeploymentDecl {
     /// Model and data files by URL and sha256, linked read-only at paths of the workdir.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<Artifact>,
+    /// Requests sent to each instance of a new release before traffic moves to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warmup: Vec<Warmup>,
 }
 
 fn deployment_object() -> String {
@@ -122,15 +127,22 @@ impl Packages {
 pub(crate) struct Health {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<String>,
+    /// How long a new release may take to be ready (`timeout` is its old name).
+    #[serde(default, alias = "timeout", skip_serializing_if = "Option::is_none")]
+    pub startup_timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
+    /// Consecutive failed checks: unhealthy, no new requests (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_after: Option<u32>,
+    /// Consecutive failed checks: restarted (default 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_after: Option<u32>,
 }
 
 impl Health {
     fn is_empty(&self) -> bool {
-        self.path.is_none() && self.timeout.is_none() && self.interval.is_none()
+        *self == Health::default()
     }
 }
 

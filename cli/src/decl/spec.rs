@@ -45,12 +45,28 @@ impl DeploymentDecl {
                 return Err(bad_input(format!("health.path: {p:?} must start with '/'")));
             }
         }
-        if let Some(t) = &self.health.timeout {
-            parse_duration("health.timeout", t)?;
+        if let Some(t) = &self.health.startup_timeout {
+            parse_duration("health.startup_timeout", t)?;
         }
         if let Some(t) = &self.health.interval {
             parse_duration("health.interval", t)?;
         }
+        let h = &self.health;
+        if h.unhealthy_after == Some(0) || h.restart_after == Some(0) {
+            return Err(bad_input(
+                "health.unhealthy_after, health.restart_after: a number of failed checks is at least 1",
+            ));
+        }
+        if let Some(r) = h.restart_after {
+            // 3: the agent's default.
+            let u = h.unhealthy_after.unwrap_or(3);
+            if r < u {
+                return Err(bad_input(format!(
+                    "health.restart_after: {r} must be at least health.unhealthy_after ({u}): an instance is taken out of traffic before it is restarted"
+                )));
+            }
+        }
+        warmup::validate(&self.warmup)?;
         if let Some(v) = &self.python {
             let ok = v.split('.').count() <= 3
                 && v.split('.').all(|p| {
@@ -149,8 +165,11 @@ impl DeploymentDecl {
             secrets: self.secrets.clone(),
             port: self.port.unwrap_or(0) as u32,
             health_path: self.health.path.clone().unwrap_or_default(),
-            health_timeout_ms: ms("health.timeout", &self.health.timeout)?,
+            health_timeout_ms: ms("health.startup_timeout", &self.health.startup_timeout)?,
             health_interval_ms: ms("health.interval", &self.health.interval)?,
+            health_unhealthy_after: self.health.unhealthy_after.unwrap_or(0),
+            health_restart_after: self.health.restart_after.unwrap_or(0),
+            warmup: self.warmup.iter().map(Warmup::to_pb).collect(),
             restart: self.restart.clone().unwrap_or_default(),
             owner: self.owner.clone().unwrap_or_default(),
             kill_timeout_ms: ms("kill_timeout", &self.kill_timeout)?,
@@ -206,8 +225,12 @@ pub(crate) fn from_spec(s: &pb::DeploymentSpec) -> DeploymentDecl {
         port: (s.port > 0).then_some(s.port as i64),
         health: Health {
             path: opt(&s.health_path),
-            timeout: dur(s.health_timeout_ms),
+            startup_timeout: dur(s.health_timeout_ms),
             interval: dur(s.health_interval_ms),
+            // The defaults are left out, as a person would write it.
+            unhealthy_after: Some(s.health_unhealthy_after).filter(|n| *n > 0 && *n != 3),
+            restart_after: Some(s.health_restart_after)
+                .filter(|n| *n > 0 && *n != s.health_unhealthy_after.max(3).max(6)),
         },
         apply_path: None,
         owner: opt(&s.owner),
@@ -222,12 +245,14 @@ pub(crate) fn from_spec(s: &pb::DeploymentSpec) -> DeploymentDecl {
         python: opt(&s.python),
         resources: Resources::from_pb(s.resources.as_ref()),
         artifacts: s.artifacts.iter().map(Artifact::from_pb).collect(),
+        warmup: s.warmup.iter().map(Warmup::from_pb).collect(),
     }
 }
 
 /// The declaration an agent kept with a release, as a person would have written it: also
 /// without the values the agent fills in where a declaration leaves them out (health
-/// timeout 120s and interval 10s, kill_timeout 10s, restart on-failure).
+/// startup_timeout 120s and interval 5s, or 10s from an older agent; kill_timeout 10s,
+/// restart on-failure).
 pub(crate) fn as_written(s: &pb::DeploymentSpec) -> DeploymentDecl {
     let mut d = from_spec(s);
     let drop = |v: &mut Option<String>, default: &str| {
@@ -235,7 +260,8 @@ pub(crate) fn as_written(s: &pb::DeploymentSpec) -> DeploymentDecl {
             *v = None;
         }
     };
-    drop(&mut d.health.timeout, "120s");
+    drop(&mut d.health.startup_timeout, "120s");
+    drop(&mut d.health.interval, "5s");
     drop(&mut d.health.interval, "10s");
     drop(&mut d.kill_timeout, "10s");
     drop(&mut d.restart, "on-failure");

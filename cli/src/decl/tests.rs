@@ -65,12 +65,19 @@ fn validation_names_fields() {
         .to_string()
         .starts_with("port:"));
     let mut d = base.clone();
-    d.health.timeout = Some("soon".into());
+    d.health.startup_timeout = Some("soon".into());
     assert!(d
         .validate("ok")
         .unwrap_err()
         .to_string()
-        .starts_with("health.timeout:"));
+        .starts_with("health.startup_timeout:"));
+    let mut d = base.clone();
+    (d.health.unhealthy_after, d.health.restart_after) = (Some(5), Some(2));
+    assert!(d
+        .validate("ok")
+        .unwrap_err()
+        .to_string()
+        .starts_with("health.restart_after:"));
     assert!(base
         .validate("../x")
         .unwrap_err()
@@ -139,4 +146,35 @@ fn a_relative_local_repo_stays_relative_to_the_declaration() {
         declared_repo("https://g.example/r.git", cwd, root),
         "https://g.example/r.git"
     );
+}
+
+#[test]
+fn health_takes_startup_timeout_its_old_name_and_the_failure_counts() {
+    let base = "object_type: deployment\nrepo: /r\ncommand: python app.py\n";
+    for (health, ms) in [
+        ("health: {startup_timeout: 2m}", 120_000),
+        ("health: {timeout: 40s}", 40_000),
+    ] {
+        let d: DeploymentDecl = serde_norway::from_str(&format!("{base}{health}\n")).unwrap();
+        d.validate("x").unwrap();
+        assert_eq!(
+            d.to_spec("x", Path::new("/p")).unwrap().health_timeout_ms,
+            ms
+        );
+    }
+    let text = format!(
+        "{base}health: {{interval: 1s, unhealthy_after: 2, restart_after: 4}}\nwarmup:\n  - {{method: POST, path: /predict, body: '{{\"rows\": [[1]]}}'}}\n"
+    );
+    let d: DeploymentDecl = serde_norway::from_str(&text).unwrap();
+    d.validate("x").unwrap();
+    let spec = d.to_spec("x", Path::new("/p")).unwrap();
+    assert_eq!(
+        (spec.health_unhealthy_after, spec.health_restart_after),
+        (2, 4)
+    );
+    assert_eq!(spec.warmup[0].body, r#"{"rows": [[1]]}"#);
+    // Written back, the new name is used.
+    let back = serde_norway::to_string(&super::from_spec(&spec)).unwrap();
+    assert!(back.contains("unhealthy_after: 2"), "{back}");
+    assert!(back.contains("warmup:"), "{back}");
 }

@@ -115,9 +115,12 @@ async fn an_app_that_stays_unhealthy_is_restarted_by_its_policy() {
     fake.set_healthy(false);
 
     let waiting = |s: &InstanceStatus| s.state == State::Failed && s.next_restart_at.is_some();
-    let s = until(&inst, 60 * SECOND, "given up on", waiting).await;
+    let s = until(&inst, 90 * SECOND, "given up on", waiting).await;
     assert_eq!(fake.stopped(), [FIRST_PID]);
-    assert_eq!(s.message, EXPLAINED_503);
+    assert_eq!(
+        s.message,
+        format!("{EXPLAINED_503} (6 checks in a row failed)")
+    );
     assert_eq!(s.last_exit_code, None);
 
     fake.set_healthy(true);

@@ -14,6 +14,7 @@ use fake::{Fake, Plan, FIRST_PID};
 mod fake;
 mod lifecycle;
 mod restarts;
+mod unhealthy;
 
 /// What the instance told its observer, on tokio's clock.
 #[derive(Default)]
@@ -21,6 +22,8 @@ struct Recorder {
     /// Each process started or adopted: when, and its pid.
     started: Mutex<Vec<(Instant, u32)>>,
     restarts: AtomicU32,
+    /// Each time it left traffic (`false`) or came back (`true`), when.
+    traffic: Mutex<Vec<(Instant, bool)>>,
 }
 
 impl Observer for Recorder {
@@ -31,6 +34,12 @@ impl Observer for Recorder {
         self.restarts.fetch_add(1, Ordering::SeqCst);
     }
     fn checked(&self, _latency: Duration, _healthy: bool) {}
+    fn traffic(&self, in_traffic: bool) {
+        self.traffic
+            .lock()
+            .unwrap()
+            .push((Instant::now(), in_traffic));
+    }
 }
 
 impl Recorder {
@@ -68,6 +77,8 @@ fn config(fake: &Fake, restart: RestartPolicy, rec: &Arc<Recorder>) -> InstanceC
             path: Some("/health".into()),
             timeout: HEALTH_TIMEOUT,
             interval: INTERVAL,
+            unhealthy_after: 3,
+            restart_after: 6,
         },
         restart,
         kill_timeout: Duration::from_secs(10),

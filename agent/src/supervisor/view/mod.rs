@@ -71,6 +71,9 @@ pub(crate) struct ReplicaView {
     pub cpu_percent: f32,
     pub memory_bytes: u64,
     pub kernel: RunTotals,
+    pub last_health: String,
+    /// Why its state is what it is (an unhealthy replica: what its checks saw).
+    pub message: String,
 }
 
 /// The state a deployment is in and why, from its snapshot: its first instance's, unless
@@ -341,6 +344,8 @@ impl Supervisor {
                     cpu_percent,
                     memory_bytes,
                     kernel: self.kernel(&s).0,
+                    last_health: s.last_health.clone(),
+                    message: s.message.clone(),
                 }
             })
             .collect()

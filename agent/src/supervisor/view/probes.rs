@@ -57,30 +57,86 @@ impl Supervisor {
     }
 
     /// Whether a deployment is healthy right now (for load balancers; from cached state):
-    /// healthy, its state, the last check's result. Unhealthy while it drains for removal.
-    pub(crate) fn healthy(&self, name: &str) -> Option<(bool, &'static str, String)> {
+    /// healthy while any instance on the node is (the node proxy serves from it), not while
+    /// it drains for removal. With replicas, the ones that are not healthy, and why.
+    pub(crate) fn healthy(&self, name: &str) -> Option<LbHealth> {
         let d = self.registry().get(name)?;
         d.lb_checked();
-        // With replicas: healthy while any instance is (the node proxy serves from it).
-        let healthy_replica = d
-            .replicas()
-            .iter()
-            .map(|r| r.snapshot())
-            .find(|s| s.state == State::Healthy);
+        let first = d.instance().map(|i| i.snapshot());
+        let replicas: Vec<_> = d.replicas().iter().map(|r| r.snapshot()).collect();
+        let ports = d.private_ports();
         let proxy_trouble = d.private_port().and(self.proxy().trouble());
-        Some(match d.instance().map(|i| i.snapshot()) {
+        let healthy_one = first
+            .iter()
+            .chain(&replicas)
+            .find(|s| s.state == State::Healthy);
+        let (healthy, state, last_check) = match &first {
             _ if d.is_draining() => (false, "draining", "the deployment is being removed".into()),
             _ if proxy_trouble.is_some() => (
                 false,
                 crate::proxy::NOT_ANSWERING_STATE,
                 proxy_trouble.unwrap_or_default(),
             ),
-            Some(s) if s.state != State::Healthy && healthy_replica.is_some() => {
-                let r = healthy_replica.unwrap_or(s);
-                (true, r.state.as_str(), r.last_health)
+            Some(s) if s.state != State::Healthy && healthy_one.is_some() => {
+                let r = healthy_one.unwrap_or(s);
+                (true, r.state.as_str(), r.last_health.clone())
             }
-            Some(s) => (s.state == State::Healthy, s.state.as_str(), s.last_health),
+            Some(s) => (
+                s.state == State::Healthy,
+                s.state.as_str(),
+                s.last_health.clone(),
+            ),
             None => (false, State::Stopped.as_str(), String::new()),
+        };
+        let all: Vec<_> = first.iter().chain(&replicas).collect();
+        let unhealthy = if all.len() > 1 {
+            all.iter()
+                .enumerate()
+                .filter(|(_, s)| s.state != State::Healthy)
+                .map(|(i, s)| UnhealthyInstance {
+                    instance: i + 1,
+                    address: ports
+                        .get(i)
+                        .map(|p| self.app_host().private_address(*p).to_string())
+                        .unwrap_or_default(),
+                    state: s.state.as_str(),
+                    last_check: s.last_health.clone(),
+                    reason: s.message.clone(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Some(LbHealth {
+            healthy,
+            state,
+            last_check,
+            instances: all.len(),
+            unhealthy,
         })
     }
+}
+
+/// What a deployment's health endpoint says.
+#[derive(Debug, Clone)]
+pub(crate) struct LbHealth {
+    pub healthy: bool,
+    pub state: &'static str,
+    pub last_check: String,
+    /// Its instances on this node.
+    pub instances: usize,
+    /// With replicas: the instances that are not healthy (out of traffic, restarting).
+    pub unhealthy: Vec<UnhealthyInstance>,
+}
+
+/// One instance of a deployment with replicas that is not healthy.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct UnhealthyInstance {
+    /// 1: the first instance, 2..: the replicas.
+    pub instance: usize,
+    /// Where it listens behind the node proxy.
+    pub address: String,
+    pub state: &'static str,
+    pub last_check: String,
+    pub reason: String,
 }

@@ -86,6 +86,10 @@ pub(super) fn proxy_lines(s: &deployctl_proto::v1::DeploymentStatus) -> Vec<Stri
                 r.cpu_percent,
                 output::bytes(r.memory_bytes)
             ));
+            if r.state != "healthy" && !r.message.is_empty() {
+                // Why it gets no new requests (or is restarting).
+                lines.push(format!("     {}", r.message));
+            }
         }
     }
     if s.switched_at > 0 {

@@ -37,6 +37,7 @@ pub(super) fn print_json(out: &[Deployment], unanswered: &[Unanswered]) {
                             "pid": r.pid, "private_address": r.private_address, "state": r.state,
                             "restarts": r.restarts, "cpu_percent": r.cpu_percent,
                             "memory_bytes": r.memory_bytes,
+                            "last_health": r.last_health, "message": r.message,
                             "memory_limit_bytes": memory_limit(r.kernel.as_ref()),
                             "oom_kills": r.kernel.as_ref().map_or(0, |k| k.oom_kills),
                             "cpu_throttled_periods": r.kernel.as_ref().map_or(0, |k| k.cpu_throttled_periods),
