@@ -34,6 +34,7 @@ mod project;
 mod prom;
 pub mod readme;
 mod secure;
+mod sockets;
 mod tmpfs;
 mod users;
 
@@ -55,6 +56,7 @@ pub use node_proxy::signal;
 pub use project::{check_status_shape, Output, Project};
 pub use prom::{parse_metrics, Family, Sample};
 pub use secure::{secure_agent, Secure};
+pub use sockets::{closed_by_peer, connect_from, open_files_limit, set_open_files_soft_limit};
 pub use tmpfs::Tmpfs;
 pub use users::{app_users_of, free_app_users};
 
