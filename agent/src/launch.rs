@@ -130,6 +130,7 @@ pub(crate) fn route(sup: &Supervisor, release: &ReleaseRecord, private_ports: &[
         name: release.spec.name.clone(),
         // Numbered when it is sent.
         generation: 0,
+        connections: crate::proxy::ConnSettings::from_config(sup.config()),
     }
 }
 

@@ -3,7 +3,8 @@
 # under a client loop (strategy switch vs recreate), the switch step, and a fast backend
 # (tests/src/bin/fast_backend, a hyper server) measured direct, through the node proxy and
 # through HAProxy (Debian's) in front of the same backend, BENCH_PROXY_ROUNDS (default 3)
-# rounds in turn, medians, with the CPU each proxy spends per request; then the faults
+# rounds in turn, medians, with the CPU each proxy spends per request (BENCH_PROXY_THREADS:
+# the agent's proxy_threads there; default: the agent's); then the faults
 # (scripts/lib/bench_proxy_faults.sh).
 
 # Calls $1 in a loop (a new connection each time) until the file $2 exists; prints
@@ -96,8 +97,12 @@ bench_proxy() {
 
   # A fast backend (hyper) deployed behind the proxy, measured direct, through the proxy and
   # through HAProxy in front of the same backend, in turn.
-  local ip=127.0.0.243 proj="$WORK/project-fast"
-  start_agent "$ip"
+  local ip=127.0.0.243 proj="$WORK/project-fast" config=()
+  if [[ -n "${BENCH_PROXY_THREADS:-}" ]]; then
+    echo "proxy_threads = $BENCH_PROXY_THREADS" > "$WORK/proxy-threads.toml"
+    config=(DEPLOY_AGENT_CONFIG="$WORK/proxy-threads.toml")
+  fi
+  start_agent "$ip" "${config[@]}"
   mkdir -p "$proj"
   "$BIN/deployctl" --project "$proj" declare env agent f --address "http://$AGENT_GRPC" >/dev/null
   "$BIN/deployctl" --project "$proj" run fast --env f --repo "$REPO" --command "$BIN/fast_backend" \
@@ -170,7 +175,9 @@ start_haproxy() {
     NOTES+=("proxy: HAProxy did not start: $(tail -3 "$WORK/haproxy.log")")
     return 1
   fi
-  NOTES+=("proxy: HAProxy $("$bin" -v | head -1 | awk '{print $3}'), option forwardfor, one thread per core")
+  local version
+  version=$("$bin" -v 2>/dev/null | awk 'NR == 1 {print $3}')
+  NOTES+=("proxy: HAProxy $version, option forwardfor, one thread per core")
 }
 
 # The pid of the process listening on $1 (host:port).

@@ -68,8 +68,8 @@ impl NodeProxy {
                 }
             }
         }
-        let dir = self.dir.clone();
-        let id = tokio::task::spawn_blocking(move || super::spawn::detached(&dir, sockets))
+        let (dir, threads) = (self.dir.clone(), self.threads);
+        let id = tokio::task::spawn_blocking(move || super::spawn::detached(&dir, sockets, threads))
             .await
             .map_err(|e| e.to_string())??;
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;

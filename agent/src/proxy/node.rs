@@ -28,6 +28,8 @@ use crate::procstat::ProcId;
 
 pub(crate) struct NodeProxy {
     pub(super) dir: PathBuf,
+    /// The agent's `proxy_threads`, given to each proxy it starts.
+    pub(super) threads: Option<usize>,
     pub(super) client: ProxyClient,
     /// Everything the agent decided; held while it talks to the proxy or (re)starts it.
     pub(super) inner: Mutex<Inner>,
@@ -55,7 +57,7 @@ pub(super) struct Inner {
 }
 
 impl NodeProxy {
-    pub(crate) fn new(data_dir: &Path) -> NodeProxy {
+    pub(crate) fn new(data_dir: &Path, threads: Option<usize>) -> NodeProxy {
         let dir = data_dir.join("proxy");
         let (exits, exited) = mpsc::unbounded_channel();
         NodeProxy {
@@ -69,6 +71,7 @@ impl NodeProxy {
                 failing: HashMap::new(),
             }),
             dir,
+            threads,
             seen: StdMutex::new(None),
             trouble: StdMutex::new(None),
             exits,

@@ -109,7 +109,7 @@ impl Supervisor {
             layout.root.join("tools"),
         ));
         Ok(Arc::new(Supervisor {
-            proxy: NodeProxy::new(&layout.root),
+            proxy: NodeProxy::new(&layout.root, config.proxy_threads),
             traffic: Traffic::default(),
             port_reservations: Default::default(),
             port_taken: identity::PortTaken::default(),
