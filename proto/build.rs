@@ -1,4 +1,5 @@
-//! Compiles `deploy/v1/agent.proto` with protox (pure Rust), so no `protoc` is needed.
+//! Compiles `deploy/v1/agent.proto` (and the files it imports) with protox (pure Rust), so
+//! no `protoc` is needed.
 
 use std::path::PathBuf;
 

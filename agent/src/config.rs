@@ -38,8 +38,8 @@ pub struct Config {
     /// When the agent runs as root, the user apps (and start scripts) run as [default: none
     /// without users; with users, `deploy-app` when that user exists (see [`crate::app_user`])].
     pub run_as: Option<String>,
-    /// Unused venvs (no kept release uses them) are kept for later deploys of the same
-    /// packages while they take at most this many bytes in all (least recently used go first).
+    /// Unused venvs and artifacts (no kept release uses them) are kept for later deploys
+    /// while they take at most this many bytes in all (least recently used go first).
     pub venv_keep_bytes: u64,
     /// ... and for at most this long since their last use.
     pub venv_keep_age: Duration,

@@ -8,6 +8,8 @@
 //! <data>/deployments/<name>/data/             DATA_DIR: the app's own, across releases
 //! <data>/deployments/<name>/tmp/              the app's private /tmp
 //! <data>/envs/<key>/                          Python venvs, by content hash
+//! <data>/artifacts/sha256/<hex>               model and data files, by content hash
+//! <data>/artifacts/unpacked/<hex>/            archives unpacked, by the archive's hash
 //! <data>/git/<hash>.git                       bare mirrors, one per repository URL
 //! ```
 
@@ -57,6 +59,9 @@ impl Layout {
     }
     pub(crate) fn venvs(&self) -> PathBuf {
         self.root.join("envs")
+    }
+    pub(crate) fn artifacts(&self) -> PathBuf {
+        self.root.join("artifacts")
     }
     pub(crate) fn git(&self) -> PathBuf {
         self.root.join("git")

@@ -7,6 +7,7 @@
 
 pub mod admin;
 mod app_user;
+mod artifacts;
 mod auth;
 mod authz;
 mod capacity;
@@ -30,6 +31,7 @@ mod instance;
 mod journal;
 mod launch;
 mod layout;
+mod leases;
 mod limits;
 mod logrotate;
 mod logs;
@@ -77,7 +79,9 @@ const VENV_GC_PERIOD: Duration = Duration::from_secs(600);
 
 /// Runs the agent on the given listeners until `shutdown` completes. Apps keep running
 /// when the agent stops; when it starts, it adopts the apps that still run and starts the
-/// ones that do not ([`Supervisor::recover`]).
+/// ones that do not ([`Supervisor::recover`]). In phases: the configuration checked, the
+/// supervisor, the background tasks, the HTTP and gRPC servers; at `shutdown`, each
+/// stopped.
 pub async fn run(
     config: Config,
     grpc: TcpListener,
@@ -85,19 +89,58 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     check_exposure(&config)?;
+    check_apt(&config)?;
+    // Before any app starts: what apps orphan becomes ours, to find, stop and reap.
+    reaper::become_subreaper();
+    let sup = Supervisor::new(config).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let background = spawn_background(&sup);
+    let http_task = tokio::spawn(http::serve(http, sup.clone(), stopped(stop_rx.clone())));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<AgentServer<service::AgentService>>()
+        .await;
+    let grpc_task = serve_grpc(&sup, grpc, health_service, stopped(stop_rx))?;
+
+    shutdown.await;
+    tracing::info!("shutting down; apps keep running");
+    proxy_after_the_agent(&sup).await;
+    health
+        .set_not_serving::<AgentServer<service::AgentService>>()
+        .await;
+    let _ = stop_tx.send(true);
+    for task in background {
+        task.abort();
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
+    sup.tracker().on_shutdown().await;
+    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), grpc_task).await {
+        return Err(anyhow::anyhow!("gRPC server failed: {e}"));
+    }
+    Ok(())
+}
+
+/// Refuses `allow_apt` unless the agent runs as root.
+fn check_apt(config: &Config) -> anyhow::Result<()> {
     if config.allow_apt && !nix::unistd::geteuid().is_root() {
         anyhow::bail!(
             "allow_apt = true needs the agent to run as root (apt-get installs for the whole node); run it as root, or set allow_apt = false"
         );
     }
-    // Before any app starts: what apps orphan becomes ours, to find, stop and reap.
-    reaper::become_subreaper();
-    let sup = Supervisor::new(config).await?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|v| *v).await;
-    };
+    Ok(())
+}
 
+/// Completes once the agent is told to stop (`rx` turns true).
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+/// Starts the agent's background tasks: recovery (the node proxy first, adopted or started
+/// with its persisted routes, then the deployments behind it), the proxy's watch, the
+/// toolchain's lookup, the samplers, the reaper, the logs' watch, venv garbage collection
+/// and moving off taken ports. Returns what aborts each at shutdown (the toolchain's
+/// lookup is left to end), in the order they are aborted.
+fn spawn_background(sup: &std::sync::Arc<Supervisor>) -> Vec<tokio::task::AbortHandle> {
     let recovery = {
         let sup = sup.clone();
         tokio::spawn(async move {
@@ -122,12 +165,30 @@ pub async fn run(
     let log_times = tokio::spawn(note_log_times(sup.clone()));
     let venv_gc = tokio::spawn(collect_venvs(sup.clone()));
     let ports_moved = tokio::spawn(supervisor::move_off_taken_ports(sup.clone()));
-    let http_task = tokio::spawn(http::serve(http, sup.clone(), stopped(stop_rx.clone())));
+    vec![
+        recovery.abort_handle(),
+        sampler.abort_handle(),
+        traffic.abort_handle(),
+        reaper.abort_handle(),
+        rotator.abort_handle(),
+        log_times.abort_handle(),
+        venv_gc.abort_handle(),
+        ports_moved.abort_handle(),
+        proxy_watch.abort_handle(),
+    ]
+}
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<AgentServer<service::AgentService>>()
-        .await;
+/// Starts the gRPC server on `grpc` until `stop` completes: the agent's service (TLS when
+/// configured, every request authenticated, each refusal naming its method), health and
+/// reflection.
+fn serve_grpc(
+    sup: &std::sync::Arc<Supervisor>,
+    grpc: TcpListener,
+    health_service: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>> {
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(deployctl_proto::v1::FILE_DESCRIPTOR_SET)
@@ -154,31 +215,8 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(grpc_incoming(grpc), stopped(stop_rx));
-    let grpc_task = tokio::spawn(grpc_task);
-
-    shutdown.await;
-    tracing::info!("shutting down; apps keep running");
-    proxy_after_the_agent(&sup).await;
-    health
-        .set_not_serving::<AgentServer<service::AgentService>>()
-        .await;
-    let _ = stop_tx.send(true);
-    recovery.abort();
-    sampler.abort();
-    traffic.abort();
-    reaper.abort();
-    rotator.abort();
-    log_times.abort();
-    venv_gc.abort();
-    ports_moved.abort();
-    proxy_watch.abort();
-    let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
-    sup.tracker().on_shutdown().await;
-    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), grpc_task).await {
-        return Err(anyhow::anyhow!("gRPC server failed: {e}"));
-    }
-    Ok(())
+        .serve_with_incoming_shutdown(grpc_incoming(grpc), stop);
+    Ok(tokio::spawn(grpc_task))
 }
 
 /// Refuses a gRPC port reachable from other machines without TLS and authentication,
@@ -273,7 +311,7 @@ async fn watch_proxy(sup: std::sync::Arc<Supervisor>) {
 /// (their age passes while no deploy runs).
 async fn collect_venvs(sup: std::sync::Arc<Supervisor>) {
     loop {
-        sup.collect_venv_garbage().await;
+        sup.collect_garbage().await;
         tokio::time::sleep(VENV_GC_PERIOD).await;
     }
 }

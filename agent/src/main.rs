@@ -51,7 +51,8 @@ Config file keys (TOML; every one optional; an unknown key is an error):
   overcommit = 1.0                deployments' memory limits may add up to this share of the
                                   node's memory
   cgroups = true                  a cgroup v2 per app instance where the agent may make one
-  venv_keep_bytes = 5368709120    unused venvs kept for later deploys, at most this much ...
+  venv_keep_bytes = 5368709120    unused venvs and artifacts kept for later deploys, at most
+                                  this much in all ...
   venv_keep_age = \"14d\"           ... and none unused for longer
   allow_apt = false               deploys may apt-get install Debian packages (agent as root)
   lb_drain = \"4s\"                 remove/recreate behind a load balancer: its health check

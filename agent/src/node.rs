@@ -39,6 +39,7 @@ fn info_blocking(sup: &Supervisor, deployments: u32) -> NodeInfoReply {
         .filter(|d| data_dir.starts_with(d.mount_point()))
         .max_by_key(|d| d.mount_point().as_os_str().len());
     let venvs = sup.venvs().summary();
+    let artifacts = sup.artifacts().summary();
     let releases: Vec<_> = sup.all().iter().filter_map(|d| d.current()).collect();
     let (memory_committed_bytes, cpus_committed) = promised(
         releases
@@ -86,6 +87,10 @@ fn info_blocking(sup: &Supervisor, deployments: u32) -> NodeInfoReply {
         venvs_in_use: venvs.in_use,
         venvs_unused: venvs.unused,
         venvs_unused_bytes: venvs.unused_bytes,
+        artifacts_in_use: artifacts.in_use,
+        artifacts_in_use_bytes: artifacts.in_use_bytes,
+        artifacts_unused: artifacts.unused,
+        artifacts_unused_bytes: artifacts.unused_bytes,
         memory_committed_bytes,
         cpus_committed,
         gpus_total,

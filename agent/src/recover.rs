@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::deployment::Deployment;
-use crate::instance::Instance;
+use crate::instance::{Instance, InstanceConfig};
 use crate::launch::instance_config;
 use crate::layout::Layout;
 use crate::process::Stopped;
+use crate::store::ReleaseRecord;
 use crate::supervisor::{stop_recorded, Supervisor};
 
 /// What recovery did with one deployment.
@@ -43,21 +44,98 @@ impl Supervisor {
     }
 }
 
+/// The deploy that was in progress when the agent stopped, if any: recorded as
+/// interrupted, what it started stopped, its release directory (no release's) deleted. A
+/// first deploy leaves nothing behind (false: the deployment is gone). Under the
+/// deployment's lock, before its journal is finished (which stops the same processes, and
+/// a restart's).
+async fn interrupted_deploy(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> bool {
+    let Some(i) = d.take_interrupted() else {
+        return true;
+    };
+    tracing::warn!(deployment = %d.name(), release = i.release, result = %i.result, "a deploy was in progress when the agent stopped");
+    let grace = d
+        .current()
+        .map(|r| r.spec.kill_timeout)
+        .unwrap_or(crate::spec::DEFAULT_KILL_TIMEOUT);
+    for (id, tracking) in i.processes {
+        let how = stop_recorded(id, tracking, grace).await;
+        tracing::warn!(deployment = %d.name(), pid = id.pid, how = how.as_str(), "stopped a process of the interrupted deploy");
+    }
+    if i.orphan {
+        let dir = sup.layout().release(d.name(), i.release);
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(deployment = %d.name(), dir = %dir.display(), error = %e, "cannot delete the interrupted deploy's release directory");
+            }
+        }
+    }
+    d.save_or_log(sup.layout()).await;
+    if d.current().is_some() {
+        return true;
+    }
+    sup.discard_unreleased(d).await;
+    false
+}
+
+/// Recovers one deployment under its lock, in phases: only once and only if no deploy
+/// took it over, its interrupted deploy and its journal finished, its identity, its route
+/// set again, its replicas, then its first instance adopted or started again.
 async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
-    // What a deploy or restart had in flight is undone or finished first.
-    sup.finish_journal(d).await;
-    let Some(release) = d.current() else {
-        // A first deploy the agent did not finish: nothing of it is left.
-        sup.discard_unreleased(d).await;
+    // Only what the store had when the agent started (deploys are served meanwhile), and
+    // never beside a deploy of it: one that ran first leaves nothing to recover.
+    if !d.take_recovery() {
+        return Recovered::Nothing;
+    }
+    let Some(_op) = d.begin().await else {
+        return Recovered::Nothing;
+    };
+    if d.instance().is_some() {
+        return Recovered::Nothing;
+    }
+    if !interrupted_deploy(sup, d).await {
+        return Recovered::Nothing;
+    }
+    let Some(release) = journal_finished(sup, d).await else {
         return Recovered::Nothing;
     };
     if d.is_stopped() {
         // `deployctl stop`: it stays stopped until `deployctl start`.
         return Recovered::Nothing;
     }
-    // Its user (made again if the node lost it; made now for a deployment an older agent
-    // ran as a shared user) before any of its processes starts.
-    let moved = match sup.ensure_identity(d).await {
+    let moved = own_identity(sup, d).await;
+    let cfg = instance_config(sup, d, &release, d.private_port(), 0).await;
+    if d.private_port().is_some() {
+        route_again(sup, d, &release, moved).await;
+    }
+    if moved {
+        sup.restart_soon(
+            d.name(),
+            "it ran as a user shared with other deployments (an earlier agent version); now it has its own",
+        );
+    }
+    recover_replicas(sup, d, &release).await;
+    adopt_or_restart(d, &release, cfg).await
+}
+
+/// What a deploy or restart had in flight, undone or finished (the journal); then the
+/// current release, if there is one. A first deploy the agent did not finish leaves
+/// nothing of it.
+async fn journal_finished(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Option<ReleaseRecord> {
+    let first_deploy_cut_short = d.current().is_none() && !d.journal().starting.is_empty();
+    sup.finish_journal(d).await;
+    let release = d.current();
+    if release.is_none() && first_deploy_cut_short {
+        sup.discard_unreleased(d).await;
+    }
+    release
+}
+
+/// The deployment's user, before any of its processes starts: made again if the node lost
+/// it, made now for a deployment an older agent ran as a shared user (true: it moved off
+/// that user).
+async fn own_identity(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> bool {
+    match sup.ensure_identity(d).await {
         Ok(moved) => {
             d.save_or_log(sup.layout()).await;
             moved
@@ -66,28 +144,31 @@ async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
             tracing::error!(deployment = %d.name(), error = %e, "no identity for the deployment");
             false
         }
-    };
-    let cfg = instance_config(sup, d, &release, d.private_port(), 0).await;
-    if d.private_port().is_some() {
-        // The proxy serves its persisted routes; this one is set again in case it is not.
-        let mut route = crate::launch::route(sup, &release, &d.private_ports());
-        if moved {
-            // What runs still runs as the shared user of before, until the restart below:
-            // served as it is meanwhile.
-            route.backends.iter_mut().for_each(|b| b.owner = None);
-        }
-        if let Err(e) = sup.proxy().set_route(route).await {
-            tracing::error!(deployment = %d.name(), error = %e, "cannot route the deployment's port to it");
-        }
     }
+}
+
+/// The deployment's route, set again: the proxy serves its persisted routes, this one in
+/// case it does not. What `moved` off a shared user still runs as it until its restart:
+/// served as it is meanwhile.
+async fn route_again(sup: &Supervisor, d: &Deployment, release: &ReleaseRecord, moved: bool) {
+    let mut route = crate::launch::route(sup, release, &d.private_ports());
     if moved {
-        sup.restart_soon(
-            d.name(),
-            "it ran as a user shared with other deployments (an earlier agent version); now it has its own",
-        );
+        route.backends.iter_mut().for_each(|b| b.owner = None);
     }
+    if let Err(e) = sup.proxy().set_route(route).await {
+        tracing::error!(deployment = %d.name(), error = %e, "cannot route the deployment's port to it");
+    }
+}
+
+/// The current release's first instance: adopted if the process the record names still
+/// runs, otherwise what is left of it (or of another release) stopped and the instance
+/// started again like a restart, not like a deploy (retried by its restart policy).
+async fn adopt_or_restart(
+    d: &Deployment,
+    release: &ReleaseRecord,
+    cfg: InstanceConfig,
+) -> Recovered {
     let grace = release.spec.kill_timeout;
-    recover_replicas(sup, d, &release).await;
     match d.recorded_process() {
         Some((id, r, tracking)) if r == release.number && id.is_running() => {
             d.recovered(Arc::new(Instance::adopt(cfg, id, tracking)), None);
@@ -107,18 +188,13 @@ async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
         }
         None => {}
     }
-    // Started like a restart, not like a deploy: retried by its restart policy.
     d.recovered(Arc::new(Instance::restore(cfg)), Some(release.number));
     Recovered::Started
 }
 
 /// The current release's other instances (`replicas` > 1): each adopted if its process
 /// still runs, else started again on its private port.
-async fn recover_replicas(
-    sup: &Arc<Supervisor>,
-    d: &Arc<Deployment>,
-    release: &crate::store::ReleaseRecord,
-) {
+async fn recover_replicas(sup: &Arc<Supervisor>, d: &Arc<Deployment>, release: &ReleaseRecord) {
     let (mut instances, mut restarted) = (Vec::new(), Vec::new());
     for (i, r) in d.recorded_replicas().into_iter().enumerate() {
         let index = i + 1;

@@ -132,6 +132,54 @@ pub(crate) struct Record {
     /// What a deploy or restart has in flight (see [`crate::journal`]).
     #[serde(default, skip_serializing_if = "crate::journal::Journal::is_empty")]
     pub journal: crate::journal::Journal,
+    /// Bumped by every change of what runs (a release going live, a stop): what a client's
+    /// deploy is based on (`expected_generation`).
+    #[serde(default)]
+    pub generation: u64,
+    /// The last deploys (at most [`DEPLOYS_KEPT`]), oldest first: how each ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deploys: Vec<DeployRecord>,
+    /// The deploy in progress, written when it begins (and as it goes), so that an agent
+    /// that stopped during it knows afterwards: it was interrupted, and what it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploying: Option<DeployRecord>,
+}
+
+/// How many ended deploys a record keeps.
+pub(crate) const DEPLOYS_KEPT: usize = 50;
+
+/// A deploy the agent took, by the client's id: the release it made (or would have), and
+/// how it ended ("ok", "failed at STEP: reason"; empty while in progress).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DeployRecord {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    pub release: u32,
+    #[serde(default)]
+    pub git_ref: String,
+    #[serde(default)]
+    pub commit: String,
+    #[serde(default)]
+    pub packages_hash: String,
+    #[serde(default)]
+    pub result: String,
+    /// Unix seconds when it began.
+    pub at: i64,
+    /// While in progress: the step it is at, as far as the record knows ("start", "health").
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub step: String,
+    /// While in progress: the processes it started (stopped if the agent restarts meanwhile).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<StartedProcess>,
+}
+
+/// A process a deploy in progress started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StartedProcess {
+    pub pid: u32,
+    pub start_time: u64,
+    #[serde(default)]
+    pub tracking: crate::tracking::Tracking,
 }
 
 /// Something that happened to a deployment, in words, and when (Unix seconds).
@@ -203,6 +251,9 @@ impl Record {
             last_event: None,
             failed_deploy: None,
             journal: Default::default(),
+            generation: 0,
+            deploys: Vec::new(),
+            deploying: None,
         }
     }
 

@@ -275,6 +275,29 @@ pub fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The agent's ready line (`deploy-agent ready: grpc=... http=...`) within `within`, or
+/// `None`. Its stdout is read on a thread that keeps draining it (so the agent never gets
+/// EPIPE).
+pub(crate) fn ready_line(child: &mut Child, within: Duration) -> Option<String> {
+    let stdout = child.stdout.take()?;
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            // Nobody may listen any more; keep reading.
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + within;
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.starts_with("deploy-agent ready:") => return Some(line),
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
 /// Starts `deploy-agent` and waits for its ready line: the child and its two addresses.
 fn spawn(
     ip: &str,
@@ -316,26 +339,7 @@ fn spawn(
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", agent_bin().display()));
 
-    // Read stdout on a thread so the wait has a deadline; the thread keeps draining it.
-    let stdout = child.stdout.take().expect("the agent's stdout is piped");
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            // Nobody may listen any more; keep reading so the agent never gets EPIPE.
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + READY_TIMEOUT;
-    let ready = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.starts_with("deploy-agent ready:") => break Some(line),
-            Ok(_) => continue,
-            Err(_) => break None,
-        }
-    };
-    let Some(line) = ready else {
+    let Some(line) = ready_line(&mut child, READY_TIMEOUT) else {
         let _ = child.kill();
         let status = child.wait().ok();
         panic!(

@@ -6,6 +6,8 @@
 //! * [`Project`] is a temporary `--project` directory for `deployctl`.
 //! * [`GitRepo`] makes a git repository with the git CLI.
 //! * [`Etcd`] runs a real etcd on a loopback address (the etcd state backend).
+//! * [`ModelServer`] serves model files over HTTP (artifacts), logging every request.
+//! * [`Relay`] relays TCP to an agent and can break every connection through it.
 //! * [`http_get`], [`http_post`] and [`wait_until`]: deadlines and polling, never sleeps
 //!   used as synchronisation.
 //!
@@ -29,10 +31,12 @@ mod haproxy;
 mod http;
 mod load;
 mod loopback;
+mod model_server;
 mod node_proxy;
 mod project;
 mod prom;
 pub mod readme;
+mod relay;
 mod secure;
 mod sockets;
 mod tmpfs;
@@ -52,9 +56,11 @@ pub use http::{
 };
 pub use load::{Load, Seen};
 pub use loopback::{loopback, Loopback};
+pub use model_server::ModelServer;
 pub use node_proxy::signal;
 pub use project::{check_status_shape, Output, Project};
 pub use prom::{parse_metrics, Family, Sample};
+pub use relay::Relay;
 pub use secure::{secure_agent, Secure};
 pub use sockets::{closed_by_peer, connect_from, open_files_limit, set_open_files_soft_limit};
 pub use tmpfs::Tmpfs;

@@ -137,7 +137,7 @@ fn the_agent_refuses_hostile_requests_itself() {
             let err = c
                 .deploy(pb::DeployRequest {
                     spec: Some(s),
-                    default_owner: String::new(),
+                    ..Default::default()
                 })
                 .await
                 .err()
@@ -157,11 +157,25 @@ fn the_agent_refuses_hostile_requests_itself() {
         let err = c
             .deploy(pb::DeployRequest {
                 spec: Some(huge),
-                default_owner: String::new(),
+                ..Default::default()
             })
             .await
             .expect_err("a 2 MiB request is refused");
         assert_ne!(err.code(), tonic::Code::Ok);
+        // The id a deploy's result is kept by is a word, not a path or a novel.
+        for id in ["../x".to_string(), "a".repeat(65)] {
+            let err = c
+                .deploy(pb::DeployRequest {
+                    spec: Some(spec("a")),
+                    deploy_id: id.clone(),
+                    ..Default::default()
+                })
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("accepted deploy_id {id:?}"));
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+            assert!(err.message().starts_with("deploy_id"), "{}", err.message());
+        }
         // Other calls validate names too.
         let err = c
             .status(pb::StatusRequest {

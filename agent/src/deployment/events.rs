@@ -13,6 +13,6 @@ impl Deployment {
             at: crate::clock::now_unix(),
             text: text.into(),
         });
-        s.generation += 1;
+        s.revision += 1;
     }
 }

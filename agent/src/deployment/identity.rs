@@ -15,7 +15,7 @@ impl Deployment {
         let mut s = self.state();
         if s.record.identity.as_ref() != Some(&id) {
             s.record.identity = Some(id);
-            s.generation += 1;
+            s.revision += 1;
         }
     }
 }

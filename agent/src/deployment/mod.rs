@@ -11,7 +11,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::Result;
-use crate::instance::{Instance, InstanceStatus};
+use crate::instance::Instance;
 use crate::procstat::ProcId;
 use crate::store::{self, Layout, Record, ReleaseRecord};
 use crate::tracking::Tracking;
@@ -20,18 +20,21 @@ pub(crate) struct Deployment {
     name: String,
     op: tokio::sync::Mutex<()>,
     state: Mutex<Inner>,
-    /// The generation of the record last written.
+    /// The revision of the record last written.
     writer: tokio::sync::Mutex<u64>,
 }
 
 struct Inner {
     record: Record,
-    /// Bumped at every change of `record`, so an older copy never overwrites a newer one.
-    generation: u64,
+    /// Bumped at every change of `record`, so an older copy never overwrites a newer one
+    /// (not the record's `generation`, which only changes of what runs bump).
+    revision: u64,
     instance: Option<Arc<Instance>>,
     /// The current release's other instances (`replicas` > 1), in the record's order.
     replicas: Vec<Arc<Instance>>,
     deploying: Option<Deploying>,
+    /// Deploy requests waiting for their turn (under the op lock), by the client's id.
+    queued: Vec<store::DeployRecord>,
     /// Set once removed (or discarded), so a deploy that waited starts over with a new entry.
     removed: bool,
     /// Being removed (or recreated): load balancers are told it is unhealthy while it
@@ -39,6 +42,8 @@ struct Inner {
     draining: bool,
     /// When a load balancer last asked for its health endpoint.
     lb_checked: Option<std::time::Instant>,
+    /// Loaded from the store when the agent started, and not recovered yet.
+    recover_pending: bool,
 }
 
 /// The deploy in progress: its release number and the owner it was asked for (a first
@@ -54,23 +59,6 @@ pub(crate) struct OpGuard<'a> {
     _op: tokio::sync::MutexGuard<'a, ()>,
 }
 
-/// What a deployment looks like right now, for `status`, health endpoints and metrics.
-#[derive(Debug, Clone)]
-pub(crate) struct Snapshot {
-    pub current: Option<ReleaseRecord>,
-    pub last_result: Option<String>,
-    pub instance: Option<InstanceStatus>,
-    /// The other instances' (`replicas` > 1), with their private ports.
-    pub replicas: Vec<(InstanceStatus, u16)>,
-    pub deploying: Option<u32>,
-    /// The pid the record names (an app an earlier agent run started).
-    pub recorded_pid: Option<u32>,
-    /// Stopped by the user.
-    pub stopped: bool,
-    pub last_event: Option<store::NodeEvent>,
-    pub failed_deploy: Option<store::FailedDeploy>,
-}
-
 impl Deployment {
     pub(crate) fn new(record: Record) -> Deployment {
         Deployment {
@@ -78,16 +66,31 @@ impl Deployment {
             op: Default::default(),
             state: Mutex::new(Inner {
                 record,
-                generation: 1,
+                revision: 1,
                 instance: None,
                 replicas: Vec::new(),
                 deploying: None,
+                queued: Vec::new(),
                 removed: false,
                 draining: false,
                 lb_checked: None,
+                recover_pending: false,
             }),
             writer: tokio::sync::Mutex::new(0),
         }
+    }
+
+    /// A deployment the store had when the agent started: recovered once.
+    pub(crate) fn loaded(record: Record) -> Deployment {
+        let d = Deployment::new(record);
+        d.state().recover_pending = true;
+        d
+    }
+
+    /// Whether it is still to be recovered (once: true the first time only). A deployment
+    /// a deploy made since the agent started is not.
+    pub(crate) fn take_recovery(&self) -> bool {
+        std::mem::take(&mut self.state().recover_pending)
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -158,44 +161,6 @@ impl Deployment {
         }
     }
 
-    /// The packages hashes of the releases still on disk (or current), for venv GC.
-    pub(crate) fn kept_venvs(&self, layout: &Layout) -> Vec<String> {
-        let s = self.state();
-        s.record
-            .releases
-            .iter()
-            .filter(|r| {
-                s.record.current == Some(r.number) || layout.release(&self.name, r.number).exists()
-            })
-            .filter(|r| !r.packages_hash.is_empty())
-            .map(|r| r.packages_hash.clone())
-            .collect()
-    }
-
-    pub(crate) fn snapshot(&self) -> Snapshot {
-        let s = self.state();
-        Snapshot {
-            current: s.record.current_release().cloned(),
-            last_result: s
-                .record
-                .releases
-                .last()
-                .map(|r| r.result.as_str().to_string()),
-            instance: s.instance.as_ref().map(|i| i.snapshot()),
-            replicas: s
-                .replicas
-                .iter()
-                .zip(&s.record.replicas)
-                .map(|(i, r)| (i.snapshot(), r.private_port))
-                .collect(),
-            deploying: s.deploying.as_ref().map(|d| d.number),
-            recorded_pid: s.record.pid,
-            stopped: s.record.stopped,
-            last_event: s.record.last_event.clone(),
-            failed_deploy: s.record.failed_deploy.clone(),
-        }
-    }
-
     // --- transitions ---------------------------------------------------------------
 
     /// A deploy begins (under [`Deployment::begin`]): the number its release gets.
@@ -237,7 +202,7 @@ impl Deployment {
         let mut s = self.state();
         if s.record.current.is_some() {
             s.record.releases.push(release);
-            s.generation += 1;
+            s.revision += 1;
         }
     }
 
@@ -246,7 +211,7 @@ impl Deployment {
     fn set_process(&self, release: u32, id: Option<ProcId>, tracking: Tracking) {
         let mut s = self.state();
         s.record.set_process(release, id, tracking);
-        s.generation += 1;
+        s.revision += 1;
     }
 
     /// Instance `replica` (0: the first, 1..: the replicas), on `private_port` behind the
@@ -268,16 +233,23 @@ impl Deployment {
             n => s.record.replicas.get(n - 1).map(|r| Some(r.private_port)),
         };
         if s.record.current != Some(release) || recorded_port != Some(private_port) {
+            // A release being deployed is recorded when its deploy commits; meanwhile its
+            // processes are the deploy's, and (with a restart's, beside the current one)
+            // the journal's: stopped if the agent restarts before it goes live.
+            let mut changed = false;
+            if s.record.current != Some(release) {
+                changed |= s.deploy_process_started(release, id, tracking);
+            }
             let p = crate::journal::Proc::new(release, replica, id, tracking.clone());
             let starting = &mut s.record.journal.starting;
-            if starting.contains(&p) {
-                return false;
+            if !starting.contains(&p) {
+                // A restart (by its policy) of an instance in flight replaces its process.
+                starting.retain(|q| (q.release, q.replica) != (release, replica));
+                starting.push(p);
+                s.revision += 1;
+                changed = true;
             }
-            // A restart (by its policy) of an instance in flight replaces its process.
-            starting.retain(|q| (q.release, q.replica) != (release, replica));
-            starting.push(p);
-            s.generation += 1;
-            return true;
+            return changed;
         }
         if replica == 0 {
             if s.record.process().map(|p| p.0) == Some(id) {
@@ -293,7 +265,7 @@ impl Deployment {
             }
             *r = store::ReplicaRecord::new(r.private_port, Some(id), tracking.clone());
         }
-        s.generation += 1;
+        s.revision += 1;
         true
     }
 
@@ -330,15 +302,15 @@ impl Deployment {
     /// removed deployment is not written back.
     pub(crate) async fn save(&self, layout: &Layout) -> Result<()> {
         let mut written = self.writer.lock().await;
-        let (record, generation) = {
+        let (record, revision) = {
             let s = self.state();
-            if s.removed || s.generation <= *written {
+            if s.removed || s.revision <= *written {
                 return Ok(());
             }
-            (s.record.clone(), s.generation)
+            (s.record.clone(), s.revision)
         };
         store::save(layout, record).await?;
-        *written = generation;
+        *written = revision;
         Ok(())
     }
 
@@ -376,19 +348,26 @@ impl Inner {
             Some(same) => *same = release,
             None => self.record.releases.push(release),
         }
-        self.generation += 1;
+        self.revision += 1;
     }
 }
 
+mod deploys;
 mod draining;
 mod events;
 mod identity;
+mod kept;
 mod removal;
 mod replicas;
+mod snapshot;
 mod transitions;
 
+pub(crate) use deploys::Ended;
 pub(crate) use removal::ToStop;
+pub(crate) use snapshot::Snapshot;
 pub(crate) use transitions::{Failure, Live};
+#[cfg(test)]
+mod deploy_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -47,7 +47,7 @@ impl Deployment {
         s.record.set_process(0, None, Tracking::default());
         let instances = std::mem::take(&mut s.replicas);
         let records = std::mem::take(&mut s.record.replicas);
-        s.generation += 1;
+        s.revision += 1;
         let replicas: Vec<ToStop> = if instances.is_empty() {
             records
                 .iter()

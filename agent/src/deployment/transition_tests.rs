@@ -8,7 +8,7 @@ use super::tests::release;
 use super::*;
 use crate::instance::tests::fake_instance;
 
-fn layout() -> (Layout, std::path::PathBuf) {
+pub(super) fn layout() -> (Layout, std::path::PathBuf) {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("transitions-test-{}-{n}", std::process::id()));
@@ -16,14 +16,18 @@ fn layout() -> (Layout, std::path::PathBuf) {
     (Layout::new(dir.clone()), dir)
 }
 
-async fn persisted(layout: &Layout) -> Record {
+pub(super) async fn persisted(layout: &Layout) -> Record {
     store::load_all(layout)
         .await
         .pop()
         .expect("a record on disk")
 }
 
-fn live(number: u32, private_port: Option<u16>, replicas: Vec<(Arc<Instance>, u16)>) -> Live {
+pub(super) fn live(
+    number: u32,
+    private_port: Option<u16>,
+    replicas: Vec<(Arc<Instance>, u16)>,
+) -> Live {
     Live {
         release: release(number, "user:alice"),
         instance: Arc::new(fake_instance(number)),

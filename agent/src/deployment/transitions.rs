@@ -81,7 +81,9 @@ impl Deployment {
             {
                 s.record.failed_deploy = None;
             }
-            s.generation += 1;
+            // What runs changed: a deploy based on what ran before is stale now.
+            s.record.generation += 1;
+            s.revision += 1;
         }
         self.save_or_log(layout).await;
     }
@@ -101,7 +103,7 @@ impl Deployment {
                 return;
             };
             r.previous_drained_ms = Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
-            s.generation += 1;
+            s.revision += 1;
         }
         self.save_or_log(layout).await;
     }
@@ -129,7 +131,7 @@ impl Deployment {
         let mut s = self.state();
         if !s.record.replicas.is_empty() {
             s.record.replicas.clear();
-            s.generation += 1;
+            s.revision += 1;
         }
         std::mem::take(&mut s.replicas)
     }
@@ -139,7 +141,7 @@ impl Deployment {
         let tracking = instance.snapshot().tracking;
         let mut s = self.state();
         s.record.set_process(release, ProcId::of(pid), tracking);
-        s.generation += 1;
+        s.revision += 1;
     }
 
     /// A deploy or a restart failed while a current release is kept: the failed release
@@ -179,7 +181,7 @@ impl Deployment {
                 Failure::Restart { text } => text,
             };
             s.record.last_event = Some(store::NodeEvent { at: now, text });
-            s.generation += 1;
+            s.revision += 1;
         }
         self.save_or_log(layout).await;
     }
@@ -190,7 +192,7 @@ impl Deployment {
         let mut s = self.state();
         if let Some(release) = restarted {
             s.record.set_process(release, None, Default::default());
-            s.generation += 1;
+            s.revision += 1;
         }
         s.instance = Some(instance);
     }
@@ -205,7 +207,7 @@ impl Deployment {
                 .and_then(|i| s.record.replicas.get_mut(i))
             {
                 *r = store::ReplicaRecord::new(r.private_port, None, Default::default());
-                s.generation += 1;
+                s.revision += 1;
             }
         }
         s.replicas = instances;
@@ -220,7 +222,7 @@ impl Deployment {
                 return;
             }
             s.record.journal.starting.clear();
-            s.generation += 1;
+            s.revision += 1;
         }
         self.save_or_log(layout).await;
     }
@@ -232,7 +234,7 @@ impl Deployment {
             if s.record.journal.retiring.take().is_none() {
                 return;
             }
-            s.generation += 1;
+            s.revision += 1;
         }
         self.save_or_log(layout).await;
     }
@@ -244,7 +246,8 @@ impl Deployment {
             let mut s = self.state();
             s.record.stopped = true;
             s.record.private_port = None;
-            s.generation += 1;
+            s.record.generation += 1;
+            s.revision += 1;
         }
         self.save(layout).await
     }

@@ -160,9 +160,15 @@ fn cpu_is_held_to_its_quota() {
     let (wall, used) = (t0.elapsed(), usage(&g) - u0);
     let share = used as f64 / wall.as_micros() as f64;
     let s = g.stats();
-    assert!((0.3..=0.7).contains(&share), "{share} of a core; {s:?}");
-    assert!(s.throttled_periods > 0, "{s:?}");
-    assert!(s.throttled_usec > 0, "{s:?}");
+    // Never (much) more than the quota; less when other work keeps the cores busy (a lower
+    // bound would only measure the machine's load): throttling proves the quota held it.
+    assert!((0.02..=0.7).contains(&share), "{share} of a core; {s:?}");
+    // Once it used about its quota, the kernel throttled it (a node so busy that it got far
+    // less had nothing to throttle).
+    if share >= 0.4 {
+        assert!(s.throttled_periods > 0, "{s:?}");
+        assert!(s.throttled_usec > 0, "{s:?}");
+    }
 }
 
 /// Forks children (each waiting for the parent to exit) until fork fails; says how many.

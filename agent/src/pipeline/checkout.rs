@@ -1,6 +1,7 @@
 //! checkout: the fetched commit into the release's directory; then the paths the spec
 //! names must exist there and resolve beneath it ([`beneath`]: a symlink out of the
-//! checkout is refused, naming where it points), and the app's user gets the files.
+//! checkout is refused, naming where it points); once the release is complete, the app's
+//! user gets the files ([`give_to_app`]).
 
 use std::path::Path;
 
@@ -77,9 +78,8 @@ fn checkout_or_reclone(
     git::checkout(mirror, oid, target)
 }
 
-/// After the checkout: the paths the spec names, and the files given to `run_as`.
+/// After the checkout: the paths the spec names.
 pub(super) async fn check(
-    sup: &Supervisor,
     spec: &Spec,
     dir: &Path,
     commit: &str,
@@ -94,23 +94,33 @@ pub(super) async fn check(
         );
         return Err(e);
     }
+    Ok(())
+}
+
+/// Once the release is complete (its artifacts linked): its files given to the app's user.
+/// The app (and its start script) may write in their checkout; nobody else may enter it
+/// (other deployments' apps included). The store's files its symlinks point to stay the
+/// agent's.
+pub(super) async fn give_to_app(
+    sup: &Supervisor,
+    spec: &Spec,
+    dir: &Path,
+) -> Result<(), StepError> {
     let identity = sup.get(&spec.name).and_then(|d| sup.identity_of(&d));
-    if let Some(id) = identity {
-        // The app (and its start script) may write in their checkout; nobody else may
-        // enter it (other deployments' apps included).
-        let (d, uid, gid) = (dir.to_path_buf(), id.uid, id.gid);
-        let owned = tokio::task::spawn_blocking(move || {
-            crate::process::chown_tree(&d, uid, gid)?;
-            std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        })
-        .await;
-        if let Ok(Err(e)) | Err(e) = owned.map_err(std::io::Error::other) {
-            let _ = tokio::fs::remove_dir_all(&dir).await;
-            return Err(StepError::new(
-                events::CHECKOUT,
-                format!("cannot give {} to uid {uid}: {e}", dir.display()),
-            ));
-        }
+    let Some(id) = identity else {
+        return Ok(());
+    };
+    let (d, uid, gid) = (dir.to_path_buf(), id.uid, id.gid);
+    let owned = tokio::task::spawn_blocking(move || {
+        crate::process::chown_tree(&d, uid, gid)?;
+        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+    })
+    .await;
+    if let Ok(Err(e)) | Err(e) = owned.map_err(std::io::Error::other) {
+        return Err(StepError::new(
+            events::CHECKOUT,
+            format!("cannot give {} to uid {uid}: {e}", dir.display()),
+        ));
     }
     Ok(())
 }

@@ -16,6 +16,8 @@ pub(crate) const RESOLVE: &str = "resolve";
 pub(crate) const FETCH: &str = "fetch";
 pub(crate) const CHECKOUT: &str = "checkout";
 pub(crate) const PACKAGES: &str = "packages";
+/// Model and data files into the node's store and linked into the release.
+pub(crate) const ARTIFACTS: &str = "artifacts";
 pub(crate) const START_SCRIPT: &str = "start-script";
 pub(crate) const START: &str = "start";
 pub(crate) const HEALTH: &str = "health";
@@ -57,6 +59,8 @@ pub(crate) struct Outcome {
     /// The exact versions in the release's environment.
     pub frozen: Vec<String>,
     pub owner: String,
+    /// The deployment's generation after it.
+    pub generation: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +70,9 @@ pub(crate) struct Event {
     pub message: String,
     pub elapsed: Duration,
     pub outcome: Option<Outcome>,
+    /// Set only on a refusal, the stream's last item (a deploy based on a stale
+    /// generation): what changed.
+    pub refused: Option<String>,
 }
 
 /// Why a step failed: the step, a reason a person can act on, and the output's tail.
@@ -219,6 +226,7 @@ impl Events {
             message,
             elapsed,
             outcome: None,
+            refused: None,
         });
     }
 
@@ -328,6 +336,21 @@ impl Events {
             message,
             elapsed: outcome.total,
             outcome: Some(outcome),
+            refused: None,
+        });
+    }
+
+    /// The deploy is refused before it began (based on a stale generation): the last item,
+    /// which the client gets as FAILED_PRECONDITION with `why`.
+    pub(crate) fn refuse(&self, why: String) {
+        self.append(format!("=== refused: {why}\n"));
+        let _ = self.tx.send(Event {
+            step: "deploy",
+            phase: Phase::Failed,
+            message: why.clone(),
+            elapsed: Duration::ZERO,
+            outcome: None,
+            refused: Some(why),
         });
     }
 }

@@ -36,6 +36,57 @@ pub(crate) fn resolve(
     auth: &GitAuth,
 ) -> Result<Resolved, StepError> {
     check_local_path(url)?;
+    let (heads, default_branch) = list_remote(url, auth)?;
+    let find = |name: &str| heads.iter().find(|(n, _)| n == name).map(|(_, oid)| *oid);
+    let Some(wanted) = git_ref else {
+        let oid = find("HEAD").ok_or_else(|| {
+            StepError::new(
+                RESOLVE,
+                format!("repository {url} has no HEAD; give a ref (branch, tag or commit)"),
+            )
+        })?;
+        return Ok(Resolved {
+            display: default_branch.unwrap_or_else(|| "HEAD".to_string()),
+            commit: Some(oid),
+            commit_prefix: None,
+        });
+    };
+    let candidates = [
+        format!("refs/heads/{wanted}"),
+        format!("refs/tags/{wanted}^{{}}"),
+        format!("refs/tags/{wanted}"),
+        wanted.to_string(),
+    ];
+    if let Some(oid) = candidates.iter().find_map(|name| find(name)) {
+        return Ok(Resolved {
+            display: wanted.to_string(),
+            commit: Some(oid),
+            commit_prefix: None,
+        });
+    }
+    if looks_like_commit(wanted) {
+        // A full id the remote advertises under no name, or a short one: found after fetch.
+        return Ok(Resolved {
+            display: wanted.to_string(),
+            commit: Oid::from_str(wanted).ok().filter(|_| wanted.len() == 40),
+            commit_prefix: Some(wanted.to_lowercase()),
+        });
+    }
+    Err(StepError::new(
+        RESOLVE,
+        format!(
+            "ref {wanted:?} is not a branch, tag or commit of {url} (branches: {}; tags: {})",
+            list_names(&heads, "refs/heads/"),
+            list_names(&heads, "refs/tags/"),
+        ),
+    ))
+}
+
+/// The refs a remote advertises (name, commit).
+type Heads = Vec<(String, Oid)>;
+
+/// Every ref the remote advertises, and its default branch (`git ls-remote`).
+fn list_remote(url: &str, auth: &GitAuth) -> Result<(Heads, Option<String>), StepError> {
     let mut remote = git2::Remote::create_detached(url).map_err(|e| {
         StepError::new(
             RESOLVE,
@@ -76,52 +127,7 @@ pub(crate) fn resolve(
             format!("repository {url} has no commits"),
         ));
     }
-    let find = |name: &str| heads.iter().find(|(n, _)| n == name).map(|(_, oid)| *oid);
-
-    let Some(wanted) = git_ref else {
-        let oid = find("HEAD").ok_or_else(|| {
-            StepError::new(
-                RESOLVE,
-                format!("repository {url} has no HEAD; give a ref (branch, tag or commit)"),
-            )
-        })?;
-        return Ok(Resolved {
-            display: default_branch.unwrap_or_else(|| "HEAD".to_string()),
-            commit: Some(oid),
-            commit_prefix: None,
-        });
-    };
-    let candidates = [
-        format!("refs/heads/{wanted}"),
-        format!("refs/tags/{wanted}^{{}}"),
-        format!("refs/tags/{wanted}"),
-        wanted.to_string(),
-    ];
-    for name in &candidates {
-        if let Some(oid) = find(name) {
-            return Ok(Resolved {
-                display: wanted.to_string(),
-                commit: Some(oid),
-                commit_prefix: None,
-            });
-        }
-    }
-    if looks_like_commit(wanted) {
-        // A full id the remote advertises under no name, or a short one: found after fetch.
-        return Ok(Resolved {
-            display: wanted.to_string(),
-            commit: Oid::from_str(wanted).ok().filter(|_| wanted.len() == 40),
-            commit_prefix: Some(wanted.to_lowercase()),
-        });
-    }
-    Err(StepError::new(
-        RESOLVE,
-        format!(
-            "ref {wanted:?} is not a branch, tag or commit of {url} (branches: {}; tags: {})",
-            list_names(&heads, "refs/heads/"),
-            list_names(&heads, "refs/tags/"),
-        ),
-    ))
+    Ok((heads, default_branch))
 }
 
 /// A local repository (a path or file:// URL) must exist and be a git repository; say so

@@ -2,13 +2,32 @@
 //! passed, see [`crate::health`]) or that it never will be (it exited, or the health
 //! timeout passed).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::events::{self, Events, StepError};
 use super::start::Started;
 use crate::instance::StartFailure;
 use crate::spec::{Spec, Strategy};
 use crate::supervisor::Supervisor;
+
+/// How often a release that is not healthy yet says how it goes.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// "still starting: 1m20s of 10m, last check: connection refused, last line of its log:
+/// Loading checkpoint shards 3/4".
+fn still_starting(waited: Duration, timeout: Duration, check: &str, line: Option<&str>) -> String {
+    let secs =
+        |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string();
+    let mut text = format!("still starting: {} of {}", secs(waited), secs(timeout));
+    if !check.is_empty() {
+        text.push_str(&format!(", last check: {check}"));
+    }
+    if let Some(l) = line.map(str::trim).filter(|l| !l.is_empty()) {
+        let l: String = l.chars().take(200).collect();
+        text.push_str(&format!(", last line of its log: {l}"));
+    }
+    text
+}
 
 /// The new release's pid once healthy.
 pub(super) async fn wait(
@@ -41,7 +60,23 @@ pub(super) async fn wait(
         reason: "the app's supervisor ended unexpectedly".into(),
         tail: vec![],
     };
-    let mut result = (&mut started.ready).await.unwrap_or_else(|_| Err(gone()));
+    let mut result = loop {
+        tokio::select! {
+            r = &mut started.ready => break r.unwrap_or_else(|_| Err(gone())),
+            // A slow starter (a model loading) is never silent: how long, what the last
+            // check saw, and the app's last line, every few seconds.
+            _ = tokio::time::sleep(PROGRESS_EVERY) => {
+                let last_line = crate::logs::last_lines(&sup.layout().app_log(&spec.name), 0, 1).await;
+                let line = still_starting(
+                    began.elapsed(),
+                    spec.health.timeout,
+                    &started.instance.snapshot().last_health,
+                    last_line.first().map(String::as_str),
+                );
+                events.emit(events::HEALTH, events::Phase::Output, line, began.elapsed());
+            }
+        }
+    };
     // Every replica must become healthy too (they start at the same time).
     let n = started.replicas.len() + 1;
     for (i, (_, ready, port)) in started.replicas.iter_mut().enumerate() {
@@ -128,7 +163,26 @@ fn binds_public_port(spec: &Spec, failure: &StartFailure) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::changes_directory;
+    use super::{changes_directory, still_starting};
+    use std::time::Duration;
+
+    #[test]
+    fn a_slow_start_says_how_it_goes() {
+        let line = still_starting(
+            Duration::from_millis(80_400),
+            Duration::from_secs(600),
+            "connection refused",
+            Some("Loading checkpoint shards 3/4\n"),
+        );
+        assert_eq!(
+            line,
+            "still starting: 1m 20s of 10m, last check: connection refused, last line of its log: Loading checkpoint shards 3/4"
+        );
+        assert_eq!(
+            still_starting(Duration::from_secs(5), Duration::from_secs(120), "", None),
+            "still starting: 5s of 2m"
+        );
+    }
 
     #[test]
     fn a_cd_in_the_command_is_named_with_the_workdir_to_use() {

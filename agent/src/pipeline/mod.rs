@@ -1,6 +1,7 @@
 //! The deploy pipeline, one file per step:
 //! [`preflight`] (secrets, port) → [`resolve`] → [`fetch`] → [`checkout`] → [`packages`]
-//! (while fetching, when it can) → [`start_script`] → [`start`] → [`health`] → [`switch`]
+//! (while fetching, when it can) and [`artifacts`] (from the start, linked once the checkout
+//! is there; [`prepare`]) → [`start_script`] → [`start`] → [`health`] → [`switch`]
 //! (behind the node proxy) → [`commit`];
 //! when a step fails, [`fallback`] keeps the previous release serving (started again if it
 //! had been stopped for the port). "Rollback" is the user's `deployctl rollback`, not this.
@@ -9,6 +10,7 @@
 //! before the new one starts only when both need the same port.
 
 pub(crate) mod apt;
+mod artifacts;
 mod beneath;
 mod build_limits;
 mod checkout;
@@ -25,6 +27,7 @@ mod packages;
 pub(crate) mod plan;
 mod port_wait;
 mod preflight;
+mod prepare;
 mod prune;
 mod relaunch;
 mod resolve;
@@ -41,7 +44,7 @@ use events::{Events, Outcome, StepError};
 pub(crate) use relaunch::spawn as spawn_relaunch;
 
 use crate::deployment::Deployment;
-use crate::spec::{Spec, Strategy};
+use crate::spec::Spec;
 use crate::store::{self, ReleaseRecord};
 use crate::supervisor::Supervisor;
 use crate::venvs::VenvLease;
@@ -58,18 +61,30 @@ pub(crate) struct Prepared {
     replica_ports: Vec<u16>,
     /// Keeps its venv from garbage collection until the deploy is over.
     _lease: Option<VenvLease>,
+    /// Keeps its artifacts from garbage collection until the deploy is over.
+    _artifacts: Vec<crate::leases::Lease>,
     /// Keeps its private ports from other deploys until the deploy is over.
     _ports: Option<crate::reservations::PortLease>,
     /// The deployment's last event once it is live ("release 3 deployed (v2 0112ce2c5d)").
     live_event: String,
 }
 
+/// What a deploy request asks beside its spec: the generation it is based on (none: no
+/// check) and the client's id for it ("": none).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Basis {
+    pub expected_generation: Option<u64>,
+    pub deploy_id: String,
+}
+
 /// Starts deploying `spec` in the background: its events, the outcome last. The deploy
 /// runs to its end whether or not anyone listens. What this node does not do (apt packages
-/// where its config does not allow them) is refused first, as bad input.
+/// where its config does not allow them) is refused first, as bad input; so is a deploy
+/// based on a generation the deployment is no longer at (a refusal: the stream's last item).
 pub(crate) fn spawn(
     sup: Arc<Supervisor>,
     spec: Spec,
+    basis: Basis,
 ) -> Result<tokio_stream::wrappers::UnboundedReceiverStream<events::Event>, crate::error::Error> {
     if !spec.apt.is_empty() && !sup.config().allow_apt {
         return Err(crate::error::Error::InvalidInput {
@@ -77,20 +92,37 @@ pub(crate) fn spawn(
             reason: "this agent does not install apt packages (allow_apt = false in its config); install them on the node, or use pip".into(),
         });
     }
+    if let Some(why) = sup
+        .get(&spec.name)
+        .and_then(|d| d.stale_base(basis.expected_generation))
+    {
+        return Err(crate::error::Error::Conflict(why));
+    }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let events = Events::new(tx).with_metrics(sup.metrics().clone());
-    tokio::spawn(deploy(sup, spec, events));
+    tokio::spawn(deploy(sup, spec, basis, events));
     Ok(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
 }
 
-/// Deploys `spec`; always ends with an outcome (also sent as the last event).
-async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome {
+/// Deploys `spec`; always ends with an outcome (also sent as the last event), unless it is
+/// refused as based on a stale generation.
+async fn deploy(sup: Arc<Supervisor>, spec: Spec, basis: Basis, events: Events) -> Outcome {
     let began = Instant::now();
     let d = sup.get_or_create(&spec.name);
-    let Some(_op) = d.begin().await else {
+    let requested = spec.git_ref.clone().unwrap_or_default();
+    d.queued(&basis.deploy_id, &requested);
+    let op = d.begin().await;
+    d.unqueued(&basis.deploy_id);
+    let Some(_op) = op else {
         // Removed while we waited: start over with a fresh entry.
-        return Box::pin(deploy(sup, spec, events)).await;
+        return Box::pin(deploy(sup, spec, basis, events)).await;
     };
+    // Its turn: based on what runs now, or refused (what changed is said).
+    if let Some(why) = d.stale_base(basis.expected_generation) {
+        sup.discard_unreleased(&d).await;
+        events.refuse(why);
+        return Outcome::default();
+    }
     if !d.has_releases() {
         // What an older agent left under this name (a directory without a record) is not
         // this deployment's: its logs must not show up in the new owner's.
@@ -102,6 +134,8 @@ async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome {
     // finishes while this one waits deletes the directory this log lives in.
     events.open_log(sup.layout().deploy_log(&spec.name)).await;
     let number = d.begin_deploy(&spec.owner);
+    d.deploy_began(&basis.deploy_id, &requested, number);
+    d.save_or_log(sup.layout()).await;
     let (mut outcome, retiring) = match steps(&sup, &d, &spec, number, &events).await {
         Ok(done) => done,
         Err((err, prepared)) => {
@@ -115,12 +149,14 @@ async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome {
     };
     d.end_deploy();
     d.end_draining();
+    d.deploy_ended(sup.layout(), ended(&outcome, number)).await;
     if outcome.release == 0 {
         // A first deploy that failed leaves nothing behind; the client has the reason.
         sup.discard_unreleased(&d).await;
     }
     outcome.total = began.elapsed();
     outcome.owner = spec.owner.clone();
+    outcome.generation = d.generation();
     events.finish(outcome.clone());
     // The deploy has answered at the switch; the previous release drains and stops now
     // (still under the deployment's lock).
@@ -130,6 +166,22 @@ async fn deploy(sup: Arc<Supervisor>, spec: Spec, events: Events) -> Outcome {
         prune::after_success(&sup, &d).await;
     }
     outcome
+}
+
+/// A deploy's end as the record keeps it (`number`: the release it would have made).
+fn ended(o: &Outcome, number: u32) -> crate::deployment::Ended {
+    let reason = o.reason.lines().next().unwrap_or_default();
+    crate::deployment::Ended {
+        release: if o.ok { o.release } else { number },
+        git_ref: o.git_ref.clone(),
+        commit: o.commit.clone(),
+        packages_hash: o.packages_hash.clone(),
+        result: if o.ok {
+            "ok".to_string()
+        } else {
+            format!("failed at {}: {reason}", o.failed_step)
+        },
+    }
 }
 
 /// A failed step, with the release it had prepared (if it got that far).
@@ -157,7 +209,15 @@ async fn steps(
     preflight::check_port(sup, spec).await.map_err(early)?;
     preflight::resources(sup, spec).map_err(early)?;
     preflight::identity(sup, d).await.map_err(early)?;
-    let prepared = prepare(sup, spec, number, events).await.map_err(early)?;
+    let prepared = prepare::prepare(sup, spec, number, events)
+        .await
+        .map_err(early)?;
+    let next = match spec.start_script {
+        Some(_) => events::START_SCRIPT,
+        None => events::START,
+    };
+    d.deploy_prepared(sup.layout(), &prepared.release, next)
+        .await;
     if let Err(e) = start_script::step(sup, d, spec, &prepared, events).await {
         return Err((e, Some(prepared)));
     }
@@ -177,6 +237,9 @@ async fn launch(
         Ok(s) => s,
         Err(e) => return Err((e, Some(prepared))),
     };
+    // What it started is on disk before it is waited for: an agent that stops meanwhile
+    // stops it when it starts again.
+    d.save_or_log(sup.layout()).await;
     let pid = match health::wait(sup, spec, &mut started, events).await {
         Ok(pid) => pid,
         Err(e) => {
@@ -192,115 +255,6 @@ async fn launch(
         prepared.release.switched_at = Some(crate::clock::now_unix());
     }
     Ok(commit::commit(sup, d, spec, prepared, started, pid).await)
-}
-
-/// resolve → fetch → checkout, and packages (at the same time when the venv does not
-/// depend on the checkout).
-async fn prepare(
-    sup: &Supervisor,
-    spec: &Spec,
-    number: u32,
-    events: &Events,
-) -> Result<Prepared, StepError> {
-    let source = resolve::resolve(sup, spec, events).await?;
-    let dir = sup.layout().release(&spec.name, number);
-    let code = fetch_and_checkout(sup, spec, number, &source, &dir, events);
-    let result = if spec.has_packages() && !packages::venv_needs_checkout(spec) {
-        let venvs = sup.layout().venvs();
-        let venv = packages::prepare_venv(sup, spec, &dir, &venvs, events);
-        match packages::at_once(code, venv).await {
-            Ok(both) => Ok(both),
-            Err((e, Some(cancelled))) => {
-                events.info(
-                    events::PACKAGES,
-                    format!("stopped: the deploy failed at {}", cancelled),
-                );
-                Err(e)
-            }
-            Err((e, None)) => Err(e),
-        }
-    } else {
-        match code.await {
-            Ok(commit) => {
-                let workdir = dir.join(&spec.workdir);
-                packages::prepare_venv(sup, spec, &dir, &workdir, events)
-                    .await
-                    .map(|venv| (commit, venv))
-            }
-            Err(e) => Err(e),
-        }
-    };
-    let (commit, venv) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = tokio::fs::remove_dir_all(&dir).await;
-            return Err(e);
-        }
-    };
-    let lease = venv.as_ref().map(|v| sup.venvs().lease(&v.key));
-    let ports = match spec.strategy {
-        Strategy::Switch => Some(private_ports(sup, spec.replicas as usize)?),
-        Strategy::Recreate => None,
-    };
-    let all = ports.as_ref().map(|l| l.ports.clone()).unwrap_or_default();
-    let private_port = all.first().copied();
-    let replica_ports = all.iter().skip(1).copied().collect();
-    let live_event = format!(
-        "release {number} deployed ({} {})",
-        source.resolved.display,
-        short(&commit)
-    );
-    Ok(Prepared {
-        release: ReleaseRecord {
-            number,
-            spec: spec.clone(),
-            git_ref: source.resolved.display.clone(),
-            commit,
-            packages_hash: venv.as_ref().map(|v| v.key.clone()).unwrap_or_default(),
-            venv_dir: venv.as_ref().map(|v| v.dir.clone()),
-            deployed_at: crate::clock::now_unix(),
-            result: store::ReleaseResult::Pending,
-            switched_at: None,
-            previous_drained_ms: None,
-        },
-        dir,
-        frozen: venv.map(|v| v.frozen).unwrap_or_default(),
-        private_port,
-        replica_ports,
-        _lease: lease,
-        _ports: ports,
-        live_event,
-    })
-}
-
-/// `n` free private ports for a release's instances, that no running instance and no other
-/// deploy in progress has.
-fn private_ports(sup: &Supervisor, n: usize) -> Result<crate::reservations::PortLease, StepError> {
-    let ip = sup.app_host().private_ip();
-    let in_use = sup.all().iter().flat_map(|d| d.private_ports()).collect();
-    sup.port_reservations()
-        .reserve(ip, n, &in_use)
-        .map_err(|e| StepError::new(events::START, format!("no free port on {ip}: {e}")))
-}
-
-/// fetch → checkout into `dir` (one at a time per mirror) → the checkout's paths. The commit.
-async fn fetch_and_checkout(
-    sup: &Supervisor,
-    spec: &Spec,
-    number: u32,
-    source: &resolve::Source,
-    dir: &std::path::Path,
-    events: &Events,
-) -> Result<String, StepError> {
-    let mirror = git::mirror_path(&sup.layout().git(), &source.mirror_key);
-    let lock = sup.mirror_lock(&source.mirror_key);
-    let guard = lock.lock().await;
-    let oid = fetch::fetch(spec, source, &mirror, events).await?;
-    checkout::checkout(spec, number, source, &mirror, oid, dir, events).await?;
-    drop(guard);
-    let commit = oid.to_string();
-    checkout::check(sup, spec, dir, &commit, events).await?;
-    Ok(commit)
 }
 
 /// Runs blocking step work (git, file checks) on a blocking thread.

@@ -31,22 +31,8 @@ pub(super) async fn prepare_venv(
         );
         return Ok(None);
     }
-    let workdir = dir.join(&spec.workdir);
     let pinned = !spec.pinned.is_empty();
-    let requirements = match spec.requirements.as_ref().filter(|_| !pinned) {
-        Some(p) => Some((
-            p.as_path(),
-            tokio::fs::read_to_string(workdir.join(p))
-                .await
-                .map_err(|e| {
-                    StepError::new(
-                        events::PACKAGES,
-                        format!("requirements: cannot read {}: {e}", p.display()),
-                    )
-                })?,
-        )),
-        None => None,
-    };
+    let requirements = read_requirements(spec, dir).await?;
     let local = requirements
         .as_ref()
         .is_some_and(|(_, c)| venv::refers_to_files(c));
@@ -73,18 +59,7 @@ pub(super) async fn prepare_venv(
     if let Some(w) = &toolchain.warning {
         events.info(events::PACKAGES, w.clone());
     }
-    let mut installer = if pinned {
-        format!(
-            "{} (pinned: {} exact versions)",
-            toolchain.origin,
-            spec.pinned.len()
-        )
-    } else {
-        toolchain.origin.clone()
-    };
-    if let Some(i) = &interpreter {
-        installer.push_str(&format!(" for {} ({})", i.version, i.path.display()));
-    }
+    let installer = installer_words(&toolchain, spec, interpreter.as_ref());
     let lock = sup.venvs().builder(&key);
     let result = events
         .step(
@@ -113,6 +88,46 @@ pub(super) async fn prepare_venv(
         .await;
     super::build_limits::BuildCgroup::end(build, result, events::PACKAGES, "the package install")
         .await
+}
+
+/// The requirements file (its path and content), unless a locked deploy pins exact versions.
+async fn read_requirements<'a>(
+    spec: &'a Spec,
+    dir: &Path,
+) -> Result<Option<(&'a Path, String)>, StepError> {
+    let Some(p) = spec
+        .requirements
+        .as_ref()
+        .filter(|_| spec.pinned.is_empty())
+    else {
+        return Ok(None);
+    };
+    let text = tokio::fs::read_to_string(dir.join(&spec.workdir).join(p))
+        .await
+        .map_err(|e| {
+            StepError::new(
+                events::PACKAGES,
+                format!("requirements: cannot read {}: {e}", p.display()),
+            )
+        })?;
+    Ok(Some((p.as_path(), text)))
+}
+
+/// How the step names its installer: `uv 0.13 from PATH (pinned: 12 exact versions) for
+/// 3.12.4 (/usr/bin/python3.12)`.
+fn installer_words(
+    toolchain: &crate::venvs::Toolchain,
+    spec: &Spec,
+    interpreter: Option<&crate::venvs::toolchain::Interpreter>,
+) -> String {
+    let mut words = match spec.pinned.len() {
+        0 => toolchain.origin.clone(),
+        n => format!("{} (pinned: {n} exact versions)", toolchain.origin),
+    };
+    if let Some(i) = interpreter {
+        words.push_str(&format!(" for {} ({})", i.version, i.path.display()));
+    }
+    words
 }
 
 /// Whether the environment depends on the checkout: a requirements file (read from it), or

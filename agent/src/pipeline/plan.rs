@@ -23,6 +23,8 @@ pub(crate) struct Plan {
     pub environment: &'static str,
     pub environment_key: String,
     pub state: String,
+    /// Each artifact: its path, URL, and its size when the store has it (reused).
+    pub artifacts: Vec<(String, String, Option<u64>)>,
 }
 
 pub(crate) async fn plan(sup: &Arc<Supervisor>, spec: &Spec) -> Result<Plan, Error> {
@@ -51,7 +53,9 @@ pub(crate) async fn plan(sup: &Arc<Supervisor>, spec: &Spec) -> Result<Plan, Err
         None => Vec::new(),
     };
     let (environment, environment_key) = environment(sup, spec, current.as_ref(), &commit).await;
+    let artifacts = artifacts(sup, spec).await;
     Ok(Plan {
+        artifacts,
         git_ref: source.resolved.display,
         commit,
         current,
@@ -114,4 +118,22 @@ async fn environment(
         .join(venv::COMPLETE_MARKER)
         .exists();
     (if ready { "reused" } else { "built" }, key)
+}
+
+/// Each artifact and whether the store has it (by hash: an unpinned one is downloaded).
+async fn artifacts(sup: &Supervisor, spec: &Spec) -> Vec<(String, String, Option<u64>)> {
+    let (store, list) = (sup.artifacts().clone(), spec.artifacts.clone());
+    tokio::task::spawn_blocking(move || {
+        list.iter()
+            .map(|a| {
+                let stored = a
+                    .sha256
+                    .as_deref()
+                    .and_then(|hex| store.stored_bytes(&crate::artifacts::key(hex, a.extract)));
+                (a.path.display().to_string(), a.shown_url(), stored)
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
 }

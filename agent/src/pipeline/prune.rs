@@ -15,7 +15,7 @@ pub(super) async fn after_success(sup: &Supervisor, d: &Deployment) {
         sup.venvs().compile_later(&hash);
     }
     prune_releases(sup, &record).await;
-    sup.collect_venv_garbage().await;
+    sup.collect_garbage().await;
 }
 
 /// Deletes release directories beyond the newest `keep_releases` good ones.

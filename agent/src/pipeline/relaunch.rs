@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::events::{self, Events, Outcome, StepError};
-use super::{fallback, launch, preflight, private_ports, Prepared};
+use super::prepare::private_ports;
+use super::{fallback, launch, preflight, Prepared};
 use crate::deployment::Deployment;
 use crate::error::Error;
 use crate::spec::Strategy;
+use crate::store::ReleaseRecord;
 use crate::supervisor::Supervisor;
 
 /// Starts relaunching `name`'s current release in the background: its events, the outcome
@@ -42,6 +44,7 @@ pub(crate) fn spawn(
         };
         let (mut outcome, retiring) = relaunch(&sup, &d, only_if_stopped, &events).await;
         outcome.total = began.elapsed();
+        outcome.generation = d.generation();
         let release = outcome.release;
         events.finish(outcome);
         // What ran before drains and stops after the answer (under the deployment's lock).
@@ -50,22 +53,15 @@ pub(crate) fn spawn(
     Ok(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
 }
 
-/// Under the deployment's lock.
+/// Under the deployment's lock, in phases: the current release (none: refused), left as
+/// it is when `deployctl start` finds it running, its directory looked for, then prepared
+/// and launched as a deploy's last steps are; a failure keeps what ran before.
 async fn relaunch(
     sup: &Arc<Supervisor>,
     d: &Arc<Deployment>,
     only_if_stopped: bool,
     events: &Events,
 ) -> (Outcome, Option<super::switch::Retiring>) {
-    let failed = |step: &str, reason: String| {
-        let outcome = Outcome {
-            ok: false,
-            failed_step: step.to_string(),
-            reason,
-            ..Default::default()
-        };
-        (outcome, None)
-    };
     let Some(current) = d.current() else {
         return failed(
             events::START,
@@ -75,21 +71,12 @@ async fn relaunch(
             ),
         );
     };
-    let running = Outcome {
-        ok: true,
-        release: current.number,
-        commit: current.commit.clone(),
-        git_ref: current.git_ref.clone(),
-        url: sup.app_url(current.spec.port),
-        packages_hash: current.packages_hash.clone(),
-        ..Default::default()
-    };
     if only_if_stopped && !d.is_stopped() && d.instance().is_some() {
         events.info(
             events::START,
             format!("release {} is running already", current.number),
         );
-        return (running, None);
+        return (running(sup, &current), None);
     }
     events.open_log(sup.layout().deploy_log(d.name())).await;
     let spec = current.spec.clone();
@@ -105,51 +92,92 @@ async fn relaunch(
             ),
         );
     }
-    let result: Result<_, StepError> = async {
-        preflight::check_secrets(sup, &spec, events).await?;
-        preflight::identity(sup, d).await?;
-        let ports = match spec.strategy {
-            Strategy::Switch => Some(private_ports(sup, spec.replicas as usize)?),
-            Strategy::Recreate => None,
-        };
-        let all = ports.as_ref().map(|l| l.ports.clone()).unwrap_or_default();
-        Ok(Prepared {
-            release: current.clone(),
-            dir,
-            frozen: Vec::new(),
-            private_port: all.first().copied(),
-            replica_ports: all.iter().skip(1).copied().collect(),
-            _lease: (!current.packages_hash.is_empty())
-                .then(|| sup.venvs().lease(&current.packages_hash)),
-            _ports: ports,
-            live_event: if only_if_stopped {
-                format!("release {} started with `deployctl start`", current.number)
-            } else {
-                format!(
-                    "release {} restarted with `deployctl restart`",
-                    current.number
-                )
-            },
-        })
-    }
-    .await;
-    let prepared = match result {
+    let prepared = match prepare(sup, d, &current, dir, only_if_stopped, events).await {
         Ok(p) => p,
-        Err(e) => {
-            let e = events.redact_error(e);
-            let outcome = fallback::keep_previous(sup, d, e, None, fallback::Attempt::Restart);
-            return (outcome.await, None);
-        }
+        Err(e) => return (keep_previous(sup, d, e, events).await, None),
     };
     let (outcome, retiring) = match launch(sup, d, &spec, prepared, events).await {
         Ok(done) => done,
         // The release's directory stays: it is still the current release's.
-        Err((e, _)) => {
-            let e = events.redact_error(e);
-            let outcome = fallback::keep_previous(sup, d, e, None, fallback::Attempt::Restart);
-            (outcome.await, None)
-        }
+        Err((e, _)) => (keep_previous(sup, d, e, events).await, None),
     };
     d.end_draining();
     (outcome, retiring)
+}
+
+/// A relaunch that failed at `step` before anything changed.
+fn failed(step: &str, reason: String) -> (Outcome, Option<super::switch::Retiring>) {
+    let outcome = Outcome {
+        ok: false,
+        failed_step: step.to_string(),
+        reason,
+        ..Default::default()
+    };
+    (outcome, None)
+}
+
+/// The outcome of a `deployctl start` that finds `current` running: it, as it is.
+fn running(sup: &Supervisor, current: &ReleaseRecord) -> Outcome {
+    Outcome {
+        ok: true,
+        release: current.number,
+        commit: current.commit.clone(),
+        git_ref: current.git_ref.clone(),
+        url: sup.app_url(current.spec.port),
+        packages_hash: current.packages_hash.clone(),
+        ..Default::default()
+    }
+}
+
+/// What a relaunch of `current` (in `dir`) starts from: its secrets read again, its
+/// identity, private ports when it switches, its venv leased; nothing is built.
+async fn prepare(
+    sup: &Supervisor,
+    d: &Arc<Deployment>,
+    current: &ReleaseRecord,
+    dir: std::path::PathBuf,
+    only_if_stopped: bool,
+    events: &Events,
+) -> Result<Prepared, StepError> {
+    let spec = &current.spec;
+    preflight::check_secrets(sup, spec, events).await?;
+    preflight::identity(sup, d).await?;
+    let ports = match spec.strategy {
+        Strategy::Switch => Some(private_ports(sup, spec.replicas as usize)?),
+        Strategy::Recreate => None,
+    };
+    let all = ports.as_ref().map(|l| l.ports.clone()).unwrap_or_default();
+    Ok(Prepared {
+        release: current.clone(),
+        dir,
+        frozen: Vec::new(),
+        private_port: all.first().copied(),
+        replica_ports: all.iter().skip(1).copied().collect(),
+        _lease: (!current.packages_hash.is_empty())
+            .then(|| sup.venvs().lease(&current.packages_hash)),
+        // Its artifacts are the current release's: collection keeps them anyway.
+        _artifacts: Vec::new(),
+        _ports: ports,
+        live_event: live_event(current.number, only_if_stopped),
+    })
+}
+
+/// What the deployment's last event says once the relaunched release is live.
+fn live_event(release: u32, only_if_stopped: bool) -> String {
+    if only_if_stopped {
+        format!("release {release} started with `deployctl start`")
+    } else {
+        format!("release {release} restarted with `deployctl restart`")
+    }
+}
+
+/// A relaunch that failed at a step: the error redacted, what ran before kept.
+async fn keep_previous(
+    sup: &Arc<Supervisor>,
+    d: &Arc<Deployment>,
+    e: StepError,
+    events: &Events,
+) -> Outcome {
+    let e = events.redact_error(e);
+    fallback::keep_previous(sup, d, e, None, fallback::Attempt::Restart).await
 }

@@ -41,6 +41,8 @@ pub(super) struct Started {
     pub previous_ports: Vec<u16>,
 }
 
+/// The start step in phases: the logs' directory, what serves now (read once), the
+/// handover chosen, way made for the new release, and its instances launched.
 pub(super) async fn start(
     sup: &Supervisor,
     d: &Arc<Deployment>,
@@ -48,6 +50,45 @@ pub(super) async fn start(
     prepared: &Prepared,
     events: &Events,
 ) -> Result<Started, StepError> {
+    logs_dir(sup, spec).await?;
+    let current = d.current();
+    let previous = d.instance();
+    let previous_port = d.private_port();
+    let previous_replicas = d.replicas();
+    let previous_ports = d.private_ports();
+    let handover = Handover::choose(Ports {
+        new_beside: prepared.private_port.is_some(),
+        new_port: spec.port,
+        previous_private: previous_port,
+        current_port: current.as_ref().map(|r| r.spec.port),
+        previous_runs: previous.is_some(),
+    });
+    make_way(
+        sup,
+        d,
+        spec,
+        current.as_ref(),
+        previous.as_ref(),
+        handover,
+        events,
+    )
+    .await?;
+    let (instance, ready, replicas) = launch(sup, d, spec, prepared, handover, events).await;
+    Ok(Started {
+        instance,
+        ready,
+        previous,
+        previous_port,
+        handover,
+        private_port: prepared.private_port,
+        replicas,
+        previous_replicas,
+        previous_ports,
+    })
+}
+
+/// Creates the deployment's logs directory (private), if it is not there yet.
+async fn logs_dir(sup: &Supervisor, spec: &Spec) -> Result<(), StepError> {
     let logs = sup.layout().logs(&spec.name);
     let l = logs.clone();
     let made = tokio::task::spawn_blocking(move || {
@@ -62,38 +103,32 @@ pub(super) async fn start(
             format!("cannot create {}: {e}", logs.display()),
         ));
     }
-    let current = d.current();
-    let previous = d.instance();
-    let previous_port = d.private_port();
-    let previous_replicas = d.replicas();
-    let previous_ports = d.private_ports();
-    let handover = Handover::choose(Ports {
-        new_beside: prepared.private_port.is_some(),
-        new_port: spec.port,
-        previous_private: previous_port,
-        current_port: current.as_ref().map(|r| r.spec.port),
-        previous_runs: previous.is_some(),
-    });
-    if let (Handover::LeaveProxy, Some(release)) = (handover, current.as_ref()) {
+    Ok(())
+}
+
+/// Makes way for the new release as the handover says: the deployment leaves the node
+/// proxy, the previous release stops for the port, an app an earlier agent run left stops;
+/// then the port must be free of this deployment's exiting processes and of foreign ones.
+async fn make_way(
+    sup: &Supervisor,
+    d: &Deployment,
+    spec: &Spec,
+    current: Option<&crate::store::ReleaseRecord>,
+    previous: Option<&Arc<Instance>>,
+    handover: Handover,
+    events: &Events,
+) -> Result<(), StepError> {
+    if let (Handover::LeaveProxy, Some(release)) = (handover, current) {
         leave_proxy(sup, d, release, events).await;
     }
-    if let Some(prev) = previous.as_ref().filter(|_| handover.stops_previous()) {
+    if let Some(prev) = previous.filter(|_| handover.stops_previous()) {
         lb_drain(sup, d, prev.release, events).await;
         stop_for_port(prev, spec, events).await;
         d.stopped_for_port();
     }
     // An app left running by an earlier run of the agent is stopped the same way.
-    let orphan = d.recorded_process().filter(|_| previous.is_none());
-    if let Some((id, _, tracking)) = orphan.filter(|(id, _, _)| id.is_running()) {
-        let how = stop_recorded(id, tracking, spec.kill_timeout).await;
-        events.info(
-            events::START,
-            format!(
-                "stopped the app left by an earlier agent run (pid {}, {})",
-                id.pid,
-                how.as_str()
-            ),
-        );
+    if previous.is_none() {
+        stop_orphan(d, spec, events).await;
     }
     // The previous release may hold the port a little longer than its main process lives
     // (threads that outlive it): wait for it, up to its kill timeout.
@@ -105,8 +140,36 @@ pub(super) async fn start(
         port_wait::own_holders_gone(sup, spec, grace, events).await?;
     }
     // A foreign process may have taken the port while we were preparing.
-    preflight::foreign_port_holder(sup, spec).await?;
+    preflight::foreign_port_holder(sup, spec).await
+}
 
+/// Stops the app an earlier run of the agent recorded and left running, if it still runs.
+async fn stop_orphan(d: &Deployment, spec: &Spec, events: &Events) {
+    let orphan = d.recorded_process();
+    if let Some((id, _, tracking)) = orphan.filter(|(id, _, _)| id.is_running()) {
+        let how = stop_recorded(id, tracking, spec.kill_timeout).await;
+        events.info(
+            events::START,
+            format!(
+                "stopped the app left by an earlier agent run (pid {}, {})",
+                id.pid,
+                how.as_str()
+            ),
+        );
+    }
+}
+
+/// Starts the new release's instances (its first, then each replica on its private port);
+/// beside a release that still serves, the new one is the deployment's once traffic
+/// switches to it, otherwise at once.
+async fn launch(
+    sup: &Supervisor,
+    d: &Arc<Deployment>,
+    spec: &Spec,
+    prepared: &Prepared,
+    handover: Handover,
+    events: &Events,
+) -> (Arc<Instance>, Ready, Vec<(Arc<Instance>, Ready, u16)>) {
     let cfg =
         crate::launch::instance_config(sup, d, &prepared.release, prepared.private_port, 0).await;
     let started = Instant::now();
@@ -125,38 +188,29 @@ pub(super) async fn start(
         let (replica, ready) = Instance::start(cfg);
         replicas.push((Arc::new(replica), ready, *port));
     }
-    // Beside a release that still serves, the new one is the deployment's once traffic
-    // switches to it.
     if handover.new_serves_at_start() {
         d.serve_from_start(instance.clone());
     }
     events.emit(
         events::START,
         events::Phase::Done,
-        {
-            let pids: Vec<String> = std::iter::once(&instance)
-                .chain(replicas.iter().map(|(r, _, _)| r))
-                .filter_map(|i| i.snapshot().pid.map(|p| p.to_string()))
-                .collect();
-            match pids.len() {
-                0 => "started".to_string(),
-                1 => format!("pid {}", pids[0]),
-                _ => format!("{} replicas: pids {}", pids.len(), pids.join(", ")),
-            }
-        },
+        pids_message(&instance, &replicas),
         started.elapsed(),
     );
-    Ok(Started {
-        instance,
-        ready,
-        previous,
-        previous_port,
-        handover,
-        private_port: prepared.private_port,
-        replicas,
-        previous_replicas,
-        previous_ports,
-    })
+    (instance, ready, replicas)
+}
+
+/// What the start step says when done: the pids of the new release's instances.
+fn pids_message(instance: &Arc<Instance>, replicas: &[(Arc<Instance>, Ready, u16)]) -> String {
+    let pids: Vec<String> = std::iter::once(instance)
+        .chain(replicas.iter().map(|(r, _, _)| r))
+        .filter_map(|i| i.snapshot().pid.map(|p| p.to_string()))
+        .collect();
+    match pids.len() {
+        0 => "started".to_string(),
+        1 => format!("pid {}", pids[0]),
+        _ => format!("{} replicas: pids {}", pids.len(), pids.join(", ")),
+    }
 }
 
 /// The deployment moves off the node proxy: its route goes (the proxy lets go of the public

@@ -97,13 +97,12 @@ impl Agent for AgentService {
         req: Request<pb::DeployRequest>,
     ) -> Result<Response<Self::DeployStream>, Status> {
         let (caller, req) = caller(req)?;
+        let basis = replies::basis(&req)?;
         let spec = self.deployable(&caller, req)?;
-        tracing::info!(deployment = %spec.name, repo = %spec.repo, git_ref = ?spec.git_ref, caller = %caller.user, "deploy requested");
+        tracing::info!(deployment = %spec.name, repo = %spec.repo, git_ref = ?spec.git_ref, caller = %caller.user, deploy_id = %basis.deploy_id, expected_generation = ?basis.expected_generation, "deploy requested");
         // The deploy runs to the end even if the client goes away.
-        let events = pipeline::spawn(self.sup.clone(), spec)?;
-        Ok(Response::new(Box::pin(
-            events.map(|e| Ok(wire::event_to_pb(e))),
-        )))
+        let events = pipeline::spawn(self.sup.clone(), spec, basis)?;
+        Ok(Response::new(Box::pin(events.map(wire::event_item))))
     }
 
     async fn plan(
@@ -169,9 +168,7 @@ impl Agent for AgentService {
         self.allowed(&caller, Action::Operate, &req.name)?;
         tracing::info!(deployment = %req.name, caller = %caller.user, only_if_stopped = req.only_if_stopped, "restart requested");
         let events = pipeline::spawn_relaunch(self.sup.clone(), &req.name, req.only_if_stopped)?;
-        Ok(Response::new(Box::pin(
-            events.map(|e| Ok(wire::event_to_pb(e))),
-        )))
+        Ok(Response::new(Box::pin(events.map(wire::event_item))))
     }
 
     async fn exec(

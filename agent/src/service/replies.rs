@@ -25,6 +25,25 @@ pub(super) fn drain(ms: Option<u64>) -> Option<Duration> {
     ms.map(Duration::from_millis)
 }
 
+/// What a deploy request asks beside its spec; a deploy id that is not 1-64 letters,
+/// digits, '.', '_' or '-' is refused.
+pub(super) fn basis(req: &pb::DeployRequest) -> Result<crate::pipeline::Basis, Status> {
+    let id = &req.deploy_id;
+    let ok = id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !ok {
+        return Err(Status::invalid_argument(format!(
+            "deploy_id: {id:?} is not 1-64 letters, digits, '.', '_' or '-'"
+        )));
+    }
+    Ok(crate::pipeline::Basis {
+        expected_generation: req.expected_generation,
+        deploy_id: id.clone(),
+    })
+}
+
 /// A status request names one deployment, or none (all).
 pub(super) fn optional_name(name: String) -> Option<String> {
     (!name.is_empty()).then_some(name)

@@ -4,7 +4,7 @@
 use deployctl_proto::v1 as pb;
 
 use crate::pipeline::events;
-use crate::spec::{RawResources, RawSpec, Spec};
+use crate::spec::{RawArtifact, RawResources, RawSpec, Spec};
 use crate::supervisor::View;
 
 pub(super) fn raw_spec(s: pb::DeploymentSpec) -> RawSpec {
@@ -46,6 +46,17 @@ pub(super) fn raw_spec(s: pb::DeploymentSpec) -> RawSpec {
                 build_memory: r.build_memory,
             })
             .unwrap_or_default(),
+        artifacts: s
+            .artifacts
+            .into_iter()
+            .map(|a| RawArtifact {
+                url: a.url,
+                sha256: a.sha256,
+                path: a.path,
+                extract: a.extract,
+            })
+            .collect(),
+        allow_unpinned_artifacts: s.allow_unpinned_artifacts,
     }
 }
 
@@ -88,6 +99,17 @@ fn spec_to_pb(s: &Spec) -> pb::DeploymentSpec {
                 build_memory: r.build_memory,
             }
         }),
+        artifacts: s
+            .artifacts
+            .iter()
+            .map(|a| pb::Artifact {
+                url: a.url.clone(),
+                sha256: a.sha256.clone().unwrap_or_default(),
+                path: a.path.to_string_lossy().into_owned(),
+                extract: a.extract,
+            })
+            .collect(),
+        allow_unpinned_artifacts: s.artifacts.iter().any(|a| a.sha256.is_none()),
     }
 }
 
@@ -156,6 +178,20 @@ pub(super) fn view_to_pb(v: View) -> pb::DeploymentStatus {
             reason: f.reason,
             at: f.at,
         }),
+        generation: v.generation,
+        recent_deploys: v
+            .deploys
+            .into_iter()
+            .map(|d| pb::DeployRecord {
+                deploy_id: d.id,
+                release: d.release,
+                git_ref: d.git_ref,
+                commit: d.commit,
+                packages_hash: d.packages_hash,
+                result: d.result,
+                at: d.at,
+            })
+            .collect(),
     }
 }
 
@@ -203,7 +239,16 @@ pub(super) fn event_to_pb(e: events::Event) -> pb::DeployEvent {
             total_ms: o.total.as_millis() as u64,
             frozen: o.frozen,
             owner: o.owner,
+            generation: o.generation,
         }),
+    }
+}
+
+/// An event of a deploy's stream; a refusal ends it as FAILED_PRECONDITION.
+pub(super) fn event_item(e: events::Event) -> Result<pb::DeployEvent, tonic::Status> {
+    match &e.refused {
+        Some(why) => Err(tonic::Status::failed_precondition(why.clone())),
+        None => Ok(event_to_pb(e)),
     }
 }
 
@@ -247,5 +292,15 @@ pub(super) fn plan_to_pb(p: crate::pipeline::plan::Plan) -> pb::PlanReply {
         environment: p.environment.to_string(),
         environment_key: p.environment_key,
         state: p.state,
+        artifacts: p
+            .artifacts
+            .into_iter()
+            .map(|(path, url, stored)| pb::PlannedArtifact {
+                path,
+                url,
+                stored: stored.is_some(),
+                bytes: stored.unwrap_or(0),
+            })
+            .collect(),
     }
 }

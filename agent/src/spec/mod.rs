@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) mod artifacts;
 mod fields;
 mod millis;
 mod resources;
@@ -16,6 +17,7 @@ mod restart;
 mod switch;
 mod validate;
 
+pub(crate) use artifacts::{Artifact, RawArtifact};
 pub(crate) use resources::{RawResources, Resources};
 pub(crate) use restart::RestartPolicy;
 pub(crate) use switch::{ProxyMode, Strategy};
@@ -96,6 +98,9 @@ pub(crate) struct Spec {
     /// Limits for every process of the app and for the build (none in older records).
     #[serde(default, skip_serializing_if = "Resources::is_empty")]
     pub resources: Resources,
+    /// Model and data files linked read-only into the workdir (none in older records).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<Artifact>,
 }
 
 fn one() -> u32 {
@@ -142,6 +147,9 @@ pub(crate) struct RawSpec {
     pub commit: String,
     pub python: String,
     pub resources: RawResources,
+    pub artifacts: Vec<RawArtifact>,
+    /// Artifacts without a sha256 are accepted (development).
+    pub allow_unpinned_artifacts: bool,
 }
 
 impl Spec {

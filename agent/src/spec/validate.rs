@@ -32,6 +32,7 @@ impl Spec {
         }
         let (strategy, proxy, replicas) = switching(&raw)?;
         let resources = Resources::validate(&raw.resources)?;
+        let artifacts = super::artifacts::validate(&raw.artifacts, raw.allow_unpinned_artifacts)?;
         let ms = |v: u64, d: Duration| if v == 0 { d } else { Duration::from_millis(v) };
         Ok(Spec {
             repo,
@@ -61,6 +62,7 @@ impl Spec {
             replicas,
             pinned: raw.pinned.iter().map(|p| p.trim().to_string()).collect(),
             resources,
+            artifacts,
             env_vars: raw.env_vars,
             name: raw.name,
         })

@@ -3,12 +3,13 @@
 //! adapters use (configuration, data layout, users and secrets, process tracking, venvs,
 //! metrics). The registry's lock guards lookups only; nothing is held across I/O.
 
+mod garbage;
 mod identity;
 mod observer;
 mod remove;
 mod view;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -39,6 +40,8 @@ pub(crate) struct Supervisor {
     /// One fetch/checkout at a time per repository mirror.
     mirrors: KeyedLocks,
     venvs: Arc<Venvs>,
+    /// Model and data files by content hash.
+    artifacts: Arc<crate::artifacts::Artifacts>,
     usage: Usage,
     metrics: Arc<Metrics>,
     /// Set once every deployment from the store was adopted or started (`/readyz`).
@@ -89,7 +92,7 @@ impl Supervisor {
         .map_err(|e| Error::Internal(format!("tidying release directories: {e}")))?;
         let mut map = BTreeMap::new();
         for record in records {
-            map.insert(record.name.clone(), Arc::new(Deployment::new(record)));
+            map.insert(record.name.clone(), Arc::new(Deployment::loaded(record)));
         }
         let auth = Auth::open(config.auth_path())?;
         let secrets = SecretStore::new(layout.root.join("secrets"));
@@ -108,7 +111,9 @@ impl Supervisor {
             layout.venvs(),
             layout.root.join("tools"),
         ));
+        let artifacts = Arc::new(crate::artifacts::Artifacts::new(layout.artifacts()));
         Ok(Arc::new(Supervisor {
+            artifacts,
             proxy: NodeProxy::new(&layout.root, config.proxy_threads),
             traffic: Traffic::default(),
             port_reservations: Default::default(),
@@ -163,6 +168,9 @@ impl Supervisor {
     }
     pub(crate) fn venvs(&self) -> &Arc<Venvs> {
         &self.venvs
+    }
+    pub(crate) fn artifacts(&self) -> &Arc<crate::artifacts::Artifacts> {
+        &self.artifacts
     }
     pub(crate) fn proxy(&self) -> &NodeProxy {
         &self.proxy
@@ -288,23 +296,6 @@ impl Supervisor {
             metrics: self.metrics.clone(),
             port_taken: self.port_taken.sender(),
         })
-    }
-
-    /// Keeps the venvs no kept release of any deployment uses and no deploy in progress
-    /// holds within `venv_keep_bytes` and `venv_keep_age`, least recently used first.
-    pub(crate) async fn collect_venv_garbage(&self) -> Vec<String> {
-        let layout = self.layout.clone();
-        let deployments = self.all();
-        // Whether a release directory is still there: a little file-system work.
-        let keep = tokio::task::spawn_blocking(move || {
-            deployments
-                .iter()
-                .flat_map(|d| d.kept_venvs(&layout))
-                .collect::<HashSet<_>>()
-        })
-        .await
-        .unwrap_or_default();
-        self.venvs.collect(keep).await
     }
 
     /// The URL apps are reached at.

@@ -52,8 +52,8 @@ impl Supervisor {
         self.unregister(&d);
         self.free_identity(&d).await;
         self.free_gpus(&d);
-        // Its venvs may now be unused.
-        self.collect_venv_garbage().await;
+        // Its venvs and artifacts may now be unused.
+        self.collect_garbage().await;
         Ok(removed)
     }
 

@@ -68,21 +68,22 @@ pub(crate) fn touch(dir: &Path) {
     }
 }
 
-/// Deletes what [`evictions`] chooses among the venvs of `venvs_dir` not in `keep` and not
-/// `busy`, and half-built leftovers nobody is building. Blocking (walks the venvs).
-pub(crate) fn collect(
-    venvs_dir: &Path,
-    keep: &HashSet<String>,
-    busy: impl Fn(&str) -> bool,
-    keep_bytes: u64,
-    keep_age: Duration,
-) -> (Vec<String>, Summary) {
+/// What a look at a store found: the unused entries eviction may choose from, leftovers
+/// nobody is building (deleted whatever the budget), and what is in use.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    pub unused: Vec<Unused>,
+    pub leftovers: Vec<String>,
+    pub in_use: u32,
+}
+
+/// The venvs of `venvs_dir`: those in `keep` or `busy` are in use; complete ones are
+/// unused; incomplete ones nobody builds are leftovers. Blocking (sizes the unused ones).
+pub(crate) fn scan(venvs_dir: &Path, keep: &HashSet<String>, busy: impl Fn(&str) -> bool) -> Scan {
+    let mut scan = Scan::default();
     let Ok(entries) = std::fs::read_dir(venvs_dir) else {
-        return (Vec::new(), Summary::default());
+        return scan;
     };
-    let mut summary = Summary::default();
-    let mut unused = Vec::new();
-    let mut leftovers = Vec::new();
     for entry in entries.flatten() {
         let Some(name) = entry.file_name().to_str().map(str::to_string) else {
             continue;
@@ -95,48 +96,81 @@ pub(crate) fn collect(
         let path = entry.path();
         if keep.contains(&key) || busy(&key) {
             if path.is_dir() {
-                summary.in_use += 1;
+                scan.in_use += 1;
             }
             continue;
         }
         match std::fs::metadata(path.join(COMPLETE_MARKER)).and_then(|m| m.modified()) {
-            Ok(last_used) if path.is_dir() => unused.push(Unused {
+            Ok(last_used) if path.is_dir() => scan.unused.push(Unused {
                 key: name,
                 bytes: size_of(&path),
                 last_used,
             }),
             // Not complete and nobody builds it: a crash or timeout left it.
-            _ => leftovers.push(name),
+            _ => scan.leftovers.push(name),
         }
     }
+    scan
+}
+
+/// Deletes the leftovers and the unused entries named in `evict` (entries of `dir`, by
+/// `delete`); what is left unused is summed up. What it removed. Blocking.
+pub(crate) fn remove(
+    dir: &Path,
+    scan: &Scan,
+    evict: &HashSet<String>,
+    delete: impl Fn(&Path) -> std::io::Result<()>,
+) -> (Vec<String>, u32, u64) {
     let mut removed = Vec::new();
-    let evict: HashSet<String> = evictions(unused.clone(), SystemTime::now(), keep_bytes, keep_age)
-        .into_iter()
-        .collect();
-    for name in leftovers.into_iter().chain(evict.iter().cloned()) {
-        let path = venvs_dir.join(&name);
-        let result = if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-        match result {
-            Ok(()) => removed.push(name),
+    let chosen = scan.unused.iter().filter(|u| evict.contains(&u.key));
+    for name in scan.leftovers.iter().chain(chosen.map(|u| &u.key)) {
+        let path = dir.join(name);
+        match delete(&path) {
+            Ok(()) => removed.push(name.clone()),
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot remove an unused environment")
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove an unused entry")
             }
         }
     }
-    for u in unused.iter().filter(|u| !evict.contains(&u.key)) {
-        summary.unused += 1;
-        summary.unused_bytes += u.bytes;
+    let kept = scan.unused.iter().filter(|u| !evict.contains(&u.key));
+    let (n, bytes) = kept.fold((0, 0), |(n, b), u| (n + 1, b + u.bytes));
+    (removed, n, bytes)
+}
+
+/// Deletes a venv (a directory) or a staging file. Blocking.
+pub(crate) fn delete(path: &Path) -> std::io::Result<()> {
+    if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
     }
+}
+
+/// [`scan`], [`evictions`] and [`remove`] over the venvs of `venvs_dir` alone. Blocking.
+#[cfg(test)]
+pub(crate) fn collect(
+    venvs_dir: &Path,
+    keep: &HashSet<String>,
+    busy: impl Fn(&str) -> bool,
+    keep_bytes: u64,
+    keep_age: Duration,
+) -> (Vec<String>, Summary) {
+    let scan = scan(venvs_dir, keep, busy);
+    let evict = evictions(scan.unused.clone(), SystemTime::now(), keep_bytes, keep_age)
+        .into_iter()
+        .collect();
+    let (removed, unused, unused_bytes) = remove(venvs_dir, &scan, &evict, delete);
+    let summary = Summary {
+        in_use: scan.in_use,
+        unused,
+        unused_bytes,
+    };
     (removed, summary)
 }
 
 /// The bytes a directory tree takes on disk, each inode once (uv links files from its
 /// cache; a file linked twice in the venv counts once).
-fn size_of(dir: &Path) -> u64 {
+pub(crate) fn size_of(dir: &Path) -> u64 {
     let mut seen = HashSet::new();
     let mut total = 0u64;
     let mut todo = vec![dir.to_path_buf()];

@@ -4,8 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
@@ -15,7 +14,7 @@ mod bytecode;
 mod gc;
 pub(crate) mod toolchain;
 
-pub(crate) use gc::{touch, Summary};
+pub(crate) use gc::{evictions, remove as gc_remove, size_of, touch, Scan, Summary, Unused};
 pub(crate) use toolchain::{Installer, Toolchain};
 
 /// Written into a venv once it is complete: one without it is never used (or collected
@@ -35,46 +34,23 @@ impl KeyedLocks {
     }
 
     /// Whether someone holds the lock for `key` right now.
-    fn is_locked(&self, key: &str) -> bool {
+    pub(crate) fn is_locked(&self, key: &str) -> bool {
         let map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         map.get(key).is_some_and(|m| m.try_lock().is_err())
     }
 }
 
-type Leases = Arc<Mutex<HashMap<String, usize>>>;
-
-fn leases(l: &Leases) -> MutexGuard<'_, HashMap<String, usize>> {
-    l.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// A venv in use by a deploy in progress; released on drop.
-pub(crate) struct VenvLease {
-    leases: Leases,
-    key: String,
-}
-
-impl Drop for VenvLease {
-    fn drop(&mut self) {
-        let mut map = leases(&self.leases);
-        if let Some(n) = map.get_mut(&self.key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                map.remove(&self.key);
-            }
-        }
-    }
-}
+pub(crate) type VenvLease = crate::leases::Lease;
 
 pub(crate) struct Venvs {
     dir: PathBuf,
     tools_dir: PathBuf,
     installer: InstallerMode,
-    keep_bytes: u64,
-    keep_age: Duration,
     toolchain: OnceCell<Toolchain>,
     /// One build at a time per venv key.
     builders: KeyedLocks,
-    leases: Leases,
+    leases: crate::leases::Leases,
     /// Bytecode compiles running in the background.
     compiles: bytecode::Compiles,
     /// The venvs as the last collection saw them.
@@ -87,11 +63,9 @@ impl Venvs {
             dir,
             tools_dir,
             installer: config.installer,
-            keep_bytes: config.venv_keep_bytes,
-            keep_age: config.venv_keep_age,
             toolchain: OnceCell::new(),
             builders: KeyedLocks::default(),
-            leases: Leases::default(),
+            leases: Default::default(),
             compiles: bytecode::Compiles::default(),
             summary: Mutex::default(),
         }
@@ -117,39 +91,36 @@ impl Venvs {
     /// Marks a venv as used by a deploy in progress (so collection leaves it alone) until
     /// the returned lease is dropped.
     pub(crate) fn lease(&self, key: &str) -> VenvLease {
-        *leases(&self.leases).entry(key.to_string()).or_insert(0) += 1;
-        VenvLease {
-            leases: self.leases.clone(),
-            key: key.to_string(),
-        }
+        self.leases.lease(key)
     }
 
-    /// Keeps the venvs outside `keep` that no deploy in progress holds within the budget,
-    /// least recently used first (on a blocking thread: it walks the venvs). What it removed.
-    pub(crate) async fn collect(self: &Arc<Self>, keep: HashSet<String>) -> Vec<String> {
-        // Nothing may write into a venv while it is deleted: compiles of the venvs that may
-        // go are stopped first (a later use compiles again).
-        let leased = leases(&self.leases).clone();
+    /// Before a collection: stops the bytecode compiles of the venvs that may go (nothing
+    /// may write into a venv while it is deleted; a later use compiles again).
+    pub(crate) async fn stop_compiles(&self, keep: &HashSet<String>) {
+        let leased = self.leases.held();
         self.compiles
             .stop(|k| !keep.contains(k) && leased.get(k).is_none_or(|n| *n == 0))
             .await;
-        let me = self.clone();
-        let work = move || {
-            let leased = leases(&me.leases).clone();
-            let (removed, summary) = gc::collect(
-                &me.dir,
-                &keep,
-                |k| leased.get(k).is_some_and(|n| *n > 0) || me.builders.is_locked(k),
-                me.keep_bytes,
-                me.keep_age,
-            );
-            *me.summary.lock().unwrap_or_else(|p| p.into_inner()) = summary;
-            removed
+    }
+
+    /// The venvs outside `keep` that no deploy in progress holds or builds: what may go.
+    /// Blocking (sizes them).
+    pub(crate) fn scan(&self, keep: &HashSet<String>) -> gc::Scan {
+        let leased = self.leases.held();
+        gc::scan(&self.dir, keep, |k| {
+            leased.get(k).is_some_and(|n| *n > 0) || self.builders.is_locked(k)
+        })
+    }
+
+    /// Deletes the leftovers of `scan` and its unused venvs in `evict`; remembers what
+    /// stays for `deployctl nodes`. What it removed. Blocking.
+    pub(crate) fn remove(&self, scan: &gc::Scan, evict: &HashSet<String>) -> Vec<String> {
+        let (removed, unused, unused_bytes) = gc::remove(&self.dir, scan, evict, gc::delete);
+        *self.summary.lock().unwrap_or_else(|p| p.into_inner()) = Summary {
+            in_use: scan.in_use,
+            unused,
+            unused_bytes,
         };
-        let removed = tokio::task::spawn_blocking(work).await.unwrap_or_default();
-        if !removed.is_empty() {
-            tracing::info!(removed = ?removed, "removed unused environments");
-        }
         removed
     }
 

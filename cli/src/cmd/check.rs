@@ -7,6 +7,7 @@
 //! `run` makes the same checks while it deploys and prints the findings as warnings after
 //! its result (`--strict`: first, and it deploys only without a warning).
 
+mod artifacts;
 mod code;
 mod command;
 mod git;
@@ -57,7 +58,8 @@ pub(crate) enum Level {
 pub(crate) struct Finding {
     /// A stable name for scripts: ref-not-found, uncommitted, not-deployed-commits, ref-not-head,
     /// untracked-data, undeclared-package, unpinned-packages, cd-in-command,
-    /// literal-port, missing-secret, missing-git-credential, branch-ref, not-checked.
+    /// literal-port, missing-secret, missing-git-credential, branch-ref, unpinned-artifact,
+    /// artifact-in-repository, not-checked.
     pub check: &'static str,
     pub level: Level,
     pub message: String,
@@ -191,7 +193,12 @@ fn local_findings(
         .map(|t| code::python_files(t, &workdir))
         .unwrap_or_default();
     if let Some(tree) = tree.as_ref().filter(|t| !t.bare) {
-        out.extend(code::untracked_data(tree, &workdir, &files));
+        out.extend(code::untracked_data(
+            tree,
+            &workdir,
+            &files,
+            &artifacts::paths(d),
+        ));
     }
     let (requirements, outside) = tree
         .as_ref()
@@ -225,6 +232,7 @@ fn local_findings(
         out.extend(packages::unpinned(&d.packages.pip, &requirements));
     }
     out.extend(command::findings(d));
+    out.extend(artifacts::findings(d, tree.as_ref().filter(|t| !t.bare)));
     if let Some(f) = git::branch_ref(tree.as_ref(), d.git_ref.as_deref()) {
         out.push(f);
     }

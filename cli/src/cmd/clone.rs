@@ -50,33 +50,17 @@ fn parse_port(s: &str) -> Result<PortArg, String> {
 /// The port an app gets when its declaration names none (the agent's default).
 const DEFAULT_PORT: i64 = 8000;
 
+/// `clone` in phases: the original found and the new name checked, the copy made (owner,
+/// port), its port checked against what the env's agents hold, what the new owner lacks
+/// refused, then the copy deployed as a new deployment.
 pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
     decl::validate_name("NAME", &args.name)?;
     decl::validate_name("NEW_NAME", &args.new_name)?;
+    // Until the copy's declaration is written: no other command of this project makes it.
+    let _lock = decl::lock::lock(project, &args.new_name)?;
     let st = state::open(project)?.load().await?;
-    let (source, source_owner) = match st.deployments.get(&args.name) {
-        Some(d) => (d.declaration.clone(), d.owner.clone()),
-        None => match decl::load::<DeploymentDecl>(&project.deployment_file(&args.name))? {
-            Some(d) => {
-                let o = d.owner.clone().unwrap_or_default();
-                (d, o)
-            }
-            None => {
-                return Err(anyhow!(
-                    "deployment {:?} not found (not in the state, no declaration)",
-                    args.name
-                ))
-            }
-        },
-    };
-    if project.deployment_file(&args.new_name).exists()
-        || st.deployments.contains_key(&args.new_name)
-    {
-        return Err(crate::error::bad_input(format!(
-            "NEW_NAME: {:?} exists already; pick a new name",
-            args.new_name
-        )));
-    }
+    let (source, source_owner) = original(project, &st, &args.name)?;
+    refuse_taken_name(project, &st, &args.new_name)?;
     let mut copy = source.clone();
     if let Some(o) = &args.owner {
         copy.owner = Some(o.clone());
@@ -90,8 +74,66 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
     // Before anything is deployed: the agents would refuse a port another deployment holds
     // ("port in use"), and the original holds its own on the same agents.
     let held = held_ports(&target, &st, &env).await;
+    let from = source.port.unwrap_or(DEFAULT_PORT);
+    choose_port(&mut copy, &args, &held, from, &env, format)?;
+    let new_owner = super::secret::owner_or_caller(&target, copy.owner.clone()).await?;
+    refuse_lacking(&target, &copy, &source_owner, &new_owner, &args.name).await?;
+    if format == Format::Text {
+        println!(
+            "Cloning {} as {} owned by {new_owner}",
+            args.name, args.new_name
+        );
+    }
+    deploy_copy(project, &args, &env, copy, format).await
+}
+
+/// The original's declaration and owner: the state's, or else its declaration file's.
+fn original(
+    project: &Project,
+    st: &state::State,
+    name: &str,
+) -> anyhow::Result<(DeploymentDecl, String)> {
+    Ok(match st.deployments.get(name) {
+        Some(d) => (d.declaration.clone(), d.owner.clone()),
+        None => match decl::load::<DeploymentDecl>(&project.deployment_file(name))? {
+            Some(d) => {
+                let o = d.owner.clone().unwrap_or_default();
+                (d, o)
+            }
+            None => {
+                return Err(anyhow!(
+                    "deployment {:?} not found (not in the state, no declaration)",
+                    name
+                ))
+            }
+        },
+    })
+}
+
+/// Refuses a new name the state or a declaration already has.
+fn refuse_taken_name(project: &Project, st: &state::State, new_name: &str) -> anyhow::Result<()> {
+    if project.deployment_file(new_name).exists() || st.deployments.contains_key(new_name) {
+        return Err(crate::error::bad_input(format!(
+            "NEW_NAME: {:?} exists already; pick a new name",
+            new_name
+        )));
+    }
+    Ok(())
+}
+
+/// The copy's port: with `--port auto` the first one `from` up that no deployment holds
+/// (said when it is not the one asked for); otherwise one another deployment holds on the
+/// env's agents is refused, naming a free one.
+fn choose_port(
+    copy: &mut DeploymentDecl,
+    args: &Args,
+    held: &BTreeMap<i64, BTreeSet<String>>,
+    from: i64,
+    env: &str,
+    format: Format,
+) -> anyhow::Result<()> {
     let wanted = copy.port.unwrap_or(DEFAULT_PORT);
-    let free = || free_port(&held, source.port.unwrap_or(DEFAULT_PORT));
+    let free = || free_port(held, from);
     if args.port == Some(PortArg::Auto) {
         let port = free().ok_or_else(|| anyhow!("no free port above {wanted} in env {env}"))?;
         copy.port = Some(port);
@@ -100,7 +142,7 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
             println!(
                 "Port {port} for {} ({wanted} is held by {})",
                 args.new_name,
-                holders(&held, wanted)
+                holders(held, wanted)
             );
         }
     } else if held.contains_key(&wanted) {
@@ -115,35 +157,72 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
         return Err(crate::error::bad_input(format!(
             "{} would listen on port {wanted} ({flag}), which {} holds on env {env}'s agents, so they would refuse it (port in use): {suggestion}",
             args.new_name,
-            holders(&held, wanted)
+            holders(held, wanted)
         )));
     }
-    let new_owner = super::secret::owner_or_caller(&target, copy.owner.clone()).await?;
+    Ok(())
+}
 
-    let missing = missing_for(&target, &copy, &source_owner, &new_owner).await?;
+/// Refuses a copy whose new owner lacks a secret or a git credential the deployment uses,
+/// naming each.
+async fn refuse_lacking(
+    target: &Target,
+    copy: &DeploymentDecl,
+    old_owner: &str,
+    new_owner: &str,
+    name: &str,
+) -> anyhow::Result<()> {
+    let missing = missing_for(target, copy, old_owner, new_owner).await?;
     if !missing.is_empty() {
         return Err(anyhow!(
             "{new_owner} cannot run a copy of {}: it lacks {}. Add them with `deployctl secret set --owner {new_owner} NAME`, then clone again",
-            args.name,
+            name,
             missing.join(", ")
         ));
     }
-    if format == Format::Text {
-        println!(
-            "Cloning {} as {} owned by {new_owner}",
-            args.name, args.new_name
-        );
-    }
+    Ok(())
+}
+
+/// Deploys the copy as a new deployment (its declaration written back); one made
+/// meanwhile from elsewhere under the new name is not deployed over.
+async fn deploy_copy(
+    project: &Project,
+    args: &Args,
+    env: &str,
+    copy: DeploymentDecl,
+    format: Format,
+) -> anyhow::Result<()> {
     let how = How {
         format,
-        verbose: false,
         write_back: true,
-        pinned: Vec::new(),
-        rollout: Default::default(),
-        commit: None,
         note: format!("clone of {}", args.name),
+        // What it copies was deployed with its artifacts as they are.
+        allow_unpinned: true,
+        ..Default::default()
     };
-    run::deploy(project, &args.new_name, copy, None, how).await
+    let new = &args.new_name;
+    // Made meanwhile from elsewhere: a clone does not deploy over it.
+    let taken = format!(
+        "{new} was made on env {env} meanwhile (see above), so nothing was cloned there; pick another name, or `deployctl status {new}`"
+    );
+    let prepare = |_: &super::fresh::Fresh| {
+        let (d, how) = (copy.clone(), how.clone());
+        Ok(Some(run::Change {
+            d,
+            existing: None,
+            how,
+        }))
+    };
+    run::deploy_change(
+        project,
+        new,
+        env,
+        format,
+        run::OnStale::Refuse(taken),
+        prepare,
+    )
+    .await?
+    .result
 }
 
 /// What the new owner lacks on some agent, once each; an agent that does not answer

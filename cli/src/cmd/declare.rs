@@ -39,6 +39,8 @@ pub(crate) fn run(project: &Project, cmd: Declare) -> anyhow::Result<()> {
     match cmd {
         Declare::Deployment { name, flags } => {
             decl::validate_name("name", &name)?;
+            // A read-modify-write no other command of this project interleaves with.
+            let _lock = decl::lock::lock(project, &name)?;
             let path = project.deployment_file(&name);
             let mut d: DeploymentDecl = decl::load(&path)?.unwrap_or_else(new_declaration);
             let cwd = std::env::current_dir().unwrap_or_else(|_| project.root.clone());

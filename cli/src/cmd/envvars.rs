@@ -7,7 +7,10 @@
 use anyhow::anyhow;
 use clap::Subcommand;
 
-use super::run::{self, How};
+use std::collections::BTreeMap;
+
+use super::fresh::Fresh;
+use super::run::{self, How, OnStale};
 use crate::decl::{self, DeploymentDecl, Scalar};
 use crate::error::bad_input;
 use crate::output::Format;
@@ -55,7 +58,7 @@ enum Change {
 }
 
 impl Change {
-    fn apply(&self, vars: &mut std::collections::BTreeMap<String, Scalar>) {
+    fn apply(&self, vars: &mut BTreeMap<String, Scalar>) {
         match self {
             Change::Set(kv) => {
                 for (k, v) in kv {
@@ -114,89 +117,123 @@ pub(crate) async fn run(project: &Project, cmd: EnvVars, format: Format) -> anyh
         EnvVars::Unset { name, keys } => (name, Change::Unset(keys)),
     };
     decl::validate_name("NAME", &name)?;
-    let entry = state::find(project, &name).await?;
-    let deployed = entry.declaration.clone();
-    if let Change::Unset(keys) = &change {
-        let missing: Vec<&String> = keys
-            .iter()
-            .filter(|k| !deployed.env_vars.contains_key(*k))
-            .collect();
-        if !missing.is_empty() {
-            return Err(bad_input(format!(
-                "KEY: {} {} not set on {name} (it has: {})",
-                missing
-                    .iter()
-                    .map(|k| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                if missing.len() == 1 { "is" } else { "are" },
-                if deployed.env_vars.is_empty() {
-                    "none".to_string()
-                } else {
-                    deployed
-                        .env_vars
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
-            )));
-        }
-    }
-    let Some(current) = entry.history.iter().rev().find(|h| h.result == "ok") else {
-        return Err(anyhow!(
-            "{name} has no release that deployed; deploy it with `deployctl run {name}` first"
-        ));
-    };
-    let mut next = deployed.clone();
-    change.apply(&mut next.env_vars);
-    if next.env_vars == deployed.env_vars {
-        if format == Format::Text {
-            println!("No change: {name} has these values already");
-        }
-        return Ok(());
-    }
-    next.validate(&name)?;
-    // The same code, still known by its ref; the same packages, so the same environment.
-    next.git_ref = (!current.git_ref.is_empty()).then(|| current.git_ref.clone());
-    if format == Format::Text {
-        println!(
-            "{} on {name}: same commit {} ({}), same environment, a new process",
-            change.note(),
-            crate::output::short_commit(&current.commit),
-            if current.git_ref.is_empty() {
-                "-"
-            } else {
-                &current.git_ref
-            },
-        );
-    }
-    let how = How {
-        format,
-        verbose: false,
-        write_back: false,
-        pinned: Vec::new(),
-        rollout: Default::default(),
-        commit: Some(current.commit.clone()),
-        note: change.note(),
-    };
-    let result = run::deploy(project, &name, next, None, how).await;
+    // From reading the state to writing the declaration back, no other command of this
+    // project changes the deployment: `env set A=1 & env set B=2` ends with both.
+    let _lock = decl::lock::lock(project, &name)?;
+    let env = state::find(project, &name).await?.env;
+    // Computed on what the agents run, at the generation they report; where it changed
+    // meanwhile (from elsewhere), computed again on what runs then.
+    let prepare = |fresh: &Fresh| next_declaration(&name, &change, fresh, format);
+    let changed = run::deploy_change(project, &name, &env, format, OnStale::Redo, prepare).await?;
     // The declaration gets the change once it deployed somewhere (like `run`'s flags).
-    if result.is_ok() || deployed_somewhere(project, &name, current.number).await {
+    if changed.deployed {
         let path = project.deployment_file(&name);
         if let Some(mut file) = decl::load::<DeploymentDecl>(&path)? {
             change.apply(&mut file.env_vars);
             decl::save(&path, &file)?;
         }
     }
-    result
+    changed.result
 }
 
-/// Whether a release newer than `before` deployed somewhere.
-async fn deployed_somewhere(project: &Project, name: &str, before: u32) -> bool {
-    state::find(project, name).await.is_ok_and(|e| {
-        e.history
+/// The change on top of what runs: the declaration as deployed, with the env vars, commit
+/// and ref of the release the agents run (the newest), else of the state's last good one.
+/// `None`: nothing changes.
+fn next_declaration(
+    name: &str,
+    change: &Change,
+    fresh: &Fresh,
+    format: Format,
+) -> anyhow::Result<Option<run::Change>> {
+    let entry = fresh
+        .entry
+        .as_ref()
+        .ok_or_else(|| anyhow!("deployment {name:?} not found in the state"))?;
+    let mut deployed = entry.declaration.clone();
+    let (commit, git_ref) = match fresh.running() {
+        Some(s) => {
+            if let Some(spec) = &s.spec {
+                deployed.env_vars = running_vars(&deployed.env_vars, &spec.env_vars);
+            }
+            (s.commit.clone(), s.git_ref.clone())
+        }
+        None => {
+            let Some(current) = entry.history.iter().rev().find(|h| h.result == "ok") else {
+                return Err(anyhow!(
+                    "{name} has no release that deployed; deploy it with `deployctl run {name}` first"
+                ));
+            };
+            (current.commit.clone(), current.git_ref.clone())
+        }
+    };
+    if let Change::Unset(keys) = change {
+        let missing: Vec<&str> = keys
             .iter()
-            .any(|h| h.number > before && h.agents.values().any(|a| a.result == "ok"))
-    })
+            .filter(|k| !deployed.env_vars.contains_key(*k))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            let has: Vec<&str> = deployed.env_vars.keys().map(String::as_str).collect();
+            return Err(bad_input(format!(
+                "KEY: {} {} not set on {name} (it has: {})",
+                missing.join(", "),
+                if missing.len() == 1 { "is" } else { "are" },
+                if has.is_empty() {
+                    "none".to_string()
+                } else {
+                    has.join(", ")
+                }
+            )));
+        }
+    }
+    let mut next = deployed.clone();
+    change.apply(&mut next.env_vars);
+    if next.env_vars == deployed.env_vars {
+        if format == Format::Text {
+            println!("No change: {name} has these values already");
+        }
+        return Ok(None);
+    }
+    next.validate(name)?;
+    // The same code, still known by its ref; the same packages, so the same environment.
+    next.git_ref = (!git_ref.is_empty()).then(|| git_ref.clone());
+    if format == Format::Text {
+        println!(
+            "{} on {name}: same commit {} ({}), same environment, a new process",
+            change.note(),
+            crate::output::short_commit(&commit),
+            if git_ref.is_empty() { "-" } else { &git_ref },
+        );
+    }
+    let how = How {
+        format,
+        commit: Some(commit),
+        note: change.note(),
+        // The release it changes was deployed with its artifacts as they are.
+        allow_unpinned: true,
+        ..Default::default()
+    };
+    Ok(Some(run::Change {
+        d: next,
+        existing: None,
+        how,
+    }))
+}
+
+/// The env vars that run (the agent's), each written as the declaration writes it where
+/// the values are the same.
+fn running_vars(
+    declared: &BTreeMap<String, Scalar>,
+    running: &std::collections::HashMap<String, String>,
+) -> BTreeMap<String, Scalar> {
+    running
+        .iter()
+        .map(|(k, v)| {
+            let value = match declared.get(k) {
+                Some(d) if d.to_string() == *v => d.clone(),
+                _ => Scalar::Text(v.clone()),
+            };
+            (k.clone(), value)
+        })
+        .collect()
 }

@@ -104,6 +104,12 @@ pub(crate) struct DeployFlags {
     /// --memory, e.g. 8G [default: no limit]
     #[arg(long, value_name = "SIZE")]
     pub build_memory: Option<String>,
+    /// A model or data file the release gets read-only at PATH (relative to the workdir),
+    /// fetched once per node and verified by its sha256 (repeatable; an entry of the same
+    /// PATH is replaced): PATH=URL#sha256=HEX, with &extract to unpack a .tar.gz,
+    /// .tar.zst or .zip to a directory at PATH. URL: https://, http:// or file://
+    #[arg(long = "artifact", value_name = "PATH=URL#sha256=HEX")]
+    pub artifact: Vec<String>,
 }
 
 impl DeployFlags {
@@ -192,6 +198,7 @@ impl DeployFlags {
         if let Some(m) = &self.build_memory {
             r.build_memory = Some(size(m));
         }
+        decl::artifacts::merge(&mut d.artifacts, &self.artifact)?;
         Ok(())
     }
 }

@@ -16,6 +16,8 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
     decl::validate_name("name", &args.name)?;
+    // Deploys whose result was not known get the agents' outcome, when they answer.
+    super::fresh::reconcile_unknown(project, &args.name, format).await?;
     let d = state::find(project, &args.name).await?;
     let current = d
         .history

@@ -104,6 +104,7 @@ pub(crate) async fn start(
     format: Format,
 ) -> anyhow::Result<()> {
     let (target, _) = target_of(project, &args.name).await?;
+    super::fresh::reconcile_unknown(project, &args.name, format).await?;
     announce("Starting", &args.name, &target, format);
     run::relaunch(&args.name, &target, true, Rollout::default(), format).await
 }
@@ -114,6 +115,7 @@ pub(crate) async fn restart(
     format: Format,
 ) -> anyhow::Result<()> {
     let (target, _) = target_of(project, &args.name).await?;
+    super::fresh::reconcile_unknown(project, &args.name, format).await?;
     announce("Restarting", &args.name, &target, format);
     let rollout = Rollout {
         max_parallel: args.max_parallel.map(|n| n as usize),
@@ -125,6 +127,7 @@ pub(crate) async fn restart(
 pub(crate) async fn stop(project: &Project, args: StopArgs, format: Format) -> anyhow::Result<()> {
     let name = &args.name;
     let (target, declared) = target_of(project, name).await?;
+    super::fresh::reconcile_unknown(project, name, format).await?;
     let drain = halt::drain_flag(args.drain.as_deref())?;
     let limit = halt::limit(&target, drain, declared.as_ref(), Duration::from_secs(10));
     let print = |h: &Halted| {

@@ -9,6 +9,7 @@ pub(crate) mod declare;
 pub(crate) mod envvars;
 pub(crate) mod exec;
 pub(crate) mod flags;
+pub(crate) mod fresh;
 pub(crate) mod halt;
 pub(crate) mod history;
 pub(crate) mod lifecycle;

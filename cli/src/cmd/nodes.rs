@@ -1,6 +1,7 @@
 //! `nodes [--env ENV]`: each agent of an env (default: every env the project declares, and
 //! the default env): reachable, version, hostname, CPU, memory, disk, load, deployments, and
-//! the Python environments (venvs) in use and kept unused for later deploys; then each
+//! the Python environments (venvs) and artifacts in use and kept unused for later deploys
+//! (with their size on disk); then each
 //! one's capacity: its memory and what the deployments' memory limits add up to (against
 //! `overcommit`), its CPUs and the CPU quotas, its GPUs free of total, and which limits it
 //! enforces.
@@ -113,6 +114,10 @@ fn print_json(nodes: &[Node]) {
                     "in_use": i.venvs_in_use, "unused": i.venvs_unused,
                     "unused_bytes": i.venvs_unused_bytes,
                 },
+                "artifacts": {
+                    "in_use": i.artifacts_in_use, "in_use_bytes": i.artifacts_in_use_bytes,
+                    "unused": i.artifacts_unused, "unused_bytes": i.artifacts_unused_bytes,
+                },
                 "memory_committed_bytes": i.memory_committed_bytes,
                 "cpus_committed": i.cpus_committed,
                 "overcommit": i.overcommit,
@@ -164,10 +169,17 @@ fn print_text(nodes: &[Node]) {
                     i.venvs_unused,
                     output::bytes(i.venvs_unused_bytes)
                 ),
+                format!(
+                    "{} used ({}), {} kept ({})",
+                    i.artifacts_in_use,
+                    output::bytes(i.artifacts_in_use_bytes),
+                    i.artifacts_unused,
+                    output::bytes(i.artifacts_unused_bytes)
+                ),
             ],
             Err(_) => {
                 let mut row = vec![n.env.clone(), n.agent.clone(), "NO".into()];
-                row.extend(std::iter::repeat_n("-".to_string(), 8));
+                row.extend(std::iter::repeat_n("-".to_string(), 9));
                 row
             }
         })
@@ -185,6 +197,7 @@ fn print_text(nodes: &[Node]) {
             "LOAD",
             "DEPLOYMENTS",
             "VENVS",
+            "ARTIFACTS",
         ],
         &rows,
     );

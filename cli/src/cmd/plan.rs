@@ -73,10 +73,13 @@ pub(crate) async fn show(
 ) -> anyhow::Result<()> {
     let env = d.env.clone().unwrap_or_else(|| project.default_env());
     let target = client::resolve_env(project, &env)?.no_autostart();
-    let spec = d.to_spec(name, &project.root)?;
+    let mut spec = d.to_spec(name, &project.root)?;
+    // A plan downloads nothing: an unpinned artifact is shown as one a run downloads.
+    spec.allow_unpinned_artifacts = true;
     let request = pb::DeployRequest {
         spec: Some(spec.clone()),
         default_owner: format!("user:{}", client::caller()),
+        ..Default::default()
     };
     let replies = client::for_each_agent(
         &target,
@@ -144,10 +147,16 @@ pub(crate) async fn show(
 /// One agent's plan as JSON: the text is made from it too.
 fn agent_plan(address: &str, spec: &pb::DeploymentSpec, r: &pb::PlanReply) -> Value {
     let new = json!({"ref": r.git_ref, "commit": r.commit});
+    let artifacts: Vec<Value> = r
+        .artifacts
+        .iter()
+        .map(|a| json!({"path": a.path, "url": a.url, "stored": a.stored, "bytes": a.bytes}))
+        .collect();
     let Some(current_spec) = r.current_spec.as_ref().filter(|_| r.has_current) else {
         return json!({"agent": address, "current": null, "new": new,
             "environment": r.environment, "environment_key": r.environment_key,
-            "packages": packages_diff(&[], &[], &spec.pip), "fields": [], "changes": true});
+            "packages": packages_diff(&[], &[], &spec.pip), "artifacts": artifacts,
+            "fields": [], "changes": true});
     };
     let code_changes = r.commit.is_empty() || r.commit != r.current_commit;
     let packages = packages_diff(&current_spec.pip, &r.current_frozen, &spec.pip);
@@ -165,6 +174,7 @@ fn agent_plan(address: &str, spec: &pb::DeploymentSpec, r: &pb::PlanReply) -> Va
         "environment": r.environment,
         "environment_key": r.environment_key,
         "packages": packages,
+        "artifacts": artifacts,
         "fields": fields,
         "changes": changes,
     })
@@ -247,72 +257,8 @@ fn print_agent(a: &Value) {
         println!("  {agent}: cannot plan: {e}");
         return;
     }
-    let short = |v: &Value| short_commit(v.as_str().unwrap_or("")).to_string();
-    let new_ref = a["new"]["ref"].as_str().unwrap_or("");
-    let new_commit = if a["new"]["commit"].as_str().unwrap_or("").is_empty() {
-        "commit known after fetching".to_string()
-    } else {
-        short(&a["new"]["commit"])
-    };
-    match a["current"].as_object() {
-        None => println!("  {agent}: not deployed here → deploys {new_ref} ({new_commit})"),
-        Some(c) => {
-            let same = c.get("commit") == Some(&a["new"]["commit"]);
-            let cur = format!(
-                "release {} ({} {})",
-                c.get("release").and_then(Value::as_u64).unwrap_or(0),
-                c.get("ref").and_then(Value::as_str).unwrap_or(""),
-                short(c.get("commit").unwrap_or(&Value::Null))
-            );
-            if same {
-                println!("  {agent}: {cur} → same commit ({new_ref})");
-            } else {
-                println!("  {agent}: {cur} → {new_ref} ({new_commit})");
-            }
-            let state = a["state"].as_str().unwrap_or("");
-            if state != "healthy" && !state.is_empty() {
-                println!("    state now: {state}");
-            }
-        }
-    }
-    let key = a["environment_key"].as_str().unwrap_or("");
-    let env = match a["environment"].as_str().unwrap_or("") {
-        "none" => "no packages: the node's python3".to_string(),
-        "reused" => format!("environment {key} reused (nothing to install)"),
-        "built" => format!("environment {key} built"),
-        _ => "environment: reused or built, depending on the requirements file at the new commit"
-            .to_string(),
-    };
-    println!("    {env}");
-    let p = &a["packages"];
-    let installed = |v: &Value| {
-        v["installed"]
-            .as_str()
-            .map(|i| format!(" (installed now: {i})"))
-            .unwrap_or_default()
-    };
-    for x in p["added"].as_array().into_iter().flatten() {
-        println!(
-            "      + {}{}",
-            x["declared"].as_str().unwrap_or(""),
-            installed(x)
-        );
-    }
-    for x in p["removed"].as_array().into_iter().flatten() {
-        println!(
-            "      - {}{}",
-            x["declared"].as_str().unwrap_or(""),
-            installed(x)
-        );
-    }
-    for x in p["changed"].as_array().into_iter().flatten() {
-        println!(
-            "      ~ {} → {}{}",
-            x["from"].as_str().unwrap_or(""),
-            x["to"].as_str().unwrap_or(""),
-            installed(x)
-        );
-    }
+    print_code(agent, a);
+    print_packages(a);
     for f in a["fields"].as_array().into_iter().flatten() {
         let show = |v: &Value| match v {
             Value::Null => "(unset)".to_string(),
@@ -324,6 +270,88 @@ fn print_agent(a: &Value) {
             f["field"].as_str().unwrap_or(""),
             show(&f["from"]),
             show(&f["to"])
+        );
+    }
+}
+
+/// The release running on the agent → the ref and commit a run would deploy.
+fn print_code(agent: &str, a: &Value) {
+    let short = |v: &Value| short_commit(v.as_str().unwrap_or("")).to_string();
+    let new_ref = a["new"]["ref"].as_str().unwrap_or("");
+    let new_commit = if a["new"]["commit"].as_str().unwrap_or("").is_empty() {
+        "commit known after fetching".to_string()
+    } else {
+        short(&a["new"]["commit"])
+    };
+    let Some(c) = a["current"].as_object() else {
+        println!("  {agent}: not deployed here → deploys {new_ref} ({new_commit})");
+        return;
+    };
+    let cur = format!(
+        "release {} ({} {})",
+        c.get("release").and_then(Value::as_u64).unwrap_or(0),
+        c.get("ref").and_then(Value::as_str).unwrap_or(""),
+        short(c.get("commit").unwrap_or(&Value::Null))
+    );
+    if c.get("commit") == Some(&a["new"]["commit"]) {
+        println!("  {agent}: {cur} → same commit ({new_ref})");
+    } else {
+        println!("  {agent}: {cur} → {new_ref} ({new_commit})");
+    }
+    let state = a["state"].as_str().unwrap_or("");
+    if state != "healthy" && !state.is_empty() {
+        println!("    state now: {state}");
+    }
+}
+
+/// The environment reused or built, and each package added, removed or changed.
+fn print_packages(a: &Value) {
+    let key = a["environment_key"].as_str().unwrap_or("");
+    let env = match a["environment"].as_str().unwrap_or("") {
+        "none" => "no packages: the node's python3".to_string(),
+        "reused" => format!("environment {key} reused (nothing to install)"),
+        "built" => format!("environment {key} built"),
+        _ => "environment: reused or built, depending on the requirements file at the new commit"
+            .to_string(),
+    };
+    println!("    {env}");
+    let artifacts: Vec<String> = a["artifacts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| {
+            let path = x["path"].as_str().unwrap_or("");
+            if x["stored"] == true {
+                let size = crate::output::bytes(x["bytes"].as_u64().unwrap_or(0));
+                format!("{path} reused ({size} on the node)")
+            } else {
+                format!("{path} downloaded ({})", x["url"].as_str().unwrap_or(""))
+            }
+        })
+        .collect();
+    if !artifacts.is_empty() {
+        println!("    artifacts: {}", artifacts.join(", "));
+    }
+    let p = &a["packages"];
+    let installed = |v: &Value| {
+        v["installed"]
+            .as_str()
+            .map(|i| format!(" (installed now: {i})"))
+            .unwrap_or_default()
+    };
+    let declared = |x: &Value| x["declared"].as_str().unwrap_or("").to_string();
+    for x in p["added"].as_array().into_iter().flatten() {
+        println!("      + {}{}", declared(x), installed(x));
+    }
+    for x in p["removed"].as_array().into_iter().flatten() {
+        println!("      - {}{}", declared(x), installed(x));
+    }
+    for x in p["changed"].as_array().into_iter().flatten() {
+        println!(
+            "      ~ {} → {}{}",
+            x["from"].as_str().unwrap_or(""),
+            x["to"].as_str().unwrap_or(""),
+            installed(x)
         );
     }
 }

@@ -2,17 +2,15 @@
 //! one), deploy it to every agent of its env at once with live progress, record the result
 //! in the state, and print the URL(s).
 
-use std::sync::Arc;
-
 use anyhow::anyhow;
 use deployctl_proto::v1 as pb;
 
 use super::check;
 use super::flags::{new_declaration, DeployFlags};
-use crate::client;
+use super::fresh;
 use crate::decl::{self, DeploymentDecl};
 use crate::error::bad_input;
-use crate::output::{Format, Progress};
+use crate::output::Format;
 use crate::project::Project;
 use crate::state::{self, HistoryEntry};
 
@@ -49,19 +47,25 @@ pub(crate) struct Args {
     /// the declaration is not written
     #[arg(long)]
     pub dry_run: bool,
+    /// Accept artifacts without a sha256 (development only): each deploy downloads them
+    /// again and nothing proves it is the same file; `deployctl check` warns about them
+    #[arg(long)]
+    pub allow_unpinned: bool,
     #[command(flatten)]
     pub flags: DeployFlags,
 }
 
+mod attempts;
+mod deploy;
 mod record;
 mod report;
 mod rollout;
 mod waves;
 
-pub(crate) use waves::relaunch;
-use waves::{deploy_in_waves, Ask};
-
+pub(crate) use attempts::{deploy_change, Change, OnStale};
+pub(crate) use deploy::How;
 pub(crate) use rollout::Rollout;
+pub(crate) use waves::relaunch;
 
 /// What one agent said about the deploy.
 struct AgentResult {
@@ -80,43 +84,41 @@ enum NotDeployed {
     Failed(String),
     /// Not tried: an earlier wave of the rollout (the canary) failed.
     Skipped(String),
+    /// Refused by the agent: the deployment changed there since the generation the deploy
+    /// was based on (what changed, in the agent's words).
+    Stale(String),
+    /// The stream broke before the outcome: how it ends there is not known yet.
+    Lost(String),
 }
 
 impl std::fmt::Display for NotDeployed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            NotDeployed::BadInput(why) | NotDeployed::Failed(why) | NotDeployed::Skipped(why) => {
-                f.write_str(why)
-            }
+            NotDeployed::BadInput(why)
+            | NotDeployed::Failed(why)
+            | NotDeployed::Skipped(why)
+            | NotDeployed::Stale(why)
+            | NotDeployed::Lost(why) => f.write_str(why),
         }
     }
 }
 
+/// `run` in phases: the name and its lock, the declaration (the flags over the file), the
+/// locked versions, a dry run's plan; otherwise the checks started, the deploy (done
+/// again on fresh data where the deployment changed meanwhile), the checks' findings.
 pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
-    let (name, loading) = match (&args.name, &args.load) {
-        (_, Some(n)) => (n.clone(), true),
-        (Some(n), None) => (n.clone(), false),
+    let name = match (&args.name, &args.load) {
+        (_, Some(n)) | (Some(n), None) => n.clone(),
         (None, None) => return Err(bad_input("NAME: give a deployment name")),
     };
     decl::validate_name("name", &name)?;
-    let path = project.deployment_file(&name);
-    let existing: Option<DeploymentDecl> = decl::load(&path)?;
-    if loading && existing.is_none() {
-        return Err(bad_input(format!(
-            "--load {name}: {} does not exist; write it with `deployctl declare deployment {name} ...`",
-            path.display()
-        )));
-    }
-    if existing.is_none() && args.flags.repo.is_none() {
-        return Err(bad_input(format!(
-            "repo: {name} has no declaration ({} does not exist), so --repo and --command are required",
-            path.display()
-        )));
-    }
-    let mut d = existing.clone().unwrap_or_else(new_declaration);
-    let cwd = std::env::current_dir().unwrap_or_else(|_| project.root.clone());
-    args.flags.apply(&mut d, &cwd, &project.root)?;
-    d.validate(&name)?;
+    // From reading the declaration to writing it back, no other command of this project
+    // changes the deployment (a dry run changes nothing).
+    let _lock = match args.dry_run {
+        true => None,
+        false => Some(decl::lock::lock(project, &name)?),
+    };
+    let (_, d) = declaration(project, &name, &args)?;
     let pinned = if args.locked {
         locked_versions(project, &name, &d).await?
     } else {
@@ -125,30 +127,7 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
     if args.dry_run {
         return super::plan::show(project, &name, &d, format).await;
     }
-    // --strict: the checks decide whether it deploys, so they run first. Otherwise they run
-    // while it deploys (they read the working tree and ask the local Python: a few tenths
-    // of a second a deploy need not wait for) and are printed after its result.
-    let checks = if args.strict {
-        preflight(project, &name, &d, &args, format).await?;
-        None
-    } else {
-        let rolled_back: Vec<_> = after_rollback(project, &name, &d)
-            .await
-            .into_iter()
-            .collect();
-        check::print_for_run(&rolled_back, format);
-        let (p, n, dd, locked) = (project.clone(), name.clone(), d.clone(), args.locked);
-        Some(tokio::spawn(async move {
-            let scope = check::Scope {
-                project: &p,
-                name: &n,
-                locked,
-                // The deploy starts the local agent when it must: not twice.
-                autostart: false,
-            };
-            check::findings(&scope, &dd).await
-        }))
-    };
+    let checks = start_checks(project, &name, &d, &args, format).await?;
     let how = How {
         format,
         verbose: args.verbose,
@@ -158,10 +137,60 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
             max_parallel: args.max_parallel.map(|n| n as usize),
             canary: args.canary,
         },
-        commit: None,
-        note: String::new(),
+        allow_unpinned: args.allow_unpinned,
+        ..Default::default()
     };
-    let result = deploy(project, &name, d, existing.as_ref(), how).await;
+    let env = d.env.clone().unwrap_or_else(|| project.default_env());
+    // Where the deployment changed meanwhile (from elsewhere: this project's commands wait
+    // for each other), the declaration and flags are read again and deployed on top of it.
+    let prepare = |_: &fresh::Fresh| {
+        let (existing, d) = declaration(project, &name, &args)?;
+        let how = how.clone();
+        Ok(Some(Change { d, existing, how }))
+    };
+    let changed = deploy_change(project, &name, &env, format, OnStale::Redo, prepare).await;
+    print_checks(checks, &name, format).await;
+    changed?.result
+}
+
+/// The checks a deploy runs. With --strict they decide whether it deploys, so they run
+/// first (an error: a warning stops it). Otherwise they run while it deploys (they read
+/// the working tree and ask the local Python: a few tenths of a second a deploy need not
+/// wait for), to be printed after its result (`print_checks`); a rollback being left is
+/// said at once.
+async fn start_checks(
+    project: &Project,
+    name: &str,
+    d: &DeploymentDecl,
+    args: &Args,
+    format: Format,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<Vec<check::Finding>>>> {
+    if args.strict {
+        preflight(project, name, d, args, format).await?;
+        return Ok(None);
+    }
+    let rolled_back: Vec<_> = after_rollback(project, name, d).await.into_iter().collect();
+    check::print_for_run(&rolled_back, format);
+    let (p, n, dd, locked) = (project.clone(), name.to_string(), d.clone(), args.locked);
+    Ok(Some(tokio::spawn(async move {
+        let scope = check::Scope {
+            project: &p,
+            name: &n,
+            locked,
+            // The deploy starts the local agent when it must: not twice.
+            autostart: false,
+        };
+        check::findings(&scope, &dd).await
+    })))
+}
+
+/// Prints the findings of the checks that ran while the deploy did, once they are done;
+/// an agent they could not reach yet is the deploy's to report.
+async fn print_checks(
+    checks: Option<tokio::task::JoinHandle<Vec<check::Finding>>>,
+    name: &str,
+    format: Format,
+) {
     let found = match checks {
         Some(handle) => handle.await.unwrap_or_default(),
         None => Vec::new(),
@@ -177,7 +206,45 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
         );
     }
     check::print_for_run(&found, format);
-    result
+}
+
+/// The declaration file as it is (if any), and the declaration `run` deploys: the file
+/// with the flags over it, validated.
+fn declaration(
+    project: &Project,
+    name: &str,
+    args: &Args,
+) -> anyhow::Result<(Option<DeploymentDecl>, DeploymentDecl)> {
+    let path = project.deployment_file(name);
+    let existing: Option<DeploymentDecl> = decl::load(&path)?;
+    if args.load.is_some() && existing.is_none() {
+        return Err(bad_input(format!(
+            "--load {name}: {} does not exist; write it with `deployctl declare deployment {name} ...`",
+            path.display()
+        )));
+    }
+    if existing.is_none() && args.flags.repo.is_none() {
+        return Err(bad_input(format!(
+            "repo: {name} has no declaration ({} does not exist), so --repo and --command are required",
+            path.display()
+        )));
+    }
+    let mut d = existing.clone().unwrap_or_else(new_declaration);
+    let cwd = std::env::current_dir().unwrap_or_else(|_| project.root.clone());
+    args.flags.apply(&mut d, &cwd, &project.root)?;
+    d.validate(name)?;
+    if let Some((i, a)) = d
+        .artifacts
+        .iter()
+        .enumerate()
+        .find(|(_, a)| a.unpinned() && !args.allow_unpinned)
+    {
+        return Err(bad_input(format!(
+            "artifacts[{i}].sha256: is required for {} (64 hex digits: sha256sum FILE), so every node gets the same file; to deploy it unpinned while developing, run with --allow-unpinned",
+            a.shown_url()
+        )));
+    }
+    Ok((existing, d))
 }
 
 /// `check`'s findings, as warnings before the deploy; with `--strict`, any warning stops it.
@@ -270,81 +337,4 @@ async fn locked_versions(
                 "--locked: no earlier deploy of {name} recorded exact versions for these packages; deploy once without --locked"
             )
         })
-}
-
-/// How a deploy runs and is shown.
-pub(crate) struct How {
-    pub format: Format,
-    /// Show the installer's output lines.
-    pub verbose: bool,
-    /// Save the declaration over the existing one once it deployed somewhere.
-    pub write_back: bool,
-    /// Exact package versions to install (a locked deploy or a rollback).
-    pub pinned: Vec<String>,
-    /// In which waves the agents get it.
-    pub rollout: Rollout,
-    /// Exactly this commit, the declaration's ref being only its name (rollback, env set).
-    pub commit: Option<String>,
-    /// What the history says this change was, when not a plain deploy.
-    pub note: String,
-}
-
-/// Deploys declaration `d` of `name` to every agent of its env, records the result and
-/// reports it. With `write_back`, a declaration that deployed somewhere is saved over
-/// `existing`.
-pub(crate) async fn deploy(
-    project: &Project,
-    name: &str,
-    d: DeploymentDecl,
-    existing: Option<&DeploymentDecl>,
-    how: How,
-) -> anyhow::Result<()> {
-    let How {
-        format,
-        verbose,
-        write_back,
-        pinned,
-        rollout,
-        commit,
-        note,
-    } = how;
-    let env = d.env.clone().unwrap_or_else(|| project.default_env());
-    let target = client::resolve_env(project, &env)?;
-    let mut spec = d.to_spec(name, &project.root)?;
-    spec.pinned = pinned;
-    if let Some(c) = commit {
-        spec.commit = c;
-    }
-    let store = state::open(project)?;
-
-    if format == Format::Text {
-        let at = if spec.git_ref.is_empty() {
-            "the remote HEAD"
-        } else {
-            &spec.git_ref
-        };
-        println!(
-            "Deploying {name} ({} at {at}) to env {env}: {}",
-            spec.repo,
-            target.addresses.join(", ")
-        );
-    }
-    let progress = Arc::new(Progress::new(format, target.addresses.len(), verbose));
-    let results = deploy_in_waves(
-        &target,
-        &Ask::Deploy(Box::new(spec)),
-        &progress,
-        rollout,
-        format,
-    )
-    .await;
-
-    // The declaration is written back once the deploy worked on an agent: a deploy that
-    // fails everywhere (bad ref, broken release, invalid request) changes nothing.
-    let deployed = results.iter().any(|r| matches!(&r.outcome, Ok(o) if o.ok));
-    if write_back && deployed && existing != Some(&d) {
-        decl::save(&project.deployment_file(name), &d)?;
-    }
-    record::record(&*store, name, &env, &d, &results, &note).await?;
-    report::report(name, &results, format)
 }

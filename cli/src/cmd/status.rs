@@ -53,6 +53,13 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
     let st = state::open(project)?.load().await?;
     let wanted = gather::select(project, &st, args.name.as_deref())?;
     let asked = gather::ask_all(project, &wanted, args.name.as_deref()).await?;
+    // Deploys whose result was not known: what the agents recorded is the history now.
+    for (name, d) in st.deployments.iter().filter(|(_, d)| d.has_unknown()) {
+        if wanted.contains_key(name) {
+            let reports = asked.reports(name, &d.env);
+            super::fresh::record(project, name, &reports, format).await?;
+        }
+    }
     let mut out = gather::merge(&st, wanted, &asked, args.name.is_none());
     gather::not_visible(&asked, &st, &mut out).await;
     if let Some(name) = &args.name {

@@ -35,6 +35,7 @@ fn field_of(flag: &str) -> String {
         "pip" | "apt" => format!("packages.{flag}"),
         "env-var" => "env_vars".into(),
         "secret" => "secrets".into(),
+        "artifact" => "artifacts".into(),
         "address" => "addresses".into(),
         "memory" | "cpus" | "pids" | "gpus" | "build-memory" => {
             format!("resources.{}", flag.replace('-', "_"))
@@ -171,7 +172,7 @@ fn print_types(types: &[(&str, &[&str])], format: Format) -> anyhow::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decl::{DeploymentDecl, EnvDecl, Health, Packages, Resources, Scalar};
+    use crate::decl::{Artifact, DeploymentDecl, EnvDecl, Health, Packages, Resources, Scalar};
 
     /// Every key a full declaration serialises to.
     fn keys(value: &serde_norway::Value, prefix: &str, out: &mut Vec<String>) {
@@ -235,6 +236,12 @@ mod tests {
                 gpus: Some(1),
                 build_memory: Some(Scalar::Text("8G".into())),
             },
+            artifacts: vec![Artifact {
+                url: "https://m.example/m.pkl".into(),
+                sha256: s("0".repeat(64).as_str()),
+                path: "m.pkl".into(),
+                extract: None,
+            }],
         };
         let mut all = Vec::new();
         keys(&serde_norway::to_value(&full).unwrap(), "", &mut all);

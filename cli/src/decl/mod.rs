@@ -1,9 +1,12 @@
 //! Declarations: `NAME.deploy.yaml` and `NAME.env.yaml`, parsed strictly (unknown fields
 //! are an error naming the field) and validated before anything runs.
 
+pub(crate) mod artifacts;
+pub(crate) mod lock;
 mod resources;
 mod spec;
 
+pub(crate) use artifacts::Artifact;
 pub(crate) use resources::Resources;
 pub(crate) use spec::from_spec;
 
@@ -79,6 +82,9 @@ pub(crate) struct DeploymentDecl {
     /// Limits for every process of the app and, separately, the build (default: none).
     #[serde(default, skip_serializing_if = "Resources::is_empty")]
     pub resources: Resources,
+    /// Model and data files by URL and sha256, linked read-only at paths of the workdir.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<Artifact>,
 }
 
 fn deployment_object() -> String {

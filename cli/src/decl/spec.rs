@@ -63,6 +63,7 @@ impl DeploymentDecl {
             }
         }
         self.resources.validate()?;
+        artifacts::validate(&self.artifacts)?;
         if let Some(n) = self.replicas {
             if !(1..=64).contains(&n) {
                 return Err(bad_input(format!("replicas: {n} must be between 1 and 64")));
@@ -162,6 +163,9 @@ impl DeploymentDecl {
             hold_timeout_ms: ms("hold_timeout", &self.hold_timeout)?,
             replicas: self.replicas.unwrap_or(0),
             resources: self.resources.to_pb()?,
+            artifacts: self.artifacts.iter().map(Artifact::to_pb).collect(),
+            // `run --allow-unpinned` says so; nothing else does.
+            allow_unpinned_artifacts: false,
         })
     }
 }
@@ -217,5 +221,6 @@ pub(crate) fn from_spec(s: &pb::DeploymentSpec) -> DeploymentDecl {
         replicas: Some(s.replicas).filter(|n| *n > 1),
         python: opt(&s.python),
         resources: Resources::from_pb(s.resources.as_ref()),
+        artifacts: s.artifacts.iter().map(Artifact::from_pb).collect(),
     }
 }

@@ -94,7 +94,8 @@ proptest::proptest! {
     fn any_unknown_field_is_named(field in "[a-z]{3,12}") {
         let known = ["object_type", "type", "env", "repo", "ref", "workdir", "command",
             "packages", "requirements", "start_script", "env_vars", "secrets", "port",
-            "health", "apply_path", "owner", "restart", "kill_timeout", "strategy", "proxy"];
+            "health", "apply_path", "owner", "restart", "kill_timeout", "strategy", "proxy",
+            "artifacts"];
         proptest::prop_assume!(!known.contains(&field.as_str()));
         let text = format!("repo: /r\ncommand: c\n{field}: 1\n");
         let err = serde_norway::from_str::<DeploymentDecl>(&text).unwrap_err().to_string();

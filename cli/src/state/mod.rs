@@ -6,6 +6,7 @@
 mod compare;
 mod etcd;
 mod file;
+pub(crate) mod reconcile;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -24,6 +25,11 @@ pub(crate) use file::FileState;
 /// The note of a history entry `status --refresh` wrote for a release it found running
 /// that the history did not have (the agents report only the release they run).
 pub(crate) const REFRESHED: &str = "found running by status --refresh";
+
+/// The result of a deploy whose stream was lost before its outcome: not a guess. The next
+/// command that reaches the agent records the outcome the agent recorded
+/// ([`reconcile`]).
+pub(crate) const UNKNOWN: &str = "unknown (lost the connection)";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct State {
@@ -94,6 +100,10 @@ pub(crate) struct HistoryEntry {
     /// "env set KEY", ...
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub note: String,
+    /// The id the agents keep the deploy by (`deploy_id`): how a result that was unknown is
+    /// found in their record.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -144,6 +154,24 @@ impl HistoryEntry {
     /// Written by `status --refresh` (see [`REFRESHED`]), not by a deploy.
     pub(crate) fn is_refreshed(&self) -> bool {
         self.note == REFRESHED
+    }
+
+    /// How it ended is not known yet on some agent (see [`UNKNOWN`]).
+    pub(crate) fn is_unknown(&self) -> bool {
+        self.result == UNKNOWN || self.agents.values().any(AgentResult::is_unknown)
+    }
+}
+
+impl AgentResult {
+    pub(crate) fn is_unknown(&self) -> bool {
+        self.result == UNKNOWN
+    }
+}
+
+impl DeploymentState {
+    /// Whether some deploy's result is not known yet on some agent.
+    pub(crate) fn has_unknown(&self) -> bool {
+        self.history.iter().any(HistoryEntry::is_unknown)
     }
 }
 

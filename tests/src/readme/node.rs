@@ -3,11 +3,9 @@
 //! with a config file of the node's own standing for `/etc/deploy-agent/config.toml`.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -70,22 +68,7 @@ impl NodeAgent {
             .stderr(Stdio::from(stderr))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", agent_bin().display()));
-        let stdout = child.stdout.take().expect("the agent's stdout is piped");
-        let (tx, rx) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let ready = loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.starts_with("deploy-agent ready:") => break true,
-                Ok(_) => continue,
-                Err(_) => break false,
-            }
-        };
+        let ready = crate::agent::ready_line(&mut child, Duration::from_secs(20)).is_some();
         if !ready {
             let _ = child.kill();
             let _ = child.wait();

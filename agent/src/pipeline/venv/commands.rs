@@ -95,16 +95,7 @@ pub(super) fn commands(
 mod tests {
     use super::*;
 
-    fn req<'a>(pip: &'a [String], requirements: Option<(&'a Path, String)>) -> VenvRequest<'a> {
-        VenvRequest {
-            build_cgroups: &[],
-            python: None,
-            pip,
-            requirements,
-            release_dir: None,
-            pinned: &[],
-        }
-    }
+    use crate::pipeline::venv::tests::req;
 
     fn words(c: &Cmd) -> String {
         format!("{} {}", c.0, c.1.join(" "))

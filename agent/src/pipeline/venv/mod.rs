@@ -275,7 +275,11 @@ mod tests {
         }
     }
 
-    fn req<'a>(pip: &'a [String], requirements: Option<(&'a Path, String)>) -> VenvRequest<'a> {
+    /// A request for `pip` and `requirements` (also used by `commands`' tests).
+    pub(super) fn req<'a>(
+        pip: &'a [String],
+        requirements: Option<(&'a Path, String)>,
+    ) -> VenvRequest<'a> {
         VenvRequest {
             build_cgroups: &[],
             python: None,

@@ -159,7 +159,13 @@ pub(super) fn imports(tree: &Tree, workdir: &str, files: &[PyFile]) -> BTreeMap<
 
 /// Data files the code names by a relative path that exist here but that git does not
 /// track: the app finds them on this machine and not deployed.
-pub(super) fn untracked_data(tree: &Tree, workdir: &str, files: &[PyFile]) -> Vec<Finding> {
+/// Files under `artifacts` (relative to the repository's top) come with the deploy.
+pub(super) fn untracked_data(
+    tree: &Tree,
+    workdir: &str,
+    files: &[PyFile],
+    artifacts: &[PathBuf],
+) -> Vec<Finding> {
     let tracked: BTreeSet<PathBuf> = git(&tree.top, &["ls-files", "-z"])
         .unwrap_or_default()
         .split('\0')
@@ -184,7 +190,7 @@ pub(super) fn untracked_data(tree: &Tree, workdir: &str, files: &[PyFile]) -> Ve
                 else {
                     continue;
                 };
-                if !tracked.contains(&rel) {
+                if !tracked.contains(&rel) && !artifacts.iter().any(|a| rel.starts_with(a)) {
                     missing
                         .entry(rel)
                         .or_insert_with(|| format!("{}:{}", f.rel.display(), n + 1));

@@ -85,16 +85,12 @@ pub(crate) async fn lacking(
     (lacks, unreachable)
 }
 
-/// The findings for `check` and `run`: one per thing lacking, naming the agents.
+/// The findings for `check` and `run`: one per thing lacking, naming the agents. In
+/// phases: whether there is anything to check (secrets, or an owner that moves), the
+/// env's agents and the owner, what the owner lacks on them, a finding per item lacking
+/// and per agent not checked.
 pub(super) async fn findings(scope: &Scope<'_>, d: &DeploymentDecl) -> Vec<Finding> {
-    let recorded_owner = match state::open(scope.project) {
-        Ok(store) => store
-            .load()
-            .await
-            .ok()
-            .and_then(|st| st.deployments.get(scope.name).map(|e| e.owner.clone())),
-        Err(_) => None,
-    };
+    let recorded_owner = recorded_owner(scope).await;
     let owner_moves = matches!((&recorded_owner, &d.owner), (Some(r), Some(o)) if r != o);
     if d.secrets.is_empty() && !owner_moves {
         return Vec::new();
@@ -124,47 +120,70 @@ pub(super) async fn findings(scope: &Scope<'_>, d: &DeploymentDecl) -> Vec<Findi
     let all = target.addresses.len();
     let mut out: Vec<Finding> = by_item
         .into_iter()
-        .map(|(item, agents)| {
-            let check = if item.starts_with("secret ") {
-                "missing-secret"
-            } else {
-                "missing-git-credential"
-            };
-            let on = if agents.len() == all && all > 1 {
-                format!("any agent of env {env}")
-            } else {
-                agents.join(", ")
-            };
-            let fix = match item.strip_prefix("secret ") {
-                Some(name) => format!(
-                    "deployctl secret set --env {env} --owner {owner} {name}   (the value from stdin)"
-                ),
-                None => {
-                    let kind = if item.contains("git-https") { "git-https" } else { "git-ssh-key" };
-                    format!(
-                        "deployctl secret set --env {env} --owner {owner} --kind {kind} --from-file FILE NAME"
-                    )
-                }
-            };
-            let mut f = Finding::warning(
-                check,
-                format!("{owner} has no {item} on {on}"),
-                fix,
-            );
-            if agents.len() == 1 {
-                f.agent = agents.into_iter().next();
-            }
-            f
-        })
+        .map(|(item, agents)| lack_finding(&item, agents, all, &env, &owner))
         .collect();
-    for (agent, why) in unreachable {
-        let mut f = Finding::info(
-            "not-checked",
-            format!("secrets were not checked on {agent}: {why}"),
-            "start the agent (or check the env's addresses), then check again".into(),
-        );
-        f.agent = Some(agent);
-        out.push(f);
-    }
+    out.extend(
+        unreachable
+            .into_iter()
+            .map(|(agent, why)| not_checked(agent, &why)),
+    );
     out
+}
+
+/// The deployment's owner as the state records it, if the state can be read.
+async fn recorded_owner(scope: &Scope<'_>) -> Option<String> {
+    match state::open(scope.project) {
+        Ok(store) => store
+            .load()
+            .await
+            .ok()
+            .and_then(|st| st.deployments.get(scope.name).map(|e| e.owner.clone())),
+        Err(_) => None,
+    }
+}
+
+/// The warning that `owner` lacks `item` on `agents` (of the `all` of env `env`), with the
+/// command that adds it.
+fn lack_finding(item: &str, agents: Vec<String>, all: usize, env: &str, owner: &str) -> Finding {
+    let check = if item.starts_with("secret ") {
+        "missing-secret"
+    } else {
+        "missing-git-credential"
+    };
+    let on = if agents.len() == all && all > 1 {
+        format!("any agent of env {env}")
+    } else {
+        agents.join(", ")
+    };
+    let fix = match item.strip_prefix("secret ") {
+        Some(name) => format!(
+            "deployctl secret set --env {env} --owner {owner} {name}   (the value from stdin)"
+        ),
+        None => {
+            let kind = if item.contains("git-https") {
+                "git-https"
+            } else {
+                "git-ssh-key"
+            };
+            format!(
+                "deployctl secret set --env {env} --owner {owner} --kind {kind} --from-file FILE NAME"
+            )
+        }
+    };
+    let mut f = Finding::warning(check, format!("{owner} has no {item} on {on}"), fix);
+    if agents.len() == 1 {
+        f.agent = agents.into_iter().next();
+    }
+    f
+}
+
+/// The note that an agent that did not answer was not checked (`why`).
+fn not_checked(agent: String, why: &str) -> Finding {
+    let mut f = Finding::info(
+        "not-checked",
+        format!("secrets were not checked on {agent}: {why}"),
+        "start the agent (or check the env's addresses), then check again".into(),
+    );
+    f.agent = Some(agent);
+    f
 }

@@ -33,76 +33,101 @@ fn kept_line(o: &deployctl_proto::v1::DeployOutcome) -> String {
     }
 }
 
+/// Prints each agent's result (one JSON object per agent, or lines for a person), then
+/// the exit code: its error when any agent's deploy did not succeed.
 pub(super) fn report(name: &str, results: &[AgentResult], format: Format) -> anyhow::Result<()> {
     let failed = results
         .iter()
         .filter(|r| !matches!(&r.outcome, Ok(o) if o.ok))
         .count();
-    if format == Format::Json {
-        for r in results {
-            let obj = match &r.outcome {
-                Ok(o) => serde_json::json!({
-                    "agent": r.address, "result": if o.ok { "ok" } else { "failed" },
-                    "release": o.release, "commit": o.commit, "ref": o.git_ref, "url": o.url,
-                    "packages_hash": o.packages_hash, "failed_step": o.failed_step,
-                    "reason": o.reason, "output_tail": o.output_tail,
-                    "kept_release": o.kept_release, "kept_healthy": o.kept_healthy,
-                    "kept_restarted": o.kept_restarted, "kept_pid": o.kept_pid,
-                    "total_ms": o.total_ms,
-                }),
-                Err(e @ super::NotDeployed::Skipped(_)) => {
-                    serde_json::json!({"agent": r.address, "result": "skipped", "reason": e.to_string()})
-                }
-                Err(e) => {
-                    serde_json::json!({"agent": r.address, "result": "failed", "reason": e.to_string()})
-                }
-            };
-            println!("{obj}");
-        }
-    } else {
-        for r in results {
+    for r in results {
+        if format == Format::Json {
+            println!("{}", json_result(r));
+        } else {
             let prefix = if results.len() > 1 {
                 format!("[{}] ", r.address)
             } else {
                 String::new()
             };
-            // What the agent relays of others (a ref, an app's output) cannot steer a terminal.
-            let (out, err) = (output::Stream::Stdout, output::Stream::Stderr);
-            match &r.outcome {
-                Ok(o) if o.ok => println!(
-                    "{prefix}✓ {name} release {} ({} {}) is live at {} — deployed in {}",
-                    o.release,
-                    output::visible_on(out, &o.git_ref),
-                    crate::output::short_commit(&o.commit),
-                    o.url,
-                    output::ms(o.total_ms)
-                ),
-                Ok(o) => {
-                    eprintln!(
-                        "{prefix}✗ {name}: deploy failed at {}: {}",
-                        o.failed_step,
-                        output::visible_on(err, &o.reason)
-                    );
-                    if !o.output_tail.is_empty() {
-                        eprintln!("{prefix}  last output:");
-                        for line in o.output_tail.lines() {
-                            eprintln!("{prefix}    | {}", output::visible_on(err, line));
-                        }
-                    }
-                    if o.kept_release > 0 {
-                        eprintln!("{prefix}  {}", kept_line(o));
-                    } else {
-                        eprintln!("{prefix}  nothing was running before; nothing runs now");
-                    }
-                }
-                Err(e @ super::NotDeployed::Skipped(_)) => eprintln!("{prefix}- {name}: {e}"),
-                Err(e) => eprintln!("{prefix}✗ {name}: {e}"),
-            }
+            print_result(name, r, &prefix);
         }
     }
     if failed == 0 {
         return Ok(());
     }
+    failure(results, failed, format)
+}
+
+/// One agent's result as a JSON object.
+fn json_result(r: &AgentResult) -> serde_json::Value {
+    match &r.outcome {
+        Ok(o) => serde_json::json!({
+            "agent": r.address, "result": if o.ok { "ok" } else { "failed" },
+            "release": o.release, "commit": o.commit, "ref": o.git_ref, "url": o.url,
+            "packages_hash": o.packages_hash, "failed_step": o.failed_step,
+            "reason": o.reason, "output_tail": o.output_tail,
+            "kept_release": o.kept_release, "kept_healthy": o.kept_healthy,
+            "kept_restarted": o.kept_restarted, "kept_pid": o.kept_pid,
+            "total_ms": o.total_ms,
+        }),
+        Err(e @ super::NotDeployed::Skipped(_)) => {
+            serde_json::json!({"agent": r.address, "result": "skipped", "reason": e.to_string()})
+        }
+        Err(e @ super::NotDeployed::Lost(_)) => {
+            serde_json::json!({"agent": r.address, "result": "unknown", "reason": e.to_string()})
+        }
+        Err(e) => {
+            serde_json::json!({"agent": r.address, "result": "failed", "reason": e.to_string()})
+        }
+    }
+}
+
+/// One agent's result for a person, each line after `prefix`: the URL of the live
+/// release, or why it was not deployed.
+fn print_result(name: &str, r: &AgentResult, prefix: &str) {
+    // What the agent relays of others (a ref, an app's output) cannot steer a terminal.
+    let out = output::Stream::Stdout;
+    match &r.outcome {
+        Ok(o) if o.ok => println!(
+            "{prefix}✓ {name} release {} ({} {}) is live at {} — deployed in {}",
+            o.release,
+            output::visible_on(out, &o.git_ref),
+            crate::output::short_commit(&o.commit),
+            o.url,
+            output::ms(o.total_ms)
+        ),
+        Ok(o) => print_failed(name, o, prefix),
+        Err(e @ super::NotDeployed::Skipped(_)) => eprintln!("{prefix}- {name}: {e}"),
+        Err(e) => eprintln!("{prefix}✗ {name}: {e}"),
+    }
+}
+
+/// A failed deploy for a person: the step and its reason, the last output, and what runs
+/// now.
+fn print_failed(name: &str, o: &deployctl_proto::v1::DeployOutcome, prefix: &str) {
+    let err = output::Stream::Stderr;
+    eprintln!(
+        "{prefix}✗ {name}: deploy failed at {}: {}",
+        o.failed_step,
+        output::visible_on(err, &o.reason)
+    );
+    if !o.output_tail.is_empty() {
+        eprintln!("{prefix}  last output:");
+        for line in o.output_tail.lines() {
+            eprintln!("{prefix}    | {}", output::visible_on(err, line));
+        }
+    }
+    if o.kept_release > 0 {
+        eprintln!("{prefix}  {}", kept_line(o));
+    } else {
+        eprintln!("{prefix}  nothing was running before; nothing runs now");
+    }
+}
+
+/// The error of a deploy `failed` agents did not succeed on: bad input (exit 2) when every
+/// agent refused the request as invalid, otherwise a failure, counted for a person when
+/// there were several agents.
+fn failure(results: &[AgentResult], failed: usize, format: Format) -> anyhow::Result<()> {
     // A request every agent refused as invalid is bad input (exit 2), not a failed deploy.
     let all_invalid = results
         .iter()

@@ -12,8 +12,18 @@ use crate::output::{Format, Progress};
 /// What is asked of each agent: a deploy, or a new process of the current release.
 #[derive(Debug, Clone)]
 pub(super) enum Ask {
-    Deploy(Box<pb::DeploymentSpec>),
+    Deploy(Box<Deploy>),
     Restart(pb::RestartRequest),
+}
+
+/// A deploy as each agent gets it.
+#[derive(Debug, Clone)]
+pub(super) struct Deploy {
+    pub spec: pb::DeploymentSpec,
+    /// Per agent: the generation the deploy is based on (an agent not named: no check).
+    pub bases: std::collections::BTreeMap<String, u64>,
+    /// The id the agents keep its result by.
+    pub id: String,
 }
 
 /// `restart` and `start`: a new process of `name`'s current release on every agent of
@@ -116,6 +126,9 @@ async fn deploy_everywhere(
         .collect()
 }
 
+/// One agent's deploy (or restart): the request sent, then its events followed to the
+/// outcome. An agent that refuses the request, or refuses it as stale when its turn comes,
+/// did not take it.
 async fn deploy_one(
     mut c: Call,
     ask: Ask,
@@ -127,31 +140,69 @@ async fn deploy_one(
         accepted: false,
         outcome: Err(why),
     };
+    let mut stream = match send(&mut c, &ask, &address).await {
+        Ok(stream) => stream,
+        Err(why) => return Ok(fail(why)),
+    };
+    let bar = progress.agent(&address);
+    let followed = follow(&c, &mut stream, &bar, &ask).await;
+    bar.finish();
+    Ok(match followed {
+        Ok(outcome) => AgentResult {
+            address,
+            accepted: true,
+            outcome,
+        },
+        Err(refused) => fail(refused),
+    })
+}
+
+/// Sends the deploy or restart to the agent of `c`: its event stream, or why the agent did
+/// not take it (invalid, stale, or anything else).
+async fn send(
+    c: &mut Call,
+    ask: &Ask,
+    address: &str,
+) -> Result<tonic::Streaming<pb::DeployEvent>, NotDeployed> {
     // Without a declared owner the agent makes the caller the owner: the token's user, or
     // (on an agent without authentication) this user.
     let reply = match ask {
-        Ask::Deploy(spec) => {
+        Ask::Deploy(d) => {
             let request = pb::DeployRequest {
-                spec: Some(*spec),
+                spec: Some(d.spec.clone()),
                 default_owner: format!("user:{}", crate::client::caller()),
+                expected_generation: d.bases.get(address).copied(),
+                deploy_id: d.id.clone(),
             };
             client::answer(c.timeout, c.client.deploy(request)).await
         }
-        Ask::Restart(request) => client::answer(c.timeout, c.client.restart(request)).await,
+        Ask::Restart(request) => client::answer(c.timeout, c.client.restart(request.clone())).await,
     };
-    let mut stream = match reply {
-        Ok(r) => r.into_inner(),
+    match reply {
+        Ok(r) => Ok(r.into_inner()),
         Err(CallError::Status(s)) if s.code() == tonic::Code::InvalidArgument => {
-            return Ok(fail(NotDeployed::BadInput(s.message().to_string())))
+            Err(NotDeployed::BadInput(s.message().to_string()))
         }
-        Err(e) => {
-            return Ok(fail(NotDeployed::Failed(
-                AgentError::from_call(&address, e).message,
-            )))
+        Err(CallError::Status(s)) if s.code() == tonic::Code::FailedPrecondition => {
+            Err(NotDeployed::Stale(s.message().to_string()))
         }
-    };
-    let bar = progress.agent(&address);
-    let result = loop {
+        Err(e) => Err(NotDeployed::Failed(
+            AgentError::from_call(address, e).message,
+        )),
+    }
+}
+
+/// Shows the agent's events as they come, until the outcome (then what follows it, until
+/// the agent ends the stream): the outcome, or why it is not known (the stream ended or
+/// broke first). Err: the agent refused the deploy when its turn came (stale).
+async fn follow(
+    c: &Call,
+    stream: &mut tonic::Streaming<pb::DeployEvent>,
+    bar: &crate::output::AgentProgress,
+    ask: &Ask,
+) -> Result<Result<pb::DeployOutcome, NotDeployed>, NotDeployed> {
+    let address = &c.address;
+    loop {
         match stream.message().await {
             Ok(Some(mut event)) => {
                 report::name_env(&mut event, c.env());
@@ -159,29 +210,40 @@ async fn deploy_one(
                 if let Some(outcome) = event.outcome {
                     // The deploy answered at the switch; what follows (the previous
                     // release's drain) is shown until the agent ends the stream.
-                    after_outcome(&mut stream, &bar).await;
-                    break Ok(outcome);
+                    after_outcome(stream, bar).await;
+                    return Ok(Ok(outcome));
                 }
             }
             Ok(None) => {
-                break Err(NotDeployed::Failed(format!(
-                    "{address} ended the deploy without a result; see `deployctl status` and `deployctl logs --deploy`"
-                )))
+                return Ok(Err(lost(ask, format!(
+                    "{address} ended the deploy's stream without a result (see `deployctl logs --deploy`)"
+                ))))
+            }
+            // Refused when its turn came: based on a generation the deployment left.
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                return Err(NotDeployed::Stale(s.message().to_string()));
             }
             Err(s) => {
-                break Err(NotDeployed::Failed(format!(
-                    "lost the connection to {address} during the deploy: {}; it may still finish there: check `deployctl status`",
+                return Ok(Err(lost(ask, format!(
+                    "lost the connection to {address} during the deploy: {}",
                     c.broken(&s).await
-                )))
+                ))))
             }
         }
-    };
-    bar.finish();
-    Ok(AgentResult {
-        address,
-        accepted: true,
-        outcome: result,
-    })
+    }
+}
+
+/// Why a deploy's (or restart's) outcome is not known (`why`), and what learns it.
+fn lost(ask: &Ask, why: String) -> NotDeployed {
+    match ask {
+        Ask::Deploy(d) => NotDeployed::Lost(format!(
+            "{why}; how the deploy ends there is not known: the next deployctl command that reaches the agent (e.g. `deployctl history {}`) records the agent's outcome",
+            d.spec.name
+        )),
+        Ask::Restart(_) => NotDeployed::Failed(format!(
+            "{why}; it may still finish there: check `deployctl status`"
+        )),
+    }
 }
 
 /// The events an agent sends after a deploy's outcome (how long the previous release took

@@ -19,6 +19,28 @@ pub(super) struct Asked {
     live: BTreeMap<(String, String), Result<Vec<pb::DeploymentStatus>, String>>,
 }
 
+impl Asked {
+    /// What each agent of `env` said of `name` (for reconciling its history): its status
+    /// (`None`: it does not have it), or why it did not answer.
+    pub(super) fn reports(
+        &self,
+        name: &str,
+        env: &str,
+    ) -> Vec<(String, crate::cmd::fresh::Report)> {
+        self.live
+            .iter()
+            .filter(|((e, _), _)| e == env)
+            .map(|((_, agent), reply)| {
+                let report = match reply {
+                    Ok(list) => Ok(list.iter().find(|s| s.name == name).cloned()),
+                    Err(e) => Err(e.clone()),
+                };
+                (agent.clone(), report)
+            })
+            .collect()
+    }
+}
+
 /// The deployments to show, each with its env: `name` alone, or all in the state.
 pub(super) fn select(
     project: &Project,

@@ -102,50 +102,10 @@ fn print_deployments(out: &[Deployment], detail: bool) {
         println!("no deployments");
         return;
     }
-    let mut rows = Vec::new();
-    for d in out {
-        for i in &d.instances {
-            let row = match &i.s {
-                Some(s) => vec![
-                    d.name.clone(),
-                    d.env.clone(),
-                    i.agent.clone(),
-                    s.state.clone(),
-                    s.release.to_string(),
-                    s.git_ref.clone(),
-                    crate::output::short_commit(&s.commit).to_string(),
-                    match (s.pid, s.replicas.len()) {
-                        (0, _) => "-".into(),
-                        (pid, 0 | 1) => pid.to_string(),
-                        (pid, n) => format!("{pid} +{}", n - 1),
-                    },
-                    output::age(s.uptime_s),
-                    s.restarts.to_string(),
-                    format!("{:.1}%", s.cpu_percent),
-                    output::bytes(s.memory_bytes),
-                    traffic_cells(s.traffic.as_ref()).join(" "),
-                    s.url.clone(),
-                ],
-                None => vec![
-                    d.name.clone(),
-                    d.env.clone(),
-                    i.agent.clone(),
-                    i.state.clone(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                ],
-            };
-            rows.push(row);
-        }
-    }
+    let rows: Vec<Vec<String>> = out
+        .iter()
+        .flat_map(|d| d.instances.iter().map(move |i| row(d, i)))
+        .collect();
     output::table(
         &[
             "NAME", "ENV", "AGENT", "STATE", "RELEASE", "REF", "COMMIT", "PID", "UPTIME",
@@ -156,63 +116,92 @@ fn print_deployments(out: &[Deployment], detail: bool) {
     // Reasons, always for instances that are not healthy, and everything with NAME.
     for d in out {
         for i in &d.instances {
-            let (health, message, extra) = match &i.s {
-                Some(s) => {
-                    let mut extra = Vec::new();
-                    if s.last_exit_code >= 0 {
-                        extra.push(format!("last exit code {}", s.last_exit_code));
-                    }
-                    if s.next_restart_in_s > 0 {
-                        extra.push(format!("next restart in {}s", s.next_restart_in_s));
-                    }
-                    if detail && !s.packages_hash.is_empty() {
-                        extra.push(format!("packages {}", s.packages_hash));
-                    }
-                    if let (true, Some(limits)) = (detail, limits_text(s)) {
-                        extra.push(format!("limits: {limits}"));
-                    }
-
-                    (s.last_health.clone(), s.message.clone(), extra)
-                }
-                None => (String::new(), i.note.clone(), vec![]),
-            };
-            // A deploy that failed while the release shown kept serving: always said.
-            if let Some(line) = i.s.as_ref().and_then(failed_deploy_line) {
+            for line in notes(i, detail) {
                 println!("  {} @ {}: {line}", d.name, i.agent);
-            }
-            let show = detail || i.state != "healthy";
-            if !show {
-                continue;
-            }
-            if !health.is_empty() {
-                println!("  {} @ {}: last check: {health}", d.name, i.agent);
-            }
-            if !message.is_empty() {
-                println!("  {} @ {}: {message}", d.name, i.agent);
-            }
-            if !extra.is_empty() {
-                println!("  {} @ {}: {}", d.name, i.agent, extra.join(", "));
-            }
-            if let Some(s) = &i.s {
-                for line in kernel_lines(s) {
-                    println!("  {} @ {}: {line}", d.name, i.agent);
-                }
-            }
-            if let Some(s) = &i.s {
-                for line in event_lines(s) {
-                    println!("  {} @ {}: {line}", d.name, i.agent);
-                }
-            }
-            if let (true, Some(s)) = (detail, &i.s) {
-                for line in proxy_lines(s) {
-                    println!("  {} @ {}: {line}", d.name, i.agent);
-                }
             }
         }
     }
 }
 
-/// The memory limit the kernel enforces on each instance, `null` when none.
+/// One instance's row of the table.
+fn row(d: &Deployment, i: &super::Instance) -> Vec<String> {
+    let Some(s) = &i.s else {
+        let mut row = vec![
+            d.name.clone(),
+            d.env.clone(),
+            i.agent.clone(),
+            i.state.clone(),
+        ];
+        row.resize(14, "-".into());
+        return row;
+    };
+    vec![
+        d.name.clone(),
+        d.env.clone(),
+        i.agent.clone(),
+        s.state.clone(),
+        s.release.to_string(),
+        s.git_ref.clone(),
+        crate::output::short_commit(&s.commit).to_string(),
+        match (s.pid, s.replicas.len()) {
+            (0, _) => "-".into(),
+            (pid, 0 | 1) => pid.to_string(),
+            (pid, n) => format!("{pid} +{}", n - 1),
+        },
+        output::age(s.uptime_s),
+        s.restarts.to_string(),
+        format!("{:.1}%", s.cpu_percent),
+        output::bytes(s.memory_bytes),
+        traffic_cells(s.traffic.as_ref()).join(" "),
+        s.url.clone(),
+    ]
+}
+
+/// The lines under the table about one instance: a failed deploy always; the rest for an
+/// instance that is not healthy, or with NAME (`detail`).
+fn notes(i: &super::Instance, detail: bool) -> Vec<String> {
+    let mut lines: Vec<String> =
+        i.s.as_ref()
+            .and_then(failed_deploy_line)
+            .into_iter()
+            .collect();
+    if !(detail || i.state != "healthy") {
+        return lines;
+    }
+    let Some(s) = &i.s else {
+        lines.extend((!i.note.is_empty()).then(|| i.note.clone()));
+        return lines;
+    };
+    let mut extra = Vec::new();
+    if s.last_exit_code >= 0 {
+        extra.push(format!("last exit code {}", s.last_exit_code));
+    }
+    if s.next_restart_in_s > 0 {
+        extra.push(format!("next restart in {}s", s.next_restart_in_s));
+    }
+    if detail && !s.packages_hash.is_empty() {
+        extra.push(format!("packages {}", s.packages_hash));
+    }
+    if let (true, Some(limits)) = (detail, limits_text(s)) {
+        extra.push(format!("limits: {limits}"));
+    }
+    if !s.last_health.is_empty() {
+        lines.push(format!("last check: {}", s.last_health));
+    }
+    if !s.message.is_empty() {
+        lines.push(s.message.clone());
+    }
+    if !extra.is_empty() {
+        lines.push(extra.join(", "));
+    }
+    lines.extend(kernel_lines(s));
+    lines.extend(event_lines(s));
+    if detail {
+        lines.extend(proxy_lines(s));
+    }
+    lines
+}
+
 fn memory_limit(k: Option<&pb::KernelStats>) -> serde_json::Value {
     match k.map(|k| k.memory_limit_bytes) {
         Some(b) if b > 0 => json!(b),

@@ -35,62 +35,16 @@ pub(super) async fn refresh(
                 let Some(first) = live.first().and_then(|i| i.s.as_ref()) else {
                     continue;
                 };
-                if !st.deployments.contains_key(&d.name) {
+                if add_unknown(project, st, d, first) {
                     added += 1;
-                    st.deployments.insert(
-                        d.name.clone(),
-                        state::DeploymentState {
-                            declaration: declaration(project, d, first),
-                            env: d.env.clone(),
-                            owner: first.owner.clone(),
-                            ..Default::default()
-                        },
-                    );
                 } else {
                     updated += 1;
                 }
                 let Some(entry) = st.deployments.get_mut(&d.name) else {
                     continue;
                 };
-                for i in &d.instances {
-                    match (&i.s, i.state.as_str()) {
-                        (Some(s), _) => {
-                            entry.instances.insert(
-                                i.agent.clone(),
-                                state::InstanceState {
-                                    release: s.release,
-                                    git_ref: s.git_ref.clone(),
-                                    commit: s.commit.clone(),
-                                    packages_hash: s.packages_hash.clone(),
-                                    url: s.url.clone(),
-                                    status: s.state.clone(),
-                                    updated_at: now,
-                                },
-                            );
-                        }
-                        // The agent answered and does not run it: not an instance any more.
-                        (None, "missing") => {
-                            entry.instances.remove(&i.agent);
-                        }
-                        _ => {}
-                    }
-                }
-                if let Some(h) = running_release(project, entry, d, now) {
-                    recorded.push(format!(
-                        "{}: release {} ({}) recorded in its history",
-                        d.name,
-                        h.number,
-                        if h.git_ref.is_empty() {
-                            crate::output::short_commit(&h.commit)
-                        } else {
-                            &h.git_ref
-                        }
-                    ));
-                    // The declaration as deployed is the one running now.
-                    entry.declaration = h.declaration.clone();
-                    entry.owner = first.owner.clone();
-                    entry.history.push(h);
-                }
+                note_instances(entry, d, now);
+                recorded.extend(record_running(project, entry, d, first, now));
             }
             Ok(())
         })
@@ -105,6 +59,85 @@ pub(super) async fn refresh(
         }
     }
     Ok(())
+}
+
+/// Adds deployment `d` to the state when it does not have it (true), with the
+/// declaration and owner the agent running `first` reports.
+fn add_unknown(
+    project: &Project,
+    st: &mut state::State,
+    d: &Deployment,
+    first: &pb::DeploymentStatus,
+) -> bool {
+    if st.deployments.contains_key(&d.name) {
+        return false;
+    }
+    st.deployments.insert(
+        d.name.clone(),
+        state::DeploymentState {
+            declaration: declaration(project, d, first),
+            env: d.env.clone(),
+            owner: first.owner.clone(),
+            ..Default::default()
+        },
+    );
+    true
+}
+
+/// Each agent's instance of `d` as it reports it; one whose agent answered and does not
+/// run it is not an instance any more.
+fn note_instances(entry: &mut DeploymentState, d: &Deployment, now: i64) {
+    for i in &d.instances {
+        match (&i.s, i.state.as_str()) {
+            (Some(s), _) => {
+                entry.instances.insert(
+                    i.agent.clone(),
+                    state::InstanceState {
+                        release: s.release,
+                        git_ref: s.git_ref.clone(),
+                        commit: s.commit.clone(),
+                        packages_hash: s.packages_hash.clone(),
+                        url: s.url.clone(),
+                        status: s.state.clone(),
+                        updated_at: now,
+                    },
+                );
+            }
+            // The agent answered and does not run it: not an instance any more.
+            (None, "missing") => {
+                entry.instances.remove(&i.agent);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The running release recorded in the history when it does not have it
+/// (`running_release`), its declaration as deployed and the owner `first` reports made
+/// the deployment's; what to say of it.
+fn record_running(
+    project: &Project,
+    entry: &mut DeploymentState,
+    d: &Deployment,
+    first: &pb::DeploymentStatus,
+    now: i64,
+) -> Option<String> {
+    let h = running_release(project, entry, d, now)?;
+    let line = format!(
+        "{}: release {} ({}) recorded in its history",
+        d.name,
+        h.number,
+        if h.git_ref.is_empty() {
+            crate::output::short_commit(&h.commit)
+        } else {
+            &h.git_ref
+        }
+    );
+    // The declaration as deployed is the one running now.
+    entry.declaration = h.declaration.clone();
+    entry.owner = first.owner.clone();
+    entry.history.push(h);
+    Some(line)
 }
 
 /// The declaration an agent reports for what it runs, with the env it runs in.
@@ -169,5 +202,6 @@ fn running_release(
             .collect(),
         frozen: Vec::new(),
         note: state::REFRESHED.to_string(),
+        id: String::new(),
     })
 }

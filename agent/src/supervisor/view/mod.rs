@@ -1,5 +1,6 @@
 //! Deployments as `status`, the load balancers' health endpoints and `/metrics` see them:
-//! read from each deployment's snapshot and the sampled resource use, never by probing.
+//! read from each deployment's snapshot and the sampled resource use, never by probing
+//! (`probes.rs`: what `/metrics` and the load balancers read of them).
 
 use std::time::{Duration, SystemTime};
 
@@ -11,6 +12,9 @@ use crate::error::{Error, Result};
 use crate::instance::{InstanceStatus, RunTotals, State};
 use crate::limits::Stats;
 use crate::spec::Spec;
+use crate::store::ReleaseRecord;
+
+mod probes;
 
 /// A deployment as `status` shows it.
 #[derive(Debug, Clone)]
@@ -51,6 +55,10 @@ pub(crate) struct View {
     /// When this agent re-adopted the running app (Unix seconds; it was started by an
     /// earlier run of the agent).
     pub adopted_at: Option<i64>,
+    /// What a deploy may be based on (read with the release above).
+    pub generation: u64,
+    /// The last deploys, the one in progress and those waiting last.
+    pub deploys: Vec<crate::store::DeployRecord>,
 }
 
 /// One instance of a deployment with replicas.
@@ -122,6 +130,15 @@ fn sum(a: &RunTotals, b: &RunTotals) -> RunTotals {
     }
 }
 
+/// How long the first instance's running process has run (zero when none runs).
+fn uptime(first: Option<&InstanceStatus>) -> Duration {
+    first
+        .filter(|s| s.pid.is_some())
+        .and_then(|s| s.started_at)
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default()
+}
+
 impl Supervisor {
     pub(crate) fn status(&self, name: Option<&str>) -> Result<Vec<View>> {
         let deployments = match name {
@@ -131,98 +148,35 @@ impl Supervisor {
         Ok(deployments.iter().map(|d| self.view(d)).collect())
     }
 
+    /// A deployment's view, read from its snapshot: its state (and the node proxy's
+    /// trouble), then the figures each in its own function. Long on purpose: the rest is
+    /// the `View` literal, one field per line, each read from the deployment's current
+    /// release or first instance.
     fn view(&self, d: &Deployment) -> View {
         let snap = d.snapshot();
-        let (mut state, mut message) = state_of(&snap);
-        // Behind a node proxy that does not serve: not served, whatever the app's state.
-        let proxy_trouble = d.private_port().and(self.proxy().trouble());
-        if let Some(why) = &proxy_trouble {
-            if state == State::Healthy {
-                state = State::Unhealthy;
-            }
-            message.clone_from(why);
-        }
+        let (state, message, proxy_trouble) = self.state_with_proxy(d, &snap);
         let Snapshot {
             current,
             instance,
             replicas: replica_snaps,
             last_event,
             failed_deploy,
+            generation,
+            deploys,
             ..
         } = snap;
-        // Adopted when this agent started.
-        let adopted_at = instance
-            .as_ref()
-            .filter(|s| s.adopted && s.pid.is_some())
-            .map(|_| crate::clock::now_unix() - self.uptime().as_secs() as i64);
+        let adopted_at = self.adopted_at(instance.as_ref());
         let pid = instance.as_ref().and_then(|s| s.pid).or(snap.recorded_pid);
-        let usage = |pid: Option<u32>| pid.map(|p| self.usage.of(p)).unwrap_or_default();
-        // An instance's ended runs, and its running one as last sampled.
-        let kernel = |s: &InstanceStatus| -> (RunTotals, Option<(String, Stats)>) {
-            let live = if s.run_counted {
-                None
-            } else {
-                self.usage.kernel_of(&s.tracking.id)
-            };
-            match live {
-                Some(st) => (s.ended_runs.plus(&st), Some((s.tracking.id.clone(), st))),
-                None => (s.ended_runs, None),
-            }
-        };
-        let all_instances: Vec<&InstanceStatus> = instance
-            .iter()
-            .chain(replica_snaps.iter().map(|(r, _)| r))
-            .collect();
-        let mut live_runs = Vec::new();
-        let mut totals = RunTotals::default();
-        for s in &all_instances {
-            let (k, live) = kernel(s);
-            live_runs.extend(live);
-            totals = sum(&totals, &k);
-        }
-        let replicas: Vec<ReplicaView> = if replica_snaps.is_empty() {
-            Vec::new()
-        } else {
-            let first = instance.as_ref().map(|i| (i.clone(), d.private_port()));
-            first
-                .into_iter()
-                .chain(replica_snaps.iter().map(|(r, p)| (r.clone(), Some(*p))))
-                .map(|(s, port)| {
-                    let (cpu_percent, memory_bytes) = usage(s.pid);
-                    ReplicaView {
-                        pid: s.pid,
-                        private_address: port.map(|p| self.app_host().private_address(p)),
-                        state: s.state,
-                        restarts: s.restarts,
-                        cpu_percent,
-                        memory_bytes,
-                        kernel: kernel(&s).0,
-                    }
-                })
-                .collect()
-        };
-        let (cpu_percent, memory_bytes) = if replicas.is_empty() {
-            usage(pid)
-        } else {
-            replicas.iter().fold((0.0, 0), |(c, m), r| {
-                (c + r.cpu_percent, m + r.memory_bytes)
-            })
-        };
+        let (totals, live_runs) = self.kernel_totals(instance.as_ref(), &replica_snaps);
+        let replicas = self.replica_views(d, instance.as_ref(), &replica_snaps);
+        let (cpu_percent, memory_bytes) = self.cpu_and_memory(pid, &replicas);
         let private_address = d.private_port().map(|p| self.app_host().private_address(p));
-        // What the proxy served before it stopped answering is not its traffic now.
-        let traffic = current
-            .as_ref()
-            .filter(|_| private_address.is_some() && proxy_trouble.is_none())
-            .and_then(|r| {
-                self.traffic()
-                    .last_minute(self.app_host().public_address(r.spec.port))
-            });
-        let uptime = instance
-            .as_ref()
-            .filter(|s| s.pid.is_some())
-            .and_then(|s| s.started_at)
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .unwrap_or_default();
+        let traffic = self.traffic_of(
+            current.as_ref(),
+            private_address.is_some(),
+            proxy_trouble.is_some(),
+        );
+        let uptime = uptime(instance.as_ref());
         View {
             name: d.name().to_string(),
             state,
@@ -271,83 +225,121 @@ impl Supervisor {
             last_event,
             failed_deploy,
             adopted_at,
+            generation,
+            deploys,
         }
     }
 
-    /// Every deployment's present state and resource use, for `/metrics`.
-    pub(crate) fn present(&self) -> Vec<crate::metrics::Present> {
-        self.all()
-            .iter()
-            .map(|d| {
-                let v = self.view(d);
-                crate::metrics::Present {
-                    deployment: v.name,
-                    state: v.state.as_str(),
-                    cpu_percent: v.cpu_percent,
-                    memory_bytes: v.memory_bytes,
-                    memory_limit: v.kernel.memory_limit,
-                    live_runs: v.live_runs,
-                }
-            })
-            .collect()
+    /// The deployment's state and why (`state_of`); behind a node proxy that does not
+    /// serve, not served whatever the app's state: then also why the proxy does not.
+    fn state_with_proxy(&self, d: &Deployment, snap: &Snapshot) -> (State, String, Option<String>) {
+        let (mut state, mut message) = state_of(snap);
+        let proxy_trouble = d.private_port().and(self.proxy().trouble());
+        if let Some(why) = &proxy_trouble {
+            if state == State::Healthy {
+                state = State::Unhealthy;
+            }
+            message.clone_from(why);
+        }
+        (state, message, proxy_trouble)
     }
 
-    /// What the node proxy served for each deployment (its last counts), for `/metrics`.
-    pub(crate) fn served(&self) -> Vec<crate::metrics::Served> {
-        let routes = self.traffic().latest();
-        if routes.is_empty() {
+    /// When this agent re-adopted the running app (Unix seconds: when the agent started).
+    fn adopted_at(&self, first: Option<&InstanceStatus>) -> Option<i64> {
+        first
+            .filter(|s| s.adopted && s.pid.is_some())
+            .map(|_| crate::clock::now_unix() - self.uptime().as_secs() as i64)
+    }
+
+    /// What the kernel says of every instance, the first and the replicas (summed), and
+    /// the running ones' last sampled figures.
+    fn kernel_totals(
+        &self,
+        first: Option<&InstanceStatus>,
+        replicas: &[(InstanceStatus, u16)],
+    ) -> (RunTotals, Vec<(String, Stats)>) {
+        let mut live_runs = Vec::new();
+        let mut totals = RunTotals::default();
+        for s in first.into_iter().chain(replicas.iter().map(|(r, _)| r)) {
+            let (k, live) = self.kernel(s);
+            live_runs.extend(live);
+            totals = sum(&totals, &k);
+        }
+        (totals, live_runs)
+    }
+
+    /// CPU and memory: of the app's process tree, or with replicas of every instance.
+    fn cpu_and_memory(&self, pid: Option<u32>, replicas: &[ReplicaView]) -> (f32, u64) {
+        if replicas.is_empty() {
+            self.usage_of(pid)
+        } else {
+            replicas.iter().fold((0.0, 0), |(c, m), r| {
+                (c + r.cpu_percent, m + r.memory_bytes)
+            })
+        }
+    }
+
+    /// The last minute's traffic to the current release through the node proxy: none when
+    /// it is not behind it, or when the proxy does not answer (what it served before it
+    /// stopped answering is not its traffic now).
+    fn traffic_of(
+        &self,
+        current: Option<&ReleaseRecord>,
+        behind_proxy: bool,
+        proxy_trouble: bool,
+    ) -> Option<crate::traffic::Rates> {
+        current
+            .filter(|_| behind_proxy && !proxy_trouble)
+            .and_then(|r| {
+                self.traffic()
+                    .last_minute(self.app_host().public_address(r.spec.port))
+            })
+    }
+
+    /// CPU and memory of an app's process tree, as last sampled.
+    fn usage_of(&self, pid: Option<u32>) -> (f32, u64) {
+        pid.map(|p| self.usage.of(p)).unwrap_or_default()
+    }
+
+    /// An instance's ended runs, and its running one as last sampled.
+    fn kernel(&self, s: &InstanceStatus) -> (RunTotals, Option<(String, Stats)>) {
+        let live = match s.run_counted {
+            true => None,
+            false => self.usage.kernel_of(&s.tracking.id),
+        };
+        match live {
+            Some(st) => (s.ended_runs.plus(&st), Some((s.tracking.id.clone(), st))),
+            None => (s.ended_runs, None),
+        }
+    }
+
+    /// Each instance of a release with replicas (none without: the deployment's own line
+    /// says it all), the first one first.
+    fn replica_views(
+        &self,
+        d: &Deployment,
+        first: Option<&InstanceStatus>,
+        replicas: &[(InstanceStatus, u16)],
+    ) -> Vec<ReplicaView> {
+        if replicas.is_empty() {
             return Vec::new();
         }
-        self.all()
-            .iter()
-            .filter_map(|d| {
-                let listen = self.app_host().public_address(d.current()?.spec.port);
-                let route = routes.iter().find(|r| r.listen == listen)?;
-                let mut releases: Vec<(u32, crate::proxy::Counts, u64)> = Vec::new();
-                for b in route.serving.iter().chain(&route.draining) {
-                    match releases.iter_mut().find(|(r, _, _)| *r == b.release) {
-                        Some((_, counts, in_flight)) => {
-                            counts.add(&b.counts);
-                            *in_flight += b.in_flight;
-                        }
-                        None => releases.push((b.release, b.counts.clone(), b.in_flight)),
-                    }
+        let first = first.map(|i| (i.clone(), d.private_port()));
+        first
+            .into_iter()
+            .chain(replicas.iter().map(|(r, p)| (r.clone(), Some(*p))))
+            .map(|(s, port)| {
+                let (cpu_percent, memory_bytes) = self.usage_of(s.pid);
+                ReplicaView {
+                    pid: s.pid,
+                    private_address: port.map(|p| self.app_host().private_address(p)),
+                    state: s.state,
+                    restarts: s.restarts,
+                    cpu_percent,
+                    memory_bytes,
+                    kernel: self.kernel(&s).0,
                 }
-                Some(crate::metrics::Served {
-                    deployment: d.name().to_string(),
-                    releases,
-                    totals: route.totals.clone(),
-                    unavailable: route.unavailable,
-                })
             })
             .collect()
-    }
-
-    /// Whether a deployment is healthy right now (for load balancers; from cached state):
-    /// healthy, its state, the last check's result. Unhealthy while it drains for removal.
-    pub(crate) fn healthy(&self, name: &str) -> Option<(bool, &'static str, String)> {
-        let d = self.get(name)?;
-        d.lb_checked();
-        // With replicas: healthy while any instance is (the node proxy serves from it).
-        let healthy_replica = d
-            .replicas()
-            .iter()
-            .map(|r| r.snapshot())
-            .find(|s| s.state == State::Healthy);
-        let proxy_trouble = d.private_port().and(self.proxy().trouble());
-        Some(match d.instance().map(|i| i.snapshot()) {
-            _ if d.is_draining() => (false, "draining", "the deployment is being removed".into()),
-            _ if proxy_trouble.is_some() => (
-                false,
-                crate::proxy::NOT_ANSWERING_STATE,
-                proxy_trouble.unwrap_or_default(),
-            ),
-            Some(s) if s.state != State::Healthy && healthy_replica.is_some() => {
-                let r = healthy_replica.unwrap_or(s);
-                (true, r.state.as_str(), r.last_health)
-            }
-            Some(s) => (s.state == State::Healthy, s.state.as_str(), s.last_health),
-            None => (false, State::Stopped.as_str(), String::new()),
-        })
     }
 }
