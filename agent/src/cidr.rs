@@ -44,10 +44,9 @@ impl FromStr for Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = addr
-            .trim()
-            .parse()
-            .map_err(|_| format!("{s:?} is not an address or an address block like \"10.0.0.0/8\""))?;
+        let addr: IpAddr = addr.trim().parse().map_err(|_| {
+            format!("{s:?} is not an address or an address block like \"10.0.0.0/8\"")
+        })?;
         let addr = addr.to_canonical();
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {

@@ -328,7 +328,10 @@ impl FileConfig {
         if let Some(list) = &self.trusted_proxies {
             config.trusted_proxies = list
                 .iter()
-                .map(|c| c.parse().map_err(|e| invalid(format!("trusted_proxies: {e}"))))
+                .map(|c| {
+                    c.parse()
+                        .map_err(|e| invalid(format!("trusted_proxies: {e}")))
+                })
                 .collect::<Result<_, _>>()?;
         }
         if let Some(v) = self.installer {

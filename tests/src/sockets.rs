@@ -57,7 +57,13 @@ pub fn open_files_limit(pid: u32) -> Option<(u64, u64)> {
     let mut n = line
         .trim_start_matches("Max open files")
         .split_whitespace()
-        .map(|v| if v == "unlimited" { Some(u64::MAX) } else { v.parse().ok() });
+        .map(|v| {
+            if v == "unlimited" {
+                Some(u64::MAX)
+            } else {
+                v.parse().ok()
+            }
+        });
     Some((n.next()??, n.next()??))
 }
 

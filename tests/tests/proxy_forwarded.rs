@@ -84,14 +84,34 @@ fn forwarding_headers_are_the_peers_unless_it_is_a_trusted_proxy() {
 
     // A client: what it sent is replaced, whatever it sent.
     let seen = seen_from(&client, app, forged);
-    assert_eq!(seen["x-forwarded-for"], serde_json::json!([*client]), "{seen}");
-    assert_eq!(seen["x-forwarded-proto"], serde_json::json!(["http"]), "{seen}");
+    assert_eq!(
+        seen["x-forwarded-for"],
+        serde_json::json!([*client]),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["x-forwarded-proto"],
+        serde_json::json!(["http"]),
+        "{seen}"
+    );
     let twice = "X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\n";
     let seen = seen_from(&client, app, twice);
-    assert_eq!(seen["x-forwarded-for"], serde_json::json!([*client]), "{seen}");
+    assert_eq!(
+        seen["x-forwarded-for"],
+        serde_json::json!([*client]),
+        "{seen}"
+    );
     let seen = seen_from(&client, app, "");
-    assert_eq!(seen["x-forwarded-for"], serde_json::json!([*client]), "{seen}");
-    assert_eq!(seen["x-forwarded-proto"], serde_json::json!(["http"]), "{seen}");
+    assert_eq!(
+        seen["x-forwarded-for"],
+        serde_json::json!([*client]),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["x-forwarded-proto"],
+        serde_json::json!(["http"]),
+        "{seen}"
+    );
 
     // A trusted proxy: its address is appended, its protocol kept.
     let seen = seen_from(&lb, app, forged);
@@ -100,8 +120,16 @@ fn forwarding_headers_are_the_peers_unless_it_is_a_trusted_proxy() {
         serde_json::json!([format!("203.0.113.7, {lb}")]),
         "{seen}"
     );
-    assert_eq!(seen["x-forwarded-proto"], serde_json::json!(["https"]), "{seen}");
+    assert_eq!(
+        seen["x-forwarded-proto"],
+        serde_json::json!(["https"]),
+        "{seen}"
+    );
     let seen = seen_from(&lb, app, "");
     assert_eq!(seen["x-forwarded-for"], serde_json::json!([*lb]), "{seen}");
-    assert_eq!(seen["x-forwarded-proto"], serde_json::json!(["http"]), "{seen}");
+    assert_eq!(
+        seen["x-forwarded-proto"],
+        serde_json::json!(["http"]),
+        "{seen}"
+    );
 }

@@ -122,7 +122,8 @@ fn idle_and_slowloris_connections_are_closed_and_capped_while_another_deployment
     let idle: Vec<TcpStream> = (0..EACH)
         .map(|i| {
             let mut s = open(target);
-            s.write_all(b"GET / HTTP/1.1\r\nHost: target\r\n\r\n").unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: target\r\n\r\n")
+                .unwrap();
             let answer = read_answer(&mut s);
             assert!(
                 matches!(&answer, Some((200, body)) if body.contains("target")),
@@ -135,7 +136,9 @@ fn idle_and_slowloris_connections_are_closed_and_capped_while_another_deployment
     let silent: Vec<TcpStream> = (0..EACH).map(|_| open(target)).collect();
     let slow: Arc<Vec<TcpStream>> = Arc::new((0..EACH).map(|_| open(target)).collect());
     for s in slow.iter() {
-        (&*s).write_all(b"GET / HTTP/1.1\r\nHost: target\r\n").unwrap();
+        (&*s)
+            .write_all(b"GET / HTTP/1.1\r\nHost: target\r\n")
+            .unwrap();
     }
     let stop = Arc::new(AtomicBool::new(false));
     let trickle = {
@@ -167,7 +170,10 @@ fn idle_and_slowloris_connections_are_closed_and_capped_while_another_deployment
     // The idle ones have their own, longer timeout.
     if first_idle.elapsed() + Duration::from_secs(2) < IDLE_TIMEOUT {
         let closed = idle.iter().filter(|s| closed_by_peer(s)).count();
-        assert_eq!(closed, 0, "idle connections closed before proxy_idle_timeout");
+        assert_eq!(
+            closed, 0,
+            "idle connections closed before proxy_idle_timeout"
+        );
     }
     stop.store(true, Ordering::SeqCst);
     let _ = trickle.join();

@@ -1,9 +1,9 @@
 //! A backend of a route: one instance's private address and release, who must own its
 //! listener, its requests in flight and its counts.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 

@@ -55,7 +55,10 @@ pub(super) async fn forward(ctx: Arc<Ctx>, mut req: Request<Incoming>) -> Respon
             Err(mut e) => {
                 let backend = in_flight.backend();
                 tracing::debug!(addr = %backend.spec.addr, error = %e.error(), "backend request failed");
-                match e.take_message().or_else(|| replay.as_ref().map(Head::request)) {
+                match e
+                    .take_message()
+                    .or_else(|| replay.as_ref().map(Head::request))
+                {
                     Some(r) if attempt < MAX_ATTEMPTS => req = r,
                     _ => {
                         backend.finished(502, began.elapsed());

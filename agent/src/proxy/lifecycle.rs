@@ -69,9 +69,10 @@ impl NodeProxy {
             }
         }
         let (dir, threads) = (self.dir.clone(), self.threads);
-        let id = tokio::task::spawn_blocking(move || super::spawn::detached(&dir, sockets, threads))
-            .await
-            .map_err(|e| e.to_string())??;
+        let id =
+            tokio::task::spawn_blocking(move || super::spawn::detached(&dir, sockets, threads))
+                .await
+                .map_err(|e| e.to_string())??;
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         let reply = loop {
             match self.client.table(PING_TIMEOUT).await {

@@ -89,7 +89,9 @@ pub async fn run(
 /// The apps behind it share the node, and each request costs an app at least what it costs
 /// the proxy (on 2 cores shared with a client and an app, 1 thread serves more than 2).
 pub(crate) fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get() / 2).max(1)
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get() / 2)
+        .max(1)
 }
 
 /// Raises the limit on open files to the hard limit: every connection of every deployment
@@ -113,7 +115,11 @@ fn raise_open_files_limit() {
     lim.rlim_cur = lim.rlim_max;
     // SAFETY: as above.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
-        tracing::info!(open_files = lim.rlim_cur, was, "open-file limit raised to the hard limit");
+        tracing::info!(
+            open_files = lim.rlim_cur,
+            was,
+            "open-file limit raised to the hard limit"
+        );
     } else {
         let e = std::io::Error::last_os_error();
         tracing::warn!(error = %e, open_files = was, "cannot raise the open-file limit");

@@ -99,6 +99,9 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert!(json.contains(r#""trusted_proxies":["10.0.0.0/8"]"#), "{json}");
+        assert!(
+            json.contains(r#""trusted_proxies":["10.0.0.0/8"]"#),
+            "{json}"
+        );
     }
 }

@@ -48,7 +48,6 @@ impl RouteSpec {
     }
 }
 
-
 /// A route's counts at one moment.
 pub(crate) struct RouteCounts {
     pub serving: Vec<BackendStats>,

@@ -200,7 +200,11 @@ mod tests {
     fn a_connection_waits_for_a_head_answers_then_idles() {
         let clock = Clock::new();
         let start = clock.since.load(Ordering::Relaxed);
-        assert_eq!(clock.deadline(10, 75), Some(start + 10), "a new connection: its head");
+        assert_eq!(
+            clock.deadline(10, 75),
+            Some(start + 10),
+            "a new connection: its head"
+        );
         let busy = clock.busy();
         assert_eq!(clock.deadline(10, 75), None, "never while it answers");
         clock.read();
@@ -210,7 +214,11 @@ mod tests {
         assert_eq!(clock.deadline(10, 75), Some(idle + 75), "kept alive: idle");
         clock.read();
         let head = clock.since.load(Ordering::Relaxed);
-        assert_eq!(clock.deadline(10, 75), Some(head + 10), "a byte: the head's time");
+        assert_eq!(
+            clock.deadline(10, 75),
+            Some(head + 10),
+            "a byte: the head's time"
+        );
         clock.read();
         assert_eq!(
             clock.since.load(Ordering::Relaxed),

@@ -167,7 +167,9 @@ impl Dispatch {
                     let _counted = counted;
                     match TcpStream::from_std(std) {
                         Ok(stream) => serve(stream).await,
-                        Err(e) => tracing::warn!(error = %e, "cannot hand a connection to a worker"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot hand a connection to a worker")
+                        }
                     }
                 });
             }
