@@ -16,6 +16,7 @@ mod backend;
 mod body;
 mod control;
 mod counters;
+mod error;
 mod fdpass;
 mod forward;
 mod forwarding;

@@ -22,6 +22,7 @@ use std::sync::{Mutex as StdMutex, MutexGuard};
 use tokio::sync::{mpsc, Mutex};
 
 use super::control::ProxyClient;
+use super::error::ProxyError;
 use super::generation::Generations;
 use super::table::RouteSpec;
 use crate::procstat::ProcId;
@@ -108,7 +109,7 @@ impl NodeProxy {
 
     /// The agent decides that `route` serves its address: recorded first (the watch sends
     /// it again until the proxy has it), then sent, starting the proxy if it does not run.
-    pub(crate) async fn set_route(&self, route: RouteSpec) -> Result<(), String> {
+    pub(crate) async fn set_route(&self, route: RouteSpec) -> Result<(), ProxyError> {
         let mut inner = self.inner.lock().await;
         let listen = route.listen;
         inner.decided.insert(listen, route);
@@ -124,19 +125,19 @@ impl NodeProxy {
     /// A switch: `route` is the agent's decision only once the proxy has taken it. When it
     /// has not (it did not answer), the route decided before is sent again with a newer
     /// generation, so the switch, should the proxy take it late, is undone.
-    pub(crate) async fn switch_route(&self, route: RouteSpec) -> Result<(), String> {
+    pub(crate) async fn switch_route(&self, route: RouteSpec) -> Result<(), ProxyError> {
         let mut inner = self.inner.lock().await;
         let listen = route.listen;
         let mut sent = route;
         let result = match self.ensure(&mut inner).await {
             Ok(id) => self.send_set(&mut inner, &mut sent).await.map_err(|e| {
-                if id.is_running() {
+                if id.is_running() || !e.is_down() {
                     e
                 } else {
-                    format!(
+                    ProxyError::NotStarted(format!(
                         "the node proxy (pid {}) did not answer and was replaced ({e})",
                         id.pid
-                    )
+                    ))
                 }
             }),
             Err(e) => Err(e),
@@ -160,7 +161,7 @@ impl NodeProxy {
     /// Lets go of `listen` (the agent's socket too, so an app may bind it). When that was
     /// the last route, the proxy stops: a node that serves no deployment runs none (the
     /// next route starts it again). Under the lock, so no route is set meanwhile.
-    pub(crate) async fn remove_route(&self, listen: SocketAddr) -> Result<(), String> {
+    pub(crate) async fn remove_route(&self, listen: SocketAddr) -> Result<(), ProxyError> {
         let mut inner = self.inner.lock().await;
         inner.decided.remove(&listen);
         inner.listeners.remove(&listen);
