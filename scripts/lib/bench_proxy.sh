@@ -154,7 +154,8 @@ print(json.load(sys.stdin)["deployments"][0]["instances"][0]["private_address"])
 
 # HAProxy (Debian's) on $HAPROXY_IP:8000 in front of the backend $1, set up as a proxy in front
 # of a deployment would be: keep-alive on both sides, X-Forwarded-For and -Proto set, its
-# default threads (one per core). Sets HAPROXY_PID; without haproxy, a note and false.
+# default threads (one per core), its own session. Sets HAPROXY_PID; without haproxy, a note
+# and false.
 HAPROXY_IP=127.0.0.244
 start_haproxy() {
   if ! ensure_apt_tool haproxy haproxy >&2; then
@@ -168,7 +169,10 @@ start_haproxy() {
     "  timeout http-request 10s" "frontend front" "  bind $HAPROXY_IP:8000" \
     "  http-request set-header X-Forwarded-Proto http" "  default_backend app" \
     "backend app" "  server app $1" > "$cfg"
-  "$bin" -db -f "$cfg" > "$WORK/haproxy.log" 2>&1 &
+  # In a session of its own, as the node proxy runs (and as either runs on a server, a
+  # service): the kernel shares the CPU between sessions (autogroups), so a proxy in wrk's
+  # session would be scheduled with wrk's and served first on a busy machine.
+  setsid "$bin" -db -f "$cfg" > "$WORK/haproxy.log" 2>&1 &
   HAPROXY_PID=$!
   PIDS+=("$HAPROXY_PID")
   if ! wait_http "http://$HAPROXY_IP:8000/" 10; then
@@ -177,7 +181,7 @@ start_haproxy() {
   fi
   local version
   version=$("$bin" -v 2>/dev/null | awk 'NR == 1 {print $3}')
-  NOTES+=("proxy: HAProxy $version, option forwardfor, one thread per core")
+  NOTES+=("proxy: HAProxy $version, option forwardfor, one thread per core, in a session of its own like the node proxy")
 }
 
 # The pid of the process listening on $1 (host:port).
