@@ -21,23 +21,9 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn deploy(project: &Project, name: &str, port: &str) {
     let repo = GitRepo::new();
-    repo.commit_app(name, None);
-    let url = repo.url();
+    let commit = repo.commit_app(name, None);
     project
-        .deployctl(&[
-            "run",
-            name,
-            "--env",
-            ENV,
-            "--repo",
-            &url,
-            "--command",
-            "python3 app.py",
-            "--port",
-            port,
-            "--health-path",
-            "/health",
-        ])
+        .run_app(ENV, name, &repo.url(), &commit, &["--port", port])
         .ok();
 }
 
