@@ -42,6 +42,7 @@ pub(crate) async fn start(
     stdin: Option<mpsc::Receiver<Vec<u8>>>,
 ) -> Result<mpsc::Receiver<ExecEvent>> {
     let d = sup
+        .registry()
         .get(name)
         .ok_or_else(|| Error::NotFound(name.to_string()))?;
     let release = d.current().ok_or_else(|| {

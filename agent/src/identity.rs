@@ -89,18 +89,46 @@ fn unused(uid: u32) -> bool {
     )
 }
 
-/// One allocation at a time in this agent (other agents are kept apart by `useradd`).
+/// One allocation at a time in this agent; [`node_lock`] keeps the node's other agents apart.
 static ALLOCATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Where every agent on the node takes turns at `/etc/passwd` (the first directory that
+/// exists).
+const NODE_LOCKS: [&str; 2] = ["/run/lock", "/run"];
+
+/// Held while this agent changes the node's users: one agent at a time. `useradd` locks
+/// `/etc/passwd` itself, but when it finds it locked it sleeps a whole second before it
+/// tries again: with agents deploying at once on one node (tests, benches, several agents
+/// per machine) most of a deploy went by in those sleeps. A kernel lock is handed over the
+/// moment it is released. `None` (no lock directory): `useradd`'s own lock still keeps
+/// them correct.
+fn node_lock() -> Option<nix::fcntl::Flock<std::fs::File>> {
+    let dir = NODE_LOCKS.iter().find(|d| Path::new(d).is_dir())?;
+    let path = Path::new(dir).join("deploy-agent-users.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| tracing::debug!(file = %path.display(), error = %e, "no node lock for users"))
+        .ok()?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(
+            |(_, e)| tracing::debug!(file = %path.display(), error = %e, "no node lock for users"),
+        )
+        .ok()
+}
 
 /// A new identity from `range`, its home `home` (made by the caller). `recorded`: the
 /// identity the deployment's record names, made again with the same uid if the node lost
-/// it. Blocking: runs `groupadd` and `useradd`.
+/// it. Blocking: runs `useradd`.
 pub(crate) fn ensure(
     range: (u32, u32),
     recorded: Option<&Identity>,
     home: &Path,
 ) -> Result<Identity, String> {
     let _one = ALLOCATING.lock().unwrap_or_else(|p| p.into_inner());
+    let _node = node_lock();
     if let Some(id) = recorded {
         if exists(id) {
             return Ok(id.clone());
@@ -133,21 +161,31 @@ pub(crate) fn ensure(
     })
 }
 
-/// Makes group and user `deploy-app-<uid>` with that uid and gid.
+/// Makes user `deploy-app-<uid>` and its group of the same name, both with id `uid`: one
+/// `useradd` (one lock of `/etc/passwd`, one write of each file) rather than `groupadd`
+/// then `useradd`. `-K` narrows the ranges it picks from to `uid` itself (and keeps it
+/// from warning that the uid is outside `UID_MIN`-`UID_MAX`).
 fn create(uid: u32, home: &Path) -> Result<Identity, String> {
     let user = format!("{USER_PREFIX}{uid}");
     let id = uid.to_string();
-    run(tool("groupadd"), &["-g", &id, &user])?;
+    let (uid_min, uid_max) = (format!("UID_MIN={uid}"), format!("UID_MAX={uid}"));
+    let (gid_min, gid_max) = (format!("GID_MIN={uid}"), format!("GID_MAX={uid}"));
     let home_s = home.to_string_lossy();
-    let made = run(
+    run(
         tool("useradd"),
         &[
             "-u",
             &id,
-            "-g",
-            &id,
+            "-U",
+            "-K",
+            &uid_min,
+            "-K",
+            &uid_max,
+            "-K",
+            &gid_min,
+            "-K",
+            &gid_max,
             "-M",
-            "-N",
             "-l",
             "-d",
             &home_s,
@@ -157,11 +195,7 @@ fn create(uid: u32, home: &Path) -> Result<Identity, String> {
             COMMENT,
             &user,
         ],
-    );
-    if let Err(e) = made {
-        let _ = run(tool("groupdel"), &[&user]);
-        return Err(e);
-    }
+    )?;
     Ok(Identity {
         uid,
         gid: uid,
@@ -182,6 +216,7 @@ pub(crate) fn free(id: &Identity) {
         return;
     }
     let _one = ALLOCATING.lock().unwrap_or_else(|p| p.into_inner());
+    let _node = node_lock();
     if let Err(e) = run(tool("userdel"), &[&id.user]) {
         tracing::warn!(user = %id.user, error = %e, "cannot delete the deployment's user");
         return;

@@ -108,20 +108,21 @@ pub(crate) async fn launch(
     }
 }
 
-/// The node proxy's route for `release` served by its instances on `private_ports`.
-pub(crate) fn route(sup: &Supervisor, release: &ReleaseRecord, private_ports: &[u16]) -> RouteSpec {
-    // Its listeners must be its own user's (not when apps run as the agent's user).
-    let owner = sup
-        .get(&release.spec.name)
-        .and_then(|d| sup.identity_of(&d))
-        .map(|id| id.uid);
+/// The node proxy's route for `release` served by its instances on `private_ports`, whose
+/// listeners must be user `owner`'s (`None`: apps run as the agent's user).
+pub(crate) fn route(
+    host: AppHost,
+    release: &ReleaseRecord,
+    private_ports: &[u16],
+    owner: Option<u32>,
+) -> RouteSpec {
     RouteSpec {
-        listen: sup.app_host().public_address(release.spec.port),
+        listen: host.public_address(release.spec.port),
         mode: release.spec.proxy,
         backends: private_ports
             .iter()
             .map(|p| BackendSpec {
-                addr: sup.app_host().private_address(*p),
+                addr: host.private_address(*p),
                 release: release.number,
                 owner,
             })
@@ -227,5 +228,23 @@ mod tests {
             assert_eq!(vm.bind_address(8000, None), (vm.0, 8000));
             assert_eq!(vm.public_address(8000), SocketAddr::new(vm.0, 8000));
         }
+    }
+
+    #[test]
+    fn a_route_sends_to_the_private_ports_of_its_owner() {
+        let release = crate::deployment::tests::release(3, "user:alice");
+        let host = AppHost("10.0.0.5".parse().unwrap());
+        let route = route(host, &release, &[41000, 41001], Some(61200));
+        assert_eq!(route.listen.to_string(), "10.0.0.5:8000");
+        assert_eq!(route.name, "app");
+        let to: Vec<String> = route.backends.iter().map(|b| b.addr.to_string()).collect();
+        assert_eq!(to, ["127.0.0.1:41000", "127.0.0.1:41001"]);
+        assert!(route
+            .backends
+            .iter()
+            .all(|b| b.release == 3 && b.owner == Some(61200)));
+        // Apps that run as the agent's user: any listener is theirs.
+        let shared = super::route(host, &release, &[41000], None);
+        assert_eq!(shared.backends[0].owner, None);
     }
 }

@@ -252,7 +252,7 @@ fn grpc_incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming
 /// Samples the apps' CPU and memory in the background, so status answers from memory.
 async fn sample_usage(sup: std::sync::Arc<Supervisor>) {
     loop {
-        let apps = sup.running_apps();
+        let apps = sup.registry().running_apps();
         sup.usage().sample(apps).await;
         tokio::time::sleep(USAGE_PERIOD).await;
     }
@@ -280,6 +280,7 @@ async fn proxy_after_the_agent(sup: &Supervisor) {
         .iter()
         .map(|r| {
             let name = sup
+                .registry()
                 .all()
                 .into_iter()
                 .find(|d| {

@@ -24,7 +24,8 @@ const LOOK_GAP: Duration = Duration::from_millis(5);
 
 /// Every deployment's log files: its app's output and its deploys'.
 pub(crate) fn all_logs(sup: &Supervisor) -> Vec<PathBuf> {
-    sup.all()
+    sup.registry()
+        .all()
         .iter()
         .flat_map(|d| {
             [

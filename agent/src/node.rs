@@ -40,7 +40,12 @@ fn info_blocking(sup: &Supervisor, deployments: u32) -> NodeInfoReply {
         .max_by_key(|d| d.mount_point().as_os_str().len());
     let venvs = sup.venvs().summary();
     let artifacts = sup.artifacts().summary();
-    let releases: Vec<_> = sup.all().iter().filter_map(|d| d.current()).collect();
+    let releases: Vec<_> = sup
+        .registry()
+        .all()
+        .iter()
+        .filter_map(|d| d.current())
+        .collect();
     let (memory_committed_bytes, cpus_committed) = promised(
         releases
             .iter()

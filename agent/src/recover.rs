@@ -29,12 +29,13 @@ impl Supervisor {
     /// Adopts or restarts every deployment, then marks the agent ready. Never waits for a
     /// restarted app to become healthy (status shows how it goes).
     pub(crate) async fn recover(self: &Arc<Self>) {
-        for d in self.all() {
+        for d in self.registry().all() {
             let outcome = recover_one(self, &d).await;
             tracing::info!(deployment = %d.name(), ?outcome, "recovered");
         }
         // Empty cgroups of instances that ended while the agent was away.
         let keep: Vec<_> = self
+            .registry()
             .running_apps()
             .into_iter()
             .flat_map(|(_, t)| t.cgroup.into_iter().chain(t.limits))
@@ -151,7 +152,7 @@ async fn own_identity(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> bool {
 /// case it does not. What `moved` off a shared user still runs as it until its restart:
 /// served as it is meanwhile.
 async fn route_again(sup: &Supervisor, d: &Deployment, release: &ReleaseRecord, moved: bool) {
-    let mut route = crate::launch::route(sup, release, &d.private_ports());
+    let mut route = sup.route(d, release, &d.private_ports());
     if moved {
         route.backends.iter_mut().for_each(|b| b.owner = None);
     }

@@ -85,7 +85,8 @@ enum Command {
     #[command(subcommand)]
     Config(cmd::config::Config),
     /// The state itself: `state copy` copies every deployment's record and history to
-    /// another backend (e.g. after switching core.state.uri)
+    /// another backend (e.g. after switching core.state.uri); `state rebuild` rebuilds it
+    /// from what the agents keep (e.g. after it was lost)
     #[command(subcommand)]
     State(cmd::statecopy::StateCommand),
     /// Each agent: reachable, version, hostname, CPU, memory, disk, load, deployments, capacity

@@ -283,6 +283,16 @@ impl Project {
         self.deployctl(&args).ok();
     }
 
+    /// `history NAME --output json`'s releases (must succeed).
+    pub fn history(&self, name: &str) -> Vec<Value> {
+        let out = self.deployctl(&["history", name, "--output", "json"]);
+        out.ok();
+        out.json()["releases"]
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| panic!("no releases in the history of {name}\n{out}"))
+    }
+
     /// `deployctl status NAME --output json`, and the one deployment in it.
     pub fn status_json(&self, name: &str) -> (Output, Value) {
         let out = self.deployctl(&["status", name, "--output", "json"]);
@@ -338,4 +348,32 @@ pub fn check_status_shape(dep: &Value) -> Value {
         );
     }
     instances[0].clone()
+}
+
+/// `deployctl run NAME` of `python3 app.py` from `repo` in `env` on port 8000, checked every
+/// second and given two minutes to be healthy; `extra` appended.
+pub fn fast_run_args<'a>(
+    env: &'a str,
+    name: &'a str,
+    repo: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "run",
+        name,
+        "--env",
+        env,
+        "--repo",
+        repo,
+        "--command",
+        "python3 app.py",
+        "--port",
+        "8000",
+        "--health-timeout",
+        "120s",
+        "--health-interval",
+        "1s",
+    ];
+    args.extend_from_slice(extra);
+    args
 }

@@ -192,6 +192,35 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
     })
 }
 
+/// What Prometheus 2.x sends: OpenMetrics first, the text format as a fallback.
+pub const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// The agent's `/metrics` as Prometheus asks for it, checked to be OpenMetrics and parsed.
+pub fn scrape_metrics(agent: &crate::Agent) -> BTreeMap<String, Family> {
+    let answer = crate::http_get_with(
+        &agent.http_url("/metrics"),
+        &[("Accept", PROMETHEUS_ACCEPT)],
+    )
+    .expect("/metrics answers");
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let body = answer.body;
+    assert!(
+        body.ends_with("# EOF\n"),
+        "OpenMetrics ends with # EOF: {body}"
+    );
+    parse_metrics(&body).unwrap_or_else(|e| panic!("/metrics does not parse: {e}\n{body}"))
+}
+
+impl Family {
+    /// The value of its sample `name` whose label `label.0` is `label.1`.
+    pub fn value(&self, name: &str, label: (&str, &str)) -> Option<f64> {
+        self.samples
+            .iter()
+            .find(|s| s.name == name && s.labels.get(label.0).map(String::as_str) == Some(label.1))
+            .map(|s| s.value)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -335,3 +335,46 @@ fn a_command_that_changes_directory_is_told_to_use_workdir() {
         .mentions("the command changes directory (`cd service`)")
         .mentions("--workdir service");
 }
+
+/// The app's server is a daemonized child (its own session) listening on the wrong port.
+const DAEMON_WRONG_PORT_PY: &str = r#"import os, subprocess, sys, time
+server = "import http.server, os; http.server.HTTPServer((os.environ['HOST'], int(os.environ['PORT']) + 1), http.server.BaseHTTPRequestHandler).serve_forever()"
+subprocess.Popen([sys.executable, "-c", server], start_new_session=True)
+while True:
+    time.sleep(1)
+"#;
+
+/// ... and it fails within seconds, not after the 2-minute health timeout.
+#[test]
+fn a_failed_start_names_where_a_daemonized_server_listens() {
+    let ip = loopback();
+    let agent = Agent::start(&ip);
+    let project = Project::for_agent(ENV, &agent);
+    let repo = GitRepo::new();
+    repo.write("app.py", DAEMON_WRONG_PORT_PY)
+        .commit("wrong port");
+    let url = repo.url();
+    let args = fast_run_args("e2e", "wrong", &url, &[]);
+    assert!(args.contains(&"120s"), "{args:?}");
+    let began = std::time::Instant::now();
+    let out = project.deployctl(&args);
+    out.expect_code(1);
+    assert!(
+        began.elapsed() < Duration::from_secs(30),
+        "the deploy took {:?} to fail",
+        began.elapsed()
+    );
+    // Its private port (behind the node proxy) is what the health check connected to.
+    let port: u16 = out
+        .stdout
+        .split(&format!("TCP connect to {}:", agent.ip))
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no health target in the output\n{out}"));
+    out.mentions(&format!(
+        "the app listens on {}:{} instead",
+        agent.ip,
+        port + 1
+    ));
+}

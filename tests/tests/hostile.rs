@@ -180,6 +180,7 @@ fn the_agent_refuses_hostile_requests_itself() {
         let err = c
             .status(pb::StatusRequest {
                 name: "../x".into(),
+                ..Default::default()
             })
             .await
             .err()

@@ -59,62 +59,6 @@ print("family listening", flush=True)
 server.serve_forever()
 "#;
 
-/// On SIGTERM the main thread exits (`pthread_exit`: the process's leader becomes a zombie)
-/// while a non-daemon thread keeps the listening socket open for 200 ms more, then closes it
-/// and ends the process. Like Gradio and other multi-threaded servers, whose main thread is
-/// gone a few ms before the threads that hold the socket.
-const LINGERING_PY: &str = r#"import ctypes, os, signal, socket, threading, time
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = os.environ.get("MARK", "").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-
-server = HTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Handler)
-threading.Thread(target=server.serve_forever, daemon=True).start()
-
-def linger():
-    time.sleep(0.2)
-    server.socket.close()
-    os._exit(0)
-
-def term(*_):
-    threading.Thread(target=linger).start()
-    ctypes.CDLL(None).pthread_exit(None)
-
-signal.signal(signal.SIGTERM, term)
-print("lingering app listening", flush=True)
-while True:
-    time.sleep(1)
-"#;
-
-fn deploy_args<'a>(name: &'a str, repo: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "run",
-        name,
-        "--env",
-        ENV,
-        "--repo",
-        repo,
-        "--command",
-        "python3 app.py",
-        "--port",
-        "8000",
-        "--health-timeout",
-        "120s",
-        "--health-interval",
-        "1s",
-    ];
-    args.extend_from_slice(extra);
-    args
-}
-
 /// `/proc/PID/stat` field 4.
 fn ppid(pid: u32) -> Option<u32> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -161,7 +105,9 @@ fn nothing_survives(config: &str) {
     repo.write("app.py", FAMILY_PY).commit("family v1");
     let url = repo.url();
     let restart = ["--restart", "on-failure"];
-    project.deployctl(&deploy_args("fam", &url, &restart)).ok();
+    project
+        .deployctl(&fast_run_args(ENV, "fam", &url, &restart))
+        .ok();
     let v1 = family(&agent);
     let first = descendants(&v1);
     assert!(first.iter().all(|p| pid_alive(*p)), "{v1}");
@@ -205,7 +151,9 @@ fn nothing_survives(config: &str) {
         &FAMILY_PY.replace("family listening", "family v2 listening"),
     )
     .commit("family v2");
-    project.deployctl(&deploy_args("fam", &url, &restart)).ok();
+    project
+        .deployctl(&fast_run_args(ENV, "fam", &url, &restart))
+        .ok();
     let v3 = family(&agent);
     assert_ne!(v3["pid"], v2["pid"]);
     assert_all_gone("a redeploy", &second);
@@ -239,7 +187,7 @@ fn after_kill9_of_the_agent_the_readopted_app_is_still_all_its_processes() {
     let repo = GitRepo::new();
     repo.write("app.py", FAMILY_PY).commit("family");
     project
-        .deployctl(&deploy_args("adopt", &repo.url(), &[]))
+        .deployctl(&fast_run_args(ENV, "adopt", &repo.url(), &[]))
         .ok();
     let v = family(&agent);
     let started = descendants(&v);
@@ -265,7 +213,7 @@ fn orphans_of_an_app_are_reaped_by_the_agent() {
     let repo = GitRepo::new();
     repo.write("app.py", FAMILY_PY).commit("family");
     project
-        .deployctl(&deploy_args("orph", &repo.url(), &[]))
+        .deployctl(&fast_run_args(ENV, "orph", &repo.url(), &[]))
         .ok();
     let v = family(&agent);
     let short = v["short_orphan"].as_u64().unwrap() as u32;
@@ -307,7 +255,8 @@ fn memory_counts_each_process_once_not_each_thread() {
     let repo = GitRepo::new();
     repo.write("app.py", FAMILY_PY).commit("threads");
     project
-        .deployctl(&deploy_args(
+        .deployctl(&fast_run_args(
+            ENV,
             "threads",
             &repo.url(),
             &["--env-var", "APP_THREADS=10"],
@@ -342,114 +291,4 @@ fn memory_counts_each_process_once_not_each_thread() {
         ok,
         "reported {reported} bytes, the processes' RSS sum is {real} ({ratio:.2}x)"
     );
-}
-
-/// Redeploys (new commits, same port) `n` times; every one must succeed.
-fn redeploy_loop(
-    project: &Project,
-    repo: &GitRepo,
-    name: &str,
-    file: &str,
-    n: usize,
-    extra: &[&str],
-) {
-    let url = repo.url();
-    for i in 0..n {
-        repo.write("app.py", &file.replace("__MARK__", &format!("r{i}")))
-            .commit(&format!("redeploy {i}"));
-        let out = project.deployctl_timeout(&deploy_args(name, &url, extra), INSTALL_TIMEOUT);
-        let all = out.all();
-        assert!(
-            !all.contains("foreign")
-                && !all.contains("does not manage")
-                && !all.contains("cannot see"),
-            "redeploy {i}: our own exiting release was taken for a foreign process:\n{all}"
-        );
-        out.ok();
-    }
-}
-
-#[test]
-fn a_release_whose_threads_outlive_its_main_thread_is_waited_for() {
-    let ip = loopback();
-    let agent = Agent::start(&ip);
-    let project = Project::for_agent(ENV, &agent);
-    let repo = GitRepo::new();
-    let app = LINGERING_PY.replace("os.environ.get(\"MARK\", \"\")", "\"__MARK__\"");
-    redeploy_loop(&project, &repo, "linger", &app, 5, &[]);
-    let served = http_get(&agent.app_url(8000, "/")).expect("the last release answers");
-    assert!(served.1.contains("r4"), "{served:?}");
-}
-
-/// Gradio, from PyPI: its main thread exits on SIGTERM a few ms before the threads that
-/// hold its socket.
-const GRADIO_PY: &str = r#"import os
-import gradio as gr
-
-def greet(name):
-    return "__MARK__ " + name
-
-demo = gr.Interface(fn=greet, inputs="text", outputs="text")
-demo.launch(server_name=os.environ["HOST"], server_port=int(os.environ["PORT"]))
-"#;
-
-#[test]
-fn gradio_warm_redeploys_all_succeed() {
-    let ip = loopback();
-    let agent = Agent::start(&ip);
-    let project = Project::for_agent(ENV, &agent);
-    let repo = GitRepo::new();
-    let extra = [
-        "--pip",
-        "gradio",
-        "--env-var",
-        "GRADIO_ANALYTICS_ENABLED=False",
-    ];
-    // The first deploy builds the environment; then five warm redeploys in a row.
-    redeploy_loop(&project, &repo, "gradio", GRADIO_PY, 6, &extra);
-    let page = http_get(&agent.app_url(8000, "/")).expect("gradio answers");
-    assert_eq!(page.0, 200, "{page:?}");
-}
-
-/// The app's server is a daemonized child (its own session) listening on the wrong port.
-const DAEMON_WRONG_PORT_PY: &str = r#"import os, subprocess, sys, time
-server = "import http.server, os; http.server.HTTPServer((os.environ['HOST'], int(os.environ['PORT']) + 1), http.server.BaseHTTPRequestHandler).serve_forever()"
-subprocess.Popen([sys.executable, "-c", server], start_new_session=True)
-while True:
-    time.sleep(1)
-"#;
-
-/// ... and it fails within seconds, not after the 2-minute health timeout.
-#[test]
-fn a_failed_start_names_where_a_daemonized_server_listens() {
-    let ip = loopback();
-    let agent = Agent::start(&ip);
-    let project = Project::for_agent(ENV, &agent);
-    let repo = GitRepo::new();
-    repo.write("app.py", DAEMON_WRONG_PORT_PY)
-        .commit("wrong port");
-    let url = repo.url();
-    let args = deploy_args("wrong", &url, &[]);
-    assert!(args.contains(&"120s"), "{args:?}");
-    let began = std::time::Instant::now();
-    let out = project.deployctl(&args);
-    out.expect_code(1);
-    assert!(
-        began.elapsed() < Duration::from_secs(30),
-        "the deploy took {:?} to fail",
-        began.elapsed()
-    );
-    // Its private port (behind the node proxy) is what the health check connected to.
-    let port: u16 = out
-        .stdout
-        .split(&format!("TCP connect to {}:", agent.ip))
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no health target in the output\n{out}"));
-    out.mentions(&format!(
-        "the app listens on {}:{} instead",
-        agent.ip,
-        port + 1
-    ));
 }

@@ -6,16 +6,6 @@
 use deployctl_e2e::*;
 use serde_json::Value;
 
-/// `history NAME --output json`'s releases (in the configured state).
-fn history(project: &Project, name: &str) -> Vec<Value> {
-    let out = project.deployctl(&["history", name, "--output", "json"]);
-    out.ok();
-    out.json()["releases"]
-        .as_array()
-        .cloned()
-        .unwrap_or_else(|| panic!("no releases in the history of {name}\n{out}"))
-}
-
 /// The command between backticks in `text` that starts with `start`.
 fn advice(text: &str, start: &str) -> String {
     text.split('`')
@@ -43,8 +33,8 @@ fn switching_to_etcd_offers_the_copy_and_state_copy_moves_every_record() {
     project
         .run_app("e2e", "iris", &repo.url(), "v2", &["--port", "8000"])
         .ok();
-    let iris_in_file = history(&project, "iris");
-    let ml_in_file = history(&project, "iris-ml");
+    let iris_in_file = project.history("iris");
+    let ml_in_file = project.history("iris-ml");
     assert_eq!(iris_in_file.len(), 2);
 
     // The switch says what the previous state holds, and the command that copies it.
@@ -62,12 +52,13 @@ fn switching_to_etcd_offers_the_copy_and_state_copy_moves_every_record() {
         .deployctl(&["history", "iris"])
         .expect_code(1)
         .mentions("not found");
-    // The newcomer's way first: status --refresh puts iris's running release into etcd.
+    // The newcomer's way first: status --refresh puts the releases the agent keeps of
+    // iris into etcd.
     project.deployctl(&["status", "iris", "--refresh"]).ok();
-    assert_eq!(history(&project, "iris").len(), 1);
+    assert_eq!(project.history("iris").len(), 2);
 
     // The advice works as printed, typed in the project directory; the copy replaces the
-    // record the refresh rebuilt (it knew only the running release).
+    // record the refresh rebuilt (it knew only what the agent keeps: no frozen versions).
     let args: Vec<&str> = copy.split_whitespace().skip(1).collect();
     project
         .deployctl_as_typed(&args)
@@ -75,8 +66,8 @@ fn switching_to_etcd_offers_the_copy_and_state_copy_moves_every_record() {
         .mentions("copied iris (2 releases")
         .mentions("copied iris-ml (1 release)")
         .mentions("2 copied, 0 skipped");
-    assert_eq!(history(&project, "iris"), iris_in_file);
-    assert_eq!(history(&project, "iris-ml"), ml_in_file);
+    assert_eq!(project.history("iris"), iris_in_file);
+    assert_eq!(project.history("iris-ml"), ml_in_file);
     assert!(
         !project.read(".deployctl.yaml").contains("state.json"),
         "the setting stays etcd"
@@ -103,7 +94,7 @@ fn switching_to_etcd_offers_the_copy_and_state_copy_moves_every_record() {
         .ok()
         .mentions("skipped iris: the target has its 2 releases and 1 more")
         .mentions("0 copied, 2 skipped");
-    assert_eq!(history(&project, "iris").len(), 3);
+    assert_eq!(project.history("iris").len(), 3);
 
     // A source whose record of iris differs: refused, nothing written, unless --force.
     project
@@ -115,14 +106,14 @@ fn switching_to_etcd_offers_the_copy_and_state_copy_moves_every_record() {
     doc["deployments"]["iris"]["history"][2]["commit"] = Value::from(other_commit.as_str());
     doc["deployments"]["extra"] = doc["deployments"]["iris-ml"].clone();
     project.write("other.json", &doc.to_string());
-    let before = history(&project, "iris");
+    let before = project.history("iris");
     project
         .deployctl(&["state", "copy", "--from", "other.json"])
         .expect_code(1)
         .mentions("nothing was copied")
         .mentions("iris (3 releases there, 3 in other.json; they differ from release 3)")
         .mentions("--force");
-    assert_eq!(history(&project, "iris"), before);
+    assert_eq!(project.history("iris"), before);
     project.deployctl(&["history", "extra"]).expect_code(1);
     project
         .deployctl(&["state", "copy", "--from", "other.json", "--force"])
@@ -131,11 +122,8 @@ fn switching_to_etcd_offers_the_copy_and_state_copy_moves_every_record() {
         .mentions("copied extra (1 release)")
         .mentions("skipped iris-ml: already the same")
         .mentions("1 copied, 1 replaced, 1 skipped");
-    assert_eq!(
-        history(&project, "iris")[2]["commit"],
-        other_commit.as_str()
-    );
-    assert_eq!(history(&project, "extra"), ml_in_file);
+    assert_eq!(project.history("iris")[2]["commit"], other_commit.as_str());
+    assert_eq!(project.history("extra"), ml_in_file);
     // The file state was only read.
     assert_eq!(
         serde_json::from_str::<Value>(&project.read(".deployctl/state.json")).expect("JSON")

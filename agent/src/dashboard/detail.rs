@@ -9,7 +9,7 @@ use crate::supervisor::Supervisor;
 /// A deployment's history and the tail of its app's output (secrets redacted), when the
 /// caller `token` names may see them; `None` otherwise (or when there is no such one).
 pub(crate) async fn detail(sup: &Supervisor, name: &str, token: Option<&str>) -> Option<Value> {
-    let d = sup.get(name)?;
+    let d = sup.registry().get(name)?;
     let caller = sup.auth().authenticate(token).ok()?;
     let allowed = match d.owner() {
         Some(o) => caller.may(&o),

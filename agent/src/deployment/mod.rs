@@ -125,6 +125,11 @@ impl Deployment {
         self.state().record.current_release().cloned()
     }
 
+    /// Every release it keeps, oldest first (for `deployctl state rebuild`).
+    pub(crate) fn releases(&self) -> Vec<ReleaseRecord> {
+        self.state().record.releases.clone()
+    }
+
     /// A copy of the record.
     pub(crate) fn record(&self) -> Record {
         self.state().record.clone()
@@ -369,6 +374,6 @@ pub(crate) use transitions::{Failure, Live};
 #[cfg(test)]
 mod deploy_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod transition_tests;

@@ -1,7 +1,7 @@
 use super::*;
 use crate::spec::{RawSpec, Spec, DEFAULT_KILL_TIMEOUT};
 
-pub(super) fn release(number: u32, owner: &str) -> ReleaseRecord {
+pub(crate) fn release(number: u32, owner: &str) -> ReleaseRecord {
     let spec = Spec::validate(RawSpec {
         name: "app".into(),
         repo: "https://example.org/app.git".into(),

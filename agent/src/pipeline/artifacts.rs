@@ -13,9 +13,10 @@ use super::events::{self, Events, Phase, StepError};
 use super::{blocking, short};
 use crate::artifacts::{Fetched, Progress};
 use crate::capacity::bytes;
+use crate::identity::Identity;
 use crate::leases::Lease;
 use crate::spec::{Artifact, Spec};
-use crate::supervisor::Supervisor;
+use crate::supervisor::NodeServices;
 
 /// How often a long download says how far it is.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
@@ -35,8 +36,10 @@ pub(super) struct Linked {
 }
 
 /// Puts every artifact of `spec` in the store, at the same time. `None`: it has none.
+/// `reader`: who reads `file://` URLs (the deployment's user; `None`: the agent's).
 pub(super) async fn fetch(
-    sup: &Supervisor,
+    node: &NodeServices,
+    reader: Option<Identity>,
     spec: &Spec,
     events: &Events,
 ) -> Result<Option<Stored>, StepError> {
@@ -55,14 +58,12 @@ pub(super) async fn fetch(
         names.join(", "),
         Duration::ZERO,
     );
-    // file:// URLs are read as the deployment's user (set by the preflight).
-    let reader = sup.get(&spec.name).and_then(|d| sup.identity_of(&d));
     let mut tasks = tokio::task::JoinSet::new();
     let mut progress = Vec::new();
     for (i, a) in spec.artifacts.iter().enumerate() {
         let p = Arc::new(Progress::default());
         progress.push(p.clone());
-        let fetch = sup.artifacts().clone().fetch(a.clone(), reader.clone(), p);
+        let fetch = node.artifacts().clone().fetch(a.clone(), reader.clone(), p);
         tasks.spawn(async move { (i, fetch.await) });
     }
     let mut done: Vec<Option<Fetched>> = spec.artifacts.iter().map(|_| None).collect();
@@ -182,7 +183,7 @@ fn summary(items: &[(Artifact, Fetched)]) -> String {
 /// Links every stored artifact at its path in the workdir of release directory `dir`
 /// (whose files are still the agent's: nothing else can change them meanwhile).
 pub(super) async fn link(
-    sup: &Supervisor,
+    node: &NodeServices,
     spec: &Spec,
     dir: &Path,
     commit: &str,
@@ -191,7 +192,7 @@ pub(super) async fn link(
 ) -> Result<Linked, StepError> {
     let Stored { items, started } = stored;
     let message = summary(&items);
-    let store = sup.artifacts().clone();
+    let store = node.artifacts().clone();
     let plan: Vec<(Artifact, std::path::PathBuf)> = items
         .iter()
         .map(|(a, f)| (a.clone(), store.entry(&f.key)))

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::events::StepError;
 use crate::spec::Spec;
-use crate::supervisor::Supervisor;
+use crate::supervisor::NodeServices;
 use crate::tracking::{self, Tracking};
 
 /// One build's cgroups, with their memory limit.
@@ -19,7 +19,7 @@ pub(super) struct BuildCgroup {
 impl BuildCgroup {
     /// The build's cgroups for `spec` (`None` without `build_memory`).
     pub(super) fn create(
-        sup: &Supervisor,
+        node: &NodeServices,
         spec: &Spec,
         step: &'static str,
     ) -> Result<Option<BuildCgroup>, StepError> {
@@ -31,12 +31,15 @@ impl BuildCgroup {
             ..Default::default()
         };
         let name = format!("{}.build", spec.name);
-        let tracking = sup.tracker().new_instance(&name, 0, &limits).map_err(|e| {
-            StepError::new(
-                step,
-                format!("resources.build_memory: cannot limit the build here: {e}"),
-            )
-        })?;
+        let tracking = node
+            .tracker()
+            .new_instance(&name, 0, &limits)
+            .map_err(|e| {
+                StepError::new(
+                    step,
+                    format!("resources.build_memory: cannot limit the build here: {e}"),
+                )
+            })?;
         Ok(Some(BuildCgroup { tracking, limit }))
     }
 

@@ -8,8 +8,8 @@ use std::path::Path;
 use super::events::{self, Events, StepError};
 use super::resolve::Source;
 use super::{beneath, blocking, git, short};
+use crate::identity::Identity;
 use crate::spec::Spec;
-use crate::supervisor::Supervisor;
 
 /// Checks out `oid` from `mirror` into `dir` (release `number`).
 pub(super) async fn checkout(
@@ -101,12 +101,7 @@ pub(super) async fn check(
 /// The app (and its start script) may write in their checkout; nobody else may enter it
 /// (other deployments' apps included). The store's files its symlinks point to stay the
 /// agent's.
-pub(super) async fn give_to_app(
-    sup: &Supervisor,
-    spec: &Spec,
-    dir: &Path,
-) -> Result<(), StepError> {
-    let identity = sup.get(&spec.name).and_then(|d| sup.identity_of(&d));
+pub(super) async fn give_to_app(identity: Option<&Identity>, dir: &Path) -> Result<(), StepError> {
     let Some(id) = identity else {
         return Ok(());
     };

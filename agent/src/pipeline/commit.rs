@@ -9,10 +9,10 @@ use super::start::Started;
 use super::Prepared;
 use crate::deployment::{Deployment, Live};
 use crate::spec::Spec;
-use crate::supervisor::Supervisor;
+use crate::supervisor::NodeServices;
 
 pub(super) async fn commit(
-    sup: &Supervisor,
+    node: &NodeServices,
     d: &Arc<Deployment>,
     spec: &Spec,
     prepared: Prepared,
@@ -26,7 +26,7 @@ pub(super) async fn commit(
         release: release.number,
         commit: release.commit.clone(),
         git_ref: release.git_ref.clone(),
-        url: sup.app_url(spec.port),
+        url: node.app_url(spec.port),
         packages_hash: release.packages_hash.clone(),
         frozen: prepared.frozen,
         ..Default::default()
@@ -43,8 +43,8 @@ pub(super) async fn commit(
             .collect(),
         event: live_event,
     };
-    d.go_live(sup.layout(), live).await;
-    let retiring = super::switch::Retiring::of(sup, &release, &started);
+    d.go_live(node.layout(), live).await;
+    let retiring = super::switch::Retiring::of(node, &release, &started);
     (outcome, retiring)
 }
 
@@ -52,19 +52,19 @@ pub(super) async fn commit(
 /// long that took is recorded with `release`, and said in `events`) and stops. `events`
 /// is closed before the stop (the client has heard all it waits for).
 pub(super) async fn retire(
-    sup: &Supervisor,
+    node: &NodeServices,
     d: &Deployment,
     release: u32,
     retiring: Option<super::switch::Retiring>,
     events: Events,
 ) {
     if let Some(r) = retiring {
-        if let Some(took) = r.drain(sup, &events).await {
-            d.previous_drained(sup.layout(), release, took).await;
+        if let Some(took) = r.drain(node, &events).await {
+            d.previous_drained(node.layout(), release, took).await;
         }
         drop(events);
         r.stop().await;
     }
     // Nothing of what served before runs now: the journal forgets it.
-    d.retired(sup.layout()).await;
+    d.retired(node.layout()).await;
 }

@@ -79,7 +79,7 @@ async fn restart_kept(
         for r in d.take_replicas() {
             r.stop().await;
         }
-        let route = crate::launch::route(sup, release, &[port]);
+        let route = sup.route(d, release, &[port]);
         if let Err(e) = sup.proxy().set_route(route).await {
             tracing::error!(deployment = %release.spec.name, error = %e, "cannot route the port to the kept release");
         }

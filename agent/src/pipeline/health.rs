@@ -8,7 +8,7 @@ use super::events::{self, Events, StepError};
 use super::start::Started;
 use crate::instance::StartFailure;
 use crate::spec::{Spec, Strategy};
-use crate::supervisor::Supervisor;
+use crate::supervisor::NodeServices;
 
 /// How often a release that is not healthy yet says how it goes.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -31,19 +31,19 @@ fn still_starting(waited: Duration, timeout: Duration, check: &str, line: Option
 
 /// The new release's pid once healthy.
 pub(super) async fn wait(
-    sup: &Supervisor,
+    node: &NodeServices,
     spec: &Spec,
     started: &mut Started,
     events: &Events,
 ) -> Result<u32, StepError> {
     // Where the instance listens: its private port behind the node proxy, or the port.
     let (host, port) = match started.private_port {
-        Some(p) => (sup.app_host().private_ip().to_string(), p),
-        None => (sup.config().app_host.to_string(), spec.port),
+        Some(p) => (node.app_host().private_ip().to_string(), p),
+        None => (node.config().app_host.to_string(), spec.port),
     };
     let target = match &spec.health.path {
         Some(p) if started.private_port.is_some() => format!("GET http://{host}:{port}{p}"),
-        Some(p) => format!("GET {}{p}", sup.app_url(spec.port)),
+        Some(p) => format!("GET {}{p}", node.app_url(spec.port)),
         None => format!("TCP connect to {host}:{port}"),
     };
     let began = Instant::now();
@@ -66,7 +66,7 @@ pub(super) async fn wait(
             // A slow starter (a model loading) is never silent: how long, what the last
             // check saw, and the app's last line, every few seconds.
             _ = tokio::time::sleep(PROGRESS_EVERY) => {
-                let last_line = crate::logs::last_lines(&sup.layout().app_log(&spec.name), 0, 1).await;
+                let last_line = crate::logs::last_lines(&node.layout().app_log(&spec.name), 0, 1).await;
                 let line = still_starting(
                     began.elapsed(),
                     spec.health.timeout,
@@ -87,7 +87,7 @@ pub(super) async fn wait(
             failure.reason = format!(
                 "replica {} of {n} ({}): {}",
                 i + 2,
-                sup.app_host().private_address(*port),
+                node.app_host().private_address(*port),
                 failure.reason
             );
             result = Err(failure);

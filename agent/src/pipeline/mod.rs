@@ -93,6 +93,7 @@ pub(crate) fn spawn(
         });
     }
     if let Some(why) = sup
+        .registry()
         .get(&spec.name)
         .and_then(|d| d.stale_base(basis.expected_generation))
     {
@@ -108,7 +109,7 @@ pub(crate) fn spawn(
 /// refused as based on a stale generation.
 async fn deploy(sup: Arc<Supervisor>, spec: Spec, basis: Basis, events: Events) -> Outcome {
     let began = Instant::now();
-    let d = sup.get_or_create(&spec.name);
+    let d = sup.registry().get_or_create(&spec.name);
     let requested = spec.git_ref.clone().unwrap_or_default();
     d.queued(&basis.deploy_id, &requested);
     let op = d.begin().await;
@@ -209,7 +210,7 @@ async fn steps(
     preflight::check_port(sup, spec).await.map_err(early)?;
     preflight::resources(sup, spec).map_err(early)?;
     preflight::identity(sup, d).await.map_err(early)?;
-    let prepared = prepare::prepare(sup, spec, number, events)
+    let prepared = prepare::prepare(sup, d, spec, number, events)
         .await
         .map_err(early)?;
     let next = match spec.start_script {
@@ -248,7 +249,9 @@ async fn launch(
         }
     };
     if started.private_port.is_some() {
-        if let Err(e) = switch::switch(sup, &prepared.release, &started.ports(), events).await {
+        let owner = sup.identity_of(d).map(|id| id.uid);
+        let ports = started.ports();
+        if let Err(e) = switch::switch(sup, &prepared.release, &ports, owner, events).await {
             started.abandon(d, sup.layout()).await;
             return Err((e, Some(prepared)));
         }

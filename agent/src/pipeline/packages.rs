@@ -7,19 +7,19 @@ use std::path::Path;
 use super::events::{self, Events, StepError};
 use super::venv;
 use crate::spec::Spec;
-use crate::supervisor::Supervisor;
+use crate::supervisor::NodeServices;
 
 /// The packages step. `dir` is the release directory; the installer runs in `cwd` (the
 /// workdir, or anywhere when the environment does not depend on the checkout).
 pub(super) async fn prepare_venv(
-    sup: &Supervisor,
+    node: &NodeServices,
     spec: &Spec,
     dir: &Path,
     cwd: &Path,
     events: &Events,
 ) -> Result<Option<venv::Venv>, StepError> {
     // Before the venv: a pip package may build against them.
-    super::apt::install(&spec.apt, sup.config().install_timeout, events).await?;
+    super::apt::install(&spec.apt, node.config().install_timeout, events).await?;
     if !spec.has_packages() {
         events.skipped(
             events::PACKAGES,
@@ -36,7 +36,7 @@ pub(super) async fn prepare_venv(
     let local = requirements
         .as_ref()
         .is_some_and(|(_, c)| venv::refers_to_files(c));
-    let toolchain = sup.venvs().toolchain().await.clone();
+    let toolchain = node.venvs().toolchain().await.clone();
     let interpreter = match &spec.python {
         Some(v) => Some(
             crate::venvs::toolchain::find_python(&toolchain, v)
@@ -45,7 +45,7 @@ pub(super) async fn prepare_venv(
         ),
         None => None,
     };
-    let build = super::build_limits::BuildCgroup::create(sup, spec, events::PACKAGES)?;
+    let build = super::build_limits::BuildCgroup::create(node, spec, events::PACKAGES)?;
     let build_cgroups = build.as_ref().map(|b| b.dirs()).unwrap_or_default();
     let req = venv::VenvRequest {
         build_cgroups: &build_cgroups,
@@ -60,7 +60,7 @@ pub(super) async fn prepare_venv(
         events.info(events::PACKAGES, w.clone());
     }
     let installer = installer_words(&toolchain, spec, interpreter.as_ref());
-    let lock = sup.venvs().builder(&key);
+    let lock = node.venvs().builder(&key);
     let result = events
         .step(
             events::PACKAGES,
@@ -69,11 +69,11 @@ pub(super) async fn prepare_venv(
                 let _guard = lock.lock().await;
                 let (env, built) = venv::build(
                     &toolchain,
-                    &sup.layout().venvs(),
+                    &node.layout().venvs(),
                     &key,
                     &req,
                     cwd,
-                    sup.config().install_timeout,
+                    node.config().install_timeout,
                     events,
                 )
                 .await?;

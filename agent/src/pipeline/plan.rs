@@ -40,7 +40,7 @@ pub(crate) async fn plan(sup: &Arc<Supervisor>, spec: &Spec) -> Result<Plan, Err
         .map(|c| c.to_string())
         .or_else(|| spec.commit.clone().filter(|c| c.len() == 40))
         .unwrap_or_default();
-    let d = sup.get(&spec.name);
+    let d = sup.registry().get(&spec.name);
     let current = d.as_ref().and_then(|d| d.current());
     let state = sup
         .status(Some(&spec.name))

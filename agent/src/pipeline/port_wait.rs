@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::events::{self, Events, StepError};
 use crate::ports;
 use crate::spec::Spec;
-use crate::supervisor::Supervisor;
+use crate::supervisor::NodeServices;
 use crate::tracking::Tracking;
 
 /// How often the port is looked at while an old release lets go of it.
@@ -19,7 +19,7 @@ const AFTER_KILL: Duration = Duration::from_secs(3);
 
 /// Waits until no process of this deployment's earlier instances listens on its port.
 pub(super) async fn own_holders_gone(
-    sup: &Supervisor,
+    node: &NodeServices,
     spec: &Spec,
     grace: Duration,
     events: &Events,
@@ -28,7 +28,7 @@ pub(super) async fn own_holders_gone(
     let deadline = began + grace + AFTER_KILL;
     let mut last: Vec<u32> = Vec::new();
     loop {
-        let held = own_holders(sup, &spec.name, spec.port).await;
+        let held = own_holders(node, &spec.name, spec.port).await;
         if held.is_empty() {
             if !last.is_empty() {
                 events.info(
@@ -60,9 +60,9 @@ pub(super) async fn own_holders_gone(
 }
 
 /// The pids of `name`'s instances listening where its app would.
-async fn own_holders(sup: &Supervisor, name: &str, port: u16) -> Vec<u32> {
-    let (tracker, name) = (sup.tracker().clone(), name.to_string());
-    ports::holder_pids(sup.config().app_host, port, move |pid| {
+async fn own_holders(node: &NodeServices, name: &str, port: u16) -> Vec<u32> {
+    let (tracker, name) = (node.tracker().clone(), name.to_string());
+    ports::holder_pids(node.config().app_host, port, move |pid| {
         tracker
             .owner_of(pid)
             .is_some_and(|id| Tracking::deployment(&id) == Some(name.as_str()))

@@ -52,7 +52,7 @@ pub(super) async fn check_port(sup: &Supervisor, spec: &Spec) -> Result<(), Step
             ),
         ));
     }
-    if let Some((other, owner)) = sup.port_owner(spec.port, &spec.name) {
+    if let Some((other, owner)) = sup.registry().port_owner(spec.port, &spec.name) {
         let by = if owner == spec.owner {
             format!(" by {owner}'s deployment {other:?}")
         } else {
@@ -72,7 +72,7 @@ pub(super) async fn check_port(sup: &Supervisor, spec: &Spec) -> Result<(), Step
 /// A process this agent does not manage listening where the app would.
 pub(super) async fn foreign_port_holder(sup: &Supervisor, spec: &Spec) -> Result<(), StepError> {
     let host = sup.config().app_host;
-    let mut ours = sup.running_pids();
+    let mut ours = sup.registry().running_pids();
     // The node proxy holds the ports of deployments behind it.
     ours.extend(sup.proxy().pid().await);
     let tracker = sup.tracker().clone();
@@ -144,6 +144,7 @@ pub(super) fn resources(sup: &Supervisor, spec: &Spec) -> Result<(), StepError> 
     }
     // What the other deployments' current releases were promised.
     let committed_memory: u64 = sup
+        .registry()
         .all()
         .iter()
         .filter(|d| d.name() != spec.name)

@@ -9,22 +9,33 @@ use std::pin::Pin;
 
 use super::events::{self, Events, StepError};
 use super::{artifacts, checkout, fetch, git, packages, resolve, short, venv, Prepared};
+use crate::deployment::Deployment;
+use crate::identity::Identity;
 use crate::spec::{Spec, Strategy};
 use crate::store::{self, ReleaseRecord};
-use crate::supervisor::Supervisor;
+use crate::supervisor::{NodeServices, Supervisor};
 
+/// Prepares release `number` of `d`: its checkout, venv and artifacts, owned by `d`'s
+/// user, and its private ports. Each step gets what it uses: the node's services and who
+/// the deployment's processes run as, found once here.
 pub(super) async fn prepare(
     sup: &Supervisor,
+    d: &Deployment,
     spec: &Spec,
     number: u32,
     events: &Events,
 ) -> Result<Prepared, StepError> {
-    let source = resolve::resolve(sup, spec, events).await?;
-    let dir = sup.layout().release(&spec.name, number);
-    let built = match build(sup, spec, number, &source, &dir, events).await {
-        Ok((commit, venv, stored)) => complete(sup, spec, &dir, &commit, stored, events)
-            .await
-            .map(|linked| (commit, venv, linked)),
+    let node = sup.node();
+    // Set by the preflight: checkouts are given to it, `file://` artifacts read as it.
+    let identity = sup.identity_of(d);
+    let source = resolve::resolve(node, spec, events).await?;
+    let dir = node.layout().release(&spec.name, number);
+    let built = match build(node, identity.clone(), spec, number, &source, &dir, events).await {
+        Ok((commit, venv, stored)) => {
+            complete(node, identity.as_ref(), spec, &dir, &commit, stored, events)
+                .await
+                .map(|linked| (commit, venv, linked))
+        }
         Err(e) => Err(e),
     };
     let (commit, venv, linked) = match built {
@@ -80,22 +91,23 @@ type Built = (String, Option<venv::Venv>, Option<artifacts::Stored>);
 
 /// The code, the venv and the artifacts in the store, each as early as it can start.
 async fn build(
-    sup: &Supervisor,
+    node: &NodeServices,
+    identity: Option<Identity>,
     spec: &Spec,
     number: u32,
     source: &resolve::Source,
     dir: &Path,
     events: &Events,
 ) -> Result<Built, StepError> {
-    let code = fetch_and_checkout(sup, spec, number, source, dir, events);
-    let arts = artifacts::fetch(sup, spec, events);
+    let code = fetch_and_checkout(node, spec, number, source, dir, events);
+    let arts = artifacts::fetch(node, identity, spec, events);
     let busy = Busy {
         packages: spec.has_packages() || !spec.apt.is_empty(),
         artifacts: !spec.artifacts.is_empty(),
     };
     if spec.has_packages() && !packages::venv_needs_checkout(spec) {
-        let venvs = sup.layout().venvs();
-        let venv = packages::prepare_venv(sup, spec, dir, &venvs, events);
+        let venvs = node.layout().venvs();
+        let venv = packages::prepare_venv(node, spec, dir, &venvs, events);
         let env = together(venv, arts, busy, events);
         return match packages::at_once(code, env).await {
             Ok((commit, (venv, stored))) => Ok((commit, venv, stored)),
@@ -122,14 +134,15 @@ async fn build(
         }
     };
     let workdir = dir.join(&spec.workdir);
-    let venv = packages::prepare_venv(sup, spec, dir, &workdir, events);
+    let venv = packages::prepare_venv(node, spec, dir, &workdir, events);
     let (venv, stored) = together(venv, stored, busy, events).await?;
     Ok((commit, venv, stored))
 }
 
 /// The artifacts linked into the checkout, then the release given to the app's user.
 async fn complete(
-    sup: &Supervisor,
+    node: &NodeServices,
+    identity: Option<&Identity>,
     spec: &Spec,
     dir: &Path,
     commit: &str,
@@ -137,10 +150,10 @@ async fn complete(
     events: &Events,
 ) -> Result<artifacts::Linked, StepError> {
     let linked = match stored {
-        Some(s) => artifacts::link(sup, spec, dir, commit, s, events).await?,
+        Some(s) => artifacts::link(node, spec, dir, commit, s, events).await?,
         None => artifacts::Linked::default(),
     };
-    checkout::give_to_app(sup, spec, dir).await?;
+    checkout::give_to_app(identity, dir).await?;
     Ok(linked)
 }
 
@@ -219,7 +232,12 @@ pub(super) fn private_ports(
     n: usize,
 ) -> Result<crate::reservations::PortLease, StepError> {
     let ip = sup.app_host().private_ip();
-    let in_use = sup.all().iter().flat_map(|d| d.private_ports()).collect();
+    let in_use = sup
+        .registry()
+        .all()
+        .iter()
+        .flat_map(|d| d.private_ports())
+        .collect();
     sup.port_reservations()
         .reserve(ip, n, &in_use)
         .map_err(|e| StepError::new(events::START, format!("no free port on {ip}: {e}")))
@@ -227,15 +245,15 @@ pub(super) fn private_ports(
 
 /// fetch → checkout into `dir` (one at a time per mirror) → the checkout's paths. The commit.
 async fn fetch_and_checkout(
-    sup: &Supervisor,
+    node: &NodeServices,
     spec: &Spec,
     number: u32,
     source: &resolve::Source,
     dir: &Path,
     events: &Events,
 ) -> Result<String, StepError> {
-    let mirror = git::mirror_path(&sup.layout().git(), &source.mirror_key);
-    let lock = sup.mirror_lock(&source.mirror_key);
+    let mirror = git::mirror_path(&node.layout().git(), &source.mirror_key);
+    let lock = node.mirror_lock(&source.mirror_key);
     let guard = lock.lock().await;
     let oid = fetch::fetch(spec, source, &mirror, events).await?;
     checkout::checkout(spec, number, source, &mirror, oid, dir, events).await?;

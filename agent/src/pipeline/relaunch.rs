@@ -26,6 +26,7 @@ pub(crate) fn spawn(
     only_if_stopped: bool,
 ) -> Result<tokio_stream::wrappers::UnboundedReceiverStream<events::Event>, Error> {
     let d = sup
+        .registry()
         .get(name)
         .ok_or_else(|| Error::NotFound(name.to_string()))?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();

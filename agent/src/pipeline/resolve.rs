@@ -4,7 +4,7 @@
 use super::events::{self, Events, StepError};
 use super::{blocking, git, git_auth, short};
 use crate::spec::Spec;
-use crate::supervisor::Supervisor;
+use crate::supervisor::NodeServices;
 
 /// Where a release's code comes from: the resolved ref, the credentials, and the mirror
 /// (one per URL, or per URL and owner when the owner has a git credential).
@@ -15,7 +15,7 @@ pub(super) struct Source {
 }
 
 pub(super) async fn resolve(
-    sup: &Supervisor,
+    node: &NodeServices,
     spec: &Spec,
     events: &Events,
 ) -> Result<Source, StepError> {
@@ -25,7 +25,7 @@ pub(super) async fn resolve(
     let name = spec.commit.as_ref().and(spec.git_ref.clone());
     // The owner's git credential, if the URL needs one; a mirror per owner then, so one
     // owner's credential never serves another's fetch.
-    let credential = sup
+    let credential = node
         .secrets()
         .git_credential(&spec.owner, &spec.repo)
         .await
@@ -36,7 +36,7 @@ pub(super) async fn resolve(
     };
     let auth = git_auth::GitAuth {
         credential,
-        known_hosts: sup.layout().root.join("known_hosts"),
+        known_hosts: node.layout().root.join("known_hosts"),
         refusal: Default::default(),
     };
     let what = format!(

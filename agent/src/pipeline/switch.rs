@@ -11,7 +11,7 @@ use super::events::{self, Events, StepError};
 use super::start::Started;
 use crate::instance::Instance;
 use crate::store::ReleaseRecord;
-use crate::supervisor::Supervisor;
+use crate::supervisor::NodeServices;
 
 /// How often the proxy is asked whether the old release still has requests in flight.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
@@ -19,16 +19,17 @@ const DRAIN_POLL: Duration = Duration::from_millis(20);
 /// Routes the deployment's port to the new release. Fails (and nothing changes) when the
 /// proxy cannot take the port.
 pub(super) async fn switch(
-    sup: &Supervisor,
+    node: &NodeServices,
     release: &ReleaseRecord,
     private_ports: &[u16],
+    owner: Option<u32>,
     events: &Events,
 ) -> Result<(), StepError> {
-    let route = crate::launch::route(sup, release, private_ports);
+    let route = crate::launch::route(node.app_host(), release, private_ports, owner);
     let began = Instant::now();
     let on: Vec<String> = private_ports
         .iter()
-        .map(|p| sup.app_host().private_address(*p).to_string())
+        .map(|p| node.app_host().private_address(*p).to_string())
         .collect();
     events.emit(
         events::SWITCH,
@@ -41,7 +42,7 @@ pub(super) async fn switch(
         ),
         Duration::ZERO,
     );
-    if let Err(e) = sup.proxy().switch_route(route).await {
+    if let Err(e) = node.proxy().switch_route(route).await {
         let err = StepError::new(events::SWITCH, e.to_string());
         events.emit(
             events::SWITCH,
@@ -80,7 +81,7 @@ struct Drain {
 impl Retiring {
     /// What ran before `release` and still runs (not stopped for the port), if anything.
     pub(super) fn of(
-        sup: &Supervisor,
+        node: &NodeServices,
         release: &ReleaseRecord,
         started: &Started,
     ) -> Option<Retiring> {
@@ -89,11 +90,11 @@ impl Retiring {
             .as_ref()
             .filter(|_| !started.handover.stops_previous())?;
         let drain = started.previous_port.map(|_| Drain {
-            listen: sup.app_host().public_address(release.spec.port),
+            listen: node.app_host().public_address(release.spec.port),
             old: started
                 .previous_ports
                 .iter()
-                .map(|p| sup.app_host().private_address(*p))
+                .map(|p| node.app_host().private_address(*p))
                 .collect(),
             timeout: release.spec.drain_timeout,
         });
@@ -107,13 +108,13 @@ impl Retiring {
 
     /// Lets the previous release finish the requests the node proxy still has on it (up to
     /// `drain_timeout`), and says how long that took; `None` when it is not behind the proxy.
-    pub(super) async fn drain(&self, sup: &Supervisor, events: &Events) -> Option<Duration> {
+    pub(super) async fn drain(&self, node: &NodeServices, events: &Events) -> Option<Duration> {
         let drain = self.drain.as_ref()?;
         let began = Instant::now();
         let in_flight = || async {
             let mut n = 0;
             for addr in &drain.old {
-                n += sup.proxy().in_flight(drain.listen, Some(*addr)).await;
+                n += node.proxy().in_flight(drain.listen, Some(*addr)).await;
             }
             n
         };

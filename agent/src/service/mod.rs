@@ -40,7 +40,7 @@ impl AgentService {
     fn target<'a>(&self, name: &'a str) -> Target<'a> {
         Target {
             name,
-            owner: self.sup.owner_of(name),
+            owner: self.sup.registry().owner_of(name),
         }
     }
 
@@ -126,9 +126,19 @@ impl Agent for AgentService {
             self.may_ask_status(&caller, n)?;
         }
         let views = self.sup.status(name.as_deref())?;
+        // Only what the caller may see, and then the releases of those only.
         let deployments = views.into_iter().filter(|v| self.sees(&caller, &v.name));
+        let deployments = deployments.map(|v| {
+            let kept = match req.with_releases {
+                true => self.sup.registry().get(&v.name).map(|d| d.releases()),
+                false => None,
+            };
+            let mut s = wire::view_to_pb(v);
+            s.releases = kept.iter().flatten().map(wire::release_to_pb).collect();
+            s
+        });
         Ok(Response::new(pb::StatusReply {
-            deployments: deployments.map(wire::view_to_pb).collect(),
+            deployments: deployments.collect(),
         }))
     }
 
@@ -208,7 +218,7 @@ impl Agent for AgentService {
     ) -> Result<Response<pb::NodeInfoReply>, Status> {
         let (caller, _) = caller(req)?;
         // Only what the caller may see is counted (admins: everything).
-        let all = self.sup.all();
+        let all = self.sup.registry().all();
         let visible = all.iter().filter(|d| self.sees(&caller, d.name())).count();
         let info = crate::node::info(self.sup.clone(), visible as u32).await;
         Ok(Response::new(info))

@@ -179,6 +179,7 @@ pub(super) fn view_to_pb(v: View) -> pb::DeploymentStatus {
             at: f.at,
         }),
         generation: v.generation,
+        releases: Vec::new(),
         recent_deploys: v
             .deploys
             .into_iter()
@@ -192,6 +193,19 @@ pub(super) fn view_to_pb(v: View) -> pb::DeploymentStatus {
                 at: d.at,
             })
             .collect(),
+    }
+}
+
+/// A release the agent keeps, with the spec it was deployed with.
+pub(super) fn release_to_pb(r: &crate::store::ReleaseRecord) -> pb::KeptRelease {
+    pb::KeptRelease {
+        number: r.number,
+        git_ref: r.git_ref.clone(),
+        commit: r.commit.clone(),
+        packages_hash: r.packages_hash.clone(),
+        deployed_at: r.deployed_at,
+        result: r.result.as_str().to_string(),
+        spec: Some(spec_to_pb(&r.spec)),
     }
 }
 

@@ -12,7 +12,7 @@ impl Supervisor {
     /// Collects unused venvs and artifacts to the budget. What it removed.
     pub(crate) async fn collect_garbage(&self) -> Vec<String> {
         let layout = self.layout.clone();
-        let deployments = self.all();
+        let deployments = self.registry().all();
         // Whether a release directory is still there: a little file-system work.
         let (venvs, artifacts) = tokio::task::spawn_blocking(move || {
             let mut venvs = HashSet::new();

@@ -40,6 +40,18 @@ pub(super) fn restore_gpus(
 const NOBODY: u32 = 65534;
 
 impl Supervisor {
+    /// The node proxy's route for `d`'s `release` on `private_ports`: their listeners must
+    /// be `d`'s user's.
+    pub(crate) fn route(
+        &self,
+        d: &Deployment,
+        release: &crate::store::ReleaseRecord,
+        private_ports: &[u16],
+    ) -> crate::proxy::RouteSpec {
+        let owner = self.identity_of(d).map(|id| id.uid);
+        crate::launch::route(self.app_host(), release, private_ports, owner)
+    }
+
     /// The user `d`'s processes run as; `None`: the agent's own.
     pub(crate) fn identity_of(&self, d: &Deployment) -> Option<Identity> {
         match &self.app_users {

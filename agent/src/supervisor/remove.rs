@@ -32,7 +32,7 @@ impl Supervisor {
     /// Drains and stops a deployment on this node and deletes its directories and record.
     /// `lb_drain`: how long load balancers are given (default: the agent's `lb_drain`).
     pub(crate) async fn remove(&self, name: &str, lb_drain: Option<Duration>) -> Result<Removed> {
-        let d = match self.get(name) {
+        let d = match self.registry().get(name) {
             Some(d) => d,
             // A directory without a record (a failed first deploy of an older agent, an
             // unreadable record): removed like a deployment that runs nothing.
@@ -40,7 +40,7 @@ impl Supervisor {
                 .await
                 .is_ok() =>
             {
-                self.get_or_create(name)
+                self.registry().get_or_create(name)
             }
             None => return Err(Error::NotFound(name.to_string())),
         };
@@ -62,6 +62,7 @@ impl Supervisor {
     /// does not start it again.
     pub(crate) async fn stop(&self, name: &str, lb_drain: Option<Duration>) -> Result<Removed> {
         let d = self
+            .registry()
             .get(name)
             .ok_or_else(|| Error::NotFound(name.to_string()))?;
         let Some(_op) = d.begin().await else {

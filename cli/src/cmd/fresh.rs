@@ -153,7 +153,10 @@ pub(crate) async fn record(
 
 /// One agent's status of `name` (`None`: it does not have it).
 async fn status_of(mut c: Call, name: String) -> Result<Option<pb::DeploymentStatus>, CallError> {
-    let req = pb::StatusRequest { name: name.clone() };
+    let req = pb::StatusRequest {
+        name: name.clone(),
+        ..Default::default()
+    };
     match c.client.status(req).await {
         Ok(r) => Ok(r
             .into_inner()

@@ -170,10 +170,11 @@ fn unknown_on(h: &HistoryEntry, agents: &[&str]) -> bool {
 }
 
 /// Why nothing before release `start` is known: the history starts with what `status
-/// --refresh` found running (agents report only the release they run).
+/// --refresh` or `state rebuild` found running on agents that report only the release they
+/// run (older agents keep no releases they can report).
 fn unknown_before(name: &str, start: u32) -> String {
     format!(
-        "release {start}, the one running when `deployctl status --refresh` rebuilt the state: agents report only the release they run, so the declarations and commits of earlier releases are not known here. To go back to older code, deploy it by its ref or commit: `deployctl run {name} --ref REF` (a rollback can return to it later)"
+        "release {start}, the one running when `deployctl status --refresh` (or `state rebuild`) rebuilt the state: its agents reported only the release they run (an older agent), so the declarations and commits of earlier releases are not known here. To go back to older code, deploy it by its ref or commit: `deployctl run {name} --ref REF` (a rollback can return to it later)"
     )
 }
 

@@ -4,6 +4,7 @@
 //! read under its lock; the target is changed with its locked read-modify-write (the file
 //! lock, or etcd's compare-and-swap transaction), so a `deployctl` running meanwhile loses
 //! nothing. What the target has already is never lost without `--force`.
+//! `state rebuild` (the state from what the agents keep) is `status/refresh.rs`.
 
 use anyhow::{anyhow, Context};
 use clap::Subcommand;
@@ -20,8 +21,8 @@ pub(crate) enum StateCommand {
     /// state to another
     #[command(after_help = "\
 Each deployment of the source is:
-  copied    when the target has no record of it (or only the release `status --refresh`
-            found running, which the source's history has)
+  copied    when the target has no record of it (or only the releases `status --refresh`
+            or `state rebuild` found on the agents, which the source's history has)
   skipped   when the target has the same record, or the source's whole history and more
             (deployed since with the target as the state)
   refused   when the target's record differs: then nothing at all is written, unless
@@ -41,6 +42,38 @@ Examples:
 Exit codes: 0 copied (or nothing to do), 1 refused (nothing written) or a state could not
 be read or written, 2 bad input (e.g. --from and --to are the same state).")]
     Copy(CopyArgs),
+    /// Rebuild the state from what the agents keep (e.g. after it was lost): each
+    /// deployment, its owner, declaration as deployed and the releases the agents keep
+    #[command(after_help = "\
+Asks every agent of the project's envs (with --env, of that env only) for the deployments
+it runs and the releases it keeps of each (number, ref, commit, packages hash, when, how it
+went, and the declaration it was deployed with). For each deployment it writes into the
+state:
+  - its entry, when the state has none: env, owner, declaration as deployed
+  - its instances, as the agents that answered report them
+  - the releases its history lacks, numbered as the agents number them (merged across the
+    env's agents by release number)
+Nothing that runs is touched. Nothing the state has is replaced or dropped: a release
+the state has already is left as it is; one whose number the state gives to another
+deploy is left out, and said so. Where agents disagree on a release number (different
+commits), the commit most of them have is kept (then the first agent in the env's
+order); the others' release of that number is left out, and said so. An agent that does
+not answer is named, and what it keeps is not in the state: run it again when the agent is
+back. `status --refresh` does the same for the deployments it shows.
+
+It says per deployment what it did, e.g.
+  iris: 3 releases from 2 agents, current 3
+
+Exit codes: 0 rebuilt (or nothing to do), 1 an agent did not answer (what the others keep
+was written) or the state could not be read or written, 2 bad input (an unknown --env).")]
+    Rebuild(RebuildArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct RebuildArgs {
+    /// Only the deployments on this env's agents [default: every env of the project]
+    #[arg(long, value_name = "ENV")]
+    pub env: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -71,7 +104,12 @@ pub(crate) async fn run(
     cmd: StateCommand,
     format: Format,
 ) -> anyhow::Result<()> {
-    let StateCommand::Copy(args) = cmd;
+    let args = match cmd {
+        StateCommand::Copy(args) => args,
+        StateCommand::Rebuild(args) => {
+            return super::status::rebuild(project, args.env.as_deref(), format).await
+        }
+    };
     let configured = project.state_uri();
     let (from_uri, from) = open(project, "--from", args.from.as_deref())?;
     let (to_uri, to) = open(project, "--to", args.to.as_deref())?;
@@ -172,7 +210,7 @@ fn plan(
             Fit::OnlyRefreshed => (
                 "copied",
                 format!(
-                    "copied {name} ({}; {to_uri} knew only the release `status --refresh` found running)",
+                    "copied {name} ({}; {to_uri} knew only what the agents keep, from `status --refresh` or `state rebuild`)",
                     releases(n)
                 ),
             ),

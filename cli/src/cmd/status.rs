@@ -14,9 +14,9 @@ use crate::state;
 pub(crate) struct Args {
     /// Only this deployment
     pub name: Option<String>,
-    /// Rebuild the state from what the agents report (e.g. after the state file was lost):
-    /// each deployment, its instances, and the release the agents run as its history's
-    /// newest entry, numbered as they number it (they report no earlier releases)
+    /// Rebuild the state from what the agents keep (e.g. after the state file was lost),
+    /// as `deployctl state rebuild` does: each deployment, its owner, declaration as
+    /// deployed, instances and the releases the agents keep, numbered as they number them
     #[arg(long)]
     pub refresh: bool,
 }
@@ -25,6 +25,8 @@ mod gather;
 mod lines;
 mod print;
 mod refresh;
+
+pub(crate) use refresh::rebuild;
 
 /// One instance as shown.
 struct Instance {
@@ -52,7 +54,7 @@ struct Deployment {
 pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow::Result<()> {
     let st = state::open(project)?.load().await?;
     let wanted = gather::select(project, &st, args.name.as_deref())?;
-    let asked = gather::ask_all(project, &wanted, args.name.as_deref()).await?;
+    let asked = gather::ask_all(project, &wanted, args.name.as_deref(), args.refresh, None).await?;
     // Deploys whose result was not known: what the agents recorded is the history now.
     for (name, d) in st.deployments.iter().filter(|(_, d)| d.has_unknown()) {
         if wanted.contains_key(name) {
@@ -96,9 +98,15 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
 
 /// One agent's deployments (`name`: only that one). Never starts an agent: callers
 /// use targets without autostart.
-async fn ask(mut c: Call, name: Option<String>) -> Result<Vec<pb::DeploymentStatus>, CallError> {
+/// `with_releases`: with the releases it keeps of each.
+async fn ask(
+    mut c: Call,
+    name: Option<String>,
+    with_releases: bool,
+) -> Result<Vec<pb::DeploymentStatus>, CallError> {
     let req = pb::StatusRequest {
         name: name.unwrap_or_default(),
+        with_releases,
     };
     match c.client.status(req).await {
         Ok(r) => Ok(r.into_inner().deployments),
@@ -116,8 +124,9 @@ pub(crate) async fn healthy_url(
 ) -> anyhow::Result<String> {
     let target = client::resolve_env(project, env)?.no_autostart();
     let wanted = Some(name.to_string());
-    let mut replies =
-        client::for_each_agent(&target, Limit::Answer, move |c| ask(c, wanted.clone()));
+    let mut replies = client::for_each_agent(&target, Limit::Answer, move |c| {
+        ask(c, wanted.clone(), false)
+    });
     let mut seen = Vec::new();
     while let Some(reply) = replies.next().await {
         let address = reply.address;

@@ -8,7 +8,7 @@ mod spec;
 
 pub(crate) use artifacts::Artifact;
 pub(crate) use resources::Resources;
-pub(crate) use spec::from_spec;
+pub(crate) use spec::{as_written, from_spec};
 
 use std::collections::BTreeMap;
 use std::path::Path;

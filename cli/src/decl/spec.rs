@@ -224,3 +224,20 @@ pub(crate) fn from_spec(s: &pb::DeploymentSpec) -> DeploymentDecl {
         artifacts: s.artifacts.iter().map(Artifact::from_pb).collect(),
     }
 }
+
+/// The declaration an agent kept with a release, as a person would have written it: also
+/// without the values the agent fills in where a declaration leaves them out (health
+/// timeout 120s and interval 10s, kill_timeout 10s, restart on-failure).
+pub(crate) fn as_written(s: &pb::DeploymentSpec) -> DeploymentDecl {
+    let mut d = from_spec(s);
+    let drop = |v: &mut Option<String>, default: &str| {
+        if v.as_deref() == Some(default) {
+            *v = None;
+        }
+    };
+    drop(&mut d.health.timeout, "120s");
+    drop(&mut d.health.interval, "10s");
+    drop(&mut d.kill_timeout, "10s");
+    drop(&mut d.restart, "on-failure");
+    d
+}

@@ -14,8 +14,9 @@ pub(crate) enum Fit {
     /// (deployed since with the target as the state; its instances may be fresher too):
     /// skipped, nothing of the source is lost.
     TargetHasAll { more: usize },
-    /// The target knows only releases `status --refresh` found running, each of them in
-    /// the source's history: the source's record replaces it, nothing is lost.
+    /// The target knows only releases `status --refresh` or `state rebuild` found on the
+    /// agents, each of them in the source's history: the source's record replaces it,
+    /// nothing is lost.
     OnlyRefreshed,
     /// Different histories: refused unless `--force`. `from`: the first release number
     /// where they part (the first of either when they have none in common).
@@ -44,9 +45,9 @@ pub(crate) fn compare(source: &DeploymentState, target: Option<&DeploymentState>
         };
     }
     let known = target.history.iter().all(|t| {
-        t.is_refreshed()
+        t.is_from_agents()
             && source.history.iter().any(|s| {
-                s.result == "ok"
+                (s.result == "ok") == (t.result == "ok")
                     && s.commit == t.commit
                     && t.agents.iter().all(|(agent, r)| {
                         s.agents.get(agent).is_some_and(|a| a.release == r.release)
@@ -77,7 +78,7 @@ pub(crate) fn compare(source: &DeploymentState, target: Option<&DeploymentState>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{AgentResult, HistoryEntry, REFRESHED};
+    use crate::state::{AgentResult, HistoryEntry, REBUILT, REFRESHED};
 
     fn release(number: u32, commit: &str, note: &str) -> HistoryEntry {
         HistoryEntry {
@@ -128,6 +129,19 @@ mod tests {
         // A release the source does not have: refused.
         let other = record(vec![release(3, "c", REFRESHED)]);
         assert_eq!(compare(&src, Some(&other)), Fit::Differs { from: 1 });
+    }
+
+    #[test]
+    fn a_rebuilt_target_is_replaced_when_the_source_has_its_releases() {
+        let mut failed = release(2, "b", "");
+        failed.result = "failed at health: refused".into();
+        let src = record(vec![release(1, "a", ""), failed.clone()]);
+        failed.note = REBUILT.into();
+        let rebuilt = record(vec![release(1, "a", REBUILT), failed]);
+        assert_eq!(compare(&src, Some(&rebuilt)), Fit::OnlyRefreshed);
+        // One the source lacks: refused.
+        let more = record(vec![release(1, "a", REBUILT), release(3, "c", REBUILT)]);
+        assert_eq!(compare(&src, Some(&more)), Fit::Differs { from: 1 });
     }
 
     #[test]

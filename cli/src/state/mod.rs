@@ -6,6 +6,7 @@
 mod compare;
 mod etcd;
 mod file;
+pub(crate) mod rebuild;
 pub(crate) mod reconcile;
 
 use std::collections::BTreeMap;
@@ -22,9 +23,14 @@ pub(crate) use compare::{compare, Fit};
 pub(crate) use etcd::EtcdState;
 pub(crate) use file::FileState;
 
-/// The note of a history entry `status --refresh` wrote for a release it found running
-/// that the history did not have (the agents report only the release they run).
+/// The note of a history entry `status --refresh` or `state rebuild` wrote for a release
+/// it found running that the history did not have, from an agent that reports only the
+/// release it runs (an older one; before `state rebuild`, every agent).
 pub(crate) const REFRESHED: &str = "found running by status --refresh";
+
+/// The note of a history entry `state rebuild` (or `status --refresh`) wrote from the
+/// releases the agents keep.
+pub(crate) const REBUILT: &str = "rebuilt from the agents' records";
 
 /// The result of a deploy whose stream was lost before its outcome: not a guess. The next
 /// command that reaches the agent records the outcome the agent recorded
@@ -72,6 +78,21 @@ pub(crate) struct InstanceState {
     pub status: String,
     /// Unix seconds of the last change.
     pub updated_at: i64,
+}
+
+impl InstanceState {
+    /// The instance an agent reports (its status of the deployment), as of `now`.
+    pub(crate) fn reported(s: &deployctl_proto::v1::DeploymentStatus, now: i64) -> Self {
+        InstanceState {
+            release: s.release,
+            git_ref: s.git_ref.clone(),
+            commit: s.commit.clone(),
+            packages_hash: s.packages_hash.clone(),
+            url: s.url.clone(),
+            status: s.state.clone(),
+            updated_at: now,
+        }
+    }
 }
 
 /// One deploy of a deployment (to every agent of its env).
@@ -154,6 +175,12 @@ impl HistoryEntry {
     /// Written by `status --refresh` (see [`REFRESHED`]), not by a deploy.
     pub(crate) fn is_refreshed(&self) -> bool {
         self.note == REFRESHED
+    }
+
+    /// Written from what the agents keep or run ([`REFRESHED`], [`REBUILT`]), not by a
+    /// deploy: a record that has the same deploy from a deploy is the better one.
+    pub(crate) fn is_from_agents(&self) -> bool {
+        self.is_refreshed() || self.note == REBUILT
     }
 
     /// How it ended is not known yet on some agent (see [`UNKNOWN`]).

@@ -59,18 +59,9 @@ pub(crate) fn reconcile(
         return lines;
     }
     if let Some(s) = status.filter(|s| s.release > 0) {
-        entry.instances.insert(
-            agent.to_string(),
-            InstanceState {
-                release: s.release,
-                git_ref: s.git_ref.clone(),
-                commit: s.commit.clone(),
-                packages_hash: s.packages_hash.clone(),
-                url: s.url.clone(),
-                status: s.state.clone(),
-                updated_at: now,
-            },
-        );
+        entry
+            .instances
+            .insert(agent.to_string(), InstanceState::reported(s, now));
     }
     // The declaration as deployed is the newest release's that went live.
     if let Some(newest) = entry.history.iter().rev().find(|h| h.result == "ok") {

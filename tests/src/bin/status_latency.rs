@@ -40,7 +40,10 @@ async fn main() {
     for i in 0..WARM_UP + n {
         let began = Instant::now();
         let reply = client
-            .status(StatusRequest { name: name.clone() })
+            .status(StatusRequest {
+                name: name.clone(),
+                ..Default::default()
+            })
             .await
             .unwrap_or_else(|s| {
                 eprintln!("Status failed: {}", s.message());

@@ -142,8 +142,11 @@ fn uptime(first: Option<&InstanceStatus>) -> Duration {
 impl Supervisor {
     pub(crate) fn status(&self, name: Option<&str>) -> Result<Vec<View>> {
         let deployments = match name {
-            Some(n) => vec![self.get(n).ok_or_else(|| Error::NotFound(n.to_string()))?],
-            None => self.all(),
+            Some(n) => vec![self
+                .registry()
+                .get(n)
+                .ok_or_else(|| Error::NotFound(n.to_string()))?],
+            None => self.registry().all(),
         };
         Ok(deployments.iter().map(|d| self.view(d)).collect())
     }

@@ -7,7 +7,8 @@ use crate::supervisor::Supervisor;
 impl Supervisor {
     /// Every deployment's present state and resource use, for `/metrics`.
     pub(crate) fn present(&self) -> Vec<crate::metrics::Present> {
-        self.all()
+        self.registry()
+            .all()
             .iter()
             .map(|d| {
                 let v = self.view(d);
@@ -29,7 +30,8 @@ impl Supervisor {
         if routes.is_empty() {
             return Vec::new();
         }
-        self.all()
+        self.registry()
+            .all()
             .iter()
             .filter_map(|d| {
                 let listen = self.app_host().public_address(d.current()?.spec.port);
@@ -57,7 +59,7 @@ impl Supervisor {
     /// Whether a deployment is healthy right now (for load balancers; from cached state):
     /// healthy, its state, the last check's result. Unhealthy while it drains for removal.
     pub(crate) fn healthy(&self, name: &str) -> Option<(bool, &'static str, String)> {
-        let d = self.get(name)?;
+        let d = self.registry().get(name)?;
         d.lb_checked();
         // With replicas: healthy while any instance is (the node proxy serves from it).
         let healthy_replica = d

@@ -70,14 +70,18 @@ pub(super) fn select(
 
 /// Asks every agent of the wanted deployments' envs (and, for all deployments, of every
 /// declared env: deployments the state does not know are found there) at once, each
-/// within the timeout. Never starts the local agent.
+/// within the timeout (`with_releases`: asking for the releases they keep too; `only_env`:
+/// the agents of that env alone). Never starts the local agent.
 pub(super) async fn ask_all(
     project: &Project,
     wanted: &BTreeMap<String, String>,
     name: Option<&str>,
+    with_releases: bool,
+    only_env: Option<&str>,
 ) -> anyhow::Result<Asked> {
     let mut envs: Vec<String> = wanted.values().cloned().collect();
-    if name.is_none() {
+    envs.extend(only_env.map(str::to_string));
+    if name.is_none() && only_env.is_none() {
         envs.push(project.default_env());
         envs.extend(project.declared_envs());
     }
@@ -106,7 +110,9 @@ pub(super) async fn ask_all(
         for address in &target.addresses {
             asked.push((env.clone(), address.clone()));
             let name = name.map(str::to_string);
-            fanout.add(&target, address, Limit::Answer, move |c| ask(c, name));
+            fanout.add(&target, address, Limit::Answer, move |c| {
+                ask(c, name, with_releases)
+            });
         }
         env_agents.insert(env.clone(), Ok(target));
     }

@@ -1,207 +1,141 @@
-//! `status --refresh`: rebuild the state from what the agents report. The agents report
-//! the release they run (its number, ref, commit, packages hash and declaration), not the
-//! ones before it: a release the history does not have is recorded as its newest entry,
-//! numbered as the agents number it, so `env set`, `restart` and a later `rollback` to it
-//! work; what came before it stays unknown (and `rollback` says so).
+//! `status --refresh` and `state rebuild [--env ENV]`: the state rebuilt from what the
+//! agents keep ([`state::rebuild`]): each deployment they run, its owner, declaration as
+//! deployed, instances, and every release the agents keep (with the spec each was deployed
+//! with), numbered as they number them, so `history`, `rollback` and `env set` work as
+//! before the state was lost. Nothing that runs is touched; nothing the state has is lost.
 
-use deployctl_proto::v1 as pb;
+use serde_json::json;
 
-use super::{Deployment, Instance};
-use crate::decl::{self, DeploymentDecl};
+use super::{gather, Deployment};
+use crate::client;
+use crate::error::Reported;
 use crate::output::Format;
 use crate::project::Project;
-use crate::state::{self, AgentResult, DeploymentState, HistoryEntry};
+use crate::state::{self, rebuild::Rebuilt, rebuild::Report};
 
-/// Writes what the agents report into the state: every instance they run, a deployment
-/// (with its declaration as deployed) the state did not know, and the running release
-/// when the history does not have it.
+/// `state rebuild [--env ENV]`: every deployment the agents of the project's envs (`env`:
+/// of that env only) run, rebuilt into the state.
+pub(crate) async fn rebuild(
+    project: &Project,
+    env: Option<&str>,
+    format: Format,
+) -> anyhow::Result<()> {
+    if let Some(env) = env {
+        // A typo is bad input, before anything is asked.
+        client::resolve_env(project, env)?;
+    }
+    let st = state::open(project)?.load().await?;
+    let mut wanted = gather::select(project, &st, None)?;
+    if let Some(env) = env {
+        wanted.retain(|_, e| e == env);
+    }
+    let asked = gather::ask_all(project, &wanted, None, true, env).await?;
+    let mut out = gather::merge(&st, wanted, &asked, true);
+    if let Some(env) = env {
+        out.retain(|d| d.env == env);
+    }
+    let (at, done) = apply(project, &out).await?;
+    // Agents that did not answer: what they keep is not in it.
+    let mut away: Vec<(String, String)> = out
+        .iter()
+        .flat_map(|d| &d.instances)
+        .filter(|i| i.state == "unreachable")
+        .map(|i| (i.agent.clone(), i.note.clone()))
+        .collect();
+    let unanswered = gather::unanswered(project, &asked, &out);
+    let unanswered = unanswered
+        .into_iter()
+        .filter(|u| env.is_none_or(|e| u.env == e));
+    away.extend(unanswered.map(|u| (u.agent, u.error)));
+    away.sort();
+    away.dedup_by(|a, b| a.0 == b.0);
+    print(&at, &done, &away, format);
+    match away.is_empty() {
+        true => Ok(()),
+        false => Err(anyhow::anyhow!(Reported)),
+    }
+}
+
+/// `status --refresh`: as `state rebuild` for the deployments shown; in text, what it
+/// did is said before the status (JSON prints the status alone).
 pub(super) async fn refresh(
     project: &Project,
     out: &[Deployment],
     format: Format,
 ) -> anyhow::Result<()> {
-    let store = state::open(project)?;
-    let now = state::now_unix();
-    let mut added = 0;
-    let mut updated = 0;
-    let mut recorded: Vec<String> = Vec::new();
-    store
-        .update(&mut |st| {
-            added = 0;
-            updated = 0;
-            recorded.clear();
-            for d in out {
-                let live: Vec<&Instance> = d.instances.iter().filter(|i| i.s.is_some()).collect();
-                let Some(first) = live.first().and_then(|i| i.s.as_ref()) else {
-                    continue;
-                };
-                if add_unknown(project, st, d, first) {
-                    added += 1;
-                } else {
-                    updated += 1;
-                }
-                let Some(entry) = st.deployments.get_mut(&d.name) else {
-                    continue;
-                };
-                note_instances(entry, d, now);
-                recorded.extend(record_running(project, entry, d, first, now));
-            }
-            Ok(())
-        })
-        .await?;
+    let (at, done) = apply(project, out).await?;
     if format == Format::Text {
-        println!(
-            "refreshed {}: {added} deployment(s) added, {updated} updated from the agents",
-            store.describe()
-        );
-        for line in &recorded {
-            println!("{line} (the running release; agents report no earlier ones)");
-        }
+        print(&at, &done, &[], format);
     }
     Ok(())
 }
 
-/// Adds deployment `d` to the state when it does not have it (true), with the
-/// declaration and owner the agent running `first` reports.
-fn add_unknown(
-    project: &Project,
-    st: &mut state::State,
-    d: &Deployment,
-    first: &pb::DeploymentStatus,
-) -> bool {
-    if st.deployments.contains_key(&d.name) {
-        return false;
-    }
-    st.deployments.insert(
-        d.name.clone(),
-        state::DeploymentState {
-            declaration: declaration(project, d, first),
-            env: d.env.clone(),
-            owner: first.owner.clone(),
-            ..Default::default()
-        },
-    );
-    true
-}
-
-/// Each agent's instance of `d` as it reports it; one whose agent answered and does not
-/// run it is not an instance any more.
-fn note_instances(entry: &mut DeploymentState, d: &Deployment, now: i64) {
-    for i in &d.instances {
-        match (&i.s, i.state.as_str()) {
-            (Some(s), _) => {
-                entry.instances.insert(
-                    i.agent.clone(),
-                    state::InstanceState {
-                        release: s.release,
-                        git_ref: s.git_ref.clone(),
-                        commit: s.commit.clone(),
-                        packages_hash: s.packages_hash.clone(),
-                        url: s.url.clone(),
-                        status: s.state.clone(),
-                        updated_at: now,
-                    },
-                );
+/// Writes what the agents keep of each deployment in `out` into the state (one locked
+/// read-modify-write): where it is, and what it did per deployment.
+async fn apply(project: &Project, out: &[Deployment]) -> anyhow::Result<(String, Vec<Rebuilt>)> {
+    let store = state::open(project)?;
+    let now = state::now_unix();
+    let default_env = project.default_env();
+    let mut done: Vec<Rebuilt> = Vec::new();
+    store
+        .update(&mut |st| {
+            done.clear();
+            for d in out {
+                let reports = reports(d);
+                let declared = (d.env != default_env).then_some(d.env.as_str());
+                done.extend(state::rebuild::rebuild(
+                    st, &d.name, &d.env, declared, &reports, now,
+                ));
             }
-            // The agent answered and does not run it: not an instance any more.
-            (None, "missing") => {
-                entry.instances.remove(&i.agent);
-            }
-            _ => {}
-        }
-    }
-}
-
-/// The running release recorded in the history when it does not have it
-/// (`running_release`), its declaration as deployed and the owner `first` reports made
-/// the deployment's; what to say of it.
-fn record_running(
-    project: &Project,
-    entry: &mut DeploymentState,
-    d: &Deployment,
-    first: &pb::DeploymentStatus,
-    now: i64,
-) -> Option<String> {
-    let h = running_release(project, entry, d, now)?;
-    let line = format!(
-        "{}: release {} ({}) recorded in its history",
-        d.name,
-        h.number,
-        if h.git_ref.is_empty() {
-            crate::output::short_commit(&h.commit)
-        } else {
-            &h.git_ref
-        }
-    );
-    // The declaration as deployed is the one running now.
-    entry.declaration = h.declaration.clone();
-    entry.owner = first.owner.clone();
-    entry.history.push(h);
-    Some(line)
-}
-
-/// The declaration an agent reports for what it runs, with the env it runs in.
-fn declaration(project: &Project, d: &Deployment, s: &pb::DeploymentStatus) -> DeploymentDecl {
-    let mut declaration = s.spec.as_ref().map(decl::from_spec).unwrap_or_default();
-    if d.env != project.default_env() {
-        declaration.env = Some(d.env.clone());
-    }
-    declaration
-}
-
-/// The history entry of the release the agents run, when the history has no entry in
-/// which an agent deployed the release it runs now (a lost or new state, a deploy that
-/// wrote another state). Numbered as the agents number it (never below the history's
-/// next number); with every agent that runs the same commit.
-fn running_release(
-    project: &Project,
-    entry: &DeploymentState,
-    d: &Deployment,
-    now: i64,
-) -> Option<HistoryEntry> {
-    let live: Vec<(&str, &pb::DeploymentStatus)> = d
-        .instances
-        .iter()
-        .filter_map(|i| Some((i.agent.as_str(), i.s.as_ref()?)))
-        .filter(|(_, s)| s.release > 0 && !s.commit.is_empty())
-        .collect();
-    let known = |agent: &str, s: &pb::DeploymentStatus| {
-        entry.history.iter().any(|h| {
-            h.agents
-                .get(agent)
-                .is_some_and(|a| a.release == s.release && a.result == "ok")
+            Ok(())
         })
-    };
-    let (_, first) = live.iter().find(|(agent, s)| !known(agent, s))?;
-    let same: Vec<&(&str, &pb::DeploymentStatus)> = live
-        .iter()
-        .filter(|(_, s)| s.commit == first.commit)
-        .collect();
-    let highest = same.iter().map(|(_, s)| s.release).max().unwrap_or(0);
-    Some(HistoryEntry {
-        number: entry.next_number().max(highest),
-        time: if first.deployed_at > 0 {
-            first.deployed_at
-        } else {
-            now
-        },
-        git_ref: first.git_ref.clone(),
-        commit: first.commit.clone(),
-        packages_hash: first.packages_hash.clone(),
-        result: "ok".to_string(),
-        declaration: declaration(project, d, first),
-        agents: same
+        .await?;
+    Ok((store.describe(), done))
+}
+
+/// What was done, per deployment, and which agents did not answer (`away`: each with why).
+fn print(at: &str, done: &[Rebuilt], away: &[(String, String)], format: Format) {
+    let added = done.iter().filter(|r| r.added).count();
+    let updated = done.len() - added;
+    if format == Format::Json {
+        let list: Vec<_> = done
             .iter()
-            .map(|(agent, s)| {
-                let result = AgentResult {
-                    release: s.release,
-                    result: "ok".to_string(),
-                };
-                (agent.to_string(), result)
+            .map(|r| {
+                json!({"name": r.name, "added": r.added, "releases_added": r.numbers,
+                       "agents": r.agents, "current": r.current, "what": r.lines})
             })
-            .collect(),
-        frozen: Vec::new(),
-        note: state::REFRESHED.to_string(),
-        id: String::new(),
-    })
+            .collect();
+        println!(
+            "{}",
+            json!({"state": at, "added": added, "updated": updated, "deployments": list,
+                   "not_answered": away.iter().map(|(a, e)| json!({"agent": a, "error": e})).collect::<Vec<_>>()})
+        );
+        return;
+    }
+    println!("rebuilt {at} from the agents: {added} deployment(s) added, {updated} updated");
+    for line in done.iter().flat_map(|r| &r.lines) {
+        println!("{line}");
+    }
+    for (agent, error) in away {
+        println!("{agent} did not answer ({error}): what it keeps is not in the state; run `deployctl state rebuild` again when it answers");
+    }
+}
+
+/// Each agent of its env that answered: what it reports of `d` (`None`: it does not run
+/// it). Agents that did not answer, or hide it from the caller, say nothing.
+fn reports(d: &Deployment) -> Vec<Report<'_>> {
+    d.instances
+        .iter()
+        .filter_map(|i| match (&i.s, i.state.as_str()) {
+            (Some(s), _) => Some(Report {
+                agent: &i.agent,
+                status: Some(s),
+            }),
+            (None, "missing") => Some(Report {
+                agent: &i.agent,
+                status: None,
+            }),
+            _ => None,
+        })
+        .collect()
 }
