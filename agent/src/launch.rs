@@ -131,7 +131,8 @@ pub(crate) fn route(
         name: release.spec.name.clone(),
         // Numbered when it is sent.
         generation: 0,
-        connections: crate::proxy::ConnSettings::from_config(sup.config()),
+        // The agent's, set by the node proxy's side of the agent.
+        connections: Default::default(),
     }
 }
 

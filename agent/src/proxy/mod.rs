@@ -50,9 +50,7 @@ pub(crate) use control::RouteStats;
 pub(crate) use counters::{Counts, LATENCY_BOUNDS};
 pub use fdpass::inherited_listener;
 pub(crate) use node::NodeProxy;
-pub(crate) use settings::{
-    ConnSettings, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-};
+pub(crate) use settings::{DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub(crate) use table::{BackendSpec, RouteSpec};
 pub(crate) use watch::NOT_ANSWERING_STATE;
 

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, Mutex};
 use super::control::ProxyClient;
 use super::error::ProxyError;
 use super::generation::Generations;
+use super::settings::ConnSettings;
 use super::table::RouteSpec;
 use crate::procstat::ProcId;
 
@@ -31,6 +32,9 @@ pub(crate) struct NodeProxy {
     pub(super) dir: PathBuf,
     /// The agent's `proxy_threads`, given to each proxy it starts.
     pub(super) threads: Option<usize>,
+    /// The agent's settings for the routes' connections (`proxy_*`, `trusted_proxies`),
+    /// sent with every route.
+    connections: ConnSettings,
     pub(super) client: ProxyClient,
     /// Everything the agent decided; held while it talks to the proxy or (re)starts it.
     pub(super) inner: Mutex<Inner>,
@@ -58,7 +62,7 @@ pub(super) struct Inner {
 }
 
 impl NodeProxy {
-    pub(crate) fn new(data_dir: &Path, threads: Option<usize>) -> NodeProxy {
+    pub(crate) fn new(data_dir: &Path, config: &crate::config::Config) -> NodeProxy {
         let dir = data_dir.join("proxy");
         let (exits, exited) = mpsc::unbounded_channel();
         NodeProxy {
@@ -72,7 +76,8 @@ impl NodeProxy {
                 failing: HashMap::new(),
             }),
             dir,
-            threads,
+            threads: config.proxy_threads,
+            connections: ConnSettings::from_config(config),
             seen: StdMutex::new(None),
             trouble: StdMutex::new(None),
             exits,
@@ -109,7 +114,8 @@ impl NodeProxy {
 
     /// The agent decides that `route` serves its address: recorded first (the watch sends
     /// it again until the proxy has it), then sent, starting the proxy if it does not run.
-    pub(crate) async fn set_route(&self, route: RouteSpec) -> Result<(), ProxyError> {
+    pub(crate) async fn set_route(&self, mut route: RouteSpec) -> Result<(), ProxyError> {
+        route.connections.clone_from(&self.connections);
         let mut inner = self.inner.lock().await;
         let listen = route.listen;
         inner.decided.insert(listen, route);
@@ -125,7 +131,8 @@ impl NodeProxy {
     /// A switch: `route` is the agent's decision only once the proxy has taken it. When it
     /// has not (it did not answer), the route decided before is sent again with a newer
     /// generation, so the switch, should the proxy take it late, is undone.
-    pub(crate) async fn switch_route(&self, route: RouteSpec) -> Result<(), ProxyError> {
+    pub(crate) async fn switch_route(&self, mut route: RouteSpec) -> Result<(), ProxyError> {
+        route.connections.clone_from(&self.connections);
         let mut inner = self.inner.lock().await;
         let listen = route.listen;
         let mut sent = route;
