@@ -32,7 +32,10 @@
 #            times under a client loop (strategy switch, vs strategy recreate); the switch
 #            step (healthy -> routed) vs recreate's outage (stop -> healthy); requests per
 #            second through the proxy vs the same backend direct (tests/src/bin/fast_backend,
-#            a hyper server, so the proxy is the bottleneck; wrk -t2 -c32); latency p50/p99
+#            a hyper server, so the proxy is the bottleneck; wrk -t2 -c32) and vs HAProxy
+#            (Debian's, installed when missing) in front of the same backend, medians of
+#            BENCH_PROXY_ROUNDS (3) rounds of the three in turn, and the CPU time each proxy
+#            spends per request; latency p50/p99
 #            with one connection (wrk -t1 -c1) through the proxy vs direct; connections
 #            refused while the proxy is killed with -9 under a client loop (and the longest
 #            wait for an answer), and how long a frozen proxy (kill -STOP) takes to show in
@@ -59,7 +62,7 @@
 # PyPI for the deploy group.
 #
 # Loopback: agents on 127.0.0.200-210 (agent), 127.0.1.x (fleet), .216-218 (bigenv), .220-223 (status,
-# deploy), .241-243 (proxy), .244 (etcd) with .245-254 (registry), .246 (artifacts); git daemon on
+# deploy), .241-243 (proxy; HAProxy on .244), .244 (etcd) with .245-254 (registry), .246 (artifacts); git daemon on
 # .229; apps by hand on .226-228, .231-240 and 127.0.3.x (fleet); the artifacts' file server on .247.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -266,125 +269,11 @@ bench_agent() {
   row "GET /deployments/NAME/health req/s (vs /healthz)" "$r_dep" "$r_healthz" "$(ratio "$r_dep" "$r_healthz")"
 }
 
-# ---- proxy: the node proxy in front of each deployment ---------------------------------------
-
-# Calls $1 in a loop (a new connection each time) until the file $2 exists; prints
-# "ok failed".
-client_loop() {
-  python3 - "$1" "$2" <<'EOF'
-import os, sys, urllib.request
-url, stop = sys.argv[1], sys.argv[2]
-ok = failed = 0
-while not os.path.exists(stop):
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            r.read()
-            ok, failed = (ok + 1, failed) if r.status == 200 else (ok, failed + 1)
-    except Exception:
-        failed += 1
-print(ok, failed)
-EOF
-}
-
-# 10 redeploys (a new commit each) of the stdlib app with strategy $1 on a fresh agent on
-# $2, under a client loop. Sets FAILED, SERVED and EVENTS (the redeploys' event files).
-redeploys_under_load() {
-  local strategy="$1" ip="$2" proj="$WORK/project-proxy-$1" repo="$WORK/repo-proxy-$1"
-  git clone -q "$REPO" "$repo"
-  start_agent "$ip"
-  mkdir -p "$proj"
-  "$BIN/deployctl" --project "$proj" declare env agent p --address "http://$AGENT_GRPC" >/dev/null
-  "$BIN/deployctl" --project "$proj" run app --env p --repo "$repo" --command "python3 app.py" \
-    --port 8000 --health-path / --strategy "$strategy" >/dev/null
-  client_loop "http://$ip:8000/" "$WORK/stop-$strategy" > "$WORK/client-$strategy.out" &
-  local client=$!
-  PIDS+=("$client")
-  wait_http "http://$ip:8000/"
-  local i
-  for i in $(seq 1 10); do
-    git -C "$repo" -c user.name=bench -c user.email=bench@localhost commit -q --allow-empty -m "r$i"
-    "$BIN/deployctl" --project "$proj" run --load app --output json > "$WORK/proxy-$strategy-$i.json"
-  done
-  touch "$WORK/stop-$strategy"
-  wait "$client" || true
-  read -r SERVED FAILED < "$WORK/client-$strategy.out"
-  EVENTS=("$WORK"/proxy-"$strategy"-*.json)
-}
-
-# The median over the event files after $1 of the elapsed_ms of the deploy step(s) $1
-# (comma-separated, summed per deploy).
-step_ms() {
-  python3 - "$@" <<'EOF'
-import json, statistics, sys
-steps, paths = sys.argv[1].split(","), sys.argv[2:]
-per_deploy = []
-for path in paths:
-    total = 0
-    for line in open(path):
-        e = json.loads(line)
-        if e.get("phase") == "done" and e.get("step") in steps:
-            total += e.get("elapsed_ms", 0)
-    per_deploy.append(total)
-print(round(statistics.median(per_deploy)))
-EOF
-}
-
-# wrk's requests/s (-t2 -c32), and the latency at percentile $2 with one connection (us).
-wrk_rps() { wrk -t2 -c32 -d"${SECONDS_EACH}s" "$1" 2>&1 | awk '/^Requests\/sec:/ {printf "%.0f", $2}'; }
-wrk_latency_us() {
-  wrk -t1 -c1 -d"${SECONDS_EACH}s" --latency "$1" 2>&1 | python3 -c '
-import re, sys
-want = sys.argv[1] + "%"
-units = {"us": 1, "ms": 1000, "s": 1000000}
-for line in sys.stdin:
-    f = line.split()
-    if len(f) == 2 and f[0] == want:
-        m = re.match(r"([0-9.]+)(us|ms|s)$", f[1])
-        if m:
-            print(round(float(m.group(1)) * units[m.group(2)]))' "$2"
-}
-
-bench_proxy() {
-  make_repo
-  redeploys_under_load switch 127.0.0.241
-  local switch_failed="$FAILED" switch_served="$SERVED" switch_events=("${EVENTS[@]}")
-  redeploys_under_load recreate 127.0.0.242
-  row "failed requests, 10 redeploys under load (0)" "$switch_failed" "$FAILED" "-"
-  NOTES+=("proxy: requests served during the 10 redeploys: switch $switch_served, recreate $SERVED (the baseline is strategy recreate: stop, then start)")
-  local switch_ms outage_ms
-  switch_ms=$(step_ms switch "${switch_events[@]}")
-  outage_ms=$(step_ms start,health "${EVENTS[@]}")
-  row "healthy -> routed to the new release, ms (<=5)" "$switch_ms" "$outage_ms" "$(ratio "$switch_ms" "$outage_ms")"
-  NOTES+=("proxy: the baseline of the switch row is recreate's outage (its start + health steps)")
-
-  # A fast backend (hyper) deployed behind the proxy, measured through it and direct.
-  local ip=127.0.0.243 proj="$WORK/project-fast"
-  start_agent "$ip"
-  mkdir -p "$proj"
-  "$BIN/deployctl" --project "$proj" declare env agent f --address "http://$AGENT_GRPC" >/dev/null
-  "$BIN/deployctl" --project "$proj" run fast --env f --repo "$REPO" --command "$BIN/fast_backend" \
-    --port 8000 --health-path / >/dev/null
-  local private
-  private=$("$BIN/deployctl" --project "$proj" status fast --output json | python3 -c '
-import json, sys
-print(json.load(sys.stdin)["deployments"][0]["instances"][0]["private_address"])')
-  local via direct
-  via=$(wrk_rps "http://$ip:8000/")
-  direct=$(wrk_rps "http://$private/")
-  row "req/s through the proxy (vs direct; >=0.9x)" "$via" "$direct" "$(ratio "$via" "$direct")"
-  local p50v p50d p99v p99d
-  p50v=$(wrk_latency_us "http://$ip:8000/" 50); p50d=$(wrk_latency_us "http://$private/" 50)
-  p99v=$(wrk_latency_us "http://$ip:8000/" 99); p99d=$(wrk_latency_us "http://$private/" 99)
-  row "latency p50 through the proxy (vs direct), us" "$p50v" "$p50d" "$(ratio "$p50v" "$p50d")"
-  row "latency p99 through the proxy (vs direct), us" "$p99v" "$p99d" "$(ratio "$p99v" "$p99d")"
-  NOTES+=("proxy: added latency p50 $((p50v - p50d)) us (target <= 100), p99 $((p99v - p99d)) us (target <= 500)")
-  bench_proxy_faults "$ip" fast
-}
-
 BENCH_STARTED=$SECONDS
 
 source scripts/lib/bench_deploy.sh
 source scripts/lib/bench_walls.sh
+source scripts/lib/bench_proxy.sh
 source scripts/lib/bench_proxy_faults.sh
 source scripts/lib/bench_fleet.sh
 source scripts/lib/bench_registry.sh

@@ -46,6 +46,9 @@ pub(crate) enum Command {
         /// route for its address comes
         #[arg(long = "listen-fd", value_name = "FD")]
         listen_fds: Vec<i32>,
+        /// Threads that serve the routes [default: half the cores, at least 1]
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
     },
 }
 

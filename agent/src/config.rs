@@ -5,6 +5,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[path = "config_installer.rs"]
+mod installer;
+pub use installer::InstallerMode;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// gRPC address (`deploy.v1.Agent`).
@@ -74,6 +78,19 @@ pub struct Config {
     /// The lease the announcement is kept under: a stopped or cut-off agent disappears
     /// from the registry within this long.
     pub register_ttl: Duration,
+    /// The node proxy closes a connection whose request's head has not arrived this long
+    /// after it opened, or after its first byte (slowloris).
+    pub proxy_header_timeout: Duration,
+    /// ... and a kept-alive connection with no request for this long.
+    pub proxy_idle_timeout: Duration,
+    /// Connections one deployment may have open through the node proxy; one more is
+    /// answered 503 (HTTP) or closed (TCP).
+    pub proxy_max_connections: u32,
+    /// Peers (load balancers in front of the node) whose `X-Forwarded-For` the node proxy
+    /// appends to and whose `X-Forwarded-Proto` it keeps; anyone else's are replaced.
+    pub trusted_proxies: Vec<crate::cidr::Cidr>,
+    /// The node proxy's threads (taken when it starts) [default: half the cores, at least 1].
+    pub proxy_threads: Option<usize>,
 }
 
 impl Default for Config {
@@ -107,6 +124,11 @@ impl Default for Config {
             register: None,
             labels: Default::default(),
             register_ttl: Duration::from_secs(10),
+            proxy_header_timeout: crate::proxy::DEFAULT_HEADER_TIMEOUT,
+            proxy_idle_timeout: crate::proxy::DEFAULT_IDLE_TIMEOUT,
+            proxy_max_connections: crate::proxy::DEFAULT_MAX_CONNECTIONS,
+            trusted_proxies: Vec::new(),
+            proxy_threads: None,
         }
     }
 }
@@ -153,6 +175,13 @@ pub struct FileConfig {
     pub labels: Option<std::collections::BTreeMap<String, String>>,
     /// A duration: "10s".
     pub register_ttl: Option<String>,
+    /// Durations: "10s", "75s".
+    pub proxy_header_timeout: Option<String>,
+    pub proxy_idle_timeout: Option<String>,
+    pub proxy_max_connections: Option<u32>,
+    /// ["10.0.0.0/8", "192.0.2.7"]
+    pub trusted_proxies: Option<Vec<String>>,
+    pub proxy_threads: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -309,6 +338,37 @@ impl FileConfig {
             }
             config.register_ttl = ttl;
         }
+        let positive = |key: &str, v: &str| match duration(key, v)? {
+            d if d.is_zero() => Err(invalid(format!("{key}: {v:?} must be more than 0"))),
+            d => Ok(d),
+        };
+        if let Some(v) = &self.proxy_header_timeout {
+            config.proxy_header_timeout = positive("proxy_header_timeout", v)?;
+        }
+        if let Some(v) = &self.proxy_idle_timeout {
+            config.proxy_idle_timeout = positive("proxy_idle_timeout", v)?;
+        }
+        if let Some(v) = self.proxy_max_connections {
+            if v == 0 {
+                return Err(invalid("proxy_max_connections: must be at least 1".into()));
+            }
+            config.proxy_max_connections = v;
+        }
+        if let Some(n) = self.proxy_threads {
+            if !(1..=1024).contains(&n) {
+                return Err(invalid(format!("proxy_threads: {n} must be 1 to 1024")));
+            }
+            config.proxy_threads = Some(n);
+        }
+        if let Some(list) = &self.trusted_proxies {
+            config.trusted_proxies = list
+                .iter()
+                .map(|c| {
+                    c.parse()
+                        .map_err(|e| invalid(format!("trusted_proxies: {e}")))
+                })
+                .collect::<Result<_, _>>()?;
+        }
         if let Some(v) = self.installer {
             config.installer = InstallerMode::parse(&v).ok_or_else(|| {
                 invalid(format!(
@@ -355,28 +415,6 @@ impl Config {
     }
 }
 
-/// Which installer the agent may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum InstallerMode {
-    /// uv from PATH, else uv installed by the agent, else venv + pip.
-    #[default]
-    Auto,
-    /// uv (from PATH or installed by the agent); never pip.
-    Uv,
-    /// `python3 -m venv` + pip only.
-    Pip,
-}
-
-impl InstallerMode {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "auto" => Some(Self::Auto),
-            "uv" => Some(Self::Uv),
-            "pip" => Some(Self::Pip),
-            _ => None,
-        }
-    }
-}
-
 #[cfg(test)]
+#[path = "config_tests.rs"]
 mod tests;

@@ -131,6 +131,8 @@ pub(crate) fn route(
         name: release.spec.name.clone(),
         // Numbered when it is sent.
         generation: 0,
+        // The agent's, set by the node proxy's side of the agent.
+        connections: Default::default(),
     }
 }
 

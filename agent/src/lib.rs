@@ -12,6 +12,7 @@ mod auth;
 mod authz;
 mod capacity;
 mod cgroup;
+pub mod cidr;
 mod clock;
 pub mod config;
 mod dashboard;

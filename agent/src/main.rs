@@ -61,15 +61,26 @@ Config file keys (TOML; every one optional; an unknown key is an error):
                                   announce this agent (address, version, labels, capacity)
                                   in etcd under a lease, for fleet envs; etcd lost: retried
   labels = {zone = \"a\"}           what fleet envs select this agent by (--select zone=a)
-  register_ttl = \"10s\"            a stopped or cut-off agent leaves the registry within this";
+  register_ttl = \"10s\"            a stopped or cut-off agent leaves the registry within this
+  proxy_header_timeout = \"10s\"    the node proxy closes a connection whose request's head has
+                                  not come this long after it opened (or its first byte)
+  proxy_idle_timeout = \"75s\"      ... and a kept-alive connection with no request this long
+  proxy_max_connections = 10000   connections one deployment may have open through the node
+                                  proxy; one more is answered 503 (tcp: closed)
+  trusted_proxies = [\"CIDR\"]      load balancers whose X-Forwarded-For the proxy appends to
+                                  and whose X-Forwarded-Proto it keeps [default: none: a
+                                  client's are replaced by its address and http]
+  proxy_threads = N               the node proxy's threads [default: half the cores, at
+                                  least 1; the apps need the rest]";
 
 #[derive(clap::Args, Debug)]
 struct Args {
     /// A TOML file with any of: listen, http_listen, data_dir, app_host, log_format,
     /// start_script_timeout, install_timeout, keep_releases, log_max_bytes, log_keep, installer,
     /// tls_cert, tls_key, auth_file, insecure, run_as, apps_as_agent_user, cgroups,
-    /// venv_keep_bytes, venv_keep_age, allow_apt, lb_drain, register, labels, register_ttl.
-    /// The admin commands (init, user, group) given neither --config nor --data-dir read the system config
+    /// venv_keep_bytes, venv_keep_age, allow_apt, lb_drain, register, labels, register_ttl,
+    /// proxy_header_timeout, proxy_idle_timeout, proxy_max_connections, trusted_proxies,
+    /// proxy_threads. The admin commands (init, user, group) given neither --config nor --data-dir read the system config
     /// /etc/deploy-agent/config.toml when it exists ($DEPLOY_AGENT_SYSTEM_CONFIG: another
     /// path), else use $STATE_DIRECTORY or the default data directory; each names the file
     /// it read or changed.
@@ -174,6 +185,7 @@ fn run() -> anyhow::Result<()> {
         control,
         routes,
         listen_fds,
+        threads,
     }) = cli.command
     {
         // The inherited sockets first, before anything else opens a descriptor.
@@ -189,12 +201,12 @@ fn run() -> anyhow::Result<()> {
                 Err(e) => tracing::error!(error = %e, "an inherited listening socket"),
             }
         }
-        // A worker per core (tokio's default): the proxy is on every request's path.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
+        // The control socket's; the routes are served by threads of their own.
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("starting the async runtime")?;
-        return runtime.block_on(deploy_agent::run_proxy(control, routes, inherited));
+        return runtime.block_on(deploy_agent::run_proxy(control, routes, inherited, threads));
     }
     if let Some(command) = cli.command {
         let mut args = cli.args;

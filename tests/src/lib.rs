@@ -40,6 +40,7 @@ mod prom;
 pub mod readme;
 mod relay;
 mod secure;
+mod sockets;
 mod tmpfs;
 mod users;
 
@@ -64,6 +65,7 @@ pub use project::{check_status_shape, fast_run_args, Output, Project};
 pub use prom::{parse_metrics, scrape_metrics, Family, Sample, PROMETHEUS_ACCEPT};
 pub use relay::Relay;
 pub use secure::{secure_agent, Secure};
+pub use sockets::{closed_by_peer, connect_from, open_files_limit, set_open_files_soft_limit};
 pub use tmpfs::Tmpfs;
 pub use users::{app_users_of, free_app_users};
 

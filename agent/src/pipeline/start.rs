@@ -227,9 +227,7 @@ async fn leave_proxy(
             events::START,
             format!("the node proxy let go of {listen} (strategy recreate: the app binds it)"),
         ),
-        Err(e) => {
-            tracing::warn!(deployment = %release.spec.name, error = %e, "cannot remove the deployment's route")
-        }
+        Err(e) => e.log_removal(&release.spec.name),
     }
     for r in d.take_replicas() {
         r.stop().await;

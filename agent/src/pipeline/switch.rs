@@ -43,7 +43,7 @@ pub(super) async fn switch(
         Duration::ZERO,
     );
     if let Err(e) = node.proxy().switch_route(route).await {
-        let err = StepError::new(events::SWITCH, e);
+        let err = StepError::new(events::SWITCH, e.to_string());
         events.emit(
             events::SWITCH,
             events::Phase::Failed,

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::UnixStream;
 
 use super::counters::Counts;
+use super::error::ProxyError;
 use super::fdpass;
 use super::table::{BackendStats, RouteSpec};
 use crate::spec::ProxyMode;
@@ -109,43 +110,51 @@ impl ProxyClient {
     }
 
     /// Sends one request (with `socket`, if any) and reads the answer and the sockets that
-    /// came with it; an answer with `ok: false` is an error with its words.
+    /// came with it; an answer with `ok: false` is [`ProxyError::Refused`] with its words.
     async fn exchange(
         &self,
         req: &ControlRequest,
         socket: Option<RawFd>,
         within: Duration,
-    ) -> Result<(ControlReply, Vec<OwnedFd>), String> {
+    ) -> Result<(ControlReply, Vec<OwnedFd>), ProxyError> {
+        let unreachable = |source| ProxyError::Unreachable {
+            socket: self.socket.clone(),
+            source,
+        };
         let exchange = async {
             let stream = UnixStream::connect(&self.socket)
                 .await
-                .map_err(|e| format!("the node proxy ({}): {e}", self.socket.display()))?;
-            let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
+                .map_err(unreachable)?;
+            let mut line = serde_json::to_string(req)
+                .map_err(|e| ProxyError::refused(format!("the request to the node proxy: {e}")))?;
             line.push('\n');
             let fds: Vec<RawFd> = socket.into_iter().collect();
             fdpass::send(&stream, line.as_bytes(), &fds)
                 .await
-                .map_err(|e| format!("the node proxy: {e}"))?;
+                .map_err(unreachable)?;
             let (answer, fds) = fdpass::Lines::default()
                 .next(&stream)
                 .await
-                .map_err(|e| format!("the node proxy: {e}"))?
-                .ok_or("the node proxy closed the connection without answering")?;
+                .map_err(unreachable)?
+                .ok_or(ProxyError::Closed)?;
             let reply = serde_json::from_str::<ControlReply>(&answer)
-                .map_err(|e| format!("the node proxy answered {answer:?}: {e}"))?;
-            Ok::<_, String>((reply, fds))
+                .map_err(|source| ProxyError::Garbled { answer, source })?;
+            Ok::<_, ProxyError>((reply, fds))
         };
         let (reply, fds) = tokio::time::timeout(within, exchange)
             .await
-            .map_err(|_| format!("the node proxy did not answer within {within:?}"))??;
+            .map_err(|_| ProxyError::NoAnswer(within))??;
         if reply.ok {
             Ok((reply, fds))
         } else {
-            Err(reply.error)
+            Err(ProxyError::Refused {
+                error: reply.error,
+                stale: reply.stale,
+            })
         }
     }
 
-    pub(crate) async fn call(&self, req: &ControlRequest) -> Result<ControlReply, String> {
+    pub(crate) async fn call(&self, req: &ControlRequest) -> Result<ControlReply, ProxyError> {
         self.exchange(req, None, CONTROL_TIMEOUT)
             .await
             .map(|(r, _)| r)
@@ -156,7 +165,7 @@ impl ProxyClient {
         &self,
         route: RouteSpec,
         socket: Option<RawFd>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ProxyError> {
         self.exchange(&ControlRequest::SetRoute { route }, socket, CONTROL_TIMEOUT)
             .await
             .map(drop)
@@ -166,14 +175,14 @@ impl ProxyClient {
         &self,
         listen: SocketAddr,
         generation: u64,
-    ) -> Result<(), String> {
+    ) -> Result<(), ProxyError> {
         self.call(&ControlRequest::RemoveRoute { listen, generation })
             .await
             .map(drop)
     }
 
     /// The proxy's routes (its pid and newest generation with them), within `within`.
-    pub(crate) async fn table(&self, within: Duration) -> Result<ControlReply, String> {
+    pub(crate) async fn table(&self, within: Duration) -> Result<ControlReply, ProxyError> {
         self.exchange(&ControlRequest::Table, None, within)
             .await
             .map(|(r, _)| r)
@@ -183,25 +192,26 @@ impl ProxyClient {
     pub(crate) async fn listener(
         &self,
         listen: SocketAddr,
-    ) -> Result<std::net::TcpListener, String> {
+    ) -> Result<std::net::TcpListener, ProxyError> {
         let (_, fds) = self
             .exchange(&ControlRequest::Listener { listen }, None, CONTROL_TIMEOUT)
             .await?;
-        let fd = fds
-            .into_iter()
-            .next()
-            .ok_or_else(|| format!("the node proxy sent no socket for {listen}"))?;
+        let fd = fds.into_iter().next().ok_or_else(|| {
+            ProxyError::refused(format!("the node proxy sent no socket for {listen}"))
+        })?;
         let listener = std::net::TcpListener::from(fd);
         match listener.local_addr() {
             Ok(addr) if addr == listen => Ok(listener),
-            Ok(addr) => Err(format!(
+            Ok(addr) => Err(ProxyError::refused(format!(
                 "the node proxy sent the socket of {addr} for {listen}"
-            )),
-            Err(e) => Err(format!("the node proxy's socket for {listen}: {e}")),
+            ))),
+            Err(e) => Err(ProxyError::refused(format!(
+                "the node proxy's socket for {listen}: {e}"
+            ))),
         }
     }
 
-    pub(crate) async fn stats(&self) -> Result<Vec<RouteStats>, String> {
+    pub(crate) async fn stats(&self) -> Result<Vec<RouteStats>, ProxyError> {
         self.call(&ControlRequest::Stats).await.map(|r| r.routes)
     }
 }

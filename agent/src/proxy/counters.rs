@@ -2,8 +2,12 @@
 //! class, a latency histogram (time to the response's head), bytes each way, connections
 //! (TCP mode). Counters only grow while the proxy runs; [`Counts`] are their values at one
 //! moment, and the difference of two (a window of time) gives rates and percentiles.
+//!
+//! Each worker thread ([`super::workers`]) counts in a shard of its own (a cache line
+//! apart): counting a request moves no cache line from core to core. Reading sums them.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -14,8 +18,54 @@ pub(crate) const LATENCY_BOUNDS: [f64; 14] = [
 ];
 const BUCKETS: usize = LATENCY_BOUNDS.len() + 1;
 
-#[derive(Debug, Default)]
+/// Shards per counter: the number of workers (1 until they start).
+static SHARDS: AtomicUsize = AtomicUsize::new(1);
+
+thread_local! {
+    /// The shard this thread counts in: its worker's number.
+    static SHARD: Cell<usize> = const { Cell::new(0) };
+}
+
+/// `n` workers count from now on (before any route is made).
+pub(crate) fn set_shards(n: usize) {
+    SHARDS.store(n.max(1), Ordering::Relaxed);
+}
+
+/// This thread is worker `i`.
+pub(crate) fn enter_shard(i: usize) {
+    SHARD.with(|s| s.set(i));
+}
+
+/// This thread's worker number (0 outside the workers).
+pub(crate) fn current_shard() -> usize {
+    SHARD.with(Cell::get)
+}
+
+fn shards<T: Default>() -> Box<[T]> {
+    (0..SHARDS.load(Ordering::Relaxed))
+        .map(|_| T::default())
+        .collect()
+}
+
+fn mine<T>(shards: &[T]) -> &T {
+    let i = SHARD.with(Cell::get);
+    &shards[i % shards.len()]
+}
+
+#[derive(Debug)]
 pub(crate) struct Counters {
+    shards: Box<[Shard]>,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters { shards: shards() }
+    }
+}
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard {
     by_class: [AtomicU64; 5],
     latency: [AtomicU64; BUCKETS],
     latency_sum_us: AtomicU64,
@@ -27,40 +77,82 @@ pub(crate) struct Counters {
 impl Counters {
     /// A finished request: its status and how long its response's head took.
     pub(crate) fn request(&self, status: u16, latency: Duration) {
+        let shard = mine(&self.shards);
         let class = (status / 100).clamp(1, 5) as usize - 1;
-        self.by_class[class].fetch_add(1, Ordering::Relaxed);
+        shard.by_class[class].fetch_add(1, Ordering::Relaxed);
         let secs = latency.as_secs_f64();
         let bucket = LATENCY_BOUNDS
             .iter()
             .position(|b| secs <= *b)
             .unwrap_or(BUCKETS - 1);
-        self.latency[bucket].fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us.fetch_add(
+        shard.latency[bucket].fetch_add(1, Ordering::Relaxed);
+        shard.latency_sum_us.fetch_add(
             u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
     }
 
     pub(crate) fn bytes(&self, to_app: u64, from_app: u64) {
-        self.bytes_in.fetch_add(to_app, Ordering::Relaxed);
-        self.bytes_out.fetch_add(from_app, Ordering::Relaxed);
+        let shard = mine(&self.shards);
+        if to_app > 0 {
+            shard.bytes_in.fetch_add(to_app, Ordering::Relaxed);
+        }
+        if from_app > 0 {
+            shard.bytes_out.fetch_add(from_app, Ordering::Relaxed);
+        }
     }
 
     /// A finished TCP connection.
     pub(crate) fn connection(&self) {
-        self.connections.fetch_add(1, Ordering::Relaxed);
+        mine(&self.shards)
+            .connections
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn counts(&self) -> Counts {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        Counts {
-            by_class: std::array::from_fn(|i| get(&self.by_class[i])),
-            latency: self.latency.iter().map(get).collect(),
-            latency_sum_us: get(&self.latency_sum_us),
-            bytes_in: get(&self.bytes_in),
-            bytes_out: get(&self.bytes_out),
-            connections: get(&self.connections),
+        let mut total = Counts {
+            latency: vec![0; BUCKETS],
+            ..Default::default()
+        };
+        for s in self.shards.iter() {
+            total.add(&Counts {
+                by_class: std::array::from_fn(|i| get(&s.by_class[i])),
+                latency: s.latency.iter().map(get).collect(),
+                latency_sum_us: get(&s.latency_sum_us),
+                bytes_in: get(&s.bytes_in),
+                bytes_out: get(&s.bytes_out),
+                connections: get(&s.connections),
+            });
         }
+        total
+    }
+}
+
+/// A number that goes up and down (requests in flight), sharded like [`Counters`].
+#[derive(Debug)]
+pub(crate) struct Gauge {
+    shards: Box<[GaugeShard]>,
+}
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct GaugeShard(AtomicI64);
+
+impl Default for Gauge {
+    fn default() -> Self {
+        Gauge { shards: shards() }
+    }
+}
+
+impl Gauge {
+    pub(crate) fn add(&self, n: i64) {
+        mine(&self.shards).0.fetch_add(n, Ordering::SeqCst);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        let sum: i64 = self.shards.iter().map(|s| s.0.load(Ordering::SeqCst)).sum();
+        u64::try_from(sum).unwrap_or(0)
     }
 }
 

@@ -1,308 +1,120 @@
 //! HTTP/1.1 through the proxy, with hyper on both sides: keep-alive, bodies streamed both
 //! ways (never buffered), `Upgrade` (WebSocket) passed through, `X-Forwarded-For` and
-//! `X-Forwarded-Proto` set, `Host` kept. A request waits for a backend (the route has
-//! none, or none accepts a connection) up to the route's hold timeout, then gets a 503.
+//! `X-Forwarded-Proto` set ([`super::forwarding`]), `Host` kept. A request waits for a
+//! backend (the route has none, or none accepts a connection) up to the route's hold
+//! timeout, then gets a 503 ([`super::forward`]).
+//!
+//! Each client connection is one task: it serves the client, drives its connection to the
+//! backend ([`super::upstream`]) and closes the client's connection when a request's head
+//! is too slow or the connection idles too long ([`super::timeouts`]). A route takes at most
+//! its `max_connections`; one more is answered 503 and closed.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::{Body, Bytes, Frame, Incoming};
-use hyper::client::conn::http1::SendRequest;
-
-use super::BackendSpec;
-use hyper::header::{HeaderValue, CONNECTION, UPGRADE};
-use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-#[cfg(doc)]
-use super::table::InFlight;
-use super::table::{Backend, Route};
+use super::forward::forward;
+use super::forwarding::Forwarding;
+use super::halves::Halves;
+use super::table::{Admitted, Route};
+use super::timeouts::{Clock, Expiry, Watched};
+use super::upstream::Upstream;
+use super::workers::Dispatch;
 
-type ProxyBody = BoxBody<Bytes, hyper::Error>;
-
-/// How long a connection to a backend may take before another (or the hold) is tried.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often a held request tries the backends again (an app restarting on its port).
-const HOLD_RETRY: Duration = Duration::from_millis(25);
-/// Idle connections kept per backend.
-const POOL_MAX: usize = 64;
-/// Sends of one request: a connection found dead is followed by a fresh one.
-const MAX_ATTEMPTS: u32 = 4;
-
-/// Idle keep-alive connections to one backend.
-#[derive(Default)]
-pub(crate) struct Pool {
-    idle: Mutex<Vec<(SocketAddr, SendRequest<ProxyBody>)>>,
-}
-
-impl Pool {
-    fn take(&self, addr: SocketAddr) -> Option<SendRequest<ProxyBody>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|(_, s)| !s.is_closed());
-        let i = idle.iter().position(|(a, s)| *a == addr && s.is_ready())?;
-        Some(idle.swap_remove(i).1)
-    }
-
-    fn put(&self, addr: SocketAddr, sender: SendRequest<ProxyBody>) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < POOL_MAX {
-            idle.push((addr, sender));
-        }
-    }
+/// What a client connection's requests share.
+pub(super) struct Ctx {
+    pub route: Arc<Route>,
+    pub upstream: Upstream,
+    pub forwarding: Forwarding,
+    pub clock: Arc<Clock>,
 }
 
 /// Serves `route` on `listener` until the task is aborted.
-pub(crate) async fn serve(listener: Arc<TcpListener>, route: Arc<Route>) {
-    let pool = Arc::new(Pool::default());
+pub(crate) async fn serve(listener: Arc<TcpListener>, route: Arc<Route>, dispatch: Dispatch) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(a) => a,
             Err(e) => {
+                // Out of files, most likely: the connections waiting are accepted later.
                 tracing::warn!(error = %e, "proxy accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
-        let (route, pool) = (route.clone(), pool.clone());
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let (route, pool) = (route.clone(), pool.clone());
-                async move { Ok::<_, std::convert::Infallible>(forward(&route, &pool, peer, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades()
-                .await;
-        });
-    }
-}
-
-async fn forward(
-    route: &Arc<Route>,
-    pool: &Pool,
-    peer: SocketAddr,
-    mut req: Request<Incoming>,
-) -> Response<ProxyBody> {
-    let began = tokio::time::Instant::now();
-    let upgrade = req.headers().contains_key(UPGRADE);
-    prepare_headers(&mut req, peer, upgrade);
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    // A request without a body that changes nothing can be sent again when the connection
-    // it went out on turns out dead (an app that was killed, a keep-alive it closed).
-    let replay = (!upgrade && replayable(&req)).then(|| {
-        let mut copy = Request::new(());
-        *copy.method_mut() = req.method().clone();
-        *copy.uri_mut() = req.uri().clone();
-        *copy.version_mut() = req.version();
-        *copy.headers_mut() = req.headers().clone();
-        copy
-    });
-    let counted = route.clone();
-    let mut req = req.map(move |body| {
-        Counted {
-            body,
-            count: Box::new(move |n| counted.bytes_to_app(n)),
-        }
-        .boxed()
-    });
-    let mut attempt = 0;
-    let (backend, sender, mut resp, in_flight) = loop {
-        attempt += 1;
-        let Some((backend, mut sender)) = connect(route, pool, upgrade || attempt > 1).await else {
-            route.count_unavailable(Some(began.elapsed()));
-            return plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no instance of this deployment is healthy\n",
-            );
-        };
-        // In flight from the moment it is sent: a release drains until its app answered.
-        let in_flight = backend.begin();
-        match sender.try_send_request(req).await {
-            Ok(resp) => break (backend, sender, resp, in_flight),
-            Err(mut e) => {
-                tracing::debug!(addr = %backend.spec.addr, error = %e.error(), "backend request failed");
-                let again = e.take_message().or_else(|| {
-                    replay.as_ref().map(|r| {
-                        let mut copy =
-                            Request::new(Empty::new().map_err(|never| match never {}).boxed());
-                        *copy.method_mut() = r.method().clone();
-                        *copy.uri_mut() = r.uri().clone();
-                        *copy.version_mut() = r.version();
-                        *copy.headers_mut() = r.headers().clone();
-                        copy
-                    })
-                });
-                match again {
-                    Some(r) if attempt < MAX_ATTEMPTS => req = r,
-                    _ => {
-                        backend.finished(502, began.elapsed());
-                        return plain(StatusCode::BAD_GATEWAY, "the app closed the connection\n");
-                    }
-                }
+        match route.admit() {
+            Ok(admitted) => {
+                dispatch.spawn(stream, move |stream| connection(stream, peer, admitted));
+            }
+            Err(limit) => {
+                tokio::spawn(refuse(stream, limit));
             }
         }
-    };
-    let addr = backend.spec.addr;
-    backend.finished(resp.status().as_u16(), began.elapsed());
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client) = client_upgrade {
-            let backend_upgrade = hyper::upgrade::on(&mut resp);
-            let counted = backend.clone();
-            tokio::spawn(async move {
-                let _held = in_flight;
-                if let (Ok(c), Ok(b)) = (client.await, backend_upgrade.await) {
-                    if let Ok((to_app, from_app)) =
-                        tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(b))
-                            .await
-                    {
-                        counted.bytes(to_app, from_app);
-                    }
-                }
-            });
-            return resp.map(|b| b.boxed());
-        }
-    } else if !upgrade {
-        pool.put(addr, sender);
-    }
-    resp.map(move |body| {
-        Counted {
-            body,
-            count: Box::new(move |n| {
-                backend.bytes(0, n);
-                let _in_flight = &in_flight;
-            }),
-        }
-        .boxed()
-    })
-}
-
-/// Whether a request may be sent again: a method that changes nothing, and no body.
-fn replayable<B: Body>(req: &Request<B>) -> bool {
-    use hyper::Method;
-    matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        && req.body().size_hint().exact() == Some(0)
-}
-
-/// A backend ready for a request: an idle connection, or a new one to the least busy
-/// backend that accepts; waits (hold) while none does.
-async fn connect(
-    route: &Route,
-    pool: &Pool,
-    fresh: bool,
-) -> Option<(Arc<Backend>, SendRequest<ProxyBody>)> {
-    let deadline = tokio::time::Instant::now() + route.hold();
-    let mut changes = route.changes();
-    loop {
-        let mut tried = Vec::new();
-        while let Some(backend) = route.pick(&tried) {
-            let addr = backend.spec.addr;
-            tried.push(addr);
-            if !fresh {
-                if let Some(sender) = pool.take(addr) {
-                    return Some((backend, sender));
-                }
-            }
-            if let Some(sender) = open(&backend.spec).await {
-                return Some((backend, sender));
-            }
-        }
-        let wait = HOLD_RETRY.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-        if wait.is_zero() {
-            return None;
-        }
-        // Woken early when the route changes (a new release, a restarted instance).
-        let _ = tokio::time::timeout(wait, changes.changed()).await;
     }
 }
 
-/// A new HTTP/1 connection to `backend`, accepted by its owner's listener.
-async fn open(backend: &BackendSpec) -> Option<SendRequest<ProxyBody>> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(backend.addr))
-        .await
-        .ok()?
-        .ok()?;
-    if !backend.accepted_by_owner(&stream) {
-        return None;
-    }
+async fn connection(stream: TcpStream, peer: SocketAddr, admitted: Admitted) {
     let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .ok()?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
+    let settings = admitted.settings.clone();
+    let clock = Clock::new();
+    let ctx = Arc::new(Ctx {
+        route: admitted.route.clone(),
+        upstream: Upstream::default(),
+        forwarding: Forwarding::new(peer.ip(), &settings),
+        clock: clock.clone(),
     });
-    Some(sender)
-}
-
-/// The forwarding headers; hop-by-hop ones are not passed on (except for an upgrade).
-fn prepare_headers(req: &mut Request<Incoming>, peer: SocketAddr, upgrade: bool) {
-    let headers = req.headers_mut();
-    if !upgrade {
-        headers.remove(CONNECTION);
-    }
-    for h in ["keep-alive", "proxy-connection", "te", "trailer"] {
-        headers.remove(h);
-    }
-    let ip = peer.ip().to_string();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
+    let service = {
+        let ctx = ctx.clone();
+        hyper::service::service_fn(move |req| {
+            let ctx = ctx.clone();
+            async move { Ok::<_, Infallible>(forward(ctx, req).await) }
+        })
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
+    let served = hyper::server::conn::http1::Builder::new()
+        // One write of the response's head and a small body, not a vector of two.
+        .writev(false)
+        .serve_connection(TokioIo::new(Watched::new(stream, clock.clone())), service)
+        .with_upgrades();
+    let driven = std::future::poll_fn(|cx| ctx.upstream.poll_drive(cx));
+    let served = std::pin::pin!(served);
+    let halves = Halves::new(served, driven);
+    let mut expiry = Expiry::new(clock, settings.header_timeout(), settings.idle_timeout());
+    let expired = std::future::poll_fn(|cx| expiry.poll_expired(cx));
+    tokio::select! {
+        biased;
+        _ = halves => {}
+        _ = expired => {}
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    ctx.upstream.release(&ctx.route);
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
-    let mut resp = Response::new(
-        Full::new(Bytes::from_static(text.as_bytes()))
-            .map_err(|never| match never {})
-            .boxed(),
+/// Answers a connection beyond the route's limit with a 503 and closes it. What the client
+/// sends meanwhile is read (for a second at most), so that closing does not reset the
+/// connection before it has read the answer.
+async fn refuse(mut stream: TcpStream, limit: u32) {
+    let body = format!(
+        "this deployment has {limit} connections open, as many as the node proxy takes (the agent's proxy_max_connections)\n"
     );
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert("content-type", HeaderValue::from_static("text/plain"));
-    resp
-}
-
-/// A body passed on as it comes, its data bytes counted. A response body also keeps its
-/// request in flight until it ends (its counter holds the [`InFlight`]): a stream of
-/// server-sent events is in flight for as long as it runs.
-struct Counted {
-    body: Incoming,
-    count: Box<dyn Fn(u64) + Send + Sync>,
-}
-
-impl Body for Counted {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                (self.count)(data.len() as u64);
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut buf = [0u8; 4096];
+        let mut read = 0;
+        while read < 64 * 1024 {
+            match stream.read(&mut buf).await? {
+                0 => break,
+                n => read += n,
             }
         }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
-    }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
 }

@@ -8,6 +8,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use super::control::{CONTROL_TIMEOUT, PING_TIMEOUT};
+use super::error::ProxyError;
 use super::node::{Inner, NodeProxy};
 use super::table::RouteSpec;
 use crate::procstat::ProcId;
@@ -19,7 +20,7 @@ const BACKLOG: u32 = 1024;
 
 impl NodeProxy {
     /// The running proxy, started (or adopted) first if needed.
-    pub(super) async fn ensure(&self, inner: &mut Inner) -> Result<ProcId, String> {
+    pub(super) async fn ensure(&self, inner: &mut Inner) -> Result<ProcId, ProxyError> {
         match inner.running {
             Some(id) if id.is_running() => Ok(id),
             _ => {
@@ -32,7 +33,7 @@ impl NodeProxy {
     /// Adopts the proxy an earlier agent run left (its sockets taken over), else starts one.
     /// One that does not answer is killed first; one too old to hand its sockets over is
     /// stopped (its connections drop, once).
-    pub(super) async fn adopt_or_start(&self, inner: &mut Inner) -> Result<ProcId, String> {
+    pub(super) async fn adopt_or_start(&self, inner: &mut Inner) -> Result<ProcId, ProxyError> {
         if let Some(id) = self.recorded().await.filter(|id| id.is_running()) {
             match self.client.table(CONTROL_TIMEOUT).await {
                 Ok(reply) if reply.pid == id.pid => {
@@ -43,7 +44,7 @@ impl NodeProxy {
                     return Ok(id);
                 }
                 Ok(reply) => tracing::warn!(pid = id.pid, answering = reply.pid, "another process answers on the node proxy's control socket; starting the node proxy again"),
-                Err(e) if e.contains("not a request") => {
+                Err(e) if e.is_unknown_request() => {
                     tracing::info!(pid = id.pid, "the node proxy is of an older version that cannot hand its listening sockets over: starting the new one (its connections drop, this once)");
                     super::stop::stop(&self.dir, id).await;
                 }
@@ -58,7 +59,7 @@ impl NodeProxy {
 
     /// Starts a proxy with every listening socket the agent holds, waits for it to answer,
     /// takes the sockets it opened itself (from its routes file), and sends it every route.
-    pub(super) async fn start(&self, inner: &mut Inner) -> Result<ProcId, String> {
+    pub(super) async fn start(&self, inner: &mut Inner) -> Result<ProcId, ProxyError> {
         let mut sockets = Vec::new();
         for (listen, l) in &inner.listeners {
             match l.as_fd().try_clone_to_owned() {
@@ -68,10 +69,12 @@ impl NodeProxy {
                 }
             }
         }
-        let dir = self.dir.clone();
-        let id = tokio::task::spawn_blocking(move || super::spawn::detached(&dir, sockets))
-            .await
-            .map_err(|e| e.to_string())??;
+        let (dir, threads) = (self.dir.clone(), self.threads);
+        let id =
+            tokio::task::spawn_blocking(move || super::spawn::detached(&dir, sockets, threads))
+                .await
+                .map_err(|e| ProxyError::NotStarted(format!("starting the node proxy: {e}")))?
+                .map_err(ProxyError::NotStarted)?;
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         let reply = loop {
             match self.client.table(PING_TIMEOUT).await {
@@ -79,12 +82,12 @@ impl NodeProxy {
                 other if tokio::time::Instant::now() >= deadline || !id.is_running() => {
                     let why = other
                         .err()
-                        .unwrap_or_else(|| "another process answers".into());
-                    return Err(format!(
+                        .map_or_else(|| "another process answers".into(), |e| e.to_string());
+                    return Err(ProxyError::NotStarted(format!(
                         "the node proxy (pid {}) did not come up ({why}); see {}",
                         id.pid,
                         self.dir.join("proxy.log").display()
-                    ));
+                    )));
                 }
                 _ => tokio::time::sleep(Duration::from_millis(10)).await,
             }
@@ -153,7 +156,7 @@ impl NodeProxy {
         &self,
         inner: &mut Inner,
         listen: SocketAddr,
-    ) -> Result<(), String> {
+    ) -> Result<(), ProxyError> {
         let Some(mut route) = inner.decided.get(&listen).cloned() else {
             return Ok(());
         };
@@ -169,7 +172,7 @@ impl NodeProxy {
         &self,
         inner: &mut Inner,
         route: &mut RouteSpec,
-    ) -> Result<(), String> {
+    ) -> Result<(), ProxyError> {
         if let Entry::Vacant(held) = inner.listeners.entry(route.listen) {
             let l = match bind(route.listen) {
                 Ok(l) => l,
@@ -177,7 +180,7 @@ impl NodeProxy {
                     .client
                     .listener(route.listen)
                     .await
-                    .map_err(|_| bind_error)?,
+                    .map_err(|_| ProxyError::refused(bind_error))?,
             };
             held.insert(l);
         }
@@ -190,7 +193,7 @@ impl NodeProxy {
         &self,
         inner: &mut Inner,
         listen: SocketAddr,
-    ) -> Result<(), String> {
+    ) -> Result<(), ProxyError> {
         let generation = inner.generations.next().await;
         self.client.remove_route(listen, generation).await
     }

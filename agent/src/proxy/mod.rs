@@ -12,10 +12,16 @@
 //! connection. Every route carries a generation ([`generation`]); the agent compares the
 //! proxy's table with what it decided and repairs any difference ([`reconcile`]).
 
+mod backend;
+mod body;
 mod control;
 mod counters;
+mod error;
 mod fdpass;
+mod forward;
+mod forwarding;
 mod generation;
+mod halves;
 mod http;
 mod lifecycle;
 mod node;
@@ -25,11 +31,15 @@ mod routes_file;
 mod server;
 #[cfg(test)]
 mod server_tests;
+mod settings;
 mod spawn;
 mod stop;
 mod table;
 mod tcp;
+mod timeouts;
+mod upstream;
 mod watch;
+mod workers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,6 +50,7 @@ pub(crate) use control::RouteStats;
 pub(crate) use counters::{Counts, LATENCY_BOUNDS};
 pub use fdpass::inherited_listener;
 pub(crate) use node::NodeProxy;
+pub(crate) use settings::{DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub(crate) use table::{BackendSpec, RouteSpec};
 pub(crate) use watch::NOT_ANSWERING_STATE;
 
@@ -49,12 +60,17 @@ pub async fn run(
     control: PathBuf,
     routes_file: PathBuf,
     inherited: Vec<std::net::TcpListener>,
+    threads: Option<usize>,
 ) -> anyhow::Result<()> {
+    raise_open_files_limit();
     // `DATA/proxy/routes.json`: the agent's space reserve is in DATA.
     if let Some(data_dir) = routes_file.parent().and_then(std::path::Path::parent) {
         crate::disk::reserve::install(data_dir);
     }
-    let proxy = Arc::new(server::Proxy::new(routes_file, inherited));
+    let threads = threads.unwrap_or_else(default_threads).max(1);
+    let workers = workers::Workers::start(threads)?;
+    tracing::info!(threads, "node proxy serving threads");
+    let proxy = Arc::new(server::Proxy::new(routes_file, inherited, workers));
     proxy.load().await;
     let _ = tokio::fs::remove_file(&control).await;
     let listener = UnixListener::bind(&control)
@@ -65,5 +81,46 @@ pub async fn run(
         let (stream, _) = listener.accept().await?;
         let proxy = proxy.clone();
         tokio::spawn(async move { proxy.serve_control(stream).await });
+    }
+}
+
+/// The proxy's threads when the agent's config does not say: half the cores, at least one.
+/// The apps behind it share the node, and each request costs an app at least what it costs
+/// the proxy (on 2 cores shared with a client and an app, 1 thread serves more than 2).
+pub(crate) fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get() / 2)
+        .max(1)
+}
+
+/// Raises the limit on open files to the hard limit: every connection of every deployment
+/// of the node takes one (two while a request is on its way to the app).
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit are given a valid rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::warn!(error = %e, "cannot read the open-file limit");
+        return;
+    }
+    let was = lim.rlim_cur;
+    if was >= lim.rlim_max {
+        tracing::info!(open_files = was, "open-file limit");
+        return;
+    }
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+        tracing::info!(
+            open_files = lim.rlim_cur,
+            was,
+            "open-file limit raised to the hard limit"
+        );
+    } else {
+        let e = std::io::Error::last_os_error();
+        tracing::warn!(error = %e, open_files = was, "cannot raise the open-file limit");
     }
 }

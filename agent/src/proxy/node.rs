@@ -22,12 +22,19 @@ use std::sync::{Mutex as StdMutex, MutexGuard};
 use tokio::sync::{mpsc, Mutex};
 
 use super::control::ProxyClient;
+use super::error::ProxyError;
 use super::generation::Generations;
+use super::settings::ConnSettings;
 use super::table::RouteSpec;
 use crate::procstat::ProcId;
 
 pub(crate) struct NodeProxy {
     pub(super) dir: PathBuf,
+    /// The agent's `proxy_threads`, given to each proxy it starts.
+    pub(super) threads: Option<usize>,
+    /// The agent's settings for the routes' connections (`proxy_*`, `trusted_proxies`),
+    /// sent with every route.
+    connections: ConnSettings,
     pub(super) client: ProxyClient,
     /// Everything the agent decided; held while it talks to the proxy or (re)starts it.
     pub(super) inner: Mutex<Inner>,
@@ -55,7 +62,7 @@ pub(super) struct Inner {
 }
 
 impl NodeProxy {
-    pub(crate) fn new(data_dir: &Path) -> NodeProxy {
+    pub(crate) fn new(data_dir: &Path, config: &crate::config::Config) -> NodeProxy {
         let dir = data_dir.join("proxy");
         let (exits, exited) = mpsc::unbounded_channel();
         NodeProxy {
@@ -69,6 +76,8 @@ impl NodeProxy {
                 failing: HashMap::new(),
             }),
             dir,
+            threads: config.proxy_threads,
+            connections: ConnSettings::from_config(config),
             seen: StdMutex::new(None),
             trouble: StdMutex::new(None),
             exits,
@@ -105,7 +114,8 @@ impl NodeProxy {
 
     /// The agent decides that `route` serves its address: recorded first (the watch sends
     /// it again until the proxy has it), then sent, starting the proxy if it does not run.
-    pub(crate) async fn set_route(&self, route: RouteSpec) -> Result<(), String> {
+    pub(crate) async fn set_route(&self, mut route: RouteSpec) -> Result<(), ProxyError> {
+        route.connections.clone_from(&self.connections);
         let mut inner = self.inner.lock().await;
         let listen = route.listen;
         inner.decided.insert(listen, route);
@@ -124,9 +134,10 @@ impl NodeProxy {
     /// removal. Whether it was set.
     pub(crate) async fn set_route_within(
         &self,
-        route: RouteSpec,
+        mut route: RouteSpec,
         within: &[SocketAddr],
-    ) -> Result<bool, String> {
+    ) -> Result<bool, ProxyError> {
+        route.connections.clone_from(&self.connections);
         let mut inner = self.inner.lock().await;
         let listen = route.listen;
         if !follows(inner.decided.get(&listen), &route, within) {
@@ -144,19 +155,20 @@ impl NodeProxy {
     /// A switch: `route` is the agent's decision only once the proxy has taken it. When it
     /// has not (it did not answer), the route decided before is sent again with a newer
     /// generation, so the switch, should the proxy take it late, is undone.
-    pub(crate) async fn switch_route(&self, route: RouteSpec) -> Result<(), String> {
+    pub(crate) async fn switch_route(&self, mut route: RouteSpec) -> Result<(), ProxyError> {
+        route.connections.clone_from(&self.connections);
         let mut inner = self.inner.lock().await;
         let listen = route.listen;
         let mut sent = route;
         let result = match self.ensure(&mut inner).await {
             Ok(id) => self.send_set(&mut inner, &mut sent).await.map_err(|e| {
-                if id.is_running() {
+                if id.is_running() || !e.is_down() {
                     e
                 } else {
-                    format!(
+                    ProxyError::NotStarted(format!(
                         "the node proxy (pid {}) did not answer and was replaced ({e})",
                         id.pid
-                    )
+                    ))
                 }
             }),
             Err(e) => Err(e),
@@ -180,7 +192,7 @@ impl NodeProxy {
     /// Lets go of `listen` (the agent's socket too, so an app may bind it). When that was
     /// the last route, the proxy stops: a node that serves no deployment runs none (the
     /// next route starts it again). Under the lock, so no route is set meanwhile.
-    pub(crate) async fn remove_route(&self, listen: SocketAddr) -> Result<(), String> {
+    pub(crate) async fn remove_route(&self, listen: SocketAddr) -> Result<(), ProxyError> {
         let mut inner = self.inner.lock().await;
         inner.decided.remove(&listen);
         inner.listeners.remove(&listen);
@@ -292,6 +304,7 @@ mod tests {
             hold_timeout_ms: 10_000,
             name: "app".into(),
             generation: 0,
+            connections: Default::default(),
         }
     }
 

@@ -113,6 +113,7 @@ mod tests {
             hold_timeout_ms: 10_000,
             name: "web".into(),
             generation,
+            connections: Default::default(),
         }
     }
 

@@ -9,25 +9,28 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, UnixStream};
+use tokio::net::UnixStream;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use super::control::{ControlReply, ControlRequest, RouteStats};
 use super::table::{Route, RouteSpec};
-use super::{fdpass, http, routes_file, tcp};
-use crate::spec::ProxyMode;
+use super::workers::Workers;
+use super::{fdpass, routes_file};
 
-/// A route being served: its table entry, its listening socket, and the task that accepts.
+/// A route being served: its table entry, its listening socket, and the tasks that accept
+/// (one per worker).
 struct Served {
     route: Arc<Route>,
-    listener: Arc<TcpListener>,
-    task: JoinHandle<()>,
+    listener: std::net::TcpListener,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Drop for Served {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -42,6 +45,7 @@ struct Table {
 
 pub(super) struct Proxy {
     table: Mutex<Table>,
+    workers: Workers,
     file: PathBuf,
     /// Held while the routes file is written: writes in order, and a slow disk never
     /// holds up the table (the agent's pings read it).
@@ -65,7 +69,11 @@ impl From<String> for Refusal {
 
 impl Proxy {
     /// A proxy with the listening sockets it inherited (not serving until routed).
-    pub(super) fn new(file: PathBuf, inherited: Vec<std::net::TcpListener>) -> Proxy {
+    pub(super) fn new(
+        file: PathBuf,
+        inherited: Vec<std::net::TcpListener>,
+        workers: Workers,
+    ) -> Proxy {
         let mut spare = HashMap::new();
         for l in inherited {
             match l.local_addr() {
@@ -88,6 +96,7 @@ impl Proxy {
                 spare,
                 ..Default::default()
             }),
+            workers,
             file,
             writing: Mutex::default(),
         }
@@ -158,15 +167,16 @@ impl Proxy {
                 let listener = table
                     .served
                     .remove(&spec.listen)
-                    .map(|s| s.listener.clone())
-                    .ok_or_else(|| format!("{} vanished", spec.listen))?;
-                table.served.insert(spec.listen, serve(&spec, listener));
+                    .map(|s| s.listener.try_clone())
+                    .ok_or_else(|| format!("{} vanished", spec.listen))?
+                    .map_err(|e| format!("the socket of {}: {e}", spec.listen))?;
+                let served = self.serve(&spec, listener);
+                table.served.insert(spec.listen, served);
             }
             None => {
-                let listener = listening(&mut table, &spec, socket).await?;
-                table
-                    .served
-                    .insert(spec.listen, serve(&spec, Arc::new(listener)));
+                let listener = listening(&mut table, &spec, socket)?;
+                let served = self.serve(&spec, listener);
+                table.served.insert(spec.listen, served);
             }
         }
         if spec.generation > 0 {
@@ -237,6 +247,17 @@ impl Proxy {
         }
     }
 
+    /// Serves a new route on `listener`, on every worker.
+    fn serve(&self, spec: &RouteSpec, listener: std::net::TcpListener) -> Served {
+        let route = Arc::new(Route::new(spec));
+        let tasks = self.workers.serve(&listener, &route);
+        Served {
+            route,
+            listener,
+            tasks,
+        }
+    }
+
     /// Writes every route to the routes file, after letting go of the table. A failure
     /// (a full disk) is logged, not answered: the route serves, and the agent sends every
     /// route to a proxy started again.
@@ -265,20 +286,17 @@ fn stale_check(table: &Table, listen: SocketAddr, generation: u64) -> Result<(),
 }
 
 /// The socket a new route listens on: the agent's, else an inherited one, else a new one.
-async fn listening(
+fn listening(
     table: &mut Table,
     spec: &RouteSpec,
     socket: Option<OwnedFd>,
-) -> Result<TcpListener, String> {
+) -> Result<std::net::TcpListener, String> {
     let inherited = table.spare.remove(&spec.listen);
     let std = match (socket, inherited) {
         (Some(fd), _) => std::net::TcpListener::from(fd),
         (None, Some(l)) => l,
-        (None, None) => {
-            return TcpListener::bind(spec.listen)
-                .await
-                .map_err(|e| format!("cannot listen on {}: {e}", spec.listen))
-        }
+        (None, None) => std::net::TcpListener::bind(spec.listen)
+            .map_err(|e| format!("cannot listen on {}: {e}", spec.listen))?,
     };
     match std.local_addr() {
         Ok(a) if a == spec.listen => {}
@@ -286,21 +304,8 @@ async fn listening(
         Err(e) => return Err(format!("the socket for {}: {e}", spec.listen)),
     }
     std.set_nonblocking(true)
-        .and_then(|()| TcpListener::from_std(std))
-        .map_err(|e| format!("serving the socket of {}: {e}", spec.listen))
-}
-
-fn serve(spec: &RouteSpec, listener: Arc<TcpListener>) -> Served {
-    let route = Arc::new(Route::new(spec));
-    let task = match spec.mode {
-        ProxyMode::Http => tokio::spawn(http::serve(listener.clone(), route.clone())),
-        ProxyMode::Tcp => tokio::spawn(tcp::serve(listener.clone(), route.clone())),
-    };
-    Served {
-        route,
-        listener,
-        task,
-    }
+        .map_err(|e| format!("serving the socket of {}: {e}", spec.listen))?;
+    Ok(std)
 }
 
 fn specs(table: &Table) -> Vec<RouteSpec> {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use super::control::{ControlReply, ControlRequest};
 use super::server::Proxy;
+use super::workers::Workers;
 use super::{BackendSpec, RouteSpec};
 use crate::spec::ProxyMode;
 
@@ -29,6 +30,7 @@ fn route(listen: SocketAddr, backend: u16, generation: u64) -> RouteSpec {
         hold_timeout_ms: 100,
         name: "web".into(),
         generation,
+        connections: Default::default(),
     }
 }
 
@@ -46,7 +48,7 @@ async fn table(proxy: &Proxy) -> ControlReply {
 #[tokio::test]
 async fn nothing_older_than_what_an_address_has_is_applied() {
     let dir = scratch("generations");
-    let proxy = Proxy::new(dir.join("routes.json"), Vec::new());
+    let proxy = Proxy::new(dir.join("routes.json"), Vec::new(), Workers::here());
     let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let listen = socket.local_addr().unwrap();
 
@@ -98,7 +100,7 @@ async fn a_listening_socket_is_handed_out_and_an_inherited_one_served() {
         serde_json::to_vec(&[route(listen, 9001, 3)]).unwrap(),
     )
     .unwrap();
-    let proxy = Proxy::new(dir.join("routes.json"), vec![inherited]);
+    let proxy = Proxy::new(dir.join("routes.json"), vec![inherited], Workers::here());
     proxy.load().await;
     assert_eq!(
         table(&proxy).await.table.len(),

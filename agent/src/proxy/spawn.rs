@@ -1,6 +1,7 @@
 //! Starting the node proxy: `deploy-agent proxy` in a session of its own (it outlives the
 //! agent), its output to `proxy.log`, the listening sockets the agent holds inherited
-//! (`--listen-fd N`, one per socket), and its pid and start time in `proxy.pid`.
+//! (`--listen-fd N`, one per socket), its threads (`--threads N`, the agent's
+//! `proxy_threads`), and its pid and start time in `proxy.pid`.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -21,7 +22,11 @@ fn running_binary() -> std::io::Result<PathBuf> {
 }
 
 /// Starts the proxy from `dir` with `sockets` (duplicates, closed here once it has them).
-pub(super) fn detached(dir: &Path, sockets: Vec<OwnedFd>) -> Result<ProcId, String> {
+pub(super) fn detached(
+    dir: &Path,
+    sockets: Vec<OwnedFd>,
+    threads: Option<usize>,
+) -> Result<ProcId, String> {
     let fail = |what: &str, e: std::io::Error| format!("{what}: {e}");
     crate::fsmode::create_dir(dir, crate::fsmode::PRIVATE_DIR)
         .map_err(|e| fail(&format!("creating {}", dir.display()), e))?;
@@ -38,6 +43,9 @@ pub(super) fn detached(dir: &Path, sockets: Vec<OwnedFd>) -> Result<ProcId, Stri
         .arg(dir.join("routes.json"));
     for fd in &fds {
         cmd.arg("--listen-fd").arg(fd.to_string());
+    }
+    if let Some(n) = threads {
+        cmd.arg("--threads").arg(n.to_string());
     }
     cmd.current_dir(dir)
         .stdin(Stdio::null())

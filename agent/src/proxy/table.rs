@@ -4,14 +4,17 @@
 //! requests; a request that finds none waits for one (hold) up to the route's hold timeout.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+pub(crate) use super::backend::{Backend, BackendSpec, BackendStats, InFlight};
 use super::counters::{Counters, Counts};
+use super::settings::ConnSettings;
+use super::upstream::Pool;
 use crate::spec::ProxyMode;
 
 /// A route as it is set over the control socket and persisted.
@@ -30,6 +33,9 @@ pub(crate) struct RouteSpec {
     /// never applies one older than what it has for the address. 0: not numbered.
     #[serde(default)]
     pub generation: u64,
+    /// The agent's settings for its connections: timeouts, their number, trusted proxies.
+    #[serde(default)]
+    pub connections: ConnSettings,
 }
 
 impl RouteSpec {
@@ -39,128 +45,6 @@ impl RouteSpec {
             generation: other.generation,
             ..self.clone()
         } == *other
-    }
-}
-
-/// One instance behind a route: its private address and the release it runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct BackendSpec {
-    pub addr: SocketAddr,
-    pub release: u32,
-    /// The uid its listener must belong to (the deployment's own user): a connection
-    /// another user's process accepted on that port is dropped, never sent a request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<u32>,
-}
-
-impl BackendSpec {
-    /// Whether the connection `stream` to this backend was accepted by a socket of its
-    /// owner (always, without an owner to check). A few microseconds (netlink).
-    pub(crate) fn accepted_by_owner(&self, stream: &tokio::net::TcpStream) -> bool {
-        let Some(owner) = self.owner else {
-            return true;
-        };
-        let Ok(local) = stream.local_addr() else {
-            return false;
-        };
-        match crate::sockowner::peer_uid(local, self.addr) {
-            Ok(Some(uid)) if uid == owner => true,
-            Ok(Some(uid)) => {
-                tracing::warn!(backend = %self.addr, expected = owner, found = uid, "another user's process listens on a deployment's private port: not routed to");
-                false
-            }
-            Ok(None) => false,
-            // The kernel cannot say (no sock_diag): do not block the deployment.
-            Err(e) => {
-                tracing::debug!(error = %e, "socket owner unknown");
-                true
-            }
-        }
-    }
-}
-
-/// Counts of a backend, as `stats` reports them.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct BackendStats {
-    pub addr: Option<SocketAddr>,
-    pub release: u32,
-    /// Requests (HTTP) or connections (TCP) not finished yet.
-    pub in_flight: u64,
-    #[serde(default)]
-    pub counts: Counts,
-}
-
-/// A backend while it serves or drains.
-#[derive(Debug)]
-pub(crate) struct Backend {
-    pub spec: BackendSpec,
-    in_flight: AtomicU64,
-    counters: Counters,
-    /// The route's counters, which every request of every backend also goes to.
-    route: Arc<Counters>,
-}
-
-impl Backend {
-    fn new(spec: BackendSpec, route: Arc<Counters>) -> Backend {
-        Backend {
-            spec,
-            in_flight: AtomicU64::new(0),
-            counters: Counters::default(),
-            route,
-        }
-    }
-
-    pub(crate) fn in_flight(&self) -> u64 {
-        self.in_flight.load(Ordering::SeqCst)
-    }
-
-    /// Counts a request (or connection) as in flight until the guard is dropped.
-    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        InFlight {
-            backend: self.clone(),
-        }
-    }
-
-    /// Counts a finished request: its status and how long its response's head took.
-    pub(crate) fn finished(&self, status: u16, latency: Duration) {
-        self.counters.request(status, latency);
-        self.route.request(status, latency);
-    }
-
-    /// Counts a finished TCP connection and the bytes it carried.
-    pub(crate) fn connection_closed(&self, to_app: u64, from_app: u64) {
-        for c in [&self.counters, &*self.route] {
-            c.connection();
-            c.bytes(to_app, from_app);
-        }
-    }
-
-    /// Counts bytes of an HTTP request or response body.
-    pub(crate) fn bytes(&self, to_app: u64, from_app: u64) {
-        self.counters.bytes(to_app, from_app);
-        self.route.bytes(to_app, from_app);
-    }
-
-    fn stats(&self) -> BackendStats {
-        BackendStats {
-            addr: Some(self.spec.addr),
-            release: self.spec.release,
-            in_flight: self.in_flight(),
-            counts: self.counters.counts(),
-        }
-    }
-}
-
-/// A request (or connection) in flight on a backend.
-#[derive(Debug)]
-pub(crate) struct InFlight {
-    backend: Arc<Backend>,
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.backend.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -185,16 +69,42 @@ pub(crate) struct Route {
     unavailable: AtomicU64,
     /// Where the next pick starts looking.
     turn: std::sync::atomic::AtomicUsize,
+    /// Bumped at every change of the backends (see [`Route::backends`]).
+    epoch: AtomicU64,
+    /// Client connections open, and those refused for being one too many.
+    open: AtomicU32,
+    refused: AtomicU64,
+    /// When a refusal was last logged (ms since the route was made; 0: never).
+    refusal_said: AtomicU64,
+    made: std::time::Instant,
+    /// Idle connections to the backends (HTTP).
+    pool: Pool,
 }
 
 #[derive(Debug)]
 struct RouteState {
-    backends: Vec<Arc<Backend>>,
+    backends: Backends,
     /// Backends no longer routed to, kept until their last request ends.
     draining: Vec<Arc<Backend>>,
     hold: Duration,
     name: String,
     generation: u64,
+    connections: Arc<ConnSettings>,
+}
+
+/// The backends of a route at one moment.
+pub(crate) type Backends = Arc<[Arc<Backend>]>;
+
+/// A client connection the route took: counted until dropped.
+pub(crate) struct Admitted {
+    pub route: Arc<Route>,
+    pub settings: Arc<ConnSettings>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.route.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Route {
@@ -214,11 +124,18 @@ impl Route {
                 hold: Duration::from_millis(spec.hold_timeout_ms),
                 name: spec.name.clone(),
                 generation: spec.generation,
+                connections: Arc::new(spec.connections.clone()),
             }),
             changed: watch::channel(0).0,
             totals,
             unavailable: AtomicU64::new(0),
             turn: Default::default(),
+            epoch: AtomicU64::new(0),
+            open: AtomicU32::new(0),
+            refused: AtomicU64::new(0),
+            refusal_said: AtomicU64::new(0),
+            made: std::time::Instant::now(),
+            pool: Pool::default(),
         }
     }
 
@@ -233,9 +150,13 @@ impl Route {
         s.hold = Duration::from_millis(spec.hold_timeout_ms);
         s.name.clone_from(&spec.name);
         s.generation = spec.generation;
-        let old = std::mem::take(&mut s.backends);
+        if *s.connections != spec.connections {
+            s.connections = Arc::new(spec.connections.clone());
+        }
+        let old = std::mem::replace(&mut s.backends, Arc::new([]));
         let (kept, gone): (Vec<_>, Vec<_>) = old
-            .into_iter()
+            .iter()
+            .cloned()
             .partition(|b| spec.backends.contains(&b.spec));
         s.backends = spec
             .backends
@@ -249,8 +170,54 @@ impl Route {
             .collect();
         s.draining.extend(gone);
         s.draining.retain(|b| b.in_flight() > 0);
+        // Before the lock goes: whoever sees the new number reads the new backends.
+        self.epoch.fetch_add(1, Ordering::Release);
         drop(s);
+        // Idle connections to a backend no longer routed to are closed.
+        self.pool
+            .retain(|addr| spec.backends.iter().any(|b| b.addr == addr));
         self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Takes a client connection, or refuses it (one more than the limit, given).
+    pub(crate) fn admit(self: &Arc<Self>) -> Result<Admitted, u32> {
+        let settings = self.state().connections.clone();
+        let open = self.open.fetch_add(1, Ordering::Relaxed);
+        if open >= settings.max_connections {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            self.refused(settings.max_connections);
+            return Err(settings.max_connections);
+        }
+        Ok(Admitted {
+            route: self.clone(),
+            settings,
+        })
+    }
+
+    /// Counts a refused connection; said in the log at most every 10 s.
+    fn refused(&self, limit: u32) {
+        let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = u64::try_from(self.made.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let said = self.refusal_said.load(Ordering::Relaxed);
+        if (said == 0 || now.saturating_sub(said) >= 10_000)
+            && self
+                .refusal_said
+                .compare_exchange(said, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let name = self.state().name.clone();
+            tracing::warn!(deployment = %name, listen = %self.listen, limit, refused = n, "a deployment has as many connections open as it may (proxy_max_connections): new ones are refused");
+        }
+    }
+
+    /// Whether new requests may go to `addr`.
+    pub(crate) fn routes_to(&self, addr: SocketAddr) -> bool {
+        self.state().backends.iter().any(|b| b.spec.addr == addr)
+    }
+
+    /// Idle connections to the route's backends.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// What `set` was last given.
@@ -263,23 +230,44 @@ impl Route {
             hold_timeout_ms: s.hold.as_millis() as u64,
             name: s.name.clone(),
             generation: s.generation,
+            connections: (*s.connections).clone(),
         }
     }
 
     /// The backend with the fewest requests in flight, skipping `tried`; among equals, the
     /// next one after the last pick (round robin while none is busy).
     pub(crate) fn pick(&self, tried: &[SocketAddr]) -> Option<Arc<Backend>> {
-        let s = self.state();
-        let n = s.backends.len();
-        if n == 0 {
-            return None;
-        }
-        let start = self.turn.fetch_add(1, Ordering::Relaxed) % n;
+        self.pick_from(&self.state().backends, tried)
+    }
+
+    /// [`Route::pick`] among `backends` (as [`Route::backends`] gave them).
+    pub(crate) fn pick_from(
+        &self,
+        backends: &[Arc<Backend>],
+        tried: &[SocketAddr],
+    ) -> Option<Arc<Backend>> {
+        let n = backends.len();
+        let start = match n {
+            0 => return None,
+            1 => 0,
+            _ => self.turn.fetch_add(1, Ordering::Relaxed) % n,
+        };
         (0..n)
-            .map(|i| &s.backends[(start + i) % n])
+            .map(|i| &backends[(start + i) % n])
             .filter(|b| !tried.contains(&b.spec.addr))
             .min_by_key(|b| b.in_flight())
             .cloned()
+    }
+
+    /// The backends new requests go to, and the number of that version of them: a client
+    /// connection keeps them (no lock per request) until [`Route::epoch`] says otherwise.
+    pub(crate) fn backends(&self) -> (u64, Backends) {
+        let s = self.state();
+        (self.epoch.load(Ordering::Acquire), s.backends.clone())
+    }
+
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     /// How long a request may wait for a backend.

@@ -17,6 +17,7 @@ fn spec(backends: &[(u16, u32)]) -> RouteSpec {
         hold_timeout_ms: 10_000,
         name: String::new(),
         generation: 0,
+        connections: Default::default(),
     }
 }
 

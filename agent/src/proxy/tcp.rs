@@ -1,5 +1,6 @@
 //! Plain TCP through the proxy (`proxy: tcp`): each connection goes to the least busy
-//! backend that accepts it, bytes copied both ways; a new release gets new connections.
+//! backend that accepts it, bytes copied both ways; a new release gets new connections. A
+//! route takes at most its `max_connections`; one more is closed at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,13 +8,14 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::table::Route;
+use super::workers::Dispatch;
 
 const HOLD_RETRY: Duration = Duration::from_millis(25);
 
 /// Serves `route` on `listener` until the task is aborted.
-pub(crate) async fn serve(listener: Arc<TcpListener>, route: Arc<Route>) {
+pub(crate) async fn serve(listener: Arc<TcpListener>, route: Arc<Route>, dispatch: Dispatch) {
     loop {
-        let (mut client, _) = match listener.accept().await {
+        let (client, _) = match listener.accept().await {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "proxy accept failed");
@@ -21,9 +23,14 @@ pub(crate) async fn serve(listener: Arc<TcpListener>, route: Arc<Route>) {
                 continue;
             }
         };
+        // Beyond the route's limit: closed at once (nothing to say in a protocol unknown).
+        let Ok(admitted) = route.admit() else {
+            continue;
+        };
         let _ = client.set_nodelay(true);
         let route = route.clone();
-        tokio::spawn(async move {
+        dispatch.spawn(client, move |mut client| async move {
+            let _admitted = admitted;
             let deadline = tokio::time::Instant::now() + route.hold();
             let mut changes = route.changes();
             loop {

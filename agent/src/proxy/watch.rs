@@ -67,7 +67,7 @@ impl NodeProxy {
                     let silent = answered.elapsed();
                     let why = other
                         .err()
-                        .unwrap_or_else(|| "another process answers".into());
+                        .map_or_else(|| "another process answers".into(), |e| e.to_string());
                     if silent >= REPLACE_AFTER {
                         self.replace(id, silent, &why).await;
                         answered = Instant::now();
@@ -192,6 +192,7 @@ impl NodeProxy {
             }
         };
         if let Err(e) = result {
+            let e = e.to_string();
             if inner.failing.insert(listen, e.clone()).as_ref() != Some(&e) {
                 tracing::warn!(%listen, error = %e, "cannot make the node proxy route as the agent decided");
             }

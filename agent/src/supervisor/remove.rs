@@ -131,7 +131,7 @@ impl Supervisor {
                 tokio::time::sleep(DRAIN_POLL).await;
             }
             if let Err(e) = self.proxy().remove_route(listen).await {
-                tracing::warn!(deployment = %name, error = %e, "cannot remove the deployment's route");
+                e.log_removal(name);
             }
         }
         let requests_drained = began.elapsed();

@@ -78,7 +78,7 @@ impl NodeServices {
         let artifacts = Arc::new(crate::artifacts::Artifacts::new(layout.artifacts()));
         Ok(NodeServices {
             artifacts,
-            proxy: NodeProxy::new(&layout.root),
+            proxy: NodeProxy::new(&layout.root, &config),
             traffic: Traffic::default(),
             port_reservations: Default::default(),
             port_taken: identity::PortTaken::default(),

@@ -100,7 +100,10 @@ fn a_lost_state_gets_every_release_the_agents_keep() {
     assert_eq!(d.declaration.git_ref.as_deref(), Some("v3"));
     assert_eq!(d.declaration.env.as_deref(), Some("prod"));
     assert_eq!(d.declaration.owner.as_deref(), Some("alice"));
-    let defaults = (&d.declaration.restart, &d.declaration.health.startup_timeout);
+    let defaults = (
+        &d.declaration.restart,
+        &d.declaration.health.startup_timeout,
+    );
     assert_eq!(defaults, (&None, &None), "as a person would write it");
     let h = &d.history[1];
     assert_eq!(
