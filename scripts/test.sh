@@ -63,7 +63,8 @@ cargo build --workspace
 
 section "test (cargo test --workspace)"
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
-cargo test --workspace
+# --no-fail-fast: a red run lists every failing test binary, not only the first.
+cargo test --workspace --no-fail-fast
 
 section "systemd unit and install.sh"
 STAGE="$(mktemp -d "${TMPDIR:-/tmp}/deployctl-install.XXXXXX")"
