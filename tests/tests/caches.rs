@@ -1,6 +1,6 @@
 //! Model and package caches outlive releases: `HF_HOME`, `TORCH_HOME` and `XDG_CACHE_HOME`
 //! are in the deployment's own directory (its identity's alone), so what one release
-//! downloaded the next release, a rollback and a restart find.
+//! downloaded the next release, a rollback and a restart find; `status NAME` shows them.
 
 use deployctl_e2e::*;
 use serde_json::Value;
@@ -73,4 +73,20 @@ fn caches_outlive_releases_rollbacks_and_restarts() {
     assert_eq!(served()["starts"], 3, "a rollback finds it");
     project.deployctl(&["restart", "model"]).ok();
     assert_eq!(served()["starts"], 4, "a restart finds it");
+
+    // `status NAME` says where DATA_DIR is and what it and its caches hold: the cache's
+    // one-byte counter ("4") is all there is.
+    let (_, status) = project.status_json("model");
+    let instance = &status["instances"][0];
+    assert_eq!(instance["data_dir"], data.as_str(), "{status}");
+    assert_eq!(instance["data_bytes"], 1, "{status}");
+    assert_eq!(instance["cache_bytes"], 1, "{status}");
+    project
+        .deployctl(&["status", "model"])
+        .mentions(&format!("DATA_DIR {data}: 1 B (its caches"));
+    // A status of every deployment does not walk their directories.
+    let all = project.deployctl(&["status", "--output", "json"]).json();
+    let listed = &all["deployments"][0]["instances"][0];
+    assert_eq!(listed["data_dir"], data.as_str(), "{all}");
+    assert!(listed["data_bytes"].is_null(), "{all}");
 }

@@ -11,6 +11,7 @@
 
 pub(crate) mod reserve;
 mod room;
+pub(crate) mod usage;
 mod watch;
 
 use std::io;

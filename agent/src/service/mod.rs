@@ -137,9 +137,11 @@ impl Agent for AgentService {
             s.releases = kept.iter().flatten().map(wire::release_to_pb).collect();
             s
         });
-        Ok(Response::new(pb::StatusReply {
-            deployments: deployments.collect(),
-        }))
+        let mut deployments: Vec<_> = deployments.collect();
+        for s in &mut deployments {
+            replies::data_dir(self.sup.node(), s, name.is_some()).await;
+        }
+        Ok(Response::new(pb::StatusReply { deployments }))
     }
 
     async fn remove(

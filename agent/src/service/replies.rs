@@ -8,7 +8,7 @@ use tonic::Status;
 
 use crate::auth::Caller;
 use crate::secrets::{Info, Kind};
-use crate::supervisor::Removed;
+use crate::supervisor::{NodeServices, Removed};
 
 /// `remove` and `stop` answer the same: how the app stopped and how long each drain took.
 pub(super) fn removed_to_pb(r: Removed) -> pb::RemoveReply {
@@ -124,4 +124,17 @@ pub(super) fn stdin_of(
         }
     });
     rx
+}
+
+/// A deployment's `DATA_DIR` in its status; with `count` (a status of one deployment) also
+/// what it and its caches hold.
+pub(super) async fn data_dir(node: &NodeServices, s: &mut pb::DeploymentStatus, count: bool) {
+    let dir = node.layout().data(&s.name);
+    s.data_dir = dir.display().to_string();
+    if count {
+        if let Some((all, cache)) = crate::disk::usage::data_usage(dir).await {
+            s.data_bytes = Some(all);
+            s.cache_bytes = Some(cache);
+        }
+    }
 }

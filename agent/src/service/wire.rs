@@ -204,6 +204,10 @@ pub(super) fn view_to_pb(v: View) -> pb::DeploymentStatus {
         }),
         generation: v.generation,
         releases: Vec::new(),
+        // Filled by the handler (it may count what the directory holds).
+        data_dir: String::new(),
+        data_bytes: None,
+        cache_bytes: None,
         recent_deploys: v
             .deploys
             .into_iter()

@@ -59,6 +59,19 @@ pub(super) fn size(b: u64) -> String {
     }
 }
 
+/// What its `DATA_DIR` holds (in a status of one deployment): its own files and its caches
+/// (`HF_HOME`, `TORCH_HOME`, `XDG_CACHE_HOME`), kept across releases.
+pub(super) fn data_line(s: &pb::DeploymentStatus) -> Option<String> {
+    let all = s.data_bytes?;
+    let cache = s.cache_bytes.unwrap_or(0);
+    Some(format!(
+        "DATA_DIR {}: {} (its caches, HF_HOME, TORCH_HOME and XDG_CACHE_HOME in .cache: {}), kept across releases",
+        s.data_dir,
+        output::size(all),
+        output::size(cache)
+    ))
+}
+
 /// How the node proxy serves the deployment: where the app listens, when traffic last
 /// switched and how long the old release drained, and the last minute's traffic.
 pub(super) fn proxy_lines(s: &deployctl_proto::v1::DeploymentStatus) -> Vec<String> {

@@ -4,7 +4,7 @@
 use deployctl_proto::v1 as pb;
 use serde_json::json;
 
-use super::lines::{event_lines, failed_deploy_line, kernel_lines, proxy_lines, size};
+use super::lines::{data_line, event_lines, failed_deploy_line, kernel_lines, proxy_lines, size};
 use super::{Deployment, Unanswered};
 use crate::output;
 
@@ -16,7 +16,7 @@ pub(super) fn print_json(out: &[Deployment], unanswered: &[Unanswered]) {
                 .instances
                 .iter()
                 .map(|i| match &i.s {
-                    Some(s) => json!({
+                    Some(s) => with_data(s, json!({
                         "agent": i.agent, "state": s.state, "release": s.release,
                         "ref": s.git_ref, "commit": s.commit, "pid": s.pid,
                         "restarts": s.restarts, "url": s.url, "uptime_s": s.uptime_s,
@@ -59,7 +59,7 @@ pub(super) fn print_json(out: &[Deployment], unanswered: &[Unanswered]) {
                             "in_flight": t.in_flight,
                             "window_s": t.window_s,
                         })),
-                    }),
+                    })),
                     None => json!({
                         "agent": i.agent, "state": i.state, "release": 0, "ref": "", "commit": "",
                         "pid": 0, "restarts": 0, "url": "", "uptime_s": 0, "cpu_percent": 0.0,
@@ -199,8 +199,18 @@ fn notes(i: &super::Instance, detail: bool) -> Vec<String> {
     lines.extend(event_lines(s));
     if detail {
         lines.extend(proxy_lines(s));
+        lines.extend(data_line(s));
     }
     lines
+}
+
+/// An instance's JSON with its `DATA_DIR` (and, in a status of one deployment, what it
+/// holds: `data_bytes`, `cache_bytes`).
+fn with_data(s: &pb::DeploymentStatus, mut v: serde_json::Value) -> serde_json::Value {
+    v["data_dir"] = json!(s.data_dir);
+    v["data_bytes"] = json!(s.data_bytes);
+    v["cache_bytes"] = json!(s.cache_bytes);
+    v
 }
 
 fn memory_limit(k: Option<&pb::KernelStats>) -> serde_json::Value {
