@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-#[path = "config_installer.rs"]
 mod installer;
+mod proxy_keys;
 pub use installer::InstallerMode;
 
 #[derive(Debug, Clone)]
@@ -227,6 +227,7 @@ impl FileConfig {
                 ))
             })
         };
+        proxy_keys::apply(&self, config, &invalid, &duration)?;
         if let Some(v) = self.listen {
             config.listen = v;
         }
@@ -338,37 +339,6 @@ impl FileConfig {
             }
             config.register_ttl = ttl;
         }
-        let positive = |key: &str, v: &str| match duration(key, v)? {
-            d if d.is_zero() => Err(invalid(format!("{key}: {v:?} must be more than 0"))),
-            d => Ok(d),
-        };
-        if let Some(v) = &self.proxy_header_timeout {
-            config.proxy_header_timeout = positive("proxy_header_timeout", v)?;
-        }
-        if let Some(v) = &self.proxy_idle_timeout {
-            config.proxy_idle_timeout = positive("proxy_idle_timeout", v)?;
-        }
-        if let Some(v) = self.proxy_max_connections {
-            if v == 0 {
-                return Err(invalid("proxy_max_connections: must be at least 1".into()));
-            }
-            config.proxy_max_connections = v;
-        }
-        if let Some(n) = self.proxy_threads {
-            if !(1..=1024).contains(&n) {
-                return Err(invalid(format!("proxy_threads: {n} must be 1 to 1024")));
-            }
-            config.proxy_threads = Some(n);
-        }
-        if let Some(list) = &self.trusted_proxies {
-            config.trusted_proxies = list
-                .iter()
-                .map(|c| {
-                    c.parse()
-                        .map_err(|e| invalid(format!("trusted_proxies: {e}")))
-                })
-                .collect::<Result<_, _>>()?;
-        }
         if let Some(v) = self.installer {
             config.installer = InstallerMode::parse(&v).ok_or_else(|| {
                 invalid(format!(
@@ -416,5 +386,4 @@ impl Config {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;

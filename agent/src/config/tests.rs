@@ -1,4 +1,4 @@
-//! The config file laid over the defaults.
+//! The config file laid over the defaults: what it overrides, what it refuses.
 
 use super::*;
 
@@ -63,5 +63,32 @@ fn register_labels_and_ttl_are_read_and_checked() {
             .apply(&mut Config::default(), Path::new("c.toml"))
             .unwrap_err();
         assert!(e.to_string().contains(key), "{text}: {e}");
+    }
+}
+
+#[test]
+fn the_proxy_keys_are_checked() {
+    let f = FileConfig::parse(
+        "proxy_header_timeout = \"5s\"\nproxy_idle_timeout = \"2m\"\nproxy_max_connections = 500\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\"]\n",
+    )
+    .unwrap();
+    let mut c = Config::default();
+    f.apply(&mut c, Path::new("c.toml")).unwrap();
+    assert_eq!(c.proxy_header_timeout, Duration::from_secs(5));
+    assert_eq!(c.proxy_idle_timeout, Duration::from_secs(120));
+    assert_eq!(c.proxy_max_connections, 500);
+    assert_eq!(c.trusted_proxies.len(), 2);
+    for (toml, key) in [
+        ("trusted_proxies = [\"10.0.0.0/40\"]\n", "trusted_proxies"),
+        ("trusted_proxies = [\"lb.example\"]\n", "trusted_proxies"),
+        ("proxy_max_connections = 0\n", "proxy_max_connections"),
+        ("proxy_idle_timeout = \"0s\"\n", "proxy_idle_timeout"),
+        ("proxy_threads = 0\n", "proxy_threads"),
+    ] {
+        let e = FileConfig::parse(toml)
+            .unwrap()
+            .apply(&mut Config::default(), Path::new("c.toml"))
+            .unwrap_err();
+        assert!(e.to_string().contains(key), "{toml}: {e}");
     }
 }
