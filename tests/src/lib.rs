@@ -58,7 +58,7 @@ pub use http::{
 };
 pub use load::{Load, Seen};
 pub use loopback::{loopback, Loopback};
-pub use model_server::{sha256_of, tar_gz, ModelServer};
+pub use model_server::{tar_gz, ModelServer};
 pub use moto::Moto;
 pub use node_proxy::signal;
 pub use project::{check_status_shape, fast_run_args, Output, Project};

@@ -113,19 +113,6 @@ impl Drop for ModelServer {
     }
 }
 
-/// The sha256 of a file (hex), as `sha256sum` says, for an artifact's pin.
-pub fn sha256_of(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum (coreutils)");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// Packs what directory `dir` holds into the .tar.gz `archive` (a model archive).
 pub fn tar_gz(dir: &Path, archive: &Path) {
     let tar = Command::new("tar")

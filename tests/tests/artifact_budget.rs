@@ -20,7 +20,7 @@ fn make_files(dir: &Path) -> [String; 2] {
             .map(|i| (i.wrapping_mul(2654435761).wrapping_add(seed) >> 11) as u8)
             .collect();
         std::fs::write(files.join(name), &data).expect("writing a file");
-        sha256_of(&files.join(name))
+        sha256(&files.join(name))
     })
 }
 

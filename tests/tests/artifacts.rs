@@ -83,7 +83,7 @@ fn make_files(dir: &Path) -> [String; 4] {
         "weights.bin",
         "evil.tar.gz",
     ]
-    .map(|f| sha256_of(&files.join(f)))
+    .map(|f| sha256(&files.join(f)))
 }
 
 #[test]
@@ -266,7 +266,7 @@ fn artifacts_are_fetched_once_verified_and_read_only() {
     let readable = format!(
         "labels.txt=file://{}#sha256={}",
         labels.display(),
-        sha256_of(&labels)
+        sha256(&labels)
     );
     project
         .deployctl(&["run", "other", "--artifact", &readable])
@@ -283,7 +283,7 @@ fn artifacts_are_fetched_once_verified_and_read_only() {
     let hidden = format!(
         "secret.txt=file://{}#sha256={}",
         secret.display(),
-        sha256_of(&secret)
+        sha256(&secret)
     );
     project
         .deployctl(&["run", "other", "--artifact", &hidden])

@@ -45,7 +45,7 @@ fn model_archive(dir: &Path) -> String {
     std::fs::write(model.join("MLmodel"), MLMODEL).expect("MLmodel");
     std::fs::write(model.join("doubler.py"), DOUBLER_PY).expect("doubler.py");
     tar_gz(&model, &files.join("doubler.tar.gz"));
-    sha256_of(&files.join("doubler.tar.gz"))
+    sha256(&files.join("doubler.tar.gz"))
 }
 
 /// The prediction for x = 1 and 4, once the model answers.
