@@ -347,24 +347,24 @@ mod tests {
 
     #[test]
     fn finds_a_real_listener_and_its_pid() {
-        let sock = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // An address of this test's own: other tests bind 127.0.0.1 and may be given the
+        // port this one frees.
+        let own = IpAddr::V4(Ipv4Addr::new(127, 91, 7, 3));
+        let sock = std::net::TcpListener::bind((own, 0)).unwrap();
         let port = sock.local_addr().unwrap().port();
-        let found = holders(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let found = holders(own, port);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].1, Some(std::process::id()));
         assert!(holders("127.0.0.9".parse().unwrap(), port).is_empty());
         // This test's own process group holds it: not foreign.
         let me = nix::unistd::getpgrp().as_raw() as u32;
-        let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        assert!(foreign_holders(localhost, port, &[me]).is_empty());
-        let foreign = foreign_holders(localhost, port, &[]);
+        assert!(foreign_holders(own, port, &[me]).is_empty());
+        let foreign = foreign_holders(own, port, &[]);
         assert_eq!(foreign.len(), 1, "{foreign:?}");
         assert!(bindable("127.0.0.9".parse().unwrap(), port));
-        assert!(!bindable(localhost, port));
+        assert!(!bindable(own, port));
         drop(sock);
-        // Nothing listens there any more (another process may take the port for a client
-        // connection at once: whether it is bindable is not this test's to say).
-        assert!(holders(localhost, port).is_empty());
+        assert!(holders(own, port).is_empty());
         assert_eq!(
             pgid_of(std::process::id()),
             Some(nix::unistd::getpgrp().as_raw() as u32)
