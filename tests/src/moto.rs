@@ -165,6 +165,14 @@ impl Moto {
         );
     }
 
+    /// Deletes the object at `bucket/key` (without auth only).
+    pub fn delete_object(&self, bucket: &str, key: &str) {
+        let (code, body) = self
+            .request("DELETE", &format!("{bucket}/{key}"), None)
+            .expect("moto answers");
+        assert_eq!(code, 204, "deleting {bucket}/{key}: {body}");
+    }
+
     /// The object at `bucket/key` (without auth only), if there is one.
     pub fn object(&self, bucket: &str, key: &str) -> Option<String> {
         match self.request("GET", &format!("{bucket}/{key}"), None) {

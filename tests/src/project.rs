@@ -81,6 +81,8 @@ impl std::fmt::Display for Output {
 /// A temporary project directory for `deployctl --project`.
 pub struct Project {
     tmp: TempDir,
+    /// Variables every `deployctl` of this project gets (e.g. an S3 state's credentials).
+    env: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 impl Default for Project {
@@ -95,7 +97,16 @@ impl Project {
             .prefix("deployctl-e2e-project-")
             .tempdir()
             .expect("creating a temporary project directory");
-        Project { tmp }
+        Project {
+            tmp,
+            env: Default::default(),
+        }
+    }
+
+    /// Every later `deployctl` of this project gets `vars` (as a user's shell would).
+    pub fn set_env(&self, vars: &[(&str, String)]) {
+        let mut env = self.env.lock().unwrap_or_else(|p| p.into_inner());
+        env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.clone())));
     }
 
     /// A project with env `name` declared for `agent` and made the default env in
@@ -182,6 +193,13 @@ impl Project {
         let mut child = Command::new(deployctl_bin())
             .args(argv)
             .current_dir(cwd)
+            .envs(
+                self.env
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
             .envs(envs.iter().copied())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

@@ -2,7 +2,7 @@
 //! what the agents keep (owner, env, declaration as deployed, instances, every release
 //! with its number, ref, commit, packages hash and result, merged across the env's
 //! agents) without touching what runs; `history`, `rollback` and `env set` work as before.
-//! The file backend, and etcd.
+//! The file backend, etcd and S3 (moto).
 
 use deployctl_e2e::*;
 use serde_json::Value;
@@ -173,6 +173,31 @@ fn a_deleted_etcd_state_is_rebuilt_from_the_agents() {
         let (code, reply) = http_post(&url, &body).expect("etcd answers");
         assert_eq!(code, 200, "{reply}");
         assert!(reply.contains("\"deleted\":\"1\""), "{reply}");
+    };
+    lose_and_rebuild(&project, &[&a, &b], lose, &["--env", "e2e"]);
+    assert!(!project.path().join(".deployctl/state.json").exists());
+}
+
+#[test]
+fn a_deleted_s3_state_is_rebuilt_from_the_agents() {
+    let moto = Moto::start(&loopback());
+    moto.create_bucket("team");
+    let (ip1, ip2) = (loopback(), loopback());
+    let (a, b) = (Agent::start(&ip1), Agent::start(&ip2));
+    let project = Project::for_agents("e2e", &[&a, &b]);
+    project.set_env(&moto.credentials());
+    project
+        .deployctl(&["config", "set", "core.state.endpoint", &moto.endpoint])
+        .ok();
+    project
+        .deployctl(&["config", "set", "core.state.uri", "s3://team/ml"])
+        .ok();
+    let lose = || {
+        assert!(
+            moto.object("team", "ml/state.json").is_some(),
+            "the state is in S3"
+        );
+        moto.delete_object("team", "ml/state.json");
     };
     lose_and_rebuild(&project, &[&a, &b], lose, &["--env", "e2e"]);
     assert!(!project.path().join(".deployctl/state.json").exists());
