@@ -4,6 +4,8 @@
 #   - `run` of a stdlib app to each env (all agents at once) vs the machine's floor: as many
 #     copies of the same app started by hand at once, each seen answering;
 #   - `status` and `nodes` across each env (medians of 5) vs one agent;
+#   - a rolling `run --max-parallel 20`, and `status` with one agent frozen (SIGSTOP), which
+#     may cost at most its --timeout;
 #   - the CLI's peak memory (max RSS) for `run`, `status` and `nodes` across FLEET_N agents.
 # Agents: 127.0.1.1 and up; apps started by hand: 127.0.3.1 and up (one address each, port
 # 8200).
@@ -80,6 +82,7 @@ bench_fleet() {
     start_agent "$(fleet_ip "$i" 1)"
     addrs+=(--address "http://$AGENT_GRPC")
   done
+  local last_agent=$AGENT_PID
   NOTES+=("fleet: $FLEET_N agents started in $(ms_since "$t0") ms (one after another)")
   local proj="$WORK/project-fleet"
   mkdir -p "$proj"
@@ -113,6 +116,23 @@ bench_fleet() {
   row "status across 10 agents vs 1, ms" "$s10" "$s1" "$(ratio "$s10" "$s1")"
   row "status across $FLEET_N agents vs 1, ms (<=200)" "$sn" "$s1" "$(ratio "$sn" "$s1")"
   row "nodes across $FLEET_N agents vs 1, ms (<=300)" "$nn" "$n1" "$(ratio "$nn" "$n1")"
+  # A rolling run, 20 agents at a time, and status with one agent frozen (SIGSTOP: the
+  # kernel still accepts its connections, nothing answers): it costs at most --timeout.
+  local rp t0 stopped
+  t0=$(now_us)
+  "$BIN/deployctl" --project "$proj" run app-rolling --env all --repo "$REPO" --max-parallel 20 \
+    --command "python3 app.py" --port 8170 --health-path / >/dev/null 2>&1 \
+    || echo "fleet: run --max-parallel 20 failed" >&2
+  rp=$(ms_since "$t0")
+  row "run --max-parallel 20 to $FLEET_N agents vs all at once, ms" "$rp" "$rn" "$(ratio "$rp" "$rn")"
+  stopped=$last_agent
+  kill -STOP "$stopped"
+  t0=$(now_us)
+  "$BIN/deployctl" --project "$proj" status st-all --timeout 2s >/dev/null 2>&1 || true
+  local sf=$(ms_since "$t0")
+  kill -CONT "$stopped"
+  row "status, $FLEET_N agents, one frozen (--timeout 2s), ms" "$sf" "2000" "$(ratio "$sf" 2000)"
+  "$BIN/deployctl" --project "$proj" remove app-rolling --drain 0s >/dev/null 2>&1 || true
   local kr ks kn
   ks=$(fleet_cli_kib "$proj" status st-all)
   kn=$(fleet_cli_kib "$proj" nodes --env all)
