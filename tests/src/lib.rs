@@ -61,7 +61,7 @@ pub use loopback::{loopback, Loopback};
 pub use model_server::{tar_gz, ModelServer};
 pub use moto::Moto;
 pub use node_proxy::signal;
-pub use project::{check_status_shape, fast_run_args, Output, Project};
+pub use project::{check_status_shape, fast_run_args, iris_deployed, Output, Project};
 pub use prom::{parse_metrics, scrape_metrics, Family, Sample, PROMETHEUS_ACCEPT};
 pub use relay::Relay;
 pub use secure::{secure_agent, Secure};

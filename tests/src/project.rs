@@ -405,3 +405,16 @@ pub fn fast_run_args<'a>(
     args.extend_from_slice(extra);
     args
 }
+
+/// An agent and a project whose file state has `iris` (release 1 of `repo`'s v1), deployed.
+pub fn iris_deployed() -> (crate::Loopback, crate::Agent, Project, crate::GitRepo) {
+    let ip = crate::loopback();
+    let agent = crate::Agent::start(&ip);
+    let project = Project::for_agent("e2e", &agent);
+    let repo = crate::GitRepo::new();
+    repo.commit_app("one", Some("v1"));
+    project
+        .run_app("e2e", "iris", &repo.url(), "v1", &["--port", "8000"])
+        .ok();
+    (ip, agent, project, repo)
+}

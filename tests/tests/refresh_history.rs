@@ -6,14 +6,7 @@ use deployctl_e2e::*;
 
 #[test]
 fn a_refreshed_state_has_every_release_the_agent_keeps() {
-    let ip = loopback();
-    let agent = Agent::start(&ip);
-    let project = Project::for_agent("e2e", &agent);
-    let repo = GitRepo::new();
-    repo.commit_app("one", Some("v1"));
-    project
-        .run_app("e2e", "iris", &repo.url(), "v1", &["--port", "8000"])
-        .ok();
+    let (_ip, agent, project, repo) = iris_deployed();
     let v2 = repo.commit_app("two", Some("v2"));
     project
         .run_app("e2e", "iris", &repo.url(), "v2", &["--port", "8000"])

@@ -18,14 +18,7 @@ fn advice(text: &str, start: &str) -> String {
 fn switching_to_etcd_offers_the_copy_and_state_copy_moves_every_record() {
     let etcd_ip = loopback();
     let etcd = Etcd::start(&etcd_ip);
-    let ip = loopback();
-    let agent = Agent::start(&ip);
-    let project = Project::for_agent("e2e", &agent);
-    let repo = GitRepo::new();
-    repo.commit_app("one", Some("v1"));
-    project
-        .run_app("e2e", "iris", &repo.url(), "v1", &["--port", "8000"])
-        .ok();
+    let (_ip, _agent, project, repo) = iris_deployed();
     project
         .run_app("e2e", "iris-ml", &repo.url(), "v1", &["--port", "8001"])
         .ok();

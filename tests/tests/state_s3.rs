@@ -25,19 +25,6 @@ fn names(out: &Output) -> Vec<String> {
         .collect()
 }
 
-/// An agent and a project whose file state has `iris` (release 1 of `repo`'s v1), deployed.
-fn iris_deployed() -> (Loopback, Agent, Project, GitRepo) {
-    let ip = loopback();
-    let agent = Agent::start(&ip);
-    let project = Project::for_agent("e2e", &agent);
-    let repo = GitRepo::new();
-    repo.commit_app("one", Some("v1"));
-    project
-        .run_app("e2e", "iris", &repo.url(), "v1", &["--port", "8000"])
-        .ok();
-    (ip, agent, project, repo)
-}
-
 #[test]
 fn switching_to_s3_checks_the_bucket_and_state_copy_moves_records_both_ways() {
     let moto_ip = loopback();
