@@ -51,6 +51,7 @@ pub mod register;
 mod reservations;
 mod secrets;
 mod service;
+mod sleep;
 mod sockowner;
 mod spec;
 mod store;
@@ -171,7 +172,11 @@ fn spawn_background(sup: &std::sync::Arc<Supervisor>) -> Vec<tokio::task::AbortH
     let venv_gc = tokio::spawn(collect_venvs(sup.clone()));
     let ports_moved = tokio::spawn(supervisor::move_off_taken_ports(sup.clone()));
     let health_routes = tokio::spawn(supervisor::follow_health(sup.clone()));
+    let idle = tokio::spawn(sleep::idle::watch(sup.clone()));
+    let wakes = tokio::spawn(sleep::socket::serve(sup.clone(), sup.proxy().wake_socket()));
     vec![
+        idle.abort_handle(),
+        wakes.abort_handle(),
         recovery.abort_handle(),
         sampler.abort_handle(),
         traffic.abort_handle(),

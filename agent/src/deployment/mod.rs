@@ -44,6 +44,8 @@ struct Inner {
     lb_checked: Option<std::time::Instant>,
     /// Loaded from the store when the agent started, and not recovered yet.
     recover_pending: bool,
+    /// Its sleep (beside the record's `sleeping`): a wake in progress, the last failed one.
+    sleep: sleep::SleepState,
 }
 
 /// The deploy in progress: its release number and the owner it was asked for (a first
@@ -75,6 +77,7 @@ impl Deployment {
                 draining: false,
                 lb_checked: None,
                 recover_pending: false,
+                sleep: Default::default(),
             }),
             writer: tokio::sync::Mutex::new(0),
         }
@@ -172,6 +175,8 @@ impl Deployment {
     pub(crate) fn begin_deploy(&self, owner: &str) -> u32 {
         let mut s = self.state();
         let number = s.record.next_release();
+        // A sleeping deployment sleeps again once the new release is live and checked.
+        s.sleep.sleep_soon = s.record.sleeping;
         s.deploying = Some(Deploying {
             number,
             owner: owner.to_string(),
@@ -347,6 +352,7 @@ impl Inner {
         self.record.private_port = private_port;
         self.record.replicas = replicas;
         self.record.stopped = false;
+        self.record.sleeping = false;
         // A restart (or start) runs the same release again: its entry is updated.
         match self
             .record
@@ -368,6 +374,7 @@ mod identity;
 mod kept;
 mod removal;
 mod replicas;
+mod sleep;
 mod snapshot;
 mod transitions;
 

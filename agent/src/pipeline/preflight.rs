@@ -148,6 +148,8 @@ pub(super) fn resources(sup: &Supervisor, spec: &Spec) -> Result<(), StepError> 
         .all()
         .iter()
         .filter(|d| d.name() != spec.name)
+        // A sleeping deployment holds no memory: it wakes only when it has room.
+        .filter(|d| !d.is_sleeping())
         .filter_map(|d| d.current())
         .map(|rel| rel.spec.resources.memory.unwrap_or(0) * u64::from(rel.spec.replicas.max(1)))
         .sum();

@@ -44,6 +44,8 @@ pub(super) fn raw_spec(s: pb::DeploymentSpec) -> RawSpec {
         hold_timeout_ms: s.hold_timeout_ms,
         proxy: s.proxy,
         replicas: s.replicas,
+        idle_timeout_ms: s.idle_timeout_ms,
+        wake_timeout_ms: s.wake_timeout_ms,
         pinned: s.pinned,
         commit: s.commit,
         python: s.python,
@@ -110,6 +112,8 @@ fn spec_to_pb(s: &Spec) -> pb::DeploymentSpec {
         hold_timeout_ms: s.hold_timeout.as_millis() as u64,
         proxy: s.proxy.as_str().to_string(),
         replicas: s.replicas,
+        idle_timeout_ms: s.idle_timeout.map_or(0, |d| d.as_millis() as u64),
+        wake_timeout_ms: s.wake_timeout.as_millis() as u64,
         pinned: s.pinned.clone(),
         resources: (!s.resources.is_empty()).then(|| {
             let r = s.resources.to_raw();
