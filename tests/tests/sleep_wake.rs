@@ -198,3 +198,37 @@ fn a_wake_that_cannot_start_the_app_answers_503_with_retry_after() {
         began.elapsed()
     );
 }
+
+/// A redeploy (and `env set`) of a sleeping deployment checks the new release, then leaves
+/// it sleeping; an agent that starts again leaves it sleeping, and the next request wakes
+/// the new release.
+#[test]
+fn a_sleeping_deployment_stays_asleep_across_redeploys_and_agent_restarts() {
+    let (mut agent, project, repo) = deployed("dozy", "2s");
+    sleeps_despite_probes(&agent, &project, "dozy", Duration::from_secs(30));
+    repo.write("app.py", &SLEEPY_PY.replace("{\"pid\"", "{\"release\": 2, \"pid\""));
+    repo.commit("release 2");
+    repo.tag("v2");
+    project
+        .run_app(ENV, "dozy", &repo.url(), "v2", &["--idle-timeout", "2s"])
+        .ok()
+        .mentions("health");
+    // Checked, then asleep again without a request.
+    sleeps_despite_probes(&agent, &project, "dozy", Duration::from_secs(20));
+    project.deployctl(&["env", "set", "dozy", "MODE=fast"]).ok();
+    sleeps_despite_probes(&agent, &project, "dozy", Duration::from_secs(20));
+
+    agent.terminate();
+    agent.restart();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            http_get(&agent.http_url("/readyz")).is_some_and(|(c, _)| c == 200)
+        }),
+        "the agent is ready again"
+    );
+    assert_eq!(state(&project, "dozy").0, "sleeping");
+    let (code, body) = http_get(&agent.app_url(8000, "/")).expect("it wakes");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"release\": 2"), "{body}");
+    assert_eq!(state(&project, "dozy").0, "healthy");
+}

@@ -54,13 +54,14 @@ pub(crate) async fn watch(sup: Arc<Supervisor>) {
                 active: now,
                 sleeping: Default::default(),
             });
+            // A deploy of a sleeping deployment went live: it sleeps again at once (unless
+            // a request came meanwhile).
+            if d.take_sleep_soon() {
+                e.active = now.checked_sub(idle).unwrap_or(e.active);
+            }
             if counted != e.activity || in_flight > 0 {
                 e.activity = counted;
                 e.active = now;
-            }
-            // A deploy of a sleeping deployment went live: it sleeps again at once.
-            if d.take_sleep_soon() {
-                e.active = now.checked_sub(idle).unwrap_or(e.active);
             }
             let idle_for = now.saturating_duration_since(e.active);
             if idle_for < idle || e.sleeping.swap(true, Ordering::AcqRel) {
