@@ -4,7 +4,7 @@
 # release binaries first (BENCH_SKIP_BUILD=1 to use target/release as it is).
 #
 #   scripts/bench.sh                    # every row
-#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | bigenv | status | agent | fleet | proxy | walls | registry | artifacts
+#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | bigenv | status | agent | fleet | proxy | walls | registry | artifacts | sleep
 #
 # Rows:
 #   deploy   a FastAPI + uvicorn app (fastapi and uvicorn from PyPI) in a git repository
@@ -56,6 +56,9 @@
 #            redeploy (new commit) of a stdlib app with the file already on the node vs
 #            the same app without it, in turns (target <= 50 ms more); medians of BENCH_ROUNDS
 #            downloads and BENCH_ARTIFACT_REDEPLOYS (default 11) redeploys
+#   sleep    a stdlib app with --idle-timeout 1s: the first request to it asleep (the wake)
+#            vs the app's own start-to-healthy time by hand (scripts/lib/bench_sleep.sh);
+#            target: + <= 50 ms
 # After the table: the agent's own step times (deploy events' elapsed_ms) of a cold deploy
 # and of the warm redeploys. Installs what it needs when missing, like scripts/test.sh (wrk
 # and curl with apt-get, uv with pip); needs git, python3 (with venv and pip) and access to
@@ -278,6 +281,7 @@ source scripts/lib/bench_proxy_faults.sh
 source scripts/lib/bench_fleet.sh
 source scripts/lib/bench_registry.sh
 source scripts/lib/bench_artifacts.sh
+source scripts/lib/bench_sleep.sh
 
 [[ -z "$ONLY" || "$ONLY" == deploy ]] && bench_deploy
 [[ -z "$ONLY" || "$ONLY" == bigenv ]] && bench_bigenv
@@ -288,6 +292,7 @@ source scripts/lib/bench_artifacts.sh
 [[ -z "$ONLY" || "$ONLY" == walls ]] && bench_walls
 [[ -z "$ONLY" || "$ONLY" == registry ]] && bench_registry
 [[ -z "$ONLY" || "$ONLY" == artifacts ]] && bench_artifacts
+[[ -z "$ONLY" || "$ONLY" == sleep ]] && bench_sleep
 
 echo
 printf '| %-50s | %12s | %12s | %7s |\n' "measurement" "value" "baseline" "ratio"

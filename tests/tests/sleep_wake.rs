@@ -206,7 +206,10 @@ fn a_wake_that_cannot_start_the_app_answers_503_with_retry_after() {
 fn a_sleeping_deployment_stays_asleep_across_redeploys_and_agent_restarts() {
     let (mut agent, project, repo) = deployed("dozy", "2s");
     sleeps_despite_probes(&agent, &project, "dozy", Duration::from_secs(30));
-    repo.write("app.py", &SLEEPY_PY.replace("{\"pid\"", "{\"release\": 2, \"pid\""));
+    repo.write(
+        "app.py",
+        &SLEEPY_PY.replace("{\"pid\"", "{\"release\": 2, \"pid\""),
+    );
     repo.commit("release 2");
     repo.tag("v2");
     project
