@@ -44,6 +44,8 @@ fn info_blocking(sup: &Supervisor, deployments: u32) -> NodeInfoReply {
         .registry()
         .all()
         .iter()
+        // A sleeping deployment holds no memory: it wakes only when it has room.
+        .filter(|d| !d.is_sleeping())
         .filter_map(|d| d.current())
         .collect();
     let (memory_committed_bytes, cpus_committed) = promised(

@@ -235,3 +235,69 @@ fn a_sleeping_deployment_stays_asleep_across_redeploys_and_agent_restarts() {
     assert!(body.contains("\"release\": 2"), "{body}");
     assert_eq!(state(&project, "dozy").0, "healthy");
 }
+
+/// While it sleeps its memory limit is free for another deployment; its wake then finds
+/// no room (503 naming the field), and wakes once the room is back.
+#[test]
+fn a_sleeping_deployments_memory_is_free_for_others_and_its_wake_waits_for_room() {
+    let agent = Agent::start(&loopback());
+    let project = Project::for_agent(ENV, &agent);
+    let nodes = project
+        .deployctl(&["nodes", "--env", ENV, "--output", "json"])
+        .json();
+    let total_mib = nodes["nodes"][0]["memory_total_bytes"]
+        .as_u64()
+        .unwrap_or(0)
+        >> 20;
+    assert!(total_mib > 0, "{nodes}");
+    let most = format!("{}M", total_mib * 6 / 10);
+    let repo = GitRepo::new();
+    repo.write("app.py", SLEEPY_PY);
+    repo.commit("sleepy app");
+    repo.tag("v1");
+    project
+        .run_app(
+            ENV,
+            "dozer",
+            &repo.url(),
+            "v1",
+            &["--idle-timeout", "2s", "--memory", &most],
+        )
+        .ok();
+    sleeps_despite_probes(&agent, &project, "dozer", Duration::from_secs(30));
+    let promised = |p: &Project| {
+        p.deployctl(&["nodes", "--env", ENV, "--output", "json"])
+            .json()["nodes"][0]["memory_committed_bytes"]
+            .as_u64()
+            .unwrap_or(u64::MAX)
+    };
+    assert_eq!(
+        promised(&project),
+        0,
+        "a sleeping deployment promises nothing"
+    );
+    project
+        .run_app(
+            ENV,
+            "other",
+            &repo.url(),
+            "v1",
+            &["--port", "8001", "--memory", &most],
+        )
+        .ok();
+
+    let answer = http_get_with(&agent.app_url(8000, "/"), &[]).expect("the proxy answers");
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert!(answer.body.contains("resources.memory"), "{answer:?}");
+    assert!(answer.header("retry-after").is_some(), "{answer:?}");
+    assert_eq!(state(&project, "dozer").0, "sleeping");
+
+    project.deployctl(&["remove", "other"]).ok();
+    assert!(
+        wait_until(Duration::from_secs(40), || {
+            http_get(&agent.app_url(8000, "/")).is_some_and(|(code, _)| code == 200)
+        }),
+        "it wakes once the room is back: {:?}",
+        state(&project, "dozer")
+    );
+}
