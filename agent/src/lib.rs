@@ -10,6 +10,7 @@ mod app_user;
 mod artifacts;
 mod auth;
 mod authz;
+mod autoscale;
 mod capacity;
 mod cgroup;
 pub mod cidr;
@@ -171,7 +172,9 @@ fn spawn_background(sup: &std::sync::Arc<Supervisor>) -> Vec<tokio::task::AbortH
     let venv_gc = tokio::spawn(collect_venvs(sup.clone()));
     let ports_moved = tokio::spawn(supervisor::move_off_taken_ports(sup.clone()));
     let health_routes = tokio::spawn(supervisor::follow_health(sup.clone()));
+    let autoscaler = tokio::spawn(autoscale::run(sup.clone()));
     vec![
+        autoscaler.abort_handle(),
         recovery.abort_handle(),
         sampler.abort_handle(),
         traffic.abort_handle(),

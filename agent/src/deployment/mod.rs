@@ -44,6 +44,8 @@ struct Inner {
     lb_checked: Option<std::time::Instant>,
     /// Loaded from the store when the agent started, and not recovered yet.
     recover_pending: bool,
+    /// Replicas that follow the load: the autoscaler's samples and what it is doing.
+    load: crate::autoscale::Load,
 }
 
 /// The deploy in progress: its release number and the owner it was asked for (a first
@@ -75,6 +77,7 @@ impl Deployment {
                 draining: false,
                 lb_checked: None,
                 recover_pending: false,
+                load: Default::default(),
             }),
             writer: tokio::sync::Mutex::new(0),
         }
@@ -368,6 +371,7 @@ mod identity;
 mod kept;
 mod removal;
 mod replicas;
+mod scaling;
 mod snapshot;
 mod transitions;
 

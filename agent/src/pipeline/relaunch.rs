@@ -144,7 +144,10 @@ async fn prepare(
     preflight::check_secrets(sup, spec, events).await?;
     preflight::identity(sup, d).await?;
     let ports = match spec.strategy {
-        Strategy::Switch => Some(private_ports(sup, spec.replicas as usize)?),
+        Strategy::Switch => Some(private_ports(
+            sup,
+            spec.start_count(d.running_count()) as usize,
+        )?),
         Strategy::Recreate => None,
     };
     let all = ports.as_ref().map(|l| l.ports.clone()).unwrap_or_default();
