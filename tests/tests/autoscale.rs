@@ -158,6 +158,21 @@ fn replicas_grow_under_load_and_shrink_after_it_with_no_request_failing() {
         .ok()
         .mentions("replicas follow the load: 3 running (1..3, target 1 in flight each")
         .mentions("scaled 1 → 3");
+    // A redeploy under load starts the new release with the 3 that run, not the min.
+    repo.write("README", "v2");
+    repo.commit("v2");
+    repo.tag("v2");
+    project
+        .deployctl(&["run", "slow", "--ref", "v2"])
+        .ok()
+        .mentions("3 replicas: pids");
+    let (running, pids, _) = scaling(&project);
+    assert_eq!((running, pids.len()), (3, 3), "{pids:?}");
+    assert!(
+        pids.iter().all(|p| !grown_pids.contains(p)),
+        "{pids:?} vs {grown_pids:?}"
+    );
+    let grown_pids = pids;
     let (answered, failed) = busy.finish();
     assert!(
         failed.is_empty(),
@@ -206,6 +221,6 @@ fn replicas_grow_under_load_and_shrink_after_it_with_no_request_failing() {
     ] {
         assert!(metrics.contains(want), "{want} missing in\n{metrics}");
     }
-    // Scaling is not a release: the history has the one deploy.
-    assert_eq!(project.history("slow").len(), 1);
+    // Scaling is not a release: the history has the two deploys only.
+    assert_eq!(project.history("slow").len(), 2);
 }
