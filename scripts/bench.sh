@@ -4,7 +4,7 @@
 # release binaries first (BENCH_SKIP_BUILD=1 to use target/release as it is).
 #
 #   scripts/bench.sh                    # every row
-#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | bigenv | status | agent | fleet | proxy | walls | registry | artifacts
+#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | bigenv | status | agent | fleet | proxy | walls | registry | artifacts | autoscale
 #
 # Rows:
 #   deploy   a FastAPI + uvicorn app (fastapi and uvicorn from PyPI) in a git repository
@@ -56,6 +56,10 @@
 #            redeploy (new commit) of a stdlib app with the file already on the node vs
 #            the same app without it, in turns (target <= 50 ms more); medians of BENCH_ROUNDS
 #            downloads and BENCH_ARTIFACT_REDEPLOYS (default 11) redeploys
+#   autoscale replicas that follow the load: an app serving one request at a time in 200 ms
+#            under a step load (1 client, then 8): p50/p99 latency with replicas 1..4
+#            (target_in_flight 2, scale_up_after 3s) vs a fixed single replica, and the time
+#            from the step to 4 replicas running (scripts/lib/bench_autoscale.sh)
 # After the table: the agent's own step times (deploy events' elapsed_ms) of a cold deploy
 # and of the warm redeploys. Installs what it needs when missing, like scripts/test.sh (wrk
 # and curl with apt-get, uv with pip); needs git, python3 (with venv and pip) and access to
@@ -63,7 +67,7 @@
 #
 # Loopback: agents on 127.0.0.200-210 (agent), 127.0.1.x (fleet), .216-218 (bigenv), .220-223 (status,
 # deploy), .241-243 (proxy; HAProxy on .244), .244 (etcd) with .245-254 (registry), .246 (artifacts); git daemon on
-# .229; apps by hand on .226-228, .231-240 and 127.0.3.x (fleet); the artifacts' file server on .247.
+# .229; autoscale on .212; apps by hand on .226-228, .231-240 and 127.0.3.x (fleet); the artifacts' file server on .247.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export LC_ALL=C
@@ -278,6 +282,7 @@ source scripts/lib/bench_proxy_faults.sh
 source scripts/lib/bench_fleet.sh
 source scripts/lib/bench_registry.sh
 source scripts/lib/bench_artifacts.sh
+source scripts/lib/bench_autoscale.sh
 
 [[ -z "$ONLY" || "$ONLY" == deploy ]] && bench_deploy
 [[ -z "$ONLY" || "$ONLY" == bigenv ]] && bench_bigenv
@@ -288,6 +293,7 @@ source scripts/lib/bench_artifacts.sh
 [[ -z "$ONLY" || "$ONLY" == walls ]] && bench_walls
 [[ -z "$ONLY" || "$ONLY" == registry ]] && bench_registry
 [[ -z "$ONLY" || "$ONLY" == artifacts ]] && bench_artifacts
+[[ -z "$ONLY" || "$ONLY" == autoscale ]] && bench_autoscale
 
 echo
 printf '| %-50s | %12s | %12s | %7s |\n' "measurement" "value" "baseline" "ratio"
