@@ -181,9 +181,14 @@ class H(BaseHTTPRequestHandler):
     def log_message(self, *a): pass
 ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
 EOF
-  git -C "$repo" init -q -b main
-  git -C "$repo" add .
-  git -C "$repo" -c user.name=bench -c user.email=bench@localhost commit -qm app
+  commit_repo "$repo"
+}
+
+# Makes the directory $1 a git repository with one commit of what it holds.
+commit_repo() {
+  git -C "$1" init -q -b main
+  git -C "$1" add .
+  git -C "$1" -c user.name=bench -c user.email=bench@localhost commit -qm app
 }
 
 # Microseconds since the epoch, without a process (bash 5).

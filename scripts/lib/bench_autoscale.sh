@@ -1,5 +1,5 @@
 # The `autoscale` group of scripts/bench.sh (sourced by it: uses its BIN, WORK, PIDS,
-# start_agent, ratio and row): replicas that follow the load. An app that serves one
+# start_agent, commit_repo, ratio and row): replicas that follow the load. An app that serves one
 # request at a time in 200 ms (a model on one core; its /health answers at once), under a
 # step load of 1 client for AUTOSCALE_WARM_S (default 5) then 8 clients for AUTOSCALE_STEP_S
 # (default 30), each client calling in a loop:
@@ -33,9 +33,7 @@ class H(BaseHTTPRequestHandler):
     def log_message(self, *a): pass
 ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
 EOF
-  git -C "$repo" init -q -b main
-  git -C "$repo" add .
-  git -C "$repo" -c user.name=bench -c user.email=bench@localhost commit -qm app
+  commit_repo "$repo"
 }
 
 # The step load on $1 (URL) while `deployctl status $3` (project $2) is polled: prints

@@ -13,27 +13,6 @@ use deployctl_e2e::*;
 
 const ENV: &str = "e2e";
 
-/// A stdlib app that answers every request after 200 ms (its pid and a marker).
-const SLOW_APP_PY: &str = r#"import json, os, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        if self.path != "/health":
-            time.sleep(0.2)
-        body = json.dumps({"marker": "slow", "pid": os.getpid()}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, fmt, *args):
-        pass
-
-ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Handler).serve_forever()
-"#;
-
 /// Clients that each call a URL in a loop (a pause between calls), every answer counted.
 struct Clients {
     stop: Arc<AtomicBool>,
@@ -100,14 +79,13 @@ fn replicas_grow_under_load_and_shrink_after_it_with_no_request_failing() {
     let agent = Agent::start(&loopback());
     let project = Project::for_agent(ENV, &agent);
     let repo = GitRepo::new();
-    repo.write("app.py", SLOW_APP_PY);
-    repo.commit("a slow app");
-    repo.tag("v1");
+    // The standard app, each answer after 200 ms.
+    repo.commit_app("slow", Some("v1"));
     // Short windows keep the test fast: up after 2 s above the target, down after 3 s.
     project.write(
         "slow.deploy.yaml",
         &format!(
-            "env: {ENV}\nrepo: {}\nref: v1\ncommand: python3 app.py\nport: 8000\n\
+            "env: {ENV}\nrepo: {}\nref: v1\ncommand: python3 app.py\nport: 8000\nenv_vars: {{APP_DELAY_MS: 200}}\n\
              health: {{path: /health, interval: 1s}}\n\
              replicas: {{min: 1, max: 3, target_in_flight: 1, scale_up_after: 2s, scale_down_after: 3s}}\n",
             repo.url()

@@ -63,6 +63,17 @@ pub(crate) struct RawAutoscale {
     pub scale_down_after_ms: u64,
 }
 
+/// Several replicas need the node proxy to balance them (`strategy: switch`).
+fn needs_switch(field: &str, n: u32, strategy: Strategy) -> Result<(), Error> {
+    if n > 1 && strategy == Strategy::Recreate {
+        return Err(invalid(
+            field,
+            format!("{n} replicas need strategy switch (the node proxy balances them); with strategy recreate the app binds the port itself, so one process can"),
+        ));
+    }
+    Ok(())
+}
+
 /// The fixed count (`max` 0) or the autoscaled range; every refusal names its field.
 pub(super) fn validate(
     raw: &RawAutoscale,
@@ -76,12 +87,7 @@ pub(super) fn validate(
                 format!("{replicas} is more than {MAX_REPLICAS}"),
             ));
         }
-        if replicas > 1 && strategy == Strategy::Recreate {
-            return Err(invalid(
-                "replicas",
-                format!("{replicas} replicas need strategy switch (the node proxy balances them); with strategy recreate the app binds the port itself, so one process can"),
-            ));
-        }
+        needs_switch("replicas", replicas, strategy)?;
         return Ok((replicas, None));
     }
     let (min, max) = (raw.replicas, raw.max);
@@ -97,12 +103,7 @@ pub(super) fn validate(
             format!("{min} is more than replicas.max ({max})"),
         ));
     }
-    if max > 1 && strategy == Strategy::Recreate {
-        return Err(invalid(
-            "replicas.max",
-            format!("{max} replicas need strategy switch (the node proxy balances them); with strategy recreate the app binds the port itself, so one process can"),
-        ));
-    }
+    needs_switch("replicas.max", max, strategy)?;
     let window = |field: &str, ms: u64, default: Duration| {
         let d = if ms == 0 {
             default
