@@ -4,7 +4,7 @@
 # release binaries first (BENCH_SKIP_BUILD=1 to use target/release as it is).
 #
 #   scripts/bench.sh                    # every row
-#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | bigenv | status | agent | fleet | proxy | walls | registry | artifacts | autoscale
+#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | bigenv | status | agent | fleet | proxy | walls | registry | artifacts | sleep | autoscale
 #
 # Rows:
 #   deploy   a FastAPI + uvicorn app (fastapi and uvicorn from PyPI) in a git repository
@@ -56,6 +56,9 @@
 #            redeploy (new commit) of a stdlib app with the file already on the node vs
 #            the same app without it, in turns (target <= 50 ms more); medians of BENCH_ROUNDS
 #            downloads and BENCH_ARTIFACT_REDEPLOYS (default 11) redeploys
+#   sleep    a stdlib app with --idle-timeout 1s: the first request to it asleep (the wake)
+#            vs the app's own start-to-healthy time by hand (scripts/lib/bench_sleep.sh);
+#            target: + <= 50 ms
 #   autoscale replicas that follow the load: an app serving one request at a time in 200 ms
 #            under a step load (1 client, then 8): p50/p99 latency with replicas 1..4
 #            (target_in_flight 2, scale_up_after 3s) vs a fixed single replica, and the time
@@ -287,6 +290,7 @@ source scripts/lib/bench_proxy_faults.sh
 source scripts/lib/bench_fleet.sh
 source scripts/lib/bench_registry.sh
 source scripts/lib/bench_artifacts.sh
+source scripts/lib/bench_sleep.sh
 source scripts/lib/bench_autoscale.sh
 
 [[ -z "$ONLY" || "$ONLY" == deploy ]] && bench_deploy
@@ -298,6 +302,7 @@ source scripts/lib/bench_autoscale.sh
 [[ -z "$ONLY" || "$ONLY" == walls ]] && bench_walls
 [[ -z "$ONLY" || "$ONLY" == registry ]] && bench_registry
 [[ -z "$ONLY" || "$ONLY" == artifacts ]] && bench_artifacts
+[[ -z "$ONLY" || "$ONLY" == sleep ]] && bench_sleep
 [[ -z "$ONLY" || "$ONLY" == autoscale ]] && bench_autoscale
 
 echo

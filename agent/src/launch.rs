@@ -133,6 +133,7 @@ pub(crate) fn route(
         generation: 0,
         // The agent's, set by the node proxy's side of the agent.
         connections: Default::default(),
+        sleeping: None,
     }
 }
 

@@ -52,6 +52,7 @@ pub mod register;
 mod reservations;
 mod secrets;
 mod service;
+mod sleep;
 mod sockowner;
 mod spec;
 mod store;
@@ -173,8 +174,12 @@ fn spawn_background(sup: &std::sync::Arc<Supervisor>) -> Vec<tokio::task::AbortH
     let ports_moved = tokio::spawn(supervisor::move_off_taken_ports(sup.clone()));
     let health_routes = tokio::spawn(supervisor::follow_health(sup.clone()));
     let autoscaler = tokio::spawn(autoscale::run(sup.clone()));
+    let idle = tokio::spawn(sleep::idle::watch(sup.clone()));
+    let wakes = tokio::spawn(sleep::socket::serve(sup.clone(), sup.proxy().wake_socket()));
     vec![
         autoscaler.abort_handle(),
+        idle.abort_handle(),
+        wakes.abort_handle(),
         recovery.abort_handle(),
         sampler.abort_handle(),
         traffic.abort_handle(),

@@ -104,6 +104,13 @@ async fn recover_one(sup: &Arc<Supervisor>, d: &Arc<Deployment>) -> Recovered {
         // `deployctl stop`: it stays stopped until `deployctl start`.
         return Recovered::Nothing;
     }
+    if d.is_sleeping() {
+        // Its port stays the proxy's, and the next request wakes it.
+        if let Err(e) = sup.proxy().set_route(sup.sleeping_route(d, &release)).await {
+            tracing::error!(deployment = %d.name(), error = %e, "cannot route the sleeping deployment's port");
+        }
+        return Recovered::Nothing;
+    }
     let moved = own_identity(sup, d).await;
     let cfg = instance_config(sup, d, &release, d.private_port(), 0).await;
     if d.private_port().is_some() {

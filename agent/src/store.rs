@@ -121,6 +121,10 @@ pub(crate) struct Record {
     /// `deployctl start` (or a deploy).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stopped: bool,
+    /// Stopped after `idle_timeout` without a request: its route stays open and the next
+    /// request wakes it; an agent that starts again leaves it sleeping.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sleeping: bool,
     /// Its own Unix user and group (when the agent runs as root), kept for its life.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<crate::identity::Identity>,
@@ -253,6 +257,7 @@ impl Record {
             private_port: None,
             replicas: Vec::new(),
             stopped: false,
+            sleeping: false,
             identity: None,
             last_event: None,
             failed_deploy: None,

@@ -8,7 +8,7 @@ pub(super) const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em
 table{border-collapse:collapse;width:100%}th,td{padding:.35em .6em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}\
 th{background:#f4f4f4}.badge{padding:.1em .5em;border-radius:.8em;color:#fff;background:#888}\
 .badge.healthy{background:#2e7d32}.badge.unhealthy,.badge.failed{background:#c62828}\
-.badge.deploying,.badge.pending,.badge.restarting{background:#ef6c00}.badge.stopped{background:#616161}\
+.badge.deploying,.badge.pending,.badge.restarting{background:#ef6c00}.badge.stopped{background:#616161}.badge.sleeping,.badge.waking{background:#3949ab}\
 small,.note{color:#777}form{margin:.5em 0 1em}svg.spark{display:block;margin-top:.2em}";
 
 pub(super) const LOGIN: &str =

@@ -46,6 +46,8 @@ struct Inner {
     recover_pending: bool,
     /// Replicas that follow the load: the autoscaler's samples and what it is doing.
     load: crate::autoscale::Load,
+    /// Its sleep (beside the record's `sleeping`): a wake in progress, the last failed one.
+    sleep: sleep::SleepState,
 }
 
 /// The deploy in progress: its release number and the owner it was asked for (a first
@@ -78,6 +80,7 @@ impl Deployment {
                 lb_checked: None,
                 recover_pending: false,
                 load: Default::default(),
+                sleep: Default::default(),
             }),
             writer: tokio::sync::Mutex::new(0),
         }
@@ -175,6 +178,8 @@ impl Deployment {
     pub(crate) fn begin_deploy(&self, owner: &str) -> u32 {
         let mut s = self.state();
         let number = s.record.next_release();
+        // A sleeping deployment sleeps again once the new release is live and checked.
+        s.sleep.sleep_soon = s.record.sleeping;
         s.deploying = Some(Deploying {
             number,
             owner: owner.to_string(),
@@ -350,6 +355,7 @@ impl Inner {
         self.record.private_port = private_port;
         self.record.replicas = replicas;
         self.record.stopped = false;
+        self.record.sleeping = false;
         // A restart (or start) runs the same release again: its entry is updated.
         match self
             .record
@@ -372,6 +378,7 @@ mod kept;
 mod removal;
 mod replicas;
 mod scaling;
+mod sleep;
 mod snapshot;
 mod transitions;
 

@@ -29,10 +29,10 @@ impl Deployment {
     }
 
     /// How many instances of the current release run as the record has them (the first
-    /// and its replicas); 0 with no current release or when stopped by the user.
+    /// and its replicas); 0 with no current release, when stopped by the user or sleeping.
     pub(crate) fn running_count(&self) -> u32 {
         let s = self.state();
-        if s.record.current.is_none() || s.record.stopped {
+        if s.record.current.is_none() || s.record.stopped || s.record.sleeping {
             return 0;
         }
         1 + s.record.replicas.len() as u32

@@ -19,6 +19,9 @@ pub(crate) struct Snapshot {
     pub recorded_pid: Option<u32>,
     /// Stopped by the user.
     pub stopped: bool,
+    /// Asleep after its idle timeout, and how its wakes go.
+    pub sleeping: bool,
+    pub sleep: super::sleep::SleepState,
     pub last_event: Option<store::NodeEvent>,
     pub failed_deploy: Option<store::FailedDeploy>,
     /// What a deploy may be based on (read with the current release, at once).
@@ -47,6 +50,8 @@ impl Deployment {
             deploying: s.deploying.as_ref().map(|d| d.number),
             recorded_pid: s.record.pid,
             stopped: s.record.stopped,
+            sleeping: s.record.sleeping,
+            sleep: s.sleep.clone(),
             last_event: s.record.last_event.clone(),
             failed_deploy: s.record.failed_deploy.clone(),
             generation: s.record.generation,

@@ -245,6 +245,7 @@ impl Deployment {
         {
             let mut s = self.state();
             s.record.stopped = true;
+            s.record.sleeping = false;
             s.record.private_port = None;
             s.record.generation += 1;
             s.revision += 1;

@@ -94,6 +94,10 @@ pub(crate) enum State {
     /// Exited or never became healthy; may be waiting for a restart.
     Failed,
     Stopped,
+    /// Stopped after its idle timeout; the next request wakes it (a deployment's state).
+    Sleeping,
+    /// A request is waking it (a deployment's state).
+    Waking,
 }
 
 impl State {
@@ -105,17 +109,21 @@ impl State {
             State::Unhealthy => "unhealthy",
             State::Failed => "failed",
             State::Stopped => "stopped",
+            State::Sleeping => "sleeping",
+            State::Waking => "waking",
         }
     }
 
     /// Every state, for metrics that count deployments by state.
-    pub(crate) const ALL: [State; 6] = [
+    pub(crate) const ALL: [State; 8] = [
         State::Pending,
         State::Deploying,
         State::Healthy,
         State::Unhealthy,
         State::Failed,
         State::Stopped,
+        State::Sleeping,
+        State::Waking,
     ];
 }
 

@@ -6,6 +6,7 @@
 //! the supervisor's cached state when scraped.
 
 mod scale;
+mod sleep;
 mod traffic;
 
 use std::collections::HashMap;
@@ -88,6 +89,7 @@ pub(crate) struct Metrics {
     scale: scale::ScaleMetrics,
     /// One scrape at a time: a scrape clears and refills the present-time families.
     scrape: Mutex<()>,
+    sleep: sleep::SleepMetrics,
 }
 
 fn health_histogram() -> Histogram {
@@ -182,6 +184,7 @@ impl Metrics {
             throttled_seconds.clone(),
         );
         let scale = scale::ScaleMetrics::register(&mut registry);
+        let sleep = sleep::SleepMetrics::register(&mut registry);
         let traffic = Arc::new(traffic::TrafficCollector::default());
         registry.register_collector(Box::new(traffic.clone()));
         Metrics {
@@ -201,6 +204,7 @@ impl Metrics {
             throttled_seconds,
             seen: Mutex::new(HashMap::new()),
             scrape: Mutex::new(()),
+            sleep,
         }
     }
 
@@ -258,9 +262,20 @@ impl Metrics {
             .inc_by(usec as f64 / 1e6);
     }
 
+    /// A deployment was put to sleep.
+    pub(crate) fn fell_asleep(&self, deployment: &str) {
+        self.sleep.fell_asleep(&Self::label(deployment));
+    }
+
+    /// A request woke a deployment; the wake took `took`.
+    pub(crate) fn woke(&self, deployment: &str, took: Duration) {
+        self.sleep.woke(&Self::label(deployment), took);
+    }
+
     /// Forgets a removed deployment's series.
     pub(crate) fn forget(&self, deployment: &str) {
         let label = Self::label(deployment);
+        self.sleep.forget(&label);
         self.health_latency.remove(&label);
         self.restarts.remove(&label);
         self.oom_kills.remove(&label);
@@ -294,6 +309,7 @@ impl Metrics {
             .retain(|id, e| {
                 live.contains(id.as_str()) || e.at.is_some_and(|t| t.elapsed() < SEEN_FOR)
             });
+        self.sleep.set_states(present);
         for state in crate::instance::State::ALL {
             self.by_state
                 .get_or_create(&StateLabel {

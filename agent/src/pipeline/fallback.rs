@@ -49,6 +49,8 @@ pub(super) async fn keep_previous(
         outcome.kept_release = current.number;
         match d.instance() {
             Some(inst) => outcome.kept_healthy = inst.snapshot().state == State::Healthy,
+            // It sleeps on: the next request wakes it (nothing was stopped for the port).
+            None if d.is_sleeping() => {}
             None => {
                 // Stopped for the port (or never running): started again, a new process.
                 let pid = restart_kept(sup, d, &current).await;

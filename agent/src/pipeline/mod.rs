@@ -29,7 +29,7 @@ mod port_wait;
 mod preflight;
 mod prepare;
 mod prune;
-mod relaunch;
+pub(crate) mod relaunch;
 mod resolve;
 mod start;
 pub(crate) mod start_script;

@@ -149,6 +149,8 @@ pub(super) fn resources(sup: &Supervisor, spec: &Spec, replicas: u32) -> Result<
         .all()
         .iter()
         .filter(|d| d.name() != spec.name)
+        // A sleeping deployment holds no memory: it wakes only when it has room.
+        .filter(|d| !d.is_sleeping())
         .filter_map(|d| {
             let memory = d.current()?.spec.resources.memory.unwrap_or(0);
             Some(memory.saturating_mul(u64::from(d.running_count())))

@@ -43,7 +43,12 @@ pub(crate) fn spawn(
             });
             return;
         };
-        let (mut outcome, retiring) = relaunch(&sup, &d, only_if_stopped, &events).await;
+        let why = if only_if_stopped {
+            Why::Start
+        } else {
+            Why::Restart
+        };
+        let (mut outcome, retiring) = relaunch(&sup, &d, why, &events).await;
         outcome.total = began.elapsed();
         outcome.generation = d.generation();
         let release = outcome.release;
@@ -54,15 +59,69 @@ pub(crate) fn spawn(
     Ok(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
 }
 
+/// Why the current release is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// `deployctl restart`: a new process beside the running one.
+    Restart,
+    /// `deployctl start`: only when stopped.
+    Start,
+    /// A request came for a sleeping deployment.
+    Wake,
+}
+
+/// Wakes sleeping `d` for a request the node proxy holds: its current release started and
+/// checked as `deployctl start` does (what it says goes to the deploy log), under its
+/// lock, if it has room (its memory limit, its GPUs). `Ok(None)`: it did not sleep
+/// (another request woke it, a deploy); `Ok(Some(took))`: woken; `Err`: why not (it
+/// sleeps on).
+pub(crate) async fn wake(
+    sup: &Arc<Supervisor>,
+    d: &Arc<Deployment>,
+) -> Result<Option<std::time::Duration>, String> {
+    let Some(_op) = d.begin().await else {
+        return Err(format!("{} was removed", d.name()));
+    };
+    if !d.is_sleeping() {
+        return Ok(None);
+    }
+    if let Some((why, _)) = d.wake_failure_within(crate::sleep::WAKE_RETRY) {
+        return Err(why);
+    }
+    d.wake_began();
+    // Nobody reads the events but the deploy log.
+    let (tx, _) = tokio::sync::mpsc::unbounded_channel();
+    let events = Events::new(tx).with_metrics(sup.metrics().clone());
+    let room = match d.current() {
+        Some(r) => preflight::resources(sup, &r.spec, r.spec.start_count(d.running_count())),
+        None => Ok(()),
+    };
+    let (outcome, retiring) = match room {
+        Ok(()) => relaunch(sup, d, Why::Wake, &events).await,
+        Err(e) => failed(e.step, e.reason),
+    };
+    let failure = (!outcome.ok).then(|| {
+        let reason = outcome.reason.lines().next().unwrap_or_default();
+        format!("the wake failed at {}: {reason}", outcome.failed_step)
+    });
+    let took = d.wake_ended(failure.clone());
+    super::commit::retire(sup, d, outcome.release, retiring, events).await;
+    match failure {
+        None => Ok(Some(took)),
+        Some(why) => Err(why),
+    }
+}
+
 /// Under the deployment's lock, in phases: the current release (none: refused), left as
 /// it is when `deployctl start` finds it running, its directory looked for, then prepared
 /// and launched as a deploy's last steps are; a failure keeps what ran before.
 async fn relaunch(
     sup: &Arc<Supervisor>,
     d: &Arc<Deployment>,
-    only_if_stopped: bool,
+    why: Why,
     events: &Events,
 ) -> (Outcome, Option<super::switch::Retiring>) {
+    let only_if_stopped = why == Why::Start;
     let Some(current) = d.current() else {
         return failed(
             events::START,
@@ -93,7 +152,7 @@ async fn relaunch(
             ),
         );
     }
-    let prepared = match prepare(sup, d, &current, dir, only_if_stopped, events).await {
+    let prepared = match prepare(sup, d, &current, dir, why, events).await {
         Ok(p) => p,
         Err(e) => return (keep_previous(sup, d, e, events).await, None),
     };
@@ -137,7 +196,7 @@ async fn prepare(
     d: &Arc<Deployment>,
     current: &ReleaseRecord,
     dir: std::path::PathBuf,
-    only_if_stopped: bool,
+    why: Why,
     events: &Events,
 ) -> Result<Prepared, StepError> {
     let spec = &current.spec;
@@ -162,16 +221,16 @@ async fn prepare(
         // Its artifacts are the current release's: collection keeps them anyway.
         _artifacts: Vec::new(),
         _ports: ports,
-        live_event: live_event(current.number, only_if_stopped),
+        live_event: live_event(current.number, why),
     })
 }
 
 /// What the deployment's last event says once the relaunched release is live.
-fn live_event(release: u32, only_if_stopped: bool) -> String {
-    if only_if_stopped {
-        format!("release {release} started with `deployctl start`")
-    } else {
-        format!("release {release} restarted with `deployctl restart`")
+fn live_event(release: u32, why: Why) -> String {
+    match why {
+        Why::Start => format!("release {release} started with `deployctl start`"),
+        Why::Restart => format!("release {release} restarted with `deployctl restart`"),
+        Why::Wake => format!("release {release} woke up: a request came while it slept"),
     }
 }
 

@@ -39,6 +39,9 @@ pub(super) async fn forward(ctx: Arc<Ctx>, mut req: Request<Incoming>) -> Respon
         let Some((backend, mut sender, warm)) = ctx.upstream.sender(route, fresh, began).await
         else {
             route.count_unavailable(Some(began.elapsed()));
+            if let Some((why, retry)) = route.why_asleep() {
+                return asleep(&why, retry, busy);
+            }
             return plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no instance of this deployment is healthy\n",
@@ -142,5 +145,18 @@ fn plain(status: StatusCode, text: &'static str, busy: Option<Busy>) -> Response
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert("content-type", HeaderValue::from_static("text/plain"));
+    resp
+}
+
+/// A sleeping deployment that could not serve: 503, the reason, and when to try again.
+fn asleep(why: &str, retry: std::time::Duration, busy: Option<Busy>) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::full(
+        hyper::body::Bytes::from(format!("{why}\n")),
+        busy,
+    ));
+    *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = resp.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("text/plain"));
+    headers.insert("retry-after", HeaderValue::from(retry.as_secs().max(1)));
     resp
 }

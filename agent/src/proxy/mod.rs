@@ -38,6 +38,7 @@ mod table;
 mod tcp;
 mod timeouts;
 mod upstream;
+pub(crate) mod wake;
 mod watch;
 mod workers;
 
@@ -51,7 +52,7 @@ pub(crate) use counters::{Counts, LATENCY_BOUNDS};
 pub use fdpass::inherited_listener;
 pub(crate) use node::NodeProxy;
 pub(crate) use settings::{DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
-pub(crate) use table::{BackendSpec, RouteSpec};
+pub(crate) use table::{BackendSpec, RouteSpec, Sleeping};
 pub(crate) use watch::NOT_ANSWERING_STATE;
 
 /// Runs the proxy: the listening sockets it inherited from the agent, the persisted routes
@@ -67,6 +68,7 @@ pub async fn run(
     if let Some(data_dir) = routes_file.parent().and_then(std::path::Path::parent) {
         crate::disk::reserve::install(data_dir);
     }
+    wake::set_socket(wake::socket_beside(&control));
     let threads = threads.unwrap_or_else(default_threads).max(1);
     let workers = workers::Workers::start(threads)?;
     tracing::info!(threads, "node proxy serving threads");

@@ -8,6 +8,7 @@
 //!
 //! ```text
 //! <data>/proxy/control.sock   the control socket (the agent's only)
+//! <data>/proxy/wake.sock      the agent's: the proxy asks it to wake a sleeping deployment
 //! <data>/proxy/routes.json    the routes, written by the proxy at every change
 //! <data>/proxy/proxy.pid      "PID START_TIME" of the running proxy
 //! <data>/proxy/generation     the last route generation the agent handed out
@@ -230,6 +231,11 @@ impl NodeProxy {
         Some((id.pid, routes))
     }
 
+    /// Where the agent hears the proxy's requests to wake a sleeping deployment.
+    pub(crate) fn wake_socket(&self) -> PathBuf {
+        super::wake::socket_beside(&self.dir.join("control.sock"))
+    }
+
     /// Where the proxy's pid file is (for people: how to stop it by hand).
     pub(crate) fn pid_file(&self) -> PathBuf {
         self.dir.join("proxy.pid")
@@ -277,10 +283,13 @@ impl NodeProxy {
 }
 
 /// Whether `route` may replace `decided` for an instance's health: only a route decided over
-/// the same instances (`within`; none left counts), and only when it changes something.
+/// the same instances (`within`; none left counts), and only when it changes something. A
+/// sleeping deployment's route stays until it wakes.
 fn follows(decided: Option<&RouteSpec>, route: &RouteSpec, within: &[SocketAddr]) -> bool {
     decided.is_some_and(|d| {
-        d.backends.iter().all(|b| within.contains(&b.addr)) && !d.routes_like(route)
+        d.sleeping.is_none()
+            && d.backends.iter().all(|b| within.contains(&b.addr))
+            && !d.routes_like(route)
     })
 }
 
@@ -305,6 +314,7 @@ mod tests {
             name: "app".into(),
             generation: 0,
             connections: Default::default(),
+            sleeping: None,
         }
     }
 
@@ -321,5 +331,13 @@ mod tests {
         assert!(!follows(Some(&route(&[42000])), &route(&[41001]), &within));
         // A removed route stays removed.
         assert!(!follows(None, &route(&[41001]), &within));
+        // A sleeping deployment's route stays until it wakes.
+        let asleep = RouteSpec {
+            sleeping: Some(super::super::table::Sleeping {
+                wake_timeout_ms: 60_000,
+            }),
+            ..route(&[])
+        };
+        assert!(!follows(Some(&asleep), &route(&[41000]), &within));
     }
 }

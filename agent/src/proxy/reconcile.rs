@@ -114,6 +114,7 @@ mod tests {
             name: "web".into(),
             generation,
             connections: Default::default(),
+            sleeping: None,
         }
     }
 

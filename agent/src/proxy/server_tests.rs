@@ -31,6 +31,7 @@ fn route(listen: SocketAddr, backend: u16, generation: u64) -> RouteSpec {
         name: "web".into(),
         generation,
         connections: Default::default(),
+        sleeping: None,
     }
 }
 

@@ -15,6 +15,7 @@ pub(crate) use super::backend::{Backend, BackendSpec, BackendStats, InFlight};
 use super::counters::{Counters, Counts};
 use super::settings::ConnSettings;
 use super::upstream::Pool;
+use super::wake::WakeState;
 use crate::spec::ProxyMode;
 
 /// A route as it is set over the control socket and persisted.
@@ -36,6 +37,15 @@ pub(crate) struct RouteSpec {
     /// The agent's settings for its connections: timeouts, their number, trusted proxies.
     #[serde(default)]
     pub connections: ConnSettings,
+    /// Set while the deployment sleeps (no backends): a request wakes it ([`super::wake`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleeping: Option<Sleeping>,
+}
+
+/// A sleeping deployment's route: how long a request waits for it to wake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Sleeping {
+    pub wake_timeout_ms: u64,
 }
 
 impl RouteSpec {
@@ -79,6 +89,8 @@ pub(crate) struct Route {
     made: std::time::Instant,
     /// Idle connections to the backends (HTTP).
     pool: Pool,
+    /// Waking it while it sleeps.
+    wake: Arc<WakeState>,
 }
 
 #[derive(Debug)]
@@ -87,9 +99,17 @@ struct RouteState {
     /// Backends no longer routed to, kept until their last request ends.
     draining: Vec<Arc<Backend>>,
     hold: Duration,
+    /// While it sleeps: how long a request waits for it to wake.
+    sleeping: Option<Duration>,
     name: String,
     generation: u64,
     connections: Arc<ConnSettings>,
+}
+
+fn sleeping(spec: &RouteSpec) -> Option<Duration> {
+    spec.sleeping
+        .as_ref()
+        .map(|s| Duration::from_millis(s.wake_timeout_ms))
 }
 
 /// The backends of a route at one moment.
@@ -122,6 +142,7 @@ impl Route {
                     .collect(),
                 draining: Vec::new(),
                 hold: Duration::from_millis(spec.hold_timeout_ms),
+                sleeping: sleeping(spec),
                 name: spec.name.clone(),
                 generation: spec.generation,
                 connections: Arc::new(spec.connections.clone()),
@@ -136,6 +157,7 @@ impl Route {
             refusal_said: AtomicU64::new(0),
             made: std::time::Instant::now(),
             pool: Pool::default(),
+            wake: Default::default(),
         }
     }
 
@@ -148,6 +170,10 @@ impl Route {
     pub(crate) fn set(&self, spec: &RouteSpec) {
         let mut s = self.state();
         s.hold = Duration::from_millis(spec.hold_timeout_ms);
+        s.sleeping = sleeping(spec);
+        if s.sleeping.is_none() {
+            self.wake.clear();
+        }
         s.name.clone_from(&spec.name);
         s.generation = spec.generation;
         if *s.connections != spec.connections {
@@ -231,6 +257,9 @@ impl Route {
             name: s.name.clone(),
             generation: s.generation,
             connections: (*s.connections).clone(),
+            sleeping: s.sleeping.map(|d| Sleeping {
+                wake_timeout_ms: d.as_millis() as u64,
+            }),
         }
     }
 
@@ -270,9 +299,42 @@ impl Route {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// How long a request may wait for a backend.
+    /// How long a request may wait for a backend (the wake timeout while it sleeps).
     pub(crate) fn hold(&self) -> Duration {
-        self.state().hold
+        let s = self.state();
+        s.sleeping.unwrap_or(s.hold)
+    }
+
+    /// A request found no backend: when the deployment sleeps, the agent is asked to wake
+    /// it (once). False when the wait is pointless: a failed wake still holds.
+    pub(crate) fn wake_if_sleeping(&self) -> bool {
+        let (within, name) = {
+            let s = self.state();
+            match s.sleeping {
+                Some(within) => (within, s.name.clone()),
+                None => return true,
+            }
+        };
+        if self.wake.failure().is_some() {
+            return false;
+        }
+        self.wake.start(self.listen, &name, within);
+        true
+    }
+
+    /// Why a sleeping deployment could not serve a request (a failed wake, or one that
+    /// took longer than the wake timeout) and when to try again; `None` when it is awake.
+    pub(crate) fn why_asleep(&self) -> Option<(String, Duration)> {
+        let within = self.state().sleeping?;
+        Some(self.wake.failure().unwrap_or_else(|| {
+            (
+                format!(
+                    "the app is sleeping and did not wake within its wake_timeout ({}s)",
+                    within.as_secs()
+                ),
+                Duration::from_secs(5),
+            )
+        }))
     }
 
     /// Resolves at the next change of the backends.

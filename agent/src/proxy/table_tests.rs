@@ -18,6 +18,7 @@ fn spec(backends: &[(u16, u32)]) -> RouteSpec {
         name: String::new(),
         generation: 0,
         connections: Default::default(),
+        sleeping: None,
     }
 }
 

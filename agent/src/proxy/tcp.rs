@@ -54,7 +54,7 @@ pub(crate) async fn serve(listener: Arc<TcpListener>, route: Arc<Route>, dispatc
                 }
                 let wait =
                     HOLD_RETRY.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-                if wait.is_zero() {
+                if wait.is_zero() || !route.wake_if_sleeping() {
                     route.count_unavailable(None);
                     return;
                 }

@@ -121,6 +121,10 @@ impl Upstream {
                 }
                 tried.push(backend.spec.addr);
             }
+            // A sleeping deployment is woken (its failed wake answers at once).
+            if !route.wake_if_sleeping() {
+                return None;
+            }
             // Woken early when the route changes (a new release, a restarted instance).
             let changes = changes.get_or_insert_with(|| route.changes());
             let deadline = began + route.hold();

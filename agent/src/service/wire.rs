@@ -48,6 +48,8 @@ pub(super) fn raw_spec(s: pb::DeploymentSpec) -> RawSpec {
         target_in_flight: s.target_in_flight,
         scale_up_after_ms: s.scale_up_after_ms,
         scale_down_after_ms: s.scale_down_after_ms,
+        idle_timeout_ms: s.idle_timeout_ms,
+        wake_timeout_ms: s.wake_timeout_ms,
         pinned: s.pinned,
         commit: s.commit,
         python: s.python,
@@ -124,6 +126,8 @@ fn spec_to_pb(s: &Spec) -> pb::DeploymentSpec {
             .autoscale
             .as_ref()
             .map_or(0, |a| a.scale_down_after.as_millis() as u64),
+        idle_timeout_ms: s.idle_timeout.map_or(0, |d| d.as_millis() as u64),
+        wake_timeout_ms: s.wake_timeout.as_millis() as u64,
         pinned: s.pinned.clone(),
         resources: (!s.resources.is_empty()).then(|| {
             let r = s.resources.to_raw();

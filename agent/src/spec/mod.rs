@@ -15,6 +15,7 @@ mod fields;
 mod millis;
 mod resources;
 mod restart;
+pub(crate) mod sleep;
 mod switch;
 mod validate;
 pub(crate) mod warmup;
@@ -119,6 +120,16 @@ pub(crate) struct Spec {
     /// Requests sent to each instance of a new release before traffic moves to it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warmup: Vec<Warmup>,
+    /// No request through the node proxy for this long: the app sleeps (`None`: never).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "sleep::opt_millis"
+    )]
+    pub idle_timeout: Option<Duration>,
+    /// How long a request to a sleeping deployment waits for it to wake.
+    #[serde(with = "millis", default = "sleep::default_wake")]
+    pub wake_timeout: Duration,
 }
 
 fn one() -> u32 {
@@ -176,6 +187,8 @@ pub(crate) struct RawSpec {
     pub artifacts: Vec<RawArtifact>,
     /// Artifacts without a sha256 are accepted (development).
     pub allow_unpinned_artifacts: bool,
+    pub idle_timeout_ms: u64,
+    pub wake_timeout_ms: u64,
 }
 
 impl Spec {

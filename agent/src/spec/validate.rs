@@ -31,6 +31,7 @@ impl Spec {
             crate::auth::parse_owner(&owner)?;
         }
         let (strategy, proxy, replicas, autoscale) = switching(&raw)?;
+        let (idle_timeout, wake_timeout) = super::sleep::validate(&raw, strategy)?;
         let resources = Resources::validate(&raw.resources)?;
         let artifacts = super::artifacts::validate(&raw.artifacts, raw.allow_unpinned_artifacts)?;
         let (unhealthy_after, restart_after) =
@@ -67,6 +68,8 @@ impl Spec {
             hold_timeout: ms(raw.hold_timeout_ms, switch::DEFAULT_HOLD_TIMEOUT),
             replicas,
             autoscale,
+            idle_timeout,
+            wake_timeout,
             pinned: raw.pinned.iter().map(|p| p.trim().to_string()).collect(),
             resources,
             artifacts,

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 pub(crate) use health_route::{follow_health, in_traffic};
 pub(crate) use identity::move_off_taken_ports;
 pub(crate) use registry::Registry;
-pub(crate) use remove::{stop_recorded, Removed, LB_WATCHING};
+pub(crate) use remove::{stop_all, stop_recorded, Removed, DRAIN_POLL, LB_WATCHING};
 pub(crate) use services::NodeServices;
 pub(crate) use view::View;
 

@@ -29,7 +29,7 @@ pub(crate) struct Removed {
 pub(crate) const LB_WATCHING: Duration = Duration::from_secs(60);
 
 /// How often the proxy is asked whether requests are still in flight.
-const DRAIN_POLL: Duration = Duration::from_millis(20);
+pub(crate) const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 impl Supervisor {
     /// Drains and stops a deployment on this node and deletes its directories and record;
@@ -124,7 +124,9 @@ impl Supervisor {
         // Behind the node proxy: the requests it still has finish (up to drain_timeout),
         // then its port is let go, so no new request reaches an app that stops.
         let began = Instant::now();
-        if let (Some(release), Some(_)) = (d.current(), d.private_port()) {
+        // A sleeping deployment has no instance, but its port is still the proxy's.
+        let routed = d.private_port().is_some() || d.is_sleeping();
+        if let (Some(release), true) = (d.current(), routed) {
             let listen = self.app_host().public_address(release.spec.port);
             let deadline = began + release.spec.drain_timeout;
             while self.proxy().in_flight(listen, None).await > 0 && Instant::now() < deadline {
@@ -135,22 +137,8 @@ impl Supervisor {
             }
         }
         let requests_drained = began.elapsed();
-        // Every instance at once; the first one's end is the answer.
-        let mut stops = d
-            .stop_for_removal()
-            .into_iter()
-            .map(|s| tokio::spawn(stop(s)));
-        let first = stops.next();
-        let rest: Vec<_> = stops.collect();
-        let stopped = match first {
-            Some(t) => t.await.unwrap_or((None, Stopped::NotRunning)),
-            None => (None, Stopped::NotRunning),
-        };
-        for t in rest {
-            let _ = t.await;
-        }
+        let (pid, how) = stop_all(d.stop_for_removal()).await;
         d.end_draining();
-        let (pid, how) = stopped;
         Removed {
             pid,
             how,
@@ -159,6 +147,21 @@ impl Supervisor {
             data: None,
         }
     }
+}
+
+/// Stops every instance of `list` at once; the first one's end is the answer.
+pub(crate) async fn stop_all(list: Vec<ToStop>) -> (Option<u32>, Stopped) {
+    let mut stops = list.into_iter().map(|s| tokio::spawn(stop(s)));
+    let first = stops.next();
+    let rest: Vec<_> = stops.collect();
+    let stopped = match first {
+        Some(t) => t.await.unwrap_or((None, Stopped::NotRunning)),
+        None => (None, Stopped::NotRunning),
+    };
+    for t in rest {
+        let _ = t.await;
+    }
+    stopped
 }
 
 async fn stop(what: ToStop) -> (Option<u32>, Stopped) {

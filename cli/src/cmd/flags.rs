@@ -93,6 +93,15 @@ pub(crate) struct DeployFlags {
     /// How long requests wait while no instance is healthy (a restart) [default: 10s]
     #[arg(long, value_name = "DURATION")]
     pub hold_timeout: Option<String>,
+    /// No request through the node proxy for this long (health checks and scrapes do not
+    /// count): the app is stopped and sleeps, its memory and GPUs free for others; its
+    /// port stays open and the next request wakes it, e.g. 15m [default: never]
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// How long a request to a sleeping app waits for it to start and pass its health
+    /// check; then 503 with Retry-After [default: 60s]
+    #[arg(long, value_name = "DURATION")]
+    pub wake_timeout: Option<String>,
     /// Processes of the release on each node behind its port, balanced by the node proxy
     /// (least outstanding requests); one that crashes is restarted while the others serve.
     /// Single-threaded Python servers then use the node's cores. N: a fixed count; MIN..MAX
@@ -208,6 +217,8 @@ impl DeployFlags {
         set(&mut d.proxy, &self.proxy);
         set(&mut d.drain_timeout, &self.drain_timeout);
         set(&mut d.hold_timeout, &self.hold_timeout);
+        set(&mut d.idle_timeout, &self.idle_timeout);
+        set(&mut d.wake_timeout, &self.wake_timeout);
         self.apply_replicas(d)?;
         set(&mut d.python, &self.python);
         // A size: a plain number of bytes stays a number in the declaration.

@@ -183,7 +183,7 @@ fn agent_plan(address: &str, spec: &pb::DeploymentSpec, r: &pb::PlanReply) -> Va
     let changes = code_changes
         || r.environment != "reused" && r.environment != "none"
         || !fields.is_empty()
-        || r.state != "healthy";
+        || !super::status::serves(&r.state);
     json!({
         "agent": address,
         "state": r.state,
@@ -222,6 +222,9 @@ fn with_defaults(s: &pb::DeploymentSpec, owner: &str) -> pb::DeploymentSpec {
     or(&mut s.kill_timeout_ms, 10_000);
     or(&mut s.drain_timeout_ms, 30_000);
     or(&mut s.hold_timeout_ms, 10_000);
+    if s.idle_timeout_ms > 0 {
+        or(&mut s.wake_timeout_ms, 60_000);
+    }
     if s.restart.is_empty() {
         s.restart = "on-failure".into();
     }
@@ -334,7 +337,7 @@ fn print_code(agent: &str, a: &Value) {
         println!("  {agent}: {cur} → {new_ref} ({new_commit})");
     }
     let state = a["state"].as_str().unwrap_or("");
-    if state != "healthy" && !state.is_empty() {
+    if !super::status::serves(state) && !state.is_empty() {
         println!("    state now: {state}");
     }
 }

@@ -89,7 +89,7 @@ pub(crate) async fn run(project: &Project, args: Args, format: Format) -> anyhow
     let all_healthy = out
         .iter()
         .filter(|d| args.name.is_some() || !d.instances.iter().all(|i| i.state == "not visible"))
-        .all(|d| !d.instances.is_empty() && d.instances.iter().all(|i| i.state == "healthy"));
+        .all(|d| !d.instances.is_empty() && d.instances.iter().all(|i| serves(&i.state)));
     if all_healthy && unanswered.is_empty() {
         Ok(())
     } else {
@@ -133,7 +133,7 @@ pub(crate) async fn healthy_url(
         let address = reply.address;
         match reply.result {
             Ok(list) => match list.into_iter().find(|s| s.name == name) {
-                Some(s) if s.state == "healthy" => return Ok(s.url),
+                Some(s) if serves(&s.state) => return Ok(s.url),
                 Some(s) => seen.push(format!("{address}: {}", s.state)),
                 // Also what another owner's deployment looks like: nothing of it is told.
                 None => seen.push(format!("{address}: not found")),
@@ -149,4 +149,9 @@ pub(crate) async fn healthy_url(
             seen.join("; ")
         }
     ))
+}
+
+/// Whether a deployment in `state` serves: healthy, or sleeping (a request wakes it).
+pub(crate) fn serves(state: &str) -> bool {
+    matches!(state, "healthy" | "sleeping" | "waking")
 }

@@ -265,6 +265,8 @@ mod tests {
             proxy: s("tcp"),
             drain_timeout: s("1s"),
             hold_timeout: s("1s"),
+            idle_timeout: s("1s"),
+            wake_timeout: s("1s"),
             replicas: Some(crate::decl::Replicas::Fixed(2)),
             python: s("3.11"),
             resources: Resources {

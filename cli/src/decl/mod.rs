@@ -77,6 +77,12 @@ pub(crate) struct DeploymentDecl {
     /// How long requests wait while no instance is healthy (default 10s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_timeout: Option<String>,
+    /// No request through the node proxy for this long: the app sleeps (default: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<String>,
+    /// How long a request to a sleeping app waits for it to wake (default 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_timeout: Option<String>,
     /// Processes of the release on each node, behind the node proxy (default 1): a number,
     /// or `{min, max, target_in_flight}` to follow the load.
     #[serde(default, skip_serializing_if = "Option::is_none")]

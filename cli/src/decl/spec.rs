@@ -87,10 +87,17 @@ impl DeploymentDecl {
             ("kill_timeout", &self.kill_timeout),
             ("drain_timeout", &self.drain_timeout),
             ("hold_timeout", &self.hold_timeout),
+            ("idle_timeout", &self.idle_timeout),
+            ("wake_timeout", &self.wake_timeout),
         ] {
             if let Some(t) = t {
                 parse_duration(field, t)?;
             }
+        }
+        if self.idle_timeout.is_some() && self.strategy.as_deref() == Some("recreate") {
+            return Err(bad_input(
+                "idle_timeout: needs strategy switch (the node proxy keeps the port open while the app sleeps and wakes it at the next request)",
+            ));
         }
         if let Some(v) = self
             .strategy
@@ -173,6 +180,8 @@ impl DeploymentDecl {
             proxy: self.proxy.clone().unwrap_or_default(),
             drain_timeout_ms: ms("drain_timeout", &self.drain_timeout)?,
             hold_timeout_ms: ms("hold_timeout", &self.hold_timeout)?,
+            idle_timeout_ms: ms("idle_timeout", &self.idle_timeout)?,
+            wake_timeout_ms: ms("wake_timeout", &self.wake_timeout)?,
             resources: self.resources.to_pb()?,
             artifacts: self.artifacts.iter().map(Artifact::to_pb).collect(),
             // `run --allow-unpinned` says so; nothing else does.
@@ -238,6 +247,9 @@ pub(crate) fn from_spec(s: &pb::DeploymentSpec) -> DeploymentDecl {
         proxy: opt(&s.proxy).filter(|v| v != "http"),
         drain_timeout: dur(s.drain_timeout_ms).filter(|d| d != "30s"),
         hold_timeout: dur(s.hold_timeout_ms).filter(|d| d != "10s"),
+        idle_timeout: dur(s.idle_timeout_ms),
+        // Only with an idle timeout (it does nothing without one).
+        wake_timeout: dur(s.wake_timeout_ms).filter(|d| d != "60s" && s.idle_timeout_ms > 0),
         replicas: Replicas::from_pb(s),
         python: opt(&s.python),
         resources: Resources::from_pb(s.resources.as_ref()),

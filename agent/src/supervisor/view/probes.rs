@@ -87,6 +87,17 @@ impl Supervisor {
                 s.state.as_str(),
                 s.last_health.clone(),
             ),
+            // It can serve: a request wakes it (and waits for it).
+            None if d.sleep_state().waking.is_some() => (
+                true,
+                State::Waking.as_str(),
+                "a request came while it slept: it is starting".into(),
+            ),
+            None if d.is_sleeping() => (
+                true,
+                State::Sleeping.as_str(),
+                "sleeping after its idle_timeout: the next request wakes it".into(),
+            ),
             None => (false, State::Stopped.as_str(), String::new()),
         };
         let all: Vec<_> = first.iter().chain(&replicas).collect();

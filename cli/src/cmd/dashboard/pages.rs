@@ -147,7 +147,7 @@ const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222
 table{border-collapse:collapse}th,td{padding:.35em .7em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}\
 th{background:#f4f4f4}.badge{padding:.1em .5em;border-radius:.8em;color:#fff;background:#888}\
 .badge.healthy{background:#2e7d32}.badge.unhealthy,.badge.failed{background:#c62828}\
-.badge.deploying,.badge.pending{background:#ef6c00}.badge.stopped{background:#616161}\
+.badge.deploying,.badge.pending{background:#ef6c00}.badge.stopped{background:#616161}.badge.sleeping,.badge.waking{background:#3949ab}\
 .absent{color:#aaa}.msg{color:#777;font-size:12px;max-width:28em}small,.note{color:#777}\
 pre.log{background:#f7f7f7;padding:.6em;overflow-x:auto;max-height:30em}";
 
