@@ -74,6 +74,21 @@ fn scaling(project: &Project) -> (u64, Vec<u64>, Vec<serde_json::Value>) {
     (i["running_replicas"].as_u64().unwrap_or(0), pids, events)
 }
 
+/// `slow.deploy.yaml`: the standard app answering after 200 ms, with replicas 1..3 that
+/// follow the load (target 1 in flight each, up after 2 s, down after `down_after`).
+fn declare_slow(project: &Project, repo: &GitRepo, down_after: &str) {
+    project.write(
+        "slow.deploy.yaml",
+        &format!(
+            "env: {ENV}\nrepo: {}\nref: v1\ncommand: python3 app.py\nport: 8000\n\
+             env_vars: {{APP_DELAY_MS: 200}}\nhealth: {{path: /health, interval: 1s}}\n\
+             replicas: {{min: 1, max: 3, target_in_flight: 1, scale_up_after: 2s, \
+             scale_down_after: {down_after}}}\n",
+            repo.url()
+        ),
+    );
+}
+
 #[test]
 fn replicas_grow_under_load_and_shrink_after_it_with_no_request_failing() {
     let agent = Agent::start(&loopback());
@@ -82,15 +97,7 @@ fn replicas_grow_under_load_and_shrink_after_it_with_no_request_failing() {
     // The standard app, each answer after 200 ms.
     repo.commit_app("slow", Some("v1"));
     // Short windows keep the test fast: up after 2 s above the target, down after 3 s.
-    project.write(
-        "slow.deploy.yaml",
-        &format!(
-            "env: {ENV}\nrepo: {}\nref: v1\ncommand: python3 app.py\nport: 8000\nenv_vars: {{APP_DELAY_MS: 200}}\n\
-             health: {{path: /health, interval: 1s}}\n\
-             replicas: {{min: 1, max: 3, target_in_flight: 1, scale_up_after: 2s, scale_down_after: 3s}}\n",
-            repo.url()
-        ),
-    );
+    declare_slow(&project, &repo, "3s");
     project.deployctl(&["run", "slow"]).ok();
     let (running, _, events) = scaling(&project);
     assert_eq!(running, 1, "min 1 to start with");
@@ -201,4 +208,53 @@ fn replicas_grow_under_load_and_shrink_after_it_with_no_request_failing() {
     }
     // Scaling is not a release: the history has the two deploys only.
     assert_eq!(project.history("slow").len(), 2);
+}
+
+#[test]
+fn an_agent_killed_after_scaling_adopts_the_replicas_it_scaled_to() {
+    let mut agent = Agent::start(&loopback());
+    let project = Project::for_agent(ENV, &agent);
+    let repo = GitRepo::new();
+    repo.commit_app("slow", Some("v1"));
+    // A cool-down longer than the test: it stays at what it scaled to.
+    declare_slow(&project, &repo, "10m");
+    project.deployctl(&["run", "slow"]).ok();
+    let url = agent.app_url(8000, "/");
+    let busy = Clients::start(&url, 6, Duration::ZERO);
+    let mut seen = (0, Vec::new(), Vec::new());
+    assert!(
+        wait_until(Duration::from_secs(90), || {
+            seen = scaling(&project);
+            seen.0 == 3 && seen.1.len() == 3
+        }),
+        "did not grow to 3 replicas: {seen:?}"
+    );
+    let before = seen.1.clone();
+    agent.kill9();
+    agent.restart();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            seen = scaling(&project);
+            seen.0 == 3 && seen.1 == before
+        }),
+        "the 3 replicas {before:?} were not adopted: {seen:?}"
+    );
+    let answered = busy.counts().0;
+    assert!(
+        wait_until(Duration::from_secs(30), || busy.counts().0 >= answered + 30),
+        "the load stalled after the restart: {:?}",
+        busy.counts()
+    );
+    let (_, failed) = busy.finish();
+    assert!(failed.is_empty(), "{failed:?}");
+    let record = agent.record("slow").unwrap_or_default();
+    assert_eq!(
+        record["replicas"].as_array().map(Vec::len),
+        Some(2),
+        "{record}"
+    );
+    assert!(
+        record.get("journal").is_none(),
+        "nothing in flight: {record}"
+    );
 }
