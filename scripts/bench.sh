@@ -4,7 +4,7 @@
 # release binaries first (BENCH_SKIP_BUILD=1 to use target/release as it is).
 #
 #   scripts/bench.sh                    # every row
-#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | bigenv | status | agent | fleet | proxy | walls | registry | artifacts | sleep
+#   BENCH_ONLY=deploy scripts/bench.sh  # one group: deploy | bigenv | status | agent | fleet | proxy | walls | registry | artifacts | sleep | autoscale
 #
 # Rows:
 #   deploy   a FastAPI + uvicorn app (fastapi and uvicorn from PyPI) in a git repository
@@ -59,6 +59,10 @@
 #   sleep    a stdlib app with --idle-timeout 1s: the first request to it asleep (the wake)
 #            vs the app's own start-to-healthy time by hand (scripts/lib/bench_sleep.sh);
 #            target: + <= 50 ms
+#   autoscale replicas that follow the load: an app serving one request at a time in 200 ms
+#            under a step load (1 client, then 8): p50/p99 latency with replicas 1..4
+#            (target_in_flight 2, scale_up_after 3s) vs a fixed single replica, and the time
+#            from the step to 4 replicas running (scripts/lib/bench_autoscale.sh)
 # After the table: the agent's own step times (deploy events' elapsed_ms) of a cold deploy
 # and of the warm redeploys. Installs what it needs when missing, like scripts/test.sh (wrk
 # and curl with apt-get, uv with pip); needs git, python3 (with venv and pip) and access to
@@ -66,7 +70,7 @@
 #
 # Loopback: agents on 127.0.0.200-210 (agent), 127.0.1.x (fleet), .216-218 (bigenv), .220-223 (status,
 # deploy), .241-243 (proxy; HAProxy on .244), .244 (etcd) with .245-254 (registry), .246 (artifacts); git daemon on
-# .229; apps by hand on .226-228, .231-240 and 127.0.3.x (fleet); the artifacts' file server on .247.
+# .229; autoscale on .212; apps by hand on .226-228, .231-240 and 127.0.3.x (fleet); the artifacts' file server on .247.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export LC_ALL=C
@@ -180,9 +184,14 @@ class H(BaseHTTPRequestHandler):
     def log_message(self, *a): pass
 ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
 EOF
-  git -C "$repo" init -q -b main
-  git -C "$repo" add .
-  git -C "$repo" -c user.name=bench -c user.email=bench@localhost commit -qm app
+  commit_repo "$repo"
+}
+
+# Makes the directory $1 a git repository with one commit of what it holds.
+commit_repo() {
+  git -C "$1" init -q -b main
+  git -C "$1" add .
+  git -C "$1" -c user.name=bench -c user.email=bench@localhost commit -qm app
 }
 
 # Microseconds since the epoch, without a process (bash 5).
@@ -282,6 +291,7 @@ source scripts/lib/bench_fleet.sh
 source scripts/lib/bench_registry.sh
 source scripts/lib/bench_artifacts.sh
 source scripts/lib/bench_sleep.sh
+source scripts/lib/bench_autoscale.sh
 
 [[ -z "$ONLY" || "$ONLY" == deploy ]] && bench_deploy
 [[ -z "$ONLY" || "$ONLY" == bigenv ]] && bench_bigenv
@@ -293,6 +303,7 @@ source scripts/lib/bench_sleep.sh
 [[ -z "$ONLY" || "$ONLY" == registry ]] && bench_registry
 [[ -z "$ONLY" || "$ONLY" == artifacts ]] && bench_artifacts
 [[ -z "$ONLY" || "$ONLY" == sleep ]] && bench_sleep
+[[ -z "$ONLY" || "$ONLY" == autoscale ]] && bench_autoscale
 
 echo
 printf '| %-50s | %12s | %12s | %7s |\n' "measurement" "value" "baseline" "ratio"

@@ -10,6 +10,7 @@ mod app_user;
 mod artifacts;
 mod auth;
 mod authz;
+mod autoscale;
 mod capacity;
 mod cgroup;
 pub mod cidr;
@@ -172,9 +173,11 @@ fn spawn_background(sup: &std::sync::Arc<Supervisor>) -> Vec<tokio::task::AbortH
     let venv_gc = tokio::spawn(collect_venvs(sup.clone()));
     let ports_moved = tokio::spawn(supervisor::move_off_taken_ports(sup.clone()));
     let health_routes = tokio::spawn(supervisor::follow_health(sup.clone()));
+    let autoscaler = tokio::spawn(autoscale::run(sup.clone()));
     let idle = tokio::spawn(sleep::idle::watch(sup.clone()));
     let wakes = tokio::spawn(sleep::socket::serve(sup.clone(), sup.proxy().wake_socket()));
     vec![
+        autoscaler.abort_handle(),
         idle.abort_handle(),
         wakes.abort_handle(),
         recovery.abort_handle(),

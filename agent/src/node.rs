@@ -40,18 +40,18 @@ fn info_blocking(sup: &Supervisor, deployments: u32) -> NodeInfoReply {
         .max_by_key(|d| d.mount_point().as_os_str().len());
     let venvs = sup.venvs().summary();
     let artifacts = sup.artifacts().summary();
+    // Each deployment's current release, with as many replicas as run now.
     let releases: Vec<_> = sup
         .registry()
         .all()
         .iter()
-        // A sleeping deployment holds no memory: it wakes only when it has room.
-        .filter(|d| !d.is_sleeping())
-        .filter_map(|d| d.current())
+        // A sleeping or stopped deployment runs none: it holds no memory.
+        .filter_map(|d| d.current().map(|r| (r, d.running_count())))
         .collect();
     let (memory_committed_bytes, cpus_committed) = promised(
         releases
             .iter()
-            .map(|rel| (&rel.spec.resources, rel.spec.replicas)),
+            .map(|(rel, running)| (&rel.spec.resources, *running)),
     );
     let (gpus_total, gpus_free, gpus) = {
         let pool = sup.gpu_pool();

@@ -150,6 +150,9 @@ pub(crate) struct Record {
     /// that stopped during it knows afterwards: it was interrupted, and what it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploying: Option<DeployRecord>,
+    /// The last changes of the replica count by the load (replicas that follow it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scale_events: Vec<crate::autoscale::ScaleEvent>,
 }
 
 /// How many ended deploys a record keeps.
@@ -262,6 +265,7 @@ impl Record {
             generation: 0,
             deploys: Vec::new(),
             deploying: None,
+            scale_events: Vec::new(),
         }
     }
 

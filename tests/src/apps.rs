@@ -66,6 +66,8 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/health":
             status, body, kind = 200, b"ok", "text/plain"
         elif self.path == "/":
+            if os.environ.get("APP_DELAY_MS"):
+                time.sleep(float(os.environ["APP_DELAY_MS"]) / 1000)
             status, body, kind = 200, json.dumps(info).encode(), "application/json"
         else:
             status, body, kind = 404, b"not found", "text/plain"

@@ -44,6 +44,8 @@ struct Inner {
     lb_checked: Option<std::time::Instant>,
     /// Loaded from the store when the agent started, and not recovered yet.
     recover_pending: bool,
+    /// Replicas that follow the load: the autoscaler's samples and what it is doing.
+    load: crate::autoscale::Load,
     /// Its sleep (beside the record's `sleeping`): a wake in progress, the last failed one.
     sleep: sleep::SleepState,
 }
@@ -77,6 +79,7 @@ impl Deployment {
                 draining: false,
                 lb_checked: None,
                 recover_pending: false,
+                load: Default::default(),
                 sleep: Default::default(),
             }),
             writer: tokio::sync::Mutex::new(0),
@@ -374,6 +377,7 @@ mod identity;
 mod kept;
 mod removal;
 mod replicas;
+mod scaling;
 mod sleep;
 mod snapshot;
 mod transitions;

@@ -208,3 +208,50 @@ async fn going_live_journals_the_previous_release_and_forgets_what_was_in_flight
     let _ = old.wait();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_joins_at_the_end_and_leaves_from_it_through_the_journal() {
+    let (layout, dir) = layout();
+    let d = Deployment::new(Record::new("app"));
+    d.go_live(&layout, live(1, Some(41000), vec![])).await;
+    assert_eq!(d.running_count(), 1);
+    // A new replica's process starts: in flight (the journal's) until it joins.
+    let me = crate::procstat::ProcId::of(std::process::id()).unwrap();
+    d.process_started(1, 1, Some(41001), me, &Default::default());
+    assert_eq!(d.journal().starting.len(), 1);
+    let added = Arc::new(fake_instance(1));
+    assert!(
+        !d.replica_added(&layout, 2, added.clone(), 41001).await,
+        "not the current release"
+    );
+    assert!(d.replica_added(&layout, 1, added, 41001).await);
+    let r = persisted(&layout).await;
+    assert_eq!((r.replicas.len(), r.journal.starting.len()), (1, 0));
+    assert_eq!(d.running_count(), 2);
+    assert_eq!(d.private_ports(), [41000, 41001]);
+    // It leaves: out of the record at once, retiring in the journal until it stopped.
+    let leaving = d.replica_leaving(&layout).await.unwrap();
+    assert_eq!((leaving.index, leaving.port), (1, 41001));
+    let r = persisted(&layout).await;
+    assert!(r.replicas.is_empty());
+    assert_eq!(r.journal.retiring.as_ref().map(|j| j.release), Some(1));
+    assert!(
+        d.replica_leaving(&layout).await.is_none(),
+        "the first one never leaves"
+    );
+    d.retired(&layout).await;
+    assert!(persisted(&layout).await.journal.is_empty());
+    // The last scalings only, oldest first.
+    for n in 0..12 {
+        d.scaled(&layout, 1, 2, format!("scaled {n}")).await;
+    }
+    let events = persisted(&layout).await.scale_events;
+    assert_eq!(events.len(), crate::autoscale::SCALE_EVENTS_KEPT);
+    assert_eq!(events[0].text, "scaled 2");
+    // The autoscaler never waits behind a deploy.
+    let op = d.begin().await.unwrap();
+    assert!(d.try_begin().is_none());
+    drop(op);
+    assert!(d.try_begin().is_some());
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -5,6 +5,7 @@
 //! that describe the present (deployments by state, each app's CPU and memory) are set from
 //! the supervisor's cached state when scraped.
 
+mod scale;
 mod sleep;
 mod traffic;
 
@@ -48,6 +49,8 @@ pub(crate) struct Present {
     pub memory_limit: Option<u64>,
     /// The running instances' groups as last sampled, by instance id.
     pub live_runs: Vec<(String, crate::limits::Stats)>,
+    /// How many instances of its current release run.
+    pub replicas: u32,
 }
 
 /// How long the figures last seen of an instance that no longer runs are kept (so that a
@@ -82,6 +85,8 @@ pub(crate) struct Metrics {
     seen: Mutex<HashMap<String, Seen>>,
     /// The node proxy's counts, set at each scrape.
     traffic: Arc<traffic::TrafficCollector>,
+    /// Replicas that follow the load: counts and scalings.
+    scale: scale::ScaleMetrics,
     /// One scrape at a time: a scrape clears and refills the present-time families.
     scrape: Mutex<()>,
     sleep: sleep::SleepMetrics,
@@ -178,10 +183,12 @@ impl Metrics {
             "Time the app's processes were held back by its CPU quota",
             throttled_seconds.clone(),
         );
+        let scale = scale::ScaleMetrics::register(&mut registry);
         let sleep = sleep::SleepMetrics::register(&mut registry);
         let traffic = Arc::new(traffic::TrafficCollector::default());
         registry.register_collector(Box::new(traffic.clone()));
         Metrics {
+            scale,
             traffic,
             registry,
             health_latency,
@@ -215,6 +222,12 @@ impl Metrics {
 
     pub(crate) fn restarted(&self, deployment: &str) {
         self.restarts.get_or_create(&Self::label(deployment)).inc();
+    }
+
+    /// The autoscaler changed `deployment`'s replica count (`direction`: up, down), or
+    /// could not (blocked, failed).
+    pub(crate) fn scaled(&self, deployment: &str, direction: &str) {
+        self.scale.scaled(deployment, direction);
     }
 
     pub(crate) fn step_finished(&self, step: &str, ok: bool, took: Duration) {
@@ -268,6 +281,7 @@ impl Metrics {
         self.oom_kills.remove(&label);
         self.throttled_periods.remove(&label);
         self.throttled_seconds.remove(&label);
+        self.scale.forget(deployment);
     }
 
     /// The metrics as OpenMetrics text, with the present-time figures from `present` and
@@ -284,6 +298,7 @@ impl Metrics {
         self.cpu.clear();
         self.memory.clear();
         self.memory_limit.clear();
+        self.scale.clear_present();
         let live: std::collections::HashSet<&str> = present
             .iter()
             .flat_map(|p| p.live_runs.iter().map(|(id, _)| id.as_str()))
@@ -329,6 +344,7 @@ impl Metrics {
             self.memory
                 .get_or_create(&label)
                 .set(i64::try_from(p.memory_bytes).unwrap_or(i64::MAX));
+            self.scale.present(&p.deployment, p.replicas);
         }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {

@@ -6,6 +6,7 @@ fn encodes_every_family() {
     m.health_checked("api", Duration::from_millis(3));
     m.restarted("api");
     m.step_finished("fetch", true, Duration::from_millis(40));
+    m.scaled("api", "up");
     // A run that ended by an OOM kill, then a sample of it that came late.
     let killed = crate::limits::Stats {
         oom_kills: 1,
@@ -37,6 +38,7 @@ fn encodes_every_family() {
                     ..Default::default()
                 },
             )],
+            replicas: 3,
         }],
         vec![Served {
             deployment: "api".into(),
@@ -65,6 +67,8 @@ fn encodes_every_family() {
         "deploy_agent_proxy_in_flight_requests{deployment=\"api\",release=\"3\"} 2",
         "deploy_agent_proxy_bytes_total{deployment=\"api\",direction=\"from_app\"} 2048",
         "deploy_agent_proxy_unavailable_total{deployment=\"api\"} 1",
+        "deploy_agent_replicas{deployment=\"api\"} 3",
+        "deploy_agent_scale_events_total{deployment=\"api\",direction=\"up\"} 1",
         "# EOF",
     ] {
         assert!(text.contains(want), "{want:?} missing in\n{text}");

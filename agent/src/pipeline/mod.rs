@@ -42,7 +42,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use events::{Events, Outcome, StepError};
+pub(crate) use preflight::node_memory;
+pub(crate) use prepare::private_ports;
 pub(crate) use relaunch::spawn as spawn_relaunch;
+pub(crate) use warmup::warm_one;
 
 use crate::deployment::Deployment;
 use crate::spec::Spec;
@@ -211,7 +214,8 @@ async fn steps(
         });
     }
     preflight::check_port(sup, spec).await.map_err(early)?;
-    preflight::resources(sup, spec).map_err(early)?;
+    let replicas = spec.start_count(d.running_count());
+    preflight::resources(sup, spec, replicas).map_err(early)?;
     preflight::identity(sup, d).await.map_err(early)?;
     let prepared = prepare::prepare(sup, d, spec, number, events)
         .await

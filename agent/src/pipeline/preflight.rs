@@ -113,7 +113,7 @@ pub(super) async fn identity(
 
 /// The resources the deployment asks for: limits this node can enforce, and room for
 /// them (memory within `overcommit` of the node's, free GPUs), before anything runs.
-pub(super) fn resources(sup: &Supervisor, spec: &Spec) -> Result<(), StepError> {
+pub(super) fn resources(sup: &Supervisor, spec: &Spec, replicas: u32) -> Result<(), StepError> {
     let r = &spec.resources;
     let refuse = |why: String| StepError::new(events::START, why);
     let can = sup.tracker().limits().supports();
@@ -129,7 +129,7 @@ pub(super) fn resources(sup: &Supervisor, spec: &Spec) -> Result<(), StepError> 
             )));
         }
     }
-    let replicas = spec.replicas.max(1);
+    let replicas = replicas.max(1);
     let (gpus_total, gpus_committed) = {
         let pool = sup.gpu_pool();
         (pool.total(), pool.held_by_others(&spec.name))
@@ -142,7 +142,8 @@ pub(super) fn resources(sup: &Supervisor, spec: &Spec) -> Result<(), StepError> 
             if r.gpus == 1 { "" } else { "s" }
         )));
     }
-    // What the other deployments' current releases were promised.
+    // What the other deployments' running replicas were promised (as many as run now:
+    // replicas that follow the load count as scaled).
     let committed_memory: u64 = sup
         .registry()
         .all()
@@ -150,8 +151,10 @@ pub(super) fn resources(sup: &Supervisor, spec: &Spec) -> Result<(), StepError> 
         .filter(|d| d.name() != spec.name)
         // A sleeping deployment holds no memory: it wakes only when it has room.
         .filter(|d| !d.is_sleeping())
-        .filter_map(|d| d.current())
-        .map(|rel| rel.spec.resources.memory.unwrap_or(0) * u64::from(rel.spec.replicas.max(1)))
+        .filter_map(|d| {
+            let memory = d.current()?.spec.resources.memory.unwrap_or(0);
+            Some(memory.saturating_mul(u64::from(d.running_count())))
+        })
         .sum();
     let node = crate::capacity::Node {
         memory_bytes: node_memory(),
@@ -178,7 +181,7 @@ pub(super) fn resources(sup: &Supervisor, spec: &Spec) -> Result<(), StepError> 
 }
 
 /// The node's memory in bytes (`/proc/meminfo`); 0 when unknown (then not checked).
-fn node_memory() -> u64 {
+pub(crate) fn node_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|t| {

@@ -47,7 +47,12 @@ pub(super) async fn prepare(
     };
     let lease = venv.as_ref().map(|v| sup.venvs().lease(&v.key));
     let ports = match spec.strategy {
-        Strategy::Switch => Some(private_ports(sup, spec.replicas as usize)?),
+        // An autoscaled deployment keeps the count it runs (a deploy under load keeps its
+        // capacity).
+        Strategy::Switch => Some(private_ports(
+            sup,
+            spec.start_count(d.running_count()) as usize,
+        )?),
         Strategy::Recreate => None,
     };
     let all = ports.as_ref().map(|l| l.ports.clone()).unwrap_or_default();
@@ -227,7 +232,7 @@ async fn together<V, A>(
 
 /// `n` free private ports for a release's instances, that no running instance and no other
 /// deploy in progress has.
-pub(super) fn private_ports(
+pub(crate) fn private_ports(
     sup: &Supervisor,
     n: usize,
 ) -> Result<crate::reservations::PortLease, StepError> {

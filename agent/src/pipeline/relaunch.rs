@@ -93,7 +93,7 @@ pub(crate) async fn wake(
     let (tx, _) = tokio::sync::mpsc::unbounded_channel();
     let events = Events::new(tx).with_metrics(sup.metrics().clone());
     let room = match d.current() {
-        Some(r) => preflight::resources(sup, &r.spec),
+        Some(r) => preflight::resources(sup, &r.spec, r.spec.start_count(d.running_count())),
         None => Ok(()),
     };
     let (outcome, retiring) = match room {
@@ -203,7 +203,10 @@ async fn prepare(
     preflight::check_secrets(sup, spec, events).await?;
     preflight::identity(sup, d).await?;
     let ports = match spec.strategy {
-        Strategy::Switch => Some(private_ports(sup, spec.replicas as usize)?),
+        Strategy::Switch => Some(private_ports(
+            sup,
+            spec.start_count(d.running_count()) as usize,
+        )?),
         Strategy::Recreate => None,
     };
     let all = ports.as_ref().map(|l| l.ports.clone()).unwrap_or_default();

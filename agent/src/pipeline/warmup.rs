@@ -76,6 +76,15 @@ pub(super) async fn run(
     Ok(())
 }
 
+/// Every warm-up to the instance at `addr`, in order (a replica the load adds, before it
+/// takes requests): the first failure's reason.
+pub(crate) async fn warm_one(spec: &Spec, addr: SocketAddr) -> Result<(), String> {
+    for w in &spec.warmup {
+        send(addr, w, spec.health.timeout).await?;
+    }
+    Ok(())
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""

@@ -44,6 +44,10 @@ pub(super) fn raw_spec(s: pb::DeploymentSpec) -> RawSpec {
         hold_timeout_ms: s.hold_timeout_ms,
         proxy: s.proxy,
         replicas: s.replicas,
+        replicas_max: s.replicas_max,
+        target_in_flight: s.target_in_flight,
+        scale_up_after_ms: s.scale_up_after_ms,
+        scale_down_after_ms: s.scale_down_after_ms,
         idle_timeout_ms: s.idle_timeout_ms,
         wake_timeout_ms: s.wake_timeout_ms,
         pinned: s.pinned,
@@ -111,7 +115,17 @@ fn spec_to_pb(s: &Spec) -> pb::DeploymentSpec {
         drain_timeout_ms: s.drain_timeout.as_millis() as u64,
         hold_timeout_ms: s.hold_timeout.as_millis() as u64,
         proxy: s.proxy.as_str().to_string(),
-        replicas: s.replicas,
+        replicas: s.autoscale.as_ref().map_or(s.replicas, |a| a.min),
+        replicas_max: s.autoscale.as_ref().map_or(0, |a| a.max),
+        target_in_flight: s.autoscale.as_ref().map_or(0, |a| a.target_in_flight),
+        scale_up_after_ms: s
+            .autoscale
+            .as_ref()
+            .map_or(0, |a| a.scale_up_after.as_millis() as u64),
+        scale_down_after_ms: s
+            .autoscale
+            .as_ref()
+            .map_or(0, |a| a.scale_down_after.as_millis() as u64),
         idle_timeout_ms: s.idle_timeout.map_or(0, |d| d.as_millis() as u64),
         wake_timeout_ms: s.wake_timeout.as_millis() as u64,
         pinned: s.pinned.clone(),
@@ -212,6 +226,18 @@ pub(super) fn view_to_pb(v: View) -> pb::DeploymentStatus {
         data_dir: String::new(),
         data_bytes: None,
         cache_bytes: None,
+        running_replicas: v.running_replicas,
+        scale_events: v
+            .scale_events
+            .into_iter()
+            .map(|e| pb::ScaleEvent {
+                at: e.at,
+                from: e.from,
+                to: e.to,
+                text: e.text,
+            })
+            .collect(),
+        in_flight_per_replica: v.in_flight_per_replica.unwrap_or(-1.0),
         recent_deploys: v
             .deploys
             .into_iter()

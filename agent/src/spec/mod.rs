@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub(crate) mod artifacts;
+mod autoscale;
 mod fields;
 mod millis;
 mod resources;
@@ -20,6 +21,7 @@ mod validate;
 pub(crate) mod warmup;
 
 pub(crate) use artifacts::{Artifact, RawArtifact};
+pub(crate) use autoscale::{Autoscale, RawAutoscale};
 pub(crate) use resources::{RawResources, Resources};
 pub(crate) use restart::RestartPolicy;
 pub(crate) use switch::{ProxyMode, Strategy};
@@ -100,8 +102,12 @@ pub(crate) struct Spec {
     #[serde(with = "millis", default = "switch::default_hold")]
     pub hold_timeout: Duration,
     /// Processes of the release behind the node proxy (1 without it).
+    /// With `autoscale`: how many a first deploy starts (its `min`, at least 1).
     #[serde(default = "one")]
     pub replicas: u32,
+    /// Replicas that follow the load (`replicas: {min, max, target_in_flight}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<Autoscale>,
     /// The Python version its environment is made with (`3.11`); `None`: python3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub python: Option<String>,
@@ -169,6 +175,11 @@ pub(crate) struct RawSpec {
     pub hold_timeout_ms: u64,
     pub proxy: String,
     pub replicas: u32,
+    /// 0: `replicas` is a fixed count.
+    pub replicas_max: u32,
+    pub target_in_flight: u32,
+    pub scale_up_after_ms: u64,
+    pub scale_down_after_ms: u64,
     pub pinned: Vec<String>,
     pub commit: String,
     pub python: String,
@@ -181,6 +192,15 @@ pub(crate) struct RawSpec {
 }
 
 impl Spec {
+    /// How many instances a deploy (or restart) of this spec starts while `running` run
+    /// now: the fixed count, or the running count within the autoscaled range.
+    pub(crate) fn start_count(&self, running: u32) -> u32 {
+        match &self.autoscale {
+            Some(a) => a.start_count(running),
+            None => self.replicas.max(1),
+        }
+    }
+
     /// Whether the packages step has anything to install.
     pub(crate) fn has_packages(&self) -> bool {
         !self.pip.is_empty()

@@ -9,7 +9,7 @@ use super::{
     is_apt_package, is_remote_url, switch, validate_env_name, validate_name,
     validate_relative_path, HealthSpec, ProxyMode, RawSpec, Resources, RestartPolicy, Spec,
     Strategy, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_TIMEOUT, DEFAULT_KILL_TIMEOUT, DEFAULT_PORT,
-    MAX_REPLICAS, MAX_TEXT, RESERVED_ENV,
+    MAX_TEXT, RESERVED_ENV,
 };
 use crate::error::Error;
 
@@ -30,7 +30,7 @@ impl Spec {
         if !owner.is_empty() {
             crate::auth::parse_owner(&owner)?;
         }
-        let (strategy, proxy, replicas) = switching(&raw)?;
+        let (strategy, proxy, replicas, autoscale) = switching(&raw)?;
         let (idle_timeout, wake_timeout) = super::sleep::validate(&raw, strategy)?;
         let resources = Resources::validate(&raw.resources)?;
         let artifacts = super::artifacts::validate(&raw.artifacts, raw.allow_unpinned_artifacts)?;
@@ -67,6 +67,7 @@ impl Spec {
             drain_timeout: ms(raw.drain_timeout_ms, switch::DEFAULT_DRAIN_TIMEOUT),
             hold_timeout: ms(raw.hold_timeout_ms, switch::DEFAULT_HOLD_TIMEOUT),
             replicas,
+            autoscale,
             idle_timeout,
             wake_timeout,
             pinned: raw.pinned.iter().map(|p| p.trim().to_string()).collect(),
@@ -263,9 +264,9 @@ fn pinned(raw: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
-/// `strategy`, `proxy` and `replicas`, which decide together: several replicas need the
-/// node proxy to balance them.
-fn switching(raw: &RawSpec) -> Result<(Strategy, ProxyMode, u32), Error> {
+/// `strategy`, `proxy` and `replicas` (a fixed count or a range that follows the load),
+/// which decide together: several replicas need the node proxy to balance them.
+fn switching(raw: &RawSpec) -> Result<(Strategy, ProxyMode, u32, Option<super::Autoscale>), Error> {
     let strategy = Strategy::parse(raw.strategy.trim()).ok_or_else(|| {
         invalid(
             "strategy",
@@ -274,18 +275,15 @@ fn switching(raw: &RawSpec) -> Result<(Strategy, ProxyMode, u32), Error> {
     })?;
     let proxy = ProxyMode::parse(raw.proxy.trim())
         .ok_or_else(|| invalid("proxy", format!("{:?} is not one of http, tcp", raw.proxy)))?;
-    let replicas = raw.replicas.max(1);
-    if replicas > MAX_REPLICAS {
-        return Err(invalid(
-            "replicas",
-            format!("{replicas} is more than {MAX_REPLICAS}"),
-        ));
-    }
-    if replicas > 1 && strategy == Strategy::Recreate {
-        return Err(invalid(
-            "replicas",
-            format!("{replicas} replicas need strategy switch (the node proxy balances them); with strategy recreate the app binds the port itself, so one process can"),
-        ));
-    }
-    Ok((strategy, proxy, replicas))
+    let (replicas, autoscale) = super::autoscale::validate(
+        &super::RawAutoscale {
+            replicas: raw.replicas,
+            max: raw.replicas_max,
+            target_in_flight: raw.target_in_flight,
+            scale_up_after_ms: raw.scale_up_after_ms,
+            scale_down_after_ms: raw.scale_down_after_ms,
+        },
+        strategy,
+    )?;
+    Ok((strategy, proxy, replicas, autoscale))
 }

@@ -17,7 +17,7 @@ mod view;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-pub(crate) use health_route::follow_health;
+pub(crate) use health_route::{follow_health, in_traffic};
 pub(crate) use identity::move_off_taken_ports;
 pub(crate) use registry::Registry;
 pub(crate) use remove::{stop_all, stop_recorded, Removed, DRAIN_POLL, LB_WATCHING};

@@ -104,9 +104,19 @@ pub(crate) struct DeployFlags {
     pub wake_timeout: Option<String>,
     /// Processes of the release on each node behind its port, balanced by the node proxy
     /// (least outstanding requests); one that crashes is restarted while the others serve.
-    /// Single-threaded Python servers then use the node's cores [default: 1]
+    /// Single-threaded Python servers then use the node's cores. N: a fixed count; MIN..MAX
+    /// (e.g. 1..4): replicas that follow the load — the agent adds replicas (at once, as
+    /// many as the load needs) when the requests in flight per ready replica stay above
+    /// --target-in-flight for replicas.scale_up_after (default 10s), and removes one,
+    /// drained, when one less would still be under it for replicas.scale_down_after
+    /// (default 60s); within the node's room (memory limits, GPUs). MIN 0 (scale to zero)
+    /// is accepted, one replica runs for now [default: 1]
+    #[arg(long, value_name = "N|MIN..MAX")]
+    pub replicas: Option<String>,
+    /// With --replicas MIN..MAX: the requests in flight per ready replica the agent aims
+    /// at [default: 1]
     #[arg(long, value_name = "N")]
-    pub replicas: Option<u32>,
+    pub target_in_flight: Option<u32>,
     /// The Python version the environment is made with, e.g. 3.11 (found on each node by
     /// uv's discovery, never downloaded) [default: the node's python3]
     #[arg(long, value_name = "VERSION")]
@@ -209,9 +219,7 @@ impl DeployFlags {
         set(&mut d.hold_timeout, &self.hold_timeout);
         set(&mut d.idle_timeout, &self.idle_timeout);
         set(&mut d.wake_timeout, &self.wake_timeout);
-        if let Some(n) = self.replicas {
-            d.replicas = Some(n);
-        }
+        self.apply_replicas(d)?;
         set(&mut d.python, &self.python);
         // A size: a plain number of bytes stays a number in the declaration.
         let size = |v: &String| match v.trim().parse::<i64>() {
@@ -240,6 +248,36 @@ impl DeployFlags {
             r.build_memory = Some(size(m));
         }
         decl::artifacts::merge(&mut d.artifacts, &self.artifact)?;
+        Ok(())
+    }
+}
+
+impl DeployFlags {
+    /// `--replicas` and `--target-in-flight` over the declaration's `replicas`: a range
+    /// keeps the declaration's target and windows unless given.
+    fn apply_replicas(&self, d: &mut DeploymentDecl) -> anyhow::Result<()> {
+        if let Some(v) = &self.replicas {
+            d.replicas = Some(match (decl::Replicas::parse_flag(v)?, d.replicas.take()) {
+                (decl::Replicas::Auto(new), Some(decl::Replicas::Auto(old))) => {
+                    decl::Replicas::Auto(decl::Autoscale {
+                        min: new.min,
+                        max: new.max,
+                        ..old
+                    })
+                }
+                (new, _) => new,
+            });
+        }
+        if let Some(n) = self.target_in_flight {
+            match &mut d.replicas {
+                Some(decl::Replicas::Auto(a)) => a.target_in_flight = Some(n),
+                _ => {
+                    return Err(bad_input(
+                        "--target-in-flight: needs replicas that follow the load: --replicas MIN..MAX (e.g. 1..4), or replicas: {min, max} in the declaration",
+                    ))
+                }
+            }
+        }
         Ok(())
     }
 }

@@ -234,8 +234,18 @@ fn with_defaults(s: &pb::DeploymentSpec, owner: &str) -> pb::DeploymentSpec {
     if s.proxy.is_empty() {
         s.proxy = "http".into();
     }
-    if s.replicas == 0 {
+    // 0 is one replica, except as the min of replicas that follow the load (scale to zero).
+    if s.replicas == 0 && s.replicas_max == 0 {
         s.replicas = 1;
+    }
+    if s.replicas_max > 0 {
+        s.target_in_flight = s.target_in_flight.max(1);
+        if s.scale_up_after_ms == 0 {
+            s.scale_up_after_ms = 10_000;
+        }
+        if s.scale_down_after_ms == 0 {
+            s.scale_down_after_ms = 60_000;
+        }
     }
     if s.owner.is_empty() {
         s.owner = owner.to_string();

@@ -25,6 +25,7 @@ mod gather;
 mod lines;
 mod print;
 mod refresh;
+mod scaling;
 
 pub(crate) use refresh::rebuild;
 

@@ -40,6 +40,7 @@ fn field_of(flag: &str) -> String {
             format!("health.{}", flag.replace('-', "_"))
         }
         "address" => "addresses".into(),
+        "target-in-flight" => "replicas.target_in_flight".into(),
         "memory" | "cpus" | "pids" | "gpus" | "build-memory" => {
             format!("resources.{}", flag.replace('-', "_"))
         }
@@ -81,6 +82,19 @@ pub(crate) fn deployment_fields() -> Vec<Field> {
         flag: String::new(),
         default: String::new(),
         help: "Conda packages: refused by deploy-agent, which does not use conda; use pip".into(),
+    });
+    // Replicas that follow the load: `--replicas MIN..MAX` sets replicas.min and .max.
+    fields.push(Field {
+        field: "replicas.scale_up_after".into(),
+        flag: String::new(),
+        default: "10s".into(),
+        help: "With replicas {min, max}: how long the requests in flight per ready replica must stay above replicas.target_in_flight before the agent adds replicas (as many as the load needs, at most max)".into(),
+    });
+    fields.push(Field {
+        field: "replicas.scale_down_after".into(),
+        flag: String::new(),
+        default: "60s".into(),
+        help: "With replicas {min, max}: how long the load must stay low enough that one replica less would still be under the target before the agent removes one (drained, the last one first)".into(),
     });
     fields
 }
@@ -204,7 +218,9 @@ mod tests {
                 } else {
                     format!("{prefix}.{k}")
                 };
-                if matches!(k, "packages" | "health" | "resources") {
+                if matches!(k, "packages" | "health" | "resources")
+                    || (k == "replicas" && v.is_mapping())
+                {
                     keys(v, &name, out);
                 } else {
                     out.push(name);
@@ -251,7 +267,7 @@ mod tests {
             hold_timeout: s("1s"),
             idle_timeout: s("1s"),
             wake_timeout: s("1s"),
-            replicas: Some(2),
+            replicas: Some(crate::decl::Replicas::Fixed(2)),
             python: s("3.11"),
             resources: Resources {
                 memory: Some(Scalar::Text("4G".into())),
@@ -270,6 +286,22 @@ mod tests {
         };
         let mut all = Vec::new();
         keys(&serde_norway::to_value(&full).unwrap(), "", &mut all);
+        // Replicas that follow the load: min and max are --replicas MIN..MAX.
+        let auto = DeploymentDecl {
+            replicas: Some(crate::decl::Replicas::Auto(crate::decl::Autoscale {
+                min: Some(1),
+                max: Some(4),
+                target_in_flight: Some(2),
+                scale_up_after: s("5s"),
+                scale_down_after: s("30s"),
+            })),
+            ..Default::default()
+        };
+        let mut ranged = Vec::new();
+        keys(&serde_norway::to_value(&auto).unwrap(), "", &mut ranged);
+        all.extend(ranged.into_iter().filter(|k| {
+            k.starts_with("replicas.") && !matches!(k.as_str(), "replicas.min" | "replicas.max")
+        }));
         let listed: Vec<String> = deployment_fields().into_iter().map(|f| f.field).collect();
         for k in all
             .iter()

@@ -3,11 +3,13 @@
 
 pub(crate) mod artifacts;
 pub(crate) mod lock;
+mod replicas;
 mod resources;
 mod spec;
 pub(crate) mod warmup;
 
 pub(crate) use artifacts::Artifact;
+pub(crate) use replicas::{Autoscale, Replicas};
 pub(crate) use resources::{parse_size, Resources};
 pub(crate) use spec::{as_written, from_spec};
 pub(crate) use warmup::Warmup;
@@ -81,9 +83,10 @@ pub(crate) struct DeploymentDecl {
     /// How long a request to a sleeping app waits for it to wake (default 60s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wake_timeout: Option<String>,
-    /// Processes of the release on each node, behind the node proxy (default 1).
+    /// Processes of the release on each node, behind the node proxy (default 1): a number,
+    /// or `{min, max, target_in_flight}` to follow the load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replicas: Option<u32>,
+    pub replicas: Option<Replicas>,
     /// The Python version of the environment (found on the node); default: its python3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub python: Option<String>,

@@ -80,15 +80,8 @@ impl DeploymentDecl {
         }
         self.resources.validate()?;
         artifacts::validate(&self.artifacts)?;
-        if let Some(n) = self.replicas {
-            if !(1..=64).contains(&n) {
-                return Err(bad_input(format!("replicas: {n} must be between 1 and 64")));
-            }
-            if n > 1 && self.strategy.as_deref() == Some("recreate") {
-                return Err(bad_input(format!(
-                    "replicas: {n} replicas need strategy switch (the node proxy balances them); with strategy recreate the app binds the port itself"
-                )));
-            }
+        if let Some(r) = &self.replicas {
+            r.validate(self.strategy.as_deref() == Some("recreate"))?;
         }
         for (field, t) in [
             ("kill_timeout", &self.kill_timeout),
@@ -153,7 +146,7 @@ impl DeploymentDecl {
                 None => 0,
             })
         };
-        Ok(pb::DeploymentSpec {
+        let mut spec = pb::DeploymentSpec {
             name: name.to_string(),
             repo: absolute_repo(&self.repo, root),
             git_ref: self.git_ref.clone().unwrap_or_default(),
@@ -189,12 +182,16 @@ impl DeploymentDecl {
             hold_timeout_ms: ms("hold_timeout", &self.hold_timeout)?,
             idle_timeout_ms: ms("idle_timeout", &self.idle_timeout)?,
             wake_timeout_ms: ms("wake_timeout", &self.wake_timeout)?,
-            replicas: self.replicas.unwrap_or(0),
             resources: self.resources.to_pb()?,
             artifacts: self.artifacts.iter().map(Artifact::to_pb).collect(),
             // `run --allow-unpinned` says so; nothing else does.
             allow_unpinned_artifacts: false,
-        })
+            ..Default::default()
+        };
+        if let Some(r) = &self.replicas {
+            r.to_pb(&mut spec)?;
+        }
+        Ok(spec)
     }
 }
 
@@ -253,7 +250,7 @@ pub(crate) fn from_spec(s: &pb::DeploymentSpec) -> DeploymentDecl {
         idle_timeout: dur(s.idle_timeout_ms),
         // Only with an idle timeout (it does nothing without one).
         wake_timeout: dur(s.wake_timeout_ms).filter(|d| d != "60s" && s.idle_timeout_ms > 0),
-        replicas: Some(s.replicas).filter(|n| *n > 1),
+        replicas: Replicas::from_pb(s),
         python: opt(&s.python),
         resources: Resources::from_pb(s.resources.as_ref()),
         artifacts: s.artifacts.iter().map(Artifact::from_pb).collect(),

@@ -59,6 +59,11 @@ pub(crate) struct View {
     pub generation: u64,
     /// The last deploys, the one in progress and those waiting last.
     pub deploys: Vec<crate::store::DeployRecord>,
+    /// How many instances of the current release run (as recorded).
+    pub running_replicas: u32,
+    /// Replicas that follow the load: the last scalings, and the load the autoscaler sees.
+    pub scale_events: Vec<crate::autoscale::ScaleEvent>,
+    pub in_flight_per_replica: Option<f64>,
 }
 
 /// One instance of a deployment with replicas.
@@ -275,6 +280,9 @@ impl Supervisor {
             adopted_at,
             generation,
             deploys,
+            running_replicas: d.running_count(),
+            scale_events: d.scale_events(),
+            in_flight_per_replica: d.in_flight_per_replica(),
         }
     }
 

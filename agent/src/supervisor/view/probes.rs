@@ -19,6 +19,7 @@ impl Supervisor {
                     memory_bytes: v.memory_bytes,
                     memory_limit: v.kernel.memory_limit,
                     live_runs: v.live_runs,
+                    replicas: v.running_replicas,
                 }
             })
             .collect()

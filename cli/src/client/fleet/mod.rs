@@ -85,9 +85,10 @@ impl Fleet {
     }
 }
 
-/// What a deployment asks of a node: its memory limit and GPUs, times its replicas.
+/// What a deployment asks of a node: its memory limit and GPUs, times its replicas (with
+/// replicas that follow the load, its `max`: a node picked has room for the peak).
 fn need_of(d: &DeploymentDecl) -> Need {
-    let replicas = d.replicas.unwrap_or(1).max(1);
+    let replicas = d.replicas.as_ref().map_or(1, |r| r.most()).max(1);
     match d.resources.to_pb() {
         Ok(Some(r)) => Need {
             memory: r.memory.saturating_mul(u64::from(replicas)),

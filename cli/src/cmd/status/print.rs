@@ -5,6 +5,7 @@ use deployctl_proto::v1 as pb;
 use serde_json::json;
 
 use super::lines::{data_line, event_lines, failed_deploy_line, kernel_lines, proxy_lines, size};
+use super::scaling::{scaling_lines, with_scaling};
 use super::{Deployment, Unanswered};
 use crate::output;
 
@@ -16,7 +17,7 @@ pub(super) fn print_json(out: &[Deployment], unanswered: &[Unanswered]) {
                 .instances
                 .iter()
                 .map(|i| match &i.s {
-                    Some(s) => with_data(s, json!({
+                    Some(s) => with_scaling(s, with_data(s, json!({
                         "agent": i.agent, "state": s.state, "release": s.release,
                         "ref": s.git_ref, "commit": s.commit, "pid": s.pid,
                         "restarts": s.restarts, "url": s.url, "uptime_s": s.uptime_s,
@@ -59,7 +60,7 @@ pub(super) fn print_json(out: &[Deployment], unanswered: &[Unanswered]) {
                             "in_flight": t.in_flight,
                             "window_s": t.window_s,
                         })),
-                    })),
+                    }))),
                     None => json!({
                         "agent": i.agent, "state": i.state, "release": 0, "ref": "", "commit": "",
                         "pid": 0, "restarts": 0, "url": "", "uptime_s": 0, "cpu_percent": 0.0,
@@ -199,6 +200,7 @@ fn notes(i: &super::Instance, detail: bool) -> Vec<String> {
     lines.extend(event_lines(s));
     if detail {
         lines.extend(proxy_lines(s));
+        lines.extend(scaling_lines(s));
         lines.extend(data_line(s));
     }
     lines
