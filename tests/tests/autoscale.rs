@@ -258,3 +258,41 @@ fn an_agent_killed_after_scaling_adopts_the_replicas_it_scaled_to() {
         "nothing in flight: {record}"
     );
 }
+
+/// `min: 0`: with no request for `scale_down_after` the last replica goes and the
+/// deployment sleeps; the next request wakes it with one replica.
+#[test]
+fn replicas_with_min_zero_scale_to_zero_and_the_next_request_wakes_one() {
+    let agent = Agent::start(&loopback());
+    let project = Project::for_agent(ENV, &agent);
+    let repo = GitRepo::new();
+    repo.commit_app("zero", Some("v1"));
+    project.write(
+        "zero.deploy.yaml",
+        &format!(
+            "env: {ENV}\nrepo: {}\nref: v1\ncommand: python3 app.py\nport: 8000\n\
+             health: {{path: /health, interval: 1s}}\n\
+             replicas: {{min: 0, max: 2, target_in_flight: 1, scale_down_after: 2s}}\n",
+            repo.url()
+        ),
+    );
+    project.deployctl(&["run", "--load", "zero"]).ok();
+    let state = |p: &Project| {
+        let (_, dep) = p.status_json("zero");
+        dep["instances"][0]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || state(&project) == "sleeping"),
+        "scaled to zero: {}",
+        state(&project)
+    );
+    let (_, dep) = project.status_json("zero");
+    assert_eq!(dep["instances"][0]["running_replicas"], 0, "{dep}");
+    let (code, body) = http_get(&agent.app_url(8000, "/")).expect("it wakes");
+    assert_eq!(code, 200, "{body}");
+    let (_, dep) = project.status_json("zero");
+    assert_eq!(dep["instances"][0]["running_replicas"], 1, "{dep}");
+}

@@ -127,14 +127,3 @@ fn step(sup: &Arc<Supervisor>, d: &Arc<Deployment>, a: &Autoscale, routes: &[Rou
         d.end_scaling();
     });
 }
-
-/// HOOK (scale to zero, `min: 0`): whether `d` asks to run no replica when idle. Nothing
-/// calls it yet: the autoscaler keeps at least one replica. The sleep path (`idle_timeout`:
-/// stop when idle, wake on the next request) is meant to ask it, so an autoscaled
-/// deployment with `min: 0` sleeps like one with `idle_timeout`.
-#[allow(dead_code)]
-pub(crate) fn wants_zero(d: &Deployment) -> bool {
-    d.current()
-        .and_then(|r| r.spec.autoscale)
-        .is_some_and(|a| a.wants_zero())
-}

@@ -45,7 +45,7 @@ pub(crate) async fn watch(sup: Arc<Supervisor>) {
             continue;
         };
         let now = Instant::now();
-        for (d, listen, idle) in watched {
+        for (d, listen, Idle { after: idle, field }) in watched {
             let Some((counted, in_flight)) = activity(&routes, listen) else {
                 continue;
             };
@@ -70,7 +70,7 @@ pub(crate) async fn watch(sup: Arc<Supervisor>) {
             let (sup, busy, seen_activity) = (sup.clone(), e.sleeping.clone(), e.activity);
             tokio::spawn(async move {
                 let why = format!(
-                    "sleeping: no request for {} (idle_timeout); the next request wakes it",
+                    "sleeping: no request for {} ({field}); the next request wakes it",
                     humantime::format_duration(Duration::from_secs(idle_for.as_secs()))
                 );
                 let still_idle = {
@@ -87,20 +87,44 @@ pub(crate) async fn watch(sup: Arc<Supervisor>) {
     }
 }
 
-/// The deployments that may fall asleep now: an idle timeout, a release that serves
-/// behind the node proxy, not asleep or stopped; with their public address.
-fn watched(sup: &Supervisor) -> Vec<(Arc<Deployment>, SocketAddr, Duration)> {
+/// The deployments that may fall asleep now: an idle timeout (or replicas that scale to
+/// zero: `min: 0`, after `scale_down_after` without a request), a release that serves
+/// behind the node proxy, not asleep or stopped; with their public address and what
+/// their timeout is called.
+fn watched(sup: &Supervisor) -> Vec<(Arc<Deployment>, SocketAddr, Idle)> {
     sup.registry()
         .all()
         .into_iter()
         .filter(|d| !d.is_sleeping() && !d.is_stopped() && d.private_port().is_some())
         .filter_map(|d| {
             let release = d.current()?;
-            let idle = release.spec.idle_timeout?;
+            let idle = idle_timeout(&release.spec)?;
             let listen = sup.app_host().public_address(release.spec.port);
             Some((d, listen, idle))
         })
         .collect()
+}
+
+/// How long a deployment may go without a request, and the field that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Idle {
+    pub after: Duration,
+    pub field: &'static str,
+}
+
+/// `idle_timeout`, else `replicas.scale_down_after` of replicas that scale to zero.
+pub(crate) fn idle_timeout(spec: &crate::spec::Spec) -> Option<Idle> {
+    match (spec.idle_timeout, &spec.autoscale) {
+        (Some(after), _) => Some(Idle {
+            after,
+            field: "idle_timeout",
+        }),
+        (None, Some(a)) if a.wants_zero() => Some(Idle {
+            after: a.scale_down_after,
+            field: "replicas.min 0, after replicas.scale_down_after",
+        }),
+        _ => None,
+    }
 }
 
 /// Everything the route on `listen` counted, and what it has in flight.

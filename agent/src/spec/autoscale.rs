@@ -32,16 +32,15 @@ pub(crate) struct Autoscale {
 }
 
 impl Autoscale {
-    /// The fewest replicas that run: `min`, but at least one. `min: 0` (scale to zero) is
-    /// accepted and recorded, yet for now at least one replica runs; see
-    /// [`Autoscale::wants_zero`].
+    /// The fewest replicas that run while it is awake: `min`, but at least one. With
+    /// `min: 0` (scale to zero, [`Autoscale::wants_zero`]) the last one goes when no
+    /// request came for `scale_down_after`: the deployment sleeps, and the next request
+    /// wakes it with one ([`crate::sleep`]).
     pub(crate) fn floor(&self) -> u32 {
         self.min.max(1)
     }
 
-    /// HOOK (scale to zero): whether the declaration asks for `min: 0`. Nothing acts on it
-    /// yet: the autoscaler never goes below one replica. The sleep path (`idle_timeout`)
-    /// is where a deployment with no requests stops; `min: 0` is meant to be wired to it.
+    /// Whether it scales to zero (`min: 0`): it sleeps like one with an `idle_timeout`.
     pub(crate) fn wants_zero(&self) -> bool {
         self.min == 0
     }
@@ -104,6 +103,12 @@ pub(super) fn validate(
         ));
     }
     needs_switch("replicas.max", max, strategy)?;
+    if min == 0 && strategy == Strategy::Recreate {
+        return Err(invalid(
+            "replicas.min",
+            "0 (scale to zero) needs strategy switch: the node proxy keeps the port open while no replica runs and wakes one at the next request",
+        ));
+    }
     let window = |field: &str, ms: u64, default: Duration| {
         let d = if ms == 0 {
             default

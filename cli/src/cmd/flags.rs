@@ -109,8 +109,8 @@ pub(crate) struct DeployFlags {
     /// many as the load needs) when the requests in flight per ready replica stay above
     /// --target-in-flight for replicas.scale_up_after (default 10s), and removes one,
     /// drained, when one less would still be under it for replicas.scale_down_after
-    /// (default 60s); within the node's room (memory limits, GPUs). MIN 0 (scale to zero)
-    /// is accepted, one replica runs for now [default: 1]
+    /// (default 60s); within the node's room (memory limits, GPUs). MIN 0: scale to zero (no
+    /// request for replicas.scale_down_after: it sleeps, as with --idle-timeout) [default: 1]
     #[arg(long, value_name = "N|MIN..MAX")]
     pub replicas: Option<String>,
     /// With --replicas MIN..MAX: the requests in flight per ready replica the agent aims

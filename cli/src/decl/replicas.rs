@@ -28,7 +28,7 @@ pub(crate) enum Replicas {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Autoscale {
-    /// The fewest (default 1; 0 is scale to zero, one runs for now).
+    /// The fewest (default 1; 0 is scale to zero: it sleeps when idle).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min: Option<u32>,
     /// The most (required, at most 64).
@@ -113,6 +113,11 @@ impl Replicas {
         }
         if max > 1 && recreate {
             return Err(switch_needed("replicas.max", max));
+        }
+        if min == 0 && recreate {
+            return Err(bad_input(
+                "replicas.min: 0 (scale to zero) needs strategy switch (the node proxy keeps the port open while no replica runs and wakes one at the next request)",
+            ));
         }
         for (field, v) in [
             ("replicas.scale_up_after", &a.scale_up_after),
