@@ -36,13 +36,19 @@ ThreadingHTTPServer.daemon_threads = True
 ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Handler).serve_forever()
 "#;
 
-fn deployed(name: &str, idle: &str) -> (Agent, Project, GitRepo) {
-    let agent = Agent::start(&loopback());
-    let project = Project::for_agent(ENV, &agent);
+/// A repository with the sleepy app, tagged v1.
+fn sleepy_repo() -> GitRepo {
     let repo = GitRepo::new();
     repo.write("app.py", SLEEPY_PY);
     repo.commit("sleepy app");
     repo.tag("v1");
+    repo
+}
+
+fn deployed(name: &str, idle: &str) -> (Agent, Project, GitRepo) {
+    let agent = Agent::start(&loopback());
+    let project = Project::for_agent(ENV, &agent);
+    let repo = sleepy_repo();
     project
         .run_app(
             ENV,
@@ -251,10 +257,7 @@ fn a_sleeping_deployments_memory_is_free_for_others_and_its_wake_waits_for_room(
         >> 20;
     assert!(total_mib > 0, "{nodes}");
     let most = format!("{}M", total_mib * 6 / 10);
-    let repo = GitRepo::new();
-    repo.write("app.py", SLEEPY_PY);
-    repo.commit("sleepy app");
-    repo.tag("v1");
+    let repo = sleepy_repo();
     project
         .run_app(
             ENV,
