@@ -15,6 +15,7 @@ use crate::spec::Spec;
 use crate::store::ReleaseRecord;
 
 mod probes;
+mod sleep;
 
 /// A deployment as `status` shows it.
 #[derive(Debug, Clone)]
@@ -110,7 +111,7 @@ fn state_of(s: &Snapshot) -> (State, String) {
             );
         }
     }
-    if let Some(asleep) = sleep_state(s) {
+    if let Some(asleep) = sleep::sleep_state(s) {
         return asleep;
     }
     match (&s.instance, s.deploying) {
@@ -127,45 +128,6 @@ fn state_of(s: &Snapshot) -> (State, String) {
         (None, None) if s.current.is_some() => (State::Stopped, String::new()),
         (None, None) => (State::Failed, s.last_result.clone().unwrap_or_default()),
     }
-}
-
-/// A deployment that sleeps or is waking (with no instance yet), and why.
-fn sleep_state(s: &Snapshot) -> Option<(State, String)> {
-    if s.instance.is_some() {
-        return None;
-    }
-    let failed = s.sleep.failed.as_ref().map(|(at, why)| {
-        format!(
-            "; its last wake failed {} ago: {why}",
-            humantime::format_duration(Duration::from_secs(at.elapsed().as_secs()))
-        )
-    });
-    if let Some(since) = s.sleep.waking {
-        return Some((
-            State::Waking,
-            format!(
-                "a request came while it slept: its release is starting ({}s so far)",
-                since.elapsed().as_secs()
-            ),
-        ));
-    }
-    if !s.sleeping {
-        return None;
-    }
-    let wakes = match (s.sleep.wakes, s.sleep.last_wake) {
-        (0, _) | (_, None) => String::new(),
-        (n, Some(took)) => format!(
-            " (woken {n} times since the agent started, the last in {:.1}s)",
-            took.as_secs_f64()
-        ),
-    };
-    Some((
-        State::Sleeping,
-        format!(
-            "no request for its idle_timeout: stopped; the next request wakes it{wakes}{}",
-            failed.unwrap_or_default()
-        ),
-    ))
 }
 
 /// Two instances' figures together (the limit is each one's, not added).
