@@ -11,7 +11,7 @@
 #   200 ms) vs the declared scale_up_after (3 s): the rest is the new replicas' start and
 #   health check.
 
-AUTOSCALE_IP=127.0.0.212
+AUTOSCALE_IP=127.0.0.225
 AUTOSCALE_WARM_S="${AUTOSCALE_WARM_S:-5}"
 AUTOSCALE_STEP_S="${AUTOSCALE_STEP_S:-30}"
 

@@ -5,7 +5,7 @@
 # start-to-healthy time (the same app started by hand and polled every 2 ms, by the same
 # Python client); medians of BENCH_SLEEP_ROUNDS (default 5); target: the wake adds <= 50 ms.
 
-SLEEP_AGENT_IP=127.0.0.245
+SLEEP_AGENT_IP=127.0.0.224
 SLEEP_ROUNDS="${BENCH_SLEEP_ROUNDS:-5}"
 
 # Milliseconds of one GET of $1 (any answer).
