@@ -45,8 +45,12 @@ fn info_blocking(sup: &Supervisor, deployments: u32) -> NodeInfoReply {
         .registry()
         .all()
         .iter()
-        // A sleeping or stopped deployment runs none: it holds no memory.
-        .filter_map(|d| d.current().map(|r| (r, d.running_count())))
+        // A sleeping or stopped deployment runs none: it promises nothing (as the deploy's
+        // room check counts it).
+        .filter_map(|d| {
+            let running = d.running_count();
+            d.current().filter(|_| running > 0).map(|r| (r, running))
+        })
         .collect();
     let (memory_committed_bytes, cpus_committed) = promised(
         releases
