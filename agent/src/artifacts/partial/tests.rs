@@ -21,6 +21,17 @@ fn chunk(i: usize, n: usize) -> Bytes {
     Bytes::from((0..n).map(|j| (i * 7 + j) as u8).collect::<Vec<u8>>())
 }
 
+/// Writes `count` chunks of `size` bytes: all of them.
+async fn write_chunks(part: &mut Partial, count: usize, size: usize) -> Vec<u8> {
+    let mut whole = Vec::new();
+    for i in 0..count {
+        let c = chunk(i, size);
+        whole.extend_from_slice(&c);
+        part.write(c).await.expect("written");
+    }
+    whole
+}
+
 #[tokio::test]
 async fn chunks_are_hashed_and_written_in_order_across_a_reset() {
     let dir = scratch("order");
@@ -31,13 +42,8 @@ async fn chunks_are_hashed_and_written_in_order_across_a_reset() {
         .expect("written");
     part.reset().await.expect("reset");
     assert_eq!(part.len, 0);
-    let mut whole = Vec::new();
     // More than a writeback window, in chunks of a network read's size.
-    for i in 0..((WINDOW as usize) / 300_000 + 20) {
-        let c = chunk(i, 300_000);
-        whole.extend_from_slice(&c);
-        part.write(c.clone()).await.expect("written");
-    }
+    let whole = write_chunks(&mut part, (WINDOW as usize) / 300_000 + 20, 300_000).await;
     assert_eq!(part.len, whole.len() as u64);
     let hash = part.finish().await.expect("finished");
     assert_eq!(hash, sha(&whole));
@@ -69,12 +75,7 @@ async fn a_file_is_resumed_only_after_its_earlier_writer_wrote_all_it_was_given(
     let dir = scratch("resume");
     let path = dir.join("c.part");
     let mut first = Partial::open(&path, true).await.expect("opened");
-    let mut whole = Vec::new();
-    for i in 0..QUEUE {
-        let c = chunk(i, 1 << 20);
-        whole.extend_from_slice(&c);
-        first.write(c).await.expect("written");
-    }
+    let whole = write_chunks(&mut first, QUEUE, 1 << 20).await;
     // While the first writer has the file, a second one waits.
     let second = tokio::time::timeout(Duration::from_millis(300), Partial::open(&path, true));
     assert!(
