@@ -4,15 +4,16 @@
 //! artifact's partial file is also kept for the next deploy to resume. s3:// URLs are
 //! read the same way through the S3 API ([`super::s3`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use hyper::body::Bytes;
+use tokio::io::AsyncReadExt;
 
 use super::http::{self, Failure};
+use super::partial::{Partial, CHUNK};
 use super::s3::S3Access;
 use super::{Artifacts, Progress};
 use crate::identity::Identity;
@@ -32,73 +33,6 @@ pub(super) struct Downloaded {
     pub took: Duration,
     /// Where it was first resumed (an earlier deploy's partial file, a broken transfer).
     pub resumed_at: Option<u64>,
-}
-
-/// The partial file: its hash so far and its length.
-pub(super) struct Partial {
-    pub(super) path: PathBuf,
-    file: tokio::io::BufWriter<tokio::fs::File>,
-    hasher: Sha256,
-    pub(super) len: u64,
-}
-
-impl Partial {
-    /// Opens `path`; with `keep`, what it holds already is hashed and written after.
-    async fn open(path: &Path, keep: bool) -> std::io::Result<Partial> {
-        let p = path.to_path_buf();
-        let (hasher, len) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-            let mut hasher = Sha256::new();
-            let mut len = 0u64;
-            if keep {
-                if let Ok(mut f) = std::fs::File::open(&p) {
-                    len = std::io::copy(&mut f, &mut hasher)?;
-                }
-            } else {
-                let _ = std::fs::remove_file(&p);
-            }
-            Ok((hasher, len))
-        })
-        .await
-        .map_err(std::io::Error::other)??;
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .await?;
-        Ok(Partial {
-            path: path.to_path_buf(),
-            file: tokio::io::BufWriter::with_capacity(1 << 20, file),
-            hasher,
-            len,
-        })
-    }
-
-    pub(super) async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
-        self.file.write_all(data).await?;
-        self.hasher.update(data);
-        self.len += data.len() as u64;
-        Ok(())
-    }
-
-    /// Starts again from nothing (the server sent the whole file).
-    pub(super) async fn reset(&mut self) -> std::io::Result<()> {
-        self.file.flush().await?;
-        self.file.get_mut().set_len(0).await?;
-        self.hasher = Sha256::new();
-        self.len = 0;
-        Ok(())
-    }
-
-    /// Written to the disk: its hash (hex).
-    async fn finish(mut self) -> std::io::Result<String> {
-        self.file.flush().await?;
-        self.file.get_mut().sync_all().await?;
-        Ok(hex(&self.hasher.finalize()))
-    }
-}
-
-pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A write that failed: the disk (said with its free space) or else.
@@ -125,17 +59,24 @@ pub(super) async fn download(
     let mut file = Partial::open(part, keep).await.map_err(|e| disk(part, e))?;
     progress.done.store(file.len, Ordering::Relaxed);
     let started = Instant::now();
-    if parsed.scheme() == "file" {
-        let path = parsed
-            .to_file_path()
-            .map_err(|_| "not a file:// URL of an absolute path".to_string())?;
-        file.reset().await.map_err(|e| disk(part, e))?;
-        local(&path, reader, &mut file, progress).await?;
-    } else if parsed.scheme() == "s3" {
-        let access = s3.ok_or("internal error: no credentials for an s3:// artifact")?;
-        access.download(&parsed, &mut file, progress).await?;
-    } else {
-        remote(store, &parsed, &mut file, progress).await?;
+    let got = match parsed.scheme() {
+        "file" => match parsed.to_file_path() {
+            Ok(path) => match file.reset().await {
+                Ok(()) => local(&path, reader, &mut file, progress).await,
+                Err(e) => Err(disk(part, e)),
+            },
+            Err(()) => Err("not a file:// URL of an absolute path".to_string()),
+        },
+        "s3" => match s3 {
+            Some(access) => access.download(&parsed, &mut file, progress).await,
+            None => Err("internal error: no credentials for an s3:// artifact".to_string()),
+        },
+        _ => remote(store, &parsed, &mut file, progress).await,
+    };
+    if let Err(e) = got {
+        // What was received is in the file (to resume) before the fetch lets it go.
+        let _ = file.close().await;
+        return Err(e);
     }
     let bytes = file.len;
     let sha256 = file.finish().await.map_err(|e| disk(part, e))?;
@@ -266,15 +207,12 @@ async fn body(
             Ok(Some(Ok(f))) => f,
         };
         if let Ok(data) = frame.into_data() {
-            file.write(&data)
+            let n = data.len() as u64;
+            file.write(data)
                 .await
                 .map_err(|e| Broke::Disk(disk(&file.path, e)))?;
-            progress
-                .done
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
-            progress
-                .transferred
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            progress.done.fetch_add(n, Ordering::Relaxed);
+            progress.transferred.fetch_add(n, Ordering::Relaxed);
         }
     }
 }
@@ -286,7 +224,6 @@ async fn local(
     file: &mut Partial,
     progress: &Progress,
 ) -> Result<(), String> {
-    let mut buf = vec![0u8; 1 << 20];
     let Some(who) = reader else {
         let mut src = tokio::fs::File::open(path)
             .await
@@ -294,20 +231,7 @@ async fn local(
         if let Ok(m) = src.metadata().await {
             progress.total.store(m.len(), Ordering::Relaxed);
         }
-        loop {
-            let n = src
-                .read(&mut buf)
-                .await
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            if n == 0 {
-                return Ok(());
-            }
-            file.write(&buf[..n])
-                .await
-                .map_err(|e| disk(&file.path, e))?;
-            progress.done.fetch_add(n as u64, Ordering::Relaxed);
-            progress.transferred.fetch_add(n as u64, Ordering::Relaxed);
-        }
+        return copy(&mut src, path, file, progress).await;
     };
     let mut child = tokio::process::Command::new("cat")
         .arg("--")
@@ -329,20 +253,7 @@ async fn local(
         let _ = err.read_to_string(&mut text).await;
         text
     });
-    loop {
-        let n = out
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        file.write(&buf[..n])
-            .await
-            .map_err(|e| disk(&file.path, e))?;
-        progress.done.fetch_add(n as u64, Ordering::Relaxed);
-        progress.transferred.fetch_add(n as u64, Ordering::Relaxed);
-    }
+    copy(&mut out, path, file, progress).await?;
     let status = child
         .wait()
         .await
@@ -362,4 +273,28 @@ async fn local(
         path.display(),
         who.user
     ))
+}
+
+/// Reads `src` (the file at `path`) into `file` to its end, a chunk at a time.
+async fn copy<R: tokio::io::AsyncRead + Unpin>(
+    src: &mut R,
+    path: &Path,
+    file: &mut Partial,
+    progress: &Progress,
+) -> Result<(), String> {
+    loop {
+        let mut buf = Vec::with_capacity(CHUNK);
+        let n = src
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        file.write(Bytes::from(buf))
+            .await
+            .map_err(|e| disk(&file.path, e))?;
+        progress.done.fetch_add(n as u64, Ordering::Relaxed);
+        progress.transferred.fetch_add(n as u64, Ordering::Relaxed);
+    }
 }

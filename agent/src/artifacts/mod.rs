@@ -27,6 +27,7 @@ mod fetch;
 pub(crate) mod gc;
 mod http;
 mod mirror;
+mod partial;
 pub(crate) mod s3;
 mod unpack;
 

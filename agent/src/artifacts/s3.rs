@@ -20,7 +20,8 @@ use object_store::path::Path as Key;
 use object_store::{BackoffConfig, GetOptions, GetRange, ObjectStore, RetryConfig};
 use tokio_stream::StreamExt;
 
-use super::download::{disk, gave_up, room, Partial, STALL, TRIES};
+use super::download::{disk, gave_up, room, STALL, TRIES};
+use super::partial::Partial;
 use super::Progress;
 use crate::secrets::SecretStore;
 
@@ -202,8 +203,8 @@ impl S3Access {
                     }
                     Ok(Some(Ok(chunk))) => chunk,
                 };
-                file.write(&chunk).await.map_err(|e| disk(&file.path, e))?;
                 let n = chunk.len() as u64;
+                file.write(chunk).await.map_err(|e| disk(&file.path, e))?;
                 progress.done.fetch_add(n, Ordering::Relaxed);
                 progress.transferred.fetch_add(n, Ordering::Relaxed);
             }
