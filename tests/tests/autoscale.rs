@@ -49,6 +49,16 @@ impl Clients {
     }
 
     /// (answered, failed) so far.
+    /// Asserts that `n` more requests are answered within 30 s (`when`: for the message).
+    fn goes_on(&self, n: usize, when: &str) {
+        let before = self.counts().0;
+        assert!(
+            wait_until(Duration::from_secs(30), || self.counts().0 >= before + n),
+            "the load stalled {when}: {:?}",
+            self.counts()
+        );
+    }
+
     fn counts(&self) -> (usize, Vec<String>) {
         self.counts.lock().unwrap().clone()
     }
@@ -132,12 +142,7 @@ fn replicas_grow_under_load_and_shrink_after_it_with_no_request_failing() {
         "{text}"
     );
     // The three serve while the load goes on.
-    let before = busy.counts().0;
-    assert!(
-        wait_until(Duration::from_secs(30), || busy.counts().0 >= before + 60),
-        "the load stalled at {:?}",
-        busy.counts()
-    );
+    busy.goes_on(60, "while 3 serve");
     project
         .deployctl(&["status", "slow"])
         .ok()
@@ -239,12 +244,7 @@ fn an_agent_killed_after_scaling_adopts_the_replicas_it_scaled_to() {
         }),
         "the 3 replicas {before:?} were not adopted: {seen:?}"
     );
-    let answered = busy.counts().0;
-    assert!(
-        wait_until(Duration::from_secs(30), || busy.counts().0 >= answered + 30),
-        "the load stalled after the restart: {:?}",
-        busy.counts()
-    );
+    busy.goes_on(30, "after the restart");
     let (_, failed) = busy.finish();
     assert!(failed.is_empty(), "{failed:?}");
     let record = agent.record("slow").unwrap_or_default();
