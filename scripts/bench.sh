@@ -50,9 +50,10 @@
 #            fleet env lists them all vs until they were ready; `nodes` on the fleet env vs on
 #            a typed env of the same agents; a killed agent gone from the fleet vs its
 #            register_ttl (2 s)
-#   artifacts a 1 GiB model file (BENCH_ARTIFACT_MIB) served by python3 -m http.server on
-#            loopback: the agent's first download (transfer, sha256, fsync, into the store)
-#            vs curl of the same file from the same server (target >= 0.9x); a warm
+#   artifacts a 1 GiB model file (BENCH_ARTIFACT_MIB) served on loopback by a sendfile server
+#            (scripts/lib/file_server.py) and by python3 -m http.server: the agent's first
+#            download (transfer, sha256, fsync, into the store) vs curl of the same file from
+#            the same server, per server (target >= 0.9x); a warm
 #            redeploy (new commit) of a stdlib app with the file already on the node vs
 #            the same app without it, in turns (target <= 50 ms more); medians of BENCH_ROUNDS
 #            downloads and BENCH_ARTIFACT_REDEPLOYS (default 11) redeploys

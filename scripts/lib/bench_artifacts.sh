@@ -1,10 +1,12 @@
 # The `artifacts` group of scripts/bench.sh (sourced by it: uses its BIN, WORK, PIDS, REPO,
 # ROUNDS, start_agent, make_repo, now_us, ms_since, median, ratio, row, agent_ms and
-# NOTES): model files fetched into the node's store. A 1 GiB file served by a local HTTP
-# server (python3 -m http.server on loopback):
+# NOTES): model files fetched into the node's store. A 1 GiB file served on loopback by two
+# servers in turn: one that sends it with sendfile(2), as nginx or S3 do
+# (scripts/lib/file_server.py), and python3 -m http.server, which copies every byte through
+# Python and so takes one of a 2-core machine's cores from the client:
 # - the first download's rate (the agent's artifacts step: transfer, sha256 in the same
 #   pass, fsync, into the store) vs curl fetching the same file from the same server into
-#   a file (no hash, no fsync); target >= 0.9x;
+#   a file (no hash, no fsync), for each server; target >= 0.9x;
 # - a warm redeploy (a new commit) of a stdlib app that has the 1 GiB artifact, already in
 #   the store, vs the same redeploy of the same app without it, in turns (medians of
 #   BENCH_ARTIFACT_REDEPLOYS, default 11); target: <= 50 ms more.
@@ -15,12 +17,17 @@ ARTIFACT_MIB="${BENCH_ARTIFACT_MIB:-1024}"
 # Redeploys of each kind (in turns): a redeploy is ~0.3 s, and 50 ms is within one's noise.
 ARTIFACT_REDEPLOYS="${BENCH_ARTIFACT_REDEPLOYS:-11}"
 
-# Serves $1 on ARTIFACT_HTTP_IP; sets ARTIFACT_BASE.
+# Serves $1 on ARTIFACT_HTTP_IP with server $2 (sendfile | python); sets ARTIFACT_BASE.
 start_file_server() {
-  local dir="$1" port
+  local dir="$1" kind="$2" port
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("'"$ARTIFACT_HTTP_IP"'", 0)); print(s.getsockname()[1])')
-  python3 -m http.server --bind "$ARTIFACT_HTTP_IP" --directory "$dir" "$port" \
-    > "$WORK/http-server.log" 2>&1 &
+  if [[ "$kind" == sendfile ]]; then
+    python3 scripts/lib/file_server.py "$ARTIFACT_HTTP_IP" "$port" "$dir" \
+      > "$WORK/http-server.log" 2>&1 &
+  else
+    python3 -m http.server --bind "$ARTIFACT_HTTP_IP" --directory "$dir" "$port" \
+      > "$WORK/http-server.log" 2>&1 &
+  fi
   PIDS+=($!)
   ARTIFACT_BASE="http://$ARTIFACT_HTTP_IP:$port"
   local deadline=$((SECONDS + 20))
@@ -96,6 +103,28 @@ first_download_ms() {
   rm -rf "$AGENT_DIR"
 }
 
+# Rounds of curl then a fresh agent (each writing to the same disk) fetching the file in $1
+# from server $2: the first-download row of that server.
+first_downloads() {
+  local files="$1" kind="$2" bytes=$((ARTIFACT_MIB << 20)) round t0 curls=() fetches=()
+  start_file_server "$files" "$kind"
+  ARTIFACT_URL="$ARTIFACT_BASE/model.bin"
+  for round in $(seq 1 "$ROUNDS"); do
+    t0=$(now_us)
+    curl -fs -o "$WORK/curl-model.bin" "$ARTIFACT_URL"
+    curls+=("$(ms_since "$t0")")
+    rm -f "$WORK/curl-model.bin"
+    first_download_ms "$kind-$round"
+    fetches+=("$FETCH_MS")
+  done
+  local curl_ms fetch_ms agent_rate curl_rate
+  curl_ms=$(median "${curls[@]}"); fetch_ms=$(median "${fetches[@]}")
+  agent_rate=$(( bytes * 1000 / (fetch_ms > 0 ? fetch_ms : 1) >> 20 ))
+  curl_rate=$(( bytes * 1000 / (curl_ms > 0 ? curl_ms : 1) >> 20 ))
+  row "first download, $kind server (vs curl; >=0.9x), MiB/s" "$agent_rate" "$curl_rate" "$(ratio "$agent_rate" "$curl_rate")"
+  NOTES+=("artifacts: first download from the $kind server = the agent's artifacts step of a fresh agent (HTTP GET, sha256 in the same pass, fsync, into the store; ms: ${fetches[*]}) vs curl -o FILE (ms: ${curls[*]}); medians of $ROUNDS rounds, curl and agent in turns")
+}
+
 bench_artifacts() {
   make_repo
   local files="$WORK/artifact-files" proj="$WORK/project-artifacts"
@@ -103,23 +132,12 @@ bench_artifacts() {
   chmod 755 "$files"
   head -c "$((ARTIFACT_MIB << 20))" /dev/urandom > "$files/model.bin"
   ARTIFACT_HASH=$(sha256sum "$files/model.bin" | cut -d' ' -f1)
-  start_file_server "$files"
-  ARTIFACT_URL="$ARTIFACT_BASE/model.bin"
-  local bytes=$((ARTIFACT_MIB << 20)) round t0 curls=() fetches=()
-  # Rounds of curl then a fresh agent, each writing to the same disk.
-  for round in $(seq 1 "$ROUNDS"); do
-    t0=$(now_us)
-    curl -fs -o "$WORK/curl-model.bin" "$ARTIFACT_URL"
-    curls+=("$(ms_since "$t0")")
-    rm -f "$WORK/curl-model.bin"
-    first_download_ms "$round"
-    fetches+=("$FETCH_MS")
+  local kind
+  for kind in sendfile python; do
+    first_downloads "$files" "$kind"
   done
-  local curl_ms fetch_ms agent_rate curl_rate
-  curl_ms=$(median "${curls[@]}"); fetch_ms=$(median "${fetches[@]}")
-  agent_rate=$(( bytes * 1000 / (fetch_ms > 0 ? fetch_ms : 1) >> 20 ))
-  curl_rate=$(( bytes * 1000 / (curl_ms > 0 ? curl_ms : 1) >> 20 ))
-  row "first download of ${ARTIFACT_MIB} MiB (vs curl; >=0.9x), MiB/s" "$agent_rate" "$curl_rate" "$(ratio "$agent_rate" "$curl_rate")"
+  start_file_server "$files" sendfile
+  ARTIFACT_URL="$ARTIFACT_BASE/model.bin"
 
   # The redeploys: the same app with the artifact (in the store) and without, in turns.
   start_agent "$ARTIFACT_AGENT_IP"
@@ -144,7 +162,6 @@ bench_artifacts() {
   row "warm redeploy with a ${ARTIFACT_MIB} MiB artifact (vs without), ms" "$w" "$n" "$(ratio "$w" "$n")"
   row "  the agent's part (less the app's start), ms" "$ww" "$nw" "$(ratio "$ww" "$nw")"
   row "a stored artifact's cost per redeploy (<=50), ms" "$((ww - nw))" "0" "-"
-  NOTES+=("artifacts: first download = the agent's artifacts step of a fresh agent (HTTP GET, sha256 in the same pass, fsync, into the store; ms: ${fetches[*]}) vs curl -o FILE (ms: ${curls[*]}), the same file from the same python3 http.server on loopback; medians of $ROUNDS rounds, curl and agent in turns")
   NOTES+=("artifacts: redeploys with (ms: ${with[*]}) and without (ms: ${without[*]}) the artifact, in turns; the agent's part (its elapsed less the health step: the app's own start, which the artifact does not change) with (ms: ${with_work[*]}) and without (ms: ${without_work[*]}); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)")
   NOTES+=("artifacts, redeploy steps with the artifact: $(step_summary "$proj"/with-model-*.json)")
   NOTES+=("artifacts, redeploy steps without: $(step_summary "$proj"/without-model-*.json)")
