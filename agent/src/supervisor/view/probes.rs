@@ -96,7 +96,7 @@ impl Supervisor {
             None if d.is_sleeping() => (
                 true,
                 State::Sleeping.as_str(),
-                "sleeping after its idle_timeout: the next request wakes it".into(),
+                "sleeping after a while without a request: the next request wakes it".into(),
             ),
             None => (false, State::Stopped.as_str(), String::new()),
         };

@@ -38,7 +38,7 @@ pub(super) fn sleep_state(s: &Snapshot) -> Option<(State, String)> {
     Some((
         State::Sleeping,
         format!(
-            "no request for its idle_timeout: stopped; the next request wakes it{wakes}{}",
+            "stopped after a while without a request; the next request wakes it{wakes}{}",
             failed.unwrap_or_default()
         ),
     ))
