@@ -44,7 +44,7 @@ impl SleepMetrics {
         );
         registry.register(
             "sleeps",
-            "Times the deployment was put to sleep after its idle_timeout",
+            "Times the deployment was put to sleep for want of requests (idle_timeout, or replicas min 0)",
             m.sleeps.clone(),
         );
         registry.register(
